@@ -1,0 +1,95 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// One settings array for every Swift target, test targets included.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "AzureIoT",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "AzureIoTCore", targets: ["AzureIoTCore"]),
+        .library(name: "DPSClient", targets: ["DPSClient"]),
+        .library(name: "HubMQTT", targets: ["HubMQTT"]),
+        .library(name: "HubAMQP", targets: ["HubAMQP"]),
+        .executable(name: "azure-iot", targets: ["AzureIoTCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // MARK: - C interop (nothing public passes through these)
+        .systemLibrary(
+            name: "CAzureIoTOpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"]), .brew(["openssl@3"])]
+        ),
+        .systemLibrary(
+            name: "CAzureIoTCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"]), .brew(["curl"])]
+        ),
+        .target(
+            name: "CAzureIoTShims",
+            dependencies: ["CAzureIoTOpenSSL", "CAzureIoTCurl"]
+        ),
+
+        // MARK: - Library modules
+        .target(
+            name: "AzureIoTCore",
+            dependencies: [
+                "CAzureIoTOpenSSL",
+                "CAzureIoTShims",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "DPSClient",
+            dependencies: [
+                "AzureIoTCore",
+                "CAzureIoTCurl",
+                "CAzureIoTShims",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "HubMQTT",
+            dependencies: ["AzureIoTCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "HubAMQP",
+            dependencies: ["AzureIoTCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: - Command line
+        .executableTarget(
+            name: "AzureIoTCLI",
+            dependencies: [
+                "AzureIoTCore",
+                "DPSClient",
+                "HubMQTT",
+                "HubAMQP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: - Tests
+        .testTarget(
+            name: "AzureIoTCoreTests",
+            dependencies: ["AzureIoTCore"],
+            resources: [.copy("Vectors")],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

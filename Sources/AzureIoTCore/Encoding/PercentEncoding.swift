@@ -1,0 +1,85 @@
+/// RFC 3986 percent-encoding as IoT Hub and DPS expect it: UTF-8 first, upper-case hex, and only the unreserved
+/// characters `A-Z a-z 0-9 - . _ ~` left as they are (so `/` becomes `%2F` and a space `%20`).
+public enum PercentEncoding {
+    /// Encodes `string` for use in a SAS `sr`, a property bag key or value, or a query value.
+    public static func encode(_ string: String) -> String {
+        let utf8 = string.utf8
+        if utf8.allSatisfy(isUnreserved) { return string }
+        var out: [UInt8] = []
+        out.reserveCapacity(utf8.count * 3)
+        append(encoding: utf8, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends the encoding of `bytes` to `out`.
+    @inlinable
+    public static func append(encoding bytes: some Sequence<UInt8>, to out: inout [UInt8]) {
+        for byte in bytes {
+            if isUnreserved(byte) {
+                out.append(byte)
+            } else {
+                out.append(UInt8(ascii: "%"))
+                out.append(upperHexDigits[Int(byte >> 4)])
+                out.append(upperHexDigits[Int(byte & 0x0F)])
+            }
+        }
+    }
+
+    /// Decodes `%XX` escapes (either hex case). With `plusAsSpace`, a `+` becomes a space, as in HTML forms.
+    /// Throws ``AzureIoTError/Code/invalidArgument`` for a truncated or non-hex escape or bytes that are not UTF-8.
+    public static func decode(_ string: some StringProtocol, plusAsSpace: Bool = false) throws(AzureIoTError) -> String {
+        let utf8 = Array(string.utf8)
+        if !utf8.contains(UInt8(ascii: "%")) && !(plusAsSpace && utf8.contains(UInt8(ascii: "+"))) {
+            return String(string)
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(utf8.count)
+        var index = 0
+        while index < utf8.count {
+            let byte = utf8[index]
+            if byte == UInt8(ascii: "%") {
+                guard index + 2 < utf8.count, let high = hexValue(utf8[index + 1]), let low = hexValue(utf8[index + 2])
+                else {
+                    throw AzureIoTError(.invalidArgument, "invalid percent-escape at offset \(index)")
+                }
+                out.append(high << 4 | low)
+                index += 3
+            } else if plusAsSpace && byte == UInt8(ascii: "+") {
+                out.append(UInt8(ascii: " "))
+                index += 1
+            } else {
+                out.append(byte)
+                index += 1
+            }
+        }
+        guard let decoded = String(validating: out, as: UTF8.self) else {
+            throw AzureIoTError(.invalidArgument, "percent-decoded bytes are not valid UTF-8")
+        }
+        return decoded
+    }
+
+    /// Whether `byte` is an RFC 3986 unreserved character.
+    @inlinable
+    public static func isUnreserved(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+            UInt8(ascii: "~"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    @usableFromInline
+    static let upperHexDigits: [UInt8] = Array("0123456789ABCDEF".utf8)
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,101 @@
+/// The error thrown by `AzureIoTCore`: bad credentials input, SAS validation failures, certificate loading and the
+/// TLS transport.
+///
+/// Compare on ``code`` (equality and hashing look only at the code) and read ``message`` for what to fix. Messages
+/// never contain a key, token or password.
+public struct AzureIoTError: Error, Hashable, Sendable {
+    /// What went wrong, as a value a caller can switch on.
+    public var code: Code
+    /// A human-readable explanation that says what to fix; free of secrets.
+    public var message: String
+    /// The OpenSSL error queue at the time of the failure, drained into readable lines (never contains secrets).
+    public var details: [String]
+
+    /// Creates an error with a code, a message and optional OpenSSL detail lines.
+    public init(_ code: Code, _ message: String, details: [String] = []) {
+        self.code = code
+        self.message = message
+        self.details = details
+    }
+
+    public static func == (lhs: AzureIoTError, rhs: AzureIoTError) -> Bool { lhs.code == rhs.code }
+    public func hash(into hasher: inout Hasher) { hasher.combine(self.code) }
+}
+
+extension AzureIoTError {
+    /// The kinds of ``AzureIoTError``. Open-ended: new codes may be added without breaking callers.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        public var description: String { self.name }
+
+        // MARK: Input and configuration
+        /// A value that must be base64 (a key, a signature) is not valid base64.
+        public static let invalidBase64 = Code("invalidBase64")
+        /// A required argument is empty or has characters the service does not allow.
+        public static let invalidArgument = Code("invalidArgument")
+        /// A connection string lacks a key it needs.
+        public static let missingConnectionStringField = Code("missingConnectionStringField")
+        /// A connection string names the same key twice.
+        public static let duplicateConnectionStringField = Code("duplicateConnectionStringField")
+        /// A connection string has a key this SDK does not know.
+        public static let unknownConnectionStringField = Code("unknownConnectionStringField")
+        /// A connection string segment is not `Key=Value`, or keys contradict each other.
+        public static let malformedConnectionString = Code("malformedConnectionString")
+
+        // MARK: SAS tokens
+        /// A SAS token string is not of the form `SharedAccessSignature sr=…&sig=…&se=…`.
+        public static let malformedSASToken = Code("malformedSASToken")
+        /// A SAS token's expiry has passed.
+        public static let sasTokenExpired = Code("sasTokenExpired")
+        /// A SAS token's signature does not match the key.
+        public static let sasSignatureMismatch = Code("sasSignatureMismatch")
+        /// A SAS token was issued for another resource than the one expected.
+        public static let sasResourceMismatch = Code("sasResourceMismatch")
+
+        // MARK: Certificates and keys
+        /// A certificate could not be read (not PEM, corrupt, missing file).
+        public static let invalidCertificate = Code("invalidCertificate")
+        /// A private key could not be read, or the passphrase is wrong.
+        public static let invalidPrivateKey = Code("invalidPrivateKey")
+        /// The private key does not belong to the leaf certificate.
+        public static let privateKeyMismatch = Code("privateKeyMismatch")
+        /// A file could not be read.
+        public static let fileNotReadable = Code("fileNotReadable")
+        /// OpenSSL failed in a way that does not fit another code.
+        public static let cryptoFailure = Code("cryptoFailure")
+
+        // MARK: Network and TLS
+        /// The host name could not be resolved.
+        public static let nameResolutionFailed = Code("nameResolutionFailed")
+        /// The TCP connection could not be established (refused, unreachable).
+        public static let connectionFailed = Code("connectionFailed")
+        /// The server's certificate does not chain to a trusted root (wrong CA bundle, self-signed).
+        public static let certificateUntrusted = Code("certificateUntrusted")
+        /// The server's certificate is not valid for the host name connected to.
+        public static let hostnameMismatch = Code("hostnameMismatch")
+        /// The server's certificate has expired or is not yet valid.
+        public static let certificateExpired = Code("certificateExpired")
+        /// The server offers only TLS versions below the configured minimum (TLS 1.2).
+        public static let unsupportedTLSVersion = Code("unsupportedTLSVersion")
+        /// The peer refused our client certificate or asked for one we did not have.
+        public static let clientCertificateRejected = Code("clientCertificateRejected")
+        /// The TLS handshake failed for another reason (see ``AzureIoTError/details``).
+        public static let tlsHandshakeFailed = Code("tlsHandshakeFailed")
+        /// The TLS session failed after the handshake (corrupt record, protocol error).
+        public static let tlsFailure = Code("tlsFailure")
+        /// The peer closed the connection.
+        public static let connectionClosed = Code("connectionClosed")
+        /// An operation did not finish within its timeout.
+        public static let timedOut = Code("timedOut")
+        /// A socket call failed.
+        public static let ioFailure = Code("ioFailure")
+    }
+}
+
+extension AzureIoTError: CustomStringConvertible {
+    public var description: String {
+        if self.details.isEmpty { return "AzureIoTError.\(self.code): \(self.message)" }
+        return "AzureIoTError.\(self.code): \(self.message) [\(self.details.joined(separator: "; "))]"
+    }
+}

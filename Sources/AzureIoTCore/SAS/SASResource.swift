@@ -1,0 +1,28 @@
+/// The resource a SAS token grants access to (its `sr`, before encoding).
+public struct SASResource: Hashable, Sendable, CustomStringConvertible {
+    /// The resource URI as signed, before percent-encoding, e.g. `myhub.azure-devices.net/devices/dev1`.
+    public var uri: String
+
+    /// A resource from its URI (no scheme), e.g. `myhub.azure-devices.net/devices/dev1`.
+    public init(uri: String) { self.uri = uri }
+
+    /// `{hubHost}/devices/{deviceId}`: what a device key signs for MQTT, AMQP and HTTPS.
+    public static func device(hubHost: String, deviceId: String) -> SASResource {
+        SASResource(uri: "\(hubHost)/devices/\(deviceId)")
+    }
+
+    /// `{hubHost}/devices/{deviceId}/modules/{moduleId}`: what a module key signs.
+    public static func module(hubHost: String, deviceId: String, moduleId: String) -> SASResource {
+        SASResource(uri: "\(hubHost)/devices/\(deviceId)/modules/\(moduleId)")
+    }
+
+    /// `{idScope}/registrations/{registrationId}`: what a DPS enrollment key signs (with `skn=registration`).
+    public static func registration(idScope: String, registrationId: String) -> SASResource {
+        SASResource(uri: "\(idScope)/registrations/\(registrationId)")
+    }
+
+    /// The `sr` value as it goes on the wire: RFC 3986 percent-encoded, upper-case hex.
+    public var encoded: String { PercentEncoding.encode(self.uri) }
+
+    public var description: String { self.uri }
+}

@@ -1,0 +1,47 @@
+#ifndef C_AZURE_IOT_SHIMS_H
+#define C_AZURE_IOT_SHIMS_H
+
+/// Thin wrappers for what Swift cannot call directly: OpenSSL macros and libcurl's variadic setopt.
+/// Handles are passed as `void *` so this header does not need the library headers.
+
+#include <stddef.h>
+#include <stdint.h>
+
+// MARK: - OpenSSL macros
+
+/// `SSL_CTX_set_min_proto_version`.
+int azi_ssl_ctx_set_min_proto_version(void *ctx, int version);
+/// `SSL_CTX_set_max_proto_version`.
+int azi_ssl_ctx_set_max_proto_version(void *ctx, int version);
+/// `SSL_set_tlsext_host_name` (SNI).
+int azi_ssl_set_tlsext_host_name(void *ssl, const char *name);
+/// `SSL_CTX_add1_chain_cert`.
+int azi_ssl_ctx_add1_chain_cert(void *ctx, void *x509);
+/// `ERR_GET_LIB`.
+int azi_err_get_lib(unsigned long error);
+/// `ERR_GET_REASON`.
+int azi_err_get_reason(unsigned long error);
+/// `BIO_get_mem_data`; returns the length and stores the data pointer.
+long azi_bio_get_mem_data(void *bio, char **data);
+/// Protocol version constants, which are macros.
+int azi_tls1_2_version(void);
+int azi_tls1_3_version(void);
+/// `SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION)`.
+void azi_ssl_ctx_disable_renegotiation(void *ctx);
+
+// MARK: - libcurl variadic setopt
+
+/// `curl_easy_setopt` with a `long` argument.
+int azi_curl_setopt_long(void *curl, int option, long value);
+/// `curl_easy_setopt` with a string argument (copied by libcurl).
+int azi_curl_setopt_string(void *curl, int option, const char *value);
+/// `curl_easy_setopt` with a pointer argument (lists, user data, callbacks).
+int azi_curl_setopt_pointer(void *curl, int option, void *value);
+/// `curl_easy_setopt` with a binary blob (`struct curl_blob`, copied by libcurl).
+int azi_curl_setopt_blob(void *curl, int option, const void *data, size_t length);
+/// `curl_easy_getinfo` for a `long`.
+int azi_curl_getinfo_long(void *curl, int info, long *value);
+/// `curl_easy_getinfo` for a `double`.
+int azi_curl_getinfo_double(void *curl, int info, double *value);
+
+#endif

@@ -1,0 +1,62 @@
+#include "CAzureIoTShims.h"
+
+#include <curl/curl.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+int azi_ssl_ctx_set_min_proto_version(void *ctx, int version) {
+    return (int)SSL_CTX_set_min_proto_version((SSL_CTX *)ctx, version);
+}
+
+int azi_ssl_ctx_set_max_proto_version(void *ctx, int version) {
+    return (int)SSL_CTX_set_max_proto_version((SSL_CTX *)ctx, version);
+}
+
+int azi_ssl_set_tlsext_host_name(void *ssl, const char *name) {
+    return (int)SSL_set_tlsext_host_name((SSL *)ssl, name);
+}
+
+int azi_ssl_ctx_add1_chain_cert(void *ctx, void *x509) {
+    return (int)SSL_CTX_add1_chain_cert((SSL_CTX *)ctx, (X509 *)x509);
+}
+
+int azi_err_get_lib(unsigned long error) { return ERR_GET_LIB(error); }
+
+int azi_err_get_reason(unsigned long error) { return ERR_GET_REASON(error); }
+
+long azi_bio_get_mem_data(void *bio, char **data) { return BIO_get_mem_data((BIO *)bio, data); }
+
+int azi_tls1_2_version(void) { return TLS1_2_VERSION; }
+
+int azi_tls1_3_version(void) { return TLS1_3_VERSION; }
+
+void azi_ssl_ctx_disable_renegotiation(void *ctx) { SSL_CTX_set_options((SSL_CTX *)ctx, SSL_OP_NO_RENEGOTIATION); }
+
+int azi_curl_setopt_long(void *curl, int option, long value) {
+    return (int)curl_easy_setopt((CURL *)curl, (CURLoption)option, value);
+}
+
+int azi_curl_setopt_string(void *curl, int option, const char *value) {
+    return (int)curl_easy_setopt((CURL *)curl, (CURLoption)option, value);
+}
+
+int azi_curl_setopt_pointer(void *curl, int option, void *value) {
+    return (int)curl_easy_setopt((CURL *)curl, (CURLoption)option, value);
+}
+
+int azi_curl_setopt_blob(void *curl, int option, const void *data, size_t length) {
+    struct curl_blob blob;
+    blob.data = (void *)data;
+    blob.len = length;
+    blob.flags = CURL_BLOB_COPY;
+    return (int)curl_easy_setopt((CURL *)curl, (CURLoption)option, &blob);
+}
+
+int azi_curl_getinfo_long(void *curl, int info, long *value) {
+    return (int)curl_easy_getinfo((CURL *)curl, (CURLINFO)info, value);
+}
+
+int azi_curl_getinfo_double(void *curl, int info, double *value) {
+    return (int)curl_easy_getinfo((CURL *)curl, (CURLINFO)info, value);
+}
