@@ -4,6 +4,7 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 int azi_ssl_ctx_set_min_proto_version(void *ctx, int version) {
     return (int)SSL_CTX_set_min_proto_version((SSL_CTX *)ctx, version);
@@ -26,6 +27,8 @@ int azi_err_get_lib(unsigned long error) { return ERR_GET_LIB(error); }
 int azi_err_get_reason(unsigned long error) { return ERR_GET_REASON(error); }
 
 long azi_bio_get_mem_data(void *bio, char **data) { return BIO_get_mem_data((BIO *)bio, data); }
+
+unsigned long azi_xn_flag_rfc2253(void) { return XN_FLAG_RFC2253; }
 
 int azi_tls1_2_version(void) { return TLS1_2_VERSION; }
 

@@ -26,6 +26,8 @@ long azi_bio_get_mem_data(void *bio, char **data);
 /// Protocol version constants, which are macros.
 int azi_tls1_2_version(void);
 int azi_tls1_3_version(void);
+/// `XN_FLAG_RFC2253`, a composite macro.
+unsigned long azi_xn_flag_rfc2253(void);
 /// `SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION)`.
 void azi_ssl_ctx_disable_renegotiation(void *ctx);
 
