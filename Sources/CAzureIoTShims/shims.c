@@ -28,6 +28,16 @@ int azi_err_get_reason(unsigned long error) { return ERR_GET_REASON(error); }
 
 long azi_bio_get_mem_data(void *bio, char **data) { return BIO_get_mem_data((BIO *)bio, data); }
 
+void azi_ssl_ctx_set_nonblocking_modes(void *ctx) {
+    SSL_CTX_set_mode((SSL_CTX *)ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+}
+
+int azi_ssl_ctx_add_trusted_cert(void *ctx, void *x509) {
+    return X509_STORE_add_cert(SSL_CTX_get_cert_store((SSL_CTX *)ctx), (X509 *)x509);
+}
+
+void azi_ssl_ignore_unexpected_eof(void *ssl) { SSL_set_options((SSL *)ssl, SSL_OP_IGNORE_UNEXPECTED_EOF); }
+
 unsigned long azi_xn_flag_rfc2253(void) { return XN_FLAG_RFC2253; }
 
 int azi_tls1_2_version(void) { return TLS1_2_VERSION; }

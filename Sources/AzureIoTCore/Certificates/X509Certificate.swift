@@ -10,7 +10,7 @@ public final class X509Certificate: @unchecked Sendable {
     /// The OpenSSL `X509 *`.
     let pointer: OpaquePointer
 
-    private init(taking pointer: OpaquePointer) { self.pointer = pointer }
+    init(taking pointer: OpaquePointer) { self.pointer = pointer }
 
     deinit { X509_free(self.pointer) }
 

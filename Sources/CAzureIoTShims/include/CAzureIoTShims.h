@@ -26,6 +26,12 @@ long azi_bio_get_mem_data(void *bio, char **data);
 /// Protocol version constants, which are macros.
 int azi_tls1_2_version(void);
 int azi_tls1_3_version(void);
+/// `SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)`.
+void azi_ssl_ctx_set_nonblocking_modes(void *ctx);
+/// `X509_STORE_add_cert` on the context's store; returns 1 on success.
+int azi_ssl_ctx_add_trusted_cert(void *ctx, void *x509);
+/// `SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF)`: a peer that closes without close_notify reads as EOF.
+void azi_ssl_ignore_unexpected_eof(void *ssl);
 /// `XN_FLAG_RFC2253`, a composite macro.
 unsigned long azi_xn_flag_rfc2253(void);
 /// `SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION)`.

@@ -1,0 +1,329 @@
+private import CAzureIoTOpenSSL
+private import CAzureIoTShims
+public import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An encrypted byte stream over TCP, on the system OpenSSL: SNI, host-name verification, TLS 1.2 minimum, the
+/// system or a caller's trust roots, and an optional client certificate.
+///
+/// Sockets are non-blocking; every wait is a suspension on ``IOReactor``'s thread, honours task cancellation and
+/// its timeout. One task may read while another writes; OpenSSL calls are serialised internally.
+public final class TLSConnection: Sendable {
+    /// Our end's role.
+    public enum Role: Sendable {
+        /// We connected.
+        case client
+        /// We accepted.
+        case server
+    }
+
+    private struct Session: @unchecked Sendable {
+        let ssl: OpaquePointer
+        var closed = false
+    }
+
+    private let session: Mutex<Session>
+    private let fd: Int32
+    /// Keeps the `SSL_CTX` alive as long as the `SSL` made from it.
+    private let context: TLSContext
+    private let logger: Logger
+    /// Our end's role.
+    public let role: Role
+    /// The host we connected to, or the peer's address for accepted connections.
+    public let peerName: String
+
+    private init(fd: Int32, context: TLSContext, role: Role, peerName: String, logger: Logger) throws(AzureIoTError) {
+        guard let ssl = SSL_new(context.pointer) else {
+            Glibc.close(fd)
+            throw AzureIoTError(.cryptoFailure, "OpenSSL could not create a TLS session", details: OpenSSLErrorQueue.drainText())
+        }
+        SSL_set_fd(ssl, fd)
+        azi_ssl_ignore_unexpected_eof(UnsafeMutableRawPointer(ssl))
+        if role == .client { SSL_set_connect_state(ssl) } else { SSL_set_accept_state(ssl) }
+        self.session = Mutex(Session(ssl: ssl))
+        self.fd = fd
+        self.context = context
+        self.role = role
+        self.peerName = peerName
+        self.logger = logger
+    }
+
+    deinit {
+        self.session.withLock { SSL_free($0.ssl) }
+        Glibc.close(self.fd)
+    }
+
+    // MARK: - Connecting
+
+    /// Connects to `host:port` and completes the TLS handshake within `configuration.connectTimeout`.
+    ///
+    /// Handshake failures are told apart: ``AzureIoTError/Code/certificateUntrusted``,
+    /// ``AzureIoTError/Code/hostnameMismatch``, ``AzureIoTError/Code/certificateExpired``,
+    /// ``AzureIoTError/Code/unsupportedTLSVersion``, ``AzureIoTError/Code/clientCertificateRejected``,
+    /// ``AzureIoTError/Code/tlsHandshakeFailed``; TCP failures are ``AzureIoTError/Code/nameResolutionFailed``,
+    /// ``AzureIoTError/Code/connectionFailed`` and ``AzureIoTError/Code/timedOut``.
+    public static func connect(
+        host: String,
+        port: Int,
+        configuration: TLSConfiguration = TLSConfiguration(),
+        logger: Logger = TLSConnection.disabledLogger
+    ) async throws -> TLSConnection {
+        let context = try TLSContext(client: configuration)
+        return try await connect(host: host, port: port, context: context, configuration: configuration, logger: logger)
+    }
+
+    static func connect(
+        host: String,
+        port: Int,
+        context: TLSContext,
+        configuration: TLSConfiguration,
+        logger: Logger
+    ) async throws -> TLSConnection {
+        let deadline = MonotonicClock.deadline(after: configuration.connectTimeout)
+        logger.debug("connecting", metadata: ["host": "\(host)", "port": "\(port)"])
+        let fd = try await TCPSocket.connect(host: host, port: port, deadline: deadline)
+        let connection = try TLSConnection(fd: fd, context: context, role: .client, peerName: host, logger: logger)
+        let name = configuration.serverName ?? host
+        try connection.session.withLock { session throws(AzureIoTError) in
+            try Self.configurePeerName(session.ssl, name: name, verify: configuration.verifiesHostname)
+        }
+        try await connection.handshake(deadline: deadline)
+        logger.debug("TLS established", metadata: ["host": "\(host)", "version": "\(connection.protocolVersion)"])
+        return connection
+    }
+
+    /// Wraps an accepted socket and runs the server side of the handshake.
+    static func accept(fd: Int32, peerName: String, context: TLSContext, timeout: Duration, logger: Logger) async throws -> TLSConnection {
+        let connection = try TLSConnection(fd: fd, context: context, role: .server, peerName: peerName, logger: logger)
+        try await connection.handshake(deadline: MonotonicClock.deadline(after: timeout))
+        return connection
+    }
+
+    private static func configurePeerName(_ ssl: OpaquePointer, name: String, verify: Bool) throws(AzureIoTError) {
+        let isIPAddress = name.withCString { text -> Bool in
+            var v4 = in_addr()
+            var v6 = in6_addr()
+            return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
+        }
+        if !isIPAddress { _ = azi_ssl_set_tlsext_host_name(UnsafeMutableRawPointer(ssl), name) }
+        guard verify else { return }
+        let ok: Bool
+        if isIPAddress {
+            ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) == 1
+        } else {
+            ok = SSL_set1_host(ssl, name) == 1
+        }
+        guard ok else {
+            throw AzureIoTError(.invalidArgument, "'\(name)' is not a valid host name to verify", details: OpenSSLErrorQueue.drainText())
+        }
+    }
+
+    private func handshake(deadline: UInt64?) async throws {
+        do {
+            try await self.perform(deadline: deadline, during: .handshake) { ssl -> Step<Void> in
+                let result = SSL_do_handshake(ssl)
+                return result == 1 ? .done(()) : Self.step(ssl, result)
+            }
+        } catch {
+            self.close()
+            throw error
+        }
+    }
+
+    // MARK: - Reading and writing
+
+    /// Reads up to `maxBytes` bytes as soon as any arrive. Returns an empty array when the peer has closed.
+    /// Throws ``AzureIoTError/Code/timedOut`` if nothing arrives within `timeout` (no timeout by default).
+    public func read(maxBytes: Int = 16 * 1024, timeout: Duration? = nil) async throws -> [UInt8] {
+        let deadline = MonotonicClock.deadline(after: timeout)
+        var buffer = [UInt8](repeating: 0, count: max(1, maxBytes))
+        let count = try await self.perform(deadline: deadline, during: .transfer) { ssl -> Step<Int> in
+            var read = 0
+            let result = buffer.withUnsafeMutableBytes { SSL_read_ex(ssl, $0.baseAddress, $0.count, &read) }
+            if result == 1 { return .done(read) }
+            let error = SSL_get_error(ssl, result)
+            if error == SSL_ERROR_ZERO_RETURN { return .done(0) }
+            return Self.step(ssl, result)
+        }
+        buffer.removeSubrange(count...)
+        return buffer
+    }
+
+    /// Writes all of `bytes`. Throws ``AzureIoTError/Code/timedOut`` if they cannot all be handed to the kernel
+    /// within `timeout` (no timeout by default).
+    public func write(_ bytes: [UInt8], timeout: Duration? = nil) async throws {
+        guard !bytes.isEmpty else { return }
+        let deadline = MonotonicClock.deadline(after: timeout)
+        var offset = 0
+        while offset < bytes.count {
+            offset += try await self.perform(deadline: deadline, during: .transfer) { ssl -> Step<Int> in
+                var written = 0
+                let result = bytes.withUnsafeBytes { buffer in
+                    SSL_write_ex(ssl, buffer.baseAddress! + offset, buffer.count - offset, &written)
+                }
+                return result == 1 ? .done(written) : Self.step(ssl, result)
+            }
+        }
+    }
+
+    /// Sends a TLS close_notify (best effort) and shuts the socket down; pending and later reads and writes fail
+    /// with ``AzureIoTError/Code/connectionClosed``. Safe to call more than once.
+    public func close() {
+        let first = self.session.withLock { session -> Bool in
+            guard !session.closed else { return false }
+            session.closed = true
+            OpenSSLErrorQueue.clear()
+            _ = SSL_shutdown(session.ssl)
+            OpenSSLErrorQueue.clear()
+            return true
+        }
+        guard first else { return }
+        Glibc.shutdown(self.fd, Int32(SHUT_RDWR))
+        IOReactor.shared.failWaiters(fd: self.fd, with: AzureIoTError(.connectionClosed, "the connection was closed locally"))
+    }
+
+    // MARK: - Introspection
+
+    /// The negotiated protocol, e.g. `"TLSv1.3"`.
+    public var protocolVersion: String {
+        self.session.withLock { String(cString: SSL_get_version($0.ssl)) }
+    }
+
+    /// The certificate the peer presented, if any (the server's, or a client's on accepted connections).
+    public var peerCertificate: X509Certificate? {
+        self.session.withLock { session in SSL_get1_peer_certificate(session.ssl).map { X509Certificate(taking: $0) } }
+    }
+
+    /// A logger that drops everything, the default for callers that pass none.
+    public static let disabledLogger = Logger(label: "azure-iot.disabled", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    // MARK: - The non-blocking loop
+
+    private enum Phase { case handshake, transfer }
+
+    private enum Step<Result> {
+        case done(Result)
+        case wantRead
+        case wantWrite
+        case failed(AzureIoTError)
+    }
+
+    /// Runs `operation` under the session lock until it completes, waiting for readiness in between.
+    private func perform<Result>(
+        deadline: UInt64?,
+        during phase: Phase,
+        _ operation: (OpaquePointer) -> Step<Result>
+    ) async throws -> Result {
+        while true {
+            try Task.checkCancellation()
+            let step = self.session.withLock { session -> Step<Result> in
+                guard !session.closed else {
+                    return .failed(AzureIoTError(.connectionClosed, "the connection is closed"))
+                }
+                OpenSSLErrorQueue.clear()
+                let step = operation(session.ssl)
+                if case .failed(let error) = step {
+                    return .failed(self.classify(error, ssl: session.ssl, phase: phase))
+                }
+                return step
+            }
+            switch step {
+            case .done(let result):
+                return result
+            case .failed(let error):
+                throw error
+            case .wantRead:
+                try await self.waitForReadiness(.readable, deadline: deadline)
+            case .wantWrite:
+                try await self.waitForReadiness(.writable, deadline: deadline)
+            }
+        }
+    }
+
+    private func waitForReadiness(_ interest: IOReactor.Interest, deadline: UInt64?) async throws {
+        do {
+            try await IOReactor.shared.wait(fd: self.fd, for: interest, deadline: deadline)
+        } catch let error as AzureIoTError where error.code == .timedOut {
+            throw AzureIoTError(.timedOut, "no progress on the TLS connection to \(self.peerName) before the timeout")
+        }
+    }
+
+    /// Turns an OpenSSL return value into a step, draining the error queue into failures.
+    private static func step<Result>(_ ssl: OpaquePointer, _ result: Int32) -> Step<Result> {
+        switch SSL_get_error(ssl, result) {
+        case SSL_ERROR_WANT_READ: return .wantRead
+        case SSL_ERROR_WANT_WRITE: return .wantWrite
+        case SSL_ERROR_ZERO_RETURN:
+            return .failed(AzureIoTError(.connectionClosed, "the peer closed the TLS session"))
+        case SSL_ERROR_SYSCALL:
+            let code = errno
+            let entries = OpenSSLErrorQueue.drainText()
+            if code == 0 || code == ECONNRESET || code == EPIPE {
+                return .failed(AzureIoTError(.connectionClosed, "the peer closed the connection", details: entries))
+            }
+            return .failed(AzureIoTError(.ioFailure, "socket error: \(String(cString: strerror(code)))", details: entries))
+        default:
+            return .failed(AzureIoTError(.tlsFailure, "TLS failure", details: OpenSSLErrorQueue.drainText()))
+        }
+    }
+
+    /// Refines a failure using the verification result and the OpenSSL reasons.
+    private func classify(_ error: AzureIoTError, ssl: OpaquePointer, phase: Phase) -> AzureIoTError {
+        guard error.code == .tlsFailure || (phase == .handshake && error.code == .connectionClosed) else { return error }
+        let reasons = error.details
+        let peer = self.peerName
+        if phase == .handshake && self.role == .client {
+            let verify = SSL_get_verify_result(ssl)
+            if verify != X509_V_OK {
+                let text = String(cString: X509_verify_cert_error_string(verify))
+                switch Int32(verify) {
+                case X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH:
+                    return AzureIoTError(.hostnameMismatch, "the certificate of \(peer) is not valid for that name: \(text)", details: reasons)
+                case X509_V_ERR_CERT_HAS_EXPIRED, X509_V_ERR_CERT_NOT_YET_VALID:
+                    return AzureIoTError(.certificateExpired, "the certificate of \(peer) is outside its validity period: \(text)", details: reasons)
+                default:
+                    return AzureIoTError(
+                        .certificateUntrusted,
+                        "the certificate of \(peer) is not trusted (\(text)); for IoT Edge or a private CA pass its root as trustRoots",
+                        details: reasons
+                    )
+                }
+            }
+        }
+        let codes = Set(error.details.compactMap(Self.reasonCode))
+        if !codes.isDisjoint(with: Self.versionReasons) {
+            return AzureIoTError(.unsupportedTLSVersion, "\(peer) does not speak TLS 1.2 or later", details: reasons)
+        }
+        if self.role == .client && !codes.isDisjoint(with: Self.clientCertificateReasons) {
+            return AzureIoTError(.clientCertificateRejected, "\(peer) rejected the client certificate (or required one)", details: reasons)
+        }
+        if phase == .handshake {
+            return AzureIoTError(.tlsHandshakeFailed, "the TLS handshake with \(peer) failed", details: reasons)
+        }
+        return error
+    }
+
+    /// OpenSSL reasons that mean "no common protocol version".
+    private static let versionReasons: Set<Int32> = [
+        SSL_R_UNSUPPORTED_PROTOCOL, SSL_R_TLSV1_ALERT_PROTOCOL_VERSION, SSL_R_NO_PROTOCOLS_AVAILABLE,
+    ]
+    /// OpenSSL reasons that mean "the server did not accept our certificate".
+    private static let clientCertificateReasons: Set<Int32> = [
+        SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED, SSL_R_SSLV3_ALERT_BAD_CERTIFICATE, SSL_R_TLSV1_ALERT_UNKNOWN_CA,
+        SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN, SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE, SSL_R_TLSV1_ALERT_ACCESS_DENIED,
+        SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED, SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED,
+    ]
+
+    /// Extracts the reason number from an `ERR_error_string_n` line (`error:0A000102:SSL routines::…`).
+    private static func reasonCode(_ line: String) -> Int32? {
+        let parts = line.split(separator: ":")
+        guard parts.count > 1, let packed = UInt(parts[1], radix: 16) else { return nil }
+        return azi_err_get_reason(packed)
+    }
+}
