@@ -1,0 +1,111 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real peer (openssl s_server, mosquitto, …) run as a child process for the length of a test.
+final class PeerProcess: Sendable {
+    private final class OutputBuffer: Sendable {
+        let text = Mutex("")
+    }
+
+    private let process: Process
+    private let outputBuffer: OutputBuffer
+
+    /// Starts `executable` with `arguments` and waits until its combined output contains `readyMarker`.
+    init(_ executable: String, _ arguments: [String], readyMarker: String, timeout: Duration = .seconds(10)) async throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle.nullDevice
+        let buffer = OutputBuffer()
+        pipe.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            if !data.isEmpty { buffer.text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
+        }
+        self.process = process
+        self.outputBuffer = buffer
+        try process.run()
+        let clock = ContinuousClock()
+        let end = clock.now + timeout
+        while !buffer.text.withLock({ $0.contains(readyMarker) }) {
+            guard process.isRunning else {
+                throw TestFailure("\(executable) exited early: \(buffer.text.withLock { $0 })")
+            }
+            guard clock.now < end else {
+                self.stop()
+                throw TestFailure("\(executable) not ready after \(timeout): \(buffer.text.withLock { $0 })")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Everything the peer printed so far.
+    var output: String { self.outputBuffer.text.withLock { $0 } }
+
+    /// Waits until the output contains `text` or the timeout passes; returns whether it appeared.
+    func waitForOutput(containing text: String, timeout: Duration = .seconds(5)) async -> Bool {
+        let clock = ContinuousClock()
+        let end = clock.now + timeout
+        while clock.now < end {
+            if self.output.contains(text) { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return self.output.contains(text)
+    }
+
+    /// Terminates the peer and waits for it.
+    func stop() {
+        if self.process.isRunning {
+            self.process.terminate()
+            self.process.waitUntilExit()
+        }
+    }
+
+    deinit { self.stop() }
+
+    /// Runs a command to completion and returns its exit status and combined output.
+    static func run(_ executable: String, _ arguments: [String], input: String? = nil) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        let inputPipe = Pipe()
+        process.standardInput = input == nil ? FileHandle.nullDevice : inputPipe
+        try process.run()
+        if let input {
+            inputPipe.fileHandleForWriting.write(Data(input.utf8))
+            try inputPipe.fileHandleForWriting.close()
+        }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// A TCP port on 127.0.0.1 that was free a moment ago.
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure("socket() failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        guard bound == 0 else { throw TestFailure("bind() failed") }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
