@@ -59,10 +59,11 @@ final class PeerProcess: Sendable {
         return self.output.contains(text)
     }
 
-    /// Terminates the peer and waits for it.
+    /// Kills the peer and waits for it. SIGKILL, because children spawned from Dispatch threads inherit a signal
+    /// mask in which SIGTERM is blocked.
     func stop() {
         if self.process.isRunning {
-            self.process.terminate()
+            kill(self.process.processIdentifier, SIGKILL)
             self.process.waitUntilExit()
         }
     }
