@@ -91,5 +91,11 @@ let package = Package(
             resources: [.copy("Vectors")],
             swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "AzureIoTCLITests",
+            dependencies: ["AzureIoTCLI"],
+            resources: [.copy("Vectors")],
+            swiftSettings: swiftSettings
+        ),
     ]
 )

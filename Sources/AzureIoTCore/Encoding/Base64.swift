@@ -1,31 +1,12 @@
 /// Standard base64 (RFC 4648 §4, `+` and `/`, with `=` padding), strict on decode.
 public enum Base64 {
     /// Encodes `bytes` as base64 text.
-    public static func encode(_ bytes: some Collection<UInt8>) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity((bytes.count + 2) / 3 * 4)
-        append(encoding: bytes, to: &out)
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    /// Appends the base64 encoding of `bytes` to `out`.
-    @inlinable
-    public static func append(encoding bytes: some Collection<UInt8>, to out: inout [UInt8]) {
-        var iterator = bytes.makeIterator()
-        while let b0 = iterator.next() {
-            let b1 = iterator.next()
-            let b2 = iterator.next()
-            out.append(alphabet[Int(b0 >> 2)])
-            out.append(alphabet[Int((b0 & 0x03) << 4 | (b1 ?? 0) >> 4)])
-            if let b1 {
-                out.append(alphabet[Int((b1 & 0x0F) << 2 | (b2 ?? 0) >> 6)])
-            } else {
-                out.append(UInt8(ascii: "="))
-            }
-            if let b2 {
-                out.append(alphabet[Int(b2 & 0x3F)])
-            } else {
-                out.append(UInt8(ascii: "="))
+    public static func encode(_ bytes: [UInt8]) -> String {
+        bytes.withUnsafeBytes { input in
+            String(unsafeUninitializedCapacity: (input.count + 2) / 3 * 4) { output in
+                var writer = ByteWriter(output.baseAddress!)
+                writer.writeBase64(input)
+                return writer.count
             }
         }
     }
@@ -68,12 +49,11 @@ public enum Base64 {
         return out
     }
 
-    @usableFromInline
-    static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-
     private static let decodeTable: [UInt8] = {
         var table = [UInt8](repeating: 0xFF, count: 256)
-        for (index, byte) in alphabet.enumerated() { table[Int(byte)] = UInt8(index) }
+        for (index, byte) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8.enumerated() {
+            table[Int(byte)] = UInt8(index)
+        }
         return table
     }()
 }

@@ -3,24 +3,12 @@
 public enum PercentEncoding {
     /// Encodes `string` for use in a SAS `sr`, a property bag key or value, or a query value.
     public static func encode(_ string: String) -> String {
-        let utf8 = string.utf8
-        if utf8.allSatisfy(isUnreserved) { return string }
-        var out: [UInt8] = []
-        out.reserveCapacity(utf8.count * 3)
-        append(encoding: utf8, to: &out)
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    /// Appends the encoding of `bytes` to `out`.
-    @inlinable
-    public static func append(encoding bytes: some Sequence<UInt8>, to out: inout [UInt8]) {
-        for byte in bytes {
-            if isUnreserved(byte) {
-                out.append(byte)
-            } else {
-                out.append(UInt8(ascii: "%"))
-                out.append(upperHexDigits[Int(byte >> 4)])
-                out.append(upperHexDigits[Int(byte & 0x0F)])
+        string.withUTF8Bytes { bytes in
+            if bytes.allSatisfy(isUnreserved) { return string }
+            return String(unsafeUninitializedCapacity: bytes.count * 3) { output in
+                var writer = ByteWriter(output.baseAddress!)
+                writer.writePercentEncoded(bytes)
+                return writer.count
             }
         }
     }
@@ -58,21 +46,13 @@ public enum PercentEncoding {
         return decoded
     }
 
-    /// Whether `byte` is an RFC 3986 unreserved character.
-    @inlinable
+    /// Whether `byte` is an RFC 3986 unreserved character (a 128-bit map of `A-Z a-z 0-9 - . _ ~`).
+    @inline(__always)
     public static func isUnreserved(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
-            UInt8(ascii: "~"):
-            return true
-        default:
-            return false
-        }
+        guard byte < 128 else { return false }
+        let word: UInt64 = byte < 64 ? 0x03FF_6000_0000_0000 : 0x47FF_FFFE_87FF_FFFE
+        return (word >> UInt64(byte & 63)) & 1 == 1
     }
-
-    @usableFromInline
-    static let upperHexDigits: [UInt8] = Array("0123456789ABCDEF".utf8)
 
     private static func hexValue(_ byte: UInt8) -> UInt8? {
         switch byte {

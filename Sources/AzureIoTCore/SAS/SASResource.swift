@@ -1,10 +1,15 @@
 /// The resource a SAS token grants access to (its `sr`, before encoding).
-public struct SASResource: Hashable, Sendable, CustomStringConvertible {
+public struct SASResource: Sendable, CustomStringConvertible {
     /// The resource URI as signed, before percent-encoding, e.g. `myhub.azure-devices.net/devices/dev1`.
-    public var uri: String
+    public let uri: String
+    /// The `sr` value as it goes on the wire: RFC 3986 percent-encoded, upper-case hex (computed once).
+    public let encoded: String
 
     /// A resource from its URI (no scheme), e.g. `myhub.azure-devices.net/devices/dev1`.
-    public init(uri: String) { self.uri = uri }
+    public init(uri: String) {
+        self.uri = uri
+        self.encoded = PercentEncoding.encode(uri)
+    }
 
     /// `{hubHost}/devices/{deviceId}`: what a device key signs for MQTT, AMQP and HTTPS.
     public static func device(hubHost: String, deviceId: String) -> SASResource {
@@ -21,8 +26,10 @@ public struct SASResource: Hashable, Sendable, CustomStringConvertible {
         SASResource(uri: "\(idScope)/registrations/\(registrationId)")
     }
 
-    /// The `sr` value as it goes on the wire: RFC 3986 percent-encoded, upper-case hex.
-    public var encoded: String { PercentEncoding.encode(self.uri) }
-
     public var description: String { self.uri }
+}
+
+extension SASResource: Hashable {
+    public static func == (lhs: SASResource, rhs: SASResource) -> Bool { lhs.uri == rhs.uri }
+    public func hash(into hasher: inout Hasher) { hasher.combine(self.uri) }
 }

@@ -52,7 +52,7 @@ public struct SASToken: Sendable {
         keyName: String? = nil
     ) -> String {
         var builder = SASTokenBuilder()
-        builder.build(encodedResource: resource.encoded, key: key, expiry: expiry, keyName: keyName)
+        builder.build(encodedResource: resource.encoded, key: key, expiry: expiry, keyName: keyName, keepSignature: false)
         return builder.token
     }
 
@@ -181,63 +181,49 @@ extension SASToken: CustomStringConvertible, CustomDebugStringConvertible {
     public var debugDescription: String { self.description }
 }
 
-/// Builds a token's bytes in one buffer: the hot path of token minting.
+/// Builds a token in one pass over memory sized up front: the hot path of token minting.
 struct SASTokenBuilder {
     private(set) var encodedResource = ""
     private(set) var signature = ""
     private(set) var token = ""
 
-    mutating func build(encodedResource: String, key: SymmetricKey, expiry: UInt64, keyName: String?) {
-        var expiryDigits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                           UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        let digitCount = withUnsafeMutableBytes(of: &expiryDigits) { Self.writeDecimal(expiry, into: $0) }
-
-        var message: [UInt8] = []
-        message.reserveCapacity(encodedResource.utf8.count + 1 + digitCount)
-        message.append(contentsOf: encodedResource.utf8)
-        message.append(UInt8(ascii: "\n"))
-        withUnsafeBytes(of: &expiryDigits) { message.append(contentsOf: $0.prefix(digitCount)) }
-
+    /// Builds the token; with `keepSignature` also keeps the signature text for the parsed form.
+    mutating func build(encodedResource: String, key: SymmetricKey, expiry: UInt64, keyName: String?, keepSignature: Bool = true) {
         var mac = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-        withUnsafeMutableBytes(of: &mac) { out in
-            message.withUnsafeBytes { key.hmac.authenticate($0, into: out) }
+        encodedResource.withUTF8Bytes { resource in
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: resource.count + 21) { message in
+                var writer = ByteWriter(message.baseAddress!)
+                writer.write(resource)
+                writer.write(UInt8(ascii: "\n"))
+                writer.writeDecimal(expiry)
+                let signed = UnsafeRawBufferPointer(start: message.baseAddress, count: writer.count)
+                withUnsafeMutableBytes(of: &mac) { key.hmac.authenticate(signed, into: $0) }
+            }
         }
-
-        var signatureBase64: [UInt8] = []
-        signatureBase64.reserveCapacity(44)
-        withUnsafeBytes(of: &mac) { Base64.append(encoding: $0, to: &signatureBase64) }
-
-        var token: [UInt8] = []
-        token.reserveCapacity(64 + encodedResource.utf8.count + 3 * 44 + (keyName?.utf8.count ?? 0))
-        token.append(contentsOf: "SharedAccessSignature sr=".utf8)
-        token.append(contentsOf: encodedResource.utf8)
-        token.append(contentsOf: "&sig=".utf8)
-        PercentEncoding.append(encoding: signatureBase64, to: &token)
-        token.append(contentsOf: "&se=".utf8)
-        withUnsafeBytes(of: &expiryDigits) { token.append(contentsOf: $0.prefix(digitCount)) }
-        if let keyName {
-            token.append(contentsOf: "&skn=".utf8)
-            PercentEncoding.append(encoding: keyName.utf8, to: &token)
+        var signatureText = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        withUnsafeMutableBytes(of: &signatureText) { buffer in
+            var writer = ByteWriter(buffer.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            withUnsafeBytes(of: &mac) { writer.writeBase64($0) }
         }
+        let signatureBytes = 44
+        let keyNameCount = keyName?.utf8.count ?? 0
+        let capacity = 25 + encodedResource.utf8.count + 5 + 3 * signatureBytes + 4 + 20 + 5 + 3 * keyNameCount
+        self.token = String(unsafeUninitializedCapacity: capacity) { output in
+            var writer = ByteWriter(output.baseAddress!)
+            writer.write("SharedAccessSignature sr=")
+            encodedResource.withUTF8Bytes { writer.write($0) }
+            writer.write("&sig=")
+            withUnsafeBytes(of: &signatureText) { writer.writePercentEncoded(UnsafeRawBufferPointer(rebasing: $0[..<signatureBytes])) }
+            writer.write("&se=")
+            writer.writeDecimal(expiry)
+            if let keyName {
+                writer.write("&skn=")
+                keyName.withUTF8Bytes { writer.writePercentEncoded($0) }
+            }
+            return writer.count
+        }
+        guard keepSignature else { return }
         self.encodedResource = encodedResource
-        self.signature = String(decoding: signatureBase64, as: UTF8.self)
-        self.token = String(decoding: token, as: UTF8.self)
-    }
-
-    /// Writes `value` in decimal to the start of `buffer` and returns the digit count.
-    private static func writeDecimal(_ value: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Int {
-        var digits = 0
-        var remaining = value
-        repeat {
-            digits += 1
-            remaining /= 10
-        } while remaining > 0
-        remaining = value
-        for position in stride(from: digits - 1, through: 0, by: -1) {
-            buffer[position] = UInt8(ascii: "0") + UInt8(remaining % 10)
-            remaining /= 10
-        }
-        return digits
+        self.signature = withUnsafeBytes(of: &signatureText) { String(decoding: $0[..<signatureBytes], as: UTF8.self) }
     }
 }

@@ -37,6 +37,17 @@ unsigned long azi_xn_flag_rfc2253(void);
 /// `SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION)`.
 void azi_ssl_ctx_disable_renegotiation(void *ctx);
 
+// MARK: - HMAC-SHA256 with precomputed key states (see hmac_sha256.c)
+
+/// Bytes needed for one prepared key.
+size_t azi_hmac_sha256_state_size(void);
+/// Prepares `state` for `key`; returns 1 on success.
+int azi_hmac_sha256_prepare(void *state, const uint8_t *key, size_t key_length);
+/// Writes the 32-byte MAC of `message` to `output`; `state` is only read. Returns 1 on success.
+int azi_hmac_sha256_compute(const void *state, const uint8_t *message, size_t length, uint8_t *output);
+/// Wipes a prepared state.
+void azi_hmac_sha256_clear(void *state);
+
 // MARK: - libcurl variadic setopt
 
 /// `curl_easy_setopt` with a `long` argument.

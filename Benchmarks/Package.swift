@@ -1,0 +1,16 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Benchmarks live in their own package so that users of the SDK never resolve or build them.
+let package = Package(
+    name: "AzureIoTBenchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [.package(path: "../")],
+    targets: [
+        .executableTarget(
+            name: "SASBenchmark",
+            dependencies: [.product(name: "AzureIoTCore", package: "main")],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"])]
+        ),
+    ]
+)

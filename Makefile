@@ -1,0 +1,21 @@
+# The two set-up commands of the README, plus benchmarks. Each installs what it needs when it is missing.
+.PHONY: demo test bench bench-sas build
+
+demo:
+	@scripts/ensure-deps.sh build
+	swift build --product azure-iot
+	swift run --skip-build azure-iot demo
+
+test:
+	@scripts/ensure-deps.sh test
+	swift build --build-tests
+	swift test --skip-build
+
+build:
+	@scripts/ensure-deps.sh build
+	swift build
+
+bench: bench-sas
+
+bench-sas:
+	scripts/bench-sas.sh

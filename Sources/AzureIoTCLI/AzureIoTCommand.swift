@@ -1,0 +1,41 @@
+import ArgumentParser
+import AzureIoTCore
+import Foundation
+
+/// `azure-iot`: the SDK's command-line tool.
+struct AzureIoTCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "azure-iot",
+        abstract: "Azure IoT Hub and Device Provisioning Service tools built on AzureIoT for Swift.",
+        subcommands: [SASCommand.self, DeriveKeyCommand.self, DemoCommand.self]
+    )
+}
+
+/// Entry point: runs the command, and on bad input prints exactly one line on stderr and exits non-zero.
+@main
+enum Main {
+    static func main() async {
+        do {
+            var command = try AzureIoTCommand.parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as AzureIoTError {
+            fail("\(error.message)", code: 1)
+        } catch {
+            let exitCode = AzureIoTCommand.exitCode(for: error)
+            if exitCode == .success {
+                AzureIoTCommand.exit(withError: error)
+            }
+            let message = AzureIoTCommand.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            fail(message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message, code: exitCode.rawValue == 0 ? 1 : exitCode.rawValue)
+        }
+    }
+
+    static func fail(_ message: String, code: Int32) -> Never {
+        FileHandle.standardError.write(Data("azure-iot: error: \(message)\n".utf8))
+        exit(code)
+    }
+}
