@@ -85,10 +85,20 @@ let package = Package(
         ),
 
         // MARK: - Tests
+        .target(
+            name: "AzureIoTTestSupport",
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "AzureIoTCoreTests",
-            dependencies: ["AzureIoTCore"],
+            dependencies: ["AzureIoTCore", "AzureIoTTestSupport"],
             resources: [.copy("Vectors")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DPSClientTests",
+            dependencies: ["DPSClient", "AzureIoTTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -66,6 +66,12 @@ int azi_curl_setopt_blob(void *curl, int option, const void *data, size_t length
     return (int)curl_easy_setopt((CURL *)curl, (CURLoption)option, &blob);
 }
 
+int azi_curl_global_init(void) { return (int)curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+int azi_curl_multi_setopt_long(void *multi, int option, long value) {
+    return (int)curl_multi_setopt((CURLM *)multi, (CURLMoption)option, value);
+}
+
 int azi_curl_getinfo_long(void *curl, int info, long *value) {
     return (int)curl_easy_getinfo((CURL *)curl, (CURLINFO)info, value);
 }

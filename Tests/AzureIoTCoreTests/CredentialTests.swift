@@ -1,3 +1,4 @@
+import AzureIoTTestSupport
 import AzureIoTCore
 import Testing
 

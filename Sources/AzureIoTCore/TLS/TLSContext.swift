@@ -5,7 +5,7 @@ private import CAzureIoTShims
 ///
 /// Configured once in `init` and never changed afterwards; OpenSSL allows creating connections from one
 /// `SSL_CTX` on many threads, hence `@unchecked Sendable`.
-final class TLSContext: @unchecked Sendable {
+package final class TLSContext: @unchecked Sendable {
     enum Role { case client, server }
 
     let pointer: OpaquePointer
@@ -19,10 +19,10 @@ final class TLSContext: @unchecked Sendable {
         }
         self.pointer = context
         self.role = .client
-        try self.applyCommon(minimumVersion: configuration.minimumVersion)
+        try Self.applyCommon(context, minimumVersion: configuration.minimumVersion)
         SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
-        try self.loadTrustRoots(configuration.trustRoots)
-        if let identity = configuration.clientIdentity { try self.use(identity) }
+        try Self.loadTrustRoots(context, configuration.trustRoots)
+        if let identity = configuration.clientIdentity { try Self.use(context, identity) }
     }
 
     /// A server context.
@@ -33,65 +33,84 @@ final class TLSContext: @unchecked Sendable {
         }
         self.pointer = context
         self.role = .server
-        try self.applyCommon(minimumVersion: configuration.minimumVersion)
-        try self.use(configuration.identity)
+        try Self.applyCommon(context, minimumVersion: configuration.minimumVersion)
+        try Self.use(context, configuration.identity)
         switch configuration.clientAuthentication {
         case .none:
             SSL_CTX_set_verify(context, SSL_VERIFY_NONE, nil)
         case .optional(let roots):
-            try self.loadTrustRoots(roots)
+            try Self.loadTrustRoots(context, roots)
             SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
         case .required(let roots):
-            try self.loadTrustRoots(roots)
+            try Self.loadTrustRoots(context, roots)
             SSL_CTX_set_verify(context, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nil)
         }
     }
 
     deinit { SSL_CTX_free(self.pointer) }
 
-    private func applyCommon(minimumVersion: TLSConfiguration.MinimumVersion) throws(AzureIoTError) {
-        let version = minimumVersion == .tls13 ? azi_tls1_3_version() : azi_tls1_2_version()
-        guard azi_ssl_ctx_set_min_proto_version(UnsafeMutableRawPointer(self.pointer), version) == 1 else {
-            throw AzureIoTError(.cryptoFailure, "OpenSSL refused the minimum TLS version", details: OpenSSLErrorQueue.drainText())
+    /// Applies a client configuration's trust roots, minimum version and client identity to an `SSL_CTX` that
+    /// another library created (libcurl's `CURLOPT_SSL_CTX_FUNCTION`), so every TLS client in the SDK shares one
+    /// setup. Host-name checks stay with the caller (libcurl does its own).
+    package static func apply(_ configuration: TLSConfiguration, toForeignContext context: UnsafeMutableRawPointer) throws(AzureIoTError) {
+        let pointer = OpaquePointer(context)
+        try Self.applyCommon(pointer, minimumVersion: configuration.minimumVersion)
+        if case .system = configuration.trustRoots {
+            // The library that owns the context already loaded its default bundle.
+        } else {
+            // Replace whatever the owner loaded with exactly the configured roots.
+            guard let store = X509_STORE_new() else {
+                throw AzureIoTError(.cryptoFailure, "OpenSSL could not create a trust store", details: OpenSSLErrorQueue.drainText())
+            }
+            SSL_CTX_set_cert_store(pointer, store)
+            try Self.loadTrustRoots(pointer, configuration.trustRoots)
         }
-        azi_ssl_ctx_set_nonblocking_modes(UnsafeMutableRawPointer(self.pointer))
-        azi_ssl_ctx_disable_renegotiation(UnsafeMutableRawPointer(self.pointer))
+        if let identity = configuration.clientIdentity { try Self.use(pointer, identity) }
     }
 
-    private func loadTrustRoots(_ roots: TLSConfiguration.TrustRoots) throws(AzureIoTError) {
+    private static func applyCommon(_ context: OpaquePointer, minimumVersion: TLSConfiguration.MinimumVersion) throws(AzureIoTError) {
+        let version = minimumVersion == .tls13 ? azi_tls1_3_version() : azi_tls1_2_version()
+        guard azi_ssl_ctx_set_min_proto_version(UnsafeMutableRawPointer(context), version) == 1 else {
+            throw AzureIoTError(.cryptoFailure, "OpenSSL refused the minimum TLS version", details: OpenSSLErrorQueue.drainText())
+        }
+        azi_ssl_ctx_set_nonblocking_modes(UnsafeMutableRawPointer(context))
+        azi_ssl_ctx_disable_renegotiation(UnsafeMutableRawPointer(context))
+    }
+
+    private static func loadTrustRoots(_ context: OpaquePointer, _ roots: TLSConfiguration.TrustRoots) throws(AzureIoTError) {
         switch roots {
         case .system:
-            guard SSL_CTX_set_default_verify_paths(self.pointer) == 1 else {
+            guard SSL_CTX_set_default_verify_paths(context) == 1 else {
                 throw AzureIoTError(.cryptoFailure, "the system trust store could not be loaded", details: OpenSSLErrorQueue.drainText())
             }
         case .pemFile(let path):
-            try self.trust(try X509Certificate.certificates(fromPEMFile: path))
+            try Self.trust(context, try X509Certificate.certificates(fromPEMFile: path))
         case .pem(let text):
-            try self.trust(try X509Certificate.certificates(fromPEM: text))
+            try Self.trust(context, try X509Certificate.certificates(fromPEM: text))
         case .certificates(let certificates):
-            try self.trust(certificates)
+            try Self.trust(context, certificates)
         }
     }
 
-    private func trust(_ certificates: [X509Certificate]) throws(AzureIoTError) {
+    private static func trust(_ context: OpaquePointer, _ certificates: [X509Certificate]) throws(AzureIoTError) {
         for certificate in certificates {
-            guard azi_ssl_ctx_add_trusted_cert(UnsafeMutableRawPointer(self.pointer), UnsafeMutableRawPointer(certificate.pointer)) == 1
+            guard azi_ssl_ctx_add_trusted_cert(UnsafeMutableRawPointer(context), UnsafeMutableRawPointer(certificate.pointer)) == 1
             else {
                 throw AzureIoTError(.invalidCertificate, "cannot trust '\(certificate.subject)'", details: OpenSSLErrorQueue.drainText())
             }
         }
     }
 
-    private func use(_ identity: X509Identity) throws(AzureIoTError) {
-        guard SSL_CTX_use_certificate(self.pointer, identity.leaf.pointer) == 1 else {
+    private static func use(_ context: OpaquePointer, _ identity: X509Identity) throws(AzureIoTError) {
+        guard SSL_CTX_use_certificate(context, identity.leaf.pointer) == 1 else {
             throw AzureIoTError(.invalidCertificate, "OpenSSL refused the certificate '\(identity.leaf.subject)'", details: OpenSSLErrorQueue.drainText())
         }
         for intermediate in identity.chain {
-            guard azi_ssl_ctx_add1_chain_cert(UnsafeMutableRawPointer(self.pointer), UnsafeMutableRawPointer(intermediate.pointer)) == 1 else {
+            guard azi_ssl_ctx_add1_chain_cert(UnsafeMutableRawPointer(context), UnsafeMutableRawPointer(intermediate.pointer)) == 1 else {
                 throw AzureIoTError(.invalidCertificate, "OpenSSL refused the chain certificate '\(intermediate.subject)'", details: OpenSSLErrorQueue.drainText())
             }
         }
-        guard SSL_CTX_use_PrivateKey(self.pointer, identity.privateKey.pointer) == 1, SSL_CTX_check_private_key(self.pointer) == 1 else {
+        guard SSL_CTX_use_PrivateKey(context, identity.privateKey.pointer) == 1, SSL_CTX_check_private_key(context) == 1 else {
             throw AzureIoTError(.privateKeyMismatch, "OpenSSL refused the private key for '\(identity.leaf.subject)'", details: OpenSSLErrorQueue.drainText())
         }
     }

@@ -58,6 +58,10 @@ int azi_curl_setopt_string(void *curl, int option, const char *value);
 int azi_curl_setopt_pointer(void *curl, int option, void *value);
 /// `curl_easy_setopt` with a binary blob (`struct curl_blob`, copied by libcurl).
 int azi_curl_setopt_blob(void *curl, int option, const void *data, size_t length);
+/// `curl_global_init(CURL_GLOBAL_DEFAULT)`.
+int azi_curl_global_init(void);
+/// `curl_multi_setopt` with a `long` argument.
+int azi_curl_multi_setopt_long(void *multi, int option, long value);
 /// `curl_easy_getinfo` for a `long`.
 int azi_curl_getinfo_long(void *curl, int info, long *value);
 /// `curl_easy_getinfo` for a `double`.

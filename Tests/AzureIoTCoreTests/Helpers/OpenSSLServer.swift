@@ -1,3 +1,4 @@
+import AzureIoTTestSupport
 import Foundation
 
 /// A real `openssl s_server -www` peer on 127.0.0.1 with a certificate from the test PKI.

@@ -1,3 +1,4 @@
+import AzureIoTTestSupport
 import Foundation
 
 /// The SAS and derived-key vectors shipped under `Vectors/`.

@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// A real peer (openssl s_server, mosquitto, …) run as a child process for the length of a test.
-final class PeerProcess: Sendable {
+public final class PeerProcess: Sendable {
     private final class OutputBuffer: Sendable {
         let text = Mutex("")
     }
@@ -15,10 +15,17 @@ final class PeerProcess: Sendable {
     private let outputBuffer: OutputBuffer
 
     /// Starts `executable` with `arguments` and waits until its combined output contains `readyMarker`.
-    init(_ executable: String, _ arguments: [String], readyMarker: String, timeout: Duration = .seconds(10)) async throws {
+    public init(
+        _ executable: String,
+        _ arguments: [String],
+        readyMarker: String,
+        environment: [String: String]? = nil,
+        timeout: Duration = .seconds(10)
+    ) async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        if let environment { process.environment = environment }
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
@@ -46,10 +53,10 @@ final class PeerProcess: Sendable {
     }
 
     /// Everything the peer printed so far.
-    var output: String { self.outputBuffer.text.withLock { $0 } }
+    public var output: String { self.outputBuffer.text.withLock { $0 } }
 
     /// Waits until the output contains `text` or the timeout passes; returns whether it appeared.
-    func waitForOutput(containing text: String, timeout: Duration = .seconds(5)) async -> Bool {
+    public func waitForOutput(containing text: String, timeout: Duration = .seconds(5)) async -> Bool {
         let clock = ContinuousClock()
         let end = clock.now + timeout
         while clock.now < end {
@@ -61,7 +68,7 @@ final class PeerProcess: Sendable {
 
     /// Kills the peer and waits for it. SIGKILL, because children spawned from Dispatch threads inherit a signal
     /// mask in which SIGTERM is blocked.
-    func stop() {
+    public func stop() {
         if self.process.isRunning {
             kill(self.process.processIdentifier, SIGKILL)
             self.process.waitUntilExit()
@@ -71,7 +78,7 @@ final class PeerProcess: Sendable {
     deinit { self.stop() }
 
     /// Runs a command to completion and returns its exit status and combined output.
-    static func run(_ executable: String, _ arguments: [String], input: String? = nil) throws -> (status: Int32, output: String) {
+    public static func run(_ executable: String, _ arguments: [String], input: String? = nil) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -91,7 +98,7 @@ final class PeerProcess: Sendable {
     }
 
     /// A TCP port on 127.0.0.1 that was free a moment ago.
-    static func freePort() throws -> Int {
+    public static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket() failed") }
         defer { close(fd) }

@@ -1,0 +1,19 @@
+import Foundation
+
+/// One HTTPS request and what came back, as the DPS client needs them.
+struct HTTPRequest: Sendable {
+    var method: String
+    var url: String
+    var headers: [(String, String)]
+    var body: [UInt8]?
+}
+
+/// A response: status, headers (names lower-cased) and body.
+struct HTTPResponse: Sendable {
+    var status: Int
+    var headers: [String: String]
+    var body: [UInt8]
+
+    /// A header by lower-case name.
+    func header(_ name: String) -> String? { self.headers[name] }
+}

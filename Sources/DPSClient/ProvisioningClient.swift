@@ -1,0 +1,317 @@
+public import AzureIoTCore
+import Foundation
+public import Logging
+
+/// Registers a device with the Azure IoT Hub Device Provisioning Service over REST, the way the write-ups do it
+/// with curl, as one `try await`: `PUT …/register`, then `GET …/operations/{id}` while the status is `assigning`,
+/// waiting the `Retry-After` the service asks for.
+public struct ProvisioningClient: Sendable {
+    /// How the device proves who it is.
+    public enum Attestation: Sendable {
+        /// Individual enrollment: the device's own key.
+        case symmetricKey(SymmetricKey)
+        /// Group enrollment: the group key; the device key is derived from it and the registration id.
+        case groupSymmetricKey(SymmetricKey)
+        /// X.509 (individual or group): the leaf and chain go out as the TLS client certificate.
+        case x509(X509Identity)
+    }
+
+    /// Everything a registration needs.
+    public struct Configuration: Sendable {
+        /// The DPS host, optionally with `:port` (default the global endpoint).
+        public var endpoint: String
+        /// The ID scope.
+        public var idScope: String
+        /// The registration id.
+        public var registrationId: String
+        /// The attestation.
+        public var attestation: Attestation
+        /// The `api-version` (default `2021-10-01`; `2019-03-31` is what most SDKs send).
+        public var apiVersion: String
+        /// Trust roots for the DPS endpoint (default: the system store).
+        public var trustRoots: TLSConfiguration.TrustRoots
+        /// The `User-Agent` sent.
+        public var userAgent: String
+        /// The wait between polls when the service sends no `Retry-After` (doubles with jitter, up to
+        /// ``maximumPollInterval``).
+        public var defaultPollInterval: Duration
+        /// The longest wait between polls chosen by the client (a service `Retry-After` is never shortened).
+        public var maximumPollInterval: Duration
+        /// How many times a 5xx answer is retried before it is surfaced.
+        public var serverErrorRetries: Int
+        /// SAS token lifetime in seconds.
+        public var tokenTimeToLive: UInt64
+
+        /// A configuration for one device.
+        public init(
+            endpoint: String = RegistrationRoute.globalEndpoint,
+            idScope: String,
+            registrationId: String,
+            attestation: Attestation,
+            apiVersion: String = RegistrationRoute.defaultAPIVersion,
+            trustRoots: TLSConfiguration.TrustRoots = .system,
+            userAgent: String = ProvisioningClient.userAgent,
+            defaultPollInterval: Duration = .seconds(2),
+            maximumPollInterval: Duration = .seconds(60),
+            serverErrorRetries: Int = 3,
+            tokenTimeToLive: UInt64 = 3600
+        ) {
+            self.endpoint = endpoint
+            self.idScope = idScope
+            self.registrationId = registrationId
+            self.attestation = attestation
+            self.apiVersion = apiVersion
+            self.trustRoots = trustRoots
+            self.userAgent = userAgent
+            self.defaultPollInterval = defaultPollInterval
+            self.maximumPollInterval = maximumPollInterval
+            self.serverErrorRetries = serverErrorRetries
+            self.tokenTimeToLive = tokenTimeToLive
+        }
+    }
+
+    /// The `User-Agent` this SDK sends.
+    public static let userAgent = "azure-iot-swift/0.1.0 (dps-rest; linux)"
+
+    /// The configuration.
+    public let configuration: Configuration
+    private let logger: Logger
+    private let route: RegistrationRoute
+    private let credential: SymmetricKeyCredential?
+
+    /// A client for one device. Throws ``ProvisioningError/Code/invalidConfiguration`` when the registration id is
+    /// empty or, for X.509, differs from the leaf certificate's CN; nothing is sent in that case.
+    public init(configuration: Configuration, logger: Logger = TLSConnection.disabledLogger) throws(ProvisioningError) {
+        guard !configuration.idScope.isEmpty, !configuration.registrationId.isEmpty else {
+            throw ProvisioningError(.invalidConfiguration, "the ID scope and the registration id must not be empty")
+        }
+        self.configuration = configuration
+        self.logger = logger
+        self.route = RegistrationRoute(
+            idScope: configuration.idScope, registrationId: configuration.registrationId, apiVersion: configuration.apiVersion
+        )
+        switch configuration.attestation {
+        case .symmetricKey(let key):
+            self.credential = SymmetricKeyCredential(key: key, keyName: "registration", timeToLive: configuration.tokenTimeToLive)
+        case .groupSymmetricKey(let groupKey):
+            do {
+                let key = try groupKey.derivedKey(forRegistrationId: configuration.registrationId)
+                self.credential = SymmetricKeyCredential(key: key, keyName: "registration", timeToLive: configuration.tokenTimeToLive)
+            } catch {
+                throw ProvisioningError(.invalidConfiguration, "the device key could not be derived: \(error.message)")
+            }
+        case .x509(let identity):
+            guard identity.commonName == configuration.registrationId else {
+                throw ProvisioningError(
+                    .invalidConfiguration,
+                    "the registration id '\(configuration.registrationId)' must equal the certificate's CN '\(identity.commonName ?? "")'"
+                )
+            }
+            self.credential = nil
+        }
+    }
+
+    // MARK: - Registering
+
+    /// Registers the device and waits for the outcome, calling `onStatus` each time the status changes.
+    ///
+    /// Returns when the status is `assigned`; throws ``ProvisioningError`` for `failed` (with the service's error
+    /// code), `disabled`, service errors, malformed answers and `timeout`; throws `CancellationError` when the task
+    /// is cancelled, even mid-poll.
+    public func register(
+        payload: (any Encodable & Sendable)? = nil,
+        timeout: Duration = .seconds(120),
+        onStatus: (@Sendable (RegistrationStatus) -> Void)? = nil
+    ) async throws -> ProvisioningResult {
+        let deadline = ContinuousClock.now + timeout
+        var body: [String: JSONValue] = ["registrationId": .string(self.configuration.registrationId)]
+        if let payload { body["payload"] = try Self.jsonValue(of: payload) }
+        let bodyBytes = Array(try JSONEncoder().encode(body))
+
+        var lastStatus: RegistrationStatus?
+        func report(_ status: RegistrationStatus?) {
+            guard let status, status != lastStatus else { return }
+            lastStatus = status
+            self.logger.debug("registration status", metadata: ["registrationId": "\(self.configuration.registrationId)", "status": "\(status)"])
+            onStatus?(status)
+        }
+
+        var (operation, retryAfter) = try await self.send("PUT", path: self.route.registerPath, body: bodyBytes, deadline: deadline)
+        var pollDelay = self.configuration.defaultPollInterval
+        while true {
+            report(operation.status ?? operation.registrationState?.status)
+            let state = operation.registrationState
+            switch operation.status ?? state?.status {
+            case .assigned?:
+                guard let state, state.assignedHub != nil, state.deviceId != nil else {
+                    throw ProvisioningError(.malformedResponse, "the service said 'assigned' without a hub and device id")
+                }
+                return ProvisioningResult(registration: state, credential: self.hubCredential(), identity: self.identity)
+            case .failed?:
+                throw ProvisioningError(
+                    .registrationFailed,
+                    "the registration failed: \(state?.errorMessage ?? "no message")",
+                    errorCode: state?.errorCode
+                )
+            case .disabled?:
+                throw ProvisioningError(.registrationDisabled, "the enrollment for '\(self.configuration.registrationId)' is disabled",
+                                        errorCode: state?.errorCode)
+            default:
+                guard let operationId = operation.operationId, !operationId.isEmpty else {
+                    throw ProvisioningError(.malformedResponse, "the service answered '\(operation.status?.rawValue ?? "no status")' without an operationId")
+                }
+                let wait = retryAfter ?? Self.jittered(pollDelay)
+                if retryAfter == nil { pollDelay = min(pollDelay * 2, self.configuration.maximumPollInterval) }
+                try await Self.sleep(wait, until: deadline)
+                (operation, retryAfter) = try await self.send("GET", path: self.route.operationPath(operationId: operationId), body: nil, deadline: deadline)
+            }
+        }
+    }
+
+    /// Looks up the device's current registration (`POST /{scope}/registrations/{id}`).
+    public func registrationStatus(timeout: Duration = .seconds(30)) async throws -> DeviceRegistrationResult {
+        let deadline = ContinuousClock.now + timeout
+        let body = Array(try JSONEncoder().encode(["registrationId": self.configuration.registrationId]))
+        let response = try await self.exchange("POST", path: self.route.statusPath, body: body, deadline: deadline)
+        do {
+            return try JSONDecoder().decode(DeviceRegistrationResult.self, from: Data(response.body))
+        } catch {
+            throw ProvisioningError(.malformedResponse, "the registration status is not valid JSON: \(error)", httpStatus: response.status)
+        }
+    }
+
+    // MARK: - One request, with throttling and retries
+
+    private func send(_ method: String, path: String, body: [UInt8]?, deadline: ContinuousClock.Instant) async throws
+        -> (RegistrationOperationStatus, Duration?)
+    {
+        let response = try await self.exchange(method, path: path, body: body, deadline: deadline)
+        do {
+            let operation = try JSONDecoder().decode(RegistrationOperationStatus.self, from: Data(response.body))
+            return (operation, Self.retryAfter(response))
+        } catch {
+            throw ProvisioningError(.malformedResponse, "the service's answer is not the JSON DPS sends (HTTP \(response.status))",
+                                    httpStatus: response.status)
+        }
+    }
+
+    /// Sends a request until it gets a non-throttled, non-5xx answer, and turns error statuses into errors.
+    private func exchange(_ method: String, path: String, body: [UInt8]?, deadline: ContinuousClock.Instant) async throws -> HTTPResponse {
+        var serverErrors = 0
+        var backoff = self.configuration.defaultPollInterval
+        while true {
+            let remaining = deadline - ContinuousClock.now
+            guard remaining > .zero else { throw ProvisioningError(.timedOut, "the registration did not finish in time") }
+            let response = try await self.perform(method, path: path, body: body, timeout: remaining)
+            switch response.status {
+            case 200..<300:
+                return response
+            case 429:
+                let wait = Self.retryAfter(response) ?? Self.jittered(backoff)
+                backoff = min(backoff * 2, self.configuration.maximumPollInterval)
+                self.logger.debug("throttled by DPS", metadata: ["wait": "\(wait)"])
+                guard ContinuousClock.now + wait < deadline else {
+                    throw Self.serviceError(response, code: .throttled, "the service kept throttling (429) until the timeout")
+                }
+                try await Self.sleep(wait, until: deadline)
+            case 500..<600 where serverErrors < self.configuration.serverErrorRetries:
+                serverErrors += 1
+                let wait = Self.retryAfter(response) ?? Self.jittered(backoff)
+                backoff = min(backoff * 2, self.configuration.maximumPollInterval)
+                try await Self.sleep(wait, until: deadline)
+            case 401, 403:
+                throw Self.serviceError(response, code: .unauthorized, "the service refused the credentials")
+            case 404:
+                throw Self.serviceError(response, code: .notFound, "the service does not know this ID scope, registration or operation")
+            default:
+                throw Self.serviceError(response, code: .serviceError, "the service answered HTTP \(response.status)")
+            }
+        }
+    }
+
+    private func perform(_ method: String, path: String, body: [UInt8]?, timeout: Duration) async throws -> HTTPResponse {
+        var headers: [(String, String)] = [
+            ("Accept", "application/json"),
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "utf-8"),
+        ]
+        if let credential = self.credential {
+            let issued = try credential.issueToken(for: self.route.sasResource)
+            headers.append(("Authorization", issued.token.secretValue))
+        }
+        let request = HTTPRequest(method: method, url: "https://\(self.configuration.endpoint)\(path)", headers: headers, body: body)
+        var tls = TLSConfiguration(trustRoots: self.configuration.trustRoots)
+        if case .x509(let identity) = self.configuration.attestation { tls.clientIdentity = identity }
+        self.logger.trace("DPS request", metadata: ["method": "\(method)", "path": "\(path)"])
+        do {
+            return try await CurlEngine.shared.perform(request, tls: tls, timeout: timeout, userAgent: self.configuration.userAgent)
+        } catch let error as AzureIoTError where error.code == .timedOut {
+            throw ProvisioningError(.timedOut, "the registration did not finish in time")
+        } catch let error as AzureIoTError {
+            throw ProvisioningError(.transportFailure, "no answer from \(self.configuration.endpoint): \(error.message) [\(error.code)]")
+        }
+    }
+
+    // MARK: - Helpers
+
+    private var identity: X509Identity? {
+        if case .x509(let identity) = self.configuration.attestation { return identity }
+        return nil
+    }
+
+    private func hubCredential() -> SymmetricKeyCredential? {
+        self.credential.map { SymmetricKeyCredential(key: $0.key, timeToLive: $0.timeToLive) }
+    }
+
+    private static func serviceError(_ response: HTTPResponse, code: ProvisioningError.Code, _ summary: String) -> ProvisioningError {
+        let details = try? JSONDecoder().decode(ServiceErrorDetails.self, from: Data(response.body))
+        let message = details?.message.map { "\(summary): \($0)" } ?? summary
+        return ProvisioningError(code, message, httpStatus: response.status, errorCode: details?.errorCode,
+                                 trackingId: details?.trackingId ?? response.header("x-ms-request-id"))
+    }
+
+    /// The `Retry-After` header as a duration (whole seconds as DPS sends them); never shortened.
+    static func retryAfter(_ response: HTTPResponse) -> Duration? {
+        guard let text = response.header("retry-after"), let seconds = Double(text.trimmingCharacters(in: .whitespaces)), seconds >= 0
+        else { return nil }
+        return .milliseconds(Int64(seconds * 1000))
+    }
+
+    /// `base` with up to ±20 % jitter.
+    static func jittered(_ base: Duration) -> Duration {
+        base * Double.random(in: 0.8...1.2)
+    }
+
+    private static func sleep(_ duration: Duration, until deadline: ContinuousClock.Instant) async throws {
+        guard ContinuousClock.now + duration < deadline else {
+            throw ProvisioningError(.timedOut, "the registration did not finish in time")
+        }
+        try await Task.sleep(for: duration)
+    }
+
+    private static func jsonValue(of payload: any Encodable) throws -> JSONValue {
+        let data = try JSONEncoder().encode(payload)
+        return try JSONDecoder().decode(JSONValue.self, from: data)
+    }
+}
+
+/// A successful registration: what DPS said, and what a hub client needs next.
+public struct ProvisioningResult: Sendable {
+    /// The registration state DPS returned.
+    public let registration: DeviceRegistrationResult
+    /// The hub credential for symmetric-key attestation (the same device key, no `skn`); `nil` for X.509.
+    public let credential: SymmetricKeyCredential?
+    /// The X.509 identity for certificate attestation.
+    public let identity: X509Identity?
+
+    /// The assigned IoT Hub host.
+    public var assignedHub: String { self.registration.assignedHub ?? "" }
+    /// The device id in that hub.
+    public var deviceId: String { self.registration.deviceId ?? "" }
+
+    /// A connection string for the assigned hub (symmetric key only; contains the key).
+    public var connectionString: ConnectionString? {
+        guard let credential else { return nil }
+        return ConnectionString(hostName: self.assignedHub, deviceId: self.deviceId, sharedAccessKey: credential.key)
+    }
+}

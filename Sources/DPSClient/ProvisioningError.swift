@@ -1,0 +1,67 @@
+/// The error thrown by `DPSClient`: what the service said, how a registration ended, or why the request never got
+/// an answer. Compare on ``code``; no secret appears in ``message``.
+public struct ProvisioningError: Error, Hashable, Sendable {
+    /// What went wrong.
+    public var code: Code
+    /// What to fix, in words.
+    public var message: String
+    /// The HTTP status the service answered, if it answered.
+    public var httpStatus: Int?
+    /// The DPS 6-digit error code (`HTTPstatus * 1000 + n`, e.g. 401002), from the body or the registration state.
+    public var errorCode: Int?
+    /// The service's tracking id, for support requests.
+    public var trackingId: String?
+
+    /// Creates an error.
+    public init(_ code: Code, _ message: String, httpStatus: Int? = nil, errorCode: Int? = nil, trackingId: String? = nil) {
+        self.code = code
+        self.message = message
+        self.httpStatus = httpStatus
+        self.errorCode = errorCode
+        self.trackingId = trackingId
+    }
+
+    public static func == (lhs: ProvisioningError, rhs: ProvisioningError) -> Bool { lhs.code == rhs.code }
+    public func hash(into hasher: inout Hasher) { hasher.combine(self.code) }
+}
+
+extension ProvisioningError {
+    /// The kinds of ``ProvisioningError``.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        public var description: String { self.name }
+
+        /// The configuration cannot work (registration id differs from the certificate CN, empty scope, …); nothing
+        /// was sent.
+        public static let invalidConfiguration = Code("invalidConfiguration")
+        /// The service refused the credentials (HTTP 401/403).
+        public static let unauthorized = Code("unauthorized")
+        /// The service does not know the scope, registration or operation (HTTP 404).
+        public static let notFound = Code("notFound")
+        /// The service kept throttling (HTTP 429) until the deadline.
+        public static let throttled = Code("throttled")
+        /// The service answered with another error status.
+        public static let serviceError = Code("serviceError")
+        /// The registration ended as `failed`.
+        public static let registrationFailed = Code("registrationFailed")
+        /// The enrollment is disabled.
+        public static let registrationDisabled = Code("registrationDisabled")
+        /// The service's answer is not the JSON DPS sends.
+        public static let malformedResponse = Code("malformedResponse")
+        /// The registration did not finish before the caller's timeout.
+        public static let timedOut = Code("timedOut")
+        /// The request never got an HTTP answer: DNS, TCP, TLS, proxy (see ``ProvisioningError/underlying``).
+        public static let transportFailure = Code("transportFailure")
+    }
+}
+
+extension ProvisioningError: CustomStringConvertible {
+    public var description: String {
+        var parts = ["ProvisioningError.\(self.code): \(self.message)"]
+        if let httpStatus { parts.append("status \(httpStatus)") }
+        if let errorCode { parts.append("errorCode \(errorCode)") }
+        if let trackingId { parts.append("trackingId \(trackingId)") }
+        return parts.joined(separator: ", ")
+    }
+}

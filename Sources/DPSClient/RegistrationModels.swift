@@ -1,0 +1,156 @@
+public import Foundation
+
+/// The state of a registration as DPS reports it (`unassigned`, `assigning`, `assigned`, `failed`, `disabled`).
+public struct RegistrationStatus: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public var description: String { self.rawValue }
+
+    /// Not yet assigned.
+    public static let unassigned = RegistrationStatus(rawValue: "unassigned")
+    /// The service is assigning a hub; poll again.
+    public static let assigning = RegistrationStatus(rawValue: "assigning")
+    /// Assigned to a hub.
+    public static let assigned = RegistrationStatus(rawValue: "assigned")
+    /// Assignment failed (see the error code).
+    public static let failed = RegistrationStatus(rawValue: "failed")
+    /// The enrollment is disabled.
+    public static let disabled = RegistrationStatus(rawValue: "disabled")
+}
+
+/// What DPS returns about a device registration (`DeviceRegistrationResult`).
+public struct DeviceRegistrationResult: Sendable, Decodable {
+    /// Details of an X.509 certificate DPS saw.
+    public struct CertificateInfo: Sendable, Decodable {
+        public let subjectName: String?
+        public let sha1Thumbprint: String?
+        public let sha256Thumbprint: String?
+        public let issuerName: String?
+        public let notBeforeUtc: String?
+        public let notAfterUtc: String?
+        public let serialNumber: String?
+        public let version: Int?
+    }
+    /// X.509 attestation details.
+    public struct X509Details: Sendable, Decodable {
+        public let certificateInfo: CertificateInfo?
+        public let enrollmentGroupId: String?
+        public let signingCertificateInfo: CertificateInfo?
+    }
+    /// Symmetric-key attestation details.
+    public struct SymmetricKeyDetails: Sendable, Decodable {
+        public let enrollmentGroupId: String?
+    }
+
+    /// The registration id.
+    public let registrationId: String?
+    /// When the registration was created (ISO 8601 text as the service sends it).
+    public let createdDateTimeUtc: String?
+    /// The IoT Hub host the device was assigned to.
+    public let assignedHub: String?
+    /// The device id in that hub.
+    public let deviceId: String?
+    /// The registration status.
+    public let status: RegistrationStatus?
+    /// Why this assignment happened (`initialAssignment`, `deviceDataMigrated`, …).
+    public let substatus: String?
+    /// The 6-digit error code when the registration failed.
+    public let errorCode: Int?
+    /// The error message when the registration failed.
+    public let errorMessage: String?
+    /// When the registration last changed.
+    public let lastUpdatedDateTimeUtc: String?
+    /// The registration's etag.
+    public let etag: String?
+    /// X.509 enrollment details.
+    public let x509: X509Details?
+    /// Symmetric-key enrollment details.
+    public let symmetricKey: SymmetricKeyDetails?
+    /// The custom payload the allocation policy returned, as raw JSON; decode it with ``decodePayload(as:)``.
+    public let payloadJSON: Data?
+
+    enum CodingKeys: String, CodingKey {
+        case registrationId, createdDateTimeUtc, assignedHub, deviceId, status, substatus, errorCode, errorMessage
+        case lastUpdatedDateTimeUtc, etag, x509, symmetricKey, payload
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.registrationId = try container.decodeIfPresent(String.self, forKey: .registrationId)
+        self.createdDateTimeUtc = try container.decodeIfPresent(String.self, forKey: .createdDateTimeUtc)
+        self.assignedHub = try container.decodeIfPresent(String.self, forKey: .assignedHub)
+        self.deviceId = try container.decodeIfPresent(String.self, forKey: .deviceId)
+        self.status = try container.decodeIfPresent(RegistrationStatus.self, forKey: .status)
+        self.substatus = try container.decodeIfPresent(String.self, forKey: .substatus)
+        self.errorCode = try container.decodeIfPresent(Int.self, forKey: .errorCode)
+        self.errorMessage = try container.decodeIfPresent(String.self, forKey: .errorMessage)
+        self.lastUpdatedDateTimeUtc = try container.decodeIfPresent(String.self, forKey: .lastUpdatedDateTimeUtc)
+        self.etag = try container.decodeIfPresent(String.self, forKey: .etag)
+        self.x509 = try container.decodeIfPresent(X509Details.self, forKey: .x509)
+        self.symmetricKey = try container.decodeIfPresent(SymmetricKeyDetails.self, forKey: .symmetricKey)
+        if let payload = try container.decodeIfPresent(JSONValue.self, forKey: .payload), payload != .null {
+            self.payloadJSON = try JSONEncoder().encode(payload)
+        } else {
+            self.payloadJSON = nil
+        }
+    }
+
+    /// Decodes the returned payload as `type`; `nil` if the service returned none.
+    public func decodePayload<T: Decodable>(as type: T.Type) throws -> T? {
+        guard let payloadJSON else { return nil }
+        return try JSONDecoder().decode(T.self, from: payloadJSON)
+    }
+}
+
+/// The answer to a register or operation-status request (`RegistrationOperationStatus`).
+struct RegistrationOperationStatus: Decodable {
+    let operationId: String?
+    let status: RegistrationStatus?
+    let registrationState: DeviceRegistrationResult?
+}
+
+/// The error body DPS sends (`ProvisioningServiceErrorDetails`).
+struct ServiceErrorDetails: Decodable {
+    let errorCode: Int?
+    let trackingId: String?
+    let message: String?
+}
+
+/// Any JSON value, to carry a payload through without knowing its type.
+enum JSONValue: Codable, Equatable, Sendable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([JSONValue].self) {
+            self = .array(value)
+        } else {
+            self = .object(try container.decode([String: JSONValue].self))
+        }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .null: try container.encodeNil()
+        case .bool(let value): try container.encode(value)
+        case .number(let value): try container.encode(value)
+        case .string(let value): try container.encode(value)
+        case .array(let value): try container.encode(value)
+        case .object(let value): try container.encode(value)
+        }
+    }
+}
