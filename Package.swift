@@ -103,7 +103,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AzureIoTCLITests",
-            dependencies: ["AzureIoTCLI"],
+            dependencies: ["AzureIoTCLI", "AzureIoTTestSupport"],
             resources: [.copy("Vectors")],
             swiftSettings: swiftSettings
         ),

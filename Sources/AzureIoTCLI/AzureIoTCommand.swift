@@ -1,5 +1,6 @@
 import ArgumentParser
 import AzureIoTCore
+import DPSClient
 import Foundation
 
 /// `azure-iot`: the SDK's command-line tool.
@@ -7,7 +8,7 @@ struct AzureIoTCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "azure-iot",
         abstract: "Azure IoT Hub and Device Provisioning Service tools built on AzureIoT for Swift.",
-        subcommands: [SASCommand.self, DeriveKeyCommand.self, DemoCommand.self]
+        subcommands: [SASCommand.self, DeriveKeyCommand.self, ProvisionCommand.self, DemoCommand.self]
     )
 }
 
@@ -24,6 +25,8 @@ enum Main {
             }
         } catch let error as AzureIoTError {
             fail("\(error.message)", code: 1)
+        } catch let error as ProvisioningError {
+            fail("\(error)", code: 2)
         } catch {
             let exitCode = AzureIoTCommand.exitCode(for: error)
             if exitCode == .success {

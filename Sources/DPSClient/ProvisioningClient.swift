@@ -1,5 +1,5 @@
 public import AzureIoTCore
-import Foundation
+public import Foundation
 public import Logging
 
 /// Registers a device with the Azure IoT Hub Device Provisioning Service over REST, the way the write-ups do it
@@ -123,9 +123,34 @@ public struct ProvisioningClient: Sendable {
         timeout: Duration = .seconds(120),
         onStatus: (@Sendable (RegistrationStatus) -> Void)? = nil
     ) async throws -> ProvisioningResult {
+        try await self.register(payloadValue: try payload.map { try Self.jsonValue(of: $0) }, timeout: timeout, onStatus: onStatus)
+    }
+
+    /// Registers with a payload given as JSON text (for tools that pass it through). Throws
+    /// ``ProvisioningError/Code/invalidConfiguration`` if `payloadJSON` is not JSON; otherwise as
+    /// ``register(payload:timeout:onStatus:)``.
+    public func register(
+        payloadJSON: Data,
+        timeout: Duration = .seconds(120),
+        onStatus: (@Sendable (RegistrationStatus) -> Void)? = nil
+    ) async throws -> ProvisioningResult {
+        let value: JSONValue
+        do {
+            value = try JSONDecoder().decode(JSONValue.self, from: payloadJSON)
+        } catch {
+            throw ProvisioningError(.invalidConfiguration, "the payload is not valid JSON")
+        }
+        return try await self.register(payloadValue: value, timeout: timeout, onStatus: onStatus)
+    }
+
+    private func register(
+        payloadValue: JSONValue?,
+        timeout: Duration,
+        onStatus: (@Sendable (RegistrationStatus) -> Void)?
+    ) async throws -> ProvisioningResult {
         let deadline = ContinuousClock.now + timeout
         var body: [String: JSONValue] = ["registrationId": .string(self.configuration.registrationId)]
-        if let payload { body["payload"] = try Self.jsonValue(of: payload) }
+        if let payloadValue { body["payload"] = payloadValue }
         let bodyBytes = Array(try JSONEncoder().encode(body))
 
         var lastStatus: RegistrationStatus?

@@ -1,0 +1,84 @@
+import ArgumentParser
+import AzureIoTCore
+import DPSClient
+import Foundation
+
+/// `azure-iot provision`: registers a device with DPS over REST.
+struct ProvisionCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "provision",
+        abstract: "Register a device with the Device Provisioning Service (REST) and print the assigned hub.",
+        discussion: "Attestation: --key (individual enrollment), --group-key (group; the device key is derived), or --cert with --cert-key (X.509; the registration id must be the certificate's CN)."
+    )
+
+    @Option(help: "The DPS ID scope.")
+    var scope: String
+
+    @Option(help: "The registration id.")
+    var registrationId: String
+
+    @Option(help: "Individual enrollment key, base64.")
+    var key: String?
+
+    @Option(help: "Group enrollment key, base64 (the device key is derived from it).")
+    var groupKey: String?
+
+    @Option(help: "PEM file with the device certificate (leaf first, then intermediates).")
+    var cert: String?
+
+    @Option(help: "PEM file with the certificate's private key.")
+    var certKey: String?
+
+    @Option(help: "Passphrase of an encrypted --cert-key.")
+    var certPassphrase: String?
+
+    @Option(help: "DPS endpoint HOST[:PORT].")
+    var endpoint: String = RegistrationRoute.globalEndpoint
+
+    @Option(help: "PEM file with the CA to trust instead of the system store.")
+    var caFile: String?
+
+    @Option(help: "The api-version to send.")
+    var apiVersion: String = RegistrationRoute.defaultAPIVersion
+
+    @Option(help: "A JSON payload for custom allocation.")
+    var payload: String?
+
+    @Option(help: "Give up after this many seconds.")
+    var timeout: Int = 120
+
+    func validate() throws {
+        let chosen = [self.key != nil, self.groupKey != nil, self.cert != nil].filter { $0 }.count
+        guard chosen == 1 else { throw ValidationError("pass exactly one of --key, --group-key or --cert") }
+        guard (self.cert == nil) == (self.certKey == nil) else { throw ValidationError("--cert and --cert-key go together") }
+    }
+
+    func run() async throws {
+        let attestation: ProvisioningClient.Attestation
+        if let key {
+            attestation = .symmetricKey(try SymmetricKey(base64: key))
+        } else if let groupKey {
+            attestation = .groupSymmetricKey(try SymmetricKey(base64: groupKey))
+        } else {
+            attestation = .x509(try X509Identity(certificateFile: self.cert!, privateKeyFile: self.certKey!, passphrase: self.certPassphrase))
+        }
+        let client = try ProvisioningClient(configuration: .init(
+            endpoint: self.endpoint, idScope: self.scope, registrationId: self.registrationId, attestation: attestation,
+            apiVersion: self.apiVersion, trustRoots: self.caFile.map { .pemFile($0) } ?? .system
+        ))
+        let clock = ContinuousClock()
+        let start = clock.now
+        let onStatus: @Sendable (RegistrationStatus) -> Void = { status in
+            print("status: \(status) (+\(clock.now - start))")
+        }
+        let result: ProvisioningResult
+        if let payload {
+            result = try await client.register(payloadJSON: Data(payload.utf8), timeout: .seconds(self.timeout), onStatus: onStatus)
+        } else {
+            result = try await client.register(timeout: .seconds(self.timeout), onStatus: onStatus)
+        }
+        print("assignedHub: \(result.assignedHub)")
+        print("deviceId: \(result.deviceId)")
+        if let payload = result.registration.payloadJSON { print("payload: \(String(decoding: payload, as: UTF8.self))") }
+    }
+}
