@@ -8,6 +8,10 @@ let package = Package(
     dependencies: [.package(path: "../")],
     targets: [
         .executableTarget(
+            name: "DPSBenchmark",
+            dependencies: [.product(name: "DPSClient", package: "main"), .product(name: "AzureIoTCore", package: "main")]
+        ),
+        .executableTarget(
             name: "SASBenchmark",
             dependencies: [.product(name: "AzureIoTCore", package: "main")],
             swiftSettings: [.unsafeFlags(["-Ounchecked"])]

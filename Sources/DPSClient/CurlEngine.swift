@@ -181,7 +181,7 @@ final class CurlEngine: @unchecked Sendable {
         set(CURLOPT_SSLVERSION, Int(CURL_SSLVERSION_TLSv1_2))
         let (seconds, attoseconds) = timeout.components
         set(CURLOPT_TIMEOUT_MS, max(1, Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)))
-        set(CURLOPT_CONNECTTIMEOUT_MS, 30_000)
+        set(CURLOPT_CONNECTTIMEOUT_MS, max(1, Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)))
         if request.method == "GET" {
             set(CURLOPT_HTTPGET, 1)
         } else {

@@ -39,6 +39,9 @@ public struct ProvisioningClient: Sendable {
         public var maximumPollInterval: Duration
         /// How many times a 5xx answer is retried before it is surfaced.
         public var serverErrorRetries: Int
+        /// How many times a request that got no answer (connection refused or reset, failed handshake) is retried
+        /// before ``ProvisioningError/Code/transportFailure`` is surfaced. Certificate errors are never retried.
+        public var transportRetries: Int
         /// SAS token lifetime in seconds.
         public var tokenTimeToLive: UInt64
 
@@ -54,6 +57,7 @@ public struct ProvisioningClient: Sendable {
             defaultPollInterval: Duration = .seconds(2),
             maximumPollInterval: Duration = .seconds(60),
             serverErrorRetries: Int = 3,
+            transportRetries: Int = 3,
             tokenTimeToLive: UInt64 = 3600
         ) {
             self.endpoint = endpoint
@@ -66,6 +70,7 @@ public struct ProvisioningClient: Sendable {
             self.defaultPollInterval = defaultPollInterval
             self.maximumPollInterval = maximumPollInterval
             self.serverErrorRetries = serverErrorRetries
+            self.transportRetries = transportRetries
             self.tokenTimeToLive = tokenTimeToLive
         }
     }
@@ -223,11 +228,26 @@ public struct ProvisioningClient: Sendable {
     /// Sends a request until it gets a non-throttled, non-5xx answer, and turns error statuses into errors.
     private func exchange(_ method: String, path: String, body: [UInt8]?, deadline: ContinuousClock.Instant) async throws -> HTTPResponse {
         var serverErrors = 0
+        var transportErrors = 0
         var backoff = self.configuration.defaultPollInterval
         while true {
             let remaining = deadline - ContinuousClock.now
             guard remaining > .zero else { throw ProvisioningError(.timedOut, "the registration did not finish in time") }
-            let response = try await self.perform(method, path: path, body: body, timeout: remaining)
+            let response: HTTPResponse
+            do {
+                response = try await self.perform(method, path: path, body: body, timeout: remaining)
+            } catch let error as AzureIoTError where Self.transientCodes.contains(error.code) && transportErrors < self.configuration.transportRetries {
+                transportErrors += 1
+                let wait = Self.jittered(backoff)
+                backoff = min(backoff * 2, self.configuration.maximumPollInterval)
+                self.logger.debug("no answer from DPS, retrying", metadata: ["error": "\(error.code)", "wait": "\(wait)"])
+                try await Self.sleep(wait, until: deadline)
+                continue
+            } catch let error as AzureIoTError where error.code == .timedOut {
+                throw ProvisioningError(.timedOut, "the registration did not finish in time")
+            } catch let error as AzureIoTError {
+                throw ProvisioningError(.transportFailure, "no answer from \(self.configuration.endpoint): \(error)")
+            }
             switch response.status {
             case 200..<300:
                 return response
@@ -254,6 +274,10 @@ public struct ProvisioningClient: Sendable {
         }
     }
 
+    /// Transport failures worth another try: the server may be restarting or overloaded.
+    private static let transientCodes: Set<AzureIoTError.Code> = [.connectionFailed, .connectionClosed, .tlsHandshakeFailed, .ioFailure]
+
+    /// Performs one request; transport failures come back as ``AzureIoTError`` for ``exchange`` to classify.
     private func perform(_ method: String, path: String, body: [UInt8]?, timeout: Duration) async throws -> HTTPResponse {
         var headers: [(String, String)] = [
             ("Accept", "application/json"),
@@ -268,13 +292,7 @@ public struct ProvisioningClient: Sendable {
         var tls = TLSConfiguration(trustRoots: self.configuration.trustRoots)
         if case .x509(let identity) = self.configuration.attestation { tls.clientIdentity = identity }
         self.logger.trace("DPS request", metadata: ["method": "\(method)", "path": "\(path)"])
-        do {
-            return try await CurlEngine.shared.perform(request, tls: tls, timeout: timeout, userAgent: self.configuration.userAgent)
-        } catch let error as AzureIoTError where error.code == .timedOut {
-            throw ProvisioningError(.timedOut, "the registration did not finish in time")
-        } catch let error as AzureIoTError {
-            throw ProvisioningError(.transportFailure, "no answer from \(self.configuration.endpoint): \(error.message) [\(error.code)]")
-        }
+        return try await CurlEngine.shared.perform(request, tls: tls, timeout: timeout, userAgent: self.configuration.userAgent)
     }
 
     // MARK: - Helpers

@@ -273,7 +273,12 @@ struct ProvisioningTransportTests {
 
         let closed = try ProvisioningClient(configuration: .init(
             endpoint: "127.0.0.1:\(try PeerProcess.freePort())", idScope: DPSTestServer.idScope, registrationId: "x",
-            attestation: .symmetricKey(key), trustRoots: .pemFile(pki.path("ca.pem"))))
+            attestation: .symmetricKey(key), trustRoots: .pemFile(pki.path("ca.pem")), defaultPollInterval: .milliseconds(100),
+            transportRetries: 2))
+        let clock = ContinuousClock()
+        let start = clock.now
         await #expect(throws: ProvisioningError(.transportFailure, "")) { _ = try await closed.register(timeout: .seconds(10)) }
+        // Two retries with backoff (about 0.1 s then 0.2 s) before giving up.
+        #expect(clock.now - start >= .milliseconds(240))
     }
 }

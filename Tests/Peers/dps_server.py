@@ -28,6 +28,7 @@ def log(entry):
 
 def behavior_for(registration_id):
     default = {"assigning": 1, "retryAfter": 1, "final": "assigned"}
+    default.update(CONFIG.get("defaultBehavior", {}))
     default.update(CONFIG.get("behaviors", {}).get(registration_id, {}))
     return default
 
@@ -70,6 +71,12 @@ def check_sas(header, scope, registration_id):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        # The TLS handshake runs here, on the request's own thread, so that many clients can connect at once.
+        self.request.settimeout(60)
+        self.request.do_handshake()
+        super().setup()
 
     def log_message(self, *args):
         pass
@@ -222,16 +229,22 @@ class Handler(BaseHTTPRequestHandler):
         return state
 
 
+class Server(ThreadingHTTPServer):
+    request_queue_size = 1024
+
+    def handle_error(self, request, client_address):
+        pass  # a client that gives up mid-handshake is not the server's problem
+
+
 def main():
-    server = ThreadingHTTPServer(("127.0.0.1", CONFIG.get("port", 0)), Handler)
+    server = Server(("127.0.0.1", CONFIG.get("port", 0)), Handler)
     server.daemon_threads = True
-    server.request_queue_size = 1024
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(CONFIG["serverCert"], CONFIG["serverKey"])
     context.load_verify_locations(CONFIG["clientCA"])
     context.verify_mode = ssl.CERT_OPTIONAL
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     print("READY %d" % server.server_address[1], flush=True)
     server.serve_forever()
 

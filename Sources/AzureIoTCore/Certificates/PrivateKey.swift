@@ -16,8 +16,7 @@ public final class PrivateKey: @unchecked Sendable {
     /// Throws ``AzureIoTError/Code/invalidPrivateKey`` with a reason that says whether the passphrase is the problem.
     public convenience init(pem: String, passphrase: String? = nil) throws(AzureIoTError) {
         OpenSSLErrorQueue.clear()
-        let bytes = Array(pem.utf8)
-        guard let bio = bytes.withUnsafeBytes({ BIO_new_mem_buf($0.baseAddress, Int32($0.count)) }) else {
+        guard let bio = copyIntoMemoryBIO(pem) else {
             throw AzureIoTError(.cryptoFailure, "OpenSSL could not allocate a buffer", details: OpenSSLErrorQueue.drainText())
         }
         defer { BIO_free(bio) }

@@ -18,8 +18,7 @@ public final class X509Certificate: @unchecked Sendable {
     /// none or one is corrupt.
     public static func certificates(fromPEM pem: String) throws(AzureIoTError) -> [X509Certificate] {
         OpenSSLErrorQueue.clear()
-        let bytes = Array(pem.utf8)
-        guard let bio = bytes.withUnsafeBytes({ BIO_new_mem_buf($0.baseAddress, Int32($0.count)) }) else {
+        guard let bio = copyIntoMemoryBIO(pem) else {
             throw AzureIoTError(.cryptoFailure, "OpenSSL could not allocate a buffer", details: OpenSSLErrorQueue.drainText())
         }
         defer { BIO_free(bio) }
@@ -114,4 +113,15 @@ func readTextFile(_ path: String, what: String) throws(AzureIoTError) -> String 
         throw AzureIoTError(.fileNotReadable, "cannot read the \(what) at '\(path)'")
     }
     return String(decoding: data, as: UTF8.self)
+}
+
+/// A memory BIO holding its own copy of `text` (so no Swift buffer has to outlive a closure); `nil` on failure.
+func copyIntoMemoryBIO(_ text: String) -> OpaquePointer? {
+    guard let bio = BIO_new(BIO_s_mem()) else { return nil }
+    let written = text.withUTF8Bytes { bytes in bytes.isEmpty ? 0 : BIO_write(bio, bytes.baseAddress, Int32(bytes.count)) }
+    guard written == Int32(text.utf8.count) else {
+        BIO_free(bio)
+        return nil
+    }
+    return bio
 }
