@@ -102,6 +102,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "HubMQTTTests",
+            dependencies: ["HubMQTT", "AzureIoTTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "AzureIoTCLITests",
             dependencies: ["AzureIoTCLI", "AzureIoTTestSupport"],
             resources: [.copy("Vectors")],

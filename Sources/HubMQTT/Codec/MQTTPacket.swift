@@ -1,0 +1,134 @@
+/// Every MQTT 3.1.1 control packet, both directions (a client's and a broker's).
+public enum MQTTPacket: Sendable, Equatable {
+    case connect(ConnectPacket)
+    case connack(ConnAckPacket)
+    case publish(PublishPacket)
+    case puback(packetId: UInt16)
+    case pubrec(packetId: UInt16)
+    case pubrel(packetId: UInt16)
+    case pubcomp(packetId: UInt16)
+    case subscribe(SubscribePacket)
+    case suback(SubAckPacket)
+    case unsubscribe(UnsubscribePacket)
+    case unsuback(packetId: UInt16)
+    case pingreq
+    case pingresp
+    case disconnect
+
+    /// The packet type in the high nibble of the first byte (§2.2.1).
+    enum PacketType: UInt8 {
+        case connect = 1, connack, publish, puback, pubrec, pubrel, pubcomp, subscribe, suback, unsubscribe, unsuback
+        case pingreq, pingresp, disconnect
+
+        /// The low-nibble flags the spec fixes for every type but PUBLISH (§2.2.2).
+        var requiredFlags: UInt8 {
+            switch self {
+            case .pubrel, .subscribe, .unsubscribe: return 0x02
+            default: return 0x00
+            }
+        }
+    }
+
+    // MARK: - Encoding
+
+    /// Appends the packet's bytes to `buffer`. Throws ``MQTTCodecError`` for fields the spec forbids (packet id 0,
+    /// wildcards in a topic name, QoS/DUP contradictions, oversize fields).
+    public func encode(into buffer: inout [UInt8]) throws(MQTTCodecError) {
+        switch self {
+        case .connect(let packet):
+            try packet.validate()
+            Self.write(.connect, flags: 0, bodySize: packet.bodySize, into: &buffer) { packet.writeBody(into: &$0) }
+        case .connack(let packet):
+            Self.write(.connack, flags: 0, bodySize: 2, into: &buffer) { packet.writeBody(into: &$0) }
+        case .publish(let packet):
+            try packet.validate()
+            guard packet.bodySize <= MQTTByteWriter.maximumRemainingLength else {
+                throw MQTTCodecError(.packetTooLarge, "a PUBLISH of \(packet.bodySize) bytes exceeds MQTT's limit")
+            }
+            Self.write(.publish, flags: packet.flags, bodySize: packet.bodySize, into: &buffer) { packet.writeBody(into: &$0) }
+        case .puback(let id): try Self.writeAcknowledgement(.puback, id, into: &buffer)
+        case .pubrec(let id): try Self.writeAcknowledgement(.pubrec, id, into: &buffer)
+        case .pubrel(let id): try Self.writeAcknowledgement(.pubrel, id, into: &buffer)
+        case .pubcomp(let id): try Self.writeAcknowledgement(.pubcomp, id, into: &buffer)
+        case .unsuback(let id): try Self.writeAcknowledgement(.unsuback, id, into: &buffer)
+        case .subscribe(let packet):
+            try packet.validate()
+            Self.write(.subscribe, flags: 0x02, bodySize: packet.bodySize, into: &buffer) { packet.writeBody(into: &$0) }
+        case .suback(let packet):
+            try packet.validate()
+            Self.write(.suback, flags: 0, bodySize: 2 + packet.returnCodes.count, into: &buffer) { packet.writeBody(into: &$0) }
+        case .unsubscribe(let packet):
+            try packet.validate()
+            Self.write(.unsubscribe, flags: 0x02, bodySize: packet.bodySize, into: &buffer) { packet.writeBody(into: &$0) }
+        case .pingreq: buffer.append(contentsOf: [PacketType.pingreq.rawValue << 4, 0])
+        case .pingresp: buffer.append(contentsOf: [PacketType.pingresp.rawValue << 4, 0])
+        case .disconnect: buffer.append(contentsOf: [PacketType.disconnect.rawValue << 4, 0])
+        }
+    }
+
+    /// The packet's bytes.
+    public func encoded() throws(MQTTCodecError) -> [UInt8] {
+        var buffer: [UInt8] = []
+        try self.encode(into: &buffer)
+        return buffer
+    }
+
+    private static func write(
+        _ type: PacketType,
+        flags: UInt8,
+        bodySize: Int,
+        into buffer: inout [UInt8],
+        body: (inout MQTTByteWriter) -> Void
+    ) {
+        var writer = MQTTByteWriter(capacity: 0)
+        swap(&writer.bytes, &buffer)
+        writer.bytes.reserveCapacity(writer.bytes.count + 1 + MQTTByteWriter.remainingLengthSize(bodySize) + bodySize)
+        writer.writeByte(type.rawValue << 4 | flags)
+        writer.writeRemainingLength(bodySize)
+        body(&writer)
+        swap(&writer.bytes, &buffer)
+    }
+
+    private static func writeAcknowledgement(_ type: PacketType, _ packetId: UInt16, into buffer: inout [UInt8]) throws(MQTTCodecError) {
+        guard packetId != 0 else { throw MQTTCodecError(.zeroPacketIdentifier, "packet id 0 [MQTT-2.3.1-1]") }
+        buffer.append(contentsOf: [type.rawValue << 4 | type.requiredFlags, 2, UInt8(packetId >> 8), UInt8(truncatingIfNeeded: packetId)])
+    }
+
+    // MARK: - Decoding
+
+    /// Decodes one complete packet given its first byte and its body (as ``MQTTFramer`` delimits them). Throws
+    /// ``MQTTCodecError`` at the first bad byte.
+    public static func decode(firstByte: UInt8, body: ArraySlice<UInt8>) throws(MQTTCodecError) -> MQTTPacket {
+        guard let type = PacketType(rawValue: firstByte >> 4) else {
+            throw MQTTCodecError(.reservedPacketType, "packet type \(firstByte >> 4) is reserved")
+        }
+        let flags = firstByte & 0x0F
+        if type != .publish && flags != type.requiredFlags {
+            throw MQTTCodecError(.invalidFixedHeaderFlags, "\(type) flags must be \(type.requiredFlags), not \(flags) [MQTT-2.2.2-2]")
+        }
+        var reader = MQTTByteReader(body)
+        switch type {
+        case .connect: return .connect(try ConnectPacket(decoding: &reader))
+        case .connack: return .connack(try ConnAckPacket(decoding: &reader))
+        case .publish: return .publish(try PublishPacket(flags: flags, decoding: &reader))
+        case .puback: return .puback(packetId: try Self.readAcknowledgement(&reader))
+        case .pubrec: return .pubrec(packetId: try Self.readAcknowledgement(&reader))
+        case .pubrel: return .pubrel(packetId: try Self.readAcknowledgement(&reader))
+        case .pubcomp: return .pubcomp(packetId: try Self.readAcknowledgement(&reader))
+        case .subscribe: return .subscribe(try SubscribePacket(decoding: &reader))
+        case .suback: return .suback(try SubAckPacket(decoding: &reader))
+        case .unsubscribe: return .unsubscribe(try UnsubscribePacket(decoding: &reader))
+        case .unsuback: return .unsuback(packetId: try Self.readAcknowledgement(&reader))
+        case .pingreq, .pingresp, .disconnect:
+            try reader.expectEnd()
+            return type == .pingreq ? .pingreq : type == .pingresp ? .pingresp : .disconnect
+        }
+    }
+
+    private static func readAcknowledgement(_ reader: inout MQTTByteReader) throws(MQTTCodecError) -> UInt16 {
+        let packetId = try reader.readUInt16()
+        guard packetId != 0 else { throw MQTTCodecError(.zeroPacketIdentifier, "packet id 0 [MQTT-2.3.1-1]", offset: 0) }
+        try reader.expectEnd()
+        return packetId
+    }
+}
