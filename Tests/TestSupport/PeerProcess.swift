@@ -52,6 +52,9 @@ public final class PeerProcess: Sendable {
         }
     }
 
+    /// The process id.
+    public var processIdentifier: Int32 { self.process.processIdentifier }
+
     /// Everything the peer printed so far.
     public var output: String { self.outputBuffer.text.withLock { $0 } }
 

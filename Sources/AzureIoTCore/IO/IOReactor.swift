@@ -41,6 +41,12 @@ final class IOReactor: Sendable {
     private let wakeWrite: Int32
 
     private init() {
+        // A write to a socket the peer closed must fail with EPIPE, not kill the process: OpenSSL writes with
+        // write(2), which has no MSG_NOSIGNAL. Only a default disposition is changed; an application's handler stays.
+        var current = sigaction()
+        if sigaction(SIGPIPE, nil, &current) == 0 && current.__sigaction_handler.sa_handler == nil {
+            signal(SIGPIPE, SIG_IGN)
+        }
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { fatalError("IOReactor: pipe() failed with errno \(errno)") }
         for fd in fds {

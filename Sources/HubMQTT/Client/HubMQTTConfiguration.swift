@@ -1,0 +1,97 @@
+public import AzureIoTCore
+
+/// Everything an IoT Hub MQTT connection needs.
+public struct HubMQTTConfiguration: Sendable {
+    /// How the device authenticates.
+    public enum Authentication: Sendable {
+        /// A SAS token as the MQTT password, minted (and renewed) by the source.
+        case sas(any SASTokenSource)
+        /// A client certificate; the password is empty.
+        case x509(X509Identity)
+    }
+
+    /// Client id and user name.
+    public var identity: HubMQTTIdentity
+    /// The credential.
+    public var authentication: Authentication
+    /// An IoT Edge gateway to connect TLS to; the user name and token keep the hub name.
+    public var gatewayHostName: String?
+    /// The TCP port (8883).
+    public var port: Int
+    /// Trust roots (an Edge root CA, a private CA), default the system store.
+    public var trustRoots: TLSConfiguration.TrustRoots
+    /// Keep-alive (default 240 s, at most 1177 s for IoT Hub).
+    public var keepAlive: Duration
+    /// QoS 1 PUBLISHes that may await PUBACK at once.
+    public var inflightWindow: Int
+    /// MQTT clean session (IoT Hub SDKs keep sessions: false).
+    public var cleanSession: Bool
+    /// First reconnect delay; doubles with jitter up to ``reconnectMaximumDelay``.
+    public var reconnectMinimumDelay: Duration
+    /// Longest reconnect delay.
+    public var reconnectMaximumDelay: Duration
+    /// How long twin requests, SUBACK and CONNACK may take.
+    public var operationTimeout: Duration
+    /// How long TCP + TLS may take.
+    public var connectTimeout: Duration
+
+    /// A configuration for a device or module identity.
+    public init(
+        identity: HubMQTTIdentity,
+        authentication: Authentication,
+        gatewayHostName: String? = nil,
+        port: Int = 8883,
+        trustRoots: TLSConfiguration.TrustRoots = .system,
+        keepAlive: Duration = .seconds(240),
+        inflightWindow: Int = 16,
+        cleanSession: Bool = false,
+        reconnectMinimumDelay: Duration = .seconds(1),
+        reconnectMaximumDelay: Duration = .seconds(30),
+        operationTimeout: Duration = .seconds(60),
+        connectTimeout: Duration = .seconds(30)
+    ) {
+        self.identity = identity
+        self.authentication = authentication
+        self.gatewayHostName = gatewayHostName
+        self.port = port
+        self.trustRoots = trustRoots
+        self.keepAlive = keepAlive
+        self.inflightWindow = inflightWindow
+        self.cleanSession = cleanSession
+        self.reconnectMinimumDelay = reconnectMinimumDelay
+        self.reconnectMaximumDelay = reconnectMaximumDelay
+        self.operationTimeout = operationTimeout
+        self.connectTimeout = connectTimeout
+    }
+
+    /// A configuration from a device or module connection string (`SharedAccessKey` or `SharedAccessSignature`; for
+    /// `x509=true` pass the identity).
+    public init(
+        connectionString: ConnectionString,
+        x509Identity: X509Identity? = nil,
+        trustRoots: TLSConfiguration.TrustRoots = .system,
+        port: Int = 8883
+    ) throws(HubMQTTError) {
+        guard let deviceId = connectionString.deviceId else {
+            throw HubMQTTError(.invalidArgument, "the connection string has no DeviceId")
+        }
+        let authentication: Authentication
+        if let source = connectionString.tokenSource() {
+            authentication = .sas(source)
+        } else if let x509Identity {
+            authentication = .x509(x509Identity)
+        } else {
+            throw HubMQTTError(.invalidArgument, "x509=true needs the device's X.509 identity")
+        }
+        self.init(
+            identity: HubMQTTIdentity(hubHost: connectionString.hostName, deviceId: deviceId, moduleId: connectionString.moduleId),
+            authentication: authentication,
+            gatewayHostName: connectionString.gatewayHostName,
+            port: port,
+            trustRoots: trustRoots
+        )
+    }
+
+    /// The host TLS connects to.
+    var connectHost: String { self.gatewayHostName ?? self.identity.hubHost }
+}

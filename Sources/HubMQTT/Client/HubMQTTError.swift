@@ -1,0 +1,49 @@
+/// The error thrown by the IoT Hub MQTT client. Compare on ``code``; ``message`` never holds a token or key.
+public struct HubMQTTError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What went wrong.
+    public var code: Code
+    /// What to fix.
+    public var message: String
+    /// The status IoT Hub answered (twin and method operations), if any.
+    public var status: Int?
+
+    /// Creates an error.
+    public init(_ code: Code, _ message: String, status: Int? = nil) {
+        self.code = code
+        self.message = message
+        self.status = status
+    }
+
+    public static func == (lhs: HubMQTTError, rhs: HubMQTTError) -> Bool { lhs.code == rhs.code }
+    public func hash(into hasher: inout Hasher) { hasher.combine(self.code) }
+
+    public var description: String {
+        "HubMQTTError.\(self.code): \(self.message)" + (self.status.map { " (status \($0))" } ?? "")
+    }
+
+    /// The kinds of ``HubMQTTError``.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        public var description: String { self.name }
+
+        /// The broker refused CONNECT (IoT Hub answers 5, not authorized, to every failure).
+        public static let connectionRefused = Code("connectionRefused")
+        /// The message is over IoT Hub's 256 KB limit; nothing was sent.
+        public static let messageTooLarge = Code("messageTooLarge")
+        /// The client is not connected and was shut down.
+        public static let notConnected = Code("notConnected")
+        /// The client was shut down while the operation waited.
+        public static let shutDown = Code("shutDown")
+        /// IoT Hub answered a twin request with an error status.
+        public static let twinRequestFailed = Code("twinRequestFailed")
+        /// An answer did not come in time.
+        public static let timedOut = Code("timedOut")
+        /// The broker sent something that is not MQTT 3.1.1 or not what IoT Hub sends.
+        public static let protocolViolation = Code("protocolViolation")
+        /// An incoming topic or property bag could not be parsed.
+        public static let malformedTopic = Code("malformedTopic")
+        /// An argument is invalid (empty device id, too many subscriptions…).
+        public static let invalidArgument = Code("invalidArgument")
+    }
+}

@@ -1,0 +1,506 @@
+import AzureIoTCore
+import Foundation
+import Logging
+
+/// The connection state machine behind ``HubMQTTClient``: one TLS connection at a time, the QoS 1 in-flight
+/// window, request/response correlation, keep-alive, token renewal and reconnects. Unacknowledged PUBLISHes survive
+/// reconnects and are resent with DUP.
+actor HubMQTTSession {
+    private enum State { case idle, connected, reconnecting, shutDown }
+
+    private let configuration: HubMQTTConfiguration
+    private let logger: Logger
+    private let topics: HubTopics
+    private let framer = MQTTFramer()
+
+    private var state = State.idle
+    private var connection: TLSConnection?
+    private var generation = 0
+    private var issuedToken: IssuedSASToken?
+
+    private var nextPacketId: UInt16 = 0
+    private var inflight: [UInt16: PublishPacket] = [:]
+    private var inflightOrder: [UInt16] = []
+    private var pubackWaiters: [UInt16: CheckedContinuation<Void, any Error>] = [:]
+    private var windowWaiters: [(id: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
+    private var nextWaiterId: UInt64 = 0
+    private var subackWaiters: [UInt16: CheckedContinuation<SubAckPacket, any Error>] = [:]
+    private var twinWaiters: [String: CheckedContinuation<(Int, PropertyBag, [UInt8]), any Error>] = [:]
+    private var nextRequestId: UInt32 = 0
+    private var lastDesiredVersion: Int?
+
+    private var outbound: [UInt8] = []
+    private var writing = false
+    private var lastOutbound = ContinuousClock.now
+    private var pingSentAt: ContinuousClock.Instant?
+
+    private var readerTask: Task<Void, Never>?
+    private var tickTask: Task<Void, Never>?
+    private var reconnectTask: Task<Void, Never>?
+    private var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
+
+    let cloudToDevice: AsyncStream<CloudToDeviceMessage>.Continuation
+    let desired: AsyncStream<DesiredPropertyPatch>.Continuation
+    let methods: AsyncStream<MethodRequest>.Continuation
+    let events: AsyncStream<ConnectionEvent>.Continuation
+
+    init(
+        configuration: HubMQTTConfiguration,
+        logger: Logger,
+        cloudToDevice: AsyncStream<CloudToDeviceMessage>.Continuation,
+        desired: AsyncStream<DesiredPropertyPatch>.Continuation,
+        methods: AsyncStream<MethodRequest>.Continuation,
+        events: AsyncStream<ConnectionEvent>.Continuation
+    ) {
+        self.configuration = configuration
+        self.logger = logger
+        self.topics = HubTopics(deviceId: configuration.identity.deviceId, moduleId: configuration.identity.moduleId)
+        self.cloudToDevice = cloudToDevice
+        self.desired = desired
+        self.methods = methods
+        self.events = events
+    }
+
+    // MARK: - Connecting
+
+    func connect() async throws {
+        switch self.state {
+        case .connected: return
+        case .shutDown: throw HubMQTTError(.shutDown, "the client was shut down")
+        case .idle, .reconnecting: break
+        }
+        try await self.establish()
+    }
+
+    /// Opens TLS, sends CONNECT, waits for CONNACK, subscribes, and resends what is unacknowledged.
+    private func establish() async throws {
+        var tls = TLSConfiguration(trustRoots: self.configuration.trustRoots, connectTimeout: self.configuration.connectTimeout)
+        var password: [UInt8]?
+        switch self.configuration.authentication {
+        case .sas(let source):
+            let issued = try source.issueToken(for: self.configuration.identity.sasResource)
+            self.issuedToken = issued
+            password = Array(issued.token.secretValue.utf8)
+        case .x509(let identity):
+            tls.clientIdentity = identity
+        }
+        let connection = try await TLSConnection.connect(
+            host: self.configuration.connectHost, port: self.configuration.port, configuration: tls, logger: self.logger
+        )
+        let connect = ConnectPacket(
+            clientId: self.configuration.identity.clientId,
+            cleanSession: self.configuration.cleanSession,
+            keepAliveSeconds: UInt16(clamping: self.configuration.keepAlive.components.seconds),
+            username: self.configuration.identity.username,
+            password: password
+        )
+        var leftover: [UInt8] = []
+        do {
+            try await connection.write(try MQTTPacket.connect(connect).encoded(), timeout: self.configuration.operationTimeout)
+            let connack = try await self.readConnAck(connection, buffer: &leftover)
+            guard connack.returnCode == .accepted else {
+                throw HubMQTTError(.connectionRefused, "the broker refused CONNECT: \(connack.returnCode) (\(connack.returnCode.rawValue))")
+            }
+        } catch {
+            connection.close()
+            throw error
+        }
+        guard self.state != .shutDown else {
+            connection.close()
+            throw HubMQTTError(.shutDown, "the client was shut down while connecting")
+        }
+        self.generation += 1
+        self.connection = connection
+        self.state = .connected
+        self.outbound = []
+        self.writing = false
+        self.pingSentAt = nil
+        self.lastOutbound = .now
+        let generation = self.generation
+        self.readerTask = Task { await self.readLoop(connection, generation: generation, leftover: leftover) }
+        self.tickTask = Task { await self.tickLoop(generation: generation) }
+        self.logger.debug("connected", metadata: ["host": "\(self.configuration.connectHost)", "clientId": "\(self.configuration.identity.clientId)"])
+
+        let subscribe = SubscribePacket(
+            packetId: self.allocatePacketId(),
+            subscriptions: self.topics.subscriptions.map { .init(topicFilter: $0, qos: .atLeastOnce) }
+        )
+        for id in self.inflightOrder {
+            if var packet = self.inflight[id] {
+                packet.duplicate = true
+                self.enqueue(.publish(packet))
+            }
+        }
+        let suback = try await self.request(subscribe)
+        if suback.returnCodes.contains(.failure) {
+            self.logger.warning("a subscription was refused", metadata: ["codes": "\(suback.returnCodes.map(\.rawValue))"])
+        }
+        self.events.yield(ConnectionEvent(kind: .connected, reason: "CONNACK accepted"))
+    }
+
+    private func readConnAck(_ connection: TLSConnection, buffer: inout [UInt8]) async throws -> ConnAckPacket {
+        let deadline = ContinuousClock.now + self.configuration.operationTimeout
+        while true {
+            let chunk = try await connection.read(timeout: max(.milliseconds(1), deadline - .now))
+            guard !chunk.isEmpty else { throw HubMQTTError(.connectionRefused, "the broker closed the connection before CONNACK") }
+            buffer += chunk
+            if let frame = try self.framer.nextFrame(in: buffer[...]) {
+                let packet = try MQTTPacket.decode(firstByte: frame.firstByte, body: buffer[frame.body])
+                buffer.removeSubrange(0..<frame.end)
+                guard case .connack(let connack) = packet else {
+                    throw HubMQTTError(.protocolViolation, "the broker answered CONNECT with something other than CONNACK")
+                }
+                return connack
+            }
+        }
+    }
+
+    // MARK: - Shutting down
+
+    func disconnect() async {
+        guard self.state != .shutDown else { return }
+        let connection = self.connection
+        self.state = .shutDown
+        self.reconnectTask?.cancel()
+        self.tickTask?.cancel()
+        if let connection {
+            try? await connection.write(try MQTTPacket.disconnect.encoded(), timeout: .seconds(2))
+            connection.close()
+        }
+        self.connection = nil
+        self.readerTask?.cancel()
+        let error = HubMQTTError(.shutDown, "the client was shut down")
+        self.failAllWaiters(error, includingPublishes: true)
+        self.events.yield(ConnectionEvent(kind: .disconnected, reason: "shut down by the application"))
+        self.cloudToDevice.finish()
+        self.desired.finish()
+        self.methods.finish()
+        self.events.finish()
+        for waiter in self.shutdownWaiters { waiter.resume() }
+        self.shutdownWaiters = []
+    }
+
+    func waitForShutdown() async {
+        guard self.state != .shutDown else { return }
+        await withCheckedContinuation { self.shutdownWaiters.append($0) }
+    }
+
+    private func failAllWaiters(_ error: HubMQTTError, includingPublishes: Bool) {
+        for (_, waiter) in self.subackWaiters { waiter.resume(throwing: error) }
+        self.subackWaiters = [:]
+        for (_, waiter) in self.twinWaiters { waiter.resume(throwing: error) }
+        self.twinWaiters = [:]
+        if includingPublishes {
+            for (_, waiter) in self.pubackWaiters { waiter.resume(throwing: error) }
+            self.pubackWaiters = [:]
+            for waiter in self.windowWaiters { waiter.continuation.resume(throwing: error) }
+            self.windowWaiters = []
+        }
+    }
+
+    // MARK: - Losing the connection and reconnecting
+
+    private func connectionLost(generation: Int, reason: String) {
+        guard generation == self.generation, self.state == .connected else { return }
+        self.logger.info("connection lost", metadata: ["reason": "\(reason)"])
+        self.state = .reconnecting
+        self.connection?.close()
+        self.connection = nil
+        self.tickTask?.cancel()
+        self.readerTask?.cancel()
+        self.failAllWaiters(HubMQTTError(.notConnected, "the connection was lost: \(reason)"), includingPublishes: false)
+        self.events.yield(ConnectionEvent(kind: .disconnected, reason: reason))
+        self.reconnectTask = Task { await self.reconnectLoop() }
+    }
+
+    private func reconnectLoop() async {
+        var delay = self.configuration.reconnectMinimumDelay
+        var first = true
+        while self.state == .reconnecting && !Task.isCancelled {
+            if !first {
+                let jittered = delay * Double.random(in: 0.8...1.2)
+                try? await Task.sleep(for: jittered)
+                delay = min(delay * 2, self.configuration.reconnectMaximumDelay)
+                guard self.state == .reconnecting, !Task.isCancelled else { return }
+            }
+            first = false
+            do {
+                try await self.establish()
+                await self.reconcileTwin()
+                return
+            } catch {
+                self.events.yield(ConnectionEvent(kind: .reconnectFailed, reason: "\(error)"))
+                self.logger.debug("reconnect failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Re-reads the twin after a reconnect and reports the desired section if it changed while offline.
+    private func reconcileTwin() async {
+        guard let twin = try? await self.twin() else { return }
+        if let version = twin.desiredVersion, version != self.lastDesiredVersion {
+            self.lastDesiredVersion = version
+            let desired = (try? JSONSerialization.jsonObject(with: Data(twin.json)) as? [String: Any])?["desired"]
+            let json = desired.flatMap { try? JSONSerialization.data(withJSONObject: $0) }.map { Array($0) } ?? []
+            self.desired.yield(DesiredPropertyPatch(version: version, json: json, isFullDocument: true))
+        }
+    }
+
+    // MARK: - Reading
+
+    private func readLoop(_ connection: TLSConnection, generation: Int, leftover: [UInt8]) async {
+        var buffer = leftover
+        do {
+            while true {
+                if !buffer.isEmpty {
+                    let packets = try self.framer.decodePackets(from: &buffer)
+                    for packet in packets { try self.handle(packet, generation: generation) }
+                }
+                let chunk = try await connection.read(maxBytes: 64 * 1024)
+                guard !chunk.isEmpty else {
+                    self.connectionLost(generation: generation, reason: "the broker closed the connection")
+                    return
+                }
+                buffer += chunk
+            }
+        } catch {
+            self.connectionLost(generation: generation, reason: "\(error)")
+        }
+    }
+
+    private func handle(_ packet: MQTTPacket, generation: Int) throws {
+        guard generation == self.generation else { return }
+        self.pingSentAt = nil
+        switch packet {
+        case .puback(let id):
+            guard self.inflight.removeValue(forKey: id) != nil else { return }
+            self.inflightOrder.removeAll { $0 == id }
+            self.pubackWaiters.removeValue(forKey: id)?.resume()
+            if !self.windowWaiters.isEmpty { self.windowWaiters.removeFirst().continuation.resume() }
+        case .suback(let suback):
+            self.subackWaiters.removeValue(forKey: suback.packetId)?.resume(returning: suback)
+        case .publish(let publish):
+            if let id = publish.packetId, publish.qos == .atLeastOnce { self.enqueue(.puback(packetId: id)) }
+            try self.route(publish)
+        case .pingresp, .unsuback:
+            break
+        default:
+            throw HubMQTTError(.protocolViolation, "the broker sent an unexpected packet")
+        }
+    }
+
+    private func route(_ publish: PublishPacket) throws {
+        switch try self.topics.classify(publish.topic) {
+        case .cloudToDevice(let bag):
+            let properties = try PropertyBag(parsing: bag)
+            self.cloudToDevice.yield(CloudToDeviceMessage(body: publish.payload, properties: properties))
+        case .twinResponse(let status, let query):
+            if let rid = query["$rid"] { self.twinWaiters.removeValue(forKey: rid)?.resume(returning: (status, query, publish.payload)) }
+        case .desiredPatch(let query):
+            let version = query["$version"].flatMap { Int($0) }
+            if let version { self.lastDesiredVersion = version }
+            self.desired.yield(DesiredPropertyPatch(version: version, json: publish.payload, isFullDocument: false))
+        case .methodRequest(let name, let query):
+            guard let rid = query["$rid"] else { throw HubMQTTError(.malformedTopic, "a method request has no $rid") }
+            let request = MethodRequest(name: name, requestId: rid, payload: publish.payload) { [weak self] status, payload in
+                guard let self else { throw HubMQTTError(.shutDown, "the client is gone") }
+                try await self.respond(rid: rid, status: status, payload: payload)
+            }
+            self.methods.yield(request)
+        case .other:
+            self.logger.debug("message on an unexpected topic", metadata: ["topic": "\(publish.topic)"])
+        }
+    }
+
+    // MARK: - Writing
+
+    private func enqueue(_ packet: MQTTPacket) {
+        do {
+            try packet.encode(into: &self.outbound)
+        } catch {
+            self.logger.error("could not encode a packet", metadata: ["error": "\(error)"])
+            return
+        }
+        guard !self.writing, let connection = self.connection else { return }
+        self.writing = true
+        let generation = self.generation
+        Task { await self.flush(connection, generation: generation) }
+    }
+
+    private func flush(_ connection: TLSConnection, generation: Int) async {
+        while generation == self.generation && !self.outbound.isEmpty {
+            let bytes = self.outbound
+            self.outbound = []
+            self.outbound.reserveCapacity(bytes.count)
+            do {
+                try await connection.write(bytes)
+                self.lastOutbound = .now
+            } catch {
+                self.writing = false
+                self.connectionLost(generation: generation, reason: "write failed: \(error)")
+                return
+            }
+        }
+        if generation == self.generation { self.writing = false }
+    }
+
+    // MARK: - Keep-alive and token renewal
+
+    private func tickLoop(generation: Int) async {
+        let keepAlive = self.configuration.keepAlive
+        let tick = min(.seconds(1), keepAlive / 2)
+        while !Task.isCancelled {
+            try? await Task.sleep(for: tick)
+            guard generation == self.generation, self.state == .connected else { return }
+            let now = ContinuousClock.now
+            if let pingSentAt, now - pingSentAt > keepAlive {
+                self.connectionLost(generation: generation, reason: "no answer to PINGREQ within the keep-alive")
+                return
+            }
+            if self.pingSentAt == nil && now - self.lastOutbound >= keepAlive {
+                self.pingSentAt = now
+                self.enqueue(.pingreq)
+            }
+            if let issued = self.issuedToken, issued.needsRenewal() {
+                self.logger.info("renewing the SAS token by reconnecting")
+                self.events.yield(ConnectionEvent(kind: .renewingToken, reason: "the SAS token reached its renewal time"))
+                self.connectionLost(generation: generation, reason: "renewing the SAS token")
+                return
+            }
+        }
+    }
+
+    // MARK: - Telemetry
+
+    func send(_ message: TelemetryMessage, qos: MQTTQoS) async throws {
+        let topic = self.topics.telemetryPrefix + message.propertyBag.encoded
+        guard message.body.count + topic.utf8.count <= TelemetryMessage.maximumSize else {
+            throw HubMQTTError(.messageTooLarge, "the message is \(message.body.count + topic.utf8.count) bytes; IoT Hub takes at most 256 KB")
+        }
+        do { try MQTTTopic.validateName(topic) } catch {
+            throw HubMQTTError(.invalidArgument, "the telemetry topic is not a valid MQTT topic name: \(error.message)")
+        }
+        guard self.state != .shutDown else { throw HubMQTTError(.shutDown, "the client was shut down") }
+        guard qos != .atMostOnce else {
+            guard self.state == .connected else { throw HubMQTTError(.notConnected, "QoS 0 messages are not queued while disconnected") }
+            self.enqueue(.publish(PublishPacket(topic: topic, payload: message.body)))
+            return
+        }
+        try await self.acquireWindowSlot()
+        let id = self.allocatePacketId()
+        let packet = PublishPacket(topic: topic, payload: message.body, qos: .atLeastOnce, packetId: id)
+        self.inflight[id] = packet
+        self.inflightOrder.append(id)
+        if self.state == .connected { self.enqueue(.publish(packet)) }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                if Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                } else {
+                    self.pubackWaiters[id] = continuation
+                }
+            }
+        } onCancel: {
+            Task { await self.stopWaiting(forPuback: id) }
+        }
+    }
+
+    /// The caller stopped waiting; the message stays in flight (it may already be on the wire) until PUBACK.
+    private func stopWaiting(forPuback id: UInt16) {
+        self.pubackWaiters.removeValue(forKey: id)?.resume(throwing: CancellationError())
+    }
+
+    private func acquireWindowSlot() async throws {
+        while self.inflight.count >= max(1, self.configuration.inflightWindow) {
+            self.nextWaiterId += 1
+            let waiterId = self.nextWaiterId
+            try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                    if Task.isCancelled {
+                        continuation.resume(throwing: CancellationError())
+                    } else {
+                        self.windowWaiters.append((waiterId, continuation))
+                    }
+                }
+            } onCancel: {
+                Task { await self.stopWaiting(forWindow: waiterId) }
+            }
+            guard self.state != .shutDown else { throw HubMQTTError(.shutDown, "the client was shut down") }
+        }
+    }
+
+    private func stopWaiting(forWindow waiterId: UInt64) {
+        guard let index = self.windowWaiters.firstIndex(where: { $0.id == waiterId }) else { return }
+        self.windowWaiters.remove(at: index).continuation.resume(throwing: CancellationError())
+    }
+
+    /// The next packet id that is not in use [MQTT-2.3.1-2].
+    private func allocatePacketId() -> UInt16 {
+        repeat {
+            self.nextPacketId = self.nextPacketId == UInt16.max ? 1 : self.nextPacketId + 1
+        } while self.inflight[self.nextPacketId] != nil || self.subackWaiters[self.nextPacketId] != nil
+        return self.nextPacketId
+    }
+
+    private func request(_ subscribe: SubscribePacket) async throws -> SubAckPacket {
+        let id = subscribe.packetId
+        self.enqueue(.subscribe(subscribe))
+        let timeout = self.configuration.operationTimeout
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            self.subackWaiters.removeValue(forKey: id)?.resume(throwing: HubMQTTError(.timedOut, "no SUBACK within \(timeout)"))
+        }
+        defer { timer.cancel() }
+        return try await withCheckedThrowingContinuation { self.subackWaiters[id] = $0 }
+    }
+
+    // MARK: - Twin and methods
+
+    func twin() async throws -> Twin {
+        let (status, _, body) = try await self.twinRequest { HubTopics.twinGet(rid: $0) } payload: { [] }
+        guard status == 200 || status == 202 else {
+            throw HubMQTTError(.twinRequestFailed, "the twin GET failed", status: status)
+        }
+        let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any]
+        func version(_ section: String) -> Int? {
+            (object?[section] as? [String: Any])?["$version"] as? Int
+        }
+        return Twin(json: body, desiredVersion: version("desired"), reportedVersion: version("reported"))
+    }
+
+    func updateReportedProperties(_ json: [UInt8]) async throws -> Int? {
+        let (status, query, _) = try await self.twinRequest { HubTopics.twinPatchReported(rid: $0) } payload: { json }
+        guard status == 204 || status == 200 else {
+            throw HubMQTTError(.twinRequestFailed, "the reported-properties PATCH failed", status: status)
+        }
+        return query["$version"].flatMap { Int($0) }
+    }
+
+    private func twinRequest(
+        topic: (UInt32) -> String,
+        payload: () -> [UInt8]
+    ) async throws -> (Int, PropertyBag, [UInt8]) {
+        guard self.state == .connected else { throw HubMQTTError(.notConnected, "twin requests need a connection") }
+        self.nextRequestId &+= 1
+        let rid = self.nextRequestId
+        let key = String(rid)
+        self.enqueue(.publish(PublishPacket(topic: topic(rid), payload: payload())))
+        let timeout = self.configuration.operationTimeout
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            self.twinWaiters.removeValue(forKey: key)?.resume(throwing: HubMQTTError(.timedOut, "no twin response within \(timeout)"))
+        }
+        defer { timer.cancel() }
+        return try await withCheckedThrowingContinuation { self.twinWaiters[key] = $0 }
+    }
+
+    private func respond(rid: String, status: Int, payload: [UInt8]) throws {
+        guard self.state == .connected else { throw HubMQTTError(.notConnected, "the method response could not be sent: not connected") }
+        self.enqueue(.publish(PublishPacket(topic: HubTopics.methodResponse(status: status, rid: rid), payload: payload)))
+    }
+
+    // MARK: - Introspection for tests and tools
+
+    var inflightCount: Int { self.inflight.count }
+    var isConnected: Bool { self.state == .connected }
+}

@@ -1,0 +1,83 @@
+/// A cloud-to-device message. Over MQTT it is completed (PUBACKed) on receipt: MQTT has no reject or abandon.
+public struct CloudToDeviceMessage: Sendable {
+    /// The body.
+    public let body: [UInt8]
+    /// Every property from the topic, system keys with their `$.` prefix.
+    public let properties: PropertyBag
+
+    /// `$.mid`.
+    public var messageId: String? { self.properties["$.mid"] }
+    /// `$.cid`.
+    public var correlationId: String? { self.properties["$.cid"] }
+    /// `$.uid`.
+    public var userId: String? { self.properties["$.uid"] }
+    /// `$.to`, e.g. `/devices/dev1/messages/deviceBound`.
+    public var to: String? { self.properties["$.to"] }
+    /// `$.ct`.
+    public var contentType: String? { self.properties["$.ct"] }
+    /// `$.ce`.
+    public var contentEncoding: String? { self.properties["$.ce"] }
+    /// `$.exp`.
+    public var expiryTime: String? { self.properties["$.exp"] }
+    /// The application properties: every key without the `$.` prefix or IoT Hub's `iothub-` keys.
+    public var applicationProperties: [(key: String, value: String?)] {
+        self.properties.pairs.filter { !$0.key.hasPrefix("$.") && !$0.key.hasPrefix("iothub-") }
+    }
+}
+
+/// A desired-properties change pushed by the hub, or found by re-reading the twin after a reconnect.
+public struct DesiredPropertyPatch: Sendable {
+    /// The desired-properties version after this change.
+    public let version: Int?
+    /// The JSON patch (`null` values delete), or the whole desired section after a reconnect.
+    public let json: [UInt8]
+    /// Whether this came from re-reading the twin after a reconnect rather than from a push.
+    public let isFullDocument: Bool
+}
+
+/// The device twin: the desired and reported sections as JSON, with their versions.
+public struct Twin: Sendable {
+    /// The whole twin document as IoT Hub returned it.
+    public let json: [UInt8]
+    /// `desired.$version`.
+    public let desiredVersion: Int?
+    /// `reported.$version`.
+    public let reportedVersion: Int?
+}
+
+/// A direct-method call. Answer it exactly once with ``respond(status:payload:)``.
+public struct MethodRequest: Sendable {
+    /// The method name (`{component}*{command}` for Plug and Play commands).
+    public let name: String
+    /// The request id to echo.
+    public let requestId: String
+    /// The JSON payload (may be empty).
+    public let payload: [UInt8]
+    let responder: @Sendable (Int, [UInt8]) async throws -> Void
+
+    /// Sends the response: a status (e.g. 200) and a JSON payload.
+    public func respond(status: Int, payload: [UInt8] = Array("{}".utf8)) async throws {
+        try await self.responder(status, payload)
+    }
+}
+
+/// What happens to the connection.
+public struct ConnectionEvent: Sendable, CustomStringConvertible {
+    /// The kind of change.
+    public enum Kind: Sendable, Equatable {
+        /// Connected (CONNACK accepted).
+        case connected
+        /// The connection was lost or closed.
+        case disconnected
+        /// Reconnecting to renew the SAS token before it expires (informational).
+        case renewingToken
+        /// A reconnect attempt failed; another follows after a back-off.
+        case reconnectFailed
+    }
+    /// The kind.
+    public let kind: Kind
+    /// Why, in words (no secrets).
+    public let reason: String
+
+    public var description: String { "\(self.kind): \(self.reason)" }
+}

@@ -1,0 +1,72 @@
+/// A device-to-cloud message: a body plus the system and custom properties IoT Hub reads from the topic.
+public struct TelemetryMessage: Sendable {
+    /// IoT Hub's limit for one message, body and properties together.
+    public static let maximumSize = 256 * 1024
+
+    public var body: [UInt8]
+    /// `$.ct`: set it (e.g. `application/json`) so that routing queries can read the body.
+    public var contentType: String?
+    /// `$.ce`: e.g. `utf-8`.
+    public var contentEncoding: String?
+    /// `$.mid`.
+    public var messageId: String?
+    /// `$.cid`.
+    public var correlationId: String?
+    /// `$.uid`.
+    public var userId: String?
+    /// `$.ctime`: ISO 8601 creation time in UTC.
+    public var creationTime: String?
+    /// `$.exp`: ISO 8601 absolute expiry time in UTC.
+    public var expiryTime: String?
+    /// `$.sub`: the IoT Plug and Play component.
+    public var componentName: String?
+    /// Application properties, in order.
+    public var properties: [(String, String)]
+
+    /// A message with a body and optional properties.
+    public init(
+        body: [UInt8],
+        contentType: String? = nil,
+        contentEncoding: String? = nil,
+        messageId: String? = nil,
+        correlationId: String? = nil,
+        userId: String? = nil,
+        creationTime: String? = nil,
+        expiryTime: String? = nil,
+        componentName: String? = nil,
+        properties: [(String, String)] = []
+    ) {
+        self.body = body
+        self.contentType = contentType
+        self.contentEncoding = contentEncoding
+        self.messageId = messageId
+        self.correlationId = correlationId
+        self.userId = userId
+        self.creationTime = creationTime
+        self.expiryTime = expiryTime
+        self.componentName = componentName
+        self.properties = properties
+    }
+
+    /// A UTF-8 text body.
+    public init(text: String, contentType: String? = nil, contentEncoding: String? = "utf-8") {
+        self.init(body: Array(text.utf8), contentType: contentType, contentEncoding: contentEncoding)
+    }
+
+    /// The property bag as Azure's SDKs send it: system properties first (`$.mid`, `$.cid`, `$.uid`, `$.ct`, `$.ce`,
+    /// `$.ctime`, `$.exp`, `$.sub`), then the application properties.
+    public var propertyBag: PropertyBag {
+        var pairs: [(key: String, value: String?)] = []
+        func add(_ key: String, _ value: String?) { if let value { pairs.append((key, value)) } }
+        add("$.mid", self.messageId)
+        add("$.cid", self.correlationId)
+        add("$.uid", self.userId)
+        add("$.ct", self.contentType)
+        add("$.ce", self.contentEncoding)
+        add("$.ctime", self.creationTime)
+        add("$.exp", self.expiryTime)
+        add("$.sub", self.componentName)
+        for (key, value) in self.properties { pairs.append((key, value)) }
+        return PropertyBag(pairs)
+    }
+}

@@ -1,0 +1,262 @@
+import AzureIoTCore
+import AzureIoTTestSupport
+import Foundation
+import HubMQTT
+import Synchronization
+import Testing
+
+/// The IoT Hub client against a real mosquitto, with the hub side played by mosquitto_sub/mosquitto_pub.
+@Suite("IoT Hub MQTT client against mosquitto", .serialized)
+struct HubMQTTClientTests {
+    static let hub = "test-hub.azure-devices.net"
+    static let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+
+    static func configuration(_ broker: MosquittoBroker, port: Int, authentication: HubMQTTConfiguration.Authentication,
+                              keepAlive: Duration = .seconds(60)) throws -> HubMQTTConfiguration {
+        HubMQTTConfiguration(
+            identity: HubMQTTIdentity(hubHost: hub, deviceId: "dev1"), authentication: authentication, gatewayHostName: "localhost",
+            port: port, trustRoots: .pemFile(try TestPKI.shared().path("ca.pem")), keepAlive: keepAlive,
+            reconnectMinimumDelay: .milliseconds(100), reconnectMaximumDelay: .seconds(1), operationTimeout: .seconds(10)
+        )
+    }
+
+    static func anyPassword() throws -> HubMQTTConfiguration.Authentication {
+        .sas(try SymmetricKeyCredential(base64Key: key))
+    }
+
+    @Test("password = the SAS token the client computes; exact telemetry topic bytes with every property")
+    func telemetryTopicBytes() async throws {
+        let pki = try TestPKI.shared()
+        let identity = HubMQTTIdentity(hubHost: Self.hub, deviceId: "dev1")
+        let token = SASToken.generate(for: identity.sasResource, key: try SymmetricKey(base64: Self.key), expiry: UnixTime.now() + 3600)
+        let broker = try await MosquittoBroker(pki: pki, users: [identity.username: token.secretValue])
+        let subscriber = try await HubSideSubscriber(broker: broker, filters: ["devices/#"])
+        let configuration = try Self.configuration(broker, port: broker.passwordPort, authentication: .sas(FixedTokenCredential(token: token)))
+        try await HubMQTTClient.withConnection(configuration: configuration) { client in
+            var message = TelemetryMessage(text: #"{"temp":21.5}"#, contentType: "application/json", contentEncoding: "utf-8")
+            message.messageId = "m-1"
+            message.correlationId = "c/1"
+            message.userId = "u 1"
+            message.creationTime = "2026-11-27T10:00:00Z"
+            message.componentName = "thermostat1"
+            message.properties = [("alert", "true"), ("a b", "x/y&z=1"), ("ünï", "€")]
+            try await client.send(message)
+            try await client.send(TelemetryMessage(body: [0x00, 0xFF]), qos: .atMostOnce)
+        }
+        let expected = "devices/dev1/messages/events/%24.mid=m-1&%24.cid=c%2F1&%24.uid=u%201&%24.ct=application%2Fjson&%24.ce=utf-8"
+            + "&%24.ctime=2026-11-27T10%3A00%3A00Z&%24.sub=thermostat1&alert=true&a%20b=x%2Fy%26z%3D1&%C3%BCn%C3%AF=%E2%82%AC"
+        let line = await subscriber.waitForLine { $0.hasPrefix("devices/dev1/messages/events/%24.mid") }
+        #expect(line == expected + #"|{"temp":21.5}"#)
+        #expect(await subscriber.waitForLine { $0.hasPrefix("devices/dev1/messages/events/|") } != nil)
+        // The broker saw our user name and a clean-session-off, keep-alive 60 CONNECT.
+        #expect(broker.log.contains("u'\(identity.username)'"))
+        #expect(broker.log.contains("(p2, c0, k60"))
+    }
+
+    @Test("a wrong token is refused with CONNACK 5 as connectionRefused")
+    func wrongPassword() async throws {
+        let pki = try TestPKI.shared()
+        let identity = HubMQTTIdentity(hubHost: Self.hub, deviceId: "dev1")
+        let broker = try await MosquittoBroker(pki: pki, users: [identity.username: "SharedAccessSignature sr=x&sig=y&se=1"])
+        let client = try HubMQTTClient(configuration: try Self.configuration(broker, port: broker.passwordPort, authentication: try Self.anyPassword()))
+        do {
+            try await client.connect()
+            Issue.record("expected a refusal")
+        } catch let error as HubMQTTError {
+            #expect(error.code == .connectionRefused)
+            #expect(error.message.contains("(5)"))
+            #expect(!error.description.contains("sig="))
+        }
+        await client.disconnect()
+    }
+
+    @Test("X.509: the client certificate's CN becomes the user name on a require_certificate listener")
+    func clientCertificate() async throws {
+        let pki = try TestPKI.shared()
+        let broker = try await MosquittoBroker(pki: pki)
+        let identity = try X509Identity(certificateFile: pki.path("dev2-chain.pem"), privateKeyFile: pki.path("dev2.key"))
+        var configuration = try Self.configuration(broker, port: broker.certificatePort, authentication: .x509(identity))
+        configuration.identity = HubMQTTIdentity(hubHost: Self.hub, deviceId: "dev2")
+        try await HubMQTTClient.withConnection(configuration: configuration) { client in
+            try await client.send(TelemetryMessage(text: "x509"))
+        }
+        #expect(broker.log.contains("as dev2 (p2, c0, k60, u'dev2')"))
+    }
+
+    @Test("C2D, desired patches and direct methods injected on the hub's topics; answers on the response topics")
+    func inbound() async throws {
+        let pki = try TestPKI.shared()
+        let broker = try await MosquittoBroker(pki: pki)
+        let hubSide = try await HubSideSubscriber(broker: broker, filters: ["$iothub/#"])
+        let client = try HubMQTTClient(configuration: try Self.configuration(broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword()))
+        try await client.connect()
+
+        try broker.hubPublish(topic: "devices/dev1/messages/devicebound/%24.to=%2Fdevices%2Fdev1%2Fmessages%2FdeviceBound&%24.mid=c2d-1&%24.ct=application%2Fjson&k1=v%201&flag&empty=", payload: "hello")
+        var c2d = client.cloudToDeviceMessages.makeAsyncIterator()
+        let message = try #require(await c2d.next())
+        #expect(message.body == Array("hello".utf8))
+        #expect(message.to == "/devices/dev1/messages/deviceBound")
+        #expect(message.messageId == "c2d-1")
+        #expect(message.contentType == "application/json")
+        #expect(message.properties["k1"] == "v 1")
+        #expect(message.properties.contains("flag") && message.properties["flag"] == nil)
+        #expect(message.properties["empty"] == "")
+        #expect(message.applicationProperties.map(\.key) == ["k1", "flag", "empty"])
+
+        // The write-up's literal '$.' form is accepted too.
+        try broker.hubPublish(topic: "devices/dev1/messages/devicebound/$.ct=application%2Fjson&$.ce=utf-8", payload: "literal")
+        let literal = try #require(await c2d.next())
+        #expect(literal.contentType == "application/json" && literal.contentEncoding == "utf-8")
+
+        try broker.hubPublish(topic: "$iothub/twin/PATCH/properties/desired/?$version=5", payload: #"{"fan":true,"$version":5}"#)
+        var desired = client.desiredPropertyPatches.makeAsyncIterator()
+        let patch = try #require(await desired.next())
+        #expect(patch.version == 5)
+        #expect(String(decoding: patch.json, as: UTF8.self) == #"{"fan":true,"$version":5}"#)
+
+        try broker.hubPublish(topic: "$iothub/methods/POST/reboot/?$rid=abc", payload: #"{"delay":1}"#)
+        var methods = client.methodRequests.makeAsyncIterator()
+        let call = try #require(await methods.next())
+        #expect(call.name == "reboot" && call.requestId == "abc")
+        #expect(String(decoding: call.payload, as: UTF8.self) == #"{"delay":1}"#)
+        try await call.respond(status: 200, payload: Array(#"{"ok":true}"#.utf8))
+        #expect(await hubSide.waitForLine { $0 == #"$iothub/methods/res/200/?$rid=abc|{"ok":true}"# } != nil)
+
+        // Twin GET and reported PATCH: the hub side answers on $iothub/twin/res/.
+        let twinTask = Task { try await client.twin() }
+        let get = try #require(await hubSide.waitForLine { $0.hasPrefix("$iothub/twin/GET/?$rid=") })
+        let rid = get.dropFirst("$iothub/twin/GET/?$rid=".count).prefix { $0 != "|" }
+        try broker.hubPublish(topic: "$iothub/twin/res/200/?$rid=\(rid)",
+                              payload: #"{"desired":{"fan":true,"$version":5},"reported":{"$version":2}}"#)
+        let twin = try await twinTask.value
+        #expect(twin.desiredVersion == 5 && twin.reportedVersion == 2)
+
+        let patchTask = Task { try await client.updateReportedProperties(Array(#"{"fw":"1.0"}"#.utf8)) }
+        let reported = try #require(await hubSide.waitForLine { $0.hasPrefix("$iothub/twin/PATCH/properties/reported/?$rid=") })
+        #expect(reported.hasSuffix(#"|{"fw":"1.0"}"#))
+        let patchRid = reported.dropFirst("$iothub/twin/PATCH/properties/reported/?$rid=".count).prefix { $0 != "|" }
+        try broker.hubPublish(topic: "$iothub/twin/res/204/?$rid=\(patchRid)&$version=3", payload: "")
+        #expect(try await patchTask.value == 3)
+
+        // An error status is a typed error.
+        let failing = Task { try await client.updateReportedProperties(Array("{}".utf8)) }
+        let second = try #require(await hubSide.waitForLine { $0.hasPrefix("$iothub/twin/PATCH/properties/reported/?$rid=") && !$0.contains("$rid=\(patchRid)|") })
+        let secondRid = second.dropFirst("$iothub/twin/PATCH/properties/reported/?$rid=".count).prefix { $0 != "|" }
+        try broker.hubPublish(topic: "$iothub/twin/res/400/?$rid=\(secondRid)", payload: #"{"message":"bad"}"#)
+        do {
+            _ = try await failing.value
+            Issue.record("expected a twin error")
+        } catch let error as HubMQTTError {
+            #expect(error.code == .twinRequestFailed && error.status == 400)
+        }
+        await client.disconnect()
+        #expect(broker.log.contains("Received SUBSCRIBE from dev1"))
+        #expect(broker.log.contains("devices/dev1/messages/devicebound/# (QoS 1)"))
+    }
+
+    @Test("a message over 256 KB is refused before anything is sent")
+    func tooLarge() async throws {
+        let pki = try TestPKI.shared()
+        let broker = try await MosquittoBroker(pki: pki)
+        try await HubMQTTClient.withConnection(configuration: try Self.configuration(broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword())) { client in
+            await #expect(throws: HubMQTTError(.messageTooLarge, "")) {
+                try await client.send(TelemetryMessage(body: [UInt8](repeating: 1, count: 256 * 1024)))
+            }
+            try await client.send(TelemetryMessage(body: [UInt8](repeating: 1, count: 200 * 1024)))
+        }
+        #expect(!broker.log.contains("(262144 bytes)"))
+        #expect(broker.log.contains("(204800 bytes)"))
+    }
+
+    @Test("kill and restart the broker mid-stream: every QoS 1 message sent reaches a broker at least once")
+    func brokerRestart() async throws {
+        let pki = try TestPKI.shared()
+        let broker = try await MosquittoBroker(pki: pki)
+        var configuration = try Self.configuration(broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword())
+        configuration.inflightWindow = 8
+        let client = try HubMQTTClient(configuration: configuration)
+        try await client.connect()
+        let count = 300
+        let sent = Mutex(0)
+        let sender = Task {
+            for index in 0..<count {
+                var message = TelemetryMessage(body: Array("m\(index)".utf8))
+                message.properties = [("seq", String(index))]
+                try await client.send(message)
+                sent.withLock { $0 += 1 }
+            }
+        }
+        while sent.withLock({ $0 }) < 50 { try await Task.sleep(for: .milliseconds(5)) }
+        broker.kill()
+        try await Task.sleep(for: .milliseconds(300))
+        try await broker.start()
+        try await sender.value
+        await client.disconnect()
+        let log = broker.log
+        var missing: [Int] = []
+        for index in 0..<count where !log.contains("messages/events/seq=\(index)'") { missing.append(index) }
+        #expect(missing.isEmpty, "not received by any broker: \(missing.prefix(20))")
+        #expect(log.contains("(d1, q1"), "unacknowledged messages are resent with DUP")
+    }
+
+    @Test("keep-alive: PINGREQ when idle, and a broker that stops answering is detected")
+    func keepAlive() async throws {
+        let pki = try TestPKI.shared()
+        let broker = try await MosquittoBroker(pki: pki)
+        let client = try HubMQTTClient(configuration: try Self.configuration(
+            broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword(), keepAlive: .seconds(1)))
+        var events = client.connectionEvents.makeAsyncIterator()
+        try await client.connect()
+        #expect(await events.next()?.kind == .connected)
+        try await Task.sleep(for: .milliseconds(2500))
+        #expect(broker.log.contains("Received PINGREQ from dev1"))
+        broker.pause(true)
+        let clock = ContinuousClock()
+        let paused = clock.now
+        let event = await events.next()
+        #expect(event?.kind == .disconnected)
+        #expect(event?.reason.contains("PINGREQ") == true)
+        #expect(clock.now - paused < .seconds(5))
+        broker.pause(false)
+        var reconnected = false
+        while let next = await events.next() {
+            if next.kind == .connected { reconnected = true; break }
+        }
+        #expect(reconnected)
+        await client.disconnect()
+    }
+
+    @Test("the SAS token is renewed by reconnecting at 80 % of its lifetime")
+    func tokenRenewal() async throws {
+        let pki = try TestPKI.shared()
+        let broker = try await MosquittoBroker(pki: pki)
+        let credential = SymmetricKeyCredential(key: try SymmetricKey(base64: Self.key), timeToLive: 3, renewalFraction: 0.8)
+        let client = try HubMQTTClient(configuration: try Self.configuration(broker, port: broker.anyPasswordPort, authentication: .sas(credential)))
+        var events = client.connectionEvents.makeAsyncIterator()
+        try await client.connect()
+        var kinds: [ConnectionEvent.Kind] = []
+        while kinds.filter({ $0 == .connected }).count < 2, let event = await events.next() { kinds.append(event.kind) }
+        #expect(kinds == [.connected, .renewingToken, .disconnected, .connected])
+        try await client.send(TelemetryMessage(text: "after renewal"))
+        await client.disconnect()
+        #expect(broker.log.components(separatedBy: "New client connected").count - 1 >= 2)
+    }
+
+    @Test("cancelling a send stops its wait without corrupting the session")
+    func cancellation() async throws {
+        let pki = try TestPKI.shared()
+        let broker = try await MosquittoBroker(pki: pki)
+        let client = try HubMQTTClient(configuration: try Self.configuration(broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword()))
+        try await client.connect()
+        broker.pause(true)
+        let pending = Task { try await client.send(TelemetryMessage(text: "stuck")) }
+        try await Task.sleep(for: .milliseconds(200))
+        pending.cancel()
+        await #expect(throws: CancellationError.self) { try await pending.value }
+        broker.pause(false)
+        try await client.send(TelemetryMessage(text: "after"))
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(await client.pendingMessageCount == 0)
+        await client.disconnect()
+    }
+}
