@@ -192,9 +192,15 @@ struct HubMQTTClientTests {
         try await broker.start()
         try await sender.value
         await client.disconnect()
-        let log = broker.log
+        // The broker's log reaches us asynchronously; give the last lines a moment.
         var missing: [Int] = []
-        for index in 0..<count where !log.contains("messages/events/seq=\(index)'") { missing.append(index) }
+        for _ in 0..<100 {
+            let log = broker.log
+            missing = (0..<count).filter { !log.contains("messages/events/seq=\($0)'") }
+            if missing.isEmpty { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let log = broker.log
         #expect(missing.isEmpty, "not received by any broker: \(missing.prefix(20))")
         #expect(log.contains("(d1, q1"), "unacknowledged messages are resent with DUP")
     }
