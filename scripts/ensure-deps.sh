@@ -6,7 +6,7 @@ set -euo pipefail
 mode=${1:-build}
 packages=(libssl-dev libcurl4-openssl-dev pkg-config openssl)
 if [ "$mode" = test ]; then
-  packages+=(curl python3 ca-certificates)
+  packages+=(curl python3 ca-certificates mosquitto mosquitto-clients coreutils)
 fi
 missing=()
 for package in "${packages[@]}"; do

@@ -41,7 +41,16 @@ struct MQTTByteReader {
     mutating func readString() throws(MQTTCodecError) -> String {
         let start = self.offset
         let raw = try self.readBinary()
-        guard let string = String(validating: raw, as: UTF8.self), !raw.contains(0) else {
+        let string = raw.withUnsafeBufferPointer { bytes -> String? in
+            var ascii = true
+            for byte in bytes {
+                if byte == 0 { return nil }
+                if byte >= 0x80 { ascii = false }
+            }
+            // ASCII needs no further validation; anything else goes through the standard library's validator.
+            return ascii ? String(decoding: bytes, as: UTF8.self) : String(validating: bytes, as: UTF8.self)
+        }
+        guard let string else {
             throw MQTTCodecError(.invalidUTF8, "a string is not well-formed UTF-8 or contains U+0000", offset: start)
         }
         return string

@@ -3,13 +3,20 @@ public enum MQTTTopic {
     /// Throws unless `name` is a valid topic name: at least one byte [MQTT-4.7.3-1], no `+` or `#` [MQTT-3.3.2-2],
     /// no U+0000, at most 65,535 UTF-8 bytes.
     public static func validateName(_ name: String) throws(MQTTCodecError) {
-        let utf8 = name.utf8
-        guard !utf8.isEmpty, utf8.count <= 65_535 else {
+        var copy = name
+        let (count, forbidden) = copy.withUTF8 { bytes in (bytes.count, Self.containsForbiddenNameByte(bytes)) }
+        guard count > 0, count <= 65_535 else {
             throw MQTTCodecError(.invalidTopicName, "a topic name must be 1 to 65,535 bytes")
         }
-        for byte in utf8 where byte == UInt8(ascii: "+") || byte == UInt8(ascii: "#") || byte == 0 {
+        guard !forbidden else {
             throw MQTTCodecError(.invalidTopicName, "a topic name must not contain '+', '#' or U+0000")
         }
+    }
+
+    /// Whether `bytes` holds `+`, `#` or NUL.
+    static func containsForbiddenNameByte(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        for byte in bytes where byte == UInt8(ascii: "+") || byte == UInt8(ascii: "#") || byte == 0 { return true }
+        return false
     }
 
     /// Throws unless `filter` is a valid topic filter: at least one byte, `#` only as the whole last level

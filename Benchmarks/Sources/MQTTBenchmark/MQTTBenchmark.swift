@@ -1,0 +1,98 @@
+import AzureIoTCore
+import Foundation
+import HubMQTT
+
+/// usage:
+///   MQTTBenchmark client PORT CAFILE COUNT WINDOW   QoS 1 telemetry, 256-byte bodies, over TLS to a local broker
+///   MQTTBenchmark codec COUNT                       PUBLISH encode + decode on one thread, and heap bytes per PUBLISH
+@main
+enum MQTTBenchmark {
+    static func main() async throws {
+        let arguments = CommandLine.arguments
+        switch arguments.count > 1 ? arguments[1] : "" {
+        case "client" where arguments.count == 6:
+            try await client(port: Int(arguments[2])!, caFile: arguments[3], count: Int(arguments[4])!, window: Int(arguments[5])!)
+        case "codec" where arguments.count == 3:
+            try codec(count: Int(arguments[2])!)
+        default:
+            FileHandle.standardError.write(Data("usage: MQTTBenchmark client PORT CAFILE COUNT WINDOW | codec COUNT\n".utf8))
+            exit(2)
+        }
+    }
+
+    static func client(port: Int, caFile: String, count: Int, window: Int) async throws {
+        let configuration = HubMQTTConfiguration(
+            identity: HubMQTTIdentity(hubHost: "bench-hub.azure-devices.net", deviceId: "bench"),
+            authentication: .sas(try SymmetricKeyCredential(base64Key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")),
+            gatewayHostName: "localhost", port: port, trustRoots: .pemFile(caFile), inflightWindow: window
+        )
+        let body = [UInt8](repeating: UInt8(ascii: "x"), count: 256)
+        let clock = ContinuousClock()
+        let start = clock.now
+        try await HubMQTTClient.withConnection(configuration: configuration) { client in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for lane in 0..<window {
+                    group.addTask {
+                        var index = lane
+                        while index < count {
+                            try await client.send(TelemetryMessage(body: body))
+                            index += window
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        let seconds = seconds(clock.now - start)
+        print(String(format: "swift HubMQTTClient: %d QoS1 msgs x 256 B in %.3f s = %.0f msg/s (window %d, includes connect+TLS)",
+                     count, seconds, Double(count) / seconds, window))
+    }
+
+    static func codec(count: Int) throws {
+        let packet = MQTTPacket.publish(PublishPacket(
+            topic: "devices/bench/messages/events/%24.ct=application%2Fjson&%24.ce=utf-8",
+            payload: [UInt8](repeating: 0x78, count: 256), qos: .atLeastOnce, packetId: 1))
+        let framer = MQTTFramer()
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(512)
+        var checksum = 0
+        func once() throws {
+            buffer.removeAll(keepingCapacity: true)
+            try packet.encode(into: &buffer)
+            guard let frame = try framer.nextFrame(in: buffer[...]) else { fatalError("incomplete") }
+            if case .publish(let decoded) = try MQTTPacket.decode(firstByte: frame.firstByte, body: buffer[frame.body]) {
+                checksum &+= decoded.payload.count
+            }
+        }
+        for _ in 0..<10_000 { try once() }
+        let (bytesBefore, callsBefore) = MallocCounter.read()
+        let sample = 10_000
+        for _ in 0..<sample { try once() }
+        let (bytesAfter, callsAfter) = MallocCounter.read()
+        let clock = ContinuousClock()
+        let start = clock.now
+        for _ in 0..<count { try once() }
+        let seconds = seconds(clock.now - start)
+        precondition(checksum > 0)
+        var line = String(format: "swift codec: %d PUBLISH (256 B) encode+decode in %.3f s = %.2f M/s on one thread", count, seconds, Double(count) / seconds / 1e6)
+        if let bytesBefore, let bytesAfter, let callsBefore, let callsAfter {
+            line += String(format: "; heap per encode+decode: %.1f allocations, %.0f bytes",
+                           Double(callsAfter - callsBefore) / Double(sample), Double(bytesAfter - bytesBefore) / Double(sample))
+        } else {
+            line += "; heap counts need LD_PRELOAD=malloc_counter.so"
+        }
+        print(line)
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}
+
+/// Reads the counters of `Benchmarks/peers/malloc_counter.c` when it is preloaded.
+enum MallocCounter {
+    typealias Reader = @convention(c) () -> UInt64
+    static let bytes: Reader? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "azi_bench_malloc_bytes").map { unsafeBitCast($0, to: Reader.self) }
+    static let calls: Reader? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "azi_bench_malloc_calls").map { unsafeBitCast($0, to: Reader.self) }
+    static func read() -> (UInt64?, UInt64?) { (bytes?(), calls?()) }
+}
