@@ -19,6 +19,8 @@ server=$!
 until grep -q READY "$work/server.out"; do sleep 0.05; done
 port=$(awk '/READY/ {print $2}' "$work/server.out")
 echo "== building the benchmark (release)"
+# A path dependency's new source files are not always noticed by an existing build folder: start clean.
+rm -rf Benchmarks/.build
 swift build -c release --package-path Benchmarks --product DPSBenchmark >/dev/null
 bin=$(swift build -c release --package-path Benchmarks --show-bin-path)/DPSBenchmark
 echo "== DPS registrations (PUT register + GET operation, TLS, SAS group key) against dps_server.py on 127.0.0.1:$port"

@@ -27,6 +27,8 @@ broker=$!
 sleep 0.5
 gcc -O2 -shared -fPIC -o "$work/malloc_counter.so" Benchmarks/peers/malloc_counter.c
 echo "== building the benchmark (release)"
+# A path dependency's new source files are not always noticed by an existing build folder: start clean.
+rm -rf Benchmarks/.build
 swift build -c release --package-path Benchmarks --product MQTTBenchmark >/dev/null
 bin=$(swift build -c release --package-path Benchmarks --show-bin-path)/MQTTBenchmark
 echo "== QoS 1, 256-byte messages over TLS to mosquitto $(mosquitto -h 2>/dev/null | head -1 | awk '{print $3}') on 127.0.0.1:$port, $count messages each"

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh build
 count=${SAS_BENCH_COUNT:-2000000}
 echo "== building the benchmark (release)"
+# A path dependency's new source files are not always noticed by an existing build folder: start clean.
+rm -rf Benchmarks/.build
 swift build -c release --package-path Benchmarks --product SASBenchmark >/dev/null
 bin=$(swift build -c release --package-path Benchmarks --show-bin-path)/SASBenchmark
 echo "== SAS tokens per second, one thread each ($(nproc) cores, $(uname -m))"

@@ -1,15 +1,16 @@
+private import CAzureIoTShims
 import Foundation
 import Synchronization
 
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
 #endif
 
-/// One dedicated thread that waits with `poll(2)` for sockets to become readable or writable and resumes the
+/// One dedicated thread that waits with `epoll(7)` for sockets to become readable or writable and resumes the
 /// suspended tasks that asked, so no socket wait ever blocks Swift's cooperative thread pool.
 ///
+/// Waiters arm their descriptor themselves (`EPOLLONESHOT`, from any thread), so a wait costs one `epoll_ctl` and
+/// the reactor thread is only woken (through an eventfd) when a new deadline is earlier than the one it sleeps on.
 /// Every wait has an optional deadline (resumed with ``AzureIoTError/Code/timedOut``) and honours task
 /// cancellation (resumed with `CancellationError`).
 final class IOReactor: Sendable {
@@ -18,27 +19,37 @@ final class IOReactor: Sendable {
 
     /// What a waiter waits for.
     struct Interest: OptionSet, Sendable {
-        let rawValue: Int16
-        static let readable = Interest(rawValue: Int16(POLLIN))
-        static let writable = Interest(rawValue: Int16(POLLOUT))
+        let rawValue: UInt32
+        static let readable = Interest(rawValue: UInt32(AZI_READABLE))
+        static let writable = Interest(rawValue: UInt32(AZI_WRITABLE))
     }
 
     private struct Waiter {
-        var fd: Int32
+        var id: UInt64
         var interest: Interest
         var deadline: UInt64?
         var continuation: CheckedContinuation<Void, any Error>
     }
 
-    private struct State {
-        var waiters: [UInt64: Waiter] = [:]
-        var cancelledBeforeRegistration: Set<UInt64> = []
-        var nextId: UInt64 = 1
+    private struct Descriptor {
+        var waiters: [Waiter] = []
+        var inEpollSet = false
+        var mask: UInt32 { self.waiters.reduce(0) { $0 | $1.interest.rawValue } }
     }
 
-    private let state = Mutex(State())
-    private let wakeRead: Int32
-    private let wakeWrite: Int32
+    private struct State {
+        var descriptors: [Int32: Descriptor] = [:]
+        var waiterDescriptor: [UInt64: Int32] = [:]
+        var deadlines: [UInt64: UInt64] = [:]
+        var cancelledBeforeRegistration: Set<UInt64> = []
+        var nextId: UInt64 = 1
+        /// The deadline the reactor thread sleeps until (nil: no timeout).
+        var sleepingUntil: UInt64?
+    }
+
+    private let state = AdaptiveLock(State())
+    private let epollFD: Int32
+    private let wakeFD: Int32
 
     private init() {
         // A write to a socket the peer closed must fail with EPIPE, not kill the process: OpenSSL writes with
@@ -47,14 +58,11 @@ final class IOReactor: Sendable {
         if sigaction(SIGPIPE, nil, &current) == 0 && current.__sigaction_handler.sa_handler == nil {
             signal(SIGPIPE, SIG_IGN)
         }
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { fatalError("IOReactor: pipe() failed with errno \(errno)") }
-        for fd in fds {
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        }
-        self.wakeRead = fds[0]
-        self.wakeWrite = fds[1]
+        self.epollFD = azi_epoll_create()
+        self.wakeFD = azi_eventfd()
+        guard self.epollFD >= 0, self.wakeFD >= 0 else { fatalError("IOReactor: epoll/eventfd failed with errno \(errno)") }
+        // The wake descriptor stays armed: it is re-armed after every wake-up in `run`.
+        _ = azi_epoll_arm(self.epollFD, self.wakeFD, Int32(AZI_READABLE), 0)
         let thread = Thread { [self] in self.run() }
         thread.name = "AzureIoT.IOReactor"
         thread.start()
@@ -69,78 +77,113 @@ final class IOReactor: Sendable {
         }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let cancelled = self.state.withLock { state -> Bool in
-                    if state.cancelledBeforeRegistration.remove(id) != nil { return true }
-                    state.waiters[id] = Waiter(fd: fd, interest: interest, deadline: deadline, continuation: continuation)
-                    return false
+                let (cancelled, wake) = self.state.withLock { state -> (Bool, Bool) in
+                    if state.cancelledBeforeRegistration.remove(id) != nil { return (true, false) }
+                    var descriptor = state.descriptors[fd] ?? Descriptor()
+                    descriptor.waiters.append(Waiter(id: id, interest: interest, deadline: deadline, continuation: continuation))
+                    self.arm(fd, &descriptor)
+                    state.descriptors[fd] = descriptor
+                    state.waiterDescriptor[id] = fd
+                    guard let deadline else { return (false, false) }
+                    state.deadlines[id] = deadline
+                    return (false, state.sleepingUntil.map { deadline < $0 } ?? true)
                 }
                 if cancelled {
                     continuation.resume(throwing: CancellationError())
-                } else {
+                } else if wake {
                     self.wake()
                 }
             }
         } onCancel: {
             let waiter = self.state.withLock { state -> Waiter? in
-                if let waiter = state.waiters.removeValue(forKey: id) { return waiter }
-                state.cancelledBeforeRegistration.insert(id)
-                return nil
+                guard let waiter = Self.removeWaiter(id, from: &state) else {
+                    state.cancelledBeforeRegistration.insert(id)
+                    return nil
+                }
+                return waiter
             }
             waiter?.continuation.resume(throwing: CancellationError())
         }
     }
 
-    /// Resumes every waiter on `fd` with `error` (used before closing a socket so nobody polls a stale descriptor).
+    /// Resumes every waiter on `fd` with `error` and forgets the descriptor (called before a socket is shut down).
     func failWaiters(fd: Int32, with error: AzureIoTError) {
         let failed = self.state.withLock { state -> [Waiter] in
-            let ids = state.waiters.filter { $0.value.fd == fd }.map(\.key)
-            return ids.compactMap { state.waiters.removeValue(forKey: $0) }
+            guard let descriptor = state.descriptors.removeValue(forKey: fd) else { return [] }
+            for waiter in descriptor.waiters {
+                state.waiterDescriptor.removeValue(forKey: waiter.id)
+                state.deadlines.removeValue(forKey: waiter.id)
+            }
+            if descriptor.inEpollSet { _ = azi_epoll_remove(self.epollFD, fd) }
+            return descriptor.waiters
         }
         for waiter in failed { waiter.continuation.resume(throwing: error) }
     }
 
+    /// (Re-)arms `fd` for the union of its waiters' interests, one shot.
+    private func arm(_ fd: Int32, _ descriptor: inout Descriptor) {
+        let mask = descriptor.mask
+        guard mask != 0 else { return }
+        // MOD when in the set; ADD for a new descriptor, or a closed-and-reused one that epoll already dropped.
+        _ = azi_epoll_arm(self.epollFD, fd, Int32(mask), descriptor.inEpollSet ? 1 : 0)
+        descriptor.inEpollSet = true
+    }
+
+    private static func removeWaiter(_ id: UInt64, from state: inout State) -> Waiter? {
+        guard let fd = state.waiterDescriptor.removeValue(forKey: id), var descriptor = state.descriptors[fd],
+            let index = descriptor.waiters.firstIndex(where: { $0.id == id })
+        else { return nil }
+        state.deadlines.removeValue(forKey: id)
+        let waiter = descriptor.waiters.remove(at: index)
+        state.descriptors[fd] = descriptor
+        return waiter
+    }
+
     private func wake() {
-        var byte: UInt8 = 1
-        _ = Glibc.write(self.wakeWrite, &byte, 1)
+        var one: UInt64 = 1
+        _ = Glibc.write(self.wakeFD, &one, 8)
     }
 
     private func run() {
-        var pollSet: [pollfd] = []
-        var ids: [UInt64] = []
+        var fds = [Int32](repeating: 0, count: 64)
+        var readiness = [Int32](repeating: 0, count: 64)
         while true {
-            pollSet.removeAll(keepingCapacity: true)
-            ids.removeAll(keepingCapacity: true)
-            pollSet.append(pollfd(fd: self.wakeRead, events: Int16(POLLIN), revents: 0))
-            let nearest = self.state.withLock { state -> UInt64? in
-                var nearest: UInt64?
-                for (id, waiter) in state.waiters {
-                    pollSet.append(pollfd(fd: waiter.fd, events: waiter.interest.rawValue, revents: 0))
-                    ids.append(id)
-                    if let deadline = waiter.deadline { nearest = min(nearest ?? deadline, deadline) }
-                }
-                return nearest
-            }
-            var timeout: Int32 = -1
-            if let nearest {
+            let timeout = self.state.withLock { state -> Int32 in
+                let nearest = state.deadlines.values.min()
+                state.sleepingUntil = nearest
+                guard let nearest else { return -1 }
                 let now = MonotonicClock.now()
-                timeout = nearest <= now ? 0 : Int32(clamping: (nearest - now + 999_999) / 1_000_000)
+                return nearest <= now ? 0 : Int32(clamping: (nearest - now + 999_999) / 1_000_000)
             }
-            let result = poll(&pollSet, nfds_t(pollSet.count), timeout)
-            if result < 0 && errno != EINTR { continue }
-            if pollSet[0].revents != 0 { self.drainWakePipe() }
-
-            let now = MonotonicClock.now()
+            let count = azi_epoll_wait(self.epollFD, &fds, &readiness, 64, timeout)
             var ready: [Waiter] = []
             var expired: [Waiter] = []
             self.state.withLock { state in
-                for (index, id) in ids.enumerated() where pollSet[index + 1].revents != 0 {
-                    if let waiter = state.waiters.removeValue(forKey: id) { ready.append(waiter) }
-                }
-                for (id, waiter) in state.waiters {
-                    if let deadline = waiter.deadline, deadline <= now {
-                        state.waiters.removeValue(forKey: id)
-                        expired.append(waiter)
+                state.sleepingUntil = 0
+                for index in 0..<max(0, Int(count)) {
+                    let fd = fds[index]
+                    if fd == self.wakeFD {
+                        var value: UInt64 = 0
+                        _ = Glibc.read(self.wakeFD, &value, 8)
+                        _ = azi_epoll_arm(self.epollFD, self.wakeFD, Int32(AZI_READABLE), 1)
+                        continue
                     }
+                    guard var descriptor = state.descriptors[fd] else { continue }
+                    let fired = UInt32(readiness[index])
+                    let failing = fired & UInt32(AZI_FAILED) != 0
+                    descriptor.waiters.removeAll { waiter in
+                        guard failing || waiter.interest.rawValue & fired != 0 else { return false }
+                        ready.append(waiter)
+                        state.waiterDescriptor.removeValue(forKey: waiter.id)
+                        state.deadlines.removeValue(forKey: waiter.id)
+                        return true
+                    }
+                    self.arm(fd, &descriptor)
+                    state.descriptors[fd] = descriptor
+                }
+                let now = MonotonicClock.now()
+                for (id, deadline) in state.deadlines where deadline <= now {
+                    if let waiter = Self.removeWaiter(id, from: &state) { expired.append(waiter) }
                 }
             }
             for waiter in ready { waiter.continuation.resume() }
@@ -148,10 +191,5 @@ final class IOReactor: Sendable {
                 waiter.continuation.resume(throwing: AzureIoTError(.timedOut, "the operation timed out"))
             }
         }
-    }
-
-    private func drainWakePipe() {
-        var buffer = [UInt8](repeating: 0, count: 256)
-        while Glibc.read(self.wakeRead, &buffer, buffer.count) > 0 {}
     }
 }

@@ -28,7 +28,7 @@ public final class TLSConnection: Sendable {
         var closed = false
     }
 
-    private let session: Mutex<Session>
+    private let session: AdaptiveLock<Session>
     private let fd: Int32
     /// Keeps the `SSL_CTX` alive as long as the `SSL` made from it.
     private let context: TLSContext
@@ -46,7 +46,7 @@ public final class TLSConnection: Sendable {
         SSL_set_fd(ssl, fd)
         azi_ssl_ignore_unexpected_eof(UnsafeMutableRawPointer(ssl))
         if role == .client { SSL_set_connect_state(ssl) } else { SSL_set_accept_state(ssl) }
-        self.session = Mutex(Session(ssl: ssl))
+        self.session = AdaptiveLock(Session(ssl: ssl))
         self.fd = fd
         self.context = context
         self.role = role
@@ -142,17 +142,18 @@ public final class TLSConnection: Sendable {
     /// Throws ``AzureIoTError/Code/timedOut`` if nothing arrives within `timeout` (no timeout by default).
     public func read(maxBytes: Int = 16 * 1024, timeout: Duration? = nil) async throws -> [UInt8] {
         let deadline = MonotonicClock.deadline(after: timeout)
-        var buffer = [UInt8](repeating: 0, count: max(1, maxBytes))
-        let count = try await self.perform(deadline: deadline, during: .transfer) { ssl -> Step<Int> in
-            var read = 0
-            let result = buffer.withUnsafeMutableBytes { SSL_read_ex(ssl, $0.baseAddress, $0.count, &read) }
-            if result == 1 { return .done(read) }
-            let error = SSL_get_error(ssl, result)
-            if error == SSL_ERROR_ZERO_RETURN { return .done(0) }
+        let capacity = max(1, maxBytes)
+        return try await self.perform(deadline: deadline, during: .transfer) { ssl -> Step<[UInt8]> in
+            var result: Int32 = 0
+            let bytes = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
+                var read = 0
+                result = SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &read)
+                count = result == 1 ? read : 0
+            }
+            if result == 1 { return .done(bytes) }
+            if SSL_get_error(ssl, result) == SSL_ERROR_ZERO_RETURN { return .done([]) }
             return Self.step(ssl, result)
         }
-        buffer.removeSubrange(count...)
-        return buffer
     }
 
     /// Writes all of `bytes`. Throws ``AzureIoTError/Code/timedOut`` if they cannot all be handed to the kernel

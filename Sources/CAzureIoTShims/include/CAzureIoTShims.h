@@ -48,6 +48,21 @@ int azi_hmac_sha256_compute(const void *state, const uint8_t *message, size_t le
 /// Wipes a prepared state.
 void azi_hmac_sha256_clear(void *state);
 
+// MARK: - epoll (packed structs and macros)
+
+/// Readiness bits used by the wrappers below.
+enum { AZI_READABLE = 1, AZI_WRITABLE = 2, AZI_FAILED = 4 };
+/// `epoll_create1(EPOLL_CLOEXEC)`.
+int azi_epoll_create(void);
+/// Arms `fd` one-shot for `interest` (AZI_READABLE | AZI_WRITABLE): MOD, or ADD when not in the set. 0 on success.
+int azi_epoll_arm(int epfd, int fd, int interest, int in_set);
+/// Removes `fd`.
+int azi_epoll_remove(int epfd, int fd);
+/// Waits; fills `fds` and `readiness` (AZI_* bits) for up to `capacity` events; returns the count or -1.
+int azi_epoll_wait(int epfd, int *fds, int *readiness, int capacity, int timeout_ms);
+/// `eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)`.
+int azi_eventfd(void);
+
 // MARK: - libcurl variadic setopt
 
 /// `curl_easy_setopt` with a `long` argument.
