@@ -1,6 +1,7 @@
 import ArgumentParser
 import AzureIoTCore
 import DPSClient
+import HubMQTT
 import Foundation
 
 /// `azure-iot`: the SDK's command-line tool.
@@ -8,7 +9,7 @@ struct AzureIoTCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "azure-iot",
         abstract: "Azure IoT Hub and Device Provisioning Service tools built on AzureIoT for Swift.",
-        subcommands: [SASCommand.self, DeriveKeyCommand.self, ProvisionCommand.self, DemoCommand.self]
+        subcommands: [SASCommand.self, DeriveKeyCommand.self, ProvisionCommand.self, SendCommand.self, ListenCommand.self, DemoCommand.self]
     )
 }
 
@@ -27,6 +28,8 @@ enum Main {
             fail("\(error.message)", code: 1)
         } catch let error as ProvisioningError {
             fail("\(error)", code: 2)
+        } catch let error as HubMQTTError {
+            fail("\(error)", code: 3)
         } catch {
             let exitCode = AzureIoTCommand.exitCode(for: error)
             if exitCode == .success {
@@ -41,4 +44,9 @@ enum Main {
         FileHandle.standardError.write(Data("azure-iot: error: \(message)\n".utf8))
         exit(code)
     }
+}
+
+/// Writes one line to stdout at once (unbuffered, so that a reading pipe sees it while the command runs).
+func emit(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

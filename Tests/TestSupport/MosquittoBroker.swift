@@ -152,6 +152,17 @@ public final class HubSideSubscriber: Sendable {
 }
 
 extension MosquittoBroker {
+    /// Waits until the broker logged a SUBSCRIBE from `clientId`.
+    public func waitForSubscription(of clientId: String, timeout: Duration = .seconds(10)) async -> Bool {
+        let clock = ContinuousClock()
+        let end = clock.now + timeout
+        while clock.now < end {
+            if self.log.contains("Received SUBSCRIBE from \(clientId)") { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+
     /// Publishes as the hub would (QoS 1, on the plain port).
     public func hubPublish(topic: String, payload: String) throws {
         let result = try PeerProcess.run(

@@ -1,0 +1,62 @@
+import ArgumentParser
+import AzureIoTCore
+import Foundation
+import HubMQTT
+
+/// `azure-iot listen`: prints C2D messages, desired patches and method calls; answers methods.
+struct ListenCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "listen",
+        abstract: "Print cloud-to-device messages, desired-property patches and direct-method calls (MQTT)."
+    )
+
+    @OptionGroup var connection: HubConnectionOptions
+
+    @Option(help: "The protocol: mqtt (amqp arrives with the AMQP client).")
+    var `protocol`: String = "mqtt"
+
+    @Option(help: "The status to answer direct methods with.")
+    var methodStatus: Int = 200
+
+    @Option(help: "The JSON payload to answer direct methods with.")
+    var methodResponse: String = "{}"
+
+    @Option(help: "Stop after this many seconds (default: run until interrupted).")
+    var duration: Double?
+
+    func validate() throws {
+        guard self.protocol == "mqtt" else { throw ValidationError("only --protocol mqtt is available in this version") }
+    }
+
+    func run() async throws {
+        let client = try HubMQTTClient(configuration: try self.connection.configuration())
+        try await client.connect()
+        emit("listening as \(client.configuration.identity.clientId)")
+        let status = self.methodStatus
+        let response = Array(self.methodResponse.utf8)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await message in client.cloudToDeviceMessages {
+                    let properties = message.properties.pairs.map { "\($0.key)=\($0.value ?? "")" }.joined(separator: " ")
+                    emit("c2d: \(String(decoding: message.body, as: UTF8.self)) [\(properties)]")
+                }
+            }
+            group.addTask {
+                for await patch in client.desiredPropertyPatches {
+                    emit("desired (version \(patch.version.map(String.init) ?? "?")): \(String(decoding: patch.json, as: UTF8.self))")
+                }
+            }
+            group.addTask {
+                for await call in client.methodRequests {
+                    emit("method: \(call.name) \(String(decoding: call.payload, as: UTF8.self)) -> \(status)")
+                    try await call.respond(status: status, payload: response)
+                }
+            }
+            if let duration = self.duration {
+                try await Task.sleep(for: .milliseconds(Int(duration * 1000)))
+                await client.disconnect()
+            }
+            try await group.waitForAll()
+        }
+    }
+}

@@ -1,0 +1,49 @@
+import AzureIoTTestSupport
+import Foundation
+import Testing
+
+@Suite("azure-iot send and listen", .serialized)
+struct HubCommandTests {
+    static let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+    static let connectionString = "HostName=test-hub.azure-devices.net;DeviceId=cli1;SharedAccessKey=\(key)"
+
+    @Test("send: content type, encoding and properties on the exact topic; progress on stderr")
+    func send() async throws {
+        let pki = try TestPKI.shared()
+        let broker = try await MosquittoBroker(pki: pki)
+        let subscriber = try await HubSideSubscriber(broker: broker, filters: ["devices/#"])
+        let result = try CLITests.run([
+            "send", "--connection-string", Self.connectionString, "--gateway-host", "localhost", "--ca-file", pki.path("ca.pem"),
+            "--port", String(broker.anyPasswordPort), "--content-type", "application/json", "--content-encoding", "utf-8",
+            "--property", "alert=on", "--property", "k y=v/1", "--count", "2", #"{"t":1}"#,
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("sent 2/2"))
+        let expected = #"devices/cli1/messages/events/%24.ct=application%2Fjson&%24.ce=utf-8&alert=on&k%20y=v%2F1|{"t":1}"#
+        #expect(await subscriber.waitForLine { $0 == expected } != nil)
+        #expect(subscriber.lines.filter { $0 == expected }.count == 2)
+        #expect(broker.log.contains("u'test-hub.azure-devices.net/cli1/?api-version=2021-04-12&DeviceClientType=azure-iot-swift%2F0.1.0'"))
+        #expect(!result.stderr.contains(Self.key))
+    }
+
+    @Test("listen: prints C2D and method calls, answers methods with the given status")
+    func listen() async throws {
+        let pki = try TestPKI.shared()
+        let broker = try await MosquittoBroker(pki: pki)
+        let hubSide = try await HubSideSubscriber(broker: broker, filters: ["$iothub/methods/res/#"])
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("azure-iot").path
+        let listener = try await PeerProcess(binary, [
+            "listen", "--connection-string", Self.connectionString, "--gateway-host", "localhost", "--ca-file", pki.path("ca.pem"),
+            "--port", String(broker.anyPasswordPort), "--method-status", "201", "--method-response", #"{"done":true}"#, "--duration", "30",
+        ], readyMarker: "listening as cli1")
+        defer { listener.stop() }
+        #expect(await broker.waitForSubscription(of: "cli1"))
+        try broker.hubPublish(topic: "devices/cli1/messages/devicebound/%24.mid=m1&color=blue", payload: "turn on")
+        try broker.hubPublish(topic: "$iothub/methods/POST/blink/?$rid=7", payload: #"{"times":3}"#)
+        try broker.hubPublish(topic: "$iothub/twin/PATCH/properties/desired/?$version=2", payload: #"{"led":true,"$version":2}"#)
+        #expect(await listener.waitForOutput(containing: "c2d: turn on [$.mid=m1 color=blue]"))
+        #expect(await listener.waitForOutput(containing: #"method: blink {"times":3} -> 201"#))
+        #expect(await listener.waitForOutput(containing: #"desired (version 2): {"led":true,"$version":2}"#))
+        #expect(await hubSide.waitForLine { $0 == #"$iothub/methods/res/201/?$rid=7|{"done":true}"# } != nil)
+    }
+}
