@@ -1,5 +1,5 @@
 # The two set-up commands of the README, plus benchmarks. Each installs what it needs when it is missing.
-.PHONY: demo test bench bench-sas build
+.PHONY: demo test bench bench-sas bench-dps bench-mqtt build
 
 demo:
 	@scripts/ensure-deps.sh build
@@ -15,7 +15,13 @@ build:
 	@scripts/ensure-deps.sh build
 	swift build
 
-bench: bench-sas
+bench: bench-sas bench-dps bench-mqtt
 
 bench-sas:
 	scripts/bench-sas.sh
+
+bench-dps:
+	scripts/bench-dps.sh
+
+bench-mqtt:
+	scripts/bench-mqtt.sh
