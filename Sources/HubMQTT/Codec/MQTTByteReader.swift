@@ -42,13 +42,9 @@ struct MQTTByteReader {
         let start = self.offset
         let raw = try self.readBinary()
         let string = raw.withUnsafeBufferPointer { bytes -> String? in
-            var ascii = true
-            for byte in bytes {
-                if byte == 0 { return nil }
-                if byte >= 0x80 { ascii = false }
-            }
+            if ByteScan.contains(bytes, 0) { return nil }
             // ASCII needs no further validation; anything else goes through the standard library's validator.
-            return ascii ? String(decoding: bytes, as: UTF8.self) : String(validating: bytes, as: UTF8.self)
+            return ByteScan.isASCII(bytes) ? String(decoding: bytes, as: UTF8.self) : String(validating: bytes, as: UTF8.self)
         }
         guard let string else {
             throw MQTTCodecError(.invalidUTF8, "a string is not well-formed UTF-8 or contains U+0000", offset: start)

@@ -31,7 +31,13 @@ struct MQTTByteWriter {
         self.bytes.append(contentsOf: value)
     }
 
-    mutating func writeString(_ value: String) { self.writeBinary(value.utf8) }
+    mutating func writeString(_ value: String) {
+        var copy = value
+        copy.withUTF8 { bytes in
+            self.writeUInt16(UInt16(truncatingIfNeeded: bytes.count))
+            self.bytes.append(contentsOf: bytes)
+        }
+    }
 
     /// The size of a Remaining Length field for `length`.
     static func remainingLengthSize(_ length: Int) -> Int {

@@ -15,8 +15,7 @@ public enum MQTTTopic {
 
     /// Whether `bytes` holds `+`, `#` or NUL.
     static func containsForbiddenNameByte(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        for byte in bytes where byte == UInt8(ascii: "+") || byte == UInt8(ascii: "#") || byte == 0 { return true }
-        return false
+        ByteScan.contains(bytes, UInt8(ascii: "+")) || ByteScan.contains(bytes, UInt8(ascii: "#")) || ByteScan.contains(bytes, 0)
     }
 
     /// Throws unless `filter` is a valid topic filter: at least one byte, `#` only as the whole last level
