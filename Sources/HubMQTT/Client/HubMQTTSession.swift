@@ -256,7 +256,7 @@ actor HubMQTTSession {
                     let packets = try self.framer.decodePackets(from: &buffer)
                     for packet in packets { try self.handle(packet, generation: generation) }
                 }
-                let chunk = try await connection.read(maxBytes: 64 * 1024)
+                let chunk = try await connection.read(maxBytes: 16 * 1024)
                 guard !chunk.isEmpty else {
                     self.connectionLost(generation: generation, reason: "the broker closed the connection")
                     return
