@@ -107,6 +107,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "HubAMQPTests",
+            dependencies: ["HubAMQP", "AzureIoTTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "AzureIoTCLITests",
             dependencies: ["AzureIoTCLI", "AzureIoTTestSupport"],
             resources: [.copy("Vectors")],
