@@ -6,7 +6,8 @@ set -euo pipefail
 mode=${1:-build}
 packages=(libssl-dev libcurl4-openssl-dev pkg-config openssl)
 if [ "$mode" = test ]; then
-  packages+=(curl python3 ca-certificates mosquitto mosquitto-clients coreutils)
+  packages+=(curl python3 python3-venv python3-dev ca-certificates mosquitto mosquitto-clients coreutils
+             libsasl2-dev sasl2-bin libsasl2-modules gcc)
 fi
 missing=()
 for package in "${packages[@]}"; do
@@ -18,5 +19,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ "$mode" = test ]; then
+  # The AMQP test peer: qpid-proton's Python binding built from its sdist against cyrus-sasl, so that the server
+  # side can check SASL PLAIN (pip's cached or prebuilt wheels lack cyrus). Kept in a venv under .build-peers/.
+  venv="$(dirname "$0")/../.build-peers/venv"
+  if ! "$venv/bin/python" -c 'import proton, sys; sys.exit(0 if proton.SASL.extended() else 1)' 2>/dev/null; then
+    echo "building the qpid-proton test peer (once)"
+    python3 -m venv "$venv"
+    src=$(mktemp -d)
+    "$venv/bin/pip" download -q --no-binary :all: --no-deps python-qpid-proton==0.40.0 -d "$src"
+    "$venv/bin/pip" install -q --no-cache-dir --force-reinstall "$src"/python_qpid_proton-0.40.0.tar.gz
+    rm -rf "$src"
+    "$venv/bin/python" -c 'import proton, sys; sys.exit(0 if proton.SASL.extended() else 1)' \
+      || { echo "qpid-proton was built without cyrus SASL" >&2; exit 1; }
+  fi
 fi
 command -v swift >/dev/null || { echo "swift is not on PATH: install a Swift 6.1+ toolchain (swift.org)" >&2; exit 1; }

@@ -8,11 +8,12 @@ public struct SASLPlainCredentials: Sendable {
     /// The SAS token sent as the password.
     let token: String
 
-    /// Credentials for `deviceId` on the hub at `hubHost` (`{hub}.azure-devices.net`; the short name is its first
-    /// label), using `token`.
-    public init(deviceId: String, hubHost: String, token: SASToken) {
+    /// Credentials for `deviceId` (or its module `moduleId`, as `{device}/{module}`) on the hub at `hubHost`
+    /// (`{hub}.azure-devices.net`; the short name is its first label), using `token`.
+    public init(deviceId: String, moduleId: String? = nil, hubHost: String, token: SASToken) {
         let shortName = hubHost.split(separator: ".", maxSplits: 1).first.map(String.init) ?? hubHost
-        self.authenticationId = "\(deviceId)@sas.\(shortName)"
+        let identity = moduleId.map { "\(deviceId)/\($0)" } ?? deviceId
+        self.authenticationId = "\(identity)@sas.\(shortName)"
         self.token = token.secretValue
     }
 

@@ -1,0 +1,47 @@
+/// The error thrown by the IoT Hub AMQP client. Compare on ``code``; ``condition`` carries the peer's AMQP error
+/// condition (e.g. `amqp:unauthorized-access`) when there is one. No token appears in ``message``.
+public struct HubAMQPError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var code: Code
+    public var message: String
+    /// The AMQP error condition the peer sent, if any.
+    public var condition: String?
+
+    public init(_ code: Code, _ message: String, condition: String? = nil) {
+        self.code = code
+        self.message = message
+        self.condition = condition
+    }
+
+    public static func == (lhs: HubAMQPError, rhs: HubAMQPError) -> Bool { lhs.code == rhs.code }
+    public func hash(into hasher: inout Hasher) { hasher.combine(self.code) }
+
+    public var description: String {
+        "HubAMQPError.\(self.code): \(self.message)" + (self.condition.map { " [\($0)]" } ?? "")
+    }
+
+    /// The kinds of ``HubAMQPError``.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        public var description: String { self.name }
+
+        /// SASL authentication failed (outcome `auth`, `sys`, …) or PLAIN was not offered.
+        public static let authenticationFailed = Code("authenticationFailed")
+        /// The peer refused or closed a link (detach with an error).
+        public static let linkDetached = Code("linkDetached")
+        /// The peer closed the connection or session.
+        public static let connectionClosed = Code("connectionClosed")
+        /// The peer settled a message as `rejected`.
+        public static let rejected = Code("rejected")
+        /// The peer settled a message as `released`.
+        public static let released = Code("released")
+        /// The peer settled a message as `modified`.
+        public static let modified = Code("modified")
+        /// An answer did not come in time.
+        public static let timedOut = Code("timedOut")
+        /// The peer broke the protocol.
+        public static let protocolViolation = Code("protocolViolation")
+        /// The client is not connected.
+        public static let notConnected = Code("notConnected")
+    }
+}
