@@ -1,6 +1,7 @@
 import ArgumentParser
 import AzureIoTCore
 import DPSClient
+import HubAMQP
 import HubMQTT
 import Foundation
 
@@ -30,6 +31,8 @@ enum Main {
             fail("\(error)", code: 2)
         } catch let error as HubMQTTError {
             fail("\(error)", code: 3)
+        } catch let error as HubAMQPError {
+            fail("\(error)", code: 4)
         } catch {
             let exitCode = AzureIoTCommand.exitCode(for: error)
             if exitCode == .success {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AzureIoTCore
+import HubAMQP
 import HubMQTT
 
 /// Options shared by `send` and `listen`.
@@ -19,15 +20,36 @@ struct HubConnectionOptions: ParsableArguments {
     @Option(help: "PEM private key for --cert.")
     var certKey: String?
 
-    @Option(help: "The MQTT port.")
-    var port: Int = 8883
+    @Option(help: "The port (default 8883 for MQTT, 5671 for AMQP).")
+    var port: Int?
+
+    @Option(help: "The protocol: mqtt or amqp.")
+    var `protocol`: String = "mqtt"
+
+    func validateProtocol() throws {
+        guard self.protocol == "mqtt" || self.protocol == "amqp" else { throw ValidationError("--protocol takes mqtt or amqp") }
+    }
 
     func configuration() throws -> HubMQTTConfiguration {
         var connection = try ConnectionString(parsing: self.connectionString)
         if let gatewayHost { connection.gatewayHostName = gatewayHost }
         let identity = try self.cert.map { try X509Identity(certificateFile: $0, privateKeyFile: self.certKey ?? $0) }
         return try HubMQTTConfiguration(
-            connectionString: connection, x509Identity: identity, trustRoots: self.caFile.map { .pemFile($0) } ?? .system, port: self.port
+            connectionString: connection, x509Identity: identity, trustRoots: self.caFile.map { .pemFile($0) } ?? .system,
+            port: self.port ?? 8883
+        )
+    }
+
+    /// The AMQP configuration (SASL PLAIN needs a SharedAccessKey or SharedAccessSignature connection string).
+    func amqpConfiguration() throws -> HubAMQPConfiguration {
+        let connection = try ConnectionString(parsing: self.connectionString)
+        guard let deviceId = connection.deviceId, let source = connection.tokenSource() else {
+            throw ValidationError("AMQP needs a device connection string with SharedAccessKey or SharedAccessSignature")
+        }
+        return HubAMQPConfiguration(
+            hubHost: connection.hostName, deviceId: deviceId, moduleId: connection.moduleId, tokenSource: source,
+            gatewayHostName: self.gatewayHost ?? connection.gatewayHostName, port: self.port ?? 5671,
+            trustRoots: self.caFile.map { .pemFile($0) } ?? .system
         )
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AzureIoTCore
 import Foundation
+import HubAMQP
 import HubMQTT
 
 /// `azure-iot listen`: prints C2D messages, desired patches and method calls; answers methods.
@@ -12,9 +13,6 @@ struct ListenCommand: AsyncParsableCommand {
 
     @OptionGroup var connection: HubConnectionOptions
 
-    @Option(help: "The protocol: mqtt (amqp arrives with the AMQP client).")
-    var `protocol`: String = "mqtt"
-
     @Option(help: "The status to answer direct methods with.")
     var methodStatus: Int = 200
 
@@ -25,10 +23,14 @@ struct ListenCommand: AsyncParsableCommand {
     var duration: Double?
 
     func validate() throws {
-        guard self.protocol == "mqtt" else { throw ValidationError("only --protocol mqtt is available in this version") }
+        try self.connection.validateProtocol()
     }
 
     func run() async throws {
+        if self.connection.protocol == "amqp" {
+            try await self.listenOverAMQP()
+            return
+        }
         let client = try HubMQTTClient(configuration: try self.connection.configuration())
         try await client.connect()
         emit("listening as \(client.configuration.identity.clientId)")
@@ -58,5 +60,25 @@ struct ListenCommand: AsyncParsableCommand {
             }
             try await group.waitForAll()
         }
+    }
+
+    /// AMQP carries C2D here (twin and methods over AMQP are not in this client yet): print and complete each.
+    private func listenOverAMQP() async throws {
+        let configuration = try self.connection.amqpConfiguration()
+        let client = HubAMQPClient(configuration: configuration)
+        try await client.connect()
+        emit("listening as \(configuration.deviceId) (amqp)")
+        let reader = Task {
+            for await delivery in client.cloudToDeviceMessages {
+                let properties = delivery.message.applicationProperties.map { "\($0.0)=\($0.1.text ?? "\($0.1)")" }.joined(separator: " ")
+                emit("c2d: \(String(decoding: delivery.message.data ?? [], as: UTF8.self)) [\(properties)]")
+                try? await delivery.complete()
+            }
+        }
+        if let duration = self.duration {
+            try await Task.sleep(for: .milliseconds(Int(duration * 1000)))
+            await client.close()
+        }
+        await reader.value
     }
 }

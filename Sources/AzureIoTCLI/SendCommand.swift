@@ -1,6 +1,7 @@
 import ArgumentParser
 import AzureIoTCore
 import Foundation
+import HubAMQP
 import HubMQTT
 
 /// `azure-iot send`: sends telemetry over MQTT.
@@ -11,9 +12,6 @@ struct SendCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var connection: HubConnectionOptions
-
-    @Option(help: "The protocol: mqtt (amqp arrives with the AMQP client).")
-    var `protocol`: String = "mqtt"
 
     @Option(help: "$.ct, e.g. application/json.")
     var contentType: String?
@@ -34,7 +32,7 @@ struct SendCommand: AsyncParsableCommand {
     var message: String
 
     func validate() throws {
-        guard self.protocol == "mqtt" else { throw ValidationError("only --protocol mqtt is available in this version") }
+        try self.connection.validateProtocol()
         guard self.count >= 1 else { throw ValidationError("--count must be at least 1") }
         for property in self.properties where !property.contains("=") {
             throw ValidationError("--property takes k=v, got '\(property)'")
@@ -46,9 +44,13 @@ struct SendCommand: AsyncParsableCommand {
             let parts = property.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             return (String(parts[0]), String(parts[1]))
         }
-        let configuration = try self.connection.configuration()
         let clock = ContinuousClock()
         let start = clock.now
+        if self.connection.protocol == "amqp" {
+            try await self.sendOverAMQP(pairs, clock: clock, start: start)
+            return
+        }
+        let configuration = try self.connection.configuration()
         try await HubMQTTClient.withConnection(configuration: configuration) { client in
             for index in 1...self.count {
                 var message = TelemetryMessage(body: Array(self.message.utf8), contentType: self.contentType, contentEncoding: self.contentEncoding)
@@ -58,5 +60,25 @@ struct SendCommand: AsyncParsableCommand {
                 if self.interval > 0 && index < self.count { try await Task.sleep(for: .milliseconds(Int(self.interval * 1000))) }
             }
         }
+    }
+
+    private func sendOverAMQP(_ pairs: [(String, String)], clock: ContinuousClock, start: ContinuousClock.Instant) async throws {
+        let client = HubAMQPClient(configuration: try self.connection.amqpConfiguration())
+        try await client.connect()
+        do {
+            for index in 1...self.count {
+                var message = AMQPMessage(data: Array(self.message.utf8))
+                message.contentType = self.contentType
+                message.contentEncoding = self.contentEncoding
+                message.applicationProperties = pairs.map { ($0.0, .string($0.1)) }
+                try await client.send(message)
+                FileHandle.standardError.write(Data("sent \(index)/\(self.count) (+\(clock.now - start))\n".utf8))
+                if self.interval > 0 && index < self.count { try await Task.sleep(for: .milliseconds(Int(self.interval * 1000))) }
+            }
+        } catch {
+            await client.close()
+            throw error
+        }
+        await client.close()
     }
 }
