@@ -1,5 +1,5 @@
 # The two set-up commands of the README, plus benchmarks. Each installs what it needs when it is missing.
-.PHONY: demo test bench bench-sas bench-dps bench-mqtt build
+.PHONY: demo test bench bench-sas bench-dps bench-mqtt bench-amqp build
 
 demo:
 	@scripts/ensure-deps.sh build
@@ -15,7 +15,7 @@ build:
 	@scripts/ensure-deps.sh build
 	swift build
 
-bench: bench-sas bench-dps bench-mqtt
+bench: bench-sas bench-dps bench-mqtt bench-amqp
 
 bench-sas:
 	scripts/bench-sas.sh
@@ -25,3 +25,6 @@ bench-dps:
 
 bench-mqtt:
 	scripts/bench-mqtt.sh
+
+bench-amqp:
+	scripts/bench-amqp.sh

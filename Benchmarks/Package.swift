@@ -12,6 +12,10 @@ let package = Package(
             dependencies: [.product(name: "DPSClient", package: "main"), .product(name: "AzureIoTCore", package: "main")]
         ),
         .executableTarget(
+            name: "AMQPBenchmark",
+            dependencies: [.product(name: "HubAMQP", package: "main"), .product(name: "AzureIoTCore", package: "main")]
+        ),
+        .executableTarget(
             name: "MQTTBenchmark",
             dependencies: [.product(name: "HubMQTT", package: "main"), .product(name: "AzureIoTCore", package: "main")]
         ),

@@ -108,6 +108,8 @@ class Server(MessagingHandler):
              "creation_time": message.creation_time, "properties": plain(message.properties or {}),
              "annotations": plain(message.annotations or {})})
         self.accept(event.delivery)
+        if event.link.credit < 500:
+            event.link.flow(1000)
 
 
 Container(Server()).run()

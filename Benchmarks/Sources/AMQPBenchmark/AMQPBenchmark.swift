@@ -1,0 +1,97 @@
+import AzureIoTCore
+import Foundation
+import HubAMQP
+
+/// usage:
+///   AMQPBenchmark client PORT CAFILE COUNT WINDOW TOKEN   settled sends (256-byte bodies) over TLS + SASL PLAIN
+///   AMQPBenchmark codec COUNT                             transfer frame encode + decode, and heap per transfer
+@main
+enum AMQPBenchmark {
+    static func main() async throws {
+        let arguments = CommandLine.arguments
+        switch arguments.count > 1 ? arguments[1] : "" {
+        case "client" where arguments.count == 7:
+            try await client(port: Int(arguments[2])!, caFile: arguments[3], count: Int(arguments[4])!, window: Int(arguments[5])!,
+                             token: arguments[6])
+        case "codec" where arguments.count == 3:
+            try codec(count: Int(arguments[2])!)
+        default:
+            FileHandle.standardError.write(Data("usage: AMQPBenchmark client PORT CAFILE COUNT WINDOW TOKEN | codec COUNT\n".utf8))
+            exit(2)
+        }
+    }
+
+    static func client(port: Int, caFile: String, count: Int, window: Int, token: String) async throws {
+        let configuration = HubAMQPConfiguration(
+            hubHost: "benchhub.azure-devices.net", deviceId: "bench", tokenSource: FixedTokenCredential(token: try SASToken(parsing: token)),
+            gatewayHostName: "localhost", port: port, trustRoots: .pemFile(caFile), operationTimeout: .seconds(120))
+        let client = HubAMQPClient(configuration: configuration)
+        let body = [UInt8](repeating: UInt8(ascii: "x"), count: 256)
+        let clock = ContinuousClock()
+        let start = clock.now
+        try await client.connect()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in 0..<window {
+                group.addTask {
+                    var index = lane
+                    while index < count {
+                        try await client.send(AMQPMessage(data: body))
+                        index += window
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        await client.close()
+        let seconds = seconds(clock.now - start)
+        print(String(format: "swift HubAMQPClient: %d settled sends x 256 B in %.3f s = %.0f msg/s (%d in flight, includes connect+TLS+SASL)",
+                     count, seconds, Double(count) / seconds, window))
+    }
+
+    static func codec(count: Int) throws {
+        var message = AMQPMessage(data: [UInt8](repeating: 0x78, count: 256))
+        message.messageId = .string("msg-0001")
+        message.contentType = "application/json"
+        message.contentEncoding = "utf-8"
+        let payload = try message.encoded()
+        let framer = AMQPFramer(maximumFrameSize: 65_536)
+        var checksum = 0
+        func once(_ index: Int) throws {
+            let transfer = AMQPPerformative.transfer(AMQPTransfer(handle: 0, deliveryId: UInt32(index & 0xFFFF), deliveryTag: [0, 0, 0, 1],
+                                                                  messageFormat: 0, settled: false), payload: payload)
+            let frame = AMQPFrame(body: try transfer.encoded()).encoded
+            guard let (decoded, _) = try framer.nextFrame(in: frame[...]),
+                  case .transfer(_, let body) = try AMQPPerformative.decode(decoded.body) else { fatalError("round trip") }
+            checksum &+= body.count
+        }
+        for index in 0..<10_000 { try once(index) }
+        let (bytesBefore, callsBefore) = MallocCounter.read()
+        let sample = 10_000
+        for index in 0..<sample { try once(index) }
+        let (bytesAfter, callsAfter) = MallocCounter.read()
+        let clock = ContinuousClock()
+        let start = clock.now
+        for index in 0..<count { try once(index) }
+        let seconds = seconds(clock.now - start)
+        precondition(checksum > 0)
+        var line = String(format: "swift AMQP codec: %d transfer frames (256 B message) encode+decode in %.3f s = %.2f M/s on one thread",
+                          count, seconds, Double(count) / seconds / 1e6)
+        if let bytesBefore, let bytesAfter, let callsBefore, let callsAfter {
+            line += String(format: "; heap per frame encode+decode: %.1f allocations, %.0f bytes",
+                           Double(callsAfter - callsBefore) / Double(sample), Double(bytesAfter - bytesBefore) / Double(sample))
+        }
+        print(line)
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}
+
+/// Reads the counters of `Benchmarks/peers/malloc_counter.c` when it is preloaded.
+enum MallocCounter {
+    typealias Reader = @convention(c) () -> UInt64
+    static let bytes: Reader? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "azi_bench_malloc_bytes").map { unsafeBitCast($0, to: Reader.self) }
+    static let calls: Reader? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "azi_bench_malloc_calls").map { unsafeBitCast($0, to: Reader.self) }
+    static func read() -> (UInt64?, UInt64?) { (bytes?(), calls?()) }
+}

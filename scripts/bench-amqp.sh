@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Settled AMQP sends (256-byte bodies) over TLS + SASL PLAIN to the local qpid-proton peer: this SDK vs qpid-proton's
+# Python client, same count, one run (uamqp is added when pip can install it here); plus transfer-frame codec rate
+# and heap use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/ensure-deps.sh test
+python=.build-peers/venv/bin/python
+count=${AMQP_BENCH_COUNT:-20000}
+work=$(mktemp -d)
+trap 'kill $peer 2>/dev/null || true; rm -rf "$work"' EXIT
+Tests/Peers/make-test-pki.sh "$work/pki" >/dev/null
+token=$(swift run -q azure-iot sas --resource benchhub.azure-devices.net/devices/bench --key MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY= --ttl 3600)
+ptoken=$(swift run -q azure-iot sas --resource benchhub.azure-devices.net/devices/proton --key MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY= --ttl 3600)
+mkdir -p "$work/sasl"
+printf 'pwcheck_method: auxprop\nauxprop_plugin: sasldb\nsasldb_path: %s\nmech_list: PLAIN\n' "$work/sasl/sasldb2" > "$work/sasl/proton-server.conf"
+printf '%s' "$token" | saslpasswd2 -c -p -f "$work/sasl/sasldb2" -u sas.benchhub bench
+printf '%s' "$ptoken" | saslpasswd2 -c -p -f "$work/sasl/sasldb2" -u sas.benchhub proton
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+echo '[]' > "$work/c2d.json"
+PN_SASL_CONFIG_PATH="$work/sasl" "$python" Tests/Peers/amqp_server.py "$port" "$work/pki/server.pem" "$work/pki/server.key" \
+  "$work/sasl" /dev/null "$work/c2d.json" > "$work/peer.log" 2>&1 &
+peer=$!
+until grep -q READY "$work/peer.log"; do sleep 0.05; done
+gcc -O2 -shared -fPIC -o "$work/malloc_counter.so" Benchmarks/peers/malloc_counter.c
+echo "== building the benchmark (release)"
+# A path dependency's new source files are not always noticed by an existing build folder: start clean.
+rm -rf Benchmarks/.build
+swift build -c release --package-path Benchmarks --product AMQPBenchmark >/dev/null
+bin=$(swift build -c release --package-path Benchmarks --show-bin-path)/AMQPBenchmark
+echo "== settled sends, 256-byte messages, TLS + SASL PLAIN to qpid-proton 0.40 (Python peer) on 127.0.0.1:$port, $count each"
+"$bin" client "$port" "$work/pki/ca.pem" "$count" 1 "$token"
+"$bin" client "$port" "$work/pki/ca.pem" "$count" 64 "$token"
+"$python" Benchmarks/peers/amqp_proton_client.py "$port" "$work/pki/ca.pem" "$count" proton@sas.benchhub "$ptoken"
+echo "== codec"
+LD_PRELOAD="$work/malloc_counter.so" "$bin" codec 1000000
