@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh test
 python=.build-peers/venv/bin/python
-count=${AMQP_BENCH_COUNT:-20000}
+count=${AMQP_BENCH_COUNT:-10000}
 work=$(mktemp -d)
 trap 'kill $peer 2>/dev/null || true; rm -rf "$work"' EXIT
 Tests/Peers/make-test-pki.sh "$work/pki" >/dev/null
@@ -31,6 +31,6 @@ bin=$(swift build -c release --package-path Benchmarks --show-bin-path)/AMQPBenc
 echo "== settled sends, 256-byte messages, TLS + SASL PLAIN to qpid-proton 0.40 (Python peer) on 127.0.0.1:$port, $count each"
 "$bin" client "$port" "$work/pki/ca.pem" "$count" 1 "$token"
 "$bin" client "$port" "$work/pki/ca.pem" "$count" 64 "$token"
-"$python" Benchmarks/peers/amqp_proton_client.py "$port" "$work/pki/ca.pem" "$count" proton@sas.benchhub "$ptoken"
+timeout 300 "$python" Benchmarks/peers/amqp_proton_client.py "$port" "$work/pki/ca.pem" "$count" proton@sas.benchhub "$ptoken"
 echo "== codec"
 LD_PRELOAD="$work/malloc_counter.so" "$bin" codec 1000000

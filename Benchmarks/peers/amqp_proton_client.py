@@ -21,7 +21,7 @@ class Sender(MessagingHandler):
         domain.set_peer_authentication(SSLDomain.VERIFY_PEER_NAME)
         self.start = time.perf_counter()
         connection = event.container.connect("amqps://localhost:%s" % port, user=user, password=token, ssl_domain=domain,
-                                             allowed_mechs="PLAIN", virtual_host="benchhub.azure-devices.net")
+                                             allowed_mechs="PLAIN")
         event.container.create_sender(connection, "/devices/proton/messages/events")
 
     def on_sendable(self, event):

@@ -24,7 +24,12 @@ actor HubAMQPSession {
     // Sender link
     private var credit: Int64 = 0
     private var deliveryCount: UInt32 = 0
+    /// The next delivery id on the sender link.
+    private var nextDeliveryId: UInt32 = 0
+    /// The session's next-outgoing-id: one per transfer frame sent.
     private var nextOutgoingId: UInt32 = 0
+    /// How many more transfer frames the peer's session accepts (its incoming window).
+    private var remoteIncomingWindow: Int64 = 0
     private var pendingSettlements: [UInt32: CheckedContinuation<Void, any Error>] = [:]
     private var creditWaiters: [CheckedContinuation<Void, any Error>] = []
 
@@ -196,8 +201,9 @@ actor HubAMQPSession {
             self.peerMaxFrameSize = Int(min(open.maxFrameSize ?? UInt32.max, 65_536))
             self.peerIdleTimeout = open.idleTimeOut
             self.wakeHandshake()
-        case .begin:
-            break
+        case .begin(let begin):
+            self.remoteIncomingWindow = Int64(begin.incomingWindow)
+            self.wakeSenders()
         case .attach(let attach):
             // The peer's attach for our link carries the opposite role; a null terminus means refusal (a detach follows).
             let handle = attach.isReceiver ? Handle.sender : Handle.receiver
@@ -210,11 +216,13 @@ actor HubAMQPSession {
             }
             self.wakeHandshake()
         case .flow(let flow):
+            let peerNextIncoming = Int64(flow.nextIncomingId ?? 0)
+            self.remoteIncomingWindow = peerNextIncoming + Int64(flow.incomingWindow) - Int64(self.nextOutgoingId)
             if flow.handle == Handle.sender, let linkCredit = flow.linkCredit {
                 let peerCount = flow.deliveryCount ?? self.deliveryCount
                 self.credit = Int64(peerCount) + Int64(linkCredit) - Int64(self.deliveryCount)
-                while self.credit > 0, !self.creditWaiters.isEmpty { self.creditWaiters.removeFirst().resume() }
             }
+            self.wakeSenders()
         case .disposition(let disposition):
             guard disposition.isReceiver else { return }
             for id in disposition.first...(disposition.last ?? disposition.first) {
@@ -284,28 +292,38 @@ actor HubAMQPSession {
 
     // MARK: - Sending
 
+    /// Resumes senders waiting for link credit or session window.
+    private func wakeSenders() {
+        let waiters = self.creditWaiters
+        self.creditWaiters = []
+        for waiter in waiters { waiter.resume() }
+    }
+
     func send(_ message: AMQPMessage) async throws {
         guard let connection = self.connection, self.failure == nil else {
             throw self.failure ?? HubAMQPError(.notConnected, "the client is not connected")
         }
-        if self.credit <= 0 {
+        let payload = try message.encoded()
+        let chunkSize = max(64, self.peerMaxFrameSize - 8 - 64)
+        let frameCount = Int64(max(1, (payload.count + chunkSize - 1) / chunkSize))
+        if self.credit <= 0 || self.remoteIncomingWindow < frameCount {
             let timeout = self.configuration.operationTimeout
             let timer = Task {
                 try await Task.sleep(for: timeout)
                 self.expireCreditWaiters(after: timeout)
             }
             defer { timer.cancel() }
-            while self.credit <= 0 {
+            while self.credit <= 0 || self.remoteIncomingWindow < frameCount {
                 try await withCheckedThrowingContinuation { self.creditWaiters.append($0) }
                 if let failure = self.failure { throw failure }
             }
         }
         self.credit -= 1
         self.deliveryCount &+= 1
-        let id = self.nextOutgoingId
-        self.nextOutgoingId &+= 1
-        let payload = try message.encoded()
-        let chunkSize = max(64, self.peerMaxFrameSize - 8 - 64)
+        self.remoteIncomingWindow -= frameCount
+        self.nextOutgoingId &+= UInt32(frameCount)
+        let id = self.nextDeliveryId
+        self.nextDeliveryId &+= 1
         var bytes: [UInt8] = []
         var offset = 0
         repeat {
@@ -336,7 +354,7 @@ actor HubAMQPSession {
     private func expireCreditWaiters(after timeout: Duration) {
         let waiters = self.creditWaiters
         self.creditWaiters = []
-        for waiter in waiters { waiter.resume(throwing: HubAMQPError(.timedOut, "the peer granted no link credit within \(timeout)")) }
+        for waiter in waiters { waiter.resume(throwing: HubAMQPError(.timedOut, "the peer granted no link credit or session window within \(timeout)")) }
     }
 
     private func sendFrame(_ performative: AMQPPerformative) async throws {
