@@ -7,17 +7,18 @@ let package = Package(
     platforms: [.macOS(.v15)],
     dependencies: [.package(path: "../")],
     targets: [
+        .target(name: "BenchmarkSupport"),
         .executableTarget(
             name: "DPSBenchmark",
             dependencies: [.product(name: "DPSClient", package: "main"), .product(name: "AzureIoTCore", package: "main")]
         ),
         .executableTarget(
             name: "AMQPBenchmark",
-            dependencies: [.product(name: "HubAMQP", package: "main"), .product(name: "AzureIoTCore", package: "main")]
+            dependencies: ["BenchmarkSupport", .product(name: "HubAMQP", package: "main"), .product(name: "AzureIoTCore", package: "main")]
         ),
         .executableTarget(
             name: "MQTTBenchmark",
-            dependencies: [.product(name: "HubMQTT", package: "main"), .product(name: "AzureIoTCore", package: "main")]
+            dependencies: ["BenchmarkSupport", .product(name: "HubMQTT", package: "main"), .product(name: "AzureIoTCore", package: "main")]
         ),
         .executableTarget(
             name: "SASBenchmark",

@@ -1,4 +1,5 @@
 import AzureIoTCore
+import BenchmarkSupport
 import Foundation
 import HubAMQP
 
@@ -43,7 +44,7 @@ enum AMQPBenchmark {
             try await group.waitForAll()
         }
         await client.close()
-        let seconds = seconds(clock.now - start)
+        let seconds = elapsedSeconds(clock.now - start)
         print(String(format: "swift HubAMQPClient: %d settled sends x 256 B in %.3f s = %.0f msg/s (%d in flight, includes connect+TLS+SASL)",
                      count, seconds, Double(count) / seconds, window))
     }
@@ -65,33 +66,21 @@ enum AMQPBenchmark {
             checksum &+= body.count
         }
         for index in 0..<10_000 { try once(index) }
-        let (bytesBefore, callsBefore) = MallocCounter.read()
-        let sample = 10_000
-        for index in 0..<sample { try once(index) }
-        let (bytesAfter, callsAfter) = MallocCounter.read()
+        var sampleIndex = 0
+        let heap = try MallocCounter.perCall(10_000) {
+            try once(sampleIndex)
+            sampleIndex += 1
+        }
         let clock = ContinuousClock()
         let start = clock.now
         for index in 0..<count { try once(index) }
-        let seconds = seconds(clock.now - start)
+        let seconds = elapsedSeconds(clock.now - start)
         precondition(checksum > 0)
         var line = String(format: "swift AMQP codec: %d transfer frames (256 B message) encode+decode in %.3f s = %.2f M/s on one thread",
                           count, seconds, Double(count) / seconds / 1e6)
-        if let bytesBefore, let bytesAfter, let callsBefore, let callsAfter {
-            line += String(format: "; heap per frame encode+decode: %.1f allocations, %.0f bytes",
-                           Double(callsAfter - callsBefore) / Double(sample), Double(bytesAfter - bytesBefore) / Double(sample))
+        if let heap {
+            line += String(format: "; heap per frame encode+decode: %.1f allocations, %.0f bytes", heap.calls, heap.bytes)
         }
         print(line)
     }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
-}
-
-/// Reads the counters of `Benchmarks/peers/malloc_counter.c` when it is preloaded.
-enum MallocCounter {
-    typealias Reader = @convention(c) () -> UInt64
-    static let bytes: Reader? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "azi_bench_malloc_bytes").map { unsafeBitCast($0, to: Reader.self) }
-    static let calls: Reader? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "azi_bench_malloc_calls").map { unsafeBitCast($0, to: Reader.self) }
-    static func read() -> (UInt64?, UInt64?) { (bytes?(), calls?()) }
 }

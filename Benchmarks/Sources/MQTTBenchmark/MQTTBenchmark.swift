@@ -1,4 +1,5 @@
 import AzureIoTCore
+import BenchmarkSupport
 import Foundation
 import HubMQTT
 
@@ -43,7 +44,7 @@ enum MQTTBenchmark {
                 try await group.waitForAll()
             }
         }
-        let seconds = seconds(clock.now - start)
+        let seconds = elapsedSeconds(clock.now - start)
         print(String(format: "swift HubMQTTClient: %d QoS1 msgs x 256 B in %.3f s = %.0f msg/s (window %d, includes connect+TLS)",
                      count, seconds, Double(count) / seconds, window))
     }
@@ -65,34 +66,18 @@ enum MQTTBenchmark {
             }
         }
         for _ in 0..<10_000 { try once() }
-        let (bytesBefore, callsBefore) = MallocCounter.read()
-        let sample = 10_000
-        for _ in 0..<sample { try once() }
-        let (bytesAfter, callsAfter) = MallocCounter.read()
+        let heap = try MallocCounter.perCall(10_000) { try once() }
         let clock = ContinuousClock()
         let start = clock.now
         for _ in 0..<count { try once() }
-        let seconds = seconds(clock.now - start)
+        let seconds = elapsedSeconds(clock.now - start)
         precondition(checksum > 0)
         var line = String(format: "swift codec: %d PUBLISH (256 B) encode+decode in %.3f s = %.2f M/s on one thread", count, seconds, Double(count) / seconds / 1e6)
-        if let bytesBefore, let bytesAfter, let callsBefore, let callsAfter {
-            line += String(format: "; heap per encode+decode: %.1f allocations, %.0f bytes",
-                           Double(callsAfter - callsBefore) / Double(sample), Double(bytesAfter - bytesBefore) / Double(sample))
+        if let heap {
+            line += String(format: "; heap per encode+decode: %.1f allocations, %.0f bytes", heap.calls, heap.bytes)
         } else {
             line += "; heap counts need LD_PRELOAD=malloc_counter.so"
         }
         print(line)
     }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
-}
-
-/// Reads the counters of `Benchmarks/peers/malloc_counter.c` when it is preloaded.
-enum MallocCounter {
-    typealias Reader = @convention(c) () -> UInt64
-    static let bytes: Reader? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "azi_bench_malloc_bytes").map { unsafeBitCast($0, to: Reader.self) }
-    static let calls: Reader? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "azi_bench_malloc_calls").map { unsafeBitCast($0, to: Reader.self) }
-    static func read() -> (UInt64?, UInt64?) { (bytes?(), calls?()) }
 }

@@ -7,7 +7,6 @@ enum OpenSSLErrorQueue {
     struct Entry {
         var code: UInt
         var text: String
-        var library: Int32 { azi_err_get_lib(code) }
         var reason: Int32 { azi_err_get_reason(code) }
     }
 

@@ -1,6 +1,5 @@
 private import CAzureIoTShims
 import Foundation
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc

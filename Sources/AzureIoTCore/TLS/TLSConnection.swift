@@ -1,7 +1,6 @@
 private import CAzureIoTOpenSSL
 private import CAzureIoTShims
 public import Logging
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc

@@ -179,10 +179,13 @@ actor HubAMQPSession {
         self.framer.maximumFrameSize = 65_536
         do {
             while true {
-                while let (frame, size) = try self.framer.nextFrame(in: self.buffer[...]) {
-                    self.buffer.removeFirst(size)
+                // Decode every complete frame, then drop them from the buffer in one move.
+                var consumed = 0
+                while let (frame, size) = try self.framer.nextFrame(in: self.buffer[consumed...]) {
+                    consumed += size
                     if !frame.isHeartbeat { try self.handle(try AMQPPerformative.decode(frame.body)) }
                 }
+                if consumed > 0 { self.buffer.removeFirst(consumed) }
                 let chunk = try await connection.read()
                 guard !chunk.isEmpty else { throw HubAMQPError(.connectionClosed, "the peer closed the connection") }
                 self.buffer += chunk
