@@ -51,6 +51,6 @@ struct BridgeRecipeTests {
         let publish = try PeerProcess.run("/usr/bin/mosquitto_pub", ["-h", "127.0.0.1", "-p", String(localPort), "-t", "devices/bridged1/messages/events/", "-m", "hello world!"])
         #expect(publish.status == 0)
         #expect(await hubSide.waitForLine { $0 == "devices/bridged1/messages/events/|hello world!" } != nil, "\(local.output)")
-        #expect(hub.log.contains("u'\(username)'"))
+        #expect(await hub.waitForLog(containing: "u'\(username)'"))
     }
 }

@@ -22,7 +22,7 @@ struct HubCommandTests {
         let expected = #"devices/cli1/messages/events/%24.ct=application%2Fjson&%24.ce=utf-8&alert=on&k%20y=v%2F1|{"t":1}"#
         #expect(await subscriber.waitForLine { $0 == expected } != nil)
         #expect(subscriber.lines.filter { $0 == expected }.count == 2)
-        #expect(broker.log.contains("u'test-hub.azure-devices.net/cli1/?api-version=2021-04-12&DeviceClientType=azure-iot-swift%2F0.1.0'"))
+        #expect(await broker.waitForLog(containing: "u'test-hub.azure-devices.net/cli1/?api-version=2021-04-12&DeviceClientType=azure-iot-swift%2F0.1.0'"))
         #expect(!result.stderr.contains(Self.key))
     }
 

@@ -42,7 +42,7 @@ struct HubMQTTReconnectTests {
             try await client.send(TelemetryMessage(body: Array("m".utf8), properties: [("k", "v")]))
         }
         #expect(await subscriber.waitForLine { $0 == "devices/dev1/modules/filter/messages/events/k=v|m" } != nil)
-        #expect(broker.log.contains("as dev1/filter (p2, c0, k60, u'test-hub.azure-devices.net/dev1/filter/?api-version=2021-04-12&DeviceClientType=azure-iot-swift%2F0.1.0&model-id=dtmi%3Acom%3Aexample%3AThermostat%3B1')"))
+        #expect(await broker.waitForLog(containing: "as dev1/filter (p2, c0, k60, u'test-hub.azure-devices.net/dev1/filter/?api-version=2021-04-12&DeviceClientType=azure-iot-swift%2F0.1.0&model-id=dtmi%3Acom%3Aexample%3AThermostat%3B1')"))
         #expect(configuration.identity.sasResource.encoded == "test-hub.azure-devices.net%2Fdevices%2Fdev1%2Fmodules%2Ffilter")
     }
 }

@@ -152,6 +152,17 @@ public final class HubSideSubscriber: Sendable {
 }
 
 extension MosquittoBroker {
+    /// Waits until the broker's log (which reaches us asynchronously) contains `text`.
+    public func waitForLog(containing text: String, timeout: Duration = .seconds(5)) async -> Bool {
+        let clock = ContinuousClock()
+        let end = clock.now + timeout
+        while clock.now < end {
+            if self.log.contains(text) { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return self.log.contains(text)
+    }
+
     /// Waits until the broker logged a SUBSCRIBE from `clientId`.
     public func waitForSubscription(of clientId: String, timeout: Duration = .seconds(10)) async -> Bool {
         let clock = ContinuousClock()
