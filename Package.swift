@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "DPSClient", targets: ["DPSClient"]),
         .library(name: "HubMQTT", targets: ["HubMQTT"]),
         .library(name: "HubAMQP", targets: ["HubAMQP"]),
+        .library(name: "AzureIoTEmulator", targets: ["AzureIoTEmulator"]),
         .executable(name: "azure-iot", targets: ["AzureIoTCLI"]),
     ],
     dependencies: [
@@ -67,6 +68,12 @@ let package = Package(
         .target(
             name: "HubAMQP",
             dependencies: ["AzureIoTCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+
+        .target(
+            name: "AzureIoTEmulator",
+            dependencies: ["AzureIoTCore", "HubMQTT", "HubAMQP", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
 

@@ -125,3 +125,42 @@ func copyIntoMemoryBIO(_ text: String) -> OpaquePointer? {
     }
     return bio
 }
+
+extension X509Certificate {
+    /// Whether subject and issuer are the same name (a root).
+    public var isSelfSigned: Bool { X509_NAME_cmp(X509_get_subject_name(self.pointer), X509_get_issuer_name(self.pointer)) == 0 }
+
+    /// The certificate in PEM.
+    public var pem: String {
+        guard let bio = BIO_new(BIO_s_mem()) else { return "" }
+        defer { BIO_free(bio) }
+        guard PEM_write_bio_X509(bio, self.pointer) == 1 else { return "" }
+        var data: UnsafeMutablePointer<CChar>?
+        let length = azi_bio_get_mem_data(UnsafeMutableRawPointer(bio), &data)
+        guard length > 0, let data else { return "" }
+        return String(decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self)
+    }
+
+    /// Verifies that this certificate chains, through `intermediates`, to one of `anchors` (an anchor may be an
+    /// intermediate CA, as DPS enrollment groups allow) and is within its validity period. Throws
+    /// ``AzureIoTError/Code/certificateUntrusted`` or ``AzureIoTError/Code/certificateExpired`` with OpenSSL's reason.
+    public func verify(intermediates: [X509Certificate] = [], anchors: [X509Certificate]) throws(AzureIoTError) {
+        let untrusted = intermediates.map { UnsafeMutableRawPointer($0.pointer) as UnsafeMutableRawPointer? }
+        let trusted = anchors.map { UnsafeMutableRawPointer($0.pointer) as UnsafeMutableRawPointer? }
+        let result = untrusted.withUnsafeBufferPointer { untrustedBuffer in
+            trusted.withUnsafeBufferPointer { trustedBuffer in
+                azi_verify_chain(
+                    UnsafeMutableRawPointer(self.pointer),
+                    untrustedBuffer.baseAddress,
+                    Int32(untrustedBuffer.count),
+                    trustedBuffer.baseAddress,
+                    Int32(trustedBuffer.count)
+                )
+            }
+        }
+        guard result != 0 else { return }
+        let reason = String(cString: azi_verify_error_text(result))
+        let expired = result == X509_V_ERR_CERT_HAS_EXPIRED || result == X509_V_ERR_CERT_NOT_YET_VALID
+        throw AzureIoTError(expired ? .certificateExpired : .certificateUntrusted, "the certificate '\(self.subject)' does not verify: \(reason)")
+    }
+}

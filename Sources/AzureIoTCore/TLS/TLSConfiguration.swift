@@ -61,6 +61,9 @@ public struct TLSServerConfiguration: Sendable {
         case optional(TLSConfiguration.TrustRoots)
         /// Clients must present one that chains to these roots.
         case required(TLSConfiguration.TrustRoots)
+        /// Clients may present any certificate; the handshake does not judge it and the application checks
+        /// ``TLSConnection/peerCertificateChain`` itself (as DPS and IoT Hub do per enrollment or device).
+        case requestedUnverified
     }
 
     /// The server's certificate chain and key.

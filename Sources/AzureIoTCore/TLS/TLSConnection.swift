@@ -200,6 +200,15 @@ public final class TLSConnection: Sendable {
         self.session.withLock { session in SSL_get1_peer_certificate(session.ssl).map { X509Certificate(taking: $0) } }
     }
 
+    /// The certificates the peer sent, leaf first (on accepted connections, the client's leaf and intermediates).
+    public var peerCertificateChain: [X509Certificate] {
+        self.session.withLock { session in
+            var pointers = [UnsafeMutableRawPointer?](repeating: nil, count: 16)
+            let count = Int(azi_ssl_peer_chain(UnsafeMutableRawPointer(session.ssl), &pointers, 16))
+            return pointers.prefix(count).compactMap { $0.map { X509Certificate(taking: OpaquePointer($0)) } }
+        }
+    }
+
     /// A logger that drops everything, the default for callers that pass none.
     public static let disabledLogger = Logger(label: "azure-iot.disabled", factory: { _ in SwiftLogNoOpLogHandler() })
 

@@ -44,6 +44,8 @@ package final class TLSContext: @unchecked Sendable {
         case .required(let roots):
             try Self.loadTrustRoots(context, roots)
             SSL_CTX_set_verify(context, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nil)
+        case .requestedUnverified:
+            azi_ssl_ctx_request_any_client_certificate(UnsafeMutableRawPointer(context))
         }
     }
 

@@ -82,4 +82,24 @@ int azi_curl_getinfo_long(void *curl, int info, long *value);
 /// `curl_easy_getinfo` for a `double`.
 int azi_curl_getinfo_double(void *curl, int info, double *value);
 
+
+// MARK: - Certificates (certificates.c)
+
+/// Issues an EC P-256 certificate and key for `common_name`, signed by `issuer_certificate`/`issuer_key` or
+/// self-signed when they are NULL. `subject_alt_names` uses OpenSSL's syntax (`DNS:localhost,IP:127.0.0.1`) or is
+/// NULL. On success returns 1 and two PEM strings to release with `azi_free`.
+int azi_issue_certificate(const char *common_name, int is_ca, const char *subject_alt_names, int days,
+                          void *issuer_certificate, void *issuer_key, char **certificate_pem, char **key_pem);
+/// Wipes and frees a string returned by this shim.
+void azi_free(char *pointer);
+/// Verifies `leaf` with the `untrusted` intermediates against `anchors` (an anchor may be an intermediate CA).
+/// Returns 0 (X509_V_OK) or an X509_V_ERR_* code.
+int azi_verify_chain(void *leaf, void *const *untrusted, int untrusted_count, void *const *anchors, int anchor_count);
+/// Copies up to `capacity` certificates the peer sent (each with its own reference); returns the count.
+int azi_ssl_peer_chain(void *ssl, void **certificates, int capacity);
+/// Asks clients for a certificate and accepts any at the handshake; the application verifies it afterwards.
+void azi_ssl_ctx_request_any_client_certificate(void *ctx);
+/// `X509_verify_cert_error_string`.
+const char *azi_verify_error_text(int code);
+
 #endif

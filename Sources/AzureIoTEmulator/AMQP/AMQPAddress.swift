@@ -1,0 +1,49 @@
+import Foundation
+
+/// What a link address means to IoT Hub (`../shared/reference/azure-iot-protocol.md` §4.3).
+enum HubLinkAddress: Equatable {
+    /// `/devices/{d}[/modules/{m}]/messages/events`: telemetry into the hub.
+    case events(IdentityName)
+    /// `/devices/{d}/messages/devicebound`: cloud-to-device messages out of the hub.
+    case deviceBound(IdentityName)
+    /// `$cbs`: claims-based security.
+    case cbs
+
+    /// Parses an address with or without `amqps://host`.
+    init?(_ address: String?) {
+        guard var path = address else { return nil }
+        if let scheme = path.range(of: "://") {
+            let rest = path[scheme.upperBound...]
+            guard let slash = rest.firstIndex(of: "/") else { return nil }
+            path = String(rest[slash...])
+        }
+        if path == "$cbs" || path == "/$cbs" {
+            self = .cbs
+            return
+        }
+        let parts = path.split(separator: "/").map(String.init)
+        switch parts.count {
+        case 4 where parts[0] == "devices" && parts[2] == "messages" && parts[3] == "events":
+            self = .events(IdentityName(deviceId: parts[1]))
+        case 4 where parts[0] == "devices" && parts[2] == "messages" && parts[3] == "devicebound":
+            self = .deviceBound(IdentityName(deviceId: parts[1]))
+        case 6 where parts[0] == "devices" && parts[2] == "modules" && parts[4] == "messages" && parts[5] == "events":
+            self = .events(IdentityName(deviceId: parts[1], moduleId: parts[3]))
+        default:
+            return nil
+        }
+    }
+}
+
+/// A CBS audience: `{hubHost}/devices/{d}[/modules/{m}]`, with or without a scheme.
+func identity(fromAudience audience: String, hubHost: String) -> IdentityName? {
+    var text = audience
+    if let scheme = text.range(of: "://") { text = String(text[scheme.upperBound...]) }
+    let parts = text.split(separator: "/").map(String.init)
+    guard parts.first?.lowercased() == hubHost.lowercased() else { return nil }
+    switch parts.count {
+    case 3 where parts[1] == "devices": return IdentityName(deviceId: parts[2])
+    case 5 where parts[1] == "devices" && parts[3] == "modules": return IdentityName(deviceId: parts[2], moduleId: parts[4])
+    default: return nil
+    }
+}

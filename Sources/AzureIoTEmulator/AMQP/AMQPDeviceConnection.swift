@@ -1,0 +1,496 @@
+import AzureIoTCore
+import Foundation
+import HubAMQP
+import Logging
+
+/// One AMQP 1.0 connection to the emulated hub: SASL (PLAIN with `{device}@sas.{hub}`, ANONYMOUS or EXTERNAL), one
+/// session, telemetry receiver links with dispositions, cloud-to-device sender links that track
+/// complete/reject/abandon, and CBS put-token so one connection can carry several identities.
+actor AMQPDeviceConnection: DeviceLink {
+    private enum LinkKind {
+        case events(IdentityName)
+        case deviceBound(IdentityName)
+        case cbsRequests
+        case cbsResponses
+    }
+
+    private struct Link {
+        var kind: LinkKind
+        var ourHandle: UInt32
+        var remoteHandle: UInt32
+        /// For links where we receive: the sender's delivery count and credit we granted.
+        var deliveryCount: UInt32 = 0
+        var credit: UInt32 = 0
+        /// A transfer split over frames, until its last frame.
+        var partial: [UInt8] = []
+        var partialDeliveryId: UInt32?
+        var partialSettled = false
+    }
+
+    nonisolated let linkId: UInt64
+    private let connection: TLSConnection
+    private let hub: EmulatedHub
+    private let logger: Logger
+    private let outbound: OutboundQueue
+    private var framer = AMQPFramer(maximumFrameSize: 512)
+    private var buffer: [UInt8] = []
+    private var authorized: Set<IdentityName> = []
+    private var attachedIdentities: Set<IdentityName> = []
+    private var links: [UInt32: Link] = [:]
+    private var nextOurHandle: UInt32 = 0
+    private var sessionChannel: UInt16?
+    private var nextIncomingId: UInt32 = 0
+    private var nextOutgoingId: UInt32 = 1
+    private var nextDeliveryId: UInt32 = 0
+    private var cloudToDeviceUnsettled: [UInt32: String] = [:]
+    private var cbsResponses: [AMQPMessage] = []
+    private var peerMaxFrameSize = 512
+    private var heartbeat: Task<Void, Never>?
+    private var closed = false
+
+    static let maximumFrameSize: UInt32 = 256 * 1024 + 4096
+    static let telemetryCredit: UInt32 = 100
+    static let window: UInt32 = 5000
+
+    init(connection: TLSConnection, hub: EmulatedHub, linkId: UInt64, logger: Logger) {
+        self.connection = connection
+        self.hub = hub
+        self.linkId = linkId
+        self.logger = logger
+        self.outbound = OutboundQueue(connection: connection)
+    }
+
+    func run() async {
+        do {
+            var header = try await self.readHeader()
+            if header == .sasl {
+                self.outbound.send(AMQPProtocolHeader.sasl.bytes)
+                guard try await self.negotiateSASL() else { return await self.close(because: "SASL failed") }
+                header = try await self.readHeader()
+                guard header == .amqp else { return await self.close(because: "a second SASL header") }
+            } else if let leaf = self.connection.peerCertificateChain.first, let cn = leaf.commonName {
+                let name = IdentityName(deviceId: cn)
+                if (try? await self.hub.authenticate(name, certificates: self.connection.peerCertificateChain)) != nil { self.authorized.insert(name) }
+            }
+            self.outbound.send(AMQPProtocolHeader.amqp.bytes)
+            while !self.closed {
+                let frame = try await self.readFrame(timeout: .seconds(240))
+                guard !frame.isHeartbeat else { continue }
+                try await self.handle(try AMQPPerformative.decode(frame.body), channel: frame.channel)
+            }
+        } catch {
+            await self.close(because: "\(error)")
+        }
+    }
+
+    // MARK: - Reading
+
+    private func fill(timeout: Duration) async throws {
+        let bytes = try await self.connection.read(maxBytes: 64 * 1024, timeout: timeout)
+        guard !bytes.isEmpty else { throw AzureIoTError(.connectionClosed, "the client closed the connection") }
+        self.buffer += bytes
+    }
+
+    private func readHeader() async throws -> AMQPProtocolHeader {
+        while true {
+            if let header = try AMQPProtocolHeader.parse(self.buffer[...]) {
+                self.buffer.removeFirst(8)
+                return header
+            }
+            try await self.fill(timeout: .seconds(30))
+        }
+    }
+
+    private func readFrame(timeout: Duration) async throws -> AMQPFrame {
+        while true {
+            if let (frame, size) = try self.framer.nextFrame(in: self.buffer[...]) {
+                self.buffer.removeFirst(size)
+                return frame
+            }
+            try await self.fill(timeout: timeout)
+        }
+    }
+
+    private func send(_ performative: AMQPPerformative, channel: UInt16 = 0, type: AMQPFrame.FrameType = .amqp) {
+        guard let body = try? performative.encoded() else { return }
+        self.outbound.send(AMQPFrame(type: type, channel: channel, body: body).encoded)
+    }
+
+    // MARK: - SASL
+
+    private func negotiateSASL() async throws -> Bool {
+        self.send(.saslMechanisms(SASLMechanisms(mechanisms: ["PLAIN", "ANONYMOUS", "EXTERNAL"])), type: .sasl)
+        guard case .saslInit(let initial) = try AMQPPerformative.decode(try await self.readFrame(timeout: .seconds(30)).body) else {
+            return false
+        }
+        var outcome = SASLOutcome.Code.auth
+        do {
+            switch initial.mechanism {
+            case "PLAIN":
+                let fields = (initial.initialResponse ?? []).split(separator: 0, omittingEmptySubsequences: false)
+                guard fields.count == 3 else { throw EmulatedHub.AuthenticationFailure.badToken("a malformed PLAIN response") }
+                let user = String(decoding: fields[1], as: UTF8.self)
+                guard let name = await self.identity(fromPlainUser: user) else {
+                    throw EmulatedHub.AuthenticationFailure.badToken("'\(user)' is not {device}@sas.{hub}")
+                }
+                _ = try await self.hub.authenticate(name, token: String(decoding: fields[2], as: UTF8.self))
+                self.authorized.insert(name)
+            case "ANONYMOUS":
+                break
+            case "EXTERNAL":
+                let chain = self.connection.peerCertificateChain
+                guard let cn = chain.first?.commonName else { throw EmulatedHub.AuthenticationFailure.badToken("no client certificate") }
+                try await self.hub.authenticate(IdentityName(deviceId: cn), certificates: chain)
+                self.authorized.insert(IdentityName(deviceId: cn))
+            default:
+                throw EmulatedHub.AuthenticationFailure.badToken("unsupported mechanism \(initial.mechanism)")
+            }
+            outcome = .ok
+        } catch EmulatedHub.AuthenticationFailure.injectedRefusal {
+            outcome = .sysTemporary
+        } catch {
+            self.logger.info("SASL refused", metadata: ["reason": "\(error)"])
+        }
+        self.send(.saslOutcome(SASLOutcome(code: outcome)), type: .sasl)
+        return outcome == .ok
+    }
+
+    private func identity(fromPlainUser user: String) async -> IdentityName? {
+        guard let at = user.range(of: "@sas.") else { return nil }
+        let shortName = self.hub.hubHost.split(separator: ".").first.map(String.init) ?? ""
+        guard user[at.upperBound...].lowercased() == shortName.lowercased() else { return nil }
+        let parts = user[..<at.lowerBound].split(separator: "/").map(String.init)
+        switch parts.count {
+        case 1: return IdentityName(deviceId: parts[0])
+        case 3 where parts[1] == "modules": return IdentityName(deviceId: parts[0], moduleId: parts[2])
+        case 2: return IdentityName(deviceId: parts[0], moduleId: parts[1])
+        default: return nil
+        }
+    }
+
+    // MARK: - Performatives
+
+    private func handle(_ performative: AMQPPerformative, channel: UInt16) async throws {
+        switch performative {
+        case .open(let open):
+            self.peerMaxFrameSize = Int(min(open.maxFrameSize ?? UInt32.max, Self.maximumFrameSize))
+            self.framer = AMQPFramer(maximumFrameSize: Int(Self.maximumFrameSize))
+            self.send(.open(AMQPOpen(containerId: "azure-iot-emulator", hostname: nil, maxFrameSize: Self.maximumFrameSize, channelMax: 0)))
+            if let idle = open.idleTimeOut, idle > 0 { self.startHeartbeat(every: .milliseconds(Int(idle / 2))) }
+        case .begin(let begin):
+            guard self.sessionChannel == nil else {
+                self.send(.end(AMQPEndOrClose(error: AMQPError(condition: "amqp:not-implemented", description: "one session per connection"))), channel: channel)
+                return
+            }
+            self.sessionChannel = channel
+            self.nextIncomingId = begin.nextOutgoingId
+            self.send(.begin(AMQPBegin(remoteChannel: channel, nextOutgoingId: self.nextOutgoingId, incomingWindow: Self.window, outgoingWindow: Self.window)), channel: channel)
+        case .attach(let attach):
+            await self.attach(attach, channel: channel)
+        case .flow(let flow):
+            if let handle = flow.handle, var link = self.links[handle], let credit = flow.linkCredit {
+                let senderCount = link.deliveryCount
+                link.credit = (flow.deliveryCount ?? senderCount) &+ credit &- senderCount
+                self.links[handle] = link
+                self.pumpCBSResponses()
+                if case .deviceBound(let name) = link.kind { Task { await self.hub.pumpCloudToDevice(deviceId: name.deviceId) } }
+            }
+        case .transfer(let transfer, let payload):
+            self.nextIncomingId &+= 1
+            await self.receive(transfer, payload: payload, channel: channel)
+        case .disposition(let disposition):
+            guard disposition.isReceiver else { return }
+            for id in disposition.first...(disposition.last ?? disposition.first) {
+                guard let messageId = self.cloudToDeviceUnsettled.removeValue(forKey: id) else { continue }
+                let state: CloudToDeviceState
+                switch disposition.state {
+                case .accepted?: state = .completed
+                case .rejected?: state = .rejected
+                default: state = .abandoned
+                }
+                await self.hub.settleCloudToDevice(messageId: messageId, as: state)
+            }
+        case .detach(let detach):
+            if let link = self.links.removeValue(forKey: detach.handle) {
+                self.send(.detach(AMQPDetach(handle: link.ourHandle, closed: true)), channel: channel)
+            }
+        case .end:
+            self.send(.end(AMQPEndOrClose()), channel: channel)
+            self.sessionChannel = nil
+            self.links.removeAll()
+        case .close:
+            self.send(.close(AMQPEndOrClose()))
+            await self.close(because: "the client closed the connection")
+        default:
+            self.send(.close(AMQPEndOrClose(error: AMQPError(condition: "amqp:not-allowed", description: "unexpected frame"))))
+            await self.close(because: "an unexpected frame")
+        }
+    }
+
+    private func attach(_ attach: AMQPAttach, channel: UInt16) async {
+        let clientSends = !attach.isReceiver
+        let address = clientSends ? attach.target?.address : attach.source?.address
+        let ourHandle = self.nextOurHandle
+        self.nextOurHandle += 1
+        let reply = AMQPAttach(
+            name: attach.name, handle: ourHandle, isReceiver: clientSends, senderSettleMode: attach.senderSettleMode,
+            receiverSettleMode: attach.receiverSettleMode, source: attach.source, target: attach.target,
+            initialDeliveryCount: clientSends ? nil : 0, maxMessageSize: UInt64(Self.maximumFrameSize)
+        )
+        self.send(.attach(reply), channel: channel)
+        let kind: LinkKind
+        switch (HubLinkAddress(address), clientSends) {
+        case (.events(let name)?, true) where self.authorized.contains(name): kind = .events(name)
+        case (.deviceBound(let name)?, false) where self.authorized.contains(name): kind = .deviceBound(name)
+        case (.cbs?, true): kind = .cbsRequests
+        case (.cbs?, false): kind = .cbsResponses
+        case (.events?, true), (.deviceBound?, false):
+            self.refuseLink(ourHandle, channel, "amqp:unauthorized-access", "no valid credential for '\(address ?? "")'")
+            return
+        default:
+            self.refuseLink(ourHandle, channel, "amqp:not-found", "the emulator has no node '\(address ?? "")'")
+            return
+        }
+        var link = Link(kind: kind, ourHandle: ourHandle, remoteHandle: attach.handle)
+        if clientSends {
+            link.deliveryCount = attach.initialDeliveryCount ?? 0
+            link.credit = Self.telemetryCredit
+            self.send(self.flow(handle: ourHandle, deliveryCount: link.deliveryCount, credit: link.credit), channel: channel)
+        }
+        self.links[attach.handle] = link
+        switch kind {
+        case .events(let name), .deviceBound(let name):
+            if !self.attachedIdentities.contains(name) {
+                self.attachedIdentities.insert(name)
+                await self.hub.attach(self, as: name)
+            }
+        default:
+            break
+        }
+    }
+
+    private func refuseLink(_ handle: UInt32, _ channel: UInt16, _ condition: String, _ description: String) {
+        self.logger.info("link refused", metadata: ["condition": "\(condition)", "reason": "\(description)"])
+        self.send(.detach(AMQPDetach(handle: handle, closed: true, error: AMQPError(condition: condition, description: description))), channel: channel)
+    }
+
+    private func flow(handle: UInt32?, deliveryCount: UInt32?, credit: UInt32?) -> AMQPPerformative {
+        .flow(AMQPFlow(nextIncomingId: self.nextIncomingId, incomingWindow: Self.window, nextOutgoingId: self.nextOutgoingId,
+                       outgoingWindow: Self.window, handle: handle, deliveryCount: deliveryCount, linkCredit: credit))
+    }
+
+    // MARK: - Incoming transfers
+
+    private func receive(_ transfer: AMQPTransfer, payload: [UInt8], channel: UInt16) async {
+        guard var link = self.links[transfer.handle] else { return }
+        if link.partialDeliveryId == nil {
+            link.partialDeliveryId = transfer.deliveryId
+            link.partialSettled = transfer.settled ?? false
+        }
+        link.partial += payload
+        guard link.partial.count <= Int(Self.maximumFrameSize) else {
+            self.send(.close(AMQPEndOrClose(error: AMQPError(condition: "amqp:link:message-size-exceeded", description: "a message above 256 KB"))))
+            return await self.close(because: "a message above 256 KB")
+        }
+        if transfer.more == true {
+            self.links[transfer.handle] = link
+            return
+        }
+        let bytes = link.partial
+        let deliveryId = link.partialDeliveryId
+        let settled = link.partialSettled
+        link.partial = []
+        link.partialDeliveryId = nil
+        link.deliveryCount &+= 1
+        link.credit = link.credit > 0 ? link.credit - 1 : 0
+        if link.credit < Self.telemetryCredit / 2 {
+            link.credit = Self.telemetryCredit
+            self.send(self.flow(handle: link.ourHandle, deliveryCount: link.deliveryCount, credit: link.credit), channel: channel)
+        }
+        self.links[transfer.handle] = link
+        let message: AMQPMessage
+        do {
+            message = try AMQPMessage(decoding: bytes)
+        } catch {
+            if let deliveryId, !settled { self.settle(deliveryId, .rejected(AMQPError(condition: "amqp:decode-error", description: "\(error)")), channel) }
+            return
+        }
+        switch link.kind {
+        case .events(let name):
+            guard bytes.count <= 256 * 1024 else {
+                if let deliveryId, !settled { self.settle(deliveryId, .rejected(AMQPError(condition: "amqp:link:message-size-exceeded", description: "above 256 KB")), channel) }
+                return
+            }
+            await self.hub.record(Self.telemetry(from: message, identity: name))
+            if let deliveryId, !settled { await self.acknowledge(deliveryId, channel) }
+        case .cbsRequests:
+            let response = await self.putToken(message)
+            if let deliveryId, !settled { self.settle(deliveryId, .accepted, channel) }
+            self.cbsResponses.append(response)
+            self.pumpCBSResponses()
+        default:
+            break
+        }
+    }
+
+    private func settle(_ deliveryId: UInt32, _ state: AMQPDeliveryState, _ channel: UInt16) {
+        self.send(.disposition(AMQPDisposition(isReceiver: true, first: deliveryId, settled: true, state: state)), channel: channel)
+    }
+
+    private func acknowledge(_ deliveryId: UInt32, _ channel: UInt16) async {
+        let faults = await self.hub.faults
+        guard !faults.withholdAcknowledgements else { return }
+        guard faults.acknowledgementDelay > .zero else { return self.settle(deliveryId, .accepted, channel) }
+        Task {
+            try? await Task.sleep(for: faults.acknowledgementDelay)
+            self.settle(deliveryId, .accepted, channel)
+        }
+    }
+
+    static func render(_ value: AMQPValue?) -> String? {
+        guard let value else { return nil }
+        switch value {
+        case .null: return nil
+        case .string(let text), .symbol(let text): return text
+        case .binary(let bytes): return String(decoding: bytes, as: UTF8.self)
+        case .uuid(let bytes): return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15])).uuidString.lowercased()
+        case .boolean(let flag): return String(flag)
+        case .timestamp(let milliseconds): return ProvisioningService.timestamp(Date(timeIntervalSince1970: Double(milliseconds) / 1000))
+        default:
+            if let number = value.unsignedInteger { return String(number) }
+            switch value {
+            case .byte(let n): return String(n)
+            case .short(let n): return String(n)
+            case .int(let n): return String(n)
+            case .long(let n): return String(n)
+            case .float(let n): return String(n)
+            case .double(let n): return String(n)
+            default: return "\(value)"
+            }
+        }
+    }
+
+    static func telemetry(from message: AMQPMessage, identity: IdentityName) -> ReceivedTelemetry {
+        var body = message.data ?? []
+        if message.data == nil, let value = message.value {
+            if case .binary(let bytes) = value { body = bytes } else if let text = value.text { body = Array(text.utf8) }
+        }
+        var system: [String: String] = [:]
+        if let time = message.creationTime { system["ctime"] = render(.timestamp(time)) }
+        if let expiry = message.absoluteExpiryTime { system["exp"] = render(.timestamp(expiry)) }
+        if let to = message.to { system["to"] = to }
+        var properties: [String: String] = [:]
+        for (key, value) in message.applicationProperties { properties[key] = render(value) ?? "" }
+        return ReceivedTelemetry(
+            deviceId: identity.deviceId, moduleId: identity.moduleId, transport: .amqp, body: body,
+            contentType: message.contentType, contentEncoding: message.contentEncoding,
+            messageId: render(message.messageId), correlationId: render(message.correlationId),
+            userId: message.userId.map { String(decoding: $0, as: UTF8.self) },
+            systemProperties: system, properties: properties, receivedAt: Date()
+        )
+    }
+
+    // MARK: - CBS
+
+    static let tokenTypes: Set<String> = ["azure-devices.net:sastoken", "servicebus.windows.net:sastoken"]
+
+    private func putToken(_ request: AMQPMessage) async -> AMQPMessage {
+        let properties = Dictionary(request.applicationProperties.map { ($0.0, $0.1) }, uniquingKeysWith: { first, _ in first })
+        var status = 200
+        var description = "OK"
+        let hubHost = self.hub.hubHost
+        if properties["operation"]?.text != "put-token" {
+            (status, description) = (400, "only put-token is supported")
+        } else if let type = properties["type"]?.text, !Self.tokenTypes.contains(type) {
+            (status, description) = (400, "unsupported token type '\(type)'")
+        } else if let audience = properties["name"]?.text, let name = AzureIoTEmulator.identity(fromAudience: audience, hubHost: hubHost) {
+            let token = request.value?.text ?? request.data.map { String(decoding: $0, as: UTF8.self) } ?? ""
+            do {
+                _ = try await self.hub.authenticate(name, token: token)
+                self.authorized.insert(name)
+            } catch {
+                (status, description) = (401, "\(error)")
+            }
+        } else {
+            (status, description) = (404, "the audience is not a device or module of \(hubHost)")
+        }
+        var response = AMQPMessage()
+        response.correlationId = request.messageId
+        response.applicationProperties = [("status-code", .int(Int32(status))), ("status-description", .string(description))]
+        return response
+    }
+
+    private func pumpCBSResponses() {
+        guard let channel = self.sessionChannel,
+              let (remote, link) = self.links.first(where: { if case .cbsResponses = $0.value.kind { return true } else { return false } })
+        else { return }
+        var current = link
+        while current.credit > 0, !self.cbsResponses.isEmpty {
+            let message = self.cbsResponses.removeFirst()
+            guard let bytes = try? message.encoded() else { continue }
+            self.transfer(bytes, handle: current.ourHandle, settled: true, channel: channel)
+            current.credit -= 1
+            current.deliveryCount &+= 1
+        }
+        self.links[remote] = current
+    }
+
+    private func transfer(_ payload: [UInt8], handle: UInt32, settled: Bool, channel: UInt16) {
+        let deliveryId = self.nextDeliveryId
+        self.nextDeliveryId &+= 1
+        self.nextOutgoingId &+= 1
+        let tag = withUnsafeBytes(of: deliveryId.bigEndian) { Array($0) }
+        self.send(.transfer(AMQPTransfer(handle: handle, deliveryId: deliveryId, deliveryTag: tag, messageFormat: 0, settled: settled), payload: payload), channel: channel)
+    }
+
+    // MARK: - DeviceLink
+
+    func offer(_ message: CloudToDeviceRecord) async -> Bool {
+        guard !self.closed, let channel = self.sessionChannel,
+              let (remote, link) = self.links.first(where: {
+                  if case .deviceBound(let name) = $0.value.kind { return name.deviceId == message.deviceId } else { return false }
+              }), link.credit > 0
+        else { return false }
+        var amqp = AMQPMessage(data: message.body)
+        amqp.messageId = .string(message.messageId)
+        amqp.to = "/devices/\(message.deviceId)/messages/deviceBound"
+        amqp.applicationProperties = message.properties.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }
+        guard let bytes = try? amqp.encoded(), bytes.count + 64 <= self.peerMaxFrameSize else { return false }
+        self.cloudToDeviceUnsettled[self.nextDeliveryId] = message.messageId
+        self.transfer(bytes, handle: link.ourHandle, settled: false, channel: channel)
+        var updated = link
+        updated.credit -= 1
+        updated.deliveryCount &+= 1
+        self.links[remote] = updated
+        return true
+    }
+
+    func pushDesired(_ patch: JSONDocument, version: Int) async {}
+
+    func requestMethod(name: String, payload: [UInt8], requestId: String) async -> Bool { false }
+
+    func terminate(reason: String) async {
+        self.send(.close(AMQPEndOrClose(error: AMQPError(condition: "amqp:connection:forced", description: reason))))
+        await self.close(because: reason)
+    }
+
+    private func startHeartbeat(every interval: Duration) {
+        let outbound = self.outbound
+        self.heartbeat = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                outbound.send([0, 0, 0, 8, 2, 0, 0, 0])
+            }
+        }
+    }
+
+    private func close(because reason: String) async {
+        guard !self.closed else { return }
+        self.closed = true
+        self.heartbeat?.cancel()
+        self.logger.info("AMQP connection closed", metadata: ["reason": "\(reason)"])
+        await self.outbound.finish()
+        self.connection.close()
+        for name in self.attachedIdentities { await self.hub.detach(self, as: name) }
+    }
+}

@@ -1,0 +1,222 @@
+public import AzureIoTCore
+import Foundation
+
+/// Everything the emulator serves: one hub with its devices and modules, one DPS instance with its enrollments, and
+/// where to listen. Loaded from JSON (`azure-iot emulator --config FILE`) or built in code.
+///
+/// Keys are base64 strings as in the Azure portal. A device or enrollment without a key and without X.509 gets a
+/// random key when the emulator starts (it is printed in the endpoints JSON).
+public struct EmulatorConfiguration: Sendable, Codable {
+    /// The hub's short name; its host name is `{hubName}.azure-devices.net`, used in SAS `sr`, MQTT usernames and
+    /// DPS assignments, while clients reach it through the loopback address (like an IoT Edge gateway).
+    public var hubName: String
+    /// The address to listen on (default `127.0.0.1`).
+    public var listenAddress: String
+    /// Ports; 0 picks a free one.
+    public var dpsPort: Int
+    /// The MQTT-over-TLS port (IoT Hub's is 8883); 0 picks a free one.
+    public var mqttPort: Int
+    /// The AMQP-over-TLS port (IoT Hub's is 5671); 0 picks a free one.
+    public var amqpPort: Int
+    /// Where the emulator writes its CA certificate (`emulator-ca.pem`); default: a new temporary directory.
+    public var stateDirectory: String?
+    /// Seconds DPS asks clients to wait (`Retry-After`) while a registration is `assigning` (default 1).
+    public var provisioningRetryAfterSeconds: Int
+    /// The hub's devices.
+    public var devices: [Device]
+    /// The DPS instance.
+    public var provisioning: Provisioning
+
+    /// A device identity in the hub.
+    public struct Device: Sendable, Codable {
+        /// The device id.
+        public var deviceId: String
+        /// Its symmetric key (base64), when it authenticates with SAS.
+        public var primaryKey: String?
+        /// The SHA-1 or SHA-256 thumbprint (hex) of its certificate, when it authenticates with X.509.
+        public var x509Thumbprint: String?
+        /// Its modules.
+        public var modules: [Module]?
+        /// Desired properties the twin starts with.
+        public var initialDesiredProperties: JSONDocument?
+
+        /// A device.
+        public init(deviceId: String, primaryKey: String? = nil, x509Thumbprint: String? = nil, modules: [Module]? = nil, initialDesiredProperties: JSONDocument? = nil) {
+            self.deviceId = deviceId
+            self.primaryKey = primaryKey
+            self.x509Thumbprint = x509Thumbprint
+            self.modules = modules
+            self.initialDesiredProperties = initialDesiredProperties
+        }
+    }
+
+    /// A module identity of a device.
+    public struct Module: Sendable, Codable {
+        /// The module id.
+        public var moduleId: String
+        /// Its symmetric key (base64).
+        public var primaryKey: String?
+
+        /// A module.
+        public init(moduleId: String, primaryKey: String? = nil) {
+            self.moduleId = moduleId
+            self.primaryKey = primaryKey
+        }
+    }
+
+    /// The DPS instance: its ID scope and enrollments. Every registration is allocated to the emulated hub.
+    public struct Provisioning: Sendable, Codable {
+        /// The ID scope, e.g. `0ne00EMU1`.
+        public var idScope: String
+        /// Individual enrollments.
+        public var individualEnrollments: [IndividualEnrollment]
+        /// Enrollment groups.
+        public var enrollmentGroups: [EnrollmentGroup]
+
+        /// A DPS configuration.
+        public init(idScope: String, individualEnrollments: [IndividualEnrollment] = [], enrollmentGroups: [EnrollmentGroup] = []) {
+            self.idScope = idScope
+            self.individualEnrollments = individualEnrollments
+            self.enrollmentGroups = enrollmentGroups
+        }
+    }
+
+    /// An individual enrollment: one registration id with its own key or certificate.
+    public struct IndividualEnrollment: Sendable, Codable {
+        /// The registration id.
+        public var registrationId: String
+        /// The symmetric key (base64), for SAS attestation.
+        public var primaryKey: String?
+        /// The device certificate's SHA-1 or SHA-256 thumbprint, for X.509 attestation.
+        public var certificateThumbprint: String?
+        /// The device id to create (default: the registration id).
+        public var deviceId: String?
+        /// `false` makes DPS answer `disabled`.
+        public var enabled: Bool?
+        /// Desired properties given to the device's twin when it is created.
+        public var initialDesiredProperties: JSONDocument?
+
+        /// An individual enrollment.
+        public init(registrationId: String, primaryKey: String? = nil, certificateThumbprint: String? = nil, deviceId: String? = nil, enabled: Bool? = nil, initialDesiredProperties: JSONDocument? = nil) {
+            self.registrationId = registrationId
+            self.primaryKey = primaryKey
+            self.certificateThumbprint = certificateThumbprint
+            self.deviceId = deviceId
+            self.enabled = enabled
+            self.initialDesiredProperties = initialDesiredProperties
+        }
+    }
+
+    /// An enrollment group: devices prove membership with a key derived from the group key, or with a certificate
+    /// chaining to the group's (root or intermediate) CA.
+    public struct EnrollmentGroup: Sendable, Codable {
+        /// The group's name (`enrollmentGroupId`).
+        public var name: String
+        /// The group key (base64), for symmetric key attestation.
+        public var primaryKey: String?
+        /// The group CA in PEM (root or intermediate), for X.509 attestation.
+        public var caCertificatePEM: String?
+        /// A file holding the group CA in PEM, instead of ``caCertificatePEM``.
+        public var caCertificateFile: String?
+        /// `false` makes DPS answer `disabled` for every member.
+        public var enabled: Bool?
+        /// Desired properties given to every member's twin.
+        public var initialDesiredProperties: JSONDocument?
+
+        /// An enrollment group.
+        public init(name: String, primaryKey: String? = nil, caCertificatePEM: String? = nil, caCertificateFile: String? = nil, enabled: Bool? = nil, initialDesiredProperties: JSONDocument? = nil) {
+            self.name = name
+            self.primaryKey = primaryKey
+            self.caCertificatePEM = caCertificatePEM
+            self.caCertificateFile = caCertificateFile
+            self.enabled = enabled
+            self.initialDesiredProperties = initialDesiredProperties
+        }
+    }
+
+    /// A configuration.
+    public init(
+        hubName: String,
+        listenAddress: String = "127.0.0.1",
+        dpsPort: Int = 0,
+        mqttPort: Int = 0,
+        amqpPort: Int = 0,
+        stateDirectory: String? = nil,
+        provisioningRetryAfterSeconds: Int = 1,
+        devices: [Device] = [],
+        provisioning: Provisioning
+    ) {
+        self.hubName = hubName
+        self.listenAddress = listenAddress
+        self.dpsPort = dpsPort
+        self.mqttPort = mqttPort
+        self.amqpPort = amqpPort
+        self.stateDirectory = stateDirectory
+        self.provisioningRetryAfterSeconds = provisioningRetryAfterSeconds
+        self.devices = devices
+        self.provisioning = provisioning
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case hubName, listenAddress, dpsPort, mqttPort, amqpPort, stateDirectory, provisioningRetryAfterSeconds, devices, provisioning
+    }
+
+    /// Decodes a configuration; every field but `hubName` and `provisioning.idScope` has a default.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.hubName = try container.decode(String.self, forKey: .hubName)
+        self.listenAddress = try container.decodeIfPresent(String.self, forKey: .listenAddress) ?? "127.0.0.1"
+        self.dpsPort = try container.decodeIfPresent(Int.self, forKey: .dpsPort) ?? 0
+        self.mqttPort = try container.decodeIfPresent(Int.self, forKey: .mqttPort) ?? 0
+        self.amqpPort = try container.decodeIfPresent(Int.self, forKey: .amqpPort) ?? 0
+        self.stateDirectory = try container.decodeIfPresent(String.self, forKey: .stateDirectory)
+        self.provisioningRetryAfterSeconds = try container.decodeIfPresent(Int.self, forKey: .provisioningRetryAfterSeconds) ?? 1
+        self.devices = try container.decodeIfPresent([Device].self, forKey: .devices) ?? []
+        self.provisioning = try container.decode(Provisioning.self, forKey: .provisioning)
+    }
+
+    /// The documented default: hub `emulator-hub`, device `thermostat-1` (symmetric key) with module `sensor`,
+    /// ID scope `0ne00EMU01`, an individual enrollment `individual-1` and a symmetric-key group `default-group`;
+    /// keys are random per start. Ports are ephemeral.
+    public static var `default`: EmulatorConfiguration {
+        EmulatorConfiguration(
+            hubName: "emulator-hub",
+            devices: [
+                Device(deviceId: "thermostat-1", modules: [Module(moduleId: "sensor")], initialDesiredProperties: .object(["targetTemperature": .number(21)])),
+            ],
+            provisioning: Provisioning(
+                idScope: "0ne00EMU01",
+                individualEnrollments: [IndividualEnrollment(registrationId: "individual-1")],
+                enrollmentGroups: [EnrollmentGroup(name: "default-group")]
+            )
+        )
+    }
+
+    /// Reads a JSON configuration file. Throws ``AzureIoTError/Code/fileNotReadable`` or
+    /// ``AzureIoTError/Code/invalidArgument`` naming the problem.
+    public static func load(fromFile path: String) throws(AzureIoTError) -> EmulatorConfiguration {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw AzureIoTError(.fileNotReadable, "cannot read the emulator configuration at '\(path)'")
+        }
+        do {
+            return try JSONDecoder().decode(EmulatorConfiguration.self, from: data)
+        } catch let error as DecodingError {
+            throw AzureIoTError(.invalidArgument, "the emulator configuration at '\(path)' is invalid: \(Self.describe(error))")
+        } catch {
+            throw AzureIoTError(.invalidArgument, "the emulator configuration at '\(path)' is not JSON")
+        }
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String { context.codingPath.map(\.stringValue).joined(separator: ".") }
+        switch error {
+        case .keyNotFound(let key, let context): return "missing '\(key.stringValue)' at '\(path(context))'"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            return "wrong value at '\(path(context))'"
+        @unknown default: return "unreadable"
+        }
+    }
+
+    /// `{hubName}.azure-devices.net`.
+    public var hubHost: String { "\(self.hubName).azure-devices.net" }
+}

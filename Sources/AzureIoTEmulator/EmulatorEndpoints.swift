@@ -1,0 +1,53 @@
+/// What a client needs to use a running emulator, printed as one JSON object by `azure-iot emulator`.
+///
+/// It holds the configured keys and connection strings on purpose: they are test credentials of a local emulator.
+public struct EmulatorEndpoints: Sendable, Codable {
+    /// A listening address.
+    public struct Endpoint: Sendable, Codable {
+        /// The loopback address.
+        public var host: String
+        /// The port.
+        public var port: Int
+    }
+
+    /// A device's credentials.
+    public struct DeviceCredentials: Sendable, Codable {
+        /// The device id.
+        public var deviceId: String
+        /// The module id, for module identities.
+        public var moduleId: String?
+        /// Its key (base64), if it uses SAS.
+        public var primaryKey: String?
+        /// `HostName=…;DeviceId=…;SharedAccessKey=…;GatewayHostName=…` (X.509 devices: `x509=true`).
+        public var connectionString: String
+    }
+
+    /// An enrollment's credentials.
+    public struct EnrollmentCredentials: Sendable, Codable {
+        /// The registration id (individual) or group name.
+        public var name: String
+        /// `individual` or `group`.
+        public var kind: String
+        /// The key (base64), for symmetric key attestation.
+        public var primaryKey: String?
+    }
+
+    /// The hub's short name.
+    public var hubName: String
+    /// `{hubName}.azure-devices.net`, the name in SAS `sr`, MQTT usernames and `assignedHub`.
+    public var hubHost: String
+    /// DPS REST over HTTPS.
+    public var dps: Endpoint
+    /// IoT Hub over MQTT/TLS.
+    public var mqtt: Endpoint
+    /// IoT Hub over AMQP/TLS.
+    public var amqp: Endpoint
+    /// The PEM file of the CA that signed the emulator's server certificate: trust it as an Edge root CA.
+    public var caCertificatePath: String
+    /// The DPS ID scope.
+    public var idScope: String
+    /// Enrollments and their keys.
+    public var enrollments: [EnrollmentCredentials]
+    /// The hub's devices and modules with connection strings.
+    public var devices: [DeviceCredentials]
+}

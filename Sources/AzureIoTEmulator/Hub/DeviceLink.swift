@@ -1,0 +1,22 @@
+/// One device connection as the hub sees it (an MQTT session or an AMQP identity on a connection), so the hub can
+/// push work to whichever protocol the device uses.
+protocol DeviceLink: AnyObject, Sendable {
+    /// Unique per connection.
+    var linkId: UInt64 { get }
+    /// Offers a queued cloud-to-device message; `false` if the link cannot take it now (no subscription or credit).
+    func offer(_ message: CloudToDeviceRecord) async -> Bool
+    /// Pushes a desired-properties patch (with its version inside) if the device subscribed to them.
+    func pushDesired(_ patch: JSONDocument, version: Int) async
+    /// Sends a method request; `false` if the device did not subscribe to methods.
+    func requestMethod(name: String, payload: [UInt8], requestId: String) async -> Bool
+    /// Closes the connection.
+    func terminate(reason: String) async
+}
+
+/// `deviceId` or `deviceId/moduleId`.
+struct IdentityName: Hashable, Sendable, CustomStringConvertible {
+    var deviceId: String
+    var moduleId: String?
+
+    var description: String { self.moduleId.map { "\(self.deviceId)/\($0)" } ?? self.deviceId }
+}

@@ -1,0 +1,254 @@
+import AzureIoTCore
+import Foundation
+import Logging
+
+/// The state of the emulated IoT Hub and DPS: identities, twins, telemetry, cloud-to-device queues, method calls,
+/// registrations and faults. Protocol front ends call into it; the public ``IoTEmulator`` API reads and drives it.
+actor EmulatedHub {
+    struct Identity {
+        var key: SymmetricKey?
+        var thumbprint: String?
+        /// CAs that may sign this device's certificate (devices created through an X.509 enrollment group).
+        var certificateAuthorities: [X509Certificate]
+        var twin: TwinRecord
+        /// Tokens with `se` at or below this are treated as expired (``IoTEmulator/expireTokens(deviceId:)``).
+        var revokedThroughExpiry: UInt64 = 0
+        var highestExpirySeen: UInt64 = 0
+    }
+
+    let hubHost: String
+    private let logger: Logger
+    private(set) var identities: [IdentityName: Identity] = [:]
+    private var links: [IdentityName: any DeviceLink] = [:]
+    private(set) var telemetry: [ReceivedTelemetry] = []
+    private var cloudToDevice: [CloudToDeviceRecord] = []
+    private var pendingMethods: [String: CheckedContinuation<MethodResponse?, Never>] = [:]
+    private(set) var registrations: [ProvisioningRecord] = []
+    var faults = FaultPlan()
+    private var nextId: UInt64 = 0
+
+    init(hubHost: String, logger: Logger) {
+        self.hubHost = hubHost
+        self.logger = logger
+    }
+
+    func makeId() -> UInt64 {
+        self.nextId += 1
+        return self.nextId
+    }
+
+    // MARK: - Identities
+
+    func addIdentity(_ name: IdentityName, key: SymmetricKey?, thumbprint: String?, certificateAuthorities: [X509Certificate] = [], desired: JSONDocument?) {
+        let existing = self.identities[name]
+        self.identities[name] = Identity(
+            key: key,
+            thumbprint: thumbprint?.uppercased(),
+            certificateAuthorities: certificateAuthorities,
+            twin: existing?.twin ?? TwinRecord(desired: desired ?? .object([:]), desiredVersion: 1, reported: .object([:]), reportedVersion: 1)
+        )
+    }
+
+    func hasIdentity(_ name: IdentityName) -> Bool { self.identities[name] != nil }
+
+    /// Why a hub connection was refused (never contains the token).
+    enum AuthenticationFailure: Error, CustomStringConvertible {
+        case unknownIdentity(String)
+        case badToken(String)
+        case injectedRefusal
+
+        var description: String {
+            switch self {
+            case .unknownIdentity(let name): return "no identity '\(name)' in the hub"
+            case .badToken(let reason): return reason
+            case .injectedRefusal: return "refused by fault injection"
+            }
+        }
+    }
+
+    /// Checks a SAS token for `name`; returns its expiry.
+    func authenticate(_ name: IdentityName, token: String) throws(AuthenticationFailure) -> UInt64 {
+        try self.consumeRefusal()
+        guard var identity = self.identities[name] else { throw .unknownIdentity(name.description) }
+        guard let key = identity.key else { throw .badToken("'\(name)' authenticates with X.509, not SAS") }
+        let resource = name.moduleId.map { SASResource.module(hubHost: self.hubHost, deviceId: name.deviceId, moduleId: $0) }
+            ?? SASResource.device(hubHost: self.hubHost, deviceId: name.deviceId)
+        do throws(AzureIoTError) {
+            let parsed = try SASToken(parsing: token)
+            try parsed.validate(with: key, now: UnixTime.now(), expectedResource: resource)
+            guard parsed.expiry > identity.revokedThroughExpiry else { throw AzureIoTError(.sasTokenExpired, "the SAS token was expired by the emulator") }
+            identity.highestExpirySeen = max(identity.highestExpirySeen, parsed.expiry)
+            self.identities[name] = identity
+            return parsed.expiry
+        } catch {
+            throw .badToken(error.message)
+        }
+    }
+
+    /// Checks a client certificate chain for `name` (thumbprint, or chain to the enrollment group's CA with CN = id).
+    func authenticate(_ name: IdentityName, certificates: [X509Certificate]) throws(AuthenticationFailure) {
+        try self.consumeRefusal()
+        guard let identity = self.identities[name] else { throw .unknownIdentity(name.description) }
+        guard let leaf = certificates.first else { throw .badToken("no client certificate was presented") }
+        if let thumbprint = identity.thumbprint, thumbprint == leaf.sha1Thumbprint || thumbprint == leaf.sha256Thumbprint { return }
+        if !identity.certificateAuthorities.isEmpty, leaf.commonName == name.deviceId {
+            do throws(AzureIoTError) {
+                try leaf.verify(intermediates: Array(certificates.dropFirst()), anchors: identity.certificateAuthorities)
+                return
+            } catch {
+                throw .badToken(error.message)
+            }
+        }
+        throw .badToken("the client certificate does not match '\(name)'")
+    }
+
+    private func consumeRefusal() throws(AuthenticationFailure) {
+        if self.faults.refuseConnections > 0 {
+            self.faults.refuseConnections -= 1
+            throw .injectedRefusal
+        }
+    }
+
+    func consumeProvisioningThrottle() -> Int? {
+        guard self.faults.provisioningThrottles > 0 else { return nil }
+        self.faults.provisioningThrottles -= 1
+        return self.faults.provisioningThrottleRetryAfterSeconds
+    }
+
+    // MARK: - Links
+
+    /// Makes `link` the identity's connection, closing the one it replaces (one connection per device).
+    func attach(_ link: any DeviceLink, as name: IdentityName) async {
+        let previous = self.links[name]
+        self.links[name] = link
+        if let previous, previous.linkId != link.linkId {
+            self.logger.info("a new connection replaces the old one", metadata: ["identity": "\(name)"])
+            await previous.terminate(reason: "a new connection for '\(name)' replaced this one")
+        }
+    }
+
+    func detach(_ link: any DeviceLink, as name: IdentityName) {
+        if self.links[name]?.linkId == link.linkId { self.links[name] = nil }
+        for index in self.cloudToDevice.indices where self.cloudToDevice[index].deviceId == name.deviceId && self.cloudToDevice[index].state == .delivered {
+            self.cloudToDevice[index].state = .queued
+        }
+    }
+
+    func isConnected(_ name: IdentityName) -> Bool { self.links[name] != nil }
+
+    func drop(_ name: IdentityName, reason: String) async {
+        if let link = self.links.removeValue(forKey: name) { await link.terminate(reason: reason) }
+    }
+
+    func expireTokens(_ name: IdentityName) async {
+        if var identity = self.identities[name] {
+            identity.revokedThroughExpiry = max(identity.highestExpirySeen, UnixTime.now())
+            self.identities[name] = identity
+        }
+        await self.drop(name, reason: "the SAS token expired")
+    }
+
+    // MARK: - Telemetry
+
+    func record(_ message: ReceivedTelemetry) {
+        self.telemetry.append(message)
+        self.logger.debug("telemetry", metadata: ["device": "\(message.deviceId)", "bytes": "\(message.body.count)", "transport": "\(message.transport)"])
+    }
+
+    // MARK: - Cloud to device
+
+    func enqueueCloudToDevice(deviceId: String, body: [UInt8], properties: [String: String]) async -> String {
+        let messageId = "c2d-\(self.makeId())"
+        self.cloudToDevice.append(CloudToDeviceRecord(messageId: messageId, deviceId: deviceId, body: body, properties: properties, state: .queued, deliveryCount: 0))
+        await self.pumpCloudToDevice(deviceId: deviceId)
+        return messageId
+    }
+
+    /// Offers queued messages for `deviceId` to its link, in order, until the link cannot take more.
+    func pumpCloudToDevice(deviceId: String) async {
+        guard let link = self.links[IdentityName(deviceId: deviceId)] else { return }
+        for index in self.cloudToDevice.indices where self.cloudToDevice[index].deviceId == deviceId && self.cloudToDevice[index].state == .queued {
+            var record = self.cloudToDevice[index]
+            record.deliveryCount += 1
+            guard await link.offer(record) else { return }
+            if let current = self.cloudToDevice.firstIndex(where: { $0.messageId == record.messageId }), self.cloudToDevice[current].state == .queued {
+                self.cloudToDevice[current].state = .delivered
+                self.cloudToDevice[current].deliveryCount = record.deliveryCount
+            }
+        }
+    }
+
+    func settleCloudToDevice(messageId: String, as state: CloudToDeviceState) async {
+        guard let index = self.cloudToDevice.firstIndex(where: { $0.messageId == messageId }) else { return }
+        self.cloudToDevice[index].state = state == .abandoned ? .queued : state
+        if state == .abandoned { await self.pumpCloudToDevice(deviceId: self.cloudToDevice[index].deviceId) }
+    }
+
+    func cloudToDeviceRecords() -> [CloudToDeviceRecord] { self.cloudToDevice }
+
+    // MARK: - Twins
+
+    func twin(_ name: IdentityName) -> TwinRecord? { self.identities[name]?.twin }
+
+    /// Applies a reported patch; returns the new reported version.
+    func patchReported(_ name: IdentityName, _ patch: JSONDocument) -> Int? {
+        guard var identity = self.identities[name] else { return nil }
+        identity.twin.reported = identity.twin.reported.merging(patch)
+        identity.twin.reportedVersion += 1
+        self.identities[name] = identity
+        return identity.twin.reportedVersion
+    }
+
+    /// Applies a desired patch and pushes it to the connected device; returns the new desired version.
+    func patchDesired(_ name: IdentityName, _ patch: JSONDocument) async -> Int? {
+        guard var identity = self.identities[name] else { return nil }
+        identity.twin.desired = identity.twin.desired.merging(patch)
+        identity.twin.desiredVersion += 1
+        self.identities[name] = identity
+        if let link = self.links[name] { await link.pushDesired(patch, version: identity.twin.desiredVersion) }
+        return identity.twin.desiredVersion
+    }
+
+    // MARK: - Methods
+
+    enum MethodFailure: Error {
+        case notConnected
+        case notSubscribed
+        case timedOut
+    }
+
+    func invokeMethod(_ name: IdentityName, method: String, payload: [UInt8], timeout: Duration) async throws(MethodFailure) -> MethodResponse {
+        guard let link = self.links[name] else { throw .notConnected }
+        let requestId = String(self.makeId(), radix: 16)
+        let response: MethodResponse? = await withCheckedContinuation { continuation in
+            self.pendingMethods[requestId] = continuation
+            Task {
+                if await link.requestMethod(name: method, payload: payload, requestId: requestId) == false {
+                    self.completeMethod(requestId: requestId, response: nil)
+                    return
+                }
+                try? await Task.sleep(for: timeout)
+                self.completeMethod(requestId: requestId, response: nil)
+            }
+        }
+        guard let response else {
+            throw self.isConnected(name) ? .timedOut : .notConnected
+        }
+        return response
+    }
+
+    func completeMethod(requestId: String, response: MethodResponse?) {
+        self.pendingMethods.removeValue(forKey: requestId)?.resume(returning: response)
+    }
+
+    // MARK: - Provisioning
+
+    func recordRegistration(_ record: ProvisioningRecord) {
+        self.registrations.removeAll { $0.registrationId == record.registrationId }
+        self.registrations.append(record)
+    }
+}
+
+extension EmulatedHub {
+    func updateFaults(_ change: @Sendable (inout FaultPlan) -> Void) { change(&self.faults) }
+}

@@ -1,0 +1,126 @@
+public import Foundation
+
+/// A device-to-cloud message as the emulated hub received it.
+public struct ReceivedTelemetry: Sendable {
+    /// The protocol it arrived on.
+    public enum Transport: String, Sendable, Codable {
+        /// MQTT 3.1.1 over TLS.
+        case mqtt
+        /// AMQP 1.0 over TLS.
+        case amqp
+    }
+
+    /// The sending device.
+    public var deviceId: String
+    /// The sending module, if a module sent it.
+    public var moduleId: String?
+    /// The protocol.
+    public var transport: Transport
+    /// The body bytes.
+    public var body: [UInt8]
+    /// `$.ct` / AMQP `content-type`.
+    public var contentType: String?
+    /// `$.ce` / AMQP `content-encoding`.
+    public var contentEncoding: String?
+    /// `$.mid` / AMQP `message-id`.
+    public var messageId: String?
+    /// `$.cid` / AMQP `correlation-id`.
+    public var correlationId: String?
+    /// `$.uid` / AMQP `user-id`.
+    public var userId: String?
+    /// Other system properties (`$.ctime`, `$.exp`, `$.sub`, …) keyed without the `$.` prefix.
+    public var systemProperties: [String: String]
+    /// Application (custom) properties; a key sent without `=` has an empty value.
+    public var properties: [String: String]
+    /// When the hub received it.
+    public var receivedAt: Date
+
+    /// The body as UTF-8 text.
+    public var bodyText: String { String(decoding: self.body, as: UTF8.self) }
+}
+
+/// The life of a cloud-to-device message in the emulated hub.
+public enum CloudToDeviceState: String, Sendable, Codable {
+    /// Waiting for the device.
+    case queued
+    /// Sent, not yet settled.
+    case delivered
+    /// The device completed it (MQTT PUBACK, AMQP accepted).
+    case completed
+    /// The device rejected it (AMQP rejected); it is dead-lettered.
+    case rejected
+    /// The device abandoned it (AMQP released); it goes back to the queue.
+    case abandoned
+}
+
+/// A cloud-to-device message the test sent, with where it stands.
+public struct CloudToDeviceRecord: Sendable {
+    /// The id the emulator gave it (`message-id` / `$.mid`).
+    public var messageId: String
+    /// The target device.
+    public var deviceId: String
+    /// The body.
+    public var body: [UInt8]
+    /// Custom properties.
+    public var properties: [String: String]
+    /// Where it stands.
+    public var state: CloudToDeviceState
+    /// How many times it was delivered.
+    public var deliveryCount: Int
+}
+
+/// A device's answer to a direct method.
+public struct MethodResponse: Sendable, Equatable {
+    /// The status the device returned.
+    public var status: Int
+    /// The payload (JSON) the device returned.
+    public var payload: [UInt8]
+
+    /// The payload as text.
+    public var payloadText: String { String(decoding: self.payload, as: UTF8.self) }
+}
+
+/// A registration DPS handled.
+public struct ProvisioningRecord: Sendable {
+    /// How the device proved its identity.
+    public enum Attestation: String, Sendable, Codable {
+        /// SAS with the enrollment's key.
+        case symmetricKey
+        /// A TLS client certificate.
+        case x509
+    }
+
+    /// The registration id.
+    public var registrationId: String
+    /// The device id assigned.
+    public var deviceId: String
+    /// The enrollment group's name, or `nil` for an individual enrollment.
+    public var enrollmentGroup: String?
+    /// How the device attested.
+    public var attestation: Attestation
+    /// The final status (`assigned`, `failed`, `disabled`).
+    public var status: String
+    /// The custom payload the device sent, if any.
+    public var payload: JSONDocument?
+}
+
+/// A twin as the emulated hub stores it.
+public struct TwinRecord: Sendable, Equatable {
+    /// Desired properties (without `$version`).
+    public var desired: JSONDocument
+    /// The desired version.
+    public var desiredVersion: Int
+    /// Reported properties (without `$version`).
+    public var reported: JSONDocument
+    /// The reported version.
+    public var reportedVersion: Int
+
+    /// The twin document as IoT Hub sends it to devices: `{"desired":{…,"$version":n},"reported":{…,"$version":m}}`.
+    var deviceDocument: JSONDocument {
+        var desired = self.desired.objectValue
+        desired["$version"] = .number(Double(self.desiredVersion))
+        var reported = self.reported.objectValue
+        reported["$version"] = .number(Double(self.reportedVersion))
+        return .object(["desired": .object(desired), "reported": .object(reported)])
+    }
+}

@@ -1,0 +1,289 @@
+public import AzureIoTCore
+import Foundation
+public import Logging
+
+/// A local Device Provisioning Service and IoT Hub: DPS REST, MQTT and AMQP on loopback with a TLS certificate from
+/// a CA it makes, the same authentication as Azure (SAS, derived group keys, X.509), and an API to see what devices
+/// did and to inject faults.
+///
+/// ```swift
+/// let emulator = try await IoTEmulator.start()
+/// defer { Task { await emulator.shutdown() } }
+/// let connectionString = emulator.endpoints.devices[0].connectionString
+/// ```
+public final class IoTEmulator: Sendable {
+    /// Where to connect and with what credentials.
+    public let endpoints: EmulatorEndpoints
+    /// The configuration in force, keys filled in.
+    public let configuration: EmulatorConfiguration
+    /// The CA that signed the server certificate (clients trust ``EmulatorEndpoints/caCertificatePath``).
+    public let certificateAuthority: CertificateAuthority
+    private let hub: EmulatedHub
+    private let dps: DPSFrontend
+    private let mqtt: MQTTFrontend
+    private let amqp: AMQPFrontend
+    private let tasks: [Task<Void, Never>]
+
+    private init(
+        endpoints: EmulatorEndpoints, configuration: EmulatorConfiguration, certificateAuthority: CertificateAuthority,
+        hub: EmulatedHub, dps: DPSFrontend, mqtt: MQTTFrontend, amqp: AMQPFrontend
+    ) {
+        self.endpoints = endpoints
+        self.configuration = configuration
+        self.certificateAuthority = certificateAuthority
+        self.hub = hub
+        self.dps = dps
+        self.mqtt = mqtt
+        self.amqp = amqp
+        self.tasks = [Task { await dps.run() }, Task { await mqtt.run() }, Task { await amqp.run() }]
+    }
+
+    /// Starts the emulator: fills in missing keys, makes its CA and server certificate, writes the CA PEM to the
+    /// state directory and listens. Throws ``EmulatorError/Code/startFailed`` with the reason.
+    public static func start(
+        configuration: EmulatorConfiguration = .default,
+        logger: Logger = Logger(label: "azure-iot.emulator", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) async throws(EmulatorError) -> IoTEmulator {
+        var configuration = configuration
+        Self.fillKeys(&configuration)
+        do {
+            let authority = try CertificateAuthority(commonName: "Azure IoT Emulator Root CA")
+            let serverNames = Array(Set(["localhost", "127.0.0.1", "::1", configuration.listenAddress, configuration.hubHost]))
+            let server = try authority.issue(commonName: "localhost", subjectAlternativeNames: serverNames.sorted())
+            let directory = try Self.stateDirectory(configuration)
+            let caPath = (directory as NSString).appendingPathComponent("emulator-ca.pem")
+            guard FileManager.default.createFile(atPath: caPath, contents: Data(authority.certificatePEM.utf8)) else {
+                throw EmulatorError(.startFailed, "cannot write the CA certificate to '\(caPath)'")
+            }
+            let tls = TLSServerConfiguration(identity: server.identity, clientAuthentication: .requestedUnverified)
+            let hub = EmulatedHub(hubHost: configuration.hubHost, logger: logger)
+            for device in configuration.devices {
+                await hub.addIdentity(
+                    IdentityName(deviceId: device.deviceId),
+                    key: try device.primaryKey.map { key throws(AzureIoTError) in try SymmetricKey(base64: key) },
+                    thumbprint: device.x509Thumbprint,
+                    desired: device.initialDesiredProperties
+                )
+                for module in device.modules ?? [] {
+                    await hub.addIdentity(
+                        IdentityName(deviceId: device.deviceId, moduleId: module.moduleId),
+                        key: try module.primaryKey.map { key throws(AzureIoTError) in try SymmetricKey(base64: key) },
+                        thumbprint: nil,
+                        desired: nil
+                    )
+                }
+            }
+            let service = try ProvisioningService(configuration: configuration, hub: hub, logger: logger)
+            let host = configuration.listenAddress
+            let dps = DPSFrontend(listener: try TLSListener(host: host, port: configuration.dpsPort, configuration: tls, logger: logger), service: service, logger: logger)
+            let mqtt = MQTTFrontend(listener: try TLSListener(host: host, port: configuration.mqttPort, configuration: tls, logger: logger), hub: hub, logger: logger)
+            let amqp = AMQPFrontend(listener: try TLSListener(host: host, port: configuration.amqpPort, configuration: tls, logger: logger), hub: hub, logger: logger)
+            let endpoints = Self.endpoints(configuration, caPath: caPath, dps: dps.port, mqtt: mqtt.port, amqp: amqp.port)
+            logger.info("emulator listening", metadata: ["dps": "\(dps.port)", "mqtt": "\(mqtt.port)", "amqp": "\(amqp.port)"])
+            return IoTEmulator(endpoints: endpoints, configuration: configuration, certificateAuthority: authority, hub: hub, dps: dps, mqtt: mqtt, amqp: amqp)
+        } catch let error as EmulatorError {
+            throw error
+        } catch let error as AzureIoTError {
+            throw EmulatorError(.startFailed, error.message)
+        } catch {
+            throw EmulatorError(.startFailed, "\(error)")
+        }
+    }
+
+    /// Stops listening and closes every connection.
+    public func shutdown() async {
+        self.dps.close()
+        self.mqtt.close()
+        self.amqp.close()
+        for task in self.tasks { task.cancel() }
+        for task in self.tasks { await task.value }
+    }
+
+    // MARK: - What devices did
+
+    /// Telemetry received, oldest first, optionally for one device.
+    public func telemetry(deviceId: String? = nil) async -> [ReceivedTelemetry] {
+        await self.hub.telemetry.filter { deviceId == nil || $0.deviceId == deviceId }
+    }
+
+    /// Waits until at least `count` messages from `deviceId` (or any device) arrived; throws
+    /// ``EmulatorError/Code/timedOut``.
+    public func waitForTelemetry(deviceId: String? = nil, count: Int = 1, timeout: Duration = .seconds(10)) async throws -> [ReceivedTelemetry] {
+        try await self.poll(timeout: timeout, what: "\(count) telemetry messages") {
+            let messages = await self.telemetry(deviceId: deviceId)
+            return messages.count >= count ? messages : nil
+        }
+    }
+
+    /// DPS registrations handled.
+    public func registrations() async -> [ProvisioningRecord] { await self.hub.registrations }
+
+    /// A device's (or module's) twin.
+    public func twin(deviceId: String, moduleId: String? = nil) async throws(EmulatorError) -> TwinRecord {
+        guard let twin = await self.hub.twin(IdentityName(deviceId: deviceId, moduleId: moduleId)) else {
+            throw EmulatorError(.unknownIdentity, "no identity '\(deviceId)\(moduleId.map { "/\($0)" } ?? "")'")
+        }
+        return twin
+    }
+
+    /// Waits until the reported properties satisfy `condition`.
+    public func waitForReportedProperties(
+        deviceId: String,
+        timeout: Duration = .seconds(10),
+        where condition: @escaping @Sendable (JSONDocument) -> Bool
+    ) async throws -> JSONDocument {
+        try await self.poll(timeout: timeout, what: "reported properties of '\(deviceId)'") {
+            guard let twin = await self.hub.twin(IdentityName(deviceId: deviceId)), condition(twin.reported) else { return nil }
+            return twin.reported
+        }
+    }
+
+    /// Whether the identity has a live connection.
+    public func isConnected(deviceId: String, moduleId: String? = nil) async -> Bool {
+        await self.hub.isConnected(IdentityName(deviceId: deviceId, moduleId: moduleId))
+    }
+
+    /// Waits until the identity is connected.
+    public func waitUntilConnected(deviceId: String, moduleId: String? = nil, timeout: Duration = .seconds(10)) async throws {
+        _ = try await self.poll(timeout: timeout, what: "a connection from '\(deviceId)'") {
+            await self.isConnected(deviceId: deviceId, moduleId: moduleId) ? true : nil
+        }
+    }
+
+    // MARK: - Acting as the service
+
+    /// Queues a cloud-to-device message; returns its message id.
+    public func sendCloudToDevice(deviceId: String, body: [UInt8], properties: [String: String] = [:]) async throws(EmulatorError) -> String {
+        guard await self.hub.hasIdentity(IdentityName(deviceId: deviceId)) else {
+            throw EmulatorError(.unknownIdentity, "no device '\(deviceId)'")
+        }
+        return await self.hub.enqueueCloudToDevice(deviceId: deviceId, body: body, properties: properties)
+    }
+
+    /// Every cloud-to-device message and its state.
+    public func cloudToDeviceMessages() async -> [CloudToDeviceRecord] { await self.hub.cloudToDeviceRecords() }
+
+    /// Waits until a cloud-to-device message reaches `state`.
+    public func waitForCloudToDevice(messageId: String, state: CloudToDeviceState, timeout: Duration = .seconds(10)) async throws -> CloudToDeviceRecord {
+        try await self.poll(timeout: timeout, what: "message '\(messageId)' to be \(state)") {
+            await self.hub.cloudToDeviceRecords().first { $0.messageId == messageId && $0.state == state }
+        }
+    }
+
+    /// Invokes a direct method and waits for the device's answer. Throws ``EmulatorError/Code/deviceNotConnected``
+    /// (not connected or not subscribed, IoT Hub's 404) or ``EmulatorError/Code/timedOut`` (504).
+    public func invokeMethod(deviceId: String, moduleId: String? = nil, name: String, payload: JSONDocument = .null, timeout: Duration = .seconds(30)) async throws(EmulatorError) -> MethodResponse {
+        do {
+            return try await self.hub.invokeMethod(IdentityName(deviceId: deviceId, moduleId: moduleId), method: name, payload: payload.jsonBytes, timeout: timeout)
+        } catch .timedOut {
+            throw EmulatorError(.timedOut, "'\(deviceId)' did not answer '\(name)' in time")
+        } catch {
+            throw EmulatorError(.deviceNotConnected, "'\(deviceId)' is not connected or not subscribed to methods")
+        }
+    }
+
+    /// Patches desired properties (JSON merge patch) and pushes the patch to the device; returns the new version.
+    @discardableResult
+    public func updateDesiredProperties(deviceId: String, moduleId: String? = nil, patch: JSONDocument) async throws(EmulatorError) -> Int {
+        guard let version = await self.hub.patchDesired(IdentityName(deviceId: deviceId, moduleId: moduleId), patch) else {
+            throw EmulatorError(.unknownIdentity, "no identity '\(deviceId)'")
+        }
+        return version
+    }
+
+    // MARK: - Faults
+
+    /// Changes the fault plan.
+    public func injectFaults(_ change: @Sendable (inout FaultPlan) -> Void) async {
+        await self.hub.updateFaults(change)
+    }
+
+    /// The fault plan in force (counters go down as faults are used).
+    public func faults() async -> FaultPlan { await self.hub.faults }
+
+    /// Closes the identity's connection, as a network drop would.
+    public func dropConnection(deviceId: String, moduleId: String? = nil) async {
+        await self.hub.drop(IdentityName(deviceId: deviceId, moduleId: moduleId), reason: "dropped by fault injection")
+    }
+
+    /// Expires the identity's tokens now: its connection is closed and every token it presented so far is refused;
+    /// a client that signs a new token gets back in.
+    public func expireTokens(deviceId: String, moduleId: String? = nil) async {
+        await self.hub.expireTokens(IdentityName(deviceId: deviceId, moduleId: moduleId))
+    }
+
+    // MARK: - Helpers
+
+    private func poll<T: Sendable>(timeout: Duration, what: String, _ check: @Sendable () async -> T?) async throws -> T {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if let value = await check() { return value }
+            guard ContinuousClock.now < deadline else { throw EmulatorError(.timedOut, "timed out waiting for \(what)") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    private static func fillKeys(_ configuration: inout EmulatorConfiguration) {
+        func randomKey() -> String { Base64.encode((0..<32).map { _ in UInt8.random(in: 0...255) }) }
+        for index in configuration.devices.indices {
+            if configuration.devices[index].primaryKey == nil && configuration.devices[index].x509Thumbprint == nil {
+                configuration.devices[index].primaryKey = randomKey()
+            }
+            for module in (configuration.devices[index].modules ?? []).indices where configuration.devices[index].modules?[module].primaryKey == nil {
+                configuration.devices[index].modules?[module].primaryKey = randomKey()
+            }
+        }
+        for index in configuration.provisioning.individualEnrollments.indices {
+            let enrollment = configuration.provisioning.individualEnrollments[index]
+            if enrollment.primaryKey == nil && enrollment.certificateThumbprint == nil {
+                configuration.provisioning.individualEnrollments[index].primaryKey = randomKey()
+            }
+        }
+        for index in configuration.provisioning.enrollmentGroups.indices {
+            let group = configuration.provisioning.enrollmentGroups[index]
+            if group.primaryKey == nil && group.caCertificatePEM == nil && group.caCertificateFile == nil {
+                configuration.provisioning.enrollmentGroups[index].primaryKey = randomKey()
+            }
+        }
+    }
+
+    private static func stateDirectory(_ configuration: EmulatorConfiguration) throws(EmulatorError) -> String {
+        let path = configuration.stateDirectory
+            ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("azure-iot-emulator-\(UUID().uuidString.prefix(8))")
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw EmulatorError(.startFailed, "cannot create the state directory '\(path)'")
+        }
+        return path
+    }
+
+    private static func endpoints(_ configuration: EmulatorConfiguration, caPath: String, dps: Int, mqtt: Int, amqp: Int) -> EmulatorEndpoints {
+        let host = configuration.listenAddress
+        let gateway = host == "127.0.0.1" || host == "0.0.0.0" ? "localhost" : host
+        var devices: [EmulatorEndpoints.DeviceCredentials] = []
+        for device in configuration.devices {
+            let credential = device.primaryKey.map { "SharedAccessKey=\($0)" } ?? "x509=true"
+            devices.append(.init(
+                deviceId: device.deviceId, moduleId: nil, primaryKey: device.primaryKey,
+                connectionString: "HostName=\(configuration.hubHost);DeviceId=\(device.deviceId);\(credential);GatewayHostName=\(gateway)"
+            ))
+            for module in device.modules ?? [] {
+                devices.append(.init(
+                    deviceId: device.deviceId, moduleId: module.moduleId, primaryKey: module.primaryKey,
+                    connectionString: "HostName=\(configuration.hubHost);DeviceId=\(device.deviceId);ModuleId=\(module.moduleId);SharedAccessKey=\(module.primaryKey ?? "");GatewayHostName=\(gateway)"
+                ))
+            }
+        }
+        let enrollments = configuration.provisioning.individualEnrollments.map {
+            EmulatorEndpoints.EnrollmentCredentials(name: $0.registrationId, kind: "individual", primaryKey: $0.primaryKey)
+        } + configuration.provisioning.enrollmentGroups.map {
+            EmulatorEndpoints.EnrollmentCredentials(name: $0.name, kind: "group", primaryKey: $0.primaryKey)
+        }
+        return EmulatorEndpoints(
+            hubName: configuration.hubName, hubHost: configuration.hubHost,
+            dps: .init(host: host, port: dps), mqtt: .init(host: host, port: mqtt), amqp: .init(host: host, port: amqp),
+            caCertificatePath: caPath, idScope: configuration.provisioning.idScope, enrollments: enrollments, devices: devices
+        )
+    }
+}
