@@ -85,6 +85,7 @@ let package = Package(
                 "DPSClient",
                 "HubMQTT",
                 "HubAMQP",
+                "AzureIoTEmulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -2,6 +2,7 @@ import ArgumentParser
 import AzureIoTCore
 import DPSClient
 import HubAMQP
+import AzureIoTEmulator
 import HubMQTT
 import Foundation
 
@@ -10,7 +11,7 @@ struct AzureIoTCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "azure-iot",
         abstract: "Azure IoT Hub and Device Provisioning Service tools built on AzureIoT for Swift.",
-        subcommands: [SASCommand.self, DeriveKeyCommand.self, ProvisionCommand.self, SendCommand.self, ListenCommand.self, DemoCommand.self]
+        subcommands: [SASCommand.self, DeriveKeyCommand.self, ProvisionCommand.self, SendCommand.self, ListenCommand.self, EmulatorCommand.self, DemoCommand.self]
     )
 }
 
@@ -33,6 +34,8 @@ enum Main {
             fail("\(error)", code: 3)
         } catch let error as HubAMQPError {
             fail("\(error)", code: 4)
+        } catch let error as EmulatorError {
+            fail(error.message, code: 5)
         } catch {
             let exitCode = AzureIoTCommand.exitCode(for: error)
             if exitCode == .success {

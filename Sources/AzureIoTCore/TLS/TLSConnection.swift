@@ -205,7 +205,10 @@ public final class TLSConnection: Sendable {
         self.session.withLock { session in
             var pointers = [UnsafeMutableRawPointer?](repeating: nil, count: 16)
             let count = Int(azi_ssl_peer_chain(UnsafeMutableRawPointer(session.ssl), &pointers, 16))
-            return pointers.prefix(count).compactMap { $0.map { X509Certificate(taking: OpaquePointer($0)) } }
+            let sent = pointers.prefix(count).compactMap { $0.map { X509Certificate(taking: OpaquePointer($0)) } }
+            // On a server, OpenSSL's peer chain leaves out the client's leaf.
+            guard self.role == .server, let leaf = SSL_get1_peer_certificate(session.ssl) else { return sent }
+            return [X509Certificate(taking: leaf)] + sent
         }
     }
 

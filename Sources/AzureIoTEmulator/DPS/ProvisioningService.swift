@@ -20,7 +20,6 @@ actor ProvisioningService {
     private struct Operation {
         var attested: Attested
         var payload: JSONDocument?
-        var polled = false
         var created: Date
     }
 
@@ -121,13 +120,8 @@ actor ProvisioningService {
 
     private func operationStatus(_ registrationId: String, operationId: String, _ request: HTTPRequest, _ certificates: [X509Certificate]) async -> HTTPResponse {
         if case .failure(let response) = self.attest(registrationId, request, certificates) { return response }
-        guard var operation = self.operations[operationId], operation.attested.registrationId.lowercased() == registrationId.lowercased() else {
+        guard let operation = self.operations[operationId], operation.attested.registrationId.lowercased() == registrationId.lowercased() else {
             return Self.error(404, 404_202, "the operation '\(operationId)' does not exist")
-        }
-        guard operation.polled else {
-            operation.polled = true
-            self.operations[operationId] = operation
-            return self.assigning(operationId)
         }
         self.operations[operationId] = nil
         let state = await self.complete(operation)

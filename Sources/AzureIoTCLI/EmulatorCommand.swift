@@ -1,0 +1,72 @@
+import ArgumentParser
+import AzureIoTCore
+import AzureIoTEmulator
+import Foundation
+import Logging
+
+/// `azure-iot emulator`: runs the DPS + IoT Hub emulator until interrupted and prints, once it listens, one JSON
+/// object with its endpoints, CA file, ID scope, enrollment keys and device connection strings.
+struct EmulatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "emulator",
+        abstract: "Run a local DPS + IoT Hub emulator (DPS REST, MQTT, AMQP) and print its endpoints as JSON."
+    )
+
+    @Option(help: "A JSON configuration file (default: the documented default configuration).")
+    var config: String?
+
+    @Flag(help: "Log connections and requests on stderr.")
+    var verbose = false
+
+    func run() async throws {
+        let configuration = try self.config.map { try EmulatorConfiguration.load(fromFile: $0) } ?? .default
+        var logger = Logger(label: "azure-iot.emulator") { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .info
+            return handler
+        }
+        if !self.verbose { logger.logLevel = .critical }
+        let emulator = try await IoTEmulator.start(configuration: configuration, logger: logger)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        emit(String(decoding: try encoder.encode(emulator.endpoints), as: UTF8.self))
+        await Self.waitForInterrupt()
+        await emulator.shutdown()
+    }
+
+    /// Suspends until SIGINT or SIGTERM.
+    static func waitForInterrupt() async {
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let queue = DispatchQueue(label: "azure-iot.emulator.signals")
+            let sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0, queue: queue) }
+            let resumed = ResumeOnce(continuation)
+            for source in sources {
+                source.setEventHandler { resumed.resume() }
+                source.resume()
+            }
+            SignalSources.keep(sources)
+        }
+    }
+}
+
+/// Keeps signal sources alive for the life of the process.
+private enum SignalSources {
+    nonisolated(unsafe) static var sources: [any DispatchSourceSignal] = []
+    static func keep(_ sources: [any DispatchSourceSignal]) { self.sources = sources }
+}
+
+/// Resumes a continuation at most once.
+private final class ResumeOnce: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<Void, Never>?
+    init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = continuation }
+    func resume() {
+        let continuation = self.lock.withLock { () -> CheckedContinuation<Void, Never>? in
+            defer { self.continuation = nil }
+            return self.continuation
+        }
+        continuation?.resume()
+    }
+}
