@@ -120,6 +120,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "AzureIoTEmulatorTests",
+            dependencies: ["AzureIoTEmulator", "DPSClient", "HubMQTT", "HubAMQP", "AzureIoTTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "AzureIoTCLITests",
             dependencies: ["AzureIoTCLI", "AzureIoTTestSupport"],
             resources: [.copy("Vectors")],

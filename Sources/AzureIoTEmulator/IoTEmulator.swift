@@ -206,8 +206,8 @@ public final class IoTEmulator: Sendable {
         await self.hub.drop(IdentityName(deviceId: deviceId, moduleId: moduleId), reason: "dropped by fault injection")
     }
 
-    /// Expires the identity's tokens now: its connection is closed and every token it presented so far is refused;
-    /// a client that signs a new token gets back in.
+    /// Expires the identity's tokens now: its connection is closed and every token it presented so far is refused
+    /// from then on; a client that signs a new token gets back in.
     public func expireTokens(deviceId: String, moduleId: String? = nil) async {
         await self.hub.expireTokens(IdentityName(deviceId: deviceId, moduleId: moduleId))
     }

@@ -100,6 +100,55 @@ public final class PeerProcess: Sendable {
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
+    /// Runs a command to completion without blocking a thread (for clients of an in-process server), killing it
+    /// after `timeout`; returns its exit status (-1 when killed) and combined output.
+    public static func complete(
+        _ executable: String,
+        _ arguments: [String],
+        environment: [String: String]? = nil,
+        timeout: Duration = .seconds(60)
+    ) async throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle.nullDevice
+        let buffer = OutputBuffer()
+        pipe.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            if !data.isEmpty { buffer.text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
+        }
+        try process.run()
+        let end = ContinuousClock.now + timeout
+        while process.isRunning {
+            if ContinuousClock.now > end {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+                return (-1, buffer.text.withLock { $0 } + "\n[killed after \(timeout)]")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        pipe.fileHandleForReading.readabilityHandler = nil
+        let rest = pipe.fileHandleForReading.readDataToEndOfFile()
+        return (process.terminationStatus, buffer.text.withLock { $0 } + String(decoding: rest, as: UTF8.self))
+    }
+
+    /// The Python of the client-peer venv (azure-iot-device, paho-mqtt, uamqp) that `scripts/ensure-deps.sh test`
+    /// installs.
+    public static var clientPython: String {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return root.appendingPathComponent(".build-peers/clients/bin/python").path
+    }
+
+    /// A script in `Tests/Peers`.
+    public static func peerScript(_ name: String) -> String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Peers/\(name)").path
+    }
+
     /// A TCP port on 127.0.0.1 that was free a moment ago.
     public static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

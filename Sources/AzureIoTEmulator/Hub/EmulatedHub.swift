@@ -11,9 +11,10 @@ actor EmulatedHub {
         /// CAs that may sign this device's certificate (devices created through an X.509 enrollment group).
         var certificateAuthorities: [X509Certificate]
         var twin: TwinRecord
-        /// Tokens with `se` at or below this are treated as expired (``IoTEmulator/expireTokens(deviceId:)``).
-        var revokedThroughExpiry: UInt64 = 0
-        var highestExpirySeen: UInt64 = 0
+        /// Tokens this identity presented, and those expired early by ``IoTEmulator/expireTokens(deviceId:moduleId:)``
+        /// (kept in memory only, never logged).
+        var presentedTokens: Set<String> = []
+        var revokedTokens: Set<String> = []
     }
 
     let hubHost: String
@@ -76,8 +77,8 @@ actor EmulatedHub {
         do throws(AzureIoTError) {
             let parsed = try SASToken(parsing: token)
             try parsed.validate(with: key, now: UnixTime.now(), expectedResource: resource)
-            guard parsed.expiry > identity.revokedThroughExpiry else { throw AzureIoTError(.sasTokenExpired, "the SAS token was expired by the emulator") }
-            identity.highestExpirySeen = max(identity.highestExpirySeen, parsed.expiry)
+            guard !identity.revokedTokens.contains(token) else { throw AzureIoTError(.sasTokenExpired, "the SAS token was expired by the emulator") }
+            identity.presentedTokens.insert(token)
             self.identities[name] = identity
             return parsed.expiry
         } catch {
@@ -142,7 +143,8 @@ actor EmulatedHub {
 
     func expireTokens(_ name: IdentityName) async {
         if var identity = self.identities[name] {
-            identity.revokedThroughExpiry = max(identity.highestExpirySeen, UnixTime.now())
+            identity.revokedTokens.formUnion(identity.presentedTokens)
+            identity.presentedTokens.removeAll()
             self.identities[name] = identity
         }
         await self.drop(name, reason: "the SAS token expired")
