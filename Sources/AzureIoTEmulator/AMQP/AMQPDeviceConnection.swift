@@ -3,7 +3,7 @@ import Foundation
 import HubAMQP
 import Logging
 
-/// One AMQP 1.0 connection to the emulated hub: SASL (PLAIN with `{device}@sas.{hub}`, ANONYMOUS or EXTERNAL), one
+/// One AMQP 1.0 connection to the emulated hub: SASL (PLAIN with `{device}@sas.{hub}`, ANONYMOUS/MSSBCBS or EXTERNAL), one
 /// session, telemetry receiver links with dispositions, cloud-to-device sender links that track
 /// complete/reject/abandon, and CBS put-token so one connection can carry several identities.
 actor AMQPDeviceConnection: DeviceLink {
@@ -119,7 +119,7 @@ actor AMQPDeviceConnection: DeviceLink {
     // MARK: - SASL
 
     private func negotiateSASL() async throws -> Bool {
-        self.send(.saslMechanisms(SASLMechanisms(mechanisms: ["PLAIN", "ANONYMOUS", "EXTERNAL"])), type: .sasl)
+        self.send(.saslMechanisms(SASLMechanisms(mechanisms: ["PLAIN", "MSSBCBS", "ANONYMOUS", "EXTERNAL"])), type: .sasl)
         guard case .saslInit(let initial) = try AMQPPerformative.decode(try await self.readFrame(timeout: .seconds(30)).body) else {
             return false
         }
@@ -135,7 +135,8 @@ actor AMQPDeviceConnection: DeviceLink {
                 }
                 _ = try await self.hub.authenticate(name, token: String(decoding: fields[2], as: UTF8.self))
                 self.authorized.insert(name)
-            case "ANONYMOUS":
+            case "ANONYMOUS", "MSSBCBS":
+                // Identities arrive later through CBS put-token (MSSBCBS is what uAMQP-based SDKs ask for).
                 break
             case "EXTERNAL":
                 let chain = self.connection.peerCertificateChain

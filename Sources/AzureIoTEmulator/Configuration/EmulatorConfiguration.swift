@@ -79,6 +79,16 @@ public struct EmulatorConfiguration: Sendable, Codable {
             self.individualEnrollments = individualEnrollments
             self.enrollmentGroups = enrollmentGroups
         }
+
+        private enum CodingKeys: String, CodingKey { case idScope, individualEnrollments, enrollmentGroups }
+
+        /// Decodes the DPS section; both enrollment lists may be left out.
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            self.idScope = try container.decode(String.self, forKey: .idScope)
+            self.individualEnrollments = try container.decodeIfPresent([IndividualEnrollment].self, forKey: .individualEnrollments) ?? []
+            self.enrollmentGroups = try container.decodeIfPresent([EnrollmentGroup].self, forKey: .enrollmentGroups) ?? []
+        }
     }
 
     /// An individual enrollment: one registration id with its own key or certificate.

@@ -1,0 +1,43 @@
+"""Sends telemetry with uamqp the way the raw-AMQP write-up does, in two forms:
+
+  plain: credentials in the URL (`amqps://{device}@sas.{hub}:{token}@{host}/devices/{device}/messages/events`),
+         which makes uamqp use SASL PLAIN; port 5671, CA from SSL_CERT_FILE like any OpenSSL client.
+  cbs:   SASTokenAuth, which makes uamqp open SASL ANONYMOUS and put the token to `$cbs` (token type given).
+
+usage: uamqp_send.py plain|cbs HOST DEVICE_ID HUB_HOST SAS_TOKEN CA_FILE [TOKEN_TYPE]
+Prints the send result per message.
+"""
+import sys
+import time
+import urllib.parse
+
+import uamqp
+from uamqp import authentication
+
+mode, host, device_id, hub_host, token, ca_file = sys.argv[1:7]
+token_type = sys.argv[7] if len(sys.argv) > 7 else "servicebus.windows.net:sastoken"
+hub_name = hub_host.split(".")[0]
+
+message = uamqp.Message(
+    b'{"temperature": 21.5}',
+    properties=uamqp.message.MessageProperties(message_id="uamqp-1", content_type="application/json", content_encoding="utf-8"),
+    application_properties={"source": "uamqp", "level": 3},
+)
+
+if mode == "plain":
+    username = urllib.parse.quote_plus("%s@sas.%s" % (device_id, hub_name))
+    password = urllib.parse.quote_plus(token)
+    uri = "amqps://%s:%s@%s/devices/%s/messages/events" % (username, password, host, device_id)
+    client = uamqp.SendClient(uri, debug=False)
+else:
+    uri = "amqps://%s/devices/%s/messages/events" % (host, device_id)
+    auth = authentication.SASTokenAuth(
+        audience="%s/devices/%s" % (hub_host, device_id), uri=uri, token=token, expires_at=time.time() + 3600,
+        verify=ca_file, token_type=token_type.encode(),
+    )
+    client = uamqp.SendClient(uri, auth=auth, debug=False)
+
+client.queue_message(message)
+results = client.send_all_messages(close_on_done=True)
+print("results:", [str(result) for result in results])
+sys.exit(0 if all(result == uamqp.constants.MessageState.SendComplete for result in results) else 1)
