@@ -94,13 +94,57 @@ struct CLITests {
         #expect(!result.stderr.contains("not*base64"))
     }
 
-    @Test("demo prints the derived key and the write-up's DPS token")
+    @Test("demo: provisions two devices, talks MQTT and AMQP to the in-process emulator and summarises what it saw")
     func demo() throws {
         let result = try Self.run(["demo"])
-        #expect(result.status == 0)
-        let seed = try Self.seed()
-        #expect(result.stdout.contains(seed.derivedKeys[0].derivedKey))
-        #expect(result.stdout.contains(seed.sas[1].token))
-        #expect(result.stdout.contains("sig=<redacted>"))
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        for line in [
+            "DPS: demo-sym-device-01 → assigned (symmetricKey, group demo-symmetric-group)",
+            "DPS: demo-x509-device → assigned (x509, group demo-x509-group)",
+            #"MQTT telemetry from demo-sym-device-01: {"temperature":21.5,"humidity":40} ct=application/json ce=utf-8 [alert=false]"#,
+            #"MQTT telemetry from demo-x509-device: {"pressure":1013} ct=application/json"#,
+            #"AMQP telemetry from demo-sym-device-01: {"temperature":21.7,"humidity":41} ct=application/json ce=utf-8 [alert=false]"#,
+            "to demo-sym-device-01: completed",
+            #"the service got 200 {"status":"ok","method":"getStatus"}"#,
+            #"reported v2 {"firmware":"1.0.0","telemetryInterval":5}"#,
+        ] {
+            #expect(result.stdout.contains(line), "missing: \(line)")
+        }
+    }
+
+    @Test("emulator: prints one JSON object with endpoints and credentials; `send` works with what it printed")
+    func emulator() async throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("azure-iot")
+        process.arguments = ["emulator"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer {
+            process.interrupt()
+            process.waitUntilExit()
+        }
+        var text = ""
+        while !text.contains("\n") {
+            let data = out.fileHandleForReading.availableData
+            guard !data.isEmpty else { break }
+            text += String(decoding: data, as: UTF8.self)
+        }
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        #expect(json["hubHost"] as? String == "emulator-hub.azure-devices.net")
+        #expect(json["idScope"] as? String == "0ne00EMU01")
+        let mqtt = try #require(json["mqtt"] as? [String: Any])
+        let ca = try #require(json["caCertificatePath"] as? String)
+        #expect(FileManager.default.fileExists(atPath: ca))
+        let devices = try #require(json["devices"] as? [[String: Any]])
+        let connectionString = try #require(devices.first?["connectionString"] as? String)
+        #expect(connectionString.contains("GatewayHostName=localhost"))
+        let enrollments = try #require(json["enrollments"] as? [[String: Any]])
+        #expect(enrollments.contains { $0["kind"] as? String == "group" && ($0["primaryKey"] as? String)?.isEmpty == false })
+
+        let sent = try Self.run(["send", "--connection-string", connectionString, "--ca-file", ca, "--port", String(mqtt["port"] as? Int ?? 0), "--content-type", "application/json", #"{"from":"cli"}"#])
+        #expect(sent.status == 0, "\(sent.stderr)")
+        #expect(sent.stderr.contains("sent 1/1"))
     }
 }

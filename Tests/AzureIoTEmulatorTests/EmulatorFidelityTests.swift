@@ -70,6 +70,9 @@ struct EmulatorFidelityTests {
         #expect(state["status"] == .string("assigned"))
         #expect(state["assignedHub"] == .string("test-hub.azure-devices.net"))
         #expect(state["deviceId"] == .string("provisioned-individual"))
+        let lookup = try await Self.curl(common + ["-X", "POST", "-d", #"{"registrationId": "individual-1"}"#, "\(base)?api-version=2021-06-01"])
+        #expect(lookup.status == 200)
+        #expect(lookup.body?.objectValue["status"] == .string("assigned"))
 
         // The same script's token signed with another key is refused with DPS's error body.
         let forged = try await Self.sasToken("\(scope)/registrations/individual-1", key: EmulatorFixture.groupKey, policy: "registration")
