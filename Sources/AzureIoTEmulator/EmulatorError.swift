@@ -4,6 +4,7 @@ public struct EmulatorError: Error, Sendable, Hashable, CustomStringConvertible 
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private let name: String
         private init(_ name: String) { self.name = name }
+        /// The name, as written in code.
         public var description: String { self.name }
 
         /// No such device or module in the emulated hub.
@@ -27,7 +28,10 @@ public struct EmulatorError: Error, Sendable, Hashable, CustomStringConvertible 
         self.message = message
     }
 
+    /// Errors are equal when their codes are.
     public static func == (lhs: EmulatorError, rhs: EmulatorError) -> Bool { lhs.code == rhs.code }
+    /// Hashes what `==` compares.
     public func hash(into hasher: inout Hasher) { hasher.combine(self.code) }
+    /// A readable summary that never contains secrets.
     public var description: String { "EmulatorError.\(self.code): \(self.message)" }
 }

@@ -21,7 +21,9 @@ public struct ProvisioningError: Error, Hashable, Sendable {
         self.trackingId = trackingId
     }
 
+    /// Errors are equal when their codes are.
     public static func == (lhs: ProvisioningError, rhs: ProvisioningError) -> Bool { lhs.code == rhs.code }
+    /// Hashes what `==` compares.
     public func hash(into hasher: inout Hasher) { hasher.combine(self.code) }
 }
 
@@ -30,6 +32,7 @@ extension ProvisioningError {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private let name: String
         private init(_ name: String) { self.name = name }
+        /// The name, as written in code.
         public var description: String { self.name }
 
         /// The configuration cannot work (registration id differs from the certificate CN, empty scope, …); nothing
@@ -51,12 +54,13 @@ extension ProvisioningError {
         public static let malformedResponse = Code("malformedResponse")
         /// The registration did not finish before the caller's timeout.
         public static let timedOut = Code("timedOut")
-        /// The request never got an HTTP answer: DNS, TCP, TLS, proxy (see ``ProvisioningError/underlying``).
+        /// The request never got an HTTP answer: DNS, TCP, TLS, proxy (the message says which).
         public static let transportFailure = Code("transportFailure")
     }
 }
 
 extension ProvisioningError: CustomStringConvertible {
+    /// A readable summary that never contains secrets.
     public var description: String {
         var parts = ["ProvisioningError.\(self.code): \(self.message)"]
         if let httpStatus { parts.append("status \(httpStatus)") }

@@ -2,8 +2,11 @@ public import Foundation
 
 /// The state of a registration as DPS reports it (`unassigned`, `assigning`, `assigned`, `failed`, `disabled`).
 public struct RegistrationStatus: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+    /// The value on the wire.
     public let rawValue: String
+    /// A value from its wire value (open-ended: unknown values are kept).
     public init(rawValue: String) { self.rawValue = rawValue }
+    /// The name, as written in code.
     public var description: String { self.rawValue }
 
     /// Not yet assigned.
@@ -22,23 +25,35 @@ public struct RegistrationStatus: RawRepresentable, Hashable, Sendable, Codable,
 public struct DeviceRegistrationResult: Sendable, Decodable {
     /// Details of an X.509 certificate DPS saw.
     public struct CertificateInfo: Sendable, Decodable {
+        /// The certificate's subject.
         public let subjectName: String?
+        /// SHA-1 thumbprint (hex).
         public let sha1Thumbprint: String?
+        /// SHA-256 thumbprint (hex).
         public let sha256Thumbprint: String?
+        /// The certificate's issuer.
         public let issuerName: String?
+        /// Start of validity (ISO 8601).
         public let notBeforeUtc: String?
+        /// End of validity (ISO 8601).
         public let notAfterUtc: String?
+        /// The serial number (hex).
         public let serialNumber: String?
+        /// The X.509 version.
         public let version: Int?
     }
     /// X.509 attestation details.
     public struct X509Details: Sendable, Decodable {
+        /// The device certificate DPS saw.
         public let certificateInfo: CertificateInfo?
+        /// The enrollment group that matched, if a group did.
         public let enrollmentGroupId: String?
+        /// The CA certificate that signed the device certificate.
         public let signingCertificateInfo: CertificateInfo?
     }
     /// Symmetric-key attestation details.
     public struct SymmetricKeyDetails: Sendable, Decodable {
+        /// The enrollment group that matched, if a group did.
         public let enrollmentGroupId: String?
     }
 
@@ -74,6 +89,7 @@ public struct DeviceRegistrationResult: Sendable, Decodable {
         case lastUpdatedDateTimeUtc, etag, x509, symmetricKey, payload
     }
 
+    /// Decodes the service's JSON, tolerating absent fields.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         self.registrationId = try container.decodeIfPresent(String.self, forKey: .registrationId)

@@ -24,5 +24,6 @@ public struct SASLPlainCredentials: Sendable {
 }
 
 extension SASLPlainCredentials: CustomStringConvertible {
+    /// A readable summary that never contains secrets.
     public var description: String { "SASLPlainCredentials(\(self.authenticationId), password: <redacted>)" }
 }

@@ -70,5 +70,6 @@ public final class PrivateKey: @unchecked Sendable {
 }
 
 extension PrivateKey: CustomStringConvertible {
+    /// A readable summary that never contains secrets.
     public var description: String { "PrivateKey(\(self.algorithm) \(self.bits) bits, <redacted>)" }
 }

@@ -104,6 +104,7 @@ public final class X509Certificate: @unchecked Sendable {
 }
 
 extension X509Certificate: CustomStringConvertible {
+    /// A readable summary that never contains secrets.
     public var description: String { "X509Certificate(subject: \(self.subject), issuer: \(self.issuer))" }
 }
 

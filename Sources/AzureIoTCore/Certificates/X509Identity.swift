@@ -57,6 +57,7 @@ public struct X509Identity: Sendable {
 }
 
 extension X509Identity: CustomStringConvertible {
+    /// A readable summary that never contains secrets.
     public var description: String {
         "X509Identity(CN=\(self.commonName ?? "?"), thumbprint: \(self.thumbprint), chain: \(self.chain.count), key: <redacted>)"
     }

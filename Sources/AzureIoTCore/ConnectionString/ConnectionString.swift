@@ -168,5 +168,6 @@ public struct ConnectionString: Sendable {
 extension ConnectionString: CustomStringConvertible, CustomDebugStringConvertible {
     /// The connection string with the key or token signature replaced by `<redacted>`.
     public var description: String { self.render(redacted: true) }
+    /// The same as `description` (secrets redacted).
     public var debugDescription: String { self.description }
 }

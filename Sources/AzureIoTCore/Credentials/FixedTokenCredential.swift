@@ -8,6 +8,7 @@ public struct FixedTokenCredential: SASTokenSource {
     /// Wraps `token`.
     public init(token: SASToken) { self.token = token }
 
+    /// Issues a token for `resource` at time `now` (seconds since 1970).
     public func issueToken(for resource: SASResource, now: UInt64) throws(AzureIoTError) -> IssuedSASToken {
         guard resource.uri.lowercased() == self.token.resource.uri.lowercased() else {
             throw AzureIoTError(
@@ -21,5 +22,6 @@ public struct FixedTokenCredential: SASTokenSource {
         return IssuedSASToken(token: self.token, issuedAt: now, renewAt: self.token.expiry)
     }
 
+    /// A readable summary that never contains secrets.
     public var description: String { "FixedTokenCredential(\(self.token))" }
 }

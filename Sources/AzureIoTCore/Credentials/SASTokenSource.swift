@@ -33,6 +33,7 @@ public struct IssuedSASToken: Sendable, CustomStringConvertible {
     /// Whether it is time to renew at `now`.
     public func needsRenewal(now: UInt64 = UnixTime.now()) -> Bool { now >= self.renewAt }
 
+    /// A readable summary that never contains secrets.
     public var description: String {
         "IssuedSASToken(\(self.token), issuedAt: \(self.issuedAt), renewAt: \(self.renewAt))"
     }

@@ -37,6 +37,7 @@ public struct SymmetricKeyCredential: SASTokenSource {
         self.init(key: try SymmetricKey(base64: base64Key), keyName: keyName, timeToLive: timeToLive)
     }
 
+    /// Issues a token for `resource` at time `now` (seconds since 1970).
     public func issueToken(for resource: SASResource, now: UInt64) throws(AzureIoTError) -> IssuedSASToken {
         let expiry = now + self.timeToLive
         let token = SASToken.generate(for: resource, key: self.key, expiry: expiry, keyName: self.keyName)
@@ -44,6 +45,7 @@ public struct SymmetricKeyCredential: SASTokenSource {
         return IssuedSASToken(token: token, issuedAt: now, renewAt: now + max(1, renewAfter))
     }
 
+    /// A readable summary that never contains secrets.
     public var description: String {
         "SymmetricKeyCredential(key: <redacted>, keyName: \(self.keyName ?? "nil"), ttl: \(self.timeToLive)s)"
     }

@@ -18,7 +18,9 @@ public struct AzureIoTError: Error, Hashable, Sendable {
         self.details = details
     }
 
+    /// Errors are equal when their codes are.
     public static func == (lhs: AzureIoTError, rhs: AzureIoTError) -> Bool { lhs.code == rhs.code }
+    /// Hashes what `==` compares.
     public func hash(into hasher: inout Hasher) { hasher.combine(self.code) }
 }
 
@@ -27,6 +29,7 @@ extension AzureIoTError {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private let name: String
         private init(_ name: String) { self.name = name }
+        /// The name, as written in code.
         public var description: String { self.name }
 
         // MARK: Input and configuration
@@ -94,6 +97,7 @@ extension AzureIoTError {
 }
 
 extension AzureIoTError: CustomStringConvertible {
+    /// A readable summary that never contains secrets.
     public var description: String {
         if self.details.isEmpty { return "AzureIoTError.\(self.code): \(self.message)" }
         return "AzureIoTError.\(self.code): \(self.message) [\(self.details.joined(separator: "; "))]"

@@ -26,10 +26,13 @@ public struct SASResource: Sendable, CustomStringConvertible {
         SASResource(uri: "\(idScope)/registrations/\(registrationId)")
     }
 
+    /// A readable summary that never contains secrets.
     public var description: String { self.uri }
 }
 
 extension SASResource: Hashable {
+    /// Resources are equal when their URIs are.
     public static func == (lhs: SASResource, rhs: SASResource) -> Bool { lhs.uri == rhs.uri }
+    /// Hashes what `==` compares.
     public func hash(into hasher: inout Hasher) { hasher.combine(self.uri) }
 }

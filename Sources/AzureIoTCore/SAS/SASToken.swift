@@ -178,6 +178,7 @@ extension SASToken: CustomStringConvertible, CustomDebugStringConvertible {
         if let keyName { text += "&skn=\(keyName)" }
         return text
     }
+    /// The same as `description` (secrets redacted).
     public var debugDescription: String { self.description }
 }
 

@@ -37,6 +37,8 @@ public struct SymmetricKey: Sendable {
 }
 
 extension SymmetricKey: CustomStringConvertible, CustomDebugStringConvertible {
+    /// A readable summary that never contains secrets.
     public var description: String { "SymmetricKey(<redacted>)" }
+    /// The same as `description` (secrets redacted).
     public var debugDescription: String { self.description }
 }

@@ -11,7 +11,7 @@ import Darwin
 /// An encrypted byte stream over TCP, on the system OpenSSL: SNI, host-name verification, TLS 1.2 minimum, the
 /// system or a caller's trust roots, and an optional client certificate.
 ///
-/// Sockets are non-blocking; every wait is a suspension on ``IOReactor``'s thread, honours task cancellation and
+/// Sockets are non-blocking; every wait is a suspension on the I/O reactor's thread, honours task cancellation and
 /// its timeout. One task may read while another writes; OpenSSL calls are serialised internally.
 public final class TLSConnection: Sendable {
     /// Our end's role.

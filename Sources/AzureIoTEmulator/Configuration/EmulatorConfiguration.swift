@@ -202,8 +202,8 @@ public struct EmulatorConfiguration: Sendable, Codable {
         )
     }
 
-    /// Reads a JSON configuration file. Throws ``AzureIoTError/Code/fileNotReadable`` or
-    /// ``AzureIoTError/Code/invalidArgument`` naming the problem.
+    /// Reads a JSON configuration file. Throws `AzureIoTError` `.fileNotReadable` or
+    /// `.invalidArgument` naming the problem.
     public static func load(fromFile path: String) throws(AzureIoTError) -> EmulatorConfiguration {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw AzureIoTError(.fileNotReadable, "cannot read the emulator configuration at '\(path)'")

@@ -2,11 +2,17 @@ import Foundation
 
 /// A JSON value: twin documents, DPS payloads and anything else the emulator stores without a fixed schema.
 public enum JSONDocument: Sendable, Equatable, Codable {
+    /// No value.
     case null
+    /// `true` or `false`.
     case bool(Bool)
+    /// A number.
     case number(Double)
+    /// A string.
     case string(String)
+    /// An array.
     case array([JSONDocument])
+    /// An object.
     case object([String: JSONDocument])
 
     /// Decodes any JSON value.

@@ -9,6 +9,7 @@ public final class HubAMQPClient: Sendable {
     /// Cloud-to-device messages (unbounded: consume them).
     public let cloudToDeviceMessages: AsyncStream<CloudToDeviceDelivery>
 
+    /// A client; nothing is sent until ``connect()``.
     public init(configuration: HubAMQPConfiguration, logger: Logger = TLSConnection.disabledLogger) {
         let (stream, continuation) = AsyncStream.makeStream(of: CloudToDeviceDelivery.self, bufferingPolicy: .unbounded)
         self.cloudToDeviceMessages = stream
@@ -16,7 +17,7 @@ public final class HubAMQPClient: Sendable {
     }
 
     /// TLS, SASL PLAIN, open, begin, and the two links. Throws ``HubAMQPError`` (``HubAMQPError/Code/authenticationFailed``
-    /// for a refused token, ``HubAMQPError/Code/linkDetached`` for a refused link) or the transport's ``AzureIoTError``.
+    /// for a refused token, ``HubAMQPError/Code/linkDetached`` for a refused link) or the transport's `AzureIoTError`.
     public func connect() async throws { try await self.session.connect() }
 
     /// Sends a message and returns when the peer settles it as `accepted`; `rejected`, `released` and `modified`

@@ -4,13 +4,17 @@ public import AzureIoTCore
 public struct HubAMQPConfiguration: Sendable {
     /// The IoT Hub host name; the SASL identity uses its first label.
     public var hubHost: String
+    /// The device id.
     public var deviceId: String
+    /// The module id, for a module identity.
     public var moduleId: String?
     /// Mints the SAS token sent as the SASL PLAIN password.
     public var tokenSource: any SASTokenSource
     /// An IoT Edge gateway to connect TLS to.
     public var gatewayHostName: String?
+    /// The TLS port (IoT Hub: 5671).
     public var port: Int
+    /// Whom to trust (an IoT Edge root CA, or the system store).
     public var trustRoots: TLSConfiguration.TrustRoots
     /// Our idle time-out, announced in `open`.
     public var idleTimeout: Duration
@@ -23,6 +27,7 @@ public struct HubAMQPConfiguration: Sendable {
     /// Link credit granted for cloud-to-device messages.
     public var cloudToDeviceCredit: UInt32
 
+    /// A configuration for a device or module identity; the defaults are IoT Hub's.
     public init(
         hubHost: String,
         deviceId: String,

@@ -1,20 +1,26 @@
 /// The error thrown by the IoT Hub AMQP client. Compare on ``code``; ``condition`` carries the peer's AMQP error
 /// condition (e.g. `amqp:unauthorized-access`) when there is one. No token appears in ``message``.
 public struct HubAMQPError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What went wrong, to compare on.
     public var code: Code
+    /// What happened, in words (never a secret).
     public var message: String
     /// The AMQP error condition the peer sent, if any.
     public var condition: String?
 
+    /// An error.
     public init(_ code: Code, _ message: String, condition: String? = nil) {
         self.code = code
         self.message = message
         self.condition = condition
     }
 
+    /// Errors are equal when their codes are.
     public static func == (lhs: HubAMQPError, rhs: HubAMQPError) -> Bool { lhs.code == rhs.code }
+    /// Hashes what `==` compares.
     public func hash(into hasher: inout Hasher) { hasher.combine(self.code) }
 
+    /// A readable summary that never contains secrets.
     public var description: String {
         "HubAMQPError.\(self.code): \(self.message)" + (self.condition.map { " [\($0)]" } ?? "")
     }
@@ -23,6 +29,7 @@ public struct HubAMQPError: Error, Hashable, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private let name: String
         private init(_ name: String) { self.name = name }
+        /// The name, as written in code.
         public var description: String { self.name }
 
         /// SASL authentication failed (outcome `auth`, `sys`, …) or PLAIN was not offered.

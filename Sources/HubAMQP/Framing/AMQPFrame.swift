@@ -2,15 +2,20 @@
 public struct AMQPFrame: Sendable, Equatable {
     /// TYPE: 0 for AMQP frames, 1 for SASL frames.
     public enum FrameType: UInt8, Sendable {
+        /// An AMQP frame.
         case amqp = 0
+        /// A SASL frame.
         case sasl = 1
     }
 
+    /// AMQP (0) or SASL (1).
     public var type: FrameType
+    /// The channel (session) number.
     public var channel: UInt16
     /// The performative and payload; empty for a heartbeat.
     public var body: [UInt8]
 
+    /// A frame.
     public init(type: FrameType = .amqp, channel: UInt16 = 0, body: [UInt8]) {
         self.type = type
         self.channel = channel
@@ -34,7 +39,9 @@ public struct AMQPFrame: Sendable, Equatable {
 
 /// The 8-byte protocol header that opens each layer: `AMQP 0 1 0 0` (AMQP) or `AMQP 3 1 0 0` (SASL).
 public enum AMQPProtocolHeader: Sendable, Equatable {
+    /// `AMQP 0 1 0 0`: the AMQP protocol.
     case amqp
+    /// `AMQP 3 1 0 0`: SASL first.
     case sasl
 
     /// The header's bytes.
@@ -63,6 +70,7 @@ public struct AMQPFramer: Sendable {
     /// The negotiated max-frame-size (512 until OPEN is exchanged).
     public var maximumFrameSize: Int
 
+    /// A framer accepting frames up to `maximumFrameSize` bytes (512 until `open` is negotiated).
     public init(maximumFrameSize: Int = 512) { self.maximumFrameSize = maximumFrameSize }
 
     /// The frame at the start of `buffer` and its total size, or nil if incomplete.

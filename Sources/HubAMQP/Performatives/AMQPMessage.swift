@@ -2,13 +2,21 @@
 /// type and encoding, times), application properties, message annotations, and a body of one `data` section or an
 /// `amqp-value`.
 public struct AMQPMessage: Sendable, Equatable {
+    /// The `message-id` property (`$.mid`).
     public var messageId: AMQPValue?
+    /// The `user-id` property (`$.uid`).
     public var userId: [UInt8]?
+    /// The `to` property.
     public var to: String?
+    /// The `subject` property.
     public var subject: String?
+    /// The `reply-to` property.
     public var replyTo: String?
+    /// The `correlation-id` property (`$.cid`).
     public var correlationId: AMQPValue?
+    /// The `content-type` property (`$.ct`, e.g. `application/json`).
     public var contentType: String?
+    /// The `content-encoding` property (`$.ce`, e.g. `utf-8`).
     public var contentEncoding: String?
     /// Milliseconds since 1970.
     public var absoluteExpiryTime: Int64?
@@ -23,6 +31,7 @@ public struct AMQPMessage: Sendable, Equatable {
     /// The body as an `amqp-value`.
     public var value: AMQPValue?
 
+    /// A message with a `data` body or an `amqp-value` body.
     public init(data: [UInt8]? = nil, value: AMQPValue? = nil) {
         self.applicationProperties = []
         self.messageAnnotations = []
@@ -30,6 +39,7 @@ public struct AMQPMessage: Sendable, Equatable {
         self.value = value
     }
 
+    /// Messages are equal when every section is.
     public static func == (lhs: AMQPMessage, rhs: AMQPMessage) -> Bool {
         lhs.messageId == rhs.messageId && lhs.userId == rhs.userId && lhs.to == rhs.to && lhs.subject == rhs.subject
             && lhs.replyTo == rhs.replyTo && lhs.correlationId == rhs.correlationId && lhs.contentType == rhs.contentType

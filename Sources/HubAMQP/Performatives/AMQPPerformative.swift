@@ -1,19 +1,32 @@
 /// Every frame body this client sends or receives, decoded from its descriptor.
 public enum AMQPPerformative: Sendable, Equatable {
+    /// `open` (0x10).
     case open(AMQPOpen)
+    /// `begin` (0x11).
     case begin(AMQPBegin)
+    /// `attach` (0x12).
     case attach(AMQPAttach)
+    /// `flow` (0x13).
     case flow(AMQPFlow)
     /// A transfer and the message bytes that follow it in the frame.
     case transfer(AMQPTransfer, payload: [UInt8])
+    /// `disposition` (0x15).
     case disposition(AMQPDisposition)
+    /// `detach` (0x16).
     case detach(AMQPDetach)
+    /// `end` (0x17).
     case end(AMQPEndOrClose)
+    /// `close` (0x18).
     case close(AMQPEndOrClose)
+    /// `sasl-mechanisms` (0x40).
     case saslMechanisms(SASLMechanisms)
+    /// `sasl-init` (0x41).
     case saslInit(SASLInit)
+    /// `sasl-challenge` (0x42) with its data.
     case saslChallenge([UInt8])
+    /// `sasl-response` (0x43) with its data.
     case saslResponse([UInt8])
+    /// `sasl-outcome` (0x44).
     case saslOutcome(SASLOutcome)
 
     /// Decodes a frame body. Throws ``AMQPCodecError`` for malformed bytes, unknown descriptors, missing mandatory

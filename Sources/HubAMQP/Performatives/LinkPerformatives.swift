@@ -1,11 +1,16 @@
 /// A link's `source` (0x28) or `target` (0x29) terminus; only the fields IoT Hub uses are typed.
 public struct AMQPTerminus: Sendable, Equatable {
+    /// The descriptor code of `source`.
     public static let sourceCode: UInt64 = 0x28
+    /// The descriptor code of `target`.
     public static let targetCode: UInt64 = 0x29
+    /// The node address (IoT Hub: e.g. `/devices/{id}/messages/events`).
     public var address: String?
 
+    /// A value with these fields.
     public init(address: String?) { self.address = address }
 
+    /// Decodes a `source` (when `source` is true) or `target` composite.
     public init(_ value: AMQPValue, source: Bool) throws(AMQPCodecError) {
         let f = try AMQPFields(value, code: source ? Self.sourceCode : Self.targetCode,
                                symbol: source ? "amqp:source:list" : "amqp:target:list", typeName: source ? "source" : "target")
@@ -15,6 +20,7 @@ public struct AMQPTerminus: Sendable, Equatable {
         }
     }
 
+    /// The `source` or `target` composite it encodes to.
     public func value(source: Bool) -> AMQPValue {
         AMQPFields.encode(code: source ? Self.sourceCode : Self.targetCode, [self.address.map { .string($0) }])
     }
@@ -22,8 +28,11 @@ public struct AMQPTerminus: Sendable, Equatable {
 
 /// `attach` (0x12): opens a link.
 public struct AMQPAttach: Sendable, Equatable {
+    /// The numeric descriptor code of this composite (OASIS AMQP 1.0).
     public static let descriptorCode: UInt64 = 0x12
+    /// The link name, unique per container pair.
     public var name: String
+    /// The link handle (the sender's local number for the link).
     public var handle: UInt32
     /// false: we send (sender); true: we receive (receiver).
     public var isReceiver: Bool
@@ -31,12 +40,18 @@ public struct AMQPAttach: Sendable, Equatable {
     public var senderSettleMode: UInt8?
     /// 0 first (default), 1 second.
     public var receiverSettleMode: UInt8?
+    /// Where messages come from.
     public var source: AMQPTerminus?
+    /// Where messages go.
     public var target: AMQPTerminus?
+    /// The sender's first delivery count (senders only).
     public var initialDeliveryCount: UInt32?
+    /// The largest message accepted (nil: no limit).
     public var maxMessageSize: UInt64?
+    /// Link properties (IoT Hub: `com.microsoft:client-version`, `com.microsoft:api-version`).
     public var properties: [AMQPMapEntry]?
 
+    /// A value with these fields.
     public init(name: String, handle: UInt32, isReceiver: Bool, senderSettleMode: UInt8? = nil, receiverSettleMode: UInt8? = nil,
                 source: AMQPTerminus? = nil, target: AMQPTerminus? = nil, initialDeliveryCount: UInt32? = nil,
                 maxMessageSize: UInt64? = nil, properties: [AMQPMapEntry]? = nil) {
@@ -52,6 +67,7 @@ public struct AMQPAttach: Sendable, Equatable {
         self.properties = properties
     }
 
+    /// Decodes it from its described list: omitted trailing fields take their defaults, a missing mandatory field or a wrong type throws ``AMQPCodecError``.
     public init(_ value: AMQPValue) throws(AMQPCodecError) {
         let f = try AMQPFields(value, code: Self.descriptorCode, symbol: "amqp:attach:list", typeName: "attach")
         guard let name = try f.string(0, "name"), let handle = try f.uint(1, "handle"), let role = try f.boolean(2, "role") else {
@@ -69,6 +85,7 @@ public struct AMQPAttach: Sendable, Equatable {
         self.properties = try f.map(13, "properties")
     }
 
+    /// The described list it encodes to, trailing absent fields left out.
     public var value: AMQPValue {
         AMQPFields.encode(code: Self.descriptorCode, [
             .string(self.name), .uint(self.handle), .boolean(self.isReceiver), self.senderSettleMode.map { .ubyte($0) },
@@ -81,16 +98,26 @@ public struct AMQPAttach: Sendable, Equatable {
 
 /// `flow` (0x13): session windows and link credit.
 public struct AMQPFlow: Sendable, Equatable {
+    /// The numeric descriptor code of this composite (OASIS AMQP 1.0).
     public static let descriptorCode: UInt64 = 0x13
+    /// The next transfer id the sender of this flow expects (nil before the first begin reply).
     public var nextIncomingId: UInt32?
+    /// How many more transfers the sender of this flow accepts on the session.
     public var incomingWindow: UInt32
+    /// The transfer id of the next transfer the sender of this flow sends.
     public var nextOutgoingId: UInt32
+    /// How many more transfers the sender of this flow may send.
     public var outgoingWindow: UInt32
+    /// The link handle (the sender's local number for the link).
     public var handle: UInt32?
+    /// The link's delivery count (link flow only).
     public var deliveryCount: UInt32?
+    /// How many more deliveries the receiver accepts (link flow only).
     public var linkCredit: UInt32?
+    /// Whether the sender should use up or discard its credit.
     public var drain: Bool?
 
+    /// A value with these fields.
     public init(nextIncomingId: UInt32?, incomingWindow: UInt32, nextOutgoingId: UInt32, outgoingWindow: UInt32,
                 handle: UInt32? = nil, deliveryCount: UInt32? = nil, linkCredit: UInt32? = nil, drain: Bool? = nil) {
         self.nextIncomingId = nextIncomingId
@@ -103,6 +130,7 @@ public struct AMQPFlow: Sendable, Equatable {
         self.drain = drain
     }
 
+    /// Decodes it from its described list: omitted trailing fields take their defaults, a missing mandatory field or a wrong type throws ``AMQPCodecError``.
     public init(_ value: AMQPValue) throws(AMQPCodecError) {
         let f = try AMQPFields(value, code: Self.descriptorCode, symbol: "amqp:flow:list", typeName: "flow")
         guard let incoming = try f.uint(1, "incoming-window"), let next = try f.uint(2, "next-outgoing-id"),
@@ -119,6 +147,7 @@ public struct AMQPFlow: Sendable, Equatable {
         self.drain = try f.boolean(8, "drain")
     }
 
+    /// The described list it encodes to, trailing absent fields left out.
     public var value: AMQPValue {
         AMQPFields.encode(code: Self.descriptorCode, [
             self.nextIncomingId.map { .uint($0) }, .uint(self.incomingWindow), .uint(self.nextOutgoingId), .uint(self.outgoingWindow),
@@ -141,6 +170,7 @@ public enum AMQPDeliveryState: Sendable, Equatable {
     /// 0x23: how much of a message was received.
     case received(sectionNumber: UInt32, sectionOffset: UInt64)
 
+    /// Decodes it from its described list: omitted trailing fields take their defaults, a missing mandatory field or a wrong type throws ``AMQPCodecError``.
     public init(_ value: AMQPValue) throws(AMQPCodecError) {
         guard case .described(let descriptor, _) = value, let code = descriptor.unsignedInteger ?? Self.code(of: descriptor) else {
             throw AMQPCodecError(.invalidField, "a delivery state must be described")
@@ -180,6 +210,7 @@ public enum AMQPDeliveryState: Sendable, Equatable {
         }
     }
 
+    /// The described list it encodes to, trailing absent fields left out.
     public var value: AMQPValue {
         switch self {
         case .accepted: AMQPFields.encode(code: 0x24, [])
@@ -194,15 +225,24 @@ public enum AMQPDeliveryState: Sendable, Equatable {
 
 /// `transfer` (0x14): a message (or part of one) on a link; the payload follows the performative in the frame.
 public struct AMQPTransfer: Sendable, Equatable {
+    /// The numeric descriptor code of this composite (OASIS AMQP 1.0).
     public static let descriptorCode: UInt64 = 0x14
+    /// The link handle (the sender's local number for the link).
     public var handle: UInt32
+    /// The delivery id (first frame of a delivery).
     public var deliveryId: UInt32?
+    /// The delivery tag chosen by the sender.
     public var deliveryTag: [UInt8]?
+    /// The message format (0 for the standard format).
     public var messageFormat: UInt32?
+    /// Whether the delivery is settled (needs no further disposition).
     public var settled: Bool?
+    /// Whether more frames of the same delivery follow.
     public var more: Bool?
+    /// The delivery state (outcome) carried.
     public var state: AMQPDeliveryState?
 
+    /// A value with these fields.
     public init(handle: UInt32, deliveryId: UInt32? = nil, deliveryTag: [UInt8]? = nil, messageFormat: UInt32? = nil,
                 settled: Bool? = nil, more: Bool? = nil, state: AMQPDeliveryState? = nil) {
         self.handle = handle
@@ -214,6 +254,7 @@ public struct AMQPTransfer: Sendable, Equatable {
         self.state = state
     }
 
+    /// Decodes it from its described list: omitted trailing fields take their defaults, a missing mandatory field or a wrong type throws ``AMQPCodecError``.
     public init(_ value: AMQPValue) throws(AMQPCodecError) {
         let f = try AMQPFields(value, code: Self.descriptorCode, symbol: "amqp:transfer:list", typeName: "transfer")
         guard let handle = try f.uint(0, "handle") else { throw AMQPCodecError(.invalidField, "transfer lacks its handle") }
@@ -226,6 +267,7 @@ public struct AMQPTransfer: Sendable, Equatable {
         self.state = try f.optional(7).map { value throws(AMQPCodecError) in try AMQPDeliveryState(value) }
     }
 
+    /// The described list it encodes to, trailing absent fields left out.
     public var value: AMQPValue {
         AMQPFields.encode(code: Self.descriptorCode, [
             .uint(self.handle), self.deliveryId.map { .uint($0) }, self.deliveryTag.map { .binary($0) },
@@ -237,13 +279,20 @@ public struct AMQPTransfer: Sendable, Equatable {
 
 /// `disposition` (0x15): settles or updates deliveries `first...last`.
 public struct AMQPDisposition: Sendable, Equatable {
+    /// The numeric descriptor code of this composite (OASIS AMQP 1.0).
     public static let descriptorCode: UInt64 = 0x15
+    /// Whether the sender of this frame is the receiving side (the role field).
     public var isReceiver: Bool
+    /// The first delivery id of the range.
     public var first: UInt32
+    /// The last delivery id of the range (nil: only `first`).
     public var last: UInt32?
+    /// Whether the delivery is settled (needs no further disposition).
     public var settled: Bool?
+    /// The delivery state (outcome) carried.
     public var state: AMQPDeliveryState?
 
+    /// A value with these fields.
     public init(isReceiver: Bool, first: UInt32, last: UInt32? = nil, settled: Bool? = nil, state: AMQPDeliveryState? = nil) {
         self.isReceiver = isReceiver
         self.first = first
@@ -252,6 +301,7 @@ public struct AMQPDisposition: Sendable, Equatable {
         self.state = state
     }
 
+    /// Decodes it from its described list: omitted trailing fields take their defaults, a missing mandatory field or a wrong type throws ``AMQPCodecError``.
     public init(_ value: AMQPValue) throws(AMQPCodecError) {
         let f = try AMQPFields(value, code: Self.descriptorCode, symbol: "amqp:disposition:list", typeName: "disposition")
         guard let role = try f.boolean(0, "role"), let first = try f.uint(1, "first") else {
@@ -264,6 +314,7 @@ public struct AMQPDisposition: Sendable, Equatable {
         self.state = try f.optional(4).map { value throws(AMQPCodecError) in try AMQPDeliveryState(value) }
     }
 
+    /// The described list it encodes to, trailing absent fields left out.
     public var value: AMQPValue {
         AMQPFields.encode(code: Self.descriptorCode, [
             .boolean(self.isReceiver), .uint(self.first), self.last.map { .uint($0) }, self.settled.map { .boolean($0) }, self.state?.value,
@@ -273,17 +324,23 @@ public struct AMQPDisposition: Sendable, Equatable {
 
 /// `detach` (0x16): closes (or suspends) a link, with an optional error.
 public struct AMQPDetach: Sendable, Equatable {
+    /// The numeric descriptor code of this composite (OASIS AMQP 1.0).
     public static let descriptorCode: UInt64 = 0x16
+    /// The link handle (the sender's local number for the link).
     public var handle: UInt32
+    /// Whether the link is closed rather than suspended.
     public var closed: Bool?
+    /// Why the link ends, if it is an error.
     public var error: AMQPError?
 
+    /// A value with these fields.
     public init(handle: UInt32, closed: Bool? = nil, error: AMQPError? = nil) {
         self.handle = handle
         self.closed = closed
         self.error = error
     }
 
+    /// Decodes it from its described list: omitted trailing fields take their defaults, a missing mandatory field or a wrong type throws ``AMQPCodecError``.
     public init(_ value: AMQPValue) throws(AMQPCodecError) {
         let f = try AMQPFields(value, code: Self.descriptorCode, symbol: "amqp:detach:list", typeName: "detach")
         guard let handle = try f.uint(0, "handle") else { throw AMQPCodecError(.invalidField, "detach lacks its handle") }
@@ -292,6 +349,7 @@ public struct AMQPDetach: Sendable, Equatable {
         self.error = try f.optional(2).map { value throws(AMQPCodecError) in try AMQPError(value) }
     }
 
+    /// The described list it encodes to, trailing absent fields left out.
     public var value: AMQPValue {
         AMQPFields.encode(code: Self.descriptorCode, [.uint(self.handle), self.closed.map { .boolean($0) }, self.error?.value])
     }

@@ -15,9 +15,12 @@ public struct AMQPCodecError: Error, Hashable, Sendable, CustomStringConvertible
         self.offset = offset
     }
 
+    /// Errors are equal when their codes are.
     public static func == (lhs: AMQPCodecError, rhs: AMQPCodecError) -> Bool { lhs.code == rhs.code }
+    /// Hashes what `==` compares.
     public func hash(into hasher: inout Hasher) { hasher.combine(self.code) }
 
+    /// A readable summary that never contains secrets.
     public var description: String {
         "AMQPCodecError.\(self.code): \(self.message)" + (self.offset.map { " (at offset \($0))" } ?? "")
     }
@@ -26,6 +29,7 @@ public struct AMQPCodecError: Error, Hashable, Sendable, CustomStringConvertible
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private let name: String
         private init(_ name: String) { self.name = name }
+        /// The name, as written in code.
         public var description: String { self.name }
 
         /// The bytes end before a value does.

@@ -1,16 +1,28 @@
 /// Any AMQP 1.0 value (OASIS AMQP 1.0 part 1, §1.6), as decoded from or encoded to the wire.
 public indirect enum AMQPValue: Hashable, Sendable {
+    /// `null`.
     case null
+    /// `boolean` (`0x56`, or the `true`/`false` constructors).
     case boolean(Bool)
+    /// `ubyte`.
     case ubyte(UInt8)
+    /// `ushort`.
     case ushort(UInt16)
+    /// `uint` (`uint0` and `smalluint` forms when small).
     case uint(UInt32)
+    /// `ulong` (`ulong0` and `smallulong` forms when small).
     case ulong(UInt64)
+    /// `byte`.
     case byte(Int8)
+    /// `short`.
     case short(Int16)
+    /// `int` (`smallint` form when small).
     case int(Int32)
+    /// `long` (`smalllong` form when small).
     case long(Int64)
+    /// `float` (IEEE 754 binary32).
     case float(Float)
+    /// `double` (IEEE 754 binary64).
     case double(Double)
     /// IEEE 754 decimal32, carried as its 4 raw bytes.
     case decimal32(UInt32)
@@ -18,26 +30,35 @@ public indirect enum AMQPValue: Hashable, Sendable {
     case decimal64(UInt64)
     /// IEEE 754 decimal128, carried as its 16 raw bytes.
     case decimal128([UInt8])
+    /// `char` (a UTF-32 code point).
     case char(Unicode.Scalar)
     /// Milliseconds since 1970-01-01T00:00:00Z.
     case timestamp(Int64)
     /// 16 bytes.
     case uuid([UInt8])
+    /// `binary` (`vbin8`/`vbin32`).
     case binary([UInt8])
+    /// `string` (UTF-8, `str8`/`str32`).
     case string(String)
     /// ASCII.
     case symbol(String)
+    /// `list` (`list0`, `list8`, `list32`).
     case list([AMQPValue])
+    /// `map` (`map8`, `map32`).
     case map([AMQPMapEntry])
     /// Elements of one type.
     case array([AMQPValue])
+    /// A described type: a descriptor (ulong code or symbol) and its value.
     case described(descriptor: AMQPValue, value: AMQPValue)
 }
 
 /// One key/value pair of an AMQP map, in wire order.
 public struct AMQPMapEntry: Hashable, Sendable {
+    /// The key.
     public var key: AMQPValue
+    /// The value.
     public var value: AMQPValue
+    /// A key-value pair.
     public init(_ key: AMQPValue, _ value: AMQPValue) {
         self.key = key
         self.value = value

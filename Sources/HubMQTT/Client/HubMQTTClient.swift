@@ -44,7 +44,7 @@ public final class HubMQTTClient: Sendable {
     }
 
     /// Connects (TLS, CONNECT, subscriptions). Throws ``HubMQTTError/Code/connectionRefused`` when the broker
-    /// refuses, and the transport's ``AzureIoTError`` for TLS and network failures. After a later connection loss the
+    /// refuses, and the transport's `AzureIoTError` for TLS and network failures. After a later connection loss the
     /// client reconnects by itself.
     public func connect() async throws { try await self.session.connect() }
 

@@ -14,9 +14,12 @@ public struct HubMQTTError: Error, Hashable, Sendable, CustomStringConvertible {
         self.status = status
     }
 
+    /// Errors are equal when their codes are.
     public static func == (lhs: HubMQTTError, rhs: HubMQTTError) -> Bool { lhs.code == rhs.code }
+    /// Hashes what `==` compares.
     public func hash(into hasher: inout Hasher) { hasher.combine(self.code) }
 
+    /// A readable summary that never contains secrets.
     public var description: String {
         "HubMQTTError.\(self.code): \(self.message)" + (self.status.map { " (status \($0))" } ?? "")
     }
@@ -25,6 +28,7 @@ public struct HubMQTTError: Error, Hashable, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private let name: String
         private init(_ name: String) { self.name = name }
+        /// The name, as written in code.
         public var description: String { self.name }
 
         /// The broker refused CONNECT (IoT Hub answers 5, not authorized, to every failure).

@@ -79,5 +79,6 @@ public struct ConnectionEvent: Sendable, CustomStringConvertible {
     /// Why, in words (no secrets).
     public let reason: String
 
+    /// A readable summary that never contains secrets.
     public var description: String { "\(self.kind): \(self.reason)" }
 }

@@ -9,6 +9,7 @@ public struct PropertyBag: Sendable, Equatable {
     /// A bag from pairs.
     public init(_ pairs: [(key: String, value: String?)] = []) { self.pairs = pairs }
 
+    /// Bags are equal when they hold the same pairs in the same order.
     public static func == (lhs: PropertyBag, rhs: PropertyBag) -> Bool {
         lhs.pairs.count == rhs.pairs.count && zip(lhs.pairs, rhs.pairs).allSatisfy { $0.key == $1.key && $0.value == $1.value }
     }

@@ -3,6 +3,7 @@ public struct TelemetryMessage: Sendable {
     /// IoT Hub's limit for one message, body and properties together.
     public static let maximumSize = 256 * 1024
 
+    /// The message body (at most 256 KB with the property bag).
     public var body: [UInt8]
     /// `$.ct`: set it (e.g. `application/json`) so that routing queries can read the body.
     public var contentType: String?

@@ -2,7 +2,9 @@
 public struct ConnAckPacket: Sendable, Equatable {
     /// A CONNACK return code; open-ended so that unknown values survive a round trip.
     public struct ReturnCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        /// The value on the wire.
         public let rawValue: UInt8
+        /// A value from its wire value (open-ended: unknown values are kept).
         public init(rawValue: UInt8) { self.rawValue = rawValue }
 
         /// 0: connection accepted.
@@ -18,6 +20,7 @@ public struct ConnAckPacket: Sendable, Equatable {
         /// 5: not authorized (IoT Hub's answer to every failure).
         public static let notAuthorized = ReturnCode(rawValue: 5)
 
+        /// A readable summary that never contains secrets.
         public var description: String {
             switch self.rawValue {
             case 0: return "accepted"
@@ -31,9 +34,12 @@ public struct ConnAckPacket: Sendable, Equatable {
         }
     }
 
+    /// Whether the broker kept a session for this client.
     public var sessionPresent: Bool
+    /// The broker's verdict.
     public var returnCode: ReturnCode
 
+    /// A CONNACK.
     public init(sessionPresent: Bool = false, returnCode: ReturnCode = .accepted) {
         self.sessionPresent = sessionPresent
         self.returnCode = returnCode

@@ -3,10 +3,15 @@
 public struct ConnectPacket: Sendable, Equatable {
     /// A last-will message.
     public struct Will: Sendable, Equatable {
+        /// The topic the broker publishes the will to.
         public var topic: String
+        /// The will message.
         public var payload: [UInt8]
+        /// The QoS of the will message.
         public var qos: MQTTQoS
+        /// Whether the will is retained.
         public var retain: Bool
+        /// A will message.
         public init(topic: String, payload: [UInt8], qos: MQTTQoS = .atMostOnce, retain: Bool = false) {
             self.topic = topic
             self.payload = payload
@@ -15,13 +20,20 @@ public struct ConnectPacket: Sendable, Equatable {
         }
     }
 
+    /// The client identifier (IoT Hub: `{deviceId}` or `{deviceId}/{moduleId}`).
     public var clientId: String
+    /// Whether the broker discards the previous session.
     public var cleanSession: Bool
+    /// The keep-alive interval in seconds (0 turns it off).
     public var keepAliveSeconds: UInt16
+    /// The will message, if any.
     public var will: Will?
+    /// The user name (IoT Hub: `{hub}/{clientId}/?api-version=…`).
     public var username: String?
+    /// The password bytes (IoT Hub: the SAS token); never printed.
     public var password: [UInt8]?
 
+    /// A packet.
     public init(
         clientId: String,
         cleanSession: Bool = true,
@@ -134,6 +146,7 @@ public struct ConnectPacket: Sendable, Equatable {
 }
 
 extension ConnectPacket: CustomStringConvertible {
+    /// A readable summary that never contains secrets.
     public var description: String {
         "CONNECT(clientId: \(self.clientId), cleanSession: \(self.cleanSession), keepAlive: \(self.keepAliveSeconds), "
             + "username: \(self.username ?? "nil"), password: \(self.password == nil ? "nil" : "<redacted>"), will: \(self.will?.topic ?? "nil"))"

@@ -1,6 +1,6 @@
 /// Splits a byte stream into MQTT packets.
 ///
-/// ``nextPacket(in:)`` returns `nil` while a packet is incomplete and then consumes nothing; it throws only for a
+/// ``nextFrame(in:)`` returns `nil` while a packet is incomplete and then consumes nothing; it throws only for a
 /// bad fixed header (Remaining Length over 4 bytes or not minimal, a size above ``maximumPacketSize``), checked
 /// before the body is buffered. Body errors come from ``MQTTPacket/decode(firstByte:body:)``.
 public struct MQTTFramer: Sendable {
@@ -14,7 +14,9 @@ public struct MQTTFramer: Sendable {
 
     /// A delimited packet: its first byte and where its body lies in the buffer.
     public struct Frame: Sendable, Equatable {
+        /// The fixed header's first byte: packet type and flags.
         public var firstByte: UInt8
+        /// Where the variable header and payload lie in the buffer.
         public var body: Range<Int>
         /// The index just past the packet.
         public var end: Int { self.body.upperBound }

@@ -1,18 +1,32 @@
 /// Every MQTT 3.1.1 control packet, both directions (a client's and a broker's).
 public enum MQTTPacket: Sendable, Equatable {
+    /// CONNECT (client to broker).
     case connect(ConnectPacket)
+    /// CONNACK.
     case connack(ConnAckPacket)
+    /// PUBLISH (both directions).
     case publish(PublishPacket)
+    /// PUBACK: QoS 1 acknowledgement.
     case puback(packetId: UInt16)
+    /// PUBREC: QoS 2, part 1.
     case pubrec(packetId: UInt16)
+    /// PUBREL: QoS 2, part 2.
     case pubrel(packetId: UInt16)
+    /// PUBCOMP: QoS 2, part 3.
     case pubcomp(packetId: UInt16)
+    /// SUBSCRIBE.
     case subscribe(SubscribePacket)
+    /// SUBACK.
     case suback(SubAckPacket)
+    /// UNSUBSCRIBE.
     case unsubscribe(UnsubscribePacket)
+    /// UNSUBACK.
     case unsuback(packetId: UInt16)
+    /// PINGREQ.
     case pingreq
+    /// PINGRESP.
     case pingresp
+    /// DISCONNECT (client to broker).
     case disconnect
 
     /// The packet type in the high nibble of the first byte (§2.2.1).

@@ -7,5 +7,6 @@ public enum MQTTQoS: UInt8, Sendable, Hashable, Comparable {
     /// Exactly once (IoT Hub closes the connection on QoS 2 publishes).
     case exactlyOnce = 2
 
+    /// Orders by guarantee: at most once < at least once < exactly once.
     public static func < (lhs: MQTTQoS, rhs: MQTTQoS) -> Bool { lhs.rawValue < rhs.rawValue }
 }

@@ -1,13 +1,19 @@
 /// PUBLISH (§3.3): topic, QoS, DUP and RETAIN flags, packet id (QoS 1 and 2), payload.
 public struct PublishPacket: Sendable, Equatable {
+    /// The topic name (no wildcards).
     public var topic: String
+    /// The application message.
     public var payload: [UInt8]
+    /// The delivery guarantee.
     public var qos: MQTTQoS
+    /// Whether the broker retains the message.
     public var retain: Bool
+    /// Whether this is a redelivery (DUP flag).
     public var duplicate: Bool
     /// The packet id; required (non-zero) for QoS 1 and 2, absent for QoS 0.
     public var packetId: UInt16?
 
+    /// A PUBLISH; `packetId` is required for QoS 1 and 2.
     public init(topic: String, payload: [UInt8], qos: MQTTQoS = .atMostOnce, retain: Bool = false, duplicate: Bool = false, packetId: UInt16? = nil) {
         self.topic = topic
         self.payload = payload

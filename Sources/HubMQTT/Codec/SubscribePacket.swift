@@ -2,17 +2,23 @@
 public struct SubscribePacket: Sendable, Equatable {
     /// One requested subscription.
     public struct Subscription: Sendable, Equatable {
+        /// The topic filter (wildcards allowed).
         public var topicFilter: String
+        /// The maximum QoS requested.
         public var qos: MQTTQoS
+        /// A value with these fields.
         public init(topicFilter: String, qos: MQTTQoS) {
             self.topicFilter = topicFilter
             self.qos = qos
         }
     }
 
+    /// The packet identifier (never 0).
     public var packetId: UInt16
+    /// The requested subscriptions, at least one.
     public var subscriptions: [Subscription]
 
+    /// A value with these fields.
     public init(packetId: UInt16, subscriptions: [Subscription]) {
         self.packetId = packetId
         self.subscriptions = subscriptions
@@ -60,17 +66,26 @@ public struct SubscribePacket: Sendable, Equatable {
 public struct SubAckPacket: Sendable, Equatable {
     /// A SUBACK return code: granted QoS 0, 1 or 2, or 0x80 failure.
     public struct ReturnCode: RawRepresentable, Hashable, Sendable {
+        /// The value on the wire.
         public let rawValue: UInt8
+        /// A value from its wire value (open-ended: unknown values are kept).
         public init(rawValue: UInt8) { self.rawValue = rawValue }
+        /// Subscribed with QoS 0.
         public static let grantedQoS0 = ReturnCode(rawValue: 0)
+        /// Subscribed with QoS 1.
         public static let grantedQoS1 = ReturnCode(rawValue: 1)
+        /// Subscribed with QoS 2.
         public static let grantedQoS2 = ReturnCode(rawValue: 2)
+        /// The subscription was refused (0x80).
         public static let failure = ReturnCode(rawValue: 0x80)
     }
 
+    /// The packet identifier (never 0).
     public var packetId: UInt16
+    /// One result per requested subscription, in order.
     public var returnCodes: [ReturnCode]
 
+    /// A value with these fields.
     public init(packetId: UInt16, returnCodes: [ReturnCode]) {
         self.packetId = packetId
         self.returnCodes = returnCodes
@@ -107,9 +122,12 @@ public struct SubAckPacket: Sendable, Equatable {
 
 /// UNSUBSCRIBE (§3.10): packet id and one or more topic filters.
 public struct UnsubscribePacket: Sendable, Equatable {
+    /// The packet identifier (never 0).
     public var packetId: UInt16
+    /// The filters to remove, at least one.
     public var topicFilters: [String]
 
+    /// A value with these fields.
     public init(packetId: UInt16, topicFilters: [String]) {
         self.packetId = packetId
         self.topicFilters = topicFilters
