@@ -126,6 +126,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "DocumentationExamplesTests",
+            dependencies: ["AzureIoTEmulator", "DPSClient", "HubMQTT", "HubAMQP", "AzureIoTTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "AzureIoTCLITests",
             dependencies: ["AzureIoTCLI", "AzureIoTTestSupport"],
             resources: [.copy("Vectors")],

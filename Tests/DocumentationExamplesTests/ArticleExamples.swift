@@ -1,0 +1,182 @@
+import AzureIoTCore
+import AzureIoTEmulator
+import DPSClient
+import Foundation
+import HubAMQP
+import HubMQTT
+
+/// The code of the DocC articles, compiled and run against the emulator by `ArticleExampleTests`. Each article's
+/// ```swift block must appear here line for line (checked by the tests), so the articles cannot drift from the API.
+///
+/// `endpoint`, `trust`, `gateway` and `port` stand for what an article's reader has in production (Azure's global
+/// DPS endpoint and the system trust store) or at the edge (the IoT Edge box and its root CA).
+enum ArticleExamples {
+    // MARK: - DPS with symmetric keys
+
+    static func provisionIndividual(endpoint: String, trust: TLSConfiguration.TrustRoots, idScope: String, enrollmentKey: String) async throws -> ProvisioningResult {
+        let client = try ProvisioningClient(configuration: .init(
+            endpoint: endpoint,                    // omit for global.azure-devices-provisioning.net
+            idScope: idScope,
+            registrationId: "individual-1",
+            attestation: .symmetricKey(try SymmetricKey(base64: enrollmentKey)),
+            trustRoots: trust                      // omit for the system trust store
+        ))
+        let result = try await client.register(timeout: .seconds(60)) { status in
+            print("DPS status: \(status)")
+        }
+        print("assigned to \(result.assignedHub) as \(result.deviceId)")
+        return result
+    }
+
+    static func provisionGroupMember(endpoint: String, trust: TLSConfiguration.TrustRoots, gateway: String?, port: Int, idScope: String, groupKey: String) async throws -> ProvisioningResult {
+        // The device key is HMAC-SHA256(registration id) under the group key; a factory can compute it ahead of time:
+        let deviceKey = try DerivedKey.compute(groupKey: groupKey, registrationId: "sensor-0042")
+        print("burn into the device: \(deviceKey.count) base64 characters")
+
+        // …or the device derives it itself from the group key:
+        let client = try ProvisioningClient(configuration: .init(
+            endpoint: endpoint,
+            idScope: idScope,
+            registrationId: "sensor-0042",
+            attestation: .groupSymmetricKey(try SymmetricKey(base64: groupKey)),
+            trustRoots: trust
+        ))
+        let result = try await client.register(timeout: .seconds(60))
+        // `result.credential` signs hub tokens with the derived key:
+        let hub = try HubMQTTClient(configuration: HubMQTTConfiguration(
+            identity: HubMQTTIdentity(hubHost: result.assignedHub, deviceId: result.deviceId),
+            authentication: .sas(result.credential!),
+            gatewayHostName: gateway, port: port, trustRoots: trust
+        ))
+        try await hub.connect()
+        await hub.disconnect()
+        return result
+    }
+
+    // MARK: - DPS with X.509
+
+    static func provisionWithCertificate(endpoint: String, trust: TLSConfiguration.TrustRoots, gateway: String?, port: Int, idScope: String, certificateFile: String, keyFile: String) async throws -> ProvisioningResult {
+        // The PEM file holds the device certificate first, then any intermediate CA certificates.
+        let identity = try X509Identity(certificateFile: certificateFile, privateKeyFile: keyFile)
+        let client = try ProvisioningClient(configuration: .init(
+            endpoint: endpoint,
+            idScope: idScope,
+            registrationId: identity.commonName ?? "",   // DPS requires CN = registration id
+            attestation: .x509(identity),
+            trustRoots: trust
+        ))
+        let result = try await client.register(timeout: .seconds(60))
+        // The same certificate authenticates to the assigned hub (empty MQTT password):
+        try await HubMQTTClient.withConnection(configuration: HubMQTTConfiguration(
+            identity: HubMQTTIdentity(hubHost: result.assignedHub, deviceId: result.deviceId),
+            authentication: .x509(identity),
+            gatewayHostName: gateway, port: port, trustRoots: trust
+        )) { hub in
+            try await hub.send(TelemetryMessage(text: #"{"provisioned":true}"#, contentType: "application/json"))
+        }
+        return result
+    }
+
+    // MARK: - MQTT telemetry for message routing
+
+    static func sendRoutableTelemetry(connectionString: String, trust: TLSConfiguration.TrustRoots, port: Int) async throws {
+        let configuration = try HubMQTTConfiguration(
+            connectionString: try ConnectionString(parsing: connectionString),
+            trustRoots: trust, port: port
+        )
+        try await HubMQTTClient.withConnection(configuration: configuration) { client in
+            // $.ct and $.ce let routing queries read the body: `$body.temperature > 30`.
+            let message = TelemetryMessage(
+                body: Array(#"{"temperature":31.5}"#.utf8),
+                contentType: "application/json",
+                contentEncoding: "utf-8",
+                messageId: UUID().uuidString,
+                properties: [("alert", "true")]   // routing query: `alert = 'true'`
+            )
+            try await client.send(message)        // returns when IoT Hub acknowledges (QoS 1)
+            print("topic properties: \(message.propertyBag.encoded)")
+        }
+    }
+
+    // MARK: - IoT Edge gateway
+
+    static func connectThroughEdge(hubConnectionString: String, edgeHost: String, edgeRootCA: String, port: Int) async throws {
+        var connection = try ConnectionString(parsing: hubConnectionString)
+        connection.gatewayHostName = edgeHost     // or `;GatewayHostName=…` in the connection string
+        let configuration = try HubMQTTConfiguration(
+            connectionString: connection,
+            trustRoots: .pemFile(edgeRootCA),     // the Edge device's root CA, not the public roots
+            port: port
+        )
+        // TLS goes to the Edge box; the username and the SAS `sr` keep the hub's name.
+        try await HubMQTTClient.withConnection(configuration: configuration) { client in
+            try await client.send(TelemetryMessage(text: "via the gateway"))
+        }
+    }
+
+    // MARK: - AMQP with SASL PLAIN
+
+    static func sendOverAMQP(hubHost: String, deviceId: String, deviceKey: String, gateway: String, port: Int, trust: TLSConfiguration.TrustRoots) async throws {
+        let client = HubAMQPClient(configuration: HubAMQPConfiguration(
+            hubHost: hubHost,                         // SASL PLAIN user: {deviceId}@sas.{hub short name}
+            deviceId: deviceId,
+            tokenSource: SymmetricKeyCredential(key: try SymmetricKey(base64: deviceKey)),
+            gatewayHostName: gateway, port: port, trustRoots: trust
+        ))
+        try await client.connect()
+        var message = AMQPMessage(data: Array(#"{"temperature":21.5}"#.utf8))
+        message.messageId = .string("reading-1")
+        message.contentType = "application/json"
+        message.contentEncoding = "utf-8"
+        message.applicationProperties = [("alert", .string("false"))]
+        try await client.send(message)                // returns when the hub settles it as accepted
+        await client.close()
+    }
+
+    // MARK: - Bridge credentials
+
+    static func bridgeCredentials(hubHost: String, deviceId: String, deviceKey: String) throws -> (username: String, password: String) {
+        let identity = HubMQTTIdentity(hubHost: hubHost, deviceId: deviceId)
+        let token = try SymmetricKeyCredential(key: try SymmetricKey(base64: deviceKey), timeToLive: 86_400 * 30)
+            .issueToken(for: .device(hubHost: hubHost, deviceId: deviceId))
+        // remote_username / remote_password of the mosquitto bridge:
+        return (identity.username, token.token.secretValue)
+    }
+
+    // MARK: - Testing with the emulator
+
+    static func testWithEmulator() async throws {
+        let emulator = try await IoTEmulator.start()             // the documented default configuration
+        let device = emulator.endpoints.devices[0]               // thermostat-1, with a random key
+        let client = try HubMQTTClient(configuration: HubMQTTConfiguration(
+            connectionString: try ConnectionString(parsing: device.connectionString),
+            trustRoots: .pemFile(emulator.endpoints.caCertificatePath),
+            port: emulator.endpoints.mqtt.port
+        ))
+        try await client.connect()
+
+        // Make the hub withhold acknowledgements, then drop the connection: the client resends with DUP.
+        await emulator.injectFaults { $0.withholdAcknowledgements = true }
+        let sending = Task { try await client.send(TelemetryMessage(text: "survives a drop")) }
+        _ = try await emulator.waitForTelemetry(deviceId: device.deviceId, count: 1)
+        await emulator.injectFaults { $0.withholdAcknowledgements = false }
+        await emulator.dropConnection(deviceId: device.deviceId)
+        try await sending.value
+
+        // Act as the service: a direct method and a desired-property patch.
+        let answering = Task {
+            for await request in client.methodRequests {
+                try await request.respond(status: 200, payload: Array(#"{"ok":true}"#.utf8))
+                return
+            }
+        }
+        let response = try await emulator.invokeMethod(deviceId: device.deviceId, name: "reset", timeout: .seconds(10))
+        try await answering.value
+        print("method answered \(response.status)")
+        try await emulator.updateDesiredProperties(deviceId: device.deviceId, patch: .object(["targetTemperature": .number(23)]))
+
+        await client.disconnect()
+        await emulator.shutdown()
+    }
+
+}
