@@ -1,5 +1,5 @@
 # The two set-up commands of the README, plus benchmarks. Each installs what it needs when it is missing.
-.PHONY: demo test bench bench-sas bench-dps bench-mqtt bench-amqp build
+.PHONY: demo test docs bench bench-sas bench-dps bench-mqtt bench-amqp build
 
 demo:
 	@scripts/ensure-deps.sh build
@@ -9,7 +9,11 @@ demo:
 test:
 	@scripts/ensure-deps.sh test
 	swift build --build-tests
+	scripts/check-docs.sh
 	swift test --skip-build
+
+docs:
+	scripts/check-docs.sh
 
 build:
 	@scripts/ensure-deps.sh build
