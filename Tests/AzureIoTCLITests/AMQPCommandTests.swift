@@ -15,7 +15,7 @@ struct AMQPCommandTests {
         let connectionString = "HostName=clihub.azure-devices.net;DeviceId=cli2;SharedAccessSignature=\(token.secretValue)"
         let common = ["--connection-string", connectionString, "--protocol", "amqp", "--gateway-host", "localhost",
                       "--ca-file", pki.path("ca.pem"), "--port", String(peer.port)]
-        let send = try CLITests.run(["send"] + common + ["--content-type", "application/json", "--property", "k=v", #"{"x":1}"#])
+        let send = try await CLITests.run(["send"] + common + ["--content-type", "application/json", "--property", "k=v", #"{"x":1}"#])
         #expect(send.status == 0, "\(send.stderr)")
         #expect(send.stderr.contains("sent 1/1"))
         let message = try #require(await peer.waitForEvent { $0["ev"] as? String == "message" })
@@ -24,7 +24,7 @@ struct AMQPCommandTests {
         #expect(message["properties"] as? [String: String] == ["k": "v"])
         #expect(message["user"] as? String == "cli2@sas.clihub")
 
-        let listen = try CLITests.run(["listen"] + common + ["--duration", "2"])
+        let listen = try await CLITests.run(["listen"] + common + ["--duration", "2"])
         #expect(listen.status == 0, "\(listen.stderr)")
         #expect(listen.stdout.contains("c2d: switch on [zone=b]"))
         let disposition = await peer.waitForEvent { $0["ev"] as? String == "c2d_disposition" }

@@ -11,7 +11,7 @@ struct BridgeRecipeTests {
         let pki = try TestPKI.shared()
         let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
         let username = "test-hub.azure-devices.net/bridged1/?api-version=2021-04-12"
-        let sas = try CLITests.run(["sas", "--resource", "test-hub.azure-devices.net/devices/bridged1", "--key", key, "--ttl", "3600"])
+        let sas = try await CLITests.run(["sas", "--resource", "test-hub.azure-devices.net/devices/bridged1", "--key", key, "--ttl", "3600"])
         #expect(sas.status == 0)
         let token = sas.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let hub = try await MosquittoBroker(pki: pki, users: [username: token])

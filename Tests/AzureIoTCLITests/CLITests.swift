@@ -1,3 +1,4 @@
+import AzureIoTTestSupport
 import Foundation
 import Testing
 
@@ -26,47 +27,36 @@ struct CLITests {
         return try JSONDecoder().decode(Seed.self, from: Data(contentsOf: url))
     }
 
-    /// Runs `azure-iot` with `arguments`; returns status, stdout and stderr.
-    static func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    /// Runs `azure-iot` with `arguments` without blocking a thread; returns status, stdout and stderr.
+    static func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("azure-iot")
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+        return try await PeerProcess.capture(binary.path, arguments)
     }
 
     @Test("sas reproduces every shared vector")
-    func sasVectors() throws {
+    func sasVectors() async throws {
         for vector in try Self.seed().sas {
             var arguments = ["sas", "--resource", vector.resourceURI, "--key", vector.key, "--expiry", String(vector.expiry)]
             if let policy = vector.policyName { arguments += ["--policy", policy] }
-            let result = try Self.run(arguments)
+            let result = try await Self.run(arguments)
             #expect(result.status == 0)
             #expect(result.stdout == vector.token + "\n")
         }
     }
 
     @Test("derive-key reproduces every shared vector")
-    func deriveVectors() throws {
+    func deriveVectors() async throws {
         for vector in try Self.seed().derivedKeys {
-            let result = try Self.run(["derive-key", "--group-key", vector.groupKey, "--registration-id", vector.registrationId])
+            let result = try await Self.run(["derive-key", "--group-key", vector.groupKey, "--registration-id", vector.registrationId])
             #expect(result.status == 0)
             #expect(result.stdout == vector.derivedKey + "\n")
         }
     }
 
     @Test("sas --ttl gives a token expiring ttl seconds from now")
-    func ttl() throws {
+    func ttl() async throws {
         let before = UInt64(Date().timeIntervalSince1970)
-        let result = try Self.run(["sas", "--resource", "h/devices/d", "--key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "--ttl", "600"])
+        let result = try await Self.run(["sas", "--resource", "h/devices/d", "--key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "--ttl", "600"])
         #expect(result.status == 0)
         let se = try #require(result.stdout.split(separator: "&").first { $0.hasPrefix("se=") })
         let expiry = try #require(UInt64(se.dropFirst(3).trimmingCharacters(in: .whitespacesAndNewlines)))
@@ -84,8 +74,8 @@ struct CLITests {
         ["derive-key", "--group-key", "MDEy", "--registration-id", ""],
         ["no-such-command"],
     ])
-    func badInput(_ arguments: [String]) throws {
-        let result = try Self.run(arguments)
+    func badInput(_ arguments: [String]) async throws {
+        let result = try await Self.run(arguments)
         #expect(result.status != 0)
         #expect(result.stdout.isEmpty)
         let lines = result.stderr.split(separator: "\n")
@@ -95,8 +85,8 @@ struct CLITests {
     }
 
     @Test("demo: provisions two devices, talks MQTT and AMQP to the in-process emulator and summarises what it saw")
-    func demo() throws {
-        let result = try Self.run(["demo"])
+    func demo() async throws {
+        let result = try await Self.run(["demo"])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         for line in [
             "DPS: demo-sym-device-01 → assigned (symmetricKey, group demo-symmetric-group)",
@@ -143,7 +133,7 @@ struct CLITests {
         let enrollments = try #require(json["enrollments"] as? [[String: Any]])
         #expect(enrollments.contains { $0["kind"] as? String == "group" && ($0["primaryKey"] as? String)?.isEmpty == false })
 
-        let sent = try Self.run(["send", "--connection-string", connectionString, "--ca-file", ca, "--port", String(mqtt["port"] as? Int ?? 0), "--content-type", "application/json", #"{"from":"cli"}"#])
+        let sent = try await Self.run(["send", "--connection-string", connectionString, "--ca-file", ca, "--port", String(mqtt["port"] as? Int ?? 0), "--content-type", "application/json", #"{"from":"cli"}"#])
         #expect(sent.status == 0, "\(sent.stderr)")
         #expect(sent.stderr.contains("sent 1/1"))
     }

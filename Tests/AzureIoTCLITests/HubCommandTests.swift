@@ -12,7 +12,7 @@ struct HubCommandTests {
         let pki = try TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
         let subscriber = try await HubSideSubscriber(broker: broker, filters: ["devices/#"])
-        let result = try CLITests.run([
+        let result = try await CLITests.run([
             "send", "--connection-string", Self.connectionString, "--gateway-host", "localhost", "--ca-file", pki.path("ca.pem"),
             "--port", String(broker.anyPasswordPort), "--content-type", "application/json", "--content-encoding", "utf-8",
             "--property", "alert=on", "--property", "k y=v/1", "--count", "2", #"{"t":1}"#,

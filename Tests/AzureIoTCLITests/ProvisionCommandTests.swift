@@ -12,7 +12,7 @@ struct ProvisionCommandTests {
         let server = try await DPSTestServer(pki: pki, groups: ["g": Self.groupKey],
                                              behaviors: ["cli-dev": ["assigning": 1, "retryAfter": 0], "dev1": ["retryAfter": 0]])
         defer { server.stop() }
-        let group = try CLITests.run([
+        let group = try await CLITests.run([
             "provision", "--scope", DPSTestServer.idScope, "--registration-id", "cli-dev", "--group-key", Self.groupKey,
             "--endpoint", server.endpoint, "--ca-file", pki.path("ca.pem"), "--payload", #"{"site":"b7"}"#,
         ])
@@ -25,14 +25,14 @@ struct ProvisionCommandTests {
         #expect(lines.contains(#"payload: {"echo":{"site":"b7"}}"#))
         #expect(!group.stdout.contains(Self.groupKey))
 
-        let x509 = try CLITests.run([
+        let x509 = try await CLITests.run([
             "provision", "--scope", DPSTestServer.idScope, "--registration-id", "dev1", "--cert", pki.path("dev1.pem"),
             "--cert-key", pki.path("dev1.key"), "--endpoint", server.endpoint, "--ca-file", pki.path("ca.pem"),
         ])
         #expect(x509.status == 0, "\(x509.stderr)")
         #expect(x509.stdout.contains("deviceId: dev1"))
 
-        let wrong = try CLITests.run([
+        let wrong = try await CLITests.run([
             "provision", "--scope", DPSTestServer.idScope, "--registration-id", "cli-dev", "--key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
             "--endpoint", server.endpoint, "--ca-file", pki.path("ca.pem"),
         ])

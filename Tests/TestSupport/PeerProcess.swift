@@ -137,6 +137,44 @@ public final class PeerProcess: Sendable {
         return (process.terminationStatus, buffer.text.withLock { $0 } + String(decoding: rest, as: UTF8.self))
     }
 
+    /// Like ``complete(_:_:environment:timeout:)`` but with stdout and stderr apart.
+    public static func capture(_ executable: String, _ arguments: [String], timeout: Duration = .seconds(120)) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        let stdout = OutputBuffer()
+        let stderr = OutputBuffer()
+        for (pipe, buffer) in [(out, stdout), (err, stderr)] {
+            pipe.fileHandleForReading.readabilityHandler = { handle in
+                let data = handle.availableData
+                if !data.isEmpty { buffer.text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
+            }
+        }
+        try process.run()
+        let end = ContinuousClock.now + timeout
+        while process.isRunning {
+            if ContinuousClock.now > end {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+                break
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try await Task.sleep(for: .milliseconds(30))
+        var results: [String] = []
+        for (pipe, buffer) in [(out, stdout), (err, stderr)] {
+            pipe.fileHandleForReading.readabilityHandler = nil
+            let rest = pipe.fileHandleForReading.readDataToEndOfFile()
+            results.append(buffer.text.withLock { $0 } + String(decoding: rest, as: UTF8.self))
+        }
+        return (process.terminationStatus, results[0], results[1])
+    }
+
     /// The Python of the client-peer venv (azure-iot-device, paho-mqtt, uamqp) that `scripts/ensure-deps.sh test`
     /// installs.
     public static var clientPython: String {

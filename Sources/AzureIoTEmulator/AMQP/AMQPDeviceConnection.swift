@@ -31,7 +31,7 @@ actor AMQPDeviceConnection: DeviceLink {
     private let connection: TLSConnection
     private let hub: EmulatedHub
     private let logger: Logger
-    private let outbound: OutboundQueue
+    private let outbound: TLSWriteQueue
     private var framer = AMQPFramer(maximumFrameSize: 512)
     private var buffer: [UInt8] = []
     private var authorized: Set<IdentityName> = []
@@ -57,7 +57,7 @@ actor AMQPDeviceConnection: DeviceLink {
         self.hub = hub
         self.linkId = linkId
         self.logger = logger
-        self.outbound = OutboundQueue(connection: connection)
+        self.outbound = TLSWriteQueue(connection: connection)
     }
 
     func run() async {

@@ -11,7 +11,7 @@ actor MQTTDeviceConnection: DeviceLink {
     private let connection: TLSConnection
     private let hub: EmulatedHub
     private let logger: Logger
-    private let outbound: OutboundQueue
+    private let outbound: TLSWriteQueue
     private var identity = IdentityName(deviceId: "")
     private var subscriptions: Set<DeviceSubscription> = []
     private var nextPacketId: UInt16 = 0
@@ -26,7 +26,7 @@ actor MQTTDeviceConnection: DeviceLink {
         self.hub = hub
         self.linkId = linkId
         self.logger = logger
-        self.outbound = OutboundQueue(connection: connection)
+        self.outbound = TLSWriteQueue(connection: connection)
     }
 
     /// Serves the connection until it ends.

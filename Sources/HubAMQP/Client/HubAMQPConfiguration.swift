@@ -1,22 +1,47 @@
 public import AzureIoTCore
 
-/// Everything an IoT Hub AMQP connection needs (SASL PLAIN with a SAS token).
+/// Everything an IoT Hub AMQP connection needs: who the device is, how it authenticates, where to connect, and how
+/// the connection recovers.
 public struct HubAMQPConfiguration: Sendable {
+    /// How the device proves its identity.
+    public enum Authentication: Sendable {
+        /// SASL PLAIN as `{deviceId}@sas.{hubShortName}` with a SAS token as password. A token is renewed by
+        /// reconnecting before it expires.
+        case saslPlain(any SASTokenSource)
+        /// SASL ANONYMOUS (or `MSSBCBS` when the peer offers it), then a CBS `put-token` on `$cbs` of the given token
+        /// type. Tokens are renewed in the session, without reconnecting.
+        case cbs(any SASTokenSource, tokenType: CBSTokenType)
+        /// The TLS client certificate, with SASL EXTERNAL (ANONYMOUS when the peer does not offer EXTERNAL).
+        case x509(X509Identity)
+    }
+
+    /// The `type` of a CBS `put-token` request.
+    public struct CBSTokenType: RawRepresentable, Hashable, Sendable {
+        /// The symbol sent.
+        public let rawValue: String
+        /// A token type from its symbol.
+        public init(rawValue: String) { self.rawValue = rawValue }
+        /// `azure-devices.net:sastoken`, what Microsoft.Azure.Amqp-based SDKs send.
+        public static let azureDevices = CBSTokenType(rawValue: "azure-devices.net:sastoken")
+        /// `servicebus.windows.net:sastoken`, what the C SDK and uAMQP send.
+        public static let serviceBus = CBSTokenType(rawValue: "servicebus.windows.net:sastoken")
+    }
+
     /// The IoT Hub host name; the SASL identity uses its first label.
     public var hubHost: String
     /// The device id.
     public var deviceId: String
     /// The module id, for a module identity.
     public var moduleId: String?
-    /// Mints the SAS token sent as the SASL PLAIN password.
-    public var tokenSource: any SASTokenSource
+    /// How the device authenticates.
+    public var authentication: Authentication
     /// An IoT Edge gateway to connect TLS to.
     public var gatewayHostName: String?
     /// The TLS port (IoT Hub: 5671).
     public var port: Int
     /// Whom to trust (an IoT Edge root CA, or the system store).
     public var trustRoots: TLSConfiguration.TrustRoots
-    /// Our idle time-out, announced in `open`.
+    /// Our idle time-out, announced in `open`: a peer silent for longer is taken as dead.
     public var idleTimeout: Duration
     /// How long the handshake and each settlement may take.
     public var operationTimeout: Duration
@@ -26,8 +51,49 @@ public struct HubAMQPConfiguration: Sendable {
     public var apiVersion: String
     /// Link credit granted for cloud-to-device messages.
     public var cloudToDeviceCredit: UInt32
+    /// Whether a lost connection is re-established (with backoff), resending unsettled messages.
+    public var reconnects: Bool
+    /// The first reconnect delay; it doubles with jitter up to ``reconnectMaximumDelay``.
+    public var reconnectMinimumDelay: Duration
+    /// The longest reconnect delay.
+    public var reconnectMaximumDelay: Duration
 
     /// A configuration for a device or module identity; the defaults are IoT Hub's.
+    public init(
+        hubHost: String,
+        deviceId: String,
+        moduleId: String? = nil,
+        authentication: Authentication,
+        gatewayHostName: String? = nil,
+        port: Int = 5671,
+        trustRoots: TLSConfiguration.TrustRoots = .system,
+        idleTimeout: Duration = .seconds(240),
+        operationTimeout: Duration = .seconds(30),
+        clientVersion: String = "azure-iot-swift/0.1.0",
+        apiVersion: String = "2021-04-12",
+        cloudToDeviceCredit: UInt32 = 100,
+        reconnects: Bool = true,
+        reconnectMinimumDelay: Duration = .seconds(1),
+        reconnectMaximumDelay: Duration = .seconds(30)
+    ) {
+        self.hubHost = hubHost
+        self.deviceId = deviceId
+        self.moduleId = moduleId
+        self.authentication = authentication
+        self.gatewayHostName = gatewayHostName
+        self.port = port
+        self.trustRoots = trustRoots
+        self.idleTimeout = idleTimeout
+        self.operationTimeout = operationTimeout
+        self.clientVersion = clientVersion
+        self.apiVersion = apiVersion
+        self.cloudToDeviceCredit = cloudToDeviceCredit
+        self.reconnects = reconnects
+        self.reconnectMinimumDelay = reconnectMinimumDelay
+        self.reconnectMaximumDelay = reconnectMaximumDelay
+    }
+
+    /// A configuration that authenticates with SASL PLAIN and tokens from `tokenSource`.
     public init(
         hubHost: String,
         deviceId: String,
@@ -42,18 +108,12 @@ public struct HubAMQPConfiguration: Sendable {
         apiVersion: String = "2021-04-12",
         cloudToDeviceCredit: UInt32 = 100
     ) {
-        self.hubHost = hubHost
-        self.deviceId = deviceId
-        self.moduleId = moduleId
-        self.tokenSource = tokenSource
-        self.gatewayHostName = gatewayHostName
-        self.port = port
-        self.trustRoots = trustRoots
-        self.idleTimeout = idleTimeout
-        self.operationTimeout = operationTimeout
-        self.clientVersion = clientVersion
-        self.apiVersion = apiVersion
-        self.cloudToDeviceCredit = cloudToDeviceCredit
+        self.init(
+            hubHost: hubHost, deviceId: deviceId, moduleId: moduleId, authentication: .saslPlain(tokenSource),
+            gatewayHostName: gatewayHostName, port: port, trustRoots: trustRoots, idleTimeout: idleTimeout,
+            operationTimeout: operationTimeout, clientVersion: clientVersion, apiVersion: apiVersion,
+            cloudToDeviceCredit: cloudToDeviceCredit
+        )
     }
 
     /// `/devices/{id}` or `/devices/{id}/modules/{m}`.
