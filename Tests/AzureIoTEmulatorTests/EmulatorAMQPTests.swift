@@ -86,4 +86,119 @@ struct EmulatorAMQPTests {
         #expect(await fixture.emulator.telemetry(deviceId: "dev1").count == 1)
         await client.close()
     }
+
+    static func client(_ fixture: EmulatorFixture, _ authentication: HubAMQPConfiguration.Authentication, device: String = "dev1",
+                       idleTimeout: Duration = .seconds(240), operationTimeout: Duration = .seconds(10), reconnects: Bool = true) -> HubAMQPClient {
+        HubAMQPClient(configuration: HubAMQPConfiguration(
+            hubHost: fixture.hubHost, deviceId: device, authentication: authentication, gatewayHostName: "localhost",
+            port: fixture.endpoints.amqp.port, trustRoots: fixture.trust, idleTimeout: idleTimeout, operationTimeout: operationTimeout,
+            reconnects: reconnects, reconnectMinimumDelay: .milliseconds(50), reconnectMaximumDelay: .milliseconds(200)
+        ))
+    }
+
+    @Test("CBS put-token after SASL ANONYMOUS/MSSBCBS, with both token types; a wrong key is refused by CBS", arguments: [
+        HubAMQPConfiguration.CBSTokenType.azureDevices, .serviceBus,
+    ])
+    func cbs(_ type: HubAMQPConfiguration.CBSTokenType) async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let key = SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey))
+        let client = Self.client(fixture, .cbs(key, tokenType: type))
+        try await client.connect()
+        try await client.send(AMQPMessage(data: Array("over cbs".utf8)))
+        await client.close()
+        #expect(try await fixture.emulator.waitForTelemetry(deviceId: "dev1").first?.bodyText == "over cbs")
+
+        let wrong = Self.client(fixture, .cbs(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.groupKey)), tokenType: type))
+        let error = await #expect(throws: HubAMQPError.self) { try await wrong.connect() }
+        #expect(error?.code == .authenticationFailed)
+        #expect(error?.message.contains("401") == true)
+    }
+
+    @Test("X.509 with SASL EXTERNAL: the certificate whose thumbprint the hub holds; another is refused")
+    func x509() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let client = Self.client(fixture, .x509(fixture.thumbprintDevice.identity), device: "x509-device")
+        try await client.connect()
+        try await client.send(AMQPMessage(data: Array("certified".utf8)))
+        await client.close()
+        #expect(try await fixture.emulator.waitForTelemetry(deviceId: "x509-device").first?.bodyText == "certified")
+        let stranger = try CertificateAuthority(commonName: "Stranger CA").issue(commonName: "x509-device")
+        let refused = Self.client(fixture, .x509(stranger.identity), device: "x509-device")
+        let error = await #expect(throws: HubAMQPError.self) { try await refused.connect() }
+        #expect(error?.code == .authenticationFailed)
+    }
+
+    @Test("reconnect: unsettled messages are resent after a drop and every send completes")
+    func reconnectResends() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let client = Self.client(fixture, .saslPlain(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey))))
+        try await client.connect()
+        await fixture.emulator.injectFaults { $0.withholdAcknowledgements = true }
+        let sends = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<5 { group.addTask { try await client.send(AMQPMessage(data: Array("m\(index)".utf8))) } }
+                try await group.waitForAll()
+            }
+        }
+        _ = try await fixture.emulator.waitForTelemetry(deviceId: "dev1", count: 5)
+        await fixture.emulator.injectFaults {
+            $0.withholdAcknowledgements = false
+            $0.refuseConnections = 1
+        }
+        await fixture.emulator.dropConnection(deviceId: "dev1")
+        try await sends.value
+        let bodies = await fixture.emulator.telemetry(deviceId: "dev1").map(\.bodyText)
+        #expect(Set(bodies) == Set((0..<5).map { "m\($0)" }))
+        #expect(bodies.count >= 10, "each message arrives again after the reconnect")
+        #expect(await fixture.emulator.faults().refuseConnections == 0)
+        try await client.send(AMQPMessage(data: Array("after".utf8)))
+        await client.close()
+    }
+
+    @Test("token lifetimes (automatic reconnects off): CBS renews in session, PLAIN by reconnecting; a fixed token's connection is closed at expiry")
+    func renewal() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let key = try SymmetricKey(base64: EmulatorFixture.deviceKey)
+        let short = SymmetricKeyCredential(key: key, timeToLive: 3, renewalFraction: 0.5)
+        let cbs = Self.client(fixture, .cbs(short, tokenType: .azureDevices), reconnects: false)
+        let plain = Self.client(fixture, .saslPlain(short), device: "dev1", reconnects: false)
+        try await cbs.connect()
+        try await Task.sleep(for: .seconds(4))
+        #expect(await fixture.emulator.isConnected(deviceId: "dev1"))
+        try await cbs.send(AMQPMessage(data: Array("cbs after expiry".utf8)))
+        await cbs.close()
+        try await plain.connect()
+        try await Task.sleep(for: .seconds(4))
+        try await plain.send(AMQPMessage(data: Array("plain after expiry".utf8)))
+        await plain.close()
+        #expect(Set(await fixture.emulator.telemetry(deviceId: "dev1").map(\.bodyText)) == ["cbs after expiry", "plain after expiry"])
+
+        // A fixed token cannot be renewed: the hub closes the connection when it expires and refuses it afterwards.
+        let fixed = FixedTokenCredential(token: SASToken.generate(for: .device(hubHost: fixture.hubHost, deviceId: "dev1"), key: key, expiry: UnixTime.now() + 2))
+        let doomed = HubAMQPClient(configuration: HubAMQPConfiguration(
+            hubHost: fixture.hubHost, deviceId: "dev1", authentication: .saslPlain(fixed), gatewayHostName: "localhost",
+            port: fixture.endpoints.amqp.port, trustRoots: fixture.trust, operationTimeout: .seconds(5), reconnects: false
+        ))
+        try await doomed.connect()
+        try await Task.sleep(for: .seconds(3))
+        let error = await #expect(throws: HubAMQPError.self) { try await doomed.send(AMQPMessage(data: [1])) }
+        #expect(error?.code == .connectionClosed)
+    }
+
+    @Test("heartbeats: with a 1 s idle time-out the connection outlives 3 s of silence")
+    func heartbeats() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let client = Self.client(fixture, .saslPlain(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey))), idleTimeout: .seconds(1))
+        try await client.connect()
+        try await Task.sleep(for: .seconds(3))
+        #expect(await fixture.emulator.isConnected(deviceId: "dev1"))
+        try await client.send(AMQPMessage(data: Array("still here".utf8)))
+        await client.close()
+        #expect(await fixture.emulator.telemetry(deviceId: "dev1").count == 1)
+    }
 }

@@ -35,6 +35,7 @@ actor AMQPDeviceConnection: DeviceLink {
     private var framer = AMQPFramer(maximumFrameSize: 512)
     private var buffer: [UInt8] = []
     private var authorized: Set<IdentityName> = []
+    private var authorizedUntil: [IdentityName: UInt64] = [:]
     private var attachedIdentities: Set<IdentityName> = []
     private var links: [UInt32: Link] = [:]
     private var nextOurHandle: UInt32 = 0
@@ -133,8 +134,8 @@ actor AMQPDeviceConnection: DeviceLink {
                 guard let name = await self.identity(fromPlainUser: user) else {
                     throw EmulatedHub.AuthenticationFailure.badToken("'\(user)' is not {device}@sas.{hub}")
                 }
-                _ = try await self.hub.authenticate(name, token: String(decoding: fields[2], as: UTF8.self))
-                self.authorized.insert(name)
+                let expiry = try await self.hub.authenticate(name, token: String(decoding: fields[2], as: UTF8.self))
+                self.authorize(name, until: expiry)
             case "ANONYMOUS", "MSSBCBS":
                 // Identities arrive later through CBS put-token (MSSBCBS is what uAMQP-based SDKs ask for).
                 break
@@ -154,6 +155,26 @@ actor AMQPDeviceConnection: DeviceLink {
         }
         self.send(.saslOutcome(SASLOutcome(code: outcome)), type: .sasl)
         return outcome == .ok
+    }
+
+    /// Records a token-based authorization and closes the connection when the token expires without a newer one,
+    /// as IoT Hub does.
+    private func authorize(_ name: IdentityName, until expiry: UInt64) {
+        self.authorized.insert(name)
+        self.authorizedUntil[name] = max(self.authorizedUntil[name] ?? 0, expiry)
+        let now = UnixTime.now()
+        let delay = expiry > now ? expiry - now : 0
+        Task { [weak self] in
+            try? await Task.sleep(for: .seconds(Int64(min(delay, 365 * 86_400))))
+            await self?.expireIfDue(name)
+        }
+    }
+
+    private func expireIfDue(_ name: IdentityName) async {
+        guard let until = self.authorizedUntil[name], until <= UnixTime.now(), !self.closed else { return }
+        self.authorized.remove(name)
+        self.send(.close(AMQPEndOrClose(error: AMQPError(condition: "amqp:unauthorized-access", description: "the SAS token for '\(name)' expired"))))
+        await self.close(because: "the SAS token for '\(name)' expired")
     }
 
     private func identity(fromPlainUser user: String) async -> IdentityName? {
@@ -407,8 +428,8 @@ actor AMQPDeviceConnection: DeviceLink {
         } else if let audience = properties["name"]?.text, let name = AzureIoTEmulator.identity(fromAudience: audience, hubHost: hubHost) {
             let token = request.value?.text ?? request.data.map { String(decoding: $0, as: UTF8.self) } ?? ""
             do {
-                _ = try await self.hub.authenticate(name, token: token)
-                self.authorized.insert(name)
+                let expiry = try await self.hub.authenticate(name, token: token)
+                self.authorize(name, until: expiry)
             } catch {
                 (status, description) = (401, "\(error)")
             }

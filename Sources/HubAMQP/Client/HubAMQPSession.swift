@@ -53,6 +53,8 @@ actor HubAMQPSession {
         var remoteOpened = false
         var remoteAttached: Set<UInt32> = []
         var deliveries: [UInt32: UInt64] = [:]
+        /// The peer's handle for each of our links (transfers, flows and detaches carry the sender's handle).
+        var ourHandle: [UInt32: UInt32] = [:]
     }
 
     private let configuration: HubAMQPConfiguration
@@ -295,8 +297,10 @@ actor HubAMQPSession {
                 self.linkLost(HubAMQPError(.authenticationFailed, "renewing the CBS token failed: \(error)"), generation: generation)
             }
         case .saslPlain:
+            // A SASL identity cannot change in a connection: close it and open a new one with a fresh token, whether
+            // or not automatic reconnects are on.
             self.logger.info("reconnecting to renew the SAS token")
-            self.linkLost(HubAMQPError(.connectionClosed, "renewing the SAS token"), generation: generation)
+            self.linkLost(HubAMQPError(.connectionClosed, "renewing the SAS token"), generation: generation, reconnect: true)
         case .x509:
             break
         }
@@ -380,13 +384,14 @@ actor HubAMQPSession {
                 : (attach.isReceiver ? Handle.sender : Handle.receiver)
             if (attach.isReceiver ? attach.target : attach.source) != nil {
                 link.remoteAttached.insert(handle)
+                link.ourHandle[attach.handle] = handle
                 self.link = link
             }
             self.wakeHandshake()
         case .flow(let flow):
             let peerNextIncoming = Int64(flow.nextIncomingId ?? 0)
             link.remoteIncomingWindow = peerNextIncoming + Int64(flow.incomingWindow) - Int64(link.nextOutgoingId)
-            if flow.handle == Handle.sender, let linkCredit = flow.linkCredit {
+            if let handle = flow.handle, link.ourHandle[handle] == Handle.sender, let linkCredit = flow.linkCredit {
                 let peerCount = flow.deliveryCount ?? link.deliveryCount
                 link.credit = Int64(peerCount) + Int64(linkCredit) - Int64(link.deliveryCount)
             }
@@ -412,7 +417,7 @@ actor HubAMQPSession {
         case .transfer(let transfer, let payload):
             try self.receive(transfer, payload: payload)
         case .detach(let detach):
-            let which = [Handle.sender: "telemetry", Handle.receiver: "cloud-to-device"][detach.handle] ?? "$cbs"
+            let which = link.ourHandle[detach.handle].flatMap { [Handle.sender: "telemetry", Handle.receiver: "cloud-to-device"][$0] } ?? "$cbs"
             throw HubAMQPError(.linkDetached, "the peer detached the \(which) link: \(detach.error?.description ?? "no reason")",
                                condition: detach.error?.condition)
         case .end(let end), .close(let end):
@@ -425,7 +430,7 @@ actor HubAMQPSession {
 
     private func receive(_ transfer: AMQPTransfer, payload: [UInt8]) throws {
         guard var link = self.link else { return }
-        guard transfer.handle == Handle.receiver || transfer.handle == Handle.cbsReceiver else {
+        guard let handle = link.ourHandle[transfer.handle], handle == Handle.receiver || handle == Handle.cbsReceiver else {
             throw HubAMQPError(.protocolViolation, "a transfer on an unknown link")
         }
         link.nextIncomingId &+= 1
@@ -434,7 +439,7 @@ actor HubAMQPSession {
             link.partial = partial
         } else {
             guard let id = transfer.deliveryId else { throw HubAMQPError(.protocolViolation, "a transfer without a delivery id") }
-            link.partial = (transfer.handle, id, transfer.settled ?? false, payload)
+            link.partial = (handle, id, transfer.settled ?? false, payload)
         }
         guard transfer.more != true, let complete = link.partial else {
             self.link = link
@@ -456,7 +461,7 @@ actor HubAMQPSession {
             guard let self, !settled else { return }
             try await self.settle(id, state: state, generation: generation)
         })
-        if link.grantedCredit - link.receivedCount < self.configuration.cloudToDeviceCredit / 2 {
+        if Int64(link.grantedCredit) - Int64(link.receivedCount) < Int64(self.configuration.cloudToDeviceCredit / 2) {
             link.grantedCredit = link.receivedCount + self.configuration.cloudToDeviceCredit
             self.link = link
             self.write([.flow(self.flow(handle: Handle.receiver, deliveryCount: link.receivedCount, credit: self.configuration.cloudToDeviceCredit))])
@@ -584,7 +589,7 @@ actor HubAMQPSession {
 
     /// The connection of `generation` failed: during `connect` the error goes to the caller; afterwards the session
     /// reconnects (if configured) and keeps unsettled messages for resending, or fails everything.
-    private func linkLost(_ error: HubAMQPError, generation: UInt64) {
+    private func linkLost(_ error: HubAMQPError, generation: UInt64, reconnect: Bool? = nil) {
         guard self.generation == generation, self.linkFailure == nil else { return }
         self.linkFailure = error
         self.logger.info("AMQP connection lost", metadata: ["error": "\(error)"])
@@ -593,9 +598,10 @@ actor HubAMQPSession {
         self.cbsWaiters = [:]
         guard self.state == .connected else { return }
         self.tearDown()
-        if self.configuration.reconnects {
+        if reconnect ?? self.configuration.reconnects {
             self.state = .reconnecting
-            self.reconnectTask = Task { await self.reconnectLoop() }
+            let immediately = reconnect == true
+            self.reconnectTask = Task { await self.reconnectLoop(immediately: immediately) }
         } else {
             self.finish(with: error)
         }
@@ -614,11 +620,12 @@ actor HubAMQPSession {
         for sequence in self.unsettled.keys { self.unsettled[sequence]?.deliveryId = nil }
     }
 
-    private func reconnectLoop() async {
+    private func reconnectLoop(immediately: Bool) async {
         var delay = self.configuration.reconnectMinimumDelay
+        var first = true
         while self.state == .reconnecting, !Task.isCancelled {
-            let jitter = Double.random(in: 0.8...1.2)
-            try? await Task.sleep(for: delay * jitter)
+            if !(first && immediately) { try? await Task.sleep(for: delay * Double.random(in: 0.8...1.2)) }
+            first = false
             guard self.state == .reconnecting else { return }
             do {
                 self.state = .connecting
@@ -631,6 +638,11 @@ actor HubAMQPSession {
                 guard self.state == .connecting else { return }
                 self.state = .reconnecting
                 self.logger.info("AMQP reconnect failed", metadata: ["error": "\(error)"])
+                guard self.configuration.reconnects else {
+                    // Only a token renewal reconnects when automatic reconnects are off; it gets one attempt.
+                    self.finish(with: error as? HubAMQPError ?? HubAMQPError(.connectionClosed, "reconnecting failed: \(error)"))
+                    return
+                }
                 delay = min(delay * 2, self.configuration.reconnectMaximumDelay)
             }
         }
