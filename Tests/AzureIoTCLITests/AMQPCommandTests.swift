@@ -7,7 +7,7 @@ import Testing
 struct AMQPCommandTests {
     @Test("send --protocol amqp and listen --protocol amqp against qpid-proton with SASL PLAIN")
     func amqp() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let token = SASToken.generate(for: .device(hubHost: "clihub.azure-devices.net", deviceId: "cli2"),
                                       key: try SymmetricKey(base64: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="), expiry: UnixTime.now() + 3600)
         let peer = try await AMQPTestPeer(pki: pki, users: ["cli2@sas.clihub": token.secretValue],

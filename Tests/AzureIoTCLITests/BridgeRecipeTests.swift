@@ -8,7 +8,7 @@ import Testing
 struct BridgeRecipeTests {
     @Test("mosquitto_pub to the local broker arrives at the TLS broker that checks the CLI's SAS token")
     func bridge() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
         let username = "test-hub.azure-devices.net/bridged1/?api-version=2021-04-12"
         let sas = try await CLITests.run(["sas", "--resource", "test-hub.azure-devices.net/devices/bridged1", "--key", key, "--ttl", "3600"])

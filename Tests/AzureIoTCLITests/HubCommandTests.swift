@@ -9,7 +9,7 @@ struct HubCommandTests {
 
     @Test("send: content type, encoding and properties on the exact topic; progress on stderr")
     func send() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
         let subscriber = try await HubSideSubscriber(broker: broker, filters: ["devices/#"])
         let result = try await CLITests.run([
@@ -28,7 +28,7 @@ struct HubCommandTests {
 
     @Test("listen: prints C2D and method calls, answers methods with the given status")
     func listen() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
         let hubSide = try await HubSideSubscriber(broker: broker, filters: ["$iothub/methods/res/#"])
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("azure-iot").path

@@ -8,7 +8,7 @@ struct ProvisionCommandTests {
 
     @Test("group key with a payload, and X.509, against the local DPS peer")
     func provision() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let server = try await DPSTestServer(pki: pki, groups: ["g": Self.groupKey],
                                              behaviors: ["cli-dev": ["assigning": 1, "retryAfter": 0], "dev1": ["retryAfter": 0]])
         defer { server.stop() }

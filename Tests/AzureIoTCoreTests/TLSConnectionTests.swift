@@ -39,7 +39,7 @@ struct TLSConnectionTests {
 
     @Test("connects with SNI and host-name checks to a server whose CA we trust")
     func success() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let server = try await OpenSSLServer.start(pki: pki)
         defer { server.stop() }
         let connection = try await TLSConnection.connect(
@@ -55,7 +55,7 @@ struct TLSConnectionTests {
 
     @Test("an IP address is verified against the certificate's IP SAN; TLS 1.2 can be forced by the server")
     func ipAddressAndTLS12() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let server = try await OpenSSLServer.start(pki: pki, extra: ["-tls1_2"])
         defer { server.stop() }
         let connection = try await TLSConnection.connect(
@@ -67,7 +67,7 @@ struct TLSConnectionTests {
 
     @Test("a server signed by a CA we do not trust is refused")
     func wrongCA() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let server = try await OpenSSLServer.start(pki: pki)
         defer { server.stop() }
         await Self.expectFailure(.certificateUntrusted, configuration: TLSConfiguration(trustRoots: .pemFile(pki.path("rogue-ca.pem"))), server: server)
@@ -76,7 +76,7 @@ struct TLSConnectionTests {
 
     @Test("a certificate for another host name is refused")
     func hostnameMismatch() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let server = try await OpenSSLServer.start(pki: pki, certificate: "wronghost")
         defer { server.stop() }
         let configuration = TLSConfiguration(trustRoots: .pemFile(pki.path("ca.pem")))
@@ -90,7 +90,7 @@ struct TLSConnectionTests {
 
     @Test("an expired server certificate is refused")
     func expired() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let server = try await OpenSSLServer.start(pki: pki, certificate: "expired")
         defer { server.stop() }
         await Self.expectFailure(.certificateExpired, configuration: TLSConfiguration(trustRoots: .pemFile(pki.path("ca.pem"))), server: server)
@@ -98,7 +98,7 @@ struct TLSConnectionTests {
 
     @Test("a server that speaks only TLS 1.1 is refused")
     func tls11Only() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let server = try await OpenSSLServer.start(pki: pki, extra: ["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"])
         defer { server.stop() }
         await Self.expectFailure(.unsupportedTLSVersion, configuration: TLSConfiguration(trustRoots: .pemFile(pki.path("ca.pem"))), server: server)
@@ -106,7 +106,7 @@ struct TLSConnectionTests {
 
     @Test("a client certificate chained through an intermediate is accepted by s_server -Verify")
     func clientCertificate() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let server = try await OpenSSLServer.start(
             pki: pki, extra: ["-Verify", "4", "-CAfile", pki.path("ca.pem"), "-verify_return_error"]
         )
@@ -139,7 +139,7 @@ struct TLSConnectionTests {
 
     @Test("our own listener with required client certificates, read timeout and cancellation")
     func ownListener() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let serverIdentity = try X509Identity(certificateFile: pki.path("server.pem"), privateKeyFile: pki.path("server.key"))
         let listener = try TLSListener(
             configuration: TLSServerConfiguration(identity: serverIdentity, clientAuthentication: .required(.pemFile(pki.path("ca.pem"))))

@@ -6,8 +6,8 @@ import Testing
 @Suite("X.509 identities")
 struct X509IdentityTests {
     @Test("loads leaf, chain and key; exposes CN and the thumbprint openssl computes")
-    func load() throws {
-        let pki = try TestPKI.shared()
+    func load() async throws {
+        let pki = try await TestPKI.shared()
         let dev1 = try X509Identity(certificateFile: pki.path("dev1.pem"), privateKeyFile: pki.path("dev1.key"))
         #expect(dev1.commonName == "dev1")
         #expect(dev1.chain.isEmpty)
@@ -28,8 +28,8 @@ struct X509IdentityTests {
     }
 
     @Test("an encrypted key needs the right passphrase")
-    func passphrase() throws {
-        let pki = try TestPKI.shared()
+    func passphrase() async throws {
+        let pki = try await TestPKI.shared()
         let identity = try X509Identity(
             certificateFile: pki.path("dev1.pem"), privateKeyFile: pki.path("dev3-enc.key"), passphrase: "test-passphrase"
         )
@@ -47,8 +47,8 @@ struct X509IdentityTests {
     }
 
     @Test("a key of another certificate, corrupt PEM and missing files are refused distinctly")
-    func failures() throws {
-        let pki = try TestPKI.shared()
+    func failures() async throws {
+        let pki = try await TestPKI.shared()
         #expect(throws: AzureIoTError(.privateKeyMismatch, "")) {
             try X509Identity(certificateFile: pki.path("dev1.pem"), privateKeyFile: pki.path("dev2.key"))
         }
@@ -68,8 +68,8 @@ struct X509IdentityTests {
     }
 
     @Test("description shows subject and thumbprint, never the key")
-    func redaction() throws {
-        let pki = try TestPKI.shared()
+    func redaction() async throws {
+        let pki = try await TestPKI.shared()
         let identity = try X509Identity(certificateFile: pki.path("dev1.pem"), privateKeyFile: pki.path("dev1.key"))
         let keyBody = try pki.text("dev1.key").split(separator: "\n")[1]
         for text in [identity.description, identity.privateKey.description, "\(identity)"] {

@@ -77,7 +77,7 @@ struct EmulatorAMQPTests {
         defer { Task { await fixture.emulator.shutdown() } }
         let client = HubAMQPClient(configuration: HubAMQPConfiguration(
             hubHost: fixture.hubHost, deviceId: "dev1", tokenSource: SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey)),
-            gatewayHostName: "localhost", port: fixture.endpoints.amqp.port, trustRoots: fixture.trust, operationTimeout: .seconds(2)
+            gatewayHostName: "localhost", port: fixture.endpoints.amqp.port, trustRoots: fixture.trust, operationTimeout: .seconds(4)
         ))
         try await client.connect()
         await fixture.emulator.injectFaults { $0.withholdAcknowledgements = true }

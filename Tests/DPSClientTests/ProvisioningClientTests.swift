@@ -27,7 +27,7 @@ struct ProvisioningClientTests {
 
     @Test("symmetric key, individual enrollment: assigning twice with Retry-After 1 s, then assigned; request shape")
     func individualSymmetricKey() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let server = try await DPSTestServer(pki: pki, individual: ["dev-sym": Self.deviceKey],
                                              behaviors: ["dev-sym": ["assigning": 2, "retryAfter": 1]])
         defer { server.stop() }
@@ -62,7 +62,7 @@ struct ProvisioningClientTests {
     func groupSymmetricKey() async throws {
         struct Payload: Codable, Sendable, Equatable { let model: String; let floor: Int }
         struct Echo: Codable, Equatable { let echo: Payload }
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let server = try await DPSTestServer(pki: pki, groups: ["grp-1": Self.groupKey],
                                              behaviors: ["group-dev-7": ["assigning": 1, "retryAfter": 0]])
         defer { server.stop() }
@@ -80,7 +80,7 @@ struct ProvisioningClientTests {
 
     @Test("X.509 individual (root-signed) and group (through an intermediate) with the client certificate")
     func x509() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let server = try await DPSTestServer(pki: pki, behaviors: ["dev1": ["retryAfter": 0], "dev2": ["retryAfter": 0]])
         defer { server.stop() }
         for (id, certificate, key) in [("dev1", "dev1.pem", "dev1.key"), ("dev2", "dev2-chain.pem", "dev2.key")] {
@@ -97,8 +97,8 @@ struct ProvisioningClientTests {
     }
 
     @Test("X.509: a registration id that is not the certificate's CN is refused before any request")
-    func x509MismatchedId() throws {
-        let pki = try TestPKI.shared()
+    func x509MismatchedId() async throws {
+        let pki = try await TestPKI.shared()
         let identity = try X509Identity(certificateFile: pki.path("dev1.pem"), privateKeyFile: pki.path("dev1.key"))
         #expect(throws: ProvisioningError(.invalidConfiguration, "")) {
             try ProvisioningClient(configuration: .init(idScope: "s", registrationId: "not-dev1", attestation: .x509(identity)))
@@ -107,7 +107,7 @@ struct ProvisioningClientTests {
 
     @Test("a wrong key surfaces 401 with the service's errorCode, and no secret in the error")
     func wrongKey() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let server = try await DPSTestServer(pki: pki, individual: ["dev-sym": Self.deviceKey])
         defer { server.stop() }
         let wrong = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
@@ -127,7 +127,7 @@ struct ProvisioningClientTests {
 
     @Test("failed and disabled registrations, 404, 500 and malformed JSON are typed errors")
     func serviceOutcomes() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let ids = ["f", "d", "e", "m"]
         let server = try await DPSTestServer(
             pki: pki, individual: Dictionary(uniqueKeysWithValues: ids.map { ($0, Self.deviceKey) }),
@@ -140,7 +140,7 @@ struct ProvisioningClientTests {
             do {
                 let client = try ProvisioningClient(configuration: .init(
                     endpoint: server.endpoint, idScope: scope, registrationId: id, attestation: key,
-                    trustRoots: .pemFile(try TestPKI.shared().path("ca.pem")), defaultPollInterval: .milliseconds(50),
+                    trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")), defaultPollInterval: .milliseconds(50),
                     serverErrorRetries: 2))
                 _ = try await client.register(timeout: .seconds(20))
                 return nil
@@ -164,7 +164,7 @@ struct ProvisioningClientTests {
 
     @Test("429 on PUT and on GET waits Retry-After and retries")
     func throttling() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let server = try await DPSTestServer(pki: pki, individual: ["t": Self.deviceKey],
                                              behaviors: ["t": ["throttlePUT": 1, "throttleGET": 1, "retryAfter": 0]])
         defer { server.stop() }
@@ -179,7 +179,7 @@ struct ProvisioningClientTests {
 
     @Test("cancellation mid-poll ends register promptly; the overall timeout is honoured")
     func cancellationAndTimeout() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let server = try await DPSTestServer(pki: pki, individual: ["slow": Self.deviceKey],
                                              behaviors: ["slow": ["assigning": 100, "retryAfter": 3]])
         defer { server.stop() }
@@ -199,7 +199,7 @@ struct ProvisioningClientTests {
 
     @Test("registrationStatus posts to the status route")
     func statusLookup() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let server = try await DPSTestServer(pki: pki, individual: ["s": Self.deviceKey])
         defer { server.stop() }
         let client = try Self.client(server, pki, id: "s", attestation: .symmetricKey(try SymmetricKey(base64: Self.deviceKey)))
@@ -210,7 +210,7 @@ struct ProvisioningClientTests {
 
     @Test("the server speaks what the write-ups' curl commands send (certificate and SAS forms)")
     func writeUpCurlCommands() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let server = try await DPSTestServer(pki: pki, individual: ["dps-sym": Self.deviceKey],
                                              behaviors: ["dev1": ["retryAfter": 1], "dps-sym": ["retryAfter": 1]])
         defer { server.stop() }
@@ -254,7 +254,7 @@ struct ProvisioningClientTests {
 struct ProvisioningTransportTests {
     @Test("an untrusted server and a closed port are transport failures, not service errors")
     func transport() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let server = try await DPSTestServer(pki: pki, individual: ["x": ProvisioningClientTests.deviceKey])
         defer { server.stop() }
         let key = try SymmetricKey(base64: ProvisioningClientTests.deviceKey)

@@ -14,17 +14,17 @@ struct HubAMQPClientTests {
         SASToken.generate(for: .device(hubHost: hub, deviceId: device), key: try SymmetricKey(base64: key), expiry: UnixTime.now() + 3600)
     }
 
-    static func configuration(_ peer: AMQPTestPeer, token: SASToken, device: String = "dev1") throws -> HubAMQPConfiguration {
+    static func configuration(_ peer: AMQPTestPeer, token: SASToken, device: String = "dev1") async throws -> HubAMQPConfiguration {
         HubAMQPConfiguration(hubHost: hub, deviceId: device, tokenSource: FixedTokenCredential(token: token), gatewayHostName: "localhost",
-                             port: peer.port, trustRoots: .pemFile(try TestPKI.shared().path("ca.pem")), operationTimeout: .seconds(10))
+                             port: peer.port, trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")), operationTimeout: .seconds(10))
     }
 
     @Test("telemetry over SASL PLAIN: the peer receives body, properties and application properties; accepted settles send")
     func telemetry() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let token = try Self.token()
         let peer = try await AMQPTestPeer(pki: pki, users: ["dev1@sas.testhub": token.secretValue])
-        let client = HubAMQPClient(configuration: try Self.configuration(peer, token: token))
+        let client = HubAMQPClient(configuration: try await Self.configuration(peer, token: token))
         try await client.connect()
         var message = AMQPMessage(data: Array(#"{"temp":21.5}"#.utf8))
         message.messageId = .string("msg-0001")
@@ -56,11 +56,11 @@ struct HubAMQPClientTests {
 
     @Test("a wrong token is refused by SASL with a typed error")
     func wrongToken() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let peer = try await AMQPTestPeer(pki: pki, users: ["dev1@sas.testhub": try Self.token().secretValue])
         let wrong = SASToken.generate(for: .device(hubHost: Self.hub, deviceId: "dev1"),
                                       key: try SymmetricKey(base64: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="), expiry: UnixTime.now() + 60)
-        let client = HubAMQPClient(configuration: try Self.configuration(peer, token: wrong))
+        let client = HubAMQPClient(configuration: try await Self.configuration(peer, token: wrong))
         do {
             try await client.connect()
             Issue.record("expected a SASL refusal")
@@ -72,14 +72,14 @@ struct HubAMQPClientTests {
 
     @Test("C2D: complete, reject and abandon reach the peer as accepted, rejected and released")
     func cloudToDevice() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let token = try Self.token()
         let peer = try await AMQPTestPeer(pki: pki, users: ["dev1@sas.testhub": token.secretValue], c2d: [
             ["id": "c2d-1", "body": #"{"cmd":"reboot"}"#, "content_type": "application/json", "properties": ["k1": "v1"]],
             ["id": "c2d-2", "body": "second"],
             ["id": "c2d-3", "body": "third"],
         ])
-        let client = HubAMQPClient(configuration: try Self.configuration(peer, token: token))
+        let client = HubAMQPClient(configuration: try await Self.configuration(peer, token: token))
         try await client.connect()
         var iterator = client.cloudToDeviceMessages.makeAsyncIterator()
         let first = try #require(await iterator.next())
@@ -101,11 +101,11 @@ struct HubAMQPClientTests {
 
     @Test("a link the peer detaches with an error surfaces as linkDetached with the condition")
     func refusedLink() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let token = SASToken.generate(for: .device(hubHost: Self.hub, deviceId: "refuse-link"), key: try SymmetricKey(base64: Self.key),
                                       expiry: UnixTime.now() + 3600)
         let peer = try await AMQPTestPeer(pki: pki, users: ["refuse-link@sas.testhub": token.secretValue])
-        let client = HubAMQPClient(configuration: try Self.configuration(peer, token: token, device: "refuse-link"))
+        let client = HubAMQPClient(configuration: try await Self.configuration(peer, token: token, device: "refuse-link"))
         do {
             try await client.connect()
             try await client.send(AMQPMessage(data: [1]))

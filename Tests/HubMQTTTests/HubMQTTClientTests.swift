@@ -12,10 +12,10 @@ struct HubMQTTClientTests {
     static let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 
     static func configuration(_ broker: MosquittoBroker, port: Int, authentication: HubMQTTConfiguration.Authentication,
-                              keepAlive: Duration = .seconds(60)) throws -> HubMQTTConfiguration {
+                              keepAlive: Duration = .seconds(60)) async throws -> HubMQTTConfiguration {
         HubMQTTConfiguration(
             identity: HubMQTTIdentity(hubHost: hub, deviceId: "dev1"), authentication: authentication, gatewayHostName: "localhost",
-            port: port, trustRoots: .pemFile(try TestPKI.shared().path("ca.pem")), keepAlive: keepAlive,
+            port: port, trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")), keepAlive: keepAlive,
             reconnectMinimumDelay: .milliseconds(100), reconnectMaximumDelay: .seconds(1), operationTimeout: .seconds(10)
         )
     }
@@ -26,12 +26,12 @@ struct HubMQTTClientTests {
 
     @Test("password = the SAS token the client computes; exact telemetry topic bytes with every property")
     func telemetryTopicBytes() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let identity = HubMQTTIdentity(hubHost: Self.hub, deviceId: "dev1")
         let token = SASToken.generate(for: identity.sasResource, key: try SymmetricKey(base64: Self.key), expiry: UnixTime.now() + 3600)
         let broker = try await MosquittoBroker(pki: pki, users: [identity.username: token.secretValue])
         let subscriber = try await HubSideSubscriber(broker: broker, filters: ["devices/#"])
-        let configuration = try Self.configuration(broker, port: broker.passwordPort, authentication: .sas(FixedTokenCredential(token: token)))
+        let configuration = try await Self.configuration(broker, port: broker.passwordPort, authentication: .sas(FixedTokenCredential(token: token)))
         try await HubMQTTClient.withConnection(configuration: configuration) { client in
             var message = TelemetryMessage(text: #"{"temp":21.5}"#, contentType: "application/json", contentEncoding: "utf-8")
             message.messageId = "m-1"
@@ -55,10 +55,10 @@ struct HubMQTTClientTests {
 
     @Test("a wrong token is refused with CONNACK 5 as connectionRefused")
     func wrongPassword() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let identity = HubMQTTIdentity(hubHost: Self.hub, deviceId: "dev1")
         let broker = try await MosquittoBroker(pki: pki, users: [identity.username: "SharedAccessSignature sr=x&sig=y&se=1"])
-        let client = try HubMQTTClient(configuration: try Self.configuration(broker, port: broker.passwordPort, authentication: try Self.anyPassword()))
+        let client = try HubMQTTClient(configuration: try await Self.configuration(broker, port: broker.passwordPort, authentication: try Self.anyPassword()))
         do {
             try await client.connect()
             Issue.record("expected a refusal")
@@ -72,10 +72,10 @@ struct HubMQTTClientTests {
 
     @Test("X.509: the client certificate's CN becomes the user name on a require_certificate listener")
     func clientCertificate() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
         let identity = try X509Identity(certificateFile: pki.path("dev2-chain.pem"), privateKeyFile: pki.path("dev2.key"))
-        var configuration = try Self.configuration(broker, port: broker.certificatePort, authentication: .x509(identity))
+        var configuration = try await Self.configuration(broker, port: broker.certificatePort, authentication: .x509(identity))
         configuration.identity = HubMQTTIdentity(hubHost: Self.hub, deviceId: "dev2")
         try await HubMQTTClient.withConnection(configuration: configuration) { client in
             try await client.send(TelemetryMessage(text: "x509"))
@@ -85,10 +85,10 @@ struct HubMQTTClientTests {
 
     @Test("C2D, desired patches and direct methods injected on the hub's topics; answers on the response topics")
     func inbound() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
         let hubSide = try await HubSideSubscriber(broker: broker, filters: ["$iothub/#"])
-        let client = try HubMQTTClient(configuration: try Self.configuration(broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword()))
+        let client = try HubMQTTClient(configuration: try await Self.configuration(broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword()))
         try await client.connect()
 
         try broker.hubPublish(topic: "devices/dev1/messages/devicebound/%24.to=%2Fdevices%2Fdev1%2Fmessages%2FdeviceBound&%24.mid=c2d-1&%24.ct=application%2Fjson&k1=v%201&flag&empty=", payload: "hello")
@@ -156,9 +156,9 @@ struct HubMQTTClientTests {
 
     @Test("a message over 256 KB is refused before anything is sent")
     func tooLarge() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
-        try await HubMQTTClient.withConnection(configuration: try Self.configuration(broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword())) { client in
+        try await HubMQTTClient.withConnection(configuration: try await Self.configuration(broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword())) { client in
             await #expect(throws: HubMQTTError(.messageTooLarge, "")) {
                 try await client.send(TelemetryMessage(body: [UInt8](repeating: 1, count: 256 * 1024)))
             }
@@ -170,9 +170,9 @@ struct HubMQTTClientTests {
 
     @Test("kill and restart the broker mid-stream: every QoS 1 message sent reaches a broker at least once")
     func brokerRestart() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
-        var configuration = try Self.configuration(broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword())
+        var configuration = try await Self.configuration(broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword())
         configuration.inflightWindow = 8
         let client = try HubMQTTClient(configuration: configuration)
         try await client.connect()
@@ -207,9 +207,9 @@ struct HubMQTTClientTests {
 
     @Test("keep-alive: PINGREQ when idle, and a broker that stops answering is detected")
     func keepAlive() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
-        let client = try HubMQTTClient(configuration: try Self.configuration(
+        let client = try HubMQTTClient(configuration: try await Self.configuration(
             broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword(), keepAlive: .seconds(1)))
         var events = client.connectionEvents.makeAsyncIterator()
         try await client.connect()
@@ -234,10 +234,10 @@ struct HubMQTTClientTests {
 
     @Test("the SAS token is renewed by reconnecting at 80 % of its lifetime")
     func tokenRenewal() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
         let credential = SymmetricKeyCredential(key: try SymmetricKey(base64: Self.key), timeToLive: 3, renewalFraction: 0.8)
-        let client = try HubMQTTClient(configuration: try Self.configuration(broker, port: broker.anyPasswordPort, authentication: .sas(credential)))
+        let client = try HubMQTTClient(configuration: try await Self.configuration(broker, port: broker.anyPasswordPort, authentication: .sas(credential)))
         var events = client.connectionEvents.makeAsyncIterator()
         try await client.connect()
         var kinds: [ConnectionEvent.Kind] = []
@@ -250,9 +250,9 @@ struct HubMQTTClientTests {
 
     @Test("cancelling a send stops its wait without corrupting the session")
     func cancellation() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
-        let client = try HubMQTTClient(configuration: try Self.configuration(broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword()))
+        let client = try HubMQTTClient(configuration: try await Self.configuration(broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword()))
         try await client.connect()
         broker.pause(true)
         let pending = Task { try await client.send(TelemetryMessage(text: "stuck")) }

@@ -8,9 +8,9 @@ import Testing
 struct HubMQTTReconnectTests {
     @Test("after a reconnect the client re-reads the twin and reports a desired change made while offline")
     func twinReconciliation() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
-        var configuration = try HubMQTTClientTests.configuration(broker, port: broker.anyPasswordPort, authentication: try HubMQTTClientTests.anyPassword())
+        var configuration = try await HubMQTTClientTests.configuration(broker, port: broker.anyPasswordPort, authentication: try HubMQTTClientTests.anyPassword())
         configuration.reconnectMinimumDelay = .seconds(1)
         let client = try HubMQTTClient(configuration: configuration)
         try await client.connect()
@@ -33,10 +33,10 @@ struct HubMQTTReconnectTests {
 
     @Test("a module identity uses the module's client id, user name, SAS resource and telemetry topic")
     func module() async throws {
-        let pki = try TestPKI.shared()
+        let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
         let subscriber = try await HubSideSubscriber(broker: broker, filters: ["devices/#"])
-        var configuration = try HubMQTTClientTests.configuration(broker, port: broker.anyPasswordPort, authentication: try HubMQTTClientTests.anyPassword())
+        var configuration = try await HubMQTTClientTests.configuration(broker, port: broker.anyPasswordPort, authentication: try HubMQTTClientTests.anyPassword())
         configuration.identity = HubMQTTIdentity(hubHost: HubMQTTClientTests.hub, deviceId: "dev1", moduleId: "filter", modelId: "dtmi:com:example:Thermostat;1")
         try await HubMQTTClient.withConnection(configuration: configuration) { client in
             try await client.send(TelemetryMessage(body: Array("m".utf8), properties: [("k", "v")]))
