@@ -5,11 +5,16 @@ import PackageDescription
 let package = Package(
     name: "AzureIoTFuzz",
     platforms: [.macOS(.v15)],
-    dependencies: [.package(path: "../")],
+    dependencies: [.package(name: "AzureIoT", path: "../")],
     targets: [
         .executableTarget(
             name: "MQTTFuzzer",
-            dependencies: [.product(name: "HubMQTT", package: "main")],
+            dependencies: [.product(name: "HubMQTT", package: "AzureIoT")],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
+        .executableTarget(
+            name: "AMQPFuzzer",
+            dependencies: [.product(name: "HubAMQP", package: "AzureIoT")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
     ]

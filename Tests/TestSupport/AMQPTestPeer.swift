@@ -3,6 +3,12 @@ import Foundation
 /// The qpid-proton AMQP 1.0 peer (`Tests/Peers/amqp_server.py`) over TLS with SASL PLAIN checked by cyrus-sasl
 /// against a sasldb holding `users` (`device@sas.hub` → password).
 public final class AMQPTestPeer: Sendable {
+    /// The Python with qpid-proton that `scripts/ensure-deps.sh test` builds into `.build-peers/venv`.
+    public static var python: String {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return root.appendingPathComponent(".build-peers/venv/bin/python").path
+    }
+
     public let port: Int
     private let peer: PeerProcess
     private let receivedPath: String
@@ -26,8 +32,7 @@ public final class AMQPTestPeer: Sendable {
         try JSONSerialization.data(withJSONObject: c2d).write(to: URL(fileURLWithPath: c2dPath))
         self.port = try PeerProcess.freePort()
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let venvPython = root.appendingPathComponent(".build-peers/venv/bin/python").path
-        let python = FileManager.default.isExecutableFile(atPath: venvPython) ? venvPython : "/usr/bin/python3"
+        let python = Self.python
         let script = root.appendingPathComponent("Tests/Peers/amqp_server.py").path
         var environment = ProcessInfo.processInfo.environment
         environment["PN_SASL_CONFIG_PATH"] = saslDirectory

@@ -19,6 +19,9 @@ struct AMQPFields {
         self.typeName = typeName
     }
 
+    /// The fields from `index` on, as sent (nulls included).
+    func fields(from index: Int) -> [AMQPValue] { index < self.values.count ? Array(self.values[index...]) : [] }
+
     /// Field `index`, or nil when omitted or null.
     func optional(_ index: Int) -> AMQPValue? {
         guard index < self.values.count, self.values[index] != .null else { return nil }

@@ -57,8 +57,15 @@ public struct AMQPMessage: Sendable, Equatable {
         static let value: UInt64 = 0x77
     }
 
-    /// The message's bytes: message-annotations, properties, application-properties, then the body.
+    /// The bytes a decoded message arrived as, with the message as decoded: while the message is unchanged,
+    /// ``encoded()`` returns exactly these bytes (keeping the sender's encodings and the sections not modelled here:
+    /// header, delivery annotations, footer).
+    private var original: OriginalEncoding?
+
+    /// The message's bytes: the received bytes when it was decoded and not changed since; otherwise
+    /// message-annotations, properties, application-properties, then the body.
     public func encoded() throws(AMQPCodecError) -> [UInt8] {
+        if let original = self.original, original.message == self { return original.bytes }
         var encoder = AMQPEncoder()
         if !self.messageAnnotations.isEmpty {
             try encoder.encode(.described(descriptor: .ulong(Section.messageAnnotations), value: .map(self.messageAnnotations)))
@@ -126,5 +133,17 @@ public struct AMQPMessage: Sendable, Equatable {
                 continue
             }
         }
+        self.original = OriginalEncoding(bytes: bytes, message: self)
+    }
+}
+
+/// A decoded message's bytes and the message they decoded to (a class, so that ``AMQPMessage`` can hold it).
+private final class OriginalEncoding: Sendable {
+    let bytes: [UInt8]
+    let message: AMQPMessage
+
+    init(bytes: [UInt8], message: AMQPMessage) {
+        self.bytes = bytes
+        self.message = message
     }
 }

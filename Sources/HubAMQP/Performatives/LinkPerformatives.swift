@@ -1,4 +1,6 @@
-/// A link's `source` (0x28) or `target` (0x29) terminus; only the fields IoT Hub uses are typed.
+/// A link's `source` (0x28) or `target` (0x29) terminus. Only the address is typed (it is all IoT Hub uses); the other
+/// fields (durable, expiry-policy, timeout, dynamic, …) are kept as received, so a decoded terminus encodes back to
+/// the same bytes.
 public struct AMQPTerminus: Sendable, Equatable {
     /// The descriptor code of `source`.
     public static let sourceCode: UInt64 = 0x28
@@ -7,8 +9,14 @@ public struct AMQPTerminus: Sendable, Equatable {
     /// The node address (IoT Hub: e.g. `/devices/{id}/messages/events`).
     public var address: String?
 
-    /// A value with these fields.
-    public init(address: String?) { self.address = address }
+    /// The fields after the address, as received (empty for a terminus made here).
+    public var otherFields: [AMQPValue]
+
+    /// A terminus with only an address.
+    public init(address: String?, otherFields: [AMQPValue] = []) {
+        self.address = address
+        self.otherFields = otherFields
+    }
 
     /// Decodes a `source` (when `source` is true) or `target` composite.
     public init(_ value: AMQPValue, source: Bool) throws(AMQPCodecError) {
@@ -18,11 +26,15 @@ public struct AMQPTerminus: Sendable, Equatable {
             guard let text = value.text else { throw AMQPCodecError(.invalidField, "the terminus address is not a string") }
             return text
         }
+        self.otherFields = f.fields(from: 1)
     }
 
     /// The `source` or `target` composite it encodes to.
     public func value(source: Bool) -> AMQPValue {
-        AMQPFields.encode(code: source ? Self.sourceCode : Self.targetCode, [self.address.map { .string($0) }])
+        let code = source ? Self.sourceCode : Self.targetCode
+        let address: AMQPValue? = self.address.map { .string($0) }
+        guard !self.otherFields.isEmpty else { return AMQPFields.encode(code: code, [address]) }
+        return .described(descriptor: .ulong(code), value: .list([address ?? .null] + self.otherFields))
     }
 }
 

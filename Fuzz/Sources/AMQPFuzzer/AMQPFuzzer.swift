@@ -1,0 +1,58 @@
+import HubAMQP
+
+/// Feeds arbitrary bytes to the AMQP 1.0 decoders: the protocol header, the framer, the performative decoder, the
+/// message-section decoder and the type decoder. Anything that decodes must re-encode to bytes that decode and
+/// re-encode to the same bytes (encoders pick the smallest forms, so the first re-encoding may differ from the
+/// input); everything else must be a typed error, never a trap.
+@_cdecl("LLVMFuzzerTestOneInput")
+func fuzzAMQP(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    guard let data else { return 0 }
+    let bytes = Array(UnsafeBufferPointer(start: data, count: size))
+    _ = try? AMQPProtocolHeader.parse(bytes[...])
+
+    // A frame stream: every frame's body as a performative, transfer payloads as messages.
+    var offset = 0
+    let framer = AMQPFramer(maximumFrameSize: 1 << 20)
+    while offset < bytes.count, let (frame, length) = try? framer.nextFrame(in: bytes[offset...]) {
+        offset += length
+        guard !frame.isHeartbeat, let performative = try? AMQPPerformative.decode(frame.body) else { continue }
+        if case .transfer(_, let payload) = performative, let message = try? AMQPMessage(decoding: payload) {
+            checkMessage(message)
+        }
+        if let encoded = try? performative.encoded() {
+            guard let again = try? AMQPPerformative.decode(encoded) else { preconditionFailure("a re-encoded \(performative) does not decode") }
+            precondition((try? again.encoded()) == encoded, "re-encoding \(performative) is not stable")
+        }
+    }
+
+    // The same bytes as one typed value and as message sections.
+    if let value = try? AMQPDecoder.decode(bytes), let encoded = try? AMQPEncoder.encode(value) {
+        guard let again = try? AMQPDecoder.decode(encoded) else { preconditionFailure("a re-encoded value does not decode") }
+        precondition((try? AMQPEncoder.encode(again)) == encoded, "re-encoding a value is not stable")
+    }
+    if let message = try? AMQPMessage(decoding: bytes) { checkMessage(message) }
+    return 0
+}
+
+/// A decoded message encodes to sections that decode to the same message.
+func checkMessage(_ message: AMQPMessage) {
+    guard let encoded = try? message.encoded() else { return }
+    guard let again = try? AMQPMessage(decoding: encoded) else { preconditionFailure("a re-encoded message does not decode") }
+    precondition((try? again.encoded()) == encoded, "re-encoding a message is not stable")
+}
+
+/// libFuzzer's driver, linked in by `-sanitize=fuzzer`.
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<Int32>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
+) -> Int32
+
+/// The executable's entry point (SwiftPM names it `{target}_main`): hands control to libFuzzer.
+@_cdecl("AMQPFuzzer_main")
+func fuzzerMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    var count = argc
+    var arguments = argv
+    return LLVMFuzzerRunDriver(&count, &arguments) { data, size in fuzzAMQP(data, size) }
+}
