@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Settled AMQP sends (256-byte bodies) over TLS + SASL PLAIN to the local qpid-proton peer: this SDK vs qpid-proton's
-# Python client, same count, one run (uamqp is added when pip can install it here); plus transfer-frame codec rate
-# and heap use.
+# Python client and uamqp (the write-up's library), same count, one run; plus transfer-frame codec rate and heap use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh test
@@ -16,6 +15,8 @@ mkdir -p "$work/sasl"
 printf 'pwcheck_method: auxprop\nauxprop_plugin: sasldb\nsasldb_path: %s\nmech_list: PLAIN\n' "$work/sasl/sasldb2" > "$work/sasl/proton-server.conf"
 printf '%s' "$token" | saslpasswd2 -c -p -f "$work/sasl/sasldb2" -u sas.benchhub bench
 printf '%s' "$ptoken" | saslpasswd2 -c -p -f "$work/sasl/sasldb2" -u sas.benchhub proton
+utoken=$(swift run -q azure-iot sas --resource benchhub.azure-devices.net/devices/uamqp --key MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY= --ttl 3600)
+printf '%s' "$utoken" | saslpasswd2 -c -p -f "$work/sasl/sasldb2" -u sas.benchhub uamqp
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 echo '[]' > "$work/c2d.json"
 PN_SASL_CONFIG_PATH="$work/sasl" "$python" Tests/Peers/amqp_server.py "$port" "$work/pki/server.pem" "$work/pki/server.key" \
@@ -32,5 +33,6 @@ echo "== settled sends, 256-byte messages, TLS + SASL PLAIN to qpid-proton 0.40 
 "$bin" client "$port" "$work/pki/ca.pem" "$count" 1 "$token"
 "$bin" client "$port" "$work/pki/ca.pem" "$count" 64 "$token"
 timeout 300 "$python" Benchmarks/peers/amqp_proton_client.py "$port" "$work/pki/ca.pem" "$count" proton@sas.benchhub "$ptoken"
+timeout 300 .build-peers/clients/bin/python Benchmarks/peers/amqp_uamqp_client.py "$port" "$work/pki/ca.pem" "$count" uamqp@sas.benchhub "$utoken" uamqp
 echo "== codec"
 LD_PRELOAD="$work/malloc_counter.so" "$bin" codec 1000000

@@ -3,8 +3,10 @@
   plain: credentials in the URL (`amqps://{device}@sas.{hub}:{token}@{host}/devices/{device}/messages/events`),
          which makes uamqp use SASL PLAIN; port 5671, CA from SSL_CERT_FILE like any OpenSSL client.
   cbs:   SASTokenAuth, which makes uamqp open SASL ANONYMOUS and put the token to `$cbs` (token type given).
+  sasl:  SASL PLAIN through uamqp's SASLPlain object, for a peer on another port (the last argument).
 
 usage: uamqp_send.py plain|cbs HOST DEVICE_ID HUB_HOST SAS_TOKEN CA_FILE [TOKEN_TYPE]
+       uamqp_send.py sasl HOST DEVICE_ID HUB_HOST SAS_TOKEN CA_FILE PORT
 Prints the send result per message.
 """
 import sys
@@ -15,7 +17,7 @@ import uamqp
 from uamqp import authentication
 
 mode, host, device_id, hub_host, token, ca_file = sys.argv[1:7]
-token_type = sys.argv[7] if len(sys.argv) > 7 else "servicebus.windows.net:sastoken"
+token_type = sys.argv[7] if len(sys.argv) > 7 and mode == "cbs" else "servicebus.windows.net:sastoken"
 hub_name = hub_host.split(".")[0]
 
 message = uamqp.Message(
@@ -29,6 +31,11 @@ if mode == "plain":
     password = urllib.parse.quote_plus(token)
     uri = "amqps://%s:%s@%s/devices/%s/messages/events" % (username, password, host, device_id)
     client = uamqp.SendClient(uri, debug=False)
+elif mode == "sasl":
+    port = int(sys.argv[7])
+    uri = "amqps://%s:%d/devices/%s/messages/events" % (host, port, device_id)
+    auth = authentication.SASLPlain(host, "%s@sas.%s" % (device_id, hub_name), token, port=port, verify=ca_file)
+    client = uamqp.SendClient(uri, auth=auth, debug=False)
 else:
     uri = "amqps://%s/devices/%s/messages/events" % (host, device_id)
     auth = authentication.SASTokenAuth(
