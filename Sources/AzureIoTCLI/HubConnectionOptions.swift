@@ -40,14 +40,21 @@ struct HubConnectionOptions: ParsableArguments {
         )
     }
 
-    /// The AMQP configuration (SASL PLAIN needs a SharedAccessKey or SharedAccessSignature connection string).
+    /// The AMQP configuration: SASL PLAIN for `SharedAccessKey`/`SharedAccessSignature` connection strings, the
+    /// client certificate with SASL EXTERNAL for `x509=true` (with `--cert`/`--cert-key`).
     func amqpConfiguration() throws -> HubAMQPConfiguration {
         let connection = try ConnectionString(parsing: self.connectionString)
-        guard let deviceId = connection.deviceId, let source = connection.tokenSource() else {
-            throw ValidationError("AMQP needs a device connection string with SharedAccessKey or SharedAccessSignature")
+        guard let deviceId = connection.deviceId else { throw ValidationError("the connection string has no DeviceId") }
+        let authentication: HubAMQPConfiguration.Authentication
+        if let source = connection.tokenSource() {
+            authentication = .saslPlain(source)
+        } else if let cert {
+            authentication = .x509(try X509Identity(certificateFile: cert, privateKeyFile: self.certKey ?? cert))
+        } else {
+            throw ValidationError("AMQP needs SharedAccessKey, SharedAccessSignature, or x509=true with --cert")
         }
         return HubAMQPConfiguration(
-            hubHost: connection.hostName, deviceId: deviceId, moduleId: connection.moduleId, tokenSource: source,
+            hubHost: connection.hostName, deviceId: deviceId, moduleId: connection.moduleId, authentication: authentication,
             gatewayHostName: self.gatewayHost ?? connection.gatewayHostName, port: self.port ?? 5671,
             trustRoots: self.caFile.map { .pemFile($0) } ?? .system
         )

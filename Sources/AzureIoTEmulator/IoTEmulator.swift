@@ -62,6 +62,7 @@ public final class IoTEmulator: Sendable {
                     IdentityName(deviceId: device.deviceId),
                     key: try device.primaryKey.map { key throws(AzureIoTError) in try SymmetricKey(base64: key) },
                     thumbprint: device.x509Thumbprint,
+                    certificateAuthorities: try device.x509CertificateAuthorityPEM.map { pem throws(AzureIoTError) in try X509Certificate.certificates(fromPEM: pem) } ?? [],
                     desired: device.initialDesiredProperties
                 )
                 for module in device.modules ?? [] {
@@ -226,7 +227,8 @@ public final class IoTEmulator: Sendable {
     private static func fillKeys(_ configuration: inout EmulatorConfiguration) {
         func randomKey() -> String { Base64.encode((0..<32).map { _ in UInt8.random(in: 0...255) }) }
         for index in configuration.devices.indices {
-            if configuration.devices[index].primaryKey == nil && configuration.devices[index].x509Thumbprint == nil {
+            let device = configuration.devices[index]
+            if device.primaryKey == nil && device.x509Thumbprint == nil && device.x509CertificateAuthorityPEM == nil {
                 configuration.devices[index].primaryKey = randomKey()
             }
             for module in (configuration.devices[index].modules ?? []).indices where configuration.devices[index].modules?[module].primaryKey == nil {

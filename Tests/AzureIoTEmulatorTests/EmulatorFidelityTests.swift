@@ -80,6 +80,10 @@ struct EmulatorFidelityTests {
         #expect(refused.status == 401)
         #expect(refused.body?.objectValue["errorCode"] == .number(401_002))
         #expect(refused.body?.objectValue["trackingId"] != nil)
+        // DPS tokens must name the `registration` policy.
+        let noPolicy = try await Self.sasToken("\(scope)/registrations/individual-1", key: EmulatorFixture.individualKey)
+        let unnamed = try await Self.curl(["--cacert", fixture.endpoints.caCertificatePath, "-i", "-X", "PUT", "-H", "Content-Type: application/json", "-H", "Authorization: \(noPolicy)", "-d", #"{"registrationId": "individual-1"}"#, "\(base)/register?api-version=2021-06-01"])
+        #expect(unnamed.status == 401)
     }
 
     @Test("curl with --cert/--key (chain through the group's intermediate CA); a CN that is not the registration id is refused")

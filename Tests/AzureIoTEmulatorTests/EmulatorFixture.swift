@@ -33,6 +33,7 @@ struct EmulatorFixture {
                 .init(deviceId: "dev1", primaryKey: deviceKey, modules: [.init(moduleId: "mod1", primaryKey: moduleKey)],
                       initialDesiredProperties: .object(["interval": .number(10)])),
                 .init(deviceId: "x509-device", x509Thumbprint: thumbprintDevice.identity.thumbprint),
+                .init(deviceId: "ca-device", x509CertificateAuthorityPEM: intermediate.certificatePEM),
             ],
             provisioning: .init(
                 idScope: "0ne00TEST1",

@@ -205,4 +205,40 @@ struct EmulatorMQTTTests {
         #expect(accepted.returnCode == .accepted)
         try await brief.expectClosed(within: .seconds(5))
     }
+
+    @Test("X.509 hub devices: by thumbprint, and CA-signed with CN = device id; other certificates get CONNACK 5")
+    func x509Devices() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        func configuration(_ device: String, _ identity: X509Identity) -> HubMQTTConfiguration {
+            HubMQTTConfiguration(identity: HubMQTTIdentity(hubHost: fixture.hubHost, deviceId: device), authentication: .x509(identity),
+                                 gatewayHostName: "localhost", port: fixture.endpoints.mqtt.port, trustRoots: fixture.trust)
+        }
+        try await HubMQTTClient.withConnection(configuration: configuration("x509-device", fixture.thumbprintDevice.identity)) { client in
+            try await client.send(TelemetryMessage(text: "by thumbprint"))
+        }
+        let signed = try fixture.deviceIntermediate.issue(commonName: "ca-device")
+        try await HubMQTTClient.withConnection(configuration: configuration("ca-device", signed.identity)) { client in
+            try await client.send(TelemetryMessage(text: "ca-signed"))
+        }
+        #expect(try await fixture.emulator.waitForTelemetry(count: 2).map(\.bodyText) == ["by thumbprint", "ca-signed"])
+        let wrongName = try fixture.deviceIntermediate.issue(commonName: "someone-else")
+        let error = await #expect(throws: HubMQTTError.self) {
+            try await HubMQTTClient.withConnection(configuration: configuration("ca-device", wrongName.identity)) { _ in }
+        }
+        #expect(error?.code == .connectionRefused && error?.message.contains("(5)") == true)
+    }
+
+    @Test("fault: a delayed PUBACK makes send wait that long")
+    func delayedAcknowledgement() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        try await HubMQTTClient.withConnection(configuration: try fixture.mqtt().configuration) { client in
+            await fixture.emulator.injectFaults { $0.acknowledgementDelay = .milliseconds(400) }
+            let clock = ContinuousClock()
+            let start = clock.now
+            try await client.send(TelemetryMessage(text: "slow"))
+            #expect(clock.now - start >= .milliseconds(400))
+        }
+    }
 }

@@ -35,16 +35,20 @@ public struct EmulatorConfiguration: Sendable, Codable {
         public var primaryKey: String?
         /// The SHA-1 or SHA-256 thumbprint (hex) of its certificate, when it authenticates with X.509.
         public var x509Thumbprint: String?
+        /// A CA in PEM (root or intermediate) that signs its certificate, for CA-signed X.509 devices (the
+        /// certificate's CN must be the device id).
+        public var x509CertificateAuthorityPEM: String?
         /// Its modules.
         public var modules: [Module]?
         /// Desired properties the twin starts with.
         public var initialDesiredProperties: JSONDocument?
 
         /// A device.
-        public init(deviceId: String, primaryKey: String? = nil, x509Thumbprint: String? = nil, modules: [Module]? = nil, initialDesiredProperties: JSONDocument? = nil) {
+        public init(deviceId: String, primaryKey: String? = nil, x509Thumbprint: String? = nil, x509CertificateAuthorityPEM: String? = nil, modules: [Module]? = nil, initialDesiredProperties: JSONDocument? = nil) {
             self.deviceId = deviceId
             self.primaryKey = primaryKey
             self.x509Thumbprint = x509Thumbprint
+            self.x509CertificateAuthorityPEM = x509CertificateAuthorityPEM
             self.modules = modules
             self.initialDesiredProperties = initialDesiredProperties
         }

@@ -218,6 +218,9 @@ actor ProvisioningService {
             } catch {
                 return .failure(Self.error(401, 401_002, "the Authorization header is not a SAS token"))
             }
+            guard token.keyName == "registration" else {
+                return .failure(Self.error(401, 401_002, "a DPS SAS token must carry skn=registration"))
+            }
             let resource = SASResource.registration(idScope: enrollments.idScope, registrationId: registrationId)
             if let individual, let key = self.individualKeys[registrationId.lowercased()] {
                 do {

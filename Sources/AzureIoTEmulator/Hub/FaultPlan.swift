@@ -1,7 +1,7 @@
 /// Faults the emulator injects, changed at any time through ``IoTEmulator/injectFaults(_:)``.
 public struct FaultPlan: Sendable {
-    /// The next N hub connections (MQTT CONNECT, AMQP SASL) are refused: MQTT CONNACK 3 (server unavailable),
-    /// AMQP `sasl-outcome` sys-temp.
+    /// The next N hub connections (MQTT CONNECT, AMQP SASL) are refused: MQTT CONNACK 5 (IoT Hub answers every
+    /// refusal so), AMQP `sasl-outcome` sys-temp.
     public var refuseConnections: Int = 0
     /// Telemetry acknowledgements (MQTT PUBACK, AMQP disposition) wait this long.
     public var acknowledgementDelay: Duration = .zero

@@ -3,7 +3,8 @@ import Foundation
 import HubMQTT
 import Logging
 
-/// One device's MQTT connection to the emulated hub: checks CONNECT as IoT Hub does, then serves telemetry, twin,
+/// One device's MQTT connection to the emulated hub: checks CONNECT as IoT Hub does (CONNACK 5 for every refusal,
+/// injected ones included), then serves telemetry, twin,
 /// method and cloud-to-device traffic, enforcing keep-alive (1.5 × the client's), the documented topics, QoS ≤ 1,
 /// 256 KB messages, 5 subscriptions and the token's expiry.
 actor MQTTDeviceConnection: DeviceLink {
@@ -69,7 +70,7 @@ actor MQTTDeviceConnection: DeviceLink {
     private func accept(_ connect: ConnectPacket) async throws -> Bool {
         let parts = connect.clientId.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         guard (1...2).contains(parts.count), parts.allSatisfy({ !$0.isEmpty }) else {
-            return await self.refuse(.identifierRejected, "client id '\(connect.clientId)' is not {device} or {device}/{module}")
+            return await self.refuse(.notAuthorized, "client id '\(connect.clientId)' is not {device} or {device}/{module}")
         }
         let name = IdentityName(deviceId: parts[0], moduleId: parts.count == 2 ? parts[1] : nil)
         let hubHost = self.hub.hubHost
@@ -87,8 +88,6 @@ actor MQTTDeviceConnection: DeviceLink {
             } else {
                 try await self.hub.authenticate(name, certificates: self.connection.peerCertificateChain)
             }
-        } catch .injectedRefusal {
-            return await self.refuse(.serverUnavailable, "refused by fault injection")
         } catch {
             return await self.refuse(.notAuthorized, error.description)
         }
