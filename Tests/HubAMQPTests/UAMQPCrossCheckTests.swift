@@ -41,9 +41,14 @@ struct UAMQPCrossCheckTests {
             try await Task.sleep(for: .milliseconds(100))
         }
         try #require(received.count == 2)
+        func canonical(_ value: Any?) -> String {
+            guard let value else { return "nil" }
+            let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed])
+            return data.map { String(decoding: $0, as: UTF8.self) } ?? "\(value)"
+        }
         for field in fields {
-            let fromUAMQP = received[0][field].map { "\($0)" } ?? "nil"
-            let fromSDK = received[1][field].map { "\($0)" } ?? "nil"
+            let fromUAMQP = canonical(received[0][field])
+            let fromSDK = canonical(received[1][field])
             #expect(fromUAMQP == fromSDK, "\(field): uamqp \(fromUAMQP) vs SDK \(fromSDK)")
         }
         #expect((received[1]["body"] as? [String: Any])?["binary"] as? String == #"{"temperature": 21.5}"#)
