@@ -41,7 +41,7 @@ public struct HubAMQPConfiguration: Sendable {
     public var port: Int
     /// Whom to trust (an IoT Edge root CA, or the system store).
     public var trustRoots: TLSConfiguration.TrustRoots
-    /// Our idle time-out, announced in `open`: a peer silent for longer is taken as dead.
+    /// Our idle time-out, announced in `open`: a peer silent for 1.5 times as long is taken as dead.
     public var idleTimeout: Duration
     /// How long the handshake and each settlement may take.
     public var operationTimeout: Duration

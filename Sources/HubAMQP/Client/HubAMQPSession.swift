@@ -282,7 +282,9 @@ actor HubAMQPSession {
 
     private func readLoop(_ connection: TLSConnection, generation: UInt64) async {
         self.transport?.framer.maximumFrameSize = 65_536
-        let silence = self.configuration.idleTimeout > .zero ? self.configuration.idleTimeout : nil
+        // The peer heartbeats at half our idle time-out; allow 1.5 times it before calling the peer dead, so a late
+        // heartbeat on a busy machine is not a disconnect.
+        let silence = self.configuration.idleTimeout > .zero ? self.configuration.idleTimeout * 1.5 : nil
         do {
             while self.transport?.generation == generation {
                 // Decode every complete frame, then drop them from the buffer in one move.
