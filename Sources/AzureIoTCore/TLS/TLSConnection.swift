@@ -232,6 +232,7 @@ public final class TLSConnection: Sendable {
         during phase: Phase,
         _ operation: (OpaquePointer) -> Step<Result>
     ) async throws -> Result {
+        var yielded = false
         while true {
             try Task.checkCancellation()
             let step = self.session.withLock { session -> Step<Result> in
@@ -250,6 +251,11 @@ public final class TLSConnection: Sendable {
                 return result
             case .failed(let error):
                 throw error
+            case .wantRead where !yielded && phase == .transfer:
+                // On a busy connection the next bytes are often already on their way: give other tasks one turn and
+                // try again before paying for a reactor round trip (an epoll re-arm and two thread wake-ups).
+                yielded = true
+                await Task.yield()
             case .wantRead:
                 try await self.waitForReadiness(.readable, deadline: deadline)
             case .wantWrite:
