@@ -35,8 +35,8 @@ struct AMQPClientStateTests {
 
     /// The peer's side of a handshake: its open, begin and attach replies (peer handles 7 and 8, in `order`).
     static func peerAttach(_ link: AMQPClientLink, handle: UInt32, refuse: Bool = false) -> AMQPPerformative {
-        let address = link == .telemetry ? Self.events : Self.devicebound
-        return .attach(AMQPAttach(name: "x", handle: handle, isReceiver: link.isSender,
+        let address = link == .telemetry(0) ? Self.events : Self.devicebound
+        return .attach(AMQPAttach(name: link == .telemetry(0) ? "s" : "r", handle: handle, isReceiver: link.isSender,
                                   source: link.isSender ? AMQPTerminus(address: "s") : (refuse ? nil : AMQPTerminus(address: address)),
                                   target: link.isSender ? (refuse ? nil : AMQPTerminus(address: address)) : AMQPTerminus(address: "t"),
                                   initialDeliveryCount: link.isSender ? nil : 0))
@@ -51,12 +51,12 @@ struct AMQPClientStateTests {
     static func connected(peerOrder: [AMQPPerformative]? = nil, maxFrameSize: UInt32 = 65_536, window: UInt32 = 5000) throws -> AMQPClientState {
         var state = AMQPClientState(cloudToDeviceCredit: 10)
         _ = state.open(containerId: "c", hostname: "h", idleTimeout: 0, properties: [])
-        _ = state.attach(.telemetry, name: "s", address: Self.events, properties: nil)
-        _ = state.attach(.cloudToDevice, name: "r", address: Self.devicebound, properties: nil)
+        _ = state.attach(.telemetry(0), name: "s", address: Self.events, properties: nil)
+        _ = state.attach(.cloudToDevice(0), name: "r", address: Self.devicebound, properties: nil)
         let order = peerOrder ?? [
             .open(AMQPOpen(containerId: "peer", maxFrameSize: maxFrameSize)),
             .begin(AMQPBegin(remoteChannel: 0, nextOutgoingId: 1, incomingWindow: window, outgoingWindow: 5000)),
-            Self.peerAttach(.telemetry, handle: 7), Self.peerAttach(.cloudToDevice, handle: 8),
+            Self.peerAttach(.telemetry(0), handle: 7), Self.peerAttach(.cloudToDevice(0), handle: 8),
         ]
         for performative in order { _ = try state.receive(performative) }
         return state
@@ -64,12 +64,12 @@ struct AMQPClientStateTests {
 
     @Test("open, begin, attach: either attach reply may come first; the receiver gets its credit once attached")
     func attachInAnyOrder() throws {
-        for replies in [[Self.peerAttach(.telemetry, handle: 7), Self.peerAttach(.cloudToDevice, handle: 8)],
-                        [Self.peerAttach(.cloudToDevice, handle: 8), Self.peerAttach(.telemetry, handle: 7)]] {
+        for replies in [[Self.peerAttach(.telemetry(0), handle: 7), Self.peerAttach(.cloudToDevice(0), handle: 8)],
+                        [Self.peerAttach(.cloudToDevice(0), handle: 8), Self.peerAttach(.telemetry(0), handle: 7)]] {
             var state = AMQPClientState(cloudToDeviceCredit: 10)
             #expect(Self.written(state.open(containerId: "c", hostname: "h", idleTimeout: 1000, properties: [])).count == 2)
-            _ = state.attach(.telemetry, name: "s", address: Self.events, properties: nil)
-            _ = state.attach(.cloudToDevice, name: "r", address: Self.devicebound, properties: nil)
+            _ = state.attach(.telemetry(0), name: "s", address: Self.events, properties: nil)
+            _ = state.attach(.cloudToDevice(0), name: "r", address: Self.devicebound, properties: nil)
             #expect(try state.receive(.open(AMQPOpen(containerId: "peer", idleTimeOut: 30_000))) == [.progress])
             #expect(state.peerIdleTimeout == 30_000)
             _ = try state.receive(.begin(AMQPBegin(remoteChannel: 0, nextOutgoingId: 0, incomingWindow: 100, outgoingWindow: 100)))
@@ -77,8 +77,8 @@ struct AMQPClientStateTests {
             for reply in replies {
                 credits += Self.written(try state.receive(reply)).compactMap { if case .flow(let flow) = $0 { return flow } else { return nil } }
             }
-            #expect(state.isAttached(.telemetry) && state.isAttached(.cloudToDevice))
-            #expect(credits.count == 1 && credits[0].handle == AMQPClientLink.cloudToDevice.rawValue && credits[0].linkCredit == 10)
+            #expect(state.isAttached(.telemetry(0)) && state.isAttached(.cloudToDevice(0)))
+            #expect(credits.count == 1 && credits[0].handle == 1 && credits[0].linkCredit == 10)
         }
     }
 
@@ -87,7 +87,7 @@ struct AMQPClientStateTests {
         var state = AMQPClientState(cloudToDeviceCredit: 10)
         #expect(Self.failure(&state, .begin(AMQPBegin(nextOutgoingId: 0, incomingWindow: 1, outgoingWindow: 1)))?.code == .protocolViolation)
         _ = try state.receive(.open(AMQPOpen(containerId: "peer")))
-        #expect(Self.failure(&state, Self.peerAttach(.telemetry, handle: 0))?.code == .protocolViolation)
+        #expect(Self.failure(&state, Self.peerAttach(.telemetry(0), handle: 0))?.code == .protocolViolation)
         #expect(Self.failure(&state, .open(AMQPOpen(containerId: "again")))?.code == .protocolViolation)
         #expect(Self.failure(&state, .saslOutcome(SASLOutcome(code: .ok)))?.code == .protocolViolation)
     }
@@ -98,7 +98,7 @@ struct AMQPClientStateTests {
         for sequence in 1...4 { #expect(Self.transfers(state.enqueue(sequence: UInt64(sequence), payload: [UInt8(sequence)])).isEmpty) }
         let sent = Self.transfers(try state.receive(Self.credit(3)))
         #expect(sent.map(\.deliveryId) == [0, 1, 2])
-        #expect(sent.allSatisfy { $0.handle == AMQPClientLink.telemetry.rawValue && $0.settled == false && $0.more == nil })
+        #expect(sent.allSatisfy { $0.handle == 0 && $0.settled == false && $0.more == nil })
         // Credit counted from the peer's delivery count: 3 sent, peer says count 3 and credit 1 -> one more.
         #expect(Self.transfers(try state.receive(Self.credit(1, deliveryCount: 3))).map(\.deliveryId) == [3])
         let settled = Self.settled(try state.receive(.disposition(AMQPDisposition(isReceiver: true, first: 0, last: 1, settled: true, state: .accepted))))
@@ -130,11 +130,11 @@ struct AMQPClientStateTests {
     func remoteErrors() throws {
         var state = AMQPClientState(cloudToDeviceCredit: 10)
         _ = state.open(containerId: "c", hostname: "h", idleTimeout: 0, properties: [])
-        _ = state.attach(.telemetry, name: "s", address: Self.events, properties: nil)
+        _ = state.attach(.telemetry(0), name: "s", address: Self.events, properties: nil)
         _ = try state.receive(.open(AMQPOpen(containerId: "peer")))
         _ = try state.receive(.begin(AMQPBegin(remoteChannel: 0, nextOutgoingId: 0, incomingWindow: 10, outgoingWindow: 10)))
-        #expect(try state.receive(Self.peerAttach(.telemetry, handle: 3, refuse: true)) == [.progress])
-        #expect(!state.isAttached(.telemetry))
+        #expect(try state.receive(Self.peerAttach(.telemetry(0), handle: 3, refuse: true)) == [.progress])
+        #expect(!state.isAttached(.telemetry(0)))
         let detach = AMQPPerformative.detach(AMQPDetach(handle: 3, closed: true, error: AMQPError(condition: "amqp:unauthorized-access", description: "bad token")))
         let error = Self.failure(&state, detach)
         #expect(error?.code == .linkDetached && error?.condition == "amqp:unauthorized-access" && error?.message.contains("telemetry") == true)
@@ -152,8 +152,8 @@ struct AMQPClientStateTests {
         let bytes = try message.encoded()
         #expect(try state.receive(.transfer(AMQPTransfer(handle: 8, deliveryId: 0, deliveryTag: [0], messageFormat: 0, more: true), payload: Array(bytes[..<50]))).isEmpty)
         let actions = try state.receive(.transfer(AMQPTransfer(handle: 8), payload: Array(bytes[50...])))
-        guard case .received(let received, let id, let settled)? = actions.first else { Issue.record("no message"); return }
-        #expect(received.messageId == .string("m") && id == 0 && !settled)
+        guard case .received(let received, let id, let settled, let slot)? = actions.first else { Issue.record("no message"); return }
+        #expect(received.messageId == .string("m") && id == 0 && !settled && slot == 0)
         #expect(Self.written(state.settle(0, state: .accepted)) == [.disposition(AMQPDisposition(isReceiver: true, first: 0, settled: true, state: .accepted))])
         var flows = 0
         for id in 1...5 {
@@ -174,15 +174,15 @@ struct AMQPClientStateTests {
         let withdrawnAfterSending = state.withdraw(sequence: 2)
         #expect(!withdrawnAfterSending, "transmitted messages cannot be withdrawn")
         state.connectionLost()
-        #expect(state.unsettledCount == 1 && !state.isAttached(.telemetry))
+        #expect(state.unsettledCount == 1 && !state.isAttached(.telemetry(0)))
         _ = state.enqueue(sequence: 3, payload: [3])
         let withdrawn = state.withdraw(sequence: 3)
         #expect(withdrawn)
         _ = state.open(containerId: "c", hostname: "h", idleTimeout: 0, properties: [])
-        _ = state.attach(.telemetry, name: "s", address: Self.events, properties: nil)
+        _ = state.attach(.telemetry(0), name: "s", address: Self.events, properties: nil)
         _ = try state.receive(.open(AMQPOpen(containerId: "peer")))
         _ = try state.receive(.begin(AMQPBegin(remoteChannel: 0, nextOutgoingId: 0, incomingWindow: 10, outgoingWindow: 10)))
-        _ = try state.receive(Self.peerAttach(.telemetry, handle: 0))
+        _ = try state.receive(Self.peerAttach(.telemetry(0), handle: 0))
         let resent = Self.written(try state.receive(Self.credit(10, handle: 0)))
         guard case .transfer(let transfer, let payload)? = resent.first else { Issue.record("nothing resent"); return }
         #expect(resent.count == 1 && transfer.deliveryId == 0 && payload == [2])

@@ -1,15 +1,22 @@
-/// The links the IoT Hub client opens, named by the handles it gives them.
-enum AMQPClientLink: UInt32, CaseIterable, Sendable {
-    /// Sender to `/devices/{id}/messages/events`.
-    case telemetry = 0
-    /// Receiver from `/devices/{id}/messages/devicebound`.
-    case cloudToDevice = 1
+/// A link the client opens: a device identity's telemetry or cloud-to-device link (identities are numbered by slot,
+/// several share one connection through CBS), or one of the two `$cbs` links.
+enum AMQPClientLink: Hashable, Sendable {
+    /// Sender to `/devices/{id}/messages/events` for the identity in `slot`.
+    case telemetry(Int)
+    /// Receiver from `/devices/{id}/messages/devicebound` for the identity in `slot`.
+    case cloudToDevice(Int)
     /// Sender to `$cbs`.
-    case cbsRequests = 2
+    case cbsRequests
     /// Receiver from `$cbs`.
-    case cbsResponses = 3
+    case cbsResponses
 
-    var isSender: Bool { self == .telemetry || self == .cbsRequests }
+    var isSender: Bool {
+        switch self {
+        case .telemetry, .cbsRequests: true
+        case .cloudToDevice, .cbsResponses: false
+        }
+    }
+
     var name: String {
         switch self {
         case .telemetry: "telemetry"
@@ -32,8 +39,9 @@ struct AMQPClientState: Sendable {
         case write([AMQPPerformative])
         /// The peer settled the message `sequence`: accepted (`nil`) or the error for its outcome.
         case settled(sequence: UInt64, error: HubAMQPError?)
-        /// A cloud-to-device message arrived (settle it with ``settle(_:state:)`` unless `settled`).
-        case received(AMQPMessage, deliveryId: UInt32, settled: Bool)
+        /// A cloud-to-device message arrived for the identity in `slot` (settle it with ``settle(_:state:)`` unless
+        /// `settled`).
+        case received(AMQPMessage, deliveryId: UInt32, settled: Bool, slot: Int)
         /// A message arrived on the `$cbs` receiver link.
         case cbsResponse(AMQPMessage)
         /// Open or attach progressed: re-check what you are waiting for.
@@ -47,8 +55,19 @@ struct AMQPClientState: Sendable {
     }
 
     private struct Outgoing {
+        var slot: Int
         var payload: [UInt8]
         var deliveryId: UInt32?
+    }
+
+    /// One attached (or attaching) link, by our handle.
+    private struct Link {
+        let kind: AMQPClientLink
+        var phase: LinkPhase
+        /// Senders: credit left and deliveries sent. Receivers: deliveries received and credit granted in total.
+        var credit: Int64 = 0
+        var deliveryCount: UInt32 = 0
+        var grantedCredit: UInt32 = 0
     }
 
     let cloudToDeviceCredit: UInt32
@@ -56,23 +75,22 @@ struct AMQPClientState: Sendable {
     private(set) var peerMaxFrameSize = 512
     private(set) var peerIdleTimeout: UInt32?
     private var beginReceived = false
-    private var links: [AMQPClientLink: LinkPhase] = [:]
-    private var remoteHandles: [UInt32: AMQPClientLink] = [:]
+    private var links: [UInt32: Link] = [:]
+    private var handles: [AMQPClientLink: UInt32] = [:]
+    private var handlesByName: [String: UInt32] = [:]
+    private var remoteHandles: [UInt32: UInt32] = [:]
+    private var nextHandle: UInt32 = 0
 
-    // Sending on the telemetry and $cbs sender links.
-    private var credit: [AMQPClientLink: Int64] = [:]
-    private var deliveryCount: [AMQPClientLink: UInt32] = [:]
+    // Sending.
     private var nextDeliveryId: UInt32 = 0
     private var nextOutgoingId: UInt32 = 0
     private var remoteIncomingWindow: Int64 = 0
     private var outgoing: [UInt64: Outgoing] = [:]
     private var deliveries: [UInt32: UInt64] = [:]
 
-    // Receiving on the cloud-to-device and $cbs receiver links.
+    // Receiving.
     private var nextIncomingId: UInt32 = 0
-    private var receivedCount: UInt32 = 0
-    private var grantedCredit: UInt32 = 0
-    private var partial: (link: AMQPClientLink, deliveryId: UInt32, settled: Bool, payload: [UInt8])?
+    private var partial: (handle: UInt32, deliveryId: UInt32, settled: Bool, payload: [UInt8])?
 
     static let window: UInt32 = 5000
 
@@ -83,7 +101,10 @@ struct AMQPClientState: Sendable {
     // MARK: - What the driver asks
 
     /// Whether `link` is attached at both ends.
-    func isAttached(_ link: AMQPClientLink) -> Bool { self.links[link] == .attached }
+    func isAttached(_ link: AMQPClientLink) -> Bool { self.handles[link].flatMap { self.links[$0]?.phase } == .attached }
+
+    /// Whether `link` was refused by the peer.
+    func isRefused(_ link: AMQPClientLink) -> Bool { self.handles[link].flatMap { self.links[$0]?.phase } == .refused }
 
     /// How many messages wait for settlement.
     var unsettledCount: Int { self.outgoing.count }
@@ -97,20 +118,26 @@ struct AMQPClientState: Sendable {
     }
 
     /// Attaches `link` to `address`; receivers get their credit once the peer attaches.
+    /// `name` must be unique on the connection: the peer's attach is matched to ours by it.
     mutating func attach(_ link: AMQPClientLink, name: String, address: String, properties: [AMQPMapEntry]?) -> [Action] {
-        self.links[link] = .attachSent
+        let handle = self.nextHandle
+        self.nextHandle += 1
+        self.links[handle] = Link(kind: link, phase: .attachSent)
+        self.handles[link] = handle
+        self.handlesByName[name] = handle
         let attach = link.isSender
-            ? AMQPAttach(name: name, handle: link.rawValue, isReceiver: false, senderSettleMode: 0, receiverSettleMode: 0,
+            ? AMQPAttach(name: name, handle: handle, isReceiver: false, senderSettleMode: 0, receiverSettleMode: 0,
                          source: AMQPTerminus(address: link == .cbsRequests ? "$cbs" : "sender-source"), target: AMQPTerminus(address: address),
                          initialDeliveryCount: 0, properties: properties)
-            : AMQPAttach(name: name, handle: link.rawValue, isReceiver: true, receiverSettleMode: 0, source: AMQPTerminus(address: address),
+            : AMQPAttach(name: name, handle: handle, isReceiver: true, receiverSettleMode: 0, source: AMQPTerminus(address: address),
                          target: AMQPTerminus(address: link == .cbsResponses ? "cbs" : "receiver-target"), properties: properties)
         return [.write([.attach(attach)])]
     }
 
-    /// Queues a message for the telemetry link; it is transmitted as soon as credit and the session window allow.
-    mutating func enqueue(sequence: UInt64, payload: [UInt8]) -> [Action] {
-        self.outgoing[sequence] = Outgoing(payload: payload)
+    /// Queues a message for the telemetry link of the identity in `slot`; it is transmitted as soon as that link's
+    /// credit and the session window allow.
+    mutating func enqueue(sequence: UInt64, payload: [UInt8], slot: Int = 0) -> [Action] {
+        self.outgoing[sequence] = Outgoing(slot: slot, payload: payload)
         return self.pump()
     }
 
@@ -128,10 +155,11 @@ struct AMQPClientState: Sendable {
 
     /// Sends a pre-settled message on the `$cbs` request link (the answer arrives as ``Action/cbsResponse(_:)``).
     mutating func sendRequest(_ payload: [UInt8]) -> [Action] {
-        guard (self.credit[.cbsRequests] ?? 0) > 0 else { return [] }
-        self.credit[.cbsRequests, default: 0] -= 1
-        self.deliveryCount[.cbsRequests, default: 0] &+= 1
-        return [.write(self.transfers(payload, link: .cbsRequests, settled: true))]
+        guard let handle = self.handles[.cbsRequests], var link = self.links[handle], link.credit > 0 else { return [] }
+        link.credit -= 1
+        link.deliveryCount &+= 1
+        self.links[handle] = link
+        return [.write(self.transfers(payload, handle: handle, settled: true))]
     }
 
     /// Settles a received cloud-to-device message.
@@ -143,7 +171,7 @@ struct AMQPClientState: Sendable {
     mutating func connectionLost() {
         let outgoing = self.outgoing
         self = AMQPClientState(cloudToDeviceCredit: self.cloudToDeviceCredit)
-        self.outgoing = outgoing.mapValues { Outgoing(payload: $0.payload) }
+        self.outgoing = outgoing.mapValues { Outgoing(slot: $0.slot, payload: $0.payload) }
     }
 
     // MARK: - What the peer sends
@@ -171,9 +199,10 @@ struct AMQPClientState: Sendable {
             guard self.beginReceived else { throw HubAMQPError(.protocolViolation, "the peer sent flow before begin") }
             let peerNextIncoming = Int64(flow.nextIncomingId ?? 0)
             self.remoteIncomingWindow = peerNextIncoming + Int64(flow.incomingWindow) - Int64(self.nextOutgoingId)
-            if let handle = flow.handle, let link = self.remoteHandles[handle], link.isSender, let linkCredit = flow.linkCredit {
-                let ours = self.deliveryCount[link] ?? 0
-                self.credit[link] = Int64(flow.deliveryCount ?? ours) + Int64(linkCredit) - Int64(ours)
+            if let remote = flow.handle, let handle = self.remoteHandles[remote], var link = self.links[handle], link.kind.isSender,
+               let linkCredit = flow.linkCredit {
+                link.credit = Int64(flow.deliveryCount ?? link.deliveryCount) + Int64(linkCredit) - Int64(link.deliveryCount)
+                self.links[handle] = link
             }
             return self.pump()
         case .disposition(let disposition):
@@ -189,7 +218,7 @@ struct AMQPClientState: Sendable {
         case .transfer(let transfer, let payload):
             return try self.received(transfer, payload: payload)
         case .detach(let detach):
-            let link = self.remoteHandles[detach.handle]
+            let link = self.remoteHandles[detach.handle].flatMap { self.links[$0]?.kind }
             throw HubAMQPError(.linkDetached, "the peer detached the \(link?.name ?? "unknown") link: \(detach.error?.description ?? "no reason")",
                                condition: detach.error?.condition)
         case .end(let end):
@@ -202,39 +231,38 @@ struct AMQPClientState: Sendable {
     }
 
     private mutating func attached(_ attach: AMQPAttach) -> [Action] {
-        // The peer's attach for our link carries the opposite role.
-        let candidates = AMQPClientLink.allCases.filter { self.links[$0] == .attachSent && $0.isSender == attach.isReceiver }
-        let link = candidates.first { ($0 == .cbsRequests || $0 == .cbsResponses) == attach.name.hasPrefix("$cbs") } ?? candidates.first
-        guard let link else { return [] }
-        self.remoteHandles[attach.handle] = link
+        // The peer's attach names our link and carries the opposite role.
+        guard let handle = self.handlesByName[attach.name], var link = self.links[handle], link.kind.isSender == attach.isReceiver else { return [] }
+        self.remoteHandles[attach.handle] = handle
         // A null terminus is a refusal; the peer's detach with the reason follows.
         guard (attach.isReceiver ? attach.target : attach.source) != nil else {
-            self.links[link] = .refused
+            link.phase = .refused
+            self.links[handle] = link
             return [.progress]
         }
-        self.links[link] = .attached
+        link.phase = .attached
         var actions: [Action] = [.progress]
-        if link == .cloudToDevice {
-            self.grantedCredit = self.cloudToDeviceCredit
-            actions.insert(.write([.flow(self.flow(link, deliveryCount: 0, credit: self.cloudToDeviceCredit))]), at: 0)
-        } else if link == .cbsResponses {
-            actions.insert(.write([.flow(self.flow(link, deliveryCount: 0, credit: 100))]), at: 0)
+        if !link.kind.isSender {
+            let credit = link.kind == .cbsResponses ? 100 : self.cloudToDeviceCredit
+            link.grantedCredit = credit
+            actions.insert(.write([.flow(self.flow(handle, deliveryCount: 0, credit: credit))]), at: 0)
         }
+        self.links[handle] = link
         return actions
     }
 
     private mutating func received(_ transfer: AMQPTransfer, payload: [UInt8]) throws(HubAMQPError) -> [Action] {
-        guard let link = self.remoteHandles[transfer.handle], !link.isSender else {
+        guard let handle = self.remoteHandles[transfer.handle], let kind = self.links[handle]?.kind, !kind.isSender else {
             throw HubAMQPError(.protocolViolation, "a transfer on a link the client does not receive on")
         }
         self.nextIncomingId &+= 1
         if var partial = self.partial {
-            guard partial.link == link else { throw HubAMQPError(.protocolViolation, "a transfer interleaved with another delivery's frames") }
+            guard partial.handle == handle else { throw HubAMQPError(.protocolViolation, "a transfer interleaved with another delivery's frames") }
             partial.payload += payload
             self.partial = partial
         } else {
             guard let id = transfer.deliveryId else { throw HubAMQPError(.protocolViolation, "a transfer without a delivery id") }
-            self.partial = (link, id, transfer.settled ?? false, payload)
+            self.partial = (handle, id, transfer.settled ?? false, payload)
         }
         guard transfer.more != true, let complete = self.partial else { return [] }
         self.partial = nil
@@ -244,37 +272,48 @@ struct AMQPClientState: Sendable {
         } catch {
             throw HubAMQPError(.protocolViolation, "a message that does not decode: \(error.message)")
         }
-        if link == .cbsResponses {
+        guard case .cloudToDevice(let slot) = kind else {
             var actions: [Action] = [.cbsResponse(message)]
             if !complete.settled { actions.insert(contentsOf: self.settle(complete.deliveryId, state: .accepted), at: 0) }
-            return actions
+            return actions + self.replenish(handle)
         }
-        self.receivedCount &+= 1
-        var actions: [Action] = [.received(message, deliveryId: complete.deliveryId, settled: complete.settled)]
-        if Int64(self.grantedCredit) - Int64(self.receivedCount) < Int64(self.cloudToDeviceCredit / 2) {
-            self.grantedCredit = self.receivedCount &+ self.cloudToDeviceCredit
-            actions.append(.write([.flow(self.flow(.cloudToDevice, deliveryCount: self.receivedCount, credit: self.cloudToDeviceCredit))]))
+        return [.received(message, deliveryId: complete.deliveryId, settled: complete.settled, slot: slot)] + self.replenish(handle)
+    }
+
+    /// Counts a delivery on the receiver link `handle` and tops its credit up once less than half is left.
+    private mutating func replenish(_ handle: UInt32) -> [Action] {
+        guard var link = self.links[handle] else { return [] }
+        link.deliveryCount &+= 1
+        let window = link.kind == .cbsResponses ? 100 : self.cloudToDeviceCredit
+        var actions: [Action] = []
+        if Int64(link.grantedCredit) - Int64(link.deliveryCount) < Int64(window / 2) {
+            link.grantedCredit = link.deliveryCount &+ window
+            actions.append(.write([.flow(self.flow(handle, deliveryCount: link.deliveryCount, credit: window))]))
         }
+        self.links[handle] = link
         return actions
     }
 
     // MARK: - Sending
 
-    /// Transmits queued telemetry, oldest first, while link credit and the peer's session window allow.
+    /// Transmits queued telemetry, oldest first, while each identity's link credit and the peer's session window allow.
     private mutating func pump() -> [Action] {
-        guard self.isAttached(.telemetry), self.beginReceived else { return [] }
+        guard self.beginReceived else { return [] }
         var frames: [AMQPPerformative] = []
         let chunk = self.chunkSize
         for sequence in self.outgoing.keys.sorted() {
-            guard let entry = self.outgoing[sequence], entry.deliveryId == nil else { continue }
+            guard let entry = self.outgoing[sequence], entry.deliveryId == nil,
+                  let handle = self.handles[.telemetry(entry.slot)], var link = self.links[handle], link.phase == .attached, link.credit > 0
+            else { continue }
             let frameCount = Int64(max(1, (entry.payload.count + chunk - 1) / chunk))
-            guard (self.credit[.telemetry] ?? 0) > 0, self.remoteIncomingWindow >= frameCount else { break }
-            self.credit[.telemetry, default: 0] -= 1
-            self.deliveryCount[.telemetry, default: 0] &+= 1
+            guard self.remoteIncomingWindow >= frameCount else { break }
+            link.credit -= 1
+            link.deliveryCount &+= 1
+            self.links[handle] = link
             self.remoteIncomingWindow -= frameCount
             self.deliveries[self.nextDeliveryId] = sequence
             self.outgoing[sequence]?.deliveryId = self.nextDeliveryId
-            frames += self.transfers(entry.payload, link: .telemetry, settled: false)
+            frames += self.transfers(entry.payload, handle: handle, settled: false)
         }
         return frames.isEmpty ? [] : [.write(frames)]
     }
@@ -283,7 +322,7 @@ struct AMQPClientState: Sendable {
     private var chunkSize: Int { max(64, self.peerMaxFrameSize - 8 - 64) }
 
     /// One delivery as transfer frames; takes the next delivery id and transfer ids.
-    private mutating func transfers(_ payload: [UInt8], link: AMQPClientLink, settled: Bool) -> [AMQPPerformative] {
+    private mutating func transfers(_ payload: [UInt8], handle: UInt32, settled: Bool) -> [AMQPPerformative] {
         let id = self.nextDeliveryId
         self.nextDeliveryId &+= 1
         let chunk = self.chunkSize
@@ -293,7 +332,7 @@ struct AMQPClientState: Sendable {
             let end = min(payload.count, offset + chunk)
             let first = offset == 0
             frames.append(.transfer(AMQPTransfer(
-                handle: link.rawValue, deliveryId: first ? id : nil, deliveryTag: first ? withUnsafeBytes(of: id.bigEndian, Array.init) : nil,
+                handle: handle, deliveryId: first ? id : nil, deliveryTag: first ? withUnsafeBytes(of: id.bigEndian, Array.init) : nil,
                 messageFormat: first ? 0 : nil, settled: first ? settled : nil, more: end < payload.count ? true : nil
             ), payload: Array(payload[offset..<end])))
             self.nextOutgoingId &+= 1
@@ -302,9 +341,9 @@ struct AMQPClientState: Sendable {
         return frames
     }
 
-    private func flow(_ link: AMQPClientLink, deliveryCount: UInt32, credit: UInt32) -> AMQPFlow {
+    private func flow(_ handle: UInt32, deliveryCount: UInt32, credit: UInt32) -> AMQPFlow {
         AMQPFlow(nextIncomingId: self.nextIncomingId, incomingWindow: Self.window, nextOutgoingId: self.nextOutgoingId,
-                 outgoingWindow: Self.window, handle: link.rawValue, deliveryCount: deliveryCount, linkCredit: credit)
+                 outgoingWindow: Self.window, handle: handle, deliveryCount: deliveryCount, linkCredit: credit)
     }
 
     private static func error(for state: AMQPDeliveryState?) -> HubAMQPError? {

@@ -5,10 +5,50 @@ import Logging
 /// The AMQP connection behind ``HubAMQPClient``: it does the I/O, timing and waiting; the protocol decisions (links,
 /// credit, the session window, settlement, fragmentation) are ``AMQPClientState``'s, whose actions it carries out.
 ///
-/// Authentication is SASL PLAIN, ANONYMOUS/MSSBCBS with CBS put-token, or EXTERNAL with the client certificate. Messages
-/// stay queued until the peer settles them, across connections: a lost connection is re-established with backoff and
-/// the unsettled messages are sent again, so nothing `send` accepted is lost (at least once).
+/// Authentication is SASL PLAIN, ANONYMOUS/MSSBCBS with CBS put-token, or EXTERNAL with the client certificate. With
+/// CBS one connection carries several device identities (a gateway), each in its own slot with its own links and
+/// token. Messages stay queued until the peer settles them, across connections: a lost connection is re-established
+/// with backoff and the unsettled messages are sent again, so nothing `send` accepted is lost (at least once).
 actor HubAMQPSession {
+    /// How the connection authenticates.
+    enum Mode: Sendable {
+        case saslPlain
+        case cbs(HubAMQPConfiguration.CBSTokenType)
+        case x509(X509Identity)
+    }
+
+    /// Connection-level settings.
+    struct Settings: Sendable {
+        var hubHost: String
+        var gatewayHostName: String?
+        var port: Int
+        var trustRoots: TLSConfiguration.TrustRoots
+        var mode: Mode
+        var idleTimeout: Duration
+        var operationTimeout: Duration
+        var clientVersion: String
+        var apiVersion: String
+        var cloudToDeviceCredit: UInt32
+        var reconnects: Bool
+        var reconnectMinimumDelay: Duration
+        var reconnectMaximumDelay: Duration
+        /// A name for the container id.
+        var containerName: String
+    }
+
+    /// A device or module identity on the connection.
+    struct Identity: Sendable {
+        let deviceId: String
+        let moduleId: String?
+        let tokenSource: (any SASTokenSource)?
+        let cloudToDevice: AsyncStream<CloudToDeviceDelivery>.Continuation
+
+        var path: String { self.moduleId.map { "/devices/\(self.deviceId)/modules/\($0)" } ?? "/devices/\(self.deviceId)" }
+        func sasResource(hubHost: String) -> SASResource {
+            self.moduleId.map { .module(hubHost: hubHost, deviceId: self.deviceId, moduleId: $0) } ?? .device(hubHost: hubHost, deviceId: self.deviceId)
+        }
+    }
+
     private enum Lifecycle {
         case idle
         case connecting
@@ -26,9 +66,10 @@ actor HubAMQPSession {
         var framer = AMQPFramer()
     }
 
-    private let configuration: HubAMQPConfiguration
+    private let settings: Settings
     private let logger: Logger
-    private let cloudToDevice: AsyncStream<CloudToDeviceDelivery>.Continuation
+    private var identities: [Int: Identity] = [:]
+    private var nextSlot = 0
 
     private var lifecycle = Lifecycle.idle
     private var protocolState: AMQPClientState
@@ -43,14 +84,44 @@ actor HubAMQPSession {
     private var nextCBSRequest: UInt64 = 0
     private var readerTask: Task<Void, Never>?
     private var heartbeatTask: Task<Void, Never>?
-    private var renewalTask: Task<Void, Never>?
+    private var renewalTasks: [Int: Task<Void, Never>] = [:]
     private var reconnectTask: Task<Void, Never>?
 
-    init(configuration: HubAMQPConfiguration, logger: Logger, cloudToDevice: AsyncStream<CloudToDeviceDelivery>.Continuation) {
-        self.configuration = configuration
+    init(settings: Settings, identities: [Identity], logger: Logger) {
+        self.settings = settings
         self.logger = logger
-        self.cloudToDevice = cloudToDevice
-        self.protocolState = AMQPClientState(cloudToDeviceCredit: configuration.cloudToDeviceCredit)
+        self.protocolState = AMQPClientState(cloudToDeviceCredit: settings.cloudToDeviceCredit)
+        for identity in identities {
+            self.identities[self.nextSlot] = identity
+            self.nextSlot += 1
+        }
+    }
+
+    /// A session for one device or module, as configured.
+    init(configuration: HubAMQPConfiguration, logger: Logger, cloudToDevice: AsyncStream<CloudToDeviceDelivery>.Continuation) {
+        let mode: Mode
+        let source: (any SASTokenSource)?
+        switch configuration.authentication {
+        case .saslPlain(let tokens):
+            mode = .saslPlain
+            source = tokens
+        case .cbs(let tokens, let type):
+            mode = .cbs(type)
+            source = tokens
+        case .x509(let identity):
+            mode = .x509(identity)
+            source = nil
+        }
+        let settings = Settings(
+            hubHost: configuration.hubHost, gatewayHostName: configuration.gatewayHostName, port: configuration.port,
+            trustRoots: configuration.trustRoots, mode: mode, idleTimeout: configuration.idleTimeout,
+            operationTimeout: configuration.operationTimeout, clientVersion: configuration.clientVersion, apiVersion: configuration.apiVersion,
+            cloudToDeviceCredit: configuration.cloudToDeviceCredit, reconnects: configuration.reconnects,
+            reconnectMinimumDelay: configuration.reconnectMinimumDelay, reconnectMaximumDelay: configuration.reconnectMaximumDelay,
+            containerName: configuration.deviceId
+        )
+        let identity = Identity(deviceId: configuration.deviceId, moduleId: configuration.moduleId, tokenSource: source, cloudToDevice: cloudToDevice)
+        self.init(settings: settings, identities: [identity], logger: logger)
     }
 
     // MARK: - Connecting
@@ -70,44 +141,75 @@ actor HubAMQPSession {
         }
     }
 
-    /// One connection: TLS, SASL, open and begin, CBS when configured, the two device links, heartbeats, renewal.
+    /// One connection: TLS, SASL, open and begin, then every identity (CBS put-token when configured, its two links),
+    /// heartbeats and token renewal.
     private func establish() async throws {
         self.generation += 1
         let generation = self.generation
-        var tls = TLSConfiguration(trustRoots: self.configuration.trustRoots, connectTimeout: self.configuration.operationTimeout)
-        if case .x509(let identity) = self.configuration.authentication { tls.clientIdentity = identity }
-        let host = self.configuration.gatewayHostName ?? self.configuration.hubHost
-        let connection = try await TLSConnection.connect(host: host, port: self.configuration.port, configuration: tls, logger: self.logger)
+        var tls = TLSConfiguration(trustRoots: self.settings.trustRoots, connectTimeout: self.settings.operationTimeout)
+        if case .x509(let identity) = self.settings.mode { tls.clientIdentity = identity }
+        let host = self.settings.gatewayHostName ?? self.settings.hubHost
+        let connection = try await TLSConnection.connect(host: host, port: self.settings.port, configuration: tls, logger: self.logger)
         self.transport = Transport(connection: connection, writer: TLSWriteQueue(connection: connection), generation: generation)
         self.transportFailure = nil
         self.protocolState.connectionLost()
         do {
             let renewAt = try await self.authenticate(connection)
-            let idle = UInt32(clamping: self.configuration.idleTimeout.components.seconds * 1000)
-            self.perform(self.protocolState.open(containerId: "\(self.configuration.deviceId)-\(UUID().uuidString)",
-                                                 hostname: self.configuration.hubHost, idleTimeout: idle, properties: self.clientProperties))
+            let idle = UInt32(clamping: self.settings.idleTimeout.components.seconds * 1000)
+            self.perform(self.protocolState.open(containerId: "\(self.settings.containerName)-\(UUID().uuidString)",
+                                                 hostname: self.settings.hubHost, idleTimeout: idle, properties: self.clientProperties))
             self.readerTask = Task { await self.readLoop(connection, generation: generation) }
             try await self.waitUntil("the connection to open") { $0.remoteOpened }
             if let idle = self.protocolState.peerIdleTimeout, idle > 0 {
                 let interval = Duration.milliseconds(Int64(idle / 2))
                 self.heartbeatTask = Task { await self.heartbeats(every: interval, generation: generation) }
             }
-            if case .cbs(let source, let type) = self.configuration.authentication {
-                try await self.putToken(source, type: type)
+            for slot in self.identities.keys.sorted() {
+                try await self.attachIdentity(slot)
             }
-            let properties = self.clientProperties + [AMQPMapEntry(.symbol("com.microsoft:api-version"), .string(self.configuration.apiVersion))]
-            self.perform(self.protocolState.attach(.telemetry, name: "sender-\(UUID().uuidString)", address: self.configuration.telemetryAddress, properties: properties))
-            self.perform(self.protocolState.attach(.cloudToDevice, name: "receiver-\(UUID().uuidString)", address: self.configuration.cloudToDeviceAddress, properties: properties))
-            try await self.waitUntil("the telemetry and cloud-to-device links") { $0.isAttached(.telemetry) && $0.isAttached(.cloudToDevice) }
-            self.scheduleRenewal(at: renewAt)
+            if case .saslPlain = self.settings.mode { self.scheduleRenewal(slot: 0, at: renewAt) }
         } catch {
             self.tearDown()
             throw error
         }
     }
 
+    /// Puts the identity's token (CBS) and attaches its telemetry and cloud-to-device links.
+    private func attachIdentity(_ slot: Int) async throws {
+        guard let identity = self.identities[slot] else { return }
+        if case .cbs(let type) = self.settings.mode {
+            guard let source = identity.tokenSource else { throw HubAMQPError(.authenticationFailed, "CBS needs a token source for '\(identity.deviceId)'") }
+            try await self.putToken(source, type: type, slot: slot)
+        }
+        let properties = self.clientProperties + [AMQPMapEntry(.symbol("com.microsoft:api-version"), .string(self.settings.apiVersion))]
+        self.perform(self.protocolState.attach(.telemetry(slot), name: "sender-\(slot)-\(UUID().uuidString)", address: identity.path + "/messages/events", properties: properties))
+        self.perform(self.protocolState.attach(.cloudToDevice(slot), name: "receiver-\(slot)-\(UUID().uuidString)", address: identity.path + "/messages/devicebound", properties: properties))
+        try await self.waitUntil("the links of '\(identity.deviceId)'") { $0.isAttached(.telemetry(slot)) && $0.isAttached(.cloudToDevice(slot)) }
+    }
+
+    /// Adds a device identity to a CBS connection (a gateway): its token is put and its links attached now if
+    /// connected, and on every reconnect. Returns its slot.
+    func addIdentity(_ identity: Identity) async throws -> Int {
+        guard case .cbs = self.settings.mode else {
+            throw HubAMQPError(.invalidArgument, "only a CBS connection carries several identities")
+        }
+        if let terminalError { throw terminalError }
+        let slot = self.nextSlot
+        self.nextSlot += 1
+        self.identities[slot] = identity
+        if self.lifecycle == .connected {
+            do {
+                try await self.attachIdentity(slot)
+            } catch {
+                self.identities[slot] = nil
+                throw error
+            }
+        }
+        return slot
+    }
+
     private var clientProperties: [AMQPMapEntry] {
-        [AMQPMapEntry(.symbol("com.microsoft:client-version"), .string(self.configuration.clientVersion))]
+        [AMQPMapEntry(.symbol("com.microsoft:client-version"), .string(self.settings.clientVersion))]
     }
 
     /// The SASL exchange; returns when a PLAIN token should be renewed.
@@ -123,16 +225,19 @@ actor HubAMQPSession {
         let initial: SASLInit
         var renewAt: UInt64?
         var who = "anonymous"
-        switch self.configuration.authentication {
-        case .saslPlain(let source):
+        switch self.settings.mode {
+        case .saslPlain:
             guard mechanisms.contains("PLAIN") else {
                 throw HubAMQPError(.authenticationFailed, "the peer does not offer SASL PLAIN (offers \(mechanisms))")
             }
-            let issued = try source.issueToken(for: self.configuration.sasResource)
+            guard let identity = self.identities[0], let source = identity.tokenSource else {
+                throw HubAMQPError(.authenticationFailed, "SASL PLAIN needs a device and a token source")
+            }
+            let issued = try source.issueToken(for: identity.sasResource(hubHost: self.settings.hubHost))
             let credentials = SASLPlainCredentials(
-                deviceId: self.configuration.deviceId, moduleId: self.configuration.moduleId, hubHost: self.configuration.hubHost, token: issued.token
+                deviceId: identity.deviceId, moduleId: identity.moduleId, hubHost: self.settings.hubHost, token: issued.token
             )
-            initial = SASLInit(mechanism: "PLAIN", initialResponse: credentials.initialResponse, hostname: self.configuration.hubHost)
+            initial = SASLInit(mechanism: "PLAIN", initialResponse: credentials.initialResponse, hostname: self.settings.hubHost)
             renewAt = issued.renewAt
             who = credentials.authenticationId
         case .cbs:
@@ -140,13 +245,13 @@ actor HubAMQPSession {
             guard mechanisms.contains(mechanism) else {
                 throw HubAMQPError(.authenticationFailed, "the peer offers neither ANONYMOUS nor MSSBCBS for CBS (offers \(mechanisms))")
             }
-            initial = SASLInit(mechanism: mechanism, initialResponse: mechanism == "ANONYMOUS" ? [] : nil, hostname: self.configuration.hubHost)
+            initial = SASLInit(mechanism: mechanism, initialResponse: mechanism == "ANONYMOUS" ? [] : nil, hostname: self.settings.hubHost)
         case .x509:
             let mechanism = mechanisms.contains("EXTERNAL") ? "EXTERNAL" : "ANONYMOUS"
             guard mechanisms.contains(mechanism) else {
                 throw HubAMQPError(.authenticationFailed, "the peer offers neither EXTERNAL nor ANONYMOUS (offers \(mechanisms))")
             }
-            initial = SASLInit(mechanism: mechanism, initialResponse: [], hostname: self.configuration.hubHost)
+            initial = SASLInit(mechanism: mechanism, initialResponse: [], hostname: self.settings.hubHost)
             who = "the client certificate"
         }
         try await connection.write(AMQPFrame(type: .sasl, body: try AMQPPerformative.saslInit(initial).encoded()).encoded)
@@ -166,7 +271,7 @@ actor HubAMQPSession {
     /// Waits until `condition` holds for the protocol state of this connection, the connection fails, or the
     /// operation timeout passes.
     private func waitUntil(_ what: String, _ condition: (AMQPClientState) -> Bool) async throws {
-        let timeout = self.configuration.operationTimeout
+        let timeout = self.settings.operationTimeout
         let generation = self.generation
         let timer = Task {
             try await Task.sleep(for: timeout)
@@ -183,20 +288,22 @@ actor HubAMQPSession {
 
     // MARK: - CBS and renewal
 
-    /// Attaches the `$cbs` links (first time on a connection) and puts a token for the device; throws
+    /// Attaches the `$cbs` links (first time on a connection) and puts a token for the identity in `slot`; throws
     /// ``HubAMQPError/Code/authenticationFailed`` when the hub refuses it.
-    private func putToken(_ source: any SASTokenSource, type: HubAMQPConfiguration.CBSTokenType) async throws {
+    private func putToken(_ source: any SASTokenSource, type: HubAMQPConfiguration.CBSTokenType, slot: Int) async throws {
+        guard let identity = self.identities[slot] else { return }
         if !(self.protocolState.isAttached(.cbsRequests) && self.protocolState.isAttached(.cbsResponses)) {
-            self.perform(self.protocolState.attach(.cbsRequests, name: "$cbs-sender", address: "$cbs", properties: nil))
-            self.perform(self.protocolState.attach(.cbsResponses, name: "$cbs-receiver", address: "$cbs", properties: nil))
+            self.perform(self.protocolState.attach(.cbsRequests, name: "$cbs-sender-\(UUID().uuidString)", address: "$cbs", properties: nil))
+            self.perform(self.protocolState.attach(.cbsResponses, name: "$cbs-receiver-\(UUID().uuidString)", address: "$cbs", properties: nil))
             try await self.waitUntil("the $cbs links") { $0.isAttached(.cbsRequests) && $0.isAttached(.cbsResponses) }
         }
-        let issued = try source.issueToken(for: self.configuration.sasResource)
+        let resource = identity.sasResource(hubHost: self.settings.hubHost)
+        let issued = try source.issueToken(for: resource)
         self.nextCBSRequest += 1
         let requestId = self.nextCBSRequest
-        let request = CBSPutToken.request(token: issued.token.secretValue, audience: self.configuration.sasResource.uri, type: type.rawValue, requestId: requestId)
+        let request = CBSPutToken.request(token: issued.token.secretValue, audience: resource.uri, type: type.rawValue, requestId: requestId)
         let payload = try request.encoded()
-        let timeout = self.configuration.operationTimeout
+        let timeout = self.settings.operationTimeout
         let timer = Task {
             try await Task.sleep(for: timeout)
             self.cbsWaiters.removeValue(forKey: requestId)?.resume(throwing: HubAMQPError(.timedOut, "no CBS answer within \(timeout)"))
@@ -207,37 +314,33 @@ actor HubAMQPSession {
             self.perform(self.protocolState.sendRequest(payload))
         }
         guard (200..<300).contains(response.status) else {
-            throw HubAMQPError(.authenticationFailed, "CBS put-token was refused: \(response.status) \(response.statusDescription)")
+            throw HubAMQPError(.authenticationFailed, "CBS put-token for '\(identity.deviceId)' was refused: \(response.status) \(response.statusDescription)")
         }
-        self.logger.debug("CBS token accepted", metadata: ["audience": "\(self.configuration.sasResource.uri)"])
-        if self.lifecycle == .connected { self.scheduleRenewal(at: issued.renewAt) }
+        self.logger.debug("CBS token accepted", metadata: ["audience": "\(resource.uri)"])
+        self.scheduleRenewal(slot: slot, at: issued.renewAt)
     }
 
     /// PLAIN tokens are renewed by reconnecting, CBS tokens with another put-token, before they expire.
-    private func scheduleRenewal(at renewAt: UInt64?) {
-        self.renewalTask?.cancel()
-        let renewAt: UInt64? = switch self.configuration.authentication {
-        case .saslPlain: renewAt
-        case .cbs(let source, _): (try? source.issueToken(for: self.configuration.sasResource))?.renewAt
-        case .x509: nil
-        }
+    private func scheduleRenewal(slot: Int, at renewAt: UInt64?) {
+        self.renewalTasks[slot]?.cancel()
         guard let renewAt else { return }
         let now = UnixTime.now()
         let delay = renewAt > now ? renewAt - now : 0
         let generation = self.generation
-        self.renewalTask = Task {
+        self.renewalTasks[slot] = Task {
             try? await Task.sleep(for: .seconds(Int64(min(delay, 30 * 86_400))))
             guard !Task.isCancelled else { return }
-            await self.renew(generation: generation)
+            await self.renew(slot: slot, generation: generation)
         }
     }
 
-    private func renew(generation: UInt64) async {
-        guard self.generation == generation, self.lifecycle == .connected else { return }
-        switch self.configuration.authentication {
-        case .cbs(let source, let type):
+    private func renew(slot: Int, generation: UInt64) async {
+        guard self.generation == generation, self.lifecycle == .connected, let identity = self.identities[slot] else { return }
+        switch self.settings.mode {
+        case .cbs(let type):
+            guard let source = identity.tokenSource else { return }
             do {
-                try await self.putToken(source, type: type)
+                try await self.putToken(source, type: type, slot: slot)
             } catch {
                 self.transportLost(HubAMQPError(.authenticationFailed, "renewing the CBS token failed: \(error)"), generation: generation)
             }
@@ -275,7 +378,7 @@ actor HubAMQPSession {
     }
 
     private func fill(_ connection: TLSConnection) async throws {
-        let chunk = try await connection.read(timeout: self.configuration.operationTimeout)
+        let chunk = try await connection.read(timeout: self.settings.operationTimeout)
         guard !chunk.isEmpty else { throw HubAMQPError(.connectionClosed, "the peer closed the connection") }
         self.transport?.buffer += chunk
     }
@@ -284,7 +387,7 @@ actor HubAMQPSession {
         self.transport?.framer.maximumFrameSize = 65_536
         // The peer heartbeats at half our idle time-out; allow 1.5 times it before calling the peer dead, so a late
         // heartbeat on a busy machine is not a disconnect.
-        let silence = self.configuration.idleTimeout > .zero ? self.configuration.idleTimeout * 1.5 : nil
+        let silence = self.settings.idleTimeout > .zero ? self.settings.idleTimeout * 1.5 : nil
         do {
             while self.transport?.generation == generation {
                 // Decode every complete frame, then drop them from the buffer in one move.
@@ -327,9 +430,9 @@ actor HubAMQPSession {
             case .settled(let sequence, let error):
                 guard let waiter = self.sendWaiters.removeValue(forKey: sequence) else { continue }
                 if let error { waiter.resume(throwing: error) } else { waiter.resume() }
-            case .received(let message, let deliveryId, let settled):
+            case .received(let message, let deliveryId, let settled, let slot):
                 let generation = self.generation
-                self.cloudToDevice.yield(CloudToDeviceDelivery(message: message) { [weak self] state in
+                self.identities[slot]?.cloudToDevice.yield(CloudToDeviceDelivery(message: message) { [weak self] state in
                     guard let self, !settled else { return }
                     try await self.settle(deliveryId, state: state, generation: generation)
                 })
@@ -352,13 +455,13 @@ actor HubAMQPSession {
 
     // MARK: - Sending
 
-    func send(_ message: AMQPMessage) async throws {
+    func send(_ message: AMQPMessage, slot: Int = 0) async throws {
         if let terminalError { throw terminalError }
         guard self.lifecycle != .idle else { throw HubAMQPError(.notConnected, "the client is not connected") }
         let payload = try message.encoded()
         self.nextSequence += 1
         let sequence = self.nextSequence
-        let timeout = self.configuration.operationTimeout
+        let timeout = self.settings.operationTimeout
         let timer = Task {
             try await Task.sleep(for: timeout)
             self.giveUp(on: sequence, HubAMQPError(.timedOut, "not settled within \(timeout)"))
@@ -367,7 +470,7 @@ actor HubAMQPSession {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 self.sendWaiters[sequence] = continuation
-                let actions = self.protocolState.enqueue(sequence: sequence, payload: payload)
+                let actions = self.protocolState.enqueue(sequence: sequence, payload: payload, slot: slot)
                 if self.lifecycle == .connected || self.lifecycle == .connecting { self.perform(actions) }
             }
         } onCancel: {
@@ -406,7 +509,7 @@ actor HubAMQPSession {
         self.cbsWaiters = [:]
         guard self.lifecycle == .connected else { return }
         self.tearDown()
-        if reconnect ?? self.configuration.reconnects {
+        if reconnect ?? self.settings.reconnects {
             self.lifecycle = .reconnecting
             let immediately = reconnect == true
             self.reconnectTask = Task { await self.reconnectLoop(immediately: immediately) }
@@ -419,7 +522,8 @@ actor HubAMQPSession {
     private func tearDown() {
         self.readerTask?.cancel()
         self.heartbeatTask?.cancel()
-        self.renewalTask?.cancel()
+        for task in self.renewalTasks.values { task.cancel() }
+        self.renewalTasks = [:]
         if let transport = self.transport {
             transport.connection.close()
             Task { await transport.writer.finish() }
@@ -429,7 +533,7 @@ actor HubAMQPSession {
     }
 
     private func reconnectLoop(immediately: Bool) async {
-        var delay = self.configuration.reconnectMinimumDelay
+        var delay = self.settings.reconnectMinimumDelay
         var first = true
         while self.lifecycle == .reconnecting, !Task.isCancelled {
             if !(first && immediately) { try? await Task.sleep(for: delay * Double.random(in: 0.8...1.2)) }
@@ -445,12 +549,12 @@ actor HubAMQPSession {
                 guard self.lifecycle == .connecting else { return }
                 self.lifecycle = .reconnecting
                 self.logger.info("AMQP reconnect failed", metadata: ["error": "\(error)"])
-                guard self.configuration.reconnects else {
+                guard self.settings.reconnects else {
                     // Only a token renewal reconnects when automatic reconnects are off; it gets one attempt.
                     self.finish(with: error as? HubAMQPError ?? HubAMQPError(.connectionClosed, "reconnecting failed: \(error)"))
                     return
                 }
-                delay = min(delay * 2, self.configuration.reconnectMaximumDelay)
+                delay = min(delay * 2, self.settings.reconnectMaximumDelay)
             }
         }
     }
@@ -464,7 +568,7 @@ actor HubAMQPSession {
             self.protocolState.abandon(sequence: sequence)
             waiter.resume(throwing: error)
         }
-        self.cloudToDevice.finish()
+        for identity in self.identities.values { identity.cloudToDevice.finish() }
     }
 
     func close() async {
