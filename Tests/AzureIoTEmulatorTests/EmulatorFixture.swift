@@ -9,6 +9,7 @@ import HubMQTT
 /// enrollment, a symmetric-key group and an X.509 group anchored at an intermediate CA.
 struct EmulatorFixture {
     static let deviceKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+    static let secondDeviceKey = "c2Vjb25kLWRldmljZS1rZXktc2Vjb25kLWRldmljZS0x"
     static let moduleKey = "bW9kdWxlLWtleS1tb2R1bGUta2V5LW1vZHVsZS1rZXk="
     static let individualKey = "aW5kaXZpZHVhbC1rZXktaW5kaXZpZHVhbC1rZXktMTI="
     static let groupKey = "Z3JvdXAta2V5LWdyb3VwLWtleS1ncm91cC1rZXktZ3JvdXA="
@@ -34,6 +35,7 @@ struct EmulatorFixture {
                       initialDesiredProperties: .object(["interval": .number(10)])),
                 .init(deviceId: "x509-device", x509Thumbprint: thumbprintDevice.identity.thumbprint),
                 .init(deviceId: "ca-device", x509CertificateAuthorityPEM: intermediate.certificatePEM),
+                .init(deviceId: "dev2", primaryKey: secondDeviceKey),
             ],
             provisioning: .init(
                 idScope: "0ne00TEST1",

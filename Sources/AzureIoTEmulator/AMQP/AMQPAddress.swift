@@ -4,7 +4,7 @@ import Foundation
 enum HubLinkAddress: Equatable {
     /// `/devices/{d}[/modules/{m}]/messages/events`: telemetry into the hub.
     case events(IdentityName)
-    /// `/devices/{d}/messages/devicebound`: cloud-to-device messages out of the hub.
+    /// `/devices/{d}/messages/devicebound` (and a module's, which stays quiet): cloud-to-device messages out of the hub.
     case deviceBound(IdentityName)
     /// `$cbs`: claims-based security.
     case cbs
@@ -29,6 +29,9 @@ enum HubLinkAddress: Equatable {
             self = .deviceBound(IdentityName(deviceId: parts[1]))
         case 6 where parts[0] == "devices" && parts[2] == "modules" && parts[4] == "messages" && parts[5] == "events":
             self = .events(IdentityName(deviceId: parts[1], moduleId: parts[3]))
+        case 6 where parts[0] == "devices" && parts[2] == "modules" && parts[4] == "messages" && parts[5] == "devicebound":
+            // Modules get no cloud-to-device messages from IoT Hub; the link is accepted and stays quiet.
+            self = .deviceBound(IdentityName(deviceId: parts[1], moduleId: parts[3]))
         default:
             return nil
         }

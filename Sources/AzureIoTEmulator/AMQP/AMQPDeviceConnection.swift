@@ -470,7 +470,7 @@ actor AMQPDeviceConnection: DeviceLink {
     func offer(_ message: CloudToDeviceRecord) async -> Bool {
         guard !self.closed, let channel = self.sessionChannel,
               let (remote, link) = self.links.first(where: {
-                  if case .deviceBound(let name) = $0.value.kind { return name.deviceId == message.deviceId } else { return false }
+                  if case .deviceBound(let name) = $0.value.kind { return name.deviceId == message.deviceId && name.moduleId == nil } else { return false }
               }), link.credit > 0
         else { return false }
         var amqp = AMQPMessage(data: message.body)

@@ -1,0 +1,87 @@
+import AzureIoTCore
+import AzureIoTEmulator
+import Foundation
+import HubAMQP
+import Testing
+
+/// Several identities on one AMQP connection through CBS, against the emulator.
+@Suite("Emulator: an AMQP gateway connection with several identities")
+struct EmulatorGatewayTests {
+    static func gateway(_ fixture: EmulatorFixture, reconnects: Bool = true) -> HubAMQPGateway {
+        HubAMQPGateway(configuration: .init(
+            hubHost: fixture.hubHost, gatewayHostName: "localhost", port: fixture.endpoints.amqp.port, trustRoots: fixture.trust,
+            operationTimeout: .seconds(10), reconnects: reconnects, reconnectMinimumDelay: .milliseconds(50), reconnectMaximumDelay: .milliseconds(200)
+        ))
+    }
+
+    static func credential(_ key: String, lifetime: UInt64 = 3600) throws -> SymmetricKeyCredential {
+        SymmetricKeyCredential(key: try SymmetricKey(base64: key), timeToLive: lifetime, renewalFraction: 0.5)
+    }
+
+    @Test("two devices and a module share one connection: telemetry is attributed and C2D reaches only its identity")
+    func identities() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let gateway = Self.gateway(fixture)
+        let first = try await gateway.addDevice(deviceId: "dev1", tokenSource: try Self.credential(EmulatorFixture.deviceKey))
+        try await gateway.connect()
+        let second = try await gateway.addDevice(deviceId: "dev2", tokenSource: try Self.credential(EmulatorFixture.secondDeviceKey))
+        let module = try await gateway.addDevice(deviceId: "dev1", moduleId: "mod1", tokenSource: try Self.credential(EmulatorFixture.moduleKey))
+        try await first.send(AMQPMessage(data: Array("from dev1".utf8)))
+        try await second.send(AMQPMessage(data: Array("from dev2".utf8)))
+        try await module.send(AMQPMessage(data: Array("from mod1".utf8)))
+        let received = try await fixture.emulator.waitForTelemetry(count: 3)
+        #expect(Set(received.map { "\($0.deviceId)/\($0.moduleId ?? "-"):\($0.bodyText)" }) == ["dev1/-:from dev1", "dev2/-:from dev2", "dev1/mod1:from mod1"])
+
+        let id = try await fixture.emulator.sendCloudToDevice(deviceId: "dev2", body: Array("for dev2".utf8))
+        var iterator = second.cloudToDeviceMessages.makeAsyncIterator()
+        let delivery = try #require(await iterator.next())
+        #expect(delivery.message.data == Array("for dev2".utf8))
+        try await delivery.complete()
+        _ = try await fixture.emulator.waitForCloudToDevice(messageId: id, state: .completed)
+        await gateway.close()
+    }
+
+    @Test("a refused identity does not disturb the others; each token is renewed in the session")
+    func refusalAndRenewal() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let gateway = Self.gateway(fixture, reconnects: false)
+        try await gateway.connect()
+        let first = try await gateway.addDevice(deviceId: "dev1", tokenSource: try Self.credential(EmulatorFixture.deviceKey, lifetime: 3))
+        let error = await #expect(throws: HubAMQPError.self) {
+            _ = try await gateway.addDevice(deviceId: "dev2", tokenSource: try Self.credential(EmulatorFixture.deviceKey))
+        }
+        #expect(error?.code == .authenticationFailed)
+        let second = try await gateway.addDevice(deviceId: "dev2", tokenSource: try Self.credential(EmulatorFixture.secondDeviceKey, lifetime: 3))
+        // Both tokens live 3 s; without in-session renewal the emulator would close the connection (and reconnects are off).
+        try await Task.sleep(for: .seconds(4))
+        try await first.send(AMQPMessage(data: Array("dev1 after renewal".utf8)))
+        try await second.send(AMQPMessage(data: Array("dev2 after renewal".utf8)))
+        #expect(await fixture.emulator.telemetry().count == 2)
+        await gateway.close()
+    }
+
+    @Test("after a dropped connection every identity is authenticated and attached again, unsettled messages resent")
+    func reconnect() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let gateway = Self.gateway(fixture)
+        try await gateway.connect()
+        let first = try await gateway.addDevice(deviceId: "dev1", tokenSource: try Self.credential(EmulatorFixture.deviceKey))
+        let second = try await gateway.addDevice(deviceId: "dev2", tokenSource: try Self.credential(EmulatorFixture.secondDeviceKey))
+        await fixture.emulator.injectFaults { $0.withholdAcknowledgements = true }
+        let pending = Task {
+            try await first.send(AMQPMessage(data: Array("one".utf8)))
+            try await second.send(AMQPMessage(data: Array("two".utf8)))
+        }
+        _ = try await fixture.emulator.waitForTelemetry(count: 1)
+        await fixture.emulator.injectFaults { $0.withholdAcknowledgements = false }
+        await fixture.emulator.dropConnection(deviceId: "dev1")
+        try await pending.value
+        try await second.send(AMQPMessage(data: Array("after".utf8)))
+        let bodies = await fixture.emulator.telemetry().map { "\($0.deviceId):\($0.bodyText)" }
+        #expect(Set(bodies) == ["dev1:one", "dev2:two", "dev2:after"])
+        await gateway.close()
+    }
+}
