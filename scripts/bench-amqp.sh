@@ -32,6 +32,8 @@ bin=$(swift build -c release --package-path Benchmarks --show-bin-path)/AMQPBenc
 echo "== settled sends, 256-byte messages, TLS + SASL PLAIN to qpid-proton 0.40 (Python peer) on 127.0.0.1:$port, $count each"
 "$bin" client "$port" "$work/pki/ca.pem" "$count" 1 "$token"
 "$bin" client "$port" "$work/pki/ca.pem" "$count" 64 "$token"
+# The peers below send as fast as the peer's link credit (1000) allows; this is the same in-flight limit.
+"$bin" client "$port" "$work/pki/ca.pem" "$count" 1000 "$token"
 timeout 300 "$python" Benchmarks/peers/amqp_proton_client.py "$port" "$work/pki/ca.pem" "$count" proton@sas.benchhub "$ptoken"
 timeout 300 .build-peers/clients/bin/python Benchmarks/peers/amqp_uamqp_client.py "$port" "$work/pki/ca.pem" "$count" uamqp@sas.benchhub "$utoken" uamqp
 echo "== codec"

@@ -47,7 +47,7 @@ struct ArticleExampleTests {
     static func emulatorConfiguration(deviceCA: CertificateAuthority) -> EmulatorConfiguration {
         EmulatorConfiguration(
             hubName: "docs-hub",
-            devices: [.init(deviceId: "dev1", primaryKey: Self.deviceKey)],
+            devices: [.init(deviceId: "dev1", primaryKey: Self.deviceKey), .init(deviceId: "dev2", primaryKey: Self.individualKey)],
             provisioning: .init(
                 idScope: "0ne00DOCS1",
                 individualEnrollments: [.init(registrationId: "individual-1", primaryKey: Self.individualKey)],
@@ -117,7 +117,7 @@ struct ArticleExampleTests {
         #expect(await emulator.registrations().map(\.enrollmentGroup) == [nil, "sensors", "certified"])
     }
 
-    @Test("routing, IoT Edge and AMQP articles")
+    @Test("routing, IoT Edge and AMQP articles (one device, and several through a CBS gateway)")
     func hubArticles() async throws {
         let emulator = try await IoTEmulator.start(configuration: Self.emulatorConfiguration(deviceCA: try CertificateAuthority(commonName: "Unused")))
         defer { Task { await emulator.shutdown() } }
@@ -127,10 +127,14 @@ struct ArticleExampleTests {
         let hubOnly = "HostName=docs-hub.azure-devices.net;DeviceId=dev1;SharedAccessKey=\(Self.deviceKey)"
         try await ArticleExamples.connectThroughEdge(hubConnectionString: hubOnly, edgeHost: "localhost", edgeRootCA: emulator.endpoints.caCertificatePath, port: emulator.endpoints.mqtt.port)
         try await ArticleExamples.sendOverAMQP(hubHost: "docs-hub.azure-devices.net", deviceId: "dev1", deviceKey: Self.deviceKey, gateway: "localhost", port: emulator.endpoints.amqp.port, trust: trust)
-        let telemetry = try await emulator.waitForTelemetry(deviceId: "dev1", count: 3)
+        try await ArticleExamples.gatewayForSeveralDevices(hubHost: "docs-hub.azure-devices.net", keys: ["dev1": Self.deviceKey, "dev2": Self.individualKey],
+                                                           gateway: "localhost", port: emulator.endpoints.amqp.port, trust: trust)
+        let telemetry = try await emulator.waitForTelemetry(deviceId: "dev1", count: 4)
         #expect(telemetry[0].contentType == "application/json" && telemetry[0].contentEncoding == "utf-8" && telemetry[0].properties == ["alert": "true"])
         #expect(telemetry[1].bodyText == "via the gateway")
         #expect(telemetry[2].transport == .amqp && telemetry[2].messageId == "reading-1" && telemetry[2].properties == ["alert": "false"])
+        #expect(telemetry[3].bodyText == "reading from dev1")
+        #expect(await emulator.telemetry(deviceId: "dev2").map(\.bodyText) == ["reading from dev2"])
     }
 
     @Test("bridge article: its mosquitto.conf with the article's credentials translates sensors/dev1/… into telemetry")

@@ -133,6 +133,20 @@ enum ArticleExamples {
         await client.close()
     }
 
+    static func gatewayForSeveralDevices(hubHost: String, keys: [String: String], gateway: String, port: Int, trust: TLSConfiguration.TrustRoots) async throws {
+        let connection = HubAMQPGateway(configuration: .init(
+            hubHost: hubHost, gatewayHostName: gateway, port: port, trustRoots: trust,
+            tokenType: .azureDevices                 // or .serviceBus, as the C SDK sends
+        ))
+        try await connection.connect()               // SASL ANONYMOUS (or MSSBCBS), one TLS connection
+        for (deviceId, key) in keys.sorted(by: { $0.key < $1.key }) {
+            // Each device puts its own token on $cbs and gets its own links; tokens are renewed in the session.
+            let device = try await connection.addDevice(deviceId: deviceId, tokenSource: SymmetricKeyCredential(key: try SymmetricKey(base64: key)))
+            try await device.send(AMQPMessage(data: Array("reading from \(deviceId)".utf8)))
+        }
+        await connection.close()
+    }
+
     // MARK: - Bridge credentials
 
     static func bridgeCredentials(hubHost: String, deviceId: String, deviceKey: String) throws -> (username: String, password: String) {

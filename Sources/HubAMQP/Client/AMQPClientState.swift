@@ -86,6 +86,8 @@ struct AMQPClientState: Sendable {
     private var nextOutgoingId: UInt32 = 0
     private var remoteIncomingWindow: Int64 = 0
     private var outgoing: [UInt64: Outgoing] = [:]
+    /// Per identity slot, the sequences not yet transmitted, oldest first (entries already withdrawn are skipped).
+    private var untransmitted: [Int: ArraySlice<UInt64>] = [:]
     private var deliveries: [UInt32: UInt64] = [:]
 
     // Receiving.
@@ -138,6 +140,7 @@ struct AMQPClientState: Sendable {
     /// credit and the session window allow.
     mutating func enqueue(sequence: UInt64, payload: [UInt8], slot: Int = 0) -> [Action] {
         self.outgoing[sequence] = Outgoing(slot: slot, payload: payload)
+        self.untransmitted[slot, default: []].append(sequence)
         return self.pump()
     }
 
@@ -172,6 +175,7 @@ struct AMQPClientState: Sendable {
         let outgoing = self.outgoing
         self = AMQPClientState(cloudToDeviceCredit: self.cloudToDeviceCredit)
         self.outgoing = outgoing.mapValues { Outgoing(slot: $0.slot, payload: $0.payload) }
+        for sequence in outgoing.keys.sorted() { self.untransmitted[outgoing[sequence]!.slot, default: []].append(sequence) }
     }
 
     // MARK: - What the peer sends
@@ -296,24 +300,35 @@ struct AMQPClientState: Sendable {
 
     // MARK: - Sending
 
-    /// Transmits queued telemetry, oldest first, while each identity's link credit and the peer's session window allow.
+    /// Transmits queued telemetry, oldest first per identity, while each identity's link credit and the peer's
+    /// session window allow.
     private mutating func pump() -> [Action] {
         guard self.beginReceived else { return [] }
         var frames: [AMQPPerformative] = []
         let chunk = self.chunkSize
-        for sequence in self.outgoing.keys.sorted() {
-            guard let entry = self.outgoing[sequence], entry.deliveryId == nil,
-                  let handle = self.handles[.telemetry(entry.slot)], var link = self.links[handle], link.phase == .attached, link.credit > 0
-            else { continue }
-            let frameCount = Int64(max(1, (entry.payload.count + chunk - 1) / chunk))
-            guard self.remoteIncomingWindow >= frameCount else { break }
-            link.credit -= 1
-            link.deliveryCount &+= 1
-            self.links[handle] = link
-            self.remoteIncomingWindow -= frameCount
-            self.deliveries[self.nextDeliveryId] = sequence
-            self.outgoing[sequence]?.deliveryId = self.nextDeliveryId
-            frames += self.transfers(entry.payload, handle: handle, settled: false)
+        slots: for slot in self.untransmitted.keys {
+            guard let handle = self.handles[.telemetry(slot)], var link = self.links[handle], link.phase == .attached else { continue }
+            var queue = self.untransmitted[slot] ?? []
+            defer {
+                self.links[handle] = link
+                self.untransmitted[slot] = queue.isEmpty ? nil : queue
+            }
+            while let sequence = queue.first {
+                guard let entry = self.outgoing[sequence], entry.deliveryId == nil else {
+                    queue.removeFirst()
+                    continue
+                }
+                guard link.credit > 0 else { continue slots }
+                let frameCount = Int64(max(1, (entry.payload.count + chunk - 1) / chunk))
+                guard self.remoteIncomingWindow >= frameCount else { break slots }
+                queue.removeFirst()
+                link.credit -= 1
+                link.deliveryCount &+= 1
+                self.remoteIncomingWindow -= frameCount
+                self.deliveries[self.nextDeliveryId] = sequence
+                self.outgoing[sequence]?.deliveryId = self.nextDeliveryId
+                frames += self.transfers(entry.payload, handle: handle, settled: false)
+            }
         }
         return frames.isEmpty ? [] : [.write(frames)]
     }
