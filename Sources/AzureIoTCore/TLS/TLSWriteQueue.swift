@@ -1,34 +1,77 @@
-/// Serialises writes to one connection: any task may enqueue bytes, one writer task sends them in order, so frames
-/// from concurrent senders never interleave or overtake each other. A failed write closes the connection (the
-/// reader then sees it) and drops what is still queued.
+/// Serialises writes to one connection: any task may queue bytes, one writer task sends them in order, so frames from
+/// concurrent senders never interleave or overtake each other. Bytes queued while a write is in progress go out
+/// together in the next write (one TLS record and one system call for many small frames). A failed write closes the
+/// connection (the reader then sees it) and drops what is still queued.
 package final class TLSWriteQueue: Sendable {
-    private let continuation: AsyncStream<[UInt8]>.Continuation
-    private let writer: Task<Void, Never>
+    private struct State {
+        var pending: [UInt8] = []
+        var writing = false
+        var finished = false
+        var drained: [CheckedContinuation<Void, Never>] = []
+    }
 
-    /// Starts the writer task for `connection`.
+    private let connection: TLSConnection
+    private let timeout: Duration
+    private let state = AdaptiveLock(State())
+
+    /// A queue writing to `connection`, each write within `timeout`.
     package init(connection: TLSConnection, timeout: Duration = .seconds(30)) {
-        let (stream, continuation) = AsyncStream<[UInt8]>.makeStream()
-        self.continuation = continuation
-        self.writer = Task {
-            for await bytes in stream {
-                do {
-                    try await connection.write(bytes, timeout: timeout)
-                } catch {
-                    connection.close()
-                    return
-                }
-            }
-        }
+        self.connection = connection
+        self.timeout = timeout
     }
 
     /// Queues bytes to send.
-    package func send(_ bytes: [UInt8]) { self.continuation.yield(bytes) }
-
-    /// Sends what is queued, then stops.
-    package func finish() async {
-        self.continuation.finish()
-        await self.writer.value
+    package func send(_ bytes: [UInt8]) {
+        let start = self.state.withLock { state -> Bool in
+            guard !state.finished else { return false }
+            state.pending += bytes
+            guard !state.writing else { return false }
+            state.writing = true
+            return true
+        }
+        if start { Task { await self.drain() } }
     }
 
-    deinit { self.continuation.finish() }
+    private func drain() async {
+        while true {
+            let bytes = self.state.withLock { state -> [UInt8]? in
+                guard !state.pending.isEmpty else {
+                    state.writing = false
+                    return nil
+                }
+                defer { state.pending = [] }
+                return state.pending
+            }
+            guard let bytes else { break }
+            do {
+                try await self.connection.write(bytes, timeout: self.timeout)
+            } catch {
+                self.connection.close()
+                self.state.withLock { state in
+                    state.pending = []
+                    state.writing = false
+                }
+                break
+            }
+        }
+        let waiters = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            guard !state.writing else { return [] }
+            defer { state.drained = [] }
+            return state.drained
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Sends what is queued, then refuses more.
+    package func finish() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let idle = self.state.withLock { state -> Bool in
+                state.finished = true
+                guard state.writing else { return true }
+                state.drained.append(continuation)
+                return false
+            }
+            if idle { continuation.resume() }
+        }
+    }
 }
