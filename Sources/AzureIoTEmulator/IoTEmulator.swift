@@ -19,14 +19,14 @@ public final class IoTEmulator: Sendable {
     /// The CA that signed the server certificate (clients trust ``EmulatorEndpoints/caCertificatePath``).
     public let certificateAuthority: CertificateAuthority
     private let hub: EmulatedHub
-    private let dps: DPSFrontend
-    private let mqtt: MQTTFrontend
-    private let amqp: AMQPFrontend
+    private let dps: EmulatorListener
+    private let mqtt: EmulatorListener
+    private let amqp: EmulatorListener
     private let tasks: [Task<Void, Never>]
 
     private init(
         endpoints: EmulatorEndpoints, configuration: EmulatorConfiguration, certificateAuthority: CertificateAuthority,
-        hub: EmulatedHub, dps: DPSFrontend, mqtt: MQTTFrontend, amqp: AMQPFrontend
+        hub: EmulatedHub, dps: EmulatorListener, mqtt: EmulatorListener, amqp: EmulatorListener
     ) {
         self.endpoints = endpoints
         self.configuration = configuration
@@ -76,9 +76,16 @@ public final class IoTEmulator: Sendable {
             }
             let service = try ProvisioningService(configuration: configuration, hub: hub, logger: logger)
             let host = configuration.listenAddress
-            let dps = DPSFrontend(listener: try TLSListener(host: host, port: configuration.dpsPort, configuration: tls, logger: logger), service: service, logger: logger)
-            let mqtt = MQTTFrontend(listener: try TLSListener(host: host, port: configuration.mqttPort, configuration: tls, logger: logger), hub: hub, logger: logger)
-            let amqp = AMQPFrontend(listener: try TLSListener(host: host, port: configuration.amqpPort, configuration: tls, logger: logger), hub: hub, logger: logger)
+            let handler = DPSConnectionHandler(service: service, logger: logger)
+            let dps = EmulatorListener(listener: try TLSListener(host: host, port: configuration.dpsPort, configuration: tls, logger: logger), name: "dps", logger: logger) {
+                await handler.serve($0)
+            }
+            let mqtt = EmulatorListener(listener: try TLSListener(host: host, port: configuration.mqttPort, configuration: tls, logger: logger), name: "mqtt", logger: logger) {
+                await MQTTDeviceConnection(connection: $0, hub: hub, linkId: await hub.makeId(), logger: logger).run()
+            }
+            let amqp = EmulatorListener(listener: try TLSListener(host: host, port: configuration.amqpPort, configuration: tls, logger: logger), name: "amqp", logger: logger) {
+                await AMQPDeviceConnection(connection: $0, hub: hub, linkId: await hub.makeId(), logger: logger).run()
+            }
             let endpoints = Self.endpoints(configuration, caPath: caPath, dps: dps.port, mqtt: mqtt.port, amqp: amqp.port)
             logger.info("emulator listening", metadata: ["dps": "\(dps.port)", "mqtt": "\(mqtt.port)", "amqp": "\(amqp.port)"])
             return IoTEmulator(endpoints: endpoints, configuration: configuration, certificateAuthority: authority, hub: hub, dps: dps, mqtt: mqtt, amqp: amqp)

@@ -31,10 +31,7 @@ public final class PeerProcess: Sendable {
         process.standardError = pipe
         process.standardInput = FileHandle.nullDevice
         let buffer = OutputBuffer()
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if !data.isEmpty { buffer.text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
-        }
+        Self.collect(pipe, into: buffer)
         self.process = process
         self.outputBuffer = buffer
         try process.run()
@@ -117,10 +114,7 @@ public final class PeerProcess: Sendable {
         process.standardError = pipe
         process.standardInput = FileHandle.nullDevice
         let buffer = OutputBuffer()
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if !data.isEmpty { buffer.text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
-        }
+        Self.collect(pipe, into: buffer)
         try process.run()
         let end = ContinuousClock.now + timeout
         while process.isRunning {
@@ -137,6 +131,14 @@ public final class PeerProcess: Sendable {
         return (process.terminationStatus, buffer.text.withLock { $0 } + String(decoding: rest, as: UTF8.self))
     }
 
+    /// Appends whatever `pipe` delivers to `buffer`, as it arrives.
+    private static func collect(_ pipe: Pipe, into buffer: OutputBuffer) {
+        pipe.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            if !data.isEmpty { buffer.text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
+        }
+    }
+
     /// Like ``complete(_:_:environment:timeout:)`` but with stdout and stderr apart.
     public static func capture(_ executable: String, _ arguments: [String], timeout: Duration = .seconds(120)) async throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
@@ -150,10 +152,7 @@ public final class PeerProcess: Sendable {
         let stdout = OutputBuffer()
         let stderr = OutputBuffer()
         for (pipe, buffer) in [(out, stdout), (err, stderr)] {
-            pipe.fileHandleForReading.readabilityHandler = { handle in
-                let data = handle.availableData
-                if !data.isEmpty { buffer.text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
-            }
+            Self.collect(pipe, into: buffer)
         }
         try process.run()
         let end = ContinuousClock.now + timeout

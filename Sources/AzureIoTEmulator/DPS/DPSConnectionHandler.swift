@@ -1,36 +1,12 @@
 import AzureIoTCore
 import Logging
 
-/// Serves the emulated DPS REST API over HTTPS/1.1 with keep-alive, one task per connection.
-final class DPSFrontend: Sendable {
-    private let listener: TLSListener
-    private let service: ProvisioningService
-    private let logger: Logger
+/// Serves one HTTPS/1.1 connection (with keep-alive) of the emulated DPS REST API.
+struct DPSConnectionHandler: Sendable {
+    let service: ProvisioningService
+    let logger: Logger
 
-    init(listener: TLSListener, service: ProvisioningService, logger: Logger) {
-        self.listener = listener
-        self.service = service
-        self.logger = logger
-    }
-
-    var port: Int { self.listener.port }
-
-    func run() async {
-        await withDiscardingTaskGroup { group in
-            while !Task.isCancelled {
-                do {
-                    let connection = try await self.listener.accept()
-                    group.addTask { await self.serve(connection) }
-                } catch let error as AzureIoTError where error.code == .connectionClosed {
-                    return
-                } catch {
-                    self.logger.debug("a DPS handshake failed", metadata: ["error": "\(error)"])
-                }
-            }
-        }
-    }
-
-    private func serve(_ connection: TLSConnection) async {
+    func serve(_ connection: TLSConnection) async {
         defer { connection.close() }
         let certificates = connection.peerCertificateChain
         var buffer: [UInt8] = []
@@ -61,5 +37,4 @@ final class DPSFrontend: Sendable {
         }
     }
 
-    func close() { self.listener.close() }
 }
