@@ -24,6 +24,7 @@ actor EmulatedHub {
     private(set) var telemetry: [ReceivedTelemetry] = []
     private var cloudToDevice: [CloudToDeviceRecord] = []
     private var pendingMethods: [String: CheckedContinuation<MethodResponse?, Never>] = [:]
+    private var methodTimers: [String: Task<Void, Never>] = [:]
     private(set) var registrations: [ProvisioningRecord] = []
     var faults = FaultPlan()
     private var nextId: UInt64 = 0
@@ -224,7 +225,7 @@ actor EmulatedHub {
         let requestId = String(self.makeId(), radix: 16)
         let response: MethodResponse? = await withCheckedContinuation { continuation in
             self.pendingMethods[requestId] = continuation
-            Task {
+            self.methodTimers[requestId] = Task {
                 if await link.requestMethod(name: method, payload: payload, requestId: requestId) == false {
                     self.completeMethod(requestId: requestId, response: nil)
                     return
@@ -240,6 +241,7 @@ actor EmulatedHub {
     }
 
     func completeMethod(requestId: String, response: MethodResponse?) {
+        self.methodTimers.removeValue(forKey: requestId)?.cancel()
         self.pendingMethods.removeValue(forKey: requestId)?.resume(returning: response)
     }
 

@@ -349,7 +349,7 @@ struct AMQPClientState: Sendable {
             frames.append(.transfer(AMQPTransfer(
                 handle: handle, deliveryId: first ? id : nil, deliveryTag: first ? withUnsafeBytes(of: id.bigEndian, Array.init) : nil,
                 messageFormat: first ? 0 : nil, settled: first ? settled : nil, more: end < payload.count ? true : nil
-            ), payload: Array(payload[offset..<end])))
+            ), payload: offset == 0 && end == payload.count ? payload : Array(payload[offset..<end])))
             self.nextOutgoingId &+= 1
             offset = end
         } while offset < payload.count
