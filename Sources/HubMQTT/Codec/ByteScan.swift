@@ -26,4 +26,32 @@ enum ByteScan {
         }
         return true
     }
+
+    /// One pass over a topic name: whether it holds `+`, `#` or NUL, and whether it is all ASCII. Eight bytes at a
+    /// time with the "has zero byte" bit trick on the word XORed with each forbidden byte.
+    static func scanTopicName(_ bytes: UnsafeBufferPointer<UInt8>) -> (forbidden: Bool, ascii: Bool) {
+        guard let base = bytes.baseAddress else { return (false, true) }
+        let low: UInt64 = 0x0101_0101_0101_0101
+        let high: UInt64 = 0x8080_8080_8080_8080
+        @inline(__always) func zeroBytes(_ word: UInt64) -> UInt64 { (word &- low) & ~word }
+        var highBits: UInt64 = 0
+        var index = 0
+        let raw = UnsafeRawPointer(base)
+        while index + 8 <= bytes.count {
+            let word = raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            highBits |= word
+            if (zeroBytes(word) | zeroBytes(word ^ (low &* 0x2B)) | zeroBytes(word ^ (low &* 0x23))) & high != 0 {
+                return (true, highBits & high == 0)
+            }
+            index += 8
+        }
+        var ascii = highBits & high == 0
+        while index < bytes.count {
+            let byte = base[index]
+            if byte == 0 || byte == 0x2B || byte == 0x23 { return (true, ascii) }
+            if byte >= 0x80 { ascii = false }
+            index += 1
+        }
+        return (false, ascii)
+    }
 }

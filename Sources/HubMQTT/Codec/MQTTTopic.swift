@@ -13,6 +13,25 @@ public enum MQTTTopic {
         }
     }
 
+    /// Throws unless `bytes` is a valid topic name: 1 to 65,535 bytes of well-formed UTF-8 without `+`, `#` or U+0000.
+    /// One pass for ASCII names; others also go through the standard library's UTF-8 validator.
+    static func validateName(bytes: ArraySlice<UInt8>) throws(MQTTCodecError) {
+        guard !bytes.isEmpty, bytes.count <= 65_535 else {
+            throw MQTTCodecError(.invalidTopicName, "a topic name must be 1 to 65,535 bytes")
+        }
+        let verdict = bytes.withUnsafeBufferPointer { buffer -> (forbidden: Bool, ascii: Bool) in
+            ByteScan.scanTopicName(buffer)
+        }
+        if verdict.forbidden {
+            // U+0000 is forbidden in every MQTT string [MQTT-1.5.3-2]; wildcards only in topic names [MQTT-3.3.2-2].
+            if bytes.contains(0) { throw MQTTCodecError(.invalidUTF8, "a string contains U+0000") }
+            throw MQTTCodecError(.invalidTopicName, "a topic name must not contain '+' or '#'")
+        }
+        if !verdict.ascii, bytes.withUnsafeBufferPointer({ String(validating: $0, as: UTF8.self) }) == nil {
+            throw MQTTCodecError(.invalidUTF8, "a topic name is not well-formed UTF-8")
+        }
+    }
+
     /// Whether `bytes` holds `+`, `#` or NUL.
     static func containsForbiddenNameByte(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         ByteScan.contains(bytes, UInt8(ascii: "+")) || ByteScan.contains(bytes, UInt8(ascii: "#")) || ByteScan.contains(bytes, 0)

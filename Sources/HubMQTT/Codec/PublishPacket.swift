@@ -1,22 +1,40 @@
 /// PUBLISH (§3.3): topic, QoS, DUP and RETAIN flags, packet id (QoS 1 and 2), payload.
 public struct PublishPacket: Sendable, Equatable {
-    /// The topic name (no wildcards).
-    public var topic: String
-    /// The application message.
-    public var payload: [UInt8]
+    /// The topic name's UTF-8 bytes. A decoded packet shares them with the buffer it was decoded from (no copy).
+    public var topicBytes: ArraySlice<UInt8> {
+        didSet { self.topicIsValid = Self.isValidName(self.topicBytes) }
+    }
+    /// Whether ``topicBytes`` is a valid topic name, worked out once when they are set (encoding then skips the scan;
+    /// an invalid name still throws its precise error from the encoder).
+    private var topicIsValid: Bool
+    /// The application message. A decoded packet shares it with the buffer it was decoded from (no copy).
+    public var payloadBytes: ArraySlice<UInt8>
     /// The delivery guarantee.
     public var qos: MQTTQoS
     /// Whether the broker retains the message.
     public var retain: Bool
     /// Whether this is a redelivery (DUP flag).
     public var duplicate: Bool
-    /// The packet id; required (non-zero) for QoS 1 and 2, absent for QoS 0.
+    /// Present for QoS 1 and 2, never 0.
     public var packetId: UInt16?
+
+    /// The topic name (no wildcards), made from ``topicBytes`` when read.
+    public var topic: String {
+        get { String(decoding: self.topicBytes, as: UTF8.self) }
+        set { self.topicBytes = ArraySlice(newValue.utf8) }
+    }
+
+    /// The application message as an array, copied from ``payloadBytes`` when read.
+    public var payload: [UInt8] {
+        get { Array(self.payloadBytes) }
+        set { self.payloadBytes = newValue[...] }
+    }
 
     /// A PUBLISH; `packetId` is required for QoS 1 and 2.
     public init(topic: String, payload: [UInt8], qos: MQTTQoS = .atMostOnce, retain: Bool = false, duplicate: Bool = false, packetId: UInt16? = nil) {
-        self.topic = topic
-        self.payload = payload
+        self.topicBytes = ArraySlice(topic.utf8)
+        self.topicIsValid = Self.isValidName(self.topicBytes)
+        self.payloadBytes = payload[...]
         self.qos = qos
         self.retain = retain
         self.duplicate = duplicate
@@ -37,8 +55,17 @@ public struct PublishPacket: Sendable, Equatable {
         return flags
     }
 
+    private static func isValidName(_ bytes: ArraySlice<UInt8>) -> Bool {
+        do {
+            try MQTTTopic.validateName(bytes: bytes)
+            return true
+        } catch {
+            return false
+        }
+    }
+
     func validate() throws(MQTTCodecError) {
-        try MQTTTopic.validateName(self.topic)
+        if !self.topicIsValid { try MQTTTopic.validateName(bytes: self.topicBytes) }
         if self.qos == .atMostOnce {
             guard self.packetId == nil else { throw MQTTCodecError(.invalidQoS, "a QoS 0 PUBLISH has no packet id") }
             guard !self.duplicate else { throw MQTTCodecError(.invalidQoS, "DUP must be 0 for QoS 0 [MQTT-3.3.1-2]") }
@@ -48,12 +75,12 @@ public struct PublishPacket: Sendable, Equatable {
         }
     }
 
-    var bodySize: Int { 2 + self.topic.utf8.count + (self.qos == .atMostOnce ? 0 : 2) + self.payload.count }
+    var bodySize: Int { 2 + self.topicBytes.count + (self.qos == .atMostOnce ? 0 : 2) + self.payloadBytes.count }
 
     func writeBody(into writer: inout MQTTByteWriter) {
-        writer.writeString(self.topic)
+        writer.writeBinary(self.topicBytes)
         if let packetId { writer.writeUInt16(packetId) }
-        writer.bytes.append(contentsOf: self.payload)
+        writer.bytes.append(contentsOf: self.payloadBytes)
     }
 
     init(flags: UInt8, decoding reader: inout MQTTByteReader) throws(MQTTCodecError) {
@@ -68,8 +95,9 @@ public struct PublishPacket: Sendable, Equatable {
         self.duplicate = duplicate
         self.retain = flags & Flag.retain != 0
         let topicOffset = reader.offset
-        self.topic = try reader.readString()
-        do { try MQTTTopic.validateName(self.topic) } catch { throw MQTTCodecError(error.code, error.message, offset: topicOffset) }
+        self.topicBytes = try reader.readBinary()
+        do { try MQTTTopic.validateName(bytes: self.topicBytes) } catch { throw MQTTCodecError(error.code, error.message, offset: topicOffset) }
+        self.topicIsValid = true
         if qos == .atMostOnce {
             self.packetId = nil
         } else {
@@ -78,6 +106,6 @@ public struct PublishPacket: Sendable, Equatable {
             guard packetId != 0 else { throw MQTTCodecError(.zeroPacketIdentifier, "packet id 0 [MQTT-2.3.1-1]", offset: idOffset) }
             self.packetId = packetId
         }
-        self.payload = Array(reader.readRest())
+        self.payloadBytes = reader.readRest()
     }
 }
