@@ -56,7 +56,7 @@ public final class IoTEmulator: Sendable {
                 throw EmulatorError(.startFailed, "cannot write the CA certificate to '\(caPath)'")
             }
             let tls = TLSServerConfiguration(identity: server.identity, clientAuthentication: .requestedUnverified)
-            let hub = EmulatedHub(hubHost: configuration.hubHost, logger: logger)
+            let hub = try EmulatedHub(hubHost: configuration.hubHost, logger: logger)
             for device in configuration.devices {
                 await hub.addIdentity(
                     IdentityName(deviceId: device.deviceId),

@@ -11,8 +11,8 @@ actor EmulatedHub {
         /// CAs that may sign this device's certificate (devices created through an X.509 enrollment group).
         var certificateAuthorities: [X509Certificate]
         var twin: TwinRecord
-        /// Tokens this identity presented, and those expired early by ``IoTEmulator/expireTokens(deviceId:moduleId:)``
-        /// (kept in memory only, never logged).
+        /// Fingerprints (keyed MACs, never the tokens) of the tokens this identity presented, and of those expired early
+        /// by ``IoTEmulator/expireTokens(deviceId:moduleId:)``.
         var presentedTokens: Set<String> = []
         var revokedTokens: Set<String> = []
     }
@@ -27,11 +27,14 @@ actor EmulatedHub {
     private var methodTimers: [String: Task<Void, Never>] = [:]
     private(set) var registrations: [ProvisioningRecord] = []
     var faults = FaultPlan()
+    /// A random key for token fingerprints, so that no token is kept.
+    private let fingerprintKey: SymmetricKey
     private var nextId: UInt64 = 0
 
-    init(hubHost: String, logger: Logger) {
+    init(hubHost: String, logger: Logger) throws(AzureIoTError) {
         self.hubHost = hubHost
         self.logger = logger
+        self.fingerprintKey = try SymmetricKey(bytes: (0..<32).map { _ in UInt8.random(in: 0...255) })
     }
 
     func makeId() -> UInt64 {
@@ -78,8 +81,9 @@ actor EmulatedHub {
         do throws(AzureIoTError) {
             let parsed = try SASToken(parsing: token)
             try parsed.validate(with: key, now: UnixTime.now(), expectedResource: resource)
-            guard !identity.revokedTokens.contains(token) else { throw AzureIoTError(.sasTokenExpired, "the SAS token was expired by the emulator") }
-            identity.presentedTokens.insert(token)
+            let fingerprint = self.fingerprintKey.signature(of: token)
+            guard !identity.revokedTokens.contains(fingerprint) else { throw AzureIoTError(.sasTokenExpired, "the SAS token was expired by the emulator") }
+            identity.presentedTokens.insert(fingerprint)
             self.identities[name] = identity
             return parsed.expiry
         } catch {
