@@ -15,7 +15,7 @@ struct EmulatorGatewayTests {
     }
 
     static func credential(_ key: String, lifetime: UInt64 = 3600) throws -> SymmetricKeyCredential {
-        SymmetricKeyCredential(key: try SymmetricKey(base64: key), timeToLive: lifetime, renewalFraction: 0.5)
+        SymmetricKeyCredential(key: try SymmetricKey(base64: key), timeToLive: lifetime, renewalFraction: 0.25)
     }
 
     @Test("two devices and a module share one connection: telemetry is attributed and C2D reaches only its identity")
@@ -48,14 +48,15 @@ struct EmulatorGatewayTests {
         defer { Task { await fixture.emulator.shutdown() } }
         let gateway = Self.gateway(fixture, reconnects: false)
         try await gateway.connect()
-        let first = try await gateway.addDevice(deviceId: "dev1", tokenSource: try Self.credential(EmulatorFixture.deviceKey, lifetime: 3))
+        let first = try await gateway.addDevice(deviceId: "dev1", tokenSource: try Self.credential(EmulatorFixture.deviceKey, lifetime: 4))
         let error = await #expect(throws: HubAMQPError.self) {
             _ = try await gateway.addDevice(deviceId: "dev2", tokenSource: try Self.credential(EmulatorFixture.deviceKey))
         }
         #expect(error?.code == .authenticationFailed)
-        let second = try await gateway.addDevice(deviceId: "dev2", tokenSource: try Self.credential(EmulatorFixture.secondDeviceKey, lifetime: 3))
-        // Both tokens live 3 s; without in-session renewal the emulator would close the connection (and reconnects are off).
-        try await Task.sleep(for: .seconds(4))
+        let second = try await gateway.addDevice(deviceId: "dev2", tokenSource: try Self.credential(EmulatorFixture.secondDeviceKey, lifetime: 4))
+        // Both tokens live 4 s (renewed after 1 s); without in-session renewal the emulator would close the connection
+        // (and reconnects are off).
+        try await Task.sleep(for: .seconds(5))
         try await first.send(AMQPMessage(data: Array("dev1 after renewal".utf8)))
         try await second.send(AMQPMessage(data: Array("dev2 after renewal".utf8)))
         #expect(await fixture.emulator.telemetry().count == 2)
