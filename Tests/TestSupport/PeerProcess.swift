@@ -22,16 +22,7 @@ public final class PeerProcess: Sendable {
         environment: [String: String]? = nil,
         timeout: Duration = .seconds(10)
     ) async throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        let buffer = OutputBuffer()
-        Self.collect(pipe, into: buffer)
+        let (process, _, buffer) = Self.prepare(executable, arguments, environment: environment)
         self.process = process
         self.outputBuffer = buffer
         try process.run()
@@ -105,16 +96,7 @@ public final class PeerProcess: Sendable {
         environment: [String: String]? = nil,
         timeout: Duration = .seconds(60)
     ) async throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        let buffer = OutputBuffer()
-        Self.collect(pipe, into: buffer)
+        let (process, pipe, buffer) = Self.prepare(executable, arguments, environment: environment)
         try process.run()
         let end = ContinuousClock.now + timeout
         while process.isRunning {
@@ -129,6 +111,21 @@ public final class PeerProcess: Sendable {
         pipe.fileHandleForReading.readabilityHandler = nil
         let rest = pipe.fileHandleForReading.readDataToEndOfFile()
         return (process.terminationStatus, buffer.text.withLock { $0 } + String(decoding: rest, as: UTF8.self))
+    }
+
+    /// A process with stdout and stderr joined into one pipe collected into a buffer, and no stdin; not started.
+    private static func prepare(_ executable: String, _ arguments: [String], environment: [String: String]?) -> (Process, Pipe, OutputBuffer) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle.nullDevice
+        let buffer = OutputBuffer()
+        Self.collect(pipe, into: buffer)
+        return (process, pipe, buffer)
     }
 
     /// Appends whatever `pipe` delivers to `buffer`, as it arrives.

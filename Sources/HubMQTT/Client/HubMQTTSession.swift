@@ -373,22 +373,25 @@ actor HubMQTTSession {
     // MARK: - Telemetry
 
     func send(_ message: TelemetryMessage, qos: MQTTQoS) async throws {
-        let topic = self.topics.telemetryPrefix + message.propertyBag.encoded
-        guard message.body.count + topic.utf8.count <= TelemetryMessage.maximumSize else {
-            throw HubMQTTError(.messageTooLarge, "the message is \(message.body.count + topic.utf8.count) bytes; IoT Hub takes at most 256 KB")
+        // The packet checks its topic once, when it is made; the same check is not run again here.
+        var packet = PublishPacket(topic: self.topics.telemetryPrefix + message.propertyBag.encoded, payload: message.body)
+        let size = message.body.count + packet.topicBytes.count
+        guard size <= TelemetryMessage.maximumSize else {
+            throw HubMQTTError(.messageTooLarge, "the message is \(size) bytes; IoT Hub takes at most 256 KB")
         }
-        do { try MQTTTopic.validateName(topic) } catch {
+        do { try packet.validateTopic() } catch {
             throw HubMQTTError(.invalidArgument, "the telemetry topic is not a valid MQTT topic name: \(error.message)")
         }
         guard self.state != .shutDown else { throw HubMQTTError(.shutDown, "the client was shut down") }
         guard qos != .atMostOnce else {
             guard self.state == .connected else { throw HubMQTTError(.notConnected, "QoS 0 messages are not queued while disconnected") }
-            self.enqueue(.publish(PublishPacket(topic: topic, payload: message.body)))
+            self.enqueue(.publish(packet))
             return
         }
         try await self.acquireWindowSlot()
         let id = self.allocatePacketId()
-        let packet = PublishPacket(topic: topic, payload: message.body, qos: .atLeastOnce, packetId: id)
+        packet.qos = .atLeastOnce
+        packet.packetId = id
         self.inflight[id] = packet
         self.inflightOrder.append(id)
         if self.state == .connected { self.enqueue(.publish(packet)) }

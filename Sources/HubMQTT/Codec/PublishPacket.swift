@@ -64,8 +64,13 @@ public struct PublishPacket: Sendable, Equatable {
         }
     }
 
-    func validate() throws(MQTTCodecError) {
+    /// Throws the precise error for an invalid topic name (a no-op for a name already found valid).
+    func validateTopic() throws(MQTTCodecError) {
         if !self.topicIsValid { try MQTTTopic.validateName(bytes: self.topicBytes) }
+    }
+
+    func validate() throws(MQTTCodecError) {
+        try self.validateTopic()
         if self.qos == .atMostOnce {
             guard self.packetId == nil else { throw MQTTCodecError(.invalidQoS, "a QoS 0 PUBLISH has no packet id") }
             guard !self.duplicate else { throw MQTTCodecError(.invalidQoS, "DUP must be 0 for QoS 0 [MQTT-3.3.1-2]") }
