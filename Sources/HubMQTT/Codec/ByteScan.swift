@@ -35,16 +35,25 @@ enum ByteScan {
         let high: UInt64 = 0x8080_8080_8080_8080
         @inline(__always) func zeroBytes(_ word: UInt64) -> UInt64 { (word &- low) & ~word }
         var highBits: UInt64 = 0
+        var found: UInt64 = 0
         var index = 0
         let raw = UnsafeRawPointer(base)
-        while index + 8 <= bytes.count {
+        // No early exit: forbidden bytes are rare, and two independent words per round keep the pipeline full.
+        while index + 16 <= bytes.count {
+            let first = raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            let second = raw.loadUnaligned(fromByteOffset: index + 8, as: UInt64.self)
+            highBits |= first | second
+            found |= zeroBytes(first) | zeroBytes(first ^ (low &* 0x2B)) | zeroBytes(first ^ (low &* 0x23))
+            found |= zeroBytes(second) | zeroBytes(second ^ (low &* 0x2B)) | zeroBytes(second ^ (low &* 0x23))
+            index += 16
+        }
+        if index + 8 <= bytes.count {
             let word = raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
             highBits |= word
-            if (zeroBytes(word) | zeroBytes(word ^ (low &* 0x2B)) | zeroBytes(word ^ (low &* 0x23))) & high != 0 {
-                return (true, highBits & high == 0)
-            }
+            found |= zeroBytes(word) | zeroBytes(word ^ (low &* 0x2B)) | zeroBytes(word ^ (low &* 0x23))
             index += 8
         }
+        if found & high != 0 { return (true, highBits & high == 0) }
         var ascii = highBits & high == 0
         while index < bytes.count {
             let byte = base[index]

@@ -55,11 +55,7 @@ public enum MQTTPacket: Sendable, Equatable {
         case .connack(let packet):
             Self.write(.connack, flags: 0, bodySize: 2, into: &buffer) { packet.writeBody(into: &$0) }
         case .publish(let packet):
-            try packet.validate()
-            guard packet.bodySize <= MQTTByteWriter.maximumRemainingLength else {
-                throw MQTTCodecError(.packetTooLarge, "a PUBLISH of \(packet.bodySize) bytes exceeds MQTT's limit")
-            }
-            Self.write(.publish, flags: packet.flags, bodySize: packet.bodySize, into: &buffer) { packet.writeBody(into: &$0) }
+            try packet.encode(into: &buffer)
         case .puback(let id): try Self.writeAcknowledgement(.puback, id, into: &buffer)
         case .pubrec(let id): try Self.writeAcknowledgement(.pubrec, id, into: &buffer)
         case .pubrel(let id): try Self.writeAcknowledgement(.pubrel, id, into: &buffer)
@@ -105,7 +101,10 @@ public enum MQTTPacket: Sendable, Equatable {
 
     private static func writeAcknowledgement(_ type: PacketType, _ packetId: UInt16, into buffer: inout [UInt8]) throws(MQTTCodecError) {
         guard packetId != 0 else { throw MQTTCodecError(.zeroPacketIdentifier, "packet id 0 [MQTT-2.3.1-1]") }
-        buffer.append(contentsOf: [type.rawValue << 4 | type.requiredFlags, 2, UInt8(packetId >> 8), UInt8(truncatingIfNeeded: packetId)])
+        buffer.append(type.rawValue << 4 | type.requiredFlags)
+        buffer.append(2)
+        buffer.append(UInt8(packetId >> 8))
+        buffer.append(UInt8(truncatingIfNeeded: packetId))
     }
 
     // MARK: - Decoding
@@ -124,7 +123,7 @@ public enum MQTTPacket: Sendable, Equatable {
         switch type {
         case .connect: return .connect(try ConnectPacket(decoding: &reader))
         case .connack: return .connack(try ConnAckPacket(decoding: &reader))
-        case .publish: return .publish(try PublishPacket(flags: flags, decoding: &reader))
+        case .publish: return .publish(try PublishPacket(flags: flags, body: body))
         case .puback: return .puback(packetId: try Self.readAcknowledgement(&reader))
         case .pubrec: return .pubrec(packetId: try Self.readAcknowledgement(&reader))
         case .pubrel: return .pubrel(packetId: try Self.readAcknowledgement(&reader))

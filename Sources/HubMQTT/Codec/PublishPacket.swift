@@ -82,13 +82,49 @@ public struct PublishPacket: Sendable, Equatable {
 
     var bodySize: Int { 2 + self.topicBytes.count + (self.qos == .atMostOnce ? 0 : 2) + self.payloadBytes.count }
 
-    func writeBody(into writer: inout MQTTByteWriter) {
-        writer.writeBinary(self.topicBytes)
-        if let packetId { writer.writeUInt16(packetId) }
-        writer.bytes.append(contentsOf: self.payloadBytes)
+    /// Appends the packet: the fixed header, topic length and packet id are assembled in registers and the topic and
+    /// payload copied once each, with a single capacity check.
+    func encode(into buffer: inout [UInt8]) throws(MQTTCodecError) {
+        try self.validate()
+        let bodySize = self.bodySize
+        guard bodySize <= MQTTByteWriter.maximumRemainingLength else {
+            throw MQTTCodecError(.packetTooLarge, "a PUBLISH of \(bodySize) bytes exceeds MQTT's limit")
+        }
+        // First byte, Remaining Length (1-4 bytes) and the topic's two-byte length: at most 7 bytes.
+        var header: UInt64 = UInt64(MQTTPacket.PacketType.publish.rawValue << 4 | self.flags)
+        var headerCount = 1
+        var remaining = bodySize
+        repeat {
+            var digit = UInt64(remaining & 0x7F)
+            remaining >>= 7
+            if remaining > 0 { digit |= 0x80 }
+            header |= digit << (8 * headerCount)
+            headerCount += 1
+        } while remaining > 0
+        let topicCount = self.topicBytes.count
+        header |= UInt64(topicCount >> 8) << (8 * headerCount) | UInt64(topicCount & 0xFF) << (8 * (headerCount + 1))
+        headerCount += 2
+        let total = headerCount + bodySize
+        if buffer.capacity - buffer.count < total {
+            buffer.reserveCapacity(Swift.max(buffer.count + total, 2 * buffer.capacity))
+        }
+        header = header.littleEndian
+        withUnsafeBytes(of: &header) { raw in
+            buffer.append(contentsOf: UnsafeBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: headerCount))
+        }
+        buffer.append(contentsOf: self.topicBytes)
+        if let packetId {
+            var id = packetId.bigEndian
+            withUnsafeBytes(of: &id) { raw in
+                buffer.append(contentsOf: UnsafeBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: 2))
+            }
+        }
+        buffer.append(contentsOf: self.payloadBytes)
     }
 
-    init(flags: UInt8, decoding reader: inout MQTTByteReader) throws(MQTTCodecError) {
+    /// Decodes a PUBLISH body given the fixed header's flags, indexing the body directly: the topic and payload
+    /// become slices of `body` (no copy). Throws at the first bad byte.
+    init(flags: UInt8, body: ArraySlice<UInt8>) throws(MQTTCodecError) {
         guard let qos = MQTTQoS(rawValue: (flags & Flag.qosMask) >> Flag.qosShift) else {
             throw MQTTCodecError(.invalidQoS, "PUBLISH with QoS 3 [MQTT-3.3.1-4]", offset: 0)
         }
@@ -96,21 +132,35 @@ public struct PublishPacket: Sendable, Equatable {
         if qos == .atMostOnce && duplicate {
             throw MQTTCodecError(.invalidQoS, "DUP set on a QoS 0 PUBLISH [MQTT-3.3.1-2]", offset: 0)
         }
-        self.qos = qos
-        self.duplicate = duplicate
-        self.retain = flags & Flag.retain != 0
-        let topicOffset = reader.offset
-        self.topicBytes = try reader.readBinary()
-        do { try MQTTTopic.validateName(bytes: self.topicBytes) } catch { throw MQTTCodecError(error.code, error.message, offset: topicOffset) }
-        self.topicIsValid = true
+        let start = body.startIndex
+        let end = body.endIndex
+        guard end - start >= 2 else {
+            throw MQTTCodecError(.truncated, "the packet ends where a two-byte integer should be", offset: 0)
+        }
+        let topicCount = Int(body[start]) << 8 | Int(body[start + 1])
+        let topicEnd = start + 2 + topicCount
+        guard topicEnd <= end else {
+            throw MQTTCodecError(.truncated, "the packet ends where \(topicCount) bytes should be", offset: 2)
+        }
+        let topic = body[(start + 2)..<topicEnd]
+        do { try MQTTTopic.validateName(bytes: topic) } catch { throw MQTTCodecError(error.code, error.message, offset: 2) }
+        var payloadStart = topicEnd
         if qos == .atMostOnce {
             self.packetId = nil
         } else {
-            let idOffset = reader.offset
-            let packetId = try reader.readUInt16()
-            guard packetId != 0 else { throw MQTTCodecError(.zeroPacketIdentifier, "packet id 0 [MQTT-2.3.1-1]", offset: idOffset) }
+            guard end - topicEnd >= 2 else {
+                throw MQTTCodecError(.truncated, "the packet ends where a two-byte integer should be", offset: topicEnd - start)
+            }
+            let packetId = UInt16(body[topicEnd]) << 8 | UInt16(body[topicEnd + 1])
+            guard packetId != 0 else { throw MQTTCodecError(.zeroPacketIdentifier, "packet id 0 [MQTT-2.3.1-1]", offset: topicEnd - start) }
             self.packetId = packetId
+            payloadStart += 2
         }
-        self.payloadBytes = reader.readRest()
+        self.qos = qos
+        self.duplicate = duplicate
+        self.retain = flags & Flag.retain != 0
+        self.topicBytes = topic
+        self.topicIsValid = true
+        self.payloadBytes = body[payloadStart..<end]
     }
 }
