@@ -193,6 +193,31 @@ struct EmulatorAMQPTests {
         #expect(error?.code == .connectionClosed)
     }
 
+    @Test("a renewal that falls due while the connection is still being set up is retried once it is up (CBS and PLAIN)")
+    func renewalDuringSetup() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        func short(_ key: String) throws -> SymmetricKeyCredential {
+            SymmetricKeyCredential(key: try SymmetricKey(base64: key), timeToLive: 8, renewalFraction: 0.125)
+        }
+        let cbs = Self.client(fixture, .cbs(try short(EmulatorFixture.deviceKey), tokenType: .azureDevices), reconnects: false)
+        let plain = Self.client(fixture, .saslPlain(try short(EmulatorFixture.secondDeviceKey)), device: "dev2", reconnects: false)
+        // The hub answers telemetry link attaches after 3 s, so each token's renewal (due after 1 s) falls due while
+        // the client is still connecting. Without a retry nothing renews the token and the hub closes at 8 s.
+        await fixture.emulator.injectFaults { $0.attachDelay = .seconds(3) }
+        async let cbsConnected: Void = cbs.connect()
+        async let plainConnected: Void = plain.connect()
+        _ = try await (cbsConnected, plainConnected)
+        await fixture.emulator.injectFaults { $0.attachDelay = .zero }
+        try await Task.sleep(for: .seconds(7))
+        try await cbs.send(AMQPMessage(data: Array("cbs renewed".utf8)))
+        try await plain.send(AMQPMessage(data: Array("plain renewed".utf8)))
+        await cbs.close()
+        await plain.close()
+        #expect(await fixture.emulator.telemetry(deviceId: "dev1").map(\.bodyText) == ["cbs renewed"])
+        #expect(await fixture.emulator.telemetry(deviceId: "dev2").map(\.bodyText) == ["plain renewed"])
+    }
+
     @Test("heartbeats: with a 1 s idle time-out the connection outlives 3 s of silence")
     func heartbeats() async throws {
         let fixture = try await EmulatorFixture.start()

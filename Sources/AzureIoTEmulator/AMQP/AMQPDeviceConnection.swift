@@ -252,6 +252,10 @@ actor AMQPDeviceConnection: DeviceLink {
     private func attach(_ attach: AMQPAttach, channel: UInt16) async {
         let clientSends = !attach.isReceiver
         let address = clientSends ? attach.target?.address : attach.source?.address
+        if case .events? = HubLinkAddress(address) {
+            let delay = await self.hub.faults.attachDelay
+            if delay > .zero { try? await Task.sleep(for: delay) }
+        }
         let ourHandle = self.nextOurHandle
         self.nextOurHandle += 1
         let reply = AMQPAttach(

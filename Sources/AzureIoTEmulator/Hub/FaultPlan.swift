@@ -5,6 +5,9 @@ public struct FaultPlan: Sendable {
     public var refuseConnections: Int = 0
     /// Telemetry acknowledgements (MQTT PUBACK, AMQP disposition) wait this long.
     public var acknowledgementDelay: Duration = .zero
+    /// AMQP: the answer to a telemetry link attach waits this long (a slow hub), and the connection handles nothing
+    /// else meanwhile.
+    public var attachDelay: Duration = .zero
     /// Telemetry is recorded but never acknowledged.
     public var withholdAcknowledgements: Bool = false
     /// The next N DPS requests are answered 429 with ``provisioningThrottleRetryAfterSeconds``.

@@ -322,20 +322,32 @@ actor HubAMQPSession {
 
     /// PLAIN tokens are renewed by reconnecting, CBS tokens with another put-token, before they expire.
     private func scheduleRenewal(slot: Int, at renewAt: UInt64?) {
-        self.renewalTasks[slot]?.cancel()
-        guard let renewAt else { return }
+        guard let renewAt else {
+            self.renewalTasks[slot]?.cancel()
+            return
+        }
         let now = UnixTime.now()
-        let delay = renewAt > now ? renewAt - now : 0
+        self.scheduleRenewal(slot: slot, after: .seconds(Int64(min(renewAt > now ? renewAt - now : 0, 30 * 86_400))))
+    }
+
+    private func scheduleRenewal(slot: Int, after delay: Duration) {
+        self.renewalTasks[slot]?.cancel()
         let generation = self.generation
         self.renewalTasks[slot] = Task {
-            try? await Task.sleep(for: .seconds(Int64(min(delay, 30 * 86_400))))
+            try? await Task.sleep(for: delay)
             guard !Task.isCancelled else { return }
             await self.renew(slot: slot, generation: generation)
         }
     }
 
     private func renew(slot: Int, generation: UInt64) async {
-        guard self.generation == generation, self.lifecycle == .connected, let identity = self.identities[slot] else { return }
+        guard self.generation == generation, let identity = self.identities[slot] else { return }
+        guard self.lifecycle == .connected else {
+            // The connection that put the token is still being set up (a slow handshake or attach): try again soon
+            // rather than let the token expire.
+            if self.lifecycle == .connecting { self.scheduleRenewal(slot: slot, after: .milliseconds(200)) }
+            return
+        }
         switch self.settings.mode {
         case .cbs(let type):
             guard let source = identity.tokenSource else { return }
