@@ -172,6 +172,50 @@ public final class TLSConnection: Sendable {
         }
     }
 
+    /// What a non-waiting read or write found.
+    package enum Attempt<Result> {
+        /// The operation made progress.
+        case done(Result)
+        /// Nothing can happen until the socket is readable.
+        case needsReadable
+        /// Nothing can happen until the socket is writable.
+        case needsWritable
+    }
+
+    /// Reads what OpenSSL can deliver now without waiting (an empty array when the peer has closed). A caller that
+    /// owns both directions of the connection (an actor) reads and writes with these, without lock contention or a
+    /// thread hop, and suspends only through ``waitUntilReady(readable:deadline:)``.
+    package func readNow(maxBytes: Int = 16 * 1024) throws(AzureIoTError) -> Attempt<[UInt8]> {
+        let capacity = max(1, maxBytes)
+        return try self.attempt(during: .transfer) { ssl -> Step<[UInt8]> in
+            var result: Int32 = 0
+            let bytes = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
+                var read = 0
+                result = SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &read)
+                count = result == 1 ? read : 0
+            }
+            if result == 1 { return .done(bytes) }
+            if SSL_get_error(ssl, result) == SSL_ERROR_ZERO_RETURN { return .done([]) }
+            return Self.step(ssl, result)
+        }
+    }
+
+    /// Writes as much of `bytes` as the socket takes now without waiting; returns how many were written.
+    package func writeNow(_ bytes: UnsafeRawBufferPointer) throws(AzureIoTError) -> Attempt<Int> {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return .done(0) }
+        return try self.attempt(during: .transfer) { ssl -> Step<Int> in
+            var written = 0
+            let result = SSL_write_ex(ssl, base, bytes.count, &written)
+            return result == 1 ? .done(written) : Self.step(ssl, result)
+        }
+    }
+
+    /// Suspends until the socket is readable (or writable), or throws ``AzureIoTError/Code/timedOut`` after
+    /// `timeout` (none by default) or `CancellationError` when the task is cancelled.
+    package func waitUntilReady(readable: Bool, timeout: Duration? = nil) async throws {
+        try await self.waitForReadiness(readable ? .readable : .writable, deadline: MonotonicClock.deadline(after: timeout))
+    }
+
     /// Sends a TLS close_notify (best effort) and shuts the socket down; pending and later reads and writes fail
     /// with ``AzureIoTError/Code/connectionClosed``. Safe to call more than once.
     public func close() {
@@ -261,6 +305,27 @@ public final class TLSConnection: Sendable {
             case .wantWrite:
                 try await self.waitForReadiness(.writable, deadline: deadline)
             }
+        }
+    }
+
+    /// Runs `operation` once under the session lock.
+    private func attempt<Result>(during phase: Phase, _ operation: (OpaquePointer) -> Step<Result>) throws(AzureIoTError) -> Attempt<Result> {
+        let step = self.session.withLock { session -> Step<Result> in
+            guard !session.closed else {
+                return .failed(AzureIoTError(.connectionClosed, "the connection is closed"))
+            }
+            OpenSSLErrorQueue.clear()
+            let step = operation(session.ssl)
+            if case .failed(let error) = step {
+                return .failed(self.classify(error, ssl: session.ssl, phase: phase))
+            }
+            return step
+        }
+        switch step {
+        case .done(let result): return .done(result)
+        case .wantRead: return .needsReadable
+        case .wantWrite: return .needsWritable
+        case .failed(let error): throw error
         }
     }
 

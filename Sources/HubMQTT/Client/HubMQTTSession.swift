@@ -248,20 +248,36 @@ actor HubMQTTSession {
 
     // MARK: - Reading
 
+    /// Reads on the actor without waiting while bytes are there (so reads never contend with writes for the TLS
+    /// session), gives queued work one turn before waiting, and then waits for readiness on the I/O reactor.
     private func readLoop(_ connection: TLSConnection, generation: Int, leftover: [UInt8]) async {
         var buffer = leftover
+        var yielded = false
         do {
-            while true {
+            while generation == self.generation {
                 if !buffer.isEmpty {
                     let packets = try self.framer.decodePackets(from: &buffer)
                     for packet in packets { try self.handle(packet, generation: generation) }
                 }
-                let chunk = try await connection.read(maxBytes: 16 * 1024)
-                guard !chunk.isEmpty else {
-                    self.connectionLost(generation: generation, reason: "the broker closed the connection")
-                    return
+                switch try connection.readNow(maxBytes: 16 * 1024) {
+                case .done(let chunk):
+                    guard !chunk.isEmpty else {
+                        self.connectionLost(generation: generation, reason: "the broker closed the connection")
+                        return
+                    }
+                    buffer += chunk
+                    yielded = false
+                case .needsReadable where !yielded:
+                    // Senders resumed by the acknowledgements just handled run first; their PUBLISHes go out
+                    // together and more acknowledgements may have arrived by the time this task reads again.
+                    yielded = true
+                    await Task.yield()
+                case .needsReadable:
+                    yielded = false
+                    try await connection.waitUntilReady(readable: true)
+                case .needsWritable:
+                    try await connection.waitUntilReady(readable: false)
                 }
-                buffer += chunk
             }
         } catch {
             self.connectionLost(generation: generation, reason: "\(error)")
@@ -327,19 +343,37 @@ actor HubMQTTSession {
         Task { await self.flush(connection, generation: generation) }
     }
 
+    /// Writes the queued bytes on the actor without waiting while the socket takes them; bytes queued meanwhile go
+    /// out in the same write. After a partial write, the same bytes are offered again once the socket is ready, which
+    /// must happen within the operation timeout.
     private func flush(_ connection: TLSConnection, generation: Int) async {
-        while generation == self.generation && !self.outbound.isEmpty {
-            let bytes = self.outbound
-            self.outbound = []
-            self.outbound.reserveCapacity(bytes.count)
-            do {
-                try await connection.write(bytes)
-                self.lastOutbound = .now
-            } catch {
-                self.writing = false
-                self.connectionLost(generation: generation, reason: "write failed: \(error)")
-                return
+        let timeout = self.configuration.operationTimeout
+        var retryLength: Int?
+        do {
+            while generation == self.generation && !self.outbound.isEmpty {
+                let length = retryLength ?? self.outbound.count
+                let attempt = try self.outbound.withUnsafeBytes { bytes in try connection.writeNow(UnsafeRawBufferPointer(rebasing: bytes[..<length])) }
+                switch attempt {
+                case .done(let written):
+                    retryLength = nil
+                    if written == self.outbound.count {
+                        self.outbound.removeAll(keepingCapacity: true)
+                    } else {
+                        self.outbound.removeFirst(written)
+                    }
+                    self.lastOutbound = .now
+                case .needsWritable:
+                    retryLength = length
+                    try await connection.waitUntilReady(readable: false, timeout: timeout)
+                case .needsReadable:
+                    retryLength = length
+                    try await connection.waitUntilReady(readable: true, timeout: timeout)
+                }
             }
+        } catch {
+            if generation == self.generation { self.writing = false }
+            self.connectionLost(generation: generation, reason: "write failed: \(error)")
+            return
         }
         if generation == self.generation { self.writing = false }
     }
