@@ -32,6 +32,8 @@ void azi_ssl_ctx_set_nonblocking_modes(void *ctx) {
     SSL_CTX_set_mode((SSL_CTX *)ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 }
 
+void azi_ssl_ctx_set_read_ahead(void *ctx) { SSL_CTX_set_read_ahead((SSL_CTX *)ctx, 1); }
+
 int azi_ssl_ctx_add_trusted_cert(void *ctx, void *x509) {
     return X509_STORE_add_cert(SSL_CTX_get_cert_store((SSL_CTX *)ctx), (X509 *)x509);
 }

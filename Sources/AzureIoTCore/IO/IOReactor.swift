@@ -69,7 +69,7 @@ final class IOReactor: Sendable {
 
     /// Suspends until `fd` is ready for `interest`, the deadline (monotonic nanoseconds) passes, or the task is
     /// cancelled. Error and hang-up conditions count as ready: the next socket call reports them.
-    func wait(fd: Int32, for interest: Interest, deadline: UInt64?) async throws {
+    nonisolated(nonsending) func wait(fd: Int32, for interest: Interest, deadline: UInt64?) async throws {
         let id = self.state.withLock { state -> UInt64 in
             defer { state.nextId += 1 }
             return state.nextId

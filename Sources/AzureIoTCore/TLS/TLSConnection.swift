@@ -212,7 +212,7 @@ public final class TLSConnection: Sendable {
 
     /// Suspends until the socket is readable (or writable), or throws ``AzureIoTError/Code/timedOut`` after
     /// `timeout` (none by default) or `CancellationError` when the task is cancelled.
-    package func waitUntilReady(readable: Bool, timeout: Duration? = nil) async throws {
+    nonisolated(nonsending) package func waitUntilReady(readable: Bool, timeout: Duration? = nil) async throws {
         try await self.waitForReadiness(readable ? .readable : .writable, deadline: MonotonicClock.deadline(after: timeout))
     }
 
@@ -329,7 +329,7 @@ public final class TLSConnection: Sendable {
         }
     }
 
-    private func waitForReadiness(_ interest: IOReactor.Interest, deadline: UInt64?) async throws {
+    nonisolated(nonsending) private func waitForReadiness(_ interest: IOReactor.Interest, deadline: UInt64?) async throws {
         do {
             try await IOReactor.shared.wait(fd: self.fd, for: interest, deadline: deadline)
         } catch let error as AzureIoTError where error.code == .timedOut {

@@ -20,6 +20,7 @@ package final class TLSContext: @unchecked Sendable {
         self.pointer = context
         self.role = .client
         try Self.applyCommon(context, minimumVersion: configuration.minimumVersion)
+        azi_ssl_ctx_set_read_ahead(UnsafeMutableRawPointer(context))
         SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
         try Self.loadTrustRoots(context, configuration.trustRoots)
         if let identity = configuration.clientIdentity { try Self.use(context, identity) }
@@ -34,6 +35,7 @@ package final class TLSContext: @unchecked Sendable {
         self.pointer = context
         self.role = .server
         try Self.applyCommon(context, minimumVersion: configuration.minimumVersion)
+        azi_ssl_ctx_set_read_ahead(UnsafeMutableRawPointer(context))
         try Self.use(context, configuration.identity)
         switch configuration.clientAuthentication {
         case .none:

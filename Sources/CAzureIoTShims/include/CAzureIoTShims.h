@@ -28,6 +28,10 @@ int azi_tls1_2_version(void);
 int azi_tls1_3_version(void);
 /// `SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)`.
 void azi_ssl_ctx_set_nonblocking_modes(void *ctx);
+/// `SSL_CTX_set_read_ahead(ctx, 1)`: one read(2) takes every record the socket holds, not a header and then a body.
+/// Only for contexts whose connections are read by code that waits for the socket only after `SSL_ERROR_WANT_READ`
+/// (libcurl checks the socket while records sit in OpenSSL's buffer).
+void azi_ssl_ctx_set_read_ahead(void *ctx);
 /// `X509_STORE_add_cert` on the context's store; returns 1 on success.
 int azi_ssl_ctx_add_trusted_cert(void *ctx, void *x509);
 /// `SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF)`: a peer that closes without close_notify reads as EOF.

@@ -430,15 +430,21 @@ actor HubMQTTSession {
         self.inflightOrder.append(id)
         if self.state == .connected { self.enqueue(.publish(packet)) }
         try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                if Task.isCancelled {
-                    continuation.resume(throwing: CancellationError())
-                } else {
-                    self.pubackWaiters[id] = continuation
-                }
-            }
+            try await self.waitForPuback(id)
         } onCancel: {
             Task { await self.stopWaiting(forPuback: id) }
+        }
+    }
+
+    /// Suspends until PUBACK `id` arrives. Isolated to the actor, so the acknowledgement resumes the sender on the
+    /// actor (queued behind the reader when it is busy) rather than through the global executor.
+    private func waitForPuback(_ id: UInt16) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            if Task.isCancelled {
+                continuation.resume(throwing: CancellationError())
+            } else {
+                self.pubackWaiters[id] = continuation
+            }
         }
     }
 
