@@ -40,6 +40,7 @@ let package = Package(
             name: "CAzureIoTShims",
             dependencies: ["CAzureIoTOpenSSL", "CAzureIoTCurl"]
         ),
+        .target(name: "CAzureIoTByteScan"),
 
         // MARK: - Library modules
         .target(
@@ -63,7 +64,7 @@ let package = Package(
         ),
         .target(
             name: "HubMQTT",
-            dependencies: ["AzureIoTCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["AzureIoTCore", "CAzureIoTByteScan", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .target(

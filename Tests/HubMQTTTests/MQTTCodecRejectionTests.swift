@@ -84,6 +84,49 @@ struct MQTTCodecRejectionTests {
         }
     }
 
+    /// A QoS 0 PUBLISH whose topic is `topic`, framed.
+    static func publish(topic: [UInt8]) -> [UInt8] {
+        [0x30, UInt8(2 + topic.count), 0x00, UInt8(topic.count)] + topic
+    }
+
+    @Test("a forbidden byte is found at every position of topic names from 1 to 70 bytes (vector blocks, overlapping tail, short names)")
+    func forbiddenTopicBytesEverywhere() throws {
+        for length in 1...70 {
+            let plain = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+            #expect(try Self.decode(Self.publish(topic: plain)).count == 1, "length \(length)")
+            for position in 0..<length {
+                for (byte, code) in [(UInt8(ascii: "+"), MQTTCodecError.Code.invalidTopicName), (UInt8(ascii: "#"), .invalidTopicName), (0, .invalidUTF8)] {
+                    var topic = plain
+                    topic[position] = byte
+                    #expect(throws: MQTTCodecError(code, ""), "byte \(byte) at \(position) of \(length)") {
+                        try Self.decode(Self.publish(topic: topic))
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("non-ASCII topic names at every position: well-formed UTF-8 passes, a stray continuation byte is refused")
+    func nonASCIITopicNamesEverywhere() throws {
+        for length in 2...70 {
+            for position in 0..<(length - 1) {
+                var topic = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+                topic[position] = 0xC3
+                topic[position + 1] = 0xA9
+                let packets = try Self.decode(Self.publish(topic: topic))
+                guard case .publish(let decoded)? = packets.first else {
+                    Issue.record("no PUBLISH for length \(length), position \(position)")
+                    continue
+                }
+                #expect(Array(decoded.topicBytes) == topic)
+                topic[position] = 0xA9
+                #expect(throws: MQTTCodecError(.invalidUTF8, ""), "stray continuation at \(position) of \(length)") {
+                    try Self.decode(Self.publish(topic: topic))
+                }
+            }
+        }
+    }
+
     @Test("valid filters pass", arguments: ["#", "+", "a/+/b", "a/#", "+/+", "/", "$iothub/methods/POST/#", "devices/+/messages/devicebound/#"])
     func validFilters(_ filter: String) throws {
         try MQTTTopic.validateFilter(filter)

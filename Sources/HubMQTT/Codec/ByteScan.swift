@@ -1,3 +1,4 @@
+private import CAzureIoTByteScan
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,40 +28,12 @@ enum ByteScan {
         return true
     }
 
-    /// One pass over a topic name: whether it holds `+`, `#` or NUL, and whether it is all ASCII. Eight bytes at a
-    /// time with the "has zero byte" bit trick on the word XORed with each forbidden byte.
+    /// One pass over a topic name: whether it holds `+`, `#` or NUL, and whether it is all ASCII (sixteen bytes at
+    /// a time in C with SSE2).
+    @inline(__always)
     static func scanTopicName(_ bytes: UnsafeBufferPointer<UInt8>) -> (forbidden: Bool, ascii: Bool) {
         guard let base = bytes.baseAddress else { return (false, true) }
-        let low: UInt64 = 0x0101_0101_0101_0101
-        let high: UInt64 = 0x8080_8080_8080_8080
-        @inline(__always) func zeroBytes(_ word: UInt64) -> UInt64 { (word &- low) & ~word }
-        var highBits: UInt64 = 0
-        var found: UInt64 = 0
-        var index = 0
-        let raw = UnsafeRawPointer(base)
-        // No early exit: forbidden bytes are rare, and two independent words per round keep the pipeline full.
-        while index + 16 <= bytes.count {
-            let first = raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-            let second = raw.loadUnaligned(fromByteOffset: index + 8, as: UInt64.self)
-            highBits |= first | second
-            found |= zeroBytes(first) | zeroBytes(first ^ (low &* 0x2B)) | zeroBytes(first ^ (low &* 0x23))
-            found |= zeroBytes(second) | zeroBytes(second ^ (low &* 0x2B)) | zeroBytes(second ^ (low &* 0x23))
-            index += 16
-        }
-        if index + 8 <= bytes.count {
-            let word = raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-            highBits |= word
-            found |= zeroBytes(word) | zeroBytes(word ^ (low &* 0x2B)) | zeroBytes(word ^ (low &* 0x23))
-            index += 8
-        }
-        if found & high != 0 { return (true, highBits & high == 0) }
-        var ascii = highBits & high == 0
-        while index < bytes.count {
-            let byte = base[index]
-            if byte == 0 || byte == 0x2B || byte == 0x23 { return (true, ascii) }
-            if byte >= 0x80 { ascii = false }
-            index += 1
-        }
-        return (false, ascii)
+        let verdict = azi_scan_topic_name(base, bytes.count)
+        return (verdict & 1 != 0, verdict & 2 == 0)
     }
 }

@@ -119,23 +119,32 @@ public enum MQTTPacket: Sendable, Equatable {
         if type != .publish && flags != type.requiredFlags {
             throw MQTTCodecError(.invalidFixedHeaderFlags, "\(type) flags must be \(type.requiredFlags), not \(flags) [MQTT-2.2.2-2]")
         }
-        var reader = MQTTByteReader(body)
+        // PUBLISH indexes its body directly; the other packets go through the bounds-checked cursor.
         switch type {
-        case .connect: return .connect(try ConnectPacket(decoding: &reader))
-        case .connack: return .connack(try ConnAckPacket(decoding: &reader))
         case .publish: return .publish(try PublishPacket(flags: flags, body: body))
-        case .puback: return .puback(packetId: try Self.readAcknowledgement(&reader))
-        case .pubrec: return .pubrec(packetId: try Self.readAcknowledgement(&reader))
-        case .pubrel: return .pubrel(packetId: try Self.readAcknowledgement(&reader))
-        case .pubcomp: return .pubcomp(packetId: try Self.readAcknowledgement(&reader))
-        case .subscribe: return .subscribe(try SubscribePacket(decoding: &reader))
-        case .suback: return .suback(try SubAckPacket(decoding: &reader))
-        case .unsubscribe: return .unsubscribe(try UnsubscribePacket(decoding: &reader))
-        case .unsuback: return .unsuback(packetId: try Self.readAcknowledgement(&reader))
+        case .connect: return .connect(try Self.read(body, ConnectPacket.init(decoding:)))
+        case .connack: return .connack(try Self.read(body, ConnAckPacket.init(decoding:)))
+        case .puback: return .puback(packetId: try Self.read(body, Self.readAcknowledgement))
+        case .pubrec: return .pubrec(packetId: try Self.read(body, Self.readAcknowledgement))
+        case .pubrel: return .pubrel(packetId: try Self.read(body, Self.readAcknowledgement))
+        case .pubcomp: return .pubcomp(packetId: try Self.read(body, Self.readAcknowledgement))
+        case .subscribe: return .subscribe(try Self.read(body, SubscribePacket.init(decoding:)))
+        case .suback: return .suback(try Self.read(body, SubAckPacket.init(decoding:)))
+        case .unsubscribe: return .unsubscribe(try Self.read(body, UnsubscribePacket.init(decoding:)))
+        case .unsuback: return .unsuback(packetId: try Self.read(body, Self.readAcknowledgement))
         case .pingreq, .pingresp, .disconnect:
-            try reader.expectEnd()
+            try MQTTByteReader(body).expectEnd()
             return type == .pingreq ? .pingreq : type == .pingresp ? .pingresp : .disconnect
         }
+    }
+
+    /// Runs `decode` over a cursor on `body`.
+    private static func read<Decoded>(
+        _ body: ArraySlice<UInt8>,
+        _ decode: (inout MQTTByteReader) throws(MQTTCodecError) -> Decoded
+    ) throws(MQTTCodecError) -> Decoded {
+        var reader = MQTTByteReader(body)
+        return try decode(&reader)
     }
 
     private static func readAcknowledgement(_ reader: inout MQTTByteReader) throws(MQTTCodecError) -> UInt16 {

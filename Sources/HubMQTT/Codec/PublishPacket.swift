@@ -80,10 +80,14 @@ public struct PublishPacket: Sendable, Equatable {
         }
     }
 
+    /// Room for a typical fixed header, topic and packet id, copied into the buffer to grow it before they are
+    /// written over it.
+    private static let zeros = [UInt8](repeating: 0, count: 512)
+
     var bodySize: Int { 2 + self.topicBytes.count + (self.qos == .atMostOnce ? 0 : 2) + self.payloadBytes.count }
 
-    /// Appends the packet: the fixed header, topic length and packet id are assembled in registers and the topic and
-    /// payload copied once each, with a single capacity check.
+    /// Appends the packet: the fixed header and the topic's length are assembled in a register, the buffer grows
+    /// once, and header, topic, packet id and payload are copied straight into it.
     func encode(into buffer: inout [UInt8]) throws(MQTTCodecError) {
         try self.validate()
         let bodySize = self.bodySize
@@ -91,7 +95,7 @@ public struct PublishPacket: Sendable, Equatable {
             throw MQTTCodecError(.packetTooLarge, "a PUBLISH of \(bodySize) bytes exceeds MQTT's limit")
         }
         // First byte, Remaining Length (1-4 bytes) and the topic's two-byte length: at most 7 bytes.
-        var header: UInt64 = UInt64(MQTTPacket.PacketType.publish.rawValue << 4 | self.flags)
+        var header = UInt64(MQTTPacket.PacketType.publish.rawValue << 4 | self.flags)
         var headerCount = 1
         var remaining = bodySize
         repeat {
@@ -103,21 +107,23 @@ public struct PublishPacket: Sendable, Equatable {
         } while remaining > 0
         let topicCount = self.topicBytes.count
         header |= UInt64(topicCount >> 8) << (8 * headerCount) | UInt64(topicCount & 0xFF) << (8 * (headerCount + 1))
-        headerCount += 2
-        let total = headerCount + bodySize
-        if buffer.capacity - buffer.count < total {
-            buffer.reserveCapacity(Swift.max(buffer.count + total, 2 * buffer.capacity))
+        // Everything before the payload (`bodySize` already counts the topic's length field, which travels in
+        // `header`): the buffer grows by a copy of zeros (one memcpy; a repeated element is appended byte by byte)
+        // that is then written over. The payload is appended with one more copy.
+        let prefixCount = headerCount + bodySize - self.payloadBytes.count
+        let start = buffer.count
+        if prefixCount <= Self.zeros.count {
+            Self.zeros.withUnsafeBufferPointer { buffer.append(contentsOf: UnsafeBufferPointer(rebasing: $0[..<prefixCount])) }
+        } else {
+            buffer.append(contentsOf: repeatElement(0, count: prefixCount))
         }
-        header = header.littleEndian
-        withUnsafeBytes(of: &header) { raw in
-            buffer.append(contentsOf: UnsafeBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: headerCount))
-        }
-        buffer.append(contentsOf: self.topicBytes)
-        if let packetId {
-            var id = packetId.bigEndian
-            withUnsafeBytes(of: &id) { raw in
-                buffer.append(contentsOf: UnsafeBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: 2))
+        buffer.withUnsafeMutableBytes { raw in
+            let base = raw.baseAddress! + start
+            withUnsafeBytes(of: header.littleEndian) { base.copyMemory(from: $0.baseAddress!, byteCount: headerCount + 2) }
+            self.topicBytes.withUnsafeBytes { topic in
+                if let source = topic.baseAddress { (base + headerCount + 2).copyMemory(from: source, byteCount: topic.count) }
             }
+            if let packetId { (base + headerCount + 2 + topicCount).storeBytes(of: packetId.bigEndian, as: UInt16.self) }
         }
         buffer.append(contentsOf: self.payloadBytes)
     }
