@@ -7,11 +7,11 @@ import Glibc
 /// The standard library's `Mutex` uses priority-inheritance futexes on Linux, whose contended path goes through the
 /// kernel's rt-mutex code; the TLS transport's reader and writer take their lock for a few microseconds each, very
 /// often, where a short spin is far cheaper.
-final class AdaptiveLock<Value>: @unchecked Sendable {
+package final class AdaptiveLock<Value>: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private var value: Value
 
-    init(_ value: Value) {
+    package init(_ value: Value) {
         self.value = value
         self.mutex = .allocate(capacity: 1)
         var attributes = pthread_mutexattr_t()
@@ -27,7 +27,7 @@ final class AdaptiveLock<Value>: @unchecked Sendable {
     }
 
     /// Runs `body` with exclusive access to the value.
-    func withLock<Result, Failure: Error>(_ body: (inout Value) throws(Failure) -> Result) throws(Failure) -> Result {
+    package func withLock<Result, Failure: Error>(_ body: (inout Value) throws(Failure) -> Result) throws(Failure) -> Result {
         pthread_mutex_lock(self.mutex)
         defer { pthread_mutex_unlock(self.mutex) }
         return try body(&self.value)

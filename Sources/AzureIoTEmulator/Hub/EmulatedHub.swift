@@ -24,6 +24,8 @@ actor EmulatedHub {
     private(set) var telemetry: [ReceivedTelemetry] = []
     private var cloudToDevice: [CloudToDeviceRecord] = []
     private var pendingMethods: [String: CheckedContinuation<MethodResponse?, Never>] = [:]
+    /// Method requests the device's link refused (not subscribed), so their callers learn it was not a time-out.
+    private var undeliveredMethods: Set<String> = []
     private var methodTimers: [String: Task<Void, Never>] = [:]
     private(set) var registrations: [ProvisioningRecord] = []
     var faults = FaultPlan()
@@ -231,6 +233,7 @@ actor EmulatedHub {
             self.pendingMethods[requestId] = continuation
             self.methodTimers[requestId] = Task {
                 if await link.requestMethod(name: method, payload: payload, requestId: requestId) == false {
+                    self.undeliveredMethods.insert(requestId)
                     self.completeMethod(requestId: requestId, response: nil)
                     return
                 }
@@ -239,6 +242,8 @@ actor EmulatedHub {
             }
         }
         guard let response else {
+            // A device that is connected but not subscribed to methods never saw the request: not a time-out.
+            if self.undeliveredMethods.remove(requestId) != nil { throw .notSubscribed }
             throw self.isConnected(name) ? .timedOut : .notConnected
         }
         return response

@@ -2,9 +2,10 @@ import AzureIoTCore
 import Foundation
 import Logging
 
-/// The connection state machine behind ``HubMQTTClient``: one TLS connection at a time, the QoS 1 in-flight
-/// window, request/response correlation, keep-alive, token renewal and reconnects. Unacknowledged PUBLISHes survive
-/// reconnects and are resent with DUP.
+/// The connection state machine behind ``HubMQTTClient``: one TLS connection at a time, request/response
+/// correlation, keep-alive, token renewal and reconnects. Telemetry goes through the ``PublishPipeline`` (the QoS 1
+/// window and the outbound queue) without hopping onto the actor; unacknowledged PUBLISHes survive reconnects and are
+/// resent with DUP.
 actor HubMQTTSession {
     private enum State { case idle, connected, reconnecting, shutDown }
 
@@ -18,20 +19,12 @@ actor HubMQTTSession {
     private var generation = 0
     private var issuedToken: IssuedSASToken?
 
-    private var nextPacketId: UInt16 = 0
-    private var inflight: [UInt16: PublishPacket] = [:]
-    private var inflightOrder: [UInt16] = []
-    private var pubackWaiters: [UInt16: CheckedContinuation<Void, any Error>] = [:]
-    private var windowWaiters: [(id: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
-    private var nextWaiterId: UInt64 = 0
+    private let pipeline: PublishPipeline
     private var subackWaiters: [UInt16: CheckedContinuation<SubAckPacket, any Error>] = [:]
     private var twinWaiters: [String: CheckedContinuation<(Int, PropertyBag, [UInt8]), any Error>] = [:]
     private var nextRequestId: UInt32 = 0
     private var lastDesiredVersion: Int?
 
-    private var outbound: [UInt8] = []
-    private var writing = false
-    private var lastOutbound = ContinuousClock.now
     private var pingSentAt: ContinuousClock.Instant?
 
     private var readerTask: Task<Void, Never>?
@@ -55,6 +48,7 @@ actor HubMQTTSession {
         self.configuration = configuration
         self.logger = logger
         self.topics = HubTopics(deviceId: configuration.identity.deviceId, moduleId: configuration.identity.moduleId)
+        self.pipeline = PublishPipeline(window: configuration.inflightWindow, writeTimeout: configuration.operationTimeout)
         self.cloudToDevice = cloudToDevice
         self.desired = desired
         self.methods = methods
@@ -112,25 +106,18 @@ actor HubMQTTSession {
         self.generation += 1
         self.connection = connection
         self.state = .connected
-        self.outbound = []
-        self.writing = false
         self.pingSentAt = nil
-        self.lastOutbound = .now
         let generation = self.generation
         self.readerTask = Task { await self.readLoop(connection, generation: generation, leftover: leftover) }
         self.tickTask = Task { await self.tickLoop(generation: generation) }
         self.logger.debug("connected", metadata: ["host": "\(self.configuration.connectHost)", "clientId": "\(self.configuration.identity.clientId)"])
 
         let subscribe = SubscribePacket(
-            packetId: self.allocatePacketId(),
+            packetId: self.pipeline.reservePacketId(),
             subscriptions: self.topics.subscriptions.map { .init(topicFilter: $0, qos: .atLeastOnce) }
         )
-        for id in self.inflightOrder {
-            if var packet = self.inflight[id] {
-                packet.duplicate = true
-                self.enqueue(.publish(packet))
-            }
-        }
+        // Unacknowledged PUBLISHes go out again (with DUP) first.
+        self.pipeline.attach(connection, generation: generation) { self.pipeline.drain($0) }
         let suback = try await self.request(subscribe)
         if suback.returnCodes.contains(.failure) {
             self.logger.warning("a subscription was refused", metadata: ["codes": "\(suback.returnCodes.map(\.rawValue))"])
@@ -163,14 +150,15 @@ actor HubMQTTSession {
         self.state = .shutDown
         self.reconnectTask?.cancel()
         self.tickTask?.cancel()
+        let error = HubMQTTError(.shutDown, "the client was shut down")
+        let unwritten = self.pipeline.shutDown(error)
         if let connection {
-            try? await connection.write(try MQTTPacket.disconnect.encoded(), timeout: .seconds(2))
+            try? await connection.write(unwritten + MQTTPacket.disconnect.encoded(), timeout: .seconds(2))
             connection.close()
         }
         self.connection = nil
         self.readerTask?.cancel()
-        let error = HubMQTTError(.shutDown, "the client was shut down")
-        self.failAllWaiters(error, includingPublishes: true)
+        self.failAllWaiters(error)
         self.events.yield(ConnectionEvent(kind: .disconnected, reason: "shut down by the application"))
         self.cloudToDevice.finish()
         self.desired.finish()
@@ -185,17 +173,15 @@ actor HubMQTTSession {
         await withCheckedContinuation { self.shutdownWaiters.append($0) }
     }
 
-    private func failAllWaiters(_ error: HubMQTTError, includingPublishes: Bool) {
-        for (_, waiter) in self.subackWaiters { waiter.resume(throwing: error) }
+    /// Fails pending SUBSCRIBE and twin requests (telemetry waits in the pipeline across reconnects).
+    private func failAllWaiters(_ error: HubMQTTError) {
+        for (id, waiter) in self.subackWaiters {
+            self.pipeline.releasePacketId(id)
+            waiter.resume(throwing: error)
+        }
         self.subackWaiters = [:]
         for (_, waiter) in self.twinWaiters { waiter.resume(throwing: error) }
         self.twinWaiters = [:]
-        if includingPublishes {
-            for (_, waiter) in self.pubackWaiters { waiter.resume(throwing: error) }
-            self.pubackWaiters = [:]
-            for waiter in self.windowWaiters { waiter.continuation.resume(throwing: error) }
-            self.windowWaiters = []
-        }
     }
 
     // MARK: - Losing the connection and reconnecting
@@ -204,11 +190,12 @@ actor HubMQTTSession {
         guard generation == self.generation, self.state == .connected else { return }
         self.logger.info("connection lost", metadata: ["reason": "\(reason)"])
         self.state = .reconnecting
+        self.pipeline.detach(generation: generation)
         self.connection?.close()
         self.connection = nil
         self.tickTask?.cancel()
         self.readerTask?.cancel()
-        self.failAllWaiters(HubMQTTError(.notConnected, "the connection was lost: \(reason)"), includingPublishes: false)
+        self.failAllWaiters(HubMQTTError(.notConnected, "the connection was lost: \(reason)"))
         self.events.yield(ConnectionEvent(kind: .disconnected, reason: reason))
         self.reconnectTask = Task { await self.reconnectLoop() }
     }
@@ -289,12 +276,11 @@ actor HubMQTTSession {
         self.pingSentAt = nil
         switch packet {
         case .puback(let id):
-            guard self.inflight.removeValue(forKey: id) != nil else { return }
-            self.inflightOrder.removeAll { $0 == id }
-            self.pubackWaiters.removeValue(forKey: id)?.resume()
-            if !self.windowWaiters.isEmpty { self.windowWaiters.removeFirst().continuation.resume() }
+            self.pipeline.acknowledge(id)
         case .suback(let suback):
-            self.subackWaiters.removeValue(forKey: suback.packetId)?.resume(returning: suback)
+            guard let waiter = self.subackWaiters.removeValue(forKey: suback.packetId) else { return }
+            self.pipeline.releasePacketId(suback.packetId)
+            waiter.resume(returning: suback)
         case .publish(let publish):
             if let id = publish.packetId, publish.qos == .atLeastOnce { self.enqueue(.puback(packetId: id)) }
             try self.route(publish)
@@ -332,50 +318,10 @@ actor HubMQTTSession {
 
     private func enqueue(_ packet: MQTTPacket) {
         do {
-            try packet.encode(into: &self.outbound)
+            try self.pipeline.enqueue(packet) { self.pipeline.drain($0) }
         } catch {
             self.logger.error("could not encode a packet", metadata: ["error": "\(error)"])
-            return
         }
-        guard !self.writing, let connection = self.connection else { return }
-        self.writing = true
-        let generation = self.generation
-        Task { await self.flush(connection, generation: generation) }
-    }
-
-    /// Writes the queued bytes on the actor without waiting while the socket takes them; bytes queued meanwhile go
-    /// out in the same write. After a partial write, the same bytes are offered again once the socket is ready, which
-    /// must happen within the operation timeout.
-    private func flush(_ connection: TLSConnection, generation: Int) async {
-        let timeout = self.configuration.operationTimeout
-        var retryLength: Int?
-        do {
-            while generation == self.generation && !self.outbound.isEmpty {
-                let length = retryLength ?? self.outbound.count
-                let attempt = try self.outbound.withUnsafeBytes { bytes in try connection.writeNow(UnsafeRawBufferPointer(rebasing: bytes[..<length])) }
-                switch attempt {
-                case .done(let written):
-                    retryLength = nil
-                    if written == self.outbound.count {
-                        self.outbound.removeAll(keepingCapacity: true)
-                    } else {
-                        self.outbound.removeFirst(written)
-                    }
-                    self.lastOutbound = .now
-                case .needsWritable:
-                    retryLength = length
-                    try await connection.waitUntilReady(readable: false, timeout: timeout)
-                case .needsReadable:
-                    retryLength = length
-                    try await connection.waitUntilReady(readable: true, timeout: timeout)
-                }
-            }
-        } catch {
-            if generation == self.generation { self.writing = false }
-            self.connectionLost(generation: generation, reason: "write failed: \(error)")
-            return
-        }
-        if generation == self.generation { self.writing = false }
     }
 
     // MARK: - Keep-alive and token renewal
@@ -391,7 +337,7 @@ actor HubMQTTSession {
                 self.connectionLost(generation: generation, reason: "no answer to PINGREQ within the keep-alive")
                 return
             }
-            if self.pingSentAt == nil && now - self.lastOutbound >= keepAlive {
+            if self.pingSentAt == nil && now - self.pipeline.lastOutbound >= keepAlive {
                 self.pingSentAt = now
                 self.enqueue(.pingreq)
             }
@@ -406,9 +352,10 @@ actor HubMQTTSession {
 
     // MARK: - Telemetry
 
-    func send(_ message: TelemetryMessage, qos: MQTTQoS) async throws {
+    /// Sends telemetry from the caller's task: the packet is queued and written without hopping onto the actor.
+    nonisolated func send(_ message: TelemetryMessage, qos: MQTTQoS) async throws {
         // The packet checks its topic once, when it is made; the same check is not run again here.
-        var packet = PublishPacket(topic: self.topics.telemetryPrefix + message.propertyBag.encoded, payload: message.body)
+        let packet = PublishPacket(topic: self.topics.telemetryPrefix + message.propertyBag.encoded, payload: message.body)
         let size = message.body.count + packet.topicBytes.count
         guard size <= TelemetryMessage.maximumSize else {
             throw HubMQTTError(.messageTooLarge, "the message is \(size) bytes; IoT Hub takes at most 256 KB")
@@ -416,73 +363,16 @@ actor HubMQTTSession {
         do { try packet.validateTopic() } catch {
             throw HubMQTTError(.invalidArgument, "the telemetry topic is not a valid MQTT topic name: \(error.message)")
         }
-        guard self.state != .shutDown else { throw HubMQTTError(.shutDown, "the client was shut down") }
-        guard qos != .atMostOnce else {
-            guard self.state == .connected else { throw HubMQTTError(.notConnected, "QoS 0 messages are not queued while disconnected") }
-            self.enqueue(.publish(packet))
-            return
-        }
-        try await self.acquireWindowSlot()
-        let id = self.allocatePacketId()
-        packet.qos = .atLeastOnce
-        packet.packetId = id
-        self.inflight[id] = packet
-        self.inflightOrder.append(id)
-        if self.state == .connected { self.enqueue(.publish(packet)) }
-        try await withTaskCancellationHandler {
-            try await self.waitForPuback(id)
-        } onCancel: {
-            Task { await self.stopWaiting(forPuback: id) }
+        if qos == .atMostOnce {
+            try self.pipeline.publishAtMostOnce(packet) { writer in Task { await self.write(writer) } }
+        } else {
+            try await self.pipeline.publishAtLeastOnce(packet) { writer in Task { await self.write(writer) } }
         }
     }
 
-    /// Suspends until PUBACK `id` arrives. Isolated to the actor, so the acknowledgement resumes the sender on the
-    /// actor (queued behind the reader when it is busy) rather than through the global executor.
-    private func waitForPuback(_ id: UInt16) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            if Task.isCancelled {
-                continuation.resume(throwing: CancellationError())
-            } else {
-                self.pubackWaiters[id] = continuation
-            }
-        }
-    }
-
-    /// The caller stopped waiting; the message stays in flight (it may already be on the wire) until PUBACK.
-    private func stopWaiting(forPuback id: UInt16) {
-        self.pubackWaiters.removeValue(forKey: id)?.resume(throwing: CancellationError())
-    }
-
-    private func acquireWindowSlot() async throws {
-        while self.inflight.count >= max(1, self.configuration.inflightWindow) {
-            self.nextWaiterId += 1
-            let waiterId = self.nextWaiterId
-            try await withTaskCancellationHandler {
-                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                    if Task.isCancelled {
-                        continuation.resume(throwing: CancellationError())
-                    } else {
-                        self.windowWaiters.append((waiterId, continuation))
-                    }
-                }
-            } onCancel: {
-                Task { await self.stopWaiting(forWindow: waiterId) }
-            }
-            guard self.state != .shutDown else { throw HubMQTTError(.shutDown, "the client was shut down") }
-        }
-    }
-
-    private func stopWaiting(forWindow waiterId: UInt64) {
-        guard let index = self.windowWaiters.firstIndex(where: { $0.id == waiterId }) else { return }
-        self.windowWaiters.remove(at: index).continuation.resume(throwing: CancellationError())
-    }
-
-    /// The next packet id that is not in use [MQTT-2.3.1-2].
-    private func allocatePacketId() -> UInt16 {
-        repeat {
-            self.nextPacketId = self.nextPacketId == UInt16.max ? 1 : self.nextPacketId + 1
-        } while self.inflight[self.nextPacketId] != nil || self.subackWaiters[self.nextPacketId] != nil
-        return self.nextPacketId
+    /// Writes the pipeline's queue on the actor, where the reader reads.
+    private func write(_ writer: PublishPipeline.Writer) {
+        self.pipeline.drain(writer)
     }
 
     private func request(_ subscribe: SubscribePacket) async throws -> SubAckPacket {
@@ -491,7 +381,9 @@ actor HubMQTTSession {
         let timeout = self.configuration.operationTimeout
         let timer = Task {
             try await Task.sleep(for: timeout)
-            self.subackWaiters.removeValue(forKey: id)?.resume(throwing: HubMQTTError(.timedOut, "no SUBACK within \(timeout)"))
+            guard let waiter = self.subackWaiters.removeValue(forKey: id) else { return }
+            self.pipeline.releasePacketId(id)
+            waiter.resume(throwing: HubMQTTError(.timedOut, "no SUBACK within \(timeout)"))
         }
         defer { timer.cancel() }
         return try await withCheckedThrowingContinuation { self.subackWaiters[id] = $0 }
@@ -544,6 +436,6 @@ actor HubMQTTSession {
 
     // MARK: - Introspection for tests and tools
 
-    var inflightCount: Int { self.inflight.count }
+    var inflightCount: Int { self.pipeline.inflightCount }
     var isConnected: Bool { self.state == .connected }
 }

@@ -1,0 +1,306 @@
+import AzureIoTCore
+
+/// The QoS 1 in-flight window, packet ids, PUBACK waiters and the outbound byte queue of one session, behind one
+/// lock. Senders queue and write their PUBLISH on their own task and wait only for the PUBACK, without hopping onto
+/// the session actor; the actor uses the same queue for everything else it sends.
+///
+/// Writing is non-waiting: whoever queues bytes while nobody is writing is handed a ``Writer`` and arranges for
+/// ``drain(_:)`` to run (the session runs it on its actor, next to the reader, so reads and writes never contend for
+/// the TLS session); bytes queued meanwhile go out in the same write. Only when the socket is full does a task wait
+/// for it. A failed write closes the connection, and the session's reader then reports the loss.
+final class PublishPipeline: Sendable {
+    /// The duty to write the queue to a connection, handed to whoever queued bytes first.
+    struct Writer: Sendable {
+        let connection: TLSConnection
+        let generation: Int
+    }
+
+    /// Why a waiting sender was resumed.
+    private enum Wake { case slotFree, acknowledged }
+
+    /// One sender's place in the pipeline, so that cancellation finds it (its fields are guarded by the lock).
+    private final class Ticket: @unchecked Sendable {
+        var packetId: UInt16?
+        var cancelled = false
+    }
+
+    private struct Waiter {
+        let ticket: Ticket
+        let continuation: CheckedContinuation<Wake, any Error>
+    }
+
+    private struct State {
+        var connection: TLSConnection?
+        var generation = 0
+        /// Set at shutdown: every later send fails with it.
+        var failure: HubMQTTError?
+        var nextPacketId: UInt16 = 0
+        /// Ids taken by requests other than PUBLISH (SUBSCRIBE), so they are not reused while pending.
+        var reservedIds: Set<UInt16> = []
+        var inflight: [UInt16: PublishPacket] = [:]
+        var inflightOrder: [UInt16] = []
+        var acknowledgementWaiters: [UInt16: Waiter] = [:]
+        var slotWaiters: [Waiter] = []
+        var outbound: [UInt8] = []
+        var writing = false
+        var lastOutbound = ContinuousClock.now
+
+        /// The next packet id in use by nothing [MQTT-2.3.1-2].
+        mutating func allocatePacketId() -> UInt16 {
+            repeat {
+                self.nextPacketId = self.nextPacketId == UInt16.max ? 1 : self.nextPacketId + 1
+            } while self.inflight[self.nextPacketId] != nil || self.reservedIds.contains(self.nextPacketId)
+            return self.nextPacketId
+        }
+
+        /// Encodes `packet` into the queue when connected; returns the connection if the caller is now the writer.
+        mutating func queue(_ packet: MQTTPacket) throws(MQTTCodecError) -> Writer? {
+            guard let connection = self.connection else { return nil }
+            try packet.encode(into: &self.outbound)
+            guard !self.writing else { return nil }
+            self.writing = true
+            return Writer(connection: connection, generation: self.generation)
+        }
+    }
+
+    private let state = AdaptiveLock(State())
+    private let window: Int
+    private let writeTimeout: Duration
+
+    /// A pipeline allowing `window` unacknowledged PUBLISHes; a full socket must take bytes within `writeTimeout`.
+    init(window: Int, writeTimeout: Duration) {
+        self.window = max(1, window)
+        self.writeTimeout = writeTimeout
+    }
+
+    // MARK: - Connection lifecycle
+
+    /// Starts writing to a new connection: the queue starts empty, then every unacknowledged PUBLISH is queued
+    /// again with DUP, in the order it was first sent.
+    func attach(_ connection: TLSConnection, generation: Int, startWriting: (Writer) -> Void) {
+        let writer = self.state.withLock { state -> Writer? in
+            state.connection = connection
+            state.generation = generation
+            state.outbound = []
+            state.writing = false
+            state.lastOutbound = .now
+            for id in state.inflightOrder {
+                guard var packet = state.inflight[id] else { continue }
+                packet.duplicate = true
+                try? packet.encode(into: &state.outbound)
+            }
+            guard !state.outbound.isEmpty else { return nil }
+            state.writing = true
+            return Writer(connection: connection, generation: generation)
+        }
+        if let writer { startWriting(writer) }
+    }
+
+    /// Stops writing to the connection of `generation`; unacknowledged PUBLISHes stay for the next one.
+    func detach(generation: Int) {
+        self.state.withLock { state in
+            guard state.generation == generation else { return }
+            state.connection = nil
+            state.outbound = []
+            state.writing = false
+        }
+    }
+
+    /// Refuses every later send with `error`, fails every waiting sender with it, and returns the queued bytes not
+    /// yet written (the session sends them before DISCONNECT, so a QoS 0 message sent just before is not lost).
+    func shutDown(_ error: HubMQTTError) -> [UInt8] {
+        let (waiters, unwritten) = self.state.withLock { state -> ([Waiter], [UInt8]) in
+            state.failure = error
+            state.connection = nil
+            state.writing = false
+            defer {
+                state.acknowledgementWaiters = [:]
+                state.slotWaiters = []
+                state.outbound = []
+            }
+            return (Array(state.acknowledgementWaiters.values) + state.slotWaiters, state.outbound)
+        }
+        for waiter in waiters { waiter.continuation.resume(throwing: error) }
+        return unwritten
+    }
+
+    // MARK: - Sending
+
+    /// Queues a packet for the current connection (dropped while disconnected: the session re-sends what matters).
+    func enqueue(_ packet: MQTTPacket, startWriting: (Writer) -> Void) throws(MQTTCodecError) {
+        if let writer = try self.state.withLock({ state throws(MQTTCodecError) in try state.queue(packet) }) {
+            startWriting(writer)
+        }
+    }
+
+    /// Sends a QoS 0 PUBLISH now. Throws ``HubMQTTError/Code/notConnected`` while disconnected (QoS 0 is not queued)
+    /// and the shutdown error after shutdown.
+    func publishAtMostOnce(_ packet: PublishPacket, startWriting: (Writer) -> Void) throws {
+        let writer = try self.state.withLock { state throws -> Writer? in
+            if let failure = state.failure { throw failure }
+            guard state.connection != nil else { throw HubMQTTError(.notConnected, "QoS 0 messages are not queued while disconnected") }
+            return try state.queue(.publish(packet))
+        }
+        if let writer { startWriting(writer) }
+    }
+
+    /// Sends a PUBLISH with QoS 1 once the window has room and returns when its PUBACK arrives. While disconnected
+    /// it waits in the window and goes out with the next connection. Cancelling the task ends the wait with
+    /// `CancellationError`; the message stays in flight until acknowledged.
+    func publishAtLeastOnce(_ packet: PublishPacket, startWriting: @Sendable (Writer) -> Void) async throws {
+        let ticket = Ticket()
+        try await withTaskCancellationHandler {
+            while try await self.waitForSlotOrAcknowledgement(packet, ticket, startWriting) != .acknowledged {}
+        } onCancel: {
+            self.cancel(ticket)
+        }
+    }
+
+    /// One wait: for a free slot in the window (then the caller tries again) or, once the packet is in flight, for
+    /// its PUBACK. The waiter is registered in the same locked step that queues the packet, so the PUBACK cannot
+    /// arrive unobserved.
+    private func waitForSlotOrAcknowledgement(_ packet: PublishPacket, _ ticket: Ticket, _ startWriting: @Sendable (Writer) -> Void) async throws -> Wake {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Wake, any Error>) in
+            let waiter = Waiter(ticket: ticket, continuation: continuation)
+            let outcome = self.state.withLock { state -> Result<Writer?, any Error> in
+                if ticket.cancelled { return .failure(CancellationError()) }
+                if let failure = state.failure { return .failure(failure) }
+                guard state.inflight.count < self.window else {
+                    state.slotWaiters.append(waiter)
+                    return .success(nil)
+                }
+                var packet = packet
+                packet.qos = .atLeastOnce
+                packet.packetId = state.allocatePacketId()
+                guard let id = packet.packetId else { return .success(nil) }
+                state.inflight[id] = packet
+                state.inflightOrder.append(id)
+                state.acknowledgementWaiters[id] = waiter
+                ticket.packetId = id
+                do throws(MQTTCodecError) {
+                    return .success(try state.queue(.publish(packet)))
+                } catch {
+                    // The session checked the topic; nothing else in a QoS 1 PUBLISH can fail to encode.
+                    state.inflight[id] = nil
+                    state.inflightOrder.removeLast()
+                    state.acknowledgementWaiters[id] = nil
+                    return .failure(HubMQTTError(.invalidArgument, "the message could not be encoded: \(error.message)"))
+                }
+            }
+            switch outcome {
+            case .failure(let error): continuation.resume(throwing: error)
+            case .success(let writer?): startWriting(writer)
+            case .success(nil): break
+            }
+        }
+    }
+
+    private func cancel(_ ticket: Ticket) {
+        let waiter = self.state.withLock { state -> Waiter? in
+            ticket.cancelled = true
+            if let id = ticket.packetId, state.acknowledgementWaiters[id]?.ticket === ticket {
+                return state.acknowledgementWaiters.removeValue(forKey: id)
+            }
+            guard let index = state.slotWaiters.firstIndex(where: { $0.ticket === ticket }) else { return nil }
+            return state.slotWaiters.remove(at: index)
+        }
+        waiter?.continuation.resume(throwing: CancellationError())
+    }
+
+    // MARK: - Acknowledgements and ids
+
+    /// A PUBACK: the message leaves the window, its sender returns, and one sender waiting for room is woken.
+    func acknowledge(_ id: UInt16) {
+        let (acknowledged, woken) = self.state.withLock { state -> (Waiter?, Waiter?) in
+            guard state.inflight.removeValue(forKey: id) != nil else { return (nil, nil) }
+            if let index = state.inflightOrder.firstIndex(of: id) { state.inflightOrder.remove(at: index) }
+            let woken = state.slotWaiters.isEmpty ? nil : state.slotWaiters.removeFirst()
+            return (state.acknowledgementWaiters.removeValue(forKey: id), woken)
+        }
+        acknowledged?.continuation.resume(returning: .acknowledged)
+        woken?.continuation.resume(returning: .slotFree)
+    }
+
+    /// A packet id for a request other than PUBLISH, held until ``releasePacketId(_:)``.
+    func reservePacketId() -> UInt16 {
+        self.state.withLock { state in
+            let id = state.allocatePacketId()
+            state.reservedIds.insert(id)
+            return id
+        }
+    }
+
+    /// Frees an id from ``reservePacketId()``.
+    func releasePacketId(_ id: UInt16) {
+        _ = self.state.withLock { $0.reservedIds.remove(id) }
+    }
+
+    /// QoS 1 messages not yet acknowledged.
+    var inflightCount: Int { self.state.withLock { $0.inflight.count } }
+
+    /// When bytes last went out (for keep-alive).
+    var lastOutbound: ContinuousClock.Instant { self.state.withLock { $0.lastOutbound } }
+
+    // MARK: - Writing
+
+    /// Writes the queue until it is empty, without waiting; when the socket is full the rest is written by a task
+    /// that waits for it, and the caller returns.
+    func drain(_ writer: Writer) {
+        let connection = writer.connection
+        let generation = writer.generation
+        var bytes: [UInt8] = []
+        while true {
+            let more = self.state.withLock { state -> Bool in
+                guard state.generation == generation, state.connection != nil else { return false }
+                guard !state.outbound.isEmpty else {
+                    state.writing = false
+                    return false
+                }
+                swap(&bytes, &state.outbound)
+                return true
+            }
+            guard more else { return }
+            do {
+                while !bytes.isEmpty {
+                    let attempt = try bytes.withUnsafeBytes { try connection.writeNow($0) }
+                    guard case .done(let written) = attempt else {
+                        Task { await self.finishWriting(bytes, attempt, to: connection, generation: generation) }
+                        return
+                    }
+                    bytes.removeFirst(written)
+                }
+            } catch {
+                connection.close()
+                return
+            }
+            bytes.removeAll(keepingCapacity: true)
+            self.state.withLock { $0.lastOutbound = .now }
+        }
+    }
+
+    /// Waits for the socket and offers the same bytes again (as OpenSSL requires after a partial write), then drains
+    /// what was queued meanwhile.
+    private func finishWriting(_ pending: [UInt8], _ attempt: TLSConnection.Attempt<Int>, to connection: TLSConnection, generation: Int) async {
+        var bytes = pending
+        var attempt = attempt
+        do {
+            while !bytes.isEmpty {
+                switch attempt {
+                case .done(let written):
+                    bytes.removeFirst(written)
+                    if bytes.isEmpty { continue }
+                case .needsWritable:
+                    try await connection.waitUntilReady(readable: false, timeout: self.writeTimeout)
+                case .needsReadable:
+                    try await connection.waitUntilReady(readable: true, timeout: self.writeTimeout)
+                }
+                attempt = try bytes.withUnsafeBytes { try connection.writeNow($0) }
+            }
+        } catch {
+            connection.close()
+            return
+        }
+        self.state.withLock { $0.lastOutbound = .now }
+        self.drain(Writer(connection: connection, generation: generation))
+    }
+}
