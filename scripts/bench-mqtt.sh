@@ -70,4 +70,4 @@ swift, pub, paho = medians["swift window 20"], medians["mosquitto_pub"], medians
 print(f"swift window 20 / mosquitto_pub = {swift / pub:.2f}x, / paho-mqtt = {swift / paho:.2f}x")
 PY
 echo "== codec"
-LD_PRELOAD="$work/malloc_counter.so" "$bin" codec 2000000
+LD_PRELOAD="$work/malloc_counter.so" "$bin" codec 1000000
