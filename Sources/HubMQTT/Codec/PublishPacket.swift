@@ -130,6 +130,7 @@ public struct PublishPacket: Sendable, Equatable {
 
     /// Decodes a PUBLISH body given the fixed header's flags, indexing the body directly: the topic and payload
     /// become slices of `body` (no copy). Throws at the first bad byte.
+    @inline(__always)
     init(flags: UInt8, body: ArraySlice<UInt8>) throws(MQTTCodecError) {
         guard let qos = MQTTQoS(rawValue: (flags & Flag.qosMask) >> Flag.qosShift) else {
             throw MQTTCodecError(.invalidQoS, "PUBLISH with QoS 3 [MQTT-3.3.1-4]", offset: 0)
