@@ -34,10 +34,32 @@ echo "== settled sends, 256-byte messages, TLS + SASL PLAIN to qpid-proton 0.40 
 # less CPU leaves the peer more, and the rates of the three clients sit within the peer's noise.
 cpu() { /usr/bin/time -f "  client CPU: %U s user + %S s system" "$@"; }
 cpu "$bin" client "$port" "$work/pki/ca.pem" "$count" 1 "$token"
-cpu "$bin" client "$port" "$work/pki/ca.pem" "$count" 64 "$token"
-# The peers below send as fast as the peer's link credit (1000) allows; this is the same in-flight limit.
-cpu "$bin" client "$port" "$work/pki/ca.pem" "$count" 1000 "$token"
-cpu timeout 300 "$python" Benchmarks/peers/amqp_proton_client.py "$port" "$work/pki/ca.pem" "$count" proton@sas.benchhub "$ptoken"
-cpu timeout 300 .build-peers/clients/bin/python Benchmarks/peers/amqp_uamqp_client.py "$port" "$work/pki/ca.pem" "$count" uamqp@sas.benchhub "$utoken" uamqp
+rounds=${AMQP_BENCH_ROUNDS:-3}
+echo "$rounds rounds, the contenders interleaved in each round (the peers below send as fast as the peer's link"
+echo "credit, 1000, allows: the same in-flight limit as the last SDK line):"
+for round in $(seq 1 "$rounds"); do
+    echo "-- round $round"
+    cpu "$bin" client "$port" "$work/pki/ca.pem" "$count" 64 "$token" 2>&1 | tee -a "$work/results"
+    cpu "$bin" client "$port" "$work/pki/ca.pem" "$count" 1000 "$token" 2>&1 | tee -a "$work/results"
+    cpu timeout 300 "$python" Benchmarks/peers/amqp_proton_client.py "$port" "$work/pki/ca.pem" "$count" proton@sas.benchhub "$ptoken" 2>&1 | tee -a "$work/results"
+    cpu timeout 300 .build-peers/clients/bin/python Benchmarks/peers/amqp_uamqp_client.py "$port" "$work/pki/ca.pem" "$count" uamqp@sas.benchhub "$utoken" uamqp 2>&1 | tee -a "$work/results"
+done
+echo "-- medians over $rounds rounds (msg/s)"
+python3 - "$work/results" <<'PY'
+import re, statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    found = re.search(r"= (\d+) msg/s", line)
+    if not found:
+        continue
+    rate = float(found.group(1))
+    name = "swift 64 in flight" if "64 in flight" in line else "swift 1000 in flight" if "1000 in flight" in line else line.split(":")[0].split(" (")[0]
+    runs.setdefault(name, []).append(rate)
+medians = {name: statistics.median(rates) for name, rates in runs.items()}
+for name, median in medians.items():
+    print(f"{name:22} {median:7.0f}   runs: {', '.join(f'{r:.0f}' for r in runs[name])}")
+peers = max(median for name, median in medians.items() if not name.startswith("swift"))
+print(f"swift 1000 in flight / the faster peer = {medians['swift 1000 in flight'] / peers:.2f}x, 64 in flight: {medians['swift 64 in flight'] / peers:.2f}x")
+PY
 echo "== codec"
 LD_PRELOAD="$work/malloc_counter.so" "$bin" codec 1000000
