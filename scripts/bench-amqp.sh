@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Settled AMQP sends (256-byte bodies) over TLS + SASL PLAIN to the local qpid-proton peer: this SDK vs qpid-proton's
-# Python client and uamqp (the write-up's library), same count, one run; plus transfer-frame codec rate and heap use.
+# Python client and uamqp (the write-up's library), same count, interleaved rounds with medians; plus transfer-frame
+# codec rate and heap use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh test
