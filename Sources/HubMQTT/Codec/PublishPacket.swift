@@ -125,7 +125,7 @@ public struct PublishPacket: Sendable, Equatable {
             }
             if let packetId { (base + headerCount + 2 + topicCount).storeBytes(of: packetId.bigEndian, as: UInt16.self) }
         }
-        buffer.append(contentsOf: self.payloadBytes)
+        self.payloadBytes.withUnsafeBufferPointer { buffer.append(contentsOf: $0) }
     }
 
     /// Decodes a PUBLISH body given the fixed header's flags, indexing the body directly: the topic and payload
