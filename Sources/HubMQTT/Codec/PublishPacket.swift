@@ -119,7 +119,12 @@ public struct PublishPacket: Sendable, Equatable {
         }
         buffer.withUnsafeMutableBytes { raw in
             let base = raw.baseAddress! + start
-            withUnsafeBytes(of: header.littleEndian) { base.copyMemory(from: $0.baseAddress!, byteCount: headerCount + 2) }
+            if prefixCount >= 8 {
+                // One 8-byte store; the bytes past the header are overwritten by the topic and packet id below.
+                base.storeBytes(of: header.littleEndian, as: UInt64.self)
+            } else {
+                withUnsafeBytes(of: header.littleEndian) { base.copyMemory(from: $0.baseAddress!, byteCount: headerCount + 2) }
+            }
             self.topicBytes.withUnsafeBytes { topic in
                 if let source = topic.baseAddress { (base + headerCount + 2).copyMemory(from: source, byteCount: topic.count) }
             }
