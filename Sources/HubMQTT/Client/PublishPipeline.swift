@@ -169,10 +169,10 @@ final class PublishPipeline: Sendable {
                     state.slotWaiters.append(waiter)
                     return .success(nil)
                 }
+                let id = state.allocatePacketId()
                 var packet = packet
                 packet.qos = .atLeastOnce
-                packet.packetId = state.allocatePacketId()
-                guard let id = packet.packetId else { return .success(nil) }
+                packet.packetId = id
                 state.inflight[id] = packet
                 state.inflightOrder.append(id)
                 state.acknowledgementWaiters[id] = waiter
