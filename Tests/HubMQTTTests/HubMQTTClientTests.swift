@@ -177,16 +177,26 @@ struct HubMQTTClientTests {
         let client = try HubMQTTClient(configuration: configuration)
         try await client.connect()
         let count = 300
-        let sent = Mutex(0)
+        /// Messages whose send returned, shared by the senders.
+        final class Sent: Sendable { let count = Mutex(0) }
+        let sent = Sent()
+        // Four senders at once, so the window is full when the broker dies.
         let sender = Task {
-            for index in 0..<count {
-                var message = TelemetryMessage(body: Array("m\(index)".utf8))
-                message.properties = [("seq", String(index))]
-                try await client.send(message)
-                sent.withLock { $0 += 1 }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for lane in 0..<4 {
+                    group.addTask {
+                        for index in stride(from: lane, to: count, by: 4) {
+                            var message = TelemetryMessage(body: Array("m\(index)".utf8))
+                            message.properties = [("seq", String(index))]
+                            try await client.send(message)
+                            sent.count.withLock { $0 += 1 }
+                        }
+                    }
+                }
+                try await group.waitForAll()
             }
         }
-        while sent.withLock({ $0 }) < 50 { try await Task.sleep(for: .milliseconds(5)) }
+        while sent.count.withLock({ $0 }) < 50 { try await Task.sleep(for: .milliseconds(5)) }
         broker.kill()
         try await Task.sleep(for: .milliseconds(300))
         try await broker.start()
@@ -203,6 +213,46 @@ struct HubMQTTClientTests {
         let log = broker.log
         #expect(missing.isEmpty, "not received by any broker: \(missing.prefix(20))")
         #expect(log.contains("(d1, q1"), "unacknowledged messages are resent with DUP")
+    }
+
+    @Test("the in-flight window: with the broker paused at most N PUBLISHes are outstanding, the rest wait for room, all complete on resume")
+    func inflightWindow() async throws {
+        let pki = try await TestPKI.shared()
+        let broker = try await MosquittoBroker(pki: pki)
+        var configuration = try await Self.configuration(broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword())
+        configuration.inflightWindow = 4
+        let client = try HubMQTTClient(configuration: configuration)
+        try await client.connect()
+        broker.pause(true)
+        let senders = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<10 {
+                    group.addTask {
+                        var message = TelemetryMessage(body: Array("w\(index)".utf8))
+                        message.properties = [("w", String(index))]
+                        try await client.send(message)
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        // Wait until the window has filled (a loaded machine may take a while to start ten tasks), then give the
+        // other six a moment to overstep it if they could.
+        for _ in 0..<250 where await client.pendingMessageCount < 4 { try await Task.sleep(for: .milliseconds(20)) }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(await client.pendingMessageCount == 4)
+        broker.pause(false)
+        try await senders.value
+        #expect(await client.pendingMessageCount == 0)
+        await client.disconnect()
+        var missing: [Int] = []
+        for _ in 0..<100 {
+            let log = broker.log
+            missing = (0..<10).filter { !log.contains("messages/events/w=\($0)'") }
+            if missing.isEmpty { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(missing.isEmpty, "not received: \(missing)")
     }
 
     @Test("keep-alive: PINGREQ when idle, and a broker that stops answering is detected")
