@@ -48,12 +48,14 @@ head -n 5000 "$work/lines" > "$work/warmup"
 "$bin" client "$port" "$work/pki/ca.pem" 5000 20 > /dev/null
 mosquitto_pub_run "$work/warmup" 5000 > /dev/null
 echo "$rounds rounds, $count messages per run, the contenders interleaved in each round:"
+# Every run starts after a one-second pause: on this 2-core VM a run that starts right after another is measurably
+# slower, whoever it is.
 for round in $(seq 1 "$rounds"); do
     echo "-- round $round"
-    "$bin" client "$port" "$work/pki/ca.pem" "$count" 20 | tee -a "$work/results"
-    "$bin" client "$port" "$work/pki/ca.pem" "$count" 64 | tee -a "$work/results"
-    mosquitto_pub_run "$work/lines" "$count" | tee -a "$work/results"
-    python3 Benchmarks/peers/paho_bench.py "$port" "$work/pki/ca.pem" "$count" | tee -a "$work/results"
+    sleep 1; "$bin" client "$port" "$work/pki/ca.pem" "$count" 20 | tee -a "$work/results"
+    sleep 1; "$bin" client "$port" "$work/pki/ca.pem" "$count" 64 | tee -a "$work/results"
+    sleep 1; mosquitto_pub_run "$work/lines" "$count" | tee -a "$work/results"
+    sleep 1; python3 Benchmarks/peers/paho_bench.py "$port" "$work/pki/ca.pem" "$count" | tee -a "$work/results"
 done
 echo "-- medians over $rounds rounds (msg/s)"
 python3 - "$work/results" <<'PY'
