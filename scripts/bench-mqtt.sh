@@ -48,8 +48,7 @@ head -n 5000 "$work/lines" > "$work/warmup"
 "$bin" client "$port" "$work/pki/ca.pem" 5000 20 > /dev/null
 mosquitto_pub_run "$work/warmup" 5000 > /dev/null
 echo "$rounds rounds, $count messages per run, the contenders interleaved in each round:"
-# Every run starts after a one-second pause: on this 2-core VM a run that starts right after another is measurably
-# slower, whoever it is.
+# Every run starts after a one-second pause, so that no run inherits the tail of the previous one's load.
 for round in $(seq 1 "$rounds"); do
     echo "-- round $round"
     sleep 1; "$bin" client "$port" "$work/pki/ca.pem" "$count" 20 | tee -a "$work/results"
