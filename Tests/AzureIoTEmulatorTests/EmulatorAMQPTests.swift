@@ -158,16 +158,24 @@ struct EmulatorAMQPTests {
         await client.close()
     }
 
+    /// A CBS client for dev1 and a SASL PLAIN client for dev2, automatic reconnects off, whose tokens live
+    /// `lifetime` seconds and are renewed after `renewalFraction` of it.
+    static func shortLivedClients(_ fixture: EmulatorFixture, lifetime: UInt64, renewalFraction: Double) throws -> (cbs: HubAMQPClient, plain: HubAMQPClient) {
+        func credential(_ key: String) throws -> SymmetricKeyCredential {
+            SymmetricKeyCredential(key: try SymmetricKey(base64: key), timeToLive: lifetime, renewalFraction: renewalFraction)
+        }
+        return (
+            Self.client(fixture, .cbs(try credential(EmulatorFixture.deviceKey), tokenType: .azureDevices), reconnects: false),
+            Self.client(fixture, .saslPlain(try credential(EmulatorFixture.secondDeviceKey)), device: "dev2", reconnects: false)
+        )
+    }
+
     @Test("token lifetimes (automatic reconnects off): CBS renews in session, PLAIN by reconnecting; a fixed token's connection is closed at expiry")
     func renewal() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
         // 10 s tokens renewed after 1 s: 9 s of slack for a loaded CI machine. The three clients run side by side.
-        func short(_ key: String) throws -> SymmetricKeyCredential {
-            SymmetricKeyCredential(key: try SymmetricKey(base64: key), timeToLive: 10, renewalFraction: 0.1)
-        }
-        let cbs = Self.client(fixture, .cbs(try short(EmulatorFixture.deviceKey), tokenType: .azureDevices), reconnects: false)
-        let plain = Self.client(fixture, .saslPlain(try short(EmulatorFixture.secondDeviceKey)), device: "dev2", reconnects: false)
+        let (cbs, plain) = try Self.shortLivedClients(fixture, lifetime: 10, renewalFraction: 0.1)
         // A fixed token cannot be renewed: the hub closes the connection when it expires.
         let fixed = FixedTokenCredential(token: SASToken.generate(
             for: .module(hubHost: fixture.hubHost, deviceId: "dev1", moduleId: "mod1"), key: try SymmetricKey(base64: EmulatorFixture.moduleKey),
@@ -197,11 +205,7 @@ struct EmulatorAMQPTests {
     func renewalDuringSetup() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        func short(_ key: String) throws -> SymmetricKeyCredential {
-            SymmetricKeyCredential(key: try SymmetricKey(base64: key), timeToLive: 8, renewalFraction: 0.125)
-        }
-        let cbs = Self.client(fixture, .cbs(try short(EmulatorFixture.deviceKey), tokenType: .azureDevices), reconnects: false)
-        let plain = Self.client(fixture, .saslPlain(try short(EmulatorFixture.secondDeviceKey)), device: "dev2", reconnects: false)
+        let (cbs, plain) = try Self.shortLivedClients(fixture, lifetime: 8, renewalFraction: 0.125)
         // The hub answers telemetry link attaches after 3 s, so each token's renewal (due after 1 s) falls due while
         // the client is still connecting. Without a retry nothing renews the token and the hub closes at 8 s.
         await fixture.emulator.injectFaults { $0.attachDelay = .seconds(3) }

@@ -141,18 +141,7 @@ public final class TLSConnection: Sendable {
     /// Throws ``AzureIoTError/Code/timedOut`` if nothing arrives within `timeout` (no timeout by default).
     public func read(maxBytes: Int = 16 * 1024, timeout: Duration? = nil) async throws -> [UInt8] {
         let deadline = MonotonicClock.deadline(after: timeout)
-        let capacity = max(1, maxBytes)
-        return try await self.perform(deadline: deadline, during: .transfer) { ssl -> Step<[UInt8]> in
-            var result: Int32 = 0
-            let bytes = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
-                var read = 0
-                result = SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &read)
-                count = result == 1 ? read : 0
-            }
-            if result == 1 { return .done(bytes) }
-            if SSL_get_error(ssl, result) == SSL_ERROR_ZERO_RETURN { return .done([]) }
-            return Self.step(ssl, result)
-        }
+        return try await self.perform(deadline: deadline, during: .transfer) { Self.readStep($0, capacity: maxBytes) }
     }
 
     /// Writes all of `bytes`. Throws ``AzureIoTError/Code/timedOut`` if they cannot all be handed to the kernel
@@ -186,18 +175,7 @@ public final class TLSConnection: Sendable {
     /// owns both directions of the connection (an actor) reads and writes with these, without lock contention or a
     /// thread hop, and suspends only through ``waitUntilReady(readable:deadline:)``.
     package func readNow(maxBytes: Int = 16 * 1024) throws(AzureIoTError) -> Attempt<[UInt8]> {
-        let capacity = max(1, maxBytes)
-        return try self.attempt(during: .transfer) { ssl -> Step<[UInt8]> in
-            var result: Int32 = 0
-            let bytes = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
-                var read = 0
-                result = SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &read)
-                count = result == 1 ? read : 0
-            }
-            if result == 1 { return .done(bytes) }
-            if SSL_get_error(ssl, result) == SSL_ERROR_ZERO_RETURN { return .done([]) }
-            return Self.step(ssl, result)
-        }
+        try self.attempt(during: .transfer) { Self.readStep($0, capacity: maxBytes) }
     }
 
     /// Writes as much of `bytes` as the socket takes now without waiting; returns how many were written.
@@ -279,18 +257,7 @@ public final class TLSConnection: Sendable {
         var yielded = false
         while true {
             try Task.checkCancellation()
-            let step = self.session.withLock { session -> Step<Result> in
-                guard !session.closed else {
-                    return .failed(AzureIoTError(.connectionClosed, "the connection is closed"))
-                }
-                OpenSSLErrorQueue.clear()
-                let step = operation(session.ssl)
-                if case .failed(let error) = step {
-                    return .failed(self.classify(error, ssl: session.ssl, phase: phase))
-                }
-                return step
-            }
-            switch step {
+            switch self.step(during: phase, operation) {
             case .done(let result):
                 return result
             case .failed(let error):
@@ -308,9 +275,9 @@ public final class TLSConnection: Sendable {
         }
     }
 
-    /// Runs `operation` once under the session lock.
-    private func attempt<Result>(during phase: Phase, _ operation: (OpaquePointer) -> Step<Result>) throws(AzureIoTError) -> Attempt<Result> {
-        let step = self.session.withLock { session -> Step<Result> in
+    /// Runs `operation` once under the session lock, with failures classified.
+    private func step<Result>(during phase: Phase, _ operation: (OpaquePointer) -> Step<Result>) -> Step<Result> {
+        self.session.withLock { session -> Step<Result> in
             guard !session.closed else {
                 return .failed(AzureIoTError(.connectionClosed, "the connection is closed"))
             }
@@ -321,7 +288,11 @@ public final class TLSConnection: Sendable {
             }
             return step
         }
-        switch step {
+    }
+
+    /// Runs `operation` once, without waiting.
+    private func attempt<Result>(during phase: Phase, _ operation: (OpaquePointer) -> Step<Result>) throws(AzureIoTError) -> Attempt<Result> {
+        switch self.step(during: phase, operation) {
         case .done(let result): return .done(result)
         case .wantRead: return .needsReadable
         case .wantWrite: return .needsWritable
@@ -335,6 +306,19 @@ public final class TLSConnection: Sendable {
         } catch let error as AzureIoTError where error.code == .timedOut {
             throw AzureIoTError(.timedOut, "no progress on the TLS connection to \(self.peerName) before the timeout")
         }
+    }
+
+    /// One `SSL_read_ex` of up to `capacity` bytes; an orderly close reads as no bytes.
+    private static func readStep(_ ssl: OpaquePointer, capacity: Int) -> Step<[UInt8]> {
+        var result: Int32 = 0
+        let bytes = [UInt8](unsafeUninitializedCapacity: max(1, capacity)) { buffer, count in
+            var read = 0
+            result = SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &read)
+            count = result == 1 ? read : 0
+        }
+        if result == 1 { return .done(bytes) }
+        if SSL_get_error(ssl, result) == SSL_ERROR_ZERO_RETURN { return .done([]) }
+        return Self.step(ssl, result)
     }
 
     /// Turns an OpenSSL return value into a step, draining the error queue into failures.
