@@ -52,12 +52,6 @@ struct MQTTByteReader {
         return string
     }
 
-    /// Everything left.
-    mutating func readRest() -> ArraySlice<UInt8> {
-        defer { self.index = self.bytes.endIndex }
-        return self.bytes[self.index...]
-    }
-
     /// Throws ``MQTTCodecError/Code/trailingBytes`` if anything is left.
     func expectEnd() throws(MQTTCodecError) {
         guard self.remaining == 0 else {

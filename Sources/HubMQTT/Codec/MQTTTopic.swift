@@ -4,7 +4,7 @@ public enum MQTTTopic {
     /// no U+0000, at most 65,535 UTF-8 bytes.
     public static func validateName(_ name: String) throws(MQTTCodecError) {
         var copy = name
-        let (count, forbidden) = copy.withUTF8 { bytes in (bytes.count, Self.containsForbiddenNameByte(bytes)) }
+        let (count, forbidden) = copy.withUTF8 { bytes in (bytes.count, ByteScan.scanTopicName(bytes).forbidden) }
         guard count > 0, count <= 65_535 else {
             throw MQTTCodecError(.invalidTopicName, "a topic name must be 1 to 65,535 bytes")
         }
@@ -30,11 +30,6 @@ public enum MQTTTopic {
         if !verdict.ascii, bytes.withUnsafeBufferPointer({ String(validating: $0, as: UTF8.self) }) == nil {
             throw MQTTCodecError(.invalidUTF8, "a topic name is not well-formed UTF-8")
         }
-    }
-
-    /// Whether `bytes` holds `+`, `#` or NUL.
-    static func containsForbiddenNameByte(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        ByteScan.contains(bytes, UInt8(ascii: "+")) || ByteScan.contains(bytes, UInt8(ascii: "#")) || ByteScan.contains(bytes, 0)
     }
 
     /// Throws unless `filter` is a valid topic filter: at least one byte, `#` only as the whole last level
