@@ -6,7 +6,7 @@ set -euo pipefail
 mode=${1:-build}
 packages=(libssl-dev libcurl4-openssl-dev pkg-config openssl)
 if [ "$mode" = test ]; then
-  packages+=(curl python3 python3-venv python3-dev ca-certificates mosquitto mosquitto-clients coreutils
+  packages+=(curl xxd python3 python3-venv python3-dev ca-certificates mosquitto mosquitto-clients coreutils
              libsasl2-dev sasl2-bin libsasl2-modules gcc)
 fi
 missing=()

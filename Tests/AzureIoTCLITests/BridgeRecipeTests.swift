@@ -10,7 +10,7 @@ struct BridgeRecipeTests {
     func bridge() async throws {
         let pki = try await TestPKI.shared()
         let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
-        let username = "test-hub.azure-devices.net/bridged1/?api-version=2021-04-12"
+        let username = "test-hub.azure-devices.net/bridged1/api-version=2019-03-31"
         let sas = try await CLITests.run(["sas", "--resource", "test-hub.azure-devices.net/devices/bridged1", "--key", key, "--ttl", "3600"])
         #expect(sas.status == 0)
         let token = sas.stdout.trimmingCharacters(in: .whitespacesAndNewlines)

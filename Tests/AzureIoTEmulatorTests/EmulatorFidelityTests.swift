@@ -4,9 +4,9 @@ import AzureIoTTestSupport
 import Foundation
 import Testing
 
-/// Clients nobody here wrote, used the way the write-ups use them, against the emulator: curl for DPS (SAS header and
-/// client certificate), the documentation's Python SAS script, paho-mqtt configured like the Node-RED recipe, a
-/// mosquitto bridge, uamqp (SASL PLAIN in the URL, and CBS), and Azure's Python device SDK.
+/// Clients nobody here wrote, against the emulator: curl for DPS (SAS header and client certificate, refusals), the
+/// documentation's Python SAS script, uamqp (SASL PLAIN in the URL, and CBS with both token types), and Azure's Python
+/// device SDK. The write-ups' own recipes, as printed, are `WriteUpRecipeTests`.
 @Suite("Emulator fidelity with third-party clients", .serialized)
 struct EmulatorFidelityTests {
     static let python = PeerProcess.clientPython
@@ -111,59 +111,12 @@ struct EmulatorFidelityTests {
         #expect(noCredential.status == 401)
     }
 
-    @Test("paho-mqtt set up like the Node-RED recipe publishes telemetry with a token from the Python script")
-    func pahoNodeRed() async throws {
-        let fixture = try await EmulatorFixture.start()
-        defer { Task { await fixture.emulator.shutdown() } }
-        let token = try await Self.sasToken("\(fixture.hubHost)/devices/dev1", key: EmulatorFixture.deviceKey)
-        let arguments = [PeerProcess.peerScript("fidelity/paho_nodered.py"), "localhost", String(fixture.endpoints.mqtt.port), fixture.endpoints.caCertificatePath, "dev1", fixture.hubHost]
-        let result = try await PeerProcess.complete(Self.python, arguments + [token, #"{"deviceId":"dev1","temperature":23}"#])
-        #expect(result.status == 0, "\(result.output)")
-        #expect(try await fixture.emulator.waitForTelemetry(deviceId: "dev1").first?.bodyText == #"{"deviceId":"dev1","temperature":23}"#)
-        let wrong = try await Self.sasToken("\(fixture.hubHost)/devices/dev1", key: EmulatorFixture.groupKey)
-        let refused = try await PeerProcess.complete(Self.python, arguments + [wrong, "x"])
-        #expect(refused.output.contains("refused rc=5"), "\(refused.output)")
-    }
-
-    @Test("a mosquitto bridge configured as in the bridge write-up forwards mosquitto_pub into the emulator")
-    func mosquittoBridge() async throws {
-        let fixture = try await EmulatorFixture.start()
-        defer { Task { await fixture.emulator.shutdown() } }
-        let token = try await Self.sasToken("\(fixture.hubHost)/devices/dev1", key: EmulatorFixture.deviceKey)
-        let localPort = try PeerProcess.freePort()
-        let config = """
-            persistence false
-            user root
-            log_dest stderr
-            log_type all
-            listener \(localPort) 127.0.0.1
-            allow_anonymous true
-            connection azureiot-bridge
-            address localhost:\(fixture.endpoints.mqtt.port)
-            remote_username \(fixture.hubHost)/dev1/?api-version=2018-06-30
-            remote_password \(token)
-            remote_clientid dev1
-            bridge_cafile \(fixture.endpoints.caCertificatePath)
-            bridge_insecure false
-            bridge_protocol_version mqttv311
-            try_private false
-            cleansession true
-            notifications false
-            start_type automatic
-            topic devices/dev1/messages/events/# out 1
-
-            """
-        let path = try Self.write(config, to: "bridge.conf")
-        let bridge = try await PeerProcess("/usr/sbin/mosquitto", ["-c", path], readyMarker: " running")
-        defer { bridge.stop() }
-        try await fixture.emulator.waitUntilConnected(deviceId: "dev1")
-        let publish = try await PeerProcess.complete("/usr/bin/mosquitto_pub", ["-h", "127.0.0.1", "-p", String(localPort), "-t", "devices/dev1/messages/events/", "-m", "hello world!"])
-        #expect(publish.status == 0)
-        #expect(try await fixture.emulator.waitForTelemetry(deviceId: "dev1").first?.bodyText == "hello world!", "\(bridge.output)")
-    }
-
     @Test("uamqp with SASL PLAIN in the URL (the AMQP write-up) and with CBS put-token (both token types)")
     func uamqp() async throws {
+        try await FixedPortLock.withLock { try await Self.uamqpOnPort5671() }
+    }
+
+    static func uamqpOnPort5671() async throws {
         var configuration = try await EmulatorFixture.start(mqttPort: 0).emulator.configuration
         configuration.amqpPort = 5671
         configuration.mqttPort = 0
@@ -197,6 +150,10 @@ struct EmulatorFidelityTests {
 
     @Test("Azure's Python device SDK: telemetry with content type/encoding and properties, reported patch, a method, C2D")
     func azureDeviceSDK() async throws {
+        try await FixedPortLock.withLock { try await Self.azureDeviceSDKOnPort8883() }
+    }
+
+    static func azureDeviceSDKOnPort8883() async throws {
         var configuration = try await EmulatorFixture.start().emulator.configuration
         configuration.mqttPort = 8883
         configuration.amqpPort = 0

@@ -10,18 +10,22 @@ struct DPSConnectionHandler: Sendable {
         defer { connection.close() }
         let certificates = connection.peerCertificateChain
         var buffer: [UInt8] = []
+        var parser = HTTPRequestParser()
         do {
             while true {
-                let parsed: HTTPRequest?
-                do {
-                    parsed = try HTTPRequest.parse(from: &buffer)
+                let step: HTTPRequestParser.Step
+                do throws(HTTPRequest.ParseError) {
+                    step = try parser.next(from: &buffer)
                 } catch {
-                    let tooLarge = if case .tooLarge = error { true } else { false }
-                    let response = ProvisioningService.error(tooLarge ? 413 : 400, 400_001, error.description)
+                    let response = ProvisioningService.error(error.status, error.status * 1000 + 1, error.description)
+                    self.logger.info("a DPS request was refused", metadata: ["status": "\(error.status)", "reason": "\(error.description)"])
                     try await connection.write(response.serialized(keepAlive: false), timeout: .seconds(10))
                     return
                 }
-                guard let request = parsed else {
+                guard case .request(let request) = step else {
+                    if case .needMore(sendContinue: true) = step {
+                        try await connection.write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8), timeout: .seconds(10))
+                    }
                     let bytes = try await connection.read(maxBytes: 16 * 1024, timeout: .seconds(60))
                     guard !bytes.isEmpty else { return }
                     buffer += bytes

@@ -21,7 +21,13 @@ actor ProvisioningService {
         var attested: Attested
         var payload: JSONDocument?
         var created: Date
+        /// Started by the first status lookup; later (or concurrent) lookups of the same operation answer its
+        /// registration state again, as DPS does for a client that polls in a loop.
+        var completion: Task<JSONDocument, Never>?
     }
+
+    /// Operations kept for status lookups; the oldest is forgotten past this many.
+    static let maximumOperations = 4096
 
     private let configuration: EmulatorConfiguration
     private let hub: EmulatedHub
@@ -30,6 +36,7 @@ actor ProvisioningService {
     private let groupKeys: [(name: String, key: SymmetricKey)]
     private let groupCAs: [(name: String, certificates: [X509Certificate])]
     private var operations: [String: Operation] = [:]
+    private var operationOrder: [String] = []
     private var results: [String: JSONDocument] = [:]
 
     init(configuration: EmulatorConfiguration, hub: EmulatedHub, logger: Logger) throws(AzureIoTError) {
@@ -106,6 +113,10 @@ actor ProvisioningService {
         }
         let operationId = "4.\(String(UInt64.random(in: 0...UInt64.max), radix: 16)).\(UUID().uuidString.lowercased())"
         self.operations[operationId] = Operation(attested: attested, payload: payload, created: Date())
+        self.operationOrder.append(operationId)
+        if self.operationOrder.count > Self.maximumOperations {
+            self.operations[self.operationOrder.removeFirst()] = nil
+        }
         self.logger.info("DPS registration started", metadata: ["registrationId": "\(registrationId)", "attestation": "\(attested.attestation)"])
         return self.assigning(operationId)
     }
@@ -123,8 +134,9 @@ actor ProvisioningService {
         guard let operation = self.operations[operationId], operation.attested.registrationId.lowercased() == registrationId.lowercased() else {
             return Self.error(404, 404_202, "the operation '\(operationId)' does not exist")
         }
-        self.operations[operationId] = nil
-        let state = await self.complete(operation)
+        let completion = operation.completion ?? Task { await self.complete(operation) }
+        self.operations[operationId]?.completion = completion
+        let state = await completion.value
         let status = state.objectValue["status"] ?? .string("failed")
         return HTTPResponse(status: 200, body: JSONDocument.object([
             "operationId": .string(operationId), "status": status, "registrationState": state,

@@ -13,10 +13,18 @@ enum DevicePublishRoute: Equatable {
     case methodResponse(status: Int, requestId: String)
 
     init?(topic: String, identity: IdentityName) {
-        let eventsPrefix = identity.moduleId.map { "devices/\(identity.deviceId)/modules/\($0)/messages/events/" }
-            ?? "devices/\(identity.deviceId)/messages/events/"
-        if topic.hasPrefix(eventsPrefix) {
-            self = .telemetry(propertyBag: topic.dropFirst(eventsPrefix.count))
+        let events = identity.moduleId.map { "devices/\(identity.deviceId)/modules/\($0)/messages/events" }
+            ?? "devices/\(identity.deviceId)/messages/events"
+        // IoT Hub ignores slashes at the end of a telemetry topic (Azure/iotedge#76 brought IoT Edge to parity), so
+        // `…/messages/events` as the Node-RED write-up sets it is telemetry too, and `…/events/{bag}/` has that bag.
+        if topic == events {
+            self = .telemetry(propertyBag: "")
+            return
+        }
+        if topic.hasPrefix(events + "/") {
+            var bag = topic.dropFirst(events.count + 1)
+            while bag.last == "/" { bag = bag.dropLast() }
+            self = .telemetry(propertyBag: bag)
             return
         }
         if topic.hasPrefix("$iothub/twin/GET/?"), let rid = Self.query(topic, "$rid") {

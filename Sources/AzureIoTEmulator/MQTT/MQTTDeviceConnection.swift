@@ -74,12 +74,21 @@ actor MQTTDeviceConnection: DeviceLink {
         }
         let name = IdentityName(deviceId: parts[0], moduleId: parts.count == 2 ? parts[1] : nil)
         let hubHost = self.hub.hubHost
-        let prefix = "\(hubHost)/\(name)/?"
-        guard let username = connect.username, username.lowercased().hasPrefix(prefix.lowercased()) else {
-            return await self.refuse(.notAuthorized, "username must be '\(prefix)api-version=…'")
+        guard let text = connect.username else {
+            return await self.refuse(.notAuthorized, "no username; expected '\(hubHost)/\(name)/?api-version=…'")
         }
-        guard DevicePublishRoute.query(username, "api-version") != nil else {
-            return await self.refuse(.notAuthorized, "the username has no api-version")
+        let username: MQTTUsername
+        do {
+            username = try MQTTUsername(parsing: text)
+        } catch {
+            return await self.refuse(.notAuthorized, "\(error.description), e.g. '\(hubHost)/\(name)/?api-version=2021-04-12'")
+        }
+        // Host names compare without regard to case (DNS); device and module ids are case-sensitive in IoT Hub.
+        guard username.hubHost.lowercased() == hubHost.lowercased() else {
+            return await self.refuse(.notAuthorized, "the username names hub '\(username.hubHost)', not '\(hubHost)'")
+        }
+        guard username.identity == name else {
+            return await self.refuse(.notAuthorized, "the username names '\(username.identity)' but the client id is '\(name)'")
         }
         do {
             if let password = connect.password, !password.isEmpty {
