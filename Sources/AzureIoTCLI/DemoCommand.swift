@@ -28,6 +28,9 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "The registration id for --scope.")
     var registrationId: String = "swift-demo-device"
 
+    @Flag(help: "Keep the demo's emulator running after the steps (until Ctrl-C), so the printed recipe values work.")
+    var serve = false
+
     func validate() throws {
         guard (self.scope == nil) == (self.groupKey == nil) else { throw ValidationError("--scope and --group-key go together") }
     }
@@ -37,14 +40,14 @@ struct DemoCommand: AsyncParsableCommand {
         if self.connectionString != nil || self.scope != nil {
             try await self.runAgainstAzure(steps)
         } else {
-            try await Self.runAgainstEmulator(steps)
+            try await Self.runAgainstEmulator(steps, serve: self.serve)
         }
         emit("done in \(steps.elapsed)")
     }
 
     // MARK: - Emulator
 
-    static func runAgainstEmulator(_ steps: DemoSteps) async throws {
+    static func runAgainstEmulator(_ steps: DemoSteps, serve: Bool = false) async throws {
         let deviceCA = try await steps.run("make a device CA and a device certificate (X.509 group enrollment)") {
             let root = try CertificateAuthority(commonName: "Demo Device Root CA")
             let intermediate = try root.intermediate(commonName: "Demo Device Intermediate CA")
@@ -144,6 +147,19 @@ struct DemoCommand: AsyncParsableCommand {
                 await amqp.close()
             }
             await Self.summarize(emulator)
+            let sheet = RecipeSheet(
+                deviceId: symmetric.deviceId, deviceKey: deviceKey, groupName: "demo-symmetric-group",
+                groupKey: try SymmetricKey(base64: groupKey), registrationId: "write-up-device-01"
+            )
+            emit("")
+            for line in try sheet.lines(for: endpoints) { emit(line) }
+            if serve {
+                emit("")
+                emit("serving until Ctrl-C")
+                await EmulatorCommand.waitForInterrupt()
+            } else {
+                emit("(these work while the emulator runs: 'azure-iot demo --serve' keeps it running)")
+            }
         } catch {
             await emulator.shutdown()
             throw error

@@ -18,6 +18,9 @@ struct EmulatorCommand: AsyncParsableCommand {
     @Flag(help: "Log connections and requests on stderr.")
     var verbose = false
 
+    @Flag(help: "After the JSON, print the write-ups' recipes filled in for this emulator (needs a device and a group with keys).")
+    var recipes = false
+
     func run() async throws {
         let configuration = try self.config.map { try EmulatorConfiguration.load(fromFile: $0) } ?? .default
         var logger = Logger(label: "azure-iot.emulator") { label in
@@ -30,8 +33,26 @@ struct EmulatorCommand: AsyncParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         emit(String(decoding: try encoder.encode(emulator.endpoints), as: UTF8.self))
+        if self.recipes {
+            for line in try Self.recipeSheet(emulator.endpoints) { emit(line) }
+        }
         await Self.waitForInterrupt()
         await emulator.shutdown()
+    }
+
+    /// The recipe sheet for the first device and the first enrollment group that have keys.
+    static func recipeSheet(_ endpoints: EmulatorEndpoints) throws -> [String] {
+        guard let device = endpoints.devices.first(where: { $0.moduleId == nil && $0.primaryKey != nil }),
+              let group = endpoints.enrollments.first(where: { $0.kind == "group" && $0.primaryKey != nil }),
+              let deviceKey = device.primaryKey, let groupKey = group.primaryKey
+        else {
+            return ["(no recipes: the configuration needs a device and an enrollment group with symmetric keys)"]
+        }
+        let sheet = RecipeSheet(
+            deviceId: device.deviceId, deviceKey: try SymmetricKey(base64: deviceKey), groupName: group.name,
+            groupKey: try SymmetricKey(base64: groupKey), registrationId: "write-up-device-01"
+        )
+        return try sheet.lines(for: endpoints)
     }
 
     /// Suspends until SIGINT or SIGTERM.
