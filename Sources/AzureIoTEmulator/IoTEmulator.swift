@@ -19,6 +19,7 @@ public final class IoTEmulator: Sendable {
     /// The CA that signed the server certificate (clients trust ``EmulatorEndpoints/caCertificatePath``).
     public let certificateAuthority: CertificateAuthority
     private let hub: EmulatedHub
+    private let limiter: ConnectionLimiter
     private let dps: EmulatorListener
     private let mqtt: EmulatorListener
     private let amqp: EmulatorListener
@@ -26,12 +27,13 @@ public final class IoTEmulator: Sendable {
 
     private init(
         endpoints: EmulatorEndpoints, configuration: EmulatorConfiguration, certificateAuthority: CertificateAuthority,
-        hub: EmulatedHub, dps: EmulatorListener, mqtt: EmulatorListener, amqp: EmulatorListener
+        hub: EmulatedHub, limiter: ConnectionLimiter, dps: EmulatorListener, mqtt: EmulatorListener, amqp: EmulatorListener
     ) {
         self.endpoints = endpoints
         self.configuration = configuration
         self.certificateAuthority = certificateAuthority
         self.hub = hub
+        self.limiter = limiter
         self.dps = dps
         self.mqtt = mqtt
         self.amqp = amqp
@@ -47,6 +49,7 @@ public final class IoTEmulator: Sendable {
         var configuration = configuration
         Self.fillKeys(&configuration)
         do {
+            try configuration.validate()
             let authority = try CertificateAuthority(commonName: "Azure IoT Emulator Root CA")
             let serverNames = Array(Set(["localhost", "127.0.0.1", "::1", configuration.listenAddress, configuration.hubHost]))
             let server = try authority.issue(commonName: "localhost", subjectAlternativeNames: serverNames.sorted())
@@ -55,7 +58,11 @@ public final class IoTEmulator: Sendable {
             guard FileManager.default.createFile(atPath: caPath, contents: Data(authority.certificatePEM.utf8)) else {
                 throw EmulatorError(.startFailed, "cannot write the CA certificate to '\(caPath)'")
             }
-            let tls = TLSServerConfiguration(identity: server.identity, clientAuthentication: .requestedUnverified)
+            let limits = configuration.limits
+            let tls = TLSServerConfiguration(
+                identity: server.identity, clientAuthentication: .requestedUnverified, handshakeTimeout: .seconds(limits.handshakeTimeoutSeconds)
+            )
+            let limiter = ConnectionLimiter(limits: limits)
             let hub = try EmulatedHub(hubHost: configuration.hubHost, logger: logger)
             for device in configuration.devices {
                 await hub.addIdentity(
@@ -76,19 +83,20 @@ public final class IoTEmulator: Sendable {
             }
             let service = try ProvisioningService(configuration: configuration, hub: hub, logger: logger)
             let host = configuration.listenAddress
-            let handler = DPSConnectionHandler(service: service, logger: logger)
-            let dps = EmulatorListener(listener: try TLSListener(host: host, port: configuration.dpsPort, configuration: tls, logger: logger), name: "dps", logger: logger) {
-                await handler.serve($0)
+            let handler = DPSConnectionHandler(service: service, limits: limits, logger: logger)
+            func listener(_ port: Int, _ name: String, _ serve: @escaping @Sendable (TLSConnection) async -> Void) throws(AzureIoTError) -> EmulatorListener {
+                EmulatorListener(listener: try TLSListener(host: host, port: port, configuration: tls, logger: logger), name: name, limiter: limiter, logger: logger, serve: serve)
             }
-            let mqtt = EmulatorListener(listener: try TLSListener(host: host, port: configuration.mqttPort, configuration: tls, logger: logger), name: "mqtt", logger: logger) {
-                await MQTTDeviceConnection(connection: $0, hub: hub, linkId: await hub.makeId(), logger: logger).run()
+            let dps = try listener(configuration.dpsPort, "dps") { await handler.serve($0) }
+            let mqtt = try listener(configuration.mqttPort, "mqtt") {
+                await MQTTDeviceConnection(connection: $0, hub: hub, linkId: await hub.makeId(), limits: limits, logger: logger).run()
             }
-            let amqp = EmulatorListener(listener: try TLSListener(host: host, port: configuration.amqpPort, configuration: tls, logger: logger), name: "amqp", logger: logger) {
-                await AMQPDeviceConnection(connection: $0, hub: hub, linkId: await hub.makeId(), logger: logger).run()
+            let amqp = try listener(configuration.amqpPort, "amqp") {
+                await AMQPDeviceConnection(connection: $0, hub: hub, linkId: await hub.makeId(), limits: limits, logger: logger).run()
             }
             let endpoints = Self.endpoints(configuration, caPath: caPath, dps: dps.port, mqtt: mqtt.port, amqp: amqp.port)
             logger.info("emulator listening", metadata: ["dps": "\(dps.port)", "mqtt": "\(mqtt.port)", "amqp": "\(amqp.port)"])
-            return IoTEmulator(endpoints: endpoints, configuration: configuration, certificateAuthority: authority, hub: hub, dps: dps, mqtt: mqtt, amqp: amqp)
+            return IoTEmulator(endpoints: endpoints, configuration: configuration, certificateAuthority: authority, hub: hub, limiter: limiter, dps: dps, mqtt: mqtt, amqp: amqp)
         } catch let error as EmulatorError {
             throw error
         } catch let error as AzureIoTError {
@@ -97,6 +105,9 @@ public final class IoTEmulator: Sendable {
             throw EmulatorError(.startFailed, "\(error)")
         }
     }
+
+    /// Connections open now, on all ports (those past their TCP accept, handshaking or served).
+    public var openConnections: Int { self.limiter.openConnections }
 
     /// Stops listening and closes every connection.
     public func shutdown() async {

@@ -25,6 +25,9 @@ public final class TLSListener: Sendable {
         configuration: TLSServerConfiguration,
         logger: Logger = TLSConnection.disabledLogger
     ) throws(AzureIoTError) {
+        guard (0...65535).contains(port) else {
+            throw AzureIoTError(.invalidArgument, "port \(port) is not in 0...65535 (0 picks a free port)")
+        }
         self.context = try TLSContext(server: configuration)
         self.configuration = configuration
         self.logger = logger
@@ -80,32 +83,113 @@ public final class TLSListener: Sendable {
     deinit { Glibc.close(self.fd) }
 
     /// Waits for the next client and completes its handshake. A failed handshake throws (the listener stays usable).
+    /// A server that must not be stalled by a client that connects and sends nothing uses ``acceptConnection()``
+    /// and runs each handshake in a task of its own.
     public func accept() async throws -> TLSConnection {
+        try await self.acceptConnection().handshake()
+    }
+
+    /// Waits for the next TCP client, without its TLS handshake. When the process or the system is out of file
+    /// descriptors (or socket buffers), it waits and tries again, backing off from 10 ms to 1 s, instead of failing
+    /// or spinning; it honours cancellation while it waits.
+    public func acceptConnection() async throws -> PendingTLSConnection {
+        var backoff: Duration = .milliseconds(10)
         while true {
-            let client = Glibc.accept(self.fd, nil, nil)
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let client = withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.accept(self.fd, $0, &length)
+                }
+            }
             if client >= 0 {
                 _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
                 _ = fcntl(client, F_SETFD, FD_CLOEXEC)
                 var one: Int32 = 1
                 _ = setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-                return try await TLSConnection.accept(
-                    fd: client,
-                    peerName: "client of \(self.host):\(self.port)",
-                    context: self.context,
-                    timeout: self.configuration.handshakeTimeout,
-                    logger: self.logger
-                )
+                return PendingTLSConnection(fd: client, peerAddress: Self.address(of: storage), listener: self)
             }
-            guard errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else {
+            switch errno {
+            case EAGAIN, EWOULDBLOCK:
+                try await IOReactor.shared.wait(fd: self.fd, for: .readable, deadline: nil)
+            case EINTR, ECONNABORTED, EPROTO, EPERM:
+                continue
+            case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                self.logger.warning("accept() is out of resources; backing off", metadata: ["error": "\(TCPSocket.errnoText())", "wait": "\(backoff)"])
+                try await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(1))
+            default:
                 throw AzureIoTError(.ioFailure, "accept() failed: \(TCPSocket.errnoText())")
             }
-            try await IOReactor.shared.wait(fd: self.fd, for: .readable, deadline: nil)
         }
+    }
+
+    /// `a.b.c.d` or an IPv6 literal.
+    private static func address(of storage: sockaddr_storage) -> String {
+        var storage = storage
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        let family = Int32(storage.ss_family)
+        let written = withUnsafePointer(to: &storage) { pointer -> Bool in
+            pointer.withMemoryRebound(to: UInt8.self, capacity: MemoryLayout<sockaddr_storage>.size) { raw in
+                if family == AF_INET6 {
+                    return raw.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
+                        var bytes = address.pointee.sin6_addr
+                        return inet_ntop(AF_INET6, &bytes, &text, socklen_t(text.count)) != nil
+                    }
+                }
+                return raw.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
+                    var bytes = address.pointee.sin_addr
+                    return inet_ntop(AF_INET, &bytes, &text, socklen_t(text.count)) != nil
+                }
+            }
+        }
+        return written ? String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "unknown"
+    }
+
+    fileprivate func handshake(fd: Int32) async throws -> TLSConnection {
+        try await TLSConnection.accept(
+            fd: fd,
+            peerName: "client of \(self.host):\(self.port)",
+            context: self.context,
+            timeout: self.configuration.handshakeTimeout,
+            logger: self.logger
+        )
     }
 
     /// Stops accepting: pending ``accept()`` calls fail with ``AzureIoTError/Code/connectionClosed``.
     public func close() {
         Glibc.shutdown(self.fd, Int32(SHUT_RDWR))
         IOReactor.shared.failWaiters(fd: self.fd, with: AzureIoTError(.connectionClosed, "the listener was closed"))
+    }
+}
+
+/// A TCP connection a ``TLSListener`` accepted, before its TLS handshake. Either ``handshake()`` it (within the
+/// listener's handshake time-out) or let it go: the socket is closed when it is released unused.
+public final class PendingTLSConnection: Sendable {
+    private let fd: Int32
+    private let listener: TLSListener
+    private let taken = AdaptiveLock(false)
+    /// The client's address (`127.0.0.1`, `::1`, …), for per-source limits and logs.
+    public let peerAddress: String
+
+    fileprivate init(fd: Int32, peerAddress: String, listener: TLSListener) {
+        self.fd = fd
+        self.peerAddress = peerAddress
+        self.listener = listener
+    }
+
+    /// Runs the server side of the TLS handshake; throws ``AzureIoTError/Code/timedOut`` past the listener's
+    /// handshake time-out. Once called, the connection owns the socket, whatever the outcome.
+    public func handshake() async throws -> TLSConnection {
+        let first = self.taken.withLock { taken -> Bool in
+            defer { taken = true }
+            return !taken
+        }
+        guard first else { throw AzureIoTError(.invalidArgument, "this connection was handed over already") }
+        return try await self.listener.handshake(fd: self.fd)
+    }
+
+    deinit {
+        if !self.taken.withLock({ $0 }) { Glibc.close(self.fd) }
     }
 }

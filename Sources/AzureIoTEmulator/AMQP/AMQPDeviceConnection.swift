@@ -53,12 +53,17 @@ actor AMQPDeviceConnection: DeviceLink {
     static let telemetryCredit: UInt32 = 100
     static let window: UInt32 = 5000
 
-    init(connection: TLSConnection, hub: EmulatedHub, linkId: UInt64, logger: Logger) {
+    private let limits: EmulatorLimits
+    /// CBS answers waiting for the client's credit; a client that sends put-tokens and grants none is cut off here.
+    static let maximumQueuedCBSResponses = 16
+
+    init(connection: TLSConnection, hub: EmulatedHub, linkId: UInt64, limits: EmulatorLimits = EmulatorLimits(), logger: Logger) {
         self.connection = connection
         self.hub = hub
         self.linkId = linkId
+        self.limits = limits
         self.logger = logger
-        self.outbound = TLSWriteQueue(connection: connection)
+        self.outbound = TLSWriteQueue(connection: connection, maximumPendingBytes: limits.maximumPendingWriteBytes)
     }
 
     func run() async {
@@ -198,7 +203,11 @@ actor AMQPDeviceConnection: DeviceLink {
             self.peerMaxFrameSize = Int(min(open.maxFrameSize ?? UInt32.max, Self.maximumFrameSize))
             self.framer = AMQPFramer(maximumFrameSize: Int(Self.maximumFrameSize))
             self.send(.open(AMQPOpen(containerId: "azure-iot-emulator", hostname: nil, maxFrameSize: Self.maximumFrameSize, channelMax: 0)))
-            if let idle = open.idleTimeOut, idle > 0 { self.startHeartbeat(every: .milliseconds(Int(idle / 2))) }
+            if let idle = open.idleTimeOut, idle > 0 {
+                // Half the peer's idle time-out, but never more often than the floor: a peer asking for 1 ms gets
+                // keep-alives at the floor's pace, not a busy loop.
+                self.startHeartbeat(every: .milliseconds(max(Int(idle / 2), self.limits.minimumHeartbeatMilliseconds)))
+            }
         case .begin(let begin):
             guard self.sessionChannel == nil else {
                 self.send(.end(AMQPEndOrClose(error: AMQPError(condition: "amqp:not-implemented", description: "one session per connection"))), channel: channel)
@@ -222,7 +231,13 @@ actor AMQPDeviceConnection: DeviceLink {
             await self.receive(transfer, payload: payload, channel: channel)
         case .disposition(let disposition):
             guard disposition.isReceiver else { return }
-            for id in disposition.first...(disposition.last ?? disposition.first) {
+            let first = disposition.first
+            let last = disposition.last ?? first
+            guard first <= last else {
+                return await self.fail("amqp:invalid-field", "a disposition whose first (\(first)) is past its last (\(last))")
+            }
+            // Only deliveries that are out count, however wide the range a peer names.
+            for id in self.cloudToDeviceUnsettled.keys.sorted() where id >= first && id <= last {
                 guard let messageId = self.cloudToDeviceUnsettled.removeValue(forKey: id) else { continue }
                 let state: CloudToDeviceState
                 switch disposition.state {
@@ -250,6 +265,9 @@ actor AMQPDeviceConnection: DeviceLink {
     }
 
     private func attach(_ attach: AMQPAttach, channel: UInt16) async {
+        guard self.links.count < self.limits.maximumLinksPerConnection || self.links[attach.handle] != nil else {
+            return await self.fail("amqp:resource-limit-exceeded", "more than \(self.limits.maximumLinksPerConnection) links on one connection")
+        }
         let clientSends = !attach.isReceiver
         let address = clientSends ? attach.target?.address : attach.source?.address
         if case .events? = HubLinkAddress(address) {
@@ -257,7 +275,7 @@ actor AMQPDeviceConnection: DeviceLink {
             if delay > .zero { try? await Task.sleep(for: delay) }
         }
         let ourHandle = self.nextOurHandle
-        self.nextOurHandle += 1
+        self.nextOurHandle &+= 1
         let reply = AMQPAttach(
             name: attach.name, handle: ourHandle, isReceiver: clientSends, senderSettleMode: attach.senderSettleMode,
             receiverSettleMode: attach.receiverSettleMode, source: attach.source, target: attach.target,
@@ -315,8 +333,13 @@ actor AMQPDeviceConnection: DeviceLink {
         }
         link.partial += payload
         guard link.partial.count <= Int(Self.maximumFrameSize) else {
-            self.send(.close(AMQPEndOrClose(error: AMQPError(condition: "amqp:link:message-size-exceeded", description: "a message above 256 KB"))))
-            return await self.close(because: "a message above 256 KB")
+            return await self.fail("amqp:link:message-size-exceeded", "a message above 256 KB")
+        }
+        // Unfinished transfers of all links together, with a small allowance before any identity has authenticated.
+        let buffered = self.links.reduce(link.partial.count) { $0 + ($1.key == transfer.handle ? 0 : $1.value.partial.count) }
+        let allowance = self.authorized.isEmpty ? self.limits.maximumBufferedBytesBeforeAuthentication : self.limits.maximumBufferedBytesPerConnection
+        guard buffered <= allowance else {
+            return await self.fail("amqp:resource-limit-exceeded", "over \(allowance) bytes of unfinished transfers\(self.authorized.isEmpty ? " before authentication" : "")")
         }
         if transfer.more == true {
             self.links[transfer.handle] = link
@@ -350,6 +373,9 @@ actor AMQPDeviceConnection: DeviceLink {
             await self.hub.record(Self.telemetry(from: message, identity: name))
             if let deliveryId, !settled { await self.acknowledge(deliveryId, channel) }
         case .cbsRequests:
+            guard self.cbsResponses.count < Self.maximumQueuedCBSResponses else {
+                return await self.fail("amqp:resource-limit-exceeded", "more than \(Self.maximumQueuedCBSResponses) CBS answers wait for credit")
+            }
             let response = await self.putToken(message)
             if let deliveryId, !settled { self.settle(deliveryId, .accepted, channel) }
             self.cbsResponses.append(response)
@@ -510,10 +536,17 @@ actor AMQPDeviceConnection: DeviceLink {
         }
     }
 
+    /// Closes the connection with `condition`, as a limit or a protocol violation requires.
+    private func fail(_ condition: String, _ description: String) async {
+        self.send(.close(AMQPEndOrClose(error: AMQPError(condition: condition, description: description))))
+        await self.close(because: description)
+    }
+
     private func close(because reason: String) async {
         guard !self.closed else { return }
         self.closed = true
         self.heartbeat?.cancel()
+        let reason = self.outbound.overflowed ? "the client did not read: over \(self.limits.maximumPendingWriteBytes) bytes were waiting" : reason
         self.logger.info("AMQP connection closed", metadata: ["reason": "\(reason)"])
         await self.outbound.finish()
         self.connection.close()

@@ -26,6 +26,8 @@ public struct EmulatorConfiguration: Sendable, Codable {
     public var devices: [Device]
     /// The DPS instance.
     public var provisioning: Provisioning
+    /// What one peer may make the emulator hold (connections, links, buffered bytes, timers).
+    public var limits: EmulatorLimits
 
     /// A device identity in the hub.
     public struct Device: Sendable, Codable {
@@ -158,8 +160,10 @@ public struct EmulatorConfiguration: Sendable, Codable {
         stateDirectory: String? = nil,
         provisioningRetryAfterSeconds: Int = 1,
         devices: [Device] = [],
-        provisioning: Provisioning
+        provisioning: Provisioning,
+        limits: EmulatorLimits = EmulatorLimits()
     ) {
+        self.limits = limits
         self.hubName = hubName
         self.listenAddress = listenAddress
         self.dpsPort = dpsPort
@@ -172,7 +176,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case hubName, listenAddress, dpsPort, mqttPort, amqpPort, stateDirectory, provisioningRetryAfterSeconds, devices, provisioning
+        case hubName, listenAddress, dpsPort, mqttPort, amqpPort, stateDirectory, provisioningRetryAfterSeconds, devices, provisioning, limits
     }
 
     /// Decodes a configuration; every field but `hubName` and `provisioning.idScope` has a default.
@@ -187,6 +191,19 @@ public struct EmulatorConfiguration: Sendable, Codable {
         self.provisioningRetryAfterSeconds = try container.decodeIfPresent(Int.self, forKey: .provisioningRetryAfterSeconds) ?? 1
         self.devices = try container.decodeIfPresent([Device].self, forKey: .devices) ?? []
         self.provisioning = try container.decode(Provisioning.self, forKey: .provisioning)
+        self.limits = try container.decodeIfPresent(EmulatorLimits.self, forKey: .limits) ?? EmulatorLimits()
+    }
+
+    /// Checks what JSON cannot: ports in 0...65535 (0 picks one), a `Retry-After` in 0...3600 s, and the limits'
+    /// ranges. Throws `AzureIoTError.invalidArgument` naming the field.
+    public func validate() throws(AzureIoTError) {
+        for (name, port) in [("dpsPort", self.dpsPort), ("mqttPort", self.mqttPort), ("amqpPort", self.amqpPort)] where !(0...65535).contains(port) {
+            throw AzureIoTError(.invalidArgument, "\(name) is \(port); it must be in 0...65535 (0 picks a free port)")
+        }
+        guard (0...3600).contains(self.provisioningRetryAfterSeconds) else {
+            throw AzureIoTError(.invalidArgument, "provisioningRetryAfterSeconds is \(self.provisioningRetryAfterSeconds); it must be in 0...3600")
+        }
+        try self.limits.validate()
     }
 
     /// The documented default: hub `emulator-hub`, device `thermostat-1` (symmetric key) with module `sensor`,
@@ -213,7 +230,11 @@ public struct EmulatorConfiguration: Sendable, Codable {
             throw AzureIoTError(.fileNotReadable, "cannot read the emulator configuration at '\(path)'")
         }
         do {
-            return try JSONDecoder().decode(EmulatorConfiguration.self, from: data)
+            let configuration = try JSONDecoder().decode(EmulatorConfiguration.self, from: data)
+            try configuration.validate()
+            return configuration
+        } catch let error as AzureIoTError {
+            throw AzureIoTError(.invalidArgument, "the emulator configuration at '\(path)' is invalid: \(error.message)")
         } catch let error as DecodingError {
             throw AzureIoTError(.invalidArgument, "the emulator configuration at '\(path)' is invalid: \(Self.describe(error))")
         } catch {

@@ -4,6 +4,7 @@ import Logging
 /// Serves one HTTPS/1.1 connection (with keep-alive) of the emulated DPS REST API.
 struct DPSConnectionHandler: Sendable {
     let service: ProvisioningService
+    let limits: EmulatorLimits
     let logger: Logger
 
     func serve(_ connection: TLSConnection) async {

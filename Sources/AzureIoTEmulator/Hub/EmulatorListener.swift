@@ -1,17 +1,21 @@
 import AzureIoTCore
 import Logging
 
-/// Accepts TLS connections for one of the emulator's protocols and serves each in its own child task until the
-/// listener is closed; a failed handshake is logged and the listener keeps going.
+/// Accepts TCP connections for one of the emulator's protocols in a loop that does nothing else, and serves each in
+/// a child task of its own, TLS handshake included (within the handshake time-out), so that a client that connects
+/// and sends nothing delays nobody. A connection over a ``ConnectionLimiter`` limit is closed at once and the first
+/// one of a run is logged; running out of file descriptors makes the listener back off, not spin or stop.
 final class EmulatorListener: Sendable {
     private let listener: TLSListener
     private let name: String
+    private let limiter: ConnectionLimiter
     private let logger: Logger
     private let serve: @Sendable (TLSConnection) async -> Void
 
-    init(listener: TLSListener, name: String, logger: Logger, serve: @escaping @Sendable (TLSConnection) async -> Void) {
+    init(listener: TLSListener, name: String, limiter: ConnectionLimiter, logger: Logger, serve: @escaping @Sendable (TLSConnection) async -> Void) {
         self.listener = listener
         self.name = name
+        self.limiter = limiter
         self.logger = logger
         self.serve = serve
     }
@@ -21,13 +25,35 @@ final class EmulatorListener: Sendable {
     func run() async {
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled {
+                let pending: PendingTLSConnection
                 do {
-                    let connection = try await self.listener.accept()
-                    group.addTask { await self.serve(connection) }
+                    pending = try await self.listener.acceptConnection()
                 } catch let error as AzureIoTError where error.code == .connectionClosed {
                     return
+                } catch is CancellationError {
+                    return
                 } catch {
-                    self.logger.debug("a handshake failed", metadata: ["listener": "\(self.name)", "error": "\(error)"])
+                    self.logger.warning("accept failed", metadata: ["listener": "\(self.name)", "error": "\(error)"])
+                    try? await Task.sleep(for: .milliseconds(50))
+                    continue
+                }
+                let admission = self.limiter.admit(port: self.listener.port, source: pending.peerAddress)
+                guard let ticket = admission.ticket else {
+                    if admission.firstRefusal, let refusal = admission.refusal {
+                        self.logger.warning("connections shed", metadata: ["listener": "\(self.name)", "reason": "\(refusal)"])
+                    }
+                    continue
+                }
+                group.addTask {
+                    defer { ticket.release() }
+                    let connection: TLSConnection
+                    do {
+                        connection = try await pending.handshake()
+                    } catch {
+                        self.logger.debug("a handshake failed", metadata: ["listener": "\(self.name)", "error": "\(error)"])
+                        return
+                    }
+                    await self.serve(connection)
                 }
             }
         }

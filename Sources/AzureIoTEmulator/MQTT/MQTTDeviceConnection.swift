@@ -22,12 +22,15 @@ actor MQTTDeviceConnection: DeviceLink {
 
     static let maximumMessageSize = 256 * 1024
 
-    init(connection: TLSConnection, hub: EmulatedHub, linkId: UInt64, logger: Logger) {
+    private let limits: EmulatorLimits
+
+    init(connection: TLSConnection, hub: EmulatedHub, linkId: UInt64, limits: EmulatorLimits = EmulatorLimits(), logger: Logger) {
         self.connection = connection
         self.hub = hub
         self.linkId = linkId
+        self.limits = limits
         self.logger = logger
-        self.outbound = TLSWriteQueue(connection: connection)
+        self.outbound = TLSWriteQueue(connection: connection, maximumPendingBytes: limits.maximumPendingWriteBytes)
     }
 
     /// Serves the connection until it ends.
@@ -35,7 +38,10 @@ actor MQTTDeviceConnection: DeviceLink {
         var buffer: [UInt8] = []
         let framer = MQTTFramer(maximumPacketSize: Self.maximumMessageSize + 64 * 1024)
         do {
-            guard case .connect(let connect) = try await self.readPacket(&buffer, framer: framer, timeout: .seconds(30)) else {
+            // Before it has authenticated, a client gets a small packet size and the handshake's time to send CONNECT.
+            let unauthenticated = MQTTFramer(maximumPacketSize: self.limits.maximumBufferedBytesBeforeAuthentication)
+            let first = try await self.readPacket(&buffer, framer: unauthenticated, timeout: .seconds(self.limits.handshakeTimeoutSeconds))
+            guard case .connect(let connect) = first else {
                 return await self.close(because: "the first packet was not CONNECT")
             }
             let keepAlive = connect.keepAliveSeconds
@@ -166,12 +172,16 @@ actor MQTTDeviceConnection: DeviceLink {
 
     private func handlePublish(_ publish: PublishPacket) async throws {
         guard publish.qos != .exactlyOnce else { return await self.close(because: "QoS 2 PUBLISH") }
+        guard publish.topic.utf8.count <= self.limits.maximumTopicBytes else {
+            return await self.close(because: "a topic name above \(self.limits.maximumTopicBytes) bytes")
+        }
         guard let route = DevicePublishRoute(topic: publish.topic, identity: self.identity) else {
             return await self.close(because: "publishing to '\(publish.topic)' is not allowed")
         }
         switch route {
         case .telemetry(let bagText):
-            guard publish.payload.count <= Self.maximumMessageSize else { return await self.close(because: "a message above 256 KB") }
+            // IoT Hub counts system and application properties into a message's 256 KB.
+            guard publish.payload.count + bagText.utf8.count <= Self.maximumMessageSize else { return await self.close(because: "a message above 256 KB") }
             guard let bag = try? PropertyBag(parsing: bagText) else { return await self.close(because: "a malformed property bag") }
             await self.hub.record(Self.telemetry(from: bag, body: publish.payload, identity: self.identity))
             if let packetId = publish.packetId { await self.acknowledge(packetId) }
@@ -285,6 +295,7 @@ actor MQTTDeviceConnection: DeviceLink {
         guard !self.closed else { return }
         self.closed = true
         self.expiryTask?.cancel()
+        let reason = self.outbound.overflowed ? "the client did not read: over \(self.limits.maximumPendingWriteBytes) bytes were waiting" : reason
         self.logger.info("MQTT connection closed", metadata: ["identity": "\(self.identity)", "reason": "\(reason)"])
         await self.outbound.finish()
         self.connection.close()
