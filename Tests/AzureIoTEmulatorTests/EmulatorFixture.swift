@@ -20,7 +20,7 @@ struct EmulatorFixture {
     let thumbprintDevice: IssuedCertificate
     let individualCertificate: IssuedCertificate
 
-    static func start(retryAfter: Int = 1, mqttPort: Int = 0) async throws -> EmulatorFixture {
+    static func start(retryAfter: Int = 1, mqttPort: Int = 0, limits: EmulatorLimits = EmulatorLimits(), desired: JSONDocument = .object(["interval": .number(10)])) async throws -> EmulatorFixture {
         let root = try CertificateAuthority(commonName: "Test Device Root")
         let intermediate = try root.intermediate(commonName: "Test Device Intermediate")
         let selfSignedRoot = try CertificateAuthority(commonName: "Thumbprint Device Issuer")
@@ -32,7 +32,7 @@ struct EmulatorFixture {
             provisioningRetryAfterSeconds: retryAfter,
             devices: [
                 .init(deviceId: "dev1", primaryKey: deviceKey, modules: [.init(moduleId: "mod1", primaryKey: moduleKey)],
-                      initialDesiredProperties: .object(["interval": .number(10)])),
+                      initialDesiredProperties: desired),
                 .init(deviceId: "x509-device", x509Thumbprint: thumbprintDevice.identity.thumbprint),
                 .init(deviceId: "ca-device", x509CertificateAuthorityPEM: intermediate.certificatePEM),
                 .init(deviceId: "dev2", primaryKey: secondDeviceKey),
@@ -50,6 +50,7 @@ struct EmulatorFixture {
             )
         )
         configuration.listenAddress = "127.0.0.1"
+        configuration.limits = limits
         let emulator = try await IoTEmulator.start(configuration: configuration)
         return EmulatorFixture(emulator: emulator, deviceRoot: root, deviceIntermediate: intermediate, thumbprintDevice: thumbprintDevice, individualCertificate: individualCertificate)
     }
