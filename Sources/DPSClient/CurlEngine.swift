@@ -11,6 +11,11 @@ final class CurlEngine: @unchecked Sendable {
     /// The process-wide engine.
     static let shared = CurlEngine()
 
+    /// The most a DPS response body may hold (its documents are a few KB); a larger one is aborted as it arrives.
+    static let maximumResponseBytes = 1 << 20
+    /// The most a response's header lines may hold together.
+    static let maximumHeaderBytes = 64 * 1024
+
     /// Everything one transfer owns; lives from `add` until its continuation is resumed.
     final class Transfer: @unchecked Sendable {
         let id: UInt64
@@ -22,6 +27,9 @@ final class CurlEngine: @unchecked Sendable {
         var body: [UInt8] = []
         var tls: TLSConfiguration
         var tlsError: AzureIoTError?
+        /// Set when the server sent more than ``CurlEngine/maximumResponseBytes`` (the transfer was aborted).
+        var responseTooLarge = false
+        var headerBytes = 0
         var continuation: CheckedContinuation<HTTPResponse, any Error>?
 
         init(id: UInt64, easy: UnsafeMutableRawPointer, tls: TLSConfiguration) {
@@ -143,6 +151,9 @@ final class CurlEngine: @unchecked Sendable {
             return .success(HTTPResponse(status: status, headers: transfer.headers, body: transfer.body))
         }
         if let tlsError = transfer.tlsError { return .failure(tlsError) }
+        if transfer.responseTooLarge {
+            return .failure(ProvisioningError(.malformedResponse, "the response is larger than \(Self.maximumResponseBytes) bytes of body or \(Self.maximumHeaderBytes) of headers"))
+        }
         let text = String(cString: curl_easy_strerror(code))
         switch code {
         case CURLE_OPERATION_TIMEDOUT:
@@ -179,9 +190,12 @@ final class CurlEngine: @unchecked Sendable {
         set(CURLOPT_NOSIGNAL, 1)
         set(CURLOPT_USERAGENT, userAgent)
         set(CURLOPT_SSLVERSION, Int(CURL_SSLVERSION_TLSv1_2))
+        // Milliseconds for libcurl, clamped to a day: any longer request is bounded by the caller's deadline anyway,
+        // and a huge time-out must not overflow on the way.
         let (seconds, attoseconds) = timeout.components
-        set(CURLOPT_TIMEOUT_MS, max(1, Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)))
-        set(CURLOPT_CONNECTTIMEOUT_MS, max(1, Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)))
+        let milliseconds = seconds >= 86_400 ? 86_400_000 : max(1, Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000))
+        set(CURLOPT_TIMEOUT_MS, milliseconds)
+        set(CURLOPT_CONNECTTIMEOUT_MS, milliseconds)
         if request.method == "GET" {
             set(CURLOPT_HTTPGET, 1)
         } else {
@@ -232,6 +246,10 @@ final class CurlEngine: @unchecked Sendable {
         guard let data, let context else { return 0 }
         let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
         let length = size * count
+        guard transfer.body.count + length <= CurlEngine.maximumResponseBytes else {
+            transfer.responseTooLarge = true
+            return 0
+        }
         data.withMemoryRebound(to: UInt8.self, capacity: length) {
             transfer.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: length))
         }
@@ -243,6 +261,11 @@ final class CurlEngine: @unchecked Sendable {
         guard let data, let context else { return 0 }
         let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
         let length = size * count
+        transfer.headerBytes += length
+        guard transfer.headerBytes <= CurlEngine.maximumHeaderBytes else {
+            transfer.responseTooLarge = true
+            return 0
+        }
         let line = data.withMemoryRebound(to: UInt8.self, capacity: length) {
             String(decoding: UnsafeBufferPointer(start: $0, count: length), as: UTF8.self)
         }.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -313,11 +313,18 @@ public struct ProvisioningClient: Sendable {
                                  trackingId: details?.trackingId ?? response.header("x-ms-request-id"))
     }
 
-    /// The `Retry-After` header as a duration (whole seconds as DPS sends them); never shortened.
+    /// The shortest and longest wait a `Retry-After` can ask for: a server asking for less is waited on for 100 ms
+    /// (no tight polling loop), one asking for more (`1e300`, `inf`) for 10 minutes, and the request's own deadline
+    /// still applies.
+    static let retryAfterRange: ClosedRange<Double> = 0.1...600
+
+    /// The `Retry-After` header as a duration (seconds, as DPS sends them), within ``retryAfterRange``; `nil` when
+    /// absent or not a number (an HTTP date, `nan`), so the client's own back-off applies.
     static func retryAfter(_ response: HTTPResponse) -> Duration? {
-        guard let text = response.header("retry-after"), let seconds = Double(text.trimmingCharacters(in: .whitespaces)), seconds >= 0
+        guard let text = response.header("retry-after"), let seconds = Double(text.trimmingCharacters(in: .whitespaces)), !seconds.isNaN, seconds >= 0
         else { return nil }
-        return .milliseconds(Int64(seconds * 1000))
+        let clamped = min(max(seconds, Self.retryAfterRange.lowerBound), Self.retryAfterRange.upperBound)
+        return .milliseconds(Int64(clamped * 1000))
     }
 
     /// `base` with up to ±20 % jitter.

@@ -6,7 +6,7 @@ with the key derived from a group key and the registration id; `sr`, `se`, `skn=
 certificates that chain to the enrolled CA with CN = registration id. It also checks the request shape (method,
 path, api-version, JSON body whose registrationId matches the path, Content-Type) and answers like the service:
 202 `assigning` with `Retry-After`, then `assigned`, `failed` or `disabled`; 401/404/429/500 and malformed JSON on
-demand. Every request is appended to a JSONL log for the tests to read.
+demand, any `Retry-After` text, and a 2 GB body (`hugeBody`). Every request is appended to a JSONL log for the tests to read.
 
 usage: dps_server.py CONFIG.json LOG.jsonl   (prints "READY <port>" once listening on 127.0.0.1)
 """
@@ -151,6 +151,21 @@ class Handler(BaseHTTPRequestHandler):
             entry["outcome"] = "500"
             log(entry)
             return self.error(500, 500000, "internal error")
+        if behavior.get("hugeBody"):
+            # Announces 2 GB and streams until the client gives up.
+            entry["outcome"] = "huge body"
+            log(entry)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(2 << 30))
+            self.end_headers()
+            chunk = b"[" + b"1," * 32767
+            try:
+                for _ in range((2 << 30) // len(chunk)):
+                    self.wfile.write(chunk)
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+                pass
+            return
         if behavior.get("malformed"):
             entry["outcome"] = "malformed"
             log(entry)
