@@ -94,6 +94,9 @@ struct AMQPClientState: Sendable {
     private var nextIncomingId: UInt32 = 0
     private var partial: (handle: UInt32, deliveryId: UInt32, settled: Bool, payload: [UInt8])?
 
+    /// The largest delivery the client reassembles: IoT Hub's 256 KB and room for the message's sections.
+    static let maximumMessageBytes = 256 * 1024 + 16 * 1024
+
     static let window: UInt32 = 5000
 
     init(cloudToDeviceCredit: UInt32) {
@@ -262,6 +265,13 @@ struct AMQPClientState: Sendable {
         self.nextIncomingId &+= 1
         if var partial = self.partial {
             guard partial.handle == handle else { throw HubAMQPError(.protocolViolation, "a transfer interleaved with another delivery's frames") }
+            // IoT Hub's messages are at most 256 KB; a delivery that goes on past that is not one (it once grew the
+            // client without bound). The buffer is taken out before it grows, so no frame copies it.
+            guard partial.payload.count + payload.count <= Self.maximumMessageBytes else {
+                self.partial = nil
+                throw HubAMQPError(.messageTooLarge, "a delivery above \(Self.maximumMessageBytes) bytes")
+            }
+            self.partial = nil
             partial.payload += payload
             self.partial = partial
         } else {

@@ -48,6 +48,8 @@ public struct HubAMQPError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let timedOut = Code("timedOut")
         /// The peer broke the protocol.
         public static let protocolViolation = Code("protocolViolation")
+        /// The peer sent a message larger than IoT Hub's (a delivery without end); the connection is closed.
+        public static let messageTooLarge = Code("messageTooLarge")
         /// The request does not fit the configuration (e.g. a second identity on a SASL PLAIN connection).
         public static let invalidArgument = Code("invalidArgument")
         /// The client is not connected.

@@ -84,6 +84,8 @@ actor HubAMQPSession {
     private var nextCBSRequest: UInt64 = 0
     private var readerTask: Task<Void, Never>?
     private var heartbeatTask: Task<Void, Never>?
+    /// The shortest interval between keep-alive frames, whatever the peer asks for.
+    static let minimumHeartbeatInterval: Duration = .milliseconds(500)
     private var renewalTasks: [Int: Task<Void, Never>] = [:]
     private var reconnectTask: Task<Void, Never>?
 
@@ -161,7 +163,9 @@ actor HubAMQPSession {
             self.readerTask = Task { await self.readLoop(connection, generation: generation) }
             try await self.waitUntil("the connection to open") { $0.remoteOpened }
             if let idle = self.protocolState.peerIdleTimeout, idle > 0 {
-                let interval = Duration.milliseconds(Int64(idle / 2))
+                // Half the peer's idle time-out, but not more often than the floor: a peer asking for 1 ms gets
+                // keep-alives every 500 ms, not millions a second.
+                let interval = max(Duration.milliseconds(Int64(idle / 2)), Self.minimumHeartbeatInterval)
                 self.heartbeatTask = Task { await self.heartbeats(every: interval, generation: generation) }
             }
             for slot in self.identities.keys.sorted() {

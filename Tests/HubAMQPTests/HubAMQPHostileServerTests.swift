@@ -1,0 +1,199 @@
+import AzureIoTCore
+import AzureIoTTestSupport
+import Foundation
+import HubAMQP
+import Synchronization
+import Testing
+
+/// A scripted AMQP 1.0 server over TLS that behaves as no IoT Hub would: SASL PLAIN accepted, `open` with the idle
+/// time-out chosen by the test, every attach answered, and then, on the cloud-to-device link, one delivery whose
+/// frames never end (`more = true`) when asked. It counts what the client sends.
+final class HostileAMQPServer: Sendable {
+    struct Report: Sendable {
+        /// Empty frames from the client after `open`.
+        var heartbeats = 0
+        /// Bytes of the endless delivery written before the client went away.
+        var deliveryBytes = 0
+        /// Whether the client ended the connection (a close frame, end of stream or a reset).
+        var clientLeft = false
+    }
+
+    final class Shared: Sendable {
+        let report = Mutex(Report())
+    }
+
+    let listener: TLSListener
+    private let shared = Shared()
+    private let task: Mutex<Task<Void, Never>?> = Mutex(nil)
+
+    init(idleTimeOut: UInt32?, endlessDelivery: Bool) async throws {
+        let pki = try await TestPKI.shared()
+        let identity = try X509Identity(certificateFile: pki.path("server.pem"), privateKeyFile: pki.path("server.key"))
+        self.listener = try TLSListener(configuration: TLSServerConfiguration(identity: identity))
+        let listener = self.listener
+        let shared = self.shared
+        self.task.withLock {
+            $0 = Task {
+                guard let connection = try? await listener.accept() else { return }
+                await Self.serve(connection, idleTimeOut: idleTimeOut, endlessDelivery: endlessDelivery, shared: shared)
+                connection.close()
+            }
+        }
+    }
+
+    var port: Int { self.listener.port }
+    var snapshot: Report { self.shared.report.withLock { $0 } }
+
+    /// Waits until the scripted connection is over (the client left), at most `timeout`.
+    func finished(within timeout: Duration) async -> Bool {
+        let end = ContinuousClock.now + timeout
+        while ContinuousClock.now < end {
+            if self.snapshot.clientLeft { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+
+    func stop() {
+        self.listener.close()
+        self.task.withLock { $0?.cancel() }
+    }
+
+    private static func serve(_ connection: TLSConnection, idleTimeOut: UInt32?, endlessDelivery: Bool, shared: Shared) async {
+        var buffer: [UInt8] = []
+        let framer = AMQPFramer(maximumFrameSize: 1 << 20)
+        func readExactly(_ count: Int) async throws {
+            while buffer.count < count {
+                let bytes = try await connection.read(timeout: .seconds(30))
+                guard !bytes.isEmpty else { throw TestFailure("closed") }
+                buffer += bytes
+            }
+        }
+        func nextFrame() async throws -> AMQPFrame {
+            while true {
+                if let (frame, size) = try framer.nextFrame(in: buffer[...]) {
+                    buffer.removeFirst(size)
+                    return frame
+                }
+                let bytes = try await connection.read(timeout: .seconds(30))
+                guard !bytes.isEmpty else { throw TestFailure("closed") }
+                buffer += bytes
+            }
+        }
+        func send(_ performative: AMQPPerformative, type: AMQPFrame.FrameType = .amqp) async throws {
+            try await connection.write(AMQPFrame(type: type, channel: 0, body: try performative.encoded()).encoded, timeout: .seconds(10))
+        }
+        do {
+            try await readExactly(8)
+            buffer.removeFirst(8)
+            try await connection.write(AMQPProtocolHeader.sasl.bytes)
+            try await send(.saslMechanisms(SASLMechanisms(mechanisms: ["PLAIN"])), type: .sasl)
+            _ = try await nextFrame()
+            try await send(.saslOutcome(SASLOutcome(code: .ok)), type: .sasl)
+            try await readExactly(8)
+            buffer.removeFirst(8)
+            try await connection.write(AMQPProtocolHeader.amqp.bytes)
+            var deviceBoundHandle: UInt32?
+            var streaming = false
+            while true {
+                let frame = try await nextFrame()
+                if frame.isHeartbeat {
+                    shared.report.withLock { $0.heartbeats += 1 }
+                    continue
+                }
+                switch try AMQPPerformative.decode(frame.body) {
+                case .open:
+                    try await send(.open(AMQPOpen(containerId: "hostile", maxFrameSize: 65_536, channelMax: 0, idleTimeOut: idleTimeOut)))
+                case .begin(let begin):
+                    try await send(.begin(AMQPBegin(remoteChannel: 0, nextOutgoingId: 0, incomingWindow: 5000, outgoingWindow: 5000)))
+                    _ = begin
+                case .attach(let attach):
+                    try await send(.attach(AMQPAttach(name: attach.name, handle: attach.handle, isReceiver: !attach.isReceiver,
+                                                      source: attach.source, target: attach.target, initialDeliveryCount: attach.isReceiver ? 0 : nil)))
+                    if attach.isReceiver {
+                        deviceBoundHandle = attach.handle
+                    } else {
+                        try await send(.flow(AMQPFlow(nextIncomingId: 0, incomingWindow: 5000, nextOutgoingId: 0, outgoingWindow: 5000,
+                                                      handle: attach.handle, deliveryCount: 0, linkCredit: 100)))
+                    }
+                case .flow(let flow):
+                    guard endlessDelivery, !streaming, let handle = deviceBoundHandle, flow.handle == handle else { break }
+                    streaming = true
+                    let chunk = [UInt8](repeating: 0x41, count: 60 * 1024)
+                    var first = true
+                    while true {
+                        let transfer = AMQPTransfer(handle: handle, deliveryId: first ? 0 : nil, deliveryTag: first ? [0] : nil,
+                                                    messageFormat: first ? 0 : nil, more: true)
+                        first = false
+                        try await connection.write(AMQPFrame(channel: 0, body: try AMQPPerformative.transfer(transfer, payload: chunk).encoded()).encoded, timeout: .seconds(10))
+                        let total = shared.report.withLock { report -> Int in
+                            report.deliveryBytes += chunk.count
+                            return report.deliveryBytes
+                        }
+                        // 1 GB would be the client's memory if it kept every frame.
+                        if total > 1 << 30 { return }
+                    }
+                case .close:
+                    shared.report.withLock { $0.clientLeft = true }
+                    return
+                default:
+                    break
+                }
+            }
+        } catch {
+            shared.report.withLock { $0.clientLeft = true }
+        }
+    }
+}
+
+@Suite("IoT Hub AMQP client against a hostile server")
+struct HubAMQPHostileServerTests {
+    static func client(_ server: HostileAMQPServer) async throws -> HubAMQPClient {
+        let token = SASToken.generate(for: .device(hubHost: "testhub.azure-devices.net", deviceId: "dev1"), key: try SymmetricKey(base64: HubAMQPClientTests.key), expiry: UnixTime.now() + 3600)
+        var configuration = HubAMQPConfiguration(
+            hubHost: "testhub.azure-devices.net", deviceId: "dev1", tokenSource: FixedTokenCredential(token: token), gatewayHostName: "localhost",
+            port: server.port, trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")), operationTimeout: .seconds(10)
+        )
+        configuration.reconnects = false
+        return HubAMQPClient(configuration: configuration)
+    }
+
+    @Test("a server idle time-out of 1 ms gets keep-alives every 500 ms, not millions")
+    func heartbeatFloor() async throws {
+        let server = try await HostileAMQPServer(idleTimeOut: 1, endlessDelivery: false)
+        defer { server.stop() }
+        let client = try await Self.client(server)
+        try await client.connect()
+        try await Task.sleep(for: .seconds(2))
+        let heartbeats = server.snapshot.heartbeats
+        await client.close()
+        // 2 s at the 500 ms floor is at most 4 or 5 frames, fewer on a slow machine; it was 6.2 M in 20 s.
+        #expect(heartbeats <= 8, "\(heartbeats) keep-alive frames in 2 s")
+    }
+
+    @Test("a cloud-to-device delivery that never ends is refused past 272 KB: the client leaves, memory stays flat")
+    func endlessDelivery() async throws {
+        let server = try await HostileAMQPServer(idleTimeOut: nil, endlessDelivery: true)
+        defer { server.stop() }
+        let before = ProcessMemory.peakResidentBytes()
+        let client = try await Self.client(server)
+        try await client.connect()
+        #expect(await server.finished(within: .seconds(60)), "the client kept reading the delivery")
+        // What the socket buffers held, not the gigabyte the server would have sent.
+        #expect(server.snapshot.deliveryBytes < 64 << 20, "\(server.snapshot.deliveryBytes) bytes went out")
+        #expect(ProcessMemory.peakResidentBytes() - before < 128 << 20)
+        await #expect(throws: HubAMQPError.self) { try await client.send(AMQPMessage(data: [1])) }
+        await client.close()
+    }
+}
+
+/// The process's peak resident memory (VmHWM).
+enum ProcessMemory {
+    static func peakResidentBytes() -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
+        else { return 0 }
+        return kilobytes * 1024
+    }
+}
