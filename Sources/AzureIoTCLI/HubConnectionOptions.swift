@@ -20,7 +20,7 @@ struct HubConnectionOptions: ParsableArguments {
     @Option(help: "PEM private key for --cert.")
     var certKey: String?
 
-    @Option(help: "The port (default 8883 for MQTT, 5671 for AMQP).")
+    @Option(parsing: .unconditional, help: "The port, 1 to 65535 (default 8883 for MQTT, 5671 for AMQP).")
     var port: Int?
 
     @Option(help: "The protocol: mqtt or amqp.")
@@ -28,6 +28,7 @@ struct HubConnectionOptions: ParsableArguments {
 
     func validateProtocol() throws {
         guard self.protocol == "mqtt" || self.protocol == "amqp" else { throw ValidationError("--protocol takes mqtt or amqp") }
+        if let port, !(1...65535).contains(port) { throw ValidationError("--port must be 1...65535, got \(port)") }
     }
 
     func configuration() throws -> HubMQTTConfiguration {

@@ -19,11 +19,14 @@ struct ListenCommand: AsyncParsableCommand {
     @Option(help: "The JSON payload to answer direct methods with.")
     var methodResponse: String = "{}"
 
-    @Option(help: "Stop after this many seconds (default: run until interrupted).")
+    @Option(parsing: .unconditional, help: "Stop after this many seconds, up to 31536000 (default: run until interrupted).")
     var duration: Double?
 
     func validate() throws {
         try self.connection.validateProtocol()
+        if let duration, !(duration.isFinite && duration > 0 && duration <= 31_536_000) {
+            throw ValidationError("--duration must be more than 0 and at most 31536000 seconds, got \(duration)")
+        }
     }
 
     func run() async throws {

@@ -44,13 +44,14 @@ struct ProvisionCommand: AsyncParsableCommand {
     @Option(help: "A JSON payload for custom allocation.")
     var payload: String?
 
-    @Option(help: "Give up after this many seconds.")
+    @Option(parsing: .unconditional, help: "Give up after this many seconds, 1 to 86400.")
     var timeout: Int = 120
 
     func validate() throws {
         let chosen = [self.key != nil, self.groupKey != nil, self.cert != nil].filter { $0 }.count
         guard chosen == 1 else { throw ValidationError("pass exactly one of --key, --group-key or --cert") }
         guard (self.cert == nil) == (self.certKey == nil) else { throw ValidationError("--cert and --cert-key go together") }
+        guard (1...86_400).contains(self.timeout) else { throw ValidationError("--timeout must be 1...86400 seconds, got \(self.timeout)") }
     }
 
     func run() async throws {

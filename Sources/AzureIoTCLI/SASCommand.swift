@@ -18,11 +18,13 @@ struct SASCommand: ParsableCommand {
     @Option(help: "The shared access key, base64.")
     var key: String
 
-    @Option(help: "Absolute expiry in seconds since 1970 (UTC).")
+    @Option(parsing: .unconditional, help: "Absolute expiry in seconds since 1970 (UTC).")
     var expiry: UInt64?
 
-    @Option(help: "Lifetime in seconds from now (instead of --expiry).")
+    @Option(parsing: .unconditional, help: "Lifetime in seconds from now (instead of --expiry), 1 to 3153600000 (100 years).")
     var ttl: UInt64?
+
+    static let ttlRange: ClosedRange<UInt64> = 1...3_153_600_000
 
     @Option(help: "The key name (skn): 'registration' for DPS, a policy name for policy keys.")
     var policy: String?
@@ -32,6 +34,9 @@ struct SASCommand: ParsableCommand {
             throw ValidationError("pass exactly one of --expiry or --ttl")
         }
         guard !self.resource.isEmpty else { throw ValidationError("--resource is empty") }
+        if let ttl, !Self.ttlRange.contains(ttl) {
+            throw ValidationError("--ttl must be \(Self.ttlRange.lowerBound)...\(Self.ttlRange.upperBound) seconds, got \(ttl)")
+        }
     }
 
     func run() throws {

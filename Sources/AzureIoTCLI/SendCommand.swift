@@ -22,10 +22,10 @@ struct SendCommand: AsyncParsableCommand {
     @Option(name: .customLong("property"), help: "An application property k=v (repeatable).")
     var properties: [String] = []
 
-    @Option(help: "How many messages to send.")
+    @Option(parsing: .unconditional, help: "How many messages to send, 1 to 1000000000.")
     var count: Int = 1
 
-    @Option(help: "Seconds between messages.")
+    @Option(parsing: .unconditional, help: "Seconds between messages, 0 to 86400.")
     var interval: Double = 0
 
     @Argument(help: "The message body.")
@@ -33,7 +33,10 @@ struct SendCommand: AsyncParsableCommand {
 
     func validate() throws {
         try self.connection.validateProtocol()
-        guard self.count >= 1 else { throw ValidationError("--count must be at least 1") }
+        guard (1...1_000_000_000).contains(self.count) else { throw ValidationError("--count must be 1...1000000000, got \(self.count)") }
+        guard self.interval.isFinite, (0...86_400).contains(self.interval) else {
+            throw ValidationError("--interval must be 0...86400 seconds, got \(self.interval)")
+        }
         for property in self.properties where !property.contains("=") {
             throw ValidationError("--property takes k=v, got '\(property)'")
         }

@@ -84,6 +84,37 @@ struct CLITests {
         #expect(!result.stderr.contains("not*base64"))
     }
 
+    static let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+    static let connectionString = "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+
+    @Test("numbers at their extremes are refused with the option and its range, never a trap", arguments: [
+        (["sas", "--resource", "r", "--key", CLITests.key, "--ttl", "18446744073709551615"], "--ttl must be 1...3153600000"),
+        (["sas", "--resource", "r", "--key", CLITests.key, "--ttl", "0"], "--ttl must be 1...3153600000"),
+        (["provision", "--scope", "s", "--registration-id", "r", "--key", CLITests.key, "--timeout", "9223372036854775807"], "--timeout must be 1...86400"),
+        (["provision", "--scope", "s", "--registration-id", "r", "--key", CLITests.key, "--timeout", "-5"], "--timeout must be 1...86400"),
+        (["send", "--connection-string", CLITests.connectionString, "--interval", "1e300", "m"], "--interval must be 0...86400"),
+        (["send", "--connection-string", CLITests.connectionString, "--protocol", "amqp", "--interval", "1e300", "m"], "--interval must be 0...86400"),
+        (["send", "--connection-string", CLITests.connectionString, "--interval", "nan", "m"], "--interval must be 0...86400"),
+        (["send", "--connection-string", CLITests.connectionString, "--count", "-1", "m"], "--count must be 1...1000000000"),
+        (["send", "--connection-string", CLITests.connectionString, "--port", "70000", "m"], "--port must be 1...65535"),
+        (["listen", "--connection-string", CLITests.connectionString, "--duration", "1e300"], "--duration must be more than 0"),
+        (["listen", "--connection-string", CLITests.connectionString, "--duration", "-1"], "--duration must be more than 0"),
+    ])
+    func numericExtremes(_ arguments: [String], _ message: String) async throws {
+        let result = try await Self.run(arguments)
+        #expect(result.status == 64 || result.status == 1, "exit \(result.status): \(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+        #expect(result.stderr.contains(message), "\(result.stderr)")
+    }
+
+    @Test("an emulator configuration with a port out of range is refused with the field named")
+    func emulatorPortOutOfRange() async throws {
+        let path = NSTemporaryDirectory() + "emulator-\(UUID().uuidString).json"
+        try #"{"hubName": "h", "mqttPort": 70000, "provisioning": {"idScope": "s"}}"#.write(toFile: path, atomically: true, encoding: .utf8)
+        let result = try await Self.run(["emulator", "--config", path])
+        #expect(result.status != 0 && result.stderr.contains("mqttPort is 70000; it must be in 0...65535"), "\(result.stderr)")
+    }
+
     @Test("demo: provisions two devices, talks MQTT and AMQP to the in-process emulator and summarises what it saw")
     func demo() async throws {
         let result = try await Self.run(["demo"])
