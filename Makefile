@@ -1,5 +1,5 @@
 # The two set-up commands of the README, plus benchmarks. Each installs what it needs when it is missing.
-.PHONY: demo test docs bench bench-sas bench-dps bench-mqtt bench-amqp build
+.PHONY: demo test docs bench bench-sas bench-dps bench-mqtt bench-amqp build netfuzz
 
 demo:
 	@scripts/ensure-deps.sh build
@@ -32,3 +32,9 @@ bench-mqtt:
 
 bench-amqp:
 	scripts/bench-amqp.sh
+
+# The network fuzzer against a fresh emulator: SECONDS=60 make netfuzz (SEED=n replays a run).
+netfuzz:
+	@scripts/ensure-deps.sh build
+	swift build -c release --product azure-iot --product azure-iot-netfuzz
+	.build/release/azure-iot-netfuzz --seconds $${SECONDS:-60} $${SEED:+--seed $$SEED}

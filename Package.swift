@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "HubAMQP", targets: ["HubAMQP"]),
         .library(name: "AzureIoTEmulator", targets: ["AzureIoTEmulator"]),
         .executable(name: "azure-iot", targets: ["AzureIoTCLI"]),
+        .executable(name: "azure-iot-netfuzz", targets: ["NetworkFuzzer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -91,6 +92,19 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: - Tools
+        .executableTarget(
+            name: "NetworkFuzzer",
+            dependencies: [
+                "AzureIoTCore",
+                "HubMQTT",
+                "HubAMQP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/NetworkFuzzer",
             swiftSettings: swiftSettings
         ),
 

@@ -1,0 +1,241 @@
+import AzureIoTCore
+import Foundation
+import HubAMQP
+import HubMQTT
+
+/// One case: the byte chunks written, in order, to one TLS connection of one port.
+struct FuzzCase {
+    var `protocol`: Protocol
+    var chunks: [[UInt8]]
+
+    static func make(_ random: inout SplitMix64, target: EmulatorProcess) -> FuzzCase {
+        let proto = Protocol.allCases.randomElement(using: &random)!
+        var chunks: [[UInt8]]
+        switch proto {
+        case .mqtt: chunks = MQTTCases.sequence(&random, target)
+        case .amqp: chunks = AMQPCases.sequence(&random, target)
+        case .dps: chunks = DPSCases.sequence(&random, target)
+        }
+        // One case in eight goes out as built, to keep the valid paths exercised.
+        if random.next() % 8 != 0 { Mutator.mutate(&chunks, &random) }
+        return FuzzCase(protocol: proto, chunks: chunks)
+    }
+
+    /// Connects, writes every chunk, reads what comes back for a moment, and closes. Nothing here fails the run:
+    /// only the emulator's health does.
+    func play(_ target: EmulatorProcess) async {
+        let port = switch self.protocol {
+        case .mqtt: target.mqttPort
+        case .amqp: target.amqpPort
+        case .dps: target.dpsPort
+        }
+        let chunks = self.chunks
+        let trust = target.trust
+        _ = try? await within(.seconds(10)) {
+            let connection = try await TLSConnection.connect(host: "localhost", port: port, configuration: trust)
+            defer { connection.close() }
+            for chunk in chunks where !chunk.isEmpty {
+                try await connection.write(chunk, timeout: .seconds(1))
+            }
+            for _ in 0..<3 {
+                let bytes = try await connection.read(maxBytes: 64 * 1024, timeout: .milliseconds(100))
+                if bytes.isEmpty { break }
+            }
+        }
+    }
+}
+
+/// Edge values for numeric fields.
+enum Edge {
+    static let uint32: [UInt32] = [0, 1, 2, 5, 100, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFE, 0xFFFF_FFFF]
+    static let uint16: [UInt16] = [0, 1, 5, 60, 0x7FFF, 0xFFFF]
+
+    static func uint32(_ random: inout SplitMix64) -> UInt32 {
+        random.next() % 4 == 0 ? UInt32(truncatingIfNeeded: random.next()) : Self.uint32.randomElement(using: &random)!
+    }
+
+    static func size(_ random: inout SplitMix64) -> Int {
+        [0, 1, 16, 300, 4096, 70_000, 300_000].randomElement(using: &random)!
+    }
+
+    static func bytes(_ count: Int, _ random: inout SplitMix64) -> [UInt8] {
+        (0..<count).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+    }
+}
+
+enum MQTTCases {
+    static func sequence(_ random: inout SplitMix64, _ target: EmulatorProcess) -> [[UInt8]] {
+        let device = EmulatorProcess.deviceId
+        let authenticated = random.next() % 10 < 7
+        let username = authenticated
+            ? ["\(target.hubHost)/\(device)/?api-version=2021-04-12", "\(target.hubHost)/\(device)/api-version=2019-03-31"].randomElement(using: &random)!
+            : ["", "\(target.hubHost)/\(device)", "x/\(device)/?api-version=2021-04-12", String(repeating: "u", count: 70_000)].randomElement(using: &random)!
+        let password = authenticated ? Array(target.deviceToken().utf8) : Edge.bytes(Int(random.next() % 64), &random)
+        let clientId = random.next() % 10 == 0 ? ["", "\(device)/m", "\(device)/m/x", String(repeating: "c", count: 300)].randomElement(using: &random)! : device
+        var packets: [MQTTPacket] = [
+            .connect(ConnectPacket(clientId: clientId, cleanSession: random.next() % 2 == 0, keepAliveSeconds: Edge.uint16.randomElement(using: &random)!, username: username, password: password)),
+        ]
+        let topics = [
+            "devices/\(device)/messages/events/", "devices/\(device)/messages/events",
+            "devices/\(device)/messages/events/$.ct=application%2Fjson&$.ce=utf-8&k=v",
+            "devices/\(device)/messages/events/%24.mid=1&%ZZ", "devices/other/messages/events/",
+            "$iothub/twin/GET/?$rid=1", "$iothub/twin/PATCH/properties/reported/?$rid=2", "$iothub/methods/res/200/?$rid=3",
+            "$iothub/methods/res/x/?$rid=", "$iothub/twin/GET/", "#", "devices/\(device)/messages/events/" + String(repeating: "a=b&", count: 5000),
+        ]
+        let filters = [
+            "devices/\(device)/messages/devicebound/#", "$iothub/twin/res/#", "$iothub/methods/POST/#",
+            "$iothub/twin/PATCH/properties/desired/#", "#", "devices/+/messages/devicebound/#", "",
+        ]
+        for _ in 0..<Int(random.next() % 8) {
+            switch random.next() % 7 {
+            case 0, 1:
+                let qos = [MQTTQoS.atMostOnce, .atLeastOnce, .exactlyOnce].randomElement(using: &random)!
+                let payload = random.next() % 3 == 0 ? Array(#"{"a":1}"#.utf8) : Edge.bytes(Edge.size(&random), &random)
+                packets.append(.publish(PublishPacket(topic: topics.randomElement(using: &random)!, payload: payload, qos: qos, packetId: qos == .atMostOnce ? nil : UInt16(truncatingIfNeeded: random.next() | 1))))
+            case 2:
+                let count = 1 + Int(random.next() % 7)
+                let subscriptions = (0..<count).map { _ in SubscribePacket.Subscription(topicFilter: filters.randomElement(using: &random)!, qos: .atLeastOnce) }
+                packets.append(.subscribe(SubscribePacket(packetId: UInt16(truncatingIfNeeded: random.next() | 1), subscriptions: subscriptions)))
+            case 3: packets.append(.unsubscribe(UnsubscribePacket(packetId: 7, topicFilters: [filters.randomElement(using: &random)!])))
+            case 4: packets.append(.pingreq)
+            case 5: packets.append(.puback(packetId: UInt16(truncatingIfNeeded: random.next())))
+            default: packets.append([.disconnect, .pubrel(packetId: 1), .connack(ConnAckPacket(returnCode: .accepted))].randomElement(using: &random)!)
+            }
+        }
+        return packets.compactMap { try? $0.encoded() }
+    }
+}
+
+enum AMQPCases {
+    static func frame(_ performative: AMQPPerformative, channel: UInt16 = 0, type: AMQPFrame.FrameType = .amqp) -> [UInt8] {
+        guard let body = try? performative.encoded() else { return [] }
+        return AMQPFrame(type: type, channel: channel, body: body).encoded
+    }
+
+    static func sequence(_ random: inout SplitMix64, _ target: EmulatorProcess) -> [[UInt8]] {
+        let device = EmulatorProcess.deviceId
+        var chunks: [[UInt8]] = [AMQPProtocolHeader.sasl.bytes]
+        let plain = Array("\0\(device)@sas.\(EmulatorProcess.hubName)\0\(target.deviceToken())".utf8)
+        let mechanisms: [SASLInit] = [
+            SASLInit(mechanism: "PLAIN", initialResponse: plain), SASLInit(mechanism: "ANONYMOUS"), SASLInit(mechanism: "MSSBCBS"),
+            SASLInit(mechanism: "PLAIN", initialResponse: Array("\0x@sas.y\0z".utf8)), SASLInit(mechanism: "EXTERNAL"), SASLInit(mechanism: "X"),
+        ]
+        chunks.append(frame(.saslInit(mechanisms.randomElement(using: &random)!), type: .sasl))
+        chunks.append(AMQPProtocolHeader.amqp.bytes)
+        let idle: UInt32? = random.next() % 3 == 0 ? Edge.uint32(&random) : nil
+        let maxFrame: UInt32? = random.next() % 3 == 0 ? Edge.uint32(&random) : 65_536
+        chunks.append(frame(.open(AMQPOpen(containerId: "fuzz", hostname: target.hubHost, maxFrameSize: maxFrame, channelMax: 0, idleTimeOut: idle))))
+        chunks.append(frame(.begin(AMQPBegin(nextOutgoingId: Edge.uint32(&random), incomingWindow: Edge.uint32(&random), outgoingWindow: Edge.uint32(&random)))))
+        let addresses = [
+            "/devices/\(device)/messages/events", "amqps://\(target.hubHost)/devices/\(device)/messages/events",
+            "/devices/\(device)/messages/devicebound", "$cbs", "/devices/\(device)/modules/m/messages/events", "/devices/other/messages/events", "",
+        ]
+        for _ in 0..<Int(random.next() % 10) {
+            let handle = random.next() % 2 == 0 ? UInt32(random.next() % 4) : Edge.uint32(&random)
+            switch random.next() % 8 {
+            case 0, 1:
+                let address = addresses.randomElement(using: &random)!
+                let receiver = random.next() % 2 == 0
+                chunks.append(frame(.attach(AMQPAttach(
+                    name: "l\(handle)", handle: handle, isReceiver: receiver, source: AMQPTerminus(address: receiver ? address : "fuzz"),
+                    target: AMQPTerminus(address: receiver ? "fuzz" : address), initialDeliveryCount: receiver ? nil : Edge.uint32(&random)
+                ))))
+            case 2:
+                chunks.append(frame(.flow(AMQPFlow(nextIncomingId: Edge.uint32(&random), incomingWindow: Edge.uint32(&random), nextOutgoingId: Edge.uint32(&random),
+                                                   outgoingWindow: Edge.uint32(&random), handle: handle, deliveryCount: Edge.uint32(&random), linkCredit: Edge.uint32(&random)))))
+            case 3, 4:
+                var message = AMQPMessage(data: Edge.bytes(Edge.size(&random) % 70_000, &random))
+                if random.next() % 2 == 0 {
+                    message = AMQPMessage(value: .string(target.deviceToken()))
+                    message.messageId = .string("m")
+                    message.applicationProperties = [("operation", .string("put-token")), ("type", .string("azure-devices.net:sastoken")),
+                                                     ("name", .string("\(target.hubHost)/devices/\(device)"))]
+                }
+                let payload = (try? message.encoded()) ?? []
+                chunks.append(frame(.transfer(AMQPTransfer(handle: handle, deliveryId: Edge.uint32(&random), deliveryTag: [1], messageFormat: 0,
+                                                           settled: random.next() % 2 == 0, more: random.next() % 3 == 0), payload: Array(payload.prefix(60_000)))))
+            case 5:
+                chunks.append(frame(.disposition(AMQPDisposition(isReceiver: random.next() % 2 == 0, first: Edge.uint32(&random),
+                                                                 last: random.next() % 2 == 0 ? Edge.uint32(&random) : nil, settled: true, state: .accepted))))
+            case 6:
+                chunks.append(frame(.detach(AMQPDetach(handle: handle, closed: true))))
+            default:
+                chunks.append(frame([.end(AMQPEndOrClose()), .close(AMQPEndOrClose()), .begin(AMQPBegin(nextOutgoingId: 0, incomingWindow: 1, outgoingWindow: 1))].randomElement(using: &random)!,
+                                    channel: random.next() % 4 == 0 ? UInt16(truncatingIfNeeded: random.next()) : 0))
+            }
+        }
+        return chunks
+    }
+}
+
+enum DPSCases {
+    static func sequence(_ random: inout SplitMix64, _ target: EmulatorProcess) -> [[UInt8]] {
+        let base = "/\(EmulatorProcess.idScope)/registrations/\(EmulatorProcess.registrationId)"
+        var requests: [[UInt8]] = []
+        for _ in 0..<(1 + Int(random.next() % 3)) {
+            let method = ["PUT", "GET", "POST", "DELETE", "PUT"].randomElement(using: &random)!
+            let path = [base + "/register?api-version=2019-03-31", base + "/operations/4.x?api-version=2021-06-01", base + "?api-version=2021-06-01",
+                        base + "/register", "/other/registrations/x/register?api-version=1", "/" + String(repeating: "a/", count: 2000)].randomElement(using: &random)!
+            let body = random.next() % 4 == 0 ? Edge.bytes(Edge.size(&random) % 100_000, &random) : Array(#"{"registrationId":"\#(EmulatorProcess.registrationId)","payload":{"a":[1,2,{"b":null}]}}"#.utf8)
+            var head = "\(method) \(path) HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Encoding:  utf-8\r\n"
+            if random.next() % 5 != 0 { head += "Authorization: \(target.registrationToken())\r\n" }
+            if random.next() % 6 == 0 { head += "Expect: 100-continue\r\n" }
+            var payload = body
+            switch random.next() % 6 {
+            case 0:
+                head += "Transfer-Encoding: chunked\r\n"
+                payload = Array(String(body.count, radix: 16).utf8) + [13, 10] + body + Array("\r\n0\r\n\r\n".utf8)
+            case 1:
+                head += "Content-Length: \(Edge.uint32(&random))\r\n"
+            case 2:
+                head += "X-Filler: \(String(repeating: "f", count: Int(random.next() % 20_000)))\r\n"
+                head += "Content-Length: \(body.count)\r\n"
+            default:
+                head += "Content-Length: \(body.count)\r\n"
+            }
+            requests.append(Array((head + "\r\n").utf8) + payload)
+        }
+        return requests
+    }
+}
+
+/// Byte-level mutations of a case's chunks.
+enum Mutator {
+    static func mutate(_ chunks: inout [[UInt8]], _ random: inout SplitMix64) {
+        for _ in 0..<(1 + Int(random.next() % 4)) where !chunks.isEmpty {
+            let index = Int(random.next() % UInt64(chunks.count))
+            var chunk = chunks[index]
+            switch random.next() % 10 {
+            case 0 where !chunk.isEmpty:
+                let at = Int(random.next() % UInt64(chunk.count))
+                chunk[at] ^= 1 << UInt8(random.next() % 8)
+            case 1 where !chunk.isEmpty:
+                chunk[Int(random.next() % UInt64(chunk.count))] = [0x00, 0xFF, 0x7F, 0x80, 0x40, 0xA1].randomElement(using: &random)!
+            case 2 where chunk.count >= 4:
+                let at = Int(random.next() % UInt64(chunk.count - 3))
+                let value = Edge.uint32(&random).bigEndian
+                withUnsafeBytes(of: value) { for offset in 0..<4 { chunk[at + offset] = $0[offset] } }
+            case 3:
+                let at = chunk.isEmpty ? 0 : Int(random.next() % UInt64(chunk.count + 1))
+                chunk.insert(contentsOf: Edge.bytes(1 + Int(random.next() % 16), &random), at: at)
+            case 4 where chunk.count > 1:
+                let start = Int(random.next() % UInt64(chunk.count))
+                chunk.removeSubrange(start..<min(chunk.count, start + 1 + Int(random.next() % 32)))
+            case 5 where !chunk.isEmpty:
+                chunk = Array(chunk.prefix(Int(random.next() % UInt64(chunk.count))))
+            case 6:
+                chunks.insert(chunk, at: index)
+            case 7 where chunks.count > 1:
+                chunks.remove(at: index)
+                continue
+            case 8 where chunks.count > 1:
+                chunks.swapAt(index, Int(random.next() % UInt64(chunks.count)))
+                continue
+            default:
+                chunks.append(Edge.bytes(1 + Int(random.next() % 64), &random))
+                continue
+            }
+            chunks[index] = chunk
+        }
+    }
+}
