@@ -79,7 +79,11 @@ struct EmulatorHostilePeerTests {
         while clock.now < end, let frame = try await client.nextFrame(timeout: .seconds(3)) {
             if frame.isHeartbeat { heartbeats += 1 }
         }
-        #expect((1...8).contains(heartbeats), "\(heartbeats) keep-alive frames in 2 s")
+        #expect(heartbeats <= 8, "\(heartbeats) keep-alive frames in 2 s")
+        // And they do come: on a loaded machine perhaps none fell inside the 2 s, so wait for one.
+        var sawOne = heartbeats > 0
+        while !sawOne, let frame = try await client.nextFrame(timeout: .seconds(10)) { sawOne = frame.isHeartbeat }
+        #expect(sawOne)
     }
 
     @Test("the N+1th link on a connection closes it with amqp:resource-limit-exceeded")
@@ -189,13 +193,13 @@ struct EmulatorHostilePeerTests {
         defer { Task { await fixture.emulator.shutdown() } }
         let port = fixture.endpoints.mqtt.port
         var held = try (0..<4).map { _ in try Self.idleSocket(port: port) }
-        for _ in 0..<100 where fixture.emulator.openConnections < 4 { try await Task.sleep(for: .milliseconds(20)) }
+        for _ in 0..<500 where fixture.emulator.openConnections < 4 { try await Task.sleep(for: .milliseconds(20)) }
         #expect(fixture.emulator.openConnections == 4)
         let extra = try Self.idleSocket(port: fixture.endpoints.dps.port)
         #expect(await Self.closedByServer(extra, within: .seconds(10)), "the fifth connection was not shed")
         close(extra)
         close(held.removeFirst())
-        for _ in 0..<250 where fixture.emulator.openConnections > 3 { try await Task.sleep(for: .milliseconds(20)) }
+        for _ in 0..<500 where fixture.emulator.openConnections > 3 { try await Task.sleep(for: .milliseconds(20)) }
         let mqtt = try fixture.mqtt()
         try await mqtt.connect()
         try await mqtt.send(TelemetryMessage(text: "after a place freed up"))
@@ -209,7 +213,7 @@ struct EmulatorHostilePeerTests {
         defer { Task { await fixture.emulator.shutdown() } }
         let held = try (0..<2).map { _ in try Self.idleSocket(port: fixture.endpoints.amqp.port) }
         defer { for fd in held { close(fd) } }
-        for _ in 0..<100 where fixture.emulator.openConnections < 2 { try await Task.sleep(for: .milliseconds(20)) }
+        for _ in 0..<500 where fixture.emulator.openConnections < 2 { try await Task.sleep(for: .milliseconds(20)) }
         let third = try Self.idleSocket(port: fixture.endpoints.mqtt.port)
         defer { close(third) }
         #expect(await Self.closedByServer(third, within: .seconds(10)))

@@ -21,6 +21,7 @@ struct DPSConnectionHandler: Sendable {
                     let response = ProvisioningService.error(error.status, error.status * 1000 + 1, error.description)
                     self.logger.info("a DPS request was refused", metadata: ["status": "\(error.status)", "reason": "\(error.description)"])
                     try await connection.write(response.serialized(keepAlive: false), timeout: .seconds(10))
+                    await Self.linger(connection)
                     return
                 }
                 guard case .request(let request) = step else {
@@ -39,6 +40,18 @@ struct DPSConnectionHandler: Sendable {
             }
         } catch {
             self.logger.debug("a DPS connection ended", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// After refusing a request whose body may still be arriving, reads and drops what the client sends, for up to
+    /// 2 s or 2 MiB, before closing: a client still uploading then reads the answer instead of failing on a reset
+    /// connection (what HTTP servers call a lingering close).
+    static func linger(_ connection: TLSConnection) async {
+        let end = ContinuousClock.now + .seconds(2)
+        var drained = 0
+        while drained < 2 << 20, ContinuousClock.now < end {
+            guard let bytes = try? await connection.read(maxBytes: 64 * 1024, timeout: .milliseconds(200)), !bytes.isEmpty else { return }
+            drained += bytes.count
         }
     }
 
