@@ -248,6 +248,10 @@ public struct ProvisioningClient: Sendable {
             } catch let error as AzureIoTError {
                 throw ProvisioningError(.transportFailure, "no answer from \(self.configuration.endpoint): \(error)")
             }
+            // Decoders recurse once per level: a document nested deeper than DPS ever sends is refused unread.
+            guard JSONNesting.depth(of: response.body, stoppingAbove: Self.maximumJSONDepth) <= Self.maximumJSONDepth else {
+                throw ProvisioningError(.malformedResponse, "the response nests deeper than \(Self.maximumJSONDepth) levels", httpStatus: response.status)
+            }
             switch response.status {
             case 200..<300:
                 return response
@@ -317,6 +321,9 @@ public struct ProvisioningClient: Sendable {
     /// (no tight polling loop), one asking for more (`1e300`, `inf`) for 10 minutes, and the request's own deadline
     /// still applies.
     static let retryAfterRange: ClosedRange<Double> = 0.1...600
+
+    /// The deepest JSON nesting accepted in a response (DPS documents and custom payloads stay far below it).
+    static let maximumJSONDepth = 64
 
     /// The `Retry-After` header as a duration (seconds, as DPS sends them), within ``retryAfterRange``; `nil` when
     /// absent or not a number (an HTTP date, `nan`), so the client's own back-off applies.

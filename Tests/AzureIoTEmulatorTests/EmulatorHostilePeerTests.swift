@@ -245,6 +245,25 @@ struct EmulatorHostilePeerTests {
         try await Self.expectServing(fixture, "after a client that did not read")
     }
 
+    @Test("a reported-properties patch nested 500 deep is answered 400, not parsed")
+    func deepJSON() async throws {
+        let fixture = try await Self.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        var (client, _) = try await RawMQTTClient.connect(port: fixture.endpoints.mqtt.port, caFile: fixture.endpoints.caCertificatePath, clientId: "dev1", username: "\(fixture.hubHost)/dev1/?api-version=2021-04-12", password: try fixture.token())
+        try await client.send(.subscribe(SubscribePacket(packetId: 1, subscriptions: [.init(topicFilter: "$iothub/twin/res/#", qos: .atMostOnce)])))
+        guard case .suback? = try await client.next(timeout: .seconds(10)) else { throw TestError("no SUBACK") }
+        // Foundation would decode 500 levels (its own limit is 512); the emulator refuses past 32, as IoT Hub refuses deep twins.
+        let deep = Array((#"{"a":"# + String(repeating: "[", count: 500) + String(repeating: "]", count: 500) + "}").utf8)
+        try await client.send(.publish(PublishPacket(topic: "$iothub/twin/PATCH/properties/reported/?$rid=9", payload: deep, qos: .atMostOnce)))
+        guard case .publish(let answer)? = try await client.next(timeout: .seconds(10)) else { throw TestError("no answer") }
+        #expect(answer.topic == "$iothub/twin/res/400/?$rid=9")
+        // Depth counts brackets outside strings only; 32 levels are fine, 33 are not.
+        #expect(JSONDocument(parsing: Array(#"{"a":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}"#.utf8)) != nil)
+        #expect(JSONDocument(parsing: Array((String(repeating: "[", count: 32) + String(repeating: "]", count: 32)).utf8)) != nil)
+        #expect(JSONDocument(parsing: Array((String(repeating: "[", count: 33) + String(repeating: "]", count: 33)).utf8)) == nil)
+        try await Self.expectServing(fixture, "after a deep patch")
+    }
+
     @Test("a topic name above the limit closes that connection only")
     func longTopic() async throws {
         let fixture = try await Self.start()

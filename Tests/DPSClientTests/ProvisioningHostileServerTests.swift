@@ -41,6 +41,15 @@ struct ProvisioningHostileServerTests {
         #expect(Self.peakResidentBytes() - before < 256 << 20)
     }
 
+    @Test("a response nested 100,000 deep is refused as malformed without decoding it")
+    func deepBody() async throws {
+        let pki = try await TestPKI.shared()
+        let server = try await DPSTestServer(pki: pki, individual: ["d": ProvisioningClientTests.deviceKey], behaviors: ["d": ["deepBody": true]])
+        defer { server.stop() }
+        let client = try ProvisioningClientTests.client(server, pki, id: "d", attestation: .symmetricKey(try SymmetricKey(base64: ProvisioningClientTests.deviceKey)))
+        await #expect(throws: ProvisioningError(.malformedResponse, "")) { _ = try await client.register(timeout: .seconds(30)) }
+    }
+
     @Test("the longest time-out a Duration holds neither traps nor waits: the registration completes")
     func hugeTimeout() async throws {
         let pki = try await TestPKI.shared()

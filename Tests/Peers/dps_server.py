@@ -151,6 +151,10 @@ class Handler(BaseHTTPRequestHandler):
             entry["outcome"] = "500"
             log(entry)
             return self.error(500, 500000, "internal error")
+        if behavior.get("deepBody"):
+            entry["outcome"] = "deep body"
+            log(entry)
+            return self.answer(200, None, raw=b"[" * 100000 + b"]" * 100000)
         if behavior.get("hugeBody"):
             # Announces 2 GB and streams until the client gives up.
             entry["outcome"] = "huge body"

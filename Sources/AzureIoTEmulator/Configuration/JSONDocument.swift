@@ -1,3 +1,4 @@
+import AzureIoTCore
 import Foundation
 
 /// A JSON value: twin documents, DPS payloads and anything else the emulator stores without a fixed schema.
@@ -47,11 +48,20 @@ public enum JSONDocument: Sendable, Equatable, Codable {
         }
     }
 
-    /// Parses JSON bytes; `nil` if they are not JSON.
+    /// How deeply arrays and objects may nest in what the emulator parses from a peer. IoT Hub allows twin
+    /// properties 10 levels deep; the decoder recurses once per level, so depth is what bounds its stack.
+    public static let maximumDepth = 32
+
+    /// Parses JSON bytes; `nil` if they are not JSON or nest deeper than ``maximumDepth``.
     public init?(parsing bytes: [UInt8]) {
-        guard let value = try? JSONDecoder().decode(JSONDocument.self, from: Data(bytes)) else { return nil }
+        guard Self.depth(of: bytes) <= Self.maximumDepth,
+              let value = try? JSONDecoder().decode(JSONDocument.self, from: Data(bytes))
+        else { return nil }
         self = value
     }
+
+    /// The deepest nesting of `[` and `{` outside strings (counting stops just past ``maximumDepth``).
+    static func depth(of bytes: [UInt8]) -> Int { JSONNesting.depth(of: bytes, stoppingAbove: Self.maximumDepth) }
 
     /// The compact JSON text, keys sorted.
     public var jsonBytes: [UInt8] {
