@@ -36,5 +36,6 @@ bench-amqp:
 # The network fuzzer against a fresh emulator: SECONDS=60 make netfuzz (SEED=n replays a run).
 netfuzz:
 	@scripts/ensure-deps.sh build
-	swift build -c release --product azure-iot --product azure-iot-netfuzz
+	swift build -c release --product azure-iot
+	swift build -c release --product azure-iot-netfuzz
 	.build/release/azure-iot-netfuzz --seconds $${SECONDS:-60} $${SEED:+--seed $$SEED}
