@@ -50,6 +50,11 @@ public final class IoTEmulator: Sendable {
         Self.fillKeys(&configuration)
         do {
             try configuration.validate()
+            // libdispatch creates the descriptors behind its timers on first use, and traps (SIGILL) when it cannot:
+            // sleep once on each clock now, so that a timer due while every descriptor is taken needs none.
+            try? await Task.sleep(for: .milliseconds(1))
+            try? await Task.sleep(until: .now + .milliseconds(1), clock: SuspendingClock())
+            try? await Task.sleep(nanoseconds: 1_000_000)
             let authority = try CertificateAuthority(commonName: "Azure IoT Emulator Root CA")
             let serverNames = Array(Set(["localhost", "127.0.0.1", "::1", configuration.listenAddress, configuration.hubHost]))
             let server = try authority.issue(commonName: "localhost", subjectAlternativeNames: serverNames.sorted())

@@ -45,6 +45,8 @@ public final class PeerProcess: Sendable {
 
     /// Everything the peer printed so far.
     public var output: String { self.outputBuffer.text.withLock { $0 } }
+    /// Whether the peer is still running.
+    public var isRunning: Bool { self.process.isRunning }
 
     /// Waits until the output contains `text` or the timeout passes; returns whether it appeared.
     public func waitForOutput(containing text: String, timeout: Duration = .seconds(5)) async -> Bool {

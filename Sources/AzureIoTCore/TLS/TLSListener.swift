@@ -13,6 +13,9 @@ public final class TLSListener: Sendable {
     private let context: TLSContext
     private let configuration: TLSServerConfiguration
     private let logger: Logger
+    /// A descriptor held in reserve: when the process runs out, it is closed to accept one waiting client and close
+    /// it at once (shedding it rather than leaving it hanging in the backlog), then opened again.
+    private let reserve = AdaptiveLock<Int32>(-1)
     /// The port actually bound (useful when binding port 0).
     public let port: Int
     /// The address bound.
@@ -78,9 +81,25 @@ public final class TLSListener: Sendable {
         }
         self.fd = fd
         self.port = Int(boundPort)
+        self.reserve.withLock { $0 = open("/dev/null", O_RDONLY | O_CLOEXEC) }
     }
 
-    deinit { Glibc.close(self.fd) }
+    deinit {
+        Glibc.close(self.fd)
+        self.reserve.withLock { if $0 >= 0 { Glibc.close($0) } }
+    }
+
+    /// Sheds one waiting client using the reserve descriptor; whether one was shed.
+    private func shedOneWaitingClient() -> Bool {
+        self.reserve.withLock { reserve -> Bool in
+            guard reserve >= 0 else { return false }
+            Glibc.close(reserve)
+            let client = Glibc.accept(self.fd, nil, nil)
+            if client >= 0 { Glibc.close(client) }
+            reserve = open("/dev/null", O_RDONLY | O_CLOEXEC)
+            return client >= 0
+        }
+    }
 
     /// Waits for the next client and completes its handshake. A failed handshake throws (the listener stays usable).
     /// A server that must not be stalled by a client that connects and sends nothing uses ``acceptConnection()``
@@ -90,8 +109,9 @@ public final class TLSListener: Sendable {
     }
 
     /// Waits for the next TCP client, without its TLS handshake. When the process or the system is out of file
-    /// descriptors (or socket buffers), it waits and tries again, backing off from 10 ms to 1 s, instead of failing
-    /// or spinning; it honours cancellation while it waits.
+    /// descriptors (or socket buffers), it sheds one waiting client through a descriptor kept in reserve, then waits
+    /// and tries again, backing off from 10 ms to 1 s, instead of failing or spinning; it honours cancellation while
+    /// it waits.
     public func acceptConnection() async throws -> PendingTLSConnection {
         var backoff: Duration = .milliseconds(10)
         while true {
@@ -115,7 +135,9 @@ public final class TLSListener: Sendable {
             case EINTR, ECONNABORTED, EPROTO, EPERM:
                 continue
             case EMFILE, ENFILE, ENOBUFS, ENOMEM:
-                self.logger.warning("accept() is out of resources; backing off", metadata: ["error": "\(TCPSocket.errnoText())", "wait": "\(backoff)"])
+                let reason = TCPSocket.errnoText()
+                let shed = self.shedOneWaitingClient()
+                self.logger.warning("accept() is out of resources; backing off", metadata: ["error": "\(reason)", "wait": "\(backoff)", "shed": "\(shed)"])
                 try await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, .seconds(1))
             default:
