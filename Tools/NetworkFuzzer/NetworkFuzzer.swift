@@ -52,6 +52,7 @@ struct NetworkFuzzer: AsyncParsableCommand {
     }
 
     func run() async throws {
+        setvbuf(stdout, nil, _IOLBF, 0)
         let seed = self.seed ?? UInt64(Date().timeIntervalSince1970 * 1000)
         let binary = self.emulator ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("azure-iot").path
         let target = try await EmulatorProcess.start(binary: binary)
@@ -99,9 +100,35 @@ struct NetworkFuzzer: AsyncParsableCommand {
         do {
             try await NormalDevice.sendOneMessage(target)
         } catch {
-            return "a normal device could not send: \(error)"
+            // A process that was just killed may still count as running until it is reaped.
+            try? await Task.sleep(for: .milliseconds(500))
+            guard target.isRunning else { return "the emulator died (status \(target.terminationStatus))" }
+            return "a normal device could not send: \(error); \(Self.diagnose(port: target.mqttPort))"
         }
         return nil
+    }
+
+    /// What the kernel says of the MQTT port: a plain IPv4 connect, and the listening socket with its backlog.
+    static func diagnose(port: Int) -> String {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let outcome = connected == 0 ? "an IPv4 connect succeeds" : "an IPv4 connect fails: \(String(cString: strerror(errno)))"
+        close(fd)
+        let ss = Process()
+        ss.executableURL = URL(fileURLWithPath: "/usr/bin/ss")
+        ss.arguments = ["-tan", "sport = :\(port) or dport = :\(port)"]
+        let pipe = Pipe()
+        ss.standardOutput = pipe
+        try? ss.run()
+        ss.waitUntilExit()
+        let lines = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
+        let states = Dictionary(grouping: lines.dropFirst().map { String($0.split(separator: " ").first ?? "") }, by: { $0 }).mapValues(\.count)
+        let listening = lines.first { $0.hasPrefix("LISTEN") }.map(String.init) ?? "no LISTEN socket"
+        return "\(outcome); \(listening); sockets by state: \(states)"
     }
 
     func record(_ problem: String, _ fuzzCase: FuzzCase, seed: UInt64, index: Int) throws {
