@@ -52,12 +52,11 @@ struct NetworkFuzzer: AsyncParsableCommand {
     }
 
     func run() async throws {
-        setvbuf(stdout, nil, _IOLBF, 0)
         let seed = self.seed ?? UInt64(Date().timeIntervalSince1970 * 1000)
         let binary = self.emulator ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("azure-iot").path
         let target = try await EmulatorProcess.start(binary: binary)
         defer { target.stop() }
-        print("network fuzzer: seed \(seed), emulator pid \(target.pid), MQTT :\(target.mqttPort) AMQP :\(target.amqpPort) DPS :\(target.dpsPort)")
+        say("network fuzzer: seed \(seed), emulator pid \(target.pid), MQTT :\(target.mqttPort) AMQP :\(target.amqpPort) DPS :\(target.dpsPort)")
         var random = SplitMix64(seed: seed)
         var counts = [Protocol.mqtt: 0, .amqp: 0, .dps: 0]
         var peak = target.residentBytes()
@@ -80,16 +79,16 @@ struct NetworkFuzzer: AsyncParsableCommand {
         }
         let elapsed = clock.now - start
         let perProtocol = Protocol.allCases.map { "\($0) \(counts[$0, default: 0])" }.joined(separator: ", ")
-        print("network fuzzer: \(index) cases (\(perProtocol)) in \(elapsed), 0 findings; emulator peak RSS \(peak >> 20) MiB (limit \(self.memoryLimit) MiB)")
+        say("network fuzzer: \(index) cases (\(perProtocol)) in \(elapsed), 0 findings; emulator peak RSS \(peak >> 20) MiB (limit \(self.memoryLimit) MiB)")
         if !self.noFlood {
             let report = try await PreAuthenticationFlood.run(target)
-            print("pre-authentication flood: \(report)")
+            say("pre-authentication flood: \(report)")
             if let problem = await self.check(target) {
-                print("after the flood: \(problem)")
+                say("after the flood: \(problem)")
                 throw ExitCode(1)
             }
         }
-        print("fuzzer result: \(index) passed, 0 failed")
+        say("fuzzer result: \(index) passed, 0 failed")
     }
 
     /// Why the emulator is not well, or `nil`.
@@ -139,7 +138,7 @@ struct NetworkFuzzer: AsyncParsableCommand {
             text += "chunk \(number): \(chunk.map { String(format: "%02x", $0) }.joined())\n"
         }
         try text.write(toFile: path, atomically: true, encoding: .utf8)
-        print("network fuzzer: FINDING after \(index) cases: \(problem) (written to \(path))")
+        say("network fuzzer: FINDING after \(index) cases: \(problem) (written to \(path))")
     }
 }
 
@@ -159,4 +158,9 @@ struct SplitMix64: RandomNumberGenerator {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+}
+
+/// One line on standard output, written at once (not held in a buffer when output goes to a file).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
