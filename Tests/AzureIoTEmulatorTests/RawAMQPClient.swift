@@ -54,13 +54,7 @@ struct RawAMQPClient {
                 self.buffer.removeFirst(size)
                 return frame
             }
-            let bytes: [UInt8]
-            do {
-                bytes = try await self.connection.read(timeout: timeout)
-            } catch let error as AzureIoTError where error.code == .connectionClosed || error.code == .ioFailure || error.code == .tlsFailure {
-                return nil
-            }
-            if bytes.isEmpty { return nil }
+            guard let bytes = try await self.connection.readUnlessClosed(timeout: timeout) else { return nil }
             self.buffer += bytes
         }
     }

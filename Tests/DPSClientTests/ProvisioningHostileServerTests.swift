@@ -8,15 +8,6 @@ import Testing
 /// time-out nobody means. Each ends in a typed error within bounded time and memory, never a trap.
 @Suite("DPS client against a hostile server")
 struct ProvisioningHostileServerTests {
-    /// The process's peak resident memory so far (VmHWM), in bytes.
-    static func peakResidentBytes() -> Int {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-              let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
-        else { return 0 }
-        return kilobytes * 1024
-    }
-
     @Test("Retry-After inf, 1e300 and 1e18 wait at most the ceiling: a 2 s registration times out in about 2 s", arguments: ["inf", "1e300", "1e18", "-inf", "nan"])
     func absurdRetryAfter(_ value: String) async throws {
         let pki = try await TestPKI.shared()
@@ -35,10 +26,10 @@ struct ProvisioningHostileServerTests {
         let server = try await DPSTestServer(pki: pki, individual: ["h": ProvisioningClientTests.deviceKey], behaviors: ["h": ["hugeBody": true]])
         defer { server.stop() }
         let client = try ProvisioningClientTests.client(server, pki, id: "h", attestation: .symmetricKey(try SymmetricKey(base64: ProvisioningClientTests.deviceKey)))
-        let before = Self.peakResidentBytes()
+        let before = ProcessMemory.peakResidentBytes()
         await #expect(throws: ProvisioningError(.malformedResponse, "")) { _ = try await client.register(timeout: .seconds(60)) }
         // It used to grow to 4.2 GB; other suites running beside this one stay far below this margin.
-        #expect(Self.peakResidentBytes() - before < 256 << 20)
+        #expect(ProcessMemory.peakResidentBytes() - before < 256 << 20)
     }
 
     @Test("a response nested 100,000 deep is refused as malformed without decoding it")

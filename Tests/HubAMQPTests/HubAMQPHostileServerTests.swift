@@ -186,14 +186,3 @@ struct HubAMQPHostileServerTests {
         await client.close()
     }
 }
-
-/// The process's peak resident memory (VmHWM).
-enum ProcessMemory {
-    static func peakResidentBytes() -> Int {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-              let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
-        else { return 0 }
-        return kilobytes * 1024
-    }
-}

@@ -54,7 +54,8 @@ public enum PercentEncoding {
         return (word >> UInt64(byte & 63)) & 1 == 1
     }
 
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
+    /// The value of an ASCII hex digit, either case.
+    package static func hexValue(_ byte: UInt8) -> UInt8? {
         switch byte {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
         case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10

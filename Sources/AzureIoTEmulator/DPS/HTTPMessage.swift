@@ -204,7 +204,7 @@ struct HTTPRequestParser {
             guard !digits.isEmpty, digits.count <= 8 else { throw .malformed("an invalid chunk size") }
             var size = 0
             for digit in digits {
-                guard let value = Self.hexValue(digit) else { throw .malformed("an invalid chunk size") }
+                guard let value = PercentEncoding.hexValue(digit) else { throw .malformed("an invalid chunk size") }
                 size = size << 4 | Int(value)
             }
             guard body.count + size <= Self.maximumBodyBytes else { throw .bodyTooLarge }
@@ -218,15 +218,6 @@ struct HTTPRequestParser {
             body += bytes[index..<(index + size)]
             guard bytes[index + size] == 13, bytes[index + size + 1] == 10 else { throw .malformed("a chunk without its CRLF") }
             index += size + 2
-        }
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-        default: return nil
         }
     }
 }
