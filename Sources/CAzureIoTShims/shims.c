@@ -81,3 +81,10 @@ int azi_curl_getinfo_long(void *curl, int info, long *value) {
 int azi_curl_getinfo_double(void *curl, int info, double *value) {
     return (int)curl_easy_getinfo((CURL *)curl, (CURLINFO)info, value);
 }
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+int azi_malloc_trim(void) { return malloc_trim(0); }
+#else
+int azi_malloc_trim(void) { return 0; }
+#endif

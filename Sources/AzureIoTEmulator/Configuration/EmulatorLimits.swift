@@ -193,12 +193,16 @@ final class ConnectionLimiter: Sendable {
     var openConnections: Int { self.state.withLock { $0.total } }
 
     fileprivate func release(port: Int, source: String) {
-        self.state.withLock { state in
+        let idle = self.state.withLock { state -> Bool in
             state.total -= 1
             state.perPort[port, default: 1] -= 1
             if state.perPort[port] == 0 { state.perPort[port] = nil }
             state.perSource[source, default: 1] -= 1
             if state.perSource[source] == 0 { state.perSource[source] = nil }
+            return state.total == 0
         }
+        // Once the last connection is gone, give the heap that a burst of clients (or an attack) left behind back to
+        // the system, so the resident size falls back rather than staying at its peak.
+        if idle { HeapTrim.returnFreedMemory() }
     }
 }

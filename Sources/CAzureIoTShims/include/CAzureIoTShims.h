@@ -106,4 +106,7 @@ void azi_ssl_ctx_request_any_client_certificate(void *ctx);
 /// `X509_verify_cert_error_string`.
 const char *azi_verify_error_text(int code);
 
+/// glibc's `malloc_trim(0)`: returns freed heap to the system; 0 where the C library has no such call.
+int azi_malloc_trim(void);
+
 #endif

@@ -84,6 +84,8 @@ actor HubAMQPSession {
     private var nextCBSRequest: UInt64 = 0
     private var readerTask: Task<Void, Never>?
     private var heartbeatTask: Task<Void, Never>?
+    // The writer is not bounded here: credit and the in-flight window bound what a client queues, and a full queue
+    // must slow senders down (issue #11), not close the connection as the emulator's bounded queues do.
     /// The shortest interval between keep-alive frames, whatever the peer asks for.
     static let minimumHeartbeatInterval: Duration = .milliseconds(500)
     private var renewalTasks: [Int: Task<Void, Never>] = [:]
@@ -152,7 +154,7 @@ actor HubAMQPSession {
         if case .x509(let identity) = self.settings.mode { tls.clientIdentity = identity }
         let host = self.settings.gatewayHostName ?? self.settings.hubHost
         let connection = try await TLSConnection.connect(host: host, port: self.settings.port, configuration: tls, logger: self.logger)
-        self.transport = Transport(connection: connection, writer: TLSWriteQueue(connection: connection), generation: generation)
+        self.transport = Transport(connection: connection, writer: TLSWriteQueue(connection: connection, maximumPendingBytes: .max), generation: generation)
         self.transportFailure = nil
         self.protocolState.connectionLost()
         do {
