@@ -29,6 +29,9 @@ struct EmulatorCommand: AsyncParsableCommand {
             return handler
         }
         if !self.verbose { logger.logLevel = .critical }
+        // Signal handling first: its Dispatch sources need descriptors, which clients could have taken all of by the
+        // time the emulator listens (Dispatch traps when it cannot get one).
+        let interrupt = InterruptSignal()
         let emulator = try await IoTEmulator.start(configuration: configuration, logger: logger)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -36,7 +39,7 @@ struct EmulatorCommand: AsyncParsableCommand {
         if self.recipes {
             for line in try Self.recipeSheet(emulator.endpoints) { emit(line) }
         }
-        await Self.waitForInterrupt()
+        await interrupt.wait()
         await emulator.shutdown()
     }
 
@@ -57,37 +60,47 @@ struct EmulatorCommand: AsyncParsableCommand {
 
     /// Suspends until SIGINT or SIGTERM.
     static func waitForInterrupt() async {
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let queue = DispatchQueue(label: "azure-iot.emulator.signals")
-            let sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0, queue: queue) }
-            let resumed = ResumeOnce(continuation)
-            for source in sources {
-                source.setEventHandler { resumed.resume() }
-                source.resume()
-            }
-            SignalSources.keep(sources)
-        }
+        await InterruptSignal().wait()
     }
 }
 
-/// Keeps signal sources alive for the life of the process.
-private enum SignalSources {
-    nonisolated(unsafe) static var sources: [any DispatchSourceSignal] = []
-    static func keep(_ sources: [any DispatchSourceSignal]) { self.sources = sources }
-}
-
-/// Resumes a continuation at most once.
-private final class ResumeOnce: @unchecked Sendable {
+/// SIGINT and SIGTERM, caught from the moment this is made (its Dispatch sources are created here, while
+/// descriptors are to be had) until ``wait()`` returns on the first of them.
+final class InterruptSignal: @unchecked Sendable {
     private let lock = NSLock()
+    private var arrived = false
     private var continuation: CheckedContinuation<Void, Never>?
-    init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = continuation }
-    func resume() {
+    private var sources: [any DispatchSourceSignal] = []
+
+    init() {
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let queue = DispatchQueue(label: "azure-iot.signals")
+        self.sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0, queue: queue) }
+        for source in self.sources {
+            source.setEventHandler { [self] in self.fire() }
+            source.resume()
+        }
+    }
+
+    private func fire() {
         let continuation = self.lock.withLock { () -> CheckedContinuation<Void, Never>? in
+            self.arrived = true
             defer { self.continuation = nil }
             return self.continuation
         }
         continuation?.resume()
+    }
+
+    /// Returns once SIGINT or SIGTERM has arrived (at once if one already has).
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = self.lock.withLock { () -> Bool in
+                guard !self.arrived else { return true }
+                self.continuation = continuation
+                return false
+            }
+            if now { continuation.resume() }
+        }
     }
 }

@@ -68,6 +68,6 @@ struct EmulatorResourceExhaustionTests {
             if status != "401" { try await Task.sleep(for: .milliseconds(500)) }
         }
         #expect(status == "401")
-        #expect(emulator.isRunning)
+        #expect(emulator.isRunning, "\(emulator.output.suffix(3000))")
     }
 }

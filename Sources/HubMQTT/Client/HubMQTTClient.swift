@@ -78,8 +78,12 @@ public final class HubMQTTClient: Sendable {
     /// Sends telemetry. With QoS 1 (default) it returns when the broker's PUBACK arrives; messages survive
     /// reconnects and are resent with DUP until acknowledged. Throws ``HubMQTTError/Code/messageTooLarge`` before
     /// sending anything over 256 KB. Cancelling the task stops the wait; the message stays queued.
-    public func send(_ message: TelemetryMessage, qos: MQTTQoS = .atLeastOnce) async throws {
-        try await self.session.send(message, qos: qos)
+    ///
+    /// A QoS 1 send that has no PUBACK within `timeout` (default: the configuration's `operationTimeout`),
+    /// connected or not, throws ``HubMQTTError/Code/timedOut``: the message leaves the queue and is not sent again,
+    /// and a PUBACK that comes for it later completes nothing.
+    public func send(_ message: TelemetryMessage, qos: MQTTQoS = .atLeastOnce, timeout: Duration? = nil) async throws {
+        try await self.session.send(message, qos: qos, timeout: timeout)
     }
 
     /// Reads the whole twin.

@@ -57,7 +57,22 @@ actor HubMQTTSession {
 
     // MARK: - Connecting
 
+    /// Ends sends whose deadline passed, connected or not (a broker gone for good must not hold senders forever).
+    private var deadlineTask: Task<Void, Never>?
+
+    private func startDeadlineSweep() {
+        guard self.deadlineTask == nil else { return }
+        let pipeline = self.pipeline
+        self.deadlineTask = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(200))
+                pipeline.expireWaiters(now: .now)
+            }
+        }
+    }
+
     func connect() async throws {
+        self.startDeadlineSweep()
         switch self.state {
         case .connected: return
         case .shutDown: throw HubMQTTError(.shutDown, "the client was shut down")
@@ -150,6 +165,7 @@ actor HubMQTTSession {
         self.state = .shutDown
         self.reconnectTask?.cancel()
         self.tickTask?.cancel()
+        self.deadlineTask?.cancel()
         let error = HubMQTTError(.shutDown, "the client was shut down")
         let unwritten = self.pipeline.shutDown(error)
         if let connection {
@@ -353,7 +369,7 @@ actor HubMQTTSession {
     // MARK: - Telemetry
 
     /// Sends telemetry from the caller's task: the packet is queued and written without hopping onto the actor.
-    nonisolated func send(_ message: TelemetryMessage, qos: MQTTQoS) async throws {
+    nonisolated func send(_ message: TelemetryMessage, qos: MQTTQoS, timeout: Duration? = nil) async throws {
         // The packet checks its topic once, when it is made; the same check is not run again here.
         let packet = PublishPacket(topic: self.topics.telemetryPrefix + message.propertyBag.encoded, payload: message.body)
         let size = message.body.count + packet.topicBytes.count
@@ -366,7 +382,8 @@ actor HubMQTTSession {
         if qos == .atMostOnce {
             try self.pipeline.publishAtMostOnce(packet) { writer in Task { await self.write(writer) } }
         } else {
-            try await self.pipeline.publishAtLeastOnce(packet) { writer in Task { await self.write(writer) } }
+            let deadline = ContinuousClock.now + (timeout ?? self.configuration.operationTimeout)
+            try await self.pipeline.publishAtLeastOnce(packet, deadline: deadline) { writer in Task { await self.write(writer) } }
         }
     }
 

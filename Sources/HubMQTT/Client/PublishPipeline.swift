@@ -27,6 +27,8 @@ final class PublishPipeline: Sendable {
     private struct Waiter {
         let ticket: Ticket
         let continuation: CheckedContinuation<Wake, any Error>
+        /// When the sender gives up (see ``expireWaiters(now:)``).
+        let deadline: ContinuousClock.Instant?
     }
 
     private struct State {
@@ -37,6 +39,9 @@ final class PublishPipeline: Sendable {
         var nextPacketId: UInt16 = 0
         /// Ids taken by requests other than PUBLISH (SUBSCRIBE), so they are not reused while pending.
         var reservedIds: Set<UInt16> = []
+        /// Ids of PUBLISHes whose senders gave up before the PUBACK: kept from reuse until their PUBACK or the next
+        /// connection, so that a late PUBACK cannot complete another message.
+        var abandonedIds: Set<UInt16> = []
         var inflight: [UInt16: PublishPacket] = [:]
         var inflightOrder: [UInt16] = []
         var acknowledgementWaiters: [UInt16: Waiter] = [:]
@@ -49,7 +54,7 @@ final class PublishPipeline: Sendable {
         mutating func allocatePacketId() -> UInt16 {
             repeat {
                 self.nextPacketId = self.nextPacketId == UInt16.max ? 1 : self.nextPacketId + 1
-            } while self.inflight[self.nextPacketId] != nil || self.reservedIds.contains(self.nextPacketId)
+            } while self.inflight[self.nextPacketId] != nil || self.reservedIds.contains(self.nextPacketId) || self.abandonedIds.contains(self.nextPacketId)
             return self.nextPacketId
         }
 
@@ -84,6 +89,8 @@ final class PublishPipeline: Sendable {
             state.outbound = []
             state.writing = false
             state.lastOutbound = .now
+            // Given-up messages are not sent again, so no PUBACK for them can come on the new connection.
+            state.abandonedIds.removeAll()
             for id in state.inflightOrder {
                 guard var packet = state.inflight[id] else { continue }
                 packet.duplicate = true
@@ -146,22 +153,53 @@ final class PublishPipeline: Sendable {
 
     /// Sends a PUBLISH with QoS 1 once the window has room and returns when its PUBACK arrives. While disconnected
     /// it waits in the window and goes out with the next connection. Cancelling the task ends the wait with
-    /// `CancellationError`; the message stays in flight until acknowledged.
-    func publishAtLeastOnce(_ packet: PublishPacket, startWriting: @Sendable (Writer) -> Void) async throws {
+    /// `CancellationError`; the message stays in flight until acknowledged. Past `deadline` (checked by
+    /// ``expireWaiters(now:)``) the wait ends with ``HubMQTTError/Code/timedOut`` and the message leaves the window.
+    func publishAtLeastOnce(_ packet: PublishPacket, deadline: ContinuousClock.Instant? = nil, startWriting: @Sendable (Writer) -> Void) async throws {
         let ticket = Ticket()
         try await withTaskCancellationHandler {
-            while try await self.waitForSlotOrAcknowledgement(packet, ticket, startWriting) != .acknowledged {}
+            while try await self.waitForSlotOrAcknowledgement(packet, ticket, deadline, startWriting) != .acknowledged {}
         } onCancel: {
             self.cancel(ticket)
         }
     }
 
+    /// Ends every wait whose deadline has passed with ``HubMQTTError/Code/timedOut``: a message still waiting for
+    /// room is dropped; one in flight leaves the window (its id is kept from reuse until its PUBACK or the next
+    /// connection, and it is not sent again), and a sender waiting for room takes its place.
+    func expireWaiters(now: ContinuousClock.Instant) {
+        let (expired, woken) = self.state.withLock { state -> ([Waiter], [Waiter]) in
+            var expired: [Waiter] = []
+            for (id, waiter) in state.acknowledgementWaiters where waiter.deadline.map({ $0 <= now }) ?? false {
+                state.acknowledgementWaiters[id] = nil
+                state.inflight[id] = nil
+                if let index = state.inflightOrder.firstIndex(of: id) { state.inflightOrder.remove(at: index) }
+                state.abandonedIds.insert(id)
+                expired.append(waiter)
+            }
+            state.slotWaiters.removeAll { waiter in
+                guard waiter.deadline.map({ $0 <= now }) ?? false else { return false }
+                expired.append(waiter)
+                return true
+            }
+            var woken: [Waiter] = []
+            while state.inflight.count + woken.count < self.window, !state.slotWaiters.isEmpty {
+                woken.append(state.slotWaiters.removeFirst())
+            }
+            return (expired, woken)
+        }
+        for waiter in expired { waiter.continuation.resume(throwing: HubMQTTError(.timedOut, "no PUBACK before the send's deadline")) }
+        for waiter in woken { waiter.continuation.resume(returning: .slotFree) }
+    }
+
     /// One wait: for a free slot in the window (then the caller tries again) or, once the packet is in flight, for
     /// its PUBACK. The waiter is registered in the same locked step that queues the packet, so the PUBACK cannot
     /// arrive unobserved.
-    private func waitForSlotOrAcknowledgement(_ packet: PublishPacket, _ ticket: Ticket, _ startWriting: @Sendable (Writer) -> Void) async throws -> Wake {
+    private func waitForSlotOrAcknowledgement(
+        _ packet: PublishPacket, _ ticket: Ticket, _ deadline: ContinuousClock.Instant?, _ startWriting: @Sendable (Writer) -> Void
+    ) async throws -> Wake {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Wake, any Error>) in
-            let waiter = Waiter(ticket: ticket, continuation: continuation)
+            let waiter = Waiter(ticket: ticket, continuation: continuation, deadline: deadline)
             let outcome = self.state.withLock { state -> Result<Writer?, any Error> in
                 if ticket.cancelled { return .failure(CancellationError()) }
                 if let failure = state.failure { return .failure(failure) }
@@ -212,6 +250,8 @@ final class PublishPipeline: Sendable {
     /// A PUBACK: the message leaves the window, its sender returns, and one sender waiting for room is woken.
     func acknowledge(_ id: UInt16) {
         let (acknowledged, woken) = self.state.withLock { state -> (Waiter?, Waiter?) in
+            // A PUBACK for a message whose sender gave up frees its id and completes nothing.
+            if state.abandonedIds.remove(id) != nil { return (nil, nil) }
             guard state.inflight.removeValue(forKey: id) != nil else { return (nil, nil) }
             if let index = state.inflightOrder.firstIndex(of: id) { state.inflightOrder.remove(at: index) }
             let woken = state.slotWaiters.isEmpty ? nil : state.slotWaiters.removeFirst()
