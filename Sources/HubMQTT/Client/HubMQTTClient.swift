@@ -50,8 +50,20 @@ public final class HubMQTTClient: Sendable {
 
     /// Connects, then keeps the connection (reconnecting as needed) until ``disconnect()`` is called.
     public func run() async throws {
-        try await self.session.connect()
-        await self.session.waitForShutdown()
+        do {
+            try await self.session.connect()
+        } catch is CancellationError {
+            // Cancelled while connecting: the same clean end as a cancelled connected client.
+            await self.session.disconnect()
+            return
+        }
+        // Cancelling the task that runs the client disconnects it cleanly (DISCONNECT first), and run() returns.
+        await withTaskCancellationHandler {
+            await self.session.waitForShutdown()
+        } onCancel: {
+            Task { await self.session.disconnect() }
+        }
+        if let error = await self.session.terminalError { throw error }
     }
 
     /// Sends DISCONNECT, closes, fails pending operations with ``HubMQTTError/Code/shutDown`` and ends the streams.

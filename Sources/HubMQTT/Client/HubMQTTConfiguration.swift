@@ -26,10 +26,20 @@ public struct HubMQTTConfiguration: Sendable {
     public var inflightWindow: Int
     /// MQTT clean session (IoT Hub SDKs keep sessions: false).
     public var cleanSession: Bool
-    /// First reconnect delay; doubles with jitter up to ``reconnectMaximumDelay``.
-    public var reconnectMinimumDelay: Duration
-    /// Longest reconnect delay.
-    public var reconnectMaximumDelay: Duration
+    /// When to reconnect after the connection is lost, and when to stop (see `RetryPolicy`): by default 1 s doubling
+    /// to 30 s with jitter, a back-off that only starts over after a connection stayed up a minute, and three refused
+    /// CONNECTs in a row end the retries.
+    public var retryPolicy: RetryPolicy
+    /// First reconnect delay (the retry policy's `initialDelay`); doubles with jitter up to ``reconnectMaximumDelay``.
+    public var reconnectMinimumDelay: Duration {
+        get { self.retryPolicy.initialDelay }
+        set { self.retryPolicy.initialDelay = newValue }
+    }
+    /// Longest reconnect delay (the retry policy's `maximumDelay`).
+    public var reconnectMaximumDelay: Duration {
+        get { self.retryPolicy.maximumDelay }
+        set { self.retryPolicy.maximumDelay = newValue }
+    }
     /// How long twin requests, SUBACK and CONNACK may take.
     public var operationTimeout: Duration
     /// How long TCP + TLS may take.
@@ -58,8 +68,7 @@ public struct HubMQTTConfiguration: Sendable {
         self.keepAlive = keepAlive
         self.inflightWindow = inflightWindow
         self.cleanSession = cleanSession
-        self.reconnectMinimumDelay = reconnectMinimumDelay
-        self.reconnectMaximumDelay = reconnectMaximumDelay
+        self.retryPolicy = RetryPolicy(initialDelay: reconnectMinimumDelay, maximumDelay: reconnectMaximumDelay)
         self.operationTimeout = operationTimeout
         self.connectTimeout = connectTimeout
     }

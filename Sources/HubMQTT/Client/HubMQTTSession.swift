@@ -7,7 +7,7 @@ import Logging
 /// window and the outbound queue) without hopping onto the actor; unacknowledged PUBLISHes survive reconnects and are
 /// resent with DUP.
 actor HubMQTTSession {
-    private enum State { case idle, connected, reconnecting, shutDown }
+    private enum State { case idle, connecting, connected, reconnecting, shutDown }
 
     private let configuration: HubMQTTConfiguration
     private let logger: Logger
@@ -31,6 +31,17 @@ actor HubMQTTSession {
     private var tickTask: Task<Void, Never>?
     private var reconnectTask: Task<Void, Never>?
     private var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
+    /// `connect()` calls made while another connect or a reconnect is under way: they share its outcome.
+    private var connectWaiters: [CheckedContinuation<Void, any Error>] = []
+
+    /// The retry state; the back-off only starts over after a stable connection.
+    private var backoff: RetryPolicy.Backoff
+    /// When the current connection was established (for telling a flap from a stable connection).
+    private var connectedAt: ContinuousClock.Instant?
+    /// Whether a reconnect loop is running: a loss while it is inside `establish()` must not start a second one.
+    private var reconnectLoopRunning = false
+    /// Why the session ended, when it ended on its own (the retry policy gave up).
+    private(set) var terminalError: HubMQTTError?
 
     let cloudToDevice: AsyncStream<CloudToDeviceMessage>.Continuation
     let desired: AsyncStream<DesiredPropertyPatch>.Continuation
@@ -49,6 +60,7 @@ actor HubMQTTSession {
         self.logger = logger
         self.topics = HubTopics(deviceId: configuration.identity.deviceId, moduleId: configuration.identity.moduleId)
         self.pipeline = PublishPipeline(window: configuration.inflightWindow, writeTimeout: configuration.operationTimeout)
+        self.backoff = RetryPolicy.Backoff(policy: configuration.retryPolicy)
         self.cloudToDevice = cloudToDevice
         self.desired = desired
         self.methods = methods
@@ -76,9 +88,55 @@ actor HubMQTTSession {
         switch self.state {
         case .connected: return
         case .shutDown: throw HubMQTTError(.shutDown, "the client was shut down")
-        case .idle, .reconnecting: break
+        case .connecting, .reconnecting:
+            // One connection attempt at a time: wait for the one under way.
+            try await withCheckedThrowingContinuation { self.connectWaiters.append($0) }
+            return
+        case .idle: break
         }
-        try await self.establish()
+        self.state = .connecting
+        // A connection that was accepted and then lost while subscribing (another client took the identity over,
+        // the hub restarted) is tried again under the retry policy, within the connect time-out; a refusal or a
+        // network failure before CONNACK ends connect() at once, as before.
+        var backoff = RetryPolicy.Backoff(policy: self.configuration.retryPolicy)
+        let deadline = ContinuousClock.now + self.configuration.connectTimeout
+        while true {
+            do {
+                try await self.establish()
+                return
+            } catch let error as HubMQTTError where (error.code == .notConnected || error.code == .timedOut) && self.state != .shutDown {
+                self.state = .connecting
+                let decision = backoff.attemptFailed(.transient, reason: "\(error)", randomUnit: Double.random(in: 0..<1))
+                if case .retry(let wait) = decision, ContinuousClock.now + wait < deadline {
+                    self.events.yield(ConnectionEvent(kind: .reconnectFailed, reason: "\(error); next attempt in \(wait)"))
+                    do {
+                        try await Task.sleep(for: wait)
+                        continue
+                    } catch {
+                        self.failConnect(error)
+                        throw error
+                    }
+                }
+                self.failConnect(error)
+                throw error
+            } catch {
+                self.failConnect(error)
+                throw error
+            }
+        }
+    }
+
+    private func failConnect(_ error: any Error) {
+        if self.state == .connecting { self.state = .idle }
+        self.resumeConnectWaiters(throwing: error)
+    }
+
+    private func resumeConnectWaiters(throwing error: (any Error)? = nil) {
+        let waiters = self.connectWaiters
+        self.connectWaiters = []
+        for waiter in waiters {
+            if let error { waiter.resume(throwing: error) } else { waiter.resume() }
+        }
     }
 
     /// Opens TLS, sends CONNECT, waits for CONNACK, subscribes, and resends what is unacknowledged.
@@ -108,7 +166,8 @@ actor HubMQTTSession {
             try await connection.write(try MQTTPacket.connect(connect).encoded(), timeout: self.configuration.operationTimeout)
             let connack = try await self.readConnAck(connection, buffer: &leftover)
             guard connack.returnCode == .accepted else {
-                throw HubMQTTError(.connectionRefused, "the broker refused CONNECT: \(connack.returnCode) (\(connack.returnCode.rawValue))")
+                throw HubMQTTError(.connectionRefused, "the broker refused CONNECT: \(connack.returnCode) (\(connack.returnCode.rawValue))",
+                                   status: Int(connack.returnCode.rawValue))
             }
         } catch {
             connection.close()
@@ -121,6 +180,7 @@ actor HubMQTTSession {
         self.generation += 1
         self.connection = connection
         self.state = .connected
+        self.connectedAt = .now
         self.pingSentAt = nil
         let generation = self.generation
         self.readerTask = Task { await self.readLoop(connection, generation: generation, leftover: leftover) }
@@ -133,11 +193,31 @@ actor HubMQTTSession {
         )
         // Unacknowledged PUBLISHes go out again (with DUP) first.
         self.pipeline.attach(connection, generation: generation) { self.pipeline.drain($0) }
-        let suback = try await self.request(subscribe)
+        let suback: SubAckPacket
+        do {
+            suback = try await self.request(subscribe)
+        } catch {
+            // Not left up unsubscribed: the connection goes, and the caller (connect or the reconnect loop) decides.
+            self.tearDown(generation: generation, reason: "no SUBACK: \(error)")
+            throw error
+        }
         if suback.returnCodes.contains(.failure) {
             self.logger.warning("a subscription was refused", metadata: ["codes": "\(suback.returnCodes.map(\.rawValue))"])
         }
         self.events.yield(ConnectionEvent(kind: .connected, reason: "CONNACK accepted"))
+        self.resumeConnectWaiters()
+    }
+
+    /// Drops the connection of `generation` (if it is still the current one) without starting a reconnect.
+    private func tearDown(generation: Int, reason: String) {
+        guard generation == self.generation, self.connection != nil else { return }
+        self.pipeline.detach(generation: generation)
+        self.connection?.close()
+        self.connection = nil
+        self.tickTask?.cancel()
+        self.readerTask?.cancel()
+        self.failAllWaiters(HubMQTTError(.notConnected, "the connection was lost: \(reason)"))
+        if self.state == .connected { self.state = .idle }
     }
 
     private func readConnAck(_ connection: TLSConnection, buffer: inout [UInt8]) async throws -> ConnAckPacket {
@@ -160,13 +240,18 @@ actor HubMQTTSession {
     // MARK: - Shutting down
 
     func disconnect() async {
+        await self.shutDown(HubMQTTError(.shutDown, "the client was shut down"),
+                            event: ConnectionEvent(kind: .disconnected, reason: "shut down by the application"))
+    }
+
+    /// Ends the session: pending work fails with `error`, `event` is the last connection event.
+    private func shutDown(_ error: HubMQTTError, event: ConnectionEvent) async {
         guard self.state != .shutDown else { return }
         let connection = self.connection
         self.state = .shutDown
         self.reconnectTask?.cancel()
         self.tickTask?.cancel()
         self.deadlineTask?.cancel()
-        let error = HubMQTTError(.shutDown, "the client was shut down")
         let unwritten = self.pipeline.shutDown(error)
         if let connection {
             try? await connection.write(unwritten + MQTTPacket.disconnect.encoded(), timeout: .seconds(2))
@@ -175,7 +260,8 @@ actor HubMQTTSession {
         self.connection = nil
         self.readerTask?.cancel()
         self.failAllWaiters(error)
-        self.events.yield(ConnectionEvent(kind: .disconnected, reason: "shut down by the application"))
+        self.resumeConnectWaiters(throwing: error)
+        self.events.yield(event)
         self.cloudToDevice.finish()
         self.desired.finish()
         self.methods.finish()
@@ -205,6 +291,7 @@ actor HubMQTTSession {
     private func connectionLost(generation: Int, reason: String) {
         guard generation == self.generation, self.state == .connected else { return }
         self.logger.info("connection lost", metadata: ["reason": "\(reason)"])
+        let uptime = self.connectedAt.map { ContinuousClock.now - $0 } ?? .zero
         self.state = .reconnecting
         self.pipeline.detach(generation: generation)
         self.connection?.close()
@@ -213,29 +300,65 @@ actor HubMQTTSession {
         self.readerTask?.cancel()
         self.failAllWaiters(HubMQTTError(.notConnected, "the connection was lost: \(reason)"))
         self.events.yield(ConnectionEvent(kind: .disconnected, reason: reason))
-        self.reconnectTask = Task { await self.reconnectLoop() }
+        // A connection that did not stay up long counts as a flap: the back-off goes on rather than starting over.
+        let delay = self.backoff.connectionLost(after: uptime, randomUnit: Double.random(in: 0..<1))
+        // A loop already inside establish() sees this loss as its attempt failing; a second loop would race it.
+        guard !self.reconnectLoopRunning else { return }
+        self.reconnectTask = Task { await self.reconnectLoop(firstDelay: delay) }
     }
 
-    private func reconnectLoop() async {
-        var delay = self.configuration.reconnectMinimumDelay
-        var first = true
+    /// Waits, reconnects, and on failure waits what the retry policy says, until connected, shut down, or the
+    /// policy gives up (then the session ends with ``HubMQTTError/Code/retriesExhausted``).
+    private func reconnectLoop(firstDelay: Duration) async {
+        self.reconnectLoopRunning = true
+        var delay = firstDelay
         while self.state == .reconnecting && !Task.isCancelled {
-            if !first {
-                let jittered = delay * Double.random(in: 0.8...1.2)
-                try? await Task.sleep(for: jittered)
-                delay = min(delay * 2, self.configuration.reconnectMaximumDelay)
-                guard self.state == .reconnecting, !Task.isCancelled else { return }
-            }
-            first = false
+            try? await Task.sleep(for: delay)
+            guard self.state == .reconnecting, !Task.isCancelled else { break }
             do {
                 try await self.establish()
+                self.reconnectLoopRunning = false
                 await self.reconcileTwin()
                 return
             } catch {
-                self.events.yield(ConnectionEvent(kind: .reconnectFailed, reason: "\(error)"))
-                self.logger.debug("reconnect failed", metadata: ["error": "\(error)"])
+                if self.state == .idle { self.state = .reconnecting }
+                guard self.state == .reconnecting else { break }
+                let decision = self.backoff.attemptFailed(Self.classify(error), reason: "\(error)", randomUnit: Double.random(in: 0..<1))
+                switch decision {
+                case .retry(let after):
+                    self.events.yield(ConnectionEvent(kind: .reconnectFailed, reason: "\(error); next attempt in \(after)"))
+                    self.logger.debug("reconnect failed", metadata: ["error": "\(error)", "wait": "\(after)"])
+                    delay = after
+                case .giveUp(let reason):
+                    self.reconnectLoopRunning = false
+                    self.logger.warning("giving up reconnecting", metadata: ["reason": "\(reason)"])
+                    let error = HubMQTTError(.retriesExhausted, "gave up reconnecting: \(reason)")
+                    self.terminalError = error
+                    await self.shutDown(error,
+                                        event: ConnectionEvent(kind: .gaveUp, reason: reason))
+                    return
+                }
             }
         }
+        self.reconnectLoopRunning = false
+    }
+
+    /// Whether trying again can help: refused credentials (CONNACK other than 3, "server unavailable"), certificates
+    /// that are not trusted or do not fit, and unusable credentials are permanent; the rest is transient.
+    static func classify(_ error: any Error) -> RetryPolicy.Classification {
+        if let error = error as? HubMQTTError {
+            return error.code == .connectionRefused && error.status != 3 ? .permanent : .transient
+        }
+        if let error = error as? AzureIoTError {
+            switch error.code {
+            case .certificateUntrusted, .hostnameMismatch, .certificateExpired, .clientCertificateRejected, .unsupportedTLSVersion,
+                 .invalidCertificate, .invalidPrivateKey, .privateKeyMismatch, .malformedSASToken, .invalidBase64, .sasTokenExpired:
+                return .permanent
+            default:
+                return .transient
+            }
+        }
+        return .transient
     }
 
     /// Re-reads the twin after a reconnect and reports the desired section if it changed while offline.

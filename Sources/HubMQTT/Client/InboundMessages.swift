@@ -73,6 +73,9 @@ public struct ConnectionEvent: Sendable, CustomStringConvertible {
         case renewingToken
         /// A reconnect attempt failed; another follows after a back-off.
         case reconnectFailed
+        /// The retry policy gave up: the client is shut down, and pending work failed with
+        /// ``HubMQTTError/Code/retriesExhausted``. The last event of the stream.
+        case gaveUp
     }
     /// The kind.
     public let kind: Kind

@@ -1,0 +1,138 @@
+import AzureIoTCore
+import AzureIoTEmulator
+import AzureIoTTestSupport
+import Foundation
+import HubMQTT
+import Synchronization
+import Testing
+
+/// The MQTT device client when things go wrong (issue #11), against the emulator: two devices sharing an identity,
+/// credentials refused on reconnect, acknowledgements that do not come, cancellation, concurrent connects.
+@Suite("MQTT device client under faults", .timeLimit(.minutes(2)))
+struct DeviceClientTrustTests {
+    static func client(_ fixture: EmulatorFixture, policy: RetryPolicy = .default, operationTimeout: Duration = .seconds(10)) throws -> HubMQTTClient {
+        var configuration = HubMQTTConfiguration(
+            identity: HubMQTTIdentity(hubHost: fixture.hubHost, deviceId: "dev1"),
+            authentication: .sas(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey))),
+            gatewayHostName: "localhost", port: fixture.endpoints.mqtt.port, trustRoots: fixture.trust, operationTimeout: operationTimeout
+        )
+        configuration.retryPolicy = policy
+        return try HubMQTTClient(configuration: configuration)
+    }
+
+    /// Counts the `connected` events of a client.
+    final class Counter: Sendable {
+        let connected = Mutex(0)
+        let kinds = Mutex<[ConnectionEvent.Kind]>([])
+        func watch(_ client: HubMQTTClient) -> Task<Void, Never> {
+            Task {
+                for await event in client.connectionEvents {
+                    self.kinds.withLock { $0.append(event.kind) }
+                    if event.kind == .connected { self.connected.withLock { $0 += 1 } }
+                }
+            }
+        }
+    }
+
+    @Test("two clients with one identity (a cloned SD card) back off instead of kicking each other hundreds of times")
+    func clonedIdentity() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let counter = Counter()
+        let first = try Self.client(fixture)
+        let second = try Self.client(fixture)
+        let watchers = [counter.watch(first), counter.watch(second)]
+        try await first.connect()
+        try await second.connect()
+        // With the default policy each one thrown out waits 1, 2, 4 … s; the old client reconnected at once, and
+        // the pair reached 1,560 CONNECTs in 6 s.
+        try await Task.sleep(for: .seconds(6))
+        await first.disconnect()
+        await second.disconnect()
+        for watcher in watchers { await watcher.value }
+        let connects = counter.connected.withLock { $0 }
+        print("cloned identity: \(connects) CONNECTs in 6 s with the default retry policy")
+        #expect(connects >= 2 && connects <= 16, "\(connects) CONNECTs in 6 s")
+    }
+
+    @Test("credentials refused on every reconnect: the client gives up after the policy's limit and says so")
+    func givesUp() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let client = try Self.client(fixture, policy: RetryPolicy(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(200), maximumPermanentFailures: 3))
+        let counter = Counter()
+        let watcher = counter.watch(client)
+        // Connected from the client's side first (a drop during its first SUBACK is a different case).
+        try await client.connect()
+        let running = Task { try await client.run() }
+        await fixture.emulator.injectFaults { $0.refuseConnections = 100 }
+        await fixture.emulator.dropConnection(deviceId: "dev1")
+        await #expect(throws: HubMQTTError(.retriesExhausted, "")) { try await running.value }
+        await client.disconnect()
+        await watcher.value
+        let kinds = counter.kinds.withLock { $0 }
+        #expect(kinds.last == .gaveUp, "\(kinds)")
+        #expect(kinds.filter { $0 == .reconnectFailed }.count == 2, "\(kinds)")
+        #expect(await fixture.emulator.faults().refuseConnections == 97)
+        // Later calls fail with the reason the client stopped.
+        await #expect(throws: HubMQTTError(.retriesExhausted, "")) { try await client.send(TelemetryMessage(text: "after giving up")) }
+    }
+
+    @Test("withheld PUBACKs: send with a 1 s deadline throws timedOut, nothing stays pending, later sends work")
+    func sendDeadline() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let client = try Self.client(fixture)
+        try await client.connect()
+        await fixture.emulator.injectFaults { $0.withholdAcknowledgements = true }
+        let clock = ContinuousClock()
+        let start = clock.now
+        await #expect(throws: HubMQTTError(.timedOut, "")) { try await client.send(TelemetryMessage(text: "unanswered"), timeout: .seconds(1)) }
+        #expect(clock.now - start >= .seconds(1) && clock.now - start < .seconds(20))
+        #expect(await client.pendingMessageCount == 0)
+        await fixture.emulator.injectFaults { $0.withholdAcknowledgements = false }
+        try await client.send(TelemetryMessage(text: "answered"))
+        #expect(await client.pendingMessageCount == 0)
+        await client.disconnect()
+    }
+
+    @Test("a broker gone for good: send ends with timedOut at its deadline instead of waiting forever")
+    func brokerGone() async throws {
+        let fixture = try await EmulatorFixture.start()
+        let client = try Self.client(fixture, policy: RetryPolicy(initialDelay: .milliseconds(100), maximumDelay: .seconds(1)))
+        try await client.connect()
+        await fixture.emulator.shutdown()
+        await #expect(throws: HubMQTTError(.timedOut, "")) { try await client.send(TelemetryMessage(text: "nobody there"), timeout: .seconds(2)) }
+        await client.disconnect()
+    }
+
+    @Test("cancelling the task that runs the client disconnects it cleanly and run() returns")
+    func runHonoursCancellation() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let client = try Self.client(fixture)
+        let running = Task { try await client.run() }
+        try await fixture.emulator.waitUntilConnected(deviceId: "dev1")
+        running.cancel()
+        try await running.value
+        for _ in 0..<250 where await fixture.emulator.isConnected(deviceId: "dev1") { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(await fixture.emulator.isConnected(deviceId: "dev1") == false)
+    }
+
+    @Test("connect() called from several tasks at once makes one connection")
+    func concurrentConnects() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let client = try Self.client(fixture)
+        let counter = Counter()
+        let watcher = counter.watch(client)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<5 { group.addTask { try await client.connect() } }
+            try await group.waitForAll()
+        }
+        try await client.send(TelemetryMessage(text: "one connection"))
+        await client.disconnect()
+        await watcher.value
+        #expect(counter.connected.withLock { $0 } == 1)
+    }
+}
