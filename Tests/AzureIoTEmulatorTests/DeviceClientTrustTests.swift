@@ -2,6 +2,7 @@ import AzureIoTCore
 import AzureIoTEmulator
 import AzureIoTTestSupport
 import Foundation
+import HubAMQP
 import HubMQTT
 import Synchronization
 import Testing
@@ -76,6 +77,25 @@ struct DeviceClientTrustTests {
         #expect(await fixture.emulator.faults().refuseConnections == 97)
         // Later calls fail with the reason the client stopped.
         await #expect(throws: HubMQTTError(.retriesExhausted, "")) { try await client.send(TelemetryMessage(text: "after giving up")) }
+    }
+
+    @Test("AMQP: credentials refused on every reconnect end the retries; waiting and later sends fail with retriesExhausted")
+    func amqpGivesUp() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        var configuration = HubAMQPConfiguration(
+            hubHost: fixture.hubHost, deviceId: "dev1", tokenSource: SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey)),
+            gatewayHostName: "localhost", port: fixture.endpoints.amqp.port, trustRoots: fixture.trust, operationTimeout: .seconds(10)
+        )
+        configuration.retryPolicy = RetryPolicy(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(200), maximumPermanentFailures: 3)
+        let client = HubAMQPClient(configuration: configuration)
+        try await client.connect()
+        await fixture.emulator.injectFaults { $0.refuseConnections = 100 }
+        await fixture.emulator.dropConnection(deviceId: "dev1")
+        await #expect(throws: HubAMQPError(.retriesExhausted, "")) { try await client.send(AMQPMessage(data: Array("while reconnecting".utf8))) }
+        #expect(await fixture.emulator.faults().refuseConnections == 97)
+        await #expect(throws: HubAMQPError(.retriesExhausted, "")) { try await client.send(AMQPMessage(data: Array("after".utf8))) }
+        await client.close()
     }
 
     @Test("withheld PUBACKs: send with a 1 s deadline throws timedOut, nothing stays pending, later sends work")

@@ -53,10 +53,20 @@ public struct HubAMQPConfiguration: Sendable {
     public var cloudToDeviceCredit: UInt32
     /// Whether a lost connection is re-established (with backoff), resending unsettled messages.
     public var reconnects: Bool
-    /// The first reconnect delay; it doubles with jitter up to ``reconnectMaximumDelay``.
-    public var reconnectMinimumDelay: Duration
-    /// The longest reconnect delay.
-    public var reconnectMaximumDelay: Duration
+    /// When to reconnect and when to stop (`RetryPolicy`): a back-off that keeps growing while the connection
+    /// flaps, and refused credentials ending the retries (sends then fail with ``HubAMQPError/Code/retriesExhausted``).
+    public var retryPolicy: RetryPolicy
+    /// The first reconnect delay (the retry policy's `initialDelay`); it doubles with jitter up to
+    /// ``reconnectMaximumDelay``.
+    public var reconnectMinimumDelay: Duration {
+        get { self.retryPolicy.initialDelay }
+        set { self.retryPolicy.initialDelay = newValue }
+    }
+    /// The longest reconnect delay (the retry policy's `maximumDelay`).
+    public var reconnectMaximumDelay: Duration {
+        get { self.retryPolicy.maximumDelay }
+        set { self.retryPolicy.maximumDelay = newValue }
+    }
 
     /// A configuration for a device or module identity; the defaults are IoT Hub's.
     public init(
@@ -89,8 +99,7 @@ public struct HubAMQPConfiguration: Sendable {
         self.apiVersion = apiVersion
         self.cloudToDeviceCredit = cloudToDeviceCredit
         self.reconnects = reconnects
-        self.reconnectMinimumDelay = reconnectMinimumDelay
-        self.reconnectMaximumDelay = reconnectMaximumDelay
+        self.retryPolicy = RetryPolicy(initialDelay: reconnectMinimumDelay, maximumDelay: reconnectMaximumDelay)
     }
 
     /// A configuration that authenticates with SASL PLAIN and tokens from `tokenSource`.

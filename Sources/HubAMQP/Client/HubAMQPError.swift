@@ -48,6 +48,8 @@ public struct HubAMQPError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let timedOut = Code("timedOut")
         /// The peer broke the protocol.
         public static let protocolViolation = Code("protocolViolation")
+        /// The retry policy gave up reconnecting (refused credentials, or its attempt limit); the client is closed.
+        public static let retriesExhausted = Code("retriesExhausted")
         /// The peer sent a message larger than IoT Hub's (a delivery without end); the connection is closed.
         public static let messageTooLarge = Code("messageTooLarge")
         /// The request does not fit the configuration (e.g. a second identity on a SASL PLAIN connection).

@@ -76,7 +76,7 @@ public final class HubAMQPGateway: Sendable {
             trustRoots: configuration.trustRoots, mode: .cbs(configuration.tokenType), idleTimeout: configuration.idleTimeout,
             operationTimeout: configuration.operationTimeout, clientVersion: configuration.clientVersion, apiVersion: configuration.apiVersion,
             cloudToDeviceCredit: configuration.cloudToDeviceCredit, reconnects: configuration.reconnects,
-            reconnectMinimumDelay: configuration.reconnectMinimumDelay, reconnectMaximumDelay: configuration.reconnectMaximumDelay,
+            retryPolicy: RetryPolicy(initialDelay: configuration.reconnectMinimumDelay, maximumDelay: configuration.reconnectMaximumDelay),
             containerName: "gateway"
         ), identities: [], logger: logger)
     }

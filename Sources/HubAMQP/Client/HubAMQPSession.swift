@@ -30,8 +30,7 @@ actor HubAMQPSession {
         var apiVersion: String
         var cloudToDeviceCredit: UInt32
         var reconnects: Bool
-        var reconnectMinimumDelay: Duration
-        var reconnectMaximumDelay: Duration
+        var retryPolicy: RetryPolicy
         /// A name for the container id.
         var containerName: String
     }
@@ -84,6 +83,10 @@ actor HubAMQPSession {
     private var nextCBSRequest: UInt64 = 0
     private var readerTask: Task<Void, Never>?
     private var heartbeatTask: Task<Void, Never>?
+    /// The retry state (see `RetryPolicy`) and when the current connection was made, to tell a flap from a
+    /// stable connection.
+    private var backoff: RetryPolicy.Backoff
+    private var connectedAt: ContinuousClock.Instant?
     // The writer is not bounded here: credit and the in-flight window bound what a client queues, and a full queue
     // must slow senders down (issue #11), not close the connection as the emulator's bounded queues do.
     /// The shortest interval between keep-alive frames, whatever the peer asks for.
@@ -95,6 +98,7 @@ actor HubAMQPSession {
         self.settings = settings
         self.logger = logger
         self.protocolState = AMQPClientState(cloudToDeviceCredit: settings.cloudToDeviceCredit)
+        self.backoff = RetryPolicy.Backoff(policy: settings.retryPolicy)
         for identity in identities {
             self.identities[self.nextSlot] = identity
             self.nextSlot += 1
@@ -121,8 +125,7 @@ actor HubAMQPSession {
             trustRoots: configuration.trustRoots, mode: mode, idleTimeout: configuration.idleTimeout,
             operationTimeout: configuration.operationTimeout, clientVersion: configuration.clientVersion, apiVersion: configuration.apiVersion,
             cloudToDeviceCredit: configuration.cloudToDeviceCredit, reconnects: configuration.reconnects,
-            reconnectMinimumDelay: configuration.reconnectMinimumDelay, reconnectMaximumDelay: configuration.reconnectMaximumDelay,
-            containerName: configuration.deviceId
+            retryPolicy: configuration.retryPolicy, containerName: configuration.deviceId
         )
         let identity = Identity(deviceId: configuration.deviceId, moduleId: configuration.moduleId, tokenSource: source, cloudToDevice: cloudToDevice)
         self.init(settings: settings, identities: [identity], logger: logger)
@@ -139,6 +142,7 @@ actor HubAMQPSession {
         do {
             try await self.establish()
             self.lifecycle = .connected
+            self.connectedAt = .now
         } catch {
             self.lifecycle = .idle
             throw error
@@ -529,8 +533,11 @@ actor HubAMQPSession {
         self.tearDown()
         if reconnect ?? self.settings.reconnects {
             self.lifecycle = .reconnecting
-            let immediately = reconnect == true
-            self.reconnectTask = Task { await self.reconnectLoop(immediately: immediately) }
+            // A planned reconnect (token renewal) goes at once; a loss waits what the retry policy says, which keeps
+            // growing while connections do not last (flapping).
+            let uptime = self.connectedAt.map { ContinuousClock.now - $0 } ?? .zero
+            let delay: Duration? = reconnect == true ? nil : self.backoff.connectionLost(after: uptime, randomUnit: Double.random(in: 0..<1))
+            self.reconnectTask = Task { await self.reconnectLoop(firstDelay: delay) }
         } else {
             self.finish(with: error)
         }
@@ -550,17 +557,16 @@ actor HubAMQPSession {
         self.protocolState.connectionLost()
     }
 
-    private func reconnectLoop(immediately: Bool) async {
-        var delay = self.settings.reconnectMinimumDelay
-        var first = true
+    private func reconnectLoop(firstDelay: Duration?) async {
+        var delay = firstDelay
         while self.lifecycle == .reconnecting, !Task.isCancelled {
-            if !(first && immediately) { try? await Task.sleep(for: delay * Double.random(in: 0.8...1.2)) }
-            first = false
+            if let delay { try? await Task.sleep(for: delay) }
             guard self.lifecycle == .reconnecting else { return }
             do {
                 self.lifecycle = .connecting
                 try await self.establish()
                 self.lifecycle = .connected
+                self.connectedAt = .now
                 self.logger.info("AMQP reconnected", metadata: ["unsettled": "\(self.protocolState.unsettledCount)"])
                 return
             } catch {
@@ -572,9 +578,31 @@ actor HubAMQPSession {
                     self.finish(with: error as? HubAMQPError ?? HubAMQPError(.connectionClosed, "reconnecting failed: \(error)"))
                     return
                 }
-                delay = min(delay * 2, self.settings.reconnectMaximumDelay)
+                switch self.backoff.attemptFailed(Self.classify(error), reason: "\(error)", randomUnit: Double.random(in: 0..<1)) {
+                case .retry(let after):
+                    delay = after
+                case .giveUp(let reason):
+                    self.logger.warning("AMQP gives up reconnecting", metadata: ["reason": "\(reason)"])
+                    self.finish(with: HubAMQPError(.retriesExhausted, "gave up reconnecting: \(reason)"))
+                    return
+                }
             }
         }
+    }
+
+    /// Refused credentials and certificates that are not trusted or do not fit are permanent; the rest transient.
+    static func classify(_ error: any Error) -> RetryPolicy.Classification {
+        if let error = error as? HubAMQPError { return error.code == .authenticationFailed ? .permanent : .transient }
+        if let error = error as? AzureIoTError {
+            switch error.code {
+            case .certificateUntrusted, .hostnameMismatch, .certificateExpired, .clientCertificateRejected, .unsupportedTLSVersion,
+                 .invalidCertificate, .invalidPrivateKey, .privateKeyMismatch, .malformedSASToken, .invalidBase64, .sasTokenExpired:
+                return .permanent
+            default:
+                return .transient
+            }
+        }
+        return .transient
     }
 
     private func finish(with error: HubAMQPError) {
