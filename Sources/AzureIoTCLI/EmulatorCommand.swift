@@ -22,6 +22,12 @@ struct EmulatorCommand: AsyncParsableCommand {
     var recipes = false
 
     func run() async throws {
+        // A server process: use all the descriptors the hard limit allows (the emulator keeps some in reserve).
+        var files = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &files) == 0, files.rlim_cur < files.rlim_max {
+            files.rlim_cur = files.rlim_max
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &files)
+        }
         let configuration = try self.config.map { try EmulatorConfiguration.load(fromFile: $0) } ?? .default
         var logger = Logger(label: "azure-iot.emulator") { label in
             var handler = StreamLogHandler.standardError(label: label)

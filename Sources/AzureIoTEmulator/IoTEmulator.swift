@@ -63,7 +63,12 @@ public final class IoTEmulator: Sendable {
             guard FileManager.default.createFile(atPath: caPath, contents: Data(authority.certificatePEM.utf8)) else {
                 throw EmulatorError(.startFailed, "cannot write the CA certificate to '\(caPath)'")
             }
-            let limits = configuration.limits
+            let (limits, clamped) = configuration.limits.clampedToDescriptors()
+            if clamped {
+                logger.warning("connection limits lowered to keep file descriptors in reserve",
+                               metadata: ["maximumConnections": "\(limits.maximumConnections)", "configured": "\(configuration.limits.maximumConnections)"])
+            }
+            configuration.limits = limits
             let tls = TLSServerConfiguration(
                 identity: server.identity, clientAuthentication: .requestedUnverified, handshakeTimeout: .seconds(limits.handshakeTimeoutSeconds)
             )

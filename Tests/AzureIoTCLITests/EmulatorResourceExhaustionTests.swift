@@ -6,8 +6,10 @@ import Testing
 import Glibc
 #endif
 
-/// `azure-iot emulator` out of file descriptors, as issue #10 found it (100 % CPU retrying accept, then SIGILL, and no
-/// recovery): run with an open-file limit of 200 and a connection limit above it, so accept really fails with EMFILE.
+/// `azure-iot emulator` against more clients than it has file descriptors, as issue #10 found it (100 % CPU retrying
+/// accept, then SIGILL inside libdispatch, which opens `/proc` files to manage its threads, and no recovery): run with
+/// an open-file limit of 200 and a configured connection limit of 1,000. The emulator lowers the limit to keep
+/// descriptors in reserve and sheds the rest; its accept loop backs off should anything else take the last ones.
 @Suite("azure-iot emulator out of file descriptors")
 struct EmulatorResourceExhaustionTests {
     /// User + system CPU time of `pid`, in clock ticks (1/100 s).

@@ -85,6 +85,26 @@ public struct EmulatorLimits: Sendable, Codable, Equatable {
         try read(.maximumTopicBytes, &self.maximumTopicBytes)
     }
 
+    /// The most connections this process can hold while keeping descriptors in reserve for everything else:
+    /// libdispatch, for one, opens `/proc` files to manage its threads and stops the process when it cannot.
+    /// The open-file limit less an eighth of it (at least 64).
+    static func connectionCeiling() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(Int32.max) else { return 1_000_000 }
+        let files = Int(limit.rlim_cur)
+        return max(16, files - max(64, files / 8))
+    }
+
+    /// These limits with the connection limits lowered to ``connectionCeiling()`` where they are above it.
+    func clampedToDescriptors() -> (limits: EmulatorLimits, clamped: Bool) {
+        let ceiling = Self.connectionCeiling()
+        var limits = self
+        limits.maximumConnections = min(limits.maximumConnections, ceiling)
+        limits.maximumConnectionsPerPort = min(limits.maximumConnectionsPerPort, ceiling)
+        limits.maximumConnectionsPerSource = min(limits.maximumConnectionsPerSource, ceiling)
+        return (limits, limits != self)
+    }
+
     /// Each limit's allowed range; a value outside it is a configuration error that names the field.
     static var ranges: [(name: String, path: KeyPath<EmulatorLimits, Int>, range: ClosedRange<Int>)] {
         [
