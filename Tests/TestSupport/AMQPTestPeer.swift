@@ -30,16 +30,26 @@ public final class AMQPTestPeer: Sendable {
         _ = FileManager.default.createFile(atPath: self.receivedPath, contents: nil)
         let c2dPath = directory + "/c2d.json"
         try JSONSerialization.data(withJSONObject: c2d).write(to: URL(fileURLWithPath: c2dPath))
-        self.port = try PeerProcess.freePort()
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let python = Self.python
         let script = root.appendingPathComponent("Tests/Peers/amqp_server.py").path
         var environment = ProcessInfo.processInfo.environment
         environment["PN_SASL_CONFIG_PATH"] = saslDirectory
-        self.peer = try await PeerProcess(
-            python, [script, String(self.port), pki.path("server.pem"), pki.path("server.key"), saslDirectory, self.receivedPath, c2dPath],
-            readyMarker: "READY", environment: environment
-        )
+        // A port that was free when chosen can be taken before the peer binds it: then another one.
+        var attempt = 0
+        while true {
+            let port = try PeerProcess.freePort()
+            do {
+                self.peer = try await PeerProcess(
+                    python, [script, String(port), pki.path("server.pem"), pki.path("server.key"), saslDirectory, self.receivedPath, c2dPath],
+                    readyMarker: "READY", environment: environment
+                )
+                self.port = port
+                return
+            } catch let error as TestFailure where attempt < 3 && error.description.contains("exited early") {
+                attempt += 1
+            }
+        }
     }
 
     /// The events the peer logged, as JSON objects.
