@@ -10,6 +10,8 @@ actor HubMQTTSession {
     private enum State { case idle, connecting, connected, reconnecting, shutDown }
 
     private let configuration: HubMQTTConfiguration
+    /// The configuration's `operationTimeout`, read on every send without going through the whole configuration.
+    private nonisolated let operationTimeout: Duration
     private let logger: Logger
     private let topics: HubTopics
     private let framer = MQTTFramer()
@@ -57,6 +59,7 @@ actor HubMQTTSession {
         events: AsyncStream<ConnectionEvent>.Continuation
     ) {
         self.configuration = configuration
+        self.operationTimeout = configuration.operationTimeout
         self.logger = logger
         self.topics = HubTopics(deviceId: configuration.identity.deviceId, moduleId: configuration.identity.moduleId)
         self.pipeline = PublishPipeline(window: configuration.inflightWindow, writeTimeout: configuration.operationTimeout)
@@ -505,7 +508,7 @@ actor HubMQTTSession {
         if qos == .atMostOnce {
             try self.pipeline.publishAtMostOnce(packet) { writer in Task { await self.write(writer) } }
         } else {
-            let deadline = ContinuousClock.now + (timeout ?? self.configuration.operationTimeout)
+            let deadline = ContinuousClock.now + (timeout ?? self.operationTimeout)
             try await self.pipeline.publishAtLeastOnce(packet, deadline: deadline) { writer in Task { await self.write(writer) } }
         }
     }

@@ -54,7 +54,8 @@ final class PublishPipeline: Sendable {
         mutating func allocatePacketId() -> UInt16 {
             repeat {
                 self.nextPacketId = self.nextPacketId == UInt16.max ? 1 : self.nextPacketId + 1
-            } while self.inflight[self.nextPacketId] != nil || self.reservedIds.contains(self.nextPacketId) || self.abandonedIds.contains(self.nextPacketId)
+            } while self.inflight[self.nextPacketId] != nil || self.reservedIds.contains(self.nextPacketId)
+                || (!self.abandonedIds.isEmpty && self.abandonedIds.contains(self.nextPacketId))
             return self.nextPacketId
         }
 
@@ -251,7 +252,7 @@ final class PublishPipeline: Sendable {
     func acknowledge(_ id: UInt16) {
         let (acknowledged, woken) = self.state.withLock { state -> (Waiter?, Waiter?) in
             // A PUBACK for a message whose sender gave up frees its id and completes nothing.
-            if state.abandonedIds.remove(id) != nil { return (nil, nil) }
+            if !state.abandonedIds.isEmpty, state.abandonedIds.remove(id) != nil { return (nil, nil) }
             guard state.inflight.removeValue(forKey: id) != nil else { return (nil, nil) }
             if let index = state.inflightOrder.firstIndex(of: id) { state.inflightOrder.remove(at: index) }
             let woken = state.slotWaiters.isEmpty ? nil : state.slotWaiters.removeFirst()
