@@ -54,4 +54,14 @@ struct RetryPolicyTests {
         for _ in 0..<1000 { _ = unlimited.attemptFailed(.transient, reason: "x", randomUnit: 0.5) }
         #expect(unlimited.attemptFailed(.transient, reason: "x", randomUnit: 0.5) == .retry(after: .seconds(60)))
     }
+
+    @Test("transport errors: certificates and unusable credentials are permanent, network trouble is transient")
+    func classification() {
+        for code in [AzureIoTError.Code.certificateUntrusted, .hostnameMismatch, .certificateExpired, .clientCertificateRejected, .sasTokenExpired] {
+            #expect(RetryPolicy.classify(AzureIoTError(code, "")) == .permanent, "\(code)")
+        }
+        for code in [AzureIoTError.Code.connectionFailed, .nameResolutionFailed, .timedOut, .connectionClosed, .tlsFailure, .ioFailure] {
+            #expect(RetryPolicy.classify(AzureIoTError(code, "")) == .transient, "\(code)")
+        }
+    }
 }

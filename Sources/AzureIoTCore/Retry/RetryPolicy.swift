@@ -58,6 +58,18 @@ public struct RetryPolicy: Sendable, Equatable {
         case permanent
     }
 
+    /// How a transport or credential failure counts: a certificate that is not trusted or does not fit, and
+    /// credentials that cannot be used as they are, are permanent; network trouble and the rest are transient.
+    public static func classify(_ error: AzureIoTError) -> Classification {
+        switch error.code {
+        case .certificateUntrusted, .hostnameMismatch, .certificateExpired, .clientCertificateRejected, .unsupportedTLSVersion,
+             .invalidCertificate, .invalidPrivateKey, .privateKeyMismatch, .malformedSASToken, .invalidBase64, .sasTokenExpired:
+            return .permanent
+        default:
+            return .transient
+        }
+    }
+
     /// What to do after a failure.
     public enum Decision: Sendable, Equatable {
         /// Try again after this wait.

@@ -593,15 +593,7 @@ actor HubAMQPSession {
     /// Refused credentials and certificates that are not trusted or do not fit are permanent; the rest transient.
     static func classify(_ error: any Error) -> RetryPolicy.Classification {
         if let error = error as? HubAMQPError { return error.code == .authenticationFailed ? .permanent : .transient }
-        if let error = error as? AzureIoTError {
-            switch error.code {
-            case .certificateUntrusted, .hostnameMismatch, .certificateExpired, .clientCertificateRejected, .unsupportedTLSVersion,
-                 .invalidCertificate, .invalidPrivateKey, .privateKeyMismatch, .malformedSASToken, .invalidBase64, .sasTokenExpired:
-                return .permanent
-            default:
-                return .transient
-            }
-        }
+        if let error = error as? AzureIoTError { return RetryPolicy.classify(error) }
         return .transient
     }
 

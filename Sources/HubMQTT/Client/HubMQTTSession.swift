@@ -214,13 +214,18 @@ actor HubMQTTSession {
     /// Drops the connection of `generation` (if it is still the current one) without starting a reconnect.
     private func tearDown(generation: Int, reason: String) {
         guard generation == self.generation, self.connection != nil else { return }
+        self.dropConnection(generation: generation, reason: reason)
+        if self.state == .connected { self.state = .idle }
+    }
+
+    /// Closes the current connection and what runs for it; unacknowledged PUBLISHes stay for the next one.
+    private func dropConnection(generation: Int, reason: String) {
         self.pipeline.detach(generation: generation)
         self.connection?.close()
         self.connection = nil
         self.tickTask?.cancel()
         self.readerTask?.cancel()
         self.failAllWaiters(HubMQTTError(.notConnected, "the connection was lost: \(reason)"))
-        if self.state == .connected { self.state = .idle }
     }
 
     private func readConnAck(_ connection: TLSConnection, buffer: inout [UInt8]) async throws -> ConnAckPacket {
@@ -296,12 +301,7 @@ actor HubMQTTSession {
         self.logger.info("connection lost", metadata: ["reason": "\(reason)"])
         let uptime = self.connectedAt.map { ContinuousClock.now - $0 } ?? .zero
         self.state = .reconnecting
-        self.pipeline.detach(generation: generation)
-        self.connection?.close()
-        self.connection = nil
-        self.tickTask?.cancel()
-        self.readerTask?.cancel()
-        self.failAllWaiters(HubMQTTError(.notConnected, "the connection was lost: \(reason)"))
+        self.dropConnection(generation: generation, reason: reason)
         self.events.yield(ConnectionEvent(kind: .disconnected, reason: reason))
         // A connection that did not stay up long counts as a flap: the back-off goes on rather than starting over.
         let delay = self.backoff.connectionLost(after: uptime, randomUnit: Double.random(in: 0..<1))
@@ -352,15 +352,7 @@ actor HubMQTTSession {
         if let error = error as? HubMQTTError {
             return error.code == .connectionRefused && error.status != 3 ? .permanent : .transient
         }
-        if let error = error as? AzureIoTError {
-            switch error.code {
-            case .certificateUntrusted, .hostnameMismatch, .certificateExpired, .clientCertificateRejected, .unsupportedTLSVersion,
-                 .invalidCertificate, .invalidPrivateKey, .privateKeyMismatch, .malformedSASToken, .invalidBase64, .sasTokenExpired:
-                return .permanent
-            default:
-                return .transient
-            }
-        }
+        if let error = error as? AzureIoTError { return RetryPolicy.classify(error) }
         return .transient
     }
 
