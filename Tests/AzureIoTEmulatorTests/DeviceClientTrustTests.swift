@@ -126,6 +126,29 @@ struct DeviceClientTrustTests {
         await client.disconnect()
     }
 
+    @Test("twin calls made while the client reconnects wait for the connection; with no hub they time out")
+    func twinThroughReconnect() async throws {
+        let fixture = try await EmulatorFixture.start()
+        let client = try Self.client(fixture, policy: RetryPolicy(initialDelay: .milliseconds(200), maximumDelay: .seconds(1)), operationTimeout: .seconds(10))
+        try await client.connect()
+        await fixture.emulator.dropConnection(deviceId: "dev1")
+        // Both are issued while the connection is down (or about to be noticed as down) and complete once it is back.
+        let version = try await client.updateReportedProperties(Array(#"{"during":"reconnect"}"#.utf8))
+        #expect(version != nil)
+        #expect(try await client.twin().desiredVersion != nil)
+        #expect(try await fixture.emulator.twin(deviceId: "dev1").reported == .object(["during": .string("reconnect")]))
+        await client.disconnect()
+
+        let short = try Self.client(fixture, policy: RetryPolicy(initialDelay: .milliseconds(100), maximumDelay: .milliseconds(500)), operationTimeout: .seconds(2))
+        try await short.connect()
+        await fixture.emulator.shutdown()
+        let clock = ContinuousClock()
+        let start = clock.now
+        await #expect(throws: HubMQTTError(.timedOut, "")) { _ = try await short.twin() }
+        #expect(clock.now - start < .seconds(20))
+        await short.disconnect()
+    }
+
     @Test("cancelling the task that runs the client disconnects it cleanly and run() returns")
     func runHonoursCancellation() async throws {
         let fixture = try await EmulatorFixture.start()

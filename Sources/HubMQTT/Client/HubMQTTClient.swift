@@ -98,10 +98,12 @@ public final class HubMQTTClient: Sendable {
         try await self.session.send(message, qos: qos, timeout: timeout)
     }
 
-    /// Reads the whole twin.
+    /// Reads the whole twin. While the client reconnects it waits for the connection, within the operation
+    /// time-out (then ``HubMQTTError/Code/timedOut``).
     public func twin() async throws -> Twin { try await self.session.twin() }
 
-    /// Patches the reported properties with a JSON object; returns the new reported version.
+    /// Patches the reported properties with a JSON object; returns the new reported version. While the client
+    /// reconnects it waits for the connection, within the operation time-out.
     public func updateReportedProperties(_ json: [UInt8]) async throws -> Int? {
         try await self.session.updateReportedProperties(json)
     }

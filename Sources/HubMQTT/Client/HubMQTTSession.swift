@@ -33,8 +33,10 @@ actor HubMQTTSession {
     private var tickTask: Task<Void, Never>?
     private var reconnectTask: Task<Void, Never>?
     private var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
-    /// `connect()` calls made while another connect or a reconnect is under way: they share its outcome.
-    private var connectWaiters: [CheckedContinuation<Void, any Error>] = []
+    /// `connect()` calls and twin requests made while a connect or a reconnect is under way: they share its
+    /// outcome (twin requests give up at their own deadline).
+    private var connectWaiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
+    private var nextConnectWaiter: UInt64 = 0
 
     /// The retry state; the back-off only starts over after a stable connection.
     private var backoff: RetryPolicy.Backoff
@@ -93,7 +95,7 @@ actor HubMQTTSession {
         case .shutDown: throw HubMQTTError(.shutDown, "the client was shut down")
         case .connecting, .reconnecting:
             // One connection attempt at a time: wait for the one under way.
-            try await withCheckedThrowingContinuation { self.connectWaiters.append($0) }
+            try await self.awaitConnection(until: nil)
             return
         case .idle: break
         }
@@ -136,10 +138,36 @@ actor HubMQTTSession {
 
     private func resumeConnectWaiters(throwing error: (any Error)? = nil) {
         let waiters = self.connectWaiters
-        self.connectWaiters = []
-        for waiter in waiters {
+        self.connectWaiters = [:]
+        for waiter in waiters.values {
             if let error { waiter.resume(throwing: error) } else { waiter.resume() }
         }
+    }
+
+    /// Returns once connected: at once when connected, after the connect or reconnect under way succeeds, and
+    /// throws when it fails for good, when the client is idle or shut down, or past `deadline`.
+    private func awaitConnection(until deadline: ContinuousClock.Instant?) async throws {
+        switch self.state {
+        case .connected: return
+        case .idle: throw HubMQTTError(.notConnected, "not connected: call connect() first")
+        case .shutDown: throw self.terminalError ?? HubMQTTError(.shutDown, "the client was shut down")
+        case .connecting, .reconnecting: break
+        }
+        let id = self.nextConnectWaiter
+        self.nextConnectWaiter &+= 1
+        let timer = deadline.map { deadline in
+            Task { [weak self] in
+                try? await Task.sleep(until: deadline)
+                guard !Task.isCancelled else { return }
+                await self?.expireConnectWaiter(id)
+            }
+        }
+        defer { timer?.cancel() }
+        try await withCheckedThrowingContinuation { self.connectWaiters[id] = $0 }
+    }
+
+    private func expireConnectWaiter(_ id: UInt64) {
+        self.connectWaiters.removeValue(forKey: id)?.resume(throwing: HubMQTTError(.timedOut, "no connection within the operation's time-out"))
     }
 
     /// Opens TLS, sends CONNECT, waits for CONNACK, subscribes, and resends what is unacknowledged.
@@ -550,15 +578,32 @@ actor HubMQTTSession {
         topic: (UInt32) -> String,
         payload: () -> [UInt8]
     ) async throws -> (Int, PropertyBag, [UInt8]) {
-        guard self.state == .connected else { throw HubMQTTError(.notConnected, "twin requests need a connection") }
+        let deadline = ContinuousClock.now + self.configuration.operationTimeout
+        while true {
+            // While the client reconnects, a twin request waits for the connection rather than failing at once.
+            try await self.awaitConnection(until: deadline)
+            do {
+                return try await self.sendTwinRequest(topic: topic, payload: payload, until: deadline)
+            } catch let error as HubMQTTError where error.code == .notConnected && ContinuousClock.now < deadline && self.state != .shutDown {
+                // The connection went while the request was out; a twin GET or a merge patch of reported
+                // properties can be sent again once it is back.
+                continue
+            }
+        }
+    }
+
+    private func sendTwinRequest(
+        topic: (UInt32) -> String,
+        payload: () -> [UInt8],
+        until deadline: ContinuousClock.Instant
+    ) async throws -> (Int, PropertyBag, [UInt8]) {
         self.nextRequestId &+= 1
         let rid = self.nextRequestId
         let key = String(rid)
         self.enqueue(.publish(PublishPacket(topic: topic(rid), payload: payload())))
-        let timeout = self.configuration.operationTimeout
         let timer = Task {
-            try await Task.sleep(for: timeout)
-            self.twinWaiters.removeValue(forKey: key)?.resume(throwing: HubMQTTError(.timedOut, "no twin response within \(timeout)"))
+            try await Task.sleep(until: deadline)
+            self.twinWaiters.removeValue(forKey: key)?.resume(throwing: HubMQTTError(.timedOut, "no twin response within the operation time-out"))
         }
         defer { timer.cancel() }
         return try await withCheckedThrowingContinuation { self.twinWaiters[key] = $0 }
