@@ -64,4 +64,11 @@ struct RetryPolicyTests {
             #expect(RetryPolicy.classify(AzureIoTError(code, "")) == .transient, "\(code)")
         }
     }
+
+    @Test("a policy with absurd numbers saturates instead of trapping")
+    func absurdPolicy() {
+        var backoff = RetryPolicy.Backoff(policy: RetryPolicy(initialDelay: .seconds(Int64.max), maximumDelay: .seconds(Int64.max), multiplier: 1e300, jitter: 5))
+        for _ in 0..<70 { _ = backoff.connectionLost(after: .zero, randomUnit: 1) }
+        #expect(backoff.connectionLost(after: .zero, randomUnit: 1) > .seconds(86_400 * 365))
+    }
 }

@@ -128,7 +128,9 @@ public struct RetryPolicy: Sendable, Equatable {
             let unit = min(max(randomUnit, 0), 1)
             let jittered = base * (1 - spread + 2 * spread * unit)
             self.attempts += 1
-            return .milliseconds(Int64(min(jittered, cap * (1 + spread)) * 1000))
+            // Saturates rather than traps for a policy configured with an absurd maximum (about 292 years).
+            let milliseconds = min(jittered, cap * (1 + spread)) * 1000
+            return .milliseconds(milliseconds.isFinite && milliseconds < 9.2e15 ? Int64(max(0, milliseconds)) : 9_200_000_000_000_000)
         }
 
         private static func seconds(_ duration: Duration) -> Double {
