@@ -248,7 +248,7 @@ public struct ProvisioningClient: Sendable {
             } catch let error as AzureIoTError {
                 throw ProvisioningError(.transportFailure, "no answer from \(self.configuration.endpoint): \(error)")
             }
-            // Decoders recurse once per level: a document nested deeper than DPS ever sends is refused unread.
+            // A document nested deeper than DPS ever sends is refused unread, before any decoder walks it.
             guard JSONNesting.depth(of: response.body, stoppingAbove: Self.maximumJSONDepth) <= Self.maximumJSONDepth else {
                 throw ProvisioningError(.malformedResponse, "the response nests deeper than \(Self.maximumJSONDepth) levels", httpStatus: response.status)
             }

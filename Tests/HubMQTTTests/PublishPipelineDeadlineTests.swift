@@ -47,4 +47,19 @@ struct PublishPipelineDeadlineTests {
         pipeline.acknowledge(1)
         try await holder.value
     }
+
+    @Test("the deadline sweep runs only while a sender with a deadline waits")
+    func sweepStops() async throws {
+        let pipeline = PublishPipeline(window: 2, writeTimeout: .seconds(1))
+        #expect(!pipeline.isSweeping)
+        let packet = PublishPacket(topic: "devices/d/messages/events/", payload: [1])
+        let send = Task { try await pipeline.publishAtLeastOnce(packet, deadline: .now + .seconds(60)) { _ in } }
+        await Self.waitUntil { pipeline.inflightCount == 1 }
+        #expect(pipeline.isSweeping)
+        pipeline.acknowledge(1)
+        try await send.value
+        // The sweep notices at its next turn (200 ms) that nothing with a deadline waits, and ends.
+        for _ in 0..<100 where pipeline.isSweeping { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!pipeline.isSweeping)
+    }
 }

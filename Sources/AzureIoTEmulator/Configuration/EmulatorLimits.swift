@@ -40,9 +40,7 @@ public struct EmulatorLimits: Sendable, Codable, Equatable {
 
     /// The defaults, sized from this process's open-file limit.
     public init() {
-        var limit = rlimit()
-        let files = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 && limit.rlim_cur < rlim_t(Int32.max) ? Int(limit.rlim_cur) : 1024
-        let connections = min(4096, max(16, files - max(64, files / 8)))
+        let connections = min(4096, Self.connectionCeiling())
         self.maximumConnections = connections
         self.maximumConnectionsPerPort = connections
         self.maximumConnectionsPerSource = max(1, connections * 3 / 4)

@@ -48,20 +48,17 @@ public enum JSONDocument: Sendable, Equatable, Codable {
         }
     }
 
-    /// How deeply arrays and objects may nest in what the emulator parses from a peer. IoT Hub allows twin
-    /// properties 10 levels deep; the decoder recurses once per level, so depth is what bounds its stack.
+    /// How deeply arrays and objects may nest in what the emulator parses from a peer. IoT Hub refuses twins deeper
+    /// than 10 levels; 32 leaves room for DPS payloads while a document nested hundreds deep is refused unread.
     public static let maximumDepth = 32
 
     /// Parses JSON bytes; `nil` if they are not JSON or nest deeper than ``maximumDepth``.
     public init?(parsing bytes: [UInt8]) {
-        guard Self.depth(of: bytes) <= Self.maximumDepth,
+        guard JSONNesting.depth(of: bytes, stoppingAbove: Self.maximumDepth) <= Self.maximumDepth,
               let value = try? JSONDecoder().decode(JSONDocument.self, from: Data(bytes))
         else { return nil }
         self = value
     }
-
-    /// The deepest nesting of `[` and `{` outside strings (counting stops just past ``maximumDepth``).
-    static func depth(of bytes: [UInt8]) -> Int { JSONNesting.depth(of: bytes, stoppingAbove: Self.maximumDepth) }
 
     /// The compact JSON text, keys sorted.
     public var jsonBytes: [UInt8] {

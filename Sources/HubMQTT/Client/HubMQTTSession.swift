@@ -74,22 +74,7 @@ actor HubMQTTSession {
 
     // MARK: - Connecting
 
-    /// Ends sends whose deadline passed, connected or not (a broker gone for good must not hold senders forever).
-    private var deadlineTask: Task<Void, Never>?
-
-    private func startDeadlineSweep() {
-        guard self.deadlineTask == nil else { return }
-        let pipeline = self.pipeline
-        self.deadlineTask = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(200))
-                pipeline.expireWaiters(now: .now)
-            }
-        }
-    }
-
     func connect() async throws {
-        self.startDeadlineSweep()
         switch self.state {
         case .connected: return
         case .shutDown: throw HubMQTTError(.shutDown, "the client was shut down")
@@ -287,7 +272,6 @@ actor HubMQTTSession {
         self.state = .shutDown
         self.reconnectTask?.cancel()
         self.tickTask?.cancel()
-        self.deadlineTask?.cancel()
         let unwritten = self.pipeline.shutDown(error)
         if let connection {
             try? await connection.write(unwritten + MQTTPacket.disconnect.encoded(), timeout: .seconds(2))

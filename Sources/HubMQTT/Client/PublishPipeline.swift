@@ -42,6 +42,8 @@ final class PublishPipeline: Sendable {
         /// Ids of PUBLISHes whose senders gave up before the PUBACK: kept from reuse until their PUBACK or the next
         /// connection, so that a late PUBACK cannot complete another message.
         var abandonedIds: Set<UInt16> = []
+        /// Whether a task is expiring deadlines: one runs while any waiting sender has a deadline, none otherwise.
+        var sweeping = false
         var inflight: [UInt16: PublishPacket] = [:]
         var inflightOrder: [UInt16] = []
         var acknowledgementWaiters: [UInt16: Waiter] = [:]
@@ -168,8 +170,10 @@ final class PublishPipeline: Sendable {
     /// Ends every wait whose deadline has passed with ``HubMQTTError/Code/timedOut``: a message still waiting for
     /// room is dropped; one in flight leaves the window (its id is kept from reuse until its PUBACK or the next
     /// connection, and it is not sent again), and a sender waiting for room takes its place.
-    func expireWaiters(now: ContinuousClock.Instant) {
-        let (expired, woken) = self.state.withLock { state -> ([Waiter], [Waiter]) in
+    /// Returns whether senders with a deadline still wait (the sweep goes on while they do).
+    @discardableResult
+    func expireWaiters(now: ContinuousClock.Instant) -> Bool {
+        let (expired, woken, pending) = self.state.withLock { state -> ([Waiter], [Waiter], Bool) in
             var expired: [Waiter] = []
             for (id, waiter) in state.acknowledgementWaiters where waiter.deadline.map({ $0 <= now }) ?? false {
                 state.acknowledgementWaiters[id] = nil
@@ -187,10 +191,22 @@ final class PublishPipeline: Sendable {
             while state.inflight.count + woken.count < self.window, !state.slotWaiters.isEmpty {
                 woken.append(state.slotWaiters.removeFirst())
             }
-            return (expired, woken)
+            let pending = state.acknowledgementWaiters.values.contains { $0.deadline != nil } || state.slotWaiters.contains { $0.deadline != nil }
+                || woken.contains { $0.deadline != nil }
+            if !pending { state.sweeping = false }
+            return (expired, woken, pending)
         }
         for waiter in expired { waiter.continuation.resume(throwing: HubMQTTError(.timedOut, "no PUBACK before the send's deadline")) }
         for waiter in woken { waiter.continuation.resume(returning: .slotFree) }
+        return pending
+    }
+
+    /// Expires deadlines every 200 ms until no sender with a deadline waits.
+    private func sweep() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(200))
+            if !self.expireWaiters(now: .now) { return }
+        }
     }
 
     /// One wait: for a free slot in the window (then the caller tries again) or, once the packet is in flight, for
@@ -201,9 +217,14 @@ final class PublishPipeline: Sendable {
     ) async throws -> Wake {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Wake, any Error>) in
             let waiter = Waiter(ticket: ticket, continuation: continuation, deadline: deadline)
+            var startSweep = false
             let outcome = self.state.withLock { state -> Result<Writer?, any Error> in
                 if ticket.cancelled { return .failure(CancellationError()) }
                 if let failure = state.failure { return .failure(failure) }
+                if deadline != nil && !state.sweeping {
+                    state.sweeping = true
+                    startSweep = true
+                }
                 guard state.inflight.count < self.window else {
                     state.slotWaiters.append(waiter)
                     return .success(nil)
@@ -226,6 +247,7 @@ final class PublishPipeline: Sendable {
                     return .failure(HubMQTTError(.invalidArgument, "the message could not be encoded: \(error.message)"))
                 }
             }
+            if startSweep { Task { await self.sweep() } }
             switch outcome {
             case .failure(let error): continuation.resume(throwing: error)
             case .success(let writer?): startWriting(writer)
@@ -275,6 +297,9 @@ final class PublishPipeline: Sendable {
     func releasePacketId(_ id: UInt16) {
         _ = self.state.withLock { $0.reservedIds.remove(id) }
     }
+
+    /// Whether a deadline sweep is running (for tests).
+    var isSweeping: Bool { self.state.withLock { $0.sweeping } }
 
     /// QoS 1 messages not yet acknowledged.
     var inflightCount: Int { self.state.withLock { $0.inflight.count } }
