@@ -211,8 +211,12 @@ struct EmulatorMQTTTests {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
         func configuration(_ device: String, _ identity: X509Identity) -> HubMQTTConfiguration {
-            HubMQTTConfiguration(identity: HubMQTTIdentity(hubHost: fixture.hubHost, deviceId: device), authentication: .x509(identity),
-                                 gatewayHostName: "localhost", port: fixture.endpoints.mqtt.port, trustRoots: fixture.trust)
+            var configuration = HubMQTTConfiguration(
+                identity: HubMQTTIdentity(hubHost: fixture.hubHost, deviceId: device), authentication: .x509(identity),
+                gatewayHostName: "localhost", port: fixture.endpoints.mqtt.port, trustRoots: fixture.trust
+            )
+            configuration.retryPolicy.initialDelay = .milliseconds(20)
+            return configuration
         }
         try await HubMQTTClient.withConnection(configuration: configuration("x509-device", fixture.thumbprintDevice.identity)) { client in
             try await client.send(TelemetryMessage(text: "by thumbprint"))
@@ -226,7 +230,8 @@ struct EmulatorMQTTTests {
         let error = await #expect(throws: HubMQTTError.self) {
             try await HubMQTTClient.withConnection(configuration: configuration("ca-device", wrongName.identity)) { _ in }
         }
-        #expect(error?.code == .connectionRefused && error?.message.contains("(5)") == true)
+        #expect(error?.code == .retriesExhausted && error?.status == 5 && error?.message.contains("(5)") == true)
+        #expect((error?.underlying as? HubMQTTError)?.code == .connectionRefused)
     }
 
     @Test("fault: a delayed PUBACK makes send wait that long")

@@ -53,20 +53,26 @@ struct HubMQTTClientTests {
         #expect(await broker.waitForLog(containing: "(p2, c0, k60"))
     }
 
-    @Test("a wrong token is refused with CONNACK 5 as connectionRefused")
+    @Test("a wrong token is refused with CONNACK 5: tried as often as the retry policy allows, then retriesExhausted with the refusal as cause")
     func wrongPassword() async throws {
         let pki = try await TestPKI.shared()
         let identity = HubMQTTIdentity(hubHost: Self.hub, deviceId: "dev1")
         let broker = try await MosquittoBroker(pki: pki, users: [identity.username: "SharedAccessSignature sr=x&sig=y&se=1"])
-        let client = try HubMQTTClient(configuration: try await Self.configuration(broker, port: broker.passwordPort, authentication: try Self.anyPassword()))
+        var configuration = try await Self.configuration(broker, port: broker.passwordPort, authentication: try Self.anyPassword())
+        configuration.retryPolicy = RetryPolicy(initialDelay: .milliseconds(20), maximumDelay: .milliseconds(50), maximumPermanentFailures: 3)
+        let client = try HubMQTTClient(configuration: configuration)
         do {
             try await client.connect()
             Issue.record("expected a refusal")
         } catch let error as HubMQTTError {
-            #expect(error.code == .connectionRefused)
-            #expect(error.message.contains("(5)"))
+            #expect(error.code == .retriesExhausted)
+            #expect(error.status == 5)
+            #expect((error.underlying as? HubMQTTError)?.code == .connectionRefused)
+            #expect(error.message.contains("(5)") && error.message.contains("3 permanent failures"))
             #expect(!error.description.contains("sig="))
         }
+        // The client is idle again, not shut down: connect() may be called again.
+        await #expect(throws: HubMQTTError.self) { try await client.connect() }
         await client.disconnect()
     }
 

@@ -6,12 +6,16 @@ public struct HubMQTTError: Error, Hashable, Sendable, CustomStringConvertible {
     public var message: String
     /// The status IoT Hub answered (twin and method operations), if any.
     public var status: Int?
+    /// The error that caused this one, as it was thrown: an `AzureIoTError` for TLS and network failures (with its
+    /// OpenSSL codes), the refusal behind ``Code/retriesExhausted``, a codec error behind ``Code/protocolViolation``.
+    public var underlying: (any Error & Sendable)?
 
     /// Creates an error.
-    public init(_ code: Code, _ message: String, status: Int? = nil) {
+    public init(_ code: Code, _ message: String, status: Int? = nil, underlying: (any Error & Sendable)? = nil) {
         self.code = code
         self.message = message
         self.status = status
+        self.underlying = underlying
     }
 
     /// Errors are equal when their codes are.
@@ -33,6 +37,9 @@ public struct HubMQTTError: Error, Hashable, Sendable, CustomStringConvertible {
 
         /// The broker refused CONNECT (IoT Hub answers 5, not authorized, to every failure).
         public static let connectionRefused = Code("connectionRefused")
+        /// TLS or the network failed (refused, unreachable, handshake, certificate); ``HubMQTTError/underlying`` holds
+        /// the `AzureIoTError` with its code and OpenSSL details.
+        public static let connectionFailed = Code("connectionFailed")
         /// The message is over IoT Hub's 256 KB limit; nothing was sent.
         public static let messageTooLarge = Code("messageTooLarge")
         /// The client is not connected and was shut down.

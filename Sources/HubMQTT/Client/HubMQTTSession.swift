@@ -7,8 +7,6 @@ import Logging
 /// window and the outbound queue) without hopping onto the actor; unacknowledged PUBLISHes survive reconnects and are
 /// resent with DUP.
 actor HubMQTTSession {
-    private enum State { case idle, connecting, connected, reconnecting, shutDown }
-
     private let configuration: HubMQTTConfiguration
     /// The configuration's `operationTimeout`, read on every send without going through the whole configuration.
     private nonisolated let operationTimeout: Duration
@@ -16,10 +14,14 @@ actor HubMQTTSession {
     private let topics: HubTopics
     private let framer = MQTTFramer()
 
-    private var state = State.idle
+    /// The lifecycle: which phase, which connection, when to retry, ping and renew (no I/O, no clock of its own).
+    private var lifecycle: MQTTConnectionState
+    /// The open connection and its generation (the lifecycle's `liveGeneration` while it is in use).
     private var connection: TLSConnection?
-    private var generation = 0
+    private var connectionGeneration = 0
     private var issuedToken: IssuedSASToken?
+    /// Whether ``shutDown(_:event:)`` ran (the lifecycle may be shut down a moment earlier).
+    private var ended = false
 
     private let pipeline: PublishPipeline
     private var subackWaiters: [UInt16: CheckedContinuation<SubAckPacket, any Error>] = [:]
@@ -27,23 +29,16 @@ actor HubMQTTSession {
     private var nextRequestId: UInt32 = 0
     private var lastDesiredVersion: Int?
 
-    private var pingSentAt: ContinuousClock.Instant?
-
     private var readerTask: Task<Void, Never>?
     private var tickTask: Task<Void, Never>?
-    private var reconnectTask: Task<Void, Never>?
+    private var attemptTask: Task<Void, Never>?
+    private var retryTask: Task<Void, Never>?
     private var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
     /// `connect()` calls and twin requests made while a connect or a reconnect is under way: they share its
     /// outcome (twin requests give up at their own deadline).
     private var connectWaiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
     private var nextConnectWaiter: UInt64 = 0
 
-    /// The retry state; the back-off only starts over after a stable connection.
-    private var backoff: RetryPolicy.Backoff
-    /// When the current connection was established (for telling a flap from a stable connection).
-    private var connectedAt: ContinuousClock.Instant?
-    /// Whether a reconnect loop is running: a loss while it is inside `establish()` must not start a second one.
-    private var reconnectLoopRunning = false
     /// Why the session ended, when it ended on its own (the retry policy gave up).
     private(set) var terminalError: HubMQTTError?
 
@@ -65,7 +60,12 @@ actor HubMQTTSession {
         self.logger = logger
         self.topics = HubTopics(deviceId: configuration.identity.deviceId, moduleId: configuration.identity.moduleId)
         self.pipeline = PublishPipeline(window: configuration.inflightWindow, writeTimeout: configuration.operationTimeout)
-        self.backoff = RetryPolicy.Backoff(policy: configuration.retryPolicy)
+        self.lifecycle = MQTTConnectionState(
+            retryPolicy: configuration.retryPolicy,
+            keepAlive: configuration.keepAlive,
+            connectTimeout: configuration.connectTimeout,
+            drainTimeout: min(configuration.operationTimeout, .seconds(10))
+        )
         self.cloudToDevice = cloudToDevice
         self.desired = desired
         self.methods = methods
@@ -74,51 +74,152 @@ actor HubMQTTSession {
 
     // MARK: - Connecting
 
+    /// Connects, or waits for the connect or reconnect under way. A first connect is tried again under the retry
+    /// policy within the connect time-out, exactly as a reconnect would be; it throws the last failure, or
+    /// ``HubMQTTError/Code/retriesExhausted`` once the policy gives up (refused credentials).
     func connect() async throws {
-        switch self.state {
-        case .connected: return
-        case .shutDown: throw HubMQTTError(.shutDown, "the client was shut down")
-        case .connecting, .reconnecting:
-            // One connection attempt at a time: wait for the one under way.
-            try await self.awaitConnection(until: nil)
-            return
-        case .idle: break
+        switch self.lifecycle.connectRequested(now: .now) {
+        case .alreadyConnected: return
+        case .fail(let error): throw self.terminalError ?? error
+        case .wait: break
+        case .open: self.startAttempt()
         }
-        self.state = .connecting
-        // A connection that was accepted and then lost while subscribing (another client took the identity over,
-        // the hub restarted) is tried again under the retry policy, within the connect time-out; a refusal or a
-        // network failure before CONNACK ends connect() at once, as before.
-        var backoff = RetryPolicy.Backoff(policy: self.configuration.retryPolicy)
-        let deadline = ContinuousClock.now + self.configuration.connectTimeout
-        while true {
-            do {
-                try await self.establish()
-                return
-            } catch let error as HubMQTTError where (error.code == .notConnected || error.code == .timedOut) && self.state != .shutDown {
-                self.state = .connecting
-                let decision = backoff.attemptFailed(.transient, reason: "\(error)", randomUnit: Double.random(in: 0..<1))
-                if case .retry(let wait) = decision, ContinuousClock.now + wait < deadline {
-                    self.events.yield(ConnectionEvent(kind: .reconnectFailed, reason: "\(error); next attempt in \(wait)"))
-                    do {
-                        try await Task.sleep(for: wait)
-                        continue
-                    } catch {
-                        self.failConnect(error)
-                        throw error
-                    }
-                }
-                self.failConnect(error)
-                throw error
-            } catch {
-                self.failConnect(error)
-                throw error
-            }
+        do {
+            try await self.awaitConnection(until: nil)
+        } catch is CancellationError {
+            // Nobody waits for this first connect any more: it stops, and the client is idle again.
+            if self.lifecycle.firstConnectAbandoned() { self.abandonAttempt(CancellationError()) }
+            throw CancellationError()
         }
     }
 
-    private func failConnect(_ error: any Error) {
-        if self.state == .connecting { self.state = .idle }
+    private func startAttempt() {
+        self.retryTask = nil
+        self.attemptTask = Task { await self.runAttempt() }
+    }
+
+    /// Stops the attempt or the wait under way (the first connect was cancelled).
+    private func abandonAttempt(_ error: any Error) {
+        self.attemptTask?.cancel()
+        self.retryTask?.cancel()
+        if let connection = self.connection {
+            self.connection = nil
+            self.pipeline.detach(generation: self.connectionGeneration)
+            connection.close()
+            self.tickTask?.cancel()
+            self.readerTask?.cancel()
+        }
+        self.failAllWaiters(HubMQTTError(.notConnected, "the connect was cancelled"))
         self.resumeConnectWaiters(throwing: error)
+    }
+
+    /// One attempt: TLS, CONNECT, CONNACK, SUBSCRIBE; its outcome goes to the lifecycle.
+    private func runAttempt() async {
+        let opened: (connection: TLSConnection, leftover: [UInt8])
+        do {
+            opened = try await self.openConnection()
+        } catch {
+            self.attemptFailed(error)
+            return
+        }
+        guard case .subscribe(let generation) = self.lifecycle.connectionAccepted() else {
+            opened.connection.close()
+            return
+        }
+        self.install(opened.connection, generation: generation, leftover: opened.leftover)
+        let subscribe = SubscribePacket(
+            packetId: self.pipeline.reservePacketId(),
+            subscriptions: self.topics.subscriptions.map { .init(topicFilter: $0, qos: .atLeastOnce) }
+        )
+        let suback: SubAckPacket
+        do {
+            suback = try await self.request(subscribe)
+        } catch {
+            // Not left up unsubscribed: the connection goes, and the lifecycle decides what follows.
+            self.dropConnection(generation: generation, reason: "no SUBACK: \(error)")
+            self.attemptFailed(error)
+            return
+        }
+        if suback.returnCodes.contains(.failure) {
+            self.logger.warning("a subscription was refused", metadata: ["codes": "\(suback.returnCodes.map(\.rawValue))"])
+        }
+        self.perform(self.lifecycle.subscribed(generation: generation, now: .now))
+    }
+
+    private func attemptFailed(_ error: any Error) {
+        let failure = Self.wrap(error)
+        self.perform(self.lifecycle.attemptFailed(
+            failure, classification: Self.classify(failure), now: .now, randomUnit: Double.random(in: 0..<1)
+        ))
+    }
+
+    /// Every failure as a ``HubMQTTError``: TLS and network failures become ``HubMQTTError/Code/connectionFailed``
+    /// with the `AzureIoTError` as the underlying cause.
+    static func wrap(_ error: any Error) -> HubMQTTError {
+        switch error {
+        case let error as HubMQTTError: return error
+        case let error as AzureIoTError: return HubMQTTError(.connectionFailed, "\(error)", underlying: error)
+        case let error as MQTTCodecError: return HubMQTTError(.protocolViolation, "the broker sent malformed MQTT: \(error.message)", underlying: error)
+        case is CancellationError: return HubMQTTError(.notConnected, "the attempt was cancelled", underlying: CancellationError())
+        default: return HubMQTTError(.connectionFailed, "\(error)")
+        }
+    }
+
+    /// Carries out what the lifecycle decided.
+    private func perform(_ action: MQTTConnectionState.Action) {
+        switch action {
+        case .none, .subscribe, .discardConnection:
+            break
+        case .openConnection:
+            self.startAttempt()
+        case .connected(let reconcileTwin):
+            self.events.yield(ConnectionEvent(kind: .connected, reason: "CONNACK accepted"))
+            self.logger.debug("connected", metadata: ["host": "\(self.configuration.connectHost)", "clientId": "\(self.configuration.identity.clientId)"])
+            self.resumeConnectWaiters()
+            if reconcileTwin { Task { await self.reconcileTwin() } }
+        case .reconnect(let dropped, let delay, let reason):
+            if let dropped {
+                self.logger.info("connection lost", metadata: ["reason": "\(reason)"])
+                self.dropConnection(generation: dropped, reason: reason)
+                self.events.yield(ConnectionEvent(kind: .disconnected, reason: reason))
+            } else {
+                self.logger.debug("connect attempt failed", metadata: ["error": "\(reason)", "wait": "\(delay)"])
+                self.events.yield(ConnectionEvent(kind: .reconnectFailed, reason: "\(reason); next attempt in \(delay)"))
+            }
+            self.retryTask = Task {
+                try? await Task.sleep(for: delay)
+                guard !Task.isCancelled else { return }
+                self.retryDue()
+            }
+        case .failConnect(let error):
+            self.resumeConnectWaiters(throwing: error)
+        case .giveUp(let error):
+            self.logger.warning("giving up reconnecting", metadata: ["reason": "\(error.message)"])
+            self.terminalError = error
+            Task { await self.shutDown(error, event: ConnectionEvent(kind: .gaveUp, reason: error.message)) }
+        case .startDraining:
+            self.logger.info("renewing the SAS token: waiting for in-flight PUBLISHes first")
+            self.pipeline.pause()
+        case .renewConnection(let generation):
+            self.renew(generation: generation)
+        case .sendPing:
+            self.enqueue(.pingreq)
+        }
+    }
+
+    private func retryDue() {
+        self.perform(self.lifecycle.retryDue(now: .now))
+    }
+
+    /// A planned reconnect with a fresh token: DISCONNECT, close, connect again at once.
+    private func renew(generation: Int) {
+        guard generation == self.connectionGeneration, self.connection != nil else { return }
+        self.logger.info("renewing the SAS token by reconnecting", metadata: ["inflight": "\(self.pipeline.inflightCount)"])
+        self.events.yield(ConnectionEvent(kind: .renewingToken, reason: "the SAS token reached its renewal time"))
+        self.enqueue(.disconnect)
+        self.dropConnection(generation: generation, reason: "renewing the SAS token")
+        self.events.yield(ConnectionEvent(kind: .disconnected, reason: "renewing the SAS token"))
+        self.startAttempt()
     }
 
     private func resumeConnectWaiters(throwing error: (any Error)? = nil) {
@@ -130,13 +231,14 @@ actor HubMQTTSession {
     }
 
     /// Returns once connected: at once when connected, after the connect or reconnect under way succeeds, and
-    /// throws when it fails for good, when the client is idle or shut down, or past `deadline`.
+    /// throws when it fails for good, when the client is idle or shut down, past `deadline`, or when the task is
+    /// cancelled.
     private func awaitConnection(until deadline: ContinuousClock.Instant?) async throws {
-        switch self.state {
-        case .connected: return
+        switch self.lifecycle.phase {
+        case .connected, .draining: return
         case .idle: throw HubMQTTError(.notConnected, "not connected: call connect() first")
         case .shutDown: throw self.terminalError ?? HubMQTTError(.shutDown, "the client was shut down")
-        case .connecting, .reconnecting: break
+        case .connecting, .subscribing, .waiting: break
         }
         let id = self.nextConnectWaiter
         self.nextConnectWaiter &+= 1
@@ -144,19 +246,29 @@ actor HubMQTTSession {
             Task { [weak self] in
                 try? await Task.sleep(until: deadline)
                 guard !Task.isCancelled else { return }
-                await self?.expireConnectWaiter(id)
+                await self?.expireConnectWaiter(id, HubMQTTError(.timedOut, "no connection within the operation's time-out"))
             }
         }
         defer { timer?.cancel() }
-        try await withCheckedThrowingContinuation { self.connectWaiters[id] = $0 }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                if Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                } else {
+                    self.connectWaiters[id] = continuation
+                }
+            }
+        } onCancel: {
+            Task { await self.expireConnectWaiter(id, CancellationError()) }
+        }
     }
 
-    private func expireConnectWaiter(_ id: UInt64) {
-        self.connectWaiters.removeValue(forKey: id)?.resume(throwing: HubMQTTError(.timedOut, "no connection within the operation's time-out"))
+    private func expireConnectWaiter(_ id: UInt64, _ error: any Error) {
+        self.connectWaiters.removeValue(forKey: id)?.resume(throwing: error)
     }
 
-    /// Opens TLS, sends CONNECT, waits for CONNACK, subscribes, and resends what is unacknowledged.
-    private func establish() async throws {
+    /// Opens TLS, sends CONNECT and waits for CONNACK; returns the connection and what was read after CONNACK.
+    private func openConnection() async throws -> (TLSConnection, [UInt8]) {
         var tls = TLSConfiguration(trustRoots: self.configuration.trustRoots, connectTimeout: self.configuration.connectTimeout)
         var password: [UInt8]?
         switch self.configuration.authentication {
@@ -189,52 +301,24 @@ actor HubMQTTSession {
             connection.close()
             throw error
         }
-        guard self.state != .shutDown else {
-            connection.close()
-            throw HubMQTTError(.shutDown, "the client was shut down while connecting")
-        }
-        self.generation += 1
+        return (connection, leftover)
+    }
+
+    /// Makes `connection` the current one: its reader and timer start, and unacknowledged PUBLISHes go out again
+    /// (with DUP) first.
+    private func install(_ connection: TLSConnection, generation: Int, leftover: [UInt8]) {
         self.connection = connection
-        self.state = .connected
-        self.connectedAt = .now
-        self.pingSentAt = nil
-        let generation = self.generation
+        self.connectionGeneration = generation
         self.readerTask = Task { await self.readLoop(connection, generation: generation, leftover: leftover) }
         self.tickTask = Task { await self.tickLoop(generation: generation) }
-        self.logger.debug("connected", metadata: ["host": "\(self.configuration.connectHost)", "clientId": "\(self.configuration.identity.clientId)"])
-
-        let subscribe = SubscribePacket(
-            packetId: self.pipeline.reservePacketId(),
-            subscriptions: self.topics.subscriptions.map { .init(topicFilter: $0, qos: .atLeastOnce) }
-        )
-        // Unacknowledged PUBLISHes go out again (with DUP) first.
         self.pipeline.attach(connection, generation: generation) { self.pipeline.drain($0) }
-        let suback: SubAckPacket
-        do {
-            suback = try await self.request(subscribe)
-        } catch {
-            // Not left up unsubscribed: the connection goes, and the caller (connect or the reconnect loop) decides.
-            self.tearDown(generation: generation, reason: "no SUBACK: \(error)")
-            throw error
-        }
-        if suback.returnCodes.contains(.failure) {
-            self.logger.warning("a subscription was refused", metadata: ["codes": "\(suback.returnCodes.map(\.rawValue))"])
-        }
-        self.events.yield(ConnectionEvent(kind: .connected, reason: "CONNACK accepted"))
-        self.resumeConnectWaiters()
     }
 
-    /// Drops the connection of `generation` (if it is still the current one) without starting a reconnect.
-    private func tearDown(generation: Int, reason: String) {
-        guard generation == self.generation, self.connection != nil else { return }
-        self.dropConnection(generation: generation, reason: reason)
-        if self.state == .connected { self.state = .idle }
-    }
-
-    /// Closes the current connection and what runs for it; unacknowledged PUBLISHes stay for the next one.
+    /// Closes connection `generation` and what runs for it; unacknowledged PUBLISHes stay for the next one.
     private func dropConnection(generation: Int, reason: String) {
+        guard generation == self.connectionGeneration, let connection = self.connection else { return }
         self.pipeline.detach(generation: generation)
-        self.connection?.close()
+        connection.close()
         self.connection = nil
         self.tickTask?.cancel()
         self.readerTask?.cancel()
@@ -265,22 +349,25 @@ actor HubMQTTSession {
                             event: ConnectionEvent(kind: .disconnected, reason: "shut down by the application"))
     }
 
-    /// Ends the session: pending work fails with `error`, `event` is the last connection event.
+    /// Ends the session: pending work fails with `error`, `event` is the last connection event. Returns after
+    /// DISCONNECT went out (or could not).
     private func shutDown(_ error: HubMQTTError, event: ConnectionEvent) async {
-        guard self.state != .shutDown else { return }
+        guard !self.ended else { return }
+        self.ended = true
+        _ = self.lifecycle.shutDown()
         let connection = self.connection
-        self.state = .shutDown
-        self.reconnectTask?.cancel()
+        self.connection = nil
+        self.attemptTask?.cancel()
+        self.retryTask?.cancel()
         self.tickTask?.cancel()
         let unwritten = self.pipeline.shutDown(error)
+        self.readerTask?.cancel()
+        self.failAllWaiters(error)
+        self.resumeConnectWaiters(throwing: error)
         if let connection {
             try? await connection.write(unwritten + MQTTPacket.disconnect.encoded(), timeout: .seconds(2))
             connection.close()
         }
-        self.connection = nil
-        self.readerTask?.cancel()
-        self.failAllWaiters(error)
-        self.resumeConnectWaiters(throwing: error)
         self.events.yield(event)
         self.cloudToDevice.finish()
         self.desired.finish()
@@ -291,7 +378,7 @@ actor HubMQTTSession {
     }
 
     func waitForShutdown() async {
-        guard self.state != .shutDown else { return }
+        guard !self.ended else { return }
         await withCheckedContinuation { self.shutdownWaiters.append($0) }
     }
 
@@ -306,63 +393,25 @@ actor HubMQTTSession {
         self.twinWaiters = [:]
     }
 
-    // MARK: - Losing the connection and reconnecting
+    // MARK: - Losing the connection
 
     private func connectionLost(generation: Int, reason: String) {
-        guard generation == self.generation, self.state == .connected else { return }
-        self.logger.info("connection lost", metadata: ["reason": "\(reason)"])
-        let uptime = self.connectedAt.map { ContinuousClock.now - $0 } ?? .zero
-        self.state = .reconnecting
-        self.dropConnection(generation: generation, reason: reason)
-        self.events.yield(ConnectionEvent(kind: .disconnected, reason: reason))
-        // A connection that did not stay up long counts as a flap: the back-off goes on rather than starting over.
-        let delay = self.backoff.connectionLost(after: uptime, randomUnit: Double.random(in: 0..<1))
-        // A loop already inside establish() sees this loss as its attempt failing; a second loop would race it.
-        guard !self.reconnectLoopRunning else { return }
-        self.reconnectTask = Task { await self.reconnectLoop(firstDelay: delay) }
-    }
-
-    /// Waits, reconnects, and on failure waits what the retry policy says, until connected, shut down, or the
-    /// policy gives up (then the session ends with ``HubMQTTError/Code/retriesExhausted``).
-    private func reconnectLoop(firstDelay: Duration) async {
-        self.reconnectLoopRunning = true
-        var delay = firstDelay
-        while self.state == .reconnecting && !Task.isCancelled {
-            try? await Task.sleep(for: delay)
-            guard self.state == .reconnecting, !Task.isCancelled else { break }
-            do {
-                try await self.establish()
-                self.reconnectLoopRunning = false
-                await self.reconcileTwin()
-                return
-            } catch {
-                if self.state == .idle { self.state = .reconnecting }
-                guard self.state == .reconnecting else { break }
-                let decision = self.backoff.attemptFailed(Self.classify(error), reason: "\(error)", randomUnit: Double.random(in: 0..<1))
-                switch decision {
-                case .retry(let after):
-                    self.events.yield(ConnectionEvent(kind: .reconnectFailed, reason: "\(error); next attempt in \(after)"))
-                    self.logger.debug("reconnect failed", metadata: ["error": "\(error)", "wait": "\(after)"])
-                    delay = after
-                case .giveUp(let reason):
-                    self.reconnectLoopRunning = false
-                    self.logger.warning("giving up reconnecting", metadata: ["reason": "\(reason)"])
-                    let error = HubMQTTError(.retriesExhausted, "gave up reconnecting: \(reason)")
-                    self.terminalError = error
-                    await self.shutDown(error,
-                                        event: ConnectionEvent(kind: .gaveUp, reason: reason))
-                    return
-                }
-            }
+        let action = self.lifecycle.connectionLost(generation: generation, reason: reason, now: .now, randomUnit: Double.random(in: 0..<1))
+        if action == .none {
+            // Lost while subscribing: the SUBACK wait fails and the attempt reports it.
+            self.dropConnection(generation: generation, reason: reason)
+        } else {
+            self.perform(action)
         }
-        self.reconnectLoopRunning = false
     }
 
     /// Whether trying again can help: refused credentials (CONNACK other than 3, "server unavailable"), certificates
     /// that are not trusted or do not fit, and unusable credentials are permanent; the rest is transient.
     static func classify(_ error: any Error) -> RetryPolicy.Classification {
         if let error = error as? HubMQTTError {
-            return error.code == .connectionRefused && error.status != 3 ? .permanent : .transient
+            if error.code == .connectionRefused { return error.status == 3 ? .transient : .permanent }
+            if let underlying = error.underlying as? AzureIoTError { return RetryPolicy.classify(underlying) }
+            return .transient
         }
         if let error = error as? AzureIoTError { return RetryPolicy.classify(error) }
         return .transient
@@ -387,7 +436,7 @@ actor HubMQTTSession {
         var buffer = leftover
         var yielded = false
         do {
-            while generation == self.generation {
+            while generation == self.connectionGeneration && self.connection != nil {
                 if !buffer.isEmpty {
                     let packets = try self.framer.decodePackets(from: &buffer)
                     for packet in packets { try self.handle(packet, generation: generation) }
@@ -418,11 +467,14 @@ actor HubMQTTSession {
     }
 
     private func handle(_ packet: MQTTPacket, generation: Int) throws {
-        guard generation == self.generation else { return }
-        self.pingSentAt = nil
+        guard generation == self.connectionGeneration else { return }
+        self.lifecycle.packetReceived(generation: generation)
         switch packet {
         case .puback(let id):
             self.pipeline.acknowledge(id)
+            if case .draining = self.lifecycle.phase, self.pipeline.inflightCount == 0 {
+                self.perform(self.lifecycle.drained(generation: generation))
+            }
         case .suback(let suback):
             guard let waiter = self.subackWaiters.removeValue(forKey: suback.packetId) else { return }
             self.pipeline.releasePacketId(suback.packetId)
@@ -473,26 +525,18 @@ actor HubMQTTSession {
     // MARK: - Keep-alive and token renewal
 
     private func tickLoop(generation: Int) async {
-        let keepAlive = self.configuration.keepAlive
-        let tick = min(.seconds(1), keepAlive / 2)
+        let tick = min(.seconds(1), self.configuration.keepAlive / 2)
         while !Task.isCancelled {
             try? await Task.sleep(for: tick)
-            guard generation == self.generation, self.state == .connected else { return }
-            let now = ContinuousClock.now
-            if let pingSentAt, now - pingSentAt > keepAlive {
-                self.connectionLost(generation: generation, reason: "no answer to PINGREQ within the keep-alive")
-                return
-            }
-            if self.pingSentAt == nil && now - self.pipeline.lastOutbound >= keepAlive {
-                self.pingSentAt = now
-                self.enqueue(.pingreq)
-            }
-            if let issued = self.issuedToken, issued.needsRenewal() {
-                self.logger.info("renewing the SAS token by reconnecting")
-                self.events.yield(ConnectionEvent(kind: .renewingToken, reason: "the SAS token reached its renewal time"))
-                self.connectionLost(generation: generation, reason: "renewing the SAS token")
-                return
-            }
+            guard !Task.isCancelled, generation == self.lifecycle.liveGeneration else { return }
+            self.perform(self.lifecycle.tick(
+                generation: generation,
+                now: .now,
+                lastOutbound: self.pipeline.lastOutbound,
+                inflight: self.pipeline.inflightCount,
+                tokenNeedsRenewal: self.issuedToken?.needsRenewal() ?? false,
+                randomUnit: Double.random(in: 0..<1)
+            ))
         }
     }
 
@@ -568,7 +612,7 @@ actor HubMQTTSession {
             try await self.awaitConnection(until: deadline)
             do {
                 return try await self.sendTwinRequest(topic: topic, payload: payload, until: deadline)
-            } catch let error as HubMQTTError where error.code == .notConnected && ContinuousClock.now < deadline && self.state != .shutDown {
+            } catch let error as HubMQTTError where error.code == .notConnected && ContinuousClock.now < deadline && !self.ended {
                 // The connection went while the request was out; a twin GET or a merge patch of reported
                 // properties can be sent again once it is back.
                 continue
@@ -594,12 +638,12 @@ actor HubMQTTSession {
     }
 
     private func respond(rid: String, status: Int, payload: [UInt8]) throws {
-        guard self.state == .connected else { throw HubMQTTError(.notConnected, "the method response could not be sent: not connected") }
+        guard self.lifecycle.isConnected else { throw HubMQTTError(.notConnected, "the method response could not be sent: not connected") }
         self.enqueue(.publish(PublishPacket(topic: HubTopics.methodResponse(status: status, rid: rid), payload: payload)))
     }
 
     // MARK: - Introspection for tests and tools
 
     var inflightCount: Int { self.pipeline.inflightCount }
-    var isConnected: Bool { self.state == .connected }
+    var isConnected: Bool { self.lifecycle.isConnected }
 }

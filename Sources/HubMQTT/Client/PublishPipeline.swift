@@ -50,6 +50,8 @@ final class PublishPipeline: Sendable {
         var slotWaiters: [Waiter] = []
         var outbound: [UInt8] = []
         var writing = false
+        /// Set while a planned reconnect drains the window: new PUBLISHes wait for the next connection.
+        var paused = false
         var lastOutbound = ContinuousClock.now
 
         /// The next packet id in use by nothing [MQTT-2.3.1-2].
@@ -86,7 +88,7 @@ final class PublishPipeline: Sendable {
     /// Starts writing to a new connection: the queue starts empty, then every unacknowledged PUBLISH is queued
     /// again with DUP, in the order it was first sent.
     func attach(_ connection: TLSConnection, generation: Int, startWriting: (Writer) -> Void) {
-        let writer = self.state.withLock { state -> Writer? in
+        let (writer, woken) = self.state.withLock { state -> (Writer?, [Waiter]) in
             state.connection = connection
             state.generation = generation
             state.outbound = []
@@ -99,11 +101,24 @@ final class PublishPipeline: Sendable {
                 packet.duplicate = true
                 try? packet.encode(into: &state.outbound)
             }
-            guard !state.outbound.isEmpty else { return nil }
+            // Senders held back by a drain get the room the drain left.
+            state.paused = false
+            var woken: [Waiter] = []
+            while state.inflight.count + woken.count < self.window, !state.slotWaiters.isEmpty {
+                woken.append(state.slotWaiters.removeFirst())
+            }
+            guard !state.outbound.isEmpty else { return (nil, woken) }
             state.writing = true
-            return Writer(connection: connection, generation: generation)
+            return (Writer(connection: connection, generation: generation), woken)
         }
         if let writer { startWriting(writer) }
+        for waiter in woken { waiter.continuation.resume(returning: .slotFree) }
+    }
+
+    /// Holds new QoS 1 PUBLISHes back until the next ``attach(_:generation:startWriting:)``, so that the ones in
+    /// flight can be acknowledged before a planned reconnect and none is sent twice.
+    func pause() {
+        self.state.withLock { $0.paused = true }
     }
 
     /// Stops writing to the connection of `generation`; unacknowledged PUBLISHes stay for the next one.
@@ -188,7 +203,7 @@ final class PublishPipeline: Sendable {
                 return true
             }
             var woken: [Waiter] = []
-            while state.inflight.count + woken.count < self.window, !state.slotWaiters.isEmpty {
+            while !state.paused, state.inflight.count + woken.count < self.window, !state.slotWaiters.isEmpty {
                 woken.append(state.slotWaiters.removeFirst())
             }
             let pending = state.acknowledgementWaiters.values.contains { $0.deadline != nil } || state.slotWaiters.contains { $0.deadline != nil }
@@ -225,7 +240,7 @@ final class PublishPipeline: Sendable {
                     state.sweeping = true
                     startSweep = true
                 }
-                guard state.inflight.count < self.window else {
+                guard !state.paused, state.inflight.count < self.window else {
                     state.slotWaiters.append(waiter)
                     return .success(nil)
                 }
@@ -277,7 +292,7 @@ final class PublishPipeline: Sendable {
             if !state.abandonedIds.isEmpty, state.abandonedIds.remove(id) != nil { return (nil, nil) }
             guard state.inflight.removeValue(forKey: id) != nil else { return (nil, nil) }
             if let index = state.inflightOrder.firstIndex(of: id) { state.inflightOrder.remove(at: index) }
-            let woken = state.slotWaiters.isEmpty ? nil : state.slotWaiters.removeFirst()
+            let woken = state.slotWaiters.isEmpty || state.paused ? nil : state.slotWaiters.removeFirst()
             return (state.acknowledgementWaiters.removeValue(forKey: id), woken)
         }
         acknowledged?.continuation.resume(returning: .acknowledged)
