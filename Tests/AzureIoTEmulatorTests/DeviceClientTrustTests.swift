@@ -116,6 +116,47 @@ struct DeviceClientTrustTests {
         await client.disconnect()
     }
 
+    @Test("token renewal under load (32 senders, 6 s tokens renewed at half-life): planned renewals drain first, so nothing is lost or sent twice")
+    func renewalUnderLoad() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let configuration = HubMQTTConfiguration(
+            identity: HubMQTTIdentity(hubHost: fixture.hubHost, deviceId: "dev1"),
+            authentication: .sas(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey), timeToLive: 6, renewalFraction: 0.5)),
+            gatewayHostName: "localhost", port: fixture.endpoints.mqtt.port, trustRoots: fixture.trust, inflightWindow: 16
+        )
+        let client = try HubMQTTClient(configuration: configuration)
+        let counter = Counter()
+        let watcher = counter.watch(client)
+        try await client.connect()
+        // Senders keep going until two renewals happened (at 3 s and 6 s); the emulator closes a connection whose
+        // token expired, so 3 s are left for a drain even on a loaded machine.
+        let renewals: @Sendable () -> Int = { counter.kinds.withLock { kinds in kinds.filter { $0 == .renewingToken }.count } }
+        let total = try await withThrowingTaskGroup(of: Int.self) { group in
+            for sender in 0..<32 {
+                group.addTask {
+                    var index = 0
+                    while renewals() < 2 {
+                        try await client.send(TelemetryMessage(text: "\(sender)-\(index)"))
+                        index += 1
+                    }
+                    return index
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        await client.disconnect()
+        await watcher.value
+        let received = try await fixture.emulator.waitForTelemetry(count: total, timeout: .seconds(20)).map(\.bodyText)
+        let unique = Set(received)
+        let kinds = counter.kinds.withLock { $0 }
+        print("renewal under load: \(total) sent, \(received.count) received, \(received.count - unique.count) duplicates, "
+              + "\(kinds.filter { $0 == .renewingToken }.count) renewals, \(kinds.filter { $0 == .connected }.count) connects")
+        #expect(unique.count == total, "every acknowledged message arrived")
+        #expect(received.count == unique.count, "no duplicates from planned renewals")
+        #expect(!kinds.contains(.reconnectFailed))
+    }
+
     @Test("a broker gone for good: send ends with timedOut at its deadline instead of waiting forever")
     func brokerGone() async throws {
         let fixture = try await EmulatorFixture.start()
