@@ -90,6 +90,7 @@ struct DemoCommand: AsyncParsableCommand {
                 gatewayHostName: "localhost", port: endpoints.mqtt.port, trustRoots: trust
             )
             let client = try HubMQTTClient(configuration: mqttConfiguration)
+            try await client.subscribe(to: [.cloudToDeviceMessages, .methodRequests, .desiredPropertyPatches])
             try await steps.run("connect over MQTT (TLS, SAS password, username with api-version)") { try await client.connect() }
             try await steps.run("send telemetry with $.ct=application/json, $.ce=utf-8 and a custom property") {
                 var message = TelemetryMessage(text: #"{"temperature":21.5,"humidity":40}"#, contentType: "application/json", contentEncoding: "utf-8")

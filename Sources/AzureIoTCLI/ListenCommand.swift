@@ -35,6 +35,8 @@ struct ListenCommand: AsyncParsableCommand {
             return
         }
         let client = try HubMQTTClient(configuration: try self.connection.configuration())
+        // Everything below is read, so the first connection subscribes to all of it.
+        try await client.subscribe(to: Set(HubMQTTClient.Inbound.allCases))
         try await client.connect()
         emit("listening as \(client.configuration.identity.clientId)")
         let status = self.methodStatus

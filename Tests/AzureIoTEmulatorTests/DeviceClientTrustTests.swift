@@ -157,6 +157,69 @@ struct DeviceClientTrustTests {
         #expect(!kinds.contains(.reconnectFailed))
     }
 
+    /// Waits (bounded) until `condition` holds, checking every 20 ms.
+    static func eventually(_ what: String, within limit: Duration = .seconds(10), _ condition: () async -> Bool) async throws {
+        let deadline = ContinuousClock.now + limit
+        while !(await condition()) {
+            guard ContinuousClock.now < deadline else { throw HubMQTTError(.timedOut, "\(what) did not happen within \(limit)") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    @Test("C2D not taken by the application is not acknowledged and comes again after a reconnect; taken, it is completed")
+    func cloudToDeviceTakenOrNot() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let first = try Self.client(fixture)
+        try await first.subscribe(to: [.cloudToDeviceMessages])
+        try await first.connect()
+        let id = try await fixture.emulator.sendCloudToDevice(deviceId: "dev1", body: Array("reboot".utf8))
+        try await Self.eventually("the message reaching the stream") { first.cloudToDeviceMessages.bufferedCount == 1 }
+        let record = await fixture.emulator.cloudToDeviceMessages().first { $0.messageId == id }
+        #expect(record?.state == .delivered, "delivered, not completed: the application has not taken it")
+        // The process goes away without taking it (a crash would do the same).
+        await first.disconnect()
+
+        let second = try Self.client(fixture)
+        try await second.connect()
+        var iterator = second.cloudToDeviceMessages.makeAsyncIterator()
+        let again = try #require(await iterator.next())
+        #expect(again.messageId == id && again.body == Array("reboot".utf8))
+        _ = try await fixture.emulator.waitForCloudToDevice(messageId: id, state: .completed)
+        await second.disconnect()
+    }
+
+    @Test("pushed traffic is subscribed on demand: a client that never reads methods is not sent any; a full method buffer answers 503 at once")
+    func subscribeOnDemandAndBoundedMethods() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        var configuration = HubMQTTConfiguration(
+            identity: HubMQTTIdentity(hubHost: fixture.hubHost, deviceId: "dev1"),
+            authentication: .sas(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey))),
+            gatewayHostName: "localhost", port: fixture.endpoints.mqtt.port, trustRoots: fixture.trust
+        )
+        configuration.inboundBufferSize = 1
+        let client = try HubMQTTClient(configuration: configuration)
+        try await client.connect()
+        let unsubscribed = await #expect(throws: EmulatorError.self) {
+            _ = try await fixture.emulator.invokeMethod(deviceId: "dev1", name: "nobody-listens", timeout: .seconds(5))
+        }
+        #expect(unsubscribed?.code == .deviceNotConnected, "IoT Hub's 404: connected but not subscribed to methods")
+
+        try await client.subscribe(to: [.methodRequests])
+        // The first call fills the one-place buffer (nobody takes it); the second is answered 503 by the client.
+        let waiting = Task { try await fixture.emulator.invokeMethod(deviceId: "dev1", name: "first", timeout: .seconds(30)) }
+        try await Self.eventually("the first call reaching the stream") { client.methodRequests.bufferedCount == 1 }
+        let busy = try await fixture.emulator.invokeMethod(deviceId: "dev1", name: "second", timeout: .seconds(30))
+        #expect(busy.status == 503)
+        var methods = client.methodRequests.makeAsyncIterator()
+        let call = try #require(await methods.next())
+        #expect(call.name == "first")
+        try await call.respond(status: 200)
+        #expect(try await waiting.value.status == 200)
+        await client.disconnect()
+    }
+
     @Test("a broker gone for good: send ends with timedOut at its deadline instead of waiting forever")
     func brokerGone() async throws {
         let fixture = try await EmulatorFixture.start()

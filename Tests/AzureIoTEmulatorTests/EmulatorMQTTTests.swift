@@ -124,6 +124,7 @@ struct EmulatorMQTTTests {
         #expect(try await client.updateReportedProperties(Array(#"{"fw":null,"battery":90}"#.utf8)) == 3)
         #expect(try await fixture.emulator.twin(deviceId: "dev1").reported == .object(["battery": .number(90)]))
 
+        try await client.subscribe(to: [.desiredPropertyPatches])
         var patches = client.desiredPropertyPatches.makeAsyncIterator()
         #expect(try await fixture.emulator.updateDesiredProperties(deviceId: "dev1", patch: .object(["interval": .number(30)])) == 2)
         let patch = try #require(await patches.next())
@@ -142,6 +143,7 @@ struct EmulatorMQTTTests {
         #expect(offline?.code == .deviceNotConnected)
         let client = try fixture.mqtt()
         try await client.connect()
+        try await client.subscribe(to: [.methodRequests])
         let responder = Task {
             var answered = 0
             for await request in client.methodRequests {

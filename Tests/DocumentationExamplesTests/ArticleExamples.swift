@@ -178,6 +178,7 @@ enum ArticleExamples {
         try await sending.value
 
         // Act as the service: a direct method and a desired-property patch.
+        try await client.subscribe(to: [.methodRequests])
         let answering = Task {
             for await request in client.methodRequests {
                 try await request.respond(status: 200, payload: Array(#"{"ok":true}"#.utf8))

@@ -95,6 +95,7 @@ struct HubMQTTClientTests {
         let broker = try await MosquittoBroker(pki: pki)
         let hubSide = try await HubSideSubscriber(broker: broker, filters: ["$iothub/#"])
         let client = try HubMQTTClient(configuration: try await Self.configuration(broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword()))
+        try await client.subscribe(to: Set(HubMQTTClient.Inbound.allCases))
         try await client.connect()
 
         try broker.hubPublish(topic: "devices/dev1/messages/devicebound/%24.to=%2Fdevices%2Fdev1%2Fmessages%2FdeviceBound&%24.mid=c2d-1&%24.ct=application%2Fjson&k1=v%201&flag&empty=", payload: "hello")

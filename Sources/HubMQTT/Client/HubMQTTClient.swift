@@ -10,17 +10,33 @@ public final class HubMQTTClient: Sendable {
     private let session: HubMQTTSession
     /// The configuration.
     public let configuration: HubMQTTConfiguration
-    /// Cloud-to-device messages (PUBACKed on receipt; unbounded buffer: consume them).
+    /// Cloud-to-device messages. Iterating subscribes to them; each is acknowledged (PUBACK) when taken, so one the
+    /// application never took is delivered again after a reconnect. A full buffer leaves further messages
+    /// unacknowledged (the hub redelivers them; IoT Hub holds at most 50 unacknowledged per device anyway).
     public let cloudToDeviceMessages: HubStream<CloudToDeviceMessage>
-    /// Desired-property patches, plus the whole desired section when it changed while the client was offline.
+    /// Desired-property patches. Iterating subscribes to them; after a reconnect, and after patches were dropped on a
+    /// full buffer, the twin is read again and the whole desired section arrives (``DesiredPropertyPatch/isFullDocument``).
     public let desiredPropertyPatches: HubStream<DesiredPropertyPatch>
-    /// Direct-method calls; answer each with ``MethodRequest/respond(status:payload:)``.
+    /// Direct-method calls; answer each with ``MethodRequest/respond(status:payload:)``. Iterating subscribes to
+    /// them; a call that finds the buffer full is answered 503 at once.
     public let methodRequests: HubStream<MethodRequest>
     /// Connection state changes with reasons (keeps the newest 256 if not consumed).
     public let connectionEvents: HubStream<ConnectionEvent>
 
+    /// The kinds of traffic the hub pushes once the device subscribes to them.
+    public enum Inbound: Int, Sendable, Hashable, Comparable, CaseIterable {
+        /// Cloud-to-device messages (``cloudToDeviceMessages``).
+        case cloudToDeviceMessages
+        /// Desired-property patches (``desiredPropertyPatches``).
+        case desiredPropertyPatches
+        /// Direct-method calls (``methodRequests``).
+        case methodRequests
+
+        public static func < (lhs: Inbound, rhs: Inbound) -> Bool { lhs.rawValue < rhs.rawValue }
+    }
+
     /// A client; nothing is sent until ``connect()``. Throws ``HubMQTTError/Code/invalidArgument`` for a keep-alive
-    /// above IoT Hub's 1177 s or a window below 1.
+    /// above IoT Hub's 1177 s, a window below 1 or a buffer size below 1.
     public init(configuration: HubMQTTConfiguration, logger: Logger = TLSConnection.disabledLogger) throws(HubMQTTError) {
         guard configuration.keepAlive > .zero, configuration.keepAlive <= .seconds(1177) else {
             throw HubMQTTError(.invalidArgument, "keep-alive must be between 1 and 1177 seconds for IoT Hub")
@@ -28,19 +44,37 @@ public final class HubMQTTClient: Sendable {
         guard configuration.inflightWindow >= 1, !configuration.identity.deviceId.isEmpty else {
             throw HubMQTTError(.invalidArgument, "the in-flight window must be at least 1 and the device id non-empty")
         }
+        guard configuration.inboundBufferSize >= 1 else {
+            throw HubMQTTError(.invalidArgument, "the inbound buffer size must be at least 1")
+        }
         self.configuration = configuration
-        let (c2d, c2dContinuation) = HubStream<CloudToDeviceMessage>.make(bufferingPolicy: .unbounded)
-        let (desired, desiredContinuation) = HubStream<DesiredPropertyPatch>.make(bufferingPolicy: .unbounded)
-        let (methods, methodsContinuation) = HubStream<MethodRequest>.make(bufferingPolicy: .unbounded)
-        let (events, eventsContinuation) = HubStream<ConnectionEvent>.make(bufferingPolicy: .bufferingNewest(256))
-        self.cloudToDeviceMessages = c2d
-        self.desiredPropertyPatches = desired
-        self.methodRequests = methods
-        self.connectionEvents = events
-        self.session = HubMQTTSession(
-            configuration: configuration, logger: logger, cloudToDevice: c2dContinuation, desired: desiredContinuation,
-            methods: methodsContinuation, events: eventsContinuation
+        let size = configuration.inboundBufferSize
+        let c2d = InboundQueue<CloudToDeviceMessage>(capacity: size, overflow: .refuseNewest)
+        let desired = InboundQueue<DesiredPropertyPatch>(capacity: size, overflow: .refuseNewest)
+        let methods = InboundQueue<MethodRequest>(capacity: size, overflow: .refuseNewest)
+        let events = InboundQueue<ConnectionEvent>(capacity: 256, overflow: .dropOldest)
+        self.cloudToDeviceMessages = HubStream(queue: c2d)
+        self.desiredPropertyPatches = HubStream(queue: desired)
+        self.methodRequests = HubStream(queue: methods)
+        self.connectionEvents = HubStream(queue: events)
+        let session = HubMQTTSession(
+            configuration: configuration, logger: logger, cloudToDevice: c2d, desired: desired, methods: methods, events: events
         )
+        self.session = session
+        // Iterating a stream subscribes to its traffic; taking a C2D message acknowledges it.
+        c2d.setHandlers(onDemand: { [weak session] in Task { try? await session?.subscribe(to: [.cloudToDeviceMessages]) } },
+                        onTake: { [weak session] message in session?.cloudToDeviceTaken(message) })
+        desired.setHandlers(onDemand: { [weak session] in Task { try? await session?.subscribe(to: [.desiredPropertyPatches]) } },
+                            onTake: { [weak session] _ in Task { await session?.desiredTaken() } })
+        methods.setHandlers(onDemand: { [weak session] in Task { try? await session?.subscribe(to: [.methodRequests]) } }, onTake: nil)
+    }
+
+    /// Subscribes to the given kinds of pushed traffic now and waits for the hub's SUBACK (before ``connect()``:
+    /// the connection subscribes to them). Iterating a stream does the same without waiting; call this first when
+    /// the cloud side acts right away (a method call on a device that has not subscribed fails with 404).
+    /// Throws ``HubMQTTError/Code/subscriptionRefused``, or ``HubMQTTError/Code/timedOut`` while reconnecting.
+    public func subscribe(to kinds: Set<Inbound>) async throws {
+        try await self.session.subscribe(to: kinds)
     }
 
     /// Connects (TLS, CONNECT, subscriptions). Throws ``HubMQTTError/Code/connectionRefused`` when the broker

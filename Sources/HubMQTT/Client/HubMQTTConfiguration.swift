@@ -24,6 +24,9 @@ public struct HubMQTTConfiguration: Sendable {
     public var keepAlive: Duration
     /// QoS 1 PUBLISHes that may await PUBACK at once.
     public var inflightWindow: Int
+    /// How many C2D messages, desired patches and method calls each stream buffers for the application (default 64):
+    /// see each stream for what happens when it is full.
+    public var inboundBufferSize: Int = 64
     /// MQTT clean session (IoT Hub SDKs keep sessions: false).
     public var cleanSession: Bool
     /// When to reconnect after the connection is lost, and when to stop (see `RetryPolicy`): by default 1 s doubling

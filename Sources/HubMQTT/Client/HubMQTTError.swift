@@ -48,6 +48,8 @@ public struct HubMQTTError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let shutDown = Code("shutDown")
         /// The retry policy gave up reconnecting (permanent failures, or its attempt limit); the client is shut down.
         public static let retriesExhausted = Code("retriesExhausted")
+        /// The hub refused a SUBSCRIBE (SUBACK failure).
+        public static let subscriptionRefused = Code("subscriptionRefused")
         /// IoT Hub answered a twin request with an error status.
         public static let twinRequestFailed = Code("twinRequestFailed")
         /// An answer did not come in time.

@@ -42,18 +42,25 @@ actor HubMQTTSession {
     /// Why the session ended, when it ended on its own (the retry policy gave up).
     private(set) var terminalError: HubMQTTError?
 
-    let cloudToDevice: AsyncStream<CloudToDeviceMessage>.Continuation
-    let desired: AsyncStream<DesiredPropertyPatch>.Continuation
-    let methods: AsyncStream<MethodRequest>.Continuation
-    let events: AsyncStream<ConnectionEvent>.Continuation
+    /// The kinds of pushed traffic the application asked for (subscribed on every connection), and those the
+    /// current connection has a SUBACK for.
+    private var wanted: Set<HubMQTTClient.Inbound> = []
+    private var subscribed: Set<HubMQTTClient.Inbound> = []
+    /// Set when a desired patch found its stream full: the twin is read again once the application catches up.
+    private var desiredOverflowed = false
+
+    nonisolated let cloudToDevice: InboundQueue<CloudToDeviceMessage>
+    nonisolated let desired: InboundQueue<DesiredPropertyPatch>
+    nonisolated let methods: InboundQueue<MethodRequest>
+    nonisolated let events: InboundQueue<ConnectionEvent>
 
     init(
         configuration: HubMQTTConfiguration,
         logger: Logger,
-        cloudToDevice: AsyncStream<CloudToDeviceMessage>.Continuation,
-        desired: AsyncStream<DesiredPropertyPatch>.Continuation,
-        methods: AsyncStream<MethodRequest>.Continuation,
-        events: AsyncStream<ConnectionEvent>.Continuation
+        cloudToDevice: InboundQueue<CloudToDeviceMessage>,
+        desired: InboundQueue<DesiredPropertyPatch>,
+        methods: InboundQueue<MethodRequest>,
+        events: InboundQueue<ConnectionEvent>
     ) {
         self.configuration = configuration
         self.operationTimeout = configuration.operationTimeout
@@ -127,9 +134,12 @@ actor HubMQTTSession {
             return
         }
         self.install(opened.connection, generation: generation, leftover: opened.leftover)
+        let kinds = self.wanted
+        self.subscribed = []
         let subscribe = SubscribePacket(
             packetId: self.pipeline.reservePacketId(),
-            subscriptions: self.topics.subscriptions.map { .init(topicFilter: $0, qos: .atLeastOnce) }
+            subscriptions: ([HubTopics.twinResponseFilter] + kinds.sorted().map { self.topics.filter(for: $0) })
+                .map { .init(topicFilter: $0, qos: .atLeastOnce) }
         )
         let suback: SubAckPacket
         do {
@@ -143,7 +153,60 @@ actor HubMQTTSession {
         if suback.returnCodes.contains(.failure) {
             self.logger.warning("a subscription was refused", metadata: ["codes": "\(suback.returnCodes.map(\.rawValue))"])
         }
+        for (kind, code) in zip(kinds.sorted(), suback.returnCodes.dropFirst()) where code != .failure { self.subscribed.insert(kind) }
         self.perform(self.lifecycle.subscribed(generation: generation, now: .now))
+    }
+
+    // MARK: - Subscribing on demand
+
+    /// Adds `kinds` to what the client subscribes to, on this connection (waiting for the SUBACK) and every later
+    /// one. While the client is not connected yet, the next connection subscribes; while it reconnects, this waits
+    /// for the connection within the operation time-out.
+    func subscribe(to kinds: Set<HubMQTTClient.Inbound>) async throws {
+        self.wanted.formUnion(kinds)
+        let deadline = ContinuousClock.now + self.configuration.operationTimeout
+        while true {
+            switch self.lifecycle.phase {
+            case .idle: return
+            case .shutDown: throw self.terminalError ?? HubMQTTError(.shutDown, "the client was shut down")
+            default: break
+            }
+            try await self.awaitConnection(until: deadline)
+            let missing = kinds.subtracting(self.subscribed).sorted()
+            guard !missing.isEmpty, let generation = self.lifecycle.liveGeneration else { return }
+            let packet = SubscribePacket(
+                packetId: self.pipeline.reservePacketId(),
+                subscriptions: missing.map { .init(topicFilter: self.topics.filter(for: $0), qos: .atLeastOnce) }
+            )
+            do {
+                let suback = try await self.request(packet)
+                guard generation == self.lifecycle.liveGeneration else { continue }
+                for (kind, code) in zip(missing, suback.returnCodes) where code != .failure { self.subscribed.insert(kind) }
+                if suback.returnCodes.contains(.failure) {
+                    throw HubMQTTError(.subscriptionRefused, "the hub refused the subscription to \(missing.filter { !self.subscribed.contains($0) })")
+                }
+                return
+            } catch let error as HubMQTTError where error.code == .notConnected && ContinuousClock.now < deadline && !self.ended {
+                // The connection went while subscribing: the next one subscribes to everything wanted.
+                continue
+            }
+        }
+    }
+
+    /// The application took a cloud-to-device message: now it is acknowledged (on the connection it came on).
+    nonisolated func cloudToDeviceTaken(_ message: CloudToDeviceMessage) {
+        guard let delivery = message.delivery else { return }
+        try? self.pipeline.enqueue(.puback(packetId: delivery.packetId), generation: delivery.generation) { writer in
+            Task { await self.write(writer) }
+        }
+    }
+
+    /// The application took a desired patch: if patches were dropped on a full stream, the twin is read again once
+    /// there is room, and its whole desired section is delivered.
+    func desiredTaken() async {
+        guard self.desiredOverflowed, self.desired.count < self.desired.capacity else { return }
+        self.desiredOverflowed = false
+        await self.reconcileTwin()
     }
 
     private func attemptFailed(_ error: any Error) {
@@ -173,7 +236,7 @@ actor HubMQTTSession {
         case .openConnection:
             self.startAttempt()
         case .connected(let reconcileTwin):
-            self.events.yield(ConnectionEvent(kind: .connected, reason: "CONNACK accepted"))
+            self.events.offer(ConnectionEvent(kind: .connected, reason: "CONNACK accepted"))
             self.logger.debug("connected", metadata: ["host": "\(self.configuration.connectHost)", "clientId": "\(self.configuration.identity.clientId)"])
             self.resumeConnectWaiters()
             if reconcileTwin { Task { await self.reconcileTwin() } }
@@ -181,10 +244,10 @@ actor HubMQTTSession {
             if let dropped {
                 self.logger.info("connection lost", metadata: ["reason": "\(reason)"])
                 self.dropConnection(generation: dropped, reason: reason)
-                self.events.yield(ConnectionEvent(kind: .disconnected, reason: reason))
+                self.events.offer(ConnectionEvent(kind: .disconnected, reason: reason))
             } else {
                 self.logger.debug("connect attempt failed", metadata: ["error": "\(reason)", "wait": "\(delay)"])
-                self.events.yield(ConnectionEvent(kind: .reconnectFailed, reason: "\(reason); next attempt in \(delay)"))
+                self.events.offer(ConnectionEvent(kind: .reconnectFailed, reason: "\(reason); next attempt in \(delay)"))
             }
             self.retryTask = Task {
                 try? await Task.sleep(for: delay)
@@ -215,10 +278,10 @@ actor HubMQTTSession {
     private func renew(generation: Int) {
         guard generation == self.connectionGeneration, self.connection != nil else { return }
         self.logger.info("renewing the SAS token by reconnecting", metadata: ["inflight": "\(self.pipeline.inflightCount)"])
-        self.events.yield(ConnectionEvent(kind: .renewingToken, reason: "the SAS token reached its renewal time"))
+        self.events.offer(ConnectionEvent(kind: .renewingToken, reason: "the SAS token reached its renewal time"))
         self.enqueue(.disconnect)
         self.dropConnection(generation: generation, reason: "renewing the SAS token")
-        self.events.yield(ConnectionEvent(kind: .disconnected, reason: "renewing the SAS token"))
+        self.events.offer(ConnectionEvent(kind: .disconnected, reason: "renewing the SAS token"))
         self.startAttempt()
     }
 
@@ -368,7 +431,7 @@ actor HubMQTTSession {
             try? await connection.write(unwritten + MQTTPacket.disconnect.encoded(), timeout: .seconds(2))
             connection.close()
         }
-        self.events.yield(event)
+        self.events.offer(event)
         self.cloudToDevice.finish()
         self.desired.finish()
         self.methods.finish()
@@ -419,12 +482,13 @@ actor HubMQTTSession {
 
     /// Re-reads the twin after a reconnect and reports the desired section if it changed while offline.
     private func reconcileTwin() async {
-        guard let twin = try? await self.twin() else { return }
+        // Nobody reads desired properties: no stale document is left waiting in the stream.
+        guard self.desired.isDemanded, let twin = try? await self.twin() else { return }
         if let version = twin.desiredVersion, version != self.lastDesiredVersion {
             self.lastDesiredVersion = version
             let desired = (try? JSONSerialization.jsonObject(with: Data(twin.json)) as? [String: Any])?["desired"]
             let json = desired.flatMap { try? JSONSerialization.data(withJSONObject: $0) }.map { Array($0) } ?? []
-            self.desired.yield(DesiredPropertyPatch(version: version, json: json, isFullDocument: true))
+            self.desired.offer(DesiredPropertyPatch(version: version, json: json, isFullDocument: true))
         }
     }
 
@@ -480,8 +544,9 @@ actor HubMQTTSession {
             self.pipeline.releasePacketId(suback.packetId)
             waiter.resume(returning: suback)
         case .publish(let publish):
-            if let id = publish.packetId, publish.qos == .atLeastOnce { self.enqueue(.puback(packetId: id)) }
-            try self.route(publish)
+            // A C2D message is acknowledged when the application takes it; everything else on receipt.
+            let acknowledgeNow = try self.route(publish, generation: generation)
+            if acknowledgeNow, let id = publish.packetId, publish.qos == .atLeastOnce { self.enqueue(.puback(packetId: id)) }
         case .pingresp, .unsuback:
             break
         default:
@@ -489,27 +554,44 @@ actor HubMQTTSession {
         }
     }
 
-    private func route(_ publish: PublishPacket) throws {
+    /// Hands an incoming PUBLISH to its stream; returns whether to PUBACK it now.
+    private func route(_ publish: PublishPacket, generation: Int) throws -> Bool {
         switch try self.topics.classify(publish.topic) {
         case .cloudToDevice(let bag):
             let properties = try PropertyBag(parsing: bag)
-            self.cloudToDevice.yield(CloudToDeviceMessage(body: publish.payload, properties: properties))
+            let delivery = publish.packetId.map { (packetId: $0, generation: generation) }
+            let message = CloudToDeviceMessage(body: publish.payload, properties: properties, delivery: publish.qos == .atLeastOnce ? delivery : nil)
+            if !self.cloudToDevice.offer(message) {
+                // Not acknowledged: the hub delivers it again after a reconnect.
+                self.logger.warning("the cloud-to-device stream is full; the message is left unacknowledged",
+                                    metadata: ["capacity": "\(self.cloudToDevice.capacity)"])
+            }
+            return false
         case .twinResponse(let status, let query):
             if let rid = query["$rid"] { self.twinWaiters.removeValue(forKey: rid)?.resume(returning: (status, query, publish.payload)) }
         case .desiredPatch(let query):
             let version = query["$version"].flatMap { Int($0) }
-            if let version { self.lastDesiredVersion = version }
-            self.desired.yield(DesiredPropertyPatch(version: version, json: publish.payload, isFullDocument: false))
+            if self.desired.offer(DesiredPropertyPatch(version: version, json: publish.payload, isFullDocument: false)) {
+                if let version { self.lastDesiredVersion = version }
+            } else {
+                self.desiredOverflowed = true
+                self.logger.warning("the desired-properties stream is full; the twin is read again once there is room")
+            }
         case .methodRequest(let name, let query):
             guard let rid = query["$rid"] else { throw HubMQTTError(.malformedTopic, "a method request has no $rid") }
             let request = MethodRequest(name: name, requestId: rid, payload: publish.payload) { [weak self] status, payload in
                 guard let self else { throw HubMQTTError(.shutDown, "the client is gone") }
                 try await self.respond(rid: rid, status: status, payload: payload)
             }
-            self.methods.yield(request)
+            if !self.methods.offer(request) {
+                // The caller learns at once that the device is busy instead of waiting for its time-out.
+                self.enqueue(.publish(PublishPacket(topic: HubTopics.methodResponse(status: 503, rid: rid),
+                                                    payload: Array(#"{"message":"the device has too many method calls waiting"}"#.utf8))))
+            }
         case .other:
             self.logger.debug("message on an unexpected topic", metadata: ["topic": "\(publish.topic)"])
         }
+        return true
     }
 
     // MARK: - Writing

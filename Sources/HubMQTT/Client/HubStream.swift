@@ -1,21 +1,27 @@
-/// An `AsyncSequence` of what the hub pushes (C2D messages, desired patches, method calls, connection events).
-/// Wraps `AsyncStream` so the backing type can change; ends when the client shuts down.
+/// An `AsyncSequence` of what the hub pushes (C2D messages, desired patches, method calls, connection events), with a
+/// bounded buffer. Iterating it is what asks the hub for that kind of traffic: the client subscribes to C2D, desired
+/// patches or methods when their stream is first iterated (``HubMQTTClient/subscribe(to:)`` does it ahead of time and
+/// waits for the SUBACK). Ends when the client shuts down.
 public struct HubStream<Element: Sendable>: AsyncSequence, Sendable {
-    let stream: AsyncStream<Element>
+    let queue: InboundQueue<Element>
 
     /// The iterator of a ``HubStream``.
     public struct AsyncIterator: AsyncIteratorProtocol {
-        var iterator: AsyncStream<Element>.AsyncIterator
-        /// The next element, or `nil` once the client shut down.
-        public mutating func next() async -> Element? { await self.iterator.next() }
+        let queue: InboundQueue<Element>
+        /// The next element; `nil` once the client shut down, when the task is cancelled, or for a second iterator
+        /// while another one waits (a stream has one consumer).
+        public mutating func next() async -> Element? { await self.queue.next() }
     }
 
-    /// Starts iterating; the stream has one consumer.
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(iterator: self.stream.makeAsyncIterator()) }
-
-    /// A stream and the continuation that feeds it, with an explicit buffering policy.
-    static func make(bufferingPolicy: AsyncStream<Element>.Continuation.BufferingPolicy) -> (HubStream, AsyncStream<Element>.Continuation) {
-        let (stream, continuation) = AsyncStream.makeStream(of: Element.self, bufferingPolicy: bufferingPolicy)
-        return (HubStream(stream: stream), continuation)
+    /// Starts iterating (and, for hub traffic, subscribing to it).
+    public func makeAsyncIterator() -> AsyncIterator {
+        self.queue.demand()
+        return AsyncIterator(queue: self.queue)
     }
+
+    /// How many elements the stream buffers for the application.
+    public var capacity: Int { self.queue.capacity }
+
+    /// Elements waiting to be taken.
+    public var bufferedCount: Int { self.queue.count }
 }

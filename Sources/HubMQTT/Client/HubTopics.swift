@@ -17,9 +17,16 @@ struct HubTopics: Sendable {
     static let desiredPatchPrefix = "$iothub/twin/PATCH/properties/desired/"
     static let methodRequestPrefix = "$iothub/methods/POST/"
 
-    /// The filters subscribed on every connection (IoT Hub allows 5).
-    var subscriptions: [String] {
-        [self.cloudToDevicePrefix + "#", "$iothub/twin/res/#", "$iothub/twin/PATCH/properties/desired/#", "$iothub/methods/POST/#"]
+    /// The filter subscribed on every connection: twin responses (they only answer the client's own requests).
+    static let twinResponseFilter = "$iothub/twin/res/#"
+
+    /// The filter for one kind of pushed traffic (IoT Hub allows 5 subscriptions; the client uses at most 4).
+    func filter(for kind: HubMQTTClient.Inbound) -> String {
+        switch kind {
+        case .cloudToDeviceMessages: self.cloudToDevicePrefix + "#"
+        case .desiredPropertyPatches: "$iothub/twin/PATCH/properties/desired/#"
+        case .methodRequests: "$iothub/methods/POST/#"
+        }
     }
 
     static func twinGet(rid: UInt32) -> String { "$iothub/twin/GET/?$rid=\(rid)" }

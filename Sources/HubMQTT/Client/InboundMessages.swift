@@ -1,9 +1,19 @@
-/// A cloud-to-device message. Over MQTT it is completed (PUBACKed) on receipt: MQTT has no reject or abandon.
+/// A cloud-to-device message. Over MQTT it is completed (PUBACKed) when the application takes it from
+/// ``HubMQTTClient/cloudToDeviceMessages``: one the process did not take before a crash or a reconnect is delivered
+/// again. MQTT has no reject or abandon.
 public struct CloudToDeviceMessage: Sendable {
     /// The body.
     public let body: [UInt8]
     /// Every property from the topic, system keys with their `$.` prefix.
     public let properties: PropertyBag
+    /// The PUBLISH's packet id and connection, for the PUBACK sent when the application takes the message.
+    let delivery: (packetId: UInt16, generation: Int)?
+
+    init(body: [UInt8], properties: PropertyBag, delivery: (packetId: UInt16, generation: Int)? = nil) {
+        self.body = body
+        self.properties = properties
+        self.delivery = delivery
+    }
 
     /// `$.mid`.
     public var messageId: String? { self.properties["$.mid"] }

@@ -151,11 +151,14 @@ final class PublishPipeline: Sendable {
 
     // MARK: - Sending
 
-    /// Queues a packet for the current connection (dropped while disconnected: the session re-sends what matters).
-    func enqueue(_ packet: MQTTPacket, startWriting: (Writer) -> Void) throws(MQTTCodecError) {
-        if let writer = try self.state.withLock({ state throws(MQTTCodecError) in try state.queue(packet) }) {
-            startWriting(writer)
+    /// Queues a packet for the current connection (dropped while disconnected: the session re-sends what matters),
+    /// or only for connection `generation` when given (a PUBACK belongs to the connection its PUBLISH came on).
+    func enqueue(_ packet: MQTTPacket, generation: Int? = nil, startWriting: (Writer) -> Void) throws(MQTTCodecError) {
+        let writer = try self.state.withLock { state throws(MQTTCodecError) -> Writer? in
+            if let generation, generation != state.generation { return nil }
+            return try state.queue(packet)
         }
+        if let writer { startWriting(writer) }
     }
 
     /// Sends a QoS 0 PUBLISH now. Throws ``HubMQTTError/Code/notConnected`` while disconnected (QoS 0 is not queued)
