@@ -220,6 +220,90 @@ struct DeviceClientTrustTests {
         await client.disconnect()
     }
 
+    /// A client that keeps retrying refused connects every 200 ms (the emulator refuses while a test keeps it offline).
+    static func patientClient(_ fixture: EmulatorFixture, window: Int = 16, maximumQueued: Int = 1000) throws -> HubMQTTClient {
+        var configuration = HubMQTTConfiguration(
+            identity: HubMQTTIdentity(hubHost: fixture.hubHost, deviceId: "dev1"),
+            authentication: .sas(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey))),
+            gatewayHostName: "localhost", port: fixture.endpoints.mqtt.port, trustRoots: fixture.trust, inflightWindow: window
+        )
+        configuration.retryPolicy = RetryPolicy(initialDelay: .milliseconds(200), maximumDelay: .milliseconds(200), maximumPermanentFailures: 10_000)
+        configuration.maximumQueuedMessages = maximumQueued
+        return try HubMQTTClient(configuration: configuration)
+    }
+
+    /// Takes the client offline: every CONNECT is refused until `online` is called.
+    static func offline(_ fixture: EmulatorFixture, _ client: HubMQTTClient) async throws {
+        await fixture.emulator.injectFaults { $0.refuseConnections = 1_000_000 }
+        await fixture.emulator.dropConnection(deviceId: "dev1")
+        try await Self.eventually("the client noticing the drop") { await !client.isConnected }
+    }
+
+    static func online(_ fixture: EmulatorFixture) async {
+        await fixture.emulator.injectFaults { $0.refuseConnections = 0 }
+    }
+
+    @Test("telemetry expiry: a message queued while offline expires on time with expired and is never sent; the rest arrive, with $.exp")
+    func expiry() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let client = try Self.patientClient(fixture)
+        try await client.connect()
+        try await Self.offline(fixture, client)
+
+        var shortLived = TelemetryMessage(text: "stale in 1 s")
+        shortLived.expire(after: .seconds(1))
+        var longLived = TelemetryMessage(text: "good for a minute")
+        longLived.expire(after: .seconds(60))
+        let clock = ContinuousClock()
+        let start = clock.now
+        let stale = Task { try await client.send(shortLived, timeout: .seconds(30)) }
+        let good = Task { try await client.send(longLived, timeout: .seconds(30)) }
+        let plain = Task { try await client.send(TelemetryMessage(text: "no expiry"), timeout: .seconds(30)) }
+        let error = await #expect(throws: HubMQTTError.self) { try await stale.value }
+        let waited = clock.now - start
+        #expect(error?.code == .expired)
+        #expect(waited >= .seconds(1) && waited < .seconds(10), "expired after \(waited)")
+
+        await Self.online(fixture)
+        try await good.value
+        try await plain.value
+        let received = try await fixture.emulator.waitForTelemetry(count: 2)
+        #expect(Set(received.map(\.bodyText)) == ["good for a minute", "no expiry"])
+        let exp = received.first { $0.bodyText == "good for a minute" }?.systemProperties["exp"]
+        #expect(exp?.hasSuffix("Z") == true && exp?.count == 24, "ISO 8601 UTC with milliseconds, got \(exp ?? "nil")")
+        #expect(await client.pendingMessageCount == 0)
+        // A message already past its expiry is refused before anything is queued.
+        var expired = TelemetryMessage(text: "too late")
+        expired.deadline = clock.now - .seconds(1)
+        await #expect(throws: HubMQTTError(.expired, "")) { try await client.send(expired) }
+        await client.disconnect()
+        #expect(await fixture.emulator.telemetry().count == 2, "the expired messages never reached the hub")
+    }
+
+    @Test("the offline queue is bounded: past maximumQueuedMessages a send throws queueFull at once and loses nothing queued")
+    func boundedOfflineQueue() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let client = try Self.patientClient(fixture, window: 1, maximumQueued: 2)
+        try await client.connect()
+        try await Self.offline(fixture, client)
+        // One in the (offline) window, two waiting for room: the fourth does not fit.
+        var queued: [Task<Void, any Error>] = []
+        for index in 0..<3 {
+            queued.append(Task { try await client.send(TelemetryMessage(text: "queued \(index)"), timeout: .seconds(30)) })
+            try await Self.eventually("send \(index) to be queued") {
+                await client.pendingMessageCount == 1 && (index == 0 || client.queuedMessageCount == index)
+            }
+        }
+        await #expect(throws: HubMQTTError(.queueFull, "")) { try await client.send(TelemetryMessage(text: "one too many")) }
+        await Self.online(fixture)
+        for task in queued { try await task.value }
+        let received = try await fixture.emulator.waitForTelemetry(count: 3)
+        #expect(Set(received.map(\.bodyText)) == ["queued 0", "queued 1", "queued 2"])
+        await client.disconnect()
+    }
+
     @Test("a broker gone for good: send ends with timedOut at its deadline instead of waiting forever")
     func brokerGone() async throws {
         let fixture = try await EmulatorFixture.start()

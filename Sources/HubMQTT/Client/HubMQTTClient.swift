@@ -142,6 +142,10 @@ public final class HubMQTTClient: Sendable {
         try await self.session.updateReportedProperties(json)
     }
 
+    /// QoS 1 messages waiting for room in the in-flight window (offline, or with the window full); at most the
+    /// configuration's ``HubMQTTConfiguration/maximumQueuedMessages``.
+    public var queuedMessageCount: Int { self.session.waitingCount }
+
     /// QoS 1 messages not yet acknowledged.
     public var pendingMessageCount: Int { get async { await self.session.inflightCount } }
 

@@ -27,6 +27,10 @@ public struct HubMQTTConfiguration: Sendable {
     /// How many C2D messages, desired patches and method calls each stream buffers for the application (default 64):
     /// see each stream for what happens when it is full.
     public var inboundBufferSize: Int = 64
+    /// How many QoS 1 messages may wait to be sent (while offline or with the window full) beyond the in-flight
+    /// window (default 1,000). One more makes ``HubMQTTClient/send(_:qos:timeout:)`` throw
+    /// ``HubMQTTError/Code/queueFull`` at once, so a gateway that is offline for hours holds a known amount of memory.
+    public var maximumQueuedMessages: Int = 1000
     /// MQTT clean session (IoT Hub SDKs keep sessions: false).
     public var cleanSession: Bool
     /// When to reconnect after the connection is lost, and when to stop (see `RetryPolicy`): by default 1 s doubling

@@ -52,6 +52,12 @@ public struct HubMQTTError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let subscriptionRefused = Code("subscriptionRefused")
         /// IoT Hub answered a twin request with an error status.
         public static let twinRequestFailed = Code("twinRequestFailed")
+        /// A telemetry message reached its own expiry (``TelemetryMessage/deadline``) before IoT Hub acknowledged it;
+        /// it is not sent (again).
+        public static let expired = Code("expired")
+        /// The offline queue or the write queue is full (``HubMQTTConfiguration/maximumQueuedMessages``); nothing was
+        /// queued. Try later, or drop the message.
+        public static let queueFull = Code("queueFull")
         /// An answer did not come in time.
         public static let timedOut = Code("timedOut")
         /// The broker sent something that is not MQTT 3.1.1 or not what IoT Hub sends.

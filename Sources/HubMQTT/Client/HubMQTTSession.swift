@@ -66,7 +66,13 @@ actor HubMQTTSession {
         self.operationTimeout = configuration.operationTimeout
         self.logger = logger
         self.topics = HubTopics(deviceId: configuration.identity.deviceId, moduleId: configuration.identity.moduleId)
-        self.pipeline = PublishPipeline(window: configuration.inflightWindow, writeTimeout: configuration.operationTimeout)
+        self.pipeline = PublishPipeline(
+            window: configuration.inflightWindow,
+            writeTimeout: configuration.operationTimeout,
+            maximumWaiting: configuration.maximumQueuedMessages,
+            // QoS 0 is refused past four full-size messages waiting for the socket.
+            maximumUnwrittenBytes: 4 * TelemetryMessage.maximumSize
+        )
         self.lifecycle = MQTTConnectionState(
             retryPolicy: configuration.retryPolicy,
             keepAlive: configuration.keepAlive,
@@ -635,11 +641,21 @@ actor HubMQTTSession {
         do { try packet.validateTopic() } catch {
             throw HubMQTTError(.invalidArgument, "the telemetry topic is not a valid MQTT topic name: \(error.message)")
         }
+        let now = ContinuousClock.now
+        if let expiry = message.deadline, expiry <= now {
+            throw HubMQTTError(.expired, "the message expired before it was sent")
+        }
         if qos == .atMostOnce {
             try self.pipeline.publishAtMostOnce(packet) { writer in Task { await self.write(writer) } }
         } else {
-            let deadline = ContinuousClock.now + (timeout ?? self.operationTimeout)
-            try await self.pipeline.publishAtLeastOnce(packet, deadline: deadline) { writer in Task { await self.write(writer) } }
+            let timeoutDeadline = now + (timeout ?? self.operationTimeout)
+            if let expiry = message.deadline, expiry < timeoutDeadline {
+                try await self.pipeline.publishAtLeastOnce(
+                    packet, deadline: expiry, deadlineError: HubMQTTError(.expired, "the message expired before IoT Hub acknowledged it")
+                ) { writer in Task { await self.write(writer) } }
+            } else {
+                try await self.pipeline.publishAtLeastOnce(packet, deadline: timeoutDeadline) { writer in Task { await self.write(writer) } }
+            }
         }
     }
 
@@ -727,5 +743,6 @@ actor HubMQTTSession {
     // MARK: - Introspection for tests and tools
 
     var inflightCount: Int { self.pipeline.inflightCount }
+    nonisolated var waitingCount: Int { self.pipeline.waitingCount }
     var isConnected: Bool { self.lifecycle.isConnected }
 }

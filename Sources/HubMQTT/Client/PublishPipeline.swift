@@ -22,6 +22,11 @@ final class PublishPipeline: Sendable {
     private final class Ticket: @unchecked Sendable {
         var packetId: UInt16?
         var cancelled = false
+        /// Whether the sender already got a place among the waiting (the queue limit applies once).
+        var admitted = false
+        /// What the sender gets past its deadline: `timedOut`, or `expired` for a message's own expiry.
+        let deadlineError: HubMQTTError
+        init(deadlineError: HubMQTTError) { self.deadlineError = deadlineError }
     }
 
     private struct Waiter {
@@ -76,11 +81,17 @@ final class PublishPipeline: Sendable {
     private let state = AdaptiveLock(State())
     private let window: Int
     private let writeTimeout: Duration
+    private let maximumWaiting: Int
+    private let maximumUnwrittenBytes: Int
 
     /// A pipeline allowing `window` unacknowledged PUBLISHes; a full socket must take bytes within `writeTimeout`.
-    init(window: Int, writeTimeout: Duration) {
+    /// At most `maximumWaiting` QoS 1 senders wait for room (offline, or with the window full), and a QoS 0 PUBLISH
+    /// is refused while `maximumUnwrittenBytes` wait for the socket: both throw ``HubMQTTError/Code/queueFull``.
+    init(window: Int, writeTimeout: Duration, maximumWaiting: Int = .max, maximumUnwrittenBytes: Int = .max) {
         self.window = max(1, window)
         self.writeTimeout = writeTimeout
+        self.maximumWaiting = max(0, maximumWaiting)
+        self.maximumUnwrittenBytes = max(0, maximumUnwrittenBytes)
     }
 
     // MARK: - Connection lifecycle
@@ -167,6 +178,9 @@ final class PublishPipeline: Sendable {
         let writer = try self.state.withLock { state throws -> Writer? in
             if let failure = state.failure { throw failure }
             guard state.connection != nil else { throw HubMQTTError(.notConnected, "QoS 0 messages are not queued while disconnected") }
+            guard state.outbound.count < self.maximumUnwrittenBytes else {
+                throw HubMQTTError(.queueFull, "\(state.outbound.count) bytes already wait for the socket")
+            }
             return try state.queue(.publish(packet))
         }
         if let writer { startWriting(writer) }
@@ -176,8 +190,13 @@ final class PublishPipeline: Sendable {
     /// it waits in the window and goes out with the next connection. Cancelling the task ends the wait with
     /// `CancellationError`; the message stays in flight until acknowledged. Past `deadline` (checked by
     /// ``expireWaiters(now:)``) the wait ends with ``HubMQTTError/Code/timedOut`` and the message leaves the window.
-    func publishAtLeastOnce(_ packet: PublishPacket, deadline: ContinuousClock.Instant? = nil, startWriting: @Sendable (Writer) -> Void) async throws {
-        let ticket = Ticket()
+    func publishAtLeastOnce(
+        _ packet: PublishPacket,
+        deadline: ContinuousClock.Instant? = nil,
+        deadlineError: HubMQTTError = HubMQTTError(.timedOut, "no PUBACK before the send's deadline"),
+        startWriting: @Sendable (Writer) -> Void
+    ) async throws {
+        let ticket = Ticket(deadlineError: deadlineError)
         try await withTaskCancellationHandler {
             while try await self.waitForSlotOrAcknowledgement(packet, ticket, deadline, startWriting) != .acknowledged {}
         } onCancel: {
@@ -214,7 +233,7 @@ final class PublishPipeline: Sendable {
             if !pending { state.sweeping = false }
             return (expired, woken, pending)
         }
-        for waiter in expired { waiter.continuation.resume(throwing: HubMQTTError(.timedOut, "no PUBACK before the send's deadline")) }
+        for waiter in expired { waiter.continuation.resume(throwing: waiter.ticket.deadlineError) }
         for waiter in woken { waiter.continuation.resume(returning: .slotFree) }
         return pending
     }
@@ -244,6 +263,12 @@ final class PublishPipeline: Sendable {
                     startSweep = true
                 }
                 guard !state.paused, state.inflight.count < self.window else {
+                    if !ticket.admitted {
+                        guard state.slotWaiters.count < self.maximumWaiting else {
+                            return .failure(HubMQTTError(.queueFull, "\(state.slotWaiters.count) messages already wait to be sent"))
+                        }
+                        ticket.admitted = true
+                    }
                     state.slotWaiters.append(waiter)
                     return .success(nil)
                 }
@@ -321,6 +346,9 @@ final class PublishPipeline: Sendable {
 
     /// QoS 1 messages not yet acknowledged.
     var inflightCount: Int { self.state.withLock { $0.inflight.count } }
+
+    /// QoS 1 senders waiting for room in the window.
+    var waitingCount: Int { self.state.withLock { $0.slotWaiters.count } }
 
     /// When bytes last went out (for keep-alive).
     var lastOutbound: ContinuousClock.Instant { self.state.withLock { $0.lastOutbound } }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A device-to-cloud message: a body plus the system and custom properties IoT Hub reads from the topic.
 public struct TelemetryMessage: Sendable {
     /// IoT Hub's limit for one message, body and properties together.
@@ -19,6 +21,10 @@ public struct TelemetryMessage: Sendable {
     public var creationTime: String?
     /// `$.exp`: ISO 8601 absolute expiry time in UTC.
     public var expiryTime: String?
+    /// The local expiry: a message still waiting to be sent (offline, window full) or unacknowledged at this instant
+    /// completes with ``HubMQTTError/Code/expired`` and is not sent (again). ``expire(after:now:)`` sets it together
+    /// with `$.exp`.
+    public var deadline: ContinuousClock.Instant?
     /// `$.sub`: the IoT Plug and Play component.
     public var componentName: String?
     /// Application properties, in order.
@@ -47,6 +53,27 @@ public struct TelemetryMessage: Sendable {
         self.expiryTime = expiryTime
         self.componentName = componentName
         self.properties = properties
+    }
+
+    /// Makes the message expire `lifetime` from now: locally (``deadline``) and for IoT Hub (`$.exp`, the wall-clock
+    /// time in ISO 8601 UTC with milliseconds, as the Azure SDKs write it).
+    public mutating func expire(after lifetime: Duration) {
+        self.expire(after: lifetime, now: Date())
+    }
+
+    mutating func expire(after lifetime: Duration, now: Date) {
+        self.deadline = ContinuousClock.now + lifetime
+        let (seconds, attoseconds) = lifetime.components
+        let expiry = now.addingTimeInterval(Double(seconds) + Double(attoseconds) / 1e18)
+        self.expiryTime = Self.iso8601(expiry)
+    }
+
+    /// `2026-12-01T22:31:57.123Z`.
+    static func iso8601(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: date)
     }
 
     /// A UTF-8 text body.
