@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // MARK: - C interop (nothing public passes through these)
@@ -65,12 +66,18 @@ let package = Package(
         ),
         .target(
             name: "HubMQTT",
-            dependencies: ["AzureIoTCore", "CAzureIoTByteScan", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "AzureIoTCore", "CAzureIoTByteScan", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "HubAMQP",
-            dependencies: ["AzureIoTCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "AzureIoTCore", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
 
@@ -137,7 +144,10 @@ let package = Package(
         ),
         .testTarget(
             name: "AzureIoTEmulatorTests",
-            dependencies: ["AzureIoTEmulator", "DPSClient", "HubMQTT", "HubAMQP", "AzureIoTTestSupport"],
+            dependencies: [
+                "AzureIoTEmulator", "DPSClient", "HubMQTT", "HubAMQP", "AzureIoTTestSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

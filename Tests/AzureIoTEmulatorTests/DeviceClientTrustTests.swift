@@ -4,6 +4,8 @@ import AzureIoTTestSupport
 import Foundation
 import HubAMQP
 import HubMQTT
+import Logging
+import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -302,6 +304,31 @@ struct DeviceClientTrustTests {
         let received = try await fixture.emulator.waitForTelemetry(count: 3)
         #expect(Set(received.map(\.bodyText)) == ["queued 0", "queued 1", "queued 2"])
         await client.disconnect()
+    }
+
+    @Test("both clients run in a ServiceGroup: a graceful shutdown disconnects them cleanly and run() returns")
+    func serviceGroup() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let mqtt = try Self.client(fixture)
+        let amqp = try fixture.amqp(device: "dev2", key: EmulatorFixture.secondDeviceKey)
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [.init(service: mqtt), .init(service: amqp)], logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        ))
+        let running = Task { try await group.run() }
+        try await fixture.emulator.waitUntilConnected(deviceId: "dev1")
+        try await fixture.emulator.waitUntilConnected(deviceId: "dev2")
+        try await mqtt.send(TelemetryMessage(text: "from a service"))
+        try await amqp.send(AMQPMessage(data: Array("from a service too".utf8)))
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(await !mqtt.isConnected)
+        try await Self.eventually("the hub seeing both devices leave") {
+            let first = await fixture.emulator.isConnected(deviceId: "dev1")
+            let second = await fixture.emulator.isConnected(deviceId: "dev2")
+            return !first && !second
+        }
+        await #expect(throws: HubMQTTError(.shutDown, "")) { try await mqtt.send(TelemetryMessage(text: "after shutdown")) }
     }
 
     @Test("a broker gone for good: send ends with timedOut at its deadline instead of waiting forever")

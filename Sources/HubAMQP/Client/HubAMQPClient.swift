@@ -1,10 +1,14 @@
 public import AzureIoTCore
 public import Logging
+public import ServiceLifecycle
 
 /// An IoT Hub device client over AMQP 1.0 with SASL PLAIN (`{device}@sas.{hub}` + SAS token): telemetry on
 /// `/devices/{id}/messages/events` settled by the peer, and cloud-to-device messages from
 /// `/devices/{id}/messages/devicebound` that the application completes, rejects or abandons.
-public final class HubAMQPClient: Sendable {
+///
+/// It is a swift-service-lifecycle `Service`: ``run()`` connects and keeps the connection until a `ServiceGroup`
+/// shuts down gracefully, the task is cancelled, or ``close()``.
+public final class HubAMQPClient: Service, Sendable {
     private let session: HubAMQPSession
     /// Cloud-to-device messages (unbounded: consume them).
     public let cloudToDeviceMessages: AsyncStream<CloudToDeviceDelivery>
@@ -26,4 +30,27 @@ public final class HubAMQPClient: Sendable {
 
     /// Sends `close` and shuts the connection.
     public func close() async { await self.session.close() }
+
+    /// Connects, then keeps the connection (reconnecting under the retry policy) until ``close()``, task
+    /// cancellation, or a graceful shutdown of the `ServiceGroup` running it; each ends with an AMQP `close`, and
+    /// `run()` returns. Throws what the first connect throws, and ``HubAMQPError/Code/retriesExhausted`` when the
+    /// retry policy gave up later.
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            do {
+                try await self.session.connect()
+            } catch is CancellationError {
+                await self.session.close()
+                return
+            }
+            await withTaskCancellationHandler {
+                await self.session.waitUntilFinished()
+            } onCancel: {
+                Task { await self.session.close() }
+            }
+            if let error = await self.session.terminalError, error.code != .notConnected { throw error }
+        } onGracefulShutdown: {
+            Task { await self.session.close() }
+        }
+    }
 }

@@ -76,7 +76,9 @@ actor HubAMQPSession {
     private var generation: UInt64 = 0
     private var nextSequence: UInt64 = 0
     private var sendWaiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
-    private var terminalError: HubAMQPError?
+    private(set) var terminalError: HubAMQPError?
+    /// `run()` calls waiting for the session to end.
+    private var finishWaiters: [CheckedContinuation<Void, Never>] = []
     private var transportFailure: HubAMQPError?
     private var handshakeWaiters: [CheckedContinuation<Void, any Error>] = []
     private var cbsWaiters: [UInt64: CheckedContinuation<CBSPutToken.Response, any Error>] = [:]
@@ -607,6 +609,14 @@ actor HubAMQPSession {
             waiter.resume(throwing: error)
         }
         for identity in self.identities.values { identity.cloudToDevice.finish() }
+        for waiter in self.finishWaiters { waiter.resume() }
+        self.finishWaiters = []
+    }
+
+    /// Returns once the session ended (closed by the application, or the retry policy gave up).
+    func waitUntilFinished() async {
+        guard self.lifecycle != .closed else { return }
+        await withCheckedContinuation { self.finishWaiters.append($0) }
     }
 
     func close() async {

@@ -1,12 +1,14 @@
 public import AzureIoTCore
 public import Logging
+public import ServiceLifecycle
 
 /// An IoT Hub device (or module) client over MQTT 3.1.1: telemetry with the `$.ct`/`$.ce` property bag, cloud-to-
 /// device messages, twin, direct methods, keep-alive, reconnect with back-off, and SAS renewal by reconnecting.
 ///
 /// Use it scoped (``withConnection(configuration:logger:_:)``) or long-lived (``connect()`` or ``run()``, then
-/// ``disconnect()``). Incoming traffic arrives on the ``HubStream`` properties.
-public final class HubMQTTClient: Sendable {
+/// ``disconnect()``). It is a swift-service-lifecycle `Service`: put it in a `ServiceGroup` and a graceful shutdown
+/// disconnects it. Incoming traffic arrives on the ``HubStream`` properties.
+public final class HubMQTTClient: Service, Sendable {
     private let session: HubMQTTSession
     /// The configuration.
     public let configuration: HubMQTTConfiguration
@@ -82,8 +84,19 @@ public final class HubMQTTClient: Sendable {
     /// client reconnects by itself.
     public func connect() async throws { try await self.session.connect() }
 
-    /// Connects, then keeps the connection (reconnecting as needed) until ``disconnect()`` is called.
+    /// Connects, then keeps the connection (reconnecting as needed) until ``disconnect()`` is called, the task is
+    /// cancelled, or a `ServiceGroup` running the client shuts down gracefully: each ends with DISCONNECT, and `run()`
+    /// returns. Throws what the first connect throws, and ``HubMQTTError/Code/retriesExhausted`` when the retry
+    /// policy gave up later.
     public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await self.runUntilShutDown()
+        } onGracefulShutdown: {
+            Task { await self.session.disconnect() }
+        }
+    }
+
+    private func runUntilShutDown() async throws {
         do {
             try await self.session.connect()
         } catch is CancellationError {
