@@ -246,7 +246,7 @@ public struct ProvisioningClient: Sendable {
             } catch let error as AzureIoTError where error.code == .timedOut {
                 throw ProvisioningError(.timedOut, "the registration did not finish in time")
             } catch let error as AzureIoTError {
-                throw ProvisioningError(.transportFailure, "no answer from \(self.configuration.endpoint): \(error)")
+                throw Self.transportError(error, endpoint: self.configuration.endpoint)
             }
             // A document nested deeper than DPS ever sends is refused unread, before any decoder walks it.
             guard JSONNesting.depth(of: response.body, stoppingAbove: Self.maximumJSONDepth) <= Self.maximumJSONDepth else {
@@ -279,6 +279,19 @@ public struct ProvisioningClient: Sendable {
     }
 
     /// Transport failures worth another try: the server may be restarting or overloaded.
+    /// A TLS or network failure as a ``ProvisioningError``: certificate problems get their own codes, the rest is
+    /// ``ProvisioningError/Code/transportFailure``; the `AzureIoTError` stays as the underlying cause.
+    static func transportError(_ error: AzureIoTError, endpoint: String) -> ProvisioningError {
+        switch error.code {
+        case .certificateUntrusted, .hostnameMismatch, .certificateExpired:
+            return ProvisioningError(.serverCertificateUntrusted, "the certificate of \(endpoint) was not accepted: \(error.message)", underlying: error)
+        case .clientCertificateRejected, .invalidCertificate, .invalidPrivateKey, .privateKeyMismatch:
+            return ProvisioningError(.clientCertificateRejected, "the device certificate was not accepted: \(error.message)", underlying: error)
+        default:
+            return ProvisioningError(.transportFailure, "no answer from \(endpoint): \(error)", underlying: error)
+        }
+    }
+
     private static let transientCodes: Set<AzureIoTError.Code> = [.connectionFailed, .connectionClosed, .tlsHandshakeFailed, .ioFailure]
 
     /// Performs one request; transport failures come back as ``AzureIoTError`` for ``exchange`` to classify.

@@ -11,14 +11,21 @@ public struct ProvisioningError: Error, Hashable, Sendable {
     public var errorCode: Int?
     /// The service's tracking id, for support requests.
     public var trackingId: String?
+    /// The error that caused this one, as it was thrown: the `AzureIoTError` (with its OpenSSL details) behind
+    /// ``Code/transportFailure``, ``Code/serverCertificateUntrusted`` and ``Code/clientCertificateRejected``.
+    public var underlying: (any Error & Sendable)?
 
     /// Creates an error.
-    public init(_ code: Code, _ message: String, httpStatus: Int? = nil, errorCode: Int? = nil, trackingId: String? = nil) {
+    public init(
+        _ code: Code, _ message: String, httpStatus: Int? = nil, errorCode: Int? = nil, trackingId: String? = nil,
+        underlying: (any Error & Sendable)? = nil
+    ) {
         self.code = code
         self.message = message
         self.httpStatus = httpStatus
         self.errorCode = errorCode
         self.trackingId = trackingId
+        self.underlying = underlying
     }
 
     /// Errors are equal when their codes are.
@@ -54,8 +61,13 @@ extension ProvisioningError {
         public static let malformedResponse = Code("malformedResponse")
         /// The registration did not finish before the caller's timeout.
         public static let timedOut = Code("timedOut")
-        /// The request never got an HTTP answer: DNS, TCP, TLS, proxy (the message says which).
+        /// The request never got an HTTP answer: DNS, TCP, TLS, proxy (``ProvisioningError/underlying`` says which).
         public static let transportFailure = Code("transportFailure")
+        /// The server's certificate is not trusted, has expired, or does not name the host: check the trust roots
+        /// (``ProvisioningClient/Configuration/trustRoots``) and the endpoint. Never retried.
+        public static let serverCertificateUntrusted = Code("serverCertificateUntrusted")
+        /// The server refused the device's certificate (or the certificate or key could not be used). Never retried.
+        public static let clientCertificateRejected = Code("clientCertificateRejected")
     }
 }
 

@@ -252,7 +252,7 @@ struct ProvisioningClientTests {
 
 @Suite("DPS transport failures")
 struct ProvisioningTransportTests {
-    @Test("an untrusted server and a closed port are transport failures, not service errors")
+    @Test("an untrusted server certificate has its own code with the TLS error as cause; a closed port is a transport failure")
     func transport() async throws {
         let pki = try await TestPKI.shared()
         let server = try await DPSTestServer(pki: pki, individual: ["x": ProvisioningClientTests.deviceKey])
@@ -265,9 +265,9 @@ struct ProvisioningTransportTests {
             _ = try await untrusted.register(timeout: .seconds(10))
             Issue.record("expected a TLS failure")
         } catch let error as ProvisioningError {
-            #expect(error.code == .transportFailure)
+            #expect(error.code == .serverCertificateUntrusted)
             #expect(error.httpStatus == nil)
-            #expect(error.message.contains("certificateUntrusted"))
+            #expect((error.underlying as? AzureIoTError)?.code == .certificateUntrusted)
         }
         #expect(try server.requests().isEmpty)
 
@@ -277,7 +277,8 @@ struct ProvisioningTransportTests {
             transportRetries: 2))
         let clock = ContinuousClock()
         let start = clock.now
-        await #expect(throws: ProvisioningError(.transportFailure, "")) { _ = try await closed.register(timeout: .seconds(10)) }
+        let failure = await #expect(throws: ProvisioningError(.transportFailure, "")) { _ = try await closed.register(timeout: .seconds(10)) }
+        #expect((failure?.underlying as? AzureIoTError)?.code == .connectionFailed)
         // Two retries with backoff (about 0.1 s then 0.2 s) before giving up.
         #expect(clock.now - start >= .milliseconds(240))
     }
