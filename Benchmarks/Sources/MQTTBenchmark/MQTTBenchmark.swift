@@ -5,6 +5,8 @@ import HubMQTT
 
 /// usage:
 ///   MQTTBenchmark client PORT CAFILE COUNT WINDOW   QoS 1 telemetry, 256-byte bodies, over TLS to a local broker
+///   MQTTBenchmark heap PORT CAFILE COUNT LANES      heap per QoS 1 send at steady state (LD_PRELOAD=malloc_counter.so):
+///                                                   COUNT sends after as many for warm-up, LANES senders at once
 ///   MQTTBenchmark codec COUNT                       PUBLISH encode + decode on one thread (5 passes of COUNT, median),
 ///                                                   and heap bytes per PUBLISH
 @main
@@ -14,6 +16,8 @@ enum MQTTBenchmark {
         switch arguments.count > 1 ? arguments[1] : "" {
         case "client" where arguments.count == 6:
             try await client(port: Int(arguments[2])!, caFile: arguments[3], count: Int(arguments[4])!, window: Int(arguments[5])!)
+        case "heap" where arguments.count == 6:
+            try await heap(port: Int(arguments[2])!, caFile: arguments[3], count: Int(arguments[4])!, lanes: Int(arguments[5])!)
         case "codec" where arguments.count == 3:
             try codec(count: Int(arguments[2])!)
         default:
@@ -48,6 +52,41 @@ enum MQTTBenchmark {
         let seconds = elapsedSeconds(clock.now - start)
         print(String(format: "swift HubMQTTClient: %d QoS1 msgs x 256 B in %.3f s = %.0f msg/s (window %d, includes connect+TLS)",
                      count, seconds, Double(count) / seconds, window))
+    }
+
+    static func heap(port: Int, caFile: String, count: Int, lanes: Int) async throws {
+        let configuration = HubMQTTConfiguration(
+            identity: HubMQTTIdentity(hubHost: "bench-hub.azure-devices.net", deviceId: "bench-heap"),
+            authentication: .sas(try SymmetricKeyCredential(base64Key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")),
+            gatewayHostName: "localhost", port: port, trustRoots: .pemFile(caFile), inflightWindow: max(lanes, 1)
+        )
+        let body = [UInt8](repeating: UInt8(ascii: "x"), count: 256)
+        @Sendable func run(_ client: HubMQTTClient, _ total: Int) async throws {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for lane in 0..<lanes {
+                    group.addTask {
+                        var index = lane
+                        while index < total {
+                            try await client.send(TelemetryMessage(body: body))
+                            index += lanes
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        try await HubMQTTClient.withConnection(configuration: configuration) { client in
+            try await run(client, count)
+            let before = MallocCounter.read()
+            try await run(client, count)
+            let after = MallocCounter.read()
+            guard let b0 = before.bytes, let c0 = before.calls, let b1 = after.bytes, let c1 = after.calls else {
+                print("swift HubMQTTClient heap: needs LD_PRELOAD=malloc_counter.so")
+                return
+            }
+            print(String(format: "swift HubMQTTClient heap per QoS 1 send (256 B, %d sender%@, steady state over %d sends): %.0f bytes in %.1f allocations",
+                         lanes, lanes == 1 ? "" : "s", count, Double(b1 - b0) / Double(count), Double(c1 - c0) / Double(count)))
+        }
     }
 
     static func codec(count: Int) throws {

@@ -27,8 +27,16 @@ final class IOReactor: Sendable {
         var id: UInt64
         var interest: Interest
         var deadline: UInt64?
-        var continuation: CheckedContinuation<Void, any Error>
+        var continuation: ReactorContinuation
     }
+
+    /// Checked in debug builds (a double resume traps with a message); unchecked in release, where the checked
+    /// continuation's extra heap object per wait would be the reactor's only steady-state allocation.
+    #if DEBUG
+    typealias ReactorContinuation = CheckedContinuation<Void, any Error>
+    #else
+    typealias ReactorContinuation = UnsafeContinuation<Void, any Error>
+    #endif
 
     private struct Descriptor {
         var waiters: [Waiter] = []
@@ -75,10 +83,12 @@ final class IOReactor: Sendable {
             return state.nextId
         }
         try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            try await withReactorContinuation { (continuation: ReactorContinuation) in
                 let (cancelled, wake) = self.state.withLock { state -> (Bool, Bool) in
                     if state.cancelledBeforeRegistration.remove(id) != nil { return (true, false) }
-                    var descriptor = state.descriptors[fd] ?? Descriptor()
+                    // Taken out and put back (not copied), so that the waiter array keeps its storage from wait to
+                    // wait and is never copied on write.
+                    var descriptor = state.descriptors.removeValue(forKey: fd) ?? Descriptor()
                     descriptor.waiters.append(Waiter(id: id, interest: interest, deadline: deadline, continuation: continuation))
                     self.arm(fd, &descriptor)
                     state.descriptors[fd] = descriptor
@@ -129,13 +139,13 @@ final class IOReactor: Sendable {
     }
 
     private static func removeWaiter(_ id: UInt64, from state: inout State) -> Waiter? {
-        guard let fd = state.waiterDescriptor.removeValue(forKey: id), var descriptor = state.descriptors[fd],
-            let index = descriptor.waiters.firstIndex(where: { $0.id == id })
-        else { return nil }
+        guard let fd = state.waiterDescriptor.removeValue(forKey: id), var descriptor = state.descriptors.removeValue(forKey: fd) else {
+            return nil
+        }
+        defer { state.descriptors[fd] = descriptor }
+        guard let index = descriptor.waiters.firstIndex(where: { $0.id == id }) else { return nil }
         state.deadlines.removeValue(forKey: id)
-        let waiter = descriptor.waiters.remove(at: index)
-        state.descriptors[fd] = descriptor
-        return waiter
+        return descriptor.waiters.remove(at: index)
     }
 
     private func wake() {
@@ -146,6 +156,9 @@ final class IOReactor: Sendable {
     private func run() {
         var fds = [Int32](repeating: 0, count: 64)
         var readiness = [Int32](repeating: 0, count: 64)
+        // Reused from turn to turn: a steady stream of readiness allocates nothing here.
+        var ready: [Waiter] = []
+        var expired: [Waiter] = []
         while true {
             let timeout = self.state.withLock { state -> Int32 in
                 let nearest = state.deadlines.values.min()
@@ -155,8 +168,8 @@ final class IOReactor: Sendable {
                 return nearest <= now ? 0 : Int32(clamping: (nearest - now + 999_999) / 1_000_000)
             }
             let count = azi_epoll_wait(self.epollFD, &fds, &readiness, 64, timeout)
-            var ready: [Waiter] = []
-            var expired: [Waiter] = []
+            ready.removeAll(keepingCapacity: true)
+            expired.removeAll(keepingCapacity: true)
             self.state.withLock { state in
                 state.sleepingUntil = 0
                 for index in 0..<max(0, Int(count)) {
@@ -167,7 +180,8 @@ final class IOReactor: Sendable {
                         _ = azi_epoll_arm(self.epollFD, self.wakeFD, Int32(AZI_READABLE), 1)
                         continue
                     }
-                    guard var descriptor = state.descriptors[fd] else { continue }
+                    // Taken out and put back, so the waiter array is changed in place and keeps its storage.
+                    guard var descriptor = state.descriptors.removeValue(forKey: fd) else { continue }
                     let fired = UInt32(readiness[index])
                     let failing = fired & UInt32(AZI_FAILED) != 0
                     descriptor.waiters.removeAll { waiter in
@@ -192,3 +206,19 @@ final class IOReactor: Sendable {
         }
     }
 }
+
+#if DEBUG
+@inline(__always)
+private func withReactorContinuation(
+    isolation: isolated (any Actor)? = #isolation, _ body: (IOReactor.ReactorContinuation) -> Void
+) async throws {
+    try await withCheckedThrowingContinuation(isolation: isolation, body)
+}
+#else
+@inline(__always)
+private func withReactorContinuation(
+    isolation: isolated (any Actor)? = #isolation, _ body: (IOReactor.ReactorContinuation) -> Void
+) async throws {
+    try await withUnsafeThrowingContinuation(isolation: isolation, body)
+}
+#endif

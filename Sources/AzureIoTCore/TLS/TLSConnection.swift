@@ -178,6 +178,19 @@ public final class TLSConnection: Sendable {
         try self.attempt(during: .transfer) { Self.readStep($0, capacity: maxBytes) }
     }
 
+    /// Reads what is there now into `buffer` without waiting and without allocating; `.done(0)` is an orderly close.
+    /// A reader that keeps one buffer per connection reads with no heap traffic.
+    package func readNow(into buffer: UnsafeMutableRawBufferPointer) throws(AzureIoTError) -> Attempt<Int> {
+        guard let base = buffer.baseAddress, !buffer.isEmpty else { return .done(0) }
+        return try self.attempt(during: .transfer) { ssl -> Step<Int> in
+            var read = 0
+            let result = SSL_read_ex(ssl, base, buffer.count, &read)
+            if result == 1 { return .done(read) }
+            if SSL_get_error(ssl, result) == SSL_ERROR_ZERO_RETURN { return .done(0) }
+            return Self.step(ssl, result)
+        }
+    }
+
     /// Writes as much of `bytes` as the socket takes now without waiting; returns how many were written.
     package func writeNow(_ bytes: UnsafeRawBufferPointer) throws(AzureIoTError) -> Attempt<Int> {
         guard let base = bytes.baseAddress, !bytes.isEmpty else { return .done(0) }

@@ -10,6 +10,8 @@ actor HubMQTTSession {
     private let configuration: HubMQTTConfiguration
     /// The configuration's `operationTimeout`, read on every send without going through the whole configuration.
     private nonisolated let operationTimeout: Duration
+    /// The telemetry topic prefix as bytes, made once.
+    private nonisolated let telemetryPrefixBytes: ArraySlice<UInt8>
     private let logger: Logger
     private let topics: HubTopics
     private let framer = MQTTFramer()
@@ -66,6 +68,7 @@ actor HubMQTTSession {
         self.operationTimeout = configuration.operationTimeout
         self.logger = logger
         self.topics = HubTopics(deviceId: configuration.identity.deviceId, moduleId: configuration.identity.moduleId)
+        self.telemetryPrefixBytes = ArraySlice(self.topics.telemetryPrefix.utf8)
         self.pipeline = PublishPipeline(
             window: configuration.inflightWindow,
             writeTimeout: configuration.operationTimeout,
@@ -202,9 +205,7 @@ actor HubMQTTSession {
     /// The application took a cloud-to-device message: now it is acknowledged (on the connection it came on).
     nonisolated func cloudToDeviceTaken(_ message: CloudToDeviceMessage) {
         guard let delivery = message.delivery else { return }
-        try? self.pipeline.enqueue(.puback(packetId: delivery.packetId), generation: delivery.generation) { writer in
-            Task { await self.write(writer) }
-        }
+        try? self.pipeline.enqueue(.puback(packetId: delivery.packetId), generation: delivery.generation) { self.pipeline.drain($0) }
     }
 
     /// The application took a desired patch: if patches were dropped on a full stream, the twin is read again once
@@ -504,20 +505,26 @@ actor HubMQTTSession {
     /// session), gives queued work one turn before waiting, and then waits for readiness on the I/O reactor.
     private func readLoop(_ connection: TLSConnection, generation: Int, leftover: [UInt8]) async {
         var buffer = leftover
+        buffer.reserveCapacity(Self.readChunk)
+        // One read buffer and one packet array per connection: steady-state reading allocates nothing.
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.readChunk, alignment: 1)
+        defer { scratch.deallocate() }
+        var packets: [MQTTPacket] = []
         var yielded = false
         do {
             while generation == self.connectionGeneration && self.connection != nil {
                 if !buffer.isEmpty {
-                    let packets = try self.framer.decodePackets(from: &buffer)
+                    try self.framer.decodePackets(from: &buffer, into: &packets)
                     for packet in packets { try self.handle(packet, generation: generation) }
+                    packets.removeAll(keepingCapacity: true)
                 }
-                switch try connection.readNow(maxBytes: 16 * 1024) {
-                case .done(let chunk):
-                    guard !chunk.isEmpty else {
+                switch try connection.readNow(into: scratch) {
+                case .done(let count):
+                    guard count > 0 else {
                         self.connectionLost(generation: generation, reason: "the broker closed the connection")
                         return
                     }
-                    buffer += chunk
+                    buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[..<count]))
                     yielded = false
                 case .needsReadable where !yielded:
                     // Senders resumed by the acknowledgements just handled run first; their PUBLISHes go out
@@ -535,6 +542,9 @@ actor HubMQTTSession {
             self.connectionLost(generation: generation, reason: "\(error)")
         }
     }
+
+    /// The most bytes one read takes off the TLS session (one TLS record).
+    private static let readChunk = 16 * 1024
 
     private func handle(_ packet: MQTTPacket, generation: Int) throws {
         guard generation == self.connectionGeneration else { return }
@@ -630,10 +640,14 @@ actor HubMQTTSession {
 
     // MARK: - Telemetry
 
-    /// Sends telemetry from the caller's task: the packet is queued and written without hopping onto the actor.
+    /// Sends telemetry from the caller's task: the packet is queued and written without hopping onto the actor (the
+    /// caller that finds nobody writing writes the queue itself, without waiting; a full socket is left to a task).
     nonisolated func send(_ message: TelemetryMessage, qos: MQTTQoS, timeout: Duration? = nil) async throws {
         // The packet checks its topic once, when it is made; the same check is not run again here.
-        let packet = PublishPacket(topic: self.topics.telemetryPrefix + message.propertyBag.encoded, payload: message.body)
+        // The prefix's bytes are made once; a message without properties shares them (no allocation).
+        var topic = self.telemetryPrefixBytes
+        if message.hasProperties { topic.append(contentsOf: message.propertyBag.encoded.utf8) }
+        let packet = PublishPacket(topicBytes: topic, payload: message.body)
         let size = message.body.count + packet.topicBytes.count
         guard size <= TelemetryMessage.maximumSize else {
             throw HubMQTTError(.messageTooLarge, "the message is \(size) bytes; IoT Hub takes at most 256 KB")
@@ -646,22 +660,17 @@ actor HubMQTTSession {
             throw HubMQTTError(.expired, "the message expired before it was sent")
         }
         if qos == .atMostOnce {
-            try self.pipeline.publishAtMostOnce(packet) { writer in Task { await self.write(writer) } }
+            try self.pipeline.publishAtMostOnce(packet) { writer in self.pipeline.drain(writer) }
         } else {
             let timeoutDeadline = now + (timeout ?? self.operationTimeout)
             if let expiry = message.deadline, expiry < timeoutDeadline {
                 try await self.pipeline.publishAtLeastOnce(
                     packet, deadline: expiry, deadlineError: HubMQTTError(.expired, "the message expired before IoT Hub acknowledged it")
-                ) { writer in Task { await self.write(writer) } }
+                ) { writer in self.pipeline.drain(writer) }
             } else {
-                try await self.pipeline.publishAtLeastOnce(packet, deadline: timeoutDeadline) { writer in Task { await self.write(writer) } }
+                try await self.pipeline.publishAtLeastOnce(packet, deadline: timeoutDeadline) { writer in self.pipeline.drain(writer) }
             }
         }
-    }
-
-    /// Writes the pipeline's queue on the actor, where the reader reads.
-    private func write(_ writer: PublishPipeline.Writer) {
-        self.pipeline.drain(writer)
     }
 
     private func request(_ subscribe: SubscribePacket) async throws -> SubAckPacket {

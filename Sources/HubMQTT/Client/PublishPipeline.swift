@@ -16,7 +16,15 @@ final class PublishPipeline: Sendable {
     }
 
     /// Why a waiting sender was resumed.
-    private enum Wake { case slotFree, acknowledged }
+    enum Wake { case slotFree, acknowledged }
+
+    /// Checked in debug builds (a double resume traps with a message); unchecked in release, where the checked
+    /// continuation's extra heap object would be one of the few allocations of a send.
+    #if DEBUG
+    typealias SenderContinuation = CheckedContinuation<Wake, any Error>
+    #else
+    typealias SenderContinuation = UnsafeContinuation<Wake, any Error>
+    #endif
 
     /// One sender's place in the pipeline, so that cancellation finds it (its fields are guarded by the lock).
     private final class Ticket: @unchecked Sendable {
@@ -31,7 +39,7 @@ final class PublishPipeline: Sendable {
 
     private struct Waiter {
         let ticket: Ticket
-        let continuation: CheckedContinuation<Wake, any Error>
+        let continuation: SenderContinuation
         /// When the sender gives up (see ``expireWaiters(now:)``).
         let deadline: ContinuousClock.Instant?
     }
@@ -54,6 +62,9 @@ final class PublishPipeline: Sendable {
         var acknowledgementWaiters: [UInt16: Waiter] = [:]
         var slotWaiters: [Waiter] = []
         var outbound: [UInt8] = []
+        /// The buffer a writer hands back after writing, so that the queue and the bytes being written swap two
+        /// buffers instead of allocating one per write.
+        var spare: [UInt8] = []
         var writing = false
         /// Set while a planned reconnect drains the window: new PUBLISHes wait for the next connection.
         var paused = false
@@ -252,7 +263,7 @@ final class PublishPipeline: Sendable {
     private func waitForSlotOrAcknowledgement(
         _ packet: PublishPacket, _ ticket: Ticket, _ deadline: ContinuousClock.Instant?, _ startWriting: @Sendable (Writer) -> Void
     ) async throws -> Wake {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Wake, any Error>) in
+        try await withSenderContinuation { (continuation: SenderContinuation) in
             let waiter = Waiter(ticket: ticket, continuation: continuation, deadline: deadline)
             var startSweep = false
             let outcome = self.state.withLock { state -> Result<Writer?, any Error> in
@@ -368,7 +379,9 @@ final class PublishPipeline: Sendable {
                     state.writing = false
                     return false
                 }
+                // The queue becomes the spare buffer (empty, with its capacity), the queued bytes go out.
                 swap(&bytes, &state.outbound)
+                swap(&state.outbound, &state.spare)
                 return true
             }
             guard more else { return }
@@ -376,17 +389,27 @@ final class PublishPipeline: Sendable {
                 while !bytes.isEmpty {
                     let attempt = try bytes.withUnsafeBytes { try connection.writeNow($0) }
                     guard case .done(let written) = attempt else {
-                        Task { await self.finishWriting(bytes, attempt, to: connection, generation: generation) }
+                        // A copy for the task: capturing the variable itself would put it in a heap box on every
+                        // drain, not only on this rare path.
+                        let pending = bytes
+                        Task { await self.finishWriting(pending, attempt, to: connection, generation: generation) }
                         return
                     }
-                    bytes.removeFirst(written)
+                    if written == bytes.count {
+                        bytes.removeAll(keepingCapacity: true)
+                    } else {
+                        bytes.removeFirst(written)
+                    }
                 }
             } catch {
                 connection.close()
                 return
             }
-            bytes.removeAll(keepingCapacity: true)
-            self.state.withLock { $0.lastOutbound = .now }
+            self.state.withLock { state in
+                state.lastOutbound = .now
+                // Hands the written buffer back, so the next write reuses it.
+                if state.spare.capacity < bytes.capacity { swap(&state.spare, &bytes) }
+            }
         }
     }
 
@@ -416,3 +439,19 @@ final class PublishPipeline: Sendable {
         self.drain(Writer(connection: connection, generation: generation))
     }
 }
+
+#if DEBUG
+@inline(__always)
+private func withSenderContinuation(
+    isolation: isolated (any Actor)? = #isolation, _ body: (PublishPipeline.SenderContinuation) -> Void
+) async throws -> PublishPipeline.Wake {
+    try await withCheckedThrowingContinuation(isolation: isolation, body)
+}
+#else
+@inline(__always)
+private func withSenderContinuation(
+    isolation: isolated (any Actor)? = #isolation, _ body: (PublishPipeline.SenderContinuation) -> Void
+) async throws -> PublishPipeline.Wake {
+    try await withUnsafeThrowingContinuation(isolation: isolation, body)
+}
+#endif

@@ -81,6 +81,13 @@ public struct TelemetryMessage: Sendable {
         self.init(body: Array(text.utf8), contentType: contentType, contentEncoding: contentEncoding)
     }
 
+    /// Whether the message has any system or application property (the topic then carries a property bag).
+    var hasProperties: Bool {
+        self.contentType != nil || self.contentEncoding != nil || self.messageId != nil || self.correlationId != nil
+            || self.userId != nil || self.creationTime != nil || self.expiryTime != nil || self.componentName != nil
+            || !self.properties.isEmpty
+    }
+
     /// The property bag as Azure's SDKs send it: system properties first (`$.mid`, `$.cid`, `$.uid`, `$.ct`, `$.ce`,
     /// `$.ctime`, `$.exp`, `$.sub`), then the application properties.
     public var propertyBag: PropertyBag {

@@ -55,12 +55,18 @@ public struct MQTTFramer: Sendable {
     /// Finds, decodes and removes every complete packet at the front of `buffer`.
     public func decodePackets(from buffer: inout [UInt8]) throws(MQTTCodecError) -> [MQTTPacket] {
         var packets: [MQTTPacket] = []
+        try self.decodePackets(from: &buffer, into: &packets)
+        return packets
+    }
+
+    /// Like ``decodePackets(from:)``, appending to `packets`, so that a reader can reuse one array (and its
+    /// storage) for every read.
+    public func decodePackets(from buffer: inout [UInt8], into packets: inout [MQTTPacket]) throws(MQTTCodecError) {
         var position = buffer.startIndex
         while let frame = try self.nextFrame(in: buffer[position...]) {
             packets.append(try MQTTPacket.decode(firstByte: frame.firstByte, body: buffer[frame.body]))
             position = frame.end
         }
         if position > buffer.startIndex { buffer.removeSubrange(buffer.startIndex..<position) }
-        return packets
     }
 }

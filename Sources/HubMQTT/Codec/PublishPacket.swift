@@ -41,6 +41,17 @@ public struct PublishPacket: Sendable, Equatable {
         self.packetId = packetId
     }
 
+    /// A QoS 0 PUBLISH from topic bytes the caller already has (shared, not copied).
+    init(topicBytes: ArraySlice<UInt8>, payload: [UInt8]) {
+        self.topicBytes = topicBytes
+        self.topicIsValid = Self.isValidName(topicBytes)
+        self.payloadBytes = payload[...]
+        self.qos = .atMostOnce
+        self.retain = false
+        self.duplicate = false
+        self.packetId = nil
+    }
+
     enum Flag {
         static let retain: UInt8 = 0x01
         static let qosShift: UInt8 = 1
