@@ -28,12 +28,18 @@ struct SendCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Seconds between messages, 0 to 86400.")
     var interval: Double = 0
 
+    @Option(parsing: .unconditional, help: "Seconds each message may wait for its acknowledgement, 0.1 to 86400 (MQTT; default 60).")
+    var timeout: Double = 60
+
     @Argument(help: "The message body.")
     var message: String
 
     func validate() throws {
         try self.connection.validateProtocol()
         guard (1...1_000_000_000).contains(self.count) else { throw ValidationError("--count must be 1...1000000000, got \(self.count)") }
+        guard self.timeout.isFinite, (0.1...86_400).contains(self.timeout) else {
+            throw ValidationError("--timeout must be 0.1...86400 seconds, got \(self.timeout)")
+        }
         guard self.interval.isFinite, (0...86_400).contains(self.interval) else {
             throw ValidationError("--interval must be 0...86400 seconds, got \(self.interval)")
         }
@@ -58,7 +64,7 @@ struct SendCommand: AsyncParsableCommand {
             for index in 1...self.count {
                 var message = TelemetryMessage(body: Array(self.message.utf8), contentType: self.contentType, contentEncoding: self.contentEncoding)
                 message.properties = pairs
-                try await client.send(message)
+                try await client.send(message, timeout: .milliseconds(Int(self.timeout * 1000)))
                 FileHandle.standardError.write(Data("sent \(index)/\(self.count) (+\(clock.now - start))\n".utf8))
                 if self.interval > 0 && index < self.count { try await Task.sleep(for: .milliseconds(Int(self.interval * 1000))) }
             }

@@ -331,6 +331,58 @@ struct DeviceClientTrustTests {
         await #expect(throws: HubMQTTError(.shutDown, "")) { try await mqtt.send(TelemetryMessage(text: "after shutdown")) }
     }
 
+    /// Runs the `azure-iot` CLI built beside the tests.
+    static func cli(_ arguments: [String], timeout: Duration = .seconds(60)) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("azure-iot")
+        return try await PeerProcess.capture(binary.path, arguments, timeout: timeout)
+    }
+
+    @Test("a fixed SAS token that expires mid-stream: the hub closes, reconnects are refused, send fails with retriesExhausted; the CLI says so and exits non-zero")
+    func fixedTokenExpires() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let token = try fixture.token(lifetime: 3)
+        let connectionString = "HostName=\(fixture.hubHost);DeviceId=dev1;SharedAccessSignature=\(token)"
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = try await Self.cli([
+            "send", "--connection-string", connectionString, "--gateway-host", "localhost", "--port", String(fixture.endpoints.mqtt.port),
+            "--ca-file", fixture.endpoints.caCertificatePath, "--count", "1000", "--interval", "0.2", "--timeout", "30", "tick",
+        ])
+        let took = clock.now - start
+        print("fixed token: the CLI ended after \(took) with status \(result.status): \(result.stderr.split(separator: "\n").last ?? "")")
+        #expect(result.status == 3, "\(result.stderr.suffix(500))")
+        #expect(result.stderr.contains("retriesExhausted"))
+        #expect(took < .seconds(30), "it ended on the refusals, not on a time-out")
+        #expect(!result.stderr.contains(String(token.split(separator: "&").first { $0.hasPrefix("sig=") } ?? "sig=")))
+        let sent = await fixture.emulator.telemetry(deviceId: "dev1").count
+        #expect(sent >= 5, "telemetry went out while the token was valid (\(sent))")
+    }
+
+    @Test("a broker gone for good: the CLI's send ends at its --timeout with timedOut and exits non-zero")
+    func cliBrokerGone() async throws {
+        let fixture = try await EmulatorFixture.start()
+        let endpoints = fixture.endpoints
+        let token = try fixture.token()
+        let connectionString = "HostName=\(fixture.hubHost);DeviceId=dev1;SharedAccessSignature=\(token)"
+        // The hub goes away for good once the first messages are through.
+        let stopper = Task {
+            _ = try await fixture.emulator.waitForTelemetry(deviceId: "dev1", count: 2, timeout: .seconds(30))
+            await fixture.emulator.shutdown()
+        }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = try await Self.cli([
+            "send", "--connection-string", connectionString, "--gateway-host", "localhost", "--port", String(endpoints.mqtt.port),
+            "--ca-file", endpoints.caCertificatePath, "--count", "1000", "--interval", "0.1", "--timeout", "3", "tick",
+        ])
+        try await stopper.value
+        let took = clock.now - start
+        #expect(result.status == 3, "\(result.stderr.suffix(500))")
+        #expect(result.stderr.contains("timedOut"))
+        #expect(took < .seconds(45), "took \(took)")
+    }
+
     @Test("a broker gone for good: send ends with timedOut at its deadline instead of waiting forever")
     func brokerGone() async throws {
         let fixture = try await EmulatorFixture.start()

@@ -20,13 +20,14 @@ public final class HubAMQPClient: Service, Sendable {
         self.session = HubAMQPSession(configuration: configuration, logger: logger, cloudToDevice: continuation)
     }
 
-    /// TLS, SASL PLAIN, open, begin, and the two links. Throws ``HubAMQPError`` (``HubAMQPError/Code/authenticationFailed``
-    /// for a refused token, ``HubAMQPError/Code/linkDetached`` for a refused link) or the transport's `AzureIoTError`.
-    public func connect() async throws { try await self.session.connect() }
+    /// TLS, SASL PLAIN, open, begin, and the two links. Throws ``HubAMQPError``: ``HubAMQPError/Code/authenticationFailed``
+    /// for a refused token, ``HubAMQPError/Code/linkDetached`` for a refused link, ``HubAMQPError/Code/connectionFailed``
+    /// (the `AzureIoTError` as ``HubAMQPError/underlying``) for TLS and the network.
+    public func connect() async throws { try await HubAMQPError.mapping { try await self.session.connect() } }
 
     /// Sends a message and returns when the peer settles it as `accepted`; `rejected`, `released` and `modified`
     /// throw the matching ``HubAMQPError``.
-    public func send(_ message: AMQPMessage) async throws { try await self.session.send(message) }
+    public func send(_ message: AMQPMessage) async throws { try await HubAMQPError.mapping { try await self.session.send(message) } }
 
     /// Sends `close` and shuts the connection.
     public func close() async { await self.session.close() }
@@ -38,7 +39,7 @@ public final class HubAMQPClient: Service, Sendable {
     public func run() async throws {
         try await withGracefulShutdownHandler {
             do {
-                try await self.session.connect()
+                try await HubAMQPError.mapping { try await self.session.connect() }
             } catch is CancellationError {
                 await self.session.close()
                 return

@@ -1,3 +1,5 @@
+import AzureIoTCore
+
 /// The error thrown by the IoT Hub AMQP client. Compare on ``code``; ``condition`` carries the peer's AMQP error
 /// condition (e.g. `amqp:unauthorized-access`) when there is one. No token appears in ``message``.
 public struct HubAMQPError: Error, Hashable, Sendable, CustomStringConvertible {
@@ -7,12 +9,26 @@ public struct HubAMQPError: Error, Hashable, Sendable, CustomStringConvertible {
     public var message: String
     /// The AMQP error condition the peer sent, if any.
     public var condition: String?
+    /// The error that caused this one, as it was thrown: the `AzureIoTError` (with its OpenSSL details) behind
+    /// ``Code/connectionFailed``, the last failure behind ``Code/retriesExhausted``.
+    public var underlying: (any Error & Sendable)?
 
     /// An error.
-    public init(_ code: Code, _ message: String, condition: String? = nil) {
+    public init(_ code: Code, _ message: String, condition: String? = nil, underlying: (any Error & Sendable)? = nil) {
         self.code = code
         self.message = message
         self.condition = condition
+        self.underlying = underlying
+    }
+
+    /// Runs `body`, turning a TLS or network failure (`AzureIoTError`) into ``Code/connectionFailed`` with the
+    /// original as ``underlying``, so that the client's calls throw one error type (and `CancellationError`).
+    static func mapping<Result>(_ body: () async throws -> Result) async throws -> Result {
+        do {
+            return try await body()
+        } catch let error as AzureIoTError {
+            throw HubAMQPError(.connectionFailed, "\(error)", underlying: error)
+        }
     }
 
     /// Errors are equal when their codes are.
@@ -34,6 +50,9 @@ public struct HubAMQPError: Error, Hashable, Sendable, CustomStringConvertible {
 
         /// SASL authentication failed (outcome `auth`, `sys`, …) or PLAIN was not offered.
         public static let authenticationFailed = Code("authenticationFailed")
+        /// TLS or the network failed (refused, unreachable, handshake, certificate); ``HubAMQPError/underlying``
+        /// holds the `AzureIoTError`.
+        public static let connectionFailed = Code("connectionFailed")
         /// The peer refused or closed a link (detach with an error).
         public static let linkDetached = Code("linkDetached")
         /// The peer closed the connection or session.

@@ -82,13 +82,13 @@ public final class HubAMQPGateway: Sendable {
     }
 
     /// TLS, SASL ANONYMOUS/MSSBCBS, open and begin, then the identities added so far.
-    public func connect() async throws { try await self.session.connect() }
+    public func connect() async throws { try await HubAMQPError.mapping { try await self.session.connect() } }
 
     /// Adds a device or module: puts its token on `$cbs` and attaches its links (now if connected, else on
     /// ``connect()``). Throws ``HubAMQPError/Code/authenticationFailed`` when the hub refuses the token.
     public func addDevice(deviceId: String, moduleId: String? = nil, tokenSource: any SASTokenSource) async throws -> Device {
         let (stream, continuation) = AsyncStream.makeStream(of: CloudToDeviceDelivery.self, bufferingPolicy: .unbounded)
-        let slot = try await self.session.addIdentity(.init(deviceId: deviceId, moduleId: moduleId, tokenSource: tokenSource, cloudToDevice: continuation))
+        let slot = try await HubAMQPError.mapping { try await self.session.addIdentity(.init(deviceId: deviceId, moduleId: moduleId, tokenSource: tokenSource, cloudToDevice: continuation)) }
         return Device(deviceId: deviceId, moduleId: moduleId, cloudToDeviceMessages: stream, session: self.session, slot: slot)
     }
 
@@ -107,6 +107,6 @@ public final class HubAMQPGateway: Sendable {
         let slot: Int
 
         /// Sends telemetry as this identity; returns when the hub settles it as `accepted`.
-        public func send(_ message: AMQPMessage) async throws { try await self.session.send(message, slot: self.slot) }
+        public func send(_ message: AMQPMessage) async throws { try await HubAMQPError.mapping { try await self.session.send(message, slot: self.slot) } }
     }
 }

@@ -33,6 +33,7 @@ actor HubMQTTSession {
 
     private var readerTask: Task<Void, Never>?
     private var tickTask: Task<Void, Never>?
+    private var writerTask: Task<Void, Never>?
     private var attemptTask: Task<Void, Never>?
     private var retryTask: Task<Void, Never>?
     private var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
@@ -205,7 +206,7 @@ actor HubMQTTSession {
     /// The application took a cloud-to-device message: now it is acknowledged (on the connection it came on).
     nonisolated func cloudToDeviceTaken(_ message: CloudToDeviceMessage) {
         guard let delivery = message.delivery else { return }
-        try? self.pipeline.enqueue(.puback(packetId: delivery.packetId), generation: delivery.generation) { self.pipeline.drain($0) }
+        try? self.pipeline.enqueue(.puback(packetId: delivery.packetId), generation: delivery.generation) { self.pipeline.handOff($0) }
     }
 
     /// The application took a desired patch: if patches were dropped on a full stream, the twin is read again once
@@ -381,7 +382,8 @@ actor HubMQTTSession {
         self.connectionGeneration = generation
         self.readerTask = Task { await self.readLoop(connection, generation: generation, leftover: leftover) }
         self.tickTask = Task { await self.tickLoop(generation: generation) }
-        self.pipeline.attach(connection, generation: generation) { self.pipeline.drain($0) }
+        self.writerTask = Task { await self.writeLoop(generation: generation) }
+        self.pipeline.attach(connection, generation: generation) { self.pipeline.handOff($0) }
     }
 
     /// Closes connection `generation` and what runs for it; unacknowledged PUBLISHes stay for the next one.
@@ -510,13 +512,22 @@ actor HubMQTTSession {
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.readChunk, alignment: 1)
         defer { scratch.deallocate() }
         var packets: [MQTTPacket] = []
+        var handledSinceYield = 0
         var yielded = false
         do {
             while generation == self.connectionGeneration && self.connection != nil {
                 if !buffer.isEmpty {
                     try self.framer.decodePackets(from: &buffer, into: &packets)
                     for packet in packets { try self.handle(packet, generation: generation) }
+                    handledSinceYield += packets.count
                     packets.removeAll(keepingCapacity: true)
+                }
+                // A peer that never stops sending (a flood of SUBACKs) must not starve the session's timers, twin
+                // requests and shutdown, which run on this actor too.
+                if handledSinceYield >= Self.packetsPerTurn {
+                    handledSinceYield = 0
+                    await Task.yield()
+                    continue
                 }
                 switch try connection.readNow(into: scratch) {
                 case .done(let count):
@@ -527,6 +538,7 @@ actor HubMQTTSession {
                     buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[..<count]))
                     yielded = false
                 case .needsReadable where !yielded:
+                    handledSinceYield = 0
                     // Senders resumed by the acknowledgements just handled run first; their PUBLISHes go out
                     // together and more acknowledgements may have arrived by the time this task reads again.
                     yielded = true
@@ -545,6 +557,8 @@ actor HubMQTTSession {
 
     /// The most bytes one read takes off the TLS session (one TLS record).
     private static let readChunk = 16 * 1024
+    /// Packets handled before the reader lets other work on the actor run.
+    private static let packetsPerTurn = 256
 
     private func handle(_ packet: MQTTPacket, generation: Int) throws {
         guard generation == self.connectionGeneration else { return }
@@ -614,7 +628,7 @@ actor HubMQTTSession {
 
     private func enqueue(_ packet: MQTTPacket) {
         do {
-            try self.pipeline.enqueue(packet) { self.pipeline.drain($0) }
+            try self.pipeline.enqueue(packet) { self.pipeline.handOff($0) }
         } catch {
             self.logger.error("could not encode a packet", metadata: ["error": "\(error)"])
         }
@@ -640,8 +654,16 @@ actor HubMQTTSession {
 
     // MARK: - Telemetry
 
-    /// Sends telemetry from the caller's task: the packet is queued and written without hopping onto the actor (the
-    /// caller that finds nobody writing writes the queue itself, without waiting; a full socket is left to a task).
+    /// The connection's writer: writes what senders queued, on the actor next to the reader (reads and writes never
+    /// contend for the TLS session), everything queued meanwhile in one go; ends when the connection goes.
+    private func writeLoop(generation: Int) async {
+        while let writer = await self.pipeline.nextWriter(generation: generation) {
+            self.pipeline.drain(writer)
+        }
+    }
+
+    /// Sends telemetry from the caller's task: the packet is queued without hopping onto the actor, and the
+    /// connection's writer task writes it (with whatever else was queued by then).
     nonisolated func send(_ message: TelemetryMessage, qos: MQTTQoS, timeout: Duration? = nil) async throws {
         // The packet checks its topic once, when it is made; the same check is not run again here.
         // The prefix's bytes are made once; a message without properties shares them (no allocation).
@@ -660,15 +682,15 @@ actor HubMQTTSession {
             throw HubMQTTError(.expired, "the message expired before it was sent")
         }
         if qos == .atMostOnce {
-            try self.pipeline.publishAtMostOnce(packet) { writer in self.pipeline.drain(writer) }
+            try self.pipeline.publishAtMostOnce(packet) { writer in self.pipeline.handOff(writer) }
         } else {
             let timeoutDeadline = now + (timeout ?? self.operationTimeout)
             if let expiry = message.deadline, expiry < timeoutDeadline {
                 try await self.pipeline.publishAtLeastOnce(
                     packet, deadline: expiry, deadlineError: HubMQTTError(.expired, "the message expired before IoT Hub acknowledged it")
-                ) { writer in self.pipeline.drain(writer) }
+                ) { writer in self.pipeline.handOff(writer) }
             } else {
-                try await self.pipeline.publishAtLeastOnce(packet, deadline: timeoutDeadline) { writer in self.pipeline.drain(writer) }
+                try await self.pipeline.publishAtLeastOnce(packet, deadline: timeoutDeadline) { writer in self.pipeline.handOff(writer) }
             }
         }
     }

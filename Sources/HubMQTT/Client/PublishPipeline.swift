@@ -22,8 +22,10 @@ final class PublishPipeline: Sendable {
     /// continuation's extra heap object would be one of the few allocations of a send.
     #if DEBUG
     typealias SenderContinuation = CheckedContinuation<Wake, any Error>
+    typealias WriterContinuation = CheckedContinuation<Writer?, Never>
     #else
     typealias SenderContinuation = UnsafeContinuation<Wake, any Error>
+    typealias WriterContinuation = UnsafeContinuation<Writer?, Never>
     #endif
 
     /// One sender's place in the pipeline, so that cancellation finds it (its fields are guarded by the lock).
@@ -66,9 +68,19 @@ final class PublishPipeline: Sendable {
         /// buffers instead of allocating one per write.
         var spare: [UInt8] = []
         var writing = false
+        /// The connection's writer task, waiting for bytes to write; or the duty to write, waiting for that task.
+        var writerWaiter: (generation: Int, continuation: WriterContinuation)?
+        var pendingWriter: Writer?
         /// Set while a planned reconnect drains the window: new PUBLISHes wait for the next connection.
         var paused = false
         var lastOutbound = ContinuousClock.now
+
+        /// Takes the writer task's wait (to end it) and forgets a duty nobody picked up.
+        mutating func takeWriterWaiter() -> WriterContinuation? {
+            self.pendingWriter = nil
+            defer { self.writerWaiter = nil }
+            return self.writerWaiter?.continuation
+        }
 
         /// The next packet id in use by nothing [MQTT-2.3.1-2].
         mutating func allocatePacketId() -> UInt16 {
@@ -145,28 +157,32 @@ final class PublishPipeline: Sendable {
 
     /// Stops writing to the connection of `generation`; unacknowledged PUBLISHes stay for the next one.
     func detach(generation: Int) {
-        self.state.withLock { state in
-            guard state.generation == generation else { return }
+        let writerWaiter = self.state.withLock { state -> WriterContinuation? in
+            guard state.generation == generation else { return nil }
             state.connection = nil
             state.outbound = []
             state.writing = false
+            return state.takeWriterWaiter()
         }
+        writerWaiter?.resume(returning: nil)
     }
 
     /// Refuses every later send with `error`, fails every waiting sender with it, and returns the queued bytes not
     /// yet written (the session sends them before DISCONNECT, so a QoS 0 message sent just before is not lost).
     func shutDown(_ error: HubMQTTError) -> [UInt8] {
-        let (waiters, unwritten) = self.state.withLock { state -> ([Waiter], [UInt8]) in
+        let (waiters, unwritten, writerWaiter) = self.state.withLock { state -> ([Waiter], [UInt8], WriterContinuation?) in
             state.failure = error
             state.connection = nil
             state.writing = false
+            let writerWaiter = state.takeWriterWaiter()
             defer {
                 state.acknowledgementWaiters = [:]
                 state.slotWaiters = []
                 state.outbound = []
             }
-            return (Array(state.acknowledgementWaiters.values) + state.slotWaiters, state.outbound)
+            return (Array(state.acknowledgementWaiters.values) + state.slotWaiters, state.outbound, writerWaiter)
         }
+        writerWaiter?.resume(returning: nil)
         for waiter in waiters { waiter.continuation.resume(throwing: error) }
         return unwritten
     }
@@ -366,6 +382,39 @@ final class PublishPipeline: Sendable {
 
     // MARK: - Writing
 
+    /// Hands the duty to write to the connection's writer task (``nextWriter(generation:)``), waking it if it waits.
+    /// Senders only queue bytes: the writer task writes everything queued by the time it runs in one go, and no
+    /// task is made per write.
+    func handOff(_ writer: Writer) {
+        let waiter = self.state.withLock { state -> WriterContinuation? in
+            guard state.generation == writer.generation, state.connection != nil else { return nil }
+            if let waiter = state.writerWaiter, waiter.generation == writer.generation {
+                state.writerWaiter = nil
+                return waiter.continuation
+            }
+            state.pendingWriter = writer
+            return nil
+        }
+        waiter?.resume(returning: writer)
+    }
+
+    /// For the writer task of connection `generation`: the next duty to write, or `nil` once that connection is
+    /// detached or the pipeline shut down. Runs on the caller's executor (the session actor, where the reader reads).
+    nonisolated(nonsending) func nextWriter(generation: Int) async -> Writer? {
+        await withWriterContinuation { (continuation: WriterContinuation) in
+            let immediate = self.state.withLock { state -> Writer?? in
+                guard state.generation == generation, state.connection != nil, state.failure == nil else { return .some(nil) }
+                if let pending = state.pendingWriter, pending.generation == generation {
+                    state.pendingWriter = nil
+                    return .some(pending)
+                }
+                state.writerWaiter = (generation, continuation)
+                return nil
+            }
+            if let immediate { continuation.resume(returning: immediate) }
+        }
+    }
+
     /// Writes the queue until it is empty, without waiting; when the socket is full the rest is written by a task
     /// that waits for it, and the caller returns.
     func drain(_ writer: Writer) {
@@ -453,5 +502,21 @@ private func withSenderContinuation(
     isolation: isolated (any Actor)? = #isolation, _ body: (PublishPipeline.SenderContinuation) -> Void
 ) async throws -> PublishPipeline.Wake {
     try await withUnsafeThrowingContinuation(isolation: isolation, body)
+}
+#endif
+
+#if DEBUG
+@inline(__always)
+private func withWriterContinuation(
+    isolation: isolated (any Actor)? = #isolation, _ body: (PublishPipeline.WriterContinuation) -> Void
+) async -> PublishPipeline.Writer? {
+    await withCheckedContinuation(isolation: isolation, body)
+}
+#else
+@inline(__always)
+private func withWriterContinuation(
+    isolation: isolated (any Actor)? = #isolation, _ body: (PublishPipeline.WriterContinuation) -> Void
+) async -> PublishPipeline.Writer? {
+    await withUnsafeContinuation(isolation: isolation, body)
 }
 #endif
