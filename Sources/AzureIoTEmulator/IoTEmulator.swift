@@ -172,6 +172,30 @@ public final class IoTEmulator: Sendable {
         await self.hub.isConnected(IdentityName(deviceId: deviceId, moduleId: moduleId))
     }
 
+    /// What the identity did so far (token authentications, connections, heartbeats).
+    public func activity(deviceId: String, moduleId: String? = nil) async -> IdentityActivity {
+        await self.hub.activity[IdentityName(deviceId: deviceId, moduleId: moduleId)] ?? IdentityActivity()
+    }
+
+    /// Waits until the identity's activity satisfies `condition`; returns it. Throws ``EmulatorError/Code/timedOut``.
+    @discardableResult
+    public func waitForActivity(
+        deviceId: String, moduleId: String? = nil, timeout: Duration = .seconds(10),
+        _ condition: @Sendable @escaping (IdentityActivity) -> Bool
+    ) async throws -> IdentityActivity {
+        try await self.poll(timeout: timeout, what: "the expected activity of '\(deviceId)'") {
+            let activity = await self.activity(deviceId: deviceId, moduleId: moduleId)
+            return condition(activity) ? activity : nil
+        }
+    }
+
+    /// Waits until the identity is disconnected.
+    public func waitUntilDisconnected(deviceId: String, moduleId: String? = nil, timeout: Duration = .seconds(10)) async throws {
+        _ = try await self.poll(timeout: timeout, what: "'\(deviceId)' to disconnect") {
+            await self.isConnected(deviceId: deviceId, moduleId: moduleId) ? nil : true
+        }
+    }
+
     /// Waits until the identity is connected.
     public func waitUntilConnected(deviceId: String, moduleId: String? = nil, timeout: Duration = .seconds(10)) async throws {
         _ = try await self.poll(timeout: timeout, what: "a connection from '\(deviceId)'") {

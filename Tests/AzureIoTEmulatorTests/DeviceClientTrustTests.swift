@@ -359,6 +359,40 @@ struct DeviceClientTrustTests {
         #expect(sent >= 5, "telemetry went out while the token was valid (\(sent))")
     }
 
+    @Test("AMQP token renewal under load (SASL PLAIN renews by reconnecting, CBS in session): nothing lost, nothing sent twice", arguments: ["plain", "cbs"])
+    func amqpRenewalUnderLoad(_ mode: String) async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let credential = SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey), timeToLive: 8, renewalFraction: 0.25)
+        let client = HubAMQPClient(configuration: HubAMQPConfiguration(
+            hubHost: fixture.hubHost, deviceId: "dev1",
+            authentication: mode == "plain" ? .saslPlain(credential) : .cbs(credential, tokenType: .azureDevices),
+            gatewayHostName: "localhost", port: fixture.endpoints.amqp.port, trustRoots: fixture.trust
+        ))
+        try await client.connect()
+        let renewed: @Sendable () async -> Bool = { await fixture.emulator.activity(deviceId: "dev1").tokenAuthentications >= 3 }
+        let total = try await withThrowingTaskGroup(of: Int.self) { group in
+            for sender in 0..<16 {
+                group.addTask {
+                    var index = 0
+                    while await !renewed() {
+                        try await client.send(AMQPMessage(data: Array("\(sender)-\(index)".utf8)))
+                        index += 1
+                    }
+                    return index
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        await client.close()
+        let received = try await fixture.emulator.waitForTelemetry(deviceId: "dev1", count: total, timeout: .seconds(20)).map(\.bodyText)
+        let activity = await fixture.emulator.activity(deviceId: "dev1")
+        print("AMQP \(mode) renewal under load: \(total) sent, \(received.count) received, \(received.count - Set(received).count) duplicates, "
+              + "\(activity.tokenAuthentications) authentications, \(activity.connections) connections")
+        #expect(Set(received).count == total, "every settled message arrived")
+        #expect(received.count == Set(received).count, "no duplicates from planned renewals")
+    }
+
     @Test("a broker gone for good: the CLI's send ends at its --timeout with timedOut and exits non-zero")
     func cliBrokerGone() async throws {
         let fixture = try await EmulatorFixture.start()

@@ -174,12 +174,13 @@ struct EmulatorAMQPTests {
     func renewal() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        // 10 s tokens renewed after 1 s: 9 s of slack for a loaded CI machine. The three clients run side by side.
-        let (cbs, plain) = try Self.shortLivedClients(fixture, lifetime: 10, renewalFraction: 0.1)
+        // One-minute tokens renewed after 1 s: the test waits for the renewals themselves, and a loaded machine has
+        // a minute of slack before any token expires.
+        let (cbs, plain) = try Self.shortLivedClients(fixture, lifetime: 60, renewalFraction: 1.0 / 60)
         // A fixed token cannot be renewed: the hub closes the connection when it expires.
         let fixed = FixedTokenCredential(token: SASToken.generate(
             for: .module(hubHost: fixture.hubHost, deviceId: "dev1", moduleId: "mod1"), key: try SymmetricKey(base64: EmulatorFixture.moduleKey),
-            expiry: UnixTime.now() + 6
+            expiry: UnixTime.now() + 3
         ))
         let doomed = HubAMQPClient(configuration: HubAMQPConfiguration(
             hubHost: fixture.hubHost, deviceId: "dev1", moduleId: "mod1", authentication: .saslPlain(fixed), gatewayHostName: "localhost",
@@ -188,15 +189,18 @@ struct EmulatorAMQPTests {
         try await cbs.connect()
         try await plain.connect()
         try await doomed.connect()
-        try await Task.sleep(for: .seconds(11))
-        #expect(await fixture.emulator.isConnected(deviceId: "dev1"))
-        #expect(await fixture.emulator.isConnected(deviceId: "dev2"))
-        try await cbs.send(AMQPMessage(data: Array("cbs after expiry".utf8)))
-        try await plain.send(AMQPMessage(data: Array("plain after expiry".utf8)))
+        // CBS: a second put-token on the same connection. PLAIN: a second connection with a new token.
+        let cbsActivity = try await fixture.emulator.waitForActivity(deviceId: "dev1", timeout: .seconds(30)) { $0.tokenAuthentications >= 2 }
+        #expect(cbsActivity.connections == 1, "CBS renews without reconnecting")
+        // PLAIN: the new token comes with a new connection (SASL first, then the links).
+        try await fixture.emulator.waitForActivity(deviceId: "dev2", timeout: .seconds(30)) { $0.tokenAuthentications >= 2 && $0.connections >= 2 }
+        try await cbs.send(AMQPMessage(data: Array("cbs after renewal".utf8)))
+        try await plain.send(AMQPMessage(data: Array("plain after renewal".utf8)))
         await cbs.close()
         await plain.close()
-        #expect(await fixture.emulator.telemetry(deviceId: "dev1").map(\.bodyText) == ["cbs after expiry"])
-        #expect(await fixture.emulator.telemetry(deviceId: "dev2").map(\.bodyText) == ["plain after expiry"])
+        #expect(await fixture.emulator.telemetry(deviceId: "dev1").map(\.bodyText) == ["cbs after renewal"])
+        #expect(await fixture.emulator.telemetry(deviceId: "dev2").map(\.bodyText) == ["plain after renewal"])
+        try await fixture.emulator.waitUntilDisconnected(deviceId: "dev1", moduleId: "mod1", timeout: .seconds(30))
         let error = await #expect(throws: HubAMQPError.self) { try await doomed.send(AMQPMessage(data: [1])) }
         #expect(error?.code == .connectionClosed)
     }
@@ -205,24 +209,26 @@ struct EmulatorAMQPTests {
     func renewalDuringSetup() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        let (cbs, plain) = try Self.shortLivedClients(fixture, lifetime: 8, renewalFraction: 0.125)
-        // The hub answers telemetry link attaches after 3 s, so each token's renewal (due after 1 s) falls due while
-        // the client is still connecting. Without a retry nothing renews the token and the hub closes at 8 s.
+        // Renewal falls due after 1 s, while the hub still holds the telemetry link attaches back (3 s). Without a
+        // retry nothing renews the token: the wait for a second authentication below would time out.
+        let (cbs, plain) = try Self.shortLivedClients(fixture, lifetime: 60, renewalFraction: 1.0 / 60)
         await fixture.emulator.injectFaults { $0.attachDelay = .seconds(3) }
         async let cbsConnected: Void = cbs.connect()
         async let plainConnected: Void = plain.connect()
         _ = try await (cbsConnected, plainConnected)
         await fixture.emulator.injectFaults { $0.attachDelay = .zero }
-        try await Task.sleep(for: .seconds(7))
+        try await fixture.emulator.waitForActivity(deviceId: "dev1", timeout: .seconds(30)) { $0.tokenAuthentications >= 2 }
+        try await fixture.emulator.waitForActivity(deviceId: "dev2", timeout: .seconds(30)) { $0.tokenAuthentications >= 2 && $0.connections >= 2 }
         try await cbs.send(AMQPMessage(data: Array("cbs renewed".utf8)))
         try await plain.send(AMQPMessage(data: Array("plain renewed".utf8)))
         await cbs.close()
         await plain.close()
         #expect(await fixture.emulator.telemetry(deviceId: "dev1").map(\.bodyText) == ["cbs renewed"])
-        #expect(await fixture.emulator.telemetry(deviceId: "dev2").map(\.bodyText) == ["plain renewed"])
+        let plainReceived = await fixture.emulator.telemetry(deviceId: "dev2").map(\.bodyText)
+        #expect(plainReceived == ["plain renewed"], "\(plainReceived)")
     }
 
-    @Test("heartbeats: with a 2 s idle time-out the connection outlives 6 s of silence")
+    @Test("heartbeats: with a 2 s idle time-out the client's heartbeats keep a silent connection open")
     func heartbeats() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
@@ -230,7 +236,10 @@ struct EmulatorAMQPTests {
         // stall a task for more than 1.5 s.
         let client = Self.client(fixture, .saslPlain(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey))), idleTimeout: .seconds(2))
         try await client.connect()
-        try await Task.sleep(for: .seconds(6))
+        // The hub's heartbeats (every 1 s, half the client's idle time-out) keep an otherwise silent connection open:
+        // after four of them the client has been silent past its own idle time-out, and is still connected.
+        let activity = try await fixture.emulator.waitForActivity(deviceId: "dev1", timeout: .seconds(30)) { $0.heartbeatsSent >= 4 }
+        #expect(activity.connections == 1)
         #expect(await fixture.emulator.isConnected(deviceId: "dev1"))
         try await client.send(AMQPMessage(data: Array("still here".utf8)))
         await client.close()

@@ -48,15 +48,17 @@ struct EmulatorGatewayTests {
         defer { Task { await fixture.emulator.shutdown() } }
         let gateway = Self.gateway(fixture, reconnects: false)
         try await gateway.connect()
-        let first = try await gateway.addDevice(deviceId: "dev1", tokenSource: try Self.credential(EmulatorFixture.deviceKey, lifetime: 10))
+        let first = try await gateway.addDevice(deviceId: "dev1", tokenSource: try Self.credential(EmulatorFixture.deviceKey, lifetime: 4))
         let error = await #expect(throws: HubAMQPError.self) {
             _ = try await gateway.addDevice(deviceId: "dev2", tokenSource: try Self.credential(EmulatorFixture.deviceKey))
         }
         #expect(error?.code == .authenticationFailed)
-        let second = try await gateway.addDevice(deviceId: "dev2", tokenSource: try Self.credential(EmulatorFixture.secondDeviceKey, lifetime: 10))
-        // Both tokens live 10 s (renewed after 2 s, leaving slack for a loaded CI machine); without in-session renewal
-        // the emulator would close the connection (and reconnects are off).
-        try await Task.sleep(for: .seconds(11))
+        let second = try await gateway.addDevice(deviceId: "dev2", tokenSource: try Self.credential(EmulatorFixture.secondDeviceKey, lifetime: 4))
+        // Both tokens live 4 s and are renewed after 1 s: wait for each identity's renewal on the one connection.
+        for device in ["dev1", "dev2"] {
+            let activity = try await fixture.emulator.waitForActivity(deviceId: device, timeout: .seconds(30)) { $0.tokenAuthentications >= 2 }
+            #expect(activity.connections == 1, "\(device) renewed in the session")
+        }
         try await first.send(AMQPMessage(data: Array("dev1 after renewal".utf8)))
         try await second.send(AMQPMessage(data: Array("dev2 after renewal".utf8)))
         #expect(await fixture.emulator.telemetry().count == 2)

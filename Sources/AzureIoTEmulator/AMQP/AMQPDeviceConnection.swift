@@ -81,7 +81,10 @@ actor AMQPDeviceConnection: DeviceLink {
             self.outbound.send(AMQPProtocolHeader.amqp.bytes)
             while !self.closed {
                 let frame = try await self.readFrame(timeout: .seconds(240))
-                guard !frame.isHeartbeat else { continue }
+                guard !frame.isHeartbeat else {
+                    if !self.authorized.isEmpty { await self.hub.recordHeartbeat(self.authorized, sent: false) }
+                    continue
+                }
                 try await self.handle(try AMQPPerformative.decode(frame.body), channel: frame.channel)
             }
         } catch {
@@ -532,8 +535,13 @@ actor AMQPDeviceConnection: DeviceLink {
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)
                 outbound.send([0, 0, 0, 8, 2, 0, 0, 0])
+                await self.heartbeatSent()
             }
         }
+    }
+
+    private func heartbeatSent() async {
+        if !self.authorized.isEmpty { await self.hub.recordHeartbeat(self.authorized, sent: true) }
     }
 
     /// Closes the connection with `condition`, as a limit or a protocol violation requires.

@@ -20,6 +20,9 @@ actor EmulatedHub {
     let hubHost: String
     private let logger: Logger
     private(set) var identities: [IdentityName: Identity] = [:]
+    /// What tests wait for instead of sleeping: accepted SAS tokens (CONNECT, SASL PLAIN, CBS put-token), connections
+    /// made, and AMQP heartbeats received, per identity.
+    private(set) var activity: [IdentityName: IdentityActivity] = [:]
     private var links: [IdentityName: any DeviceLink] = [:]
     private(set) var telemetry: [ReceivedTelemetry] = []
     private var cloudToDevice: [CloudToDeviceRecord] = []
@@ -87,6 +90,7 @@ actor EmulatedHub {
             guard !identity.revokedTokens.contains(fingerprint) else { throw AzureIoTError(.sasTokenExpired, "the SAS token was expired by the emulator") }
             identity.presentedTokens.insert(fingerprint)
             self.identities[name] = identity
+            self.activity[name, default: IdentityActivity()].tokenAuthentications += 1
             return parsed.expiry
         } catch {
             throw .badToken(error.message)
@@ -129,6 +133,7 @@ actor EmulatedHub {
     func attach(_ link: any DeviceLink, as name: IdentityName) async {
         let previous = self.links[name]
         self.links[name] = link
+        self.activity[name, default: IdentityActivity()].connections += 1
         if let previous, previous.linkId != link.linkId {
             self.logger.info("a new connection replaces the old one", metadata: ["identity": "\(name)"])
             await previous.terminate(reason: "a new connection for '\(name)' replaced this one")
@@ -143,6 +148,16 @@ actor EmulatedHub {
     }
 
     func isConnected(_ name: IdentityName) -> Bool { self.links[name] != nil }
+
+    func recordHeartbeat(_ names: Set<IdentityName>, sent: Bool) {
+        for name in names {
+            if sent {
+                self.activity[name, default: IdentityActivity()].heartbeatsSent += 1
+            } else {
+                self.activity[name, default: IdentityActivity()].heartbeatsReceived += 1
+            }
+        }
+    }
 
     func drop(_ name: IdentityName, reason: String) async {
         if let link = self.links.removeValue(forKey: name) { await link.terminate(reason: reason) }

@@ -124,3 +124,18 @@ public struct TwinRecord: Sendable, Equatable {
         return .object(["desired": .object(desired), "reported": .object(reported)])
     }
 }
+
+/// What one identity did, counted by the emulator, so that tests wait for events instead of sleeping.
+public struct IdentityActivity: Sendable, Equatable {
+    /// SAS tokens accepted for the identity: MQTT CONNECT, AMQP SASL PLAIN, CBS put-token (first and renewals).
+    public var tokenAuthentications = 0
+    /// Connections that became the identity's connection (MQTT CONNECT accepted, AMQP link attached).
+    public var connections = 0
+    /// AMQP heartbeat (empty) frames received on connections the identity is authorized on.
+    public var heartbeatsReceived = 0
+    /// AMQP heartbeat frames the emulator sent on those connections (at half the client's idle time-out).
+    public var heartbeatsSent = 0
+
+    /// No activity.
+    public init() {}
+}

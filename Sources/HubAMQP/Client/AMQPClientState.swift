@@ -114,6 +114,16 @@ struct AMQPClientState: Sendable {
     /// How many messages wait for settlement.
     var unsettledCount: Int { self.outgoing.count }
 
+    /// Set while a planned reconnect drains the connection: queued messages wait for the next connection, so that
+    /// a token renewal sends nothing twice. A new connection (``connectionLost()``) clears it.
+    private(set) var isDraining = false
+
+    /// Messages transmitted on this connection and not yet settled by the peer.
+    var inFlightCount: Int { self.outgoing.values.reduce(0) { $0 + ($1.deliveryId == nil ? 0 : 1) } }
+
+    /// Stops transmitting queued messages until the next connection.
+    mutating func startDraining() { self.isDraining = true }
+
     /// `open` and `begin`.
     mutating func open(containerId: String, hostname: String, idleTimeout: UInt32, properties: [AMQPMapEntry]) -> [Action] {
         [.write([
@@ -313,7 +323,7 @@ struct AMQPClientState: Sendable {
     /// Transmits queued telemetry, oldest first per identity, while each identity's link credit and the peer's
     /// session window allow.
     private mutating func pump() -> [Action] {
-        guard self.beginReceived else { return [] }
+        guard self.beginReceived, !self.isDraining else { return [] }
         var frames: [AMQPPerformative] = []
         let chunk = self.chunkSize
         slots: for slot in self.untransmitted.keys {

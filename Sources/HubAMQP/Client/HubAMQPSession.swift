@@ -94,6 +94,8 @@ actor HubAMQPSession {
     /// The shortest interval between keep-alive frames, whatever the peer asks for.
     static let minimumHeartbeatInterval: Duration = .milliseconds(500)
     private var renewalTasks: [Int: Task<Void, Never>] = [:]
+    /// A PLAIN renewal waiting for the messages in flight to be settled.
+    private var drainWaiter: CheckedContinuation<Void, Never>?
     private var reconnectTask: Task<Void, Never>?
 
     init(settings: Settings, identities: [Identity], logger: Logger) {
@@ -352,6 +354,23 @@ actor HubAMQPSession {
         }
     }
 
+    /// Returns once nothing transmitted on connection `generation` waits for settlement, the connection is gone, or
+    /// `timeout` passed.
+    private func waitForDrain(generation: UInt64, timeout: Duration) async {
+        guard self.generation == generation, self.protocolState.inFlightCount > 0 else { return }
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            self.resumeDrainWaiter()
+        }
+        defer { timer.cancel() }
+        await withCheckedContinuation { self.drainWaiter = $0 }
+    }
+
+    private func resumeDrainWaiter() {
+        self.drainWaiter?.resume()
+        self.drainWaiter = nil
+    }
+
     private func renew(slot: Int, generation: UInt64) async {
         guard self.generation == generation, let identity = self.identities[slot] else { return }
         guard self.lifecycle == .connected else {
@@ -370,8 +389,17 @@ actor HubAMQPSession {
             }
         case .saslPlain:
             // A SASL identity cannot change in a connection: open a new one with a fresh token, whether or not
-            // automatic reconnects are on.
-            self.logger.info("reconnecting to renew the SAS token")
+            // automatic reconnects are on. Messages in flight get their settlement first (bounded), and no new one
+            // goes out meanwhile, so that the renewal sends nothing twice.
+            self.logger.info("renewing the SAS token: draining, then reconnecting", metadata: ["inflight": "\(self.protocolState.inFlightCount)"])
+            self.protocolState.startDraining()
+            await self.waitForDrain(generation: generation, timeout: min(self.settings.operationTimeout, .seconds(10)))
+            guard self.generation == generation, self.lifecycle == .connected, let transport = self.transport else { return }
+            transport.writer.send(AMQPFrame(body: (try? AMQPPerformative.close(AMQPEndOrClose()).encoded()) ?? []).encoded)
+            self.transport = nil
+            await transport.writer.finish()
+            guard self.generation == generation else { return }
+            self.transport = transport
             self.transportLost(HubAMQPError(.connectionClosed, "renewing the SAS token"), generation: generation, reconnect: true)
         case .x509:
             break
@@ -442,6 +470,9 @@ actor HubAMQPSession {
     // MARK: - Carrying out the state's actions
 
     private func perform(_ actions: [AMQPClientState.Action]) {
+        defer {
+            if self.drainWaiter != nil && self.protocolState.inFlightCount == 0 { self.resumeDrainWaiter() }
+        }
         for action in actions {
             switch action {
             case .write(let performatives):
@@ -547,6 +578,7 @@ actor HubAMQPSession {
 
     /// Drops the current connection and what belongs to it; queued messages stay for the next connection.
     private func tearDown() {
+        self.resumeDrainWaiter()
         self.readerTask?.cancel()
         self.heartbeatTask?.cancel()
         for task in self.renewalTasks.values { task.cancel() }
