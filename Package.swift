@@ -152,7 +152,11 @@ let package = Package(
         ),
         .testTarget(
             name: "DocumentationExamplesTests",
-            dependencies: ["AzureIoTEmulator", "DPSClient", "HubMQTT", "HubAMQP", "AzureIoTTestSupport"],
+            dependencies: [
+                "AzureIoTEmulator", "DPSClient", "HubMQTT", "HubAMQP", "AzureIoTTestSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

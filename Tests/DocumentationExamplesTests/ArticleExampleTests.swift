@@ -3,6 +3,7 @@ import AzureIoTEmulator
 import AzureIoTTestSupport
 import DPSClient
 import Foundation
+import Logging
 import Testing
 
 /// Runs every article's code (``ArticleExamples``) against the emulator and checks that the articles show exactly
@@ -64,7 +65,7 @@ struct ArticleExampleTests {
         let examples = try String(contentsOf: Self.repository.appendingPathComponent("Tests/DocumentationExamplesTests/ArticleExamples.swift"), encoding: .utf8)
         let exampleLines = examples.split(separator: "\n", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
         let articles = try Self.articles()
-        #expect(articles.count >= 12, "catalog pages and articles: \(articles.map(\.lastPathComponent))")
+        #expect(articles.count >= 13, "catalog pages and articles: \(articles.map(\.lastPathComponent))")
         var checked = 0
         for article in articles {
             for block in try Self.blocks("swift", in: article) {
@@ -115,6 +116,24 @@ struct ArticleExampleTests {
         #expect(certified.deviceId == "camera-7")
         #expect(try await emulator.waitForTelemetry(deviceId: "camera-7").first?.bodyText == #"{"provisioned":true}"#)
         #expect(await emulator.registrations().map(\.enrollmentGroup) == [nil, "sensors", "certified"])
+    }
+
+    @Test("running unattended: a ServiceGroup runs the client, telemetry with an expiry, C2D acknowledged when taken, graceful shutdown")
+    func runningUnattended() async throws {
+        let root = try CertificateAuthority(commonName: "Docs Device Root")
+        let emulator = try await IoTEmulator.start(configuration: Self.emulatorConfiguration(deviceCA: root))
+        defer { Task { await emulator.shutdown() } }
+        let trust = TLSConfiguration.TrustRoots.pemFile(emulator.endpoints.caCertificatePath)
+        let connectionString = try #require(emulator.endpoints.devices.first?.connectionString)
+        let id = try await emulator.sendCloudToDevice(deviceId: "dev1", body: Array("reboot".utf8))
+        let commands = try await ArticleExamples.runUnattended(
+            connectionString: connectionString, trust: trust, port: emulator.endpoints.mqtt.port, logger: Logger(label: "docs")
+        )
+        #expect(commands == ["reboot"])
+        _ = try await emulator.waitForCloudToDevice(messageId: id, state: .completed)
+        let reading = try #require(try await emulator.waitForTelemetry(deviceId: "dev1").first)
+        #expect(reading.bodyText == #"{"temperature":21.5}"# && reading.systemProperties["exp"] != nil)
+        #expect(await !emulator.isConnected(deviceId: "dev1"))
     }
 
     @Test("routing, IoT Edge and AMQP articles (one device, and several through a CBS gateway)")

@@ -4,6 +4,8 @@ import DPSClient
 import Foundation
 import HubAMQP
 import HubMQTT
+import Logging
+import ServiceLifecycle
 
 /// The code of the DocC articles, compiled and run against the emulator by `ArticleExampleTests`. Each article's
 /// ```swift block must appear here line for line (checked by the tests), so the articles cannot drift from the API.
@@ -96,6 +98,37 @@ enum ArticleExamples {
             try await client.send(message)        // returns when IoT Hub acknowledges (QoS 1)
             print("topic properties: \(message.propertyBag.encoded)")
         }
+    }
+
+    // MARK: - Running unattended
+
+    static func runUnattended(connectionString: String, trust: TLSConfiguration.TrustRoots, port: Int, logger: Logger) async throws -> [String] {
+        var configuration = try HubMQTTConfiguration(connectionString: try ConnectionString(parsing: connectionString), trustRoots: trust, port: port)
+        configuration.retryPolicy = RetryPolicy(initialDelay: .seconds(2), maximumDelay: .seconds(120), maximumPermanentFailures: 5)
+        configuration.maximumQueuedMessages = 500   // offline for long: at most 500 readings wait, then queueFull
+        configuration.inboundBufferSize = 16
+        let device = try HubMQTTClient(configuration: configuration, logger: logger)
+        try await device.subscribe(to: [.cloudToDeviceMessages])
+
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [.init(service: device)], logger: logger))
+        let running = Task { try await group.run() }
+
+        var reading = TelemetryMessage(text: #"{"temperature":21.5}"#, contentType: "application/json")
+        reading.expire(after: .seconds(30))   // $.exp for IoT Hub, and a local deadline
+        do {
+            try await device.send(reading, timeout: .seconds(10))
+        } catch let error as HubMQTTError where error.code == .expired || error.code == .queueFull {
+            logger.warning("reading dropped: \(error.code)")   // a fresher one follows
+        }
+
+        var commands: [String] = []
+        for await message in device.cloudToDeviceMessages {
+            commands.append(String(decoding: message.body, as: UTF8.self))   // taking it acknowledges it
+            break
+        }
+        await group.triggerGracefulShutdown()   // DISCONNECT, then run() returns
+        try await running.value
+        return commands
     }
 
     // MARK: - IoT Edge gateway

@@ -34,6 +34,7 @@ public final class HubMQTTClient: Service, Sendable {
         /// Direct-method calls (``methodRequests``).
         case methodRequests
 
+        /// Orders kinds as declared (the order the client subscribes in).
         public static func < (lhs: Inbound, rhs: Inbound) -> Bool { lhs.rawValue < rhs.rawValue }
     }
 

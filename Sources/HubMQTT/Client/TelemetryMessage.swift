@@ -22,7 +22,7 @@ public struct TelemetryMessage: Sendable {
     /// `$.exp`: ISO 8601 absolute expiry time in UTC.
     public var expiryTime: String?
     /// The local expiry: a message still waiting to be sent (offline, window full) or unacknowledged at this instant
-    /// completes with ``HubMQTTError/Code/expired`` and is not sent (again). ``expire(after:now:)`` sets it together
+    /// completes with ``HubMQTTError/Code/expired`` and is not sent (again). ``expire(after:)`` sets it together
     /// with `$.exp`.
     public var deadline: ContinuousClock.Instant?
     /// `$.sub`: the IoT Plug and Play component.
