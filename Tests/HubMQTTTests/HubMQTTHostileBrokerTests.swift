@@ -52,4 +52,43 @@ struct HubMQTTHostileBrokerTests {
         print("SUBACK flood: \(connects) connection(s); send timed out after \(waited)")
         #expect(connects == 1, "the flood is not a reason to reconnect: \(broker.output.suffix(400))")
     }
+
+    @Test("a broker that never answers: twin and send honour a per-call time-out and task cancellation")
+    func silentBroker() async throws {
+        let (broker, port) = try await Self.broker("silent")
+        defer { broker.stop() }
+        let configuration = HubMQTTConfiguration(
+            identity: HubMQTTIdentity(hubHost: "hostile-hub.azure-devices.net", deviceId: "dev1"),
+            authentication: .sas(try SymmetricKeyCredential(base64Key: HubMQTTClientTests.key)),
+            gatewayHostName: "localhost", port: port, trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")),
+            operationTimeout: .seconds(60)
+        )
+        let client = try HubMQTTClient(configuration: configuration)
+        try await client.connect()
+        let clock = ContinuousClock()
+        // A per-call time-out overrides the configuration's 60 s.
+        var start = clock.now
+        await #expect(throws: HubMQTTError(.timedOut, "")) { _ = try await client.twin(timeout: .milliseconds(500)) }
+        await #expect(throws: HubMQTTError(.timedOut, "")) { _ = try await client.updateReportedProperties(Array("{}".utf8), timeout: .milliseconds(500)) }
+        #expect(clock.now - start < .seconds(20))
+        // Cancelling the task ends each wait at once, with CancellationError.
+        for operation in ["twin", "patch", "send"] {
+            let task = Task {
+                switch operation {
+                case "twin": _ = try await client.twin()
+                case "patch": _ = try await client.updateReportedProperties(Array(#"{"a":1}"#.utf8))
+                default: try await client.send(TelemetryMessage(text: "never acknowledged"))
+                }
+            }
+            // The request is out before the task is cancelled (the broker logs every PUBLISH it gets).
+            let published = broker.output.components(separatedBy: "PUBLISH").count
+            while broker.output.components(separatedBy: "PUBLISH").count == published { try await Task.sleep(for: .milliseconds(10)) }
+            start = clock.now
+            task.cancel()
+            await #expect(throws: CancellationError.self, "\(operation)") { try await task.value }
+            #expect(clock.now - start < .seconds(10), "\(operation) ended \(clock.now - start) after the cancellation")
+        }
+        #expect(await client.isConnected)
+        await client.disconnect()
+    }
 }

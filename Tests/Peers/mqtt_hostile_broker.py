@@ -4,6 +4,7 @@
 Every CONNECT is accepted (CONNACK 0), then the broker misbehaves as told:
 - suback-flood: sends SUBACKs for packet ids 1, 2, 3 … 65535, 1, … without pause for as long as the connection
   lives, and never acknowledges a PUBLISH.
+- silent: answers each SUBSCRIBE with its SUBACK and nothing else: no PUBACK, no twin response, no PINGRESP.
 
 It prints READY once listening, then one line per event: "CONNECT <n>" for the n-th connection, "PUBLISH" for each
 PUBLISH received, "CLOSED <n>" when a connection ends.
@@ -68,8 +69,16 @@ def serve(conn, number):
         if behaviour == "suback-flood":
             threading.Thread(target=flood, args=(conn, stop), daemon=True).start()
         while True:
-            kind, _ = read_packet(conn)
-            if kind == 3:
+            kind, body = read_packet(conn)
+            if kind == 8 and behaviour == "silent":
+                filters, position = 0, 2
+                while position < len(body):
+                    length = (body[position] << 8) | body[position + 1]
+                    position += 2 + length + 1
+                    filters += 1
+                conn.sendall(bytes([0x90, 2 + filters, body[0], body[1]] + [0x01] * filters))
+                say(f"SUBSCRIBE {filters}")
+            elif kind == 3:
                 say("PUBLISH")
             elif kind == 14:
                 break

@@ -80,9 +80,11 @@ public final class HubMQTTClient: Service, Sendable {
         try await self.session.subscribe(to: kinds)
     }
 
-    /// Connects (TLS, CONNECT, subscriptions). Throws ``HubMQTTError/Code/connectionRefused`` when the broker
-    /// refuses, and the transport's `AzureIoTError` for TLS and network failures. After a later connection loss the
-    /// client reconnects by itself.
+    /// Connects (TLS, CONNECT, subscriptions), trying again under the retry policy within the configuration's
+    /// `connectTimeout`, as a reconnect would. Throws ``HubMQTTError/Code/retriesExhausted`` once the policy gives up
+    /// (refused credentials: the refusal is the ``HubMQTTError/underlying`` cause), or the last failure
+    /// (``HubMQTTError/Code/connectionFailed`` for TLS and the network) when the time is up. Cancelling the task stops
+    /// the attempt. After a later connection loss the client reconnects by itself.
     public func connect() async throws { try await self.session.connect() }
 
     /// Connects, then keeps the connection (reconnecting as needed) until ``disconnect()`` is called, the task is
@@ -146,14 +148,15 @@ public final class HubMQTTClient: Service, Sendable {
         try await self.session.send(message, qos: qos, timeout: timeout)
     }
 
-    /// Reads the whole twin. While the client reconnects it waits for the connection, within the operation
-    /// time-out (then ``HubMQTTError/Code/timedOut``).
-    public func twin() async throws -> Twin { try await self.session.twin() }
+    /// Reads the whole twin. While the client reconnects it waits for the connection, within `timeout` (default: the
+    /// configuration's `operationTimeout`; then ``HubMQTTError/Code/timedOut``). Cancelling the task ends the wait.
+    public func twin(timeout: Duration? = nil) async throws -> Twin { try await self.session.twin(timeout: timeout) }
 
     /// Patches the reported properties with a JSON object; returns the new reported version. While the client
-    /// reconnects it waits for the connection, within the operation time-out.
-    public func updateReportedProperties(_ json: [UInt8]) async throws -> Int? {
-        try await self.session.updateReportedProperties(json)
+    /// reconnects it waits for the connection, within `timeout` (default: the configuration's `operationTimeout`).
+    /// Cancelling the task ends the wait.
+    public func updateReportedProperties(_ json: [UInt8], timeout: Duration? = nil) async throws -> Int? {
+        try await self.session.updateReportedProperties(json, timeout: timeout)
     }
 
     /// QoS 1 messages waiting for room in the in-flight window (offline, or with the window full); at most the

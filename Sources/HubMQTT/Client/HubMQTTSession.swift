@@ -695,24 +695,35 @@ actor HubMQTTSession {
         }
     }
 
+    private func endSubackWait(_ id: UInt16, _ error: any Error) {
+        guard let waiter = self.subackWaiters.removeValue(forKey: id) else { return }
+        self.pipeline.releasePacketId(id)
+        waiter.resume(throwing: error)
+    }
+
     private func request(_ subscribe: SubscribePacket) async throws -> SubAckPacket {
         let id = subscribe.packetId
         self.enqueue(.subscribe(subscribe))
         let timeout = self.configuration.operationTimeout
         let timer = Task {
             try await Task.sleep(for: timeout)
-            guard let waiter = self.subackWaiters.removeValue(forKey: id) else { return }
-            self.pipeline.releasePacketId(id)
-            waiter.resume(throwing: HubMQTTError(.timedOut, "no SUBACK within \(timeout)"))
+            self.endSubackWait(id, HubMQTTError(.timedOut, "no SUBACK within \(timeout)"))
         }
         defer { timer.cancel() }
-        return try await withCheckedThrowingContinuation { self.subackWaiters[id] = $0 }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<SubAckPacket, any Error>) in
+                self.subackWaiters[id] = continuation
+                if Task.isCancelled { self.endSubackWait(id, CancellationError()) }
+            }
+        } onCancel: {
+            Task { await self.endSubackWait(id, CancellationError()) }
+        }
     }
 
     // MARK: - Twin and methods
 
-    func twin() async throws -> Twin {
-        let (status, _, body) = try await self.twinRequest { HubTopics.twinGet(rid: $0) } payload: { [] }
+    func twin(timeout: Duration? = nil) async throws -> Twin {
+        let (status, _, body) = try await self.twinRequest(timeout: timeout) { HubTopics.twinGet(rid: $0) } payload: { [] }
         guard status == 200 || status == 202 else {
             throw HubMQTTError(.twinRequestFailed, "the twin GET failed", status: status)
         }
@@ -723,8 +734,8 @@ actor HubMQTTSession {
         return Twin(json: body, desiredVersion: version("desired"), reportedVersion: version("reported"))
     }
 
-    func updateReportedProperties(_ json: [UInt8]) async throws -> Int? {
-        let (status, query, _) = try await self.twinRequest { HubTopics.twinPatchReported(rid: $0) } payload: { json }
+    func updateReportedProperties(_ json: [UInt8], timeout: Duration? = nil) async throws -> Int? {
+        let (status, query, _) = try await self.twinRequest(timeout: timeout) { HubTopics.twinPatchReported(rid: $0) } payload: { json }
         guard status == 204 || status == 200 else {
             throw HubMQTTError(.twinRequestFailed, "the reported-properties PATCH failed", status: status)
         }
@@ -732,10 +743,11 @@ actor HubMQTTSession {
     }
 
     private func twinRequest(
+        timeout: Duration?,
         topic: (UInt32) -> String,
         payload: () -> [UInt8]
     ) async throws -> (Int, PropertyBag, [UInt8]) {
-        let deadline = ContinuousClock.now + self.configuration.operationTimeout
+        let deadline = ContinuousClock.now + (timeout ?? self.configuration.operationTimeout)
         while true {
             // While the client reconnects, a twin request waits for the connection rather than failing at once.
             try await self.awaitConnection(until: deadline)
@@ -760,10 +772,21 @@ actor HubMQTTSession {
         self.enqueue(.publish(PublishPacket(topic: topic(rid), payload: payload())))
         let timer = Task {
             try await Task.sleep(until: deadline)
-            self.twinWaiters.removeValue(forKey: key)?.resume(throwing: HubMQTTError(.timedOut, "no twin response within the operation time-out"))
+            self.twinWaiters.removeValue(forKey: key)?.resume(throwing: HubMQTTError(.timedOut, "no twin response within the time-out"))
         }
         defer { timer.cancel() }
-        return try await withCheckedThrowingContinuation { self.twinWaiters[key] = $0 }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Int, PropertyBag, [UInt8]), any Error>) in
+                self.twinWaiters[key] = continuation
+                if Task.isCancelled { self.twinWaiters.removeValue(forKey: key)?.resume(throwing: CancellationError()) }
+            }
+        } onCancel: {
+            Task { await self.cancelTwinWait(key) }
+        }
+    }
+
+    private func cancelTwinWait(_ key: String) {
+        self.twinWaiters.removeValue(forKey: key)?.resume(throwing: CancellationError())
     }
 
     private func respond(rid: String, status: Int, payload: [UInt8]) throws {
