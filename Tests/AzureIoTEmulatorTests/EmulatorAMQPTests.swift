@@ -31,19 +31,23 @@ struct EmulatorAMQPTests {
         #expect(received[1].body.count == 100_000)
     }
 
-    @Test("a wrong token fails SASL with an authentication error; an injected refusal too")
+    @Test("a wrong token fails SASL under the retry policy: retriesExhausted with the authentication error as cause; one refusal is retried")
     func refusals() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
         let wrong = try fixture.amqp(key: EmulatorFixture.groupKey)
         let error = await #expect(throws: HubAMQPError.self) { try await wrong.connect() }
-        #expect(error?.code == .authenticationFailed)
+        #expect(error?.code == .retriesExhausted)
+        #expect((error?.underlying as? HubAMQPError)?.code == .authenticationFailed)
+        // With automatic reconnects off the first connect is one attempt, and the refusal itself is thrown.
+        let once = Self.client(fixture, .saslPlain(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.groupKey))), reconnects: false)
+        await #expect(throws: HubAMQPError(.authenticationFailed, "")) { try await once.connect() }
+        // One injected refusal: the first connect tries again, as a reconnect would, and gets in.
         await fixture.emulator.injectFaults { $0.refuseConnections = 1 }
-        let refused = try fixture.amqp()
-        await #expect(throws: HubAMQPError.self) { try await refused.connect() }
-        let fine = try fixture.amqp()
-        try await fine.connect()
-        await fine.close()
+        let refusedOnce = try fixture.amqp()
+        try await refusedOnce.connect()
+        #expect(await fixture.emulator.faults().refuseConnections == 0)
+        await refusedOnce.close()
     }
 
     @Test("C2D over AMQP: complete, reject and abandon are tracked as the hub does (abandoned messages come back)")
@@ -111,8 +115,9 @@ struct EmulatorAMQPTests {
 
         let wrong = Self.client(fixture, .cbs(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.groupKey)), tokenType: type))
         let error = await #expect(throws: HubAMQPError.self) { try await wrong.connect() }
-        #expect(error?.code == .authenticationFailed)
-        #expect(error?.message.contains("401") == true)
+        #expect(error?.code == .retriesExhausted)
+        let cause = error?.underlying as? HubAMQPError
+        #expect(cause?.code == .authenticationFailed && cause?.message.contains("401") == true)
     }
 
     @Test("X.509 with SASL EXTERNAL: the certificate whose thumbprint the hub holds; another is refused")
@@ -127,7 +132,7 @@ struct EmulatorAMQPTests {
         let stranger = try CertificateAuthority(commonName: "Stranger CA").issue(commonName: "x509-device")
         let refused = Self.client(fixture, .x509(stranger.identity), device: "x509-device")
         let error = await #expect(throws: HubAMQPError.self) { try await refused.connect() }
-        #expect(error?.code == .authenticationFailed)
+        #expect(error?.code == .retriesExhausted && (error?.underlying as? HubAMQPError)?.code == .authenticationFailed)
     }
 
     @Test("reconnect: unsettled messages are resent after a drop and every send completes")

@@ -20,9 +20,12 @@ public final class HubAMQPClient: Service, Sendable {
         self.session = HubAMQPSession(configuration: configuration, logger: logger, cloudToDevice: continuation)
     }
 
-    /// TLS, SASL PLAIN, open, begin, and the two links. Throws ``HubAMQPError``: ``HubAMQPError/Code/authenticationFailed``
-    /// for a refused token, ``HubAMQPError/Code/linkDetached`` for a refused link, ``HubAMQPError/Code/connectionFailed``
-    /// (the `AzureIoTError` as ``HubAMQPError/underlying``) for TLS and the network.
+    /// TLS, SASL PLAIN, open, begin, and the two links, tried again under the retry policy within the operation
+    /// time-out as a reconnect would be (one attempt with automatic reconnects off). Throws ``HubAMQPError``:
+    /// ``HubAMQPError/Code/retriesExhausted`` once the policy gives up (a refused token: the
+    /// ``HubAMQPError/Code/authenticationFailed`` error is the ``HubAMQPError/underlying`` cause),
+    /// ``HubAMQPError/Code/linkDetached`` for a refused link, ``HubAMQPError/Code/connectionFailed`` (the `AzureIoTError`
+    /// as ``HubAMQPError/underlying``) for TLS and the network.
     public func connect() async throws { try await HubAMQPError.mapping { try await self.session.connect() } }
 
     /// Sends a message and returns when the peer settles it as `accepted`; `rejected`, `released` and `modified`

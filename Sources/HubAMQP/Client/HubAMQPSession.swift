@@ -142,14 +142,30 @@ actor HubAMQPSession {
             if let terminalError { throw terminalError }
             return
         }
-        self.lifecycle = .connecting
-        do {
-            try await self.establish()
-            self.lifecycle = .connected
-            self.connectedAt = .now
-        } catch {
-            self.lifecycle = .idle
-            throw error
+        // The first connect follows the retry policy as a reconnect would (within the operation time-out), so that
+        // a refused token counts the same whenever it happens; with automatic reconnects off it is one attempt.
+        var backoff = RetryPolicy.Backoff(policy: self.settings.retryPolicy)
+        let deadline = ContinuousClock.now + self.settings.operationTimeout
+        while true {
+            self.lifecycle = .connecting
+            do {
+                try await self.establish()
+                self.lifecycle = .connected
+                self.connectedAt = .now
+                return
+            } catch {
+                self.lifecycle = .idle
+                guard self.settings.reconnects, !(error is CancellationError), !Task.isCancelled else { throw error }
+                switch backoff.attemptFailed(Self.classify(error), reason: "\(error)", randomUnit: Double.random(in: 0..<1)) {
+                case .retry(let after) where ContinuousClock.now + after < deadline:
+                    self.logger.debug("AMQP connect failed, trying again", metadata: ["error": "\(error)", "wait": "\(after)"])
+                    try await Task.sleep(for: after)
+                case .retry:
+                    throw error
+                case .giveUp(let reason):
+                    throw HubAMQPError(.retriesExhausted, "gave up connecting: \(reason)", underlying: error as? any Error & Sendable)
+                }
+            }
         }
     }
 
@@ -617,7 +633,7 @@ actor HubAMQPSession {
                     delay = after
                 case .giveUp(let reason):
                     self.logger.warning("AMQP gives up reconnecting", metadata: ["reason": "\(reason)"])
-                    self.finish(with: HubAMQPError(.retriesExhausted, "gave up reconnecting: \(reason)"))
+                    self.finish(with: HubAMQPError(.retriesExhausted, "gave up reconnecting: \(reason)", underlying: error as? any Error & Sendable))
                     return
                 }
             }
