@@ -164,6 +164,27 @@ struct AMQPClientStateTests {
         #expect(Self.failure(&state, .transfer(AMQPTransfer(handle: 99, deliveryId: 9), payload: bytes))?.code == .protocolViolation)
     }
 
+    @Test("cloud-to-device credit follows the application: messages it holds unsettled use up the window, settling gives credit back")
+    func creditFollowsSettlement() throws {
+        var state = try Self.connected()   // a window of 10
+        let bytes = try AMQPMessage(data: [1, 2, 3]).encoded()
+        var granted: [UInt32] = []
+        func flows(_ actions: [AMQPClientState.Action]) -> [UInt32] {
+            Self.written(actions).compactMap { if case .flow(let flow) = $0 { return flow.linkCredit } else { return nil } }
+        }
+        // Ten unsettled deliveries: the window is used up and no more credit is granted, however long the peer waits.
+        for id in 0..<10 {
+            granted += flows(try state.receive(.transfer(AMQPTransfer(handle: 8, deliveryId: UInt32(id), deliveryTag: [UInt8(id)]), payload: bytes)))
+        }
+        #expect(granted.isEmpty, "no credit while the application holds the whole window: \(granted)")
+        // Settling one gives exactly one delivery of credit back; settling more tops up to what the window leaves.
+        #expect(flows(state.settle(0, state: .accepted)) == [1])
+        for id in 1..<6 { granted += flows(state.settle(UInt32(id), state: .accepted)) }
+        #expect(granted.last.map { $0 >= 3 } == true, "after six settlements the link has credit again: \(granted)")
+        // A settlement of a delivery the state does not know (or twice) grants nothing.
+        #expect(flows(state.settle(0, state: .accepted)).isEmpty)
+    }
+
     @Test("after a lost connection, unsettled messages are sent again on the next one with new delivery ids; withdrawn ones are not")
     func resendAfterReconnect() throws {
         var state = try Self.connected()

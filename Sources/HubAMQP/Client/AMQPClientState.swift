@@ -68,6 +68,10 @@ struct AMQPClientState: Sendable {
         var credit: Int64 = 0
         var deliveryCount: UInt32 = 0
         var grantedCredit: UInt32 = 0
+        /// Receivers of cloud-to-device messages: deliveries handed to the application and not yet settled by it.
+        /// Credit is only granted for what the window leaves beside them, so an application that does not settle
+        /// stops the flow instead of filling memory.
+        var unsettled: UInt32 = 0
     }
 
     let cloudToDeviceCredit: UInt32
@@ -89,6 +93,8 @@ struct AMQPClientState: Sendable {
     /// Per identity slot, the sequences not yet transmitted, oldest first (entries already withdrawn are skipped).
     private var untransmitted: [Int: ArraySlice<UInt64>] = [:]
     private var deliveries: [UInt32: UInt64] = [:]
+    /// Received cloud-to-device deliveries the application has not settled yet, with their link.
+    private var receivedUnsettled: [UInt32: UInt32] = [:]
 
     // Receiving.
     private var nextIncomingId: UInt32 = 0
@@ -178,9 +184,15 @@ struct AMQPClientState: Sendable {
         return [.write(self.transfers(payload, handle: handle, settled: true))]
     }
 
-    /// Settles a received cloud-to-device message.
-    func settle(_ deliveryId: UInt32, state: AMQPDeliveryState) -> [Action] {
-        [.write([.disposition(AMQPDisposition(isReceiver: true, first: deliveryId, settled: true, state: state))])]
+    /// Settles a received cloud-to-device message; the link gets the credit back.
+    mutating func settle(_ deliveryId: UInt32, state: AMQPDeliveryState) -> [Action] {
+        var actions: [Action] = [.write([.disposition(AMQPDisposition(isReceiver: true, first: deliveryId, settled: true, state: state))])]
+        if let handle = self.receivedUnsettled.removeValue(forKey: deliveryId), var link = self.links[handle], link.unsettled > 0 {
+            link.unsettled -= 1
+            self.links[handle] = link
+            actions += self.topUp(handle)
+        }
+        return actions
     }
 
     /// The connection is gone: everything but the queued messages is reset; transmitted messages become untransmitted.
@@ -301,21 +313,33 @@ struct AMQPClientState: Sendable {
             if !complete.settled { actions.insert(contentsOf: self.settle(complete.deliveryId, state: .accepted), at: 0) }
             return actions + self.replenish(handle)
         }
+        if !complete.settled, var link = self.links[handle] {
+            link.unsettled &+= 1
+            self.links[handle] = link
+            self.receivedUnsettled[complete.deliveryId] = handle
+        }
         return [.received(message, deliveryId: complete.deliveryId, settled: complete.settled, slot: slot)] + self.replenish(handle)
     }
 
-    /// Counts a delivery on the receiver link `handle` and tops its credit up once less than half is left.
+    /// Counts a delivery on the receiver link `handle` and tops its credit up.
     private mutating func replenish(_ handle: UInt32) -> [Action] {
         guard var link = self.links[handle] else { return [] }
         link.deliveryCount &+= 1
-        let window = link.kind == .cbsResponses ? 100 : self.cloudToDeviceCredit
-        var actions: [Action] = []
-        if Int64(link.grantedCredit) - Int64(link.deliveryCount) < Int64(window / 2) {
-            link.grantedCredit = link.deliveryCount &+ window
-            actions.append(.write([.flow(self.flow(handle, deliveryCount: link.deliveryCount, credit: window))]))
-        }
         self.links[handle] = link
-        return actions
+        return self.topUp(handle)
+    }
+
+    /// Grants the receiver link `handle` credit up to its window, less what the application holds unsettled, once
+    /// less than half of that is left.
+    private mutating func topUp(_ handle: UInt32) -> [Action] {
+        guard var link = self.links[handle] else { return [] }
+        let window = link.kind == .cbsResponses ? 100 : self.cloudToDeviceCredit
+        let allowed = window > link.unsettled ? window - link.unsettled : 0
+        let left = Int64(link.grantedCredit) - Int64(link.deliveryCount)
+        guard allowed > 0, left < Int64(allowed / 2) || (left <= 0 && allowed > 0) else { return [] }
+        link.grantedCredit = link.deliveryCount &+ allowed
+        self.links[handle] = link
+        return [.write([.flow(self.flow(handle, deliveryCount: link.deliveryCount, credit: allowed))])]
     }
 
     // MARK: - Sending

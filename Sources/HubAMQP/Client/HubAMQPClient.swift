@@ -10,7 +10,9 @@ public import ServiceLifecycle
 /// shuts down gracefully, the task is cancelled, or ``close()``.
 public final class HubAMQPClient: Service, Sendable {
     private let session: HubAMQPSession
-    /// Cloud-to-device messages (unbounded: consume them).
+    /// Cloud-to-device messages. At most the configuration's `cloudToDeviceCredit` (default 100) are delivered and not
+    /// yet settled at once: the hub gets credit for more only as the application completes, rejects or abandons
+    /// them, so a slow application holds a bounded number in memory.
     public let cloudToDeviceMessages: AsyncStream<CloudToDeviceDelivery>
 
     /// A client; nothing is sent until ``connect()``.
