@@ -94,8 +94,12 @@ public final class IoTEmulator: Sendable {
             let service = try ProvisioningService(configuration: configuration, hub: hub, logger: logger)
             let host = configuration.listenAddress
             let handler = DPSConnectionHandler(service: service, limits: limits, logger: logger)
+            let handshakes = HandshakeGate(limit: limits.maximumConcurrentHandshakes)
             func listener(_ port: Int, _ name: String, _ serve: @escaping @Sendable (TLSConnection) async -> Void) throws(AzureIoTError) -> EmulatorListener {
-                EmulatorListener(listener: try TLSListener(host: host, port: port, configuration: tls, logger: logger), name: name, limiter: limiter, logger: logger, serve: serve)
+                EmulatorListener(
+                    listener: try TLSListener(host: host, port: port, configuration: tls, logger: logger), name: name, limiter: limiter,
+                    handshakes: handshakes, handshakeTimeout: .seconds(limits.handshakeTimeoutSeconds), logger: logger, serve: serve
+                )
             }
             let dps = try listener(configuration.dpsPort, "dps") { await handler.serve($0) }
             let mqtt = try listener(configuration.mqttPort, "mqtt") {

@@ -21,6 +21,9 @@ public struct EmulatorLimits: Sendable, Codable, Equatable {
     public var maximumConnectionsPerSource: Int
     /// Seconds a client has to finish its TLS handshake (each in its own task). Default 10.
     public var handshakeTimeoutSeconds: Int
+    /// TLS handshakes the emulator runs at once, across its listeners; further connections wait their turn (at most
+    /// a handshake time-out). Default 64.
+    public var maximumConcurrentHandshakes: Int
     /// AMQP links one connection may have attached. Default 64.
     public var maximumLinksPerConnection: Int
     /// Bytes of unfinished AMQP transfers a connection may hold before any identity has authenticated on it.
@@ -45,6 +48,7 @@ public struct EmulatorLimits: Sendable, Codable, Equatable {
         self.maximumConnectionsPerPort = connections
         self.maximumConnectionsPerSource = max(1, connections * 3 / 4)
         self.handshakeTimeoutSeconds = 10
+        self.maximumConcurrentHandshakes = 64
         self.maximumLinksPerConnection = 64
         self.maximumBufferedBytesBeforeAuthentication = 64 * 1024
         self.maximumBufferedBytesPerConnection = 1024 * 1024
@@ -54,7 +58,7 @@ public struct EmulatorLimits: Sendable, Codable, Equatable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case maximumConnections, maximumConnectionsPerPort, maximumConnectionsPerSource, handshakeTimeoutSeconds
+        case maximumConnections, maximumConnectionsPerPort, maximumConnectionsPerSource, handshakeTimeoutSeconds, maximumConcurrentHandshakes
         case maximumLinksPerConnection, maximumBufferedBytesBeforeAuthentication, maximumBufferedBytesPerConnection
         case maximumPendingWriteBytes, minimumHeartbeatMilliseconds, maximumTopicBytes
     }
@@ -75,6 +79,7 @@ public struct EmulatorLimits: Sendable, Codable, Equatable {
         try read(.maximumConnectionsPerPort, &self.maximumConnectionsPerPort)
         try read(.maximumConnectionsPerSource, &self.maximumConnectionsPerSource)
         try read(.handshakeTimeoutSeconds, &self.handshakeTimeoutSeconds)
+        try read(.maximumConcurrentHandshakes, &self.maximumConcurrentHandshakes)
         try read(.maximumLinksPerConnection, &self.maximumLinksPerConnection)
         try read(.maximumBufferedBytesBeforeAuthentication, &self.maximumBufferedBytesBeforeAuthentication)
         try read(.maximumBufferedBytesPerConnection, &self.maximumBufferedBytesPerConnection)
@@ -110,6 +115,7 @@ public struct EmulatorLimits: Sendable, Codable, Equatable {
         ("maximumConnectionsPerPort", \.maximumConnectionsPerPort, 1...1_000_000),
         ("maximumConnectionsPerSource", \.maximumConnectionsPerSource, 1...1_000_000),
         ("handshakeTimeoutSeconds", \.handshakeTimeoutSeconds, 1...3600),
+        ("maximumConcurrentHandshakes", \.maximumConcurrentHandshakes, 1...100_000),
         ("maximumLinksPerConnection", \.maximumLinksPerConnection, 4...65_536),
         ("maximumBufferedBytesBeforeAuthentication", \.maximumBufferedBytesBeforeAuthentication, 4096...(1 << 30)),
         ("maximumBufferedBytesPerConnection", \.maximumBufferedBytesPerConnection, 300 * 1024...(1 << 30)),

@@ -11,11 +11,16 @@ final class EmulatorListener: Sendable {
     private let limiter: ConnectionLimiter
     private let logger: Logger
     private let serve: @Sendable (TLSConnection) async -> Void
+    private let handshakes: HandshakeGate
+    private let handshakeTimeout: Duration
 
-    init(listener: TLSListener, name: String, limiter: ConnectionLimiter, logger: Logger, serve: @escaping @Sendable (TLSConnection) async -> Void) {
+    init(listener: TLSListener, name: String, limiter: ConnectionLimiter, handshakes: HandshakeGate, handshakeTimeout: Duration,
+         logger: Logger, serve: @escaping @Sendable (TLSConnection) async -> Void) {
         self.listener = listener
         self.name = name
         self.limiter = limiter
+        self.handshakes = handshakes
+        self.handshakeTimeout = handshakeTimeout
         self.logger = logger
         self.serve = serve
     }
@@ -46,10 +51,16 @@ final class EmulatorListener: Sendable {
                 }
                 group.addTask {
                     defer { ticket.release() }
+                    // A bounded number of handshakes at once (the client's ClientHello waits in its socket meanwhile).
+                    guard await self.handshakes.enter(timeout: self.handshakeTimeout) else {
+                        return   // the unused connection closes its socket when released
+                    }
                     let connection: TLSConnection
                     do {
                         connection = try await pending.handshake()
+                        self.handshakes.leave()
                     } catch {
+                        self.handshakes.leave()
                         self.logger.debug("a handshake failed", metadata: ["listener": "\(self.name)", "error": "\(error)"])
                         return
                     }
