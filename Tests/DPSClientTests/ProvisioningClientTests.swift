@@ -186,7 +186,8 @@ struct ProvisioningClientTests {
         let client = try Self.client(server, pki, id: "slow", attestation: .symmetricKey(try SymmetricKey(base64: Self.deviceKey)))
         let clock = ContinuousClock()
         let task = Task { try await client.register() }
-        try await Task.sleep(for: .milliseconds(700))
+        // Mid-poll: the registration and a first status poll are in, and the client waits out Retry-After (3 s).
+        for _ in 0..<1_000 where ((try? server.requests().count) ?? 0) < 2 { try await Task.sleep(for: .milliseconds(10)) }
         let cancelledAt = clock.now
         task.cancel()
         await #expect(throws: CancellationError.self) { _ = try await task.value }

@@ -164,6 +164,7 @@ struct HubAMQPHostileServerTests {
         defer { server.stop() }
         let client = try await Self.client(server)
         try await client.connect()
+        // A measurement window (the frames sent in it are counted), not a synchronisation.
         try await Task.sleep(for: .seconds(2))
         let heartbeats = server.snapshot.heartbeats
         await client.close()

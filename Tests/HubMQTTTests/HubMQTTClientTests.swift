@@ -185,10 +185,14 @@ struct HubMQTTClientTests {
         try await client.connect()
         let count = 10_000
         /// Messages whose send returned, shared by the senders.
-        final class Sent: Sendable { let count = Mutex(0) }
+        final class Sent: Sendable {
+            let count = Mutex(0)
+            let finished = Mutex(false)
+        }
         let sent = Sent()
         // Four senders at once, so the window is full when the broker dies.
         let sender = Task {
+            defer { sent.finished.withLock { $0 = true } }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for lane in 0..<4 {
                     group.addTask {
@@ -204,26 +208,36 @@ struct HubMQTTClientTests {
             }
         }
         for threshold in [1_500, 4_500, 7_500] {
-            while sent.count.withLock({ $0 }) < threshold { try await Task.sleep(for: .milliseconds(5)) }
+            let deadline = ContinuousClock.now + .seconds(120)
+            while sent.count.withLock({ $0 }) < threshold {
+                // The senders stop only by failing: then their error is the test's.
+                guard ContinuousClock.now < deadline, !sent.finished.withLock({ $0 }) else { break }
+                try await Task.sleep(for: .milliseconds(5))
+            }
             broker.kill()
             try await broker.start()
         }
         try await sender.value
         await client.disconnect()
-        // The broker's log reaches us asynchronously; give the last lines a moment.
+        // The broker's log reaches us asynchronously; give the last lines a moment. Each PUBLISH the brokers got is
+        // one "messages/events/seq=N'" in their logs, read in one pass.
+        func received(_ log: String) -> [Int] {
+            log.components(separatedBy: "messages/events/seq=").dropFirst().compactMap { Int($0.prefix { $0 != "'" }) }
+        }
         var missing: [Int] = []
+        var seen: [Int] = []
         for _ in 0..<100 {
-            let log = broker.log
-            missing = (0..<count).filter { !log.contains("messages/events/seq=\($0)'") }
+            seen = received(broker.log)
+            let unique = Set(seen)
+            missing = (0..<count).filter { !unique.contains($0) }
             if missing.isEmpty { break }
             try await Task.sleep(for: .milliseconds(50))
         }
-        let log = broker.log
         #expect(missing.isEmpty, "not received by any broker: \(missing.prefix(20))")
-        #expect(log.contains("(d1, q1"), "unacknowledged messages are resent with DUP")
+        #expect(broker.log.contains("(d1, q1"), "unacknowledged messages are resent with DUP")
         // At least once: a message in flight when the broker died may have reached it and is sent again.
-        let received = log.components(separatedBy: "messages/events/seq=").count - 1
-        print("broker restarts: \(count) sent, \(count - missing.count) received, \(received - count) duplicates over 3 restarts")
+        let duplicates = seen.count - Set(seen).count
+        print("broker restarts: \(count) sent, \(count - missing.count) received, \(duplicates) duplicates over 3 restarts")
     }
 
     @Test("the in-flight window: with the broker paused at most N PUBLISHes are outstanding, the rest wait for room, all complete on resume")
@@ -247,11 +261,11 @@ struct HubMQTTClientTests {
                 try await group.waitForAll()
             }
         }
-        // Wait until the window has filled (a loaded machine may take a while to start ten tasks), then give the
-        // other six a moment to overstep it if they could.
-        for _ in 0..<250 where await client.pendingMessageCount < 4 { try await Task.sleep(for: .milliseconds(20)) }
-        try await Task.sleep(for: .milliseconds(300))
+        // Wait until every sender is either in the window or waiting for room (a loaded machine may take a while to
+        // start ten tasks): then the window holds exactly four.
+        for _ in 0..<1_000 where await client.pendingMessageCount + client.queuedMessageCount < 10 { try await Task.sleep(for: .milliseconds(20)) }
         #expect(await client.pendingMessageCount == 4)
+        #expect(client.queuedMessageCount == 6)
         broker.pause(false)
         try await senders.value
         #expect(await client.pendingMessageCount == 0)
@@ -275,8 +289,7 @@ struct HubMQTTClientTests {
         var events = client.connectionEvents.makeAsyncIterator()
         try await client.connect()
         #expect(await events.next()?.kind == .connected)
-        try await Task.sleep(for: .milliseconds(2500))
-        #expect(await broker.waitForLog(containing: "Received PINGREQ from dev1"))
+        #expect(await broker.waitForLog(containing: "Received PINGREQ from dev1", timeout: .seconds(20)))
         broker.pause(true)
         let clock = ContinuousClock()
         let paused = clock.now
@@ -317,12 +330,13 @@ struct HubMQTTClientTests {
         try await client.connect()
         broker.pause(true)
         let pending = Task { try await client.send(TelemetryMessage(text: "stuck")) }
-        try await Task.sleep(for: .milliseconds(200))
+        for _ in 0..<1_000 where await client.pendingMessageCount < 1 { try await Task.sleep(for: .milliseconds(10)) }
         pending.cancel()
         await #expect(throws: CancellationError.self) { try await pending.value }
         broker.pause(false)
         try await client.send(TelemetryMessage(text: "after"))
-        try await Task.sleep(for: .milliseconds(300))
+        // The cancelled message stayed in flight; the resumed broker acknowledges it too.
+        for _ in 0..<1_000 where await client.pendingMessageCount > 0 { try await Task.sleep(for: .milliseconds(10)) }
         #expect(await client.pendingMessageCount == 0)
         await client.disconnect()
     }
