@@ -26,28 +26,37 @@ enum MQTTBenchmark {
         }
     }
 
-    static func client(port: Int, caFile: String, count: Int, window: Int) async throws {
-        let configuration = HubMQTTConfiguration(
-            identity: HubMQTTIdentity(hubHost: "bench-hub.azure-devices.net", deviceId: "bench"),
+    static func configuration(port: Int, caFile: String, deviceId: String, window: Int) throws -> HubMQTTConfiguration {
+        HubMQTTConfiguration(
+            identity: HubMQTTIdentity(hubHost: "bench-hub.azure-devices.net", deviceId: deviceId),
             authentication: .sas(try SymmetricKeyCredential(base64Key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")),
             gatewayHostName: "localhost", port: port, trustRoots: .pemFile(caFile), inflightWindow: window
         )
+    }
+
+    /// Sends `count` QoS 1 messages of 256 bytes from `lanes` tasks at once.
+    static func send(_ count: Int, lanes: Int, with client: HubMQTTClient) async throws {
         let body = [UInt8](repeating: UInt8(ascii: "x"), count: 256)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in 0..<lanes {
+                group.addTask {
+                    var index = lane
+                    while index < count {
+                        try await client.send(TelemetryMessage(body: body))
+                        index += lanes
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    static func client(port: Int, caFile: String, count: Int, window: Int) async throws {
+        let configuration = try Self.configuration(port: port, caFile: caFile, deviceId: "bench", window: window)
         let clock = ContinuousClock()
         let start = clock.now
         try await HubMQTTClient.withConnection(configuration: configuration) { client in
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for lane in 0..<window {
-                    group.addTask {
-                        var index = lane
-                        while index < count {
-                            try await client.send(TelemetryMessage(body: body))
-                            index += window
-                        }
-                    }
-                }
-                try await group.waitForAll()
-            }
+            try await Self.send(count, lanes: window, with: client)
         }
         let seconds = elapsedSeconds(clock.now - start)
         print(String(format: "swift HubMQTTClient: %d QoS1 msgs x 256 B in %.3f s = %.0f msg/s (window %d, includes connect+TLS)",
@@ -55,30 +64,11 @@ enum MQTTBenchmark {
     }
 
     static func heap(port: Int, caFile: String, count: Int, lanes: Int) async throws {
-        let configuration = HubMQTTConfiguration(
-            identity: HubMQTTIdentity(hubHost: "bench-hub.azure-devices.net", deviceId: "bench-heap"),
-            authentication: .sas(try SymmetricKeyCredential(base64Key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")),
-            gatewayHostName: "localhost", port: port, trustRoots: .pemFile(caFile), inflightWindow: max(lanes, 1)
-        )
-        let body = [UInt8](repeating: UInt8(ascii: "x"), count: 256)
-        @Sendable func run(_ client: HubMQTTClient, _ total: Int) async throws {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for lane in 0..<lanes {
-                    group.addTask {
-                        var index = lane
-                        while index < total {
-                            try await client.send(TelemetryMessage(body: body))
-                            index += lanes
-                        }
-                    }
-                }
-                try await group.waitForAll()
-            }
-        }
+        let configuration = try Self.configuration(port: port, caFile: caFile, deviceId: "bench-heap", window: max(lanes, 1))
         try await HubMQTTClient.withConnection(configuration: configuration) { client in
-            try await run(client, count)
+            try await Self.send(count, lanes: lanes, with: client)
             let before = MallocCounter.read()
-            try await run(client, count)
+            try await Self.send(count, lanes: lanes, with: client)
             let after = MallocCounter.read()
             guard let b0 = before.bytes, let c0 = before.calls, let b1 = after.bytes, let c1 = after.calls else {
                 print("swift HubMQTTClient heap: needs LD_PRELOAD=malloc_counter.so")

@@ -30,13 +30,7 @@ final class IOReactor: Sendable {
         var continuation: ReactorContinuation
     }
 
-    /// Checked in debug builds (a double resume traps with a message); unchecked in release, where the checked
-    /// continuation's extra heap object per wait would be the reactor's only steady-state allocation.
-    #if DEBUG
-    typealias ReactorContinuation = CheckedContinuation<Void, any Error>
-    #else
-    typealias ReactorContinuation = UnsafeContinuation<Void, any Error>
-    #endif
+    typealias ReactorContinuation = FastContinuation<Void, any Error>
 
     private struct Descriptor {
         var waiters: [Waiter] = []
@@ -83,7 +77,7 @@ final class IOReactor: Sendable {
             return state.nextId
         }
         try await withTaskCancellationHandler {
-            try await withReactorContinuation { (continuation: ReactorContinuation) in
+            try await withFastThrowingContinuation { (continuation: ReactorContinuation) in
                 let (cancelled, wake) = self.state.withLock { state -> (Bool, Bool) in
                     if state.cancelledBeforeRegistration.remove(id) != nil { return (true, false) }
                     // Taken out and put back (not copied), so that the waiter array keeps its storage from wait to
@@ -206,19 +200,3 @@ final class IOReactor: Sendable {
         }
     }
 }
-
-#if DEBUG
-@inline(__always)
-private func withReactorContinuation(
-    isolation: isolated (any Actor)? = #isolation, _ body: (IOReactor.ReactorContinuation) -> Void
-) async throws {
-    try await withCheckedThrowingContinuation(isolation: isolation, body)
-}
-#else
-@inline(__always)
-private func withReactorContinuation(
-    isolation: isolated (any Actor)? = #isolation, _ body: (IOReactor.ReactorContinuation) -> Void
-) async throws {
-    try await withUnsafeThrowingContinuation(isolation: isolation, body)
-}
-#endif

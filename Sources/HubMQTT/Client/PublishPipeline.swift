@@ -18,15 +18,8 @@ final class PublishPipeline: Sendable {
     /// Why a waiting sender was resumed.
     enum Wake { case slotFree, acknowledged }
 
-    /// Checked in debug builds (a double resume traps with a message); unchecked in release, where the checked
-    /// continuation's extra heap object would be one of the few allocations of a send.
-    #if DEBUG
-    typealias SenderContinuation = CheckedContinuation<Wake, any Error>
-    typealias WriterContinuation = CheckedContinuation<Writer?, Never>
-    #else
-    typealias SenderContinuation = UnsafeContinuation<Wake, any Error>
-    typealias WriterContinuation = UnsafeContinuation<Writer?, Never>
-    #endif
+    typealias SenderContinuation = FastContinuation<Wake, any Error>
+    typealias WriterContinuation = FastContinuation<Writer?, Never>
 
     /// One sender's place in the pipeline, so that cancellation finds it (its fields are guarded by the lock).
     private final class Ticket: @unchecked Sendable {
@@ -279,7 +272,7 @@ final class PublishPipeline: Sendable {
     private func waitForSlotOrAcknowledgement(
         _ packet: PublishPacket, _ ticket: Ticket, _ deadline: ContinuousClock.Instant?, _ startWriting: @Sendable (Writer) -> Void
     ) async throws -> Wake {
-        try await withSenderContinuation { (continuation: SenderContinuation) in
+        try await withFastThrowingContinuation { (continuation: SenderContinuation) in
             let waiter = Waiter(ticket: ticket, continuation: continuation, deadline: deadline)
             var startSweep = false
             let outcome = self.state.withLock { state -> Result<Writer?, any Error> in
@@ -401,7 +394,7 @@ final class PublishPipeline: Sendable {
     /// For the writer task of connection `generation`: the next duty to write, or `nil` once that connection is
     /// detached or the pipeline shut down. Runs on the caller's executor (the session actor, where the reader reads).
     nonisolated(nonsending) func nextWriter(generation: Int) async -> Writer? {
-        await withWriterContinuation { (continuation: WriterContinuation) in
+        await withFastContinuation { (continuation: WriterContinuation) in
             let immediate = self.state.withLock { state -> Writer?? in
                 guard state.generation == generation, state.connection != nil, state.failure == nil else { return .some(nil) }
                 if let pending = state.pendingWriter, pending.generation == generation {
@@ -488,35 +481,3 @@ final class PublishPipeline: Sendable {
         self.drain(Writer(connection: connection, generation: generation))
     }
 }
-
-#if DEBUG
-@inline(__always)
-private func withSenderContinuation(
-    isolation: isolated (any Actor)? = #isolation, _ body: (PublishPipeline.SenderContinuation) -> Void
-) async throws -> PublishPipeline.Wake {
-    try await withCheckedThrowingContinuation(isolation: isolation, body)
-}
-#else
-@inline(__always)
-private func withSenderContinuation(
-    isolation: isolated (any Actor)? = #isolation, _ body: (PublishPipeline.SenderContinuation) -> Void
-) async throws -> PublishPipeline.Wake {
-    try await withUnsafeThrowingContinuation(isolation: isolation, body)
-}
-#endif
-
-#if DEBUG
-@inline(__always)
-private func withWriterContinuation(
-    isolation: isolated (any Actor)? = #isolation, _ body: (PublishPipeline.WriterContinuation) -> Void
-) async -> PublishPipeline.Writer? {
-    await withCheckedContinuation(isolation: isolation, body)
-}
-#else
-@inline(__always)
-private func withWriterContinuation(
-    isolation: isolated (any Actor)? = #isolation, _ body: (PublishPipeline.WriterContinuation) -> Void
-) async -> PublishPipeline.Writer? {
-    await withUnsafeContinuation(isolation: isolation, body)
-}
-#endif
