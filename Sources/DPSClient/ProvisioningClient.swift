@@ -39,9 +39,16 @@ public struct ProvisioningClient: Sendable {
         public var maximumPollInterval: Duration
         /// How many times a 5xx answer is retried before it is surfaced.
         public var serverErrorRetries: Int
-        /// How many times a request that got no answer (connection refused or reset, failed handshake) is retried
-        /// before ``ProvisioningError/Code/transportFailure`` is surfaced. Certificate errors are never retried.
-        public var transportRetries: Int
+        /// How a request that got no answer (connection refused or reset, failed handshake) is retried: the same
+        /// `RetryPolicy` the hub clients use for reconnects (waits with jitter, growing to its maximum), up to its
+        /// `maximumAttempts` retries, then ``ProvisioningError/Code/transportFailure``. Certificate errors are never
+        /// retried. By default: ``defaultPollInterval`` doubling to ``maximumPollInterval``, 3 retries.
+        public var retryPolicy: RetryPolicy
+        /// How many times a request that got no answer is retried (the retry policy's `maximumAttempts`).
+        public var transportRetries: Int {
+            get { self.retryPolicy.maximumAttempts ?? Int.max }
+            set { self.retryPolicy.maximumAttempts = newValue }
+        }
         /// SAS token lifetime in seconds.
         public var tokenTimeToLive: UInt64
 
@@ -58,6 +65,7 @@ public struct ProvisioningClient: Sendable {
             maximumPollInterval: Duration = .seconds(60),
             serverErrorRetries: Int = 3,
             transportRetries: Int = 3,
+            retryPolicy: RetryPolicy? = nil,
             tokenTimeToLive: UInt64 = 3600
         ) {
             self.endpoint = endpoint
@@ -70,7 +78,9 @@ public struct ProvisioningClient: Sendable {
             self.defaultPollInterval = defaultPollInterval
             self.maximumPollInterval = maximumPollInterval
             self.serverErrorRetries = serverErrorRetries
-            self.transportRetries = transportRetries
+            self.retryPolicy = retryPolicy ?? RetryPolicy(
+                initialDelay: defaultPollInterval, maximumDelay: maximumPollInterval, jitter: 0.2, maximumAttempts: transportRetries
+            )
             self.tokenTimeToLive = tokenTimeToLive
         }
     }
@@ -228,7 +238,7 @@ public struct ProvisioningClient: Sendable {
     /// Sends a request until it gets a non-throttled, non-5xx answer, and turns error statuses into errors.
     private func exchange(_ method: String, path: String, body: [UInt8]?, deadline: ContinuousClock.Instant) async throws -> HTTPResponse {
         var serverErrors = 0
-        var transportErrors = 0
+        var transportBackoff = RetryPolicy.Backoff(policy: self.configuration.retryPolicy)
         var backoff = self.configuration.defaultPollInterval
         while true {
             let remaining = deadline - ContinuousClock.now
@@ -236,10 +246,10 @@ public struct ProvisioningClient: Sendable {
             let response: HTTPResponse
             do {
                 response = try await self.perform(method, path: path, body: body, timeout: remaining)
-            } catch let error as AzureIoTError where Self.transientCodes.contains(error.code) && transportErrors < self.configuration.transportRetries {
-                transportErrors += 1
-                let wait = Self.jittered(backoff)
-                backoff = min(backoff * 2, self.configuration.maximumPollInterval)
+            } catch let error as AzureIoTError where Self.transientCodes.contains(error.code) {
+                guard case .retry(let wait) = transportBackoff.attemptFailed(.transient, reason: error.message, randomUnit: Double.random(in: 0..<1)) else {
+                    throw Self.transportError(error, endpoint: self.configuration.endpoint)
+                }
                 self.logger.debug("no answer from DPS, retrying", metadata: ["error": "\(error.code)", "wait": "\(wait)"])
                 try await Self.sleep(wait, until: deadline)
                 continue

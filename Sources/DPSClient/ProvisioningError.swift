@@ -28,6 +28,20 @@ public struct ProvisioningError: Error, Hashable, Sendable {
         self.underlying = underlying
     }
 
+    /// Whether registering again later may succeed without a change on the device's side: throttling, a service
+    /// error (5xx), a time-out, a transport failure. Refused credentials, unknown enrollments, failed or disabled
+    /// registrations, certificate problems and invalid configurations are not transient.
+    public var isTransient: Bool {
+        switch self.code {
+        case .throttled, .timedOut, .transportFailure, .malformedResponse:
+            return true
+        case .serviceError:
+            return self.httpStatus.map { $0 >= 500 || $0 == 429 } ?? true
+        default:
+            return false
+        }
+    }
+
     /// Errors are equal when their codes are.
     public static func == (lhs: ProvisioningError, rhs: ProvisioningError) -> Bool { lhs.code == rhs.code }
     /// Hashes what `==` compares.

@@ -280,7 +280,20 @@ struct ProvisioningTransportTests {
         let start = clock.now
         let failure = await #expect(throws: ProvisioningError(.transportFailure, "")) { _ = try await closed.register(timeout: .seconds(10)) }
         #expect((failure?.underlying as? AzureIoTError)?.code == .connectionFailed)
-        // Two retries with backoff (about 0.1 s then 0.2 s) before giving up.
-        #expect(clock.now - start >= .milliseconds(240))
+        // Two retries with backoff (0.1 s then 0.2 s, each ±20 %) before giving up.
+        #expect(clock.now - start >= .milliseconds(240) * 0.8)
+
+        // The hub clients' RetryPolicy works here too: four retries 50 ms apart, no jitter; then none at all.
+        let policy = RetryPolicy(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(50), jitter: 0, maximumAttempts: 4)
+        let patient = try ProvisioningClient(configuration: .init(
+            endpoint: "127.0.0.1:\(try PeerProcess.freePort())", idScope: DPSTestServer.idScope, registrationId: "x",
+            attestation: .symmetricKey(key), trustRoots: .pemFile(pki.path("ca.pem")), retryPolicy: policy))
+        #expect(patient.configuration.transportRetries == 4)
+        let patientStart = clock.now
+        await #expect(throws: ProvisioningError(.transportFailure, "")) { _ = try await patient.register(timeout: .seconds(10)) }
+        #expect(clock.now - patientStart >= .milliseconds(200))
+        var once = patient.configuration
+        once.transportRetries = 0
+        await #expect(throws: ProvisioningError(.transportFailure, "")) { _ = try await ProvisioningClient(configuration: once).register(timeout: .seconds(10)) }
     }
 }

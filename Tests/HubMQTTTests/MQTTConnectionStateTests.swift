@@ -208,6 +208,12 @@ struct MQTTConnectionStateTests {
         // The next wait (4 s) would end past 5 s.
         #expect(state.attemptFailed(unreachable, classification: .transient, now: self.at(3), randomUnit: self.middle) == .failConnect(unreachable))
         #expect(state.phase == .idle)
+        // A per-call time-out replaces the configured one: 2 s leaves no room for the second wait.
+        _ = state.connectRequested(now: self.at(10), timeout: .seconds(2))
+        #expect(state.attemptFailed(unreachable, classification: .transient, now: self.at(10), randomUnit: self.middle)
+            == .reconnect(dropGeneration: nil, after: .seconds(1), reason: unreachable.message))
+        _ = state.retryDue(now: self.at(11))
+        #expect(state.attemptFailed(unreachable, classification: .transient, now: self.at(11), randomUnit: self.middle) == .failConnect(unreachable))
     }
 
     @Test("a cancelled first connect returns to idle; a reconnect cannot be abandoned that way")

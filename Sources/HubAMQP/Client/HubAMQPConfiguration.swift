@@ -51,6 +51,9 @@ public struct HubAMQPConfiguration: Sendable {
     public var apiVersion: String
     /// Link credit granted for cloud-to-device messages.
     public var cloudToDeviceCredit: UInt32
+    /// How many messages may wait for settlement at once, queued while offline or in flight (default 1,000); one
+    /// more makes ``HubAMQPClient/send(_:)`` throw ``HubAMQPError/Code/queueFull`` at once.
+    public var maximumQueuedMessages: Int = 1000
     /// Whether a lost connection is re-established (with backoff), resending unsettled messages.
     public var reconnects: Bool
     /// When to reconnect and when to stop (`RetryPolicy`): a back-off that keeps growing while the connection

@@ -21,6 +21,20 @@ public struct HubAMQPError: Error, Hashable, Sendable, CustomStringConvertible {
         self.underlying = underlying
     }
 
+    /// Whether the same call may succeed later without a change on the device's side: network trouble, a closed or
+    /// lost connection, time-outs, a released message. Refused credentials, rejected messages, refused links, invalid
+    /// input and a client that gave up are not transient.
+    public var isTransient: Bool {
+        switch self.code {
+        case .connectionFailed:
+            return (self.underlying as? AzureIoTError).map { RetryPolicy.classify($0) == .transient } ?? true
+        case .connectionClosed, .notConnected, .timedOut, .released, .modified, .protocolViolation, .queueFull:
+            return true
+        default:
+            return false
+        }
+    }
+
     /// Runs `body`, turning a TLS or network failure (`AzureIoTError`) into ``Code/connectionFailed`` with the
     /// original as ``underlying``, so that the client's calls throw one error type (and `CancellationError`).
     static func mapping<Result>(_ body: () async throws -> Result) async throws -> Result {
@@ -53,6 +67,9 @@ public struct HubAMQPError: Error, Hashable, Sendable, CustomStringConvertible {
         /// TLS or the network failed (refused, unreachable, handshake, certificate); ``HubAMQPError/underlying``
         /// holds the `AzureIoTError`.
         public static let connectionFailed = Code("connectionFailed")
+        /// ``HubAMQPConfiguration/maximumQueuedMessages`` messages already wait for settlement (offline, or the hub
+        /// is slow to settle); nothing was queued.
+        public static let queueFull = Code("queueFull")
         /// The peer refused or closed a link (detach with an error).
         public static let linkDetached = Code("linkDetached")
         /// The peer closed the connection or session.

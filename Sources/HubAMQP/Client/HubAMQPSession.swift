@@ -31,6 +31,8 @@ actor HubAMQPSession {
         var cloudToDeviceCredit: UInt32
         var reconnects: Bool
         var retryPolicy: RetryPolicy
+        /// Messages that may wait for settlement (queued offline or in flight) before `send` throws `queueFull`.
+        var maximumQueuedMessages: Int = 1000
         /// A name for the container id.
         var containerName: String
     }
@@ -129,7 +131,8 @@ actor HubAMQPSession {
             trustRoots: configuration.trustRoots, mode: mode, idleTimeout: configuration.idleTimeout,
             operationTimeout: configuration.operationTimeout, clientVersion: configuration.clientVersion, apiVersion: configuration.apiVersion,
             cloudToDeviceCredit: configuration.cloudToDeviceCredit, reconnects: configuration.reconnects,
-            retryPolicy: configuration.retryPolicy, containerName: configuration.deviceId
+            retryPolicy: configuration.retryPolicy, maximumQueuedMessages: configuration.maximumQueuedMessages,
+            containerName: configuration.deviceId
         )
         let identity = Identity(deviceId: configuration.deviceId, moduleId: configuration.moduleId, tokenSource: source, cloudToDevice: cloudToDevice)
         self.init(settings: settings, identities: [identity], logger: logger)
@@ -529,6 +532,9 @@ actor HubAMQPSession {
     func send(_ message: AMQPMessage, slot: Int = 0) async throws {
         if let terminalError { throw terminalError }
         guard self.lifecycle != .idle else { throw HubAMQPError(.notConnected, "the client is not connected") }
+        guard self.protocolState.unsettledCount < self.settings.maximumQueuedMessages else {
+            throw HubAMQPError(.queueFull, "\(self.protocolState.unsettledCount) messages already wait for settlement")
+        }
         let payload = try message.encoded()
         self.nextSequence += 1
         let sequence = self.nextSequence

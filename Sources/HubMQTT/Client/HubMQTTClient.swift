@@ -80,12 +80,12 @@ public final class HubMQTTClient: Service, Sendable {
         try await self.session.subscribe(to: kinds)
     }
 
-    /// Connects (TLS, CONNECT, subscriptions), trying again under the retry policy within the configuration's
-    /// `connectTimeout`, as a reconnect would. Throws ``HubMQTTError/Code/retriesExhausted`` once the policy gives up
+    /// Connects (TLS, CONNECT, subscriptions), trying again under the retry policy within `timeout` (default: the
+    /// configuration's `connectTimeout`), as a reconnect would. Throws ``HubMQTTError/Code/retriesExhausted`` once the policy gives up
     /// (refused credentials: the refusal is the ``HubMQTTError/underlying`` cause), or the last failure
     /// (``HubMQTTError/Code/connectionFailed`` for TLS and the network) when the time is up. Cancelling the task stops
     /// the attempt. After a later connection loss the client reconnects by itself.
-    public func connect() async throws { try await self.session.connect() }
+    public func connect(timeout: Duration? = nil) async throws { try await self.session.connect(timeout: timeout) }
 
     /// Connects, then keeps the connection (reconnecting as needed) until ``disconnect()`` is called, the task is
     /// cancelled, or a `ServiceGroup` running the client shuts down gracefully: each ends with DISCONNECT, and `run()`

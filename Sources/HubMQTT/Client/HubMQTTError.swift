@@ -1,3 +1,5 @@
+import AzureIoTCore
+
 /// The error thrown by the IoT Hub MQTT client. Compare on ``code``; ``message`` never holds a token or key.
 public struct HubMQTTError: Error, Hashable, Sendable, CustomStringConvertible {
     /// What went wrong.
@@ -16,6 +18,24 @@ public struct HubMQTTError: Error, Hashable, Sendable, CustomStringConvertible {
         self.message = message
         self.status = status
         self.underlying = underlying
+    }
+
+    /// Whether the same call may succeed later without a change on the device's side: network trouble, a busy or
+    /// unavailable hub (CONNACK 3, twin status 429 or 5xx), time-outs, a full queue, a lost connection. Refused
+    /// credentials, untrusted certificates, invalid input and a shut-down client are not transient.
+    public var isTransient: Bool {
+        switch self.code {
+        case .connectionFailed:
+            return (self.underlying as? AzureIoTError).map { RetryPolicy.classify($0) == .transient } ?? true
+        case .connectionRefused:
+            return self.status == 3
+        case .twinRequestFailed:
+            return self.status.map { $0 == 429 || $0 >= 500 } ?? false
+        case .notConnected, .timedOut, .queueFull, .protocolViolation:
+            return true
+        default:
+            return false
+        }
     }
 
     /// Errors are equal when their codes are.

@@ -94,8 +94,8 @@ actor HubMQTTSession {
     /// Connects, or waits for the connect or reconnect under way. A first connect is tried again under the retry
     /// policy within the connect time-out, exactly as a reconnect would be; it throws the last failure, or
     /// ``HubMQTTError/Code/retriesExhausted`` once the policy gives up (refused credentials).
-    func connect() async throws {
-        switch self.lifecycle.connectRequested(now: .now) {
+    func connect(timeout: Duration? = nil) async throws {
+        switch self.lifecycle.connectRequested(now: .now, timeout: timeout) {
         case .alreadyConnected: return
         case .fail(let error): throw self.terminalError ?? error
         case .wait: break

@@ -106,8 +106,8 @@ struct MQTTConnectionState: Sendable {
         case fail(HubMQTTError)
     }
 
-    /// The application asked to connect at `now`.
-    mutating func connectRequested(now: Instant) -> ConnectDecision {
+    /// The application asked to connect at `now`, within `timeout` (default: the connect time-out).
+    mutating func connectRequested(now: Instant, timeout: Duration? = nil) -> ConnectDecision {
         switch self.phase {
         case .connected, .draining:
             return .alreadyConnected
@@ -118,7 +118,7 @@ struct MQTTConnectionState: Sendable {
         case .idle:
             self.phase = .connecting
             self.isFirstConnect = true
-            self.firstConnectDeadline = now + self.connectTimeout
+            self.firstConnectDeadline = now + (timeout ?? self.connectTimeout)
             self.backoff = RetryPolicy.Backoff(policy: self.backoff.policy)
             return .open
         }
