@@ -272,12 +272,13 @@ struct DeviceClientTrustTests {
         try await client.connect()
         try await Self.offline(fixture, client)
 
+        // The clock starts before the expiry is set: the message expires 1 s after that, not earlier.
+        let clock = ContinuousClock()
+        let start = clock.now
         var shortLived = TelemetryMessage(text: "stale in 1 s")
         shortLived.expire(after: .seconds(1))
         var longLived = TelemetryMessage(text: "good for a minute")
         longLived.expire(after: .seconds(60))
-        let clock = ContinuousClock()
-        let start = clock.now
         let stale = Task { try await client.send(shortLived, timeout: .seconds(30)) }
         let good = Task { try await client.send(longLived, timeout: .seconds(30)) }
         let plain = Task { try await client.send(TelemetryMessage(text: "no expiry"), timeout: .seconds(30)) }
