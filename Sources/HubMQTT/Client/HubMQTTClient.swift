@@ -5,7 +5,7 @@ public import ServiceLifecycle
 /// An IoT Hub device (or module) client over MQTT 3.1.1: telemetry with the `$.ct`/`$.ce` property bag, cloud-to-
 /// device messages, twin, direct methods, keep-alive, reconnect with back-off, and SAS renewal by reconnecting.
 ///
-/// Use it scoped (``withConnection(configuration:logger:_:)``) or long-lived (``connect()`` or ``run()``, then
+/// Use it scoped (``withConnection(configuration:logger:_:)``) or long-lived (``connect(timeout:)`` or ``run()``, then
 /// ``disconnect()``). It is a swift-service-lifecycle `Service`: put it in a `ServiceGroup` and a graceful shutdown
 /// disconnects it. Incoming traffic arrives on the ``HubStream`` properties.
 public final class HubMQTTClient: Service, Sendable {
@@ -38,7 +38,7 @@ public final class HubMQTTClient: Service, Sendable {
         public static func < (lhs: Inbound, rhs: Inbound) -> Bool { lhs.rawValue < rhs.rawValue }
     }
 
-    /// A client; nothing is sent until ``connect()``. Throws ``HubMQTTError/Code/invalidArgument`` for a keep-alive
+    /// A client; nothing is sent until ``connect(timeout:)``. Throws ``HubMQTTError/Code/invalidArgument`` for a keep-alive
     /// above IoT Hub's 1177 s, a window below 1 or a buffer size below 1.
     public init(configuration: HubMQTTConfiguration, logger: Logger = TLSConnection.disabledLogger) throws(HubMQTTError) {
         guard configuration.keepAlive > .zero, configuration.keepAlive <= .seconds(1177) else {
@@ -72,7 +72,7 @@ public final class HubMQTTClient: Service, Sendable {
         methods.setHandlers(onDemand: { [weak session] in Task { try? await session?.subscribe(to: [.methodRequests]) } }, onTake: nil)
     }
 
-    /// Subscribes to the given kinds of pushed traffic now and waits for the hub's SUBACK (before ``connect()``:
+    /// Subscribes to the given kinds of pushed traffic now and waits for the hub's SUBACK (before ``connect(timeout:)``:
     /// the connection subscribes to them). Iterating a stream does the same without waiting; call this first when
     /// the cloud side acts right away (a method call on a device that has not subscribed fails with 404).
     /// Throws ``HubMQTTError/Code/subscriptionRefused``, or ``HubMQTTError/Code/timedOut`` while reconnecting.
