@@ -182,18 +182,19 @@ struct EmulatorAMQPTests {
         // One-minute tokens renewed after 1 s: the test waits for the renewals themselves, and a loaded machine has
         // a minute of slack before any token expires.
         let (cbs, plain) = try Self.shortLivedClients(fixture, lifetime: 60, renewalFraction: 1.0 / 60)
-        // A fixed token cannot be renewed: the hub closes the connection when it expires.
+        // A fixed token cannot be renewed: the hub closes the connection when it expires. It connects first, right
+        // after its token is made (8 s: a loaded machine may take seconds to connect).
         let fixed = FixedTokenCredential(token: SASToken.generate(
             for: .module(hubHost: fixture.hubHost, deviceId: "dev1", moduleId: "mod1"), key: try SymmetricKey(base64: EmulatorFixture.moduleKey),
-            expiry: UnixTime.now() + 3
+            expiry: UnixTime.now() + 8
         ))
         let doomed = HubAMQPClient(configuration: HubAMQPConfiguration(
             hubHost: fixture.hubHost, deviceId: "dev1", moduleId: "mod1", authentication: .saslPlain(fixed), gatewayHostName: "localhost",
             port: fixture.endpoints.amqp.port, trustRoots: fixture.trust, operationTimeout: .seconds(5), reconnects: false
         ))
+        try await doomed.connect()
         try await cbs.connect()
         try await plain.connect()
-        try await doomed.connect()
         // CBS: a second put-token on the same connection. PLAIN: a second connection with a new token.
         let cbsActivity = try await fixture.emulator.waitForActivity(deviceId: "dev1", timeout: .seconds(30)) { $0.tokenAuthentications >= 2 }
         #expect(cbsActivity.connections == 1, "CBS renews without reconnecting")
