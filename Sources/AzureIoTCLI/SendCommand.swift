@@ -64,7 +64,7 @@ struct SendCommand: AsyncParsableCommand {
             for index in 1...self.count {
                 var message = TelemetryMessage(body: Array(self.message.utf8), contentType: self.contentType, contentEncoding: self.contentEncoding)
                 message.properties = pairs
-                try await client.send(message, timeout: .milliseconds(Int(self.timeout * 1000)))
+                try await client.send(message, timeout: .seconds(self.timeout))
                 FileHandle.standardError.write(Data("sent \(index)/\(self.count) (+\(clock.now - start))\n".utf8))
                 if self.interval > 0 && index < self.count { try await Task.sleep(for: .milliseconds(Int(self.interval * 1000))) }
             }

@@ -178,15 +178,6 @@ struct DeviceClientTrustTests {
         #expect(!kinds.contains(.reconnectFailed))
     }
 
-    /// Waits (bounded) until `condition` holds, checking every 20 ms.
-    static func eventually(_ what: String, within limit: Duration = .seconds(10), _ condition: () async -> Bool) async throws {
-        let deadline = ContinuousClock.now + limit
-        while !(await condition()) {
-            guard ContinuousClock.now < deadline else { throw HubMQTTError(.timedOut, "\(what) did not happen within \(limit)") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-    }
-
     @Test("C2D not taken by the application is not acknowledged and comes again after a reconnect; taken, it is completed")
     func cloudToDeviceTakenOrNot() async throws {
         let fixture = try await EmulatorFixture.start()
@@ -195,7 +186,7 @@ struct DeviceClientTrustTests {
         try await first.subscribe(to: [.cloudToDeviceMessages])
         try await first.connect()
         let id = try await fixture.emulator.sendCloudToDevice(deviceId: "dev1", body: Array("reboot".utf8))
-        try await Self.eventually("the message reaching the stream") { first.cloudToDeviceMessages.bufferedCount == 1 }
+        try await eventually("the message reaching the stream") { first.cloudToDeviceMessages.bufferedCount == 1 }
         let record = await fixture.emulator.cloudToDeviceMessages().first { $0.messageId == id }
         #expect(record?.state == .delivered, "delivered, not completed: the application has not taken it")
         // The process goes away without taking it (a crash would do the same).
@@ -230,7 +221,7 @@ struct DeviceClientTrustTests {
         try await client.subscribe(to: [.methodRequests])
         // The first call fills the one-place buffer (nobody takes it); the second is answered 503 by the client.
         let waiting = Task { try await fixture.emulator.invokeMethod(deviceId: "dev1", name: "first", timeout: .seconds(30)) }
-        try await Self.eventually("the first call reaching the stream") { client.methodRequests.bufferedCount == 1 }
+        try await eventually("the first call reaching the stream") { client.methodRequests.bufferedCount == 1 }
         let busy = try await fixture.emulator.invokeMethod(deviceId: "dev1", name: "second", timeout: .seconds(30))
         #expect(busy.status == 503)
         var methods = client.methodRequests.makeAsyncIterator()
@@ -257,7 +248,7 @@ struct DeviceClientTrustTests {
     static func offline(_ fixture: EmulatorFixture, _ client: HubMQTTClient) async throws {
         await fixture.emulator.injectFaults { $0.refuseConnections = 1_000_000 }
         await fixture.emulator.dropConnection(deviceId: "dev1")
-        try await Self.eventually("the client noticing the drop") { await !client.isConnected }
+        try await eventually("the client noticing the drop") { await !client.isConnected }
     }
 
     static func online(_ fixture: EmulatorFixture) async {
@@ -314,7 +305,7 @@ struct DeviceClientTrustTests {
         var queued: [Task<Void, any Error>] = []
         for index in 0..<3 {
             queued.append(Task { try await client.send(TelemetryMessage(text: "queued \(index)"), timeout: .seconds(30)) })
-            try await Self.eventually("send \(index) to be queued") {
+            try await eventually("send \(index) to be queued") {
                 await client.pendingMessageCount == 1 && (index == 0 || client.queuedMessageCount == index)
             }
         }
@@ -343,7 +334,7 @@ struct DeviceClientTrustTests {
         await group.triggerGracefulShutdown()
         try await running.value
         #expect(await !mqtt.isConnected)
-        try await Self.eventually("the hub seeing both devices leave") {
+        try await eventually("the hub seeing both devices leave") {
             let first = await fixture.emulator.isConnected(deviceId: "dev1")
             let second = await fixture.emulator.isConnected(deviceId: "dev2")
             return !first && !second

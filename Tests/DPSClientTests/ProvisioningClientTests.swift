@@ -187,7 +187,7 @@ struct ProvisioningClientTests {
         let clock = ContinuousClock()
         let task = Task { try await client.register() }
         // Mid-poll: the registration and a first status poll are in, and the client waits out Retry-After (3 s).
-        for _ in 0..<1_000 where ((try? server.requests().count) ?? 0) < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        try await eventually("the registration and a first poll") { try server.requests().count >= 2 }
         let cancelledAt = clock.now
         task.cancel()
         await #expect(throws: CancellationError.self) { _ = try await task.value }

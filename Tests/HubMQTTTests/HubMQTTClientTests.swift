@@ -208,11 +208,9 @@ struct HubMQTTClientTests {
             }
         }
         for threshold in [1_500, 4_500, 7_500] {
-            let deadline = ContinuousClock.now + .seconds(120)
-            while sent.count.withLock({ $0 }) < threshold {
-                // The senders stop only by failing: then their error is the test's.
-                guard ContinuousClock.now < deadline, !sent.finished.withLock({ $0 }) else { break }
-                try await Task.sleep(for: .milliseconds(5))
+            // The senders stop early only by failing: then their error is the test's.
+            try await eventually("\(threshold) messages sent", within: .seconds(120)) {
+                sent.count.withLock { $0 } >= threshold || sent.finished.withLock { $0 }
             }
             broker.kill()
             try await broker.start()
@@ -263,7 +261,7 @@ struct HubMQTTClientTests {
         }
         // Wait until every sender is either in the window or waiting for room (a loaded machine may take a while to
         // start ten tasks): then the window holds exactly four.
-        for _ in 0..<1_000 where await client.pendingMessageCount + client.queuedMessageCount < 10 { try await Task.sleep(for: .milliseconds(20)) }
+        try await eventually("ten senders in the window or waiting for room") { await client.pendingMessageCount + client.queuedMessageCount == 10 }
         #expect(await client.pendingMessageCount == 4)
         #expect(client.queuedMessageCount == 6)
         broker.pause(false)
@@ -330,13 +328,13 @@ struct HubMQTTClientTests {
         try await client.connect()
         broker.pause(true)
         let pending = Task { try await client.send(TelemetryMessage(text: "stuck")) }
-        for _ in 0..<1_000 where await client.pendingMessageCount < 1 { try await Task.sleep(for: .milliseconds(10)) }
+        try await eventually("the message in flight") { await client.pendingMessageCount == 1 }
         pending.cancel()
         await #expect(throws: CancellationError.self) { try await pending.value }
         broker.pause(false)
         try await client.send(TelemetryMessage(text: "after"))
         // The cancelled message stayed in flight; the resumed broker acknowledges it too.
-        for _ in 0..<1_000 where await client.pendingMessageCount > 0 { try await Task.sleep(for: .milliseconds(10)) }
+        try await eventually("the last acknowledgement") { await client.pendingMessageCount == 0 }
         #expect(await client.pendingMessageCount == 0)
         await client.disconnect()
     }
