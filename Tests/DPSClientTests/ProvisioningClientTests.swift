@@ -297,3 +297,17 @@ struct ProvisioningTransportTests {
         await #expect(throws: ProvisioningError(.transportFailure, "")) { _ = try await ProvisioningClient(configuration: once).register(timeout: .seconds(10)) }
     }
 }
+
+@Suite("DPS error classification")
+struct ProvisioningErrorClassificationTests {
+    @Test("ProvisioningError.isTransient: throttling, 5xx, time-outs and transport failures are; refusals and certificate problems are not")
+    func transience() {
+        for code in [ProvisioningError.Code.throttled, .timedOut, .transportFailure] { #expect(ProvisioningError(code, "").isTransient, "\(code)") }
+        #expect(ProvisioningError(.serviceError, "", httpStatus: 503).isTransient)
+        #expect(!ProvisioningError(.serviceError, "", httpStatus: 400).isTransient)
+        for code in [ProvisioningError.Code.unauthorized, .notFound, .registrationFailed, .registrationDisabled, .serverCertificateUntrusted,
+                     .clientCertificateRejected, .invalidConfiguration] {
+            #expect(!ProvisioningError(code, "").isTransient, "\(code)")
+        }
+    }
+}

@@ -1,3 +1,4 @@
+import AzureIoTCore
 @testable import HubAMQP
 import Testing
 
@@ -183,6 +184,16 @@ struct AMQPClientStateTests {
         #expect(granted.last.map { $0 >= 3 } == true, "after six settlements the link has credit again: \(granted)")
         // A settlement of a delivery the state does not know (or twice) grants nothing.
         #expect(flows(state.settle(0, state: .accepted)).isEmpty)
+    }
+
+    @Test("HubAMQPError.isTransient: a lost connection and time-outs are; refused credentials, rejections and giving up are not")
+    func transience() {
+        #expect(HubAMQPError(.connectionFailed, "", underlying: AzureIoTError(.connectionClosed, "")).isTransient)
+        #expect(!HubAMQPError(.connectionFailed, "", underlying: AzureIoTError(.hostnameMismatch, "")).isTransient)
+        for code in [HubAMQPError.Code.connectionClosed, .timedOut, .released, .queueFull] { #expect(HubAMQPError(code, "").isTransient, "\(code)") }
+        for code in [HubAMQPError.Code.authenticationFailed, .rejected, .linkDetached, .retriesExhausted, .messageTooLarge] {
+            #expect(!HubAMQPError(code, "").isTransient, "\(code)")
+        }
     }
 
     @Test("after a lost connection, unsettled messages are sent again on the next one with new delivery ids; withdrawn ones are not")

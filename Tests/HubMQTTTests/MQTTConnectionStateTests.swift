@@ -304,3 +304,20 @@ struct MQTTConnectionStateTests {
         }
     }
 }
+
+@Suite("Error classification")
+struct ErrorClassificationTests {
+    @Test("HubMQTTError.isTransient: network trouble, a busy hub and time-outs are; refusals, bad input and shutdown are not")
+    func mqtt() {
+        #expect(HubMQTTError(.connectionFailed, "", underlying: AzureIoTError(.connectionFailed, "refused")).isTransient)
+        #expect(!HubMQTTError(.connectionFailed, "", underlying: AzureIoTError(.certificateUntrusted, "")).isTransient)
+        #expect(HubMQTTError(.connectionRefused, "", status: 3).isTransient, "CONNACK 3: server unavailable")
+        #expect(!HubMQTTError(.connectionRefused, "", status: 5).isTransient, "CONNACK 5: not authorized")
+        #expect(HubMQTTError(.twinRequestFailed, "", status: 429).isTransient && HubMQTTError(.twinRequestFailed, "", status: 503).isTransient)
+        #expect(!HubMQTTError(.twinRequestFailed, "", status: 400).isTransient)
+        for code in [HubMQTTError.Code.timedOut, .queueFull, .notConnected] { #expect(HubMQTTError(code, "").isTransient, "\(code)") }
+        for code in [HubMQTTError.Code.retriesExhausted, .shutDown, .messageTooLarge, .invalidArgument, .expired] {
+            #expect(!HubMQTTError(code, "").isTransient, "\(code)")
+        }
+    }
+}
