@@ -404,6 +404,38 @@ struct DeviceClientTrustTests {
         #expect(received.count == Set(received).count, "no duplicates from planned renewals")
     }
 
+    @Test("desired patches that find their stream full are dropped, and the whole desired section arrives once the application catches up")
+    func desiredOverflow() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        var configuration = HubMQTTConfiguration(
+            identity: HubMQTTIdentity(hubHost: fixture.hubHost, deviceId: "dev1"),
+            authentication: .sas(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey))),
+            gatewayHostName: "localhost", port: fixture.endpoints.mqtt.port, trustRoots: fixture.trust
+        )
+        configuration.inboundBufferSize = 1
+        let client = try HubMQTTClient(configuration: configuration)
+        try await client.subscribe(to: [.desiredPropertyPatches])
+        try await client.connect()
+        var patches = client.desiredPropertyPatches.makeAsyncIterator()
+        // Three patches while the application reads none: the first fills the one-place buffer, two are dropped.
+        try await fixture.emulator.updateDesiredProperties(deviceId: "dev1", patch: .object(["a": .number(1)]))
+        try await eventually("the first patch buffered") { client.desiredPropertyPatches.bufferedCount == 1 }
+        try await fixture.emulator.updateDesiredProperties(deviceId: "dev1", patch: .object(["b": .number(2)]))
+        let last = try await fixture.emulator.updateDesiredProperties(deviceId: "dev1", patch: .object(["c": .number(3)]))
+        // A twin read is a barrier: its answer comes after the pushed patches on the one connection, so by then the
+        // client has handled (and dropped) them.
+        #expect(try await client.twin().desiredVersion == last)
+        let first = try #require(await patches.next())
+        #expect(!first.isFullDocument && JSONDocument(parsing: first.json)?.objectValue["a"] == .number(1))
+        // Taking it makes room: the client reads the twin again and delivers the whole desired section.
+        let whole = try #require(await patches.next())
+        #expect(whole.isFullDocument && whole.version == last)
+        let desired = JSONDocument(parsing: whole.json)?.objectValue
+        #expect(desired?["a"] == .number(1) && desired?["b"] == .number(2) && desired?["c"] == .number(3))
+        await client.disconnect()
+    }
+
     @Test("a broker gone for good: the CLI's send ends at its --timeout with timedOut and exits non-zero")
     func cliBrokerGone() async throws {
         let fixture = try await EmulatorFixture.start()
