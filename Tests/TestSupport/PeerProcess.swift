@@ -194,16 +194,21 @@ public final class PeerProcess: Sendable {
     /// A TCP port on 127.0.0.1 that was free a moment ago, for a peer that is told its port. It is drawn from below
     /// the kernel's ephemeral range, where nothing that binds port 0 (every emulator in the suite) can take it
     /// between this call and the peer's bind.
+    /// A port is never handed out twice by one test process (two calls in a row could otherwise draw the same free
+    /// port, as a mosquitto with four listeners once did).
     public static func freePort() throws -> Int {
         let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? "32768 60999"
         let ephemeralStart = Int(text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first ?? "") ?? 32768
         let range = 10_000..<max(10_001, min(ephemeralStart, 65_536))
         for _ in 0..<200 {
             let port = Int.random(in: range)
+            guard Self.handedOut.withLock({ $0.insert(port).inserted }) else { continue }
             if Self.canBind(port) { return port }
         }
         throw TestFailure("no free port below \(range.upperBound)")
     }
+
+    private static let handedOut = Mutex<Set<Int>>([])
 
     private static func canBind(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
