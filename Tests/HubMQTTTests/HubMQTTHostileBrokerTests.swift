@@ -23,17 +23,20 @@ struct HubMQTTHostileBrokerTests {
         }
     }
 
+    static func client(port: Int, operationTimeout: Duration) async throws -> HubMQTTClient {
+        try HubMQTTClient(configuration: HubMQTTConfiguration(
+            identity: HubMQTTIdentity(hubHost: "hostile-hub.azure-devices.net", deviceId: "dev1"),
+            authentication: .sas(try SymmetricKeyCredential(base64Key: HubMQTTClientTests.key)),
+            gatewayHostName: "localhost", port: port, trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")),
+            operationTimeout: operationTimeout
+        ))
+    }
+
     @Test("a broker that floods SUBACKs after CONNACK: send ends with timedOut at its deadline, the client stays on one connection and keeps serving its other work")
     func subackFlood() async throws {
         let (broker, port) = try await Self.broker("suback-flood")
         defer { broker.stop() }
-        let configuration = HubMQTTConfiguration(
-            identity: HubMQTTIdentity(hubHost: "hostile-hub.azure-devices.net", deviceId: "dev1"),
-            authentication: .sas(try SymmetricKeyCredential(base64Key: HubMQTTClientTests.key)),
-            gatewayHostName: "localhost", port: port, trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")),
-            operationTimeout: .seconds(3)
-        )
-        let client = try HubMQTTClient(configuration: configuration)
+        let client = try await Self.client(port: port, operationTimeout: .seconds(3))
         try await client.connect()
         let clock = ContinuousClock()
         let start = clock.now
@@ -57,13 +60,7 @@ struct HubMQTTHostileBrokerTests {
     func silentBroker() async throws {
         let (broker, port) = try await Self.broker("silent")
         defer { broker.stop() }
-        let configuration = HubMQTTConfiguration(
-            identity: HubMQTTIdentity(hubHost: "hostile-hub.azure-devices.net", deviceId: "dev1"),
-            authentication: .sas(try SymmetricKeyCredential(base64Key: HubMQTTClientTests.key)),
-            gatewayHostName: "localhost", port: port, trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")),
-            operationTimeout: .seconds(60)
-        )
-        let client = try HubMQTTClient(configuration: configuration)
+        let client = try await Self.client(port: port, operationTimeout: .seconds(60))
         try await client.connect()
         let clock = ContinuousClock()
         // A per-call time-out overrides the configuration's 60 s.

@@ -1,3 +1,4 @@
+import AzureIoTTestSupport
 @testable import HubMQTT
 import Testing
 
@@ -59,7 +60,7 @@ struct PublishPipelineDeadlineTests {
         pipeline.acknowledge(1)
         try await send.value
         // The sweep notices at its next turn (200 ms) that nothing with a deadline waits, and ends.
-        for _ in 0..<100 where pipeline.isSweeping { try await Task.sleep(for: .milliseconds(50)) }
+        try await eventually("the sweep to stop") { !pipeline.isSweeping }
         #expect(!pipeline.isSweeping)
     }
 }
