@@ -38,10 +38,10 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"]), .brew(["curl"])]
         ),
-        .target(
-            name: "CAzureIoTShims",
-            dependencies: ["CAzureIoTOpenSSL", "CAzureIoTCurl"]
-        ),
+        // OpenSSL, epoll, HMAC and certificate helpers: everything Core needs, and nothing of libcurl.
+        .target(name: "CAzureIoTShims", dependencies: ["CAzureIoTOpenSSL"]),
+        // libcurl's variadic calls, for the modules that speak HTTP (DPSClient); MQTT and AMQP never link libcurl.
+        .target(name: "CAzureIoTCurlShims", dependencies: ["CAzureIoTCurl"]),
         .target(name: "CAzureIoTByteScan"),
 
         // MARK: - Library modules
@@ -59,7 +59,7 @@ let package = Package(
             dependencies: [
                 "AzureIoTCore",
                 "CAzureIoTCurl",
-                "CAzureIoTShims",
+                "CAzureIoTCurlShims",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -112,6 +112,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/NetworkFuzzer",
+            swiftSettings: swiftSettings
+        ),
+
+        // Imports the device-side modules only; scripts/check-link.sh checks that it does not need libcurl.
+        .executableTarget(
+            name: "LinkCheck",
+            dependencies: ["AzureIoTCore", "HubMQTT", "HubAMQP"],
+            path: "Tools/LinkCheck",
             swiftSettings: swiftSettings
         ),
 

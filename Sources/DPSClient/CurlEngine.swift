@@ -1,6 +1,6 @@
 import AzureIoTCore
 private import CAzureIoTCurl
-private import CAzureIoTShims
+private import CAzureIoTCurlShims
 import Foundation
 import Synchronization
 

@@ -1,7 +1,8 @@
 #ifndef C_AZURE_IOT_SHIMS_H
 #define C_AZURE_IOT_SHIMS_H
 
-/// Thin wrappers for what Swift cannot call directly: OpenSSL macros and libcurl's variadic setopt.
+/// Thin wrappers for what Swift cannot call directly: OpenSSL macros, epoll, HMAC and certificate issuance.
+/// libcurl has its own shim (`CAzureIoTCurlShims`), so nothing that imports this module links libcurl.
 /// Handles are passed as `void *` so this header does not need the library headers.
 
 #include <stddef.h>
@@ -66,26 +67,6 @@ int azi_epoll_remove(int epfd, int fd);
 int azi_epoll_wait(int epfd, int *fds, int *readiness, int capacity, int timeout_ms);
 /// `eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)`.
 int azi_eventfd(void);
-
-// MARK: - libcurl variadic setopt
-
-/// `curl_easy_setopt` with a `long` argument.
-int azi_curl_setopt_long(void *curl, int option, long value);
-/// `curl_easy_setopt` with a string argument (copied by libcurl).
-int azi_curl_setopt_string(void *curl, int option, const char *value);
-/// `curl_easy_setopt` with a pointer argument (lists, user data, callbacks).
-int azi_curl_setopt_pointer(void *curl, int option, void *value);
-/// `curl_easy_setopt` with a binary blob (`struct curl_blob`, copied by libcurl).
-int azi_curl_setopt_blob(void *curl, int option, const void *data, size_t length);
-/// `curl_global_init(CURL_GLOBAL_DEFAULT)`.
-int azi_curl_global_init(void);
-/// `curl_multi_setopt` with a `long` argument.
-int azi_curl_multi_setopt_long(void *multi, int option, long value);
-/// `curl_easy_getinfo` for a `long`.
-int azi_curl_getinfo_long(void *curl, int info, long *value);
-/// `curl_easy_getinfo` for a `double`.
-int azi_curl_getinfo_double(void *curl, int info, double *value);
-
 
 // MARK: - Certificates (certificates.c)
 
