@@ -10,7 +10,6 @@ let swiftSettings: [SwiftSetting] = [
 
 let package = Package(
     name: "AzureIoT",
-    platforms: [.macOS(.v15)],
     products: [
         .library(name: "AzureIoTCore", targets: ["AzureIoTCore"]),
         .library(name: "DPSClient", targets: ["DPSClient"]),

@@ -4,7 +4,6 @@ import PackageDescription
 /// libFuzzer targets, in their own package so the SDK's build never needs the sanitizers. See Fuzz/README.md.
 let package = Package(
     name: "AzureIoTFuzz",
-    platforms: [.macOS(.v15)],
     dependencies: [.package(name: "AzureIoT", path: "../")],
     targets: [
         .executableTarget(

@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/store.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 

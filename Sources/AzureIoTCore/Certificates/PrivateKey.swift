@@ -55,6 +55,51 @@ public final class PrivateKey: @unchecked Sendable {
         try self.init(pem: try readTextFile(path, what: "private key file"), passphrase: passphrase)
     }
 
+    /// Loads a private key through OpenSSL's `OSSL_STORE` by URI, so that whichever provider the OpenSSL
+    /// configuration loads for that scheme holds the key: `file:/path/key.pem` with the default provider, or
+    /// `pkcs11:…` / `handle:…` when a PKCS #11 or TPM 2.0 provider is configured. The key may never leave the
+    /// provider; TLS signs through it.
+    ///
+    /// The URI may carry a PIN, so errors name only its scheme. Throws ``AzureIoTError/Code/invalidPrivateKey`` when
+    /// no loaded provider opens the URI or it holds no private key.
+    public convenience init(storeURI uri: String) throws(AzureIoTError) {
+        OpenSSLErrorQueue.clear()
+        let scheme = uri.split(separator: ":", maxSplits: 1).first.map(String.init) ?? "?"
+        // OpenSSL's error data may quote the URI (and a PIN in it): those lines keep only the scheme.
+        func details() -> [String] {
+            OpenSSLErrorQueue.drainText().map { $0.replacing(uri, with: "\(scheme):<redacted>") }
+        }
+        guard let store = OSSL_STORE_open_ex(uri, nil, nil, nil, nil, nil, nil, nil) else {
+            throw AzureIoTError(
+                .invalidPrivateKey,
+                "no loaded OpenSSL provider could open the '\(scheme):' key URI",
+                details: details()
+            )
+        }
+        defer { OSSL_STORE_close(store) }
+        _ = OSSL_STORE_expect(store, OSSL_STORE_INFO_PKEY)
+        var key: OpaquePointer?
+        // A store lists its objects one by one; a misbehaving provider cannot keep this loop going for ever.
+        var remaining = 1024
+        while key == nil, OSSL_STORE_eof(store) == 0, remaining > 0 {
+            remaining -= 1
+            guard let info = OSSL_STORE_load(store) else {
+                if OSSL_STORE_error(store) != 0 { break }
+                continue
+            }
+            if OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PKEY { key = OSSL_STORE_INFO_get1_PKEY(info) }
+            OSSL_STORE_INFO_free(info)
+        }
+        guard let key else {
+            throw AzureIoTError(
+                .invalidPrivateKey,
+                "the '\(scheme):' key URI holds no private key this process can use",
+                details: details()
+            )
+        }
+        self.init(taking: key)
+    }
+
     /// `"RSA"`, `"EC"` or another OpenSSL type name.
     public var algorithm: String {
         switch EVP_PKEY_get_base_id(self.pointer) {

@@ -7,18 +7,25 @@ public struct SymmetricKey: Sendable {
     let base64: String
 
     /// Decodes a base64 key as Azure shows it in the portal and in connection strings.
-    /// Throws ``AzureIoTError/Code/invalidBase64`` if it is not base64.
-    public init(base64 text: String) throws(AzureIoTError) {
+    ///
+    /// Signing goes through OpenSSL's providers unless `implementation` says otherwise (see ``HMACImplementation``).
+    /// Throws ``AzureIoTError/Code/invalidBase64`` if it is not base64, ``AzureIoTError/Code/cryptoFailure`` if no
+    /// loaded OpenSSL provider offers HMAC-SHA256 for it.
+    public init(base64 text: String, implementation: HMACImplementation = .provider) throws(AzureIoTError) {
         let bytes = try Base64.decode(text, what: "the shared access key")
-        self.hmac = try HMACSHA256(key: bytes)
+        self.hmac = try HMACSHA256(key: bytes, implementation: implementation)
         self.base64 = Base64.encode(bytes)
     }
 
-    /// Uses raw key bytes.
-    public init(bytes: [UInt8]) throws(AzureIoTError) {
-        self.hmac = try HMACSHA256(key: bytes)
+    /// Uses raw key bytes. Throws ``AzureIoTError/Code/cryptoFailure`` if no loaded OpenSSL provider offers
+    /// HMAC-SHA256 for them.
+    public init(bytes: [UInt8], implementation: HMACImplementation = .provider) throws(AzureIoTError) {
+        self.hmac = try HMACSHA256(key: bytes, implementation: implementation)
         self.base64 = Base64.encode(bytes)
     }
+
+    /// How this key computes HMAC-SHA256: through OpenSSL's providers (the default) or the opt-in precomputed states.
+    public var implementation: HMACImplementation { self.hmac.implementation }
 
     /// The base64 text of the key, for writing it where the caller chooses (a connection string, a vault).
     /// Treat the result as a secret.
@@ -32,7 +39,7 @@ public struct SymmetricKey: Sendable {
     /// The device key of `registrationId` in a group enrollment whose group key is `self`:
     /// `base64(HMAC-SHA256(base64decode(groupKey), utf8(registrationId)))`.
     public func derivedKey(forRegistrationId registrationId: String) throws(AzureIoTError) -> SymmetricKey {
-        try SymmetricKey(bytes: self.hmac.authenticate(Array(registrationId.utf8)))
+        try SymmetricKey(bytes: self.hmac.authenticate(Array(registrationId.utf8)), implementation: self.implementation)
     }
 }
 

@@ -42,7 +42,19 @@ unsigned long azi_xn_flag_rfc2253(void);
 /// `SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION)`.
 void azi_ssl_ctx_disable_renegotiation(void *ctx);
 
-// MARK: - HMAC-SHA256 with precomputed key states (see hmac_sha256.c)
+// MARK: - HMAC-SHA256 through EVP_MAC, the provider-aware default (see hmac_sha256.c)
+
+/// An `EVP_MAC_CTX` for HMAC-SHA256 keyed with `key`, fetched from the default library context (so FIPS and other
+/// configured providers apply); NULL when no provider offers it.
+void *azi_hmac_provider_new(const uint8_t *key, size_t key_length);
+/// `EVP_MAC_CTX_dup`: a second context with the same key, for another thread.
+void *azi_hmac_provider_dup(const void *context);
+/// Writes the 32-byte MAC of `message` to `output`, restarting `context` with its key. Returns 1 on success.
+int azi_hmac_provider_compute(void *context, const uint8_t *message, size_t length, uint8_t *output);
+/// `EVP_MAC_CTX_free`.
+void azi_hmac_provider_free(void *context);
+
+// MARK: - HMAC-SHA256 with precomputed key states, an explicit opt-in that bypasses providers (see hmac_sha256.c)
 
 /// Bytes needed for one prepared key.
 size_t azi_hmac_sha256_state_size(void);
