@@ -35,3 +35,10 @@ int azi_curl_getinfo_long(void *curl, int info, long *value) {
 int azi_curl_getinfo_double(void *curl, int info, double *value) {
     return (int)curl_easy_getinfo((CURL *)curl, (CURLINFO)info, value);
 }
+
+int azi_curl_getinfo_pointer(void *curl, int info, void **value) {
+    char *pointer = NULL;
+    int result = (int)curl_easy_getinfo((CURL *)curl, (CURLINFO)info, &pointer);
+    *value = pointer;
+    return result;
+}

@@ -17,6 +17,12 @@ final class CurlEngine: @unchecked Sendable {
     static let maximumHeaderBytes = 64 * 1024
 
     /// Everything one transfer owns; lives from `add` until its continuation is resumed.
+    ///
+    /// Thread ownership: the requesting task builds it (``configure(_:request:timeout:userAgent:)``) and hands it
+    /// to the engine through the locked `State`; from then on only the engine thread touches it — libcurl's write,
+    /// header and SSL_CTX callbacks run on that thread inside `curl_multi_perform` — until the engine resumes the
+    /// continuation, which happens exactly once, after libcurl has let go of the handle. That hand-over through the
+    /// lock is why the class can be `@unchecked Sendable` with mutable fields.
     final class Transfer: @unchecked Sendable {
         let id: UInt64
         let easy: UnsafeMutableRawPointer
@@ -56,8 +62,11 @@ final class CurlEngine: @unchecked Sendable {
     private let multi: UnsafeMutableRawPointer
     private let state = Mutex(State())
 
+    /// `curl_global_init`'s result; a failure there fails every request with a typed error.
+    private let globalInitResult: Int32
+
     private init() {
-        _ = azi_curl_global_init()
+        self.globalInitResult = azi_curl_global_init()
         self.multi = curl_multi_init()
         _ = azi_curl_multi_setopt_long(self.multi, Int32(CURLMOPT_MAX_TOTAL_CONNECTIONS.rawValue), 256)
         let thread = Thread { [self] in self.run() }
@@ -67,6 +76,9 @@ final class CurlEngine: @unchecked Sendable {
 
     /// Performs `request` with `tls`, failing with ``AzureIoTError/Code/timedOut`` after `timeout`.
     func perform(_ request: HTTPRequest, tls: TLSConfiguration, timeout: Duration, userAgent: String) async throws -> HTTPResponse {
+        guard self.globalInitResult == Int32(CURLE_OK.rawValue) else {
+            throw AzureIoTError(.ioFailure, "libcurl could not initialise (curl_global_init returned \(self.globalInitResult))")
+        }
         guard let easy = curl_easy_init() else {
             throw AzureIoTError(.ioFailure, "libcurl could not create a request handle")
         }
@@ -127,10 +139,11 @@ final class CurlEngine: @unchecked Sendable {
                 guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle else { continue }
                 let code = message.pointee.data.result
                 curl_multi_remove_handle(self.multi, easy)
-                let transfer = self.state.withLock { state -> Transfer? in
-                    guard let entry = state.running.first(where: { $0.value.easy == easy }) else { return nil }
-                    return state.running.removeValue(forKey: entry.key)
-                }
+                // CURLOPT_PRIVATE holds the transfer's id: a dictionary lookup, not a scan of every running transfer.
+                var privateValue: UnsafeMutableRawPointer?
+                _ = azi_curl_getinfo_pointer(easy, Int32(CURLINFO_PRIVATE.rawValue), &privateValue)
+                let id = UInt64(UInt(bitPattern: privateValue))
+                let transfer = self.state.withLock { state in state.running.removeValue(forKey: id) }
                 guard let transfer else { continue }
                 Self.finish(transfer, with: Self.result(of: transfer, code: code))
             }
@@ -178,34 +191,57 @@ final class CurlEngine: @unchecked Sendable {
 
     // MARK: - Request set-up
 
-    private static func configure(_ transfer: Transfer, request: HTTPRequest, timeout: Duration, userAgent: String) throws {
+    /// A `curl_easy_setopt` that libcurl refused (an option this libcurl was built without, such as
+    /// `CURLOPT_SSL_CTX_FUNCTION` on a libcurl without the OpenSSL backend, which would otherwise silently drop the
+    /// custom trust roots and the client certificate).
+    struct OptionRefused: Error, Sendable, CustomStringConvertible {
+        /// The option's name as libcurl's documentation spells it.
+        let option: String
+        /// libcurl's `CURLcode`.
+        let code: Int32
+        /// `curl_easy_strerror(code)`.
+        let reason: String
+        var description: String { "libcurl refused \(self.option): \(self.reason) (CURLcode \(self.code))" }
+    }
+
+    private static func configure(_ transfer: Transfer, request: HTTPRequest, timeout: Duration, userAgent: String) throws(ProvisioningError) {
         let easy = transfer.easy
-        func set(_ option: CURLoption, _ value: String) { _ = azi_curl_setopt_string(easy, Int32(option.rawValue), value) }
-        func set(_ option: CURLoption, _ value: Int) { _ = azi_curl_setopt_long(easy, Int32(option.rawValue), value) }
-        func set(_ option: CURLoption, pointer: UnsafeMutableRawPointer?) {
-            _ = azi_curl_setopt_pointer(easy, Int32(option.rawValue), pointer)
+        var refused: OptionRefused?
+        func check(_ name: String, _ result: Int32) {
+            guard result != Int32(CURLE_OK.rawValue), refused == nil else { return }
+            let reason = String(cString: curl_easy_strerror(CURLcode(UInt32(bitPattern: result))))
+            refused = OptionRefused(option: name, code: result, reason: reason)
+        }
+        func set(_ name: String, _ option: CURLoption, _ value: String) {
+            check(name, azi_curl_setopt_string(easy, Int32(option.rawValue), value))
+        }
+        func set(_ name: String, _ option: CURLoption, _ value: Int) {
+            check(name, azi_curl_setopt_long(easy, Int32(option.rawValue), value))
+        }
+        func set(_ name: String, _ option: CURLoption, pointer: UnsafeMutableRawPointer?) {
+            check(name, azi_curl_setopt_pointer(easy, Int32(option.rawValue), pointer))
         }
 
-        set(CURLOPT_URL, request.url)
-        set(CURLOPT_NOSIGNAL, 1)
-        set(CURLOPT_USERAGENT, userAgent)
-        set(CURLOPT_SSLVERSION, Int(CURL_SSLVERSION_TLSv1_2))
+        set("CURLOPT_URL", CURLOPT_URL, request.url)
+        set("CURLOPT_NOSIGNAL", CURLOPT_NOSIGNAL, 1)
+        set("CURLOPT_USERAGENT", CURLOPT_USERAGENT, userAgent)
+        set("CURLOPT_SSLVERSION", CURLOPT_SSLVERSION, Int(CURL_SSLVERSION_TLSv1_2))
         // Milliseconds for libcurl, clamped to a day: any longer request is bounded by the caller's deadline anyway,
         // and a huge time-out must not overflow on the way.
         let (seconds, attoseconds) = timeout.components
         let milliseconds = seconds >= 86_400 ? 86_400_000 : max(1, Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000))
-        set(CURLOPT_TIMEOUT_MS, milliseconds)
-        set(CURLOPT_CONNECTTIMEOUT_MS, milliseconds)
+        set("CURLOPT_TIMEOUT_MS", CURLOPT_TIMEOUT_MS, milliseconds)
+        set("CURLOPT_CONNECTTIMEOUT_MS", CURLOPT_CONNECTTIMEOUT_MS, milliseconds)
         if request.method == "GET" {
-            set(CURLOPT_HTTPGET, 1)
+            set("CURLOPT_HTTPGET", CURLOPT_HTTPGET, 1)
         } else {
-            set(CURLOPT_CUSTOMREQUEST, request.method)
+            set("CURLOPT_CUSTOMREQUEST", CURLOPT_CUSTOMREQUEST, request.method)
         }
         if let body = request.body {
             transfer.requestBody = body.map { CChar(bitPattern: $0) }
-            set(CURLOPT_POSTFIELDSIZE, body.count)
+            set("CURLOPT_POSTFIELDSIZE", CURLOPT_POSTFIELDSIZE, body.count)
             transfer.requestBody.withUnsafeMutableBufferPointer { buffer in
-                set(CURLOPT_COPYPOSTFIELDS, pointer: UnsafeMutableRawPointer(buffer.baseAddress))
+                set("CURLOPT_COPYPOSTFIELDS", CURLOPT_COPYPOSTFIELDS, pointer: UnsafeMutableRawPointer(buffer.baseAddress))
             }
         }
         for (name, value) in request.headers {
@@ -217,27 +253,35 @@ final class CurlEngine: @unchecked Sendable {
         transfer.headerList = UnsafeMutableRawPointer(
             curl_slist_append(transfer.headerList?.assumingMemoryBound(to: curl_slist.self), "Expect:")
         )
-        set(CURLOPT_HTTPHEADER, pointer: UnsafeMutableRawPointer(transfer.headerList))
+        set("CURLOPT_HTTPHEADER", CURLOPT_HTTPHEADER, pointer: UnsafeMutableRawPointer(transfer.headerList))
 
         let context = Unmanaged.passUnretained(transfer).toOpaque()
-        set(CURLOPT_WRITEDATA, pointer: context)
-        set(CURLOPT_WRITEFUNCTION, pointer: unsafeBitCast(Self.writeBody, to: UnsafeMutableRawPointer.self))
-        set(CURLOPT_HEADERDATA, pointer: context)
-        set(CURLOPT_HEADERFUNCTION, pointer: unsafeBitCast(Self.writeHeader, to: UnsafeMutableRawPointer.self))
-        set(CURLOPT_SSL_CTX_DATA, pointer: context)
-        set(CURLOPT_SSL_CTX_FUNCTION, pointer: unsafeBitCast(Self.configureTLS, to: UnsafeMutableRawPointer.self))
+        set("CURLOPT_WRITEDATA", CURLOPT_WRITEDATA, pointer: context)
+        set("CURLOPT_WRITEFUNCTION", CURLOPT_WRITEFUNCTION, pointer: unsafeBitCast(Self.writeBody, to: UnsafeMutableRawPointer.self))
+        set("CURLOPT_HEADERDATA", CURLOPT_HEADERDATA, pointer: context)
+        set("CURLOPT_HEADERFUNCTION", CURLOPT_HEADERFUNCTION, pointer: unsafeBitCast(Self.writeHeader, to: UnsafeMutableRawPointer.self))
+        set("CURLOPT_SSL_CTX_DATA", CURLOPT_SSL_CTX_DATA, pointer: context)
+        set("CURLOPT_SSL_CTX_FUNCTION", CURLOPT_SSL_CTX_FUNCTION, pointer: unsafeBitCast(Self.configureTLS, to: UnsafeMutableRawPointer.self))
         // libcurl reuses a pooled connection when its own TLS options match; it cannot see what the SSL_CTX callback
         // installs. Only the system roots or a CA file (set as CURLOPT_CAINFO, which curl compares) without a client
         // certificate may share connections; anything else gets a connection of its own.
         var shareable = transfer.tls.clientIdentity == nil
         switch transfer.tls.trustRoots {
         case .system: break
-        case .pemFile(let path): set(CURLOPT_CAINFO, path)
+        case .pemFile(let path): set("CURLOPT_CAINFO", CURLOPT_CAINFO, path)
         case .pem, .certificates: shareable = false
         }
         if !shareable {
-            set(CURLOPT_FRESH_CONNECT, 1)
-            set(CURLOPT_FORBID_REUSE, 1)
+            set("CURLOPT_FRESH_CONNECT", CURLOPT_FRESH_CONNECT, 1)
+            set("CURLOPT_FORBID_REUSE", CURLOPT_FORBID_REUSE, 1)
+        }
+        set("CURLOPT_PRIVATE", CURLOPT_PRIVATE, pointer: UnsafeMutableRawPointer(bitPattern: UInt(transfer.id)))
+        if let refused {
+            throw ProvisioningError(
+                .invalidConfiguration,
+                "this libcurl cannot make the request as configured: \(refused)",
+                underlying: refused
+            )
         }
     }
 

@@ -310,4 +310,30 @@ struct ProvisioningErrorClassificationTests {
             #expect(!ProvisioningError(code, "").isTransient, "\(code)")
         }
     }
+
+    /// libcurl refuses a string option longer than 8,000,000 bytes. Before every `curl_easy_setopt` result was
+    /// checked, curl quietly used its own User-Agent and sent the request; the same silence on a libcurl without the
+    /// OpenSSL backend dropped `CURLOPT_SSL_CTX_FUNCTION`, and with it the trust roots and client certificate.
+    @Test("an option libcurl refuses is a typed configuration error and nothing is sent")
+    func refusedCurlOption() async throws {
+        let pki = try await TestPKI.shared()
+        let server = try await DPSTestServer(pki: pki, individual: ["dev-ua": ProvisioningClientTests.deviceKey])
+        defer { server.stop() }
+        let client = try ProvisioningClient(configuration: .init(
+            endpoint: server.endpoint, idScope: DPSTestServer.idScope, registrationId: "dev-ua",
+            attestation: .symmetricKey(try SymmetricKey(base64: ProvisioningClientTests.deviceKey)), trustRoots: .pemFile(pki.path("ca.pem")),
+            userAgent: String(repeating: "u", count: 8_000_001)
+        ))
+        do {
+            _ = try await client.register()
+            Issue.record("the request was sent with a User-Agent libcurl refused")
+        } catch let error as ProvisioningError {
+            #expect(error.code == .invalidConfiguration, "\(error)")
+            #expect(error.message.contains("CURLOPT_USERAGENT"), "\(error.message.prefix(200))")
+            #expect(error.underlying != nil)
+        } catch {
+            Issue.record("expected a ProvisioningError, got \(error)")
+        }
+        #expect(try server.requests().isEmpty)
+    }
 }

@@ -23,6 +23,8 @@ int azi_curl_global_init(void);
 int azi_curl_multi_setopt_long(void *multi, int option, long value);
 /// `curl_easy_getinfo` for a `long`.
 int azi_curl_getinfo_long(void *curl, int info, long *value);
+/// `curl_easy_getinfo` for a pointer (`CURLINFO_PRIVATE`).
+int azi_curl_getinfo_pointer(void *curl, int info, void **value);
 /// `curl_easy_getinfo` for a `double`.
 int azi_curl_getinfo_double(void *curl, int info, double *value);
 
