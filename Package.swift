@@ -16,6 +16,8 @@ let package = Package(
         .library(name: "HubMQTT", targets: ["HubMQTT"]),
         .library(name: "HubAMQP", targets: ["HubAMQP"]),
         .library(name: "AzureIoTEmulator", targets: ["AzureIoTEmulator"]),
+        // Test infrastructure: a certificate authority in memory and a TLS server socket. Devices never need it.
+        .library(name: "AzureIoTTesting", targets: ["AzureIoTTesting"]),
         .executable(name: "azure-iot", targets: ["AzureIoTCLI"]),
         .executable(name: "azure-iot-netfuzz", targets: ["NetworkFuzzer"]),
     ],
@@ -81,8 +83,15 @@ let package = Package(
         ),
 
         .target(
+            name: "AzureIoTTesting",
+            dependencies: [
+                "AzureIoTCore", "CAzureIoTOpenSSL", "CAzureIoTShims", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "AzureIoTEmulator",
-            dependencies: ["AzureIoTCore", "HubMQTT", "HubAMQP", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["AzureIoTCore", "AzureIoTTesting", "HubMQTT", "HubAMQP", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
 
@@ -95,6 +104,7 @@ let package = Package(
                 "HubMQTT",
                 "HubAMQP",
                 "AzureIoTEmulator",
+                "AzureIoTTesting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -130,7 +140,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AzureIoTCoreTests",
-            dependencies: ["AzureIoTCore", "AzureIoTTestSupport"],
+            dependencies: ["AzureIoTCore", "AzureIoTTesting", "AzureIoTTestSupport"],
             resources: [.copy("Vectors")],
             swiftSettings: swiftSettings
         ),
@@ -146,13 +156,13 @@ let package = Package(
         ),
         .testTarget(
             name: "HubAMQPTests",
-            dependencies: ["HubAMQP", "AzureIoTTestSupport"],
+            dependencies: ["HubAMQP", "AzureIoTTesting", "AzureIoTTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "AzureIoTEmulatorTests",
             dependencies: [
-                "AzureIoTEmulator", "DPSClient", "HubMQTT", "HubAMQP", "AzureIoTTestSupport",
+                "AzureIoTEmulator", "AzureIoTTesting", "DPSClient", "HubMQTT", "HubAMQP", "AzureIoTTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
@@ -160,7 +170,7 @@ let package = Package(
         .testTarget(
             name: "DocumentationExamplesTests",
             dependencies: [
-                "AzureIoTEmulator", "DPSClient", "HubMQTT", "HubAMQP", "AzureIoTTestSupport",
+                "AzureIoTEmulator", "AzureIoTTesting", "DPSClient", "HubMQTT", "HubAMQP", "AzureIoTTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],

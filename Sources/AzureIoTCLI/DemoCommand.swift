@@ -1,5 +1,6 @@
 import ArgumentParser
 import AzureIoTCore
+import AzureIoTTesting
 import AzureIoTEmulator
 import DPSClient
 import Foundation

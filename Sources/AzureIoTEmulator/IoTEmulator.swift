@@ -1,4 +1,5 @@
 public import AzureIoTCore
+public import AzureIoTTesting
 import Foundation
 public import Logging
 

@@ -1,5 +1,6 @@
 import AzureIoTTestSupport
 import AzureIoTCore
+import AzureIoTTesting
 import Foundation
 import Testing
 

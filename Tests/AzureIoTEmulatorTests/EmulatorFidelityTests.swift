@@ -1,4 +1,5 @@
 import AzureIoTCore
+import AzureIoTTesting
 import AzureIoTEmulator
 import AzureIoTTestSupport
 import Foundation

@@ -1,4 +1,5 @@
 import AzureIoTCore
+import AzureIoTTesting
 import AzureIoTTestSupport
 import Foundation
 import HubAMQP

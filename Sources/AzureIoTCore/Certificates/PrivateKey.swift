@@ -6,7 +6,7 @@ private import CAzureIoTOpenSSL
 /// `@unchecked Sendable`.
 public final class PrivateKey: @unchecked Sendable {
     /// The OpenSSL `EVP_PKEY *`.
-    let pointer: OpaquePointer
+    package let pointer: OpaquePointer
 
     private init(taking pointer: OpaquePointer) { self.pointer = pointer }
 

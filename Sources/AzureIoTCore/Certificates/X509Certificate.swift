@@ -8,7 +8,7 @@ import Foundation
 /// sharing it between threads safe, hence `@unchecked Sendable`.
 public final class X509Certificate: @unchecked Sendable {
     /// The OpenSSL `X509 *`.
-    let pointer: OpaquePointer
+    package let pointer: OpaquePointer
 
     init(taking pointer: OpaquePointer) { self.pointer = pointer }
 

@@ -2,7 +2,7 @@ private import CAzureIoTOpenSSL
 private import CAzureIoTShims
 
 /// Reads and clears OpenSSL's thread-local error queue so that failures carry what OpenSSL said.
-enum OpenSSLErrorQueue {
+package enum OpenSSLErrorQueue {
     /// One entry of the queue: the packed code and its text.
     struct Entry {
         var code: UInt
@@ -25,8 +25,8 @@ enum OpenSSLErrorQueue {
     }
 
     /// Drains the queue into the text lines an ``AzureIoTError`` carries.
-    static func drainText() -> [String] { drain().map(\.text) }
+    package static func drainText() -> [String] { drain().map(\.text) }
 
     /// Clears anything a previous call left behind.
-    static func clear() { ERR_clear_error() }
+    package static func clear() { ERR_clear_error() }
 }

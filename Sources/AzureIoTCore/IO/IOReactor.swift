@@ -12,15 +12,16 @@ import Glibc
 /// the reactor thread is only woken (through an eventfd) when a new deadline is earlier than the one it sleeps on.
 /// Every wait has an optional deadline (resumed with ``AzureIoTError/Code/timedOut``) and honours task
 /// cancellation (resumed with `CancellationError`).
-final class IOReactor: Sendable {
+package final class IOReactor: Sendable {
     /// The process-wide reactor, started on first use.
-    static let shared = IOReactor()
+    package static let shared = IOReactor()
 
     /// What a waiter waits for.
-    struct Interest: OptionSet, Sendable {
-        let rawValue: UInt32
-        static let readable = Interest(rawValue: UInt32(AZI_READABLE))
-        static let writable = Interest(rawValue: UInt32(AZI_WRITABLE))
+    package struct Interest: OptionSet, Sendable {
+        package let rawValue: UInt32
+        package init(rawValue: UInt32) { self.rawValue = rawValue }
+        package static let readable = Interest(rawValue: UInt32(AZI_READABLE))
+        package static let writable = Interest(rawValue: UInt32(AZI_WRITABLE))
     }
 
     private struct Waiter {
@@ -71,7 +72,7 @@ final class IOReactor: Sendable {
 
     /// Suspends until `fd` is ready for `interest`, the deadline (monotonic nanoseconds) passes, or the task is
     /// cancelled. Error and hang-up conditions count as ready: the next socket call reports them.
-    nonisolated(nonsending) func wait(fd: Int32, for interest: Interest, deadline: UInt64?) async throws {
+    nonisolated(nonsending) package func wait(fd: Int32, for interest: Interest, deadline: UInt64?) async throws {
         let id = self.state.withLock { state -> UInt64 in
             defer { state.nextId += 1 }
             return state.nextId
@@ -110,7 +111,7 @@ final class IOReactor: Sendable {
     }
 
     /// Resumes every waiter on `fd` with `error` and forgets the descriptor (called before a socket is shut down).
-    func failWaiters(fd: Int32, with error: AzureIoTError) {
+    package func failWaiters(fd: Int32, with error: AzureIoTError) {
         let failed = self.state.withLock { state -> [Waiter] in
             guard let descriptor = state.descriptors.removeValue(forKey: fd) else { return [] }
             for waiter in descriptor.waiters {

@@ -5,7 +5,7 @@ import Darwin
 #endif
 
 /// A non-blocking TCP socket; waits go through ``IOReactor``.
-enum TCPSocket {
+package enum TCPSocket {
     /// Connects to `host:port`, trying each resolved address in turn, and returns the connected descriptor.
     static func connect(host: String, port: Int, deadline: UInt64?) async throws -> Int32 {
         let addresses = try await NameResolver.resolve(host: host, port: port, deadline: deadline)
@@ -50,5 +50,5 @@ enum TCPSocket {
         throw lastError
     }
 
-    static func errnoText() -> String { String(cString: strerror(errno)) }
+    package static func errnoText() -> String { String(cString: strerror(errno)) }
 }

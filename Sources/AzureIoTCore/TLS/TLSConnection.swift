@@ -98,7 +98,7 @@ public final class TLSConnection: Sendable {
     }
 
     /// Wraps an accepted socket and runs the server side of the handshake.
-    static func accept(fd: Int32, peerName: String, context: TLSContext, timeout: Duration, logger: Logger) async throws -> TLSConnection {
+    package static func accept(fd: Int32, peerName: String, context: TLSContext, timeout: Duration, logger: Logger) async throws -> TLSConnection {
         let connection = try TLSConnection(fd: fd, context: context, role: .server, peerName: peerName, logger: logger)
         try await connection.handshake(deadline: MonotonicClock.deadline(after: timeout))
         return connection

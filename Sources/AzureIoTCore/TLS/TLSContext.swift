@@ -26,18 +26,34 @@ package final class TLSContext: @unchecked Sendable {
         if let identity = configuration.clientIdentity { try Self.use(context, identity) }
     }
 
-    /// A server context.
-    init(server configuration: TLSServerConfiguration) throws(AzureIoTError) {
+    /// How a server context treats client certificates (`AzureIoTTesting`'s `TLSServerConfiguration` maps to it).
+    package enum ClientVerification: Sendable {
+        /// Clients are not asked for a certificate.
+        case none
+        /// A certificate is asked for; one that is presented must chain to these roots.
+        case optional(TLSConfiguration.TrustRoots)
+        /// A certificate chaining to these roots is required.
+        case required(TLSConfiguration.TrustRoots)
+        /// Any certificate is asked for and accepted; the application judges it.
+        case requestedUnverified
+    }
+
+    /// A server context, for the emulator and test peers (`AzureIoTTesting`).
+    package init(
+        serverIdentity identity: X509Identity,
+        clientVerification: ClientVerification,
+        minimumVersion: TLSConfiguration.MinimumVersion
+    ) throws(AzureIoTError) {
         OpenSSLErrorQueue.clear()
         guard let context = SSL_CTX_new(TLS_server_method()) else {
             throw AzureIoTError(.cryptoFailure, "OpenSSL could not create a TLS context", details: OpenSSLErrorQueue.drainText())
         }
         self.pointer = context
         self.role = .server
-        try Self.applyCommon(context, minimumVersion: configuration.minimumVersion)
+        try Self.applyCommon(context, minimumVersion: minimumVersion)
         azi_ssl_ctx_set_read_ahead(UnsafeMutableRawPointer(context))
-        try Self.use(context, configuration.identity)
-        switch configuration.clientAuthentication {
+        try Self.use(context, identity)
+        switch clientVerification {
         case .none:
             SSL_CTX_set_verify(context, SSL_VERIFY_NONE, nil)
         case .optional(let roots):

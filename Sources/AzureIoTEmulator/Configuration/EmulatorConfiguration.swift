@@ -1,4 +1,5 @@
 public import AzureIoTCore
+public import AzureIoTTesting
 import Foundation
 
 /// Everything the emulator serves: one hub with its devices and modules, one DPS instance with its enrollments, and

@@ -1,4 +1,5 @@
 import AzureIoTCore
+import AzureIoTTesting
 import Logging
 
 /// Accepts TCP connections for one of the emulator's protocols in a loop that does nothing else, and serves each in

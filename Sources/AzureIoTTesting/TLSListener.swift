@@ -1,3 +1,4 @@
+public import AzureIoTCore
 public import Logging
 
 #if canImport(Glibc)
@@ -6,7 +7,7 @@ import Glibc
 import Darwin
 #endif
 
-/// A TLS server socket on the same transport as ``TLSConnection`` (for the emulator and test peers): it accepts TCP
+/// A TLS server socket on the same transport as `TLSConnection` (for the emulator and test peers): it accepts TCP
 /// connections and runs the server side of the handshake, asking for client certificates as configured.
 public final class TLSListener: Sendable {
     private let fd: Int32
@@ -31,7 +32,7 @@ public final class TLSListener: Sendable {
         guard (0...65535).contains(port) else {
             throw AzureIoTError(.invalidArgument, "port \(port) is not in 0...65535 (0 picks a free port)")
         }
-        self.context = try TLSContext(server: configuration)
+        self.context = try configuration.makeContext()
         self.configuration = configuration
         self.logger = logger
         self.host = host
@@ -178,7 +179,7 @@ public final class TLSListener: Sendable {
         )
     }
 
-    /// Stops accepting: pending ``accept()`` calls fail with ``AzureIoTError/Code/connectionClosed``.
+    /// Stops accepting: pending ``accept()`` calls fail with `AzureIoTError/Code/connectionClosed`.
     public func close() {
         Glibc.shutdown(self.fd, Int32(SHUT_RDWR))
         IOReactor.shared.failWaiters(fd: self.fd, with: AzureIoTError(.connectionClosed, "the listener was closed"))
@@ -200,7 +201,7 @@ public final class PendingTLSConnection: Sendable {
         self.listener = listener
     }
 
-    /// Runs the server side of the TLS handshake; throws ``AzureIoTError/Code/timedOut`` past the listener's
+    /// Runs the server side of the TLS handshake; throws `AzureIoTError/Code/timedOut` past the listener's
     /// handshake time-out. Once called, the connection owns the socket, whatever the outcome.
     public func handshake() async throws -> TLSConnection {
         let first = self.taken.withLock { taken -> Bool in

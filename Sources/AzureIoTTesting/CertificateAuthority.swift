@@ -1,3 +1,4 @@
+public import AzureIoTCore
 private import CAzureIoTOpenSSL
 private import CAzureIoTShims
 
@@ -83,7 +84,7 @@ public struct CertificateAuthority: Sendable {
     }
 }
 
-/// A certificate with its key, as PEM for files and as an ``X509Identity`` for this SDK.
+/// A certificate with its key, as PEM for files and as an `X509Identity` for this SDK.
 public struct IssuedCertificate: Sendable, CustomStringConvertible {
     /// The certificate, key and intermediates.
     public let identity: X509Identity
