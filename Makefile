@@ -10,6 +10,7 @@ test:
 	@scripts/ensure-deps.sh test
 	swift build --build-tests
 	scripts/check-link.sh
+	scripts/check-packages.sh
 	scripts/check-docs.sh
 	swift test --skip-build --skip ManyClientsTests
 	@# 5,000 clients in one process load both cores on their own: they run after everything else, alone.

@@ -15,6 +15,9 @@ let package = Package(
         .library(name: "DPSClient", targets: ["DPSClient"]),
         .library(name: "HubMQTT", targets: ["HubMQTT"]),
         .library(name: "HubAMQP", targets: ["HubAMQP"]),
+        // The wire codecs alone (no I/O, no client): for harnesses that want protocol edge cases.
+        .library(name: "MQTTCodec", targets: ["MQTTCodec"]),
+        .library(name: "AMQPCodec", targets: ["AMQPCodec"]),
         .library(name: "AzureIoTEmulator", targets: ["AzureIoTEmulator"]),
         // Test infrastructure: a certificate authority in memory and a TLS server socket. Devices never need it.
         .library(name: "AzureIoTTesting", targets: ["AzureIoTTesting"]),
@@ -65,10 +68,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Pure codecs over bounds-checked byte cursors: no I/O, no dependency on the rest of the SDK.
+        .target(name: "MQTTCodec", dependencies: ["CAzureIoTByteScan"], swiftSettings: swiftSettings),
+        .target(name: "AMQPCodec", swiftSettings: swiftSettings),
         .target(
             name: "HubMQTT",
             dependencies: [
-                "AzureIoTCore", "CAzureIoTByteScan", .product(name: "Logging", package: "swift-log"),
+                "AzureIoTCore", "MQTTCodec", "CAzureIoTByteScan", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
@@ -76,7 +82,7 @@ let package = Package(
         .target(
             name: "HubAMQP",
             dependencies: [
-                "AzureIoTCore", .product(name: "Logging", package: "swift-log"),
+                "AzureIoTCore", "AMQPCodec", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings

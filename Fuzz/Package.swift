@@ -8,12 +8,12 @@ let package = Package(
     targets: [
         .executableTarget(
             name: "MQTTFuzzer",
-            dependencies: [.product(name: "HubMQTT", package: "AzureIoT")],
+            dependencies: [.product(name: "MQTTCodec", package: "AzureIoT")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
         .executableTarget(
             name: "AMQPFuzzer",
-            dependencies: [.product(name: "HubAMQP", package: "AzureIoT")],
+            dependencies: [.product(name: "AMQPCodec", package: "AzureIoT")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
     ]

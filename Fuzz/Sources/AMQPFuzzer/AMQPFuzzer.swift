@@ -1,4 +1,4 @@
-import HubAMQP
+import AMQPCodec
 
 /// Feeds arbitrary bytes to the AMQP 1.0 decoders: the protocol header, the framer, the performative decoder, the
 /// message-section decoder and the type decoder. Anything that decodes must re-encode to bytes that decode and

@@ -1,4 +1,4 @@
-import HubMQTT
+import MQTTCodec
 
 /// Frames and decodes arbitrary bytes as an MQTT stream. Every packet that decodes must encode again and decode to
 /// the same value; anything else must be a typed error, never a trap.

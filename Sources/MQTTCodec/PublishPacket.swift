@@ -42,7 +42,7 @@ public struct PublishPacket: Sendable, Equatable {
     }
 
     /// A QoS 0 PUBLISH from topic bytes the caller already has (shared, not copied).
-    init(topicBytes: ArraySlice<UInt8>, payload: [UInt8]) {
+    public init(topicBytes: ArraySlice<UInt8>, payload: [UInt8]) {
         self.topicBytes = topicBytes
         self.topicIsValid = Self.isValidName(topicBytes)
         self.payloadBytes = payload[...]
@@ -76,7 +76,7 @@ public struct PublishPacket: Sendable, Equatable {
     }
 
     /// Throws the precise error for an invalid topic name (a no-op for a name already found valid).
-    func validateTopic() throws(MQTTCodecError) {
+    public func validateTopic() throws(MQTTCodecError) {
         if !self.topicIsValid { try MQTTTopic.validateName(bytes: self.topicBytes) }
     }
 
@@ -99,7 +99,7 @@ public struct PublishPacket: Sendable, Equatable {
 
     /// Appends the packet: the fixed header and the topic's length are assembled in a register, the buffer grows
     /// once, and header, topic, packet id and payload are copied straight into it.
-    func encode(into buffer: inout [UInt8]) throws(MQTTCodecError) {
+    public func encode(into buffer: inout [UInt8]) throws(MQTTCodecError) {
         try self.validate()
         let bodySize = self.bodySize
         guard bodySize <= MQTTByteWriter.maximumRemainingLength else {
