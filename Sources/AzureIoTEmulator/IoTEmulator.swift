@@ -164,8 +164,8 @@ public final class IoTEmulator: Sendable {
     public func waitForReportedProperties(
         deviceId: String,
         timeout: Duration = .seconds(10),
-        where condition: @escaping @Sendable (JSONDocument) -> Bool
-    ) async throws -> JSONDocument {
+        where condition: @escaping @Sendable (JSONValue) -> Bool
+    ) async throws -> JSONValue {
         try await self.poll(timeout: timeout, what: "reported properties of '\(deviceId)'") {
             guard let twin = await self.hub.twin(IdentityName(deviceId: deviceId)), condition(twin.reported) else { return nil }
             return twin.reported
@@ -230,7 +230,7 @@ public final class IoTEmulator: Sendable {
 
     /// Invokes a direct method and waits for the device's answer. Throws ``EmulatorError/Code/deviceNotConnected``
     /// (not connected or not subscribed, IoT Hub's 404) or ``EmulatorError/Code/timedOut`` (504).
-    public func invokeMethod(deviceId: String, moduleId: String? = nil, name: String, payload: JSONDocument = .null, timeout: Duration = .seconds(30)) async throws(EmulatorError) -> MethodResponse {
+    public func invokeMethod(deviceId: String, moduleId: String? = nil, name: String, payload: JSONValue = .null, timeout: Duration = .seconds(30)) async throws(EmulatorError) -> MethodResponse {
         do {
             return try await self.hub.invokeMethod(IdentityName(deviceId: deviceId, moduleId: moduleId), method: name, payload: payload.jsonBytes, timeout: timeout)
         } catch .timedOut {
@@ -242,7 +242,7 @@ public final class IoTEmulator: Sendable {
 
     /// Patches desired properties (JSON merge patch) and pushes the patch to the device; returns the new version.
     @discardableResult
-    public func updateDesiredProperties(deviceId: String, moduleId: String? = nil, patch: JSONDocument) async throws(EmulatorError) -> Int {
+    public func updateDesiredProperties(deviceId: String, moduleId: String? = nil, patch: JSONValue) async throws(EmulatorError) -> Int {
         guard let version = await self.hub.patchDesired(IdentityName(deviceId: deviceId, moduleId: moduleId), patch) else {
             throw EmulatorError(.unknownIdentity, "no identity '\(deviceId)'")
         }

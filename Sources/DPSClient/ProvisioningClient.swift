@@ -151,9 +151,9 @@ public struct ProvisioningClient: Sendable {
     ) async throws -> ProvisioningResult {
         let value: JSONValue
         do {
-            value = try JSONDecoder().decode(JSONValue.self, from: payloadJSON)
+            value = try JSONValue(parsing: payloadJSON)
         } catch {
-            throw ProvisioningError(.invalidConfiguration, "the payload is not valid JSON")
+            throw ProvisioningError(.invalidConfiguration, "the payload is not valid JSON: \(error.message)", underlying: error)
         }
         return try await self.register(payloadValue: value, timeout: timeout, onStatus: onStatus)
     }
@@ -166,7 +166,7 @@ public struct ProvisioningClient: Sendable {
         let deadline = ContinuousClock.now + timeout
         var body: [String: JSONValue] = ["registrationId": .string(self.configuration.registrationId)]
         if let payloadValue { body["payload"] = payloadValue }
-        let bodyBytes = Array(try JSONEncoder().encode(body))
+        let bodyBytes = JSONValue.object(body).jsonBytes
 
         var lastStatus: RegistrationStatus?
         func report(_ status: RegistrationStatus?) {
@@ -227,7 +227,13 @@ public struct ProvisioningClient: Sendable {
     {
         let response = try await self.exchange(method, path: path, body: body, deadline: deadline)
         do {
-            let operation = try JSONDecoder().decode(RegistrationOperationStatus.self, from: Data(response.body))
+            var operation = try JSONDecoder().decode(RegistrationOperationStatus.self, from: Data(response.body))
+            // The payload is carried through as the exact JSON DPS sent (no Double round trip for its numbers).
+            if operation.registrationState?.payloadJSON != nil,
+               let payload = try? JSONValue(parsing: response.body)["registrationState"]?["payload"]
+            {
+                operation.registrationState?.payloadJSON = Data(payload.jsonBytes)
+            }
             return (operation, Self.retryAfter(response))
         } catch {
             throw ProvisioningError(.malformedResponse, "the service's answer is not the JSON DPS sends (HTTP \(response.status))",
@@ -370,8 +376,8 @@ public struct ProvisioningClient: Sendable {
     }
 
     private static func jsonValue(of payload: any Encodable) throws -> JSONValue {
-        let data = try JSONEncoder().encode(payload)
-        return try JSONDecoder().decode(JSONValue.self, from: data)
+        if let value = payload as? JSONValue { return value }
+        return try JSONValue(parsing: JSONEncoder().encode(payload))
     }
 }
 

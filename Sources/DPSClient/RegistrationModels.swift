@@ -1,3 +1,4 @@
+import AzureIoTCore
 public import Foundation
 
 /// The state of a registration as DPS reports it (`unassigned`, `assigning`, `assigned`, `failed`, `disabled`).
@@ -81,8 +82,9 @@ public struct DeviceRegistrationResult: Sendable, Decodable {
     public let x509: X509Details?
     /// Symmetric-key enrollment details.
     public let symmetricKey: SymmetricKeyDetails?
-    /// The custom payload the allocation policy returned, as raw JSON; decode it with ``decodePayload(as:)``.
-    public let payloadJSON: Data?
+    /// The custom payload the allocation policy returned, as raw JSON (numbers exactly as DPS sent them); decode it
+    /// with ``decodePayload(as:)``.
+    public internal(set) var payloadJSON: Data?
 
     enum CodingKeys: String, CodingKey {
         case registrationId, createdDateTimeUtc, assignedHub, deviceId, status, substatus, errorCode, errorMessage
@@ -122,7 +124,7 @@ public struct DeviceRegistrationResult: Sendable, Decodable {
 struct RegistrationOperationStatus: Decodable {
     let operationId: String?
     let status: RegistrationStatus?
-    let registrationState: DeviceRegistrationResult?
+    var registrationState: DeviceRegistrationResult?
 }
 
 /// The error body DPS sends (`ProvisioningServiceErrorDetails`).
@@ -130,43 +132,4 @@ struct ServiceErrorDetails: Decodable {
     let errorCode: Int?
     let trackingId: String?
     let message: String?
-}
-
-/// Any JSON value, to carry a payload through without knowing its type.
-enum JSONValue: Codable, Equatable, Sendable {
-    case null
-    case bool(Bool)
-    case number(Double)
-    case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([JSONValue].self) {
-            self = .array(value)
-        } else {
-            self = .object(try container.decode([String: JSONValue].self))
-        }
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        switch self {
-        case .null: try container.encodeNil()
-        case .bool(let value): try container.encode(value)
-        case .number(let value): try container.encode(value)
-        case .string(let value): try container.encode(value)
-        case .array(let value): try container.encode(value)
-        case .object(let value): try container.encode(value)
-        }
-    }
 }

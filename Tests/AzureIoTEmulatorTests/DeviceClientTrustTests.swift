@@ -420,11 +420,11 @@ struct DeviceClientTrustTests {
         // client has handled (and dropped) them.
         #expect(try await client.twin().desiredVersion == last)
         let first = try #require(await patches.next())
-        #expect(!first.isFullDocument && JSONDocument(parsing: first.json)?.objectValue["a"] == .number(1))
+        #expect(!first.isFullDocument && (try? JSONValue(parsing: first.json))?.objectValue["a"] == .number(1))
         // Taking it makes room: the client reads the twin again and delivers the whole desired section.
         let whole = try #require(await patches.next())
         #expect(whole.isFullDocument && whole.version == last)
-        let desired = JSONDocument(parsing: whole.json)?.objectValue
+        let desired = (try? JSONValue(parsing: whole.json))?.objectValue
         #expect(desired?["a"] == .number(1) && desired?["b"] == .number(2) && desired?["c"] == .number(3))
         await client.disconnect()
     }

@@ -21,7 +21,7 @@ struct EmulatorFixture {
     let thumbprintDevice: IssuedCertificate
     let individualCertificate: IssuedCertificate
 
-    static func start(retryAfter: Int = 1, mqttPort: Int = 0, limits: EmulatorLimits = EmulatorLimits(), desired: JSONDocument = .object(["interval": .number(10)])) async throws -> EmulatorFixture {
+    static func start(retryAfter: Int = 1, mqttPort: Int = 0, limits: EmulatorLimits = EmulatorLimits(), desired: JSONValue = .object(["interval": .number(10)])) async throws -> EmulatorFixture {
         let root = try CertificateAuthority(commonName: "Test Device Root")
         let intermediate = try root.intermediate(commonName: "Test Device Intermediate")
         let selfSignedRoot = try CertificateAuthority(commonName: "Thumbprint Device Issuer")

@@ -131,7 +131,7 @@ struct EmulatorMQTTTests {
         #expect(try await fixture.emulator.updateDesiredProperties(deviceId: "dev1", patch: .object(["interval": .number(30)])) == 2)
         let patch = try #require(await patches.next())
         #expect(patch.version == 2)
-        #expect(JSONDocument(parsing: patch.json) == .object(["interval": .number(30), "$version": .number(2)]))
+        #expect((try? JSONValue(parsing: patch.json)) == .object(["interval": .number(30), "$version": .number(2)]))
         await client.disconnect()
     }
 
@@ -156,7 +156,7 @@ struct EmulatorMQTTTests {
             }
         }
         let response = try await fixture.emulator.invokeMethod(deviceId: "dev1", name: "echo", payload: .object(["x": .number(1)]))
-        #expect(response.status == 201 && JSONDocument(parsing: response.payload) == .object(["x": .number(1)]))
+        #expect(response.status == 201 && (try? JSONValue(parsing: response.payload)) == .object(["x": .number(1)]))
         try await responder.value
         let late = await #expect(throws: EmulatorError.self) {
             _ = try await fixture.emulator.invokeMethod(deviceId: "dev1", name: "ignore", timeout: .milliseconds(300))

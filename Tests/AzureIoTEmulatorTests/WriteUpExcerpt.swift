@@ -1,3 +1,4 @@
+import AzureIoTCore
 import AzureIoTEmulator
 import AzureIoTTestSupport
 import Foundation
@@ -70,10 +71,10 @@ enum RecipeShell {
     }
 
     /// A `curl -i` answer: the last response's status line and JSON body (after any redirect `-L` followed).
-    static func httpResponse(_ output: String) -> (status: Int, body: JSONDocument?) {
+    static func httpResponse(_ output: String) -> (status: Int, body: JSONValue?) {
         let sections = output.components(separatedBy: "\r\n\r\n")
         let statusLine = sections.dropLast().last?.split(separator: "\r\n").first ?? ""
         let status = Int(statusLine.split(separator: " ").dropFirst().first ?? "") ?? 0
-        return (status, JSONDocument(parsing: Array((sections.last ?? "").utf8)))
+        return (status, (try? JSONValue(parsing: Array((sections.last ?? "").utf8))))
     }
 }

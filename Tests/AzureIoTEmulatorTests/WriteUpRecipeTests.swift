@@ -92,7 +92,7 @@ struct WriteUpRecipeTests {
         substitutions: [(String, String)],
         emulator: IoTEmulator,
         folder: String
-    ) async throws -> [String: JSONDocument] {
+    ) async throws -> [String: JSONValue] {
         let host = [("global.azure-devices-provisioning.net", "localhost:\(emulator.endpoints.dps.port)")]
         let common = host + [("[dps_scope_id]", emulator.endpoints.idScope), ("[registration_id]", registrationId)] + substitutions
         let trust = ["CURL_CA_BUNDLE": emulator.endpoints.caCertificatePath]
@@ -104,7 +104,7 @@ struct WriteUpRecipeTests {
             throw TestFailure("no operationId in \(registered.stdout)")
         }
         let status = try WriteUpExcerpt(operation).pasted(common + [("[operation_id]", operationId)])
-        var state: [String: JSONDocument] = [:]
+        var state: [String: JSONValue] = [:]
         for _ in 0..<30 {
             let polled = try await RecipeShell.run(status, in: folder, environment: trust)
             let response = RecipeShell.httpResponse(polled.stdout)

@@ -17,6 +17,8 @@ final class HostileAMQPServer: Sendable {
         var deliveryBytes = 0
         /// Whether the client ended the connection (a close frame, end of stream or a reset).
         var clientLeft = false
+        /// Transfers from the client (e.g. a CBS put-token request, which this server never answers).
+        var transfers = 0
     }
 
     final class Shared: Sendable {
@@ -27,7 +29,7 @@ final class HostileAMQPServer: Sendable {
     private let shared = Shared()
     private let task: Mutex<Task<Void, Never>?> = Mutex(nil)
 
-    init(idleTimeOut: UInt32?, endlessDelivery: Bool) async throws {
+    init(idleTimeOut: UInt32?, endlessDelivery: Bool, mechanisms: [String] = ["PLAIN"]) async throws {
         let pki = try await TestPKI.shared()
         let identity = try X509Identity(certificateFile: pki.path("server.pem"), privateKeyFile: pki.path("server.key"))
         self.listener = try TLSListener(configuration: TLSServerConfiguration(identity: identity))
@@ -36,7 +38,7 @@ final class HostileAMQPServer: Sendable {
         self.task.withLock {
             $0 = Task {
                 guard let connection = try? await listener.accept() else { return }
-                await Self.serve(connection, idleTimeOut: idleTimeOut, endlessDelivery: endlessDelivery, shared: shared)
+                await Self.serve(connection, idleTimeOut: idleTimeOut, endlessDelivery: endlessDelivery, mechanisms: mechanisms, shared: shared)
                 connection.close()
             }
         }
@@ -60,7 +62,7 @@ final class HostileAMQPServer: Sendable {
         self.task.withLock { $0?.cancel() }
     }
 
-    private static func serve(_ connection: TLSConnection, idleTimeOut: UInt32?, endlessDelivery: Bool, shared: Shared) async {
+    private static func serve(_ connection: TLSConnection, idleTimeOut: UInt32?, endlessDelivery: Bool, mechanisms: [String], shared: Shared) async {
         var buffer: [UInt8] = []
         let framer = AMQPFramer(maximumFrameSize: 1 << 20)
         func readExactly(_ count: Int) async throws {
@@ -88,7 +90,7 @@ final class HostileAMQPServer: Sendable {
             try await readExactly(8)
             buffer.removeFirst(8)
             try await connection.write(AMQPProtocolHeader.sasl.bytes)
-            try await send(.saslMechanisms(SASLMechanisms(mechanisms: ["PLAIN"])), type: .sasl)
+            try await send(.saslMechanisms(SASLMechanisms(mechanisms: mechanisms)), type: .sasl)
             _ = try await nextFrame()
             try await send(.saslOutcome(SASLOutcome(code: .ok)), type: .sasl)
             try await readExactly(8)
@@ -137,6 +139,8 @@ final class HostileAMQPServer: Sendable {
                 case .close:
                     shared.report.withLock { $0.clientLeft = true }
                     return
+                case .transfer:
+                    shared.report.withLock { $0.transfers += 1 }
                 default:
                     break
                 }
@@ -186,5 +190,38 @@ struct HubAMQPHostileServerTests {
         #expect(ProcessMemory.peakResidentBytes() - before < 128 << 20)
         await #expect(throws: HubAMQPError.self) { try await client.send(AMQPMessage(data: [1])) }
         await client.close()
+    }
+
+    /// A hub that takes the CBS put-token and never answers: cancelling the connecting task ends `connect()` at once
+    /// (before, only the operation time-out did), and the client leaves the server.
+    @Test("connect waiting for a CBS answer that never comes returns as soon as its task is cancelled")
+    func cbsWaitHonoursCancellation() async throws {
+        let server = try await HostileAMQPServer(idleTimeOut: nil, endlessDelivery: false, mechanisms: ["ANONYMOUS"])
+        defer { server.stop() }
+        let token = SASToken.generate(
+            for: .device(hubHost: "testhub.azure-devices.net", deviceId: "dev1"),
+            key: try SymmetricKey(base64: HubAMQPClientTests.key), expiry: UnixTime.now() + 3600
+        )
+        var configuration = HubAMQPConfiguration(
+            hubHost: "testhub.azure-devices.net", deviceId: "dev1", tokenSource: FixedTokenCredential(token: token), gatewayHostName: "localhost",
+            port: server.port, trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")), operationTimeout: .seconds(300)
+        )
+        configuration.authentication = .cbs(FixedTokenCredential(token: token), tokenType: .serviceBus)
+        configuration.reconnects = false
+        let client = HubAMQPClient(configuration: configuration)
+        let connecting = Task { try await client.connect() }
+        // The put-token request has reached the server: the client now waits for its answer.
+        try await eventually("the CBS put-token reaches the server", within: .seconds(60)) { server.snapshot.transfers >= 1 }
+        let start = ContinuousClock.now
+        connecting.cancel()
+        let outcome = await connecting.result
+        // Without cancellation the wait would last the 300 s operation time-out.
+        #expect(ContinuousClock.now - start < .seconds(60))
+        switch outcome {
+        case .success: Issue.record("connect succeeded without a CBS answer")
+        case .failure(let error): #expect(error is CancellationError, "\(error)")
+        }
+        await client.close()
+        #expect(await server.finished(within: .seconds(60)))
     }
 }

@@ -35,6 +35,8 @@ extension AzureIoTError {
         // MARK: Input and configuration
         /// A value that must be base64 (a key, a signature) is not valid base64.
         public static let invalidBase64 = Code("invalidBase64")
+        /// A document that must be JSON is not valid JSON (or nests deeper than allowed).
+        public static let malformedJSON = Code("malformedJSON")
         /// A required argument is empty or has characters the service does not allow.
         public static let invalidArgument = Code("invalidArgument")
         /// A connection string lacks a key it needs.

@@ -520,7 +520,7 @@ actor AMQPDeviceConnection: DeviceLink {
         return true
     }
 
-    func pushDesired(_ patch: JSONDocument, version: Int) async {}
+    func pushDesired(_ patch: JSONValue, version: Int) async {}
 
     func requestMethod(name: String, payload: [UInt8], requestId: String) async -> Bool { false }
 

@@ -44,10 +44,10 @@ public struct EmulatorConfiguration: Sendable, Codable {
         /// Its modules.
         public var modules: [Module]?
         /// Desired properties the twin starts with.
-        public var initialDesiredProperties: JSONDocument?
+        public var initialDesiredProperties: JSONValue?
 
         /// A device.
-        public init(deviceId: String, primaryKey: String? = nil, x509Thumbprint: String? = nil, x509CertificateAuthorityPEM: String? = nil, modules: [Module]? = nil, initialDesiredProperties: JSONDocument? = nil) {
+        public init(deviceId: String, primaryKey: String? = nil, x509Thumbprint: String? = nil, x509CertificateAuthorityPEM: String? = nil, modules: [Module]? = nil, initialDesiredProperties: JSONValue? = nil) {
             self.deviceId = deviceId
             self.primaryKey = primaryKey
             self.x509Thumbprint = x509Thumbprint
@@ -111,10 +111,10 @@ public struct EmulatorConfiguration: Sendable, Codable {
         /// `false` makes DPS answer `disabled`.
         public var enabled: Bool?
         /// Desired properties given to the device's twin when it is created.
-        public var initialDesiredProperties: JSONDocument?
+        public var initialDesiredProperties: JSONValue?
 
         /// An individual enrollment.
-        public init(registrationId: String, primaryKey: String? = nil, certificateThumbprint: String? = nil, deviceId: String? = nil, enabled: Bool? = nil, initialDesiredProperties: JSONDocument? = nil) {
+        public init(registrationId: String, primaryKey: String? = nil, certificateThumbprint: String? = nil, deviceId: String? = nil, enabled: Bool? = nil, initialDesiredProperties: JSONValue? = nil) {
             self.registrationId = registrationId
             self.primaryKey = primaryKey
             self.certificateThumbprint = certificateThumbprint
@@ -138,10 +138,10 @@ public struct EmulatorConfiguration: Sendable, Codable {
         /// `false` makes DPS answer `disabled` for every member.
         public var enabled: Bool?
         /// Desired properties given to every member's twin.
-        public var initialDesiredProperties: JSONDocument?
+        public var initialDesiredProperties: JSONValue?
 
         /// An enrollment group.
-        public init(name: String, primaryKey: String? = nil, caCertificatePEM: String? = nil, caCertificateFile: String? = nil, enabled: Bool? = nil, initialDesiredProperties: JSONDocument? = nil) {
+        public init(name: String, primaryKey: String? = nil, caCertificatePEM: String? = nil, caCertificateFile: String? = nil, enabled: Bool? = nil, initialDesiredProperties: JSONValue? = nil) {
             self.name = name
             self.primaryKey = primaryKey
             self.caCertificatePEM = caCertificatePEM

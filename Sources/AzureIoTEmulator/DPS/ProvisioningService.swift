@@ -14,16 +14,16 @@ actor ProvisioningService {
         var certificate: X509Certificate?
         var groupCAs: [X509Certificate]
         var enabled: Bool
-        var desired: JSONDocument?
+        var desired: JSONValue?
     }
 
     private struct Operation {
         var attested: Attested
-        var payload: JSONDocument?
+        var payload: JSONValue?
         var created: Date
         /// Started by the first status lookup; later (or concurrent) lookups of the same operation answer its
         /// registration state again, as DPS does for a client that polls in a loop.
-        var completion: Task<JSONDocument, Never>?
+        var completion: Task<JSONValue, Never>?
     }
 
     /// Operations kept for status lookups; the oldest is forgotten past this many.
@@ -37,7 +37,7 @@ actor ProvisioningService {
     private let groupCAs: [(name: String, certificates: [X509Certificate])]
     private var operations: [String: Operation] = [:]
     private var operationOrder: [String] = []
-    private var results: [String: JSONDocument] = [:]
+    private var results: [String: JSONValue] = [:]
 
     init(configuration: EmulatorConfiguration, hub: EmulatedHub, logger: Logger) throws(AzureIoTError) {
         self.configuration = configuration
@@ -101,9 +101,9 @@ actor ProvisioningService {
         case .success(let value): attested = value
         case .failure(let response): return response
         }
-        var payload: JSONDocument?
+        var payload: JSONValue?
         if !request.body.isEmpty {
-            guard let body = JSONDocument(parsing: request.body), case .object(let members) = body else {
+            guard let body = (try? JSONValue(parsing: request.body)), case .object(let members) = body else {
                 return Self.error(400, 400_002, "the request body is not a JSON object")
             }
             if case .string(let bodyId)? = members["registrationId"], bodyId.lowercased() != registrationId.lowercased() {
@@ -125,7 +125,7 @@ actor ProvisioningService {
         HTTPResponse(
             status: 202,
             headers: [("Retry-After", String(self.configuration.provisioningRetryAfterSeconds)), ("Location", operationId)],
-            body: JSONDocument.object(["operationId": .string(operationId), "status": .string("assigning")]).jsonBytes
+            body: JSONValue.object(["operationId": .string(operationId), "status": .string("assigning")]).jsonBytes
         )
     }
 
@@ -138,7 +138,7 @@ actor ProvisioningService {
         self.operations[operationId]?.completion = completion
         let state = await completion.value
         let status = state.objectValue["status"] ?? .string("failed")
-        return HTTPResponse(status: 200, body: JSONDocument.object([
+        return HTTPResponse(status: 200, body: JSONValue.object([
             "operationId": .string(operationId), "status": status, "registrationState": state,
         ]).jsonBytes)
     }
@@ -152,10 +152,10 @@ actor ProvisioningService {
     }
 
     /// Finishes a registration: applies forced outcomes and disabled enrollments, otherwise creates the device.
-    private func complete(_ operation: Operation) async -> JSONDocument {
+    private func complete(_ operation: Operation) async -> JSONValue {
         let attested = operation.attested
         let now = Self.timestamp(Date())
-        var state: [String: JSONDocument] = [
+        var state: [String: JSONValue] = [
             "registrationId": .string(attested.registrationId),
             "createdDateTimeUtc": .string(Self.timestamp(operation.created)),
             "lastUpdatedDateTimeUtc": .string(now),
@@ -165,7 +165,7 @@ actor ProvisioningService {
         case .symmetricKey:
             state["symmetricKey"] = attested.groupName.map { .object(["enrollmentGroupId": .string($0)]) } ?? .object([:])
         case .x509:
-            var info: [String: JSONDocument] = [:]
+            var info: [String: JSONValue] = [:]
             if let certificate = attested.certificate {
                 info["certificateInfo"] = .object([
                     "subjectName": .string(certificate.subject), "issuerName": .string(certificate.issuer),
@@ -199,7 +199,7 @@ actor ProvisioningService {
             )
         }
         state["status"] = .string(status)
-        let document = JSONDocument.object(state)
+        let document = JSONValue.object(state)
         self.results[attested.registrationId.lowercased()] = document
         await self.hub.recordRegistration(ProvisioningRecord(
             registrationId: attested.registrationId,
@@ -294,8 +294,8 @@ actor ProvisioningService {
 
     /// `ProvisioningServiceErrorDetails`.
     static func error(_ status: Int, _ code: Int, _ message: String) -> HTTPResponse {
-        HTTPResponse(status: status, headers: [("x-ms-error-code", String(code))], body: JSONDocument.object([
-            "errorCode": .number(Double(code)),
+        HTTPResponse(status: status, headers: [("x-ms-error-code", String(code))], body: JSONValue.object([
+            "errorCode": .number(JSONNumber(code)),
             "trackingId": .string(UUID().uuidString.lowercased()),
             "message": .string(message),
             "timestampUtc": .string(Self.timestamp(Date())),

@@ -1,3 +1,5 @@
+import AzureIoTCore
+
 /// One device connection as the hub sees it (an MQTT session or an AMQP identity on a connection), so the hub can
 /// push work to whichever protocol the device uses.
 protocol DeviceLink: AnyObject, Sendable {
@@ -6,7 +8,7 @@ protocol DeviceLink: AnyObject, Sendable {
     /// Offers a queued cloud-to-device message; `false` if the link cannot take it now (no subscription or credit).
     func offer(_ message: CloudToDeviceRecord) async -> Bool
     /// Pushes a desired-properties patch (with its version inside) if the device subscribed to them.
-    func pushDesired(_ patch: JSONDocument, version: Int) async
+    func pushDesired(_ patch: JSONValue, version: Int) async
     /// Sends a method request; `false` if the device did not subscribe to methods.
     func requestMethod(name: String, payload: [UInt8], requestId: String) async -> Bool
     /// Closes the connection.

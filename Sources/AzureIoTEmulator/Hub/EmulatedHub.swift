@@ -49,7 +49,7 @@ actor EmulatedHub {
 
     // MARK: - Identities
 
-    func addIdentity(_ name: IdentityName, key: SymmetricKey?, thumbprint: String?, certificateAuthorities: [X509Certificate] = [], desired: JSONDocument?) {
+    func addIdentity(_ name: IdentityName, key: SymmetricKey?, thumbprint: String?, certificateAuthorities: [X509Certificate] = [], desired: JSONValue?) {
         let existing = self.identities[name]
         self.identities[name] = Identity(
             key: key,
@@ -215,7 +215,7 @@ actor EmulatedHub {
     func twin(_ name: IdentityName) -> TwinRecord? { self.identities[name]?.twin }
 
     /// Applies a reported patch; returns the new reported version.
-    func patchReported(_ name: IdentityName, _ patch: JSONDocument) -> Int? {
+    func patchReported(_ name: IdentityName, _ patch: JSONValue) -> Int? {
         guard var identity = self.identities[name] else { return nil }
         identity.twin.reported = identity.twin.reported.merging(patch)
         identity.twin.reportedVersion += 1
@@ -224,7 +224,7 @@ actor EmulatedHub {
     }
 
     /// Applies a desired patch and pushes it to the connected device; returns the new desired version.
-    func patchDesired(_ name: IdentityName, _ patch: JSONDocument) async -> Int? {
+    func patchDesired(_ name: IdentityName, _ patch: JSONValue) async -> Int? {
         guard var identity = self.identities[name] else { return nil }
         identity.twin.desired = identity.twin.desired.merging(patch)
         identity.twin.desiredVersion += 1

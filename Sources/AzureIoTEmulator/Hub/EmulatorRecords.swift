@@ -1,3 +1,5 @@
+public import AzureIoTCore
+
 public import Foundation
 
 /// A device-to-cloud message as the emulated hub received it.
@@ -101,26 +103,26 @@ public struct ProvisioningRecord: Sendable {
     /// The final status (`assigned`, `failed`, `disabled`).
     public var status: String
     /// The custom payload the device sent, if any.
-    public var payload: JSONDocument?
+    public var payload: JSONValue?
 }
 
 /// A twin as the emulated hub stores it.
 public struct TwinRecord: Sendable, Equatable {
     /// Desired properties (without `$version`).
-    public var desired: JSONDocument
+    public var desired: JSONValue
     /// The desired version.
     public var desiredVersion: Int
     /// Reported properties (without `$version`).
-    public var reported: JSONDocument
+    public var reported: JSONValue
     /// The reported version.
     public var reportedVersion: Int
 
     /// The twin document as IoT Hub sends it to devices: `{"desired":{…,"$version":n},"reported":{…,"$version":m}}`.
-    var deviceDocument: JSONDocument {
+    var deviceDocument: JSONValue {
         var desired = self.desired.objectValue
-        desired["$version"] = .number(Double(self.desiredVersion))
+        desired["$version"] = .number(JSONNumber(self.desiredVersion))
         var reported = self.reported.objectValue
-        reported["$version"] = .number(Double(self.reportedVersion))
+        reported["$version"] = .number(JSONNumber(self.reportedVersion))
         return .object(["desired": .object(desired), "reported": .object(reported)])
     }
 }

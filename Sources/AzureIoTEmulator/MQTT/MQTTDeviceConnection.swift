@@ -190,7 +190,7 @@ actor MQTTDeviceConnection: DeviceLink {
             self.publishToDevice("$iothub/twin/res/\(twin == nil ? 404 : 200)/?$rid=\(rid)", twin?.deviceDocument.jsonBytes ?? [])
             if let packetId = publish.packetId { self.outbound.send(try MQTTPacket.puback(packetId: packetId).encoded()) }
         case .reportedPatch(let rid):
-            if let patch = JSONDocument(parsing: publish.payload), case .object = patch, let version = await self.hub.patchReported(self.identity, patch) {
+            if let patch = (try? JSONValue(parsing: publish.payload)), case .object = patch, let version = await self.hub.patchReported(self.identity, patch) {
                 self.publishToDevice("$iothub/twin/res/204/?$rid=\(rid)&$version=\(version)", [])
             } else {
                 self.publishToDevice("$iothub/twin/res/400/?$rid=\(rid)", [])
@@ -276,11 +276,11 @@ actor MQTTDeviceConnection: DeviceLink {
         return true
     }
 
-    func pushDesired(_ patch: JSONDocument, version: Int) async {
+    func pushDesired(_ patch: JSONValue, version: Int) async {
         guard self.subscriptions.contains(.desiredPatches) else { return }
         var members = patch.objectValue
-        members["$version"] = .number(Double(version))
-        self.publishToDevice("$iothub/twin/PATCH/properties/desired/?$version=\(version)", JSONDocument.object(members).jsonBytes)
+        members["$version"] = .number(JSONNumber(version))
+        self.publishToDevice("$iothub/twin/PATCH/properties/desired/?$version=\(version)", JSONValue.object(members).jsonBytes)
     }
 
     func requestMethod(name: String, payload: [UInt8], requestId: String) async -> Bool {

@@ -315,8 +315,21 @@ actor HubAMQPSession {
             if let failure = self.transportFailure { throw failure }
             guard self.transport?.generation == generation else { throw HubAMQPError(.notConnected, "the connection was lost") }
             if condition(self.protocolState) { return }
-            try await withCheckedThrowingContinuation { self.handshakeWaiters.append($0) }
+            try Task.checkCancellation()
+            // A cancelled caller is woken like any other waiter; the loop then throws `CancellationError`.
+            try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { self.handshakeWaiters.append($0) }
+            } onCancel: {
+                Task { await self.wakeHandshakeWaiters() }
+            }
         }
+    }
+
+    /// Resumes every handshake waiter so that each checks its condition (and its task's cancellation) again.
+    private func wakeHandshakeWaiters() {
+        let waiters = self.handshakeWaiters
+        self.handshakeWaiters = []
+        for waiter in waiters { waiter.resume() }
     }
 
     // MARK: - CBS and renewal
@@ -342,15 +355,28 @@ actor HubAMQPSession {
             self.cbsWaiters.removeValue(forKey: requestId)?.resume(throwing: HubAMQPError(.timedOut, "no CBS answer within \(timeout)"))
         }
         defer { timer.cancel() }
-        let response = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<CBSPutToken.Response, any Error>) in
-            self.cbsWaiters[requestId] = continuation
-            self.perform(self.protocolState.sendRequest(payload))
+        let response = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<CBSPutToken.Response, any Error>) in
+                if Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                    return
+                }
+                self.cbsWaiters[requestId] = continuation
+                self.perform(self.protocolState.sendRequest(payload))
+            }
+        } onCancel: {
+            Task { await self.cancelCBSWait(requestId) }
         }
         guard (200..<300).contains(response.status) else {
             throw HubAMQPError(.authenticationFailed, "CBS put-token for '\(identity.deviceId)' was refused: \(response.status) \(response.statusDescription)")
         }
         self.logger.debug("CBS token accepted", metadata: ["audience": "\(resource.uri)"])
         self.scheduleRenewal(slot: slot, at: issued.renewAt)
+    }
+
+    /// Ends the wait for CBS answer `requestId` (its task was cancelled); a late answer is then ignored.
+    private func cancelCBSWait(_ requestId: UInt64) {
+        self.cbsWaiters.removeValue(forKey: requestId)?.resume(throwing: CancellationError())
     }
 
     /// PLAIN tokens are renewed by reconnecting, CBS tokens with another put-token, before they expire.
@@ -513,9 +539,7 @@ actor HubAMQPSession {
             case .cbsResponse(let message):
                 if let response = CBSPutToken.response(message) { self.cbsWaiters.removeValue(forKey: response.requestId)?.resume(returning: response) }
             case .progress:
-                let waiters = self.handshakeWaiters
-                self.handshakeWaiters = []
-                for waiter in waiters { waiter.resume() }
+                self.wakeHandshakeWaiters()
             }
         }
     }

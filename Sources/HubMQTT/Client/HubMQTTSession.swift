@@ -495,8 +495,8 @@ actor HubMQTTSession {
         guard self.desired.isDemanded, let twin = try? await self.twin() else { return }
         if let version = twin.desiredVersion, version != self.lastDesiredVersion {
             self.lastDesiredVersion = version
-            let desired = (try? JSONSerialization.jsonObject(with: Data(twin.json)) as? [String: Any])?["desired"]
-            let json = desired.flatMap { try? JSONSerialization.data(withJSONObject: $0) }.map { Array($0) } ?? []
+            let desired = (try? JSONValue(parsing: twin.json))?["desired"]
+            let json = desired?.jsonBytes ?? []
             self.desired.offer(DesiredPropertyPatch(version: version, json: json, isFullDocument: true))
         }
     }
@@ -727,9 +727,9 @@ actor HubMQTTSession {
         guard status == 200 || status == 202 else {
             throw HubMQTTError(.twinRequestFailed, "the twin GET failed", status: status)
         }
-        let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any]
+        let document = try? JSONValue(parsing: body)
         func version(_ section: String) -> Int? {
-            (object?[section] as? [String: Any])?["$version"] as? Int
+            document?[section]?["$version"]?.int64Value.flatMap { Int(exactly: $0) }
         }
         return Twin(json: body, desiredVersion: version("desired"), reportedVersion: version("reported"))
     }
