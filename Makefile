@@ -6,9 +6,12 @@ demo:
 	swift build --product azure-iot
 	swift run --skip-build azure-iot demo
 
+# Warnings in this package's own targets are errors here (and so in CI), not for users of the package.
+test: export AZURE_IOT_WARNINGS_AS_ERRORS = 1
 test:
 	@scripts/ensure-deps.sh test
 	swift build --build-tests
+	scripts/check-format.sh
 	scripts/check-link.sh
 	scripts/check-packages.sh
 	scripts/check-docs.sh

@@ -1,12 +1,21 @@
 // swift-tools-version:6.1
+import Foundation
 import PackageDescription
 
+/// `make test` (and so CI) sets AZURE_IOT_WARNINGS_AS_ERRORS=1: every warning in this package's own targets fails
+/// the build there, while users building the package with a newer compiler are never broken by a new warning.
+let warningsAsErrors = ProcessInfo.processInfo.environment["AZURE_IOT_WARNINGS_AS_ERRORS"] == "1"
+
 /// One settings array for every Swift target, test targets included.
-let swiftSettings: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny"),
-    .enableUpcomingFeature("MemberImportVisibility"),
-    .enableUpcomingFeature("InternalImportsByDefault"),
-]
+let swiftSettings: [SwiftSetting] =
+    [
+        .enableUpcomingFeature("ExistentialAny"),
+        .enableUpcomingFeature("MemberImportVisibility"),
+        .enableUpcomingFeature("InternalImportsByDefault"),
+    ] + (warningsAsErrors ? [.unsafeFlags(["-warnings-as-errors"])] : [])
+
+/// The C shims compile with every warning on, and as errors under `make test`.
+let cSettings: [CSetting] = [.unsafeFlags(["-Wall", "-Wextra"] + (warningsAsErrors ? ["-Werror"] : []))]
 
 let package = Package(
     name: "AzureIoT",
@@ -43,10 +52,10 @@ let package = Package(
             providers: [.apt(["libcurl4-openssl-dev"]), .brew(["curl"])]
         ),
         // OpenSSL, epoll, HMAC and certificate helpers: everything Core needs, and nothing of libcurl.
-        .target(name: "CAzureIoTShims", dependencies: ["CAzureIoTOpenSSL"]),
+        .target(name: "CAzureIoTShims", dependencies: ["CAzureIoTOpenSSL"], cSettings: cSettings),
         // libcurl's variadic calls, for the modules that speak HTTP (DPSClient); MQTT and AMQP never link libcurl.
-        .target(name: "CAzureIoTCurlShims", dependencies: ["CAzureIoTCurl"]),
-        .target(name: "CAzureIoTByteScan"),
+        .target(name: "CAzureIoTCurlShims", dependencies: ["CAzureIoTCurl"], cSettings: cSettings),
+        .target(name: "CAzureIoTByteScan", cSettings: cSettings),
 
         // MARK: - Library modules
         .target(
@@ -97,7 +106,10 @@ let package = Package(
         ),
         .target(
             name: "AzureIoTEmulator",
-            dependencies: ["AzureIoTCore", "AzureIoTTesting", "HubMQTT", "HubAMQP", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "AzureIoTCore", "AzureIoTTesting", "HubMQTT", "HubAMQP",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
 

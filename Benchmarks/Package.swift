@@ -9,15 +9,23 @@ let package = Package(
         .target(name: "BenchmarkSupport"),
         .executableTarget(
             name: "DPSBenchmark",
-            dependencies: [.product(name: "DPSClient", package: "AzureIoT"), .product(name: "AzureIoTCore", package: "AzureIoT")]
+            dependencies: [
+                .product(name: "DPSClient", package: "AzureIoT"), .product(name: "AzureIoTCore", package: "AzureIoT"),
+            ]
         ),
         .executableTarget(
             name: "AMQPBenchmark",
-            dependencies: ["BenchmarkSupport", .product(name: "HubAMQP", package: "AzureIoT"), .product(name: "AzureIoTCore", package: "AzureIoT")]
+            dependencies: [
+                "BenchmarkSupport", .product(name: "HubAMQP", package: "AzureIoT"),
+                .product(name: "AzureIoTCore", package: "AzureIoT"),
+            ]
         ),
         .executableTarget(
             name: "MQTTBenchmark",
-            dependencies: ["BenchmarkSupport", .product(name: "HubMQTT", package: "AzureIoT"), .product(name: "AzureIoTCore", package: "AzureIoT")]
+            dependencies: [
+                "BenchmarkSupport", .product(name: "HubMQTT", package: "AzureIoT"),
+                .product(name: "AzureIoTCore", package: "AzureIoT"),
+            ]
         ),
         .executableTarget(
             name: "SASBenchmark",

@@ -1,17 +1,20 @@
 import ArgumentParser
 import AzureIoTCore
-import DPSClient
-import HubAMQP
 import AzureIoTEmulator
-import HubMQTT
+import DPSClient
 import Foundation
+import HubAMQP
+import HubMQTT
 
 /// `azure-iot`: the SDK's command-line tool.
 struct AzureIoTCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "azure-iot",
         abstract: "Azure IoT Hub and Device Provisioning Service tools built on AzureIoT for Swift.",
-        subcommands: [SASCommand.self, DeriveKeyCommand.self, ProvisionCommand.self, SendCommand.self, ListenCommand.self, EmulatorCommand.self, DemoCommand.self]
+        subcommands: [
+            SASCommand.self, DeriveKeyCommand.self, ProvisionCommand.self, SendCommand.self, ListenCommand.self,
+            EmulatorCommand.self, DemoCommand.self,
+        ]
     )
 }
 
@@ -41,8 +44,12 @@ enum Main {
             if exitCode == .success {
                 AzureIoTCommand.exit(withError: error)
             }
-            let message = AzureIoTCommand.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
-            fail(message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message, code: exitCode.rawValue == 0 ? 1 : exitCode.rawValue)
+            let message =
+                AzureIoTCommand.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            fail(
+                message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message,
+                code: exitCode.rawValue == 0 ? 1 : exitCode.rawValue
+            )
         }
     }
 

@@ -18,7 +18,10 @@ struct EmulatorCommand: AsyncParsableCommand {
     @Flag(help: "Log connections and requests on stderr.")
     var verbose = false
 
-    @Flag(help: "After the JSON, print the write-ups' recipes filled in for this emulator (needs a device and a group with keys).")
+    @Flag(
+        help:
+            "After the JSON, print the write-ups' recipes filled in for this emulator (needs a device and a group with keys)."
+    )
     var recipes = false
 
     func run() async throws {
@@ -52,14 +55,17 @@ struct EmulatorCommand: AsyncParsableCommand {
     /// The recipe sheet for the first device and the first enrollment group that have keys.
     static func recipeSheet(_ endpoints: EmulatorEndpoints) throws -> [String] {
         guard let device = endpoints.devices.first(where: { $0.moduleId == nil && $0.primaryKey != nil }),
-              let group = endpoints.enrollments.first(where: { $0.kind == "group" && $0.primaryKey != nil }),
-              let deviceKey = device.primaryKey, let groupKey = group.primaryKey
+            let group = endpoints.enrollments.first(where: { $0.kind == "group" && $0.primaryKey != nil }),
+            let deviceKey = device.primaryKey, let groupKey = group.primaryKey
         else {
             return ["(no recipes: the configuration needs a device and an enrollment group with symmetric keys)"]
         }
         let sheet = RecipeSheet(
-            deviceId: device.deviceId, deviceKey: try SymmetricKey(base64: deviceKey), groupName: group.name,
-            groupKey: try SymmetricKey(base64: groupKey), registrationId: "write-up-device-01"
+            deviceId: device.deviceId,
+            deviceKey: try SymmetricKey(base64: deviceKey),
+            groupName: group.name,
+            groupKey: try SymmetricKey(base64: groupKey),
+            registrationId: "write-up-device-01"
         )
         return try sheet.lines(for: endpoints)
     }

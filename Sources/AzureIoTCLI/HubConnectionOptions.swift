@@ -27,7 +27,9 @@ struct HubConnectionOptions: ParsableArguments {
     var `protocol`: String = "mqtt"
 
     func validateProtocol() throws {
-        guard self.protocol == "mqtt" || self.protocol == "amqp" else { throw ValidationError("--protocol takes mqtt or amqp") }
+        guard self.protocol == "mqtt" || self.protocol == "amqp" else {
+            throw ValidationError("--protocol takes mqtt or amqp")
+        }
         if let port, !(1...65535).contains(port) { throw ValidationError("--port must be 1...65535, got \(port)") }
     }
 
@@ -36,7 +38,9 @@ struct HubConnectionOptions: ParsableArguments {
         if let gatewayHost { connection.gatewayHostName = gatewayHost }
         let identity = try self.cert.map { try X509Identity(certificateFile: $0, privateKeyFile: self.certKey ?? $0) }
         return try HubMQTTConfiguration(
-            connectionString: connection, x509Identity: identity, trustRoots: self.caFile.map { .pemFile($0) } ?? .system,
+            connectionString: connection,
+            x509Identity: identity,
+            trustRoots: self.caFile.map { .pemFile($0) } ?? .system,
             port: self.port ?? 8883
         )
     }
@@ -55,8 +59,12 @@ struct HubConnectionOptions: ParsableArguments {
             throw ValidationError("AMQP needs SharedAccessKey, SharedAccessSignature, or x509=true with --cert")
         }
         return HubAMQPConfiguration(
-            hubHost: connection.hostName, deviceId: deviceId, moduleId: connection.moduleId, authentication: authentication,
-            gatewayHostName: self.gatewayHost ?? connection.gatewayHostName, port: self.port ?? 5671,
+            hubHost: connection.hostName,
+            deviceId: deviceId,
+            moduleId: connection.moduleId,
+            authentication: authentication,
+            gatewayHostName: self.gatewayHost ?? connection.gatewayHostName,
+            port: self.port ?? 5671,
             trustRoots: self.caFile.map { .pemFile($0) } ?? .system
         )
     }

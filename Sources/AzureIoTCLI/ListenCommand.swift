@@ -19,7 +19,10 @@ struct ListenCommand: AsyncParsableCommand {
     @Option(help: "The JSON payload to answer direct methods with.")
     var methodResponse: String = "{}"
 
-    @Option(parsing: .unconditional, help: "Stop after this many seconds, up to 31536000 (default: run until interrupted).")
+    @Option(
+        parsing: .unconditional,
+        help: "Stop after this many seconds, up to 31536000 (default: run until interrupted)."
+    )
     var duration: Double?
 
     func validate() throws {
@@ -44,13 +47,17 @@ struct ListenCommand: AsyncParsableCommand {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await message in client.cloudToDeviceMessages {
-                    let properties = message.properties.pairs.map { "\($0.key)=\($0.value ?? "")" }.joined(separator: " ")
+                    let properties = message.properties.pairs.map { "\($0.key)=\($0.value ?? "")" }.joined(
+                        separator: " "
+                    )
                     emit("c2d: \(String(decoding: message.body, as: UTF8.self)) [\(properties)]")
                 }
             }
             group.addTask {
                 for await patch in client.desiredPropertyPatches {
-                    emit("desired (version \(patch.version.map(String.init) ?? "?")): \(String(decoding: patch.json, as: UTF8.self))")
+                    emit(
+                        "desired (version \(patch.version.map(String.init) ?? "?")): \(String(decoding: patch.json, as: UTF8.self))"
+                    )
                 }
             }
             group.addTask {
@@ -75,7 +82,8 @@ struct ListenCommand: AsyncParsableCommand {
         emit("listening as \(configuration.deviceId) (amqp)")
         let reader = Task {
             for await delivery in client.cloudToDeviceMessages {
-                let properties = delivery.message.applicationProperties.map { "\($0.0)=\($0.1.text ?? "\($0.1)")" }.joined(separator: " ")
+                let properties = delivery.message.applicationProperties.map { "\($0.0)=\($0.1.text ?? "\($0.1)")" }
+                    .joined(separator: " ")
                 emit("c2d: \(String(decoding: delivery.message.data ?? [], as: UTF8.self)) [\(properties)]")
                 try? await delivery.complete()
             }

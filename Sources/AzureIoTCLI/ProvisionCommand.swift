@@ -8,7 +8,8 @@ struct ProvisionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "provision",
         abstract: "Register a device with the Device Provisioning Service (REST) and print the assigned hub.",
-        discussion: "Attestation: --key (individual enrollment), --group-key (group; the device key is derived), or --cert with --cert-key (X.509; the registration id must be the certificate's CN)."
+        discussion:
+            "Attestation: --key (individual enrollment), --group-key (group; the device key is derived), or --cert with --cert-key (X.509; the registration id must be the certificate's CN)."
     )
 
     @Option(help: "The DPS ID scope.")
@@ -50,8 +51,12 @@ struct ProvisionCommand: AsyncParsableCommand {
     func validate() throws {
         let chosen = [self.key != nil, self.groupKey != nil, self.cert != nil].filter { $0 }.count
         guard chosen == 1 else { throw ValidationError("pass exactly one of --key, --group-key or --cert") }
-        guard (self.cert == nil) == (self.certKey == nil) else { throw ValidationError("--cert and --cert-key go together") }
-        guard (1...86_400).contains(self.timeout) else { throw ValidationError("--timeout must be 1...86400 seconds, got \(self.timeout)") }
+        guard (self.cert == nil) == (self.certKey == nil) else {
+            throw ValidationError("--cert and --cert-key go together")
+        }
+        guard (1...86_400).contains(self.timeout) else {
+            throw ValidationError("--timeout must be 1...86400 seconds, got \(self.timeout)")
+        }
     }
 
     func run() async throws {
@@ -61,12 +66,24 @@ struct ProvisionCommand: AsyncParsableCommand {
         } else if let groupKey {
             attestation = .groupSymmetricKey(try SymmetricKey(base64: groupKey))
         } else {
-            attestation = .x509(try X509Identity(certificateFile: self.cert!, privateKeyFile: self.certKey!, passphrase: self.certPassphrase))
+            attestation = .x509(
+                try X509Identity(
+                    certificateFile: self.cert!,
+                    privateKeyFile: self.certKey!,
+                    passphrase: self.certPassphrase
+                )
+            )
         }
-        let client = try ProvisioningClient(configuration: .init(
-            endpoint: self.endpoint, idScope: self.scope, registrationId: self.registrationId, attestation: attestation,
-            apiVersion: self.apiVersion, trustRoots: self.caFile.map { .pemFile($0) } ?? .system
-        ))
+        let client = try ProvisioningClient(
+            configuration: .init(
+                endpoint: self.endpoint,
+                idScope: self.scope,
+                registrationId: self.registrationId,
+                attestation: attestation,
+                apiVersion: self.apiVersion,
+                trustRoots: self.caFile.map { .pemFile($0) } ?? .system
+            )
+        )
         let clock = ContinuousClock()
         let start = clock.now
         let onStatus: @Sendable (RegistrationStatus) -> Void = { status in
@@ -74,12 +91,18 @@ struct ProvisionCommand: AsyncParsableCommand {
         }
         let result: ProvisioningResult
         if let payload {
-            result = try await client.register(payloadJSON: Data(payload.utf8), timeout: .seconds(self.timeout), onStatus: onStatus)
+            result = try await client.register(
+                payloadJSON: Data(payload.utf8),
+                timeout: .seconds(self.timeout),
+                onStatus: onStatus
+            )
         } else {
             result = try await client.register(timeout: .seconds(self.timeout), onStatus: onStatus)
         }
         print("assignedHub: \(result.assignedHub)")
         print("deviceId: \(result.deviceId)")
-        if let payload = result.registration.payloadJSON { print("payload: \(String(decoding: payload, as: UTF8.self))") }
+        if let payload = result.registration.payloadJSON {
+            print("payload: \(String(decoding: payload, as: UTF8.self))")
+        }
     }
 }

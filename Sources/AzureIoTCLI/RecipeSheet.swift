@@ -23,10 +23,18 @@ struct RecipeSheet {
         let dps = "https://localhost:\(endpoints.dps.port)/\(endpoints.idScope)/registrations/\(self.registrationId)"
         let derived = try self.groupKey.derivedKey(forRegistrationId: self.registrationId)
         let dpsToken = SASToken.generate(
-            for: .registration(idScope: endpoints.idScope, registrationId: self.registrationId), key: derived, expiry: expiry, keyName: "registration"
+            for: .registration(idScope: endpoints.idScope, registrationId: self.registrationId),
+            key: derived,
+            expiry: expiry,
+            keyName: "registration"
         ).secretValue
-        let hubToken = SASToken.generate(for: .device(hubHost: endpoints.hubHost, deviceId: self.deviceId), key: self.deviceKey, expiry: expiry).secretValue
-        let headers = "-H 'Content-Type: application/json' -H 'Content-Encoding:  utf-8' -H 'Authorization: \(dpsToken)'"
+        let hubToken = SASToken.generate(
+            for: .device(hubHost: endpoints.hubHost, deviceId: self.deviceId),
+            key: self.deviceKey,
+            expiry: expiry
+        ).secretValue
+        let headers =
+            "-H 'Content-Type: application/json' -H 'Content-Encoding:  utf-8' -H 'Authorization: \(dpsToken)'"
         var lines = [
             "Ready to paste: the write-ups' recipes against this emulator (see the README, 'The write-ups' recipes').",
             "CA file (trust it as an IoT Edge root CA): \(ca)",
@@ -72,7 +80,9 @@ struct RecipeSheet {
             "config['edgerootcacert'] = '\(ca)'",
         ]
         if endpoints.amqp.port != 5671 {
-            lines.append("# the sample's SASLPlain dials 5671; this emulator's AMQP port is \(endpoints.amqp.port): add port=\(endpoints.amqp.port) to SASLPlain(...), or set amqpPort 5671")
+            lines.append(
+                "# the sample's SASLPlain dials 5671; this emulator's AMQP port is \(endpoints.amqp.port): add port=\(endpoints.amqp.port) to SASLPlain(...), or set amqpPort 5671"
+            )
         }
         return lines
     }

@@ -21,7 +21,10 @@ struct SASCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Absolute expiry in seconds since 1970 (UTC).")
     var expiry: UInt64?
 
-    @Option(parsing: .unconditional, help: "Lifetime in seconds from now (instead of --expiry), 1 to 3153600000 (100 years).")
+    @Option(
+        parsing: .unconditional,
+        help: "Lifetime in seconds from now (instead of --expiry), 1 to 3153600000 (100 years)."
+    )
     var ttl: UInt64?
 
     static let ttlRange: ClosedRange<UInt64> = 1...3_153_600_000
@@ -35,7 +38,9 @@ struct SASCommand: ParsableCommand {
         }
         guard !self.resource.isEmpty else { throw ValidationError("--resource is empty") }
         if let ttl, !Self.ttlRange.contains(ttl) {
-            throw ValidationError("--ttl must be \(Self.ttlRange.lowerBound)...\(Self.ttlRange.upperBound) seconds, got \(ttl)")
+            throw ValidationError(
+                "--ttl must be \(Self.ttlRange.lowerBound)...\(Self.ttlRange.upperBound) seconds, got \(ttl)"
+            )
         }
     }
 

@@ -28,7 +28,10 @@ struct SendCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Seconds between messages, 0 to 86400.")
     var interval: Double = 0
 
-    @Option(parsing: .unconditional, help: "Seconds each message may wait for its acknowledgement, 0.1 to 86400 (MQTT; default 60).")
+    @Option(
+        parsing: .unconditional,
+        help: "Seconds each message may wait for its acknowledgement, 0.1 to 86400 (MQTT; default 60)."
+    )
     var timeout: Double = 60
 
     @Argument(help: "The message body.")
@@ -36,7 +39,9 @@ struct SendCommand: AsyncParsableCommand {
 
     func validate() throws {
         try self.connection.validateProtocol()
-        guard (1...1_000_000_000).contains(self.count) else { throw ValidationError("--count must be 1...1000000000, got \(self.count)") }
+        guard (1...1_000_000_000).contains(self.count) else {
+            throw ValidationError("--count must be 1...1000000000, got \(self.count)")
+        }
         guard self.timeout.isFinite, (0.1...86_400).contains(self.timeout) else {
             throw ValidationError("--timeout must be 0.1...86400 seconds, got \(self.timeout)")
         }
@@ -62,16 +67,24 @@ struct SendCommand: AsyncParsableCommand {
         let configuration = try self.connection.configuration()
         try await HubMQTTClient.withConnection(configuration: configuration) { client in
             for index in 1...self.count {
-                var message = TelemetryMessage(body: Array(self.message.utf8), contentType: self.contentType, contentEncoding: self.contentEncoding)
+                var message = TelemetryMessage(
+                    body: Array(self.message.utf8),
+                    contentType: self.contentType,
+                    contentEncoding: self.contentEncoding
+                )
                 message.properties = pairs
                 try await client.send(message, timeout: .seconds(self.timeout))
                 FileHandle.standardError.write(Data("sent \(index)/\(self.count) (+\(clock.now - start))\n".utf8))
-                if self.interval > 0 && index < self.count { try await Task.sleep(for: .milliseconds(Int(self.interval * 1000))) }
+                if self.interval > 0 && index < self.count {
+                    try await Task.sleep(for: .milliseconds(Int(self.interval * 1000)))
+                }
             }
         }
     }
 
-    private func sendOverAMQP(_ pairs: [(String, String)], clock: ContinuousClock, start: ContinuousClock.Instant) async throws {
+    private func sendOverAMQP(_ pairs: [(String, String)], clock: ContinuousClock, start: ContinuousClock.Instant)
+        async throws
+    {
         let client = HubAMQPClient(configuration: try self.connection.amqpConfiguration())
         try await client.connect()
         do {
@@ -82,7 +95,9 @@ struct SendCommand: AsyncParsableCommand {
                 message.applicationProperties = pairs.map { ($0.0, .string($0.1)) }
                 try await client.send(message)
                 FileHandle.standardError.write(Data("sent \(index)/\(self.count) (+\(clock.now - start))\n".utf8))
-                if self.interval > 0 && index < self.count { try await Task.sleep(for: .milliseconds(Int(self.interval * 1000))) }
+                if self.interval > 0 && index < self.count {
+                    try await Task.sleep(for: .milliseconds(Int(self.interval * 1000)))
+                }
             }
         } catch {
             await client.close()

@@ -27,8 +27,14 @@ public final class IoTEmulator: Sendable {
     private let tasks: [Task<Void, Never>]
 
     private init(
-        endpoints: EmulatorEndpoints, configuration: EmulatorConfiguration, certificateAuthority: CertificateAuthority,
-        hub: EmulatedHub, limiter: ConnectionLimiter, dps: EmulatorListener, mqtt: EmulatorListener, amqp: EmulatorListener
+        endpoints: EmulatorEndpoints,
+        configuration: EmulatorConfiguration,
+        certificateAuthority: CertificateAuthority,
+        hub: EmulatedHub,
+        limiter: ConnectionLimiter,
+        dps: EmulatorListener,
+        mqtt: EmulatorListener,
+        amqp: EmulatorListener
     ) {
         self.endpoints = endpoints
         self.configuration = configuration
@@ -57,7 +63,9 @@ public final class IoTEmulator: Sendable {
             try? await Task.sleep(until: .now + .milliseconds(1), clock: SuspendingClock())
             try? await Task.sleep(nanoseconds: 1_000_000)
             let authority = try CertificateAuthority(commonName: "Azure IoT Emulator Root CA")
-            let serverNames = Array(Set(["localhost", "127.0.0.1", "::1", configuration.listenAddress, configuration.hubHost]))
+            let serverNames = Array(
+                Set(["localhost", "127.0.0.1", "::1", configuration.listenAddress, configuration.hubHost])
+            )
             let server = try authority.issue(commonName: "localhost", subjectAlternativeNames: serverNames.sorted())
             let directory = try Self.stateDirectory(configuration)
             let caPath = (directory as NSString).appendingPathComponent("emulator-ca.pem")
@@ -66,12 +74,19 @@ public final class IoTEmulator: Sendable {
             }
             let (limits, clamped) = configuration.limits.clampedToDescriptors()
             if clamped {
-                logger.warning("connection limits lowered to keep file descriptors in reserve",
-                               metadata: ["maximumConnections": "\(limits.maximumConnections)", "configured": "\(configuration.limits.maximumConnections)"])
+                logger.warning(
+                    "connection limits lowered to keep file descriptors in reserve",
+                    metadata: [
+                        "maximumConnections": "\(limits.maximumConnections)",
+                        "configured": "\(configuration.limits.maximumConnections)",
+                    ]
+                )
             }
             configuration.limits = limits
             let tls = TLSServerConfiguration(
-                identity: server.identity, clientAuthentication: .requestedUnverified, handshakeTimeout: .seconds(limits.handshakeTimeoutSeconds)
+                identity: server.identity,
+                clientAuthentication: .requestedUnverified,
+                handshakeTimeout: .seconds(limits.handshakeTimeoutSeconds)
             )
             let limiter = ConnectionLimiter(limits: limits)
             let hub = try EmulatedHub(hubHost: configuration.hubHost, logger: logger)
@@ -80,7 +95,9 @@ public final class IoTEmulator: Sendable {
                     IdentityName(deviceId: device.deviceId),
                     key: try device.primaryKey.map { key throws(AzureIoTError) in try SymmetricKey(base64: key) },
                     thumbprint: device.x509Thumbprint,
-                    certificateAuthorities: try device.x509CertificateAuthorityPEM.map { pem throws(AzureIoTError) in try X509Certificate.certificates(fromPEM: pem) } ?? [],
+                    certificateAuthorities: try device.x509CertificateAuthorityPEM.map { pem throws(AzureIoTError) in
+                        try X509Certificate.certificates(fromPEM: pem)
+                    } ?? [],
                     desired: device.initialDesiredProperties
                 )
                 for module in device.modules ?? [] {
@@ -96,22 +113,59 @@ public final class IoTEmulator: Sendable {
             let host = configuration.listenAddress
             let handler = DPSConnectionHandler(service: service, limits: limits, logger: logger)
             let handshakes = HandshakeGate(limit: limits.maximumConcurrentHandshakes)
-            func listener(_ port: Int, _ name: String, _ serve: @escaping @Sendable (TLSConnection) async -> Void) throws(AzureIoTError) -> EmulatorListener {
+            func listener(_ port: Int, _ name: String, _ serve: @escaping @Sendable (TLSConnection) async -> Void)
+                throws(AzureIoTError) -> EmulatorListener
+            {
                 EmulatorListener(
-                    listener: try TLSListener(host: host, port: port, configuration: tls, logger: logger), name: name, limiter: limiter,
-                    handshakes: handshakes, handshakeTimeout: .seconds(limits.handshakeTimeoutSeconds), logger: logger, serve: serve
+                    listener: try TLSListener(host: host, port: port, configuration: tls, logger: logger),
+                    name: name,
+                    limiter: limiter,
+                    handshakes: handshakes,
+                    handshakeTimeout: .seconds(limits.handshakeTimeoutSeconds),
+                    logger: logger,
+                    serve: serve
                 )
             }
             let dps = try listener(configuration.dpsPort, "dps") { await handler.serve($0) }
             let mqtt = try listener(configuration.mqttPort, "mqtt") {
-                await MQTTDeviceConnection(connection: $0, hub: hub, linkId: await hub.makeId(), limits: limits, logger: logger).run()
+                await MQTTDeviceConnection(
+                    connection: $0,
+                    hub: hub,
+                    linkId: await hub.makeId(),
+                    limits: limits,
+                    logger: logger
+                ).run()
             }
             let amqp = try listener(configuration.amqpPort, "amqp") {
-                await AMQPDeviceConnection(connection: $0, hub: hub, linkId: await hub.makeId(), limits: limits, logger: logger).run()
+                await AMQPDeviceConnection(
+                    connection: $0,
+                    hub: hub,
+                    linkId: await hub.makeId(),
+                    limits: limits,
+                    logger: logger
+                ).run()
             }
-            let endpoints = Self.endpoints(configuration, caPath: caPath, dps: dps.port, mqtt: mqtt.port, amqp: amqp.port)
-            logger.info("emulator listening", metadata: ["dps": "\(dps.port)", "mqtt": "\(mqtt.port)", "amqp": "\(amqp.port)"])
-            return IoTEmulator(endpoints: endpoints, configuration: configuration, certificateAuthority: authority, hub: hub, limiter: limiter, dps: dps, mqtt: mqtt, amqp: amqp)
+            let endpoints = Self.endpoints(
+                configuration,
+                caPath: caPath,
+                dps: dps.port,
+                mqtt: mqtt.port,
+                amqp: amqp.port
+            )
+            logger.info(
+                "emulator listening",
+                metadata: ["dps": "\(dps.port)", "mqtt": "\(mqtt.port)", "amqp": "\(amqp.port)"]
+            )
+            return IoTEmulator(
+                endpoints: endpoints,
+                configuration: configuration,
+                certificateAuthority: authority,
+                hub: hub,
+                limiter: limiter,
+                dps: dps,
+                mqtt: mqtt,
+                amqp: amqp
+            )
         } catch let error as EmulatorError {
             throw error
         } catch let error as AzureIoTError {
@@ -142,7 +196,9 @@ public final class IoTEmulator: Sendable {
 
     /// Waits until at least `count` messages from `deviceId` (or any device) arrived; throws
     /// ``EmulatorError/Code/timedOut``.
-    public func waitForTelemetry(deviceId: String? = nil, count: Int = 1, timeout: Duration = .seconds(10)) async throws -> [ReceivedTelemetry] {
+    public func waitForTelemetry(deviceId: String? = nil, count: Int = 1, timeout: Duration = .seconds(10)) async throws
+        -> [ReceivedTelemetry]
+    {
         try await self.poll(timeout: timeout, what: "\(count) telemetry messages") {
             let messages = await self.telemetry(deviceId: deviceId)
             return messages.count >= count ? messages : nil
@@ -167,7 +223,9 @@ public final class IoTEmulator: Sendable {
         where condition: @escaping @Sendable (JSONValue) -> Bool
     ) async throws -> JSONValue {
         try await self.poll(timeout: timeout, what: "reported properties of '\(deviceId)'") {
-            guard let twin = await self.hub.twin(IdentityName(deviceId: deviceId)), condition(twin.reported) else { return nil }
+            guard let twin = await self.hub.twin(IdentityName(deviceId: deviceId)), condition(twin.reported) else {
+                return nil
+            }
             return twin.reported
         }
     }
@@ -185,7 +243,9 @@ public final class IoTEmulator: Sendable {
     /// Waits until the identity's activity satisfies `condition`; returns it. Throws ``EmulatorError/Code/timedOut``.
     @discardableResult
     public func waitForActivity(
-        deviceId: String, moduleId: String? = nil, timeout: Duration = .seconds(10),
+        deviceId: String,
+        moduleId: String? = nil,
+        timeout: Duration = .seconds(10),
         _ condition: @Sendable @escaping (IdentityActivity) -> Bool
     ) async throws -> IdentityActivity {
         try await self.poll(timeout: timeout, what: "the expected activity of '\(deviceId)'") {
@@ -195,14 +255,18 @@ public final class IoTEmulator: Sendable {
     }
 
     /// Waits until the identity is disconnected.
-    public func waitUntilDisconnected(deviceId: String, moduleId: String? = nil, timeout: Duration = .seconds(10)) async throws {
+    public func waitUntilDisconnected(deviceId: String, moduleId: String? = nil, timeout: Duration = .seconds(10))
+        async throws
+    {
         _ = try await self.poll(timeout: timeout, what: "'\(deviceId)' to disconnect") {
             await self.isConnected(deviceId: deviceId, moduleId: moduleId) ? nil : true
         }
     }
 
     /// Waits until the identity is connected.
-    public func waitUntilConnected(deviceId: String, moduleId: String? = nil, timeout: Duration = .seconds(10)) async throws {
+    public func waitUntilConnected(deviceId: String, moduleId: String? = nil, timeout: Duration = .seconds(10))
+        async throws
+    {
         _ = try await self.poll(timeout: timeout, what: "a connection from '\(deviceId)'") {
             await self.isConnected(deviceId: deviceId, moduleId: moduleId) ? true : nil
         }
@@ -211,7 +275,9 @@ public final class IoTEmulator: Sendable {
     // MARK: - Acting as the service
 
     /// Queues a cloud-to-device message; returns its message id.
-    public func sendCloudToDevice(deviceId: String, body: [UInt8], properties: [String: String] = [:]) async throws(EmulatorError) -> String {
+    public func sendCloudToDevice(deviceId: String, body: [UInt8], properties: [String: String] = [:])
+        async throws(EmulatorError) -> String
+    {
         guard await self.hub.hasIdentity(IdentityName(deviceId: deviceId)) else {
             throw EmulatorError(.unknownIdentity, "no device '\(deviceId)'")
         }
@@ -222,7 +288,9 @@ public final class IoTEmulator: Sendable {
     public func cloudToDeviceMessages() async -> [CloudToDeviceRecord] { await self.hub.cloudToDeviceRecords() }
 
     /// Waits until a cloud-to-device message reaches `state`.
-    public func waitForCloudToDevice(messageId: String, state: CloudToDeviceState, timeout: Duration = .seconds(10)) async throws -> CloudToDeviceRecord {
+    public func waitForCloudToDevice(messageId: String, state: CloudToDeviceState, timeout: Duration = .seconds(10))
+        async throws -> CloudToDeviceRecord
+    {
         try await self.poll(timeout: timeout, what: "message '\(messageId)' to be \(state)") {
             await self.hub.cloudToDeviceRecords().first { $0.messageId == messageId && $0.state == state }
         }
@@ -230,9 +298,20 @@ public final class IoTEmulator: Sendable {
 
     /// Invokes a direct method and waits for the device's answer. Throws ``EmulatorError/Code/deviceNotConnected``
     /// (not connected or not subscribed, IoT Hub's 404) or ``EmulatorError/Code/timedOut`` (504).
-    public func invokeMethod(deviceId: String, moduleId: String? = nil, name: String, payload: JSONValue = .null, timeout: Duration = .seconds(30)) async throws(EmulatorError) -> MethodResponse {
+    public func invokeMethod(
+        deviceId: String,
+        moduleId: String? = nil,
+        name: String,
+        payload: JSONValue = .null,
+        timeout: Duration = .seconds(30)
+    ) async throws(EmulatorError) -> MethodResponse {
         do {
-            return try await self.hub.invokeMethod(IdentityName(deviceId: deviceId, moduleId: moduleId), method: name, payload: payload.jsonBytes, timeout: timeout)
+            return try await self.hub.invokeMethod(
+                IdentityName(deviceId: deviceId, moduleId: moduleId),
+                method: name,
+                payload: payload.jsonBytes,
+                timeout: timeout
+            )
         } catch .timedOut {
             throw EmulatorError(.timedOut, "'\(deviceId)' did not answer '\(name)' in time")
         } catch {
@@ -242,8 +321,11 @@ public final class IoTEmulator: Sendable {
 
     /// Patches desired properties (JSON merge patch) and pushes the patch to the device; returns the new version.
     @discardableResult
-    public func updateDesiredProperties(deviceId: String, moduleId: String? = nil, patch: JSONValue) async throws(EmulatorError) -> Int {
-        guard let version = await self.hub.patchDesired(IdentityName(deviceId: deviceId, moduleId: moduleId), patch) else {
+    public func updateDesiredProperties(deviceId: String, moduleId: String? = nil, patch: JSONValue)
+        async throws(EmulatorError) -> Int
+    {
+        guard let version = await self.hub.patchDesired(IdentityName(deviceId: deviceId, moduleId: moduleId), patch)
+        else {
             throw EmulatorError(.unknownIdentity, "no identity '\(deviceId)'")
         }
         return version
@@ -272,11 +354,14 @@ public final class IoTEmulator: Sendable {
 
     // MARK: - Helpers
 
-    private func poll<T: Sendable>(timeout: Duration, what: String, _ check: @Sendable () async -> T?) async throws -> T {
+    private func poll<T: Sendable>(timeout: Duration, what: String, _ check: @Sendable () async -> T?) async throws -> T
+    {
         let deadline = ContinuousClock.now + timeout
         while true {
             if let value = await check() { return value }
-            guard ContinuousClock.now < deadline else { throw EmulatorError(.timedOut, "timed out waiting for \(what)") }
+            guard ContinuousClock.now < deadline else {
+                throw EmulatorError(.timedOut, "timed out waiting for \(what)")
+            }
             try await Task.sleep(for: .milliseconds(10))
         }
     }
@@ -288,7 +373,8 @@ public final class IoTEmulator: Sendable {
             if device.primaryKey == nil && device.x509Thumbprint == nil && device.x509CertificateAuthorityPEM == nil {
                 configuration.devices[index].primaryKey = randomKey()
             }
-            for module in (configuration.devices[index].modules ?? []).indices where configuration.devices[index].modules?[module].primaryKey == nil {
+            for module in (configuration.devices[index].modules ?? []).indices
+            where configuration.devices[index].modules?[module].primaryKey == nil {
                 configuration.devices[index].modules?[module].primaryKey = randomKey()
             }
         }
@@ -307,8 +393,11 @@ public final class IoTEmulator: Sendable {
     }
 
     private static func stateDirectory(_ configuration: EmulatorConfiguration) throws(EmulatorError) -> String {
-        let path = configuration.stateDirectory
-            ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("azure-iot-emulator-\(UUID().uuidString.prefix(8))")
+        let path =
+            configuration.stateDirectory
+            ?? (NSTemporaryDirectory() as NSString).appendingPathComponent(
+                "azure-iot-emulator-\(UUID().uuidString.prefix(8))"
+            )
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
@@ -317,32 +406,60 @@ public final class IoTEmulator: Sendable {
         return path
     }
 
-    private static func endpoints(_ configuration: EmulatorConfiguration, caPath: String, dps: Int, mqtt: Int, amqp: Int) -> EmulatorEndpoints {
+    private static func endpoints(
+        _ configuration: EmulatorConfiguration,
+        caPath: String,
+        dps: Int,
+        mqtt: Int,
+        amqp: Int
+    ) -> EmulatorEndpoints {
         let host = configuration.listenAddress
         let gateway = host == "127.0.0.1" || host == "0.0.0.0" ? "localhost" : host
         var devices: [EmulatorEndpoints.DeviceCredentials] = []
         for device in configuration.devices {
             let credential = device.primaryKey.map { "SharedAccessKey=\($0)" } ?? "x509=true"
-            devices.append(.init(
-                deviceId: device.deviceId, moduleId: nil, primaryKey: device.primaryKey,
-                connectionString: "HostName=\(configuration.hubHost);DeviceId=\(device.deviceId);\(credential);GatewayHostName=\(gateway)"
-            ))
+            devices.append(
+                .init(
+                    deviceId: device.deviceId,
+                    moduleId: nil,
+                    primaryKey: device.primaryKey,
+                    connectionString:
+                        "HostName=\(configuration.hubHost);DeviceId=\(device.deviceId);\(credential);GatewayHostName=\(gateway)"
+                )
+            )
             for module in device.modules ?? [] {
-                devices.append(.init(
-                    deviceId: device.deviceId, moduleId: module.moduleId, primaryKey: module.primaryKey,
-                    connectionString: "HostName=\(configuration.hubHost);DeviceId=\(device.deviceId);ModuleId=\(module.moduleId);SharedAccessKey=\(module.primaryKey ?? "");GatewayHostName=\(gateway)"
-                ))
+                devices.append(
+                    .init(
+                        deviceId: device.deviceId,
+                        moduleId: module.moduleId,
+                        primaryKey: module.primaryKey,
+                        connectionString:
+                            "HostName=\(configuration.hubHost);DeviceId=\(device.deviceId);ModuleId=\(module.moduleId);SharedAccessKey=\(module.primaryKey ?? "");GatewayHostName=\(gateway)"
+                    )
+                )
             }
         }
-        let enrollments = configuration.provisioning.individualEnrollments.map {
-            EmulatorEndpoints.EnrollmentCredentials(name: $0.registrationId, kind: "individual", primaryKey: $0.primaryKey)
-        } + configuration.provisioning.enrollmentGroups.map {
-            EmulatorEndpoints.EnrollmentCredentials(name: $0.name, kind: "group", primaryKey: $0.primaryKey)
-        }
+        let enrollments =
+            configuration.provisioning.individualEnrollments.map {
+                EmulatorEndpoints.EnrollmentCredentials(
+                    name: $0.registrationId,
+                    kind: "individual",
+                    primaryKey: $0.primaryKey
+                )
+            }
+            + configuration.provisioning.enrollmentGroups.map {
+                EmulatorEndpoints.EnrollmentCredentials(name: $0.name, kind: "group", primaryKey: $0.primaryKey)
+            }
         return EmulatorEndpoints(
-            hubName: configuration.hubName, hubHost: configuration.hubHost,
-            dps: .init(host: host, port: dps), mqtt: .init(host: host, port: mqtt), amqp: .init(host: host, port: amqp),
-            caCertificatePath: caPath, idScope: configuration.provisioning.idScope, enrollments: enrollments, devices: devices
+            hubName: configuration.hubName,
+            hubHost: configuration.hubHost,
+            dps: .init(host: host, port: dps),
+            mqtt: .init(host: host, port: mqtt),
+            amqp: .init(host: host, port: amqp),
+            caCertificatePath: caPath,
+            idScope: configuration.provisioning.idScope,
+            enrollments: enrollments,
+            devices: devices
         )
     }
 }

@@ -18,20 +18,41 @@ public struct CertificateAuthority: Sendable {
 
     /// Makes a self-signed root CA named `commonName`, valid for `validityDays`.
     public init(commonName: String, validityDays: Int = 365) throws(AzureIoTError) {
-        let issued = try Self.issue(commonName: commonName, isCA: true, subjectAlternativeNames: [], validityDays: validityDays, issuer: nil)
+        let issued = try Self.issue(
+            commonName: commonName,
+            isCA: true,
+            subjectAlternativeNames: [],
+            validityDays: validityDays,
+            issuer: nil
+        )
         self.init(identity: issued.identity, certificatePEM: issued.certificatePEM)
     }
 
     /// Issues a subordinate CA (for "verified intermediate" enrollment groups).
-    public func intermediate(commonName: String, validityDays: Int = 365) throws(AzureIoTError) -> CertificateAuthority {
-        let issued = try Self.issue(commonName: commonName, isCA: true, subjectAlternativeNames: [], validityDays: validityDays, issuer: self)
+    public func intermediate(commonName: String, validityDays: Int = 365) throws(AzureIoTError) -> CertificateAuthority
+    {
+        let issued = try Self.issue(
+            commonName: commonName,
+            isCA: true,
+            subjectAlternativeNames: [],
+            validityDays: validityDays,
+            issuer: self
+        )
         return CertificateAuthority(identity: issued.identity, certificatePEM: issued.certificatePEM)
     }
 
     /// Issues an end-entity certificate usable for TLS servers and clients. `subjectAlternativeNames` are DNS names
     /// or IP literals (e.g. `["localhost", "127.0.0.1"]`).
-    public func issue(commonName: String, subjectAlternativeNames: [String] = [], validityDays: Int = 365) throws(AzureIoTError) -> IssuedCertificate {
-        try Self.issue(commonName: commonName, isCA: false, subjectAlternativeNames: subjectAlternativeNames, validityDays: validityDays, issuer: self)
+    public func issue(commonName: String, subjectAlternativeNames: [String] = [], validityDays: Int = 365)
+        throws(AzureIoTError) -> IssuedCertificate
+    {
+        try Self.issue(
+            commonName: commonName,
+            isCA: false,
+            subjectAlternativeNames: subjectAlternativeNames,
+            validityDays: validityDays,
+            issuer: self
+        )
     }
 
     private static func issue(
@@ -72,15 +93,28 @@ public struct CertificateAuthority: Sendable {
             azi_free(keyText)
         }
         guard ok == 1, let certificateText, let keyText else {
-            throw AzureIoTError(.cryptoFailure, "OpenSSL could not issue a certificate for '\(commonName)'", details: OpenSSLErrorQueue.drainText())
+            throw AzureIoTError(
+                .cryptoFailure,
+                "OpenSSL could not issue a certificate for '\(commonName)'",
+                details: OpenSSLErrorQueue.drainText()
+            )
         }
         let certificatePEM = String(cString: certificateText)
         let keyPEM = String(cString: keyText)
         let chain = issuer.map { [$0.identity.leaf] + $0.identity.chain } ?? []
         let leaf = try X509Certificate.certificates(fromPEM: certificatePEM)[0]
-        let identity = try X509Identity(leaf: leaf, chain: chain.filter { $0.commonName != nil && !$0.isSelfSigned }, privateKey: try PrivateKey(pem: keyPEM))
+        let identity = try X509Identity(
+            leaf: leaf,
+            chain: chain.filter { $0.commonName != nil && !$0.isSelfSigned },
+            privateKey: try PrivateKey(pem: keyPEM)
+        )
         let chainPEM = identity.chain.map(\.pem).joined()
-        return IssuedCertificate(identity: identity, certificatePEM: certificatePEM, chainPEM: chainPEM, privateKeyPEM: keyPEM)
+        return IssuedCertificate(
+            identity: identity,
+            certificatePEM: certificatePEM,
+            chainPEM: chainPEM,
+            privateKeyPEM: keyPEM
+        )
     }
 }
 
@@ -96,5 +130,7 @@ public struct IssuedCertificate: Sendable, CustomStringConvertible {
     public let privateKeyPEM: String
 
     /// Subject and thumbprint; never the key.
-    public var description: String { "IssuedCertificate(\(self.identity.leaf.subject), thumbprint: \(self.identity.thumbprint))" }
+    public var description: String {
+        "IssuedCertificate(\(self.identity.leaf.subject), thumbprint: \(self.identity.thumbprint))"
+    }
 }

@@ -2,9 +2,9 @@ public import AzureIoTCore
 public import Logging
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A TLS server socket on the same transport as `TLSConnection` (for the emulator and test peers): it accepts TCP
@@ -60,7 +60,11 @@ public final class TLSListener: Sendable {
             length = socklen_t(MemoryLayout<sockaddr_in>.size)
             withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: address, as: sockaddr_in.self) }
         }
-        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(
+            family,
+            Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue),
+            0
+        )
         guard fd >= 0 else { throw AzureIoTError(.ioFailure, "socket() failed: \(TCPSocket.errnoText())") }
         var one: Int32 = 1
         _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -138,7 +142,10 @@ public final class TLSListener: Sendable {
             case EMFILE, ENFILE, ENOBUFS, ENOMEM:
                 let reason = TCPSocket.errnoText()
                 let shed = self.shedOneWaitingClient()
-                self.logger.warning("accept() is out of resources; backing off", metadata: ["error": "\(reason)", "wait": "\(backoff)", "shed": "\(shed)"])
+                self.logger.warning(
+                    "accept() is out of resources; backing off",
+                    metadata: ["error": "\(reason)", "wait": "\(backoff)", "shed": "\(shed)"]
+                )
                 try await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, .seconds(1))
             default:
@@ -166,7 +173,8 @@ public final class TLSListener: Sendable {
                 }
             }
         }
-        return written ? String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "unknown"
+        return written
+            ? String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "unknown"
     }
 
     fileprivate func handshake(fd: Int32) async throws -> TLSConnection {

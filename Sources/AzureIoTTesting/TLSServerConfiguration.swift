@@ -48,6 +48,10 @@ extension TLSServerConfiguration {
         case .required(let roots): verification = .required(roots)
         case .requestedUnverified: verification = .requestedUnverified
         }
-        return try TLSContext(serverIdentity: self.identity, clientVerification: verification, minimumVersion: self.minimumVersion)
+        return try TLSContext(
+            serverIdentity: self.identity,
+            clientVerification: verification,
+            minimumVersion: self.minimumVersion
+        )
     }
 }

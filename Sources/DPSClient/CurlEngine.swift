@@ -75,9 +75,14 @@ final class CurlEngine: @unchecked Sendable {
     }
 
     /// Performs `request` with `tls`, failing with ``AzureIoTError/Code/timedOut`` after `timeout`.
-    func perform(_ request: HTTPRequest, tls: TLSConfiguration, timeout: Duration, userAgent: String) async throws -> HTTPResponse {
+    func perform(_ request: HTTPRequest, tls: TLSConfiguration, timeout: Duration, userAgent: String) async throws
+        -> HTTPResponse
+    {
         guard self.globalInitResult == Int32(CURLE_OK.rawValue) else {
-            throw AzureIoTError(.ioFailure, "libcurl could not initialise (curl_global_init returned \(self.globalInitResult))")
+            throw AzureIoTError(
+                .ioFailure,
+                "libcurl could not initialise (curl_global_init returned \(self.globalInitResult))"
+            )
         }
         guard let easy = curl_easy_init() else {
             throw AzureIoTError(.ioFailure, "libcurl could not create a request handle")
@@ -165,7 +170,12 @@ final class CurlEngine: @unchecked Sendable {
         }
         if let tlsError = transfer.tlsError { return .failure(tlsError) }
         if transfer.responseTooLarge {
-            return .failure(ProvisioningError(.malformedResponse, "the response is larger than \(Self.maximumResponseBytes) bytes of body or \(Self.maximumHeaderBytes) of headers"))
+            return .failure(
+                ProvisioningError(
+                    .malformedResponse,
+                    "the response is larger than \(Self.maximumResponseBytes) bytes of body or \(Self.maximumHeaderBytes) of headers"
+                )
+            )
         }
         let text = String(cString: curl_easy_strerror(code))
         switch code {
@@ -178,7 +188,9 @@ final class CurlEngine: @unchecked Sendable {
         case CURLE_PEER_FAILED_VERIFICATION:
             return .failure(AzureIoTError(.certificateUntrusted, "the server certificate was not accepted: \(text)"))
         case CURLE_SSL_CERTPROBLEM, CURLE_SSL_CLIENTCERT:
-            return .failure(AzureIoTError(.clientCertificateRejected, "the client certificate was not accepted: \(text)"))
+            return .failure(
+                AzureIoTError(.clientCertificateRejected, "the client certificate was not accepted: \(text)")
+            )
         case CURLE_SSL_CONNECT_ERROR, CURLE_SSL_CACERT_BADFILE:
             return .failure(AzureIoTError(.tlsHandshakeFailed, "the TLS handshake failed: \(text)"))
         case CURLE_RECV_ERROR, CURLE_SEND_ERROR, CURLE_GOT_NOTHING:
@@ -204,7 +216,9 @@ final class CurlEngine: @unchecked Sendable {
         var description: String { "libcurl refused \(self.option): \(self.reason) (CURLcode \(self.code))" }
     }
 
-    private static func configure(_ transfer: Transfer, request: HTTPRequest, timeout: Duration, userAgent: String) throws(ProvisioningError) {
+    private static func configure(_ transfer: Transfer, request: HTTPRequest, timeout: Duration, userAgent: String)
+        throws(ProvisioningError)
+    {
         let easy = transfer.easy
         var refused: OptionRefused?
         func check(_ name: String, _ result: Int32) {
@@ -229,7 +243,8 @@ final class CurlEngine: @unchecked Sendable {
         // Milliseconds for libcurl, clamped to a day: any longer request is bounded by the caller's deadline anyway,
         // and a huge time-out must not overflow on the way.
         let (seconds, attoseconds) = timeout.components
-        let milliseconds = seconds >= 86_400 ? 86_400_000 : max(1, Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000))
+        let milliseconds =
+            seconds >= 86_400 ? 86_400_000 : max(1, Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000))
         set("CURLOPT_TIMEOUT_MS", CURLOPT_TIMEOUT_MS, milliseconds)
         set("CURLOPT_CONNECTTIMEOUT_MS", CURLOPT_CONNECTTIMEOUT_MS, milliseconds)
         if request.method == "GET" {
@@ -241,7 +256,11 @@ final class CurlEngine: @unchecked Sendable {
             transfer.requestBody = body.map { CChar(bitPattern: $0) }
             set("CURLOPT_POSTFIELDSIZE", CURLOPT_POSTFIELDSIZE, body.count)
             transfer.requestBody.withUnsafeMutableBufferPointer { buffer in
-                set("CURLOPT_COPYPOSTFIELDS", CURLOPT_COPYPOSTFIELDS, pointer: UnsafeMutableRawPointer(buffer.baseAddress))
+                set(
+                    "CURLOPT_COPYPOSTFIELDS",
+                    CURLOPT_COPYPOSTFIELDS,
+                    pointer: UnsafeMutableRawPointer(buffer.baseAddress)
+                )
             }
         }
         for (name, value) in request.headers {
@@ -257,11 +276,23 @@ final class CurlEngine: @unchecked Sendable {
 
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         set("CURLOPT_WRITEDATA", CURLOPT_WRITEDATA, pointer: context)
-        set("CURLOPT_WRITEFUNCTION", CURLOPT_WRITEFUNCTION, pointer: unsafeBitCast(Self.writeBody, to: UnsafeMutableRawPointer.self))
+        set(
+            "CURLOPT_WRITEFUNCTION",
+            CURLOPT_WRITEFUNCTION,
+            pointer: unsafeBitCast(Self.writeBody, to: UnsafeMutableRawPointer.self)
+        )
         set("CURLOPT_HEADERDATA", CURLOPT_HEADERDATA, pointer: context)
-        set("CURLOPT_HEADERFUNCTION", CURLOPT_HEADERFUNCTION, pointer: unsafeBitCast(Self.writeHeader, to: UnsafeMutableRawPointer.self))
+        set(
+            "CURLOPT_HEADERFUNCTION",
+            CURLOPT_HEADERFUNCTION,
+            pointer: unsafeBitCast(Self.writeHeader, to: UnsafeMutableRawPointer.self)
+        )
         set("CURLOPT_SSL_CTX_DATA", CURLOPT_SSL_CTX_DATA, pointer: context)
-        set("CURLOPT_SSL_CTX_FUNCTION", CURLOPT_SSL_CTX_FUNCTION, pointer: unsafeBitCast(Self.configureTLS, to: UnsafeMutableRawPointer.self))
+        set(
+            "CURLOPT_SSL_CTX_FUNCTION",
+            CURLOPT_SSL_CTX_FUNCTION,
+            pointer: unsafeBitCast(Self.configureTLS, to: UnsafeMutableRawPointer.self)
+        )
         // libcurl reuses a pooled connection when its own TLS options match; it cannot see what the SSL_CTX callback
         // installs. Only the system roots or a CA file (set as CURLOPT_CAINFO, which curl compares) without a client
         // certificate may share connections; anything else gets a connection of its own.
@@ -285,54 +316,65 @@ final class CurlEngine: @unchecked Sendable {
         }
     }
 
-    private static let writeBody: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = {
-        data, size, count, context in
-        guard let data, let context else { return 0 }
-        let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
-        let length = size * count
-        guard transfer.body.count + length <= CurlEngine.maximumResponseBytes else {
-            transfer.responseTooLarge = true
-            return 0
+    private static let writeBody:
+        @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = {
+            data,
+            size,
+            count,
+            context in
+            guard let data, let context else { return 0 }
+            let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
+            let length = size * count
+            guard transfer.body.count + length <= CurlEngine.maximumResponseBytes else {
+                transfer.responseTooLarge = true
+                return 0
+            }
+            data.withMemoryRebound(to: UInt8.self, capacity: length) {
+                transfer.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: length))
+            }
+            return length
         }
-        data.withMemoryRebound(to: UInt8.self, capacity: length) {
-            transfer.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: length))
-        }
-        return length
-    }
 
-    private static let writeHeader: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = {
-        data, size, count, context in
-        guard let data, let context else { return 0 }
-        let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
-        let length = size * count
-        transfer.headerBytes += length
-        guard transfer.headerBytes <= CurlEngine.maximumHeaderBytes else {
-            transfer.responseTooLarge = true
-            return 0
+    private static let writeHeader:
+        @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = {
+            data,
+            size,
+            count,
+            context in
+            guard let data, let context else { return 0 }
+            let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
+            let length = size * count
+            transfer.headerBytes += length
+            guard transfer.headerBytes <= CurlEngine.maximumHeaderBytes else {
+                transfer.responseTooLarge = true
+                return 0
+            }
+            let line = data.withMemoryRebound(to: UInt8.self, capacity: length) {
+                String(decoding: UnsafeBufferPointer(start: $0, count: length), as: UTF8.self)
+            }.trimmingCharacters(in: .whitespacesAndNewlines)
+            if line.hasPrefix("HTTP/") {
+                transfer.headers.removeAll()
+            } else if let colon = line.firstIndex(of: ":") {
+                let name = line[..<colon].lowercased()
+                let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                transfer.headers[name] = value
+            }
+            return length
         }
-        let line = data.withMemoryRebound(to: UInt8.self, capacity: length) {
-            String(decoding: UnsafeBufferPointer(start: $0, count: length), as: UTF8.self)
-        }.trimmingCharacters(in: .whitespacesAndNewlines)
-        if line.hasPrefix("HTTP/") {
-            transfer.headers.removeAll()
-        } else if let colon = line.firstIndex(of: ":") {
-            let name = line[..<colon].lowercased()
-            let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-            transfer.headers[name] = value
-        }
-        return length
-    }
 
-    private static let configureTLS: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> CURLcode = {
-        _, sslContext, context in
-        guard let sslContext, let context else { return CURLE_SSL_CONNECT_ERROR }
-        let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
-        do throws(AzureIoTError) {
-            try TLSContext.apply(transfer.tls, toForeignContext: sslContext)
-            return CURLE_OK
-        } catch {
-            transfer.tlsError = error
-            return CURLE_SSL_CERTPROBLEM
+    private static let configureTLS:
+        @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> CURLcode = {
+            _,
+            sslContext,
+            context in
+            guard let sslContext, let context else { return CURLE_SSL_CONNECT_ERROR }
+            let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
+            do throws(AzureIoTError) {
+                try TLSContext.apply(transfer.tls, toForeignContext: sslContext)
+                return CURLE_OK
+            } catch {
+                transfer.tlsError = error
+                return CURLE_SSL_CERTPROBLEM
+            }
         }
-    }
 }

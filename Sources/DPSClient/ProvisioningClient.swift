@@ -78,9 +78,14 @@ public struct ProvisioningClient: Sendable {
             self.defaultPollInterval = defaultPollInterval
             self.maximumPollInterval = maximumPollInterval
             self.serverErrorRetries = serverErrorRetries
-            self.retryPolicy = retryPolicy ?? RetryPolicy(
-                initialDelay: defaultPollInterval, maximumDelay: maximumPollInterval, jitter: 0.2, maximumAttempts: transportRetries
-            )
+            self.retryPolicy =
+                retryPolicy
+                ?? RetryPolicy(
+                    initialDelay: defaultPollInterval,
+                    maximumDelay: maximumPollInterval,
+                    jitter: 0.2,
+                    maximumAttempts: transportRetries
+                )
             self.tokenTimeToLive = tokenTimeToLive
         }
     }
@@ -103,15 +108,25 @@ public struct ProvisioningClient: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.route = RegistrationRoute(
-            idScope: configuration.idScope, registrationId: configuration.registrationId, apiVersion: configuration.apiVersion
+            idScope: configuration.idScope,
+            registrationId: configuration.registrationId,
+            apiVersion: configuration.apiVersion
         )
         switch configuration.attestation {
         case .symmetricKey(let key):
-            self.credential = SymmetricKeyCredential(key: key, keyName: "registration", timeToLive: configuration.tokenTimeToLive)
+            self.credential = SymmetricKeyCredential(
+                key: key,
+                keyName: "registration",
+                timeToLive: configuration.tokenTimeToLive
+            )
         case .groupSymmetricKey(let groupKey):
             do {
                 let key = try groupKey.derivedKey(forRegistrationId: configuration.registrationId)
-                self.credential = SymmetricKeyCredential(key: key, keyName: "registration", timeToLive: configuration.tokenTimeToLive)
+                self.credential = SymmetricKeyCredential(
+                    key: key,
+                    keyName: "registration",
+                    timeToLive: configuration.tokenTimeToLive
+                )
             } catch {
                 throw ProvisioningError(.invalidConfiguration, "the device key could not be derived: \(error.message)")
             }
@@ -138,7 +153,11 @@ public struct ProvisioningClient: Sendable {
         timeout: Duration = .seconds(120),
         onStatus: (@Sendable (RegistrationStatus) -> Void)? = nil
     ) async throws -> ProvisioningResult {
-        try await self.register(payloadValue: try payload.map { try Self.jsonValue(of: $0) }, timeout: timeout, onStatus: onStatus)
+        try await self.register(
+            payloadValue: try payload.map { try Self.jsonValue(of: $0) },
+            timeout: timeout,
+            onStatus: onStatus
+        )
     }
 
     /// Registers with a payload given as JSON text (for tools that pass it through). Throws
@@ -153,7 +172,11 @@ public struct ProvisioningClient: Sendable {
         do {
             value = try JSONValue(parsing: payloadJSON)
         } catch {
-            throw ProvisioningError(.invalidConfiguration, "the payload is not valid JSON: \(error.message)", underlying: error)
+            throw ProvisioningError(
+                .invalidConfiguration,
+                "the payload is not valid JSON: \(error.message)",
+                underlying: error
+            )
         }
         return try await self.register(payloadValue: value, timeout: timeout, onStatus: onStatus)
     }
@@ -172,11 +195,19 @@ public struct ProvisioningClient: Sendable {
         func report(_ status: RegistrationStatus?) {
             guard let status, status != lastStatus else { return }
             lastStatus = status
-            self.logger.debug("registration status", metadata: ["registrationId": "\(self.configuration.registrationId)", "status": "\(status)"])
+            self.logger.debug(
+                "registration status",
+                metadata: ["registrationId": "\(self.configuration.registrationId)", "status": "\(status)"]
+            )
             onStatus?(status)
         }
 
-        var (operation, retryAfter) = try await self.send("PUT", path: self.route.registerPath, body: bodyBytes, deadline: deadline)
+        var (operation, retryAfter) = try await self.send(
+            "PUT",
+            path: self.route.registerPath,
+            body: bodyBytes,
+            deadline: deadline
+        )
         var pollDelay = self.configuration.defaultPollInterval
         while true {
             report(operation.status ?? operation.registrationState?.status)
@@ -184,9 +215,16 @@ public struct ProvisioningClient: Sendable {
             switch operation.status ?? state?.status {
             case .assigned?:
                 guard let state, state.assignedHub != nil, state.deviceId != nil else {
-                    throw ProvisioningError(.malformedResponse, "the service said 'assigned' without a hub and device id")
+                    throw ProvisioningError(
+                        .malformedResponse,
+                        "the service said 'assigned' without a hub and device id"
+                    )
                 }
-                return ProvisioningResult(registration: state, credential: self.hubCredential(), identity: self.identity)
+                return ProvisioningResult(
+                    registration: state,
+                    credential: self.hubCredential(),
+                    identity: self.identity
+                )
             case .failed?:
                 throw ProvisioningError(
                     .registrationFailed,
@@ -194,16 +232,27 @@ public struct ProvisioningClient: Sendable {
                     errorCode: state?.errorCode
                 )
             case .disabled?:
-                throw ProvisioningError(.registrationDisabled, "the enrollment for '\(self.configuration.registrationId)' is disabled",
-                                        errorCode: state?.errorCode)
+                throw ProvisioningError(
+                    .registrationDisabled,
+                    "the enrollment for '\(self.configuration.registrationId)' is disabled",
+                    errorCode: state?.errorCode
+                )
             default:
                 guard let operationId = operation.operationId, !operationId.isEmpty else {
-                    throw ProvisioningError(.malformedResponse, "the service answered '\(operation.status?.rawValue ?? "no status")' without an operationId")
+                    throw ProvisioningError(
+                        .malformedResponse,
+                        "the service answered '\(operation.status?.rawValue ?? "no status")' without an operationId"
+                    )
                 }
                 let wait = retryAfter ?? Self.jittered(pollDelay)
                 if retryAfter == nil { pollDelay = min(pollDelay * 2, self.configuration.maximumPollInterval) }
                 try await Self.sleep(wait, until: deadline)
-                (operation, retryAfter) = try await self.send("GET", path: self.route.operationPath(operationId: operationId), body: nil, deadline: deadline)
+                (operation, retryAfter) = try await self.send(
+                    "GET",
+                    path: self.route.operationPath(operationId: operationId),
+                    body: nil,
+                    deadline: deadline
+                )
             }
         }
     }
@@ -216,7 +265,11 @@ public struct ProvisioningClient: Sendable {
         do {
             return try JSONDecoder().decode(DeviceRegistrationResult.self, from: Data(response.body))
         } catch {
-            throw ProvisioningError(.malformedResponse, "the registration status is not valid JSON: \(error)", httpStatus: response.status)
+            throw ProvisioningError(
+                .malformedResponse,
+                "the registration status is not valid JSON: \(error)",
+                httpStatus: response.status
+            )
         }
     }
 
@@ -230,33 +283,49 @@ public struct ProvisioningClient: Sendable {
             var operation = try JSONDecoder().decode(RegistrationOperationStatus.self, from: Data(response.body))
             // The payload is carried through as the exact JSON DPS sent (no Double round trip for its numbers).
             if operation.registrationState?.payloadJSON != nil,
-               let payload = try? JSONValue(parsing: response.body)["registrationState"]?["payload"]
+                let payload = try? JSONValue(parsing: response.body)["registrationState"]?["payload"]
             {
                 operation.registrationState?.payloadJSON = Data(payload.jsonBytes)
             }
             return (operation, Self.retryAfter(response))
         } catch {
-            throw ProvisioningError(.malformedResponse, "the service's answer is not the JSON DPS sends (HTTP \(response.status))",
-                                    httpStatus: response.status)
+            throw ProvisioningError(
+                .malformedResponse,
+                "the service's answer is not the JSON DPS sends (HTTP \(response.status))",
+                httpStatus: response.status
+            )
         }
     }
 
     /// Sends a request until it gets a non-throttled, non-5xx answer, and turns error statuses into errors.
-    private func exchange(_ method: String, path: String, body: [UInt8]?, deadline: ContinuousClock.Instant) async throws -> HTTPResponse {
+    private func exchange(_ method: String, path: String, body: [UInt8]?, deadline: ContinuousClock.Instant)
+        async throws -> HTTPResponse
+    {
         var serverErrors = 0
         var transportBackoff = RetryPolicy.Backoff(policy: self.configuration.retryPolicy)
         var backoff = self.configuration.defaultPollInterval
         while true {
             let remaining = deadline - ContinuousClock.now
-            guard remaining > .zero else { throw ProvisioningError(.timedOut, "the registration did not finish in time") }
+            guard remaining > .zero else {
+                throw ProvisioningError(.timedOut, "the registration did not finish in time")
+            }
             let response: HTTPResponse
             do {
                 response = try await self.perform(method, path: path, body: body, timeout: remaining)
             } catch let error as AzureIoTError where Self.transientCodes.contains(error.code) {
-                guard case .retry(let wait) = transportBackoff.attemptFailed(.transient, reason: error.message, randomUnit: Double.random(in: 0..<1)) else {
+                guard
+                    case .retry(let wait) = transportBackoff.attemptFailed(
+                        .transient,
+                        reason: error.message,
+                        randomUnit: Double.random(in: 0..<1)
+                    )
+                else {
                     throw Self.transportError(error, endpoint: self.configuration.endpoint)
                 }
-                self.logger.debug("no answer from DPS, retrying", metadata: ["error": "\(error.code)", "wait": "\(wait)"])
+                self.logger.debug(
+                    "no answer from DPS, retrying",
+                    metadata: ["error": "\(error.code)", "wait": "\(wait)"]
+                )
                 try await Self.sleep(wait, until: deadline)
                 continue
             } catch let error as AzureIoTError where error.code == .timedOut {
@@ -265,8 +334,13 @@ public struct ProvisioningClient: Sendable {
                 throw Self.transportError(error, endpoint: self.configuration.endpoint)
             }
             // A document nested deeper than DPS ever sends is refused unread, before any decoder walks it.
-            guard JSONNesting.depth(of: response.body, stoppingAbove: Self.maximumJSONDepth) <= Self.maximumJSONDepth else {
-                throw ProvisioningError(.malformedResponse, "the response nests deeper than \(Self.maximumJSONDepth) levels", httpStatus: response.status)
+            guard JSONNesting.depth(of: response.body, stoppingAbove: Self.maximumJSONDepth) <= Self.maximumJSONDepth
+            else {
+                throw ProvisioningError(
+                    .malformedResponse,
+                    "the response nests deeper than \(Self.maximumJSONDepth) levels",
+                    httpStatus: response.status
+                )
             }
             switch response.status {
             case 200..<300:
@@ -276,7 +350,11 @@ public struct ProvisioningClient: Sendable {
                 backoff = min(backoff * 2, self.configuration.maximumPollInterval)
                 self.logger.debug("throttled by DPS", metadata: ["wait": "\(wait)"])
                 guard ContinuousClock.now + wait < deadline else {
-                    throw Self.serviceError(response, code: .throttled, "the service kept throttling (429) until the timeout")
+                    throw Self.serviceError(
+                        response,
+                        code: .throttled,
+                        "the service kept throttling (429) until the timeout"
+                    )
                 }
                 try await Self.sleep(wait, until: deadline)
             case 500..<600 where serverErrors < self.configuration.serverErrorRetries:
@@ -287,7 +365,11 @@ public struct ProvisioningClient: Sendable {
             case 401, 403:
                 throw Self.serviceError(response, code: .unauthorized, "the service refused the credentials")
             case 404:
-                throw Self.serviceError(response, code: .notFound, "the service does not know this ID scope, registration or operation")
+                throw Self.serviceError(
+                    response,
+                    code: .notFound,
+                    "the service does not know this ID scope, registration or operation"
+                )
             default:
                 throw Self.serviceError(response, code: .serviceError, "the service answered HTTP \(response.status)")
             }
@@ -300,18 +382,29 @@ public struct ProvisioningClient: Sendable {
     static func transportError(_ error: AzureIoTError, endpoint: String) -> ProvisioningError {
         switch error.code {
         case .certificateUntrusted, .hostnameMismatch, .certificateExpired:
-            return ProvisioningError(.serverCertificateUntrusted, "the certificate of \(endpoint) was not accepted: \(error.message)", underlying: error)
+            return ProvisioningError(
+                .serverCertificateUntrusted,
+                "the certificate of \(endpoint) was not accepted: \(error.message)",
+                underlying: error
+            )
         case .clientCertificateRejected, .invalidCertificate, .invalidPrivateKey, .privateKeyMismatch:
-            return ProvisioningError(.clientCertificateRejected, "the device certificate was not accepted: \(error.message)", underlying: error)
+            return ProvisioningError(
+                .clientCertificateRejected,
+                "the device certificate was not accepted: \(error.message)",
+                underlying: error
+            )
         default:
             return ProvisioningError(.transportFailure, "no answer from \(endpoint): \(error)", underlying: error)
         }
     }
 
-    private static let transientCodes: Set<AzureIoTError.Code> = [.connectionFailed, .connectionClosed, .tlsHandshakeFailed, .ioFailure]
+    private static let transientCodes: Set<AzureIoTError.Code> = [
+        .connectionFailed, .connectionClosed, .tlsHandshakeFailed, .ioFailure,
+    ]
 
     /// Performs one request; transport failures come back as ``AzureIoTError`` for ``exchange`` to classify.
-    private func perform(_ method: String, path: String, body: [UInt8]?, timeout: Duration) async throws -> HTTPResponse {
+    private func perform(_ method: String, path: String, body: [UInt8]?, timeout: Duration) async throws -> HTTPResponse
+    {
         var headers: [(String, String)] = [
             ("Accept", "application/json"),
             ("Content-Type", "application/json"),
@@ -321,11 +414,21 @@ public struct ProvisioningClient: Sendable {
             let issued = try credential.issueToken(for: self.route.sasResource)
             headers.append(("Authorization", issued.token.secretValue))
         }
-        let request = HTTPRequest(method: method, url: "https://\(self.configuration.endpoint)\(path)", headers: headers, body: body)
+        let request = HTTPRequest(
+            method: method,
+            url: "https://\(self.configuration.endpoint)\(path)",
+            headers: headers,
+            body: body
+        )
         var tls = TLSConfiguration(trustRoots: self.configuration.trustRoots)
         if case .x509(let identity) = self.configuration.attestation { tls.clientIdentity = identity }
         self.logger.trace("DPS request", metadata: ["method": "\(method)", "path": "\(path)"])
-        return try await CurlEngine.shared.perform(request, tls: tls, timeout: timeout, userAgent: self.configuration.userAgent)
+        return try await CurlEngine.shared.perform(
+            request,
+            tls: tls,
+            timeout: timeout,
+            userAgent: self.configuration.userAgent
+        )
     }
 
     // MARK: - Helpers
@@ -339,11 +442,18 @@ public struct ProvisioningClient: Sendable {
         self.credential.map { SymmetricKeyCredential(key: $0.key, timeToLive: $0.timeToLive) }
     }
 
-    private static func serviceError(_ response: HTTPResponse, code: ProvisioningError.Code, _ summary: String) -> ProvisioningError {
+    private static func serviceError(_ response: HTTPResponse, code: ProvisioningError.Code, _ summary: String)
+        -> ProvisioningError
+    {
         let details = try? JSONDecoder().decode(ServiceErrorDetails.self, from: Data(response.body))
         let message = details?.message.map { "\(summary): \($0)" } ?? summary
-        return ProvisioningError(code, message, httpStatus: response.status, errorCode: details?.errorCode,
-                                 trackingId: details?.trackingId ?? response.header("x-ms-request-id"))
+        return ProvisioningError(
+            code,
+            message,
+            httpStatus: response.status,
+            errorCode: details?.errorCode,
+            trackingId: details?.trackingId ?? response.header("x-ms-request-id")
+        )
     }
 
     /// The shortest and longest wait a `Retry-After` can ask for: a server asking for less is waited on for 100 ms
@@ -357,7 +467,8 @@ public struct ProvisioningClient: Sendable {
     /// The `Retry-After` header as a duration (seconds, as DPS sends them), within ``retryAfterRange``; `nil` when
     /// absent or not a number (an HTTP date, `nan`), so the client's own back-off applies.
     static func retryAfter(_ response: HTTPResponse) -> Duration? {
-        guard let text = response.header("retry-after"), let seconds = Double(text.trimmingCharacters(in: .whitespaces)), !seconds.isNaN, seconds >= 0
+        guard let text = response.header("retry-after"),
+            let seconds = Double(text.trimmingCharacters(in: .whitespaces)), !seconds.isNaN, seconds >= 0
         else { return nil }
         let clamped = min(max(seconds, Self.retryAfterRange.lowerBound), Self.retryAfterRange.upperBound)
         return .milliseconds(Int64(clamped * 1000))

@@ -17,7 +17,11 @@ public struct ProvisioningError: Error, Hashable, Sendable {
 
     /// Creates an error.
     public init(
-        _ code: Code, _ message: String, httpStatus: Int? = nil, errorCode: Int? = nil, trackingId: String? = nil,
+        _ code: Code,
+        _ message: String,
+        httpStatus: Int? = nil,
+        errorCode: Int? = nil,
+        trackingId: String? = nil,
         underlying: (any Error & Sendable)? = nil
     ) {
         self.code = code

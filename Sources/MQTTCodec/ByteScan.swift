@@ -1,6 +1,7 @@
 private import CAzureIoTByteScan
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Fast scans over raw bytes for the codec's string checks (glibc's `memchr` is vectorised).

@@ -67,10 +67,14 @@ public struct ConnectPacket: Sendable, Equatable {
         if self.password != nil && self.username == nil {
             throw MQTTCodecError(.invalidConnectFlags, "a password needs a user name [MQTT-3.1.2-22]")
         }
-        if let password, password.count > 65_535 { throw MQTTCodecError(.fieldTooLong, "the password is longer than 65,535 bytes") }
+        if let password, password.count > 65_535 {
+            throw MQTTCodecError(.fieldTooLong, "the password is longer than 65,535 bytes")
+        }
         if let will {
             try MQTTTopic.validateName(will.topic)
-            guard will.payload.count <= 65_535 else { throw MQTTCodecError(.fieldTooLong, "the will payload is too long") }
+            guard will.payload.count <= 65_535 else {
+                throw MQTTCodecError(.fieldTooLong, "the will payload is too long")
+            }
         }
     }
 
@@ -110,12 +114,20 @@ public struct ConnectPacket: Sendable, Equatable {
         }
         let level = try reader.readByte()
         guard level == 4 else {
-            throw MQTTCodecError(.unsupportedProtocolLevel, "protocol level \(level) is not 4 (MQTT 3.1.1)", offset: reader.offset - 1)
+            throw MQTTCodecError(
+                .unsupportedProtocolLevel,
+                "protocol level \(level) is not 4 (MQTT 3.1.1)",
+                offset: reader.offset - 1
+            )
         }
         let flagsOffset = reader.offset
         let flags = try reader.readByte()
         guard flags & Flag.reserved == 0 else {
-            throw MQTTCodecError(.invalidConnectFlags, "the reserved CONNECT flag is set [MQTT-3.1.2-3]", offset: flagsOffset)
+            throw MQTTCodecError(
+                .invalidConnectFlags,
+                "the reserved CONNECT flag is set [MQTT-3.1.2-3]",
+                offset: flagsOffset
+            )
         }
         let hasWill = flags & Flag.will != 0
         let willQoSBits = (flags & Flag.willQoSMask) >> Flag.willQoSShift
@@ -123,10 +135,18 @@ public struct ConnectPacket: Sendable, Equatable {
             throw MQTTCodecError(.invalidQoS, "the will QoS is 3 [MQTT-3.1.2-14]", offset: flagsOffset)
         }
         if !hasWill && (willQoSBits != 0 || flags & Flag.willRetain != 0) {
-            throw MQTTCodecError(.invalidConnectFlags, "will QoS or retain set without a will [MQTT-3.1.2-11, -13]", offset: flagsOffset)
+            throw MQTTCodecError(
+                .invalidConnectFlags,
+                "will QoS or retain set without a will [MQTT-3.1.2-11, -13]",
+                offset: flagsOffset
+            )
         }
         if flags & Flag.username == 0 && flags & Flag.password != 0 {
-            throw MQTTCodecError(.invalidConnectFlags, "a password without a user name [MQTT-3.1.2-22]", offset: flagsOffset)
+            throw MQTTCodecError(
+                .invalidConnectFlags,
+                "a password without a user name [MQTT-3.1.2-22]",
+                offset: flagsOffset
+            )
         }
         self.cleanSession = flags & Flag.cleanSession != 0
         self.keepAliveSeconds = try reader.readUInt16()
@@ -134,8 +154,15 @@ public struct ConnectPacket: Sendable, Equatable {
         if hasWill {
             let topicOffset = reader.offset
             let topic = try reader.readString()
-            do { try MQTTTopic.validateName(topic) } catch { throw MQTTCodecError(error.code, error.message, offset: topicOffset) }
-            self.will = Will(topic: topic, payload: Array(try reader.readBinary()), qos: willQoS, retain: flags & Flag.willRetain != 0)
+            do { try MQTTTopic.validateName(topic) } catch {
+                throw MQTTCodecError(error.code, error.message, offset: topicOffset)
+            }
+            self.will = Will(
+                topic: topic,
+                payload: Array(try reader.readBinary()),
+                qos: willQoS,
+                retain: flags & Flag.willRetain != 0
+            )
         } else {
             self.will = nil
         }

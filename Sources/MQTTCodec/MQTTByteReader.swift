@@ -44,7 +44,8 @@ struct MQTTByteReader {
         let string = raw.withUnsafeBufferPointer { bytes -> String? in
             if ByteScan.contains(bytes, 0) { return nil }
             // ASCII needs no further validation; anything else goes through the standard library's validator.
-            return ByteScan.isASCII(bytes) ? String(decoding: bytes, as: UTF8.self) : String(validating: bytes, as: UTF8.self)
+            return ByteScan.isASCII(bytes)
+                ? String(decoding: bytes, as: UTF8.self) : String(validating: bytes, as: UTF8.self)
         }
         guard let string else {
             throw MQTTCodecError(.invalidUTF8, "a string is not well-formed UTF-8 or contains U+0000", offset: start)

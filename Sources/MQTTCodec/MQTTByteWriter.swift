@@ -49,7 +49,9 @@ struct MQTTByteWriter {
 
     /// Checks a string field fits a two-byte length and has no U+0000.
     static func checkString(_ value: String, _ what: String) throws(MQTTCodecError) {
-        guard value.utf8.count <= 65_535 else { throw MQTTCodecError(.fieldTooLong, "\(what) is longer than 65,535 bytes") }
+        guard value.utf8.count <= 65_535 else {
+            throw MQTTCodecError(.fieldTooLong, "\(what) is longer than 65,535 bytes")
+        }
         guard !value.utf8.contains(0) else { throw MQTTCodecError(.invalidUTF8, "\(what) contains U+0000") }
     }
 }

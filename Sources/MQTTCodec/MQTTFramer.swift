@@ -46,7 +46,10 @@ public struct MQTTFramer: Sendable {
         }
         let total = index - start + length
         guard total <= self.maximumPacketSize else {
-            throw MQTTCodecError(.packetTooLarge, "a packet of \(total) bytes exceeds the limit of \(self.maximumPacketSize)")
+            throw MQTTCodecError(
+                .packetTooLarge,
+                "a packet of \(total) bytes exceeds the limit of \(self.maximumPacketSize)"
+            )
         }
         guard buffer.endIndex - index >= length else { return nil }
         return Frame(firstByte: buffer[start], body: index..<(index + length))

@@ -31,8 +31,20 @@ public enum MQTTPacket: Sendable, Equatable {
 
     /// The packet type in the high nibble of the first byte (§2.2.1).
     enum PacketType: UInt8 {
-        case connect = 1, connack, publish, puback, pubrec, pubrel, pubcomp, subscribe, suback, unsubscribe, unsuback
-        case pingreq, pingresp, disconnect
+        case connect = 1
+        case connack
+        case publish
+        case puback
+        case pubrec
+        case pubrel
+        case pubcomp
+        case subscribe
+        case suback
+        case unsubscribe
+        case unsuback
+        case pingreq
+        case pingresp
+        case disconnect
 
         /// The low-nibble flags the spec fixes for every type but PUBLISH (§2.2.2).
         var requiredFlags: UInt8 {
@@ -63,13 +75,19 @@ public enum MQTTPacket: Sendable, Equatable {
         case .unsuback(let id): try Self.writeAcknowledgement(.unsuback, id, into: &buffer)
         case .subscribe(let packet):
             try packet.validate()
-            Self.write(.subscribe, flags: 0x02, bodySize: packet.bodySize, into: &buffer) { packet.writeBody(into: &$0) }
+            Self.write(.subscribe, flags: 0x02, bodySize: packet.bodySize, into: &buffer) {
+                packet.writeBody(into: &$0)
+            }
         case .suback(let packet):
             try packet.validate()
-            Self.write(.suback, flags: 0, bodySize: 2 + packet.returnCodes.count, into: &buffer) { packet.writeBody(into: &$0) }
+            Self.write(.suback, flags: 0, bodySize: 2 + packet.returnCodes.count, into: &buffer) {
+                packet.writeBody(into: &$0)
+            }
         case .unsubscribe(let packet):
             try packet.validate()
-            Self.write(.unsubscribe, flags: 0x02, bodySize: packet.bodySize, into: &buffer) { packet.writeBody(into: &$0) }
+            Self.write(.unsubscribe, flags: 0x02, bodySize: packet.bodySize, into: &buffer) {
+                packet.writeBody(into: &$0)
+            }
         case .pingreq: buffer.append(contentsOf: [PacketType.pingreq.rawValue << 4, 0])
         case .pingresp: buffer.append(contentsOf: [PacketType.pingresp.rawValue << 4, 0])
         case .disconnect: buffer.append(contentsOf: [PacketType.disconnect.rawValue << 4, 0])
@@ -99,7 +117,9 @@ public enum MQTTPacket: Sendable, Equatable {
         swap(&writer.bytes, &buffer)
     }
 
-    private static func writeAcknowledgement(_ type: PacketType, _ packetId: UInt16, into buffer: inout [UInt8]) throws(MQTTCodecError) {
+    private static func writeAcknowledgement(_ type: PacketType, _ packetId: UInt16, into buffer: inout [UInt8])
+        throws(MQTTCodecError)
+    {
         guard packetId != 0 else { throw MQTTCodecError(.zeroPacketIdentifier, "packet id 0 [MQTT-2.3.1-1]") }
         buffer.append(type.rawValue << 4 | type.requiredFlags)
         buffer.append(2)
@@ -117,7 +137,10 @@ public enum MQTTPacket: Sendable, Equatable {
         }
         let flags = firstByte & 0x0F
         if type != .publish && flags != type.requiredFlags {
-            throw MQTTCodecError(.invalidFixedHeaderFlags, "\(type) flags must be \(type.requiredFlags), not \(flags) [MQTT-2.2.2-2]")
+            throw MQTTCodecError(
+                .invalidFixedHeaderFlags,
+                "\(type) flags must be \(type.requiredFlags), not \(flags) [MQTT-2.2.2-2]"
+            )
         }
         // PUBLISH indexes its body directly; the other packets go through the bounds-checked cursor.
         switch type {
@@ -149,7 +172,9 @@ public enum MQTTPacket: Sendable, Equatable {
 
     private static func readAcknowledgement(_ reader: inout MQTTByteReader) throws(MQTTCodecError) -> UInt16 {
         let packetId = try reader.readUInt16()
-        guard packetId != 0 else { throw MQTTCodecError(.zeroPacketIdentifier, "packet id 0 [MQTT-2.3.1-1]", offset: 0) }
+        guard packetId != 0 else {
+            throw MQTTCodecError(.zeroPacketIdentifier, "packet id 0 [MQTT-2.3.1-1]", offset: 0)
+        }
         try reader.expectEnd()
         return packetId
     }

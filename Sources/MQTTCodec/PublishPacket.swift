@@ -31,7 +31,14 @@ public struct PublishPacket: Sendable, Equatable {
     }
 
     /// A PUBLISH; `packetId` is required for QoS 1 and 2.
-    public init(topic: String, payload: [UInt8], qos: MQTTQoS = .atMostOnce, retain: Bool = false, duplicate: Bool = false, packetId: UInt16? = nil) {
+    public init(
+        topic: String,
+        payload: [UInt8],
+        qos: MQTTQoS = .atMostOnce,
+        retain: Bool = false,
+        duplicate: Bool = false,
+        packetId: UInt16? = nil
+    ) {
         self.topicBytes = ArraySlice(topic.utf8)
         self.topicIsValid = Self.isValidName(self.topicBytes)
         self.payloadBytes = payload[...]
@@ -86,7 +93,9 @@ public struct PublishPacket: Sendable, Equatable {
             guard self.packetId == nil else { throw MQTTCodecError(.invalidQoS, "a QoS 0 PUBLISH has no packet id") }
             guard !self.duplicate else { throw MQTTCodecError(.invalidQoS, "DUP must be 0 for QoS 0 [MQTT-3.3.1-2]") }
         } else {
-            guard let packetId else { throw MQTTCodecError(.zeroPacketIdentifier, "a QoS \(self.qos.rawValue) PUBLISH needs a packet id") }
+            guard let packetId else {
+                throw MQTTCodecError(.zeroPacketIdentifier, "a QoS \(self.qos.rawValue) PUBLISH needs a packet id")
+            }
             guard packetId != 0 else { throw MQTTCodecError(.zeroPacketIdentifier, "packet id 0 [MQTT-2.3.1-1]") }
         }
     }
@@ -124,7 +133,9 @@ public struct PublishPacket: Sendable, Equatable {
         let prefixCount = headerCount + bodySize - self.payloadBytes.count
         let start = buffer.count
         if prefixCount <= Self.zeros.count {
-            Self.zeros.withUnsafeBufferPointer { buffer.append(contentsOf: UnsafeBufferPointer(rebasing: $0[..<prefixCount])) }
+            Self.zeros.withUnsafeBufferPointer {
+                buffer.append(contentsOf: UnsafeBufferPointer(rebasing: $0[..<prefixCount]))
+            }
         } else {
             buffer.append(contentsOf: repeatElement(0, count: prefixCount))
         }
@@ -134,12 +145,18 @@ public struct PublishPacket: Sendable, Equatable {
                 // One 8-byte store; the bytes past the header are overwritten by the topic and packet id below.
                 base.storeBytes(of: header.littleEndian, as: UInt64.self)
             } else {
-                withUnsafeBytes(of: header.littleEndian) { base.copyMemory(from: $0.baseAddress!, byteCount: headerCount + 2) }
+                withUnsafeBytes(of: header.littleEndian) {
+                    base.copyMemory(from: $0.baseAddress!, byteCount: headerCount + 2)
+                }
             }
             self.topicBytes.withUnsafeBytes { topic in
-                if let source = topic.baseAddress { (base + headerCount + 2).copyMemory(from: source, byteCount: topic.count) }
+                if let source = topic.baseAddress {
+                    (base + headerCount + 2).copyMemory(from: source, byteCount: topic.count)
+                }
             }
-            if let packetId { (base + headerCount + 2 + topicCount).storeBytes(of: packetId.bigEndian, as: UInt16.self) }
+            if let packetId {
+                (base + headerCount + 2 + topicCount).storeBytes(of: packetId.bigEndian, as: UInt16.self)
+            }
         }
         self.payloadBytes.withUnsafeBufferPointer { buffer.append(contentsOf: $0) }
     }
@@ -166,16 +183,24 @@ public struct PublishPacket: Sendable, Equatable {
             throw MQTTCodecError(.truncated, "the packet ends where \(topicCount) bytes should be", offset: 2)
         }
         let topic = body[(start + 2)..<topicEnd]
-        do { try MQTTTopic.validateName(bytes: topic) } catch { throw MQTTCodecError(error.code, error.message, offset: 2) }
+        do { try MQTTTopic.validateName(bytes: topic) } catch {
+            throw MQTTCodecError(error.code, error.message, offset: 2)
+        }
         var payloadStart = topicEnd
         if qos == .atMostOnce {
             self.packetId = nil
         } else {
             guard end - topicEnd >= 2 else {
-                throw MQTTCodecError(.truncated, "the packet ends where a two-byte integer should be", offset: topicEnd - start)
+                throw MQTTCodecError(
+                    .truncated,
+                    "the packet ends where a two-byte integer should be",
+                    offset: topicEnd - start
+                )
             }
             let packetId = UInt16(body[topicEnd]) << 8 | UInt16(body[topicEnd + 1])
-            guard packetId != 0 else { throw MQTTCodecError(.zeroPacketIdentifier, "packet id 0 [MQTT-2.3.1-1]", offset: topicEnd - start) }
+            guard packetId != 0 else {
+                throw MQTTCodecError(.zeroPacketIdentifier, "packet id 0 [MQTT-2.3.1-1]", offset: topicEnd - start)
+            }
             self.packetId = packetId
             payloadStart += 2
         }

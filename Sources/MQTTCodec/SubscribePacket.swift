@@ -26,7 +26,9 @@ public struct SubscribePacket: Sendable, Equatable {
 
     func validate() throws(MQTTCodecError) {
         guard self.packetId != 0 else { throw MQTTCodecError(.zeroPacketIdentifier, "packet id 0 [MQTT-2.3.1-1]") }
-        guard !self.subscriptions.isEmpty else { throw MQTTCodecError(.emptySubscription, "SUBSCRIBE needs a topic filter [MQTT-3.8.3-3]") }
+        guard !self.subscriptions.isEmpty else {
+            throw MQTTCodecError(.emptySubscription, "SUBSCRIBE needs a topic filter [MQTT-3.8.3-3]")
+        }
         for subscription in self.subscriptions { try MQTTTopic.validateFilter(subscription.topicFilter) }
     }
 
@@ -42,21 +44,33 @@ public struct SubscribePacket: Sendable, Equatable {
 
     init(decoding reader: inout MQTTByteReader) throws(MQTTCodecError) {
         self.packetId = try reader.readUInt16()
-        guard self.packetId != 0 else { throw MQTTCodecError(.zeroPacketIdentifier, "packet id 0 [MQTT-2.3.1-1]", offset: 0) }
+        guard self.packetId != 0 else {
+            throw MQTTCodecError(.zeroPacketIdentifier, "packet id 0 [MQTT-2.3.1-1]", offset: 0)
+        }
         var subscriptions: [Subscription] = []
         while reader.remaining > 0 {
             let filterOffset = reader.offset
             let filter = try reader.readString()
-            do { try MQTTTopic.validateFilter(filter) } catch { throw MQTTCodecError(error.code, error.message, offset: filterOffset) }
+            do { try MQTTTopic.validateFilter(filter) } catch {
+                throw MQTTCodecError(error.code, error.message, offset: filterOffset)
+            }
             let qosOffset = reader.offset
             let options = try reader.readByte()
             guard options & 0xFC == 0, let qos = MQTTQoS(rawValue: options) else {
-                throw MQTTCodecError(.invalidQoS, "requested QoS byte \(options) is not 0, 1 or 2 [MQTT-3.8.3-4]", offset: qosOffset)
+                throw MQTTCodecError(
+                    .invalidQoS,
+                    "requested QoS byte \(options) is not 0, 1 or 2 [MQTT-3.8.3-4]",
+                    offset: qosOffset
+                )
             }
             subscriptions.append(Subscription(topicFilter: filter, qos: qos))
         }
         guard !subscriptions.isEmpty else {
-            throw MQTTCodecError(.emptySubscription, "SUBSCRIBE without a topic filter [MQTT-3.8.3-3]", offset: reader.offset)
+            throw MQTTCodecError(
+                .emptySubscription,
+                "SUBSCRIBE without a topic filter [MQTT-3.8.3-3]",
+                offset: reader.offset
+            )
         }
         self.subscriptions = subscriptions
     }
@@ -99,11 +113,17 @@ public struct SubAckPacket: Sendable, Equatable {
             let offset = reader.offset
             let byte = try reader.readByte()
             guard byte <= 2 || byte == 0x80 else {
-                throw MQTTCodecError(.invalidAcknowledgement, "SUBACK return code \(byte) is not allowed [MQTT-3.9.3-2]", offset: offset)
+                throw MQTTCodecError(
+                    .invalidAcknowledgement,
+                    "SUBACK return code \(byte) is not allowed [MQTT-3.9.3-2]",
+                    offset: offset
+                )
             }
             codes.append(ReturnCode(rawValue: byte))
         }
-        guard !codes.isEmpty else { throw MQTTCodecError(.invalidAcknowledgement, "SUBACK without return codes", offset: reader.offset) }
+        guard !codes.isEmpty else {
+            throw MQTTCodecError(.invalidAcknowledgement, "SUBACK without return codes", offset: reader.offset)
+        }
         self.returnCodes = codes
     }
 
@@ -135,7 +155,9 @@ public struct UnsubscribePacket: Sendable, Equatable {
 
     func validate() throws(MQTTCodecError) {
         guard self.packetId != 0 else { throw MQTTCodecError(.zeroPacketIdentifier, "packet id 0 [MQTT-2.3.1-1]") }
-        guard !self.topicFilters.isEmpty else { throw MQTTCodecError(.emptySubscription, "UNSUBSCRIBE needs a topic filter [MQTT-3.10.3-2]") }
+        guard !self.topicFilters.isEmpty else {
+            throw MQTTCodecError(.emptySubscription, "UNSUBSCRIBE needs a topic filter [MQTT-3.10.3-2]")
+        }
         for filter in self.topicFilters { try MQTTTopic.validateFilter(filter) }
     }
 
@@ -148,16 +170,24 @@ public struct UnsubscribePacket: Sendable, Equatable {
 
     init(decoding reader: inout MQTTByteReader) throws(MQTTCodecError) {
         self.packetId = try reader.readUInt16()
-        guard self.packetId != 0 else { throw MQTTCodecError(.zeroPacketIdentifier, "packet id 0 [MQTT-2.3.1-1]", offset: 0) }
+        guard self.packetId != 0 else {
+            throw MQTTCodecError(.zeroPacketIdentifier, "packet id 0 [MQTT-2.3.1-1]", offset: 0)
+        }
         var filters: [String] = []
         while reader.remaining > 0 {
             let offset = reader.offset
             let filter = try reader.readString()
-            do { try MQTTTopic.validateFilter(filter) } catch { throw MQTTCodecError(error.code, error.message, offset: offset) }
+            do { try MQTTTopic.validateFilter(filter) } catch {
+                throw MQTTCodecError(error.code, error.message, offset: offset)
+            }
             filters.append(filter)
         }
         guard !filters.isEmpty else {
-            throw MQTTCodecError(.emptySubscription, "UNSUBSCRIBE without a topic filter [MQTT-3.10.3-2]", offset: reader.offset)
+            throw MQTTCodecError(
+                .emptySubscription,
+                "UNSUBSCRIBE without a topic filter [MQTT-3.10.3-2]",
+                offset: reader.offset
+            )
         }
         self.topicFilters = filters
     }

@@ -11,7 +11,9 @@ struct BridgeRecipeTests {
         let pki = try await TestPKI.shared()
         let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
         let username = "test-hub.azure-devices.net/bridged1/api-version=2019-03-31"
-        let sas = try await CLITests.run(["sas", "--resource", "test-hub.azure-devices.net/devices/bridged1", "--key", key, "--ttl", "3600"])
+        let sas = try await CLITests.run([
+            "sas", "--resource", "test-hub.azure-devices.net/devices/bridged1", "--key", key, "--ttl", "3600",
+        ])
         #expect(sas.status == 0)
         let token = sas.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let hub = try await MosquittoBroker(pki: pki, users: [username: token])
@@ -43,14 +45,32 @@ struct BridgeRecipeTests {
 
             """
         try config.write(toFile: directory + "/bridge.conf", atomically: true, encoding: .utf8)
-        let local = try await PeerProcess("/usr/sbin/mosquitto", ["-c", directory + "/bridge.conf"], readyMarker: " running")
+        let local = try await PeerProcess(
+            "/usr/sbin/mosquitto",
+            ["-c", directory + "/bridge.conf"],
+            readyMarker: " running"
+        )
         defer { local.stop() }
-        #expect(await local.waitForOutput(containing: "Received CONNACK on connection local.bridged1", timeout: .seconds(10))
-                || local.output.contains("Received CONNACK on connection azureiot-bridge"))
+        #expect(
+            await local.waitForOutput(
+                containing: "Received CONNACK on connection local.bridged1",
+                timeout: .seconds(10)
+            )
+                || local.output.contains("Received CONNACK on connection azureiot-bridge")
+        )
 
-        let publish = try PeerProcess.run("/usr/bin/mosquitto_pub", ["-h", "127.0.0.1", "-p", String(localPort), "-t", "devices/bridged1/messages/events/", "-m", "hello world!"])
+        let publish = try PeerProcess.run(
+            "/usr/bin/mosquitto_pub",
+            [
+                "-h", "127.0.0.1", "-p", String(localPort), "-t", "devices/bridged1/messages/events/", "-m",
+                "hello world!",
+            ]
+        )
         #expect(publish.status == 0)
-        #expect(await hubSide.waitForLine { $0 == "devices/bridged1/messages/events/|hello world!" } != nil, "\(local.output)")
+        #expect(
+            await hubSide.waitForLine { $0 == "devices/bridged1/messages/events/|hello world!" } != nil,
+            "\(local.output)"
+        )
         #expect(await hub.waitForLog(containing: "u'\(username)'"))
     }
 }

@@ -23,20 +23,26 @@ struct CLITests {
     }
 
     static func seed() throws -> Seed {
-        let url = try #require(Bundle.module.url(forResource: "seed-vectors", withExtension: "json", subdirectory: "Vectors"))
+        let url = try #require(
+            Bundle.module.url(forResource: "seed-vectors", withExtension: "json", subdirectory: "Vectors")
+        )
         return try JSONDecoder().decode(Seed.self, from: Data(contentsOf: url))
     }
 
     /// Runs `azure-iot` with `arguments` without blocking a thread; returns status, stdout and stderr.
     static func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("azure-iot")
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+            "azure-iot"
+        )
         return try await PeerProcess.capture(binary.path, arguments)
     }
 
     @Test("sas reproduces every shared vector")
     func sasVectors() async throws {
         for vector in try Self.seed().sas {
-            var arguments = ["sas", "--resource", vector.resourceURI, "--key", vector.key, "--expiry", String(vector.expiry)]
+            var arguments = [
+                "sas", "--resource", vector.resourceURI, "--key", vector.key, "--expiry", String(vector.expiry),
+            ]
             if let policy = vector.policyName { arguments += ["--policy", policy] }
             let result = try await Self.run(arguments)
             #expect(result.status == 0)
@@ -47,7 +53,9 @@ struct CLITests {
     @Test("derive-key reproduces every shared vector")
     func deriveVectors() async throws {
         for vector in try Self.seed().derivedKeys {
-            let result = try await Self.run(["derive-key", "--group-key", vector.groupKey, "--registration-id", vector.registrationId])
+            let result = try await Self.run([
+                "derive-key", "--group-key", vector.groupKey, "--registration-id", vector.registrationId,
+            ])
             #expect(result.status == 0)
             #expect(result.stdout == vector.derivedKey + "\n")
         }
@@ -56,7 +64,9 @@ struct CLITests {
     @Test("sas --ttl gives a token expiring ttl seconds from now")
     func ttl() async throws {
         let before = UInt64(Date().timeIntervalSince1970)
-        let result = try await Self.run(["sas", "--resource", "h/devices/d", "--key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "--ttl", "600"])
+        let result = try await Self.run([
+            "sas", "--resource", "h/devices/d", "--key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "--ttl", "600",
+        ])
         #expect(result.status == 0)
         let se = try #require(result.stdout.split(separator: "&").first { $0.hasPrefix("se=") })
         let expiry = try #require(UInt64(se.dropFirst(3).trimmingCharacters(in: .whitespacesAndNewlines)))
@@ -64,16 +74,19 @@ struct CLITests {
         #expect(!result.stdout.contains("skn="))
     }
 
-    @Test("bad input exits non-zero with one clear line on stderr", arguments: [
-        ["sas", "--resource", "r", "--key", "not*base64", "--ttl", "5"],
-        ["sas", "--resource", "r", "--key", "MDEy"],
-        ["sas", "--resource", "r", "--key", "MDEy", "--ttl", "5", "--expiry", "5"],
-        ["sas", "--key", "MDEy", "--ttl", "5"],
-        ["derive-key", "--group-key", "%%%", "--registration-id", "x"],
-        ["derive-key", "--group-key", "MDEy"],
-        ["derive-key", "--group-key", "MDEy", "--registration-id", ""],
-        ["no-such-command"],
-    ])
+    @Test(
+        "bad input exits non-zero with one clear line on stderr",
+        arguments: [
+            ["sas", "--resource", "r", "--key", "not*base64", "--ttl", "5"],
+            ["sas", "--resource", "r", "--key", "MDEy"],
+            ["sas", "--resource", "r", "--key", "MDEy", "--ttl", "5", "--expiry", "5"],
+            ["sas", "--key", "MDEy", "--ttl", "5"],
+            ["derive-key", "--group-key", "%%%", "--registration-id", "x"],
+            ["derive-key", "--group-key", "MDEy"],
+            ["derive-key", "--group-key", "MDEy", "--registration-id", ""],
+            ["no-such-command"],
+        ]
+    )
     func badInput(_ arguments: [String]) async throws {
         let result = try await Self.run(arguments)
         #expect(result.status != 0)
@@ -85,21 +98,59 @@ struct CLITests {
     }
 
     static let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
-    static let connectionString = "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+    static let connectionString =
+        "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 
-    @Test("numbers at their extremes are refused with the option and its range, never a trap", arguments: [
-        (["sas", "--resource", "r", "--key", CLITests.key, "--ttl", "18446744073709551615"], "--ttl must be 1...3153600000"),
-        (["sas", "--resource", "r", "--key", CLITests.key, "--ttl", "0"], "--ttl must be 1...3153600000"),
-        (["provision", "--scope", "s", "--registration-id", "r", "--key", CLITests.key, "--timeout", "9223372036854775807"], "--timeout must be 1...86400"),
-        (["provision", "--scope", "s", "--registration-id", "r", "--key", CLITests.key, "--timeout", "-5"], "--timeout must be 1...86400"),
-        (["send", "--connection-string", CLITests.connectionString, "--interval", "1e300", "m"], "--interval must be 0...86400"),
-        (["send", "--connection-string", CLITests.connectionString, "--protocol", "amqp", "--interval", "1e300", "m"], "--interval must be 0...86400"),
-        (["send", "--connection-string", CLITests.connectionString, "--interval", "nan", "m"], "--interval must be 0...86400"),
-        (["send", "--connection-string", CLITests.connectionString, "--count", "-1", "m"], "--count must be 1...1000000000"),
-        (["send", "--connection-string", CLITests.connectionString, "--port", "70000", "m"], "--port must be 1...65535"),
-        (["listen", "--connection-string", CLITests.connectionString, "--duration", "1e300"], "--duration must be more than 0"),
-        (["listen", "--connection-string", CLITests.connectionString, "--duration", "-1"], "--duration must be more than 0"),
-    ])
+    @Test(
+        "numbers at their extremes are refused with the option and its range, never a trap",
+        arguments: [
+            (
+                ["sas", "--resource", "r", "--key", CLITests.key, "--ttl", "18446744073709551615"],
+                "--ttl must be 1...3153600000"
+            ),
+            (["sas", "--resource", "r", "--key", CLITests.key, "--ttl", "0"], "--ttl must be 1...3153600000"),
+            (
+                [
+                    "provision", "--scope", "s", "--registration-id", "r", "--key", CLITests.key, "--timeout",
+                    "9223372036854775807",
+                ], "--timeout must be 1...86400"
+            ),
+            (
+                ["provision", "--scope", "s", "--registration-id", "r", "--key", CLITests.key, "--timeout", "-5"],
+                "--timeout must be 1...86400"
+            ),
+            (
+                ["send", "--connection-string", CLITests.connectionString, "--interval", "1e300", "m"],
+                "--interval must be 0...86400"
+            ),
+            (
+                [
+                    "send", "--connection-string", CLITests.connectionString, "--protocol", "amqp", "--interval",
+                    "1e300", "m",
+                ], "--interval must be 0...86400"
+            ),
+            (
+                ["send", "--connection-string", CLITests.connectionString, "--interval", "nan", "m"],
+                "--interval must be 0...86400"
+            ),
+            (
+                ["send", "--connection-string", CLITests.connectionString, "--count", "-1", "m"],
+                "--count must be 1...1000000000"
+            ),
+            (
+                ["send", "--connection-string", CLITests.connectionString, "--port", "70000", "m"],
+                "--port must be 1...65535"
+            ),
+            (
+                ["listen", "--connection-string", CLITests.connectionString, "--duration", "1e300"],
+                "--duration must be more than 0"
+            ),
+            (
+                ["listen", "--connection-string", CLITests.connectionString, "--duration", "-1"],
+                "--duration must be more than 0"
+            ),
+        ]
+    )
     func numericExtremes(_ arguments: [String], _ message: String) async throws {
         let result = try await Self.run(arguments)
         #expect(result.status == 64 || result.status == 1, "exit \(result.status): \(result.stderr)")
@@ -110,9 +161,16 @@ struct CLITests {
     @Test("an emulator configuration with a port out of range is refused with the field named")
     func emulatorPortOutOfRange() async throws {
         let path = NSTemporaryDirectory() + "emulator-\(UUID().uuidString).json"
-        try #"{"hubName": "h", "mqttPort": 70000, "provisioning": {"idScope": "s"}}"#.write(toFile: path, atomically: true, encoding: .utf8)
+        try #"{"hubName": "h", "mqttPort": 70000, "provisioning": {"idScope": "s"}}"#.write(
+            toFile: path,
+            atomically: true,
+            encoding: .utf8
+        )
         let result = try await Self.run(["emulator", "--config", path])
-        #expect(result.status != 0 && result.stderr.contains("mqttPort is 70000; it must be in 0...65535"), "\(result.stderr)")
+        #expect(
+            result.status != 0 && result.stderr.contains("mqttPort is 70000; it must be in 0...65535"),
+            "\(result.stderr)"
+        )
     }
 
     @Test("demo: provisions two devices, talks MQTT and AMQP to the in-process emulator and summarises what it saw")
@@ -136,7 +194,8 @@ struct CLITests {
     @Test("emulator: prints one JSON object with endpoints and credentials; `send` works with what it printed")
     func emulator() async throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("azure-iot")
+        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("azure-iot")
         process.arguments = ["emulator"]
         let out = Pipe()
         process.standardOutput = out
@@ -162,9 +221,14 @@ struct CLITests {
         let connectionString = try #require(devices.first?["connectionString"] as? String)
         #expect(connectionString.contains("GatewayHostName=localhost"))
         let enrollments = try #require(json["enrollments"] as? [[String: Any]])
-        #expect(enrollments.contains { $0["kind"] as? String == "group" && ($0["primaryKey"] as? String)?.isEmpty == false })
+        #expect(
+            enrollments.contains { $0["kind"] as? String == "group" && ($0["primaryKey"] as? String)?.isEmpty == false }
+        )
 
-        let sent = try await Self.run(["send", "--connection-string", connectionString, "--ca-file", ca, "--port", String(mqtt["port"] as? Int ?? 0), "--content-type", "application/json", #"{"from":"cli"}"#])
+        let sent = try await Self.run([
+            "send", "--connection-string", connectionString, "--ca-file", ca, "--port",
+            String(mqtt["port"] as? Int ?? 0), "--content-type", "application/json", #"{"from":"cli"}"#,
+        ])
         #expect(sent.status == 0, "\(sent.stderr)")
         #expect(sent.stderr.contains("sent 1/1"))
     }

@@ -13,16 +13,24 @@ struct HubCommandTests {
         let broker = try await MosquittoBroker(pki: pki)
         let subscriber = try await HubSideSubscriber(broker: broker, filters: ["devices/#"])
         let result = try await CLITests.run([
-            "send", "--connection-string", Self.connectionString, "--gateway-host", "localhost", "--ca-file", pki.path("ca.pem"),
-            "--port", String(broker.anyPasswordPort), "--content-type", "application/json", "--content-encoding", "utf-8",
+            "send", "--connection-string", Self.connectionString, "--gateway-host", "localhost", "--ca-file",
+            pki.path("ca.pem"),
+            "--port", String(broker.anyPasswordPort), "--content-type", "application/json", "--content-encoding",
+            "utf-8",
             "--property", "alert=on", "--property", "k y=v/1", "--count", "2", #"{"t":1}"#,
         ])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stderr.contains("sent 2/2"))
-        let expected = #"devices/cli1/messages/events/%24.ct=application%2Fjson&%24.ce=utf-8&alert=on&k%20y=v%2F1|{"t":1}"#
+        let expected =
+            #"devices/cli1/messages/events/%24.ct=application%2Fjson&%24.ce=utf-8&alert=on&k%20y=v%2F1|{"t":1}"#
         #expect(await subscriber.waitForLine { $0 == expected } != nil)
         #expect(subscriber.lines.filter { $0 == expected }.count == 2)
-        #expect(await broker.waitForLog(containing: "u'test-hub.azure-devices.net/cli1/?api-version=2021-04-12&DeviceClientType=azure-iot-swift%2F0.1.0'"))
+        #expect(
+            await broker.waitForLog(
+                containing:
+                    "u'test-hub.azure-devices.net/cli1/?api-version=2021-04-12&DeviceClientType=azure-iot-swift%2F0.1.0'"
+            )
+        )
         #expect(!result.stderr.contains(Self.key))
     }
 
@@ -31,16 +39,27 @@ struct HubCommandTests {
         let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
         let hubSide = try await HubSideSubscriber(broker: broker, filters: ["$iothub/methods/res/#"])
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("azure-iot").path
-        let listener = try await PeerProcess(binary, [
-            "listen", "--connection-string", Self.connectionString, "--gateway-host", "localhost", "--ca-file", pki.path("ca.pem"),
-            "--port", String(broker.anyPasswordPort), "--method-status", "201", "--method-response", #"{"done":true}"#, "--duration", "30",
-        ], readyMarker: "listening as cli1")
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+            "azure-iot"
+        ).path
+        let listener = try await PeerProcess(
+            binary,
+            [
+                "listen", "--connection-string", Self.connectionString, "--gateway-host", "localhost", "--ca-file",
+                pki.path("ca.pem"),
+                "--port", String(broker.anyPasswordPort), "--method-status", "201", "--method-response",
+                #"{"done":true}"#, "--duration", "30",
+            ],
+            readyMarker: "listening as cli1"
+        )
         defer { listener.stop() }
         #expect(await broker.waitForSubscription(of: "cli1"))
         try broker.hubPublish(topic: "devices/cli1/messages/devicebound/%24.mid=m1&color=blue", payload: "turn on")
         try broker.hubPublish(topic: "$iothub/methods/POST/blink/?$rid=7", payload: #"{"times":3}"#)
-        try broker.hubPublish(topic: "$iothub/twin/PATCH/properties/desired/?$version=2", payload: #"{"led":true,"$version":2}"#)
+        try broker.hubPublish(
+            topic: "$iothub/twin/PATCH/properties/desired/?$version=2",
+            payload: #"{"led":true,"$version":2}"#
+        )
         #expect(await listener.waitForOutput(containing: "c2d: turn on [$.mid=m1 color=blue]"))
         #expect(await listener.waitForOutput(containing: #"method: blink {"times":3} -> 201"#))
         #expect(await listener.waitForOutput(containing: #"desired (version 2): {"led":true,"$version":2}"#))

@@ -6,15 +6,21 @@ import Testing
 /// fixed number of cases, so the run is the same on every machine however fast; then the pre-authentication flood.
 @Suite("network fuzzer")
 struct NetworkFuzzerTests {
-    @Test("240 seeded cases over MQTT, AMQP and DPS, then the pre-authentication flood: the emulator survives and serves")
+    @Test(
+        "240 seeded cases over MQTT, AMQP and DPS, then the pre-authentication flood: the emulator survives and serves"
+    )
     func seededRun() async throws {
         let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         let fuzzer = directory.appendingPathComponent("azure-iot-netfuzz").path
         let findings = NSTemporaryDirectory() + "netfuzz-\(UUID().uuidString.prefix(8))"
-        let result = try await PeerProcess.capture(fuzzer, [
-            "--cases", "240", "--seed", "20261201", "--check-every", "20", "--findings", findings,
-            "--emulator", directory.appendingPathComponent("azure-iot").path,
-        ], timeout: .seconds(600))
+        let result = try await PeerProcess.capture(
+            fuzzer,
+            [
+                "--cases", "240", "--seed", "20261201", "--check-every", "20", "--findings", findings,
+                "--emulator", directory.appendingPathComponent("azure-iot").path,
+            ],
+            timeout: .seconds(600)
+        )
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(result.stdout.contains("fuzzer result: 240 passed, 0 failed"), "\(result.stdout)")
         #expect(result.stdout.contains("one byte over the allowance was refused"), "\(result.stdout)")

@@ -16,10 +16,14 @@ struct OpenSSLConfigurationTests {
         return path
     }
 
-    static func run(_ arguments: [String], openSSLConfiguration path: String) async throws -> (status: Int32, stdout: String, stderr: String) {
+    static func run(_ arguments: [String], openSSLConfiguration path: String) async throws -> (
+        status: Int32, stdout: String, stderr: String
+    ) {
         var environment = ProcessInfo.processInfo.environment
         environment["OPENSSL_CONF"] = path
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("azure-iot")
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+            "azure-iot"
+        )
         return try await PeerProcess.capture(binary.path, arguments, environment: environment)
     }
 
@@ -29,7 +33,9 @@ struct OpenSSLConfigurationTests {
         defer { try? FileManager.default.removeItem(atPath: path) }
         let seed = try CLITests.seed()
         for vector in seed.sas {
-            var arguments = ["sas", "--resource", vector.resourceURI, "--key", vector.key, "--expiry", String(vector.expiry)]
+            var arguments = [
+                "sas", "--resource", vector.resourceURI, "--key", vector.key, "--expiry", String(vector.expiry),
+            ]
             if let policy = vector.policyName { arguments += ["--policy", policy] }
             let result = try await Self.run(arguments, openSSLConfiguration: path)
             #expect(result.status == 0, "\(result.stderr)")
@@ -52,13 +58,17 @@ struct OpenSSLConfigurationTests {
         defer { try? FileManager.default.removeItem(atPath: path) }
         let vector = try #require(CLITests.seed().derivedKeys.first)
         let derive = try await Self.run(
-            ["derive-key", "--group-key", vector.groupKey, "--registration-id", vector.registrationId], openSSLConfiguration: path
+            ["derive-key", "--group-key", vector.groupKey, "--registration-id", vector.registrationId],
+            openSSLConfiguration: path
         )
         #expect(derive.status != 0)
         #expect(derive.stdout.isEmpty)
         #expect(derive.stderr.contains("no OpenSSL provider offers HMAC-SHA256"), "\(derive.stderr)")
         #expect(!derive.stderr.contains(vector.groupKey))
-        let sas = try await Self.run(["sas", "--resource", "h/devices/d", "--key", vector.groupKey, "--ttl", "60"], openSSLConfiguration: path)
+        let sas = try await Self.run(
+            ["sas", "--resource", "h/devices/d", "--key", vector.groupKey, "--ttl", "60"],
+            openSSLConfiguration: path
+        )
         #expect(sas.status != 0)
         #expect(sas.stderr.contains("no OpenSSL provider offers HMAC-SHA256"), "\(sas.stderr)")
     }

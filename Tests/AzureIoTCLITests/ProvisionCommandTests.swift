@@ -9,8 +9,11 @@ struct ProvisionCommandTests {
     @Test("group key with a payload, and X.509, against the local DPS peer")
     func provision() async throws {
         let pki = try await TestPKI.shared()
-        let server = try await DPSTestServer(pki: pki, groups: ["g": Self.groupKey],
-                                             behaviors: ["cli-dev": ["assigning": 1, "retryAfter": 0], "dev1": ["retryAfter": 0]])
+        let server = try await DPSTestServer(
+            pki: pki,
+            groups: ["g": Self.groupKey],
+            behaviors: ["cli-dev": ["assigning": 1, "retryAfter": 0], "dev1": ["retryAfter": 0]]
+        )
         defer { server.stop() }
         let group = try await CLITests.run([
             "provision", "--scope", DPSTestServer.idScope, "--registration-id", "cli-dev", "--group-key", Self.groupKey,
@@ -33,7 +36,8 @@ struct ProvisionCommandTests {
         #expect(x509.stdout.contains("deviceId: dev1"))
 
         let wrong = try await CLITests.run([
-            "provision", "--scope", DPSTestServer.idScope, "--registration-id", "cli-dev", "--key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            "provision", "--scope", DPSTestServer.idScope, "--registration-id", "cli-dev", "--key",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
             "--endpoint", server.endpoint, "--ca-file", pki.path("ca.pem"),
         ])
         #expect(wrong.status != 0)

@@ -1,5 +1,5 @@
-import AzureIoTTestSupport
 import AzureIoTCore
+import AzureIoTTestSupport
 import Testing
 
 @Suite("Credentials")
@@ -18,7 +18,12 @@ struct CredentialTests {
         #expect(issued.token.keyName == nil)
         try issued.token.validate(with: try SymmetricKey(base64: Self.key), now: 1_000_001, expectedResource: resource)
 
-        let dps = SymmetricKeyCredential(key: try SymmetricKey(base64: Self.key), keyName: "registration", timeToLive: 100, renewalFraction: 0.5)
+        let dps = SymmetricKeyCredential(
+            key: try SymmetricKey(base64: Self.key),
+            keyName: "registration",
+            timeToLive: 100,
+            renewalFraction: 0.5
+        )
         let dpsToken = try dps.issueToken(for: .registration(idScope: "0ne1", registrationId: "r"), now: 10)
         #expect(dpsToken.renewAt == 60)
         #expect(dpsToken.token.secretValue.hasSuffix("&se=110&skn=registration"))

@@ -6,10 +6,13 @@ import Testing
 /// The one JSON value type of the SDK: exact numbers, strict parsing, bounded nesting.
 @Suite("JSON values")
 struct JSONValueTests {
-    @Test("numbers keep their exact text through parse and write", arguments: [
-        "0", "-0", "1", "-17", "9007199254740993", "18446744073709551615", "123456789012345678901234567890",
-        "1.000000000000000000001", "0.1", "-2.5e-300", "1E400", "6.02214076e+23",
-    ])
+    @Test(
+        "numbers keep their exact text through parse and write",
+        arguments: [
+            "0", "-0", "1", "-17", "9007199254740993", "18446744073709551615", "123456789012345678901234567890",
+            "1.000000000000000000001", "0.1", "-2.5e-300", "1E400", "6.02214076e+23",
+        ]
+    )
     func exactNumbers(text: String) throws {
         let value = try JSONValue(parsing: "[\(text)]")
         #expect(value.jsonText == "[\(text)]")
@@ -44,11 +47,14 @@ struct JSONValueTests {
         #expect(try JSONValue(parsing: value.jsonBytes) == value)
     }
 
-    @Test("malformed documents are typed errors with the offset, never a trap", arguments: [
-        "", " ", "[1,]", "[1 2]", "{\"a\"}", "{\"a\":}", "{a:1}", "{\"a\":1,}", "[", "]", "\"open", "tru", "nul",
-        "[01]", "[1.]", "[-]", "\"\\x\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"\\u12\"", "1 2",
-        "{} x", "\"a\u{01}b\"", "[1e+]",
-    ])
+    @Test(
+        "malformed documents are typed errors with the offset, never a trap",
+        arguments: [
+            "", " ", "[1,]", "[1 2]", "{\"a\"}", "{\"a\":}", "{a:1}", "{\"a\":1,}", "[", "]", "\"open", "tru", "nul",
+            "[01]", "[1.]", "[-]", "\"\\x\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"\\u12\"", "1 2",
+            "{} x", "\"a\u{01}b\"", "[1e+]",
+        ]
+    )
     func malformed(text: String) {
         do {
             let value = try JSONValue(parsing: text)
@@ -94,7 +100,10 @@ struct JSONValueTests {
             let value = Self.randomValue(depth: 0, using: &random)
             let bytes = value.jsonBytes
             #expect(try JSONValue(parsing: bytes) == value, "\(random.replay): \(value)")
-            #expect((try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])) != nil, "\(random.replay)")
+            #expect(
+                (try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])) != nil,
+                "\(random.replay)"
+            )
         }
     }
 
@@ -108,7 +117,8 @@ struct JSONValueTests {
         for round in 0..<20_000 {
             var bytes: [UInt8]
             if round % 2 == 0 {
-                bytes = (0..<Int.random(in: 0..<40, using: &random)).map { _ in alphabet.randomElement(using: &random)! }
+                bytes = (0..<Int.random(in: 0..<40, using: &random)).map { _ in alphabet.randomElement(using: &random)!
+                }
             } else {
                 bytes = Self.randomValue(depth: 0, using: &random).jsonBytes
                 if !bytes.isEmpty {
@@ -138,11 +148,16 @@ struct JSONValueTests {
             }
             return .string(String(scalars))
         case 5:
-            return .array((0..<Int.random(in: 0..<4, using: &random)).map { _ in randomValue(depth: depth + 1, using: &random) })
+            return .array(
+                (0..<Int.random(in: 0..<4, using: &random)).map { _ in randomValue(depth: depth + 1, using: &random) }
+            )
         default:
             var members: [String: JSONValue] = [:]
             for index in 0..<Int.random(in: 0..<4, using: &random) {
-                members["k\(index)\(Bool.random(using: &random) ? "é" : "")"] = randomValue(depth: depth + 1, using: &random)
+                members["k\(index)\(Bool.random(using: &random) ? "é" : "")"] = randomValue(
+                    depth: depth + 1,
+                    using: &random
+                )
             }
             return .object(members)
         }

@@ -1,5 +1,5 @@
-import AzureIoTTestSupport
 import AzureIoTCore
+import AzureIoTTestSupport
 import Testing
 
 @Suite("Keys and encodings")
@@ -9,8 +9,13 @@ struct KeyAndEncodingTests {
         var count = 0
         for file in try VectorFile.all() {
             for vector in file.derivedKeys {
-                #expect(try DerivedKey.compute(groupKey: vector.groupKey, registrationId: vector.registrationId) == vector.derivedKey)
-                let derived = try SymmetricKey(base64: vector.groupKey).derivedKey(forRegistrationId: vector.registrationId)
+                #expect(
+                    try DerivedKey.compute(groupKey: vector.groupKey, registrationId: vector.registrationId)
+                        == vector.derivedKey
+                )
+                let derived = try SymmetricKey(base64: vector.groupKey).derivedKey(
+                    forRegistrationId: vector.registrationId
+                )
                 #expect(derived.base64EncodedSecret == vector.derivedKey)
                 count += 1
             }
@@ -20,7 +25,9 @@ struct KeyAndEncodingTests {
 
     @Test("derive-key refuses bad input")
     func derivedKeyErrors() {
-        #expect(throws: AzureIoTError(.invalidBase64, "")) { try DerivedKey.compute(groupKey: "not base64!", registrationId: "x") }
+        #expect(throws: AzureIoTError(.invalidBase64, "")) {
+            try DerivedKey.compute(groupKey: "not base64!", registrationId: "x")
+        }
         #expect(throws: AzureIoTError(.invalidArgument, "")) {
             try DerivedKey.compute(groupKey: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", registrationId: "")
         }

@@ -1,5 +1,5 @@
-import AzureIoTTestSupport
 import AzureIoTCore
+import AzureIoTTestSupport
 import Foundation
 import Testing
 
@@ -8,9 +8,12 @@ import Testing
 /// (`OpenSSLConfigurationTests`): OpenSSL reads its configuration once per process.
 @Suite("OpenSSL providers")
 struct OpenSSLProviderTests {
-    @Test("both HMAC implementations reproduce every SAS and derived-key vector", arguments: [
-        HMACImplementation.provider, .precomputedSHA256,
-    ])
+    @Test(
+        "both HMAC implementations reproduce every SAS and derived-key vector",
+        arguments: [
+            HMACImplementation.provider, .precomputedSHA256,
+        ]
+    )
     func vectors(implementation: HMACImplementation) throws {
         var count = 0
         for file in try VectorFile.all() {
@@ -19,7 +22,10 @@ struct OpenSSLProviderTests {
                 #expect(key.implementation == implementation)
                 #expect(key.signature(of: vector.stringToSign) == vector.signature)
                 let resource = SASResource(uri: vector.resourceURI)
-                #expect(SASToken.string(for: resource, key: key, expiry: vector.expiry, keyName: vector.policyName) == vector.token)
+                #expect(
+                    SASToken.string(for: resource, key: key, expiry: vector.expiry, keyName: vector.policyName)
+                        == vector.token
+                )
                 count += 1
             }
             for vector in file.derivedKeys {
@@ -59,14 +65,19 @@ struct OpenSSLProviderTests {
     func storeURIKey() async throws {
         let pki = try await TestPKI.shared()
         let server = try await OpenSSLServer.start(
-            pki: pki, extra: ["-Verify", "4", "-CAfile", pki.path("ca.pem"), "-verify_return_error"]
+            pki: pki,
+            extra: ["-Verify", "4", "-CAfile", pki.path("ca.pem"), "-verify_return_error"]
         )
         defer { server.stop() }
         let key = try PrivateKey(storeURI: "file:" + pki.path("dev2.key"))
         let certificates = try X509Certificate.certificates(fromPEMFile: pki.path("dev2-chain.pem"))
         let identity = try X509Identity(leaf: certificates[0], chain: Array(certificates.dropFirst()), privateKey: key)
         let configuration = TLSConfiguration(trustRoots: .pemFile(pki.path("ca.pem")), clientIdentity: identity)
-        let connection = try await TLSConnection.connect(host: "localhost", port: server.port, configuration: configuration)
+        let connection = try await TLSConnection.connect(
+            host: "localhost",
+            port: server.port,
+            configuration: configuration
+        )
         let page = try await TLSConnectionTests.fetchStatusPage(connection)
         #expect(page.hasPrefix("HTTP/1.0 200 ok"))
         #expect(page.contains("Subject: CN=dev2"))

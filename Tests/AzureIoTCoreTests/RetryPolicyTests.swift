@@ -21,7 +21,9 @@ struct RetryPolicyTests {
 
     @Test("a connection lost right after it was made keeps backing off; one that stayed up starts over")
     func flappingAndStable() {
-        var backoff = RetryPolicy.Backoff(policy: RetryPolicy(initialDelay: .seconds(1), stableConnection: .seconds(60)))
+        var backoff = RetryPolicy.Backoff(
+            policy: RetryPolicy(initialDelay: .seconds(1), stableConnection: .seconds(60))
+        )
         // Thrown out right after every CONNACK (two devices sharing an identity): 1, 2, 4, 8 s …
         let flapping = (0..<4).map { _ in Self.seconds(backoff.connectionLost(after: .seconds(2), randomUnit: 0.5)) }
         #expect(flapping == [1, 2, 4, 8])
@@ -37,7 +39,8 @@ struct RetryPolicyTests {
         #expect(backoff.attemptFailed(.transient, reason: "network", randomUnit: 0.5) == .retry(after: .seconds(4)))
         #expect(backoff.attemptFailed(.permanent, reason: "refused", randomUnit: 0.5) == .retry(after: .seconds(8)))
         #expect(backoff.attemptFailed(.permanent, reason: "refused", randomUnit: 0.5) == .retry(after: .seconds(16)))
-        guard case .giveUp(let reason) = backoff.attemptFailed(.permanent, reason: "refused (5)", randomUnit: 0.5) else {
+        guard case .giveUp(let reason) = backoff.attemptFailed(.permanent, reason: "refused (5)", randomUnit: 0.5)
+        else {
             Issue.record("three permanent failures in a row did not end the retries")
             return
         }
@@ -49,7 +52,9 @@ struct RetryPolicyTests {
         var limited = RetryPolicy.Backoff(policy: RetryPolicy(maximumAttempts: 2))
         #expect(limited.attemptFailed(.transient, reason: "x", randomUnit: 0.5) == .retry(after: .seconds(1)))
         #expect(limited.attemptFailed(.transient, reason: "x", randomUnit: 0.5) == .retry(after: .seconds(2)))
-        #expect(limited.attemptFailed(.transient, reason: "x", randomUnit: 0.5) == .giveUp("2 attempts failed; the last: x"))
+        #expect(
+            limited.attemptFailed(.transient, reason: "x", randomUnit: 0.5) == .giveUp("2 attempts failed; the last: x")
+        )
         var unlimited = RetryPolicy.Backoff(policy: .default)
         for _ in 0..<1000 { _ = unlimited.attemptFailed(.transient, reason: "x", randomUnit: 0.5) }
         #expect(unlimited.attemptFailed(.transient, reason: "x", randomUnit: 0.5) == .retry(after: .seconds(60)))
@@ -57,17 +62,30 @@ struct RetryPolicyTests {
 
     @Test("transport errors: certificates and unusable credentials are permanent, network trouble is transient")
     func classification() {
-        for code in [AzureIoTError.Code.certificateUntrusted, .hostnameMismatch, .certificateExpired, .clientCertificateRejected, .sasTokenExpired] {
+        for code in [
+            AzureIoTError.Code.certificateUntrusted, .hostnameMismatch, .certificateExpired, .clientCertificateRejected,
+            .sasTokenExpired,
+        ] {
             #expect(RetryPolicy.classify(AzureIoTError(code, "")) == .permanent, "\(code)")
         }
-        for code in [AzureIoTError.Code.connectionFailed, .nameResolutionFailed, .timedOut, .connectionClosed, .tlsFailure, .ioFailure] {
+        for code in [
+            AzureIoTError.Code.connectionFailed, .nameResolutionFailed, .timedOut, .connectionClosed, .tlsFailure,
+            .ioFailure,
+        ] {
             #expect(RetryPolicy.classify(AzureIoTError(code, "")) == .transient, "\(code)")
         }
     }
 
     @Test("a policy with absurd numbers saturates instead of trapping")
     func absurdPolicy() {
-        var backoff = RetryPolicy.Backoff(policy: RetryPolicy(initialDelay: .seconds(Int64.max), maximumDelay: .seconds(Int64.max), multiplier: 1e300, jitter: 5))
+        var backoff = RetryPolicy.Backoff(
+            policy: RetryPolicy(
+                initialDelay: .seconds(Int64.max),
+                maximumDelay: .seconds(Int64.max),
+                multiplier: 1e300,
+                jitter: 5
+            )
+        )
         for _ in 0..<70 { _ = backoff.connectionLost(after: .zero, randomUnit: 1) }
         #expect(backoff.connectionLost(after: .zero, randomUnit: 1) > .seconds(86_400 * 365))
     }

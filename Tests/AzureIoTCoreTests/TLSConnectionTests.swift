@@ -1,5 +1,5 @@
-import AzureIoTTestSupport
 import AzureIoTCore
+import AzureIoTTestSupport
 import AzureIoTTesting
 import Foundation
 import Testing
@@ -27,7 +27,11 @@ struct TLSConnectionTests {
         host: String = "localhost"
     ) async {
         do {
-            let connection = try await TLSConnection.connect(host: host, port: server.port, configuration: configuration)
+            let connection = try await TLSConnection.connect(
+                host: host,
+                port: server.port,
+                configuration: configuration
+            )
             // With TLS 1.3 a client learns of a rejected certificate on its first read.
             _ = try await fetchStatusPage(connection)
             Issue.record("expected \(code), but the connection worked")
@@ -44,7 +48,9 @@ struct TLSConnectionTests {
         let server = try await OpenSSLServer.start(pki: pki)
         defer { server.stop() }
         let connection = try await TLSConnection.connect(
-            host: "localhost", port: server.port, configuration: TLSConfiguration(trustRoots: .pemFile(pki.path("ca.pem")))
+            host: "localhost",
+            port: server.port,
+            configuration: TLSConfiguration(trustRoots: .pemFile(pki.path("ca.pem")))
         )
         #expect(connection.protocolVersion == "TLSv1.3")
         #expect(connection.peerCertificate?.commonName == "localhost")
@@ -60,7 +66,9 @@ struct TLSConnectionTests {
         let server = try await OpenSSLServer.start(pki: pki, extra: ["-tls1_2"])
         defer { server.stop() }
         let connection = try await TLSConnection.connect(
-            host: "127.0.0.1", port: server.port, configuration: TLSConfiguration(trustRoots: .pem(try pki.text("ca.pem")))
+            host: "127.0.0.1",
+            port: server.port,
+            configuration: TLSConfiguration(trustRoots: .pem(try pki.text("ca.pem")))
         )
         #expect(connection.protocolVersion == "TLSv1.2")
         #expect(try await Self.fetchStatusPage(connection).hasPrefix("HTTP/1.0 200 ok"))
@@ -71,8 +79,16 @@ struct TLSConnectionTests {
         let pki = try await TestPKI.shared()
         let server = try await OpenSSLServer.start(pki: pki)
         defer { server.stop() }
-        await Self.expectFailure(.certificateUntrusted, configuration: TLSConfiguration(trustRoots: .pemFile(pki.path("rogue-ca.pem"))), server: server)
-        await Self.expectFailure(.certificateUntrusted, configuration: TLSConfiguration(trustRoots: .system), server: server)
+        await Self.expectFailure(
+            .certificateUntrusted,
+            configuration: TLSConfiguration(trustRoots: .pemFile(pki.path("rogue-ca.pem"))),
+            server: server
+        )
+        await Self.expectFailure(
+            .certificateUntrusted,
+            configuration: TLSConfiguration(trustRoots: .system),
+            server: server
+        )
     }
 
     @Test("a certificate for another host name is refused")
@@ -94,7 +110,11 @@ struct TLSConnectionTests {
         let pki = try await TestPKI.shared()
         let server = try await OpenSSLServer.start(pki: pki, certificate: "expired")
         defer { server.stop() }
-        await Self.expectFailure(.certificateExpired, configuration: TLSConfiguration(trustRoots: .pemFile(pki.path("ca.pem"))), server: server)
+        await Self.expectFailure(
+            .certificateExpired,
+            configuration: TLSConfiguration(trustRoots: .pemFile(pki.path("ca.pem"))),
+            server: server
+        )
     }
 
     @Test("a server that speaks only TLS 1.1 is refused")
@@ -102,26 +122,42 @@ struct TLSConnectionTests {
         let pki = try await TestPKI.shared()
         let server = try await OpenSSLServer.start(pki: pki, extra: ["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"])
         defer { server.stop() }
-        await Self.expectFailure(.unsupportedTLSVersion, configuration: TLSConfiguration(trustRoots: .pemFile(pki.path("ca.pem"))), server: server)
+        await Self.expectFailure(
+            .unsupportedTLSVersion,
+            configuration: TLSConfiguration(trustRoots: .pemFile(pki.path("ca.pem"))),
+            server: server
+        )
     }
 
     @Test("a client certificate chained through an intermediate is accepted by s_server -Verify")
     func clientCertificate() async throws {
         let pki = try await TestPKI.shared()
         let server = try await OpenSSLServer.start(
-            pki: pki, extra: ["-Verify", "4", "-CAfile", pki.path("ca.pem"), "-verify_return_error"]
+            pki: pki,
+            extra: ["-Verify", "4", "-CAfile", pki.path("ca.pem"), "-verify_return_error"]
         )
         defer { server.stop() }
-        let identity = try X509Identity(certificateFile: pki.path("dev2-chain.pem"), privateKeyFile: pki.path("dev2.key"))
+        let identity = try X509Identity(
+            certificateFile: pki.path("dev2-chain.pem"),
+            privateKeyFile: pki.path("dev2.key")
+        )
         let configuration = TLSConfiguration(trustRoots: .pemFile(pki.path("ca.pem")), clientIdentity: identity)
-        let connection = try await TLSConnection.connect(host: "localhost", port: server.port, configuration: configuration)
+        let connection = try await TLSConnection.connect(
+            host: "localhost",
+            port: server.port,
+            configuration: configuration
+        )
         let page = try await Self.fetchStatusPage(connection)
         #expect(page.hasPrefix("HTTP/1.0 200 ok"))
         #expect(page.contains("Subject: CN=dev2"))
         #expect(page.contains("Issuer: CN=AzureIoT Test Intermediate CA"))
 
         // Without a certificate, or with the leaf alone (no intermediate), the server refuses us.
-        await Self.expectFailure(.clientCertificateRejected, configuration: TLSConfiguration(trustRoots: .pemFile(pki.path("ca.pem"))), server: server)
+        await Self.expectFailure(
+            .clientCertificateRejected,
+            configuration: TLSConfiguration(trustRoots: .pemFile(pki.path("ca.pem"))),
+            server: server
+        )
         let leafOnly = try X509Identity(certificateFile: pki.path("dev2.pem"), privateKeyFile: pki.path("dev2.key"))
         await Self.expectFailure(
             .clientCertificateRejected,
@@ -141,15 +177,22 @@ struct TLSConnectionTests {
     @Test("our own listener with required client certificates, read timeout and cancellation")
     func ownListener() async throws {
         let pki = try await TestPKI.shared()
-        let serverIdentity = try X509Identity(certificateFile: pki.path("server.pem"), privateKeyFile: pki.path("server.key"))
+        let serverIdentity = try X509Identity(
+            certificateFile: pki.path("server.pem"),
+            privateKeyFile: pki.path("server.key")
+        )
         let listener = try TLSListener(
-            configuration: TLSServerConfiguration(identity: serverIdentity, clientAuthentication: .required(.pemFile(pki.path("ca.pem"))))
+            configuration: TLSServerConfiguration(
+                identity: serverIdentity,
+                clientAuthentication: .required(.pemFile(pki.path("ca.pem")))
+            )
         )
         defer { listener.close() }
         let accepted = Task { try await listener.accept() }
         let identity = try X509Identity(certificateFile: pki.path("dev1.pem"), privateKeyFile: pki.path("dev1.key"))
         let client = try await TLSConnection.connect(
-            host: "localhost", port: listener.port,
+            host: "localhost",
+            port: listener.port,
             configuration: TLSConfiguration(trustRoots: .pemFile(pki.path("ca.pem")), clientIdentity: identity)
         )
         let server = try await accepted.value

@@ -1,5 +1,5 @@
-import AzureIoTTestSupport
 import AzureIoTCore
+import AzureIoTTestSupport
 import Foundation
 import Testing
 
@@ -12,17 +12,25 @@ struct X509IdentityTests {
         #expect(dev1.commonName == "dev1")
         #expect(dev1.chain.isEmpty)
         #expect(dev1.privateKey.algorithm == "RSA")
-        let fingerprint = try PeerProcess.run("/usr/bin/openssl", ["x509", "-in", pki.path("dev1.pem"), "-noout", "-fingerprint", "-sha1"])
+        let fingerprint = try PeerProcess.run(
+            "/usr/bin/openssl",
+            ["x509", "-in", pki.path("dev1.pem"), "-noout", "-fingerprint", "-sha1"]
+        )
         #expect(fingerprint.output.replacingOccurrences(of: ":", with: "").contains(dev1.thumbprint))
 
-        let dev2 = try X509Identity(certificatePEM: try pki.text("dev2-chain.pem"), privateKeyPEM: try pki.text("dev2.key"))
+        let dev2 = try X509Identity(
+            certificatePEM: try pki.text("dev2-chain.pem"),
+            privateKeyPEM: try pki.text("dev2.key")
+        )
         #expect(dev2.commonName == "dev2")
         #expect(dev2.chain.map(\.commonName) == ["AzureIoT Test Intermediate CA"])
         #expect(dev2.privateKey.algorithm == "EC")
         #expect(dev2.leaf.issuerCommonName == "AzureIoT Test Intermediate CA")
 
         let separate = try X509Identity(
-            certificateFile: pki.path("dev2.pem"), privateKeyFile: pki.path("dev2.key"), chainFile: pki.path("inter.pem")
+            certificateFile: pki.path("dev2.pem"),
+            privateKeyFile: pki.path("dev2.key"),
+            chainFile: pki.path("inter.pem")
         )
         #expect(separate.chain.count == 1)
     }
@@ -31,12 +39,18 @@ struct X509IdentityTests {
     func passphrase() async throws {
         let pki = try await TestPKI.shared()
         let identity = try X509Identity(
-            certificateFile: pki.path("dev1.pem"), privateKeyFile: pki.path("dev3-enc.key"), passphrase: "test-passphrase"
+            certificateFile: pki.path("dev1.pem"),
+            privateKeyFile: pki.path("dev3-enc.key"),
+            passphrase: "test-passphrase"
         )
         #expect(identity.commonName == "dev1")
         for passphrase in [nil, "not-the-passphrase-7Q"] as [String?] {
             do {
-                _ = try X509Identity(certificateFile: pki.path("dev1.pem"), privateKeyFile: pki.path("dev3-enc.key"), passphrase: passphrase)
+                _ = try X509Identity(
+                    certificateFile: pki.path("dev1.pem"),
+                    privateKeyFile: pki.path("dev3-enc.key"),
+                    passphrase: passphrase
+                )
                 Issue.record("expected a passphrase error")
             } catch {
                 #expect(error.code == .invalidPrivateKey)
@@ -60,7 +74,10 @@ struct X509IdentityTests {
             try X509Identity(certificatePEM: corrupt, privateKeyPEM: try pki.text("dev1.key"))
         }
         #expect(throws: AzureIoTError(.invalidPrivateKey, "")) {
-            try X509Identity(certificatePEM: try pki.text("dev1.pem"), privateKeyPEM: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+            try X509Identity(
+                certificatePEM: try pki.text("dev1.pem"),
+                privateKeyPEM: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+            )
         }
         #expect(throws: AzureIoTError(.fileNotReadable, "")) {
             try X509Identity(certificateFile: pki.path("missing.pem"), privateKeyFile: pki.path("dev1.key"))

@@ -14,15 +14,25 @@ import Testing
 @Suite("MQTT device client under faults", .timeLimit(.minutes(2)))
 struct DeviceClientTrustTests {
     /// The configuration of device `dev1` against the fixture's emulator, with `credential` (default: its key).
-    static func configuration(_ fixture: EmulatorFixture, credential: SymmetricKeyCredential? = nil) throws -> HubMQTTConfiguration {
+    static func configuration(_ fixture: EmulatorFixture, credential: SymmetricKeyCredential? = nil) throws
+        -> HubMQTTConfiguration
+    {
         HubMQTTConfiguration(
             identity: HubMQTTIdentity(hubHost: fixture.hubHost, deviceId: "dev1"),
-            authentication: .sas(try credential ?? SymmetricKeyCredential(key: SymmetricKey(base64: EmulatorFixture.deviceKey))),
-            gatewayHostName: "localhost", port: fixture.endpoints.mqtt.port, trustRoots: fixture.trust
+            authentication: .sas(
+                try credential ?? SymmetricKeyCredential(key: SymmetricKey(base64: EmulatorFixture.deviceKey))
+            ),
+            gatewayHostName: "localhost",
+            port: fixture.endpoints.mqtt.port,
+            trustRoots: fixture.trust
         )
     }
 
-    static func client(_ fixture: EmulatorFixture, policy: RetryPolicy = .default, operationTimeout: Duration = .seconds(10)) throws -> HubMQTTClient {
+    static func client(
+        _ fixture: EmulatorFixture,
+        policy: RetryPolicy = .default,
+        operationTimeout: Duration = .seconds(10)
+    ) throws -> HubMQTTClient {
         var configuration = try Self.configuration(fixture)
         configuration.operationTimeout = operationTimeout
         configuration.retryPolicy = policy
@@ -43,22 +53,31 @@ struct DeviceClientTrustTests {
         }
     }
 
-    @Test("two clients with one identity (a cloned SD card), against the emulator and against mosquitto, 30 s with the default policy: they back off")
+    @Test(
+        "two clients with one identity (a cloned SD card), against the emulator and against mosquitto, 30 s with the default policy: they back off"
+    )
     func clonedIdentity() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
         let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
         func mosquittoClient() throws -> HubMQTTClient {
-            try HubMQTTClient(configuration: HubMQTTConfiguration(
-                identity: HubMQTTIdentity(hubHost: "cloned-hub.azure-devices.net", deviceId: "cloned"),
-                authentication: .sas(try SymmetricKeyCredential(base64Key: EmulatorFixture.deviceKey)),
-                gatewayHostName: "localhost", port: broker.anyPasswordPort, trustRoots: .pemFile(pki.path("ca.pem"))
-            ))
+            try HubMQTTClient(
+                configuration: HubMQTTConfiguration(
+                    identity: HubMQTTIdentity(hubHost: "cloned-hub.azure-devices.net", deviceId: "cloned"),
+                    authentication: .sas(try SymmetricKeyCredential(base64Key: EmulatorFixture.deviceKey)),
+                    gatewayHostName: "localhost",
+                    port: broker.anyPasswordPort,
+                    trustRoots: .pemFile(pki.path("ca.pem"))
+                )
+            )
         }
         let emulatorCounter = Counter()
         let mosquittoCounter = Counter()
-        let pairs = [(try Self.client(fixture), try Self.client(fixture), emulatorCounter), (try mosquittoClient(), try mosquittoClient(), mosquittoCounter)]
+        let pairs = [
+            (try Self.client(fixture), try Self.client(fixture), emulatorCounter),
+            (try mosquittoClient(), try mosquittoClient(), mosquittoCounter),
+        ]
         var watchers: [Task<Void, Never>] = []
         for (first, second, counter) in pairs {
             watchers += [counter.watch(first), counter.watch(second)]
@@ -76,10 +95,14 @@ struct DeviceClientTrustTests {
         let emulatorConnects = emulatorCounter.connected.withLock { $0 }
         let mosquittoConnects = mosquittoCounter.connected.withLock { $0 }
         let mosquittoLogged = broker.log.components(separatedBy: "New client connected").count - 1
-        print("cloned identity, default retry policy, 30 s: emulator \(emulatorConnects) CONNECTs (\(emulatorConnects * 2)/min), "
-              + "mosquitto \(mosquittoConnects) CONNECTs (\(mosquittoConnects * 2)/min; the broker logged \(mosquittoLogged) connections)")
+        print(
+            "cloned identity, default retry policy, 30 s: emulator \(emulatorConnects) CONNECTs (\(emulatorConnects * 2)/min), "
+                + "mosquitto \(mosquittoConnects) CONNECTs (\(mosquittoConnects * 2)/min; the broker logged \(mosquittoLogged) connections)"
+        )
         // Each takeover makes the other back off 1, 2, 4, 8, 16 s: a handful per client in 30 s.
-        for connects in [emulatorConnects, mosquittoConnects] { #expect(connects >= 2 && connects <= 24, "\(connects) CONNECTs in 30 s") }
+        for connects in [emulatorConnects, mosquittoConnects] {
+            #expect(connects >= 2 && connects <= 24, "\(connects) CONNECTs in 30 s")
+        }
         #expect(mosquittoLogged <= 30)
     }
 
@@ -87,7 +110,14 @@ struct DeviceClientTrustTests {
     func givesUp() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        let client = try Self.client(fixture, policy: RetryPolicy(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(200), maximumPermanentFailures: 3))
+        let client = try Self.client(
+            fixture,
+            policy: RetryPolicy(
+                initialDelay: .milliseconds(50),
+                maximumDelay: .milliseconds(200),
+                maximumPermanentFailures: 3
+            )
+        )
         let counter = Counter()
         let watcher = counter.watch(client)
         // Connected from the client's side first (a drop during its first SUBACK is a different case).
@@ -103,25 +133,42 @@ struct DeviceClientTrustTests {
         #expect(kinds.filter { $0 == .reconnectFailed }.count == 2, "\(kinds)")
         #expect(await fixture.emulator.faults().refuseConnections == 97)
         // Later calls fail with the reason the client stopped.
-        await #expect(throws: HubMQTTError(.retriesExhausted, "")) { try await client.send(TelemetryMessage(text: "after giving up")) }
+        await #expect(throws: HubMQTTError(.retriesExhausted, "")) {
+            try await client.send(TelemetryMessage(text: "after giving up"))
+        }
     }
 
-    @Test("AMQP: credentials refused on every reconnect end the retries; waiting and later sends fail with retriesExhausted")
+    @Test(
+        "AMQP: credentials refused on every reconnect end the retries; waiting and later sends fail with retriesExhausted"
+    )
     func amqpGivesUp() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
         var configuration = HubAMQPConfiguration(
-            hubHost: fixture.hubHost, deviceId: "dev1", tokenSource: SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey)),
-            gatewayHostName: "localhost", port: fixture.endpoints.amqp.port, trustRoots: fixture.trust, operationTimeout: .seconds(10)
+            hubHost: fixture.hubHost,
+            deviceId: "dev1",
+            tokenSource: SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey)),
+            gatewayHostName: "localhost",
+            port: fixture.endpoints.amqp.port,
+            trustRoots: fixture.trust,
+            operationTimeout: .seconds(10)
         )
-        configuration.retryPolicy = RetryPolicy(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(200), maximumPermanentFailures: 3)
+        configuration.retryPolicy = RetryPolicy(
+            initialDelay: .milliseconds(50),
+            maximumDelay: .milliseconds(200),
+            maximumPermanentFailures: 3
+        )
         let client = HubAMQPClient(configuration: configuration)
         try await client.connect()
         await fixture.emulator.injectFaults { $0.refuseConnections = 100 }
         await fixture.emulator.dropConnection(deviceId: "dev1")
-        await #expect(throws: HubAMQPError(.retriesExhausted, "")) { try await client.send(AMQPMessage(data: Array("while reconnecting".utf8))) }
+        await #expect(throws: HubAMQPError(.retriesExhausted, "")) {
+            try await client.send(AMQPMessage(data: Array("while reconnecting".utf8)))
+        }
         #expect(await fixture.emulator.faults().refuseConnections == 97)
-        await #expect(throws: HubAMQPError(.retriesExhausted, "")) { try await client.send(AMQPMessage(data: Array("after".utf8))) }
+        await #expect(throws: HubAMQPError(.retriesExhausted, "")) {
+            try await client.send(AMQPMessage(data: Array("after".utf8)))
+        }
         await client.close()
     }
 
@@ -134,7 +181,9 @@ struct DeviceClientTrustTests {
         await fixture.emulator.injectFaults { $0.withholdAcknowledgements = true }
         let clock = ContinuousClock()
         let start = clock.now
-        await #expect(throws: HubMQTTError(.timedOut, "")) { try await client.send(TelemetryMessage(text: "unanswered"), timeout: .seconds(1)) }
+        await #expect(throws: HubMQTTError(.timedOut, "")) {
+            try await client.send(TelemetryMessage(text: "unanswered"), timeout: .seconds(1))
+        }
         #expect(clock.now - start >= .seconds(1) && clock.now - start < .seconds(20))
         #expect(await client.pendingMessageCount == 0)
         await fixture.emulator.injectFaults { $0.withholdAcknowledgements = false }
@@ -143,12 +192,19 @@ struct DeviceClientTrustTests {
         await client.disconnect()
     }
 
-    @Test("token renewal under load (32 senders, 6 s tokens renewed at half-life): planned renewals drain first, so nothing is lost or sent twice")
+    @Test(
+        "token renewal under load (32 senders, 6 s tokens renewed at half-life): planned renewals drain first, so nothing is lost or sent twice"
+    )
     func renewalUnderLoad() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
         let configuration = try Self.configuration(
-            fixture, credential: SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey), timeToLive: 6, renewalFraction: 0.5)
+            fixture,
+            credential: SymmetricKeyCredential(
+                key: try SymmetricKey(base64: EmulatorFixture.deviceKey),
+                timeToLive: 6,
+                renewalFraction: 0.5
+            )
         )
         let client = try HubMQTTClient(configuration: configuration)
         let counter = Counter()
@@ -156,7 +212,9 @@ struct DeviceClientTrustTests {
         try await client.connect()
         // Senders keep going until two renewals happened (at 3 s and 6 s); the emulator closes a connection whose
         // token expired, so 3 s are left for a drain even on a loaded machine.
-        let renewals: @Sendable () -> Int = { counter.kinds.withLock { kinds in kinds.filter { $0 == .renewingToken }.count } }
+        let renewals: @Sendable () -> Int = {
+            counter.kinds.withLock { kinds in kinds.filter { $0 == .renewingToken }.count }
+        }
         let total = try await withThrowingTaskGroup(of: Int.self) { group in
             for sender in 0..<32 {
                 group.addTask {
@@ -175,14 +233,18 @@ struct DeviceClientTrustTests {
         let received = try await fixture.emulator.waitForTelemetry(count: total, timeout: .seconds(20)).map(\.bodyText)
         let unique = Set(received)
         let kinds = counter.kinds.withLock { $0 }
-        print("renewal under load: \(total) sent, \(received.count) received, \(received.count - unique.count) duplicates, "
-              + "\(kinds.filter { $0 == .renewingToken }.count) renewals, \(kinds.filter { $0 == .connected }.count) connects")
+        print(
+            "renewal under load: \(total) sent, \(received.count) received, \(received.count - unique.count) duplicates, "
+                + "\(kinds.filter { $0 == .renewingToken }.count) renewals, \(kinds.filter { $0 == .connected }.count) connects"
+        )
         #expect(unique.count == total, "every acknowledged message arrived")
         #expect(received.count == unique.count, "no duplicates from planned renewals")
         #expect(!kinds.contains(.reconnectFailed))
     }
 
-    @Test("C2D not taken by the application is not acknowledged and comes again after a reconnect; taken, it is completed")
+    @Test(
+        "C2D not taken by the application is not acknowledged and comes again after a reconnect; taken, it is completed"
+    )
     func cloudToDeviceTakenOrNot() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
@@ -205,7 +267,9 @@ struct DeviceClientTrustTests {
         await second.disconnect()
     }
 
-    @Test("pushed traffic is subscribed on demand: a client that never reads methods is not sent any; a full method buffer answers 503 at once")
+    @Test(
+        "pushed traffic is subscribed on demand: a client that never reads methods is not sent any; a full method buffer answers 503 at once"
+    )
     func subscribeOnDemandAndBoundedMethods() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
@@ -220,7 +284,9 @@ struct DeviceClientTrustTests {
 
         try await client.subscribe(to: [.methodRequests])
         // The first call fills the one-place buffer (nobody takes it); the second is answered 503 by the client.
-        let waiting = Task { try await fixture.emulator.invokeMethod(deviceId: "dev1", name: "first", timeout: .seconds(30)) }
+        let waiting = Task {
+            try await fixture.emulator.invokeMethod(deviceId: "dev1", name: "first", timeout: .seconds(30))
+        }
         try await eventually("the first call reaching the stream") { client.methodRequests.bufferedCount == 1 }
         let busy = try await fixture.emulator.invokeMethod(deviceId: "dev1", name: "second", timeout: .seconds(30))
         #expect(busy.status == 503)
@@ -233,10 +299,16 @@ struct DeviceClientTrustTests {
     }
 
     /// A client that keeps retrying refused connects every 200 ms (the emulator refuses while a test keeps it offline).
-    static func patientClient(_ fixture: EmulatorFixture, window: Int = 16, maximumQueued: Int = 1000) throws -> HubMQTTClient {
+    static func patientClient(_ fixture: EmulatorFixture, window: Int = 16, maximumQueued: Int = 1000) throws
+        -> HubMQTTClient
+    {
         var configuration = try Self.configuration(fixture)
         configuration.inflightWindow = window
-        configuration.retryPolicy = RetryPolicy(initialDelay: .milliseconds(200), maximumDelay: .milliseconds(200), maximumPermanentFailures: 10_000)
+        configuration.retryPolicy = RetryPolicy(
+            initialDelay: .milliseconds(200),
+            maximumDelay: .milliseconds(200),
+            maximumPermanentFailures: 10_000
+        )
         configuration.maximumQueuedMessages = maximumQueued
         return try HubMQTTClient(configuration: configuration)
     }
@@ -252,7 +324,9 @@ struct DeviceClientTrustTests {
         await fixture.emulator.injectFaults { $0.refuseConnections = 0 }
     }
 
-    @Test("telemetry expiry: a message queued while offline expires on time with expired and is never sent; the rest arrive, with $.exp")
+    @Test(
+        "telemetry expiry: a message queued while offline expires on time with expired and is never sent; the rest arrive, with $.exp"
+    )
     func expiry() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
@@ -291,7 +365,9 @@ struct DeviceClientTrustTests {
         #expect(await fixture.emulator.telemetry().count == 2, "the expired messages never reached the hub")
     }
 
-    @Test("the offline queue is bounded: past maximumQueuedMessages a send throws queueFull at once and loses nothing queued")
+    @Test(
+        "the offline queue is bounded: past maximumQueuedMessages a send throws queueFull at once and loses nothing queued"
+    )
     func boundedOfflineQueue() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
@@ -301,12 +377,16 @@ struct DeviceClientTrustTests {
         // One in the (offline) window, two waiting for room: the fourth does not fit.
         var queued: [Task<Void, any Error>] = []
         for index in 0..<3 {
-            queued.append(Task { try await client.send(TelemetryMessage(text: "queued \(index)"), timeout: .seconds(30)) })
+            queued.append(
+                Task { try await client.send(TelemetryMessage(text: "queued \(index)"), timeout: .seconds(30)) }
+            )
             try await eventually("send \(index) to be queued") {
                 await client.pendingMessageCount == 1 && (index == 0 || client.queuedMessageCount == index)
             }
         }
-        await #expect(throws: HubMQTTError(.queueFull, "")) { try await client.send(TelemetryMessage(text: "one too many")) }
+        await #expect(throws: HubMQTTError(.queueFull, "")) {
+            try await client.send(TelemetryMessage(text: "one too many"))
+        }
         await Self.online(fixture)
         for task in queued { try await task.value }
         let received = try await fixture.emulator.waitForTelemetry(count: 3)
@@ -320,9 +400,12 @@ struct DeviceClientTrustTests {
         defer { Task { await fixture.emulator.shutdown() } }
         let mqtt = try Self.client(fixture)
         let amqp = try fixture.amqp(device: "dev2", key: EmulatorFixture.secondDeviceKey)
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: mqtt), .init(service: amqp)], logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
-        ))
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: mqtt), .init(service: amqp)],
+                logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+            )
+        )
         let running = Task { try await group.run() }
         try await fixture.emulator.waitUntilConnected(deviceId: "dev1")
         try await fixture.emulator.waitUntilConnected(deviceId: "dev2")
@@ -336,16 +419,24 @@ struct DeviceClientTrustTests {
             let second = await fixture.emulator.isConnected(deviceId: "dev2")
             return !first && !second
         }
-        await #expect(throws: HubMQTTError(.shutDown, "")) { try await mqtt.send(TelemetryMessage(text: "after shutdown")) }
+        await #expect(throws: HubMQTTError(.shutDown, "")) {
+            try await mqtt.send(TelemetryMessage(text: "after shutdown"))
+        }
     }
 
     /// Runs the `azure-iot` CLI built beside the tests.
-    static func cli(_ arguments: [String], timeout: Duration = .seconds(60)) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("azure-iot")
+    static func cli(_ arguments: [String], timeout: Duration = .seconds(60)) async throws -> (
+        status: Int32, stdout: String, stderr: String
+    ) {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+            "azure-iot"
+        )
         return try await PeerProcess.capture(binary.path, arguments, timeout: timeout)
     }
 
-    @Test("a fixed SAS token that expires mid-stream: the hub closes, reconnects are refused, send fails with retriesExhausted; the CLI says so and exits non-zero")
+    @Test(
+        "a fixed SAS token that expires mid-stream: the hub closes, reconnects are refused, send fails with retriesExhausted; the CLI says so and exits non-zero"
+    )
     func fixedTokenExpires() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
@@ -354,11 +445,15 @@ struct DeviceClientTrustTests {
         let clock = ContinuousClock()
         let start = clock.now
         let result = try await Self.cli([
-            "send", "--connection-string", connectionString, "--gateway-host", "localhost", "--port", String(fixture.endpoints.mqtt.port),
-            "--ca-file", fixture.endpoints.caCertificatePath, "--count", "1000", "--interval", "0.2", "--timeout", "30", "tick",
+            "send", "--connection-string", connectionString, "--gateway-host", "localhost", "--port",
+            String(fixture.endpoints.mqtt.port),
+            "--ca-file", fixture.endpoints.caCertificatePath, "--count", "1000", "--interval", "0.2", "--timeout", "30",
+            "tick",
         ])
         let took = clock.now - start
-        print("fixed token: the CLI ended after \(took) with status \(result.status): \(result.stderr.split(separator: "\n").last ?? "")")
+        print(
+            "fixed token: the CLI ended after \(took) with status \(result.status): \(result.stderr.split(separator: "\n").last ?? "")"
+        )
         #expect(result.status == 3, "\(result.stderr.suffix(500))")
         #expect(result.stderr.contains("retriesExhausted"))
         #expect(took < .seconds(30), "it ended on the refusals, not on a time-out")
@@ -367,18 +462,32 @@ struct DeviceClientTrustTests {
         #expect(sent >= 1, "telemetry went out while the token was valid (\(sent))")
     }
 
-    @Test("AMQP token renewal under load (SASL PLAIN renews by reconnecting, CBS in session): nothing lost, nothing sent twice", arguments: ["plain", "cbs"])
+    @Test(
+        "AMQP token renewal under load (SASL PLAIN renews by reconnecting, CBS in session): nothing lost, nothing sent twice",
+        arguments: ["plain", "cbs"]
+    )
     func amqpRenewalUnderLoad(_ mode: String) async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        let credential = SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey), timeToLive: 8, renewalFraction: 0.25)
-        let client = HubAMQPClient(configuration: HubAMQPConfiguration(
-            hubHost: fixture.hubHost, deviceId: "dev1",
-            authentication: mode == "plain" ? .saslPlain(credential) : .cbs(credential, tokenType: .azureDevices),
-            gatewayHostName: "localhost", port: fixture.endpoints.amqp.port, trustRoots: fixture.trust
-        ))
+        let credential = SymmetricKeyCredential(
+            key: try SymmetricKey(base64: EmulatorFixture.deviceKey),
+            timeToLive: 8,
+            renewalFraction: 0.25
+        )
+        let client = HubAMQPClient(
+            configuration: HubAMQPConfiguration(
+                hubHost: fixture.hubHost,
+                deviceId: "dev1",
+                authentication: mode == "plain" ? .saslPlain(credential) : .cbs(credential, tokenType: .azureDevices),
+                gatewayHostName: "localhost",
+                port: fixture.endpoints.amqp.port,
+                trustRoots: fixture.trust
+            )
+        )
         try await client.connect()
-        let renewed: @Sendable () async -> Bool = { await fixture.emulator.activity(deviceId: "dev1").tokenAuthentications >= 3 }
+        let renewed: @Sendable () async -> Bool = {
+            await fixture.emulator.activity(deviceId: "dev1").tokenAuthentications >= 3
+        }
         let total = try await withThrowingTaskGroup(of: Int.self) { group in
             for sender in 0..<16 {
                 group.addTask {
@@ -393,15 +502,23 @@ struct DeviceClientTrustTests {
             return try await group.reduce(0, +)
         }
         await client.close()
-        let received = try await fixture.emulator.waitForTelemetry(deviceId: "dev1", count: total, timeout: .seconds(20)).map(\.bodyText)
+        let received = try await fixture.emulator.waitForTelemetry(
+            deviceId: "dev1",
+            count: total,
+            timeout: .seconds(20)
+        ).map(\.bodyText)
         let activity = await fixture.emulator.activity(deviceId: "dev1")
-        print("AMQP \(mode) renewal under load: \(total) sent, \(received.count) received, \(received.count - Set(received).count) duplicates, "
-              + "\(activity.tokenAuthentications) authentications, \(activity.connections) connections")
+        print(
+            "AMQP \(mode) renewal under load: \(total) sent, \(received.count) received, \(received.count - Set(received).count) duplicates, "
+                + "\(activity.tokenAuthentications) authentications, \(activity.connections) connections"
+        )
         #expect(Set(received).count == total, "every settled message arrived")
         #expect(received.count == Set(received).count, "no duplicates from planned renewals")
     }
 
-    @Test("desired patches that find their stream full are dropped, and the whole desired section arrives once the application catches up")
+    @Test(
+        "desired patches that find their stream full are dropped, and the whole desired section arrives once the application catches up"
+    )
     func desiredOverflow() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
@@ -415,7 +532,10 @@ struct DeviceClientTrustTests {
         try await fixture.emulator.updateDesiredProperties(deviceId: "dev1", patch: .object(["a": .number(1)]))
         try await eventually("the first patch buffered") { client.desiredPropertyPatches.bufferedCount == 1 }
         try await fixture.emulator.updateDesiredProperties(deviceId: "dev1", patch: .object(["b": .number(2)]))
-        let last = try await fixture.emulator.updateDesiredProperties(deviceId: "dev1", patch: .object(["c": .number(3)]))
+        let last = try await fixture.emulator.updateDesiredProperties(
+            deviceId: "dev1",
+            patch: .object(["c": .number(3)])
+        )
         // A twin read is a barrier: its answer comes after the pushed patches on the one connection, so by then the
         // client has handled (and dropped) them.
         #expect(try await client.twin().desiredVersion == last)
@@ -443,7 +563,8 @@ struct DeviceClientTrustTests {
         let clock = ContinuousClock()
         let start = clock.now
         let result = try await Self.cli([
-            "send", "--connection-string", connectionString, "--gateway-host", "localhost", "--port", String(endpoints.mqtt.port),
+            "send", "--connection-string", connectionString, "--gateway-host", "localhost", "--port",
+            String(endpoints.mqtt.port),
             "--ca-file", endpoints.caCertificatePath, "--count", "1000", "--interval", "0.1", "--timeout", "3", "tick",
         ])
         try await stopper.value
@@ -456,17 +577,26 @@ struct DeviceClientTrustTests {
     @Test("a broker gone for good: send ends with timedOut at its deadline instead of waiting forever")
     func brokerGone() async throws {
         let fixture = try await EmulatorFixture.start()
-        let client = try Self.client(fixture, policy: RetryPolicy(initialDelay: .milliseconds(100), maximumDelay: .seconds(1)))
+        let client = try Self.client(
+            fixture,
+            policy: RetryPolicy(initialDelay: .milliseconds(100), maximumDelay: .seconds(1))
+        )
         try await client.connect()
         await fixture.emulator.shutdown()
-        await #expect(throws: HubMQTTError(.timedOut, "")) { try await client.send(TelemetryMessage(text: "nobody there"), timeout: .seconds(2)) }
+        await #expect(throws: HubMQTTError(.timedOut, "")) {
+            try await client.send(TelemetryMessage(text: "nobody there"), timeout: .seconds(2))
+        }
         await client.disconnect()
     }
 
     @Test("twin calls made while the client reconnects wait for the connection; with no hub they time out")
     func twinThroughReconnect() async throws {
         let fixture = try await EmulatorFixture.start()
-        let client = try Self.client(fixture, policy: RetryPolicy(initialDelay: .milliseconds(200), maximumDelay: .seconds(1)), operationTimeout: .seconds(10))
+        let client = try Self.client(
+            fixture,
+            policy: RetryPolicy(initialDelay: .milliseconds(200), maximumDelay: .seconds(1)),
+            operationTimeout: .seconds(10)
+        )
         try await client.connect()
         await fixture.emulator.dropConnection(deviceId: "dev1")
         // Both are issued while the connection is down (or about to be noticed as down) and complete once it is back.
@@ -476,7 +606,11 @@ struct DeviceClientTrustTests {
         #expect(try await fixture.emulator.twin(deviceId: "dev1").reported == .object(["during": .string("reconnect")]))
         await client.disconnect()
 
-        let short = try Self.client(fixture, policy: RetryPolicy(initialDelay: .milliseconds(100), maximumDelay: .milliseconds(500)), operationTimeout: .seconds(2))
+        let short = try Self.client(
+            fixture,
+            policy: RetryPolicy(initialDelay: .milliseconds(100), maximumDelay: .milliseconds(500)),
+            operationTimeout: .seconds(2)
+        )
         try await short.connect()
         await fixture.emulator.shutdown()
         let clock = ContinuousClock()

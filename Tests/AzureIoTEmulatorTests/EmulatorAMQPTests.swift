@@ -1,6 +1,6 @@
 import AzureIoTCore
-import AzureIoTTesting
 import AzureIoTEmulator
+import AzureIoTTesting
 import Foundation
 import HubAMQP
 import Testing
@@ -32,7 +32,9 @@ struct EmulatorAMQPTests {
         #expect(received[1].body.count == 100_000)
     }
 
-    @Test("a wrong token fails SASL under the retry policy: retriesExhausted with the authentication error as cause; one refusal is retried")
+    @Test(
+        "a wrong token fails SASL under the retry policy: retriesExhausted with the authentication error as cause; one refusal is retried"
+    )
     func refusals() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
@@ -41,7 +43,11 @@ struct EmulatorAMQPTests {
         #expect(error?.code == .retriesExhausted)
         #expect((error?.underlying as? HubAMQPError)?.code == .authenticationFailed)
         // With automatic reconnects off the first connect is one attempt, and the refusal itself is thrown.
-        let once = Self.client(fixture, .saslPlain(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.groupKey))), reconnects: false)
+        let once = Self.client(
+            fixture,
+            .saslPlain(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.groupKey))),
+            reconnects: false
+        )
         await #expect(throws: HubAMQPError(.authenticationFailed, "")) { try await once.connect() }
         // One injected refusal: the first connect tries again, as a reconnect would, and gets in.
         await fixture.emulator.injectFaults { $0.refuseConnections = 1 }
@@ -58,7 +64,11 @@ struct EmulatorAMQPTests {
         let client = try fixture.amqp()
         try await client.connect()
         try await fixture.emulator.waitUntilConnected(deviceId: "dev1")
-        let first = try await fixture.emulator.sendCloudToDevice(deviceId: "dev1", body: Array("one".utf8), properties: ["n": "1"])
+        let first = try await fixture.emulator.sendCloudToDevice(
+            deviceId: "dev1",
+            body: Array("one".utf8),
+            properties: ["n": "1"]
+        )
         let second = try await fixture.emulator.sendCloudToDevice(deviceId: "dev1", body: Array("two".utf8))
         var iterator = client.cloudToDeviceMessages.makeAsyncIterator()
         let one = try #require(await iterator.next())
@@ -80,10 +90,17 @@ struct EmulatorAMQPTests {
     func withheldDisposition() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        let client = HubAMQPClient(configuration: HubAMQPConfiguration(
-            hubHost: fixture.hubHost, deviceId: "dev1", tokenSource: SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey)),
-            gatewayHostName: "localhost", port: fixture.endpoints.amqp.port, trustRoots: fixture.trust, operationTimeout: .seconds(4)
-        ))
+        let client = HubAMQPClient(
+            configuration: HubAMQPConfiguration(
+                hubHost: fixture.hubHost,
+                deviceId: "dev1",
+                tokenSource: SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey)),
+                gatewayHostName: "localhost",
+                port: fixture.endpoints.amqp.port,
+                trustRoots: fixture.trust,
+                operationTimeout: .seconds(4)
+            )
+        )
         try await client.connect()
         await fixture.emulator.injectFaults { $0.withholdAcknowledgements = true }
         let error = await #expect(throws: HubAMQPError.self) { try await client.send(AMQPMessage(data: [1])) }
@@ -92,18 +109,37 @@ struct EmulatorAMQPTests {
         await client.close()
     }
 
-    static func client(_ fixture: EmulatorFixture, _ authentication: HubAMQPConfiguration.Authentication, device: String = "dev1",
-                       idleTimeout: Duration = .seconds(240), operationTimeout: Duration = .seconds(10), reconnects: Bool = true) -> HubAMQPClient {
-        HubAMQPClient(configuration: HubAMQPConfiguration(
-            hubHost: fixture.hubHost, deviceId: device, authentication: authentication, gatewayHostName: "localhost",
-            port: fixture.endpoints.amqp.port, trustRoots: fixture.trust, idleTimeout: idleTimeout, operationTimeout: operationTimeout,
-            reconnects: reconnects, reconnectMinimumDelay: .milliseconds(50), reconnectMaximumDelay: .milliseconds(200)
-        ))
+    static func client(
+        _ fixture: EmulatorFixture,
+        _ authentication: HubAMQPConfiguration.Authentication,
+        device: String = "dev1",
+        idleTimeout: Duration = .seconds(240),
+        operationTimeout: Duration = .seconds(10),
+        reconnects: Bool = true
+    ) -> HubAMQPClient {
+        HubAMQPClient(
+            configuration: HubAMQPConfiguration(
+                hubHost: fixture.hubHost,
+                deviceId: device,
+                authentication: authentication,
+                gatewayHostName: "localhost",
+                port: fixture.endpoints.amqp.port,
+                trustRoots: fixture.trust,
+                idleTimeout: idleTimeout,
+                operationTimeout: operationTimeout,
+                reconnects: reconnects,
+                reconnectMinimumDelay: .milliseconds(50),
+                reconnectMaximumDelay: .milliseconds(200)
+            )
+        )
     }
 
-    @Test("CBS put-token after SASL ANONYMOUS/MSSBCBS, with both token types; a wrong key is refused by CBS", arguments: [
-        HubAMQPConfiguration.CBSTokenType.azureDevices, .serviceBus,
-    ])
+    @Test(
+        "CBS put-token after SASL ANONYMOUS/MSSBCBS, with both token types; a wrong key is refused by CBS",
+        arguments: [
+            HubAMQPConfiguration.CBSTokenType.azureDevices, .serviceBus,
+        ]
+    )
     func cbs(_ type: HubAMQPConfiguration.CBSTokenType) async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
@@ -114,7 +150,10 @@ struct EmulatorAMQPTests {
         await client.close()
         #expect(try await fixture.emulator.waitForTelemetry(deviceId: "dev1").first?.bodyText == "over cbs")
 
-        let wrong = Self.client(fixture, .cbs(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.groupKey)), tokenType: type))
+        let wrong = Self.client(
+            fixture,
+            .cbs(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.groupKey)), tokenType: type)
+        )
         let error = await #expect(throws: HubAMQPError.self) { try await wrong.connect() }
         #expect(error?.code == .retriesExhausted)
         let cause = error?.underlying as? HubAMQPError
@@ -140,12 +179,17 @@ struct EmulatorAMQPTests {
     func reconnectResends() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        let client = Self.client(fixture, .saslPlain(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey))))
+        let client = Self.client(
+            fixture,
+            .saslPlain(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey)))
+        )
         try await client.connect()
         await fixture.emulator.injectFaults { $0.withholdAcknowledgements = true }
         let sends = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for index in 0..<5 { group.addTask { try await client.send(AMQPMessage(data: Array("m\(index)".utf8))) } }
+                for index in 0..<5 {
+                    group.addTask { try await client.send(AMQPMessage(data: Array("m\(index)".utf8))) }
+                }
                 try await group.waitForAll()
             }
         }
@@ -166,17 +210,34 @@ struct EmulatorAMQPTests {
 
     /// A CBS client for dev1 and a SASL PLAIN client for dev2, automatic reconnects off, whose tokens live
     /// `lifetime` seconds and are renewed after `renewalFraction` of it.
-    static func shortLivedClients(_ fixture: EmulatorFixture, lifetime: UInt64, renewalFraction: Double) throws -> (cbs: HubAMQPClient, plain: HubAMQPClient) {
+    static func shortLivedClients(_ fixture: EmulatorFixture, lifetime: UInt64, renewalFraction: Double) throws -> (
+        cbs: HubAMQPClient, plain: HubAMQPClient
+    ) {
         func credential(_ key: String) throws -> SymmetricKeyCredential {
-            SymmetricKeyCredential(key: try SymmetricKey(base64: key), timeToLive: lifetime, renewalFraction: renewalFraction)
+            SymmetricKeyCredential(
+                key: try SymmetricKey(base64: key),
+                timeToLive: lifetime,
+                renewalFraction: renewalFraction
+            )
         }
         return (
-            Self.client(fixture, .cbs(try credential(EmulatorFixture.deviceKey), tokenType: .azureDevices), reconnects: false),
-            Self.client(fixture, .saslPlain(try credential(EmulatorFixture.secondDeviceKey)), device: "dev2", reconnects: false)
+            Self.client(
+                fixture,
+                .cbs(try credential(EmulatorFixture.deviceKey), tokenType: .azureDevices),
+                reconnects: false
+            ),
+            Self.client(
+                fixture,
+                .saslPlain(try credential(EmulatorFixture.secondDeviceKey)),
+                device: "dev2",
+                reconnects: false
+            )
         )
     }
 
-    @Test("token lifetimes (automatic reconnects off): CBS renews in session, PLAIN by reconnecting; a fixed token's connection is closed at expiry")
+    @Test(
+        "token lifetimes (automatic reconnects off): CBS renews in session, PLAIN by reconnecting; a fixed token's connection is closed at expiry"
+    )
     func renewal() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
@@ -185,22 +246,38 @@ struct EmulatorAMQPTests {
         let (cbs, plain) = try Self.shortLivedClients(fixture, lifetime: 60, renewalFraction: 1.0 / 60)
         // A fixed token cannot be renewed: the hub closes the connection when it expires. It connects first, right
         // after its token is made (8 s: a loaded machine may take seconds to connect).
-        let fixed = FixedTokenCredential(token: SASToken.generate(
-            for: .module(hubHost: fixture.hubHost, deviceId: "dev1", moduleId: "mod1"), key: try SymmetricKey(base64: EmulatorFixture.moduleKey),
-            expiry: UnixTime.now() + 8
-        ))
-        let doomed = HubAMQPClient(configuration: HubAMQPConfiguration(
-            hubHost: fixture.hubHost, deviceId: "dev1", moduleId: "mod1", authentication: .saslPlain(fixed), gatewayHostName: "localhost",
-            port: fixture.endpoints.amqp.port, trustRoots: fixture.trust, operationTimeout: .seconds(5), reconnects: false
-        ))
+        let fixed = FixedTokenCredential(
+            token: SASToken.generate(
+                for: .module(hubHost: fixture.hubHost, deviceId: "dev1", moduleId: "mod1"),
+                key: try SymmetricKey(base64: EmulatorFixture.moduleKey),
+                expiry: UnixTime.now() + 8
+            )
+        )
+        let doomed = HubAMQPClient(
+            configuration: HubAMQPConfiguration(
+                hubHost: fixture.hubHost,
+                deviceId: "dev1",
+                moduleId: "mod1",
+                authentication: .saslPlain(fixed),
+                gatewayHostName: "localhost",
+                port: fixture.endpoints.amqp.port,
+                trustRoots: fixture.trust,
+                operationTimeout: .seconds(5),
+                reconnects: false
+            )
+        )
         try await doomed.connect()
         try await cbs.connect()
         try await plain.connect()
         // CBS: a second put-token on the same connection. PLAIN: a second connection with a new token.
-        let cbsActivity = try await fixture.emulator.waitForActivity(deviceId: "dev1", timeout: .seconds(30)) { $0.tokenAuthentications >= 2 }
+        let cbsActivity = try await fixture.emulator.waitForActivity(deviceId: "dev1", timeout: .seconds(30)) {
+            $0.tokenAuthentications >= 2
+        }
         #expect(cbsActivity.connections == 1, "CBS renews without reconnecting")
         // PLAIN: the new token comes with a new connection (SASL first, then the links).
-        try await fixture.emulator.waitForActivity(deviceId: "dev2", timeout: .seconds(30)) { $0.tokenAuthentications >= 2 && $0.connections >= 2 }
+        try await fixture.emulator.waitForActivity(deviceId: "dev2", timeout: .seconds(30)) {
+            $0.tokenAuthentications >= 2 && $0.connections >= 2
+        }
         try await cbs.send(AMQPMessage(data: Array("cbs after renewal".utf8)))
         try await plain.send(AMQPMessage(data: Array("plain after renewal".utf8)))
         await cbs.close()
@@ -212,7 +289,9 @@ struct EmulatorAMQPTests {
         #expect(error?.code == .connectionClosed)
     }
 
-    @Test("a renewal that falls due while the connection is still being set up is retried once it is up (CBS and PLAIN)")
+    @Test(
+        "a renewal that falls due while the connection is still being set up is retried once it is up (CBS and PLAIN)"
+    )
     func renewalDuringSetup() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
@@ -224,8 +303,12 @@ struct EmulatorAMQPTests {
         async let plainConnected: Void = plain.connect()
         _ = try await (cbsConnected, plainConnected)
         await fixture.emulator.injectFaults { $0.attachDelay = .zero }
-        try await fixture.emulator.waitForActivity(deviceId: "dev1", timeout: .seconds(30)) { $0.tokenAuthentications >= 2 }
-        try await fixture.emulator.waitForActivity(deviceId: "dev2", timeout: .seconds(30)) { $0.tokenAuthentications >= 2 && $0.connections >= 2 }
+        try await fixture.emulator.waitForActivity(deviceId: "dev1", timeout: .seconds(30)) {
+            $0.tokenAuthentications >= 2
+        }
+        try await fixture.emulator.waitForActivity(deviceId: "dev2", timeout: .seconds(30)) {
+            $0.tokenAuthentications >= 2 && $0.connections >= 2
+        }
         try await cbs.send(AMQPMessage(data: Array("cbs renewed".utf8)))
         try await plain.send(AMQPMessage(data: Array("plain renewed".utf8)))
         await cbs.close()
@@ -241,11 +324,17 @@ struct EmulatorAMQPTests {
         defer { Task { await fixture.emulator.shutdown() } }
         // 2 s rather than 1 s: a peer silent for 1.5 idle time-outs counts as dead, and a loaded 2-core CI machine can
         // stall a task for more than 1.5 s.
-        let client = Self.client(fixture, .saslPlain(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey))), idleTimeout: .seconds(2))
+        let client = Self.client(
+            fixture,
+            .saslPlain(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey))),
+            idleTimeout: .seconds(2)
+        )
         try await client.connect()
         // The hub's heartbeats (every 1 s, half the client's idle time-out) keep an otherwise silent connection open:
         // after four of them the client has been silent past its own idle time-out, and is still connected.
-        let activity = try await fixture.emulator.waitForActivity(deviceId: "dev1", timeout: .seconds(30)) { $0.heartbeatsSent >= 4 }
+        let activity = try await fixture.emulator.waitForActivity(deviceId: "dev1", timeout: .seconds(30)) {
+            $0.heartbeatsSent >= 4
+        }
         #expect(activity.connections == 1)
         #expect(await fixture.emulator.isConnected(deviceId: "dev1"))
         try await client.send(AMQPMessage(data: Array("still here".utf8)))

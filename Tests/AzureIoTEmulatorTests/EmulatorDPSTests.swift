@@ -1,6 +1,6 @@
 import AzureIoTCore
-import AzureIoTTesting
 import AzureIoTEmulator
+import AzureIoTTesting
 import DPSClient
 import Foundation
 import HubMQTT
@@ -15,13 +15,21 @@ struct EmulatorDPSTests {
         let fixture = try await EmulatorFixture.start(retryAfter: 0)
         defer { Task { await fixture.emulator.shutdown() } }
         let statuses = StatusLog()
-        let result = try await fixture.provisioning("individual-1", .symmetricKey(try SymmetricKey(base64: EmulatorFixture.individualKey)))
-            .register(payloadJSON: Data(#"{"model":"thermostat"}"#.utf8), timeout: .seconds(10)) { statuses.append("\($0)") }
+        let result = try await fixture.provisioning(
+            "individual-1",
+            .symmetricKey(try SymmetricKey(base64: EmulatorFixture.individualKey))
+        )
+        .register(payloadJSON: Data(#"{"model":"thermostat"}"#.utf8), timeout: .seconds(10)) {
+            statuses.append("\($0)")
+        }
         #expect(result.assignedHub == "test-hub.azure-devices.net")
         #expect(result.deviceId == "provisioned-individual")
         #expect(statuses.values.first == "assigning" && statuses.values.last == "assigned")
         let record = try #require(await fixture.emulator.registrations().first)
-        #expect(record.registrationId == "individual-1" && record.enrollmentGroup == nil && record.attestation == .symmetricKey)
+        #expect(
+            record.registrationId == "individual-1" && record.enrollmentGroup == nil
+                && record.attestation == .symmetricKey
+        )
         #expect(record.payload == .object(["model": .string("thermostat")]))
         let client = try fixture.mqtt(device: "provisioned-individual", key: EmulatorFixture.individualKey)
         try await client.connect()
@@ -32,8 +40,11 @@ struct EmulatorDPSTests {
     func groupSymmetricKey() async throws {
         let fixture = try await EmulatorFixture.start(retryAfter: 0)
         defer { Task { await fixture.emulator.shutdown() } }
-        let result = try await fixture.provisioning("group-member-7", .groupSymmetricKey(try SymmetricKey(base64: EmulatorFixture.groupKey)))
-            .register(timeout: .seconds(10))
+        let result = try await fixture.provisioning(
+            "group-member-7",
+            .groupSymmetricKey(try SymmetricKey(base64: EmulatorFixture.groupKey))
+        )
+        .register(timeout: .seconds(10))
         #expect(result.deviceId == "group-member-7")
         #expect(await fixture.emulator.registrations().first?.enrollmentGroup == "sym-group")
         let derived = try DerivedKey.compute(groupKey: EmulatorFixture.groupKey, registrationId: "group-member-7")
@@ -47,7 +58,9 @@ struct EmulatorDPSTests {
         let fixture = try await EmulatorFixture.start(retryAfter: 0)
         defer { Task { await fixture.emulator.shutdown() } }
         let device = try fixture.deviceIntermediate.issue(commonName: "x509-member-1")
-        let result = try await fixture.provisioning("x509-member-1", .x509(device.identity)).register(timeout: .seconds(10))
+        let result = try await fixture.provisioning("x509-member-1", .x509(device.identity)).register(
+            timeout: .seconds(10)
+        )
         #expect(result.deviceId == "x509-member-1")
         let record = try #require(await fixture.emulator.registrations().first)
         #expect(record.attestation == .x509 && record.enrollmentGroup == "x509-group")
@@ -62,23 +75,32 @@ struct EmulatorDPSTests {
         #expect(rogueError?.httpStatus == 401)
     }
 
-    @Test("X.509 individual enrollment by thumbprint: the enrolled certificate is assigned, another with the same CN is not")
+    @Test(
+        "X.509 individual enrollment by thumbprint: the enrolled certificate is assigned, another with the same CN is not"
+    )
     func x509Individual() async throws {
         let fixture = try await EmulatorFixture.start(retryAfter: 0)
         defer { Task { await fixture.emulator.shutdown() } }
-        let result = try await fixture.provisioning("x509-individual", .x509(fixture.individualCertificate.identity)).register(timeout: .seconds(10))
+        let result = try await fixture.provisioning("x509-individual", .x509(fixture.individualCertificate.identity))
+            .register(timeout: .seconds(10))
         #expect(result.deviceId == "x509-individual")
         let impostor = try CertificateAuthority(commonName: "Other Issuer").issue(commonName: "x509-individual")
         let error = await #expect(throws: ProvisioningError.self) {
-            _ = try await fixture.provisioning("x509-individual", .x509(impostor.identity)).register(timeout: .seconds(10))
+            _ = try await fixture.provisioning("x509-individual", .x509(impostor.identity)).register(
+                timeout: .seconds(10)
+            )
         }
         #expect(error?.errorCode == 401_002)
         // The provisioned device connects to the hub with the same certificate.
-        try await HubMQTTClient.withConnection(configuration: HubMQTTConfiguration(
-            identity: HubMQTTIdentity(hubHost: fixture.hubHost, deviceId: "x509-individual"),
-            authentication: .x509(fixture.individualCertificate.identity), gatewayHostName: "localhost",
-            port: fixture.endpoints.mqtt.port, trustRoots: fixture.trust
-        )) { client in
+        try await HubMQTTClient.withConnection(
+            configuration: HubMQTTConfiguration(
+                identity: HubMQTTIdentity(hubHost: fixture.hubHost, deviceId: "x509-individual"),
+                authentication: .x509(fixture.individualCertificate.identity),
+                gatewayHostName: "localhost",
+                port: fixture.endpoints.mqtt.port,
+                trustRoots: fixture.trust
+            )
+        ) { client in
             try await client.send(TelemetryMessage(text: "from x509"))
         }
         #expect(try await fixture.emulator.waitForTelemetry(deviceId: "x509-individual").first?.bodyText == "from x509")
@@ -89,7 +111,10 @@ struct EmulatorDPSTests {
         let fixture = try await EmulatorFixture.start(retryAfter: 0)
         defer { Task { await fixture.emulator.shutdown() } }
         let error = await #expect(throws: ProvisioningError.self) {
-            _ = try await fixture.provisioning("individual-1", .symmetricKey(try SymmetricKey(base64: EmulatorFixture.groupKey))).register(timeout: .seconds(10))
+            _ = try await fixture.provisioning(
+                "individual-1",
+                .symmetricKey(try SymmetricKey(base64: EmulatorFixture.groupKey))
+            ).register(timeout: .seconds(10))
         }
         #expect(error?.code == .unauthorized)
         #expect(error?.errorCode == 401_002)

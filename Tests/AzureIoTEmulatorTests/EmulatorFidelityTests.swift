@@ -1,7 +1,7 @@
 import AzureIoTCore
-import AzureIoTTesting
 import AzureIoTEmulator
 import AzureIoTTestSupport
+import AzureIoTTesting
 import Foundation
 import Testing
 
@@ -13,7 +13,10 @@ struct EmulatorFidelityTests {
     static let python = PeerProcess.clientPython
 
     static func sasToken(_ uri: String, key: String, policy: String = "", lifetime: Int = 3600) async throws -> String {
-        let result = try await PeerProcess.complete(python, [PeerProcess.peerScript("fidelity/sas_token.py"), uri, key, policy, String(lifetime)])
+        let result = try await PeerProcess.complete(
+            python,
+            [PeerProcess.peerScript("fidelity/sas_token.py"), uri, key, policy, String(lifetime)]
+        )
         guard result.status == 0 else { throw TestError("sas_token.py failed: \(result.output)") }
         return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -36,58 +39,104 @@ struct EmulatorFidelityTests {
         return path
     }
 
-    static func invokeWhenSubscribed(_ emulator: IoTEmulator, name: String, payload: JSONValue) async throws -> MethodResponse? {
+    static func invokeWhenSubscribed(_ emulator: IoTEmulator, name: String, payload: JSONValue) async throws
+        -> MethodResponse?
+    {
         for _ in 0..<100 {
             let outcome: Result<MethodResponse, EmulatorError>
             do {
-                outcome = .success(try await emulator.invokeMethod(deviceId: "dev1", name: name, payload: payload, timeout: .seconds(10)))
+                outcome = .success(
+                    try await emulator.invokeMethod(
+                        deviceId: "dev1",
+                        name: name,
+                        payload: payload,
+                        timeout: .seconds(10)
+                    )
+                )
             } catch {
                 outcome = .failure(error)
             }
             switch outcome {
             case .success(let response): return response
-            case .failure(let error) where error.code == .deviceNotConnected: try await Task.sleep(for: .milliseconds(100))
+            case .failure(let error) where error.code == .deviceNotConnected:
+                try await Task.sleep(for: .milliseconds(100))
             case .failure(let error): throw error
             }
         }
         return nil
     }
 
-    @Test("curl with a SAS Authorization header from the Python script: register, then poll the operation until assigned")
+    @Test(
+        "curl with a SAS Authorization header from the Python script: register, then poll the operation until assigned"
+    )
     func curlSymmetricKey() async throws {
         let fixture = try await EmulatorFixture.start(retryAfter: 1)
         defer { Task { await fixture.emulator.shutdown() } }
         let scope = fixture.endpoints.idScope
         let base = "https://localhost:\(fixture.endpoints.dps.port)/\(scope)/registrations/individual-1"
-        let token = try await Self.sasToken("\(scope)/registrations/individual-1", key: EmulatorFixture.individualKey, policy: "registration")
-        let common = ["--cacert", fixture.endpoints.caCertificatePath, "-L", "-i", "-H", "Content-Type: application/json", "-H", "Content-Encoding: utf-8", "-H", "Authorization: \(token)"]
-        let register = try await Self.curl(common + ["-X", "PUT", "-d", #"{"registrationId": "individual-1"}"#, "\(base)/register?api-version=2021-06-01"])
+        let token = try await Self.sasToken(
+            "\(scope)/registrations/individual-1",
+            key: EmulatorFixture.individualKey,
+            policy: "registration"
+        )
+        let common = [
+            "--cacert", fixture.endpoints.caCertificatePath, "-L", "-i", "-H", "Content-Type: application/json", "-H",
+            "Content-Encoding: utf-8", "-H", "Authorization: \(token)",
+        ]
+        let register = try await Self.curl(
+            common + [
+                "-X", "PUT", "-d", #"{"registrationId": "individual-1"}"#, "\(base)/register?api-version=2021-06-01",
+            ]
+        )
         #expect(register.status == 202)
-        guard case .string(let operationId)? = register.body?.objectValue["operationId"] else { throw TestError("no operationId") }
+        guard case .string(let operationId)? = register.body?.objectValue["operationId"] else {
+            throw TestError("no operationId")
+        }
         #expect(register.body?.objectValue["status"] == .string("assigning"))
-        let poll = try await Self.curl(common + ["-X", "GET", "\(base)/operations/\(operationId)?api-version=2021-06-01"])
+        let poll = try await Self.curl(
+            common + ["-X", "GET", "\(base)/operations/\(operationId)?api-version=2021-06-01"]
+        )
         #expect(poll.status == 200)
         let state = poll.body?.objectValue["registrationState"]?.objectValue ?? [:]
         #expect(state["status"] == .string("assigned"))
         #expect(state["assignedHub"] == .string("test-hub.azure-devices.net"))
         #expect(state["deviceId"] == .string("provisioned-individual"))
-        let lookup = try await Self.curl(common + ["-X", "POST", "-d", #"{"registrationId": "individual-1"}"#, "\(base)?api-version=2021-06-01"])
+        let lookup = try await Self.curl(
+            common + ["-X", "POST", "-d", #"{"registrationId": "individual-1"}"#, "\(base)?api-version=2021-06-01"]
+        )
         #expect(lookup.status == 200)
         #expect(lookup.body?.objectValue["status"] == .string("assigned"))
 
         // The same script's token signed with another key is refused with DPS's error body.
-        let forged = try await Self.sasToken("\(scope)/registrations/individual-1", key: EmulatorFixture.groupKey, policy: "registration")
-        let refused = try await Self.curl(["--cacert", fixture.endpoints.caCertificatePath, "-i", "-X", "PUT", "-H", "Content-Type: application/json", "-H", "Authorization: \(forged)", "-d", #"{"registrationId": "individual-1"}"#, "\(base)/register?api-version=2021-06-01"])
+        let forged = try await Self.sasToken(
+            "\(scope)/registrations/individual-1",
+            key: EmulatorFixture.groupKey,
+            policy: "registration"
+        )
+        let refused = try await Self.curl([
+            "--cacert", fixture.endpoints.caCertificatePath, "-i", "-X", "PUT", "-H", "Content-Type: application/json",
+            "-H", "Authorization: \(forged)", "-d", #"{"registrationId": "individual-1"}"#,
+            "\(base)/register?api-version=2021-06-01",
+        ])
         #expect(refused.status == 401)
         #expect(refused.body?.objectValue["errorCode"] == .number(401_002))
         #expect(refused.body?.objectValue["trackingId"] != nil)
         // DPS tokens must name the `registration` policy.
-        let noPolicy = try await Self.sasToken("\(scope)/registrations/individual-1", key: EmulatorFixture.individualKey)
-        let unnamed = try await Self.curl(["--cacert", fixture.endpoints.caCertificatePath, "-i", "-X", "PUT", "-H", "Content-Type: application/json", "-H", "Authorization: \(noPolicy)", "-d", #"{"registrationId": "individual-1"}"#, "\(base)/register?api-version=2021-06-01"])
+        let noPolicy = try await Self.sasToken(
+            "\(scope)/registrations/individual-1",
+            key: EmulatorFixture.individualKey
+        )
+        let unnamed = try await Self.curl([
+            "--cacert", fixture.endpoints.caCertificatePath, "-i", "-X", "PUT", "-H", "Content-Type: application/json",
+            "-H", "Authorization: \(noPolicy)", "-d", #"{"registrationId": "individual-1"}"#,
+            "\(base)/register?api-version=2021-06-01",
+        ])
         #expect(unnamed.status == 401)
     }
 
-    @Test("curl with --cert/--key (chain through the group's intermediate CA); a CN that is not the registration id is refused")
+    @Test(
+        "curl with --cert/--key (chain through the group's intermediate CA); a CN that is not the registration id is refused"
+    )
     func curlX509() async throws {
         let fixture = try await EmulatorFixture.start(retryAfter: 1)
         defer { Task { await fixture.emulator.shutdown() } }
@@ -96,19 +145,39 @@ struct EmulatorFidelityTests {
         let key = try Self.write(device.privateKeyPEM, to: "device.key")
         let scope = fixture.endpoints.idScope
         let base = "https://localhost:\(fixture.endpoints.dps.port)/\(scope)/registrations"
-        let common = ["--cacert", fixture.endpoints.caCertificatePath, "-L", "-i", "--cert", certificate, "--key", key, "-H", "Content-Type: application/json", "-H", "Content-Encoding:  utf-8"]
-        let register = try await Self.curl(common + ["-X", "PUT", "-d", #"{"registrationId": "curl-x509-device"}"#, "\(base)/curl-x509-device/register?api-version=2021-06-01"])
+        let common = [
+            "--cacert", fixture.endpoints.caCertificatePath, "-L", "-i", "--cert", certificate, "--key", key, "-H",
+            "Content-Type: application/json", "-H", "Content-Encoding:  utf-8",
+        ]
+        let register = try await Self.curl(
+            common + [
+                "-X", "PUT", "-d", #"{"registrationId": "curl-x509-device"}"#,
+                "\(base)/curl-x509-device/register?api-version=2021-06-01",
+            ]
+        )
         #expect(register.status == 202)
-        guard case .string(let operationId)? = register.body?.objectValue["operationId"] else { throw TestError("no operationId") }
-        let poll = try await Self.curl(common + ["-X", "GET", "\(base)/curl-x509-device/operations/\(operationId)?api-version=2021-06-01"])
+        guard case .string(let operationId)? = register.body?.objectValue["operationId"] else {
+            throw TestError("no operationId")
+        }
+        let poll = try await Self.curl(
+            common + ["-X", "GET", "\(base)/curl-x509-device/operations/\(operationId)?api-version=2021-06-01"]
+        )
         let state = poll.body?.objectValue["registrationState"]?.objectValue ?? [:]
         #expect(state["status"] == .string("assigned"))
         #expect(state["x509"]?.objectValue["enrollmentGroupId"] == .string("x509-group"))
 
-        let mismatch = try await Self.curl(common + ["-X", "PUT", "-d", #"{"registrationId": "other-id"}"#, "\(base)/other-id/register?api-version=2021-06-01"])
+        let mismatch = try await Self.curl(
+            common + [
+                "-X", "PUT", "-d", #"{"registrationId": "other-id"}"#,
+                "\(base)/other-id/register?api-version=2021-06-01",
+            ]
+        )
         #expect(mismatch.status == 401)
         #expect(mismatch.body?.objectValue["errorCode"] == .number(401_002))
-        let noCredential = try await Self.curl(["--cacert", fixture.endpoints.caCertificatePath, "-i", "-X", "PUT", "-d", "{}", "\(base)/curl-x509-device/register?api-version=2021-06-01"])
+        let noCredential = try await Self.curl([
+            "--cacert", fixture.endpoints.caCertificatePath, "-i", "-X", "PUT", "-d", "{}",
+            "\(base)/curl-x509-device/register?api-version=2021-06-01",
+        ])
         #expect(noCredential.status == 401)
     }
 
@@ -125,31 +194,55 @@ struct EmulatorFidelityTests {
         configuration.stateDirectory = nil
         let emulator = try await IoTEmulator.start(configuration: configuration)
         let ca = emulator.endpoints.caCertificatePath
-        let token = try await Self.sasToken("\(emulator.endpoints.hubHost)/devices/dev1", key: EmulatorFixture.deviceKey)
+        let token = try await Self.sasToken(
+            "\(emulator.endpoints.hubHost)/devices/dev1",
+            key: EmulatorFixture.deviceKey
+        )
         let script = PeerProcess.peerScript("fidelity/uamqp_send.py")
         var environment = ProcessInfo.processInfo.environment
         environment["SSL_CERT_FILE"] = ca
-        let plain = try await PeerProcess.complete(Self.python, [script, "plain", "localhost", "dev1", emulator.endpoints.hubHost, token, ca], environment: environment)
+        let plain = try await PeerProcess.complete(
+            Self.python,
+            [script, "plain", "localhost", "dev1", emulator.endpoints.hubHost, token, ca],
+            environment: environment
+        )
         #expect(plain.status == 0, "\(plain.output)")
         for type in ["servicebus.windows.net:sastoken", "azure-devices.net:sastoken"] {
-            let cbs = try await PeerProcess.complete(Self.python, [script, "cbs", "localhost", "dev1", emulator.endpoints.hubHost, token, ca, type], environment: environment)
+            let cbs = try await PeerProcess.complete(
+                Self.python,
+                [script, "cbs", "localhost", "dev1", emulator.endpoints.hubHost, token, ca, type],
+                environment: environment
+            )
             #expect(cbs.status == 0, "\(cbs.output)")
         }
         let received = await emulator.telemetry(deviceId: "dev1")
         #expect(received.count == 3)
         for message in received {
             #expect(message.transport == .amqp && message.bodyText == #"{"temperature": 21.5}"#)
-            #expect(message.messageId == "uamqp-1" && message.contentType == "application/json" && message.contentEncoding == "utf-8")
+            #expect(
+                message.messageId == "uamqp-1" && message.contentType == "application/json"
+                    && message.contentEncoding == "utf-8"
+            )
             #expect(message.properties == ["source": "uamqp", "level": "3"])
         }
         // A forged token is refused by SASL PLAIN.
-        let forged = try await Self.sasToken("\(emulator.endpoints.hubHost)/devices/dev1", key: EmulatorFixture.groupKey)
-        let refused = try await PeerProcess.complete(Self.python, [script, "plain", "localhost", "dev1", emulator.endpoints.hubHost, forged, ca], environment: environment, timeout: .seconds(30))
+        let forged = try await Self.sasToken(
+            "\(emulator.endpoints.hubHost)/devices/dev1",
+            key: EmulatorFixture.groupKey
+        )
+        let refused = try await PeerProcess.complete(
+            Self.python,
+            [script, "plain", "localhost", "dev1", emulator.endpoints.hubHost, forged, ca],
+            environment: environment,
+            timeout: .seconds(30)
+        )
         #expect(refused.status != 0)
         await emulator.shutdown()
     }
 
-    @Test("Azure's Python device SDK: telemetry with content type/encoding and properties, reported patch, a method, C2D")
+    @Test(
+        "Azure's Python device SDK: telemetry with content type/encoding and properties, reported patch, a method, C2D"
+    )
     func azureDeviceSDK() async throws {
         try await FixedPortLock.withLock { try await Self.azureDeviceSDKOnPort8883() }
     }
@@ -160,21 +253,45 @@ struct EmulatorFidelityTests {
         configuration.amqpPort = 0
         configuration.dpsPort = 0
         let emulator = try await IoTEmulator.start(configuration: configuration)
-        let connectionString = try #require(emulator.endpoints.devices.first { $0.deviceId == "dev1" && $0.moduleId == nil }).connectionString
-        let device = try await PeerProcess(Self.python, [PeerProcess.peerScript("fidelity/azure_device_sdk.py"), connectionString, emulator.endpoints.caCertificatePath], readyMarker: "twin desired:", timeout: .seconds(30))
+        let connectionString = try #require(
+            emulator.endpoints.devices.first { $0.deviceId == "dev1" && $0.moduleId == nil }
+        ).connectionString
+        let device = try await PeerProcess(
+            Self.python,
+            [
+                PeerProcess.peerScript("fidelity/azure_device_sdk.py"), connectionString,
+                emulator.endpoints.caCertificatePath,
+            ],
+            readyMarker: "twin desired:",
+            timeout: .seconds(30)
+        )
         defer { device.stop() }
         // The SDK subscribes to methods when the script first waits for one: retry until it has.
-        let response = try await Self.invokeWhenSubscribed(emulator, name: "reboot", payload: .object(["delay": .number(5)]))
+        let response = try await Self.invokeWhenSubscribed(
+            emulator,
+            name: "reboot",
+            payload: .object(["delay": .number(5)])
+        )
         #expect(response?.status == 200)
-        #expect(response.flatMap { (try? JSONValue(parsing: $0.payload)) } == .object(["handled": .string("reboot"), "payload": .object(["delay": .number(5)])]))
-        _ = try await emulator.sendCloudToDevice(deviceId: "dev1", body: Array("firmware ready".utf8), properties: ["version": "3.0"])
+        #expect(
+            response.flatMap { (try? JSONValue(parsing: $0.payload)) }
+                == .object(["handled": .string("reboot"), "payload": .object(["delay": .number(5)])])
+        )
+        _ = try await emulator.sendCloudToDevice(
+            deviceId: "dev1",
+            body: Array("firmware ready".utf8),
+            properties: ["version": "3.0"]
+        )
         #expect(await device.waitForOutput(containing: "done", timeout: .seconds(30)), "\(device.output)")
         #expect(device.output.contains(#"c2d: firmware ready {"version": "3.0"}"#), "\(device.output)")
         #expect(device.output.contains(#"twin desired: {"$version": 1, "interval": 10}"#), "\(device.output)")
 
         let telemetry = try #require(await emulator.telemetry(deviceId: "dev1").first)
         #expect(telemetry.bodyText == #"{"temperature": 22.5}"#)
-        #expect(telemetry.contentType == "application/json" && telemetry.contentEncoding == "utf-8" && telemetry.messageId == "sdk-1")
+        #expect(
+            telemetry.contentType == "application/json" && telemetry.contentEncoding == "utf-8"
+                && telemetry.messageId == "sdk-1"
+        )
         #expect(telemetry.properties == ["alert": "high temp", "room": "lab/1"])
         let twin = try await emulator.twin(deviceId: "dev1")
         #expect(twin.reported == .object(["firmware": .string("2.14.0"), "sdk": .string("python")]))

@@ -1,6 +1,6 @@
 import AzureIoTCore
-import AzureIoTTesting
 import AzureIoTEmulator
+import AzureIoTTesting
 import DPSClient
 import Foundation
 import HubAMQP
@@ -21,7 +21,12 @@ struct EmulatorFixture {
     let thumbprintDevice: IssuedCertificate
     let individualCertificate: IssuedCertificate
 
-    static func start(retryAfter: Int = 1, mqttPort: Int = 0, limits: EmulatorLimits = EmulatorLimits(), desired: JSONValue = .object(["interval": .number(10)])) async throws -> EmulatorFixture {
+    static func start(
+        retryAfter: Int = 1,
+        mqttPort: Int = 0,
+        limits: EmulatorLimits = EmulatorLimits(),
+        desired: JSONValue = .object(["interval": .number(10)])
+    ) async throws -> EmulatorFixture {
         let root = try CertificateAuthority(commonName: "Test Device Root")
         let intermediate = try root.intermediate(commonName: "Test Device Intermediate")
         let selfSignedRoot = try CertificateAuthority(commonName: "Thumbprint Device Issuer")
@@ -32,8 +37,12 @@ struct EmulatorFixture {
             mqttPort: mqttPort,
             provisioningRetryAfterSeconds: retryAfter,
             devices: [
-                .init(deviceId: "dev1", primaryKey: deviceKey, modules: [.init(moduleId: "mod1", primaryKey: moduleKey)],
-                      initialDesiredProperties: desired),
+                .init(
+                    deviceId: "dev1",
+                    primaryKey: deviceKey,
+                    modules: [.init(moduleId: "mod1", primaryKey: moduleKey)],
+                    initialDesiredProperties: desired
+                ),
                 .init(deviceId: "x509-device", x509Thumbprint: thumbprintDevice.identity.thumbprint),
                 .init(deviceId: "ca-device", x509CertificateAuthorityPEM: intermediate.certificatePEM),
                 .init(deviceId: "dev2", primaryKey: secondDeviceKey),
@@ -41,8 +50,15 @@ struct EmulatorFixture {
             provisioning: .init(
                 idScope: "0ne00TEST1",
                 individualEnrollments: [
-                    .init(registrationId: "individual-1", primaryKey: individualKey, deviceId: "provisioned-individual"),
-                    .init(registrationId: "x509-individual", certificateThumbprint: individualCertificate.identity.leaf.sha256Thumbprint),
+                    .init(
+                        registrationId: "individual-1",
+                        primaryKey: individualKey,
+                        deviceId: "provisioned-individual"
+                    ),
+                    .init(
+                        registrationId: "x509-individual",
+                        certificateThumbprint: individualCertificate.identity.leaf.sha256Thumbprint
+                    ),
                 ],
                 enrollmentGroups: [
                     .init(name: "sym-group", primaryKey: groupKey),
@@ -53,38 +69,75 @@ struct EmulatorFixture {
         configuration.listenAddress = "127.0.0.1"
         configuration.limits = limits
         let emulator = try await IoTEmulator.start(configuration: configuration)
-        return EmulatorFixture(emulator: emulator, deviceRoot: root, deviceIntermediate: intermediate, thumbprintDevice: thumbprintDevice, individualCertificate: individualCertificate)
+        return EmulatorFixture(
+            emulator: emulator,
+            deviceRoot: root,
+            deviceIntermediate: intermediate,
+            thumbprintDevice: thumbprintDevice,
+            individualCertificate: individualCertificate
+        )
     }
 
     var endpoints: EmulatorEndpoints { self.emulator.endpoints }
     var trust: TLSConfiguration.TrustRoots { .pemFile(self.endpoints.caCertificatePath) }
     var hubHost: String { self.endpoints.hubHost }
 
-    func provisioning(_ registrationId: String, _ attestation: ProvisioningClient.Attestation) throws -> ProvisioningClient {
-        try ProvisioningClient(configuration: .init(
-            endpoint: "127.0.0.1:\(self.endpoints.dps.port)", idScope: self.endpoints.idScope, registrationId: registrationId,
-            attestation: attestation, trustRoots: self.trust, defaultPollInterval: .milliseconds(200)
-        ))
+    func provisioning(_ registrationId: String, _ attestation: ProvisioningClient.Attestation) throws
+        -> ProvisioningClient
+    {
+        try ProvisioningClient(
+            configuration: .init(
+                endpoint: "127.0.0.1:\(self.endpoints.dps.port)",
+                idScope: self.endpoints.idScope,
+                registrationId: registrationId,
+                attestation: attestation,
+                trustRoots: self.trust,
+                defaultPollInterval: .milliseconds(200)
+            )
+        )
     }
 
-    func mqtt(device: String = "dev1", module: String? = nil, key: String = deviceKey, keepAlive: Duration = .seconds(60)) throws -> HubMQTTClient {
-        try HubMQTTClient(configuration: HubMQTTConfiguration(
-            identity: HubMQTTIdentity(hubHost: self.hubHost, deviceId: device, moduleId: module),
-            authentication: .sas(SymmetricKeyCredential(key: try SymmetricKey(base64: key))),
-            gatewayHostName: "localhost", port: self.endpoints.mqtt.port, trustRoots: self.trust, keepAlive: keepAlive,
-            reconnectMinimumDelay: .milliseconds(50), reconnectMaximumDelay: .milliseconds(200), operationTimeout: .seconds(10)
-        ))
+    func mqtt(
+        device: String = "dev1",
+        module: String? = nil,
+        key: String = deviceKey,
+        keepAlive: Duration = .seconds(60)
+    ) throws -> HubMQTTClient {
+        try HubMQTTClient(
+            configuration: HubMQTTConfiguration(
+                identity: HubMQTTIdentity(hubHost: self.hubHost, deviceId: device, moduleId: module),
+                authentication: .sas(SymmetricKeyCredential(key: try SymmetricKey(base64: key))),
+                gatewayHostName: "localhost",
+                port: self.endpoints.mqtt.port,
+                trustRoots: self.trust,
+                keepAlive: keepAlive,
+                reconnectMinimumDelay: .milliseconds(50),
+                reconnectMaximumDelay: .milliseconds(200),
+                operationTimeout: .seconds(10)
+            )
+        )
     }
 
     func amqp(device: String = "dev1", key: String = deviceKey) throws -> HubAMQPClient {
-        HubAMQPClient(configuration: HubAMQPConfiguration(
-            hubHost: self.hubHost, deviceId: device, tokenSource: SymmetricKeyCredential(key: try SymmetricKey(base64: key)),
-            gatewayHostName: "localhost", port: self.endpoints.amqp.port, trustRoots: self.trust, operationTimeout: .seconds(10)
-        ))
+        HubAMQPClient(
+            configuration: HubAMQPConfiguration(
+                hubHost: self.hubHost,
+                deviceId: device,
+                tokenSource: SymmetricKeyCredential(key: try SymmetricKey(base64: key)),
+                gatewayHostName: "localhost",
+                port: self.endpoints.amqp.port,
+                trustRoots: self.trust,
+                operationTimeout: .seconds(10)
+            )
+        )
     }
 
     /// A hub SAS token for `device`, valid for `lifetime` seconds.
     func token(device: String = "dev1", key: String = deviceKey, lifetime: UInt64 = 3600) throws -> String {
-        SASToken.generate(for: .device(hubHost: self.hubHost, deviceId: device), key: try SymmetricKey(base64: key), expiry: UnixTime.now() + lifetime).secretValue
+        SASToken.generate(
+            for: .device(hubHost: self.hubHost, deviceId: device),
+            key: try SymmetricKey(base64: key),
+            expiry: UnixTime.now() + lifetime
+        ).secretValue
     }
 }

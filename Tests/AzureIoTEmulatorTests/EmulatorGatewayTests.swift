@@ -8,10 +8,18 @@ import Testing
 @Suite("Emulator: an AMQP gateway connection with several identities")
 struct EmulatorGatewayTests {
     static func gateway(_ fixture: EmulatorFixture, reconnects: Bool = true) -> HubAMQPGateway {
-        HubAMQPGateway(configuration: .init(
-            hubHost: fixture.hubHost, gatewayHostName: "localhost", port: fixture.endpoints.amqp.port, trustRoots: fixture.trust,
-            operationTimeout: .seconds(10), reconnects: reconnects, reconnectMinimumDelay: .milliseconds(50), reconnectMaximumDelay: .milliseconds(200)
-        ))
+        HubAMQPGateway(
+            configuration: .init(
+                hubHost: fixture.hubHost,
+                gatewayHostName: "localhost",
+                port: fixture.endpoints.amqp.port,
+                trustRoots: fixture.trust,
+                operationTimeout: .seconds(10),
+                reconnects: reconnects,
+                reconnectMinimumDelay: .milliseconds(50),
+                reconnectMaximumDelay: .milliseconds(200)
+            )
+        )
     }
 
     static func credential(_ key: String, lifetime: UInt64 = 3600) throws -> SymmetricKeyCredential {
@@ -23,15 +31,29 @@ struct EmulatorGatewayTests {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
         let gateway = Self.gateway(fixture)
-        let first = try await gateway.addDevice(deviceId: "dev1", tokenSource: try Self.credential(EmulatorFixture.deviceKey))
+        let first = try await gateway.addDevice(
+            deviceId: "dev1",
+            tokenSource: try Self.credential(EmulatorFixture.deviceKey)
+        )
         try await gateway.connect()
-        let second = try await gateway.addDevice(deviceId: "dev2", tokenSource: try Self.credential(EmulatorFixture.secondDeviceKey))
-        let module = try await gateway.addDevice(deviceId: "dev1", moduleId: "mod1", tokenSource: try Self.credential(EmulatorFixture.moduleKey))
+        let second = try await gateway.addDevice(
+            deviceId: "dev2",
+            tokenSource: try Self.credential(EmulatorFixture.secondDeviceKey)
+        )
+        let module = try await gateway.addDevice(
+            deviceId: "dev1",
+            moduleId: "mod1",
+            tokenSource: try Self.credential(EmulatorFixture.moduleKey)
+        )
         try await first.send(AMQPMessage(data: Array("from dev1".utf8)))
         try await second.send(AMQPMessage(data: Array("from dev2".utf8)))
         try await module.send(AMQPMessage(data: Array("from mod1".utf8)))
         let received = try await fixture.emulator.waitForTelemetry(count: 3)
-        #expect(Set(received.map { "\($0.deviceId)/\($0.moduleId ?? "-"):\($0.bodyText)" }) == ["dev1/-:from dev1", "dev2/-:from dev2", "dev1/mod1:from mod1"])
+        #expect(
+            Set(received.map { "\($0.deviceId)/\($0.moduleId ?? "-"):\($0.bodyText)" }) == [
+                "dev1/-:from dev1", "dev2/-:from dev2", "dev1/mod1:from mod1",
+            ]
+        )
 
         let id = try await fixture.emulator.sendCloudToDevice(deviceId: "dev2", body: Array("for dev2".utf8))
         var iterator = second.cloudToDeviceMessages.makeAsyncIterator()
@@ -48,15 +70,26 @@ struct EmulatorGatewayTests {
         defer { Task { await fixture.emulator.shutdown() } }
         let gateway = Self.gateway(fixture, reconnects: false)
         try await gateway.connect()
-        let first = try await gateway.addDevice(deviceId: "dev1", tokenSource: try Self.credential(EmulatorFixture.deviceKey, lifetime: 4))
+        let first = try await gateway.addDevice(
+            deviceId: "dev1",
+            tokenSource: try Self.credential(EmulatorFixture.deviceKey, lifetime: 4)
+        )
         let error = await #expect(throws: HubAMQPError.self) {
-            _ = try await gateway.addDevice(deviceId: "dev2", tokenSource: try Self.credential(EmulatorFixture.deviceKey))
+            _ = try await gateway.addDevice(
+                deviceId: "dev2",
+                tokenSource: try Self.credential(EmulatorFixture.deviceKey)
+            )
         }
         #expect(error?.code == .authenticationFailed)
-        let second = try await gateway.addDevice(deviceId: "dev2", tokenSource: try Self.credential(EmulatorFixture.secondDeviceKey, lifetime: 4))
+        let second = try await gateway.addDevice(
+            deviceId: "dev2",
+            tokenSource: try Self.credential(EmulatorFixture.secondDeviceKey, lifetime: 4)
+        )
         // Both tokens live 4 s and are renewed after 1 s: wait for each identity's renewal on the one connection.
         for device in ["dev1", "dev2"] {
-            let activity = try await fixture.emulator.waitForActivity(deviceId: device, timeout: .seconds(30)) { $0.tokenAuthentications >= 2 }
+            let activity = try await fixture.emulator.waitForActivity(deviceId: device, timeout: .seconds(30)) {
+                $0.tokenAuthentications >= 2
+            }
             #expect(activity.connections == 1, "\(device) renewed in the session")
         }
         try await first.send(AMQPMessage(data: Array("dev1 after renewal".utf8)))
@@ -71,8 +104,14 @@ struct EmulatorGatewayTests {
         defer { Task { await fixture.emulator.shutdown() } }
         let gateway = Self.gateway(fixture)
         try await gateway.connect()
-        let first = try await gateway.addDevice(deviceId: "dev1", tokenSource: try Self.credential(EmulatorFixture.deviceKey))
-        let second = try await gateway.addDevice(deviceId: "dev2", tokenSource: try Self.credential(EmulatorFixture.secondDeviceKey))
+        let first = try await gateway.addDevice(
+            deviceId: "dev1",
+            tokenSource: try Self.credential(EmulatorFixture.deviceKey)
+        )
+        let second = try await gateway.addDevice(
+            deviceId: "dev2",
+            tokenSource: try Self.credential(EmulatorFixture.secondDeviceKey)
+        )
         await fixture.emulator.injectFaults { $0.withholdAcknowledgements = true }
         let pending = Task {
             try await first.send(AMQPMessage(data: Array("one".utf8)))

@@ -8,7 +8,7 @@ import HubMQTT
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What a hostile or broken peer does to the emulator, each case as issue #10 found it: the emulator survives, ends
@@ -37,7 +37,18 @@ struct EmulatorHostilePeerTests {
     }
 
     static func cbsAttach(_ client: inout RawAMQPClient, handle: UInt32) async throws {
-        try await client.send(.attach(AMQPAttach(name: "cbs-\(handle)", handle: handle, isReceiver: false, source: AMQPTerminus(address: "raw"), target: AMQPTerminus(address: "$cbs"), initialDeliveryCount: 0)))
+        try await client.send(
+            .attach(
+                AMQPAttach(
+                    name: "cbs-\(handle)",
+                    handle: handle,
+                    isReceiver: false,
+                    source: AMQPTerminus(address: "raw"),
+                    target: AMQPTerminus(address: "$cbs"),
+                    initialDeliveryCount: 0
+                )
+            )
+        )
     }
 
     // MARK: - AMQP without credentials
@@ -46,9 +57,14 @@ struct EmulatorHostilePeerTests {
     func dispositionBackwards() async throws {
         let fixture = try await Self.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        var client = try await RawAMQPClient.connectAnonymous(port: fixture.endpoints.amqp.port, caFile: fixture.endpoints.caCertificatePath)
+        var client = try await RawAMQPClient.connectAnonymous(
+            port: fixture.endpoints.amqp.port,
+            caFile: fixture.endpoints.caCertificatePath
+        )
         try await client.openSession()
-        try await client.send(.disposition(AMQPDisposition(isReceiver: true, first: 5, last: 1, settled: true, state: .accepted)))
+        try await client.send(
+            .disposition(AMQPDisposition(isReceiver: true, first: 5, last: 1, settled: true, state: .accepted))
+        )
         #expect(try await client.expectClose(within: .seconds(10)) == "amqp:invalid-field")
         try await Self.expectServing(fixture, "after a backwards disposition")
     }
@@ -57,9 +73,14 @@ struct EmulatorHostilePeerTests {
     func dispositionHuge() async throws {
         let fixture = try await Self.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        var client = try await RawAMQPClient.connectAnonymous(port: fixture.endpoints.amqp.port, caFile: fixture.endpoints.caCertificatePath)
+        var client = try await RawAMQPClient.connectAnonymous(
+            port: fixture.endpoints.amqp.port,
+            caFile: fixture.endpoints.caCertificatePath
+        )
         try await client.openSession()
-        try await client.send(.disposition(AMQPDisposition(isReceiver: true, first: 0, last: .max, settled: true, state: .accepted)))
+        try await client.send(
+            .disposition(AMQPDisposition(isReceiver: true, first: 0, last: .max, settled: true, state: .accepted))
+        )
         try await client.send(.close(AMQPEndOrClose()))
         // Iterating 2^32 ids took minutes of CPU; the close comes back as soon as the disposition is read.
         #expect(try await client.expectClose(within: .seconds(10)) == nil)
@@ -70,7 +91,10 @@ struct EmulatorHostilePeerTests {
     func heartbeatFloor() async throws {
         let fixture = try await Self.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        var client = try await RawAMQPClient.connectAnonymous(port: fixture.endpoints.amqp.port, caFile: fixture.endpoints.caCertificatePath)
+        var client = try await RawAMQPClient.connectAnonymous(
+            port: fixture.endpoints.amqp.port,
+            caFile: fixture.endpoints.caCertificatePath
+        )
         try await client.openSession(idleTimeOut: 1)
         // At the 500 ms floor, 2 s hold at most 4 or 5 empty frames however slow the machine; at 0.5 ms, thousands.
         let clock = ContinuousClock()
@@ -90,12 +114,19 @@ struct EmulatorHostilePeerTests {
     func linkLimit() async throws {
         let fixture = try await Self.start { $0.maximumLinksPerConnection = 8 }
         defer { Task { await fixture.emulator.shutdown() } }
-        var client = try await RawAMQPClient.connectAnonymous(port: fixture.endpoints.amqp.port, caFile: fixture.endpoints.caCertificatePath)
+        var client = try await RawAMQPClient.connectAnonymous(
+            port: fixture.endpoints.amqp.port,
+            caFile: fixture.endpoints.caCertificatePath
+        )
         try await client.openSession()
         for handle in 0..<8 as Range<UInt32> {
             try await Self.cbsAttach(&client, handle: handle)
-            guard case .attach? = try await client.next(timeout: .seconds(5)) else { throw TestError("link \(handle) refused") }
-            guard case .flow? = try await client.next(timeout: .seconds(5)) else { throw TestError("no credit for link \(handle)") }
+            guard case .attach? = try await client.next(timeout: .seconds(5)) else {
+                throw TestError("link \(handle) refused")
+            }
+            guard case .flow? = try await client.next(timeout: .seconds(5)) else {
+                throw TestError("no credit for link \(handle)")
+            }
         }
         try await Self.cbsAttach(&client, handle: 8)
         #expect(try await client.expectClose(within: .seconds(10)) == "amqp:resource-limit-exceeded")
@@ -106,7 +137,10 @@ struct EmulatorHostilePeerTests {
     func bufferedBeforeAuthentication() async throws {
         let fixture = try await Self.start { $0.maximumBufferedBytesBeforeAuthentication = 16 * 1024 }
         defer { Task { await fixture.emulator.shutdown() } }
-        var client = try await RawAMQPClient.connectAnonymous(port: fixture.endpoints.amqp.port, caFile: fixture.endpoints.caCertificatePath)
+        var client = try await RawAMQPClient.connectAnonymous(
+            port: fixture.endpoints.amqp.port,
+            caFile: fixture.endpoints.caCertificatePath
+        )
         try await client.openSession()
         for handle in 0..<3 as Range<UInt32> {
             try await Self.cbsAttach(&client, handle: handle)
@@ -115,7 +149,18 @@ struct EmulatorHostilePeerTests {
         }
         // 3 links × 6 KB, each transfer left open (`more`): 18 KB > 16 KB.
         for handle in 0..<3 as Range<UInt32> {
-            try await client.send(.transfer(AMQPTransfer(handle: handle, deliveryId: handle, deliveryTag: [UInt8(handle)], messageFormat: 0, more: true), payload: [UInt8](repeating: 0x41, count: 6 * 1024)))
+            try await client.send(
+                .transfer(
+                    AMQPTransfer(
+                        handle: handle,
+                        deliveryId: handle,
+                        deliveryTag: [UInt8(handle)],
+                        messageFormat: 0,
+                        more: true
+                    ),
+                    payload: [UInt8](repeating: 0x41, count: 6 * 1024)
+                )
+            )
         }
         #expect(try await client.expectClose(within: .seconds(10)) == "amqp:resource-limit-exceeded")
         try await Self.expectServing(fixture, "after unfinished transfers before authentication")
@@ -125,17 +170,28 @@ struct EmulatorHostilePeerTests {
     func cbsAnswersWithoutCredit() async throws {
         let fixture = try await Self.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        var client = try await RawAMQPClient.connectAnonymous(port: fixture.endpoints.amqp.port, caFile: fixture.endpoints.caCertificatePath)
+        var client = try await RawAMQPClient.connectAnonymous(
+            port: fixture.endpoints.amqp.port,
+            caFile: fixture.endpoints.caCertificatePath
+        )
         try await client.openSession()
         try await Self.cbsAttach(&client, handle: 0)
         _ = try await client.next(timeout: .seconds(5))
         _ = try await client.next(timeout: .seconds(5))
         var request = AMQPMessage(value: .string("SharedAccessSignature sr=x&sig=y&se=1"))
         request.messageId = .string("put-token")
-        request.applicationProperties = [("operation", .string("put-token")), ("type", .string("azure-devices.net:sastoken")), ("name", .string("\(fixture.hubHost)/devices/dev1"))]
+        request.applicationProperties = [
+            ("operation", .string("put-token")), ("type", .string("azure-devices.net:sastoken")),
+            ("name", .string("\(fixture.hubHost)/devices/dev1")),
+        ]
         let body = try request.encoded()
         for id in 0..<17 as Range<UInt32> {
-            try await client.send(.transfer(AMQPTransfer(handle: 0, deliveryId: id, deliveryTag: [UInt8(id)], messageFormat: 0, settled: true), payload: body))
+            try await client.send(
+                .transfer(
+                    AMQPTransfer(handle: 0, deliveryId: id, deliveryTag: [UInt8(id)], messageFormat: 0, settled: true),
+                    payload: body
+                )
+            )
         }
         #expect(try await client.expectClose(within: .seconds(10)) == "amqp:resource-limit-exceeded")
     }
@@ -149,7 +205,11 @@ struct EmulatorHostilePeerTests {
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
         guard connected == 0 else { throw TestError("connect failed") }
         return fd
     }
@@ -189,7 +249,11 @@ struct EmulatorHostilePeerTests {
 
     @Test("the N+1th connection is closed at once; after one closes, the next is served")
     func connectionLimit() async throws {
-        let fixture = try await Self.start { $0.maximumConnections = 4; $0.maximumConnectionsPerSource = 4; $0.maximumConnectionsPerPort = 4 }
+        let fixture = try await Self.start {
+            $0.maximumConnections = 4
+            $0.maximumConnectionsPerSource = 4
+            $0.maximumConnectionsPerPort = 4
+        }
         defer { Task { await fixture.emulator.shutdown() } }
         let port = fixture.endpoints.mqtt.port
         var held = try (0..<4).map { _ in try Self.idleSocket(port: port) }
@@ -209,7 +273,11 @@ struct EmulatorHostilePeerTests {
 
     @Test("per-source and per-port limits shed before the total is reached")
     func perSourceAndPortLimits() async throws {
-        let fixture = try await Self.start { $0.maximumConnections = 10; $0.maximumConnectionsPerSource = 2; $0.maximumConnectionsPerPort = 10 }
+        let fixture = try await Self.start {
+            $0.maximumConnections = 10
+            $0.maximumConnectionsPerSource = 2
+            $0.maximumConnectionsPerPort = 10
+        }
         defer { Task { await fixture.emulator.shutdown() } }
         let held = try (0..<2).map { _ in try Self.idleSocket(port: fixture.endpoints.amqp.port) }
         defer { for fd in held { close(fd) } }
@@ -224,16 +292,38 @@ struct EmulatorHostilePeerTests {
     @Test("a device that asks for its twin and never reads the answers is cut off at the write limit")
     func unreadAnswers() async throws {
         let big = JSONValue.object(["blob": .string(String(repeating: "x", count: 32 * 1024))])
-        let fixture = try await EmulatorFixture.start(limits: { var limits = EmulatorLimits(); limits.maximumPendingWriteBytes = 300 * 1024; return limits }(), desired: big)
+        let fixture = try await EmulatorFixture.start(
+            limits: {
+                var limits = EmulatorLimits()
+                limits.maximumPendingWriteBytes = 300 * 1024
+                return limits
+            }(),
+            desired: big
+        )
         defer { Task { await fixture.emulator.shutdown() } }
-        var (client, connack) = try await RawMQTTClient.connect(port: fixture.endpoints.mqtt.port, caFile: fixture.endpoints.caCertificatePath, clientId: "dev1", username: "\(fixture.hubHost)/dev1/?api-version=2021-04-12", password: try fixture.token())
+        var (client, connack) = try await RawMQTTClient.connect(
+            port: fixture.endpoints.mqtt.port,
+            caFile: fixture.endpoints.caCertificatePath,
+            clientId: "dev1",
+            username: "\(fixture.hubHost)/dev1/?api-version=2021-04-12",
+            password: try fixture.token()
+        )
         #expect(connack.returnCode == .accepted)
-        try await client.send(.subscribe(SubscribePacket(packetId: 1, subscriptions: [.init(topicFilter: "$iothub/twin/res/#", qos: .atMostOnce)])))
+        try await client.send(
+            .subscribe(
+                SubscribePacket(
+                    packetId: 1,
+                    subscriptions: [.init(topicFilter: "$iothub/twin/res/#", qos: .atMostOnce)]
+                )
+            )
+        )
         // 32 KB answers to 2,000 requests: 64 MB that the socket buffers cannot hold; the emulator stops at 300 KB
         // queued and closes, where it used to keep every answer in memory.
         do {
             for rid in 0..<2000 {
-                try await client.send(.publish(PublishPacket(topic: "$iothub/twin/GET/?$rid=\(rid)", payload: [], qos: .atMostOnce)))
+                try await client.send(
+                    .publish(PublishPacket(topic: "$iothub/twin/GET/?$rid=\(rid)", payload: [], qos: .atMostOnce))
+                )
             }
         } catch {}
         // Now read: what the socket buffers held, then the end of the connection, not all 2,000 answers.
@@ -249,18 +339,47 @@ struct EmulatorHostilePeerTests {
     func deepJSON() async throws {
         let fixture = try await Self.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        var (client, _) = try await RawMQTTClient.connect(port: fixture.endpoints.mqtt.port, caFile: fixture.endpoints.caCertificatePath, clientId: "dev1", username: "\(fixture.hubHost)/dev1/?api-version=2021-04-12", password: try fixture.token())
-        try await client.send(.subscribe(SubscribePacket(packetId: 1, subscriptions: [.init(topicFilter: "$iothub/twin/res/#", qos: .atMostOnce)])))
+        var (client, _) = try await RawMQTTClient.connect(
+            port: fixture.endpoints.mqtt.port,
+            caFile: fixture.endpoints.caCertificatePath,
+            clientId: "dev1",
+            username: "\(fixture.hubHost)/dev1/?api-version=2021-04-12",
+            password: try fixture.token()
+        )
+        try await client.send(
+            .subscribe(
+                SubscribePacket(
+                    packetId: 1,
+                    subscriptions: [.init(topicFilter: "$iothub/twin/res/#", qos: .atMostOnce)]
+                )
+            )
+        )
         guard case .suback? = try await client.next(timeout: .seconds(10)) else { throw TestError("no SUBACK") }
         // Foundation would decode 500 levels (its own limit is 512); the emulator refuses past 32, as IoT Hub refuses deep twins.
-        let deep = Array((#"{"a":"# + String(repeating: "[", count: 500) + String(repeating: "]", count: 500) + "}").utf8)
-        try await client.send(.publish(PublishPacket(topic: "$iothub/twin/PATCH/properties/reported/?$rid=9", payload: deep, qos: .atMostOnce)))
-        guard case .publish(let answer)? = try await client.next(timeout: .seconds(10)) else { throw TestError("no answer") }
+        let deep = Array(
+            (#"{"a":"# + String(repeating: "[", count: 500) + String(repeating: "]", count: 500) + "}").utf8
+        )
+        try await client.send(
+            .publish(
+                PublishPacket(topic: "$iothub/twin/PATCH/properties/reported/?$rid=9", payload: deep, qos: .atMostOnce)
+            )
+        )
+        guard case .publish(let answer)? = try await client.next(timeout: .seconds(10)) else {
+            throw TestError("no answer")
+        }
         #expect(answer.topic == "$iothub/twin/res/400/?$rid=9")
         // Depth counts brackets outside strings only; 32 levels are fine, 33 are not.
         #expect((try? JSONValue(parsing: Array(#"{"a":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}"#.utf8))) != nil)
-        #expect((try? JSONValue(parsing: Array((String(repeating: "[", count: 32) + String(repeating: "]", count: 32)).utf8))) != nil)
-        #expect((try? JSONValue(parsing: Array((String(repeating: "[", count: 33) + String(repeating: "]", count: 33)).utf8))) == nil)
+        #expect(
+            (try? JSONValue(
+                parsing: Array((String(repeating: "[", count: 32) + String(repeating: "]", count: 32)).utf8)
+            )) != nil
+        )
+        #expect(
+            (try? JSONValue(
+                parsing: Array((String(repeating: "[", count: 33) + String(repeating: "]", count: 33)).utf8)
+            )) == nil
+        )
         try await Self.expectServing(fixture, "after a deep patch")
     }
 
@@ -268,8 +387,23 @@ struct EmulatorHostilePeerTests {
     func longTopic() async throws {
         let fixture = try await Self.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        var (client, _) = try await RawMQTTClient.connect(port: fixture.endpoints.mqtt.port, caFile: fixture.endpoints.caCertificatePath, clientId: "dev1", username: "\(fixture.hubHost)/dev1/?api-version=2021-04-12", password: try fixture.token())
-        try await client.send(.publish(PublishPacket(topic: "devices/dev1/messages/events/a=" + String(repeating: "b", count: 65 * 1000), payload: [1], qos: .atLeastOnce, packetId: 1)))
+        var (client, _) = try await RawMQTTClient.connect(
+            port: fixture.endpoints.mqtt.port,
+            caFile: fixture.endpoints.caCertificatePath,
+            clientId: "dev1",
+            username: "\(fixture.hubHost)/dev1/?api-version=2021-04-12",
+            password: try fixture.token()
+        )
+        try await client.send(
+            .publish(
+                PublishPacket(
+                    topic: "devices/dev1/messages/events/a=" + String(repeating: "b", count: 65 * 1000),
+                    payload: [1],
+                    qos: .atLeastOnce,
+                    packetId: 1
+                )
+            )
+        )
         try await client.expectClosed(within: .seconds(10))
         #expect(await fixture.emulator.telemetry(deviceId: "dev1").isEmpty)
         try await Self.expectServing(fixture, "after a 65 KB topic")
@@ -279,25 +413,47 @@ struct EmulatorHostilePeerTests {
     func dpsOversize() async throws {
         let fixture = try await Self.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        let url = "https://localhost:\(fixture.endpoints.dps.port)/\(fixture.endpoints.idScope)/registrations/individual-1/register?api-version=2021-06-01"
+        let url =
+            "https://localhost:\(fixture.endpoints.dps.port)/\(fixture.endpoints.idScope)/registrations/individual-1/register?api-version=2021-06-01"
         let ca = fixture.endpoints.caCertificatePath
         let headers = (0..<440).flatMap { ["-H", "X-Filler-\($0): 0123456789012345678901234567890123456789"] }
-        let large = try await PeerProcess.capture("/usr/bin/curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca, "-X", "PUT"] + headers + [url])
+        let large = try await PeerProcess.capture(
+            "/usr/bin/curl",
+            ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca, "-X", "PUT"] + headers + [url]
+        )
         #expect(large.stdout == "431", "\(large.stderr)")
         let bodyFile = NSTemporaryDirectory() + "dps-body-\(UUID().uuidString)"
         try Data(repeating: 0x20, count: 1 << 20).write(to: URL(fileURLWithPath: bodyFile))
-        let body = try await PeerProcess.capture("/usr/bin/curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca, "-X", "PUT", "-H", "Content-Type: application/json", "--data-binary", "@" + bodyFile, url])
+        let body = try await PeerProcess.capture(
+            "/usr/bin/curl",
+            [
+                "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca, "-X", "PUT", "-H",
+                "Content-Type: application/json", "--data-binary", "@" + bodyFile, url,
+            ]
+        )
         #expect(body.stdout == "413", "\(body.stderr)")
-        let provisioning = try fixture.provisioning("individual-1", .symmetricKey(try SymmetricKey(base64: EmulatorFixture.individualKey)))
+        let provisioning = try fixture.provisioning(
+            "individual-1",
+            .symmetricKey(try SymmetricKey(base64: EmulatorFixture.individualKey))
+        )
         #expect(try await provisioning.register(timeout: .seconds(30)).deviceId == "provisioned-individual")
     }
 
-    @Test("configurations out of range are refused with the field named", arguments: [
-        ("mqttPort", #"{"hubName": "h", "mqttPort": 70000, "provisioning": {"idScope": "s"}}"#),
-        ("amqpPort", #"{"hubName": "h", "amqpPort": -1, "provisioning": {"idScope": "s"}}"#),
-        ("provisioningRetryAfterSeconds", #"{"hubName": "h", "provisioningRetryAfterSeconds": -5, "provisioning": {"idScope": "s"}}"#),
-        ("limits.maximumConnections", #"{"hubName": "h", "limits": {"maximumConnections": 0}, "provisioning": {"idScope": "s"}}"#),
-    ])
+    @Test(
+        "configurations out of range are refused with the field named",
+        arguments: [
+            ("mqttPort", #"{"hubName": "h", "mqttPort": 70000, "provisioning": {"idScope": "s"}}"#),
+            ("amqpPort", #"{"hubName": "h", "amqpPort": -1, "provisioning": {"idScope": "s"}}"#),
+            (
+                "provisioningRetryAfterSeconds",
+                #"{"hubName": "h", "provisioningRetryAfterSeconds": -5, "provisioning": {"idScope": "s"}}"#
+            ),
+            (
+                "limits.maximumConnections",
+                #"{"hubName": "h", "limits": {"maximumConnections": 0}, "provisioning": {"idScope": "s"}}"#
+            ),
+        ]
+    )
     func configurationRanges(_ field: String, _ json: String) throws {
         let path = NSTemporaryDirectory() + "emulator-\(UUID().uuidString).json"
         try json.write(toFile: path, atomically: true, encoding: .utf8)

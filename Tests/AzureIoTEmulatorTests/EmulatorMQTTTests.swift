@@ -1,6 +1,6 @@
 import AzureIoTCore
-import AzureIoTTesting
 import AzureIoTEmulator
+import AzureIoTTesting
 import Foundation
 import HubMQTT
 import Testing
@@ -35,7 +35,9 @@ struct EmulatorMQTTTests {
     func module() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        try await HubMQTTClient.withConnection(configuration: try fixture.mqtt(module: "mod1", key: EmulatorFixture.moduleKey).configuration) { client in
+        try await HubMQTTClient.withConnection(
+            configuration: try fixture.mqtt(module: "mod1", key: EmulatorFixture.moduleKey).configuration
+        ) { client in
             try await client.send(TelemetryMessage(text: "from module"))
         }
         let received = try #require(try await fixture.emulator.waitForTelemetry(deviceId: "dev1").first)
@@ -49,7 +51,11 @@ struct EmulatorMQTTTests {
         let ca = fixture.endpoints.caCertificatePath
         let port = fixture.endpoints.mqtt.port
         let wrongKey = try fixture.token(key: EmulatorFixture.groupKey)
-        let expired = SASToken.generate(for: .device(hubHost: fixture.hubHost, deviceId: "dev1"), key: try SymmetricKey(base64: EmulatorFixture.deviceKey), expiry: UnixTime.now() - 10).secretValue
+        let expired = SASToken.generate(
+            for: .device(hubHost: fixture.hubHost, deviceId: "dev1"),
+            key: try SymmetricKey(base64: EmulatorFixture.deviceKey),
+            expiry: UnixTime.now() - 10
+        ).secretValue
         let cases: [(String, String, String)] = [
             ("dev1", Self.username(fixture), wrongKey),
             ("dev1", Self.username(fixture), expired),
@@ -58,7 +64,13 @@ struct EmulatorMQTTTests {
             ("ghost", Self.username(fixture, "ghost"), try fixture.token(device: "ghost")),
         ]
         for (clientId, username, password) in cases {
-            var (client, connack) = try await RawMQTTClient.connect(port: port, caFile: ca, clientId: clientId, username: username, password: password)
+            var (client, connack) = try await RawMQTTClient.connect(
+                port: port,
+                caFile: ca,
+                clientId: clientId,
+                username: username,
+                password: password
+            )
             #expect(connack.returnCode == .notAuthorized, "\(username)")
             try await client.expectClosed(within: .seconds(5))
         }
@@ -74,11 +86,21 @@ struct EmulatorMQTTTests {
         let packets: [MQTTPacket] = [
             .publish(PublishPacket(topic: "devices/dev1/other", payload: [1], qos: .atMostOnce)),
             .publish(PublishPacket(topic: "devices/dev2/messages/events/", payload: [1], qos: .atMostOnce)),
-            .publish(PublishPacket(topic: "devices/dev1/messages/events/", payload: [1], qos: .exactlyOnce, packetId: 1)),
-            .subscribe(SubscribePacket(packetId: 1, subscriptions: [.init(topicFilter: "devices/#", qos: .atLeastOnce)])),
+            .publish(
+                PublishPacket(topic: "devices/dev1/messages/events/", payload: [1], qos: .exactlyOnce, packetId: 1)
+            ),
+            .subscribe(
+                SubscribePacket(packetId: 1, subscriptions: [.init(topicFilter: "devices/#", qos: .atLeastOnce)])
+            ),
         ]
         for packet in packets {
-            var (client, connack) = try await RawMQTTClient.connect(port: port, caFile: ca, clientId: "dev1", username: Self.username(fixture), password: try fixture.token())
+            var (client, connack) = try await RawMQTTClient.connect(
+                port: port,
+                caFile: ca,
+                clientId: "dev1",
+                username: Self.username(fixture),
+                password: try fixture.token()
+            )
             #expect(connack.returnCode == .accepted)
             try await client.send(packet)
             try await client.expectClosed(within: .seconds(5))
@@ -88,7 +110,14 @@ struct EmulatorMQTTTests {
         // The clock starts before CONNECT goes out, so the emulator's 1.5 s of silence start after it.
         let clock = ContinuousClock()
         let start = clock.now
-        var (quiet, _) = try await RawMQTTClient.connect(port: port, caFile: ca, clientId: "dev1", username: Self.username(fixture), password: try fixture.token(), keepAlive: 1)
+        var (quiet, _) = try await RawMQTTClient.connect(
+            port: port,
+            caFile: ca,
+            clientId: "dev1",
+            username: Self.username(fixture),
+            password: try fixture.token(),
+            keepAlive: 1
+        )
         try await quiet.expectClosed(within: .seconds(10))
         let waited = clock.now - start
         #expect(waited >= .milliseconds(1500) && waited < .seconds(10), "closed after \(waited)")
@@ -98,7 +127,11 @@ struct EmulatorMQTTTests {
     func cloudToDevice() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        let queued = try await fixture.emulator.sendCloudToDevice(deviceId: "dev1", body: Array("while offline".utf8), properties: ["k": "v w"])
+        let queued = try await fixture.emulator.sendCloudToDevice(
+            deviceId: "dev1",
+            body: Array("while offline".utf8),
+            properties: ["k": "v w"]
+        )
         let client = try fixture.mqtt()
         try await client.connect()
         var iterator = client.cloudToDeviceMessages.makeAsyncIterator()
@@ -128,7 +161,12 @@ struct EmulatorMQTTTests {
 
         try await client.subscribe(to: [.desiredPropertyPatches])
         var patches = client.desiredPropertyPatches.makeAsyncIterator()
-        #expect(try await fixture.emulator.updateDesiredProperties(deviceId: "dev1", patch: .object(["interval": .number(30)])) == 2)
+        #expect(
+            try await fixture.emulator.updateDesiredProperties(
+                deviceId: "dev1",
+                patch: .object(["interval": .number(30)])
+            ) == 2
+        )
         let patch = try #require(await patches.next())
         #expect(patch.version == 2)
         #expect((try? JSONValue(parsing: patch.json)) == .object(["interval": .number(30), "$version": .number(2)]))
@@ -155,7 +193,11 @@ struct EmulatorMQTTTests {
                 if answered == 1 { return }
             }
         }
-        let response = try await fixture.emulator.invokeMethod(deviceId: "dev1", name: "echo", payload: .object(["x": .number(1)]))
+        let response = try await fixture.emulator.invokeMethod(
+            deviceId: "dev1",
+            name: "echo",
+            payload: .object(["x": .number(1)])
+        )
         #expect(response.status == 201 && (try? JSONValue(parsing: response.payload)) == .object(["x": .number(1)]))
         try await responder.value
         let late = await #expect(throws: EmulatorError.self) {
@@ -195,17 +237,41 @@ struct EmulatorMQTTTests {
         let ca = fixture.endpoints.caCertificatePath
         let port = fixture.endpoints.mqtt.port
         let token = try fixture.token()
-        var (first, _) = try await RawMQTTClient.connect(port: port, caFile: ca, clientId: "dev1", username: Self.username(fixture), password: token)
-        var (second, connack) = try await RawMQTTClient.connect(port: port, caFile: ca, clientId: "dev1", username: Self.username(fixture), password: token)
+        var (first, _) = try await RawMQTTClient.connect(
+            port: port,
+            caFile: ca,
+            clientId: "dev1",
+            username: Self.username(fixture),
+            password: token
+        )
+        var (second, connack) = try await RawMQTTClient.connect(
+            port: port,
+            caFile: ca,
+            clientId: "dev1",
+            username: Self.username(fixture),
+            password: token
+        )
         #expect(connack.returnCode == .accepted)
         try await first.expectClosed(within: .seconds(5))
         await fixture.emulator.expireTokens(deviceId: "dev1")
         try await second.expectClosed(within: .seconds(5))
-        let (_, again) = try await RawMQTTClient.connect(port: port, caFile: ca, clientId: "dev1", username: Self.username(fixture), password: token)
+        let (_, again) = try await RawMQTTClient.connect(
+            port: port,
+            caFile: ca,
+            clientId: "dev1",
+            username: Self.username(fixture),
+            password: token
+        )
         #expect(again.returnCode == .notAuthorized)
         // A token that lapses while connected closes the connection (6 s: a loaded machine may take seconds to connect).
         let short = try fixture.token(lifetime: 6)
-        var (brief, accepted) = try await RawMQTTClient.connect(port: port, caFile: ca, clientId: "dev1", username: Self.username(fixture), password: short)
+        var (brief, accepted) = try await RawMQTTClient.connect(
+            port: port,
+            caFile: ca,
+            clientId: "dev1",
+            username: Self.username(fixture),
+            password: short
+        )
         #expect(accepted.returnCode == .accepted)
         try await brief.expectClosed(within: .seconds(15))
     }
@@ -216,23 +282,31 @@ struct EmulatorMQTTTests {
         defer { Task { await fixture.emulator.shutdown() } }
         func configuration(_ device: String, _ identity: X509Identity) -> HubMQTTConfiguration {
             var configuration = HubMQTTConfiguration(
-                identity: HubMQTTIdentity(hubHost: fixture.hubHost, deviceId: device), authentication: .x509(identity),
-                gatewayHostName: "localhost", port: fixture.endpoints.mqtt.port, trustRoots: fixture.trust
+                identity: HubMQTTIdentity(hubHost: fixture.hubHost, deviceId: device),
+                authentication: .x509(identity),
+                gatewayHostName: "localhost",
+                port: fixture.endpoints.mqtt.port,
+                trustRoots: fixture.trust
             )
             configuration.retryPolicy.initialDelay = .milliseconds(20)
             return configuration
         }
-        try await HubMQTTClient.withConnection(configuration: configuration("x509-device", fixture.thumbprintDevice.identity)) { client in
+        try await HubMQTTClient.withConnection(
+            configuration: configuration("x509-device", fixture.thumbprintDevice.identity)
+        ) { client in
             try await client.send(TelemetryMessage(text: "by thumbprint"))
         }
         let signed = try fixture.deviceIntermediate.issue(commonName: "ca-device")
         try await HubMQTTClient.withConnection(configuration: configuration("ca-device", signed.identity)) { client in
             try await client.send(TelemetryMessage(text: "ca-signed"))
         }
-        #expect(try await fixture.emulator.waitForTelemetry(count: 2).map(\.bodyText) == ["by thumbprint", "ca-signed"])
+        #expect(
+            try await fixture.emulator.waitForTelemetry(count: 2).map(\.bodyText) == ["by thumbprint", "ca-signed"]
+        )
         let wrongName = try fixture.deviceIntermediate.issue(commonName: "someone-else")
         let error = await #expect(throws: HubMQTTError.self) {
-            try await HubMQTTClient.withConnection(configuration: configuration("ca-device", wrongName.identity)) { _ in }
+            try await HubMQTTClient.withConnection(configuration: configuration("ca-device", wrongName.identity)) { _ in
+            }
         }
         #expect(error?.code == .retriesExhausted && error?.status == 5 && error?.message.contains("(5)") == true)
         #expect((error?.underlying as? HubMQTTError)?.code == .connectionRefused)

@@ -1,6 +1,7 @@
-@testable import AzureIoTEmulator
 import HubMQTT
 import Testing
+
+@testable import AzureIoTEmulator
 
 /// The emulator's CONNECT user-name and telemetry-topic rules, without sockets: every form IoT Hub accepts is
 /// accepted, and what it refuses is refused (`MQTTUsername`, `DevicePublishRoute`).
@@ -9,13 +10,25 @@ struct MQTTConnectRulesTests {
     static let accepted: [(username: String, device: String, module: String?, apiVersion: String)] = [
         // The documented form (the docs' 2021-04-12, the C SDK's 2020-09-30, the Python SDK's 2019-10-01).
         ("hub.azure-devices.net/dev1/?api-version=2021-04-12", "dev1", nil, "2021-04-12"),
-        ("hub.azure-devices.net/dev1/?api-version=2020-09-30&DeviceClientType=iothubclient%2f1.8.0%20(native%3b%20freertos%3b%20esp%20platform)", "dev1", nil, "2020-09-30"),
-        ("hub.azure-devices.net/dev1/?api-version=2019-10-01&DeviceClientType=py-azure-iot-device%2F2.14.0", "dev1", nil, "2019-10-01"),
-        ("myiothub.azure-devices.net/my_device/?api-version=2020-09-30&DeviceClientType=azsdk-c%2F1.0.0&model-id=dtmi%3AYOUR_COMPANY_NAME_HERE%3Asample_device%3B1", "my_device", nil, "2020-09-30"),
+        (
+            "hub.azure-devices.net/dev1/?api-version=2020-09-30&DeviceClientType=iothubclient%2f1.8.0%20(native%3b%20freertos%3b%20esp%20platform)",
+            "dev1", nil, "2020-09-30"
+        ),
+        (
+            "hub.azure-devices.net/dev1/?api-version=2019-10-01&DeviceClientType=py-azure-iot-device%2F2.14.0", "dev1",
+            nil, "2019-10-01"
+        ),
+        (
+            "myiothub.azure-devices.net/my_device/?api-version=2020-09-30&DeviceClientType=azsdk-c%2F1.0.0&model-id=dtmi%3AYOUR_COMPANY_NAME_HERE%3Asample_device%3B1",
+            "my_device", nil, "2020-09-30"
+        ),
         // The write-ups' form without `?`: the mosquitto bridge (2019-03-31) and Node-RED (2016-11-14).
         ("hub.azure-devices.net/dev1/api-version=2019-03-31", "dev1", nil, "2019-03-31"),
         ("sdbiothub1.azure-devices.net/nodeRedTest/api-version=2016-11-14", "nodeRedTest", nil, "2016-11-14"),
-        ("hub.azure-devices.net/dev1/api-version=2018-06-30&DeviceClientType=customDeviceClient1", "dev1", nil, "2018-06-30"),
+        (
+            "hub.azure-devices.net/dev1/api-version=2018-06-30&DeviceClientType=customDeviceClient1", "dev1", nil,
+            "2018-06-30"
+        ),
         // C's `ClientVersion`, a later and a preview version.
         ("hub.azure-devices.net/dev1/?api-version=2021-06-30&ClientVersion=1.2.3", "dev1", nil, "2021-06-30"),
         ("hub.azure-devices.net/dev1/?api-version=2025-08-01-preview", "dev1", nil, "2025-08-01-preview"),
@@ -70,8 +83,14 @@ struct MQTTConnectRulesTests {
         let cases: [(String, IdentityName, Substring?)] = [
             ("devices/dev1/messages/events", device, ""),
             ("devices/dev1/messages/events/", device, ""),
-            ("devices/dev1/messages/events/$.ct=application%2Fjson&$.ce=utf-8", device, "$.ct=application%2Fjson&$.ce=utf-8"),
-            ("devices/dev1/messages/events/%24.ct=application%2Fjson&%24.ce=utf-8/", device, "%24.ct=application%2Fjson&%24.ce=utf-8"),
+            (
+                "devices/dev1/messages/events/$.ct=application%2Fjson&$.ce=utf-8", device,
+                "$.ct=application%2Fjson&$.ce=utf-8"
+            ),
+            (
+                "devices/dev1/messages/events/%24.ct=application%2Fjson&%24.ce=utf-8/", device,
+                "%24.ct=application%2Fjson&%24.ce=utf-8"
+            ),
             ("devices/dev1/modules/mod1/messages/events", module, ""),
             ("devices/dev1/modules/mod1/messages/events/a=b", module, "a=b"),
             ("devices/dev1/messages/eventsx", device, nil),
@@ -89,7 +108,12 @@ struct MQTTConnectRulesTests {
         }
     }
 
-    @Test("dated api-versions", arguments: ["2016-11-14", "2018-06-30", "2019-03-31", "2019-10-01", "2020-09-30", "2021-04-12", "2026-11-02-preview"])
+    @Test(
+        "dated api-versions",
+        arguments: [
+            "2016-11-14", "2018-06-30", "2019-03-31", "2019-10-01", "2020-09-30", "2021-04-12", "2026-11-02-preview",
+        ]
+    )
     func datedVersions(_ version: String) {
         #expect(MQTTUsername.isDatedVersion(version))
     }

@@ -10,13 +10,21 @@ struct RawAMQPClient {
 
     /// TLS, SASL ANONYMOUS (identities would come later through CBS), the AMQP header; no `open` yet.
     static func connectAnonymous(port: Int, caFile: String) async throws -> RawAMQPClient {
-        let connection = try await TLSConnection.connect(host: "localhost", port: port, configuration: TLSConfiguration(trustRoots: .pemFile(caFile)))
+        let connection = try await TLSConnection.connect(
+            host: "localhost",
+            port: port,
+            configuration: TLSConfiguration(trustRoots: .pemFile(caFile))
+        )
         var client = RawAMQPClient(connection: connection)
         try await connection.write(AMQPProtocolHeader.sasl.bytes)
         try await client.expectHeader()
-        guard case .saslMechanisms? = try await client.next(timeout: .seconds(5)) else { throw TestError("no sasl-mechanisms") }
+        guard case .saslMechanisms? = try await client.next(timeout: .seconds(5)) else {
+            throw TestError("no sasl-mechanisms")
+        }
         try await client.send(.saslInit(SASLInit(mechanism: "ANONYMOUS")), type: .sasl)
-        guard case .saslOutcome(let outcome)? = try await client.next(timeout: .seconds(5)), outcome.code == .ok else { throw TestError("SASL refused") }
+        guard case .saslOutcome(let outcome)? = try await client.next(timeout: .seconds(5)), outcome.code == .ok else {
+            throw TestError("SASL refused")
+        }
         try await connection.write(AMQPProtocolHeader.amqp.bytes)
         try await client.expectHeader()
         return client
@@ -24,14 +32,18 @@ struct RawAMQPClient {
 
     /// `open` (with `idleTimeOut` if given) and `begin` on channel 0, reading the server's answers.
     mutating func openSession(idleTimeOut: UInt32? = nil) async throws {
-        try await self.send(.open(AMQPOpen(containerId: "raw", maxFrameSize: 1 << 20, channelMax: 0, idleTimeOut: idleTimeOut)))
+        try await self.send(
+            .open(AMQPOpen(containerId: "raw", maxFrameSize: 1 << 20, channelMax: 0, idleTimeOut: idleTimeOut))
+        )
         guard case .open? = try await self.next(timeout: .seconds(5)) else { throw TestError("no open") }
         try await self.send(.begin(AMQPBegin(nextOutgoingId: 0, incomingWindow: 5000, outgoingWindow: 5000)))
         guard case .begin? = try await self.next(timeout: .seconds(5)) else { throw TestError("no begin") }
     }
 
     func send(_ performative: AMQPPerformative, channel: UInt16 = 0, type: AMQPFrame.FrameType = .amqp) async throws {
-        try await self.connection.write(AMQPFrame(type: type, channel: channel, body: try performative.encoded()).encoded)
+        try await self.connection.write(
+            AMQPFrame(type: type, channel: channel, body: try performative.encoded()).encoded
+        )
     }
 
     private mutating func expectHeader() async throws {

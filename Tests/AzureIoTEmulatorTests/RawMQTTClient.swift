@@ -6,11 +6,34 @@ struct RawMQTTClient {
     let connection: TLSConnection
     private var buffer: [UInt8] = []
 
-    static func connect(port: Int, caFile: String, clientId: String, username: String, password: String, keepAlive: UInt16 = 60) async throws -> (RawMQTTClient, ConnAckPacket) {
-        let connection = try await TLSConnection.connect(host: "localhost", port: port, configuration: TLSConfiguration(trustRoots: .pemFile(caFile)))
+    static func connect(
+        port: Int,
+        caFile: String,
+        clientId: String,
+        username: String,
+        password: String,
+        keepAlive: UInt16 = 60
+    ) async throws -> (RawMQTTClient, ConnAckPacket) {
+        let connection = try await TLSConnection.connect(
+            host: "localhost",
+            port: port,
+            configuration: TLSConfiguration(trustRoots: .pemFile(caFile))
+        )
         var client = RawMQTTClient(connection: connection)
-        try await client.send(.connect(ConnectPacket(clientId: clientId, cleanSession: true, keepAliveSeconds: keepAlive, username: username, password: Array(password.utf8))))
-        guard case .connack(let connack)? = try await client.next(timeout: .seconds(5)) else { throw TestError("no CONNACK") }
+        try await client.send(
+            .connect(
+                ConnectPacket(
+                    clientId: clientId,
+                    cleanSession: true,
+                    keepAliveSeconds: keepAlive,
+                    username: username,
+                    password: Array(password.utf8)
+                )
+            )
+        )
+        guard case .connack(let connack)? = try await client.next(timeout: .seconds(5)) else {
+            throw TestError("no CONNACK")
+        }
         return (client, connack)
     }
 

@@ -7,7 +7,9 @@ extension TLSConnection {
         do {
             let bytes = try await self.read(timeout: timeout)
             return bytes.isEmpty ? nil : bytes
-        } catch let error as AzureIoTError where error.code == .connectionClosed || error.code == .ioFailure || error.code == .tlsFailure {
+        } catch let error as AzureIoTError
+            where error.code == .connectionClosed || error.code == .ioFailure || error.code == .tlsFailure
+        {
             return nil
         }
     }

@@ -11,10 +11,13 @@ struct WriteUpExcerpt {
     /// The excerpt as printed.
     let printed: String
 
-    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
 
     /// The write-ups, beside the repository as CI lays them out.
-    static let seedPath = Self.repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/seed/000_ef56391cf5bafbd0.txt").path
+    static let seedPath = Self.repositoryRoot.deletingLastPathComponent().appendingPathComponent(
+        "shared/seed/000_ef56391cf5bafbd0.txt"
+    ).path
 
     init(_ name: String) throws {
         self.name = name
@@ -64,10 +67,20 @@ enum RecipeShell {
     }
 
     /// Runs `script` with bash in `folder`; stdout and stderr apart (curl's progress meter goes to stderr).
-    static func run(_ script: String, in folder: String, environment extra: [String: String] = [:], timeout: Duration = .seconds(60)) async throws -> (status: Int32, stdout: String, stderr: String) {
+    static func run(
+        _ script: String,
+        in folder: String,
+        environment extra: [String: String] = [:],
+        timeout: Duration = .seconds(60)
+    ) async throws -> (status: Int32, stdout: String, stderr: String) {
         var environment = ProcessInfo.processInfo.environment
         for (name, value) in extra { environment[name] = value }
-        return try await PeerProcess.capture("/bin/bash", ["-c", "cd '\(folder)' && \(script)"], environment: environment, timeout: timeout)
+        return try await PeerProcess.capture(
+            "/bin/bash",
+            ["-c", "cd '\(folder)' && \(script)"],
+            environment: environment,
+            timeout: timeout
+        )
     }
 
     /// A `curl -i` answer: the last response's status line and JSON body (after any redirect `-L` followed).

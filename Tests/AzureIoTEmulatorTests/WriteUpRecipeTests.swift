@@ -1,7 +1,7 @@
 import AzureIoTCore
-import AzureIoTTesting
 import AzureIoTEmulator
 import AzureIoTTestSupport
+import AzureIoTTesting
 import Foundation
 import Testing
 
@@ -14,12 +14,19 @@ struct WriteUpRecipeTests {
     static let python = PeerProcess.clientPython
     static let excerpts = [
         "dps-sas-token.py.txt", "dps-sas-token-inputs.txt", "dps-derive-key.sh.txt", "dps-symmetric-register.sh.txt",
-        "dps-symmetric-operation.sh.txt", "dps-x509-register.sh.txt", "dps-x509-operation.sh.txt", "mosquitto-bridge.conf.txt",
-        "mosquitto-bridge-publish.sh.txt", "topic-translate.py.txt", "topic-translate-publish.sh.txt", "uamqp-send.py.txt",
+        "dps-symmetric-operation.sh.txt", "dps-x509-register.sh.txt", "dps-x509-operation.sh.txt",
+        "mosquitto-bridge.conf.txt",
+        "mosquitto-bridge-publish.sh.txt", "topic-translate.py.txt", "topic-translate-publish.sh.txt",
+        "uamqp-send.py.txt",
     ]
 
-    @Test("every excerpt stands in the write-ups byte for byte (the Node-RED settings line by line)",
-          .enabled(if: FileManager.default.fileExists(atPath: WriteUpExcerpt.seedPath), "needs ../shared/seed beside the clone"))
+    @Test(
+        "every excerpt stands in the write-ups byte for byte (the Node-RED settings line by line)",
+        .enabled(
+            if: FileManager.default.fileExists(atPath: WriteUpExcerpt.seedPath),
+            "needs ../shared/seed beside the clone"
+        )
+    )
     func excerptsMatchTheWriteUps() throws {
         let text = try String(contentsOfFile: WriteUpExcerpt.seedPath, encoding: .utf8)
         for name in Self.excerpts {
@@ -63,7 +70,9 @@ struct WriteUpRecipeTests {
     /// Runs the write-up's SAS script with its bottom four lines filled in; returns its last line, the token.
     static func sasFromWriteUpScript(uri: String, key: String, expiry: String, policy: String) async throws -> String {
         let script = try WriteUpExcerpt("dps-sas-token.py.txt")
-        let filled = [("[resource_uri]", uri), ("[device_key]", key), ("[expiry_in_seconds]", expiry), ("[policy]", policy)]
+        let filled = [
+            ("[resource_uri]", uri), ("[device_key]", key), ("[expiry_in_seconds]", expiry), ("[policy]", policy),
+        ]
         let folder = try RecipeShell.folder()
         // As printed, the script does not get past Python 3's parser.
         try script.pasted(filled).write(toFile: folder + "/sas.py", atomically: true, encoding: .utf8)
@@ -71,13 +80,16 @@ struct WriteUpRecipeTests {
         #expect(verbatim.status != 0 && verbatim.output.contains("SyntaxError"), "\(verbatim.output)")
         // Re-indented to 4 and 8 columns, with the Python 3 repairs.
         var lines: [String] = []
-        for line in script.pasted(filled + Self.python3Repairs).split(separator: "\n", omittingEmptySubsequences: false) {
+        for line in script.pasted(filled + Self.python3Repairs).split(separator: "\n", omittingEmptySubsequences: false)
+        {
             let indent = line.prefix { $0 == " " }.count
             lines.append(String(repeating: " ", count: indent >= 8 ? 8 : indent >= 4 ? 4 : 0) + line.drop { $0 == " " })
         }
         try lines.joined(separator: "\n").write(toFile: folder + "/sas3.py", atomically: true, encoding: .utf8)
         let result = try await PeerProcess.complete(Self.python, [folder + "/sas3.py"])
-        guard result.status == 0, let token = result.output.split(separator: "\n").last, token.hasPrefix("SharedAccessSignature ") else {
+        guard result.status == 0, let token = result.output.split(separator: "\n").last,
+            token.hasPrefix("SharedAccessSignature ")
+        else {
             throw TestFailure("the repaired SAS script failed: \(result.output)")
         }
         return String(token)
@@ -94,9 +106,15 @@ struct WriteUpRecipeTests {
         folder: String
     ) async throws -> [String: JSONValue] {
         let host = [("global.azure-devices-provisioning.net", "localhost:\(emulator.endpoints.dps.port)")]
-        let common = host + [("[dps_scope_id]", emulator.endpoints.idScope), ("[registration_id]", registrationId)] + substitutions
+        let common =
+            host + [("[dps_scope_id]", emulator.endpoints.idScope), ("[registration_id]", registrationId)]
+            + substitutions
         let trust = ["CURL_CA_BUNDLE": emulator.endpoints.caCertificatePath]
-        let registered = try await RecipeShell.run(try WriteUpExcerpt(register).pasted(common), in: folder, environment: trust)
+        let registered = try await RecipeShell.run(
+            try WriteUpExcerpt(register).pasted(common),
+            in: folder,
+            environment: trust
+        )
         let answer = RecipeShell.httpResponse(registered.stdout)
         #expect(registered.status == 0 && answer.status == 202, "\(registered.stdout)\(registered.stderr)")
         #expect(answer.body?.objectValue["status"] == .string("assigning"))
@@ -114,11 +132,16 @@ struct WriteUpRecipeTests {
             try await Task.sleep(for: .seconds(1))
         }
         let again = RecipeShell.httpResponse(try await RecipeShell.run(status, in: folder, environment: trust).stdout)
-        #expect(again.status == 200 && again.body?.objectValue["registrationState"]?.objectValue["status"] == state["status"])
+        #expect(
+            again.status == 200
+                && again.body?.objectValue["registrationState"]?.objectValue["status"] == state["status"]
+        )
         return state
     }
 
-    @Test("individual enrollment: the SAS script with the text's example inputs, then curl register and the status loop")
+    @Test(
+        "individual enrollment: the SAS script with the text's example inputs, then curl register and the status loop"
+    )
     func dpsSymmetricIndividual() async throws {
         var inputs: [String: String] = [:]
         for line in try WriteUpExcerpt("dps-sas-token-inputs.txt").lines {
@@ -129,10 +152,19 @@ struct WriteUpRecipeTests {
         let emulator = try await Self.symmetricKeyEmulator(individualKey: key)
         defer { Task { await emulator.shutdown() } }
         #expect(inputs["uri"] == "\(Self.exampleScope)/registrations/dps-sym-key-test01")
-        let token = try await Self.sasFromWriteUpScript(uri: try #require(inputs["uri"]), key: key, expiry: try #require(inputs["expiry"]), policy: try #require(inputs["policy"]))
+        let token = try await Self.sasFromWriteUpScript(
+            uri: try #require(inputs["uri"]),
+            key: key,
+            expiry: try #require(inputs["expiry"]),
+            policy: try #require(inputs["policy"])
+        )
         let state = try await Self.registerAndPoll(
-            register: "dps-symmetric-register.sh.txt", operation: "dps-symmetric-operation.sh.txt", registrationId: "dps-sym-key-test01",
-            substitutions: [("[sas_token]", token)], emulator: emulator, folder: try RecipeShell.folder()
+            register: "dps-symmetric-register.sh.txt",
+            operation: "dps-symmetric-operation.sh.txt",
+            registrationId: "dps-sym-key-test01",
+            substitutions: [("[sas_token]", token)],
+            emulator: emulator,
+            folder: try RecipeShell.folder()
         )
         #expect(state["status"] == .string("assigned"))
         #expect(state["assignedHub"] == .string("test-hub.azure-devices.net"))
@@ -144,17 +176,28 @@ struct WriteUpRecipeTests {
         let emulator = try await Self.symmetricKeyEmulator(individualKey: Self.groupKey)
         defer { Task { await emulator.shutdown() } }
         let folder = try RecipeShell.folder()
-        let derive = try WriteUpExcerpt("dps-derive-key.sh.txt").pasted([("[group enrollment key]", Self.groupKey), ("[registration id]", "dps-test-sym-device01")])
+        let derive = try WriteUpExcerpt("dps-derive-key.sh.txt").pasted([
+            ("[group enrollment key]", Self.groupKey), ("[registration id]", "dps-test-sym-device01"),
+        ])
         let derived = try await RecipeShell.run(derive, in: folder)
         let derivedKey = derived.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(derived.status == 0, "\(derived.stderr)")
         let sdkKey = try SymmetricKey(base64: Self.groupKey).derivedKey(forRegistrationId: "dps-test-sym-device01")
         #expect(derivedKey == sdkKey.base64EncodedSecret, "the pipeline and the SDK derive different keys")
 
-        let token = try await Self.sasFromWriteUpScript(uri: "\(Self.exampleScope)/registrations/dps-test-sym-device01", key: derivedKey, expiry: "3600", policy: "registration")
+        let token = try await Self.sasFromWriteUpScript(
+            uri: "\(Self.exampleScope)/registrations/dps-test-sym-device01",
+            key: derivedKey,
+            expiry: "3600",
+            policy: "registration"
+        )
         let state = try await Self.registerAndPoll(
-            register: "dps-symmetric-register.sh.txt", operation: "dps-symmetric-operation.sh.txt", registrationId: "dps-test-sym-device01",
-            substitutions: [("[sas_token]", token)], emulator: emulator, folder: folder
+            register: "dps-symmetric-register.sh.txt",
+            operation: "dps-symmetric-operation.sh.txt",
+            registrationId: "dps-test-sym-device01",
+            substitutions: [("[sas_token]", token)],
+            emulator: emulator,
+            folder: folder
         )
         #expect(state["status"] == .string("assigned"))
         #expect(state["symmetricKey"]?.objectValue["enrollmentGroupId"] == .string("dps-test-sym-group1"))
@@ -179,21 +222,43 @@ struct WriteUpRecipeTests {
         var provisioning = EmulatorConfiguration.Provisioning(idScope: Self.exampleScope)
         switch setup {
         case .individual:
-            provisioning.individualEnrollments = [.init(registrationId: "dps-test-device-01", certificateThumbprint: device.identity.leaf.sha256Thumbprint)]
+            provisioning.individualEnrollments = [
+                .init(
+                    registrationId: "dps-test-device-01",
+                    certificateThumbprint: device.identity.leaf.sha256Thumbprint
+                )
+            ]
         case .rootCAGroup:
             provisioning.enrollmentGroups = [.init(name: "dps-test-root-group", caCertificatePEM: root.certificatePEM)]
         case .intermediateGroup:
-            provisioning.enrollmentGroups = [.init(name: "dps-test-intermediate-group", caCertificatePEM: intermediate.certificatePEM)]
+            provisioning.enrollmentGroups = [
+                .init(name: "dps-test-intermediate-group", caCertificatePEM: intermediate.certificatePEM)
+            ]
         }
-        let emulator = try await IoTEmulator.start(configuration: EmulatorConfiguration(hubName: "test-hub", provisioning: provisioning))
+        let emulator = try await IoTEmulator.start(
+            configuration: EmulatorConfiguration(hubName: "test-hub", provisioning: provisioning)
+        )
         defer { Task { await emulator.shutdown() } }
         let folder = try RecipeShell.folder()
-        try (device.certificatePEM + device.chainPEM).write(toFile: folder + "/dpsTestDevice01_cert.pem", atomically: true, encoding: .utf8)
-        FileManager.default.createFile(atPath: folder + "/dpsTestDevice01_key.pem", contents: Data(device.privateKeyPEM.utf8), attributes: [.posixPermissions: 0o600])
+        try (device.certificatePEM + device.chainPEM).write(
+            toFile: folder + "/dpsTestDevice01_cert.pem",
+            atomically: true,
+            encoding: .utf8
+        )
+        _ = FileManager.default.createFile(
+            atPath: folder + "/dpsTestDevice01_key.pem",
+            contents: Data(device.privateKeyPEM.utf8),
+            attributes: [.posixPermissions: 0o600]
+        )
         let state = try await Self.registerAndPoll(
-            register: "dps-x509-register.sh.txt", operation: "dps-x509-operation.sh.txt", registrationId: "dps-test-device-01",
-            substitutions: [("[device cert]", "dpsTestDevice01_cert"), ("[device-cert-private-key]", "dpsTestDevice01_key")],
-            emulator: emulator, folder: folder
+            register: "dps-x509-register.sh.txt",
+            operation: "dps-x509-operation.sh.txt",
+            registrationId: "dps-test-device-01",
+            substitutions: [
+                ("[device cert]", "dpsTestDevice01_cert"), ("[device-cert-private-key]", "dpsTestDevice01_key"),
+            ],
+            emulator: emulator,
+            folder: folder
         )
         #expect(state["status"] == .string("assigned"))
         #expect(state["deviceId"] == .string("dps-test-device-01"))
@@ -209,43 +274,71 @@ struct WriteUpRecipeTests {
 
     /// A hub with the write-ups' example names, one device with a key.
     static func hubEmulator(hubName: String, deviceId: String, amqpPort: Int = 0) async throws -> IoTEmulator {
-        try await IoTEmulator.start(configuration: EmulatorConfiguration(
-            hubName: hubName, amqpPort: amqpPort,
-            devices: [.init(deviceId: deviceId, primaryKey: EmulatorFixture.deviceKey)],
-            provisioning: .init(idScope: Self.exampleScope)
-        ))
+        try await IoTEmulator.start(
+            configuration: EmulatorConfiguration(
+                hubName: hubName,
+                amqpPort: amqpPort,
+                devices: [.init(deviceId: deviceId, primaryKey: EmulatorFixture.deviceKey)],
+                provisioning: .init(idScope: Self.exampleScope)
+            )
+        )
     }
 
     @Test("the Node-RED MQTT node's settings (paho plays the node): both topics, QoS 0 and 1, the 2016-11-14 user name")
     func nodeRed() async throws {
         let emulator = try await Self.hubEmulator(hubName: "sdbiothub1", deviceId: "nodeRedTest")
         defer { Task { await emulator.shutdown() } }
-        let settings = try WriteUpExcerpt("nodered-mqtt-node.txt").pasted([("[device id]", "nodeRedTest"), ("[hub name]", "sdbiothub1")])
-            .split(separator: "\n").map(String.init)
+        let settings = try WriteUpExcerpt("nodered-mqtt-node.txt").pasted([
+            ("[device id]", "nodeRedTest"), ("[hub name]", "sdbiothub1"),
+        ])
+        .split(separator: "\n").map(String.init)
         let (topic, topicWithProperties, username) = (settings[0], settings[1], settings[2])
         #expect(username == "sdbiothub1.azure-devices.net/nodeRedTest/api-version=2016-11-14")
         // The write-up's token comes from `az iot hub generate-sas-token`; Azure's documented script makes the same one.
-        let token = try await EmulatorFidelityTests.sasToken("sdbiothub1.azure-devices.net/devices/nodeRedTest", key: EmulatorFixture.deviceKey)
+        let token = try await EmulatorFidelityTests.sasToken(
+            "sdbiothub1.azure-devices.net/devices/nodeRedTest",
+            key: EmulatorFixture.deviceKey
+        )
         let node = PeerProcess.peerScript("fidelity/mqtt_node.py")
         let endpoint = ["localhost", String(emulator.endpoints.mqtt.port), emulator.endpoints.caCertificatePath]
         let stamp = String(Int(Date().timeIntervalSince1970 * 1000))
-        let published = try await PeerProcess.complete(Self.python, [node] + endpoint + ["nodeRedTest", username, token, "0", topic, stamp, "1", topicWithProperties, #"{"messageType":"alert"}"#])
+        let published = try await PeerProcess.complete(
+            Self.python,
+            [node] + endpoint + [
+                "nodeRedTest", username, token, "0", topic, stamp, "1", topicWithProperties,
+                #"{"messageType":"alert"}"#,
+            ]
+        )
         #expect(published.status == 0 && published.output.contains("published 2"), "\(published.output)")
         let received = try await emulator.waitForTelemetry(deviceId: "nodeRedTest", count: 2)
         #expect(received.map(\.bodyText).sorted() == [stamp, #"{"messageType":"alert"}"#].sorted())
         let routed = try #require(received.first { $0.bodyText.hasPrefix("{") })
-        #expect(routed.contentType == "application/json" && routed.contentEncoding == "utf-8" && routed.properties.isEmpty)
+        #expect(
+            routed.contentType == "application/json" && routed.contentEncoding == "utf-8" && routed.properties.isEmpty
+        )
 
         // Still refused: another hub, another device than the client id, a token signed with another key.
         let refusals: [(clientId: String, username: String, token: String)] = [
             ("nodeRedTest", "otherhub.azure-devices.net/nodeRedTest/api-version=2016-11-14", token),
             ("nodeRedTest", "sdbiothub1.azure-devices.net/someoneElse/api-version=2016-11-14", token),
             ("someoneElse", username, token),
-            ("nodeRedTest", username, try await EmulatorFidelityTests.sasToken("sdbiothub1.azure-devices.net/devices/nodeRedTest", key: Self.groupKey)),
+            (
+                "nodeRedTest", username,
+                try await EmulatorFidelityTests.sasToken(
+                    "sdbiothub1.azure-devices.net/devices/nodeRedTest",
+                    key: Self.groupKey
+                )
+            ),
         ]
         for refusal in refusals {
-            let refused = try await PeerProcess.complete(Self.python, [node] + endpoint + [refusal.clientId, refusal.username, refusal.token, "1", topic, "x"])
-            #expect(refused.output.contains("refused rc=5"), "\(refusal.clientId) \(refusal.username): \(refused.output)")
+            let refused = try await PeerProcess.complete(
+                Self.python,
+                [node] + endpoint + [refusal.clientId, refusal.username, refusal.token, "1", topic, "x"]
+            )
+            #expect(
+                refused.output.contains("refused rc=5"),
+                "\(refusal.clientId) \(refusal.username): \(refused.output)"
+            )
         }
     }
 
@@ -253,42 +346,69 @@ struct WriteUpRecipeTests {
     func mosquittoBridge() async throws {
         let emulator = try await Self.hubEmulator(hubName: "myiothub", deviceId: "bridge-device")
         defer { Task { await emulator.shutdown() } }
-        let token = try await EmulatorFidelityTests.sasToken("myiothub.azure-devices.net/devices/bridge-device", key: EmulatorFixture.deviceKey)
+        let token = try await EmulatorFidelityTests.sasToken(
+            "myiothub.azure-devices.net/devices/bridge-device",
+            key: EmulatorFixture.deviceKey
+        )
         let localPort = try PeerProcess.freePort()
         let block = try WriteUpExcerpt("mosquitto-bridge.conf.txt").pasted([
-            ("[edge or hub fqdn]:8883", "localhost:\(emulator.endpoints.mqtt.port)"), ("[iothub-shortname]", "myiothub"),
-            ("[device-id]", "bridge-device"), ("[sas-token]", token), ("[iot hub or edge root ca cert]", emulator.endpoints.caCertificatePath),
+            ("[edge or hub fqdn]:8883", "localhost:\(emulator.endpoints.mqtt.port)"),
+            ("[iothub-shortname]", "myiothub"),
+            ("[device-id]", "bridge-device"), ("[sas-token]", token),
+            ("[iot hub or edge root ca cert]", emulator.endpoints.caCertificatePath),
         ])
         // The write-up leaves the rest of mosquitto.conf to the reader: where the local broker listens.
-        let harness = "persistence false\nuser root\nlog_dest stderr\nlistener \(localPort) 127.0.0.1\nallow_anonymous true\n\n"
+        let harness =
+            "persistence false\nuser root\nlog_dest stderr\nlistener \(localPort) 127.0.0.1\nallow_anonymous true\n\n"
         let folder = try RecipeShell.folder()
         try (harness + block).write(toFile: folder + "/mosquitto.conf", atomically: true, encoding: .utf8)
         // The block logs at debug level only, so its CONNACK line (not the notice " running") says it is up.
-        let bridge = try await PeerProcess("/usr/sbin/mosquitto", ["-c", folder + "/mosquitto.conf"], readyMarker: "Received CONNACK on connection", timeout: .seconds(30))
+        let bridge = try await PeerProcess(
+            "/usr/sbin/mosquitto",
+            ["-c", folder + "/mosquitto.conf"],
+            readyMarker: "Received CONNACK on connection",
+            timeout: .seconds(30)
+        )
         defer { bridge.stop() }
         try await emulator.waitUntilConnected(deviceId: "bridge-device", timeout: .seconds(30))
 
         // `mosquitto_pub` as printed, told the local broker's port.
-        let publish = try WriteUpExcerpt("mosquitto-bridge-publish.sh.txt").pasted([("[device-id]", "bridge-device"), ("mosquitto_pub ", "mosquitto_pub -p \(localPort) ")])
+        let publish = try WriteUpExcerpt("mosquitto-bridge-publish.sh.txt").pasted([
+            ("[device-id]", "bridge-device"), ("mosquitto_pub ", "mosquitto_pub -p \(localPort) "),
+        ])
         let published = try await RecipeShell.run(publish, in: folder)
         #expect(published.status == 0, "\(published.stderr)")
-        #expect(try await emulator.waitForTelemetry(deviceId: "bridge-device").first?.bodyText == "hello world!", "\(bridge.output)")
+        #expect(
+            try await emulator.waitForTelemetry(deviceId: "bridge-device").first?.bodyText == "hello world!",
+            "\(bridge.output)"
+        )
 
         // The translation script as printed, pointed at the local broker, republishes any topic onto the hub's.
         let translate = try WriteUpExcerpt("topic-translate.py.txt").pasted([
-            ("[device-id]", "bridge-device"), ("[broker address]", "127.0.0.1"), ("client.connect(broker_address)", "client.connect(broker_address, \(localPort))"),
+            ("[device-id]", "bridge-device"), ("[broker address]", "127.0.0.1"),
+            ("client.connect(broker_address)", "client.connect(broker_address, \(localPort))"),
         ])
         try translate.write(toFile: folder + "/translate.py", atomically: true, encoding: .utf8)
         var environment = ProcessInfo.processInfo.environment
         environment["PYTHONUNBUFFERED"] = "1"
-        let translator = try await PeerProcess(Self.python, [folder + "/translate.py"], readyMarker: "Subscribing to all topics", environment: environment)
+        let translator = try await PeerProcess(
+            Self.python,
+            [folder + "/translate.py"],
+            readyMarker: "Subscribing to all topics",
+            environment: environment
+        )
         defer { translator.stop() }
-        let anyTopic = try WriteUpExcerpt("topic-translate-publish.sh.txt").pasted([("mosquitto_pub ", "mosquitto_pub -p \(localPort) ")])
+        let anyTopic = try WriteUpExcerpt("topic-translate-publish.sh.txt").pasted([
+            ("mosquitto_pub ", "mosquitto_pub -p \(localPort) ")
+        ])
         // Its SUBACK is not printed: publish until the script has seen one message.
         var seen = false
         for _ in 0..<20 where !seen {
             _ = try await RecipeShell.run(anyTopic, in: folder)
-            seen = await translator.waitForOutput(containing: "message topic= /any/topic/structure/you/want", timeout: .seconds(1))
+            seen = await translator.waitForOutput(
+                containing: "message topic= /any/topic/structure/you/want",
+                timeout: .seconds(1)
+            )
         }
         #expect(seen, "\(translator.output)")
         let all = try await emulator.waitForTelemetry(deviceId: "bridge-device", count: 2)
@@ -297,7 +417,9 @@ struct WriteUpRecipeTests {
 
     // MARK: - AMQP with uamqp
 
-    @Test("the uamqp sample as printed: amqps:// URL with %40sas. and the encoded token, SASL PLAIN with the Edge root CA")
+    @Test(
+        "the uamqp sample as printed: amqps:// URL with %40sas. and the encoded token, SASL PLAIN with the Edge root CA"
+    )
     func uamqpEdge() async throws {
         try await FixedPortLock.withLock {
             let emulator = try await Self.hubEmulator(hubName: "sdbiothub1", deviceId: "amqptest", amqpPort: 5671)
@@ -316,13 +438,18 @@ struct WriteUpRecipeTests {
             let script = try WriteUpExcerpt("uamqp-send.py.txt").pasted([
                 ("'your long iothub name'", "'sdbiothub1.azure-devices.net'"), ("'your device id'", "'amqptest'"),
                 ("'your primary or secondary device key'", "'\(EmulatorFixture.deviceKey)'"),
-                ("'your FQDN for your edge box'", "'localhost'"), ("'the path to your root ca cert for edge'", "'\(emulator.endpoints.caCertificatePath)'"),
+                ("'your FQDN for your edge box'", "'localhost'"),
+                ("'the path to your root ca cert for edge'", "'\(emulator.endpoints.caCertificatePath)'"),
             ])
             let folder = try RecipeShell.folder()
             try script.write(toFile: folder + "/send.py", atomically: true, encoding: .utf8)
             let result = try await PeerProcess.complete(Self.python, [folder + "/send.py"], timeout: .seconds(60))
             #expect(result.status == 0 && result.output.contains("Message sent."), "\(result.output.suffix(3000))")
-            #expect(result.output.contains("Target: amqps://amqptest%40sas.sdbiothub1:SharedAccessSignature+sr%3Dsdbiothub1.azure-devices.net%252Fdevices%252Famqptest%26sig%3D"))
+            #expect(
+                result.output.contains(
+                    "Target: amqps://amqptest%40sas.sdbiothub1:SharedAccessSignature+sr%3Dsdbiothub1.azure-devices.net%252Fdevices%252Famqptest%26sig%3D"
+                )
+            )
             let message = try #require(try await emulator.waitForTelemetry(deviceId: "amqptest").first)
             #expect(message.transport == .amqp && message.bodyText == "hello world")
             #expect(message.properties == ["test_prop_1": "value", "test_prop_2": "X"])

@@ -11,12 +11,24 @@ struct ProvisioningClientTests {
     static let deviceKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
     static let groupKey = "gPD2SOUYSOMXygVZA+pupNvWckqaS3Qnu+BUBbw7TbIZU7y2UZ5ksp4uMJfdV+nTIBayN+fZIZco4tS7oeVR/A=="
 
-    static func client(_ server: DPSTestServer, _ pki: TestPKI, id: String, attestation: ProvisioningClient.Attestation,
-                       apiVersion: String = "2021-10-01") throws -> ProvisioningClient {
-        try ProvisioningClient(configuration: .init(
-            endpoint: server.endpoint, idScope: DPSTestServer.idScope, registrationId: id, attestation: attestation,
-            apiVersion: apiVersion, trustRoots: .pemFile(pki.path("ca.pem")), defaultPollInterval: .milliseconds(200)
-        ))
+    static func client(
+        _ server: DPSTestServer,
+        _ pki: TestPKI,
+        id: String,
+        attestation: ProvisioningClient.Attestation,
+        apiVersion: String = "2021-10-01"
+    ) throws -> ProvisioningClient {
+        try ProvisioningClient(
+            configuration: .init(
+                endpoint: server.endpoint,
+                idScope: DPSTestServer.idScope,
+                registrationId: id,
+                attestation: attestation,
+                apiVersion: apiVersion,
+                trustRoots: .pemFile(pki.path("ca.pem")),
+                defaultPollInterval: .milliseconds(200)
+            )
+        )
     }
 
     final class StatusLog: Sendable {
@@ -28,10 +40,18 @@ struct ProvisioningClientTests {
     @Test("symmetric key, individual enrollment: assigning twice with Retry-After 1 s, then assigned; request shape")
     func individualSymmetricKey() async throws {
         let pki = try await TestPKI.shared()
-        let server = try await DPSTestServer(pki: pki, individual: ["dev-sym": Self.deviceKey],
-                                             behaviors: ["dev-sym": ["assigning": 2, "retryAfter": 1]])
+        let server = try await DPSTestServer(
+            pki: pki,
+            individual: ["dev-sym": Self.deviceKey],
+            behaviors: ["dev-sym": ["assigning": 2, "retryAfter": 1]]
+        )
         defer { server.stop() }
-        let client = try Self.client(server, pki, id: "dev-sym", attestation: .symmetricKey(try SymmetricKey(base64: Self.deviceKey)))
+        let client = try Self.client(
+            server,
+            pki,
+            id: "dev-sym",
+            attestation: .symmetricKey(try SymmetricKey(base64: Self.deviceKey))
+        )
         let log = StatusLog()
         let result = try await client.register(onStatus: { log.record($0) })
         #expect(result.assignedHub == DPSTestServer.hub)
@@ -39,7 +59,10 @@ struct ProvisioningClientTests {
         #expect(result.registration.status == .assigned)
         #expect(result.registration.substatus == "initialAssignment")
         #expect(log.all == [.assigning, .assigned])
-        #expect(result.connectionString?.description == "HostName=\(DPSTestServer.hub);DeviceId=dev-sym;SharedAccessKey=<redacted>")
+        #expect(
+            result.connectionString?.description
+                == "HostName=\(DPSTestServer.hub);DeviceId=dev-sym;SharedAccessKey=<redacted>"
+        )
 
         let requests = try server.requests()
         #expect(requests.map(\.method) == ["PUT", "GET", "GET"])
@@ -50,7 +73,11 @@ struct ProvisioningClientTests {
         #expect(put.headers["Content-Encoding"] == "utf-8")
         #expect(put.headers["Accept"] == "application/json")
         #expect(put.headers["User-Agent"] == ProvisioningClient.userAgent)
-        #expect(put.headers["Authorization"]?.hasPrefix("SharedAccessSignature sr=\(DPSTestServer.idScope)%2Fregistrations%2Fdev-sym&sig=") == true)
+        #expect(
+            put.headers["Authorization"]?.hasPrefix(
+                "SharedAccessSignature sr=\(DPSTestServer.idScope)%2Fregistrations%2Fdev-sym&sig="
+            ) == true
+        )
         #expect(put.headers["Authorization"]?.hasSuffix("&skn=registration") == true)
         #expect(put.body == #"{"registrationId":"dev-sym"}"#)
         // Retry-After honoured: each poll waited at least the second the service asked for.
@@ -60,14 +87,25 @@ struct ProvisioningClientTests {
 
     @Test("symmetric key, group enrollment: the derived key is used and the payload round-trips")
     func groupSymmetricKey() async throws {
-        struct Payload: Codable, Sendable, Equatable { let model: String; let floor: Int }
+        struct Payload: Codable, Sendable, Equatable {
+            let model: String
+            let floor: Int
+        }
         struct Echo: Codable, Equatable { let echo: Payload }
         let pki = try await TestPKI.shared()
-        let server = try await DPSTestServer(pki: pki, groups: ["grp-1": Self.groupKey],
-                                             behaviors: ["group-dev-7": ["assigning": 1, "retryAfter": 0]])
+        let server = try await DPSTestServer(
+            pki: pki,
+            groups: ["grp-1": Self.groupKey],
+            behaviors: ["group-dev-7": ["assigning": 1, "retryAfter": 0]]
+        )
         defer { server.stop() }
-        let client = try Self.client(server, pki, id: "group-dev-7", attestation: .groupSymmetricKey(try SymmetricKey(base64: Self.groupKey)),
-                                     apiVersion: "2019-03-31")
+        let client = try Self.client(
+            server,
+            pki,
+            id: "group-dev-7",
+            attestation: .groupSymmetricKey(try SymmetricKey(base64: Self.groupKey)),
+            apiVersion: "2019-03-31"
+        )
         let result = try await client.register(payload: Payload(model: "thermo", floor: 3))
         #expect(result.registration.symmetricKey?.enrollmentGroupId == "grp-1")
         #expect(try result.registration.decodePayload(as: Echo.self) == Echo(echo: Payload(model: "thermo", floor: 3)))
@@ -81,7 +119,10 @@ struct ProvisioningClientTests {
     @Test("X.509 individual (root-signed) and group (through an intermediate) with the client certificate")
     func x509() async throws {
         let pki = try await TestPKI.shared()
-        let server = try await DPSTestServer(pki: pki, behaviors: ["dev1": ["retryAfter": 0], "dev2": ["retryAfter": 0]])
+        let server = try await DPSTestServer(
+            pki: pki,
+            behaviors: ["dev1": ["retryAfter": 0], "dev2": ["retryAfter": 0]]
+        )
         defer { server.stop() }
         for (id, certificate, key) in [("dev1", "dev1.pem", "dev1.key"), ("dev2", "dev2-chain.pem", "dev2.key")] {
             let identity = try X509Identity(certificateFile: pki.path(certificate), privateKeyFile: pki.path(key))
@@ -101,7 +142,9 @@ struct ProvisioningClientTests {
         let pki = try await TestPKI.shared()
         let identity = try X509Identity(certificateFile: pki.path("dev1.pem"), privateKeyFile: pki.path("dev1.key"))
         #expect(throws: ProvisioningError(.invalidConfiguration, "")) {
-            try ProvisioningClient(configuration: .init(idScope: "s", registrationId: "not-dev1", attestation: .x509(identity)))
+            try ProvisioningClient(
+                configuration: .init(idScope: "s", registrationId: "not-dev1", attestation: .x509(identity))
+            )
         }
     }
 
@@ -111,7 +154,12 @@ struct ProvisioningClientTests {
         let server = try await DPSTestServer(pki: pki, individual: ["dev-sym": Self.deviceKey])
         defer { server.stop() }
         let wrong = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
-        let client = try Self.client(server, pki, id: "dev-sym", attestation: .symmetricKey(try SymmetricKey(base64: wrong)))
+        let client = try Self.client(
+            server,
+            pki,
+            id: "dev-sym",
+            attestation: .symmetricKey(try SymmetricKey(base64: wrong))
+        )
         do {
             _ = try await client.register()
             Issue.record("expected 401")
@@ -130,18 +178,28 @@ struct ProvisioningClientTests {
         let pki = try await TestPKI.shared()
         let ids = ["f", "d", "e", "m"]
         let server = try await DPSTestServer(
-            pki: pki, individual: Dictionary(uniqueKeysWithValues: ids.map { ($0, Self.deviceKey) }),
-            behaviors: ["f": ["final": "failed", "errorCode": 400209, "errorMessage": "no hub", "retryAfter": 0],
-                        "d": ["final": "disabled", "retryAfter": 0], "e": ["status500": true], "m": ["malformed": true]]
+            pki: pki,
+            individual: Dictionary(uniqueKeysWithValues: ids.map { ($0, Self.deviceKey) }),
+            behaviors: [
+                "f": ["final": "failed", "errorCode": 400209, "errorMessage": "no hub", "retryAfter": 0],
+                "d": ["final": "disabled", "retryAfter": 0], "e": ["status500": true], "m": ["malformed": true],
+            ]
         )
         defer { server.stop() }
         let key = ProvisioningClient.Attestation.symmetricKey(try SymmetricKey(base64: Self.deviceKey))
         func outcome(_ id: String, scope: String = DPSTestServer.idScope) async -> ProvisioningError? {
             do {
-                let client = try ProvisioningClient(configuration: .init(
-                    endpoint: server.endpoint, idScope: scope, registrationId: id, attestation: key,
-                    trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")), defaultPollInterval: .milliseconds(50),
-                    serverErrorRetries: 2))
+                let client = try ProvisioningClient(
+                    configuration: .init(
+                        endpoint: server.endpoint,
+                        idScope: scope,
+                        registrationId: id,
+                        attestation: key,
+                        trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")),
+                        defaultPollInterval: .milliseconds(50),
+                        serverErrorRetries: 2
+                    )
+                )
                 _ = try await client.register(timeout: .seconds(20))
                 return nil
             } catch {
@@ -165,10 +223,18 @@ struct ProvisioningClientTests {
     @Test("429 on PUT and on GET waits Retry-After and retries")
     func throttling() async throws {
         let pki = try await TestPKI.shared()
-        let server = try await DPSTestServer(pki: pki, individual: ["t": Self.deviceKey],
-                                             behaviors: ["t": ["throttlePUT": 1, "throttleGET": 1, "retryAfter": 0]])
+        let server = try await DPSTestServer(
+            pki: pki,
+            individual: ["t": Self.deviceKey],
+            behaviors: ["t": ["throttlePUT": 1, "throttleGET": 1, "retryAfter": 0]]
+        )
         defer { server.stop() }
-        let client = try Self.client(server, pki, id: "t", attestation: .symmetricKey(try SymmetricKey(base64: Self.deviceKey)))
+        let client = try Self.client(
+            server,
+            pki,
+            id: "t",
+            attestation: .symmetricKey(try SymmetricKey(base64: Self.deviceKey))
+        )
         let result = try await client.register()
         #expect(result.deviceId == "t")
         let requests = try server.requests()
@@ -180,10 +246,18 @@ struct ProvisioningClientTests {
     @Test("cancellation mid-poll ends register promptly; the overall timeout is honoured")
     func cancellationAndTimeout() async throws {
         let pki = try await TestPKI.shared()
-        let server = try await DPSTestServer(pki: pki, individual: ["slow": Self.deviceKey],
-                                             behaviors: ["slow": ["assigning": 100, "retryAfter": 3]])
+        let server = try await DPSTestServer(
+            pki: pki,
+            individual: ["slow": Self.deviceKey],
+            behaviors: ["slow": ["assigning": 100, "retryAfter": 3]]
+        )
         defer { server.stop() }
-        let client = try Self.client(server, pki, id: "slow", attestation: .symmetricKey(try SymmetricKey(base64: Self.deviceKey)))
+        let client = try Self.client(
+            server,
+            pki,
+            id: "slow",
+            attestation: .symmetricKey(try SymmetricKey(base64: Self.deviceKey))
+        )
         let clock = ContinuousClock()
         let task = Task { try await client.register() }
         // Mid-poll: the registration and a first status poll are in, and the client waits out Retry-After (3 s).
@@ -203,7 +277,12 @@ struct ProvisioningClientTests {
         let pki = try await TestPKI.shared()
         let server = try await DPSTestServer(pki: pki, individual: ["s": Self.deviceKey])
         defer { server.stop() }
-        let client = try Self.client(server, pki, id: "s", attestation: .symmetricKey(try SymmetricKey(base64: Self.deviceKey)))
+        let client = try Self.client(
+            server,
+            pki,
+            id: "s",
+            attestation: .symmetricKey(try SymmetricKey(base64: Self.deviceKey))
+        )
         let state = try await client.registrationStatus()
         #expect(state.status == .assigned)
         #expect(try server.requests().first?.method == "POST")
@@ -212,8 +291,11 @@ struct ProvisioningClientTests {
     @Test("the server speaks what the write-ups' curl commands send (certificate and SAS forms)")
     func writeUpCurlCommands() async throws {
         let pki = try await TestPKI.shared()
-        let server = try await DPSTestServer(pki: pki, individual: ["dps-sym": Self.deviceKey],
-                                             behaviors: ["dev1": ["retryAfter": 1], "dps-sym": ["retryAfter": 1]])
+        let server = try await DPSTestServer(
+            pki: pki,
+            individual: ["dps-sym": Self.deviceKey],
+            behaviors: ["dev1": ["retryAfter": 1], "dps-sym": ["retryAfter": 1]]
+        )
         defer { server.stop() }
         let base = "https://localhost:\(server.port)/\(DPSTestServer.idScope)/registrations"
         func curl(_ arguments: [String]) throws -> String {
@@ -227,25 +309,38 @@ struct ProvisioningClientTests {
             return try #require(object["operationId"] as? String)
         }
         // Certificate form, as in the X.509 write-up.
-        let put = try curl(["-L", "-i", "-X", "PUT", "--cert", pki.path("dev1.pem"), "--key", pki.path("dev1.key"),
-                            "-H", "Content-Type: application/json", "-H", "Content-Encoding:  utf-8",
-                            "-d", #"{"registrationId": "dev1"}"#, "\(base)/dev1/register?api-version=2019-03-31"])
+        let put = try curl([
+            "-L", "-i", "-X", "PUT", "--cert", pki.path("dev1.pem"), "--key", pki.path("dev1.key"),
+            "-H", "Content-Type: application/json", "-H", "Content-Encoding:  utf-8",
+            "-d", #"{"registrationId": "dev1"}"#, "\(base)/dev1/register?api-version=2019-03-31",
+        ])
         #expect(put.contains("\"status\": \"assigning\""))
         let id = try operationId(put)
-        let get = try curl(["-L", "-i", "-X", "GET", "--cert", pki.path("dev1.pem"), "--key", pki.path("dev1.key"),
-                            "-H", "Content-Type: application/json", "-H", "Content-Encoding:  utf-8",
-                            "\(base)/dev1/operations/\(id)?api-version=2019-03-31"])
+        let get = try curl([
+            "-L", "-i", "-X", "GET", "--cert", pki.path("dev1.pem"), "--key", pki.path("dev1.key"),
+            "-H", "Content-Type: application/json", "-H", "Content-Encoding:  utf-8",
+            "\(base)/dev1/operations/\(id)?api-version=2019-03-31",
+        ])
         #expect(get.contains("\"status\": \"assigned\""))
 
         // SAS form, with the token the write-up's script computes (here: this SDK's CLI-equivalent API).
-        let sas = SASToken.string(for: .registration(idScope: DPSTestServer.idScope, registrationId: "dps-sym"),
-                                  key: try SymmetricKey(base64: Self.deviceKey), expiry: UnixTime.now() + 3600, keyName: "registration")
-        let sasPut = try curl(["-L", "-i", "-X", "PUT", "-H", "Content-Type: application/json", "-H", "Content-Encoding:  utf-8",
-                               "-H", "Authorization: \(sas)", "-d", #"{"registrationId": "dps-sym"}"#,
-                               "\(base)/dps-sym/register?api-version=2019-03-31"])
+        let sas = SASToken.string(
+            for: .registration(idScope: DPSTestServer.idScope, registrationId: "dps-sym"),
+            key: try SymmetricKey(base64: Self.deviceKey),
+            expiry: UnixTime.now() + 3600,
+            keyName: "registration"
+        )
+        let sasPut = try curl([
+            "-L", "-i", "-X", "PUT", "-H", "Content-Type: application/json", "-H", "Content-Encoding:  utf-8",
+            "-H", "Authorization: \(sas)", "-d", #"{"registrationId": "dps-sym"}"#,
+            "\(base)/dps-sym/register?api-version=2019-03-31",
+        ])
         #expect(sasPut.contains("\"status\": \"assigning\""))
-        let sasGet = try curl(["-L", "-i", "-X", "GET", "-H", "Content-Type: application/json", "-H", "Content-Encoding:  utf-8",
-                               "-H", "Authorization: \(sas)", "\(base)/dps-sym/operations/\(try operationId(sasPut))?api-version=2019-03-31"])
+        let sasGet = try curl([
+            "-L", "-i", "-X", "GET", "-H", "Content-Type: application/json", "-H", "Content-Encoding:  utf-8",
+            "-H", "Authorization: \(sas)",
+            "\(base)/dps-sym/operations/\(try operationId(sasPut))?api-version=2019-03-31",
+        ])
         #expect(sasGet.contains("\"status\": \"assigned\""))
         #expect(try server.requests().map(\.auth) == ["ok", "ok", "ok", "ok"])
     }
@@ -253,15 +348,23 @@ struct ProvisioningClientTests {
 
 @Suite("DPS transport failures")
 struct ProvisioningTransportTests {
-    @Test("an untrusted server certificate has its own code with the TLS error as cause; a closed port is a transport failure")
+    @Test(
+        "an untrusted server certificate has its own code with the TLS error as cause; a closed port is a transport failure"
+    )
     func transport() async throws {
         let pki = try await TestPKI.shared()
         let server = try await DPSTestServer(pki: pki, individual: ["x": ProvisioningClientTests.deviceKey])
         defer { server.stop() }
         let key = try SymmetricKey(base64: ProvisioningClientTests.deviceKey)
-        let untrusted = try ProvisioningClient(configuration: .init(
-            endpoint: server.endpoint, idScope: DPSTestServer.idScope, registrationId: "x", attestation: .symmetricKey(key),
-            trustRoots: .pemFile(pki.path("rogue-ca.pem"))))
+        let untrusted = try ProvisioningClient(
+            configuration: .init(
+                endpoint: server.endpoint,
+                idScope: DPSTestServer.idScope,
+                registrationId: "x",
+                attestation: .symmetricKey(key),
+                trustRoots: .pemFile(pki.path("rogue-ca.pem"))
+            )
+        )
         do {
             _ = try await untrusted.register(timeout: .seconds(10))
             Issue.record("expected a TLS failure")
@@ -272,41 +375,73 @@ struct ProvisioningTransportTests {
         }
         #expect(try server.requests().isEmpty)
 
-        let closed = try ProvisioningClient(configuration: .init(
-            endpoint: "127.0.0.1:\(try PeerProcess.freePort())", idScope: DPSTestServer.idScope, registrationId: "x",
-            attestation: .symmetricKey(key), trustRoots: .pemFile(pki.path("ca.pem")), defaultPollInterval: .milliseconds(100),
-            transportRetries: 2))
+        let closed = try ProvisioningClient(
+            configuration: .init(
+                endpoint: "127.0.0.1:\(try PeerProcess.freePort())",
+                idScope: DPSTestServer.idScope,
+                registrationId: "x",
+                attestation: .symmetricKey(key),
+                trustRoots: .pemFile(pki.path("ca.pem")),
+                defaultPollInterval: .milliseconds(100),
+                transportRetries: 2
+            )
+        )
         let clock = ContinuousClock()
         let start = clock.now
-        let failure = await #expect(throws: ProvisioningError(.transportFailure, "")) { _ = try await closed.register(timeout: .seconds(10)) }
+        let failure = await #expect(throws: ProvisioningError(.transportFailure, "")) {
+            _ = try await closed.register(timeout: .seconds(10))
+        }
         #expect((failure?.underlying as? AzureIoTError)?.code == .connectionFailed)
         // Two retries with backoff (0.1 s then 0.2 s, each ±20 %) before giving up.
         #expect(clock.now - start >= .milliseconds(240) * 0.8)
 
         // The hub clients' RetryPolicy works here too: four retries 50 ms apart, no jitter; then none at all.
-        let policy = RetryPolicy(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(50), jitter: 0, maximumAttempts: 4)
-        let patient = try ProvisioningClient(configuration: .init(
-            endpoint: "127.0.0.1:\(try PeerProcess.freePort())", idScope: DPSTestServer.idScope, registrationId: "x",
-            attestation: .symmetricKey(key), trustRoots: .pemFile(pki.path("ca.pem")), retryPolicy: policy))
+        let policy = RetryPolicy(
+            initialDelay: .milliseconds(50),
+            maximumDelay: .milliseconds(50),
+            jitter: 0,
+            maximumAttempts: 4
+        )
+        let patient = try ProvisioningClient(
+            configuration: .init(
+                endpoint: "127.0.0.1:\(try PeerProcess.freePort())",
+                idScope: DPSTestServer.idScope,
+                registrationId: "x",
+                attestation: .symmetricKey(key),
+                trustRoots: .pemFile(pki.path("ca.pem")),
+                retryPolicy: policy
+            )
+        )
         #expect(patient.configuration.transportRetries == 4)
         let patientStart = clock.now
-        await #expect(throws: ProvisioningError(.transportFailure, "")) { _ = try await patient.register(timeout: .seconds(10)) }
+        await #expect(throws: ProvisioningError(.transportFailure, "")) {
+            _ = try await patient.register(timeout: .seconds(10))
+        }
         #expect(clock.now - patientStart >= .milliseconds(200))
         var once = patient.configuration
         once.transportRetries = 0
-        await #expect(throws: ProvisioningError(.transportFailure, "")) { _ = try await ProvisioningClient(configuration: once).register(timeout: .seconds(10)) }
+        await #expect(throws: ProvisioningError(.transportFailure, "")) {
+            _ = try await ProvisioningClient(configuration: once).register(timeout: .seconds(10))
+        }
     }
 }
 
 @Suite("DPS error classification")
 struct ProvisioningErrorClassificationTests {
-    @Test("ProvisioningError.isTransient: throttling, 5xx, time-outs and transport failures are; refusals and certificate problems are not")
+    @Test(
+        "ProvisioningError.isTransient: throttling, 5xx, time-outs and transport failures are; refusals and certificate problems are not"
+    )
     func transience() {
-        for code in [ProvisioningError.Code.throttled, .timedOut, .transportFailure] { #expect(ProvisioningError(code, "").isTransient, "\(code)") }
+        for code in [ProvisioningError.Code.throttled, .timedOut, .transportFailure] {
+            #expect(ProvisioningError(code, "").isTransient, "\(code)")
+        }
         #expect(ProvisioningError(.serviceError, "", httpStatus: 503).isTransient)
         #expect(!ProvisioningError(.serviceError, "", httpStatus: 400).isTransient)
-        for code in [ProvisioningError.Code.unauthorized, .notFound, .registrationFailed, .registrationDisabled, .serverCertificateUntrusted,
-                     .clientCertificateRejected, .invalidConfiguration] {
+        for code in [
+            ProvisioningError.Code.unauthorized, .notFound, .registrationFailed, .registrationDisabled,
+            .serverCertificateUntrusted,
+            .clientCertificateRejected, .invalidConfiguration,
+        ] {
             #expect(!ProvisioningError(code, "").isTransient, "\(code)")
         }
     }
@@ -319,11 +454,16 @@ struct ProvisioningErrorClassificationTests {
         let pki = try await TestPKI.shared()
         let server = try await DPSTestServer(pki: pki, individual: ["dev-ua": ProvisioningClientTests.deviceKey])
         defer { server.stop() }
-        let client = try ProvisioningClient(configuration: .init(
-            endpoint: server.endpoint, idScope: DPSTestServer.idScope, registrationId: "dev-ua",
-            attestation: .symmetricKey(try SymmetricKey(base64: ProvisioningClientTests.deviceKey)), trustRoots: .pemFile(pki.path("ca.pem")),
-            userAgent: String(repeating: "u", count: 8_000_001)
-        ))
+        let client = try ProvisioningClient(
+            configuration: .init(
+                endpoint: server.endpoint,
+                idScope: DPSTestServer.idScope,
+                registrationId: "dev-ua",
+                attestation: .symmetricKey(try SymmetricKey(base64: ProvisioningClientTests.deviceKey)),
+                trustRoots: .pemFile(pki.path("ca.pem")),
+                userAgent: String(repeating: "u", count: 8_000_001)
+            )
+        )
         do {
             _ = try await client.register()
             Issue.record("the request was sent with a User-Agent libcurl refused")

@@ -1,7 +1,7 @@
 import AzureIoTCore
-import AzureIoTTesting
 import AzureIoTEmulator
 import AzureIoTTestSupport
+import AzureIoTTesting
 import DPSClient
 import Foundation
 import Logging
@@ -11,7 +11,8 @@ import Testing
 /// that code.
 @Suite("DocC articles: code compiled and run")
 struct ArticleExampleTests {
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
     static let individualKey = "aW5kaXZpZHVhbC1rZXktaW5kaXZpZHVhbC1rZXktMTI="
     static let groupKey = "Z3JvdXAta2V5LWdyb3VwLWtleS1ncm91cC1rZXktZ3JvdXA="
     static let deviceKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
@@ -49,7 +50,10 @@ struct ArticleExampleTests {
     static func emulatorConfiguration(deviceCA: CertificateAuthority) -> EmulatorConfiguration {
         EmulatorConfiguration(
             hubName: "docs-hub",
-            devices: [.init(deviceId: "dev1", primaryKey: Self.deviceKey), .init(deviceId: "dev2", primaryKey: Self.individualKey)],
+            devices: [
+                .init(deviceId: "dev1", primaryKey: Self.deviceKey),
+                .init(deviceId: "dev2", primaryKey: Self.individualKey),
+            ],
             provisioning: .init(
                 idScope: "0ne00DOCS1",
                 individualEnrollments: [.init(registrationId: "individual-1", primaryKey: Self.individualKey)],
@@ -63,14 +67,23 @@ struct ArticleExampleTests {
 
     @Test("every ```swift block of every article appears line for line in ArticleExamples.swift")
     func articlesShowCompiledCode() throws {
-        let examples = try String(contentsOf: Self.repository.appendingPathComponent("Tests/DocumentationExamplesTests/ArticleExamples.swift"), encoding: .utf8)
-        let exampleLines = examples.split(separator: "\n", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        let examples = try String(
+            contentsOf: Self.repository.appendingPathComponent(
+                "Tests/DocumentationExamplesTests/ArticleExamples.swift"
+            ),
+            encoding: .utf8
+        )
+        let exampleLines = examples.split(separator: "\n", omittingEmptySubsequences: false).map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }
         let articles = try Self.articles()
         #expect(articles.count >= 13, "catalog pages and articles: \(articles.map(\.lastPathComponent))")
         var checked = 0
         for article in articles {
             for block in try Self.blocks("swift", in: article) {
-                let lines = block.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                let lines = block.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+                    !$0.isEmpty
+                }
                 let found = exampleLines.indices.contains { start in
                     var index = start
                     for line in lines {
@@ -99,27 +112,50 @@ struct ArticleExampleTests {
         let trust = TLSConfiguration.TrustRoots.pemFile(emulator.endpoints.caCertificatePath)
         let port = emulator.endpoints.mqtt.port
 
-        let individual = try await ArticleExamples.provisionIndividual(endpoint: endpoint, trust: trust, idScope: "0ne00DOCS1", enrollmentKey: Self.individualKey)
+        let individual = try await ArticleExamples.provisionIndividual(
+            endpoint: endpoint,
+            trust: trust,
+            idScope: "0ne00DOCS1",
+            enrollmentKey: Self.individualKey
+        )
         #expect(individual.deviceId == "individual-1" && individual.assignedHub == "docs-hub.azure-devices.net")
 
-        let member = try await ArticleExamples.provisionGroupMember(endpoint: endpoint, trust: trust, gateway: "localhost", port: port, idScope: "0ne00DOCS1", groupKey: Self.groupKey)
+        let member = try await ArticleExamples.provisionGroupMember(
+            endpoint: endpoint,
+            trust: trust,
+            gateway: "localhost",
+            port: port,
+            idScope: "0ne00DOCS1",
+            groupKey: Self.groupKey
+        )
         #expect(member.deviceId == "sensor-0042")
 
         let device = try intermediate.issue(commonName: "camera-7")
         let directory = NSTemporaryDirectory() + "docs-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try (device.certificatePEM + device.chainPEM).write(toFile: directory + "/camera-7.pem", atomically: true, encoding: .utf8)
+        try (device.certificatePEM + device.chainPEM).write(
+            toFile: directory + "/camera-7.pem",
+            atomically: true,
+            encoding: .utf8
+        )
         try device.privateKeyPEM.write(toFile: directory + "/camera-7.key", atomically: true, encoding: .utf8)
         let certified = try await ArticleExamples.provisionWithCertificate(
-            endpoint: endpoint, trust: trust, gateway: "localhost", port: port, idScope: "0ne00DOCS1",
-            certificateFile: directory + "/camera-7.pem", keyFile: directory + "/camera-7.key"
+            endpoint: endpoint,
+            trust: trust,
+            gateway: "localhost",
+            port: port,
+            idScope: "0ne00DOCS1",
+            certificateFile: directory + "/camera-7.pem",
+            keyFile: directory + "/camera-7.key"
         )
         #expect(certified.deviceId == "camera-7")
         #expect(try await emulator.waitForTelemetry(deviceId: "camera-7").first?.bodyText == #"{"provisioned":true}"#)
         #expect(await emulator.registrations().map(\.enrollmentGroup) == [nil, "sensors", "certified"])
     }
 
-    @Test("running unattended: a ServiceGroup runs the client, telemetry with an expiry, C2D acknowledged when taken, graceful shutdown")
+    @Test(
+        "running unattended: a ServiceGroup runs the client, telemetry with an expiry, C2D acknowledged when taken, graceful shutdown"
+    )
     func runningUnattended() async throws {
         let root = try CertificateAuthority(commonName: "Docs Device Root")
         let emulator = try await IoTEmulator.start(configuration: Self.emulatorConfiguration(deviceCA: root))
@@ -128,7 +164,10 @@ struct ArticleExampleTests {
         let connectionString = try #require(emulator.endpoints.devices.first?.connectionString)
         let id = try await emulator.sendCloudToDevice(deviceId: "dev1", body: Array("reboot".utf8))
         let commands = try await ArticleExamples.runUnattended(
-            connectionString: connectionString, trust: trust, port: emulator.endpoints.mqtt.port, logger: Logger(label: "docs")
+            connectionString: connectionString,
+            trust: trust,
+            port: emulator.endpoints.mqtt.port,
+            logger: Logger(label: "docs")
         )
         #expect(commands == ["reboot"])
         _ = try await emulator.waitForCloudToDevice(messageId: id, state: .completed)
@@ -139,33 +178,70 @@ struct ArticleExampleTests {
 
     @Test("routing, IoT Edge and AMQP articles (one device, and several through a CBS gateway)")
     func hubArticles() async throws {
-        let emulator = try await IoTEmulator.start(configuration: Self.emulatorConfiguration(deviceCA: try CertificateAuthority(commonName: "Unused")))
+        let emulator = try await IoTEmulator.start(
+            configuration: Self.emulatorConfiguration(deviceCA: try CertificateAuthority(commonName: "Unused"))
+        )
         defer { Task { await emulator.shutdown() } }
         let trust = TLSConfiguration.TrustRoots.pemFile(emulator.endpoints.caCertificatePath)
         let connectionString = try #require(emulator.endpoints.devices.first?.connectionString)
-        try await ArticleExamples.sendRoutableTelemetry(connectionString: connectionString, trust: trust, port: emulator.endpoints.mqtt.port)
+        try await ArticleExamples.sendRoutableTelemetry(
+            connectionString: connectionString,
+            trust: trust,
+            port: emulator.endpoints.mqtt.port
+        )
         let hubOnly = "HostName=docs-hub.azure-devices.net;DeviceId=dev1;SharedAccessKey=\(Self.deviceKey)"
-        try await ArticleExamples.connectThroughEdge(hubConnectionString: hubOnly, edgeHost: "localhost", edgeRootCA: emulator.endpoints.caCertificatePath, port: emulator.endpoints.mqtt.port)
-        try await ArticleExamples.sendOverAMQP(hubHost: "docs-hub.azure-devices.net", deviceId: "dev1", deviceKey: Self.deviceKey, gateway: "localhost", port: emulator.endpoints.amqp.port, trust: trust)
-        try await ArticleExamples.gatewayForSeveralDevices(hubHost: "docs-hub.azure-devices.net", keys: ["dev1": Self.deviceKey, "dev2": Self.individualKey],
-                                                           gateway: "localhost", port: emulator.endpoints.amqp.port, trust: trust)
+        try await ArticleExamples.connectThroughEdge(
+            hubConnectionString: hubOnly,
+            edgeHost: "localhost",
+            edgeRootCA: emulator.endpoints.caCertificatePath,
+            port: emulator.endpoints.mqtt.port
+        )
+        try await ArticleExamples.sendOverAMQP(
+            hubHost: "docs-hub.azure-devices.net",
+            deviceId: "dev1",
+            deviceKey: Self.deviceKey,
+            gateway: "localhost",
+            port: emulator.endpoints.amqp.port,
+            trust: trust
+        )
+        try await ArticleExamples.gatewayForSeveralDevices(
+            hubHost: "docs-hub.azure-devices.net",
+            keys: ["dev1": Self.deviceKey, "dev2": Self.individualKey],
+            gateway: "localhost",
+            port: emulator.endpoints.amqp.port,
+            trust: trust
+        )
         let telemetry = try await emulator.waitForTelemetry(deviceId: "dev1", count: 4)
-        #expect(telemetry[0].contentType == "application/json" && telemetry[0].contentEncoding == "utf-8" && telemetry[0].properties == ["alert": "true"])
+        #expect(
+            telemetry[0].contentType == "application/json" && telemetry[0].contentEncoding == "utf-8"
+                && telemetry[0].properties == ["alert": "true"]
+        )
         #expect(telemetry[1].bodyText == "via the gateway")
-        #expect(telemetry[2].transport == .amqp && telemetry[2].messageId == "reading-1" && telemetry[2].properties == ["alert": "false"])
+        #expect(
+            telemetry[2].transport == .amqp && telemetry[2].messageId == "reading-1"
+                && telemetry[2].properties == ["alert": "false"]
+        )
         #expect(telemetry[3].bodyText == "reading from dev1")
         #expect(await emulator.telemetry(deviceId: "dev2").map(\.bodyText) == ["reading from dev2"])
     }
 
     @Test("bridge article: its mosquitto.conf with the article's credentials translates sensors/dev1/… into telemetry")
     func bridgeArticle() async throws {
-        let emulator = try await IoTEmulator.start(configuration: Self.emulatorConfiguration(deviceCA: try CertificateAuthority(commonName: "Unused")))
+        let emulator = try await IoTEmulator.start(
+            configuration: Self.emulatorConfiguration(deviceCA: try CertificateAuthority(commonName: "Unused"))
+        )
         defer { Task { await emulator.shutdown() } }
-        let credentials = try ArticleExamples.bridgeCredentials(hubHost: "docs-hub.azure-devices.net", deviceId: "dev1", deviceKey: Self.deviceKey)
+        let credentials = try ArticleExamples.bridgeCredentials(
+            hubHost: "docs-hub.azure-devices.net",
+            deviceId: "dev1",
+            deviceKey: Self.deviceKey
+        )
         let article = try #require(try Self.articles().first { $0.lastPathComponent == "BridgingMosquitto.md" })
         let template = try #require(try Self.blocks("conf", in: article).first)
         let localPort = try PeerProcess.freePort()
-        let config = "persistence false\nuser root\nlog_dest stderr\nlog_type all\nlistener \(localPort) 127.0.0.1\nallow_anonymous true\n" + template
+        let config =
+            "persistence false\nuser root\nlog_dest stderr\nlog_type all\nlistener \(localPort) 127.0.0.1\nallow_anonymous true\n"
+            + template
             .replacingOccurrences(of: "<hub-host>:8883", with: "localhost:\(emulator.endpoints.mqtt.port)")
             .replacingOccurrences(of: "<username>", with: credentials.username)
             .replacingOccurrences(of: "<sas-token>", with: credentials.password)
@@ -175,7 +251,10 @@ struct ArticleExampleTests {
         let bridge = try await PeerProcess("/usr/sbin/mosquitto", ["-c", path], readyMarker: " running")
         defer { bridge.stop() }
         try await emulator.waitUntilConnected(deviceId: "dev1")
-        let publish = try await PeerProcess.complete("/usr/bin/mosquitto_pub", ["-h", "127.0.0.1", "-p", String(localPort), "-t", "sensors/dev1/alert=true", "-m", "hot"])
+        let publish = try await PeerProcess.complete(
+            "/usr/bin/mosquitto_pub",
+            ["-h", "127.0.0.1", "-p", String(localPort), "-t", "sensors/dev1/alert=true", "-m", "hot"]
+        )
         #expect(publish.status == 0)
         let received = try #require(try await emulator.waitForTelemetry(deviceId: "dev1").first)
         #expect(received.bodyText == "hot" && received.properties == ["alert": "true"], "\(bridge.output)")

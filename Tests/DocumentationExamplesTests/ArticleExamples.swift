@@ -1,3 +1,5 @@
+// swift-format-ignore-file
+// The articles quote this file line for line (ArticleExampleTests), so it keeps their layout, not .swift-format's.
 import AzureIoTCore
 import AzureIoTEmulator
 import DPSClient

@@ -34,7 +34,9 @@ struct AMQPCapturedFramesTests {
                 offset += 8
                 continue
             }
-            guard let (frame, size) = try framer.nextFrame(in: stream[offset...]) else { throw TestFailure("a truncated frame at \(offset)") }
+            guard let (frame, size) = try framer.nextFrame(in: stream[offset...]) else {
+                throw TestFailure("a truncated frame at \(offset)")
+            }
             frames.append(frame)
             offset += size
         }
@@ -44,7 +46,11 @@ struct AMQPCapturedFramesTests {
     @Test("every captured frame and message re-encodes byte for byte")
     func reencode() async throws {
         let python = AMQPTestPeer.python
-        let result = try await PeerProcess.capture(python, [PeerProcess.peerScript("capture_amqp_frames.py")], timeout: .seconds(60))
+        let result = try await PeerProcess.capture(
+            python,
+            [PeerProcess.peerScript("capture_amqp_frames.py")],
+            timeout: .seconds(60)
+        )
         #expect(result.status == 0, "\(result.stderr)")
         let capture = try JSONDecoder().decode(Capture.self, from: Data(result.stdout.utf8))
         var names: [String] = []
@@ -54,8 +60,14 @@ struct AMQPCapturedFramesTests {
                 let performative = try AMQPPerformative.decode(frame.body)
                 names.append("\(performative)".prefix(while: { $0 != "(" }).description)
                 let encoded = try performative.encoded()
-                #expect(encoded == frame.body, "\(performative)\n  proton: \(frame.body.map { String(format: "%02x", $0) }.joined())\n  ours:   \(encoded.map { String(format: "%02x", $0) }.joined())")
-                #expect(AMQPFrame(type: frame.type, channel: frame.channel, body: encoded).encoded.count == frame.body.count + 8)
+                #expect(
+                    encoded == frame.body,
+                    "\(performative)\n  proton: \(frame.body.map { String(format: "%02x", $0) }.joined())\n  ours:   \(encoded.map { String(format: "%02x", $0) }.joined())"
+                )
+                #expect(
+                    AMQPFrame(type: frame.type, channel: frame.channel, body: encoded).encoded.count == frame.body.count
+                        + 8
+                )
                 if case .transfer(_, let payload) = performative {
                     let message = try AMQPMessage(decoding: payload)
                     #expect(try message.encoded() == payload, "message \(message)")
@@ -64,7 +76,10 @@ struct AMQPCapturedFramesTests {
             }
         }
         #expect(messages == 2)
-        for expected in ["saslMechanisms", "saslInit", "saslOutcome", "open", "begin", "attach", "flow", "transfer", "disposition", "detach", "close"] {
+        for expected in [
+            "saslMechanisms", "saslInit", "saslOutcome", "open", "begin", "attach", "flow", "transfer", "disposition",
+            "detach", "close",
+        ] {
             #expect(names.contains(expected), "no \(expected) in \(names)")
         }
     }

@@ -1,6 +1,7 @@
 import AzureIoTCore
-@testable import HubAMQP
 import Testing
+
+@testable import HubAMQP
 
 /// The client's protocol state driven directly with performatives, in the orders a peer may send them.
 @Suite("AMQP client state machine")
@@ -27,66 +28,107 @@ struct AMQPClientStateTests {
     }
 
     static func transfers(_ actions: [AMQPClientState.Action]) -> [AMQPTransfer] {
-        Self.written(actions).compactMap { if case .transfer(let transfer, _) = $0 { return transfer } else { return nil } }
+        Self.written(actions).compactMap {
+            if case .transfer(let transfer, _) = $0 { return transfer } else { return nil }
+        }
     }
 
     static func settled(_ actions: [AMQPClientState.Action]) -> [(UInt64, HubAMQPError?)] {
-        actions.compactMap { if case .settled(let sequence, let error) = $0 { return (sequence, error) } else { return nil } }
+        actions.compactMap {
+            if case .settled(let sequence, let error) = $0 { return (sequence, error) } else { return nil }
+        }
     }
 
     /// The peer's side of a handshake: its open, begin and attach replies (peer handles 7 and 8, in `order`).
     static func peerAttach(_ link: AMQPClientLink, handle: UInt32, refuse: Bool = false) -> AMQPPerformative {
         let address = link == .telemetry(0) ? Self.events : Self.devicebound
-        return .attach(AMQPAttach(name: link == .telemetry(0) ? "s" : "r", handle: handle, isReceiver: link.isSender,
-                                  source: link.isSender ? AMQPTerminus(address: "s") : (refuse ? nil : AMQPTerminus(address: address)),
-                                  target: link.isSender ? (refuse ? nil : AMQPTerminus(address: address)) : AMQPTerminus(address: "t"),
-                                  initialDeliveryCount: link.isSender ? nil : 0))
+        return .attach(
+            AMQPAttach(
+                name: link == .telemetry(0) ? "s" : "r",
+                handle: handle,
+                isReceiver: link.isSender,
+                source: link.isSender ? AMQPTerminus(address: "s") : (refuse ? nil : AMQPTerminus(address: address)),
+                target: link.isSender ? (refuse ? nil : AMQPTerminus(address: address)) : AMQPTerminus(address: "t"),
+                initialDeliveryCount: link.isSender ? nil : 0
+            )
+        )
     }
 
-    static func credit(_ credit: UInt32, handle: UInt32 = 7, deliveryCount: UInt32 = 0, window: UInt32 = 5000, nextIncomingId: UInt32 = 0) -> AMQPPerformative {
-        .flow(AMQPFlow(nextIncomingId: nextIncomingId, incomingWindow: window, nextOutgoingId: 0, outgoingWindow: 5000,
-                       handle: handle, deliveryCount: deliveryCount, linkCredit: credit))
+    static func credit(
+        _ credit: UInt32,
+        handle: UInt32 = 7,
+        deliveryCount: UInt32 = 0,
+        window: UInt32 = 5000,
+        nextIncomingId: UInt32 = 0
+    ) -> AMQPPerformative {
+        .flow(
+            AMQPFlow(
+                nextIncomingId: nextIncomingId,
+                incomingWindow: window,
+                nextOutgoingId: 0,
+                outgoingWindow: 5000,
+                handle: handle,
+                deliveryCount: deliveryCount,
+                linkCredit: credit
+            )
+        )
     }
 
     /// A state that opened, began and attached both device links with the peer's frames in the order given.
-    static func connected(peerOrder: [AMQPPerformative]? = nil, maxFrameSize: UInt32 = 65_536, window: UInt32 = 5000) throws -> AMQPClientState {
+    static func connected(peerOrder: [AMQPPerformative]? = nil, maxFrameSize: UInt32 = 65_536, window: UInt32 = 5000)
+        throws -> AMQPClientState
+    {
         var state = AMQPClientState(cloudToDeviceCredit: 10)
         _ = state.open(containerId: "c", hostname: "h", idleTimeout: 0, properties: [])
         _ = state.attach(.telemetry(0), name: "s", address: Self.events, properties: nil)
         _ = state.attach(.cloudToDevice(0), name: "r", address: Self.devicebound, properties: nil)
-        let order = peerOrder ?? [
-            .open(AMQPOpen(containerId: "peer", maxFrameSize: maxFrameSize)),
-            .begin(AMQPBegin(remoteChannel: 0, nextOutgoingId: 1, incomingWindow: window, outgoingWindow: 5000)),
-            Self.peerAttach(.telemetry(0), handle: 7), Self.peerAttach(.cloudToDevice(0), handle: 8),
-        ]
+        let order =
+            peerOrder ?? [
+                .open(AMQPOpen(containerId: "peer", maxFrameSize: maxFrameSize)),
+                .begin(AMQPBegin(remoteChannel: 0, nextOutgoingId: 1, incomingWindow: window, outgoingWindow: 5000)),
+                Self.peerAttach(.telemetry(0), handle: 7), Self.peerAttach(.cloudToDevice(0), handle: 8),
+            ]
         for performative in order { _ = try state.receive(performative) }
         return state
     }
 
     @Test("open, begin, attach: either attach reply may come first; the receiver gets its credit once attached")
     func attachInAnyOrder() throws {
-        for replies in [[Self.peerAttach(.telemetry(0), handle: 7), Self.peerAttach(.cloudToDevice(0), handle: 8)],
-                        [Self.peerAttach(.cloudToDevice(0), handle: 8), Self.peerAttach(.telemetry(0), handle: 7)]] {
+        for replies in [
+            [Self.peerAttach(.telemetry(0), handle: 7), Self.peerAttach(.cloudToDevice(0), handle: 8)],
+            [Self.peerAttach(.cloudToDevice(0), handle: 8), Self.peerAttach(.telemetry(0), handle: 7)],
+        ] {
             var state = AMQPClientState(cloudToDeviceCredit: 10)
-            #expect(Self.written(state.open(containerId: "c", hostname: "h", idleTimeout: 1000, properties: [])).count == 2)
+            #expect(
+                Self.written(state.open(containerId: "c", hostname: "h", idleTimeout: 1000, properties: [])).count == 2
+            )
             _ = state.attach(.telemetry(0), name: "s", address: Self.events, properties: nil)
             _ = state.attach(.cloudToDevice(0), name: "r", address: Self.devicebound, properties: nil)
             #expect(try state.receive(.open(AMQPOpen(containerId: "peer", idleTimeOut: 30_000))) == [.progress])
             #expect(state.peerIdleTimeout == 30_000)
-            _ = try state.receive(.begin(AMQPBegin(remoteChannel: 0, nextOutgoingId: 0, incomingWindow: 100, outgoingWindow: 100)))
+            _ = try state.receive(
+                .begin(AMQPBegin(remoteChannel: 0, nextOutgoingId: 0, incomingWindow: 100, outgoingWindow: 100))
+            )
             var credits: [AMQPFlow] = []
             for reply in replies {
-                credits += Self.written(try state.receive(reply)).compactMap { if case .flow(let flow) = $0 { return flow } else { return nil } }
+                credits += Self.written(try state.receive(reply)).compactMap {
+                    if case .flow(let flow) = $0 { return flow } else { return nil }
+                }
             }
             #expect(state.isAttached(.telemetry(0)) && state.isAttached(.cloudToDevice(0)))
             #expect(credits.count == 1 && credits[0].handle == 1 && credits[0].linkCredit == 10)
         }
     }
 
-    @Test("out-of-order peers are protocol violations: begin before open, attach before begin, a second open, SASL after open")
+    @Test(
+        "out-of-order peers are protocol violations: begin before open, attach before begin, a second open, SASL after open"
+    )
     func outOfOrder() throws {
         var state = AMQPClientState(cloudToDeviceCredit: 10)
-        #expect(Self.failure(&state, .begin(AMQPBegin(nextOutgoingId: 0, incomingWindow: 1, outgoingWindow: 1)))?.code == .protocolViolation)
+        #expect(
+            Self.failure(&state, .begin(AMQPBegin(nextOutgoingId: 0, incomingWindow: 1, outgoingWindow: 1)))?.code
+                == .protocolViolation
+        )
         _ = try state.receive(.open(AMQPOpen(containerId: "peer")))
         #expect(Self.failure(&state, Self.peerAttach(.telemetry(0), handle: 0))?.code == .protocolViolation)
         #expect(Self.failure(&state, .open(AMQPOpen(containerId: "again")))?.code == .protocolViolation)
@@ -96,22 +138,52 @@ struct AMQPClientStateTests {
     @Test("messages wait for credit; a flow releases them in order; dispositions settle ranges with each outcome")
     func creditAndSettlement() throws {
         var state = try Self.connected()
-        for sequence in 1...4 { #expect(Self.transfers(state.enqueue(sequence: UInt64(sequence), payload: [UInt8(sequence)])).isEmpty) }
+        for sequence in 1...4 {
+            #expect(Self.transfers(state.enqueue(sequence: UInt64(sequence), payload: [UInt8(sequence)])).isEmpty)
+        }
         let sent = Self.transfers(try state.receive(Self.credit(3)))
         #expect(sent.map(\.deliveryId) == [0, 1, 2])
         #expect(sent.allSatisfy { $0.handle == 0 && $0.settled == false && $0.more == nil })
         // Credit counted from the peer's delivery count: 3 sent, peer says count 3 and credit 1 -> one more.
         #expect(Self.transfers(try state.receive(Self.credit(1, deliveryCount: 3))).map(\.deliveryId) == [3])
-        let settled = Self.settled(try state.receive(.disposition(AMQPDisposition(isReceiver: true, first: 0, last: 1, settled: true, state: .accepted))))
+        let settled = Self.settled(
+            try state.receive(
+                .disposition(AMQPDisposition(isReceiver: true, first: 0, last: 1, settled: true, state: .accepted))
+            )
+        )
         #expect(settled.map(\.0) == [1, 2] && settled.allSatisfy { $0.1 == nil })
-        let rejected = Self.settled(try state.receive(.disposition(AMQPDisposition(isReceiver: true, first: 2, settled: true,
-                                                                                   state: .rejected(AMQPError(condition: "amqp:x", description: "no"))))))
+        let rejected = Self.settled(
+            try state.receive(
+                .disposition(
+                    AMQPDisposition(
+                        isReceiver: true,
+                        first: 2,
+                        settled: true,
+                        state: .rejected(AMQPError(condition: "amqp:x", description: "no"))
+                    )
+                )
+            )
+        )
         #expect(rejected.first?.1?.code == .rejected && rejected.first?.1?.condition == "amqp:x")
-        #expect(Self.settled(try state.receive(.disposition(AMQPDisposition(isReceiver: true, first: 3, settled: true, state: .released)))).first?.1?.code == .released)
+        #expect(
+            Self.settled(
+                try state.receive(
+                    .disposition(AMQPDisposition(isReceiver: true, first: 3, settled: true, state: .released))
+                )
+            ).first?.1?.code == .released
+        )
         #expect(state.unsettledCount == 0)
         // A disposition for an unknown or already settled delivery is ignored; one from a sender role is not ours.
-        #expect(try state.receive(.disposition(AMQPDisposition(isReceiver: true, first: 0, settled: true, state: .accepted))).isEmpty)
-        #expect(try state.receive(.disposition(AMQPDisposition(isReceiver: false, first: 0, settled: true, state: .accepted))).isEmpty)
+        #expect(
+            try state.receive(
+                .disposition(AMQPDisposition(isReceiver: true, first: 0, settled: true, state: .accepted))
+            ).isEmpty
+        )
+        #expect(
+            try state.receive(
+                .disposition(AMQPDisposition(isReceiver: false, first: 0, settled: true, state: .accepted))
+            ).isEmpty
+        )
     }
 
     @Test("the peer's session window limits transfer frames; a small max-frame-size splits a message with `more`")
@@ -127,55 +199,109 @@ struct AMQPClientStateTests {
         #expect(resumed.map(\.deliveryId) == [1])
     }
 
-    @Test("a refused link (null terminus, then detach with an error) and remote end/close surface condition and description")
+    @Test(
+        "a refused link (null terminus, then detach with an error) and remote end/close surface condition and description"
+    )
     func remoteErrors() throws {
         var state = AMQPClientState(cloudToDeviceCredit: 10)
         _ = state.open(containerId: "c", hostname: "h", idleTimeout: 0, properties: [])
         _ = state.attach(.telemetry(0), name: "s", address: Self.events, properties: nil)
         _ = try state.receive(.open(AMQPOpen(containerId: "peer")))
-        _ = try state.receive(.begin(AMQPBegin(remoteChannel: 0, nextOutgoingId: 0, incomingWindow: 10, outgoingWindow: 10)))
+        _ = try state.receive(
+            .begin(AMQPBegin(remoteChannel: 0, nextOutgoingId: 0, incomingWindow: 10, outgoingWindow: 10))
+        )
         #expect(try state.receive(Self.peerAttach(.telemetry(0), handle: 3, refuse: true)) == [.progress])
         #expect(!state.isAttached(.telemetry(0)))
-        let detach = AMQPPerformative.detach(AMQPDetach(handle: 3, closed: true, error: AMQPError(condition: "amqp:unauthorized-access", description: "bad token")))
+        let detach = AMQPPerformative.detach(
+            AMQPDetach(
+                handle: 3,
+                closed: true,
+                error: AMQPError(condition: "amqp:unauthorized-access", description: "bad token")
+            )
+        )
         let error = Self.failure(&state, detach)
-        #expect(error?.code == .linkDetached && error?.condition == "amqp:unauthorized-access" && error?.message.contains("telemetry") == true)
-        let end = Self.failure(&state, .end(AMQPEndOrClose(error: AMQPError(condition: "amqp:internal-error", description: "boom"))))
+        #expect(
+            error?.code == .linkDetached && error?.condition == "amqp:unauthorized-access"
+                && error?.message.contains("telemetry") == true
+        )
+        let end = Self.failure(
+            &state,
+            .end(AMQPEndOrClose(error: AMQPError(condition: "amqp:internal-error", description: "boom")))
+        )
         #expect(end?.code == .connectionClosed && end?.message.contains("boom") == true)
         let close = Self.failure(&state, .close(AMQPEndOrClose()))
         #expect(close?.code == .connectionClosed)
     }
 
-    @Test("cloud-to-device: a message in two frames arrives once; credit is topped up after half is used; transfers on other links fail")
+    @Test(
+        "cloud-to-device: a message in two frames arrives once; credit is topped up after half is used; transfers on other links fail"
+    )
     func receiving() throws {
         var state = try Self.connected()
         var message = AMQPMessage(data: [UInt8](repeating: 1, count: 100))
         message.messageId = .string("m")
         let bytes = try message.encoded()
-        #expect(try state.receive(.transfer(AMQPTransfer(handle: 8, deliveryId: 0, deliveryTag: [0], messageFormat: 0, more: true), payload: Array(bytes[..<50]))).isEmpty)
+        #expect(
+            try state.receive(
+                .transfer(
+                    AMQPTransfer(handle: 8, deliveryId: 0, deliveryTag: [0], messageFormat: 0, more: true),
+                    payload: Array(bytes[..<50])
+                )
+            ).isEmpty
+        )
         let actions = try state.receive(.transfer(AMQPTransfer(handle: 8), payload: Array(bytes[50...])))
-        guard case .received(let received, let id, let settled, let slot)? = actions.first else { Issue.record("no message"); return }
+        guard case .received(let received, let id, let settled, let slot)? = actions.first else {
+            Issue.record("no message")
+            return
+        }
         #expect(received.messageId == .string("m") && id == 0 && !settled && slot == 0)
-        #expect(Self.written(state.settle(0, state: .accepted)) == [.disposition(AMQPDisposition(isReceiver: true, first: 0, settled: true, state: .accepted))])
+        #expect(
+            Self.written(state.settle(0, state: .accepted)) == [
+                .disposition(AMQPDisposition(isReceiver: true, first: 0, settled: true, state: .accepted))
+            ]
+        )
         var flows = 0
         for id in 1...5 {
-            flows += Self.written(try state.receive(.transfer(AMQPTransfer(handle: 8, deliveryId: UInt32(id), deliveryTag: [1], settled: true), payload: bytes))).count
+            flows +=
+                Self.written(
+                    try state.receive(
+                        .transfer(
+                            AMQPTransfer(handle: 8, deliveryId: UInt32(id), deliveryTag: [1], settled: true),
+                            payload: bytes
+                        )
+                    )
+                ).count
         }
         #expect(flows == 1, "credit 10: one top-up flow once fewer than 5 remain")
-        #expect(Self.failure(&state, .transfer(AMQPTransfer(handle: 7, deliveryId: 9), payload: bytes))?.code == .protocolViolation)
-        #expect(Self.failure(&state, .transfer(AMQPTransfer(handle: 99, deliveryId: 9), payload: bytes))?.code == .protocolViolation)
+        #expect(
+            Self.failure(&state, .transfer(AMQPTransfer(handle: 7, deliveryId: 9), payload: bytes))?.code
+                == .protocolViolation
+        )
+        #expect(
+            Self.failure(&state, .transfer(AMQPTransfer(handle: 99, deliveryId: 9), payload: bytes))?.code
+                == .protocolViolation
+        )
     }
 
-    @Test("cloud-to-device credit follows the application: messages it holds unsettled use up the window, settling gives credit back")
+    @Test(
+        "cloud-to-device credit follows the application: messages it holds unsettled use up the window, settling gives credit back"
+    )
     func creditFollowsSettlement() throws {
-        var state = try Self.connected()   // a window of 10
+        var state = try Self.connected()  // a window of 10
         let bytes = try AMQPMessage(data: [1, 2, 3]).encoded()
         var granted: [UInt32] = []
         func flows(_ actions: [AMQPClientState.Action]) -> [UInt32] {
-            Self.written(actions).compactMap { if case .flow(let flow) = $0 { return flow.linkCredit } else { return nil } }
+            Self.written(actions).compactMap {
+                if case .flow(let flow) = $0 { return flow.linkCredit } else { return nil }
+            }
         }
         // Ten unsettled deliveries: the window is used up and no more credit is granted, however long the peer waits.
         for id in 0..<10 {
-            granted += flows(try state.receive(.transfer(AMQPTransfer(handle: 8, deliveryId: UInt32(id), deliveryTag: [UInt8(id)]), payload: bytes)))
+            granted += flows(
+                try state.receive(
+                    .transfer(AMQPTransfer(handle: 8, deliveryId: UInt32(id), deliveryTag: [UInt8(id)]), payload: bytes)
+                )
+            )
         }
         #expect(granted.isEmpty, "no credit while the application holds the whole window: \(granted)")
         // Settling one gives exactly one delivery of credit back; settling more tops up to what the window leaves.
@@ -186,23 +312,33 @@ struct AMQPClientStateTests {
         #expect(flows(state.settle(0, state: .accepted)).isEmpty)
     }
 
-    @Test("HubAMQPError.isTransient: a lost connection and time-outs are; refused credentials, rejections and giving up are not")
+    @Test(
+        "HubAMQPError.isTransient: a lost connection and time-outs are; refused credentials, rejections and giving up are not"
+    )
     func transience() {
         #expect(HubAMQPError(.connectionFailed, "", underlying: AzureIoTError(.connectionClosed, "")).isTransient)
         #expect(!HubAMQPError(.connectionFailed, "", underlying: AzureIoTError(.hostnameMismatch, "")).isTransient)
-        for code in [HubAMQPError.Code.connectionClosed, .timedOut, .released, .queueFull] { #expect(HubAMQPError(code, "").isTransient, "\(code)") }
-        for code in [HubAMQPError.Code.authenticationFailed, .rejected, .linkDetached, .retriesExhausted, .messageTooLarge] {
+        for code in [HubAMQPError.Code.connectionClosed, .timedOut, .released, .queueFull] {
+            #expect(HubAMQPError(code, "").isTransient, "\(code)")
+        }
+        for code in [
+            HubAMQPError.Code.authenticationFailed, .rejected, .linkDetached, .retriesExhausted, .messageTooLarge,
+        ] {
             #expect(!HubAMQPError(code, "").isTransient, "\(code)")
         }
     }
 
-    @Test("after a lost connection, unsettled messages are sent again on the next one with new delivery ids; withdrawn ones are not")
+    @Test(
+        "after a lost connection, unsettled messages are sent again on the next one with new delivery ids; withdrawn ones are not"
+    )
     func resendAfterReconnect() throws {
         var state = try Self.connected()
         _ = try state.receive(Self.credit(10))
         _ = state.enqueue(sequence: 1, payload: [1])
         _ = state.enqueue(sequence: 2, payload: [2])
-        _ = try state.receive(.disposition(AMQPDisposition(isReceiver: true, first: 0, settled: true, state: .accepted)))
+        _ = try state.receive(
+            .disposition(AMQPDisposition(isReceiver: true, first: 0, settled: true, state: .accepted))
+        )
         let withdrawnAfterSending = state.withdraw(sequence: 2)
         #expect(!withdrawnAfterSending, "transmitted messages cannot be withdrawn")
         state.connectionLost()
@@ -213,11 +349,22 @@ struct AMQPClientStateTests {
         _ = state.open(containerId: "c", hostname: "h", idleTimeout: 0, properties: [])
         _ = state.attach(.telemetry(0), name: "s", address: Self.events, properties: nil)
         _ = try state.receive(.open(AMQPOpen(containerId: "peer")))
-        _ = try state.receive(.begin(AMQPBegin(remoteChannel: 0, nextOutgoingId: 0, incomingWindow: 10, outgoingWindow: 10)))
+        _ = try state.receive(
+            .begin(AMQPBegin(remoteChannel: 0, nextOutgoingId: 0, incomingWindow: 10, outgoingWindow: 10))
+        )
         _ = try state.receive(Self.peerAttach(.telemetry(0), handle: 0))
         let resent = Self.written(try state.receive(Self.credit(10, handle: 0)))
-        guard case .transfer(let transfer, let payload)? = resent.first else { Issue.record("nothing resent"); return }
+        guard case .transfer(let transfer, let payload)? = resent.first else {
+            Issue.record("nothing resent")
+            return
+        }
         #expect(resent.count == 1 && transfer.deliveryId == 0 && payload == [2])
-        #expect(Self.settled(try state.receive(.disposition(AMQPDisposition(isReceiver: true, first: 0, settled: true, state: .accepted)))).map(\.0) == [2])
+        #expect(
+            Self.settled(
+                try state.receive(
+                    .disposition(AMQPDisposition(isReceiver: true, first: 0, settled: true, state: .accepted))
+                )
+            ).map(\.0) == [2]
+        )
     }
 }

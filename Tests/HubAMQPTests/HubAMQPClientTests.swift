@@ -11,15 +11,30 @@ struct HubAMQPClientTests {
     static let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 
     static func token(device: String = "dev1") throws -> SASToken {
-        SASToken.generate(for: .device(hubHost: hub, deviceId: device), key: try SymmetricKey(base64: key), expiry: UnixTime.now() + 3600)
+        SASToken.generate(
+            for: .device(hubHost: hub, deviceId: device),
+            key: try SymmetricKey(base64: key),
+            expiry: UnixTime.now() + 3600
+        )
     }
 
-    static func configuration(_ peer: AMQPTestPeer, token: SASToken, device: String = "dev1") async throws -> HubAMQPConfiguration {
-        HubAMQPConfiguration(hubHost: hub, deviceId: device, tokenSource: FixedTokenCredential(token: token), gatewayHostName: "localhost",
-                             port: peer.port, trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")), operationTimeout: .seconds(10))
+    static func configuration(_ peer: AMQPTestPeer, token: SASToken, device: String = "dev1") async throws
+        -> HubAMQPConfiguration
+    {
+        HubAMQPConfiguration(
+            hubHost: hub,
+            deviceId: device,
+            tokenSource: FixedTokenCredential(token: token),
+            gatewayHostName: "localhost",
+            port: peer.port,
+            trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")),
+            operationTimeout: .seconds(10)
+        )
     }
 
-    @Test("telemetry over SASL PLAIN: the peer receives body, properties and application properties; accepted settles send")
+    @Test(
+        "telemetry over SASL PLAIN: the peer receives body, properties and application properties; accepted settles send"
+    )
     func telemetry() async throws {
         let pki = try await TestPKI.shared()
         let token = try Self.token()
@@ -40,17 +55,28 @@ struct HubAMQPClientTests {
         let open = try #require(await peer.waitForEvent { $0["ev"] as? String == "connection_open" })
         #expect(open["user"] as? String == "dev1@sas.testhub")
         #expect(open["hostname"] as? String == Self.hub)
-        let attach = try #require(await peer.waitForEvent { $0["ev"] as? String == "link_attach" && $0["we"] as? String == "receive" })
+        let attach = try #require(
+            await peer.waitForEvent { $0["ev"] as? String == "link_attach" && $0["we"] as? String == "receive" }
+        )
         #expect(attach["address"] as? String == "/devices/dev1/messages/events")
-        #expect((attach["properties"] as? [String: Any])?["com.microsoft:client-version"] as? String == "azure-iot-swift/0.1.0")
-        let received = try #require(await peer.waitForEvent { $0["ev"] as? String == "message" && $0["id"] as? String == "msg-0001" })
+        #expect(
+            (attach["properties"] as? [String: Any])?["com.microsoft:client-version"] as? String
+                == "azure-iot-swift/0.1.0"
+        )
+        let received = try #require(
+            await peer.waitForEvent { $0["ev"] as? String == "message" && $0["id"] as? String == "msg-0001" }
+        )
         #expect((received["body"] as? [String: Any])?["binary"] as? String == #"{"temp":21.5}"#)
         #expect(received["correlation_id"] as? String == "corr-0001")
         #expect(received["content_type"] as? String == "application/json")
         #expect(received["content_encoding"] as? String == "utf-8")
         #expect(received["properties"] as? [String: String] == ["a": "1", "b c": "x/y"])
         #expect(received["address"] as? String == "/devices/dev1/messages/events")
-        let large = try #require(await peer.waitForEvent { ($0["body"] as? [String: Any])?["binary"] as? String == String(repeating: "a", count: 200_000) })
+        let large = try #require(
+            await peer.waitForEvent {
+                ($0["body"] as? [String: Any])?["binary"] as? String == String(repeating: "a", count: 200_000)
+            }
+        )
         #expect(large["user"] as? String == "dev1@sas.testhub")
     }
 
@@ -58,8 +84,11 @@ struct HubAMQPClientTests {
     func wrongToken() async throws {
         let pki = try await TestPKI.shared()
         let peer = try await AMQPTestPeer(pki: pki, users: ["dev1@sas.testhub": try Self.token().secretValue])
-        let wrong = SASToken.generate(for: .device(hubHost: Self.hub, deviceId: "dev1"),
-                                      key: try SymmetricKey(base64: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="), expiry: UnixTime.now() + 60)
+        let wrong = SASToken.generate(
+            for: .device(hubHost: Self.hub, deviceId: "dev1"),
+            key: try SymmetricKey(base64: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+            expiry: UnixTime.now() + 60
+        )
         let client = HubAMQPClient(configuration: try await Self.configuration(peer, token: wrong))
         do {
             try await client.connect()
@@ -76,11 +105,18 @@ struct HubAMQPClientTests {
     func cloudToDevice() async throws {
         let pki = try await TestPKI.shared()
         let token = try Self.token()
-        let peer = try await AMQPTestPeer(pki: pki, users: ["dev1@sas.testhub": token.secretValue], c2d: [
-            ["id": "c2d-1", "body": #"{"cmd":"reboot"}"#, "content_type": "application/json", "properties": ["k1": "v1"]],
-            ["id": "c2d-2", "body": "second"],
-            ["id": "c2d-3", "body": "third"],
-        ])
+        let peer = try await AMQPTestPeer(
+            pki: pki,
+            users: ["dev1@sas.testhub": token.secretValue],
+            c2d: [
+                [
+                    "id": "c2d-1", "body": #"{"cmd":"reboot"}"#, "content_type": "application/json",
+                    "properties": ["k1": "v1"],
+                ],
+                ["id": "c2d-2", "body": "second"],
+                ["id": "c2d-3", "body": "third"],
+            ]
+        )
         let client = HubAMQPClient(configuration: try await Self.configuration(peer, token: token))
         try await client.connect()
         var iterator = client.cloudToDeviceMessages.makeAsyncIterator()
@@ -95,7 +131,9 @@ struct HubAMQPClientTests {
         let third = try #require(await iterator.next())
         try await third.abandon()
         for (id, outcome) in [("c2d-1", "accepted"), ("c2d-2", "rejected"), ("c2d-3", "released")] {
-            let event = await peer.waitForEvent { $0["ev"] as? String == "c2d_disposition" && $0["id"] as? String == id }
+            let event = await peer.waitForEvent {
+                $0["ev"] as? String == "c2d_disposition" && $0["id"] as? String == id
+            }
             #expect(event?["outcome"] as? String == outcome, "\(id)")
         }
         await client.close()
@@ -104,10 +142,15 @@ struct HubAMQPClientTests {
     @Test("a link the peer detaches with an error surfaces as linkDetached with the condition")
     func refusedLink() async throws {
         let pki = try await TestPKI.shared()
-        let token = SASToken.generate(for: .device(hubHost: Self.hub, deviceId: "refuse-link"), key: try SymmetricKey(base64: Self.key),
-                                      expiry: UnixTime.now() + 3600)
+        let token = SASToken.generate(
+            for: .device(hubHost: Self.hub, deviceId: "refuse-link"),
+            key: try SymmetricKey(base64: Self.key),
+            expiry: UnixTime.now() + 3600
+        )
         let peer = try await AMQPTestPeer(pki: pki, users: ["refuse-link@sas.testhub": token.secretValue])
-        let client = HubAMQPClient(configuration: try await Self.configuration(peer, token: token, device: "refuse-link"))
+        let client = HubAMQPClient(
+            configuration: try await Self.configuration(peer, token: token, device: "refuse-link")
+        )
         do {
             try await client.connect()
             try await client.send(AMQPMessage(data: [1]))

@@ -1,6 +1,6 @@
 import AzureIoTCore
-import AzureIoTTesting
 import AzureIoTTestSupport
+import AzureIoTTesting
 import Foundation
 import HubAMQP
 import Synchronization
@@ -38,7 +38,13 @@ final class HostileAMQPServer: Sendable {
         self.task.withLock {
             $0 = Task {
                 guard let connection = try? await listener.accept() else { return }
-                await Self.serve(connection, idleTimeOut: idleTimeOut, endlessDelivery: endlessDelivery, mechanisms: mechanisms, shared: shared)
+                await Self.serve(
+                    connection,
+                    idleTimeOut: idleTimeOut,
+                    endlessDelivery: endlessDelivery,
+                    mechanisms: mechanisms,
+                    shared: shared
+                )
                 connection.close()
             }
         }
@@ -62,7 +68,13 @@ final class HostileAMQPServer: Sendable {
         self.task.withLock { $0?.cancel() }
     }
 
-    private static func serve(_ connection: TLSConnection, idleTimeOut: UInt32?, endlessDelivery: Bool, mechanisms: [String], shared: Shared) async {
+    private static func serve(
+        _ connection: TLSConnection,
+        idleTimeOut: UInt32?,
+        endlessDelivery: Bool,
+        mechanisms: [String],
+        shared: Shared
+    ) async {
         var buffer: [UInt8] = []
         let framer = AMQPFramer(maximumFrameSize: 1 << 20)
         func readExactly(_ count: Int) async throws {
@@ -84,7 +96,10 @@ final class HostileAMQPServer: Sendable {
             }
         }
         func send(_ performative: AMQPPerformative, type: AMQPFrame.FrameType = .amqp) async throws {
-            try await connection.write(AMQPFrame(type: type, channel: 0, body: try performative.encoded()).encoded, timeout: .seconds(10))
+            try await connection.write(
+                AMQPFrame(type: type, channel: 0, body: try performative.encoded()).encoded,
+                timeout: .seconds(10)
+            )
         }
         do {
             try await readExactly(8)
@@ -106,29 +121,76 @@ final class HostileAMQPServer: Sendable {
                 }
                 switch try AMQPPerformative.decode(frame.body) {
                 case .open:
-                    try await send(.open(AMQPOpen(containerId: "hostile", maxFrameSize: 65_536, channelMax: 0, idleTimeOut: idleTimeOut)))
+                    try await send(
+                        .open(
+                            AMQPOpen(
+                                containerId: "hostile",
+                                maxFrameSize: 65_536,
+                                channelMax: 0,
+                                idleTimeOut: idleTimeOut
+                            )
+                        )
+                    )
                 case .begin(let begin):
-                    try await send(.begin(AMQPBegin(remoteChannel: 0, nextOutgoingId: 0, incomingWindow: 5000, outgoingWindow: 5000)))
+                    try await send(
+                        .begin(
+                            AMQPBegin(remoteChannel: 0, nextOutgoingId: 0, incomingWindow: 5000, outgoingWindow: 5000)
+                        )
+                    )
                     _ = begin
                 case .attach(let attach):
-                    try await send(.attach(AMQPAttach(name: attach.name, handle: attach.handle, isReceiver: !attach.isReceiver,
-                                                      source: attach.source, target: attach.target, initialDeliveryCount: attach.isReceiver ? 0 : nil)))
+                    try await send(
+                        .attach(
+                            AMQPAttach(
+                                name: attach.name,
+                                handle: attach.handle,
+                                isReceiver: !attach.isReceiver,
+                                source: attach.source,
+                                target: attach.target,
+                                initialDeliveryCount: attach.isReceiver ? 0 : nil
+                            )
+                        )
+                    )
                     if attach.isReceiver {
                         deviceBoundHandle = attach.handle
                     } else {
-                        try await send(.flow(AMQPFlow(nextIncomingId: 0, incomingWindow: 5000, nextOutgoingId: 0, outgoingWindow: 5000,
-                                                      handle: attach.handle, deliveryCount: 0, linkCredit: 100)))
+                        try await send(
+                            .flow(
+                                AMQPFlow(
+                                    nextIncomingId: 0,
+                                    incomingWindow: 5000,
+                                    nextOutgoingId: 0,
+                                    outgoingWindow: 5000,
+                                    handle: attach.handle,
+                                    deliveryCount: 0,
+                                    linkCredit: 100
+                                )
+                            )
+                        )
                     }
                 case .flow(let flow):
-                    guard endlessDelivery, !streaming, let handle = deviceBoundHandle, flow.handle == handle else { break }
+                    guard endlessDelivery, !streaming, let handle = deviceBoundHandle, flow.handle == handle else {
+                        break
+                    }
                     streaming = true
                     let chunk = [UInt8](repeating: 0x41, count: 60 * 1024)
                     var first = true
                     while true {
-                        let transfer = AMQPTransfer(handle: handle, deliveryId: first ? 0 : nil, deliveryTag: first ? [0] : nil,
-                                                    messageFormat: first ? 0 : nil, more: true)
+                        let transfer = AMQPTransfer(
+                            handle: handle,
+                            deliveryId: first ? 0 : nil,
+                            deliveryTag: first ? [0] : nil,
+                            messageFormat: first ? 0 : nil,
+                            more: true
+                        )
                         first = false
-                        try await connection.write(AMQPFrame(channel: 0, body: try AMQPPerformative.transfer(transfer, payload: chunk).encoded()).encoded, timeout: .seconds(10))
+                        try await connection.write(
+                            AMQPFrame(
+                                channel: 0,
+                                body: try AMQPPerformative.transfer(transfer, payload: chunk).encoded()
+                            ).encoded,
+                            timeout: .seconds(10)
+                        )
                         let total = shared.report.withLock { report -> Int in
                             report.deliveryBytes += chunk.count
                             return report.deliveryBytes
@@ -154,10 +216,19 @@ final class HostileAMQPServer: Sendable {
 @Suite("IoT Hub AMQP client against a hostile server")
 struct HubAMQPHostileServerTests {
     static func client(_ server: HostileAMQPServer) async throws -> HubAMQPClient {
-        let token = SASToken.generate(for: .device(hubHost: "testhub.azure-devices.net", deviceId: "dev1"), key: try SymmetricKey(base64: HubAMQPClientTests.key), expiry: UnixTime.now() + 3600)
+        let token = SASToken.generate(
+            for: .device(hubHost: "testhub.azure-devices.net", deviceId: "dev1"),
+            key: try SymmetricKey(base64: HubAMQPClientTests.key),
+            expiry: UnixTime.now() + 3600
+        )
         var configuration = HubAMQPConfiguration(
-            hubHost: "testhub.azure-devices.net", deviceId: "dev1", tokenSource: FixedTokenCredential(token: token), gatewayHostName: "localhost",
-            port: server.port, trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")), operationTimeout: .seconds(10)
+            hubHost: "testhub.azure-devices.net",
+            deviceId: "dev1",
+            tokenSource: FixedTokenCredential(token: token),
+            gatewayHostName: "localhost",
+            port: server.port,
+            trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")),
+            operationTimeout: .seconds(10)
         )
         configuration.reconnects = false
         return HubAMQPClient(configuration: configuration)
@@ -200,18 +271,26 @@ struct HubAMQPHostileServerTests {
         defer { server.stop() }
         let token = SASToken.generate(
             for: .device(hubHost: "testhub.azure-devices.net", deviceId: "dev1"),
-            key: try SymmetricKey(base64: HubAMQPClientTests.key), expiry: UnixTime.now() + 3600
+            key: try SymmetricKey(base64: HubAMQPClientTests.key),
+            expiry: UnixTime.now() + 3600
         )
         var configuration = HubAMQPConfiguration(
-            hubHost: "testhub.azure-devices.net", deviceId: "dev1", tokenSource: FixedTokenCredential(token: token), gatewayHostName: "localhost",
-            port: server.port, trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")), operationTimeout: .seconds(300)
+            hubHost: "testhub.azure-devices.net",
+            deviceId: "dev1",
+            tokenSource: FixedTokenCredential(token: token),
+            gatewayHostName: "localhost",
+            port: server.port,
+            trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")),
+            operationTimeout: .seconds(300)
         )
         configuration.authentication = .cbs(FixedTokenCredential(token: token), tokenType: .serviceBus)
         configuration.reconnects = false
         let client = HubAMQPClient(configuration: configuration)
         let connecting = Task { try await client.connect() }
         // The put-token request has reached the server: the client now waits for its answer.
-        try await eventually("the CBS put-token reaches the server", within: .seconds(60)) { server.snapshot.transfers >= 1 }
+        try await eventually("the CBS put-token reaches the server", within: .seconds(60)) {
+            server.snapshot.transfers >= 1
+        }
         let start = ContinuousClock.now
         connecting.cancel()
         let outcome = await connecting.result

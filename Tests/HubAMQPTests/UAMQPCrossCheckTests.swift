@@ -13,18 +13,33 @@ struct UAMQPCrossCheckTests {
         let pki = try await TestPKI.shared()
         let hub = "testhub.azure-devices.net"
         let key = try SymmetricKey(base64: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
-        let token = SASToken.generate(for: .device(hubHost: hub, deviceId: "dev1"), key: key, expiry: UnixTime.now() + 3600)
+        let token = SASToken.generate(
+            for: .device(hubHost: hub, deviceId: "dev1"),
+            key: key,
+            expiry: UnixTime.now() + 3600
+        )
         let peer = try await AMQPTestPeer(pki: pki, users: ["dev1@sas.testhub": token.secretValue])
 
-        let uamqp = try await PeerProcess.complete(PeerProcess.clientPython, [
-            PeerProcess.peerScript("fidelity/uamqp_send.py"), "sasl", "localhost", "dev1", hub, token.secretValue, pki.path("ca.pem"), String(peer.port),
-        ])
+        let uamqp = try await PeerProcess.complete(
+            PeerProcess.clientPython,
+            [
+                PeerProcess.peerScript("fidelity/uamqp_send.py"), "sasl", "localhost", "dev1", hub, token.secretValue,
+                pki.path("ca.pem"), String(peer.port),
+            ]
+        )
         #expect(uamqp.status == 0, "\(uamqp.output)")
 
-        let client = HubAMQPClient(configuration: HubAMQPConfiguration(
-            hubHost: hub, deviceId: "dev1", tokenSource: FixedTokenCredential(token: token), gatewayHostName: "localhost",
-            port: peer.port, trustRoots: .pemFile(pki.path("ca.pem")), operationTimeout: .seconds(10)
-        ))
+        let client = HubAMQPClient(
+            configuration: HubAMQPConfiguration(
+                hubHost: hub,
+                deviceId: "dev1",
+                tokenSource: FixedTokenCredential(token: token),
+                gatewayHostName: "localhost",
+                port: peer.port,
+                trustRoots: .pemFile(pki.path("ca.pem")),
+                operationTimeout: .seconds(10)
+            )
+        )
         try await client.connect()
         var message = AMQPMessage(data: Array(#"{"temperature": 21.5}"#.utf8))
         message.messageId = .string("uamqp-1")
@@ -34,7 +49,10 @@ struct UAMQPCrossCheckTests {
         try await client.send(message)
         await client.close()
 
-        let fields = ["body", "inferred", "id", "correlation_id", "user_id", "to", "content_type", "content_encoding", "properties", "annotations"]
+        let fields = [
+            "body", "inferred", "id", "correlation_id", "user_id", "to", "content_type", "content_encoding",
+            "properties", "annotations",
+        ]
         var received: [[String: Any]] = []
         for _ in 0..<50 where received.count < 2 {
             received = try peer.events().filter { $0["ev"] as? String == "message" }

@@ -11,12 +11,22 @@ struct HubMQTTClientTests {
     static let hub = "test-hub.azure-devices.net"
     static let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 
-    static func configuration(_ broker: MosquittoBroker, port: Int, authentication: HubMQTTConfiguration.Authentication,
-                              keepAlive: Duration = .seconds(60)) async throws -> HubMQTTConfiguration {
+    static func configuration(
+        _ broker: MosquittoBroker,
+        port: Int,
+        authentication: HubMQTTConfiguration.Authentication,
+        keepAlive: Duration = .seconds(60)
+    ) async throws -> HubMQTTConfiguration {
         HubMQTTConfiguration(
-            identity: HubMQTTIdentity(hubHost: hub, deviceId: "dev1"), authentication: authentication, gatewayHostName: "localhost",
-            port: port, trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")), keepAlive: keepAlive,
-            reconnectMinimumDelay: .milliseconds(100), reconnectMaximumDelay: .seconds(1), operationTimeout: .seconds(10)
+            identity: HubMQTTIdentity(hubHost: hub, deviceId: "dev1"),
+            authentication: authentication,
+            gatewayHostName: "localhost",
+            port: port,
+            trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")),
+            keepAlive: keepAlive,
+            reconnectMinimumDelay: .milliseconds(100),
+            reconnectMaximumDelay: .seconds(1),
+            operationTimeout: .seconds(10)
         )
     }
 
@@ -28,12 +38,24 @@ struct HubMQTTClientTests {
     func telemetryTopicBytes() async throws {
         let pki = try await TestPKI.shared()
         let identity = HubMQTTIdentity(hubHost: Self.hub, deviceId: "dev1")
-        let token = SASToken.generate(for: identity.sasResource, key: try SymmetricKey(base64: Self.key), expiry: UnixTime.now() + 3600)
+        let token = SASToken.generate(
+            for: identity.sasResource,
+            key: try SymmetricKey(base64: Self.key),
+            expiry: UnixTime.now() + 3600
+        )
         let broker = try await MosquittoBroker(pki: pki, users: [identity.username: token.secretValue])
         let subscriber = try await HubSideSubscriber(broker: broker, filters: ["devices/#"])
-        let configuration = try await Self.configuration(broker, port: broker.passwordPort, authentication: .sas(FixedTokenCredential(token: token)))
+        let configuration = try await Self.configuration(
+            broker,
+            port: broker.passwordPort,
+            authentication: .sas(FixedTokenCredential(token: token))
+        )
         try await HubMQTTClient.withConnection(configuration: configuration) { client in
-            var message = TelemetryMessage(text: #"{"temp":21.5}"#, contentType: "application/json", contentEncoding: "utf-8")
+            var message = TelemetryMessage(
+                text: #"{"temp":21.5}"#,
+                contentType: "application/json",
+                contentEncoding: "utf-8"
+            )
             message.messageId = "m-1"
             message.correlationId = "c/1"
             message.userId = "u 1"
@@ -43,7 +65,8 @@ struct HubMQTTClientTests {
             try await client.send(message)
             try await client.send(TelemetryMessage(body: [0x00, 0xFF]), qos: .atMostOnce)
         }
-        let expected = "devices/dev1/messages/events/%24.mid=m-1&%24.cid=c%2F1&%24.uid=u%201&%24.ct=application%2Fjson&%24.ce=utf-8"
+        let expected =
+            "devices/dev1/messages/events/%24.mid=m-1&%24.cid=c%2F1&%24.uid=u%201&%24.ct=application%2Fjson&%24.ce=utf-8"
             + "&%24.ctime=2026-11-27T10%3A00%3A00Z&%24.sub=thermostat1&alert=true&a%20b=x%2Fy%26z%3D1&%C3%BCn%C3%AF=%E2%82%AC"
         let line = await subscriber.waitForLine { $0.hasPrefix("devices/dev1/messages/events/%24.mid") }
         #expect(line == expected + #"|{"temp":21.5}"#)
@@ -53,13 +76,26 @@ struct HubMQTTClientTests {
         #expect(await broker.waitForLog(containing: "(p2, c0, k60"))
     }
 
-    @Test("a wrong token is refused with CONNACK 5: tried as often as the retry policy allows, then retriesExhausted with the refusal as cause")
+    @Test(
+        "a wrong token is refused with CONNACK 5: tried as often as the retry policy allows, then retriesExhausted with the refusal as cause"
+    )
     func wrongPassword() async throws {
         let pki = try await TestPKI.shared()
         let identity = HubMQTTIdentity(hubHost: Self.hub, deviceId: "dev1")
-        let broker = try await MosquittoBroker(pki: pki, users: [identity.username: "SharedAccessSignature sr=x&sig=y&se=1"])
-        var configuration = try await Self.configuration(broker, port: broker.passwordPort, authentication: try Self.anyPassword())
-        configuration.retryPolicy = RetryPolicy(initialDelay: .milliseconds(20), maximumDelay: .milliseconds(50), maximumPermanentFailures: 3)
+        let broker = try await MosquittoBroker(
+            pki: pki,
+            users: [identity.username: "SharedAccessSignature sr=x&sig=y&se=1"]
+        )
+        var configuration = try await Self.configuration(
+            broker,
+            port: broker.passwordPort,
+            authentication: try Self.anyPassword()
+        )
+        configuration.retryPolicy = RetryPolicy(
+            initialDelay: .milliseconds(20),
+            maximumDelay: .milliseconds(50),
+            maximumPermanentFailures: 3
+        )
         let client = try HubMQTTClient(configuration: configuration)
         do {
             try await client.connect()
@@ -80,8 +116,15 @@ struct HubMQTTClientTests {
     func clientCertificate() async throws {
         let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
-        let identity = try X509Identity(certificateFile: pki.path("dev2-chain.pem"), privateKeyFile: pki.path("dev2.key"))
-        var configuration = try await Self.configuration(broker, port: broker.certificatePort, authentication: .x509(identity))
+        let identity = try X509Identity(
+            certificateFile: pki.path("dev2-chain.pem"),
+            privateKeyFile: pki.path("dev2.key")
+        )
+        var configuration = try await Self.configuration(
+            broker,
+            port: broker.certificatePort,
+            authentication: .x509(identity)
+        )
         configuration.identity = HubMQTTIdentity(hubHost: Self.hub, deviceId: "dev2")
         try await HubMQTTClient.withConnection(configuration: configuration) { client in
             try await client.send(TelemetryMessage(text: "x509"))
@@ -94,11 +137,21 @@ struct HubMQTTClientTests {
         let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
         let hubSide = try await HubSideSubscriber(broker: broker, filters: ["$iothub/#"])
-        let client = try HubMQTTClient(configuration: try await Self.configuration(broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword()))
+        let client = try HubMQTTClient(
+            configuration: try await Self.configuration(
+                broker,
+                port: broker.anyPasswordPort,
+                authentication: try Self.anyPassword()
+            )
+        )
         try await client.subscribe(to: Set(HubMQTTClient.Inbound.allCases))
         try await client.connect()
 
-        try broker.hubPublish(topic: "devices/dev1/messages/devicebound/%24.to=%2Fdevices%2Fdev1%2Fmessages%2FdeviceBound&%24.mid=c2d-1&%24.ct=application%2Fjson&k1=v%201&flag&empty=", payload: "hello")
+        try broker.hubPublish(
+            topic:
+                "devices/dev1/messages/devicebound/%24.to=%2Fdevices%2Fdev1%2Fmessages%2FdeviceBound&%24.mid=c2d-1&%24.ct=application%2Fjson&k1=v%201&flag&empty=",
+            payload: "hello"
+        )
         var c2d = client.cloudToDeviceMessages.makeAsyncIterator()
         let message = try #require(await c2d.next())
         #expect(message.body == Array("hello".utf8))
@@ -111,11 +164,17 @@ struct HubMQTTClientTests {
         #expect(message.applicationProperties.map(\.key) == ["k1", "flag", "empty"])
 
         // The write-up's literal '$.' form is accepted too.
-        try broker.hubPublish(topic: "devices/dev1/messages/devicebound/$.ct=application%2Fjson&$.ce=utf-8", payload: "literal")
+        try broker.hubPublish(
+            topic: "devices/dev1/messages/devicebound/$.ct=application%2Fjson&$.ce=utf-8",
+            payload: "literal"
+        )
         let literal = try #require(await c2d.next())
         #expect(literal.contentType == "application/json" && literal.contentEncoding == "utf-8")
 
-        try broker.hubPublish(topic: "$iothub/twin/PATCH/properties/desired/?$version=5", payload: #"{"fan":true,"$version":5}"#)
+        try broker.hubPublish(
+            topic: "$iothub/twin/PATCH/properties/desired/?$version=5",
+            payload: #"{"fan":true,"$version":5}"#
+        )
         var desired = client.desiredPropertyPatches.makeAsyncIterator()
         let patch = try #require(await desired.next())
         #expect(patch.version == 5)
@@ -133,13 +192,17 @@ struct HubMQTTClientTests {
         let twinTask = Task { try await client.twin() }
         let get = try #require(await hubSide.waitForLine { $0.hasPrefix("$iothub/twin/GET/?$rid=") })
         let rid = get.dropFirst("$iothub/twin/GET/?$rid=".count).prefix { $0 != "|" }
-        try broker.hubPublish(topic: "$iothub/twin/res/200/?$rid=\(rid)",
-                              payload: #"{"desired":{"fan":true,"$version":5},"reported":{"$version":2}}"#)
+        try broker.hubPublish(
+            topic: "$iothub/twin/res/200/?$rid=\(rid)",
+            payload: #"{"desired":{"fan":true,"$version":5},"reported":{"$version":2}}"#
+        )
         let twin = try await twinTask.value
         #expect(twin.desiredVersion == 5 && twin.reportedVersion == 2)
 
         let patchTask = Task { try await client.updateReportedProperties(Array(#"{"fw":"1.0"}"#.utf8)) }
-        let reported = try #require(await hubSide.waitForLine { $0.hasPrefix("$iothub/twin/PATCH/properties/reported/?$rid=") })
+        let reported = try #require(
+            await hubSide.waitForLine { $0.hasPrefix("$iothub/twin/PATCH/properties/reported/?$rid=") }
+        )
         #expect(reported.hasSuffix(#"|{"fw":"1.0"}"#))
         let patchRid = reported.dropFirst("$iothub/twin/PATCH/properties/reported/?$rid=".count).prefix { $0 != "|" }
         try broker.hubPublish(topic: "$iothub/twin/res/204/?$rid=\(patchRid)&$version=3", payload: "")
@@ -147,7 +210,11 @@ struct HubMQTTClientTests {
 
         // An error status is a typed error.
         let failing = Task { try await client.updateReportedProperties(Array("{}".utf8)) }
-        let second = try #require(await hubSide.waitForLine { $0.hasPrefix("$iothub/twin/PATCH/properties/reported/?$rid=") && !$0.contains("$rid=\(patchRid)|") })
+        let second = try #require(
+            await hubSide.waitForLine {
+                $0.hasPrefix("$iothub/twin/PATCH/properties/reported/?$rid=") && !$0.contains("$rid=\(patchRid)|")
+            }
+        )
         let secondRid = second.dropFirst("$iothub/twin/PATCH/properties/reported/?$rid=".count).prefix { $0 != "|" }
         try broker.hubPublish(topic: "$iothub/twin/res/400/?$rid=\(secondRid)", payload: #"{"message":"bad"}"#)
         do {
@@ -165,7 +232,13 @@ struct HubMQTTClientTests {
     func tooLarge() async throws {
         let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
-        try await HubMQTTClient.withConnection(configuration: try await Self.configuration(broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword())) { client in
+        try await HubMQTTClient.withConnection(
+            configuration: try await Self.configuration(
+                broker,
+                port: broker.anyPasswordPort,
+                authentication: try Self.anyPassword()
+            )
+        ) { client in
             await #expect(throws: HubMQTTError(.messageTooLarge, "")) {
                 try await client.send(TelemetryMessage(body: [UInt8](repeating: 1, count: 256 * 1024)))
             }
@@ -175,11 +248,17 @@ struct HubMQTTClientTests {
         #expect(!broker.log.contains("(262144 bytes)"))
     }
 
-    @Test("kill and restart the broker three times while 10,000 QoS 1 messages go out from 4 tasks: every send completes, none is lost, duplicates are counted")
+    @Test(
+        "kill and restart the broker three times while 10,000 QoS 1 messages go out from 4 tasks: every send completes, none is lost, duplicates are counted"
+    )
     func brokerRestart() async throws {
         let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
-        var configuration = try await Self.configuration(broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword())
+        var configuration = try await Self.configuration(
+            broker,
+            port: broker.anyPasswordPort,
+            authentication: try Self.anyPassword()
+        )
         configuration.inflightWindow = 8
         let client = try HubMQTTClient(configuration: configuration)
         try await client.connect()
@@ -235,14 +314,22 @@ struct HubMQTTClientTests {
         #expect(broker.log.contains("(d1, q1"), "unacknowledged messages are resent with DUP")
         // At least once: a message in flight when the broker died may have reached it and is sent again.
         let duplicates = seen.count - Set(seen).count
-        print("broker restarts: \(count) sent, \(count - missing.count) received, \(duplicates) duplicates over 3 restarts")
+        print(
+            "broker restarts: \(count) sent, \(count - missing.count) received, \(duplicates) duplicates over 3 restarts"
+        )
     }
 
-    @Test("the in-flight window: with the broker paused at most N PUBLISHes are outstanding, the rest wait for room, all complete on resume")
+    @Test(
+        "the in-flight window: with the broker paused at most N PUBLISHes are outstanding, the rest wait for room, all complete on resume"
+    )
     func inflightWindow() async throws {
         let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
-        var configuration = try await Self.configuration(broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword())
+        var configuration = try await Self.configuration(
+            broker,
+            port: broker.anyPasswordPort,
+            authentication: try Self.anyPassword()
+        )
         configuration.inflightWindow = 4
         let client = try HubMQTTClient(configuration: configuration)
         try await client.connect()
@@ -261,7 +348,9 @@ struct HubMQTTClientTests {
         }
         // Wait until every sender is either in the window or waiting for room (a loaded machine may take a while to
         // start ten tasks): then the window holds exactly four.
-        try await eventually("ten senders in the window or waiting for room") { await client.pendingMessageCount + client.queuedMessageCount == 10 }
+        try await eventually("ten senders in the window or waiting for room") {
+            await client.pendingMessageCount + client.queuedMessageCount == 10
+        }
         #expect(await client.pendingMessageCount == 4)
         #expect(client.queuedMessageCount == 6)
         broker.pause(false)
@@ -282,8 +371,14 @@ struct HubMQTTClientTests {
     func keepAlive() async throws {
         let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
-        let client = try HubMQTTClient(configuration: try await Self.configuration(
-            broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword(), keepAlive: .seconds(1)))
+        let client = try HubMQTTClient(
+            configuration: try await Self.configuration(
+                broker,
+                port: broker.anyPasswordPort,
+                authentication: try Self.anyPassword(),
+                keepAlive: .seconds(1)
+            )
+        )
         var events = client.connectionEvents.makeAsyncIterator()
         try await client.connect()
         #expect(await events.next()?.kind == .connected)
@@ -298,7 +393,10 @@ struct HubMQTTClientTests {
         broker.pause(false)
         var reconnected = false
         while let next = await events.next() {
-            if next.kind == .connected { reconnected = true; break }
+            if next.kind == .connected {
+                reconnected = true
+                break
+            }
         }
         #expect(reconnected)
         await client.disconnect()
@@ -308,8 +406,18 @@ struct HubMQTTClientTests {
     func tokenRenewal() async throws {
         let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
-        let credential = SymmetricKeyCredential(key: try SymmetricKey(base64: Self.key), timeToLive: 3, renewalFraction: 0.8)
-        let client = try HubMQTTClient(configuration: try await Self.configuration(broker, port: broker.anyPasswordPort, authentication: .sas(credential)))
+        let credential = SymmetricKeyCredential(
+            key: try SymmetricKey(base64: Self.key),
+            timeToLive: 3,
+            renewalFraction: 0.8
+        )
+        let client = try HubMQTTClient(
+            configuration: try await Self.configuration(
+                broker,
+                port: broker.anyPasswordPort,
+                authentication: .sas(credential)
+            )
+        )
         var events = client.connectionEvents.makeAsyncIterator()
         try await client.connect()
         var kinds: [ConnectionEvent.Kind] = []
@@ -324,7 +432,13 @@ struct HubMQTTClientTests {
     func cancellation() async throws {
         let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
-        let client = try HubMQTTClient(configuration: try await Self.configuration(broker, port: broker.anyPasswordPort, authentication: try Self.anyPassword()))
+        let client = try HubMQTTClient(
+            configuration: try await Self.configuration(
+                broker,
+                port: broker.anyPasswordPort,
+                authentication: try Self.anyPassword()
+            )
+        )
         try await client.connect()
         broker.pause(true)
         let pending = Task { try await client.send(TelemetryMessage(text: "stuck")) }

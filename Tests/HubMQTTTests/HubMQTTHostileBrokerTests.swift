@@ -13,26 +13,37 @@ struct HubMQTTHostileBrokerTests {
         while true {
             let port = try PeerProcess.freePort()
             do {
-                let peer = try await PeerProcess("/usr/bin/python3", [
-                    PeerProcess.peerScript("mqtt_hostile_broker.py"), String(port), pki.path("server.pem"), pki.path("server.key"), behaviour,
-                ], readyMarker: "READY")
+                let peer = try await PeerProcess(
+                    "/usr/bin/python3",
+                    [
+                        PeerProcess.peerScript("mqtt_hostile_broker.py"), String(port), pki.path("server.pem"),
+                        pki.path("server.key"), behaviour,
+                    ],
+                    readyMarker: "READY"
+                )
                 return (peer, port)
-            } catch where attempt < 3 {
+            } catch  where attempt < 3 {
                 attempt += 1
             }
         }
     }
 
     static func client(port: Int, operationTimeout: Duration) async throws -> HubMQTTClient {
-        try HubMQTTClient(configuration: HubMQTTConfiguration(
-            identity: HubMQTTIdentity(hubHost: "hostile-hub.azure-devices.net", deviceId: "dev1"),
-            authentication: .sas(try SymmetricKeyCredential(base64Key: HubMQTTClientTests.key)),
-            gatewayHostName: "localhost", port: port, trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")),
-            operationTimeout: operationTimeout
-        ))
+        try HubMQTTClient(
+            configuration: HubMQTTConfiguration(
+                identity: HubMQTTIdentity(hubHost: "hostile-hub.azure-devices.net", deviceId: "dev1"),
+                authentication: .sas(try SymmetricKeyCredential(base64Key: HubMQTTClientTests.key)),
+                gatewayHostName: "localhost",
+                port: port,
+                trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")),
+                operationTimeout: operationTimeout
+            )
+        )
     }
 
-    @Test("a broker that floods SUBACKs after CONNACK: send ends with timedOut at its deadline, the client stays on one connection and keeps serving its other work")
+    @Test(
+        "a broker that floods SUBACKs after CONNACK: send ends with timedOut at its deadline, the client stays on one connection and keeps serving its other work"
+    )
     func subackFlood() async throws {
         let (broker, port) = try await Self.broker("suback-flood")
         defer { broker.stop() }
@@ -40,7 +51,9 @@ struct HubMQTTHostileBrokerTests {
         try await client.connect()
         let clock = ContinuousClock()
         let start = clock.now
-        await #expect(throws: HubMQTTError(.timedOut, "")) { try await client.send(TelemetryMessage(text: "never acknowledged"), timeout: .seconds(2)) }
+        await #expect(throws: HubMQTTError(.timedOut, "")) {
+            try await client.send(TelemetryMessage(text: "never acknowledged"), timeout: .seconds(2))
+        }
         let waited = clock.now - start
         #expect(waited >= .seconds(2) && waited < .seconds(15), "send took \(waited)")
         // The session's own work still runs between the flood's packets: a twin request times out on time too.
@@ -66,7 +79,9 @@ struct HubMQTTHostileBrokerTests {
         // A per-call time-out overrides the configuration's 60 s.
         var start = clock.now
         await #expect(throws: HubMQTTError(.timedOut, "")) { _ = try await client.twin(timeout: .milliseconds(500)) }
-        await #expect(throws: HubMQTTError(.timedOut, "")) { _ = try await client.updateReportedProperties(Array("{}".utf8), timeout: .milliseconds(500)) }
+        await #expect(throws: HubMQTTError(.timedOut, "")) {
+            _ = try await client.updateReportedProperties(Array("{}".utf8), timeout: .milliseconds(500))
+        }
         #expect(clock.now - start < .seconds(20))
         // Cancelling the task ends each wait at once, with CancellationError.
         for operation in ["twin", "patch", "send"] {
@@ -79,7 +94,9 @@ struct HubMQTTHostileBrokerTests {
             }
             // The request is out before the task is cancelled (the broker logs every PUBLISH it gets).
             let published = broker.output.components(separatedBy: "PUBLISH").count
-            try await eventually("the \(operation) request at the broker") { broker.output.components(separatedBy: "PUBLISH").count > published }
+            try await eventually("the \(operation) request at the broker") {
+                broker.output.components(separatedBy: "PUBLISH").count > published
+            }
             start = clock.now
             task.cancel()
             await #expect(throws: CancellationError.self, "\(operation)") { try await task.value }

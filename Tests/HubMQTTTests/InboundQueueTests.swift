@@ -1,6 +1,7 @@
-@testable import HubMQTT
 import Synchronization
 import Testing
+
+@testable import HubMQTT
 
 /// The bounded buffer behind the client's streams, without sockets.
 @Suite("Inbound stream buffer")
@@ -13,11 +14,16 @@ struct InboundQueueTests {
     func queue(capacity: Int, overflow: InboundQueue<Int>.Overflow = .refuseNewest) -> (InboundQueue<Int>, Log) {
         let queue = InboundQueue<Int>(capacity: capacity, overflow: overflow)
         let log = Log()
-        queue.setHandlers(onDemand: { log.demanded.withLock { $0 += 1 } }, onTake: { value in log.taken.withLock { $0.append(value) } })
+        queue.setHandlers(
+            onDemand: { log.demanded.withLock { $0 += 1 } },
+            onTake: { value in log.taken.withLock { $0.append(value) } }
+        )
         return (queue, log)
     }
 
-    @Test("a full buffer refuses the newest element and says so; taking makes room; each take is reported once, in order")
+    @Test(
+        "a full buffer refuses the newest element and says so; taking makes room; each take is reported once, in order"
+    )
     func refuseNewest() async {
         let (queue, log) = self.queue(capacity: 2)
         #expect(queue.offer(1) && queue.offer(2))
@@ -40,7 +46,9 @@ struct InboundQueueTests {
         #expect(await queue.next() == 5)
     }
 
-    @Test("the first iterator tells the owner once; a waiting consumer gets an element offered later and it counts as taken")
+    @Test(
+        "the first iterator tells the owner once; a waiting consumer gets an element offered later and it counts as taken"
+    )
     func demandAndWaiting() async {
         let (queue, log) = self.queue(capacity: 4)
         let stream = HubStream(queue: queue)

@@ -1,6 +1,7 @@
 import AzureIoTCore
-@testable import HubMQTT
 import Testing
+
+@testable import HubMQTT
 
 /// The MQTT client's lifecycle driven event by event in virtual time: no sockets, no sleeps. A `randomUnit` of 0.5
 /// puts every wait in the middle of the policy's jitter, so the back-off is exactly 1 s, 2 s, 4 s …
@@ -10,9 +11,17 @@ struct MQTTConnectionStateTests {
     let start = ContinuousClock.now
     let middle = 0.5
 
-    func machine(policy: RetryPolicy = RetryPolicy(initialDelay: .seconds(1), maximumDelay: .seconds(30)),
-                 keepAlive: Duration = .seconds(60), connectTimeout: Duration = .seconds(30)) -> MQTTConnectionState {
-        MQTTConnectionState(retryPolicy: policy, keepAlive: keepAlive, connectTimeout: connectTimeout, drainTimeout: .seconds(10))
+    func machine(
+        policy: RetryPolicy = RetryPolicy(initialDelay: .seconds(1), maximumDelay: .seconds(30)),
+        keepAlive: Duration = .seconds(60),
+        connectTimeout: Duration = .seconds(30)
+    ) -> MQTTConnectionState {
+        MQTTConnectionState(
+            retryPolicy: policy,
+            keepAlive: keepAlive,
+            connectTimeout: connectTimeout,
+            drainTimeout: .seconds(10)
+        )
     }
 
     func at(_ seconds: Double) -> Instant { self.start + .milliseconds(Int64(seconds * 1000)) }
@@ -50,8 +59,10 @@ struct MQTTConnectionStateTests {
     func lossDuringConnect() {
         var state = self.machine()
         _ = state.connectRequested(now: self.at(0))
-        #expect(state.attemptFailed(Self.dropped, classification: .transient, now: self.at(0.2), randomUnit: self.middle)
-            == .reconnect(dropGeneration: nil, after: .seconds(1), reason: Self.dropped.message))
+        #expect(
+            state.attemptFailed(Self.dropped, classification: .transient, now: self.at(0.2), randomUnit: self.middle)
+                == .reconnect(dropGeneration: nil, after: .seconds(1), reason: Self.dropped.message)
+        )
         #expect(state.retryDue(now: self.at(1.0)) == .none, "not before the wait is over")
         #expect(state.retryDue(now: self.at(1.2)) == .openConnection)
         #expect(state.connectionAccepted() == .subscribe(generation: 1))
@@ -63,10 +74,17 @@ struct MQTTConnectionStateTests {
         var state = self.machine()
         _ = state.connectRequested(now: self.at(0))
         #expect(state.connectionAccepted() == .subscribe(generation: 1))
-        #expect(state.connectionLost(generation: 1, reason: "closed", now: self.at(0.1), randomUnit: self.middle) == .none)
-        #expect(state.attemptFailed(Self.dropped, classification: .transient, now: self.at(0.1), randomUnit: self.middle)
-            == .reconnect(dropGeneration: nil, after: .seconds(1), reason: Self.dropped.message))
-        #expect(state.subscribed(generation: 1, now: self.at(0.2)) == .none, "a late SUBACK of the dropped connection counts for nothing")
+        #expect(
+            state.connectionLost(generation: 1, reason: "closed", now: self.at(0.1), randomUnit: self.middle) == .none
+        )
+        #expect(
+            state.attemptFailed(Self.dropped, classification: .transient, now: self.at(0.1), randomUnit: self.middle)
+                == .reconnect(dropGeneration: nil, after: .seconds(1), reason: Self.dropped.message)
+        )
+        #expect(
+            state.subscribed(generation: 1, now: self.at(0.2)) == .none,
+            "a late SUBACK of the dropped connection counts for nothing"
+        )
         #expect(state.isConnected == false)
     }
 
@@ -74,15 +92,29 @@ struct MQTTConnectionStateTests {
     func lossDuringReconnect() {
         var state = self.machine()
         let generation = self.connect(&state, at: 0)
-        #expect(state.connectionLost(generation: generation, reason: "reset", now: self.at(100), randomUnit: self.middle)
-            == .reconnect(dropGeneration: generation, after: .seconds(1), reason: "reset"))
+        #expect(
+            state.connectionLost(generation: generation, reason: "reset", now: self.at(100), randomUnit: self.middle)
+                == .reconnect(dropGeneration: generation, after: .seconds(1), reason: "reset")
+        )
         // The reader and the keep-alive timer of the same connection both report it: one reconnect only.
-        #expect(state.connectionLost(generation: generation, reason: "keep-alive", now: self.at(100.1), randomUnit: self.middle) == .none)
+        #expect(
+            state.connectionLost(
+                generation: generation,
+                reason: "keep-alive",
+                now: self.at(100.1),
+                randomUnit: self.middle
+            ) == .none
+        )
         #expect(state.retryDue(now: self.at(101)) == .openConnection)
-        #expect(state.connectionLost(generation: generation, reason: "late", now: self.at(101.1), randomUnit: self.middle) == .none)
+        #expect(
+            state.connectionLost(generation: generation, reason: "late", now: self.at(101.1), randomUnit: self.middle)
+                == .none
+        )
         #expect(state.connectionAccepted() == .subscribe(generation: generation + 1))
-        #expect(state.subscribed(generation: generation + 1, now: self.at(101.2)) == .connected(reconcileTwin: true),
-                "after a reconnect the twin is read again")
+        #expect(
+            state.subscribed(generation: generation + 1, now: self.at(101.2)) == .connected(reconcileTwin: true),
+            "after a reconnect the twin is read again"
+        )
     }
 
     @Test("disconnect during a reconnect: the retry timer and a connection that comes up anyway do nothing")
@@ -95,7 +127,10 @@ struct MQTTConnectionStateTests {
         #expect(first && !second, "shut down once")
         #expect(state.retryDue(now: self.at(20)) == .none)
         #expect(state.connectionAccepted() == .discardConnection)
-        #expect(state.attemptFailed(Self.dropped, classification: .transient, now: self.at(20), randomUnit: self.middle) == .none)
+        #expect(
+            state.attemptFailed(Self.dropped, classification: .transient, now: self.at(20), randomUnit: self.middle)
+                == .none
+        )
         guard case .fail(let error) = state.connectRequested(now: self.at(21)) else {
             Issue.record("connect after shutdown must fail")
             return
@@ -108,12 +143,32 @@ struct MQTTConnectionStateTests {
         var state = self.machine()
         let generation = self.connect(&state, at: 0)
         _ = state.connectionLost(generation: generation, reason: "reset", now: self.at(10), randomUnit: self.middle)
-        #expect(state.tick(generation: generation, now: self.at(10.5), lastOutbound: self.at(0), inflight: 2, tokenNeedsRenewal: true, randomUnit: self.middle) == .none)
+        #expect(
+            state.tick(
+                generation: generation,
+                now: self.at(10.5),
+                lastOutbound: self.at(0),
+                inflight: 2,
+                tokenNeedsRenewal: true,
+                randomUnit: self.middle
+            ) == .none
+        )
         _ = state.retryDue(now: self.at(11))
-        #expect(state.tick(generation: generation, now: self.at(11.1), lastOutbound: self.at(0), inflight: 2, tokenNeedsRenewal: true, randomUnit: self.middle) == .none)
+        #expect(
+            state.tick(
+                generation: generation,
+                now: self.at(11.1),
+                lastOutbound: self.at(0),
+                inflight: 2,
+                tokenNeedsRenewal: true,
+                randomUnit: self.middle
+            ) == .none
+        )
     }
 
-    @Test("a server that closes right after every CONNACK: the back-off keeps growing (1, 2, 4, 8 … 30 s), it never starts over")
+    @Test(
+        "a server that closes right after every CONNACK: the back-off keeps growing (1, 2, 4, 8 … 30 s), it never starts over"
+    )
     func flappingServer() {
         var state = self.machine()
         var now = 0.0
@@ -121,7 +176,14 @@ struct MQTTConnectionStateTests {
         var delays: [Duration] = []
         for _ in 0..<7 {
             now += 0.05
-            guard case .reconnect(_, let delay, _) = state.connectionLost(generation: generation, reason: "closed", now: self.at(now), randomUnit: self.middle) else {
+            guard
+                case .reconnect(_, let delay, _) = state.connectionLost(
+                    generation: generation,
+                    reason: "closed",
+                    now: self.at(now),
+                    randomUnit: self.middle
+                )
+            else {
                 Issue.record("a loss must schedule a reconnect")
                 return
             }
@@ -141,7 +203,14 @@ struct MQTTConnectionStateTests {
         var state = self.machine()
         var generation = self.connect(&state, at: 0)
         for (lostAt, expected) in [(0.1, 1), (1.2, 2), (3.3, 4)] {
-            guard case .reconnect(_, let delay, _) = state.connectionLost(generation: generation, reason: "x", now: self.at(lostAt), randomUnit: self.middle) else { return }
+            guard
+                case .reconnect(_, let delay, _) = state.connectionLost(
+                    generation: generation,
+                    reason: "x",
+                    now: self.at(lostAt),
+                    randomUnit: self.middle
+                )
+            else { return }
             #expect(delay == .seconds(expected))
             _ = state.retryDue(now: self.at(lostAt + Double(expected)))
             guard case .subscribe(let next) = state.connectionAccepted() else { return }
@@ -149,21 +218,36 @@ struct MQTTConnectionStateTests {
             _ = state.subscribed(generation: next, now: self.at(lostAt + Double(expected)))
         }
         // Up from 7.3 s to 100 s: more than the default 60 s.
-        #expect(state.connectionLost(generation: generation, reason: "x", now: self.at(100), randomUnit: self.middle)
-            == .reconnect(dropGeneration: generation, after: .seconds(1), reason: "x"))
+        #expect(
+            state.connectionLost(generation: generation, reason: "x", now: self.at(100), randomUnit: self.middle)
+                == .reconnect(dropGeneration: generation, after: .seconds(1), reason: "x")
+        )
     }
 
-    @Test("CONNACK refused on first connect: retried like a reconnect, then connect fails with retriesExhausted and the refusal as cause")
+    @Test(
+        "CONNACK refused on first connect: retried like a reconnect, then connect fails with retriesExhausted and the refusal as cause"
+    )
     func refusedFirstConnect() {
         var state = self.machine()
         _ = state.connectRequested(now: self.at(0))
-        #expect(state.attemptFailed(Self.refused, classification: .permanent, now: self.at(0.1), randomUnit: self.middle)
-            == .reconnect(dropGeneration: nil, after: .seconds(1), reason: Self.refused.message))
+        #expect(
+            state.attemptFailed(Self.refused, classification: .permanent, now: self.at(0.1), randomUnit: self.middle)
+                == .reconnect(dropGeneration: nil, after: .seconds(1), reason: Self.refused.message)
+        )
         _ = state.retryDue(now: self.at(1.1))
-        #expect(state.attemptFailed(Self.refused, classification: .permanent, now: self.at(1.2), randomUnit: self.middle)
-            == .reconnect(dropGeneration: nil, after: .seconds(2), reason: Self.refused.message))
+        #expect(
+            state.attemptFailed(Self.refused, classification: .permanent, now: self.at(1.2), randomUnit: self.middle)
+                == .reconnect(dropGeneration: nil, after: .seconds(2), reason: Self.refused.message)
+        )
         _ = state.retryDue(now: self.at(3.2))
-        guard case .failConnect(let error) = state.attemptFailed(Self.refused, classification: .permanent, now: self.at(3.3), randomUnit: self.middle) else {
+        guard
+            case .failConnect(let error) = state.attemptFailed(
+                Self.refused,
+                classification: .permanent,
+                now: self.at(3.3),
+                randomUnit: self.middle
+            )
+        else {
             Issue.record("the third refusal must end the first connect")
             return
         }
@@ -183,7 +267,12 @@ struct MQTTConnectionStateTests {
         var outcome = MQTTConnectionState.Action.none
         for _ in 0..<3 {
             #expect(state.retryDue(now: self.at(now)) == .openConnection)
-            outcome = state.attemptFailed(Self.refused, classification: .permanent, now: self.at(now), randomUnit: self.middle)
+            outcome = state.attemptFailed(
+                Self.refused,
+                classification: .permanent,
+                now: self.at(now),
+                randomUnit: self.middle
+            )
             now += 10
         }
         guard case .giveUp(let error) = outcome else {
@@ -199,21 +288,33 @@ struct MQTTConnectionStateTests {
         var state = self.machine(connectTimeout: .seconds(5))
         _ = state.connectRequested(now: self.at(0))
         let unreachable = HubMQTTError(.connectionFailed, "connection refused")
-        #expect(state.attemptFailed(unreachable, classification: .transient, now: self.at(0), randomUnit: self.middle)
-            == .reconnect(dropGeneration: nil, after: .seconds(1), reason: unreachable.message))
+        #expect(
+            state.attemptFailed(unreachable, classification: .transient, now: self.at(0), randomUnit: self.middle)
+                == .reconnect(dropGeneration: nil, after: .seconds(1), reason: unreachable.message)
+        )
         _ = state.retryDue(now: self.at(1))
-        #expect(state.attemptFailed(unreachable, classification: .transient, now: self.at(1), randomUnit: self.middle)
-            == .reconnect(dropGeneration: nil, after: .seconds(2), reason: unreachable.message))
+        #expect(
+            state.attemptFailed(unreachable, classification: .transient, now: self.at(1), randomUnit: self.middle)
+                == .reconnect(dropGeneration: nil, after: .seconds(2), reason: unreachable.message)
+        )
         _ = state.retryDue(now: self.at(3))
         // The next wait (4 s) would end past 5 s.
-        #expect(state.attemptFailed(unreachable, classification: .transient, now: self.at(3), randomUnit: self.middle) == .failConnect(unreachable))
+        #expect(
+            state.attemptFailed(unreachable, classification: .transient, now: self.at(3), randomUnit: self.middle)
+                == .failConnect(unreachable)
+        )
         #expect(state.phase == .idle)
         // A per-call time-out replaces the configured one: 2 s leaves no room for the second wait.
         _ = state.connectRequested(now: self.at(10), timeout: .seconds(2))
-        #expect(state.attemptFailed(unreachable, classification: .transient, now: self.at(10), randomUnit: self.middle)
-            == .reconnect(dropGeneration: nil, after: .seconds(1), reason: unreachable.message))
+        #expect(
+            state.attemptFailed(unreachable, classification: .transient, now: self.at(10), randomUnit: self.middle)
+                == .reconnect(dropGeneration: nil, after: .seconds(1), reason: unreachable.message)
+        )
         _ = state.retryDue(now: self.at(11))
-        #expect(state.attemptFailed(unreachable, classification: .transient, now: self.at(11), randomUnit: self.middle) == .failConnect(unreachable))
+        #expect(
+            state.attemptFailed(unreachable, classification: .transient, now: self.at(11), randomUnit: self.middle)
+                == .failConnect(unreachable)
+        )
     }
 
     @Test("a cancelled first connect returns to idle; a reconnect cannot be abandoned that way")
@@ -230,12 +331,21 @@ struct MQTTConnectionStateTests {
         #expect(abandonedReconnect == false)
     }
 
-    @Test("keep-alive: PINGREQ after a quiet keep-alive period, once; an answer clears it; no answer drops the connection")
+    @Test(
+        "keep-alive: PINGREQ after a quiet keep-alive period, once; an answer clears it; no answer drops the connection"
+    )
     func keepAlive() {
         var state = self.machine(keepAlive: .seconds(10))
         let generation = self.connect(&state, at: 0)
         func tick(_ now: Double, lastOutbound: Double = 0) -> MQTTConnectionState.Action {
-            state.tick(generation: generation, now: self.at(now), lastOutbound: self.at(lastOutbound), inflight: 0, tokenNeedsRenewal: false, randomUnit: self.middle)
+            state.tick(
+                generation: generation,
+                now: self.at(now),
+                lastOutbound: self.at(lastOutbound),
+                inflight: 0,
+                tokenNeedsRenewal: false,
+                randomUnit: self.middle
+            )
         }
         #expect(tick(9) == .none)
         #expect(tick(10) == .sendPing)
@@ -243,47 +353,121 @@ struct MQTTConnectionStateTests {
         state.packetReceived(generation: generation)
         #expect(tick(20, lastOutbound: 10) == .sendPing)
         #expect(tick(30, lastOutbound: 20) == .none, "exactly one keep-alive is still in time")
-        #expect(tick(30.5, lastOutbound: 20) == .reconnect(dropGeneration: generation, after: .seconds(1), reason: "no answer to PINGREQ within the keep-alive"))
+        #expect(
+            tick(30.5, lastOutbound: 20)
+                == .reconnect(
+                    dropGeneration: generation,
+                    after: .seconds(1),
+                    reason: "no answer to PINGREQ within the keep-alive"
+                )
+        )
         #expect(tick(31) == .none, "a stale tick of the dropped connection")
     }
 
-    @Test("token renewal drains: no new PUBLISH, the in-flight ones are acknowledged, then DISCONNECT and a new connection")
+    @Test(
+        "token renewal drains: no new PUBLISH, the in-flight ones are acknowledged, then DISCONNECT and a new connection"
+    )
     func renewalDrains() {
         var state = self.machine()
         let generation = self.connect(&state, at: 0)
-        #expect(state.tick(generation: generation, now: self.at(50), lastOutbound: self.at(50), inflight: 3, tokenNeedsRenewal: true, randomUnit: self.middle)
-            == .startDraining(generation: generation))
+        #expect(
+            state.tick(
+                generation: generation,
+                now: self.at(50),
+                lastOutbound: self.at(50),
+                inflight: 3,
+                tokenNeedsRenewal: true,
+                randomUnit: self.middle
+            )
+                == .startDraining(generation: generation)
+        )
         #expect(state.isConnected, "twin calls still go out while draining")
-        #expect(state.tick(generation: generation, now: self.at(51), lastOutbound: self.at(50), inflight: 1, tokenNeedsRenewal: true, randomUnit: self.middle) == .none)
+        #expect(
+            state.tick(
+                generation: generation,
+                now: self.at(51),
+                lastOutbound: self.at(50),
+                inflight: 1,
+                tokenNeedsRenewal: true,
+                randomUnit: self.middle
+            ) == .none
+        )
         #expect(state.drained(generation: generation) == .renewConnection(generation: generation))
         #expect(state.phase == .connecting)
         #expect(state.connectionAccepted() == .subscribe(generation: generation + 1))
         #expect(state.subscribed(generation: generation + 1, now: self.at(51.1)) == .connected(reconcileTwin: true))
     }
 
-    @Test("token renewal with nothing in flight renews at once; one whose PUBACKs do not come renews at the drain deadline")
+    @Test(
+        "token renewal with nothing in flight renews at once; one whose PUBACKs do not come renews at the drain deadline"
+    )
     func renewalWithoutAndPastDrain() {
         var state = self.machine()
         var generation = self.connect(&state, at: 0)
-        #expect(state.tick(generation: generation, now: self.at(50), lastOutbound: self.at(50), inflight: 0, tokenNeedsRenewal: true, randomUnit: self.middle)
-            == .renewConnection(generation: generation))
+        #expect(
+            state.tick(
+                generation: generation,
+                now: self.at(50),
+                lastOutbound: self.at(50),
+                inflight: 0,
+                tokenNeedsRenewal: true,
+                randomUnit: self.middle
+            )
+                == .renewConnection(generation: generation)
+        )
         guard case .subscribe(let next) = state.connectionAccepted() else { return }
         generation = next
         _ = state.subscribed(generation: generation, now: self.at(51))
-        #expect(state.tick(generation: generation, now: self.at(60), lastOutbound: self.at(60), inflight: 5, tokenNeedsRenewal: true, randomUnit: self.middle)
-            == .startDraining(generation: generation))
-        #expect(state.tick(generation: generation, now: self.at(69), lastOutbound: self.at(60), inflight: 5, tokenNeedsRenewal: true, randomUnit: self.middle) == .none)
-        #expect(state.tick(generation: generation, now: self.at(70), lastOutbound: self.at(60), inflight: 5, tokenNeedsRenewal: true, randomUnit: self.middle)
-            == .renewConnection(generation: generation))
+        #expect(
+            state.tick(
+                generation: generation,
+                now: self.at(60),
+                lastOutbound: self.at(60),
+                inflight: 5,
+                tokenNeedsRenewal: true,
+                randomUnit: self.middle
+            )
+                == .startDraining(generation: generation)
+        )
+        #expect(
+            state.tick(
+                generation: generation,
+                now: self.at(69),
+                lastOutbound: self.at(60),
+                inflight: 5,
+                tokenNeedsRenewal: true,
+                randomUnit: self.middle
+            ) == .none
+        )
+        #expect(
+            state.tick(
+                generation: generation,
+                now: self.at(70),
+                lastOutbound: self.at(60),
+                inflight: 5,
+                tokenNeedsRenewal: true,
+                randomUnit: self.middle
+            )
+                == .renewConnection(generation: generation)
+        )
     }
 
     @Test("a loss while draining reconnects at once, without a back-off")
     func lossWhileDraining() {
         var state = self.machine()
         let generation = self.connect(&state, at: 0)
-        _ = state.tick(generation: generation, now: self.at(1), lastOutbound: self.at(1), inflight: 2, tokenNeedsRenewal: true, randomUnit: self.middle)
-        #expect(state.connectionLost(generation: generation, reason: "closed", now: self.at(2), randomUnit: self.middle)
-            == .reconnect(dropGeneration: generation, after: .zero, reason: "closed"))
+        _ = state.tick(
+            generation: generation,
+            now: self.at(1),
+            lastOutbound: self.at(1),
+            inflight: 2,
+            tokenNeedsRenewal: true,
+            randomUnit: self.middle
+        )
+        #expect(
+            state.connectionLost(generation: generation, reason: "closed", now: self.at(2), randomUnit: self.middle)
+                == .reconnect(dropGeneration: generation, after: .zero, reason: "closed")
+        )
         #expect(state.retryDue(now: self.at(2)) == .openConnection)
     }
 
@@ -294,7 +478,14 @@ struct MQTTConnectionStateTests {
         _ = state.connectionLost(generation: generation, reason: "x", now: self.at(1), randomUnit: self.middle)
         #expect(state.connectRequested(now: self.at(1.5)) == .wait)
         _ = state.retryDue(now: self.at(2))
-        guard case .giveUp = state.attemptFailed(Self.refused, classification: .permanent, now: self.at(2), randomUnit: self.middle) else {
+        guard
+            case .giveUp = state.attemptFailed(
+                Self.refused,
+                classification: .permanent,
+                now: self.at(2),
+                randomUnit: self.middle
+            )
+        else {
             Issue.record("one refusal is the limit here")
             return
         }
@@ -307,15 +498,24 @@ struct MQTTConnectionStateTests {
 
 @Suite("Error classification")
 struct ErrorClassificationTests {
-    @Test("HubMQTTError.isTransient: network trouble, a busy hub and time-outs are; refusals, bad input and shutdown are not")
+    @Test(
+        "HubMQTTError.isTransient: network trouble, a busy hub and time-outs are; refusals, bad input and shutdown are not"
+    )
     func mqtt() {
-        #expect(HubMQTTError(.connectionFailed, "", underlying: AzureIoTError(.connectionFailed, "refused")).isTransient)
+        #expect(
+            HubMQTTError(.connectionFailed, "", underlying: AzureIoTError(.connectionFailed, "refused")).isTransient
+        )
         #expect(!HubMQTTError(.connectionFailed, "", underlying: AzureIoTError(.certificateUntrusted, "")).isTransient)
         #expect(HubMQTTError(.connectionRefused, "", status: 3).isTransient, "CONNACK 3: server unavailable")
         #expect(!HubMQTTError(.connectionRefused, "", status: 5).isTransient, "CONNACK 5: not authorized")
-        #expect(HubMQTTError(.twinRequestFailed, "", status: 429).isTransient && HubMQTTError(.twinRequestFailed, "", status: 503).isTransient)
+        #expect(
+            HubMQTTError(.twinRequestFailed, "", status: 429).isTransient
+                && HubMQTTError(.twinRequestFailed, "", status: 503).isTransient
+        )
         #expect(!HubMQTTError(.twinRequestFailed, "", status: 400).isTransient)
-        for code in [HubMQTTError.Code.timedOut, .queueFull, .notConnected] { #expect(HubMQTTError(code, "").isTransient, "\(code)") }
+        for code in [HubMQTTError.Code.timedOut, .queueFull, .notConnected] {
+            #expect(HubMQTTError(code, "").isTransient, "\(code)")
+        }
         for code in [HubMQTTError.Code.retriesExhausted, .shutDown, .messageTooLarge, .invalidArgument, .expired] {
             #expect(!HubMQTTError(code, "").isTransient, "\(code)")
         }

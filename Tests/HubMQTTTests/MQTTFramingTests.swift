@@ -5,12 +5,29 @@ import Testing
 @Suite("MQTT framing")
 struct MQTTFramingTests {
     static let samples: [MQTTPacket] = [
-        .connect(ConnectPacket(clientId: "dev1", cleanSession: false, keepAliveSeconds: 60, username: "hub/dev1/?api-version=2021-04-12", password: Array("SharedAccessSignature sr=x".utf8))),
+        .connect(
+            ConnectPacket(
+                clientId: "dev1",
+                cleanSession: false,
+                keepAliveSeconds: 60,
+                username: "hub/dev1/?api-version=2021-04-12",
+                password: Array("SharedAccessSignature sr=x".utf8)
+            )
+        ),
         .connack(ConnAckPacket(sessionPresent: true)),
-        .publish(PublishPacket(topic: "devices/dev1/messages/events/%24.ct=application%2Fjson", payload: Array(repeating: 7, count: 300), qos: .atLeastOnce, packetId: 65_535)),
+        .publish(
+            PublishPacket(
+                topic: "devices/dev1/messages/events/%24.ct=application%2Fjson",
+                payload: Array(repeating: 7, count: 300),
+                qos: .atLeastOnce,
+                packetId: 65_535
+            )
+        ),
         .publish(PublishPacket(topic: "x", payload: [])),
         .puback(packetId: 1), .pubrec(packetId: 2), .pubrel(packetId: 3), .pubcomp(packetId: 4),
-        .subscribe(SubscribePacket(packetId: 5, subscriptions: [.init(topicFilter: "$iothub/twin/res/#", qos: .atLeastOnce)])),
+        .subscribe(
+            SubscribePacket(packetId: 5, subscriptions: [.init(topicFilter: "$iothub/twin/res/#", qos: .atLeastOnce)])
+        ),
         .suback(SubAckPacket(packetId: 5, returnCodes: [.grantedQoS1])),
         .unsubscribe(UnsubscribePacket(packetId: 6, topicFilters: ["a", "b/+"])),
         .unsuback(packetId: 6), .pingreq, .pingresp, .disconnect,
@@ -59,7 +76,11 @@ struct MQTTFramingTests {
 
     @Test("a CONNECT description never shows the password")
     func redaction() {
-        let connect = ConnectPacket(clientId: "d", username: "u", password: Array("SharedAccessSignature sig=secret".utf8))
+        let connect = ConnectPacket(
+            clientId: "d",
+            username: "u",
+            password: Array("SharedAccessSignature sig=secret".utf8)
+        )
         #expect(!connect.description.contains("secret"))
         #expect(connect.description.contains("<redacted>"))
     }

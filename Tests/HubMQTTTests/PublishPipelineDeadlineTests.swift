@@ -1,6 +1,7 @@
 import AzureIoTTestSupport
-@testable import HubMQTT
 import Testing
+
+@testable import HubMQTT
 
 /// The pipeline's send deadlines with an explicit clock reading: no sockets, no sleeps.
 @Suite("Publish pipeline deadlines")
@@ -9,7 +10,9 @@ struct PublishPipelineDeadlineTests {
         for _ in 0..<10_000 where !condition() { await Task.yield() }
     }
 
-    @Test("an expired send throws timedOut and leaves the window; its late PUBACK completes nothing; its id is held until then")
+    @Test(
+        "an expired send throws timedOut and leaves the window; its late PUBACK completes nothing; its id is held until then"
+    )
     func expiry() async throws {
         let pipeline = PublishPipeline(window: 2, writeTimeout: .seconds(1))
         let start = ContinuousClock.now
@@ -40,7 +43,9 @@ struct PublishPipelineDeadlineTests {
         let packet = PublishPacket(topic: "devices/d/messages/events/", payload: [1])
         let holder = Task { try await pipeline.publishAtLeastOnce(packet, deadline: nil) { _ in } }
         await Self.waitUntil { pipeline.inflightCount == 1 }
-        let waiting = Task { try await pipeline.publishAtLeastOnce(packet, deadline: start + .milliseconds(10)) { _ in } }
+        let waiting = Task {
+            try await pipeline.publishAtLeastOnce(packet, deadline: start + .milliseconds(10)) { _ in }
+        }
         for _ in 0..<100 { await Task.yield() }
         pipeline.expireWaiters(now: start + .seconds(1))
         await #expect(throws: HubMQTTError(.timedOut, "")) { try await waiting.value }

@@ -5,7 +5,8 @@ import Foundation
 public final class AMQPTestPeer: Sendable {
     /// The Python with qpid-proton that `scripts/ensure-deps.sh test` builds into `.build-peers/venv`.
     public static var python: String {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
         return root.appendingPathComponent(".build-peers/venv/bin/python").path
     }
 
@@ -23,14 +24,19 @@ public final class AMQPTestPeer: Sendable {
         for (user, password) in users {
             // cyrus splits the PLAIN identity at '@': user "dev1" in realm "sas.hub".
             let parts = user.split(separator: "@", maxSplits: 1).map(String.init)
-            let result = try PeerProcess.run("/usr/sbin/saslpasswd2", ["-c", "-p", "-f", database, "-u", parts[1], parts[0]], input: password)
+            let result = try PeerProcess.run(
+                "/usr/sbin/saslpasswd2",
+                ["-c", "-p", "-f", database, "-u", parts[1], parts[0]],
+                input: password
+            )
             guard result.status == 0 else { throw TestFailure("saslpasswd2 failed: \(result.output)") }
         }
         self.receivedPath = directory + "/received.jsonl"
         _ = FileManager.default.createFile(atPath: self.receivedPath, contents: nil)
         let c2dPath = directory + "/c2d.json"
         try JSONSerialization.data(withJSONObject: c2d).write(to: URL(fileURLWithPath: c2dPath))
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
         let python = Self.python
         let script = root.appendingPathComponent("Tests/Peers/amqp_server.py").path
         var environment = ProcessInfo.processInfo.environment
@@ -41,8 +47,13 @@ public final class AMQPTestPeer: Sendable {
             let port = try PeerProcess.freePort()
             do {
                 self.peer = try await PeerProcess(
-                    python, [script, String(port), pki.path("server.pem"), pki.path("server.key"), saslDirectory, self.receivedPath, c2dPath],
-                    readyMarker: "READY", environment: environment
+                    python,
+                    [
+                        script, String(port), pki.path("server.pem"), pki.path("server.key"), saslDirectory,
+                        self.receivedPath, c2dPath,
+                    ],
+                    readyMarker: "READY",
+                    environment: environment
                 )
                 self.port = port
                 return
@@ -55,11 +66,15 @@ public final class AMQPTestPeer: Sendable {
     /// The events the peer logged, as JSON objects.
     public func events() throws -> [[String: Any]] {
         let text = try String(contentsOfFile: self.receivedPath, encoding: .utf8)
-        return try text.split(separator: "\n").compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        return try text.split(separator: "\n").compactMap {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
     }
 
     /// Waits until an event satisfies `predicate`.
-    public func waitForEvent(timeout: Duration = .seconds(10), where predicate: ([String: Any]) -> Bool) async -> [String: Any]? {
+    public func waitForEvent(timeout: Duration = .seconds(10), where predicate: ([String: Any]) -> Bool) async
+        -> [String: Any]?
+    {
         let clock = ContinuousClock()
         let end = clock.now + timeout
         while clock.now < end {

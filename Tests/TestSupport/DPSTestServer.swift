@@ -48,7 +48,11 @@ public final class DPSTestServer: Sendable {
         try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
         self.logPath = directory + "/requests.jsonl"
         _ = FileManager.default.createFile(atPath: self.logPath, contents: nil)
-        self.peer = try await PeerProcess("/usr/bin/env", ["python3", Self.script, configPath, self.logPath], readyMarker: "READY ")
+        self.peer = try await PeerProcess(
+            "/usr/bin/env",
+            ["python3", Self.script, configPath, self.logPath],
+            readyMarker: "READY "
+        )
         guard let line = self.peer.output.split(separator: "\n").first(where: { $0.hasPrefix("READY ") }),
             let port = Int(line.dropFirst(6).trimmingCharacters(in: .whitespaces))
         else { throw TestFailure("dps_server.py did not report its port: \(self.peer.output)") }

@@ -58,7 +58,8 @@ public final class MosquittoBroker: Sendable {
             let result = try PeerProcess.run("/usr/bin/mosquitto_passwd", ["-b", passwordFile, user, password])
             guard result.status == 0 else { throw TestFailure("mosquitto_passwd failed: \(result.output)") }
         }
-        let tls = "cafile \(pki.path("ca.pem"))\ncertfile \(pki.path("server.pem"))\nkeyfile \(pki.path("server.key"))\n"
+        let tls =
+            "cafile \(pki.path("ca.pem"))\ncertfile \(pki.path("server.pem"))\nkeyfile \(pki.path("server.key"))\n"
         let config = """
             per_listener_settings true
             persistence false
@@ -94,7 +95,11 @@ public final class MosquittoBroker: Sendable {
         var lastError: any Error = TestFailure("mosquitto did not start")
         for _ in 0..<20 {
             do {
-                let peer = try await PeerProcess("/usr/sbin/mosquitto", ["-c", self.configPath], readyMarker: " running")
+                let peer = try await PeerProcess(
+                    "/usr/sbin/mosquitto",
+                    ["-c", self.configPath],
+                    readyMarker: " running"
+                )
                 self.peers.set(peer)
                 return
             } catch {
@@ -126,14 +131,19 @@ public final class HubSideSubscriber: Sendable {
     /// Subscribes to `filters` (QoS 1) and waits until the subscription is in place.
     public init(broker: MosquittoBroker, filters: [String]) async throws {
         // stdbuf: mosquitto_sub's stdout is block-buffered when it is a pipe.
-        var arguments = ["-oL", "/usr/bin/mosquitto_sub", "-h", "127.0.0.1", "-p", String(broker.plainPort), "-q", "1", "-F", "%t|%p", "-d"]
+        var arguments = [
+            "-oL", "/usr/bin/mosquitto_sub", "-h", "127.0.0.1", "-p", String(broker.plainPort), "-q", "1", "-F",
+            "%t|%p", "-d",
+        ]
         for filter in filters { arguments += ["-t", filter] }
         self.peer = try await PeerProcess("/usr/bin/stdbuf", arguments, readyMarker: "received SUBACK")
     }
 
     /// The `topic|payload` lines received so far (debug lines from `-d` are left out).
     public var lines: [String] {
-        self.peer.output.split(separator: "\n").map(String.init).filter { !$0.hasPrefix("Client ") && !$0.hasPrefix("Subscribed") }
+        self.peer.output.split(separator: "\n").map(String.init).filter {
+            !$0.hasPrefix("Client ") && !$0.hasPrefix("Subscribed")
+        }
     }
 
     /// Waits until a line satisfies `predicate`; returns it, or nil after the timeout.
@@ -177,7 +187,8 @@ extension MosquittoBroker {
     /// Publishes as the hub would (QoS 1, on the plain port).
     public func hubPublish(topic: String, payload: String) throws {
         let result = try PeerProcess.run(
-            "/usr/bin/mosquitto_pub", ["-h", "127.0.0.1", "-p", String(self.plainPort), "-q", "1", "-t", topic, "-m", payload]
+            "/usr/bin/mosquitto_pub",
+            ["-h", "127.0.0.1", "-p", String(self.plainPort), "-q", "1", "-t", topic, "-m", payload]
         )
         guard result.status == 0 else { throw TestFailure("mosquitto_pub failed: \(result.output)") }
     }

@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A real peer (openssl s_server, mosquitto, …) run as a child process for the length of a test.
@@ -71,7 +71,9 @@ public final class PeerProcess: Sendable {
     deinit { self.stop() }
 
     /// Runs a command to completion and returns its exit status and combined output.
-    public static func run(_ executable: String, _ arguments: [String], input: String? = nil) throws -> (status: Int32, output: String) {
+    public static func run(_ executable: String, _ arguments: [String], input: String? = nil) throws -> (
+        status: Int32, output: String
+    ) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -116,7 +118,9 @@ public final class PeerProcess: Sendable {
     }
 
     /// A process with stdout and stderr joined into one pipe collected into a buffer, and no stdin; not started.
-    private static func prepare(_ executable: String, _ arguments: [String], environment: [String: String]?) -> (Process, Pipe, OutputBuffer) {
+    private static func prepare(_ executable: String, _ arguments: [String], environment: [String: String]?) -> (
+        Process, Pipe, OutputBuffer
+    ) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -182,13 +186,16 @@ public final class PeerProcess: Sendable {
     /// The Python of the client-peer venv (azure-iot-device, paho-mqtt, uamqp) that `scripts/ensure-deps.sh test`
     /// installs.
     public static var clientPython: String {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
         return root.appendingPathComponent(".build-peers/clients/bin/python").path
     }
 
     /// A script in `Tests/Peers`.
     public static func peerScript(_ name: String) -> String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Peers/\(name)").path
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(
+            "Peers/\(name)"
+        ).path
     }
 
     /// A TCP port on 127.0.0.1 that was free a moment ago, for a peer that is told its port. It is drawn from below
@@ -197,8 +204,10 @@ public final class PeerProcess: Sendable {
     /// A port is never handed out twice by one test process (two calls in a row could otherwise draw the same free
     /// port, as a mosquitto with four listeners once did).
     public static func freePort() throws -> Int {
-        let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? "32768 60999"
-        let ephemeralStart = Int(text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first ?? "") ?? 32768
+        let text =
+            (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? "32768 60999"
+        let ephemeralStart =
+            Int(text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first ?? "") ?? 32768
         let range = 10_000..<max(10_001, min(ephemeralStart, 65_536))
         for _ in 0..<200 {
             let port = Int.random(in: range)
@@ -219,6 +228,8 @@ public final class PeerProcess: Sendable {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         let length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } } == 0
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        } == 0
     }
 }

@@ -25,7 +25,11 @@ public struct TestPKI: Sendable {
                     let script = URL(fileURLWithPath: #filePath)
                         .deletingLastPathComponent().deletingLastPathComponent()
                         .appendingPathComponent("Peers/make-test-pki.sh").path
-                    let result = try await PeerProcess.complete("/bin/bash", [script, directory], timeout: .seconds(120))
+                    let result = try await PeerProcess.complete(
+                        "/bin/bash",
+                        [script, directory],
+                        timeout: .seconds(120)
+                    )
                     guard result.status == 0 else { throw TestFailure("make-test-pki.sh failed: \(result.output)") }
                     return TestPKI(directory: directory)
                 }

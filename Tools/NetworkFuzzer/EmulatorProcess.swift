@@ -3,7 +3,7 @@ import Foundation
 import HubMQTT
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `azure-iot emulator` as a child process with the fuzzer's configuration, and what it printed: its ports and CA.
@@ -39,7 +39,12 @@ final class EmulatorProcess: @unchecked Sendable {
         let configuration: [String: Any] = [
             "hubName": Self.hubName,
             "stateDirectory": directory,
-            "devices": [["deviceId": Self.deviceId, "primaryKey": Self.deviceKey, "modules": [["moduleId": "m", "primaryKey": Self.deviceKey]]]],
+            "devices": [
+                [
+                    "deviceId": Self.deviceId, "primaryKey": Self.deviceKey,
+                    "modules": [["moduleId": "m", "primaryKey": Self.deviceKey]],
+                ]
+            ],
             "provisioning": [
                 "idScope": Self.idScope,
                 "individualEnrollments": [["registrationId": Self.registrationId, "primaryKey": Self.deviceKey]],
@@ -70,11 +75,11 @@ final class EmulatorProcess: @unchecked Sendable {
             line += chunk
         }
         guard let newline = line.firstIndex(of: 10),
-              let json = try JSONSerialization.jsonObject(with: line[..<newline]) as? [String: Any],
-              let mqtt = (json["mqtt"] as? [String: Any])?["port"] as? Int,
-              let amqp = (json["amqp"] as? [String: Any])?["port"] as? Int,
-              let dps = (json["dps"] as? [String: Any])?["port"] as? Int,
-              let ca = json["caCertificatePath"] as? String
+            let json = try JSONSerialization.jsonObject(with: line[..<newline]) as? [String: Any],
+            let mqtt = (json["mqtt"] as? [String: Any])?["port"] as? Int,
+            let amqp = (json["amqp"] as? [String: Any])?["port"] as? Int,
+            let dps = (json["dps"] as? [String: Any])?["port"] as? Int,
+            let ca = json["caCertificatePath"] as? String
         else {
             process.terminate()
             throw FuzzerError("the emulator did not print its endpoints: \(String(decoding: line, as: UTF8.self))")
@@ -85,8 +90,8 @@ final class EmulatorProcess: @unchecked Sendable {
     /// Resident memory (VmRSS), in bytes.
     func residentBytes() -> Int {
         guard let status = try? String(contentsOfFile: "/proc/\(self.pid)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-              let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
         else { return 0 }
         return kilobytes * 1024
     }
@@ -103,13 +108,22 @@ final class EmulatorProcess: @unchecked Sendable {
     /// A device token for the fuzz device, valid for an hour.
     func deviceToken() -> String {
         let key = try! SymmetricKey(base64: Self.deviceKey)
-        return SASToken.generate(for: .device(hubHost: self.hubHost, deviceId: Self.deviceId), key: key, expiry: UnixTime.now() + 3600).secretValue
+        return SASToken.generate(
+            for: .device(hubHost: self.hubHost, deviceId: Self.deviceId),
+            key: key,
+            expiry: UnixTime.now() + 3600
+        ).secretValue
     }
 
     /// A DPS token for the fuzz registration.
     func registrationToken() -> String {
         let key = try! SymmetricKey(base64: Self.deviceKey)
-        return SASToken.generate(for: .registration(idScope: Self.idScope, registrationId: Self.registrationId), key: key, expiry: UnixTime.now() + 3600, keyName: "registration").secretValue
+        return SASToken.generate(
+            for: .registration(idScope: Self.idScope, registrationId: Self.registrationId),
+            key: key,
+            expiry: UnixTime.now() + 3600,
+            keyName: "registration"
+        ).secretValue
     }
 }
 
@@ -137,8 +151,11 @@ enum NormalDevice {
         let configuration = HubMQTTConfiguration(
             identity: HubMQTTIdentity(hubHost: target.hubHost, deviceId: EmulatorProcess.deviceId),
             authentication: .sas(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorProcess.deviceKey))),
-            gatewayHostName: "localhost", port: target.mqttPort, trustRoots: .pemFile(target.caPath),
-            operationTimeout: .seconds(10), connectTimeout: .seconds(10)
+            gatewayHostName: "localhost",
+            port: target.mqttPort,
+            trustRoots: .pemFile(target.caPath),
+            operationTimeout: .seconds(10),
+            connectTimeout: .seconds(10)
         )
         try await within(.seconds(30)) {
             try await HubMQTTClient.withConnection(configuration: configuration) { client in

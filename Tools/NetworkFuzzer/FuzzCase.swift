@@ -24,11 +24,12 @@ struct FuzzCase {
     /// Connects, writes every chunk, reads what comes back for a moment, and closes. Nothing here fails the run:
     /// only the emulator's health does.
     func play(_ target: EmulatorProcess) async {
-        let port = switch self.protocol {
-        case .mqtt: target.mqttPort
-        case .amqp: target.amqpPort
-        case .dps: target.dpsPort
-        }
+        let port =
+            switch self.protocol {
+            case .mqtt: target.mqttPort
+            case .amqp: target.amqpPort
+            case .dps: target.dpsPort
+            }
         let chunks = self.chunks
         let trust = target.trust
         _ = try? await within(.seconds(10)) {
@@ -67,20 +68,40 @@ enum MQTTCases {
     static func sequence(_ random: inout SplitMix64, _ target: EmulatorProcess) -> [[UInt8]] {
         let device = EmulatorProcess.deviceId
         let authenticated = random.next() % 10 < 7
-        let username = authenticated
-            ? ["\(target.hubHost)/\(device)/?api-version=2021-04-12", "\(target.hubHost)/\(device)/api-version=2019-03-31"].randomElement(using: &random)!
-            : ["", "\(target.hubHost)/\(device)", "x/\(device)/?api-version=2021-04-12", String(repeating: "u", count: 70_000)].randomElement(using: &random)!
+        let username =
+            authenticated
+            ? [
+                "\(target.hubHost)/\(device)/?api-version=2021-04-12",
+                "\(target.hubHost)/\(device)/api-version=2019-03-31",
+            ].randomElement(using: &random)!
+            : [
+                "", "\(target.hubHost)/\(device)", "x/\(device)/?api-version=2021-04-12",
+                String(repeating: "u", count: 70_000),
+            ].randomElement(using: &random)!
         let password = authenticated ? Array(target.deviceToken().utf8) : Edge.bytes(Int(random.next() % 64), &random)
-        let clientId = random.next() % 10 == 0 ? ["", "\(device)/m", "\(device)/m/x", String(repeating: "c", count: 300)].randomElement(using: &random)! : device
+        let clientId =
+            random.next() % 10 == 0
+            ? ["", "\(device)/m", "\(device)/m/x", String(repeating: "c", count: 300)].randomElement(using: &random)!
+            : device
         var packets: [MQTTPacket] = [
-            .connect(ConnectPacket(clientId: clientId, cleanSession: random.next() % 2 == 0, keepAliveSeconds: Edge.uint16.randomElement(using: &random)!, username: username, password: password)),
+            .connect(
+                ConnectPacket(
+                    clientId: clientId,
+                    cleanSession: random.next() % 2 == 0,
+                    keepAliveSeconds: Edge.uint16.randomElement(using: &random)!,
+                    username: username,
+                    password: password
+                )
+            )
         ]
         let topics = [
             "devices/\(device)/messages/events/", "devices/\(device)/messages/events",
             "devices/\(device)/messages/events/$.ct=application%2Fjson&$.ce=utf-8&k=v",
             "devices/\(device)/messages/events/%24.mid=1&%ZZ", "devices/other/messages/events/",
-            "$iothub/twin/GET/?$rid=1", "$iothub/twin/PATCH/properties/reported/?$rid=2", "$iothub/methods/res/200/?$rid=3",
-            "$iothub/methods/res/x/?$rid=", "$iothub/twin/GET/", "#", "devices/\(device)/messages/events/" + String(repeating: "a=b&", count: 5000),
+            "$iothub/twin/GET/?$rid=1", "$iothub/twin/PATCH/properties/reported/?$rid=2",
+            "$iothub/methods/res/200/?$rid=3",
+            "$iothub/methods/res/x/?$rid=", "$iothub/twin/GET/", "#",
+            "devices/\(device)/messages/events/" + String(repeating: "a=b&", count: 5000),
         ]
         let filters = [
             "devices/\(device)/messages/devicebound/#", "$iothub/twin/res/#", "$iothub/methods/POST/#",
@@ -91,15 +112,41 @@ enum MQTTCases {
             case 0, 1:
                 let qos = [MQTTQoS.atMostOnce, .atLeastOnce, .exactlyOnce].randomElement(using: &random)!
                 let payload = random.next() % 3 == 0 ? Array(#"{"a":1}"#.utf8) : Edge.bytes(Edge.size(&random), &random)
-                packets.append(.publish(PublishPacket(topic: topics.randomElement(using: &random)!, payload: payload, qos: qos, packetId: qos == .atMostOnce ? nil : UInt16(truncatingIfNeeded: random.next() | 1))))
+                packets.append(
+                    .publish(
+                        PublishPacket(
+                            topic: topics.randomElement(using: &random)!,
+                            payload: payload,
+                            qos: qos,
+                            packetId: qos == .atMostOnce ? nil : UInt16(truncatingIfNeeded: random.next() | 1)
+                        )
+                    )
+                )
             case 2:
                 let count = 1 + Int(random.next() % 7)
-                let subscriptions = (0..<count).map { _ in SubscribePacket.Subscription(topicFilter: filters.randomElement(using: &random)!, qos: .atLeastOnce) }
-                packets.append(.subscribe(SubscribePacket(packetId: UInt16(truncatingIfNeeded: random.next() | 1), subscriptions: subscriptions)))
-            case 3: packets.append(.unsubscribe(UnsubscribePacket(packetId: 7, topicFilters: [filters.randomElement(using: &random)!])))
+                let subscriptions = (0..<count).map { _ in
+                    SubscribePacket.Subscription(topicFilter: filters.randomElement(using: &random)!, qos: .atLeastOnce)
+                }
+                packets.append(
+                    .subscribe(
+                        SubscribePacket(
+                            packetId: UInt16(truncatingIfNeeded: random.next() | 1),
+                            subscriptions: subscriptions
+                        )
+                    )
+                )
+            case 3:
+                packets.append(
+                    .unsubscribe(UnsubscribePacket(packetId: 7, topicFilters: [filters.randomElement(using: &random)!]))
+                )
             case 4: packets.append(.pingreq)
             case 5: packets.append(.puback(packetId: UInt16(truncatingIfNeeded: random.next())))
-            default: packets.append([.disconnect, .pubrel(packetId: 1), .connack(ConnAckPacket(returnCode: .accepted))].randomElement(using: &random)!)
+            default:
+                packets.append(
+                    [.disconnect, .pubrel(packetId: 1), .connack(ConnAckPacket(returnCode: .accepted))].randomElement(
+                        using: &random
+                    )!
+                )
             }
         }
         return packets.compactMap { try? $0.encoded() }
@@ -107,7 +154,9 @@ enum MQTTCases {
 }
 
 enum AMQPCases {
-    static func frame(_ performative: AMQPPerformative, channel: UInt16 = 0, type: AMQPFrame.FrameType = .amqp) -> [UInt8] {
+    static func frame(_ performative: AMQPPerformative, channel: UInt16 = 0, type: AMQPFrame.FrameType = .amqp)
+        -> [UInt8]
+    {
         guard let body = try? performative.encoded() else { return [] }
         return AMQPFrame(type: type, channel: channel, body: body).encoded
     }
@@ -117,18 +166,43 @@ enum AMQPCases {
         var chunks: [[UInt8]] = [AMQPProtocolHeader.sasl.bytes]
         let plain = Array("\0\(device)@sas.\(EmulatorProcess.hubName)\0\(target.deviceToken())".utf8)
         let mechanisms: [SASLInit] = [
-            SASLInit(mechanism: "PLAIN", initialResponse: plain), SASLInit(mechanism: "ANONYMOUS"), SASLInit(mechanism: "MSSBCBS"),
-            SASLInit(mechanism: "PLAIN", initialResponse: Array("\0x@sas.y\0z".utf8)), SASLInit(mechanism: "EXTERNAL"), SASLInit(mechanism: "X"),
+            SASLInit(mechanism: "PLAIN", initialResponse: plain), SASLInit(mechanism: "ANONYMOUS"),
+            SASLInit(mechanism: "MSSBCBS"),
+            SASLInit(mechanism: "PLAIN", initialResponse: Array("\0x@sas.y\0z".utf8)), SASLInit(mechanism: "EXTERNAL"),
+            SASLInit(mechanism: "X"),
         ]
         chunks.append(frame(.saslInit(mechanisms.randomElement(using: &random)!), type: .sasl))
         chunks.append(AMQPProtocolHeader.amqp.bytes)
         let idle: UInt32? = random.next() % 3 == 0 ? Edge.uint32(&random) : nil
         let maxFrame: UInt32? = random.next() % 3 == 0 ? Edge.uint32(&random) : 65_536
-        chunks.append(frame(.open(AMQPOpen(containerId: "fuzz", hostname: target.hubHost, maxFrameSize: maxFrame, channelMax: 0, idleTimeOut: idle))))
-        chunks.append(frame(.begin(AMQPBegin(nextOutgoingId: Edge.uint32(&random), incomingWindow: Edge.uint32(&random), outgoingWindow: Edge.uint32(&random)))))
+        chunks.append(
+            frame(
+                .open(
+                    AMQPOpen(
+                        containerId: "fuzz",
+                        hostname: target.hubHost,
+                        maxFrameSize: maxFrame,
+                        channelMax: 0,
+                        idleTimeOut: idle
+                    )
+                )
+            )
+        )
+        chunks.append(
+            frame(
+                .begin(
+                    AMQPBegin(
+                        nextOutgoingId: Edge.uint32(&random),
+                        incomingWindow: Edge.uint32(&random),
+                        outgoingWindow: Edge.uint32(&random)
+                    )
+                )
+            )
+        )
         let addresses = [
             "/devices/\(device)/messages/events", "amqps://\(target.hubHost)/devices/\(device)/messages/events",
-            "/devices/\(device)/messages/devicebound", "$cbs", "/devices/\(device)/modules/m/messages/events", "/devices/other/messages/events", "",
+            "/devices/\(device)/messages/devicebound", "$cbs", "/devices/\(device)/modules/m/messages/events",
+            "/devices/other/messages/events", "",
         ]
         for _ in 0..<Int(random.next() % 10) {
             let handle = random.next() % 2 == 0 ? UInt32(random.next() % 4) : Edge.uint32(&random)
@@ -136,32 +210,88 @@ enum AMQPCases {
             case 0, 1:
                 let address = addresses.randomElement(using: &random)!
                 let receiver = random.next() % 2 == 0
-                chunks.append(frame(.attach(AMQPAttach(
-                    name: "l\(handle)", handle: handle, isReceiver: receiver, source: AMQPTerminus(address: receiver ? address : "fuzz"),
-                    target: AMQPTerminus(address: receiver ? "fuzz" : address), initialDeliveryCount: receiver ? nil : Edge.uint32(&random)
-                ))))
+                chunks.append(
+                    frame(
+                        .attach(
+                            AMQPAttach(
+                                name: "l\(handle)",
+                                handle: handle,
+                                isReceiver: receiver,
+                                source: AMQPTerminus(address: receiver ? address : "fuzz"),
+                                target: AMQPTerminus(address: receiver ? "fuzz" : address),
+                                initialDeliveryCount: receiver ? nil : Edge.uint32(&random)
+                            )
+                        )
+                    )
+                )
             case 2:
-                chunks.append(frame(.flow(AMQPFlow(nextIncomingId: Edge.uint32(&random), incomingWindow: Edge.uint32(&random), nextOutgoingId: Edge.uint32(&random),
-                                                   outgoingWindow: Edge.uint32(&random), handle: handle, deliveryCount: Edge.uint32(&random), linkCredit: Edge.uint32(&random)))))
+                chunks.append(
+                    frame(
+                        .flow(
+                            AMQPFlow(
+                                nextIncomingId: Edge.uint32(&random),
+                                incomingWindow: Edge.uint32(&random),
+                                nextOutgoingId: Edge.uint32(&random),
+                                outgoingWindow: Edge.uint32(&random),
+                                handle: handle,
+                                deliveryCount: Edge.uint32(&random),
+                                linkCredit: Edge.uint32(&random)
+                            )
+                        )
+                    )
+                )
             case 3, 4:
                 var message = AMQPMessage(data: Edge.bytes(Edge.size(&random) % 70_000, &random))
                 if random.next() % 2 == 0 {
                     message = AMQPMessage(value: .string(target.deviceToken()))
                     message.messageId = .string("m")
-                    message.applicationProperties = [("operation", .string("put-token")), ("type", .string("azure-devices.net:sastoken")),
-                                                     ("name", .string("\(target.hubHost)/devices/\(device)"))]
+                    message.applicationProperties = [
+                        ("operation", .string("put-token")), ("type", .string("azure-devices.net:sastoken")),
+                        ("name", .string("\(target.hubHost)/devices/\(device)")),
+                    ]
                 }
                 let payload = (try? message.encoded()) ?? []
-                chunks.append(frame(.transfer(AMQPTransfer(handle: handle, deliveryId: Edge.uint32(&random), deliveryTag: [1], messageFormat: 0,
-                                                           settled: random.next() % 2 == 0, more: random.next() % 3 == 0), payload: Array(payload.prefix(60_000)))))
+                chunks.append(
+                    frame(
+                        .transfer(
+                            AMQPTransfer(
+                                handle: handle,
+                                deliveryId: Edge.uint32(&random),
+                                deliveryTag: [1],
+                                messageFormat: 0,
+                                settled: random.next() % 2 == 0,
+                                more: random.next() % 3 == 0
+                            ),
+                            payload: Array(payload.prefix(60_000))
+                        )
+                    )
+                )
             case 5:
-                chunks.append(frame(.disposition(AMQPDisposition(isReceiver: random.next() % 2 == 0, first: Edge.uint32(&random),
-                                                                 last: random.next() % 2 == 0 ? Edge.uint32(&random) : nil, settled: true, state: .accepted))))
+                chunks.append(
+                    frame(
+                        .disposition(
+                            AMQPDisposition(
+                                isReceiver: random.next() % 2 == 0,
+                                first: Edge.uint32(&random),
+                                last: random.next() % 2 == 0 ? Edge.uint32(&random) : nil,
+                                settled: true,
+                                state: .accepted
+                            )
+                        )
+                    )
+                )
             case 6:
                 chunks.append(frame(.detach(AMQPDetach(handle: handle, closed: true))))
             default:
-                chunks.append(frame([.end(AMQPEndOrClose()), .close(AMQPEndOrClose()), .begin(AMQPBegin(nextOutgoingId: 0, incomingWindow: 1, outgoingWindow: 1))].randomElement(using: &random)!,
-                                    channel: random.next() % 4 == 0 ? UInt16(truncatingIfNeeded: random.next()) : 0))
+                chunks.append(
+                    frame(
+                        [
+                            .end(AMQPEndOrClose()), .close(AMQPEndOrClose()),
+                            .begin(AMQPBegin(nextOutgoingId: 0, incomingWindow: 1, outgoingWindow: 1)),
+                        ].randomElement(using: &random)!,
+                        channel: random.next() % 4 == 0 ? UInt16(truncatingIfNeeded: random.next()) : 0
+                    )
+                )
             }
         }
         return chunks
@@ -174,10 +304,20 @@ enum DPSCases {
         var requests: [[UInt8]] = []
         for _ in 0..<(1 + Int(random.next() % 3)) {
             let method = ["PUT", "GET", "POST", "DELETE", "PUT"].randomElement(using: &random)!
-            let path = [base + "/register?api-version=2019-03-31", base + "/operations/4.x?api-version=2021-06-01", base + "?api-version=2021-06-01",
-                        base + "/register", "/other/registrations/x/register?api-version=1", "/" + String(repeating: "a/", count: 2000)].randomElement(using: &random)!
-            let body = random.next() % 4 == 0 ? Edge.bytes(Edge.size(&random) % 100_000, &random) : Array(#"{"registrationId":"\#(EmulatorProcess.registrationId)","payload":{"a":[1,2,{"b":null}]}}"#.utf8)
-            var head = "\(method) \(path) HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Encoding:  utf-8\r\n"
+            let path = [
+                base + "/register?api-version=2019-03-31", base + "/operations/4.x?api-version=2021-06-01",
+                base + "?api-version=2021-06-01",
+                base + "/register", "/other/registrations/x/register?api-version=1",
+                "/" + String(repeating: "a/", count: 2000),
+            ].randomElement(using: &random)!
+            let body =
+                random.next() % 4 == 0
+                ? Edge.bytes(Edge.size(&random) % 100_000, &random)
+                : Array(
+                    #"{"registrationId":"\#(EmulatorProcess.registrationId)","payload":{"a":[1,2,{"b":null}]}}"#.utf8
+                )
+            var head =
+                "\(method) \(path) HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Encoding:  utf-8\r\n"
             if random.next() % 5 != 0 { head += "Authorization: \(target.registrationToken())\r\n" }
             if random.next() % 6 == 0 { head += "Expect: 100-continue\r\n" }
             var payload = body
@@ -210,7 +350,9 @@ enum Mutator {
                 let at = Int(random.next() % UInt64(chunk.count))
                 chunk[at] ^= 1 << UInt8(random.next() % 8)
             case 1 where !chunk.isEmpty:
-                chunk[Int(random.next() % UInt64(chunk.count))] = [0x00, 0xFF, 0x7F, 0x80, 0x40, 0xA1].randomElement(using: &random)!
+                chunk[Int(random.next() % UInt64(chunk.count))] = [0x00, 0xFF, 0x7F, 0x80, 0x40, 0xA1].randomElement(
+                    using: &random
+                )!
             case 2 where chunk.count >= 4:
                 let at = Int(random.next() % UInt64(chunk.count - 3))
                 let value = Edge.uint32(&random).bigEndian

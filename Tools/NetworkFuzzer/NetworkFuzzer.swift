@@ -5,7 +5,7 @@ import HubAMQP
 import HubMQTT
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `azure-iot-netfuzz`: a structure-aware network fuzzer for the emulator. It starts `azure-iot emulator` as a child
@@ -26,7 +26,10 @@ struct NetworkFuzzer: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Stop after this many cases (instead of --seconds).")
     var cases: Int?
 
-    @Option(parsing: .unconditional, help: "The random seed (default: from the clock); the same seed plays the same cases.")
+    @Option(
+        parsing: .unconditional,
+        help: "The random seed (default: from the clock); the same seed plays the same cases."
+    )
     var seed: UInt64?
 
     @Option(parsing: .unconditional, help: "Check the emulator after every this many cases.")
@@ -48,15 +51,23 @@ struct NetworkFuzzer: AsyncParsableCommand {
         guard (1...86_400).contains(self.seconds) else { throw ValidationError("--seconds must be 1...86400") }
         if let cases, !(1...100_000_000).contains(cases) { throw ValidationError("--cases must be 1...100000000") }
         guard (1...10_000).contains(self.checkEvery) else { throw ValidationError("--check-every must be 1...10000") }
-        guard (16...65_536).contains(self.memoryLimit) else { throw ValidationError("--memory-limit must be 16...65536 MiB") }
+        guard (16...65_536).contains(self.memoryLimit) else {
+            throw ValidationError("--memory-limit must be 16...65536 MiB")
+        }
     }
 
     func run() async throws {
         let seed = self.seed ?? UInt64(Date().timeIntervalSince1970 * 1000)
-        let binary = self.emulator ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("azure-iot").path
+        let binary =
+            self.emulator
+            ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+                "azure-iot"
+            ).path
         let target = try await EmulatorProcess.start(binary: binary)
         defer { target.stop() }
-        say("network fuzzer: seed \(seed), emulator pid \(target.pid), MQTT :\(target.mqttPort) AMQP :\(target.amqpPort) DPS :\(target.dpsPort)")
+        say(
+            "network fuzzer: seed \(seed), emulator pid \(target.pid), MQTT :\(target.mqttPort) AMQP :\(target.amqpPort) DPS :\(target.dpsPort)"
+        )
         var random = SplitMix64(seed: seed)
         var counts = [Protocol.mqtt: 0, .amqp: 0, .dps: 0]
         var peak = target.residentBytes()
@@ -79,7 +90,9 @@ struct NetworkFuzzer: AsyncParsableCommand {
         }
         let elapsed = clock.now - start
         let perProtocol = Protocol.allCases.map { "\($0) \(counts[$0, default: 0])" }.joined(separator: ", ")
-        say("network fuzzer: \(index) cases (\(perProtocol)) in \(elapsed), 0 findings; emulator peak RSS \(peak >> 20) MiB (limit \(self.memoryLimit) MiB)")
+        say(
+            "network fuzzer: \(index) cases (\(perProtocol)) in \(elapsed), 0 findings; emulator peak RSS \(peak >> 20) MiB (limit \(self.memoryLimit) MiB)"
+        )
         if !self.noFlood {
             let report = try await PreAuthenticationFlood.run(target)
             say("pre-authentication flood: \(report)")
@@ -95,7 +108,9 @@ struct NetworkFuzzer: AsyncParsableCommand {
     func check(_ target: EmulatorProcess) async -> String? {
         guard target.isRunning else { return "the emulator died (status \(target.terminationStatus))" }
         let resident = target.residentBytes()
-        guard resident <= self.memoryLimit << 20 else { return "the emulator holds \(resident >> 20) MiB, over the \(self.memoryLimit) MiB limit" }
+        guard resident <= self.memoryLimit << 20 else {
+            return "the emulator holds \(resident >> 20) MiB, over the \(self.memoryLimit) MiB limit"
+        }
         do {
             try await NormalDevice.sendOneMessage(target)
         } catch {
@@ -114,8 +129,13 @@ struct NetworkFuzzer: AsyncParsableCommand {
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        let outcome = connected == 0 ? "an IPv4 connect succeeds" : "an IPv4 connect fails: \(String(cString: strerror(errno)))"
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        let outcome =
+            connected == 0 ? "an IPv4 connect succeeds" : "an IPv4 connect fails: \(String(cString: strerror(errno)))"
         close(fd)
         let ss = Process()
         ss.executableURL = URL(fileURLWithPath: "/usr/bin/ss")
@@ -124,8 +144,13 @@ struct NetworkFuzzer: AsyncParsableCommand {
         ss.standardOutput = pipe
         try? ss.run()
         ss.waitUntilExit()
-        let lines = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
-        let states = Dictionary(grouping: lines.dropFirst().map { String($0.split(separator: " ").first ?? "") }, by: { $0 }).mapValues(\.count)
+        let lines = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(
+            separator: "\n"
+        )
+        let states = Dictionary(
+            grouping: lines.dropFirst().map { String($0.split(separator: " ").first ?? "") },
+            by: { $0 }
+        ).mapValues(\.count)
         let listening = lines.first { $0.hasPrefix("LISTEN") }.map(String.init) ?? "no LISTEN socket"
         return "\(outcome); \(listening); sockets by state: \(states)"
     }
@@ -133,7 +158,8 @@ struct NetworkFuzzer: AsyncParsableCommand {
     func record(_ problem: String, _ fuzzCase: FuzzCase, seed: UInt64, index: Int) throws {
         try FileManager.default.createDirectory(atPath: self.findings, withIntermediateDirectories: true)
         let path = "\(self.findings)/finding-\(seed)-\(index).txt"
-        var text = "problem: \(problem)\nseed: \(seed)\ncase: \(index) (the last of its batch of \(self.checkEvery))\nprotocol: \(fuzzCase.protocol)\n"
+        var text =
+            "problem: \(problem)\nseed: \(seed)\ncase: \(index) (the last of its batch of \(self.checkEvery))\nprotocol: \(fuzzCase.protocol)\n"
         for (number, chunk) in fuzzCase.chunks.enumerated() {
             text += "chunk \(number): \(chunk.map { String(format: "%02x", $0) }.joined())\n"
         }

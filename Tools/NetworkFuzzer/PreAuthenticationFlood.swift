@@ -19,7 +19,11 @@ enum PreAuthenticationFlood {
             let amqp = index % 2 == 0
             do {
                 let connection = try await within(.seconds(10)) {
-                    try await TLSConnection.connect(host: "localhost", port: amqp ? target.amqpPort : target.mqttPort, configuration: target.trust)
+                    try await TLSConnection.connect(
+                        host: "localhost",
+                        port: amqp ? target.amqpPort : target.mqttPort,
+                        configuration: target.trust
+                    )
                 }
                 try await (amqp ? Self.holdAMQP(connection) : Self.holdMQTT(connection))
                 held.append(connection)
@@ -41,7 +45,8 @@ enum PreAuthenticationFlood {
         try await Task.sleep(for: .seconds(2))
         let after = target.residentBytes()
         let perConnection = (during - before) / max(1, Self.connectionsPerProtocol * 2 - refused)
-        return "\(Self.connectionsPerProtocol * 2 - refused) connections (\(Self.connectionsPerProtocol) AMQP with 3 links of unfinished transfers, "
+        return
+            "\(Self.connectionsPerProtocol * 2 - refused) connections (\(Self.connectionsPerProtocol) AMQP with 3 links of unfinished transfers, "
             + "\(Self.connectionsPerProtocol) MQTT with an unfinished CONNECT) each holding its pre-authentication allowance: emulator RSS "
             + "\(before >> 20) MiB before, \(during >> 20) MiB while held (\(perConnection >> 10) KiB per connection), \(after >> 20) MiB after they closed; "
             + "one byte over the allowance \(overClosed ? "was refused" : "was NOT refused"); \(refused) refused before the allowance"
@@ -65,18 +70,45 @@ enum PreAuthenticationFlood {
     /// SASL ANONYMOUS, open, begin, three `$cbs` sender links, and unfinished transfers filling the 64 KiB allowance
     /// (plus `extra` bytes).
     static func holdAMQP(_ connection: TLSConnection, extra: Int = 0) async throws {
-        var chunks: [[UInt8]] = [AMQPProtocolHeader.sasl.bytes, AMQPCases.frame(.saslInit(SASLInit(mechanism: "ANONYMOUS")), type: .sasl), AMQPProtocolHeader.amqp.bytes]
+        var chunks: [[UInt8]] = [
+            AMQPProtocolHeader.sasl.bytes, AMQPCases.frame(.saslInit(SASLInit(mechanism: "ANONYMOUS")), type: .sasl),
+            AMQPProtocolHeader.amqp.bytes,
+        ]
         chunks.append(AMQPCases.frame(.open(AMQPOpen(containerId: "flood", maxFrameSize: 65_536, channelMax: 0))))
         chunks.append(AMQPCases.frame(.begin(AMQPBegin(nextOutgoingId: 0, incomingWindow: 5000, outgoingWindow: 5000))))
         let allowance = 64 * 1024 + extra
         for handle in 0..<3 as Range<UInt32> {
-            chunks.append(AMQPCases.frame(.attach(AMQPAttach(name: "cbs-\(handle)", handle: handle, isReceiver: false, source: AMQPTerminus(address: "f"),
-                                                            target: AMQPTerminus(address: "$cbs"), initialDeliveryCount: 0))))
+            chunks.append(
+                AMQPCases.frame(
+                    .attach(
+                        AMQPAttach(
+                            name: "cbs-\(handle)",
+                            handle: handle,
+                            isReceiver: false,
+                            source: AMQPTerminus(address: "f"),
+                            target: AMQPTerminus(address: "$cbs"),
+                            initialDeliveryCount: 0
+                        )
+                    )
+                )
+            )
         }
         for handle in 0..<3 as Range<UInt32> {
             let size = allowance / 3 + (handle == 2 ? allowance % 3 : 0)
-            chunks.append(AMQPCases.frame(.transfer(AMQPTransfer(handle: handle, deliveryId: handle, deliveryTag: [UInt8(handle)], messageFormat: 0, more: true),
-                                                    payload: [UInt8](repeating: 0x41, count: size))))
+            chunks.append(
+                AMQPCases.frame(
+                    .transfer(
+                        AMQPTransfer(
+                            handle: handle,
+                            deliveryId: handle,
+                            deliveryTag: [UInt8(handle)],
+                            messageFormat: 0,
+                            more: true
+                        ),
+                        payload: [UInt8](repeating: 0x41, count: size)
+                    )
+                )
+            )
         }
         for chunk in chunks { try await connection.write(chunk, timeout: .seconds(5)) }
     }

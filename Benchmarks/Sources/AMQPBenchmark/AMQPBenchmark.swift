@@ -12,20 +12,33 @@ enum AMQPBenchmark {
         let arguments = CommandLine.arguments
         switch arguments.count > 1 ? arguments[1] : "" {
         case "client" where arguments.count == 7:
-            try await client(port: Int(arguments[2])!, caFile: arguments[3], count: Int(arguments[4])!, window: Int(arguments[5])!,
-                             token: arguments[6])
+            try await client(
+                port: Int(arguments[2])!,
+                caFile: arguments[3],
+                count: Int(arguments[4])!,
+                window: Int(arguments[5])!,
+                token: arguments[6]
+            )
         case "codec" where arguments.count == 3:
             try codec(count: Int(arguments[2])!)
         default:
-            FileHandle.standardError.write(Data("usage: AMQPBenchmark client PORT CAFILE COUNT WINDOW TOKEN | codec COUNT\n".utf8))
+            FileHandle.standardError.write(
+                Data("usage: AMQPBenchmark client PORT CAFILE COUNT WINDOW TOKEN | codec COUNT\n".utf8)
+            )
             exit(2)
         }
     }
 
     static func client(port: Int, caFile: String, count: Int, window: Int, token: String) async throws {
         let configuration = HubAMQPConfiguration(
-            hubHost: "benchhub.azure-devices.net", deviceId: "bench", tokenSource: FixedTokenCredential(token: try SASToken(parsing: token)),
-            gatewayHostName: "localhost", port: port, trustRoots: .pemFile(caFile), operationTimeout: .seconds(120))
+            hubHost: "benchhub.azure-devices.net",
+            deviceId: "bench",
+            tokenSource: FixedTokenCredential(token: try SASToken(parsing: token)),
+            gatewayHostName: "localhost",
+            port: port,
+            trustRoots: .pemFile(caFile),
+            operationTimeout: .seconds(120)
+        )
         let client = HubAMQPClient(configuration: configuration)
         let body = [UInt8](repeating: UInt8(ascii: "x"), count: 256)
         let clock = ContinuousClock()
@@ -45,8 +58,16 @@ enum AMQPBenchmark {
         }
         await client.close()
         let seconds = elapsedSeconds(clock.now - start)
-        print(String(format: "swift HubAMQPClient: %d settled sends x 256 B in %.3f s = %.0f msg/s (%d in flight, includes connect+TLS+SASL)",
-                     count, seconds, Double(count) / seconds, window))
+        print(
+            String(
+                format:
+                    "swift HubAMQPClient: %d settled sends x 256 B in %.3f s = %.0f msg/s (%d in flight, includes connect+TLS+SASL)",
+                count,
+                seconds,
+                Double(count) / seconds,
+                window
+            )
+        )
     }
 
     static func codec(count: Int) throws {
@@ -58,11 +79,20 @@ enum AMQPBenchmark {
         let framer = AMQPFramer(maximumFrameSize: 65_536)
         var checksum = 0
         func once(_ index: Int) throws {
-            let transfer = AMQPPerformative.transfer(AMQPTransfer(handle: 0, deliveryId: UInt32(index & 0xFFFF), deliveryTag: [0, 0, 0, 1],
-                                                                  messageFormat: 0, settled: false), payload: payload)
+            let transfer = AMQPPerformative.transfer(
+                AMQPTransfer(
+                    handle: 0,
+                    deliveryId: UInt32(index & 0xFFFF),
+                    deliveryTag: [0, 0, 0, 1],
+                    messageFormat: 0,
+                    settled: false
+                ),
+                payload: payload
+            )
             let frame = AMQPFrame(body: try transfer.encoded()).encoded
             guard let (decoded, _) = try framer.nextFrame(in: frame[...]),
-                  case .transfer(_, let body) = try AMQPPerformative.decode(decoded.body) else { fatalError("round trip") }
+                case .transfer(_, let body) = try AMQPPerformative.decode(decoded.body)
+            else { fatalError("round trip") }
             checksum &+= body.count
         }
         for index in 0..<10_000 { try once(index) }
@@ -76,10 +106,19 @@ enum AMQPBenchmark {
         for index in 0..<count { try once(index) }
         let seconds = elapsedSeconds(clock.now - start)
         precondition(checksum > 0)
-        var line = String(format: "swift AMQP codec: %d transfer frames (256 B message) encode+decode in %.3f s = %.2f M/s on one thread",
-                          count, seconds, Double(count) / seconds / 1e6)
+        var line = String(
+            format:
+                "swift AMQP codec: %d transfer frames (256 B message) encode+decode in %.3f s = %.2f M/s on one thread",
+            count,
+            seconds,
+            Double(count) / seconds / 1e6
+        )
         if let heap {
-            line += String(format: "; heap per frame encode+decode: %.1f allocations, %.0f bytes", heap.calls, heap.bytes)
+            line += String(
+                format: "; heap per frame encode+decode: %.1f allocations, %.0f bytes",
+                heap.calls,
+                heap.bytes
+            )
         }
         print(line)
     }

@@ -10,7 +10,9 @@ enum DPSBenchmark {
     static func main() async throws {
         let arguments = CommandLine.arguments
         guard arguments.count == 8, let concurrency = Int(arguments[5]), let count = Int(arguments[6]) else {
-            FileHandle.standardError.write(Data("usage: DPSBenchmark ENDPOINT SCOPE GROUPKEY CAFILE CONCURRENCY COUNT PREFIX\n".utf8))
+            FileHandle.standardError.write(
+                Data("usage: DPSBenchmark ENDPOINT SCOPE GROUPKEY CAFILE CONCURRENCY COUNT PREFIX\n".utf8)
+            )
             exit(2)
         }
         let (endpoint, scope, caFile, prefix) = (arguments[1], arguments[2], arguments[4], arguments[7])
@@ -23,9 +25,15 @@ enum DPSBenchmark {
             var failures = 0
             func launch(_ index: Int) {
                 group.addTask {
-                    let client = try ProvisioningClient(configuration: .init(
-                        endpoint: endpoint, idScope: scope, registrationId: "\(prefix)-\(index)",
-                        attestation: .groupSymmetricKey(groupKey), trustRoots: .pemFile(caFile)))
+                    let client = try ProvisioningClient(
+                        configuration: .init(
+                            endpoint: endpoint,
+                            idScope: scope,
+                            registrationId: "\(prefix)-\(index)",
+                            attestation: .groupSymmetricKey(groupKey),
+                            trustRoots: .pemFile(caFile)
+                        )
+                    )
                     do {
                         _ = try await client.register(timeout: .seconds(300))
                         return 0
@@ -51,8 +59,18 @@ enum DPSBenchmark {
         let elapsed = clock.now - start
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let cpu = cpuSeconds() - cpuBefore
-        print(String(format: "swift   concurrency %4d: %5d registrations in %7.2f s = %7.1f/s, client CPU %6.2f ms/registration, %d failed",
-                     concurrency, count, seconds, Double(count) / seconds, cpu * 1000 / Double(count), failures))
+        print(
+            String(
+                format:
+                    "swift   concurrency %4d: %5d registrations in %7.2f s = %7.1f/s, client CPU %6.2f ms/registration, %d failed",
+                concurrency,
+                count,
+                seconds,
+                Double(count) / seconds,
+                cpu * 1000 / Double(count),
+                failures
+            )
+        )
     }
 
     static func cpuSeconds() -> Double {

@@ -15,13 +15,25 @@ enum MQTTBenchmark {
         let arguments = CommandLine.arguments
         switch arguments.count > 1 ? arguments[1] : "" {
         case "client" where arguments.count == 6:
-            try await client(port: Int(arguments[2])!, caFile: arguments[3], count: Int(arguments[4])!, window: Int(arguments[5])!)
+            try await client(
+                port: Int(arguments[2])!,
+                caFile: arguments[3],
+                count: Int(arguments[4])!,
+                window: Int(arguments[5])!
+            )
         case "heap" where arguments.count == 6:
-            try await heap(port: Int(arguments[2])!, caFile: arguments[3], count: Int(arguments[4])!, lanes: Int(arguments[5])!)
+            try await heap(
+                port: Int(arguments[2])!,
+                caFile: arguments[3],
+                count: Int(arguments[4])!,
+                lanes: Int(arguments[5])!
+            )
         case "codec" where arguments.count == 3:
             try codec(count: Int(arguments[2])!)
         default:
-            FileHandle.standardError.write(Data("usage: MQTTBenchmark client PORT CAFILE COUNT WINDOW | codec COUNT\n".utf8))
+            FileHandle.standardError.write(
+                Data("usage: MQTTBenchmark client PORT CAFILE COUNT WINDOW | codec COUNT\n".utf8)
+            )
             exit(2)
         }
     }
@@ -30,7 +42,10 @@ enum MQTTBenchmark {
         HubMQTTConfiguration(
             identity: HubMQTTIdentity(hubHost: "bench-hub.azure-devices.net", deviceId: deviceId),
             authentication: .sas(try SymmetricKeyCredential(base64Key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")),
-            gatewayHostName: "localhost", port: port, trustRoots: .pemFile(caFile), inflightWindow: window
+            gatewayHostName: "localhost",
+            port: port,
+            trustRoots: .pemFile(caFile),
+            inflightWindow: window
         )
     }
 
@@ -59,12 +74,25 @@ enum MQTTBenchmark {
             try await Self.send(count, lanes: window, with: client)
         }
         let seconds = elapsedSeconds(clock.now - start)
-        print(String(format: "swift HubMQTTClient: %d QoS1 msgs x 256 B in %.3f s = %.0f msg/s (window %d, includes connect+TLS)",
-                     count, seconds, Double(count) / seconds, window))
+        print(
+            String(
+                format:
+                    "swift HubMQTTClient: %d QoS1 msgs x 256 B in %.3f s = %.0f msg/s (window %d, includes connect+TLS)",
+                count,
+                seconds,
+                Double(count) / seconds,
+                window
+            )
+        )
     }
 
     static func heap(port: Int, caFile: String, count: Int, lanes: Int) async throws {
-        let configuration = try Self.configuration(port: port, caFile: caFile, deviceId: "bench-heap", window: max(lanes, 1))
+        let configuration = try Self.configuration(
+            port: port,
+            caFile: caFile,
+            deviceId: "bench-heap",
+            window: max(lanes, 1)
+        )
         try await HubMQTTClient.withConnection(configuration: configuration) { client in
             try await Self.send(count, lanes: lanes, with: client)
             let before = MallocCounter.read()
@@ -74,15 +102,29 @@ enum MQTTBenchmark {
                 print("swift HubMQTTClient heap: needs LD_PRELOAD=malloc_counter.so")
                 return
             }
-            print(String(format: "swift HubMQTTClient heap per QoS 1 send (256 B, %d sender%@, steady state over %d sends): %.0f bytes in %.1f allocations",
-                         lanes, lanes == 1 ? "" : "s", count, Double(b1 - b0) / Double(count), Double(c1 - c0) / Double(count)))
+            print(
+                String(
+                    format:
+                        "swift HubMQTTClient heap per QoS 1 send (256 B, %d sender%@, steady state over %d sends): %.0f bytes in %.1f allocations",
+                    lanes,
+                    lanes == 1 ? "" : "s",
+                    count,
+                    Double(b1 - b0) / Double(count),
+                    Double(c1 - c0) / Double(count)
+                )
+            )
         }
     }
 
     static func codec(count: Int) throws {
-        let packet = MQTTPacket.publish(PublishPacket(
-            topic: "devices/bench/messages/events/%24.ct=application%2Fjson&%24.ce=utf-8",
-            payload: [UInt8](repeating: 0x78, count: 256), qos: .atLeastOnce, packetId: 1))
+        let packet = MQTTPacket.publish(
+            PublishPacket(
+                topic: "devices/bench/messages/events/%24.ct=application%2Fjson&%24.ce=utf-8",
+                payload: [UInt8](repeating: 0x78, count: 256),
+                qos: .atLeastOnce,
+                packetId: 1
+            )
+        )
         let framer = MQTTFramer()
         var buffer: [UInt8] = []
         buffer.reserveCapacity(512)
@@ -92,7 +134,8 @@ enum MQTTBenchmark {
             buffer.removeAll(keepingCapacity: true)
             try packet.encode(into: &buffer)
             guard let frame = try framer.nextFrame(in: buffer[...]) else { fatalError("incomplete") }
-            if case .publish(let decoded) = try MQTTPacket.decode(firstByte: frame.firstByte, body: buffer[frame.body]) {
+            if case .publish(let decoded) = try MQTTPacket.decode(firstByte: frame.firstByte, body: buffer[frame.body])
+            {
                 checksum &+= decoded.payloadBytes.count
             }
         }
@@ -108,8 +151,13 @@ enum MQTTBenchmark {
         }
         precondition(checksum > 0)
         let median = rates.sorted()[2]
-        var line = String(format: "swift codec: PUBLISH (256 B) encode+decode on one thread, median of 5 passes of %d: %.2f M/s (passes: %@)",
-                          count, median, rates.map { String(format: "%.2f", $0) }.joined(separator: ", "))
+        var line = String(
+            format:
+                "swift codec: PUBLISH (256 B) encode+decode on one thread, median of 5 passes of %d: %.2f M/s (passes: %@)",
+            count,
+            median,
+            rates.map { String(format: "%.2f", $0) }.joined(separator: ", ")
+        )
         if let heap {
             line += String(format: "; heap per encode+decode: %.1f allocations, %.0f bytes", heap.calls, heap.bytes)
         } else {

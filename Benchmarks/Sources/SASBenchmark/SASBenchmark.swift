@@ -13,7 +13,8 @@ enum SASBenchmark {
     static func main() throws {
         let arguments = CommandLine.arguments
         let count = arguments.count > 1 ? Int(arguments[1]) ?? 1_000_000 : 1_000_000
-        for (label, implementation) in [("provider", HMACImplementation.provider), ("precomputed", .precomputedSHA256)] {
+        for (label, implementation) in [("provider", HMACImplementation.provider), ("precomputed", .precomputedSHA256)]
+        {
             try measure(label, implementation, count)
         }
     }
@@ -27,7 +28,9 @@ enum SASBenchmark {
                 "sig=yIDnZMFwLvx4rLZXY7Ljtxu2ylGsgkX%2FCYaLcivzim0%3D&se=1568718116&skn=registration"
             )
         )
-        _ = run(count / 10) { expiry in SASToken.string(for: resource, key: key, expiry: expiry, keyName: "registration") }
+        _ = run(count / 10) { expiry in
+            SASToken.string(for: resource, key: key, expiry: expiry, keyName: "registration")
+        }
 
         report("\(label) credential", count) { expiry in
             SASToken.string(for: resource, key: key, expiry: expiry, keyName: "registration")

@@ -20,14 +20,18 @@ func fuzzAMQP(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             checkMessage(message)
         }
         if let encoded = try? performative.encoded() {
-            guard let again = try? AMQPPerformative.decode(encoded) else { preconditionFailure("a re-encoded \(performative) does not decode") }
+            guard let again = try? AMQPPerformative.decode(encoded) else {
+                preconditionFailure("a re-encoded \(performative) does not decode")
+            }
             precondition((try? again.encoded()) == encoded, "re-encoding \(performative) is not stable")
         }
     }
 
     // The same bytes as one typed value and as message sections.
     if let value = try? AMQPDecoder.decode(bytes), let encoded = try? AMQPEncoder.encode(value) {
-        guard let again = try? AMQPDecoder.decode(encoded) else { preconditionFailure("a re-encoded value does not decode") }
+        guard let again = try? AMQPDecoder.decode(encoded) else {
+            preconditionFailure("a re-encoded value does not decode")
+        }
         precondition((try? AMQPEncoder.encode(again)) == encoded, "re-encoding a value is not stable")
     }
     if let message = try? AMQPMessage(decoding: bytes) { checkMessage(message) }
@@ -37,11 +41,14 @@ func fuzzAMQP(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 /// A decoded message encodes to sections that decode to the same message.
 func checkMessage(_ message: AMQPMessage) {
     guard let encoded = try? message.encoded() else { return }
-    guard let again = try? AMQPMessage(decoding: encoded) else { preconditionFailure("a re-encoded message does not decode") }
+    guard let again = try? AMQPMessage(decoding: encoded) else {
+        preconditionFailure("a re-encoded message does not decode")
+    }
     precondition((try? again.encoded()) == encoded, "re-encoding a message is not stable")
 }
 
 /// libFuzzer's driver, linked in by `-sanitize=fuzzer`.
+// swift-format-ignore: AlwaysUseLowerCamelCase
 @_silgen_name("LLVMFuzzerRunDriver")
 func LLVMFuzzerRunDriver(
     _ argc: UnsafeMutablePointer<Int32>,

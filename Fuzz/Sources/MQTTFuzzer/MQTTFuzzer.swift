@@ -17,6 +17,7 @@ func fuzzMQTT(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 }
 
 /// libFuzzer's driver, linked in by `-sanitize=fuzzer`.
+// swift-format-ignore: AlwaysUseLowerCamelCase
 @_silgen_name("LLVMFuzzerRunDriver")
 func LLVMFuzzerRunDriver(
     _ argc: UnsafeMutablePointer<Int32>,

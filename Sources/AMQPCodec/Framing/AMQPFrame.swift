@@ -77,14 +77,19 @@ public struct AMQPFramer: Sendable {
     public func nextFrame(in buffer: ArraySlice<UInt8>) throws(AMQPCodecError) -> (frame: AMQPFrame, size: Int)? {
         guard buffer.count >= 8 else { return nil }
         let start = buffer.startIndex
-        let size = Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8 | Int(buffer[start + 3])
+        let size =
+            Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8
+            | Int(buffer[start + 3])
         let dataOffset = Int(buffer[start + 4])
         guard size >= 8 else { throw AMQPCodecError(.invalidFrameHeader, "SIZE \(size) is below 8") }
         guard dataOffset >= 2, dataOffset * 4 <= size else {
             throw AMQPCodecError(.invalidFrameHeader, "DOFF \(dataOffset) is below 2 or beyond the frame")
         }
         guard size <= self.maximumFrameSize else {
-            throw AMQPCodecError(.invalidFrameHeader, "a frame of \(size) bytes exceeds max-frame-size \(self.maximumFrameSize)")
+            throw AMQPCodecError(
+                .invalidFrameHeader,
+                "a frame of \(size) bytes exceeds max-frame-size \(self.maximumFrameSize)"
+            )
         }
         guard let type = AMQPFrame.FrameType(rawValue: buffer[start + 5]) else {
             throw AMQPCodecError(.invalidFrameHeader, "frame type \(buffer[start + 5]) is not AMQP (0) or SASL (1)")

@@ -30,7 +30,10 @@ public struct AMQPError: Sendable, Equatable, Error, CustomStringConvertible {
 
     /// The described list it encodes to, trailing absent fields left out.
     public var value: AMQPValue {
-        AMQPFields.encode(code: Self.descriptorCode, [.symbol(self.condition), self.errorDescription.map { .string($0) }, self.info.map { .map($0) }])
+        AMQPFields.encode(
+            code: Self.descriptorCode,
+            [.symbol(self.condition), self.errorDescription.map { .string($0) }, self.info.map { .map($0) }]
+        )
     }
 
     /// A readable summary that never contains secrets.

@@ -10,7 +10,10 @@ struct AMQPFields {
             throw AMQPCodecError(.invalidField, "\(typeName) must be a described list")
         }
         guard descriptor.unsignedInteger == code || descriptor == .symbol(symbol) else {
-            throw AMQPCodecError(.unexpectedDescriptor, "expected \(typeName) (0x\(String(code, radix: 16))), got \(descriptor)")
+            throw AMQPCodecError(
+                .unexpectedDescriptor,
+                "expected \(typeName) (0x\(String(code, radix: 16))), got \(descriptor)"
+            )
         }
         guard case .list(let values) = body else {
             throw AMQPCodecError(.invalidField, "\(typeName)'s body is not a list")

@@ -42,9 +42,11 @@ public struct AMQPMessage: Sendable, Equatable {
     /// Messages are equal when every section is.
     public static func == (lhs: AMQPMessage, rhs: AMQPMessage) -> Bool {
         lhs.messageId == rhs.messageId && lhs.userId == rhs.userId && lhs.to == rhs.to && lhs.subject == rhs.subject
-            && lhs.replyTo == rhs.replyTo && lhs.correlationId == rhs.correlationId && lhs.contentType == rhs.contentType
+            && lhs.replyTo == rhs.replyTo && lhs.correlationId == rhs.correlationId
+            && lhs.contentType == rhs.contentType
             && lhs.contentEncoding == rhs.contentEncoding && lhs.absoluteExpiryTime == rhs.absoluteExpiryTime
-            && lhs.creationTime == rhs.creationTime && lhs.messageAnnotations == rhs.messageAnnotations && lhs.data == rhs.data
+            && lhs.creationTime == rhs.creationTime && lhs.messageAnnotations == rhs.messageAnnotations
+            && lhs.data == rhs.data
             && lhs.value == rhs.value && lhs.applicationProperties.map(\.0) == rhs.applicationProperties.map(\.0)
             && lhs.applicationProperties.map(\.1) == rhs.applicationProperties.map(\.1)
     }
@@ -68,17 +70,28 @@ public struct AMQPMessage: Sendable, Equatable {
         if let original = self.original, original.message == self { return original.bytes }
         var encoder = AMQPEncoder()
         if !self.messageAnnotations.isEmpty {
-            try encoder.encode(.described(descriptor: .ulong(Section.messageAnnotations), value: .map(self.messageAnnotations)))
+            try encoder.encode(
+                .described(descriptor: .ulong(Section.messageAnnotations), value: .map(self.messageAnnotations))
+            )
         }
-        let properties = AMQPFields.encode(code: Section.properties, [
-            self.messageId, self.userId.map { .binary($0) }, self.to.map { .string($0) }, self.subject.map { .string($0) },
-            self.replyTo.map { .string($0) }, self.correlationId, self.contentType.map { .symbol($0) },
-            self.contentEncoding.map { .symbol($0) }, self.absoluteExpiryTime.map { .timestamp($0) }, self.creationTime.map { .timestamp($0) },
-        ])
+        let properties = AMQPFields.encode(
+            code: Section.properties,
+            [
+                self.messageId, self.userId.map { .binary($0) }, self.to.map { .string($0) },
+                self.subject.map { .string($0) },
+                self.replyTo.map { .string($0) }, self.correlationId, self.contentType.map { .symbol($0) },
+                self.contentEncoding.map { .symbol($0) }, self.absoluteExpiryTime.map { .timestamp($0) },
+                self.creationTime.map { .timestamp($0) },
+            ]
+        )
         if case .described(_, .list(let fields)) = properties, !fields.isEmpty { try encoder.encode(properties) }
         if !self.applicationProperties.isEmpty {
-            try encoder.encode(.described(descriptor: .ulong(Section.applicationProperties),
-                                          value: .map(self.applicationProperties.map { AMQPMapEntry(.string($0.0), $0.1) })))
+            try encoder.encode(
+                .described(
+                    descriptor: .ulong(Section.applicationProperties),
+                    value: .map(self.applicationProperties.map { AMQPMapEntry(.string($0.0), $0.1) })
+                )
+            )
         }
         if let data = self.data {
             try encoder.encode(.described(descriptor: .ulong(Section.data), value: .binary(data)))
@@ -100,10 +113,17 @@ public struct AMQPMessage: Sendable, Equatable {
             }
             switch code {
             case Section.messageAnnotations:
-                guard case .map(let entries) = body else { throw AMQPCodecError(.invalidField, "message-annotations is not a map") }
+                guard case .map(let entries) = body else {
+                    throw AMQPCodecError(.invalidField, "message-annotations is not a map")
+                }
                 self.messageAnnotations = entries
             case Section.properties:
-                let f = try AMQPFields(section, code: Section.properties, symbol: "amqp:properties:list", typeName: "properties")
+                let f = try AMQPFields(
+                    section,
+                    code: Section.properties,
+                    symbol: "amqp:properties:list",
+                    typeName: "properties"
+                )
                 self.messageId = f.optional(0)
                 self.userId = try f.binary(1, "user-id")
                 self.to = f.optional(2)?.text
@@ -115,7 +135,9 @@ public struct AMQPMessage: Sendable, Equatable {
                 if case .timestamp(let time)? = f.optional(8) { self.absoluteExpiryTime = time }
                 if case .timestamp(let time)? = f.optional(9) { self.creationTime = time }
             case Section.applicationProperties:
-                guard case .map(let entries) = body else { throw AMQPCodecError(.invalidField, "application-properties is not a map") }
+                guard case .map(let entries) = body else {
+                    throw AMQPCodecError(.invalidField, "application-properties is not a map")
+                }
                 var properties: [(String, AMQPValue)] = []
                 for entry in entries {
                     guard case .string(let key) = entry.key else {
@@ -125,7 +147,9 @@ public struct AMQPMessage: Sendable, Equatable {
                 }
                 self.applicationProperties = properties
             case Section.data:
-                guard case .binary(let data) = body else { throw AMQPCodecError(.invalidField, "a data section is not binary") }
+                guard case .binary(let data) = body else {
+                    throw AMQPCodecError(.invalidField, "a data section is not binary")
+                }
                 self.data = (self.data ?? []) + data
             case Section.value:
                 self.value = body

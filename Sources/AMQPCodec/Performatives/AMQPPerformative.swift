@@ -34,14 +34,20 @@ public enum AMQPPerformative: Sendable, Equatable {
     public static func decode(_ body: [UInt8]) throws(AMQPCodecError) -> AMQPPerformative {
         var decoder = AMQPDecoder(body[...])
         let value = try decoder.decodeValue()
-        guard case .described(let descriptor, _) = value, let code = descriptor.unsignedInteger ?? descriptor.text.flatMap({ Self.symbolicCodes[$0] }) else {
+        guard case .described(let descriptor, _) = value,
+            let code = descriptor.unsignedInteger ?? descriptor.text.flatMap({ Self.symbolicCodes[$0] })
+        else {
             throw AMQPCodecError(.unexpectedDescriptor, "a frame body must start with a described performative")
         }
         if code == AMQPTransfer.descriptorCode {
             return .transfer(try AMQPTransfer(value), payload: Array(body[(body.startIndex + decoder.offset)...]))
         }
         guard decoder.remaining == 0 else {
-            throw AMQPCodecError(.trailingBytes, "\(decoder.remaining) bytes after the performative", offset: decoder.offset)
+            throw AMQPCodecError(
+                .trailingBytes,
+                "\(decoder.remaining) bytes after the performative",
+                offset: decoder.offset
+            )
         }
         switch code {
         case AMQPOpen.descriptorCode: return .open(try AMQPOpen(value))
@@ -55,9 +61,15 @@ public enum AMQPPerformative: Sendable, Equatable {
         case SASLMechanisms.descriptorCode: return .saslMechanisms(try SASLMechanisms(value))
         case SASLInit.descriptorCode: return .saslInit(try SASLInit(value))
         case 0x42, 0x43:
-            let f = try AMQPFields(value, code: code, symbol: code == 0x42 ? "amqp:sasl-challenge:list" : "amqp:sasl-response:list",
-                                   typeName: code == 0x42 ? "sasl-challenge" : "sasl-response")
-            guard let bytes = try f.binary(0, "data") else { throw AMQPCodecError(.invalidField, "a SASL challenge/response lacks its data") }
+            let f = try AMQPFields(
+                value,
+                code: code,
+                symbol: code == 0x42 ? "amqp:sasl-challenge:list" : "amqp:sasl-response:list",
+                typeName: code == 0x42 ? "sasl-challenge" : "sasl-response"
+            )
+            guard let bytes = try f.binary(0, "data") else {
+                throw AMQPCodecError(.invalidField, "a SASL challenge/response lacks its data")
+            }
             return code == 0x42 ? .saslChallenge(bytes) : .saslResponse(bytes)
         case SASLOutcome.descriptorCode: return .saslOutcome(try SASLOutcome(value))
         default:

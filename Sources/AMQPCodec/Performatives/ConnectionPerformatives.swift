@@ -20,9 +20,16 @@ public struct AMQPOpen: Sendable, Equatable {
     public var properties: [AMQPMapEntry]?
 
     /// A value with these fields.
-    public init(containerId: String, hostname: String? = nil, maxFrameSize: UInt32? = nil, channelMax: UInt16? = nil,
-                idleTimeOut: UInt32? = nil, offeredCapabilities: [String]? = nil, desiredCapabilities: [String]? = nil,
-                properties: [AMQPMapEntry]? = nil) {
+    public init(
+        containerId: String,
+        hostname: String? = nil,
+        maxFrameSize: UInt32? = nil,
+        channelMax: UInt16? = nil,
+        idleTimeOut: UInt32? = nil,
+        offeredCapabilities: [String]? = nil,
+        desiredCapabilities: [String]? = nil,
+        properties: [AMQPMapEntry]? = nil
+    ) {
         self.containerId = containerId
         self.hostname = hostname
         self.maxFrameSize = maxFrameSize
@@ -51,11 +58,15 @@ public struct AMQPOpen: Sendable, Equatable {
 
     /// The described list it encodes to, trailing absent fields left out.
     public var value: AMQPValue {
-        AMQPFields.encode(code: Self.descriptorCode, [
-            .string(self.containerId), self.hostname.map { .string($0) }, self.maxFrameSize.map { .uint($0) },
-            self.channelMax.map { .ushort($0) }, self.idleTimeOut.map { .uint($0) }, nil, nil,
-            self.offeredCapabilities.symbolArray, self.desiredCapabilities.symbolArray, self.properties.map { .map($0) },
-        ])
+        AMQPFields.encode(
+            code: Self.descriptorCode,
+            [
+                .string(self.containerId), self.hostname.map { .string($0) }, self.maxFrameSize.map { .uint($0) },
+                self.channelMax.map { .ushort($0) }, self.idleTimeOut.map { .uint($0) }, nil, nil,
+                self.offeredCapabilities.symbolArray, self.desiredCapabilities.symbolArray,
+                self.properties.map { .map($0) },
+            ]
+        )
     }
 }
 
@@ -77,8 +88,14 @@ public struct AMQPBegin: Sendable, Equatable {
     public var properties: [AMQPMapEntry]?
 
     /// A value with these fields.
-    public init(remoteChannel: UInt16? = nil, nextOutgoingId: UInt32, incomingWindow: UInt32, outgoingWindow: UInt32,
-                handleMax: UInt32? = nil, properties: [AMQPMapEntry]? = nil) {
+    public init(
+        remoteChannel: UInt16? = nil,
+        nextOutgoingId: UInt32,
+        incomingWindow: UInt32,
+        outgoingWindow: UInt32,
+        handleMax: UInt32? = nil,
+        properties: [AMQPMapEntry]? = nil
+    ) {
         self.remoteChannel = remoteChannel
         self.nextOutgoingId = nextOutgoingId
         self.incomingWindow = incomingWindow
@@ -92,7 +109,8 @@ public struct AMQPBegin: Sendable, Equatable {
         let f = try AMQPFields(value, code: Self.descriptorCode, symbol: "amqp:begin:list", typeName: "begin")
         self.remoteChannel = try f.ushort(0, "remote-channel")
         guard let next = try f.uint(1, "next-outgoing-id"), let incoming = try f.uint(2, "incoming-window"),
-              let outgoing = try f.uint(3, "outgoing-window") else {
+            let outgoing = try f.uint(3, "outgoing-window")
+        else {
             throw AMQPCodecError(.invalidField, "begin lacks a mandatory window field")
         }
         self.nextOutgoingId = next
@@ -104,10 +122,14 @@ public struct AMQPBegin: Sendable, Equatable {
 
     /// The described list it encodes to, trailing absent fields left out.
     public var value: AMQPValue {
-        AMQPFields.encode(code: Self.descriptorCode, [
-            self.remoteChannel.map { .ushort($0) }, .uint(self.nextOutgoingId), .uint(self.incomingWindow),
-            .uint(self.outgoingWindow), self.handleMax.map { .uint($0) }, nil, nil, self.properties.map { .map($0) },
-        ])
+        AMQPFields.encode(
+            code: Self.descriptorCode,
+            [
+                self.remoteChannel.map { .ushort($0) }, .uint(self.nextOutgoingId), .uint(self.incomingWindow),
+                .uint(self.outgoingWindow), self.handleMax.map { .uint($0) }, nil, nil,
+                self.properties.map { .map($0) },
+            ]
+        )
     }
 }
 
@@ -125,8 +147,12 @@ public struct AMQPEndOrClose: Sendable, Equatable {
 
     /// Decodes an `end` or (when `close` is true) `close` composite.
     public init(_ value: AMQPValue, close: Bool) throws(AMQPCodecError) {
-        let f = try AMQPFields(value, code: close ? Self.closeCode : Self.endCode,
-                               symbol: close ? "amqp:close:list" : "amqp:end:list", typeName: close ? "close" : "end")
+        let f = try AMQPFields(
+            value,
+            code: close ? Self.closeCode : Self.endCode,
+            symbol: close ? "amqp:close:list" : "amqp:end:list",
+            typeName: close ? "close" : "end"
+        )
         self.error = try f.optional(0).map { value throws(AMQPCodecError) in try AMQPError(value) }
     }
 

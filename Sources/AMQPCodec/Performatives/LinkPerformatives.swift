@@ -20,10 +20,16 @@ public struct AMQPTerminus: Sendable, Equatable {
 
     /// Decodes a `source` (when `source` is true) or `target` composite.
     public init(_ value: AMQPValue, source: Bool) throws(AMQPCodecError) {
-        let f = try AMQPFields(value, code: source ? Self.sourceCode : Self.targetCode,
-                               symbol: source ? "amqp:source:list" : "amqp:target:list", typeName: source ? "source" : "target")
+        let f = try AMQPFields(
+            value,
+            code: source ? Self.sourceCode : Self.targetCode,
+            symbol: source ? "amqp:source:list" : "amqp:target:list",
+            typeName: source ? "source" : "target"
+        )
         self.address = try f.optional(0).map { value throws(AMQPCodecError) -> String in
-            guard let text = value.text else { throw AMQPCodecError(.invalidField, "the terminus address is not a string") }
+            guard let text = value.text else {
+                throw AMQPCodecError(.invalidField, "the terminus address is not a string")
+            }
             return text
         }
         self.otherFields = f.fields(from: 1)
@@ -64,9 +70,18 @@ public struct AMQPAttach: Sendable, Equatable {
     public var properties: [AMQPMapEntry]?
 
     /// A value with these fields.
-    public init(name: String, handle: UInt32, isReceiver: Bool, senderSettleMode: UInt8? = nil, receiverSettleMode: UInt8? = nil,
-                source: AMQPTerminus? = nil, target: AMQPTerminus? = nil, initialDeliveryCount: UInt32? = nil,
-                maxMessageSize: UInt64? = nil, properties: [AMQPMapEntry]? = nil) {
+    public init(
+        name: String,
+        handle: UInt32,
+        isReceiver: Bool,
+        senderSettleMode: UInt8? = nil,
+        receiverSettleMode: UInt8? = nil,
+        source: AMQPTerminus? = nil,
+        target: AMQPTerminus? = nil,
+        initialDeliveryCount: UInt32? = nil,
+        maxMessageSize: UInt64? = nil,
+        properties: [AMQPMapEntry]? = nil
+    ) {
         self.name = name
         self.handle = handle
         self.isReceiver = isReceiver
@@ -82,7 +97,9 @@ public struct AMQPAttach: Sendable, Equatable {
     /// Decodes it from its described list: omitted trailing fields take their defaults, a missing mandatory field or a wrong type throws ``AMQPCodecError``.
     public init(_ value: AMQPValue) throws(AMQPCodecError) {
         let f = try AMQPFields(value, code: Self.descriptorCode, symbol: "amqp:attach:list", typeName: "attach")
-        guard let name = try f.string(0, "name"), let handle = try f.uint(1, "handle"), let role = try f.boolean(2, "role") else {
+        guard let name = try f.string(0, "name"), let handle = try f.uint(1, "handle"),
+            let role = try f.boolean(2, "role")
+        else {
             throw AMQPCodecError(.invalidField, "attach lacks name, handle or role")
         }
         self.name = name
@@ -99,12 +116,17 @@ public struct AMQPAttach: Sendable, Equatable {
 
     /// The described list it encodes to, trailing absent fields left out.
     public var value: AMQPValue {
-        AMQPFields.encode(code: Self.descriptorCode, [
-            .string(self.name), .uint(self.handle), .boolean(self.isReceiver), self.senderSettleMode.map { .ubyte($0) },
-            self.receiverSettleMode.map { .ubyte($0) }, self.source?.value(source: true), self.target?.value(source: false),
-            nil, nil, self.initialDeliveryCount.map { .uint($0) }, self.maxMessageSize.map { .ulong($0) }, nil, nil,
-            self.properties.map { .map($0) },
-        ])
+        AMQPFields.encode(
+            code: Self.descriptorCode,
+            [
+                .string(self.name), .uint(self.handle), .boolean(self.isReceiver),
+                self.senderSettleMode.map { .ubyte($0) },
+                self.receiverSettleMode.map { .ubyte($0) }, self.source?.value(source: true),
+                self.target?.value(source: false),
+                nil, nil, self.initialDeliveryCount.map { .uint($0) }, self.maxMessageSize.map { .ulong($0) }, nil, nil,
+                self.properties.map { .map($0) },
+            ]
+        )
     }
 }
 
@@ -130,8 +152,16 @@ public struct AMQPFlow: Sendable, Equatable {
     public var drain: Bool?
 
     /// A value with these fields.
-    public init(nextIncomingId: UInt32?, incomingWindow: UInt32, nextOutgoingId: UInt32, outgoingWindow: UInt32,
-                handle: UInt32? = nil, deliveryCount: UInt32? = nil, linkCredit: UInt32? = nil, drain: Bool? = nil) {
+    public init(
+        nextIncomingId: UInt32?,
+        incomingWindow: UInt32,
+        nextOutgoingId: UInt32,
+        outgoingWindow: UInt32,
+        handle: UInt32? = nil,
+        deliveryCount: UInt32? = nil,
+        linkCredit: UInt32? = nil,
+        drain: Bool? = nil
+    ) {
         self.nextIncomingId = nextIncomingId
         self.incomingWindow = incomingWindow
         self.nextOutgoingId = nextOutgoingId
@@ -146,7 +176,8 @@ public struct AMQPFlow: Sendable, Equatable {
     public init(_ value: AMQPValue) throws(AMQPCodecError) {
         let f = try AMQPFields(value, code: Self.descriptorCode, symbol: "amqp:flow:list", typeName: "flow")
         guard let incoming = try f.uint(1, "incoming-window"), let next = try f.uint(2, "next-outgoing-id"),
-              let outgoing = try f.uint(3, "outgoing-window") else {
+            let outgoing = try f.uint(3, "outgoing-window")
+        else {
             throw AMQPCodecError(.invalidField, "flow lacks a mandatory window field")
         }
         self.nextIncomingId = try f.uint(0, "next-incoming-id")
@@ -161,11 +192,16 @@ public struct AMQPFlow: Sendable, Equatable {
 
     /// The described list it encodes to, trailing absent fields left out.
     public var value: AMQPValue {
-        AMQPFields.encode(code: Self.descriptorCode, [
-            self.nextIncomingId.map { .uint($0) }, .uint(self.incomingWindow), .uint(self.nextOutgoingId), .uint(self.outgoingWindow),
-            self.handle.map { .uint($0) }, self.deliveryCount.map { .uint($0) }, self.linkCredit.map { .uint($0) }, nil,
-            self.drain.map { .boolean($0) },
-        ])
+        AMQPFields.encode(
+            code: Self.descriptorCode,
+            [
+                self.nextIncomingId.map { .uint($0) }, .uint(self.incomingWindow), .uint(self.nextOutgoingId),
+                .uint(self.outgoingWindow),
+                self.handle.map { .uint($0) }, self.deliveryCount.map { .uint($0) }, self.linkCredit.map { .uint($0) },
+                nil,
+                self.drain.map { .boolean($0) },
+            ]
+        )
     }
 }
 
@@ -184,7 +220,9 @@ public enum AMQPDeliveryState: Sendable, Equatable {
 
     /// Decodes it from its described list: omitted trailing fields take their defaults, a missing mandatory field or a wrong type throws ``AMQPCodecError``.
     public init(_ value: AMQPValue) throws(AMQPCodecError) {
-        guard case .described(let descriptor, _) = value, let code = descriptor.unsignedInteger ?? Self.code(of: descriptor) else {
+        guard case .described(let descriptor, _) = value,
+            let code = descriptor.unsignedInteger ?? Self.code(of: descriptor)
+        else {
             throw AMQPCodecError(.invalidField, "a delivery state must be described")
         }
         switch code {
@@ -199,7 +237,10 @@ public enum AMQPDeliveryState: Sendable, Equatable {
             self = .released
         case 0x27:
             let f = try AMQPFields(value, code: 0x27, symbol: "amqp:modified:list", typeName: "modified")
-            self = .modified(deliveryFailed: try f.boolean(0, "delivery-failed"), undeliverableHere: try f.boolean(1, "undeliverable-here"))
+            self = .modified(
+                deliveryFailed: try f.boolean(0, "delivery-failed"),
+                undeliverableHere: try f.boolean(1, "undeliverable-here")
+            )
         case 0x23:
             let f = try AMQPFields(value, code: 0x23, symbol: "amqp:received:list", typeName: "received")
             guard let number = try f.uint(0, "section-number"), let offset = try f.ulong(1, "section-offset") else {
@@ -255,8 +296,15 @@ public struct AMQPTransfer: Sendable, Equatable {
     public var state: AMQPDeliveryState?
 
     /// A value with these fields.
-    public init(handle: UInt32, deliveryId: UInt32? = nil, deliveryTag: [UInt8]? = nil, messageFormat: UInt32? = nil,
-                settled: Bool? = nil, more: Bool? = nil, state: AMQPDeliveryState? = nil) {
+    public init(
+        handle: UInt32,
+        deliveryId: UInt32? = nil,
+        deliveryTag: [UInt8]? = nil,
+        messageFormat: UInt32? = nil,
+        settled: Bool? = nil,
+        more: Bool? = nil,
+        state: AMQPDeliveryState? = nil
+    ) {
         self.handle = handle
         self.deliveryId = deliveryId
         self.deliveryTag = deliveryTag
@@ -269,7 +317,9 @@ public struct AMQPTransfer: Sendable, Equatable {
     /// Decodes it from its described list: omitted trailing fields take their defaults, a missing mandatory field or a wrong type throws ``AMQPCodecError``.
     public init(_ value: AMQPValue) throws(AMQPCodecError) {
         let f = try AMQPFields(value, code: Self.descriptorCode, symbol: "amqp:transfer:list", typeName: "transfer")
-        guard let handle = try f.uint(0, "handle") else { throw AMQPCodecError(.invalidField, "transfer lacks its handle") }
+        guard let handle = try f.uint(0, "handle") else {
+            throw AMQPCodecError(.invalidField, "transfer lacks its handle")
+        }
         self.handle = handle
         self.deliveryId = try f.uint(1, "delivery-id")
         self.deliveryTag = try f.binary(2, "delivery-tag")
@@ -281,11 +331,15 @@ public struct AMQPTransfer: Sendable, Equatable {
 
     /// The described list it encodes to, trailing absent fields left out.
     public var value: AMQPValue {
-        AMQPFields.encode(code: Self.descriptorCode, [
-            .uint(self.handle), self.deliveryId.map { .uint($0) }, self.deliveryTag.map { .binary($0) },
-            self.messageFormat.map { .uint($0) }, self.settled.map { .boolean($0) }, self.more.map { .boolean($0) }, nil,
-            self.state?.value,
-        ])
+        AMQPFields.encode(
+            code: Self.descriptorCode,
+            [
+                .uint(self.handle), self.deliveryId.map { .uint($0) }, self.deliveryTag.map { .binary($0) },
+                self.messageFormat.map { .uint($0) }, self.settled.map { .boolean($0) }, self.more.map { .boolean($0) },
+                nil,
+                self.state?.value,
+            ]
+        )
     }
 }
 
@@ -305,7 +359,13 @@ public struct AMQPDisposition: Sendable, Equatable {
     public var state: AMQPDeliveryState?
 
     /// A value with these fields.
-    public init(isReceiver: Bool, first: UInt32, last: UInt32? = nil, settled: Bool? = nil, state: AMQPDeliveryState? = nil) {
+    public init(
+        isReceiver: Bool,
+        first: UInt32,
+        last: UInt32? = nil,
+        settled: Bool? = nil,
+        state: AMQPDeliveryState? = nil
+    ) {
         self.isReceiver = isReceiver
         self.first = first
         self.last = last
@@ -315,7 +375,12 @@ public struct AMQPDisposition: Sendable, Equatable {
 
     /// Decodes it from its described list: omitted trailing fields take their defaults, a missing mandatory field or a wrong type throws ``AMQPCodecError``.
     public init(_ value: AMQPValue) throws(AMQPCodecError) {
-        let f = try AMQPFields(value, code: Self.descriptorCode, symbol: "amqp:disposition:list", typeName: "disposition")
+        let f = try AMQPFields(
+            value,
+            code: Self.descriptorCode,
+            symbol: "amqp:disposition:list",
+            typeName: "disposition"
+        )
         guard let role = try f.boolean(0, "role"), let first = try f.uint(1, "first") else {
             throw AMQPCodecError(.invalidField, "disposition lacks role or first")
         }
@@ -328,9 +393,13 @@ public struct AMQPDisposition: Sendable, Equatable {
 
     /// The described list it encodes to, trailing absent fields left out.
     public var value: AMQPValue {
-        AMQPFields.encode(code: Self.descriptorCode, [
-            .boolean(self.isReceiver), .uint(self.first), self.last.map { .uint($0) }, self.settled.map { .boolean($0) }, self.state?.value,
-        ])
+        AMQPFields.encode(
+            code: Self.descriptorCode,
+            [
+                .boolean(self.isReceiver), .uint(self.first), self.last.map { .uint($0) },
+                self.settled.map { .boolean($0) }, self.state?.value,
+            ]
+        )
     }
 }
 
@@ -355,7 +424,9 @@ public struct AMQPDetach: Sendable, Equatable {
     /// Decodes it from its described list: omitted trailing fields take their defaults, a missing mandatory field or a wrong type throws ``AMQPCodecError``.
     public init(_ value: AMQPValue) throws(AMQPCodecError) {
         let f = try AMQPFields(value, code: Self.descriptorCode, symbol: "amqp:detach:list", typeName: "detach")
-        guard let handle = try f.uint(0, "handle") else { throw AMQPCodecError(.invalidField, "detach lacks its handle") }
+        guard let handle = try f.uint(0, "handle") else {
+            throw AMQPCodecError(.invalidField, "detach lacks its handle")
+        }
         self.handle = handle
         self.closed = try f.boolean(1, "closed")
         self.error = try f.optional(2).map { value throws(AMQPCodecError) in try AMQPError(value) }
@@ -363,6 +434,9 @@ public struct AMQPDetach: Sendable, Equatable {
 
     /// The described list it encodes to, trailing absent fields left out.
     public var value: AMQPValue {
-        AMQPFields.encode(code: Self.descriptorCode, [.uint(self.handle), self.closed.map { .boolean($0) }, self.error?.value])
+        AMQPFields.encode(
+            code: Self.descriptorCode,
+            [.uint(self.handle), self.closed.map { .boolean($0) }, self.error?.value]
+        )
     }
 }

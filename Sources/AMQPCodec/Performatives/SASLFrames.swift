@@ -10,7 +10,12 @@ public struct SASLMechanisms: Sendable, Equatable {
 
     /// Decodes it from its described list: omitted trailing fields take their defaults, a missing mandatory field or a wrong type throws ``AMQPCodecError``.
     public init(_ value: AMQPValue) throws(AMQPCodecError) {
-        let f = try AMQPFields(value, code: Self.descriptorCode, symbol: "amqp:sasl-mechanisms:list", typeName: "sasl-mechanisms")
+        let f = try AMQPFields(
+            value,
+            code: Self.descriptorCode,
+            symbol: "amqp:sasl-mechanisms:list",
+            typeName: "sasl-mechanisms"
+        )
         guard let mechanisms = try f.symbols(0, "sasl-server-mechanisms") else {
             throw AMQPCodecError(.invalidField, "sasl-mechanisms lacks its mandatory field 'sasl-server-mechanisms'")
         }
@@ -18,7 +23,9 @@ public struct SASLMechanisms: Sendable, Equatable {
     }
 
     /// The described list it encodes to, trailing absent fields left out.
-    public var value: AMQPValue { AMQPFields.encode(code: Self.descriptorCode, [.array(self.mechanisms.map { .symbol($0) })]) }
+    public var value: AMQPValue {
+        AMQPFields.encode(code: Self.descriptorCode, [.array(self.mechanisms.map { .symbol($0) })])
+    }
 }
 
 /// `sasl-init` (0x41): the mechanism chosen and its initial response (for PLAIN: `NUL authcid NUL password`).
@@ -53,7 +60,10 @@ public struct SASLInit: Sendable, Equatable, CustomStringConvertible {
 
     /// The described list it encodes to, trailing absent fields left out.
     public var value: AMQPValue {
-        AMQPFields.encode(code: Self.descriptorCode, [.symbol(self.mechanism), self.initialResponse.map { .binary($0) }, self.hostname.map { .string($0) }])
+        AMQPFields.encode(
+            code: Self.descriptorCode,
+            [.symbol(self.mechanism), self.initialResponse.map { .binary($0) }, self.hostname.map { .string($0) }]
+        )
     }
 
     /// A readable summary that never contains secrets.
@@ -103,7 +113,12 @@ public struct SASLOutcome: Sendable, Equatable {
 
     /// Decodes it from its described list: omitted trailing fields take their defaults, a missing mandatory field or a wrong type throws ``AMQPCodecError``.
     public init(_ value: AMQPValue) throws(AMQPCodecError) {
-        let f = try AMQPFields(value, code: Self.descriptorCode, symbol: "amqp:sasl-outcome:list", typeName: "sasl-outcome")
+        let f = try AMQPFields(
+            value,
+            code: Self.descriptorCode,
+            symbol: "amqp:sasl-outcome:list",
+            typeName: "sasl-outcome"
+        )
         guard let code = try f.ubyte(0, "code") else {
             throw AMQPCodecError(.invalidField, "sasl-outcome lacks its mandatory field 'code'")
         }
@@ -112,5 +127,10 @@ public struct SASLOutcome: Sendable, Equatable {
     }
 
     /// The described list it encodes to, trailing absent fields left out.
-    public var value: AMQPValue { AMQPFields.encode(code: Self.descriptorCode, [.ubyte(self.code.rawValue), self.additionalData.map { .binary($0) }]) }
+    public var value: AMQPValue {
+        AMQPFields.encode(
+            code: Self.descriptorCode,
+            [.ubyte(self.code.rawValue), self.additionalData.map { .binary($0) }]
+        )
+    }
 }

@@ -82,7 +82,9 @@ public struct AMQPDecoder {
         case F.decimal128: return .decimal128(Array(try self.readBytes(16)))
         case F.char:
             let raw = try self.read(UInt32.self)
-            guard let scalar = Unicode.Scalar(raw) else { throw AMQPCodecError(.invalidValue, "char \(raw) is not a Unicode scalar", offset: start) }
+            guard let scalar = Unicode.Scalar(raw) else {
+                throw AMQPCodecError(.invalidValue, "char \(raw) is not a Unicode scalar", offset: start)
+            }
             return .char(scalar)
         case F.timestamp: return .timestamp(Int64(bitPattern: try self.read(UInt64.self)))
         case F.uuid: return .uuid(Array(try self.readBytes(16)))
@@ -96,7 +98,9 @@ public struct AMQPDecoder {
             return .string(text)
         case F.symbol8, F.symbol32:
             let raw = try self.readSized(wide: code == F.symbol32)
-            guard raw.allSatisfy({ $0 < 0x80 }) else { throw AMQPCodecError(.invalidText, "a symbol is not ASCII", offset: start) }
+            guard raw.allSatisfy({ $0 < 0x80 }) else {
+                throw AMQPCodecError(.invalidText, "a symbol is not ASCII", offset: start)
+            }
             return .symbol(String(decoding: raw, as: UTF8.self))
         case F.list0: return .list([])
         case F.list8, F.list32:
@@ -112,7 +116,9 @@ public struct AMQPDecoder {
     }
 
     /// A list or map: size, count, then `count` complete values inside exactly `size` bytes.
-    private mutating func readCompound(wide: Bool, depth: Int, pairs: Bool) throws(AMQPCodecError) -> (values: [AMQPValue], end: Int) {
+    private mutating func readCompound(wide: Bool, depth: Int, pairs: Bool) throws(AMQPCodecError) -> (
+        values: [AMQPValue], end: Int
+    ) {
         let start = self.offset - 1
         let size = wide ? Int(try self.read(UInt32.self)) : Int(try self.readByte())
         let countWidth = wide ? 4 : 1
@@ -122,22 +128,32 @@ public struct AMQPDecoder {
         let end = self.index + size
         let count = wide ? Int(try self.read(UInt32.self)) : Int(try self.readByte())
         guard count <= end - self.index, !pairs || count % 2 == 0 else {
-            throw AMQPCodecError(.invalidSize, "\(count) elements cannot fit in \(size) bytes (or a map has an odd count)", offset: start)
+            throw AMQPCodecError(
+                .invalidSize,
+                "\(count) elements cannot fit in \(size) bytes (or a map has an odd count)",
+                offset: start
+            )
         }
         var values: [AMQPValue] = []
         values.reserveCapacity(count)
         for _ in 0..<count {
             values.append(try self.decodeValue(depth: depth + 1))
-            guard self.index <= end else { throw AMQPCodecError(.invalidSize, "an element runs past its compound", offset: start) }
+            guard self.index <= end else {
+                throw AMQPCodecError(.invalidSize, "an element runs past its compound", offset: start)
+            }
         }
-        guard self.index == end else { throw AMQPCodecError(.invalidSize, "a compound's size and its elements disagree", offset: start) }
+        guard self.index == end else {
+            throw AMQPCodecError(.invalidSize, "a compound's size and its elements disagree", offset: start)
+        }
         return (values, end)
     }
 
     /// An array: size, count, one constructor (possibly described), then `count` bodies.
     private mutating func readArray(wide: Bool, depth: Int) throws(AMQPCodecError) -> AMQPValue {
         let start = self.offset - 1
-        guard depth < Self.maximumDepth else { throw AMQPCodecError(.nestingTooDeep, "arrays nest too deep", offset: start) }
+        guard depth < Self.maximumDepth else {
+            throw AMQPCodecError(.nestingTooDeep, "arrays nest too deep", offset: start)
+        }
         let size = wide ? Int(try self.read(UInt32.self)) : Int(try self.readByte())
         let countWidth = wide ? 4 : 1
         guard size >= countWidth + 1, size <= self.remaining else {
@@ -160,16 +176,24 @@ public struct AMQPDecoder {
         for _ in 0..<count {
             let body = try self.decodeArrayElement(code: code, depth: depth + 1)
             elements.append(descriptor.map { .described(descriptor: $0, value: body) } ?? body)
-            guard self.index <= end else { throw AMQPCodecError(.invalidSize, "an element runs past its array", offset: start) }
+            guard self.index <= end else {
+                throw AMQPCodecError(.invalidSize, "an element runs past its array", offset: start)
+            }
         }
-        guard self.index == end else { throw AMQPCodecError(.invalidSize, "an array's size and its elements disagree", offset: start) }
+        guard self.index == end else {
+            throw AMQPCodecError(.invalidSize, "an array's size and its elements disagree", offset: start)
+        }
         return .array(elements)
     }
 
     /// An array element is a body without constructor; `boolean` is then one byte, and compounds are decoded as usual.
     private mutating func decodeArrayElement(code: UInt8, depth: Int) throws(AMQPCodecError) -> AMQPValue {
         guard code != AMQPFormatCode.described else {
-            throw AMQPCodecError(.unknownFormatCode, "a described constructor cannot be an array element code", offset: self.offset)
+            throw AMQPCodecError(
+                .unknownFormatCode,
+                "a described constructor cannot be an array element code",
+                offset: self.offset
+            )
         }
         return try self.decodeBody(code: code, depth: depth)
     }
@@ -177,14 +201,18 @@ public struct AMQPDecoder {
     // MARK: - Primitives
 
     private mutating func readByte() throws(AMQPCodecError) -> UInt8 {
-        guard self.index < self.bytes.endIndex else { throw AMQPCodecError(.truncated, "the bytes end inside a value", offset: self.offset) }
+        guard self.index < self.bytes.endIndex else {
+            throw AMQPCodecError(.truncated, "the bytes end inside a value", offset: self.offset)
+        }
         defer { self.index += 1 }
         return self.bytes[self.index]
     }
 
     private mutating func read<T: FixedWidthInteger>(_ type: T.Type) throws(AMQPCodecError) -> T {
         let width = MemoryLayout<T>.size
-        guard self.remaining >= width else { throw AMQPCodecError(.truncated, "the bytes end inside a \(width)-byte number", offset: self.offset) }
+        guard self.remaining >= width else {
+            throw AMQPCodecError(.truncated, "the bytes end inside a \(width)-byte number", offset: self.offset)
+        }
         var value: T = 0
         for position in 0..<width { value = value << 8 | T(self.bytes[self.index + position]) }
         self.index += width
@@ -202,7 +230,11 @@ public struct AMQPDecoder {
     private mutating func readSized(wide: Bool) throws(AMQPCodecError) -> ArraySlice<UInt8> {
         let count = wide ? Int(try self.read(UInt32.self)) : Int(try self.readByte())
         guard count <= self.remaining else {
-            throw AMQPCodecError(.invalidSize, "a \(count)-byte field does not fit in \(self.remaining) bytes", offset: self.offset)
+            throw AMQPCodecError(
+                .invalidSize,
+                "a \(count)-byte field does not fit in \(self.remaining) bytes",
+                offset: self.offset
+            )
         }
         return try self.readBytes(count)
     }

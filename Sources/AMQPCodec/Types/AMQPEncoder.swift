@@ -20,26 +20,42 @@ public struct AMQPEncoder: Sendable {
         case .null: self.bytes.append(F.null)
         case .boolean(let flag): self.bytes.append(flag ? F.booleanTrue : F.booleanFalse)
         case .ubyte(let number): self.bytes += [F.ubyte, number]
-        case .ushort(let number): self.bytes.append(F.ushort); self.append(number)
+        case .ushort(let number):
+            self.bytes.append(F.ushort)
+            self.append(number)
         case .uint(let number):
-            if number == 0 { self.bytes.append(F.uint0) } else if number <= 0xFF { self.bytes += [F.smallUInt, UInt8(number)] } else {
+            if number == 0 {
+                self.bytes.append(F.uint0)
+            } else if number <= 0xFF {
+                self.bytes += [F.smallUInt, UInt8(number)]
+            } else {
                 self.bytes.append(F.uint)
                 self.append(number)
             }
         case .ulong(let number):
-            if number == 0 { self.bytes.append(F.ulong0) } else if number <= 0xFF { self.bytes += [F.smallULong, UInt8(number)] } else {
+            if number == 0 {
+                self.bytes.append(F.ulong0)
+            } else if number <= 0xFF {
+                self.bytes += [F.smallULong, UInt8(number)]
+            } else {
                 self.bytes.append(F.ulong)
                 self.append(number)
             }
         case .byte(let number): self.bytes += [F.byte, UInt8(bitPattern: number)]
-        case .short(let number): self.bytes.append(F.short); self.append(UInt16(bitPattern: number))
+        case .short(let number):
+            self.bytes.append(F.short)
+            self.append(UInt16(bitPattern: number))
         case .int(let number):
-            if Int8(exactly: number) != nil { self.bytes += [F.smallInt, UInt8(bitPattern: Int8(number))] } else {
+            if Int8(exactly: number) != nil {
+                self.bytes += [F.smallInt, UInt8(bitPattern: Int8(number))]
+            } else {
                 self.bytes.append(F.int)
                 self.append(UInt32(bitPattern: number))
             }
         case .long(let number):
-            if Int8(exactly: number) != nil { self.bytes += [F.smallLong, UInt8(bitPattern: Int8(number))] } else {
+            if Int8(exactly: number) != nil {
+                self.bytes += [F.smallLong, UInt8(bitPattern: Int8(number))]
+            } else {
                 self.bytes.append(F.long)
                 self.append(UInt64(bitPattern: number))
             }
@@ -51,16 +67,28 @@ public struct AMQPEncoder: Sendable {
     private mutating func encodeRest(_ value: AMQPValue) throws(AMQPCodecError) {
         typealias F = AMQPFormatCode
         switch value {
-        case .float(let number): self.bytes.append(F.float); self.append(number.bitPattern)
-        case .double(let number): self.bytes.append(F.double); self.append(number.bitPattern)
-        case .decimal32(let raw): self.bytes.append(F.decimal32); self.append(raw)
-        case .decimal64(let raw): self.bytes.append(F.decimal64); self.append(raw)
+        case .float(let number):
+            self.bytes.append(F.float)
+            self.append(number.bitPattern)
+        case .double(let number):
+            self.bytes.append(F.double)
+            self.append(number.bitPattern)
+        case .decimal32(let raw):
+            self.bytes.append(F.decimal32)
+            self.append(raw)
+        case .decimal64(let raw):
+            self.bytes.append(F.decimal64)
+            self.append(raw)
         case .decimal128(let raw):
             guard raw.count == 16 else { throw AMQPCodecError(.invalidValue, "decimal128 needs 16 bytes") }
             self.bytes.append(F.decimal128)
             self.bytes += raw
-        case .char(let scalar): self.bytes.append(F.char); self.append(scalar.value)
-        case .timestamp(let milliseconds): self.bytes.append(F.timestamp); self.append(UInt64(bitPattern: milliseconds))
+        case .char(let scalar):
+            self.bytes.append(F.char)
+            self.append(scalar.value)
+        case .timestamp(let milliseconds):
+            self.bytes.append(F.timestamp)
+            self.append(UInt64(bitPattern: milliseconds))
         case .uuid(let raw):
             guard raw.count == 16 else { throw AMQPCodecError(.invalidValue, "a uuid needs 16 bytes") }
             self.bytes.append(F.uuid)
@@ -68,7 +96,9 @@ public struct AMQPEncoder: Sendable {
         case .binary(let raw): self.appendVariable(raw, small: F.binary8, large: F.binary32)
         case .string(let text): self.appendVariable(Array(text.utf8), small: F.string8, large: F.string32)
         case .symbol(let text):
-            guard text.utf8.allSatisfy({ $0 < 0x80 }) else { throw AMQPCodecError(.invalidText, "a symbol must be ASCII") }
+            guard text.utf8.allSatisfy({ $0 < 0x80 }) else {
+                throw AMQPCodecError(.invalidText, "a symbol must be ASCII")
+            }
             self.appendVariable(Array(text.utf8), small: F.symbol8, large: F.symbol32)
         case .list(let elements):
             if elements.isEmpty {
@@ -116,7 +146,9 @@ public struct AMQPEncoder: Sendable {
     }
 
     /// The constructor bytes (descriptor included) and the element format code for an array's elements.
-    private static func arrayConstructor(for elements: [AMQPValue]) throws(AMQPCodecError) -> (prefix: [UInt8], code: UInt8) {
+    private static func arrayConstructor(for elements: [AMQPValue]) throws(AMQPCodecError) -> (
+        prefix: [UInt8], code: UInt8
+    ) {
         typealias F = AMQPFormatCode
         guard let first = elements.first else { return ([F.null], F.null) }
         if case .described(let descriptor, _) = first {
@@ -152,9 +184,24 @@ public struct AMQPEncoder: Sendable {
         case .char: code = F.char
         case .timestamp: code = F.timestamp
         case .uuid: code = F.uuid
-        case .binary: code = longest { if case .binary(let b) = $0 { return b.count }; return nil } <= 0xFF ? F.binary8 : F.binary32
-        case .string: code = longest { if case .string(let s) = $0 { return s.utf8.count }; return nil } <= 0xFF ? F.string8 : F.string32
-        case .symbol: code = longest { if case .symbol(let s) = $0 { return s.utf8.count }; return nil } <= 0xFF ? F.symbol8 : F.symbol32
+        case .binary:
+            code =
+                longest {
+                    if case .binary(let b) = $0 { return b.count }
+                    return nil
+                } <= 0xFF ? F.binary8 : F.binary32
+        case .string:
+            code =
+                longest {
+                    if case .string(let s) = $0 { return s.utf8.count }
+                    return nil
+                } <= 0xFF ? F.string8 : F.string32
+        case .symbol:
+            code =
+                longest {
+                    if case .symbol(let s) = $0 { return s.utf8.count }
+                    return nil
+                } <= 0xFF ? F.symbol8 : F.symbol32
         case .list: code = F.list32
         case .map: code = F.map32
         case .array: code = F.array32
@@ -237,7 +284,8 @@ public struct AMQPEncoder: Sendable {
                 // Nested arrays are always written in the 32-bit form inside an array.
                 let inner = single.bytes
                 if inner.first == F.array8 {
-                    let size = Int(inner[1]), count = Int(inner[2])
+                    let size = Int(inner[1])
+                    let count = Int(inner[2])
                     self.append(UInt32(size - 1 + 4))
                     self.append(UInt32(count))
                     self.bytes += inner[3...]

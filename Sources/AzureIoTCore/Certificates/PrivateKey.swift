@@ -17,21 +17,30 @@ public final class PrivateKey: @unchecked Sendable {
     public convenience init(pem: String, passphrase: String? = nil) throws(AzureIoTError) {
         OpenSSLErrorQueue.clear()
         guard let bio = copyIntoMemoryBIO(pem) else {
-            throw AzureIoTError(.cryptoFailure, "OpenSSL could not allocate a buffer", details: OpenSSLErrorQueue.drainText())
+            throw AzureIoTError(
+                .cryptoFailure,
+                "OpenSSL could not allocate a buffer",
+                details: OpenSSLErrorQueue.drainText()
+            )
         }
         defer { BIO_free(bio) }
         // The passphrase travels to the callback as a NUL-terminated copy; an empty one means "none given".
         var secret = Array((passphrase ?? "").utf8CString)
         defer { for index in secret.indices { secret[index] = 0 } }
         let key = secret.withUnsafeMutableBufferPointer { buffer in
-            PEM_read_bio_PrivateKey(bio, nil, { output, size, _, userData in
-                guard let output, let userData else { return -1 }
-                let secret = userData.assumingMemoryBound(to: CChar.self)
-                let length = strlen(secret)
-                guard length > 0, length <= Int(size) else { return -1 }
-                output.update(from: secret, count: length)
-                return Int32(length)
-            }, buffer.baseAddress)
+            PEM_read_bio_PrivateKey(
+                bio,
+                nil,
+                { output, size, _, userData in
+                    guard let output, let userData else { return -1 }
+                    let secret = userData.assumingMemoryBound(to: CChar.self)
+                    let length = strlen(secret)
+                    guard length > 0, length <= Int(size) else { return -1 }
+                    output.update(from: secret, count: length)
+                    return Int32(length)
+                },
+                buffer.baseAddress
+            )
         }
         guard let key else {
             let errors = OpenSSLErrorQueue.drain()

@@ -19,7 +19,11 @@ public final class X509Certificate: @unchecked Sendable {
     public static func certificates(fromPEM pem: String) throws(AzureIoTError) -> [X509Certificate] {
         OpenSSLErrorQueue.clear()
         guard let bio = copyIntoMemoryBIO(pem) else {
-            throw AzureIoTError(.cryptoFailure, "OpenSSL could not allocate a buffer", details: OpenSSLErrorQueue.drainText())
+            throw AzureIoTError(
+                .cryptoFailure,
+                "OpenSSL could not allocate a buffer",
+                details: OpenSSLErrorQueue.drainText()
+            )
         }
         defer { BIO_free(bio) }
         var certificates: [X509Certificate] = []
@@ -29,7 +33,11 @@ public final class X509Certificate: @unchecked Sendable {
         // Reaching the end of the text leaves a "no start line" entry; anything else means corrupt PEM.
         let errors = OpenSSLErrorQueue.drain().filter { !$0.text.contains("no start line") }
         guard errors.isEmpty else {
-            throw AzureIoTError(.invalidCertificate, "a certificate in the PEM text is corrupt", details: errors.map(\.text))
+            throw AzureIoTError(
+                .invalidCertificate,
+                "a certificate in the PEM text is corrupt",
+                details: errors.map(\.text)
+            )
         }
         guard !certificates.isEmpty else {
             throw AzureIoTError(.invalidCertificate, "no '-----BEGIN CERTIFICATE-----' block was found")
@@ -119,7 +127,9 @@ func readTextFile(_ path: String, what: String) throws(AzureIoTError) -> String 
 /// A memory BIO holding its own copy of `text` (so no Swift buffer has to outlive a closure); `nil` on failure.
 func copyIntoMemoryBIO(_ text: String) -> OpaquePointer? {
     guard let bio = BIO_new(BIO_s_mem()) else { return nil }
-    let written = text.withUTF8Bytes { bytes in bytes.isEmpty ? 0 : BIO_write(bio, bytes.baseAddress, Int32(bytes.count)) }
+    let written = text.withUTF8Bytes { bytes in
+        bytes.isEmpty ? 0 : BIO_write(bio, bytes.baseAddress, Int32(bytes.count))
+    }
     guard written == Int32(text.utf8.count) else {
         BIO_free(bio)
         return nil
@@ -129,7 +139,9 @@ func copyIntoMemoryBIO(_ text: String) -> OpaquePointer? {
 
 extension X509Certificate {
     /// Whether subject and issuer are the same name (a root).
-    public var isSelfSigned: Bool { X509_NAME_cmp(X509_get_subject_name(self.pointer), X509_get_issuer_name(self.pointer)) == 0 }
+    public var isSelfSigned: Bool {
+        X509_NAME_cmp(X509_get_subject_name(self.pointer), X509_get_issuer_name(self.pointer)) == 0
+    }
 
     /// The certificate in PEM.
     public var pem: String {
@@ -162,6 +174,9 @@ extension X509Certificate {
         guard result != 0 else { return }
         let reason = String(cString: azi_verify_error_text(result))
         let expired = result == X509_V_ERR_CERT_HAS_EXPIRED || result == X509_V_ERR_CERT_NOT_YET_VALID
-        throw AzureIoTError(expired ? .certificateExpired : .certificateUntrusted, "the certificate '\(self.subject)' does not verify: \(reason)")
+        throw AzureIoTError(
+            expired ? .certificateExpired : .certificateUntrusted,
+            "the certificate '\(self.subject)' does not verify: \(reason)"
+        )
     }
 }

@@ -44,7 +44,9 @@ public struct X509Identity: Sendable {
         passphrase: String? = nil
     ) throws(AzureIoTError) {
         let certificates = try X509Certificate.certificates(fromPEMFile: certificateFile)
-        let extra = try chainFile.map { path throws(AzureIoTError) in try X509Certificate.certificates(fromPEMFile: path) } ?? []
+        let extra =
+            try chainFile.map { path throws(AzureIoTError) in try X509Certificate.certificates(fromPEMFile: path) }
+            ?? []
         let key = try PrivateKey(pemFile: privateKeyFile, passphrase: passphrase)
         try self.init(leaf: certificates[0], chain: Array(certificates.dropFirst()) + extra, privateKey: key)
     }

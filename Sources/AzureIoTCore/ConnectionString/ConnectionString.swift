@@ -37,7 +37,10 @@ public struct ConnectionString: Sendable {
         for segment in text.split(separator: ";", omittingEmptySubsequences: true) {
             let trimmed = segment.drop(while: { $0 == " " })
             guard let equals = trimmed.firstIndex(of: "=") else {
-                throw AzureIoTError(.malformedConnectionString, "a connection string segment has no '=' (expected Key=Value)")
+                throw AzureIoTError(
+                    .malformedConnectionString,
+                    "a connection string segment has no '=' (expected Key=Value)"
+                )
             }
             let key = String(trimmed[..<equals])
             let value = trimmed[trimmed.index(after: equals)...]
@@ -98,7 +101,8 @@ public struct ConnectionString: Sendable {
     }
 
     private func checkConsistency() throws(AzureIoTError) {
-        let methods = [self.sharedAccessKey != nil, self.sharedAccessSignature != nil, self.usesX509].filter { $0 }.count
+        let methods = [self.sharedAccessKey != nil, self.sharedAccessSignature != nil, self.usesX509].filter { $0 }
+            .count
         guard methods > 0 else {
             throw AzureIoTError(
                 .missingConnectionStringField,
@@ -141,7 +145,11 @@ public struct ConnectionString: Sendable {
     /// `x509=true`, whose identity the caller loads separately.
     public func tokenSource(timeToLive: UInt64 = SymmetricKeyCredential.defaultTimeToLive) -> (any SASTokenSource)? {
         if let sharedAccessKey {
-            return SymmetricKeyCredential(key: sharedAccessKey, keyName: self.sharedAccessKeyName, timeToLive: timeToLive)
+            return SymmetricKeyCredential(
+                key: sharedAccessKey,
+                keyName: self.sharedAccessKeyName,
+                timeToLive: timeToLive
+            )
         }
         if let sharedAccessSignature { return FixedTokenCredential(token: sharedAccessSignature) }
         return nil
@@ -157,7 +165,9 @@ public struct ConnectionString: Sendable {
         if let sharedAccessKeyName { parts.append("SharedAccessKeyName=\(sharedAccessKeyName)") }
         if let sharedAccessKey { parts.append("SharedAccessKey=\(redacted ? "<redacted>" : sharedAccessKey.base64)") }
         if let sharedAccessSignature {
-            parts.append("SharedAccessSignature=\(redacted ? sharedAccessSignature.description : sharedAccessSignature.secretValue)")
+            parts.append(
+                "SharedAccessSignature=\(redacted ? sharedAccessSignature.description : sharedAccessSignature.secretValue)"
+            )
         }
         if self.usesX509 { parts.append("x509=true") }
         if let gatewayHostName { parts.append("GatewayHostName=\(gatewayHostName)") }

@@ -17,7 +17,10 @@ public struct FixedTokenCredential: SASTokenSource {
             )
         }
         guard now < self.token.expiry else {
-            throw AzureIoTError(.sasTokenExpired, "the fixed SAS token expired at \(self.token.expiry); supply a new one")
+            throw AzureIoTError(
+                .sasTokenExpired,
+                "the fixed SAS token expired at \(self.token.expiry); supply a new one"
+            )
         }
         return IssuedSASToken(token: self.token, issuedAt: now, renewAt: self.token.expiry)
     }

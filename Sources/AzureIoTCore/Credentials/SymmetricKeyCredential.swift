@@ -31,7 +31,11 @@ public struct SymmetricKeyCredential: SASTokenSource {
     }
 
     /// A credential from a base64 key. Throws ``AzureIoTError/Code/invalidBase64``.
-    public init(base64Key: String, keyName: String? = nil, timeToLive: UInt64 = SymmetricKeyCredential.defaultTimeToLive)
+    public init(
+        base64Key: String,
+        keyName: String? = nil,
+        timeToLive: UInt64 = SymmetricKeyCredential.defaultTimeToLive
+    )
         throws(AzureIoTError)
     {
         self.init(key: try SymmetricKey(base64: base64Key), keyName: keyName, timeToLive: timeToLive)

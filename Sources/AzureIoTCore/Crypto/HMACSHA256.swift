@@ -62,7 +62,11 @@ final class HMACSHA256: @unchecked Sendable {
             guard ok == 1 else {
                 azi_hmac_sha256_clear(state)
                 state.deallocate()
-                throw AzureIoTError(.cryptoFailure, "OpenSSL could not key HMAC-SHA256", details: OpenSSLErrorQueue.drainText())
+                throw AzureIoTError(
+                    .cryptoFailure,
+                    "OpenSSL could not key HMAC-SHA256",
+                    details: OpenSSLErrorQueue.drainText()
+                )
             }
             self.storage = .precomputed(state)
         }
@@ -123,5 +127,7 @@ final class HMACSHA256: @unchecked Sendable {
 func constantTimeEquals(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
     guard lhs.count == rhs.count else { return false }
     if lhs.isEmpty { return true }
-    return lhs.withUnsafeBytes { l in rhs.withUnsafeBytes { r in CRYPTO_memcmp(l.baseAddress, r.baseAddress, l.count) == 0 } }
+    return lhs.withUnsafeBytes { l in
+        rhs.withUnsafeBytes { r in CRYPTO_memcmp(l.baseAddress, r.baseAddress, l.count) == 0 }
+    }
 }

@@ -57,7 +57,9 @@ struct ByteWriter {
         var index = 0
         let whole = bytes.count - bytes.count % 3
         while index < whole {
-            let b0 = Int(input[index]), b1 = Int(input[index + 1]), b2 = Int(input[index + 2])
+            let b0 = Int(input[index])
+            let b1 = Int(input[index + 1])
+            let b2 = Int(input[index + 2])
             out[0] = alphabet[b0 >> 2]
             out[1] = alphabet[(b0 & 0x03) << 4 | b1 >> 4]
             out[2] = alphabet[(b1 & 0x0F) << 2 | b2 >> 6]

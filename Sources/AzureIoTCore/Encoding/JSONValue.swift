@@ -25,7 +25,9 @@ public enum JSONValue: Sendable, Equatable {
     /// Parses one JSON value from `bytes` (leading and trailing whitespace allowed, nothing else). Throws
     /// ``AzureIoTError/Code/malformedJSON`` naming the byte offset of the first problem, including nesting deeper
     /// than `maximumDepth`.
-    public init(parsing bytes: some Collection<UInt8>, maximumDepth: Int = JSONValue.defaultMaximumDepth) throws(AzureIoTError) {
+    public init(parsing bytes: some Collection<UInt8>, maximumDepth: Int = JSONValue.defaultMaximumDepth)
+        throws(AzureIoTError)
+    {
         let array = Array(bytes)
         var parser = JSONParser(bytes: array, maximumDepth: maximumDepth)
         self = try parser.parseDocument()
@@ -140,7 +142,9 @@ public enum JSONValue: Sendable, Equatable {
 
 /// A JSON number kept as its exact text (RFC 8259 grammar), so that integers beyond 2^53 and long decimals survive a
 /// round trip. Integer and floating-point literals make one: `.number(5)`, `.number(2.5)`.
-public struct JSONNumber: Sendable, Hashable, CustomStringConvertible, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral {
+public struct JSONNumber: Sendable, Hashable, CustomStringConvertible, ExpressibleByIntegerLiteral,
+    ExpressibleByFloatLiteral
+{
     /// The number as written in JSON.
     public let text: String
 
@@ -315,9 +319,15 @@ struct JSONParser {
         case UInt8(ascii: "{"): return try self.parseObject()
         case UInt8(ascii: "["): return try self.parseArray()
         case UInt8(ascii: "\""): return .string(try self.parseString())
-        case UInt8(ascii: "t"): try self.expectWord("true"); return .bool(true)
-        case UInt8(ascii: "f"): try self.expectWord("false"); return .bool(false)
-        case UInt8(ascii: "n"): try self.expectWord("null"); return .null
+        case UInt8(ascii: "t"):
+            try self.expectWord("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try self.expectWord("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try self.expectWord("null")
+            return .null
         default:
             let length = Self.numberLength(in: self.bytes, from: self.index)
             guard length > 0 else { throw self.failure("a value was expected") }
@@ -338,7 +348,9 @@ struct JSONParser {
 
     private mutating func enter() throws(AzureIoTError) {
         self.depth += 1
-        guard self.depth <= self.maximumDepth else { throw self.failure("nested deeper than \(self.maximumDepth) levels") }
+        guard self.depth <= self.maximumDepth else {
+            throw self.failure("nested deeper than \(self.maximumDepth) levels")
+        }
     }
 
     private mutating func parseArray() throws(AzureIoTError) -> JSONValue {
@@ -457,7 +469,7 @@ struct JSONParser {
         if (0xD800..<0xDC00).contains(scalar) {
             // A high surrogate must be followed by an escaped low surrogate.
             guard self.bytes.count - self.index >= 2, self.bytes[self.index] == UInt8(ascii: "\\"),
-                  self.bytes[self.index + 1] == UInt8(ascii: "u")
+                self.bytes[self.index + 1] == UInt8(ascii: "u")
             else { throw self.failure("a lone UTF-16 surrogate in a \\u escape") }
             self.index += 2
             let low = try self.hex4()
@@ -473,7 +485,9 @@ struct JSONParser {
     /// The length of the JSON number starting at `start` (`-? int frac? exp?`), or 0 if none starts there.
     static func numberLength(in bytes: [UInt8], from start: Int) -> Int {
         var index = start
-        func digit(_ at: Int) -> Bool { at < bytes.count && bytes[at] >= UInt8(ascii: "0") && bytes[at] <= UInt8(ascii: "9") }
+        func digit(_ at: Int) -> Bool {
+            at < bytes.count && bytes[at] >= UInt8(ascii: "0") && bytes[at] <= UInt8(ascii: "9")
+        }
         if index < bytes.count, bytes[index] == UInt8(ascii: "-") { index += 1 }
         guard digit(index) else { return 0 }
         if bytes[index] == UInt8(ascii: "0") {

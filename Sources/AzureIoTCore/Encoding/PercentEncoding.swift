@@ -15,7 +15,8 @@ public enum PercentEncoding {
 
     /// Decodes `%XX` escapes (either hex case). With `plusAsSpace`, a `+` becomes a space, as in HTML forms.
     /// Throws ``AzureIoTError/Code/invalidArgument`` for a truncated or non-hex escape or bytes that are not UTF-8.
-    public static func decode(_ string: some StringProtocol, plusAsSpace: Bool = false) throws(AzureIoTError) -> String {
+    public static func decode(_ string: some StringProtocol, plusAsSpace: Bool = false) throws(AzureIoTError) -> String
+    {
         let utf8 = Array(string.utf8)
         if !utf8.contains(UInt8(ascii: "%")) && !(plusAsSpace && utf8.contains(UInt8(ascii: "+"))) {
             return String(string)

@@ -2,7 +2,7 @@ private import CAzureIoTShims
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One dedicated thread that waits with `epoll(7)` for sockets to become readable or writable and resumes the
@@ -62,7 +62,9 @@ package final class IOReactor: Sendable {
         }
         self.epollFD = azi_epoll_create()
         self.wakeFD = azi_eventfd()
-        guard self.epollFD >= 0, self.wakeFD >= 0 else { fatalError("IOReactor: epoll/eventfd failed with errno \(errno)") }
+        guard self.epollFD >= 0, self.wakeFD >= 0 else {
+            fatalError("IOReactor: epoll/eventfd failed with errno \(errno)")
+        }
         // The wake descriptor stays armed: it is re-armed after every wake-up in `run`.
         _ = azi_epoll_arm(self.epollFD, self.wakeFD, Int32(AZI_READABLE), 0)
         let thread = Thread { [self] in self.run() }
@@ -84,7 +86,9 @@ package final class IOReactor: Sendable {
                     // Taken out and put back (not copied), so that the waiter array keeps its storage from wait to
                     // wait and is never copied on write.
                     var descriptor = state.descriptors.removeValue(forKey: fd) ?? Descriptor()
-                    descriptor.waiters.append(Waiter(id: id, interest: interest, deadline: deadline, continuation: continuation))
+                    descriptor.waiters.append(
+                        Waiter(id: id, interest: interest, deadline: deadline, continuation: continuation)
+                    )
                     self.arm(fd, &descriptor)
                     state.descriptors[fd] = descriptor
                     state.waiterDescriptor[id] = fd
@@ -134,7 +138,9 @@ package final class IOReactor: Sendable {
     }
 
     private static func removeWaiter(_ id: UInt64, from state: inout State) -> Waiter? {
-        guard let fd = state.waiterDescriptor.removeValue(forKey: id), var descriptor = state.descriptors.removeValue(forKey: fd) else {
+        guard let fd = state.waiterDescriptor.removeValue(forKey: id),
+            var descriptor = state.descriptors.removeValue(forKey: fd)
+        else {
             return nil
         }
         defer { state.descriptors[fd] = descriptor }

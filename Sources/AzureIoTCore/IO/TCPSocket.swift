@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A non-blocking TCP socket; waits go through ``IOReactor``.
@@ -12,7 +12,11 @@ package enum TCPSocket {
         var lastError = AzureIoTError(.connectionFailed, "cannot connect to \(host):\(port)")
         for var address in addresses {
             try Task.checkCancellation()
-            let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            let fd = socket(
+                address.family,
+                Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue),
+                0
+            )
             guard fd >= 0 else {
                 lastError = AzureIoTError(.ioFailure, "socket() failed: \(errnoText())")
                 continue

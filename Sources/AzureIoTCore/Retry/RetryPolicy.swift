@@ -62,8 +62,10 @@ public struct RetryPolicy: Sendable, Equatable {
     /// credentials that cannot be used as they are, are permanent; network trouble and the rest are transient.
     public static func classify(_ error: AzureIoTError) -> Classification {
         switch error.code {
-        case .certificateUntrusted, .hostnameMismatch, .certificateExpired, .clientCertificateRejected, .unsupportedTLSVersion,
-             .invalidCertificate, .invalidPrivateKey, .privateKeyMismatch, .malformedSASToken, .invalidBase64, .sasTokenExpired:
+        case .certificateUntrusted, .hostnameMismatch, .certificateExpired, .clientCertificateRejected,
+            .unsupportedTLSVersion,
+            .invalidCertificate, .invalidPrivateKey, .privateKeyMismatch, .malformedSASToken, .invalidBase64,
+            .sasTokenExpired:
             return .permanent
         default:
             return .transient
@@ -101,7 +103,9 @@ public struct RetryPolicy: Sendable, Equatable {
         }
 
         /// An attempt failed: retry after a wait, or give up.
-        public mutating func attemptFailed(_ classification: Classification, reason: String, randomUnit: Double) -> Decision {
+        public mutating func attemptFailed(_ classification: Classification, reason: String, randomUnit: Double)
+            -> Decision
+        {
             switch classification {
             case .permanent:
                 self.permanentFailures += 1
@@ -130,7 +134,9 @@ public struct RetryPolicy: Sendable, Equatable {
             self.attempts += 1
             // Saturates rather than traps for a policy configured with an absurd maximum (about 292 years).
             let milliseconds = min(jittered, cap * (1 + spread)) * 1000
-            return .milliseconds(milliseconds.isFinite && milliseconds < 9.2e15 ? Int64(max(0, milliseconds)) : 9_200_000_000_000_000)
+            return .milliseconds(
+                milliseconds.isFinite && milliseconds < 9.2e15 ? Int64(max(0, milliseconds)) : 9_200_000_000_000_000
+            )
         }
 
         private static func seconds(_ duration: Duration) -> Double {

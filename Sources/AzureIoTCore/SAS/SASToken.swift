@@ -52,7 +52,13 @@ public struct SASToken: Sendable {
         keyName: String? = nil
     ) -> String {
         var builder = SASTokenBuilder()
-        builder.build(encodedResource: resource.encoded, key: key, expiry: expiry, keyName: keyName, keepSignature: false)
+        builder.build(
+            encodedResource: resource.encoded,
+            key: key,
+            expiry: expiry,
+            keyName: keyName,
+            keepSignature: false
+        )
         return builder.token
     }
 
@@ -136,7 +142,9 @@ public struct SASToken: Sendable {
     /// expiry against `now` (seconds since 1970), and optionally the resource (host names compare
     /// case-insensitively). Throws ``AzureIoTError/Code/sasSignatureMismatch``,
     /// ``AzureIoTError/Code/sasTokenExpired`` or ``AzureIoTError/Code/sasResourceMismatch``.
-    public func validate(with key: SymmetricKey, now: UInt64, expectedResource: SASResource? = nil) throws(AzureIoTError) {
+    public func validate(with key: SymmetricKey, now: UInt64, expectedResource: SASResource? = nil)
+        throws(AzureIoTError)
+    {
         if let expectedResource, expectedResource.uri.lowercased() != self.resource.uri.lowercased() {
             throw AzureIoTError(
                 .sasResourceMismatch,
@@ -189,7 +197,13 @@ struct SASTokenBuilder {
     private(set) var token = ""
 
     /// Builds the token; with `keepSignature` also keeps the signature text for the parsed form.
-    mutating func build(encodedResource: String, key: SymmetricKey, expiry: UInt64, keyName: String?, keepSignature: Bool = true) {
+    mutating func build(
+        encodedResource: String,
+        key: SymmetricKey,
+        expiry: UInt64,
+        keyName: String?,
+        keepSignature: Bool = true
+    ) {
         var mac = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         encodedResource.withUTF8Bytes { resource in
             withUnsafeTemporaryAllocation(of: UInt8.self, capacity: resource.count + 21) { message in
@@ -214,7 +228,9 @@ struct SASTokenBuilder {
             writer.write("SharedAccessSignature sr=")
             encodedResource.withUTF8Bytes { writer.write($0) }
             writer.write("&sig=")
-            withUnsafeBytes(of: &signatureText) { writer.writePercentEncoded(UnsafeRawBufferPointer(rebasing: $0[..<signatureBytes])) }
+            withUnsafeBytes(of: &signatureText) {
+                writer.writePercentEncoded(UnsafeRawBufferPointer(rebasing: $0[..<signatureBytes]))
+            }
             writer.write("&se=")
             writer.writeDecimal(expiry)
             if let keyName {

@@ -3,9 +3,9 @@ private import CAzureIoTShims
 public import Logging
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// An encrypted byte stream over TCP, on the system OpenSSL: SNI, host-name verification, TLS 1.2 minimum, the
@@ -40,7 +40,11 @@ public final class TLSConnection: Sendable {
     private init(fd: Int32, context: TLSContext, role: Role, peerName: String, logger: Logger) throws(AzureIoTError) {
         guard let ssl = SSL_new(context.pointer) else {
             Glibc.close(fd)
-            throw AzureIoTError(.cryptoFailure, "OpenSSL could not create a TLS session", details: OpenSSLErrorQueue.drainText())
+            throw AzureIoTError(
+                .cryptoFailure,
+                "OpenSSL could not create a TLS session",
+                details: OpenSSLErrorQueue.drainText()
+            )
         }
         SSL_set_fd(ssl, fd)
         azi_ssl_ignore_unexpected_eof(UnsafeMutableRawPointer(ssl))
@@ -98,7 +102,9 @@ public final class TLSConnection: Sendable {
     }
 
     /// Wraps an accepted socket and runs the server side of the handshake.
-    package static func accept(fd: Int32, peerName: String, context: TLSContext, timeout: Duration, logger: Logger) async throws -> TLSConnection {
+    package static func accept(fd: Int32, peerName: String, context: TLSContext, timeout: Duration, logger: Logger)
+        async throws -> TLSConnection
+    {
         let connection = try TLSConnection(fd: fd, context: context, role: .server, peerName: peerName, logger: logger)
         try await connection.handshake(deadline: MonotonicClock.deadline(after: timeout))
         return connection
@@ -119,7 +125,11 @@ public final class TLSConnection: Sendable {
             ok = SSL_set1_host(ssl, name) == 1
         }
         guard ok else {
-            throw AzureIoTError(.invalidArgument, "'\(name)' is not a valid host name to verify", details: OpenSSLErrorQueue.drainText())
+            throw AzureIoTError(
+                .invalidArgument,
+                "'\(name)' is not a valid host name to verify",
+                details: OpenSSLErrorQueue.drainText()
+            )
         }
     }
 
@@ -204,7 +214,10 @@ public final class TLSConnection: Sendable {
     /// Suspends until the socket is readable (or writable), or throws ``AzureIoTError/Code/timedOut`` after
     /// `timeout` (none by default) or `CancellationError` when the task is cancelled.
     nonisolated(nonsending) package func waitUntilReady(readable: Bool, timeout: Duration? = nil) async throws {
-        try await self.waitForReadiness(readable ? .readable : .writable, deadline: MonotonicClock.deadline(after: timeout))
+        try await self.waitForReadiness(
+            readable ? .readable : .writable,
+            deadline: MonotonicClock.deadline(after: timeout)
+        )
     }
 
     /// Sends a TLS close_notify (best effort) and shuts the socket down; pending and later reads and writes fail
@@ -220,7 +233,10 @@ public final class TLSConnection: Sendable {
         }
         guard first else { return }
         Glibc.shutdown(self.fd, Int32(SHUT_RDWR))
-        IOReactor.shared.failWaiters(fd: self.fd, with: AzureIoTError(.connectionClosed, "the connection was closed locally"))
+        IOReactor.shared.failWaiters(
+            fd: self.fd,
+            with: AzureIoTError(.connectionClosed, "the connection was closed locally")
+        )
     }
 
     // MARK: - Introspection
@@ -304,7 +320,9 @@ public final class TLSConnection: Sendable {
     }
 
     /// Runs `operation` once, without waiting.
-    private func attempt<Result>(during phase: Phase, _ operation: (OpaquePointer) -> Step<Result>) throws(AzureIoTError) -> Attempt<Result> {
+    private func attempt<Result>(during phase: Phase, _ operation: (OpaquePointer) -> Step<Result>)
+        throws(AzureIoTError) -> Attempt<Result>
+    {
         switch self.step(during: phase, operation) {
         case .done(let result): return .done(result)
         case .wantRead: return .needsReadable
@@ -313,7 +331,9 @@ public final class TLSConnection: Sendable {
         }
     }
 
-    nonisolated(nonsending) private func waitForReadiness(_ interest: IOReactor.Interest, deadline: UInt64?) async throws {
+    nonisolated(nonsending) private func waitForReadiness(_ interest: IOReactor.Interest, deadline: UInt64?)
+        async throws
+    {
         do {
             try await IOReactor.shared.wait(fd: self.fd, for: interest, deadline: deadline)
         } catch let error as AzureIoTError where error.code == .timedOut {
@@ -347,7 +367,9 @@ public final class TLSConnection: Sendable {
             if code == 0 || code == ECONNRESET || code == EPIPE {
                 return .failed(AzureIoTError(.connectionClosed, "the peer closed the connection", details: entries))
             }
-            return .failed(AzureIoTError(.ioFailure, "socket error: \(String(cString: strerror(code)))", details: entries))
+            return .failed(
+                AzureIoTError(.ioFailure, "socket error: \(String(cString: strerror(code)))", details: entries)
+            )
         default:
             return .failed(AzureIoTError(.tlsFailure, "TLS failure", details: OpenSSLErrorQueue.drainText()))
         }
@@ -355,7 +377,9 @@ public final class TLSConnection: Sendable {
 
     /// Refines a failure using the verification result and the OpenSSL reasons.
     private func classify(_ error: AzureIoTError, ssl: OpaquePointer, phase: Phase) -> AzureIoTError {
-        guard error.code == .tlsFailure || (phase == .handshake && error.code == .connectionClosed) else { return error }
+        guard error.code == .tlsFailure || (phase == .handshake && error.code == .connectionClosed) else {
+            return error
+        }
         let reasons = error.details
         let peer = self.peerName
         if phase == .handshake && self.role == .client {
@@ -364,9 +388,17 @@ public final class TLSConnection: Sendable {
                 let text = String(cString: X509_verify_cert_error_string(verify))
                 switch Int32(verify) {
                 case X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH:
-                    return AzureIoTError(.hostnameMismatch, "the certificate of \(peer) is not valid for that name: \(text)", details: reasons)
+                    return AzureIoTError(
+                        .hostnameMismatch,
+                        "the certificate of \(peer) is not valid for that name: \(text)",
+                        details: reasons
+                    )
                 case X509_V_ERR_CERT_HAS_EXPIRED, X509_V_ERR_CERT_NOT_YET_VALID:
-                    return AzureIoTError(.certificateExpired, "the certificate of \(peer) is outside its validity period: \(text)", details: reasons)
+                    return AzureIoTError(
+                        .certificateExpired,
+                        "the certificate of \(peer) is outside its validity period: \(text)",
+                        details: reasons
+                    )
                 default:
                     return AzureIoTError(
                         .certificateUntrusted,
@@ -381,7 +413,11 @@ public final class TLSConnection: Sendable {
             return AzureIoTError(.unsupportedTLSVersion, "\(peer) does not speak TLS 1.2 or later", details: reasons)
         }
         if self.role == .client && !codes.isDisjoint(with: Self.clientCertificateReasons) {
-            return AzureIoTError(.clientCertificateRejected, "\(peer) rejected the client certificate (or required one)", details: reasons)
+            return AzureIoTError(
+                .clientCertificateRejected,
+                "\(peer) rejected the client certificate (or required one)",
+                details: reasons
+            )
         }
         if phase == .handshake {
             return AzureIoTError(.tlsHandshakeFailed, "the TLS handshake with \(peer) failed", details: reasons)
@@ -396,7 +432,8 @@ public final class TLSConnection: Sendable {
     /// OpenSSL reasons that mean "the server did not accept our certificate".
     private static let clientCertificateReasons: Set<Int32> = [
         SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED, SSL_R_SSLV3_ALERT_BAD_CERTIFICATE, SSL_R_TLSV1_ALERT_UNKNOWN_CA,
-        SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN, SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE, SSL_R_TLSV1_ALERT_ACCESS_DENIED,
+        SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN, SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE,
+        SSL_R_TLSV1_ALERT_ACCESS_DENIED,
         SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED, SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED,
     ]
 

@@ -15,7 +15,11 @@ package final class TLSContext: @unchecked Sendable {
     init(client configuration: TLSConfiguration) throws(AzureIoTError) {
         OpenSSLErrorQueue.clear()
         guard let context = SSL_CTX_new(TLS_client_method()) else {
-            throw AzureIoTError(.cryptoFailure, "OpenSSL could not create a TLS context", details: OpenSSLErrorQueue.drainText())
+            throw AzureIoTError(
+                .cryptoFailure,
+                "OpenSSL could not create a TLS context",
+                details: OpenSSLErrorQueue.drainText()
+            )
         }
         self.pointer = context
         self.role = .client
@@ -46,7 +50,11 @@ package final class TLSContext: @unchecked Sendable {
     ) throws(AzureIoTError) {
         OpenSSLErrorQueue.clear()
         guard let context = SSL_CTX_new(TLS_server_method()) else {
-            throw AzureIoTError(.cryptoFailure, "OpenSSL could not create a TLS context", details: OpenSSLErrorQueue.drainText())
+            throw AzureIoTError(
+                .cryptoFailure,
+                "OpenSSL could not create a TLS context",
+                details: OpenSSLErrorQueue.drainText()
+            )
         }
         self.pointer = context
         self.role = .server
@@ -72,7 +80,9 @@ package final class TLSContext: @unchecked Sendable {
     /// Applies a client configuration's trust roots, minimum version and client identity to an `SSL_CTX` that
     /// another library created (libcurl's `CURLOPT_SSL_CTX_FUNCTION`), so every TLS client in the SDK shares one
     /// setup. Host-name checks stay with the caller (libcurl does its own).
-    package static func apply(_ configuration: TLSConfiguration, toForeignContext context: UnsafeMutableRawPointer) throws(AzureIoTError) {
+    package static func apply(_ configuration: TLSConfiguration, toForeignContext context: UnsafeMutableRawPointer)
+        throws(AzureIoTError)
+    {
         let pointer = OpaquePointer(context)
         try Self.applyCommon(pointer, minimumVersion: configuration.minimumVersion)
         if case .system = configuration.trustRoots {
@@ -80,7 +90,11 @@ package final class TLSContext: @unchecked Sendable {
         } else {
             // Replace whatever the owner loaded with exactly the configured roots.
             guard let store = X509_STORE_new() else {
-                throw AzureIoTError(.cryptoFailure, "OpenSSL could not create a trust store", details: OpenSSLErrorQueue.drainText())
+                throw AzureIoTError(
+                    .cryptoFailure,
+                    "OpenSSL could not create a trust store",
+                    details: OpenSSLErrorQueue.drainText()
+                )
             }
             SSL_CTX_set_cert_store(pointer, store)
             try Self.loadTrustRoots(pointer, configuration.trustRoots)
@@ -88,20 +102,32 @@ package final class TLSContext: @unchecked Sendable {
         if let identity = configuration.clientIdentity { try Self.use(pointer, identity) }
     }
 
-    private static func applyCommon(_ context: OpaquePointer, minimumVersion: TLSConfiguration.MinimumVersion) throws(AzureIoTError) {
+    private static func applyCommon(_ context: OpaquePointer, minimumVersion: TLSConfiguration.MinimumVersion)
+        throws(AzureIoTError)
+    {
         let version = minimumVersion == .tls13 ? azi_tls1_3_version() : azi_tls1_2_version()
         guard azi_ssl_ctx_set_min_proto_version(UnsafeMutableRawPointer(context), version) == 1 else {
-            throw AzureIoTError(.cryptoFailure, "OpenSSL refused the minimum TLS version", details: OpenSSLErrorQueue.drainText())
+            throw AzureIoTError(
+                .cryptoFailure,
+                "OpenSSL refused the minimum TLS version",
+                details: OpenSSLErrorQueue.drainText()
+            )
         }
         azi_ssl_ctx_set_nonblocking_modes(UnsafeMutableRawPointer(context))
         azi_ssl_ctx_disable_renegotiation(UnsafeMutableRawPointer(context))
     }
 
-    private static func loadTrustRoots(_ context: OpaquePointer, _ roots: TLSConfiguration.TrustRoots) throws(AzureIoTError) {
+    private static func loadTrustRoots(_ context: OpaquePointer, _ roots: TLSConfiguration.TrustRoots)
+        throws(AzureIoTError)
+    {
         switch roots {
         case .system:
             guard SSL_CTX_set_default_verify_paths(context) == 1 else {
-                throw AzureIoTError(.cryptoFailure, "the system trust store could not be loaded", details: OpenSSLErrorQueue.drainText())
+                throw AzureIoTError(
+                    .cryptoFailure,
+                    "the system trust store could not be loaded",
+                    details: OpenSSLErrorQueue.drainText()
+                )
             }
         case .pemFile(let path):
             try Self.trust(context, try X509Certificate.certificates(fromPEMFile: path))
@@ -114,24 +140,50 @@ package final class TLSContext: @unchecked Sendable {
 
     private static func trust(_ context: OpaquePointer, _ certificates: [X509Certificate]) throws(AzureIoTError) {
         for certificate in certificates {
-            guard azi_ssl_ctx_add_trusted_cert(UnsafeMutableRawPointer(context), UnsafeMutableRawPointer(certificate.pointer)) == 1
+            guard
+                azi_ssl_ctx_add_trusted_cert(
+                    UnsafeMutableRawPointer(context),
+                    UnsafeMutableRawPointer(certificate.pointer)
+                ) == 1
             else {
-                throw AzureIoTError(.invalidCertificate, "cannot trust '\(certificate.subject)'", details: OpenSSLErrorQueue.drainText())
+                throw AzureIoTError(
+                    .invalidCertificate,
+                    "cannot trust '\(certificate.subject)'",
+                    details: OpenSSLErrorQueue.drainText()
+                )
             }
         }
     }
 
     private static func use(_ context: OpaquePointer, _ identity: X509Identity) throws(AzureIoTError) {
         guard SSL_CTX_use_certificate(context, identity.leaf.pointer) == 1 else {
-            throw AzureIoTError(.invalidCertificate, "OpenSSL refused the certificate '\(identity.leaf.subject)'", details: OpenSSLErrorQueue.drainText())
+            throw AzureIoTError(
+                .invalidCertificate,
+                "OpenSSL refused the certificate '\(identity.leaf.subject)'",
+                details: OpenSSLErrorQueue.drainText()
+            )
         }
         for intermediate in identity.chain {
-            guard azi_ssl_ctx_add1_chain_cert(UnsafeMutableRawPointer(context), UnsafeMutableRawPointer(intermediate.pointer)) == 1 else {
-                throw AzureIoTError(.invalidCertificate, "OpenSSL refused the chain certificate '\(intermediate.subject)'", details: OpenSSLErrorQueue.drainText())
+            guard
+                azi_ssl_ctx_add1_chain_cert(
+                    UnsafeMutableRawPointer(context),
+                    UnsafeMutableRawPointer(intermediate.pointer)
+                ) == 1
+            else {
+                throw AzureIoTError(
+                    .invalidCertificate,
+                    "OpenSSL refused the chain certificate '\(intermediate.subject)'",
+                    details: OpenSSLErrorQueue.drainText()
+                )
             }
         }
-        guard SSL_CTX_use_PrivateKey(context, identity.privateKey.pointer) == 1, SSL_CTX_check_private_key(context) == 1 else {
-            throw AzureIoTError(.privateKeyMismatch, "OpenSSL refused the private key for '\(identity.leaf.subject)'", details: OpenSSLErrorQueue.drainText())
+        guard SSL_CTX_use_PrivateKey(context, identity.privateKey.pointer) == 1, SSL_CTX_check_private_key(context) == 1
+        else {
+            throw AzureIoTError(
+                .privateKeyMismatch,
+                "OpenSSL refused the private key for '\(identity.leaf.subject)'",
+                details: OpenSSLErrorQueue.drainText()
+            )
         }
     }
 }

@@ -18,7 +18,11 @@ package final class TLSWriteQueue: Sendable {
     private let state = AdaptiveLock(State())
 
     /// A queue writing to `connection`, each write within `timeout`, holding at most `maximumPendingBytes` unsent.
-    package init(connection: TLSConnection, timeout: Duration = .seconds(30), maximumPendingBytes: Int = 4 * 1024 * 1024) {
+    package init(
+        connection: TLSConnection,
+        timeout: Duration = .seconds(30),
+        maximumPendingBytes: Int = 4 * 1024 * 1024
+    ) {
         self.connection = connection
         self.timeout = timeout
         self.maximumPendingBytes = maximumPendingBytes

@@ -29,7 +29,8 @@ enum HubLinkAddress: Equatable {
             self = .deviceBound(IdentityName(deviceId: parts[1]))
         case 6 where parts[0] == "devices" && parts[2] == "modules" && parts[4] == "messages" && parts[5] == "events":
             self = .events(IdentityName(deviceId: parts[1], moduleId: parts[3]))
-        case 6 where parts[0] == "devices" && parts[2] == "modules" && parts[4] == "messages" && parts[5] == "devicebound":
+        case 6
+        where parts[0] == "devices" && parts[2] == "modules" && parts[4] == "messages" && parts[5] == "devicebound":
             // Modules get no cloud-to-device messages from IoT Hub; the link is accepted and stays quiet.
             self = .deviceBound(IdentityName(deviceId: parts[1], moduleId: parts[3]))
         default:
@@ -46,7 +47,8 @@ func identity(fromAudience audience: String, hubHost: String) -> IdentityName? {
     guard parts.first?.lowercased() == hubHost.lowercased() else { return nil }
     switch parts.count {
     case 3 where parts[1] == "devices": return IdentityName(deviceId: parts[2])
-    case 5 where parts[1] == "devices" && parts[3] == "modules": return IdentityName(deviceId: parts[2], moduleId: parts[4])
+    case 5 where parts[1] == "devices" && parts[3] == "modules":
+        return IdentityName(deviceId: parts[2], moduleId: parts[4])
     default: return nil
     }
 }

@@ -57,7 +57,13 @@ actor AMQPDeviceConnection: DeviceLink {
     /// CBS answers waiting for the client's credit; a client that sends put-tokens and grants none is cut off here.
     static let maximumQueuedCBSResponses = 16
 
-    init(connection: TLSConnection, hub: EmulatedHub, linkId: UInt64, limits: EmulatorLimits = EmulatorLimits(), logger: Logger) {
+    init(
+        connection: TLSConnection,
+        hub: EmulatedHub,
+        linkId: UInt64,
+        limits: EmulatorLimits = EmulatorLimits(),
+        logger: Logger
+    ) {
         self.connection = connection
         self.hub = hub
         self.linkId = linkId
@@ -76,7 +82,9 @@ actor AMQPDeviceConnection: DeviceLink {
                 guard header == .amqp else { return await self.close(because: "a second SASL header") }
             } else if let leaf = self.connection.peerCertificateChain.first, let cn = leaf.commonName {
                 let name = IdentityName(deviceId: cn)
-                if (try? await self.hub.authenticate(name, certificates: self.connection.peerCertificateChain)) != nil { self.authorized.insert(name) }
+                if (try? await self.hub.authenticate(name, certificates: self.connection.peerCertificateChain)) != nil {
+                    self.authorized.insert(name)
+                }
             }
             self.outbound.send(AMQPProtocolHeader.amqp.bytes)
             while !self.closed {
@@ -128,8 +136,15 @@ actor AMQPDeviceConnection: DeviceLink {
     // MARK: - SASL
 
     private func negotiateSASL() async throws -> Bool {
-        self.send(.saslMechanisms(SASLMechanisms(mechanisms: ["PLAIN", "MSSBCBS", "ANONYMOUS", "EXTERNAL"])), type: .sasl)
-        guard case .saslInit(let initial) = try AMQPPerformative.decode(try await self.readFrame(timeout: .seconds(30)).body) else {
+        self.send(
+            .saslMechanisms(SASLMechanisms(mechanisms: ["PLAIN", "MSSBCBS", "ANONYMOUS", "EXTERNAL"])),
+            type: .sasl
+        )
+        guard
+            case .saslInit(let initial) = try AMQPPerformative.decode(
+                try await self.readFrame(timeout: .seconds(30)).body
+            )
+        else {
             return false
         }
         var outcome = SASLOutcome.Code.auth
@@ -137,7 +152,9 @@ actor AMQPDeviceConnection: DeviceLink {
             switch initial.mechanism {
             case "PLAIN":
                 let fields = (initial.initialResponse ?? []).split(separator: 0, omittingEmptySubsequences: false)
-                guard fields.count == 3 else { throw EmulatedHub.AuthenticationFailure.badToken("a malformed PLAIN response") }
+                guard fields.count == 3 else {
+                    throw EmulatedHub.AuthenticationFailure.badToken("a malformed PLAIN response")
+                }
                 let user = String(decoding: fields[1], as: UTF8.self)
                 guard let name = await self.identity(fromPlainUser: user) else {
                     throw EmulatedHub.AuthenticationFailure.badToken("'\(user)' is not {device}@sas.{hub}")
@@ -149,7 +166,9 @@ actor AMQPDeviceConnection: DeviceLink {
                 break
             case "EXTERNAL":
                 let chain = self.connection.peerCertificateChain
-                guard let cn = chain.first?.commonName else { throw EmulatedHub.AuthenticationFailure.badToken("no client certificate") }
+                guard let cn = chain.first?.commonName else {
+                    throw EmulatedHub.AuthenticationFailure.badToken("no client certificate")
+                }
                 try await self.hub.authenticate(IdentityName(deviceId: cn), certificates: chain)
                 self.authorized.insert(IdentityName(deviceId: cn))
             default:
@@ -181,7 +200,16 @@ actor AMQPDeviceConnection: DeviceLink {
     private func expireIfDue(_ name: IdentityName) async {
         guard let until = self.authorizedUntil[name], until <= UnixTime.now(), !self.closed else { return }
         self.authorized.remove(name)
-        self.send(.close(AMQPEndOrClose(error: AMQPError(condition: "amqp:unauthorized-access", description: "the SAS token for '\(name)' expired"))))
+        self.send(
+            .close(
+                AMQPEndOrClose(
+                    error: AMQPError(
+                        condition: "amqp:unauthorized-access",
+                        description: "the SAS token for '\(name)' expired"
+                    )
+                )
+            )
+        )
         await self.close(because: "the SAS token for '\(name)' expired")
     }
 
@@ -205,7 +233,16 @@ actor AMQPDeviceConnection: DeviceLink {
         case .open(let open):
             self.peerMaxFrameSize = Int(min(open.maxFrameSize ?? UInt32.max, Self.maximumFrameSize))
             self.framer = AMQPFramer(maximumFrameSize: Int(Self.maximumFrameSize))
-            self.send(.open(AMQPOpen(containerId: "azure-iot-emulator", hostname: nil, maxFrameSize: Self.maximumFrameSize, channelMax: 0)))
+            self.send(
+                .open(
+                    AMQPOpen(
+                        containerId: "azure-iot-emulator",
+                        hostname: nil,
+                        maxFrameSize: Self.maximumFrameSize,
+                        channelMax: 0
+                    )
+                )
+            )
             if let idle = open.idleTimeOut, idle > 0 {
                 // Half the peer's idle time-out, but never more often than the floor: a peer asking for 1 ms gets
                 // keep-alives at the floor's pace, not a busy loop.
@@ -213,12 +250,32 @@ actor AMQPDeviceConnection: DeviceLink {
             }
         case .begin(let begin):
             guard self.sessionChannel == nil else {
-                self.send(.end(AMQPEndOrClose(error: AMQPError(condition: "amqp:not-implemented", description: "one session per connection"))), channel: channel)
+                self.send(
+                    .end(
+                        AMQPEndOrClose(
+                            error: AMQPError(
+                                condition: "amqp:not-implemented",
+                                description: "one session per connection"
+                            )
+                        )
+                    ),
+                    channel: channel
+                )
                 return
             }
             self.sessionChannel = channel
             self.nextIncomingId = begin.nextOutgoingId
-            self.send(.begin(AMQPBegin(remoteChannel: channel, nextOutgoingId: self.nextOutgoingId, incomingWindow: Self.window, outgoingWindow: Self.window)), channel: channel)
+            self.send(
+                .begin(
+                    AMQPBegin(
+                        remoteChannel: channel,
+                        nextOutgoingId: self.nextOutgoingId,
+                        incomingWindow: Self.window,
+                        outgoingWindow: Self.window
+                    )
+                ),
+                channel: channel
+            )
         case .attach(let attach):
             await self.attach(attach, channel: channel)
         case .flow(let flow):
@@ -227,7 +284,9 @@ actor AMQPDeviceConnection: DeviceLink {
                 link.credit = (flow.deliveryCount ?? senderCount) &+ credit &- senderCount
                 self.links[handle] = link
                 self.pumpCBSResponses()
-                if case .deviceBound(let name) = link.kind { Task { await self.hub.pumpCloudToDevice(deviceId: name.deviceId) } }
+                if case .deviceBound(let name) = link.kind {
+                    Task { await self.hub.pumpCloudToDevice(deviceId: name.deviceId) }
+                }
             }
         case .transfer(let transfer, let payload):
             self.nextIncomingId &+= 1
@@ -237,7 +296,10 @@ actor AMQPDeviceConnection: DeviceLink {
             let first = disposition.first
             let last = disposition.last ?? first
             guard first <= last else {
-                return await self.fail("amqp:invalid-field", "a disposition whose first (\(first)) is past its last (\(last))")
+                return await self.fail(
+                    "amqp:invalid-field",
+                    "a disposition whose first (\(first)) is past its last (\(last))"
+                )
             }
             // Only deliveries that are out count, however wide the range a peer names.
             for id in self.cloudToDeviceUnsettled.keys.sorted() where id >= first && id <= last {
@@ -262,14 +324,19 @@ actor AMQPDeviceConnection: DeviceLink {
             self.send(.close(AMQPEndOrClose()))
             await self.close(because: "the client closed the connection")
         default:
-            self.send(.close(AMQPEndOrClose(error: AMQPError(condition: "amqp:not-allowed", description: "unexpected frame"))))
+            self.send(
+                .close(AMQPEndOrClose(error: AMQPError(condition: "amqp:not-allowed", description: "unexpected frame")))
+            )
             await self.close(because: "an unexpected frame")
         }
     }
 
     private func attach(_ attach: AMQPAttach, channel: UInt16) async {
         guard self.links.count < self.limits.maximumLinksPerConnection || self.links[attach.handle] != nil else {
-            return await self.fail("amqp:resource-limit-exceeded", "more than \(self.limits.maximumLinksPerConnection) links on one connection")
+            return await self.fail(
+                "amqp:resource-limit-exceeded",
+                "more than \(self.limits.maximumLinksPerConnection) links on one connection"
+            )
         }
         let clientSends = !attach.isReceiver
         let address = clientSends ? attach.target?.address : attach.source?.address
@@ -280,9 +347,15 @@ actor AMQPDeviceConnection: DeviceLink {
         let ourHandle = self.nextOurHandle
         self.nextOurHandle &+= 1
         let reply = AMQPAttach(
-            name: attach.name, handle: ourHandle, isReceiver: clientSends, senderSettleMode: attach.senderSettleMode,
-            receiverSettleMode: attach.receiverSettleMode, source: attach.source, target: attach.target,
-            initialDeliveryCount: clientSends ? nil : 0, maxMessageSize: UInt64(Self.maximumFrameSize)
+            name: attach.name,
+            handle: ourHandle,
+            isReceiver: clientSends,
+            senderSettleMode: attach.senderSettleMode,
+            receiverSettleMode: attach.receiverSettleMode,
+            source: attach.source,
+            target: attach.target,
+            initialDeliveryCount: clientSends ? nil : 0,
+            maxMessageSize: UInt64(Self.maximumFrameSize)
         )
         self.send(.attach(reply), channel: channel)
         let kind: LinkKind
@@ -292,7 +365,12 @@ actor AMQPDeviceConnection: DeviceLink {
         case (.cbs?, true): kind = .cbsRequests
         case (.cbs?, false): kind = .cbsResponses
         case (.events?, true), (.deviceBound?, false):
-            self.refuseLink(ourHandle, channel, "amqp:unauthorized-access", "no valid credential for '\(address ?? "")'")
+            self.refuseLink(
+                ourHandle,
+                channel,
+                "amqp:unauthorized-access",
+                "no valid credential for '\(address ?? "")'"
+            )
             return
         default:
             self.refuseLink(ourHandle, channel, "amqp:not-found", "the emulator has no node '\(address ?? "")'")
@@ -302,7 +380,10 @@ actor AMQPDeviceConnection: DeviceLink {
         if clientSends {
             link.deliveryCount = attach.initialDeliveryCount ?? 0
             link.credit = Self.telemetryCredit
-            self.send(self.flow(handle: ourHandle, deliveryCount: link.deliveryCount, credit: link.credit), channel: channel)
+            self.send(
+                self.flow(handle: ourHandle, deliveryCount: link.deliveryCount, credit: link.credit),
+                channel: channel
+            )
         }
         self.links[attach.handle] = link
         switch kind {
@@ -318,12 +399,30 @@ actor AMQPDeviceConnection: DeviceLink {
 
     private func refuseLink(_ handle: UInt32, _ channel: UInt16, _ condition: String, _ description: String) {
         self.logger.info("link refused", metadata: ["condition": "\(condition)", "reason": "\(description)"])
-        self.send(.detach(AMQPDetach(handle: handle, closed: true, error: AMQPError(condition: condition, description: description))), channel: channel)
+        self.send(
+            .detach(
+                AMQPDetach(
+                    handle: handle,
+                    closed: true,
+                    error: AMQPError(condition: condition, description: description)
+                )
+            ),
+            channel: channel
+        )
     }
 
     private func flow(handle: UInt32?, deliveryCount: UInt32?, credit: UInt32?) -> AMQPPerformative {
-        .flow(AMQPFlow(nextIncomingId: self.nextIncomingId, incomingWindow: Self.window, nextOutgoingId: self.nextOutgoingId,
-                       outgoingWindow: Self.window, handle: handle, deliveryCount: deliveryCount, linkCredit: credit))
+        .flow(
+            AMQPFlow(
+                nextIncomingId: self.nextIncomingId,
+                incomingWindow: Self.window,
+                nextOutgoingId: self.nextOutgoingId,
+                outgoingWindow: Self.window,
+                handle: handle,
+                deliveryCount: deliveryCount,
+                linkCredit: credit
+            )
+        )
     }
 
     // MARK: - Incoming transfers
@@ -339,10 +438,17 @@ actor AMQPDeviceConnection: DeviceLink {
             return await self.fail("amqp:link:message-size-exceeded", "a message above 256 KB")
         }
         // Unfinished transfers of all links together, with a small allowance before any identity has authenticated.
-        let buffered = self.links.reduce(link.partial.count) { $0 + ($1.key == transfer.handle ? 0 : $1.value.partial.count) }
-        let allowance = self.authorized.isEmpty ? self.limits.maximumBufferedBytesBeforeAuthentication : self.limits.maximumBufferedBytesPerConnection
+        let buffered = self.links.reduce(link.partial.count) {
+            $0 + ($1.key == transfer.handle ? 0 : $1.value.partial.count)
+        }
+        let allowance =
+            self.authorized.isEmpty
+            ? self.limits.maximumBufferedBytesBeforeAuthentication : self.limits.maximumBufferedBytesPerConnection
         guard buffered <= allowance else {
-            return await self.fail("amqp:resource-limit-exceeded", "over \(allowance) bytes of unfinished transfers\(self.authorized.isEmpty ? " before authentication" : "")")
+            return await self.fail(
+                "amqp:resource-limit-exceeded",
+                "over \(allowance) bytes of unfinished transfers\(self.authorized.isEmpty ? " before authentication" : "")"
+            )
         }
         if transfer.more == true {
             self.links[transfer.handle] = link
@@ -357,27 +463,45 @@ actor AMQPDeviceConnection: DeviceLink {
         link.credit = link.credit > 0 ? link.credit - 1 : 0
         if link.credit < Self.telemetryCredit / 2 {
             link.credit = Self.telemetryCredit
-            self.send(self.flow(handle: link.ourHandle, deliveryCount: link.deliveryCount, credit: link.credit), channel: channel)
+            self.send(
+                self.flow(handle: link.ourHandle, deliveryCount: link.deliveryCount, credit: link.credit),
+                channel: channel
+            )
         }
         self.links[transfer.handle] = link
         let message: AMQPMessage
         do {
             message = try AMQPMessage(decoding: bytes)
         } catch {
-            if let deliveryId, !settled { self.settle(deliveryId, .rejected(AMQPError(condition: "amqp:decode-error", description: "\(error)")), channel) }
+            if let deliveryId, !settled {
+                self.settle(
+                    deliveryId,
+                    .rejected(AMQPError(condition: "amqp:decode-error", description: "\(error)")),
+                    channel
+                )
+            }
             return
         }
         switch link.kind {
         case .events(let name):
             guard bytes.count <= 256 * 1024 else {
-                if let deliveryId, !settled { self.settle(deliveryId, .rejected(AMQPError(condition: "amqp:link:message-size-exceeded", description: "above 256 KB")), channel) }
+                if let deliveryId, !settled {
+                    self.settle(
+                        deliveryId,
+                        .rejected(AMQPError(condition: "amqp:link:message-size-exceeded", description: "above 256 KB")),
+                        channel
+                    )
+                }
                 return
             }
             await self.hub.record(Self.telemetry(from: message, identity: name))
             if let deliveryId, !settled { await self.acknowledge(deliveryId, channel) }
         case .cbsRequests:
             guard self.cbsResponses.count < Self.maximumQueuedCBSResponses else {
-                return await self.fail("amqp:resource-limit-exceeded", "more than \(Self.maximumQueuedCBSResponses) CBS answers wait for credit")
+                return await self.fail(
+                    "amqp:resource-limit-exceeded",
+                    "more than \(Self.maximumQueuedCBSResponses) CBS answers wait for credit"
+                )
             }
             let response = await self.putToken(message)
             if let deliveryId, !settled { self.settle(deliveryId, .accepted, channel) }
@@ -389,7 +513,10 @@ actor AMQPDeviceConnection: DeviceLink {
     }
 
     private func settle(_ deliveryId: UInt32, _ state: AMQPDeliveryState, _ channel: UInt16) {
-        self.send(.disposition(AMQPDisposition(isReceiver: true, first: deliveryId, settled: true, state: state)), channel: channel)
+        self.send(
+            .disposition(AMQPDisposition(isReceiver: true, first: deliveryId, settled: true, state: state)),
+            channel: channel
+        )
     }
 
     private func acknowledge(_ deliveryId: UInt32, _ channel: UInt16) async {
@@ -408,9 +535,16 @@ actor AMQPDeviceConnection: DeviceLink {
         case .null: return nil
         case .string(let text), .symbol(let text): return text
         case .binary(let bytes): return String(decoding: bytes, as: UTF8.self)
-        case .uuid(let bytes): return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15])).uuidString.lowercased()
+        case .uuid(let bytes):
+            return UUID(
+                uuid: (
+                    bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9],
+                    bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]
+                )
+            ).uuidString.lowercased()
         case .boolean(let flag): return String(flag)
-        case .timestamp(let milliseconds): return ProvisioningService.timestamp(Date(timeIntervalSince1970: Double(milliseconds) / 1000))
+        case .timestamp(let milliseconds):
+            return ProvisioningService.timestamp(Date(timeIntervalSince1970: Double(milliseconds) / 1000))
         default:
             if let number = value.unsignedInteger { return String(number) }
             switch value {
@@ -428,7 +562,11 @@ actor AMQPDeviceConnection: DeviceLink {
     static func telemetry(from message: AMQPMessage, identity: IdentityName) -> ReceivedTelemetry {
         var body = message.data ?? []
         if message.data == nil, let value = message.value {
-            if case .binary(let bytes) = value { body = bytes } else if let text = value.text { body = Array(text.utf8) }
+            if case .binary(let bytes) = value {
+                body = bytes
+            } else if let text = value.text {
+                body = Array(text.utf8)
+            }
         }
         var system: [String: String] = [:]
         if let time = message.creationTime { system["ctime"] = render(.timestamp(time)) }
@@ -437,11 +575,18 @@ actor AMQPDeviceConnection: DeviceLink {
         var properties: [String: String] = [:]
         for (key, value) in message.applicationProperties { properties[key] = render(value) ?? "" }
         return ReceivedTelemetry(
-            deviceId: identity.deviceId, moduleId: identity.moduleId, transport: .amqp, body: body,
-            contentType: message.contentType, contentEncoding: message.contentEncoding,
-            messageId: render(message.messageId), correlationId: render(message.correlationId),
+            deviceId: identity.deviceId,
+            moduleId: identity.moduleId,
+            transport: .amqp,
+            body: body,
+            contentType: message.contentType,
+            contentEncoding: message.contentEncoding,
+            messageId: render(message.messageId),
+            correlationId: render(message.correlationId),
             userId: message.userId.map { String(decoding: $0, as: UTF8.self) },
-            systemProperties: system, properties: properties, receivedAt: Date()
+            systemProperties: system,
+            properties: properties,
+            receivedAt: Date()
         )
     }
 
@@ -450,7 +595,10 @@ actor AMQPDeviceConnection: DeviceLink {
     static let tokenTypes: Set<String> = ["azure-devices.net:sastoken", "servicebus.windows.net:sastoken"]
 
     private func putToken(_ request: AMQPMessage) async -> AMQPMessage {
-        let properties = Dictionary(request.applicationProperties.map { ($0.0, $0.1) }, uniquingKeysWith: { first, _ in first })
+        let properties = Dictionary(
+            request.applicationProperties.map { ($0.0, $0.1) },
+            uniquingKeysWith: { first, _ in first }
+        )
         var status = 200
         var description = "OK"
         let hubHost = self.hub.hubHost
@@ -458,7 +606,9 @@ actor AMQPDeviceConnection: DeviceLink {
             (status, description) = (400, "only put-token is supported")
         } else if let type = properties["type"]?.text, !Self.tokenTypes.contains(type) {
             (status, description) = (400, "unsupported token type '\(type)'")
-        } else if let audience = properties["name"]?.text, let name = AzureIoTEmulator.identity(fromAudience: audience, hubHost: hubHost) {
+        } else if let audience = properties["name"]?.text,
+            let name = AzureIoTEmulator.identity(fromAudience: audience, hubHost: hubHost)
+        {
             let token = request.value?.text ?? request.data.map { String(decoding: $0, as: UTF8.self) } ?? ""
             do {
                 let expiry = try await self.hub.authenticate(name, token: token)
@@ -471,13 +621,17 @@ actor AMQPDeviceConnection: DeviceLink {
         }
         var response = AMQPMessage()
         response.correlationId = request.messageId
-        response.applicationProperties = [("status-code", .int(Int32(status))), ("status-description", .string(description))]
+        response.applicationProperties = [
+            ("status-code", .int(Int32(status))), ("status-description", .string(description)),
+        ]
         return response
     }
 
     private func pumpCBSResponses() {
         guard let channel = self.sessionChannel,
-              let (remote, link) = self.links.first(where: { if case .cbsResponses = $0.value.kind { return true } else { return false } })
+            let (remote, link) = self.links.first(where: {
+                if case .cbsResponses = $0.value.kind { return true } else { return false }
+            })
         else { return }
         var current = link
         while current.credit > 0, !self.cbsResponses.isEmpty {
@@ -495,16 +649,32 @@ actor AMQPDeviceConnection: DeviceLink {
         self.nextDeliveryId &+= 1
         self.nextOutgoingId &+= 1
         let tag = withUnsafeBytes(of: deliveryId.bigEndian) { Array($0) }
-        self.send(.transfer(AMQPTransfer(handle: handle, deliveryId: deliveryId, deliveryTag: tag, messageFormat: 0, settled: settled), payload: payload), channel: channel)
+        self.send(
+            .transfer(
+                AMQPTransfer(
+                    handle: handle,
+                    deliveryId: deliveryId,
+                    deliveryTag: tag,
+                    messageFormat: 0,
+                    settled: settled
+                ),
+                payload: payload
+            ),
+            channel: channel
+        )
     }
 
     // MARK: - DeviceLink
 
     func offer(_ message: CloudToDeviceRecord) async -> Bool {
         guard !self.closed, let channel = self.sessionChannel,
-              let (remote, link) = self.links.first(where: {
-                  if case .deviceBound(let name) = $0.value.kind { return name.deviceId == message.deviceId && name.moduleId == nil } else { return false }
-              }), link.credit > 0
+            let (remote, link) = self.links.first(where: {
+                if case .deviceBound(let name) = $0.value.kind {
+                    return name.deviceId == message.deviceId && name.moduleId == nil
+                } else {
+                    return false
+                }
+            }), link.credit > 0
         else { return false }
         var amqp = AMQPMessage(data: message.body)
         amqp.messageId = .string(message.messageId)
@@ -554,7 +724,9 @@ actor AMQPDeviceConnection: DeviceLink {
         guard !self.closed else { return }
         self.closed = true
         self.heartbeat?.cancel()
-        let reason = self.outbound.overflowed ? "the client did not read: over \(self.limits.maximumPendingWriteBytes) bytes were waiting" : reason
+        let reason =
+            self.outbound.overflowed
+            ? "the client did not read: over \(self.limits.maximumPendingWriteBytes) bytes were waiting" : reason
         self.logger.info("AMQP connection closed", metadata: ["reason": "\(reason)"])
         await self.outbound.finish()
         self.connection.close()

@@ -1,5 +1,5 @@
 public import AzureIoTCore
-public import AzureIoTTesting
+import AzureIoTTesting
 import Foundation
 
 /// Everything the emulator serves: one hub with its devices and modules, one DPS instance with its enrollments, and
@@ -47,7 +47,14 @@ public struct EmulatorConfiguration: Sendable, Codable {
         public var initialDesiredProperties: JSONValue?
 
         /// A device.
-        public init(deviceId: String, primaryKey: String? = nil, x509Thumbprint: String? = nil, x509CertificateAuthorityPEM: String? = nil, modules: [Module]? = nil, initialDesiredProperties: JSONValue? = nil) {
+        public init(
+            deviceId: String,
+            primaryKey: String? = nil,
+            x509Thumbprint: String? = nil,
+            x509CertificateAuthorityPEM: String? = nil,
+            modules: [Module]? = nil,
+            initialDesiredProperties: JSONValue? = nil
+        ) {
             self.deviceId = deviceId
             self.primaryKey = primaryKey
             self.x509Thumbprint = x509Thumbprint
@@ -81,7 +88,11 @@ public struct EmulatorConfiguration: Sendable, Codable {
         public var enrollmentGroups: [EnrollmentGroup]
 
         /// A DPS configuration.
-        public init(idScope: String, individualEnrollments: [IndividualEnrollment] = [], enrollmentGroups: [EnrollmentGroup] = []) {
+        public init(
+            idScope: String,
+            individualEnrollments: [IndividualEnrollment] = [],
+            enrollmentGroups: [EnrollmentGroup] = []
+        ) {
             self.idScope = idScope
             self.individualEnrollments = individualEnrollments
             self.enrollmentGroups = enrollmentGroups
@@ -93,8 +104,10 @@ public struct EmulatorConfiguration: Sendable, Codable {
         public init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
             self.idScope = try container.decode(String.self, forKey: .idScope)
-            self.individualEnrollments = try container.decodeIfPresent([IndividualEnrollment].self, forKey: .individualEnrollments) ?? []
-            self.enrollmentGroups = try container.decodeIfPresent([EnrollmentGroup].self, forKey: .enrollmentGroups) ?? []
+            self.individualEnrollments =
+                try container.decodeIfPresent([IndividualEnrollment].self, forKey: .individualEnrollments) ?? []
+            self.enrollmentGroups =
+                try container.decodeIfPresent([EnrollmentGroup].self, forKey: .enrollmentGroups) ?? []
         }
     }
 
@@ -114,7 +127,14 @@ public struct EmulatorConfiguration: Sendable, Codable {
         public var initialDesiredProperties: JSONValue?
 
         /// An individual enrollment.
-        public init(registrationId: String, primaryKey: String? = nil, certificateThumbprint: String? = nil, deviceId: String? = nil, enabled: Bool? = nil, initialDesiredProperties: JSONValue? = nil) {
+        public init(
+            registrationId: String,
+            primaryKey: String? = nil,
+            certificateThumbprint: String? = nil,
+            deviceId: String? = nil,
+            enabled: Bool? = nil,
+            initialDesiredProperties: JSONValue? = nil
+        ) {
             self.registrationId = registrationId
             self.primaryKey = primaryKey
             self.certificateThumbprint = certificateThumbprint
@@ -141,7 +161,14 @@ public struct EmulatorConfiguration: Sendable, Codable {
         public var initialDesiredProperties: JSONValue?
 
         /// An enrollment group.
-        public init(name: String, primaryKey: String? = nil, caCertificatePEM: String? = nil, caCertificateFile: String? = nil, enabled: Bool? = nil, initialDesiredProperties: JSONValue? = nil) {
+        public init(
+            name: String,
+            primaryKey: String? = nil,
+            caCertificatePEM: String? = nil,
+            caCertificateFile: String? = nil,
+            enabled: Bool? = nil,
+            initialDesiredProperties: JSONValue? = nil
+        ) {
             self.name = name
             self.primaryKey = primaryKey
             self.caCertificatePEM = caCertificatePEM
@@ -177,7 +204,8 @@ public struct EmulatorConfiguration: Sendable, Codable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case hubName, listenAddress, dpsPort, mqttPort, amqpPort, stateDirectory, provisioningRetryAfterSeconds, devices, provisioning, limits
+        case hubName, listenAddress, dpsPort, mqttPort, amqpPort, stateDirectory, provisioningRetryAfterSeconds,
+            devices, provisioning, limits
     }
 
     /// Decodes a configuration; every field but `hubName` and `provisioning.idScope` has a default.
@@ -189,7 +217,8 @@ public struct EmulatorConfiguration: Sendable, Codable {
         self.mqttPort = try container.decodeIfPresent(Int.self, forKey: .mqttPort) ?? 0
         self.amqpPort = try container.decodeIfPresent(Int.self, forKey: .amqpPort) ?? 0
         self.stateDirectory = try container.decodeIfPresent(String.self, forKey: .stateDirectory)
-        self.provisioningRetryAfterSeconds = try container.decodeIfPresent(Int.self, forKey: .provisioningRetryAfterSeconds) ?? 1
+        self.provisioningRetryAfterSeconds =
+            try container.decodeIfPresent(Int.self, forKey: .provisioningRetryAfterSeconds) ?? 1
         self.devices = try container.decodeIfPresent([Device].self, forKey: .devices) ?? []
         self.provisioning = try container.decode(Provisioning.self, forKey: .provisioning)
         self.limits = try container.decodeIfPresent(EmulatorLimits.self, forKey: .limits) ?? EmulatorLimits()
@@ -198,11 +227,15 @@ public struct EmulatorConfiguration: Sendable, Codable {
     /// Checks what JSON cannot: ports in 0...65535 (0 picks one), a `Retry-After` in 0...3600 s, and the limits'
     /// ranges. Throws `AzureIoTError.invalidArgument` naming the field.
     public func validate() throws(AzureIoTError) {
-        for (name, port) in [("dpsPort", self.dpsPort), ("mqttPort", self.mqttPort), ("amqpPort", self.amqpPort)] where !(0...65535).contains(port) {
+        for (name, port) in [("dpsPort", self.dpsPort), ("mqttPort", self.mqttPort), ("amqpPort", self.amqpPort)]
+        where !(0...65535).contains(port) {
             throw AzureIoTError(.invalidArgument, "\(name) is \(port); it must be in 0...65535 (0 picks a free port)")
         }
         guard (0...3600).contains(self.provisioningRetryAfterSeconds) else {
-            throw AzureIoTError(.invalidArgument, "provisioningRetryAfterSeconds is \(self.provisioningRetryAfterSeconds); it must be in 0...3600")
+            throw AzureIoTError(
+                .invalidArgument,
+                "provisioningRetryAfterSeconds is \(self.provisioningRetryAfterSeconds); it must be in 0...3600"
+            )
         }
         try self.limits.validate()
     }
@@ -214,7 +247,11 @@ public struct EmulatorConfiguration: Sendable, Codable {
         EmulatorConfiguration(
             hubName: "emulator-hub",
             devices: [
-                Device(deviceId: "thermostat-1", modules: [Module(moduleId: "sensor")], initialDesiredProperties: .object(["targetTemperature": .number(21)])),
+                Device(
+                    deviceId: "thermostat-1",
+                    modules: [Module(moduleId: "sensor")],
+                    initialDesiredProperties: .object(["targetTemperature": .number(21)])
+                )
             ],
             provisioning: Provisioning(
                 idScope: "0ne00EMU01",
@@ -235,16 +272,24 @@ public struct EmulatorConfiguration: Sendable, Codable {
             try configuration.validate()
             return configuration
         } catch let error as AzureIoTError {
-            throw AzureIoTError(.invalidArgument, "the emulator configuration at '\(path)' is invalid: \(error.message)")
+            throw AzureIoTError(
+                .invalidArgument,
+                "the emulator configuration at '\(path)' is invalid: \(error.message)"
+            )
         } catch let error as DecodingError {
-            throw AzureIoTError(.invalidArgument, "the emulator configuration at '\(path)' is invalid: \(Self.describe(error))")
+            throw AzureIoTError(
+                .invalidArgument,
+                "the emulator configuration at '\(path)' is invalid: \(Self.describe(error))"
+            )
         } catch {
             throw AzureIoTError(.invalidArgument, "the emulator configuration at '\(path)' is not JSON")
         }
     }
 
     private static func describe(_ error: DecodingError) -> String {
-        func path(_ context: DecodingError.Context) -> String { context.codingPath.map(\.stringValue).joined(separator: ".") }
+        func path(_ context: DecodingError.Context) -> String {
+            context.codingPath.map(\.stringValue).joined(separator: ".")
+        }
         switch error {
         case .keyNotFound(let key, let context): return "missing '\(key.stringValue)' at '\(path(context))'"
         case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):

@@ -1,7 +1,7 @@
 import AzureIoTCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What any one peer may make the emulator hold, so that a test harness or CI machine can leave it running in front
@@ -58,7 +58,8 @@ public struct EmulatorLimits: Sendable, Codable, Equatable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case maximumConnections, maximumConnectionsPerPort, maximumConnectionsPerSource, handshakeTimeoutSeconds, maximumConcurrentHandshakes
+        case maximumConnections, maximumConnectionsPerPort, maximumConnectionsPerSource, handshakeTimeoutSeconds,
+            maximumConcurrentHandshakes
         case maximumLinksPerConnection, maximumBufferedBytesBeforeAuthentication, maximumBufferedBytesPerConnection
         case maximumPendingWriteBytes, minimumHeartbeatMilliseconds, maximumTopicBytes
     }
@@ -93,7 +94,9 @@ public struct EmulatorLimits: Sendable, Codable, Equatable {
     /// The open-file limit less an eighth of it (at least 64).
     static func connectionCeiling() -> Int {
         var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(Int32.max) else { return 1_000_000 }
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(Int32.max) else {
+            return 1_000_000
+        }
         let files = Int(limit.rlim_cur)
         return max(16, files - max(64, files / 8))
     }
@@ -111,24 +114,27 @@ public struct EmulatorLimits: Sendable, Codable, Equatable {
     /// Each limit's allowed range; a value outside it is a configuration error that names the field.
     static var ranges: [(name: String, path: KeyPath<EmulatorLimits, Int>, range: ClosedRange<Int>)] {
         [
-        ("maximumConnections", \.maximumConnections, 1...1_000_000),
-        ("maximumConnectionsPerPort", \.maximumConnectionsPerPort, 1...1_000_000),
-        ("maximumConnectionsPerSource", \.maximumConnectionsPerSource, 1...1_000_000),
-        ("handshakeTimeoutSeconds", \.handshakeTimeoutSeconds, 1...3600),
-        ("maximumConcurrentHandshakes", \.maximumConcurrentHandshakes, 1...100_000),
-        ("maximumLinksPerConnection", \.maximumLinksPerConnection, 4...65_536),
-        ("maximumBufferedBytesBeforeAuthentication", \.maximumBufferedBytesBeforeAuthentication, 4096...(1 << 30)),
-        ("maximumBufferedBytesPerConnection", \.maximumBufferedBytesPerConnection, 300 * 1024...(1 << 30)),
-        ("maximumPendingWriteBytes", \.maximumPendingWriteBytes, 300 * 1024...(1 << 30)),
-        ("minimumHeartbeatMilliseconds", \.minimumHeartbeatMilliseconds, 10...3_600_000),
-        ("maximumTopicBytes", \.maximumTopicBytes, 256...65_535),
+            ("maximumConnections", \.maximumConnections, 1...1_000_000),
+            ("maximumConnectionsPerPort", \.maximumConnectionsPerPort, 1...1_000_000),
+            ("maximumConnectionsPerSource", \.maximumConnectionsPerSource, 1...1_000_000),
+            ("handshakeTimeoutSeconds", \.handshakeTimeoutSeconds, 1...3600),
+            ("maximumConcurrentHandshakes", \.maximumConcurrentHandshakes, 1...100_000),
+            ("maximumLinksPerConnection", \.maximumLinksPerConnection, 4...65_536),
+            ("maximumBufferedBytesBeforeAuthentication", \.maximumBufferedBytesBeforeAuthentication, 4096...(1 << 30)),
+            ("maximumBufferedBytesPerConnection", \.maximumBufferedBytesPerConnection, 300 * 1024...(1 << 30)),
+            ("maximumPendingWriteBytes", \.maximumPendingWriteBytes, 300 * 1024...(1 << 30)),
+            ("minimumHeartbeatMilliseconds", \.minimumHeartbeatMilliseconds, 10...3_600_000),
+            ("maximumTopicBytes", \.maximumTopicBytes, 256...65_535),
         ]
     }
 
     /// Throws `AzureIoTError.invalidArgument` naming the first limit outside its range.
     func validate() throws(AzureIoTError) {
         for (name, path, range) in Self.ranges where !range.contains(self[keyPath: path]) {
-            throw AzureIoTError(.invalidArgument, "limits.\(name) is \(self[keyPath: path]); it must be in \(range.lowerBound)...\(range.upperBound)")
+            throw AzureIoTError(
+                .invalidArgument,
+                "limits.\(name) is \(self[keyPath: path]); it must be in \(range.lowerBound)...\(range.upperBound)"
+            )
         }
     }
 }
@@ -169,7 +175,9 @@ final class ConnectionLimiter: Sendable {
 
     /// Why a connection was shed, when it was.
     enum Refusal: Equatable, CustomStringConvertible {
-        case total(Int), port(Int), source(Int)
+        case total(Int)
+        case port(Int)
+        case source(Int)
 
         var description: String {
             switch self {

@@ -19,7 +19,10 @@ struct DPSConnectionHandler: Sendable {
                     step = try parser.next(from: &buffer)
                 } catch {
                     let response = ProvisioningService.error(error.status, error.status * 1000 + 1, error.description)
-                    self.logger.info("a DPS request was refused", metadata: ["status": "\(error.status)", "reason": "\(error.description)"])
+                    self.logger.info(
+                        "a DPS request was refused",
+                        metadata: ["status": "\(error.status)", "reason": "\(error.description)"]
+                    )
                     try await connection.write(response.serialized(keepAlive: false), timeout: .seconds(10))
                     await Self.linger(connection)
                     return
@@ -34,7 +37,12 @@ struct DPSConnectionHandler: Sendable {
                     continue
                 }
                 let response = await self.service.handle(request, peerCertificates: certificates)
-                self.logger.debug("DPS request", metadata: ["method": "\(request.method)", "path": "\(request.path)", "status": "\(response.status)"])
+                self.logger.debug(
+                    "DPS request",
+                    metadata: [
+                        "method": "\(request.method)", "path": "\(request.path)", "status": "\(response.status)",
+                    ]
+                )
                 try await connection.write(response.serialized(keepAlive: request.keepAlive), timeout: .seconds(10))
                 if !request.keepAlive { return }
             }
@@ -50,7 +58,9 @@ struct DPSConnectionHandler: Sendable {
         let end = ContinuousClock.now + .seconds(2)
         var drained = 0
         while drained < 2 << 20, ContinuousClock.now < end {
-            guard let bytes = try? await connection.read(maxBytes: 64 * 1024, timeout: .milliseconds(200)), !bytes.isEmpty else { return }
+            guard let bytes = try? await connection.read(maxBytes: 64 * 1024, timeout: .milliseconds(200)),
+                !bytes.isEmpty
+            else { return }
             drained += bytes.count
         }
     }

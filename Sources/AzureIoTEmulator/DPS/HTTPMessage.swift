@@ -128,7 +128,9 @@ struct HTTPRequestParser {
                 index += 1
             }
         }
-        if scanned - lineStart > Self.maximumLineBytes || buffer.count > Self.maximumHeaderBytes + 4 { throw .headerTooLarge }
+        if scanned - lineStart > Self.maximumLineBytes || buffer.count > Self.maximumHeaderBytes + 4 {
+            throw .headerTooLarge
+        }
         return nil
     }
 
@@ -137,17 +139,25 @@ struct HTTPRequestParser {
         var lines = text.split(separator: "\r\n", omittingEmptySubsequences: false)
         guard !lines.isEmpty else { throw .malformed("an empty request") }
         let requestLine = lines.removeFirst().split(separator: " ", omittingEmptySubsequences: false)
-        guard requestLine.count == 3, !requestLine[0].isEmpty, requestLine[1].hasPrefix("/"), requestLine[2].hasPrefix("HTTP/1.") else {
+        guard requestLine.count == 3, !requestLine[0].isEmpty, requestLine[1].hasPrefix("/"),
+            requestLine[2].hasPrefix("HTTP/1.")
+        else {
             throw .malformed("a malformed request line")
         }
         var headers: [String: String] = [:]
         for line in lines {
-            guard let colon = line.firstIndex(of: ":"), colon != line.startIndex else { throw .malformed("a header line without a name and ':'") }
+            guard let colon = line.firstIndex(of: ":"), colon != line.startIndex else {
+                throw .malformed("a header line without a name and ':'")
+            }
             let name = line[..<colon]
-            guard !name.contains(where: { $0 == " " || $0 == "\t" }) else { throw .malformed("white space in a header name") }
+            guard !name.contains(where: { $0 == " " || $0 == "\t" }) else {
+                throw .malformed("white space in a header name")
+            }
             let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
             let key = name.lowercased()
-            if key == "content-length", let earlier = headers[key], earlier != value { throw .malformed("two different Content-Length headers") }
+            if key == "content-length", let earlier = headers[key], earlier != value {
+                throw .malformed("two different Content-Length headers")
+            }
             headers[key] = value
         }
         let framing: Framing
@@ -157,7 +167,9 @@ struct HTTPRequestParser {
             }
             framing = .chunked
         } else if let text = headers["content-length"] {
-            guard !text.isEmpty, text.utf8.count <= 18, text.utf8.allSatisfy({ (48...57).contains($0) }), let length = Int(text) else {
+            guard !text.isEmpty, text.utf8.count <= 18, text.utf8.allSatisfy({ (48...57).contains($0) }),
+                let length = Int(text)
+            else {
                 throw .malformed("an invalid Content-Length")
             }
             guard length <= Self.maximumBodyBytes else { throw .bodyTooLarge }
@@ -177,7 +189,12 @@ struct HTTPRequestParser {
         }
         let path = (try? PercentEncoding.decode(pathPart[0])) ?? String(pathPart[0])
         let request = HTTPRequest(method: String(requestLine[0]), path: path, query: query, headers: headers, body: [])
-        return Head(request: request, bodyStart: bodyStart, framing: framing, expectsContinue: headers["expect"]?.lowercased() == "100-continue")
+        return Head(
+            request: request,
+            bodyStart: bodyStart,
+            framing: framing,
+            expectsContinue: headers["expect"]?.lowercased() == "100-continue"
+        )
     }
 
     /// A complete chunked body and the bytes it took, `nil` while more are needed (RFC 9112 §7.1). Extensions after
@@ -194,7 +211,9 @@ struct HTTPRequestParser {
                     return found
                 }
                 end += 1
-                guard end - index <= Self.maximumLineBytes else { throw .malformed("a chunk-size or trailer line is too long") }
+                guard end - index <= Self.maximumLineBytes else {
+                    throw .malformed("a chunk-size or trailer line is too long")
+                }
             }
             return nil
         }
@@ -216,7 +235,9 @@ struct HTTPRequestParser {
             }
             guard bytes.endIndex - index >= size + 2 else { return nil }
             body += bytes[index..<(index + size)]
-            guard bytes[index + size] == 13, bytes[index + size + 1] == 10 else { throw .malformed("a chunk without its CRLF") }
+            guard bytes[index + size] == 13, bytes[index + size + 1] == 10 else {
+                throw .malformed("a chunk without its CRLF")
+            }
             index += size + 2
         }
     }
@@ -229,8 +250,10 @@ struct HTTPResponse {
     var body: [UInt8] = []
 
     static let reasons: [Int: String] = [
-        200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-        413: "Content Too Large", 429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
+        200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+        405: "Method Not Allowed",
+        413: "Content Too Large", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+        500: "Internal Server Error",
     ]
 
     func serialized(keepAlive: Bool) -> [UInt8] {

@@ -45,7 +45,9 @@ actor ProvisioningService {
         self.logger = logger
         var individualKeys: [String: SymmetricKey] = [:]
         for enrollment in configuration.provisioning.individualEnrollments {
-            if let key = enrollment.primaryKey { individualKeys[enrollment.registrationId.lowercased()] = try SymmetricKey(base64: key) }
+            if let key = enrollment.primaryKey {
+                individualKeys[enrollment.registrationId.lowercased()] = try SymmetricKey(base64: key)
+            }
         }
         self.individualKeys = individualKeys
         var groupKeys: [(String, SymmetricKey)] = []
@@ -95,7 +97,9 @@ actor ProvisioningService {
 
     // MARK: - Operations
 
-    private func register(_ registrationId: String, _ request: HTTPRequest, _ certificates: [X509Certificate]) async -> HTTPResponse {
+    private func register(_ registrationId: String, _ request: HTTPRequest, _ certificates: [X509Certificate]) async
+        -> HTTPResponse
+    {
         let attested: Attested
         switch self.attest(registrationId, request, certificates) {
         case .success(let value): attested = value
@@ -106,7 +110,8 @@ actor ProvisioningService {
             guard let body = (try? JSONValue(parsing: request.body)), case .object(let members) = body else {
                 return Self.error(400, 400_002, "the request body is not a JSON object")
             }
-            if case .string(let bodyId)? = members["registrationId"], bodyId.lowercased() != registrationId.lowercased() {
+            if case .string(let bodyId)? = members["registrationId"], bodyId.lowercased() != registrationId.lowercased()
+            {
                 return Self.error(400, 400_002, "the body's registrationId does not match the path")
             }
             if let value = members["payload"], value != .null { payload = value }
@@ -117,33 +122,50 @@ actor ProvisioningService {
         if self.operationOrder.count > Self.maximumOperations {
             self.operations[self.operationOrder.removeFirst()] = nil
         }
-        self.logger.info("DPS registration started", metadata: ["registrationId": "\(registrationId)", "attestation": "\(attested.attestation)"])
+        self.logger.info(
+            "DPS registration started",
+            metadata: ["registrationId": "\(registrationId)", "attestation": "\(attested.attestation)"]
+        )
         return self.assigning(operationId)
     }
 
     private func assigning(_ operationId: String) -> HTTPResponse {
         HTTPResponse(
             status: 202,
-            headers: [("Retry-After", String(self.configuration.provisioningRetryAfterSeconds)), ("Location", operationId)],
+            headers: [
+                ("Retry-After", String(self.configuration.provisioningRetryAfterSeconds)), ("Location", operationId),
+            ],
             body: JSONValue.object(["operationId": .string(operationId), "status": .string("assigning")]).jsonBytes
         )
     }
 
-    private func operationStatus(_ registrationId: String, operationId: String, _ request: HTTPRequest, _ certificates: [X509Certificate]) async -> HTTPResponse {
+    private func operationStatus(
+        _ registrationId: String,
+        operationId: String,
+        _ request: HTTPRequest,
+        _ certificates: [X509Certificate]
+    ) async -> HTTPResponse {
         if case .failure(let response) = self.attest(registrationId, request, certificates) { return response }
-        guard let operation = self.operations[operationId], operation.attested.registrationId.lowercased() == registrationId.lowercased() else {
+        guard let operation = self.operations[operationId],
+            operation.attested.registrationId.lowercased() == registrationId.lowercased()
+        else {
             return Self.error(404, 404_202, "the operation '\(operationId)' does not exist")
         }
         let completion = operation.completion ?? Task { await self.complete(operation) }
         self.operations[operationId]?.completion = completion
         let state = await completion.value
         let status = state.objectValue["status"] ?? .string("failed")
-        return HTTPResponse(status: 200, body: JSONValue.object([
-            "operationId": .string(operationId), "status": status, "registrationState": state,
-        ]).jsonBytes)
+        return HTTPResponse(
+            status: 200,
+            body: JSONValue.object([
+                "operationId": .string(operationId), "status": status, "registrationState": state,
+            ]).jsonBytes
+        )
     }
 
-    private func statusLookup(_ registrationId: String, _ request: HTTPRequest, _ certificates: [X509Certificate]) -> HTTPResponse {
+    private func statusLookup(_ registrationId: String, _ request: HTTPRequest, _ certificates: [X509Certificate])
+        -> HTTPResponse
+    {
         if case .failure(let response) = self.attest(registrationId, request, certificates) { return response }
         guard let result = self.results[registrationId.lowercased()] else {
             return Self.error(404, 404_203, "the registration '\(registrationId)' has not been made")
@@ -163,13 +185,15 @@ actor ProvisioningService {
         ]
         switch attested.attestation {
         case .symmetricKey:
-            state["symmetricKey"] = attested.groupName.map { .object(["enrollmentGroupId": .string($0)]) } ?? .object([:])
+            state["symmetricKey"] =
+                attested.groupName.map { .object(["enrollmentGroupId": .string($0)]) } ?? .object([:])
         case .x509:
             var info: [String: JSONValue] = [:]
             if let certificate = attested.certificate {
                 info["certificateInfo"] = .object([
                     "subjectName": .string(certificate.subject), "issuerName": .string(certificate.issuer),
-                    "sha1Thumbprint": .string(certificate.sha1Thumbprint), "sha256Thumbprint": .string(certificate.sha256Thumbprint),
+                    "sha1Thumbprint": .string(certificate.sha1Thumbprint),
+                    "sha256Thumbprint": .string(certificate.sha256Thumbprint),
                 ])
             }
             if let group = attested.groupName { info["enrollmentGroupId"] = .string(group) }
@@ -201,15 +225,20 @@ actor ProvisioningService {
         state["status"] = .string(status)
         let document = JSONValue.object(state)
         self.results[attested.registrationId.lowercased()] = document
-        await self.hub.recordRegistration(ProvisioningRecord(
-            registrationId: attested.registrationId,
-            deviceId: attested.deviceId,
-            enrollmentGroup: attested.groupName,
-            attestation: attested.attestation,
-            status: status,
-            payload: operation.payload
-        ))
-        self.logger.info("DPS registration finished", metadata: ["registrationId": "\(attested.registrationId)", "status": "\(status)"])
+        await self.hub.recordRegistration(
+            ProvisioningRecord(
+                registrationId: attested.registrationId,
+                deviceId: attested.deviceId,
+                enrollmentGroup: attested.groupName,
+                attestation: attested.attestation,
+                status: status,
+                payload: operation.payload
+            )
+        )
+        self.logger.info(
+            "DPS registration finished",
+            metadata: ["registrationId": "\(attested.registrationId)", "status": "\(status)"]
+        )
         return document
     }
 
@@ -220,9 +249,13 @@ actor ProvisioningService {
         case failure(HTTPResponse)
     }
 
-    private func attest(_ registrationId: String, _ request: HTTPRequest, _ certificates: [X509Certificate]) -> AttestationResult {
+    private func attest(_ registrationId: String, _ request: HTTPRequest, _ certificates: [X509Certificate])
+        -> AttestationResult
+    {
         let enrollments = self.configuration.provisioning
-        let individual = enrollments.individualEnrollments.first { $0.registrationId.lowercased() == registrationId.lowercased() }
+        let individual = enrollments.individualEnrollments.first {
+            $0.registrationId.lowercased() == registrationId.lowercased()
+        }
         if let authorization = request.headers["authorization"] {
             let token: SASToken
             do {
@@ -240,11 +273,19 @@ actor ProvisioningService {
                 } catch {
                     return .failure(Self.error(401, 401_002, "SAS attestation failed: \(error.message)"))
                 }
-                return .success(Attested(
-                    registrationId: registrationId, deviceId: individual.deviceId ?? registrationId, groupName: nil,
-                    attestation: .symmetricKey, deviceKey: key, certificate: nil, groupCAs: [], enabled: individual.enabled ?? true,
-                    desired: individual.initialDesiredProperties
-                ))
+                return .success(
+                    Attested(
+                        registrationId: registrationId,
+                        deviceId: individual.deviceId ?? registrationId,
+                        groupName: nil,
+                        attestation: .symmetricKey,
+                        deviceKey: key,
+                        certificate: nil,
+                        groupCAs: [],
+                        enabled: individual.enabled ?? true,
+                        desired: individual.initialDesiredProperties
+                    )
+                )
             }
             var lastFailure = "no enrollment for '\(registrationId)' accepts this SAS token"
             for (name, groupKey) in self.groupKeys {
@@ -256,11 +297,19 @@ actor ProvisioningService {
                     continue
                 }
                 let group = enrollments.enrollmentGroups.first { $0.name == name }
-                return .success(Attested(
-                    registrationId: registrationId, deviceId: registrationId, groupName: name, attestation: .symmetricKey,
-                    deviceKey: derived, certificate: nil, groupCAs: [], enabled: group?.enabled ?? true,
-                    desired: group?.initialDesiredProperties
-                ))
+                return .success(
+                    Attested(
+                        registrationId: registrationId,
+                        deviceId: registrationId,
+                        groupName: name,
+                        attestation: .symmetricKey,
+                        deviceKey: derived,
+                        certificate: nil,
+                        groupCAs: [],
+                        enabled: group?.enabled ?? true,
+                        desired: group?.initialDesiredProperties
+                    )
+                )
             }
             return .failure(Self.error(401, 401_002, lastFailure))
         }
@@ -268,24 +317,45 @@ actor ProvisioningService {
             return .failure(Self.error(401, 401_002, "send a SAS Authorization header or a client certificate"))
         }
         guard leaf.commonName == registrationId else {
-            return .failure(Self.error(401, 401_002, "the certificate's CN '\(leaf.commonName ?? "")' is not the registration id"))
+            return .failure(
+                Self.error(401, 401_002, "the certificate's CN '\(leaf.commonName ?? "")' is not the registration id")
+            )
         }
         if let individual, let thumbprint = individual.certificateThumbprint?.uppercased(),
-           thumbprint == leaf.sha1Thumbprint || thumbprint == leaf.sha256Thumbprint {
-            return .success(Attested(
-                registrationId: registrationId, deviceId: individual.deviceId ?? registrationId, groupName: nil,
-                attestation: .x509, deviceKey: nil, certificate: leaf, groupCAs: [], enabled: individual.enabled ?? true,
-                desired: individual.initialDesiredProperties
-            ))
+            thumbprint == leaf.sha1Thumbprint || thumbprint == leaf.sha256Thumbprint
+        {
+            return .success(
+                Attested(
+                    registrationId: registrationId,
+                    deviceId: individual.deviceId ?? registrationId,
+                    groupName: nil,
+                    attestation: .x509,
+                    deviceKey: nil,
+                    certificate: leaf,
+                    groupCAs: [],
+                    enabled: individual.enabled ?? true,
+                    desired: individual.initialDesiredProperties
+                )
+            )
         }
         for (name, authorities) in self.groupCAs {
-            guard (try? leaf.verify(intermediates: Array(certificates.dropFirst()), anchors: authorities)) != nil else { continue }
+            guard (try? leaf.verify(intermediates: Array(certificates.dropFirst()), anchors: authorities)) != nil else {
+                continue
+            }
             let group = enrollments.enrollmentGroups.first { $0.name == name }
-            return .success(Attested(
-                registrationId: registrationId, deviceId: registrationId, groupName: name, attestation: .x509,
-                deviceKey: nil, certificate: leaf, groupCAs: authorities, enabled: group?.enabled ?? true,
-                desired: group?.initialDesiredProperties
-            ))
+            return .success(
+                Attested(
+                    registrationId: registrationId,
+                    deviceId: registrationId,
+                    groupName: name,
+                    attestation: .x509,
+                    deviceKey: nil,
+                    certificate: leaf,
+                    groupCAs: authorities,
+                    enabled: group?.enabled ?? true,
+                    desired: group?.initialDesiredProperties
+                )
+            )
         }
         return .failure(Self.error(401, 401_002, "Invalid certificate."))
     }
@@ -294,15 +364,21 @@ actor ProvisioningService {
 
     /// `ProvisioningServiceErrorDetails`.
     static func error(_ status: Int, _ code: Int, _ message: String) -> HTTPResponse {
-        HTTPResponse(status: status, headers: [("x-ms-error-code", String(code))], body: JSONValue.object([
-            "errorCode": .number(JSONNumber(code)),
-            "trackingId": .string(UUID().uuidString.lowercased()),
-            "message": .string(message),
-            "timestampUtc": .string(Self.timestamp(Date())),
-        ]).jsonBytes)
+        HTTPResponse(
+            status: status,
+            headers: [("x-ms-error-code", String(code))],
+            body: JSONValue.object([
+                "errorCode": .number(JSONNumber(code)),
+                "trackingId": .string(UUID().uuidString.lowercased()),
+                "message": .string(message),
+                "timestampUtc": .string(Self.timestamp(Date())),
+            ]).jsonBytes
+        )
     }
 
     static func timestamp(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+        date.formatted(
+            .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)
+        )
     }
 }

@@ -49,13 +49,25 @@ actor EmulatedHub {
 
     // MARK: - Identities
 
-    func addIdentity(_ name: IdentityName, key: SymmetricKey?, thumbprint: String?, certificateAuthorities: [X509Certificate] = [], desired: JSONValue?) {
+    func addIdentity(
+        _ name: IdentityName,
+        key: SymmetricKey?,
+        thumbprint: String?,
+        certificateAuthorities: [X509Certificate] = [],
+        desired: JSONValue?
+    ) {
         let existing = self.identities[name]
         self.identities[name] = Identity(
             key: key,
             thumbprint: thumbprint?.uppercased(),
             certificateAuthorities: certificateAuthorities,
-            twin: existing?.twin ?? TwinRecord(desired: desired ?? .object([:]), desiredVersion: 1, reported: .object([:]), reportedVersion: 1)
+            twin: existing?.twin
+                ?? TwinRecord(
+                    desired: desired ?? .object([:]),
+                    desiredVersion: 1,
+                    reported: .object([:]),
+                    reportedVersion: 1
+                )
         )
     }
 
@@ -81,13 +93,16 @@ actor EmulatedHub {
         try self.consumeRefusal()
         guard var identity = self.identities[name] else { throw .unknownIdentity(name.description) }
         guard let key = identity.key else { throw .badToken("'\(name)' authenticates with X.509, not SAS") }
-        let resource = name.moduleId.map { SASResource.module(hubHost: self.hubHost, deviceId: name.deviceId, moduleId: $0) }
+        let resource =
+            name.moduleId.map { SASResource.module(hubHost: self.hubHost, deviceId: name.deviceId, moduleId: $0) }
             ?? SASResource.device(hubHost: self.hubHost, deviceId: name.deviceId)
         do throws(AzureIoTError) {
             let parsed = try SASToken(parsing: token)
             try parsed.validate(with: key, now: UnixTime.now(), expectedResource: resource)
             let fingerprint = self.fingerprintKey.signature(of: token)
-            guard !identity.revokedTokens.contains(fingerprint) else { throw AzureIoTError(.sasTokenExpired, "the SAS token was expired by the emulator") }
+            guard !identity.revokedTokens.contains(fingerprint) else {
+                throw AzureIoTError(.sasTokenExpired, "the SAS token was expired by the emulator")
+            }
             identity.presentedTokens.insert(fingerprint)
             self.identities[name] = identity
             self.activity[name, default: IdentityActivity()].tokenAuthentications += 1
@@ -102,10 +117,17 @@ actor EmulatedHub {
         try self.consumeRefusal()
         guard let identity = self.identities[name] else { throw .unknownIdentity(name.description) }
         guard let leaf = certificates.first else { throw .badToken("no client certificate was presented") }
-        if let thumbprint = identity.thumbprint, thumbprint == leaf.sha1Thumbprint || thumbprint == leaf.sha256Thumbprint { return }
+        if let thumbprint = identity.thumbprint,
+            thumbprint == leaf.sha1Thumbprint || thumbprint == leaf.sha256Thumbprint
+        {
+            return
+        }
         if !identity.certificateAuthorities.isEmpty, leaf.commonName == name.deviceId {
             do throws(AzureIoTError) {
-                try leaf.verify(intermediates: Array(certificates.dropFirst()), anchors: identity.certificateAuthorities)
+                try leaf.verify(
+                    intermediates: Array(certificates.dropFirst()),
+                    anchors: identity.certificateAuthorities
+                )
                 return
             } catch {
                 throw .badToken(error.message)
@@ -142,7 +164,8 @@ actor EmulatedHub {
 
     func detach(_ link: any DeviceLink, as name: IdentityName) {
         if self.links[name]?.linkId == link.linkId { self.links[name] = nil }
-        for index in self.cloudToDevice.indices where self.cloudToDevice[index].deviceId == name.deviceId && self.cloudToDevice[index].state == .delivered {
+        for index in self.cloudToDevice.indices
+        where self.cloudToDevice[index].deviceId == name.deviceId && self.cloudToDevice[index].state == .delivered {
             self.cloudToDevice[index].state = .queued
         }
     }
@@ -176,14 +199,28 @@ actor EmulatedHub {
 
     func record(_ message: ReceivedTelemetry) {
         self.telemetry.append(message)
-        self.logger.debug("telemetry", metadata: ["device": "\(message.deviceId)", "bytes": "\(message.body.count)", "transport": "\(message.transport)"])
+        self.logger.debug(
+            "telemetry",
+            metadata: [
+                "device": "\(message.deviceId)", "bytes": "\(message.body.count)", "transport": "\(message.transport)",
+            ]
+        )
     }
 
     // MARK: - Cloud to device
 
     func enqueueCloudToDevice(deviceId: String, body: [UInt8], properties: [String: String]) async -> String {
         let messageId = "c2d-\(self.makeId())"
-        self.cloudToDevice.append(CloudToDeviceRecord(messageId: messageId, deviceId: deviceId, body: body, properties: properties, state: .queued, deliveryCount: 0))
+        self.cloudToDevice.append(
+            CloudToDeviceRecord(
+                messageId: messageId,
+                deviceId: deviceId,
+                body: body,
+                properties: properties,
+                state: .queued,
+                deliveryCount: 0
+            )
+        )
         await self.pumpCloudToDevice(deviceId: deviceId)
         return messageId
     }
@@ -191,11 +228,14 @@ actor EmulatedHub {
     /// Offers queued messages for `deviceId` to its link, in order, until the link cannot take more.
     func pumpCloudToDevice(deviceId: String) async {
         guard let link = self.links[IdentityName(deviceId: deviceId)] else { return }
-        for index in self.cloudToDevice.indices where self.cloudToDevice[index].deviceId == deviceId && self.cloudToDevice[index].state == .queued {
+        for index in self.cloudToDevice.indices
+        where self.cloudToDevice[index].deviceId == deviceId && self.cloudToDevice[index].state == .queued {
             var record = self.cloudToDevice[index]
             record.deliveryCount += 1
             guard await link.offer(record) else { return }
-            if let current = self.cloudToDevice.firstIndex(where: { $0.messageId == record.messageId }), self.cloudToDevice[current].state == .queued {
+            if let current = self.cloudToDevice.firstIndex(where: { $0.messageId == record.messageId }),
+                self.cloudToDevice[current].state == .queued
+            {
                 self.cloudToDevice[current].state = .delivered
                 self.cloudToDevice[current].deliveryCount = record.deliveryCount
             }
@@ -241,7 +281,9 @@ actor EmulatedHub {
         case timedOut
     }
 
-    func invokeMethod(_ name: IdentityName, method: String, payload: [UInt8], timeout: Duration) async throws(MethodFailure) -> MethodResponse {
+    func invokeMethod(_ name: IdentityName, method: String, payload: [UInt8], timeout: Duration)
+        async throws(MethodFailure) -> MethodResponse
+    {
         guard let link = self.links[name] else { throw .notConnected }
         let requestId = String(self.makeId(), radix: 16)
         let response: MethodResponse? = await withCheckedContinuation { continuation in

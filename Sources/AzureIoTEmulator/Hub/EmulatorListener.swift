@@ -15,8 +15,15 @@ final class EmulatorListener: Sendable {
     private let handshakes: HandshakeGate
     private let handshakeTimeout: Duration
 
-    init(listener: TLSListener, name: String, limiter: ConnectionLimiter, handshakes: HandshakeGate, handshakeTimeout: Duration,
-         logger: Logger, serve: @escaping @Sendable (TLSConnection) async -> Void) {
+    init(
+        listener: TLSListener,
+        name: String,
+        limiter: ConnectionLimiter,
+        handshakes: HandshakeGate,
+        handshakeTimeout: Duration,
+        logger: Logger,
+        serve: @escaping @Sendable (TLSConnection) async -> Void
+    ) {
         self.listener = listener
         self.name = name
         self.limiter = limiter
@@ -46,7 +53,10 @@ final class EmulatorListener: Sendable {
                 let admission = self.limiter.admit(port: self.listener.port, source: pending.peerAddress)
                 guard let ticket = admission.ticket else {
                     if admission.firstRefusal, let refusal = admission.refusal {
-                        self.logger.warning("connections shed", metadata: ["listener": "\(self.name)", "reason": "\(refusal)"])
+                        self.logger.warning(
+                            "connections shed",
+                            metadata: ["listener": "\(self.name)", "reason": "\(refusal)"]
+                        )
                     }
                     continue
                 }
@@ -54,7 +64,7 @@ final class EmulatorListener: Sendable {
                     defer { ticket.release() }
                     // A bounded number of handshakes at once (the client's ClientHello waits in its socket meanwhile).
                     guard await self.handshakes.enter(timeout: self.handshakeTimeout) else {
-                        return   // the unused connection closes its socket when released
+                        return  // the unused connection closes its socket when released
                     }
                     let connection: TLSConnection
                     do {
@@ -62,7 +72,10 @@ final class EmulatorListener: Sendable {
                         self.handshakes.leave()
                     } catch {
                         self.handshakes.leave()
-                        self.logger.debug("a handshake failed", metadata: ["listener": "\(self.name)", "error": "\(error)"])
+                        self.logger.debug(
+                            "a handshake failed",
+                            metadata: ["listener": "\(self.name)", "error": "\(error)"]
+                        )
                         return
                     }
                     await self.serve(connection)

@@ -1,5 +1,4 @@
 public import AzureIoTCore
-
 public import Foundation
 
 /// A device-to-cloud message as the emulated hub received it.

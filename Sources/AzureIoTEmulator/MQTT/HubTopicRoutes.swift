@@ -13,7 +13,8 @@ enum DevicePublishRoute: Equatable {
     case methodResponse(status: Int, requestId: String)
 
     init?(topic: String, identity: IdentityName) {
-        let events = identity.moduleId.map { "devices/\(identity.deviceId)/modules/\($0)/messages/events" }
+        let events =
+            identity.moduleId.map { "devices/\(identity.deviceId)/modules/\($0)/messages/events" }
             ?? "devices/\(identity.deviceId)/messages/events"
         // IoT Hub ignores slashes at the end of a telemetry topic (Azure/iotedge#76 brought IoT Edge to parity), so
         // `…/messages/events` as the Node-RED write-up sets it is telemetry too, and `…/events/{bag}/` has that bag.
@@ -38,7 +39,9 @@ enum DevicePublishRoute: Equatable {
         let methodPrefix = "$iothub/methods/res/"
         if topic.hasPrefix(methodPrefix) {
             let rest = topic.dropFirst(methodPrefix.count)
-            guard let slash = rest.firstIndex(of: "/"), let status = Int(rest[..<slash]), let rid = Self.query(topic, "$rid") else { return nil }
+            guard let slash = rest.firstIndex(of: "/"), let status = Int(rest[..<slash]),
+                let rid = Self.query(topic, "$rid")
+            else { return nil }
             self = .methodResponse(status: status, requestId: rid)
             return
         }

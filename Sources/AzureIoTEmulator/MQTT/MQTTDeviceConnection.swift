@@ -24,7 +24,13 @@ actor MQTTDeviceConnection: DeviceLink {
 
     private let limits: EmulatorLimits
 
-    init(connection: TLSConnection, hub: EmulatedHub, linkId: UInt64, limits: EmulatorLimits = EmulatorLimits(), logger: Logger) {
+    init(
+        connection: TLSConnection,
+        hub: EmulatedHub,
+        linkId: UInt64,
+        limits: EmulatorLimits = EmulatorLimits(),
+        logger: Logger
+    ) {
         self.connection = connection
         self.hub = hub
         self.linkId = linkId
@@ -40,7 +46,11 @@ actor MQTTDeviceConnection: DeviceLink {
         do {
             // Before it has authenticated, a client gets a small packet size and the handshake's time to send CONNECT.
             let unauthenticated = MQTTFramer(maximumPacketSize: self.limits.maximumBufferedBytesBeforeAuthentication)
-            let first = try await self.readPacket(&buffer, framer: unauthenticated, timeout: .seconds(self.limits.handshakeTimeoutSeconds))
+            let first = try await self.readPacket(
+                &buffer,
+                framer: unauthenticated,
+                timeout: .seconds(self.limits.handshakeTimeoutSeconds)
+            )
             guard case .connect(let connect) = first else {
                 return await self.close(because: "the first packet was not CONNECT")
             }
@@ -58,7 +68,8 @@ actor MQTTDeviceConnection: DeviceLink {
         }
     }
 
-    private func readPacket(_ buffer: inout [UInt8], framer: MQTTFramer, timeout: Duration?) async throws -> MQTTPacket {
+    private func readPacket(_ buffer: inout [UInt8], framer: MQTTFramer, timeout: Duration?) async throws -> MQTTPacket
+    {
         while true {
             if let frame = try framer.nextFrame(in: buffer[...]) {
                 let packet = try MQTTPacket.decode(firstByte: frame.firstByte, body: buffer[frame.body])
@@ -76,7 +87,10 @@ actor MQTTDeviceConnection: DeviceLink {
     private func accept(_ connect: ConnectPacket) async throws -> Bool {
         let parts = connect.clientId.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         guard (1...2).contains(parts.count), parts.allSatisfy({ !$0.isEmpty }) else {
-            return await self.refuse(.notAuthorized, "client id '\(connect.clientId)' is not {device} or {device}/{module}")
+            return await self.refuse(
+                .notAuthorized,
+                "client id '\(connect.clientId)' is not {device} or {device}/{module}"
+            )
         }
         let name = IdentityName(deviceId: parts[0], moduleId: parts.count == 2 ? parts[1] : nil)
         let hubHost = self.hub.hubHost
@@ -87,14 +101,20 @@ actor MQTTDeviceConnection: DeviceLink {
         do {
             username = try MQTTUsername(parsing: text)
         } catch {
-            return await self.refuse(.notAuthorized, "\(error.description), e.g. '\(hubHost)/\(name)/?api-version=2021-04-12'")
+            return await self.refuse(
+                .notAuthorized,
+                "\(error.description), e.g. '\(hubHost)/\(name)/?api-version=2021-04-12'"
+            )
         }
         // Host names compare without regard to case (DNS); device and module ids are case-sensitive in IoT Hub.
         guard username.hubHost.lowercased() == hubHost.lowercased() else {
             return await self.refuse(.notAuthorized, "the username names hub '\(username.hubHost)', not '\(hubHost)'")
         }
         guard username.identity == name else {
-            return await self.refuse(.notAuthorized, "the username names '\(username.identity)' but the client id is '\(name)'")
+            return await self.refuse(
+                .notAuthorized,
+                "the username names '\(username.identity)' but the client id is '\(name)'"
+            )
         }
         do {
             if let password = connect.password, !password.isEmpty {
@@ -150,11 +170,17 @@ actor MQTTDeviceConnection: DeviceLink {
                 codes.append(subscription.qos == .atMostOnce ? .grantedQoS0 : .grantedQoS1)
             }
             guard self.subscriptions.count <= 5 else { return await self.close(because: "more than 5 subscriptions") }
-            self.outbound.send(try MQTTPacket.suback(SubAckPacket(packetId: subscribe.packetId, returnCodes: codes)).encoded())
-            if self.subscriptions.contains(.cloudToDevice) { Task { await self.hub.pumpCloudToDevice(deviceId: self.identity.deviceId) } }
+            self.outbound.send(
+                try MQTTPacket.suback(SubAckPacket(packetId: subscribe.packetId, returnCodes: codes)).encoded()
+            )
+            if self.subscriptions.contains(.cloudToDevice) {
+                Task { await self.hub.pumpCloudToDevice(deviceId: self.identity.deviceId) }
+            }
         case .unsubscribe(let unsubscribe):
             for filter in unsubscribe.topicFilters {
-                if let kind = DeviceSubscription(filter: filter, identity: self.identity) { self.subscriptions.remove(kind) }
+                if let kind = DeviceSubscription(filter: filter, identity: self.identity) {
+                    self.subscriptions.remove(kind)
+                }
             }
             self.outbound.send(try MQTTPacket.unsuback(packetId: unsubscribe.packetId).encoded())
         case .pingreq:
@@ -181,24 +207,42 @@ actor MQTTDeviceConnection: DeviceLink {
         switch route {
         case .telemetry(let bagText):
             // IoT Hub counts system and application properties into a message's 256 KB.
-            guard publish.payload.count + bagText.utf8.count <= Self.maximumMessageSize else { return await self.close(because: "a message above 256 KB") }
-            guard let bag = try? PropertyBag(parsing: bagText) else { return await self.close(because: "a malformed property bag") }
+            guard publish.payload.count + bagText.utf8.count <= Self.maximumMessageSize else {
+                return await self.close(because: "a message above 256 KB")
+            }
+            guard let bag = try? PropertyBag(parsing: bagText) else {
+                return await self.close(because: "a malformed property bag")
+            }
             await self.hub.record(Self.telemetry(from: bag, body: publish.payload, identity: self.identity))
             if let packetId = publish.packetId { await self.acknowledge(packetId) }
         case .twinGet(let rid):
             let twin = await self.hub.twin(self.identity)
-            self.publishToDevice("$iothub/twin/res/\(twin == nil ? 404 : 200)/?$rid=\(rid)", twin?.deviceDocument.jsonBytes ?? [])
-            if let packetId = publish.packetId { self.outbound.send(try MQTTPacket.puback(packetId: packetId).encoded()) }
+            self.publishToDevice(
+                "$iothub/twin/res/\(twin == nil ? 404 : 200)/?$rid=\(rid)",
+                twin?.deviceDocument.jsonBytes ?? []
+            )
+            if let packetId = publish.packetId {
+                self.outbound.send(try MQTTPacket.puback(packetId: packetId).encoded())
+            }
         case .reportedPatch(let rid):
-            if let patch = (try? JSONValue(parsing: publish.payload)), case .object = patch, let version = await self.hub.patchReported(self.identity, patch) {
+            if let patch = (try? JSONValue(parsing: publish.payload)), case .object = patch,
+                let version = await self.hub.patchReported(self.identity, patch)
+            {
                 self.publishToDevice("$iothub/twin/res/204/?$rid=\(rid)&$version=\(version)", [])
             } else {
                 self.publishToDevice("$iothub/twin/res/400/?$rid=\(rid)", [])
             }
-            if let packetId = publish.packetId { self.outbound.send(try MQTTPacket.puback(packetId: packetId).encoded()) }
+            if let packetId = publish.packetId {
+                self.outbound.send(try MQTTPacket.puback(packetId: packetId).encoded())
+            }
         case .methodResponse(let status, let rid):
-            await self.hub.completeMethod(requestId: rid, response: MethodResponse(status: status, payload: publish.payload))
-            if let packetId = publish.packetId { self.outbound.send(try MQTTPacket.puback(packetId: packetId).encoded()) }
+            await self.hub.completeMethod(
+                requestId: rid,
+                response: MethodResponse(status: status, payload: publish.payload)
+            )
+            if let packetId = publish.packetId {
+                self.outbound.send(try MQTTPacket.puback(packetId: packetId).encoded())
+            }
         }
     }
 
@@ -248,7 +292,11 @@ actor MQTTDeviceConnection: DeviceLink {
     private func publishToDevice(_ topic: String, _ payload: [UInt8], qos: MQTTQoS = .atMostOnce) {
         var packetId: UInt16?
         if qos == .atLeastOnce { packetId = self.allocatePacketId() }
-        guard let bytes = try? MQTTPacket.publish(PublishPacket(topic: topic, payload: payload, qos: qos, packetId: packetId)).encoded() else { return }
+        guard
+            let bytes = try? MQTTPacket.publish(
+                PublishPacket(topic: topic, payload: payload, qos: qos, packetId: packetId)
+            ).encoded()
+        else { return }
         self.outbound.send(bytes)
     }
 
@@ -262,7 +310,9 @@ actor MQTTDeviceConnection: DeviceLink {
     // MARK: - DeviceLink
 
     func offer(_ message: CloudToDeviceRecord) async -> Bool {
-        guard !self.closed, self.subscriptions.contains(.cloudToDevice), self.cloudToDeviceInFlight.count < 50 else { return false }
+        guard !self.closed, self.subscriptions.contains(.cloudToDevice), self.cloudToDeviceInFlight.count < 50 else {
+            return false
+        }
         var pairs: [(key: String, value: String?)] = [
             ("$.mid", message.messageId),
             ("$.to", "/devices/\(message.deviceId)/messages/deviceBound"),
@@ -270,7 +320,17 @@ actor MQTTDeviceConnection: DeviceLink {
         pairs += message.properties.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         let packetId = self.allocatePacketId()
         let topic = "devices/\(message.deviceId)/messages/devicebound/\(PropertyBag(pairs).encoded)"
-        guard let bytes = try? MQTTPacket.publish(PublishPacket(topic: topic, payload: message.body, qos: .atLeastOnce, duplicate: message.deliveryCount > 1, packetId: packetId)).encoded() else { return false }
+        guard
+            let bytes = try? MQTTPacket.publish(
+                PublishPacket(
+                    topic: topic,
+                    payload: message.body,
+                    qos: .atLeastOnce,
+                    duplicate: message.deliveryCount > 1,
+                    packetId: packetId
+                )
+            ).encoded()
+        else { return false }
         self.cloudToDeviceInFlight[packetId] = message.messageId
         self.outbound.send(bytes)
         return true
@@ -280,7 +340,10 @@ actor MQTTDeviceConnection: DeviceLink {
         guard self.subscriptions.contains(.desiredPatches) else { return }
         var members = patch.objectValue
         members["$version"] = .number(JSONNumber(version))
-        self.publishToDevice("$iothub/twin/PATCH/properties/desired/?$version=\(version)", JSONValue.object(members).jsonBytes)
+        self.publishToDevice(
+            "$iothub/twin/PATCH/properties/desired/?$version=\(version)",
+            JSONValue.object(members).jsonBytes
+        )
     }
 
     func requestMethod(name: String, payload: [UInt8], requestId: String) async -> Bool {
@@ -295,7 +358,9 @@ actor MQTTDeviceConnection: DeviceLink {
         guard !self.closed else { return }
         self.closed = true
         self.expiryTask?.cancel()
-        let reason = self.outbound.overflowed ? "the client did not read: over \(self.limits.maximumPendingWriteBytes) bytes were waiting" : reason
+        let reason =
+            self.outbound.overflowed
+            ? "the client did not read: over \(self.limits.maximumPendingWriteBytes) bytes were waiting" : reason
         self.logger.info("MQTT connection closed", metadata: ["identity": "\(self.identity)", "reason": "\(reason)"])
         await self.outbound.finish()
         self.connection.close()

@@ -36,7 +36,8 @@ struct MQTTUsername: Equatable {
             case .notHubDeviceProperties:
                 return "the username is not '{hub host}/{device id}[/{module id}]/[?]api-version=…'"
             case .missingAPIVersion: return "the username has no api-version"
-            case .malformedAPIVersion(let value): return "the username's api-version '\(value)' is not a date such as 2021-04-12"
+            case .malformedAPIVersion(let value):
+                return "the username's api-version '\(value)' is not a date such as 2021-04-12"
             case .malformedEscape: return "the username has an invalid percent-escape"
             }
         }
@@ -61,7 +62,9 @@ struct MQTTUsername: Equatable {
             query = text[text.index(after: slash)...]
         }
         let segments = path.split(separator: "/", omittingEmptySubsequences: false)
-        guard (2...3).contains(segments.count), segments.allSatisfy({ !$0.isEmpty }) else { throw .notHubDeviceProperties }
+        guard (2...3).contains(segments.count), segments.allSatisfy({ !$0.isEmpty }) else {
+            throw .notHubDeviceProperties
+        }
         var properties: [String: String] = [:]
         for field in query.split(separator: "&", omittingEmptySubsequences: true) {
             let pair = field.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -75,7 +78,10 @@ struct MQTTUsername: Equatable {
         guard let apiVersion = properties["api-version"], !apiVersion.isEmpty else { throw .missingAPIVersion }
         guard Self.isDatedVersion(apiVersion) else { throw .malformedAPIVersion(apiVersion) }
         self.hubHost = String(segments[0])
-        self.identity = IdentityName(deviceId: String(segments[1]), moduleId: segments.count == 3 ? String(segments[2]) : nil)
+        self.identity = IdentityName(
+            deviceId: String(segments[1]),
+            moduleId: segments.count == 3 ? String(segments[2]) : nil
+        )
         self.apiVersion = apiVersion
         self.properties = properties
     }
@@ -86,7 +92,9 @@ struct MQTTUsername: Equatable {
         guard bytes.count >= 10, bytes.count == 10 || bytes[10] == UInt8(ascii: "-") else { return false }
         for (offset, byte) in bytes.prefix(10).enumerated() {
             let isDash = offset == 4 || offset == 7
-            guard isDash ? byte == UInt8(ascii: "-") : (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return false }
+            guard isDash ? byte == UInt8(ascii: "-") : (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else {
+                return false
+            }
         }
         return bytes.count == 10 || bytes.count > 11
     }

@@ -112,7 +112,9 @@ struct AMQPClientState: Sendable {
     // MARK: - What the driver asks
 
     /// Whether `link` is attached at both ends.
-    func isAttached(_ link: AMQPClientLink) -> Bool { self.handles[link].flatMap { self.links[$0]?.phase } == .attached }
+    func isAttached(_ link: AMQPClientLink) -> Bool {
+        self.handles[link].flatMap { self.links[$0]?.phase } == .attached
+    }
 
     /// Whether `link` was refused by the peer.
     func isRefused(_ link: AMQPClientLink) -> Bool { self.handles[link].flatMap { self.links[$0]?.phase } == .refused }
@@ -131,27 +133,63 @@ struct AMQPClientState: Sendable {
     mutating func startDraining() { self.isDraining = true }
 
     /// `open` and `begin`.
-    mutating func open(containerId: String, hostname: String, idleTimeout: UInt32, properties: [AMQPMapEntry]) -> [Action] {
-        [.write([
-            .open(AMQPOpen(containerId: containerId, hostname: hostname, maxFrameSize: 65_536, channelMax: 0, idleTimeOut: idleTimeout, properties: properties)),
-            .begin(AMQPBegin(nextOutgoingId: self.nextOutgoingId, incomingWindow: Self.window, outgoingWindow: Self.window)),
-        ])]
+    mutating func open(containerId: String, hostname: String, idleTimeout: UInt32, properties: [AMQPMapEntry])
+        -> [Action]
+    {
+        [
+            .write([
+                .open(
+                    AMQPOpen(
+                        containerId: containerId,
+                        hostname: hostname,
+                        maxFrameSize: 65_536,
+                        channelMax: 0,
+                        idleTimeOut: idleTimeout,
+                        properties: properties
+                    )
+                ),
+                .begin(
+                    AMQPBegin(
+                        nextOutgoingId: self.nextOutgoingId,
+                        incomingWindow: Self.window,
+                        outgoingWindow: Self.window
+                    )
+                ),
+            ])
+        ]
     }
 
     /// Attaches `link` to `address`; receivers get their credit once the peer attaches.
     /// `name` must be unique on the connection: the peer's attach is matched to ours by it.
-    mutating func attach(_ link: AMQPClientLink, name: String, address: String, properties: [AMQPMapEntry]?) -> [Action] {
+    mutating func attach(_ link: AMQPClientLink, name: String, address: String, properties: [AMQPMapEntry]?) -> [Action]
+    {
         let handle = self.nextHandle
         self.nextHandle += 1
         self.links[handle] = Link(kind: link, phase: .attachSent)
         self.handles[link] = handle
         self.handlesByName[name] = handle
-        let attach = link.isSender
-            ? AMQPAttach(name: name, handle: handle, isReceiver: false, senderSettleMode: 0, receiverSettleMode: 0,
-                         source: AMQPTerminus(address: link == .cbsRequests ? "$cbs" : "sender-source"), target: AMQPTerminus(address: address),
-                         initialDeliveryCount: 0, properties: properties)
-            : AMQPAttach(name: name, handle: handle, isReceiver: true, receiverSettleMode: 0, source: AMQPTerminus(address: address),
-                         target: AMQPTerminus(address: link == .cbsResponses ? "cbs" : "receiver-target"), properties: properties)
+        let attach =
+            link.isSender
+            ? AMQPAttach(
+                name: name,
+                handle: handle,
+                isReceiver: false,
+                senderSettleMode: 0,
+                receiverSettleMode: 0,
+                source: AMQPTerminus(address: link == .cbsRequests ? "$cbs" : "sender-source"),
+                target: AMQPTerminus(address: address),
+                initialDeliveryCount: 0,
+                properties: properties
+            )
+            : AMQPAttach(
+                name: name,
+                handle: handle,
+                isReceiver: true,
+                receiverSettleMode: 0,
+                source: AMQPTerminus(address: address),
+                target: AMQPTerminus(address: link == .cbsResponses ? "cbs" : "receiver-target"),
+                properties: properties
+            )
         return [.write([.attach(attach)])]
     }
 
@@ -186,8 +224,12 @@ struct AMQPClientState: Sendable {
 
     /// Settles a received cloud-to-device message; the link gets the credit back.
     mutating func settle(_ deliveryId: UInt32, state: AMQPDeliveryState) -> [Action] {
-        var actions: [Action] = [.write([.disposition(AMQPDisposition(isReceiver: true, first: deliveryId, settled: true, state: state))])]
-        if let handle = self.receivedUnsettled.removeValue(forKey: deliveryId), var link = self.links[handle], link.unsettled > 0 {
+        var actions: [Action] = [
+            .write([.disposition(AMQPDisposition(isReceiver: true, first: deliveryId, settled: true, state: state))])
+        ]
+        if let handle = self.receivedUnsettled.removeValue(forKey: deliveryId), var link = self.links[handle],
+            link.unsettled > 0
+        {
             link.unsettled -= 1
             self.links[handle] = link
             actions += self.topUp(handle)
@@ -200,7 +242,9 @@ struct AMQPClientState: Sendable {
         let outgoing = self.outgoing
         self = AMQPClientState(cloudToDeviceCredit: self.cloudToDeviceCredit)
         self.outgoing = outgoing.mapValues { Outgoing(slot: $0.slot, payload: $0.payload) }
-        for sequence in outgoing.keys.sorted() { self.untransmitted[outgoing[sequence]!.slot, default: []].append(sequence) }
+        for sequence in outgoing.keys.sorted() {
+            self.untransmitted[outgoing[sequence]!.slot, default: []].append(sequence)
+        }
     }
 
     // MARK: - What the peer sends
@@ -222,15 +266,20 @@ struct AMQPClientState: Sendable {
             self.nextIncomingId = begin.nextOutgoingId
             return self.pump() + [.progress]
         case .attach(let attach):
-            guard self.beginReceived else { throw HubAMQPError(.protocolViolation, "the peer sent attach before begin") }
+            guard self.beginReceived else {
+                throw HubAMQPError(.protocolViolation, "the peer sent attach before begin")
+            }
             return self.attached(attach)
         case .flow(let flow):
             guard self.beginReceived else { throw HubAMQPError(.protocolViolation, "the peer sent flow before begin") }
             let peerNextIncoming = Int64(flow.nextIncomingId ?? 0)
             self.remoteIncomingWindow = peerNextIncoming + Int64(flow.incomingWindow) - Int64(self.nextOutgoingId)
-            if let remote = flow.handle, let handle = self.remoteHandles[remote], var link = self.links[handle], link.kind.isSender,
-               let linkCredit = flow.linkCredit {
-                link.credit = Int64(flow.deliveryCount ?? link.deliveryCount) + Int64(linkCredit) - Int64(link.deliveryCount)
+            if let remote = flow.handle, let handle = self.remoteHandles[remote], var link = self.links[handle],
+                link.kind.isSender,
+                let linkCredit = flow.linkCredit
+            {
+                link.credit =
+                    Int64(flow.deliveryCount ?? link.deliveryCount) + Int64(linkCredit) - Int64(link.deliveryCount)
                 self.links[handle] = link
             }
             return self.pump()
@@ -238,9 +287,13 @@ struct AMQPClientState: Sendable {
             guard disposition.isReceiver else { return [] }
             var actions: [Action] = []
             let last = max(disposition.first, disposition.last ?? disposition.first)
-            guard last &- disposition.first < 1_000_000 else { throw HubAMQPError(.protocolViolation, "a disposition range is implausibly large") }
+            guard last &- disposition.first < 1_000_000 else {
+                throw HubAMQPError(.protocolViolation, "a disposition range is implausibly large")
+            }
             for id in disposition.first...last {
-                guard let sequence = self.deliveries.removeValue(forKey: id), self.outgoing.removeValue(forKey: sequence) != nil else { continue }
+                guard let sequence = self.deliveries.removeValue(forKey: id),
+                    self.outgoing.removeValue(forKey: sequence) != nil
+                else { continue }
                 actions.append(.settled(sequence: sequence, error: Self.error(for: disposition.state)))
             }
             return actions
@@ -248,12 +301,23 @@ struct AMQPClientState: Sendable {
             return try self.received(transfer, payload: payload)
         case .detach(let detach):
             let link = self.remoteHandles[detach.handle].flatMap { self.links[$0]?.kind }
-            throw HubAMQPError(.linkDetached, "the peer detached the \(link?.name ?? "unknown") link: \(detach.error?.description ?? "no reason")",
-                               condition: detach.error?.condition)
+            throw HubAMQPError(
+                .linkDetached,
+                "the peer detached the \(link?.name ?? "unknown") link: \(detach.error?.description ?? "no reason")",
+                condition: detach.error?.condition
+            )
         case .end(let end):
-            throw HubAMQPError(.connectionClosed, "the peer ended the session: \(end.error?.description ?? "no reason")", condition: end.error?.condition)
+            throw HubAMQPError(
+                .connectionClosed,
+                "the peer ended the session: \(end.error?.description ?? "no reason")",
+                condition: end.error?.condition
+            )
         case .close(let close):
-            throw HubAMQPError(.connectionClosed, "the peer closed the connection: \(close.error?.description ?? "no reason")", condition: close.error?.condition)
+            throw HubAMQPError(
+                .connectionClosed,
+                "the peer closed the connection: \(close.error?.description ?? "no reason")",
+                condition: close.error?.condition
+            )
         case .saslMechanisms, .saslInit, .saslChallenge, .saslResponse, .saslOutcome:
             throw HubAMQPError(.protocolViolation, "a SASL frame after the SASL exchange")
         }
@@ -261,7 +325,9 @@ struct AMQPClientState: Sendable {
 
     private mutating func attached(_ attach: AMQPAttach) -> [Action] {
         // The peer's attach names our link and carries the opposite role.
-        guard let handle = self.handlesByName[attach.name], var link = self.links[handle], link.kind.isSender == attach.isReceiver else { return [] }
+        guard let handle = self.handlesByName[attach.name], var link = self.links[handle],
+            link.kind.isSender == attach.isReceiver
+        else { return [] }
         self.remoteHandles[attach.handle] = handle
         // A null terminus is a refusal; the peer's detach with the reason follows.
         guard (attach.isReceiver ? attach.target : attach.source) != nil else {
@@ -281,12 +347,15 @@ struct AMQPClientState: Sendable {
     }
 
     private mutating func received(_ transfer: AMQPTransfer, payload: [UInt8]) throws(HubAMQPError) -> [Action] {
-        guard let handle = self.remoteHandles[transfer.handle], let kind = self.links[handle]?.kind, !kind.isSender else {
+        guard let handle = self.remoteHandles[transfer.handle], let kind = self.links[handle]?.kind, !kind.isSender
+        else {
             throw HubAMQPError(.protocolViolation, "a transfer on a link the client does not receive on")
         }
         self.nextIncomingId &+= 1
         if var partial = self.partial {
-            guard partial.handle == handle else { throw HubAMQPError(.protocolViolation, "a transfer interleaved with another delivery's frames") }
+            guard partial.handle == handle else {
+                throw HubAMQPError(.protocolViolation, "a transfer interleaved with another delivery's frames")
+            }
             // IoT Hub's messages are at most 256 KB; a delivery that goes on past that is not one (it once grew the
             // client without bound). The buffer is taken out before it grows, so no frame copies it.
             guard partial.payload.count + payload.count <= Self.maximumMessageBytes else {
@@ -297,7 +366,9 @@ struct AMQPClientState: Sendable {
             partial.payload += payload
             self.partial = partial
         } else {
-            guard let id = transfer.deliveryId else { throw HubAMQPError(.protocolViolation, "a transfer without a delivery id") }
+            guard let id = transfer.deliveryId else {
+                throw HubAMQPError(.protocolViolation, "a transfer without a delivery id")
+            }
             self.partial = (handle, id, transfer.settled ?? false, payload)
         }
         guard transfer.more != true, let complete = self.partial else { return [] }
@@ -310,7 +381,9 @@ struct AMQPClientState: Sendable {
         }
         guard case .cloudToDevice(let slot) = kind else {
             var actions: [Action] = [.cbsResponse(message)]
-            if !complete.settled { actions.insert(contentsOf: self.settle(complete.deliveryId, state: .accepted), at: 0) }
+            if !complete.settled {
+                actions.insert(contentsOf: self.settle(complete.deliveryId, state: .accepted), at: 0)
+            }
             return actions + self.replenish(handle)
         }
         if !complete.settled, var link = self.links[handle] {
@@ -318,7 +391,8 @@ struct AMQPClientState: Sendable {
             self.links[handle] = link
             self.receivedUnsettled[complete.deliveryId] = handle
         }
-        return [.received(message, deliveryId: complete.deliveryId, settled: complete.settled, slot: slot)] + self.replenish(handle)
+        return [.received(message, deliveryId: complete.deliveryId, settled: complete.settled, slot: slot)]
+            + self.replenish(handle)
     }
 
     /// Counts a delivery on the receiver link `handle` and tops its credit up.
@@ -351,7 +425,8 @@ struct AMQPClientState: Sendable {
         var frames: [AMQPPerformative] = []
         let chunk = self.chunkSize
         slots: for slot in self.untransmitted.keys {
-            guard let handle = self.handles[.telemetry(slot)], var link = self.links[handle], link.phase == .attached else { continue }
+            guard let handle = self.handles[.telemetry(slot)], var link = self.links[handle], link.phase == .attached
+            else { continue }
             var queue = self.untransmitted[slot] ?? []
             defer {
                 self.links[handle] = link
@@ -390,10 +465,19 @@ struct AMQPClientState: Sendable {
         repeat {
             let end = min(payload.count, offset + chunk)
             let first = offset == 0
-            frames.append(.transfer(AMQPTransfer(
-                handle: handle, deliveryId: first ? id : nil, deliveryTag: first ? withUnsafeBytes(of: id.bigEndian, Array.init) : nil,
-                messageFormat: first ? 0 : nil, settled: first ? settled : nil, more: end < payload.count ? true : nil
-            ), payload: offset == 0 && end == payload.count ? payload : Array(payload[offset..<end])))
+            frames.append(
+                .transfer(
+                    AMQPTransfer(
+                        handle: handle,
+                        deliveryId: first ? id : nil,
+                        deliveryTag: first ? withUnsafeBytes(of: id.bigEndian, Array.init) : nil,
+                        messageFormat: first ? 0 : nil,
+                        settled: first ? settled : nil,
+                        more: end < payload.count ? true : nil
+                    ),
+                    payload: offset == 0 && end == payload.count ? payload : Array(payload[offset..<end])
+                )
+            )
             self.nextOutgoingId &+= 1
             offset = end
         } while offset < payload.count
@@ -401,8 +485,15 @@ struct AMQPClientState: Sendable {
     }
 
     private func flow(_ handle: UInt32, deliveryCount: UInt32, credit: UInt32) -> AMQPFlow {
-        AMQPFlow(nextIncomingId: self.nextIncomingId, incomingWindow: Self.window, nextOutgoingId: self.nextOutgoingId,
-                 outgoingWindow: Self.window, handle: handle, deliveryCount: deliveryCount, linkCredit: credit)
+        AMQPFlow(
+            nextIncomingId: self.nextIncomingId,
+            incomingWindow: Self.window,
+            nextOutgoingId: self.nextOutgoingId,
+            outgoingWindow: Self.window,
+            handle: handle,
+            deliveryCount: deliveryCount,
+            linkCredit: credit
+        )
     }
 
     private static func error(for state: AMQPDeliveryState?) -> HubAMQPError? {
@@ -410,7 +501,11 @@ struct AMQPClientState: Sendable {
         case .accepted?, nil:
             return nil
         case .rejected(let error)?:
-            return HubAMQPError(.rejected, "the message was rejected: \(error?.description ?? "no reason")", condition: error?.condition)
+            return HubAMQPError(
+                .rejected,
+                "the message was rejected: \(error?.description ?? "no reason")",
+                condition: error?.condition
+            )
         case .released?:
             return HubAMQPError(.released, "the message was released")
         case .modified?:

@@ -9,7 +9,9 @@ public struct CloudToDeviceDelivery: Sendable {
     public func complete() async throws { try await self.settle(.accepted) }
     /// Rejects the message.
     public func reject() async throws {
-        try await self.settle(.rejected(AMQPError(condition: "amqp:not-allowed", description: "Rejected by application")))
+        try await self.settle(
+            .rejected(AMQPError(condition: "amqp:not-allowed", description: "Rejected by application"))
+        )
     }
     /// Releases the message for redelivery.
     public func abandon() async throws { try await self.settle(.released) }

@@ -32,7 +32,9 @@ public final class HubAMQPClient: Service, Sendable {
 
     /// Sends a message and returns when the peer settles it as `accepted`; `rejected`, `released` and `modified`
     /// throw the matching ``HubAMQPError``.
-    public func send(_ message: AMQPMessage) async throws { try await HubAMQPError.mapping { try await self.session.send(message) } }
+    public func send(_ message: AMQPMessage) async throws {
+        try await HubAMQPError.mapping { try await self.session.send(message) }
+    }
 
     /// Sends `close` and shuts the connection.
     public func close() async { await self.session.close() }

@@ -121,15 +121,25 @@ public struct HubAMQPConfiguration: Sendable {
         cloudToDeviceCredit: UInt32 = 100
     ) {
         self.init(
-            hubHost: hubHost, deviceId: deviceId, moduleId: moduleId, authentication: .saslPlain(tokenSource),
-            gatewayHostName: gatewayHostName, port: port, trustRoots: trustRoots, idleTimeout: idleTimeout,
-            operationTimeout: operationTimeout, clientVersion: clientVersion, apiVersion: apiVersion,
+            hubHost: hubHost,
+            deviceId: deviceId,
+            moduleId: moduleId,
+            authentication: .saslPlain(tokenSource),
+            gatewayHostName: gatewayHostName,
+            port: port,
+            trustRoots: trustRoots,
+            idleTimeout: idleTimeout,
+            operationTimeout: operationTimeout,
+            clientVersion: clientVersion,
+            apiVersion: apiVersion,
             cloudToDeviceCredit: cloudToDeviceCredit
         )
     }
 
     /// `/devices/{id}` or `/devices/{id}/modules/{m}`.
-    var identityPath: String { self.moduleId.map { "/devices/\(self.deviceId)/modules/\($0)" } ?? "/devices/\(self.deviceId)" }
+    var identityPath: String {
+        self.moduleId.map { "/devices/\(self.deviceId)/modules/\($0)" } ?? "/devices/\(self.deviceId)"
+    }
     var telemetryAddress: String { self.identityPath + "/messages/events" }
     var cloudToDeviceAddress: String { self.identityPath + "/messages/devicebound" }
     var sasResource: SASResource {

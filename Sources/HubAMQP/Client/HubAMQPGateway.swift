@@ -71,14 +71,28 @@ public final class HubAMQPGateway: Sendable {
 
     /// A gateway; nothing is sent until ``connect()``.
     public init(configuration: Configuration, logger: Logger = TLSConnection.disabledLogger) {
-        self.session = HubAMQPSession(settings: .init(
-            hubHost: configuration.hubHost, gatewayHostName: configuration.gatewayHostName, port: configuration.port,
-            trustRoots: configuration.trustRoots, mode: .cbs(configuration.tokenType), idleTimeout: configuration.idleTimeout,
-            operationTimeout: configuration.operationTimeout, clientVersion: configuration.clientVersion, apiVersion: configuration.apiVersion,
-            cloudToDeviceCredit: configuration.cloudToDeviceCredit, reconnects: configuration.reconnects,
-            retryPolicy: RetryPolicy(initialDelay: configuration.reconnectMinimumDelay, maximumDelay: configuration.reconnectMaximumDelay),
-            containerName: "gateway"
-        ), identities: [], logger: logger)
+        self.session = HubAMQPSession(
+            settings: .init(
+                hubHost: configuration.hubHost,
+                gatewayHostName: configuration.gatewayHostName,
+                port: configuration.port,
+                trustRoots: configuration.trustRoots,
+                mode: .cbs(configuration.tokenType),
+                idleTimeout: configuration.idleTimeout,
+                operationTimeout: configuration.operationTimeout,
+                clientVersion: configuration.clientVersion,
+                apiVersion: configuration.apiVersion,
+                cloudToDeviceCredit: configuration.cloudToDeviceCredit,
+                reconnects: configuration.reconnects,
+                retryPolicy: RetryPolicy(
+                    initialDelay: configuration.reconnectMinimumDelay,
+                    maximumDelay: configuration.reconnectMaximumDelay
+                ),
+                containerName: "gateway"
+            ),
+            identities: [],
+            logger: logger
+        )
     }
 
     /// TLS, SASL ANONYMOUS/MSSBCBS, open and begin, then the identities added so far.
@@ -86,10 +100,22 @@ public final class HubAMQPGateway: Sendable {
 
     /// Adds a device or module: puts its token on `$cbs` and attaches its links (now if connected, else on
     /// ``connect()``). Throws ``HubAMQPError/Code/authenticationFailed`` when the hub refuses the token.
-    public func addDevice(deviceId: String, moduleId: String? = nil, tokenSource: any SASTokenSource) async throws -> Device {
+    public func addDevice(deviceId: String, moduleId: String? = nil, tokenSource: any SASTokenSource) async throws
+        -> Device
+    {
         let (stream, continuation) = AsyncStream.makeStream(of: CloudToDeviceDelivery.self, bufferingPolicy: .unbounded)
-        let slot = try await HubAMQPError.mapping { try await self.session.addIdentity(.init(deviceId: deviceId, moduleId: moduleId, tokenSource: tokenSource, cloudToDevice: continuation)) }
-        return Device(deviceId: deviceId, moduleId: moduleId, cloudToDeviceMessages: stream, session: self.session, slot: slot)
+        let slot = try await HubAMQPError.mapping {
+            try await self.session.addIdentity(
+                .init(deviceId: deviceId, moduleId: moduleId, tokenSource: tokenSource, cloudToDevice: continuation)
+            )
+        }
+        return Device(
+            deviceId: deviceId,
+            moduleId: moduleId,
+            cloudToDeviceMessages: stream,
+            session: self.session,
+            slot: slot
+        )
     }
 
     /// Closes the connection for every identity.
@@ -107,6 +133,8 @@ public final class HubAMQPGateway: Sendable {
         let slot: Int
 
         /// Sends telemetry as this identity; returns when the hub settles it as `accepted`.
-        public func send(_ message: AMQPMessage) async throws { try await HubAMQPError.mapping { try await self.session.send(message, slot: self.slot) } }
+        public func send(_ message: AMQPMessage) async throws {
+            try await HubAMQPError.mapping { try await self.session.send(message, slot: self.slot) }
+        }
     }
 }

@@ -44,9 +44,12 @@ actor HubAMQPSession {
         let tokenSource: (any SASTokenSource)?
         let cloudToDevice: AsyncStream<CloudToDeviceDelivery>.Continuation
 
-        var path: String { self.moduleId.map { "/devices/\(self.deviceId)/modules/\($0)" } ?? "/devices/\(self.deviceId)" }
+        var path: String {
+            self.moduleId.map { "/devices/\(self.deviceId)/modules/\($0)" } ?? "/devices/\(self.deviceId)"
+        }
         func sasResource(hubHost: String) -> SASResource {
-            self.moduleId.map { .module(hubHost: hubHost, deviceId: self.deviceId, moduleId: $0) } ?? .device(hubHost: hubHost, deviceId: self.deviceId)
+            self.moduleId.map { .module(hubHost: hubHost, deviceId: self.deviceId, moduleId: $0) }
+                ?? .device(hubHost: hubHost, deviceId: self.deviceId)
         }
     }
 
@@ -112,7 +115,11 @@ actor HubAMQPSession {
     }
 
     /// A session for one device or module, as configured.
-    init(configuration: HubAMQPConfiguration, logger: Logger, cloudToDevice: AsyncStream<CloudToDeviceDelivery>.Continuation) {
+    init(
+        configuration: HubAMQPConfiguration,
+        logger: Logger,
+        cloudToDevice: AsyncStream<CloudToDeviceDelivery>.Continuation
+    ) {
         let mode: Mode
         let source: (any SASTokenSource)?
         switch configuration.authentication {
@@ -127,14 +134,27 @@ actor HubAMQPSession {
             source = nil
         }
         let settings = Settings(
-            hubHost: configuration.hubHost, gatewayHostName: configuration.gatewayHostName, port: configuration.port,
-            trustRoots: configuration.trustRoots, mode: mode, idleTimeout: configuration.idleTimeout,
-            operationTimeout: configuration.operationTimeout, clientVersion: configuration.clientVersion, apiVersion: configuration.apiVersion,
-            cloudToDeviceCredit: configuration.cloudToDeviceCredit, reconnects: configuration.reconnects,
-            retryPolicy: configuration.retryPolicy, maximumQueuedMessages: configuration.maximumQueuedMessages,
+            hubHost: configuration.hubHost,
+            gatewayHostName: configuration.gatewayHostName,
+            port: configuration.port,
+            trustRoots: configuration.trustRoots,
+            mode: mode,
+            idleTimeout: configuration.idleTimeout,
+            operationTimeout: configuration.operationTimeout,
+            clientVersion: configuration.clientVersion,
+            apiVersion: configuration.apiVersion,
+            cloudToDeviceCredit: configuration.cloudToDeviceCredit,
+            reconnects: configuration.reconnects,
+            retryPolicy: configuration.retryPolicy,
+            maximumQueuedMessages: configuration.maximumQueuedMessages,
             containerName: configuration.deviceId
         )
-        let identity = Identity(deviceId: configuration.deviceId, moduleId: configuration.moduleId, tokenSource: source, cloudToDevice: cloudToDevice)
+        let identity = Identity(
+            deviceId: configuration.deviceId,
+            moduleId: configuration.moduleId,
+            tokenSource: source,
+            cloudToDevice: cloudToDevice
+        )
         self.init(settings: settings, identities: [identity], logger: logger)
     }
 
@@ -159,14 +179,22 @@ actor HubAMQPSession {
             } catch {
                 self.lifecycle = .idle
                 guard self.settings.reconnects, !(error is CancellationError), !Task.isCancelled else { throw error }
-                switch backoff.attemptFailed(Self.classify(error), reason: "\(error)", randomUnit: Double.random(in: 0..<1)) {
+                switch backoff.attemptFailed(
+                    Self.classify(error),
+                    reason: "\(error)",
+                    randomUnit: Double.random(in: 0..<1)
+                )
+                {
                 case .retry(let after) where ContinuousClock.now + after < deadline:
-                    self.logger.debug("AMQP connect failed, trying again", metadata: ["error": "\(error)", "wait": "\(after)"])
+                    self.logger.debug(
+                        "AMQP connect failed, trying again",
+                        metadata: ["error": "\(error)", "wait": "\(after)"]
+                    )
                     try await Task.sleep(for: after)
                 case .retry:
                     throw error
                 case .giveUp(let reason):
-                    throw HubAMQPError(.retriesExhausted, "gave up connecting: \(reason)", underlying: error as? any Error & Sendable)
+                    throw HubAMQPError(.retriesExhausted, "gave up connecting: \(reason)", underlying: error)
                 }
             }
         }
@@ -180,15 +208,30 @@ actor HubAMQPSession {
         var tls = TLSConfiguration(trustRoots: self.settings.trustRoots, connectTimeout: self.settings.operationTimeout)
         if case .x509(let identity) = self.settings.mode { tls.clientIdentity = identity }
         let host = self.settings.gatewayHostName ?? self.settings.hubHost
-        let connection = try await TLSConnection.connect(host: host, port: self.settings.port, configuration: tls, logger: self.logger)
-        self.transport = Transport(connection: connection, writer: TLSWriteQueue(connection: connection, maximumPendingBytes: .max), generation: generation)
+        let connection = try await TLSConnection.connect(
+            host: host,
+            port: self.settings.port,
+            configuration: tls,
+            logger: self.logger
+        )
+        self.transport = Transport(
+            connection: connection,
+            writer: TLSWriteQueue(connection: connection, maximumPendingBytes: .max),
+            generation: generation
+        )
         self.transportFailure = nil
         self.protocolState.connectionLost()
         do {
             let renewAt = try await self.authenticate(connection)
             let idle = UInt32(clamping: self.settings.idleTimeout.components.seconds * 1000)
-            self.perform(self.protocolState.open(containerId: "\(self.settings.containerName)-\(UUID().uuidString)",
-                                                 hostname: self.settings.hubHost, idleTimeout: idle, properties: self.clientProperties))
+            self.perform(
+                self.protocolState.open(
+                    containerId: "\(self.settings.containerName)-\(UUID().uuidString)",
+                    hostname: self.settings.hubHost,
+                    idleTimeout: idle,
+                    properties: self.clientProperties
+                )
+            )
             self.readerTask = Task { await self.readLoop(connection, generation: generation) }
             try await self.waitUntil("the connection to open") { $0.remoteOpened }
             if let idle = self.protocolState.peerIdleTimeout, idle > 0 {
@@ -211,13 +254,34 @@ actor HubAMQPSession {
     private func attachIdentity(_ slot: Int) async throws {
         guard let identity = self.identities[slot] else { return }
         if case .cbs(let type) = self.settings.mode {
-            guard let source = identity.tokenSource else { throw HubAMQPError(.authenticationFailed, "CBS needs a token source for '\(identity.deviceId)'") }
+            guard let source = identity.tokenSource else {
+                throw HubAMQPError(.authenticationFailed, "CBS needs a token source for '\(identity.deviceId)'")
+            }
             try await self.putToken(source, type: type, slot: slot)
         }
-        let properties = self.clientProperties + [AMQPMapEntry(.symbol("com.microsoft:api-version"), .string(self.settings.apiVersion))]
-        self.perform(self.protocolState.attach(.telemetry(slot), name: "sender-\(slot)-\(UUID().uuidString)", address: identity.path + "/messages/events", properties: properties))
-        self.perform(self.protocolState.attach(.cloudToDevice(slot), name: "receiver-\(slot)-\(UUID().uuidString)", address: identity.path + "/messages/devicebound", properties: properties))
-        try await self.waitUntil("the links of '\(identity.deviceId)'") { $0.isAttached(.telemetry(slot)) && $0.isAttached(.cloudToDevice(slot)) }
+        let properties =
+            self.clientProperties + [
+                AMQPMapEntry(.symbol("com.microsoft:api-version"), .string(self.settings.apiVersion))
+            ]
+        self.perform(
+            self.protocolState.attach(
+                .telemetry(slot),
+                name: "sender-\(slot)-\(UUID().uuidString)",
+                address: identity.path + "/messages/events",
+                properties: properties
+            )
+        )
+        self.perform(
+            self.protocolState.attach(
+                .cloudToDevice(slot),
+                name: "receiver-\(slot)-\(UUID().uuidString)",
+                address: identity.path + "/messages/devicebound",
+                properties: properties
+            )
+        )
+        try await self.waitUntil("the links of '\(identity.deviceId)'") {
+            $0.isAttached(.telemetry(slot)) && $0.isAttached(.cloudToDevice(slot))
+        }
     }
 
     /// Adds a device identity to a CBS connection (a gateway): its token is put and its links attached now if
@@ -268,31 +332,53 @@ actor HubAMQPSession {
             }
             let issued = try source.issueToken(for: identity.sasResource(hubHost: self.settings.hubHost))
             let credentials = SASLPlainCredentials(
-                deviceId: identity.deviceId, moduleId: identity.moduleId, hubHost: self.settings.hubHost, token: issued.token
+                deviceId: identity.deviceId,
+                moduleId: identity.moduleId,
+                hubHost: self.settings.hubHost,
+                token: issued.token
             )
-            initial = SASLInit(mechanism: "PLAIN", initialResponse: credentials.initialResponse, hostname: self.settings.hubHost)
+            initial = SASLInit(
+                mechanism: "PLAIN",
+                initialResponse: credentials.initialResponse,
+                hostname: self.settings.hubHost
+            )
             renewAt = issued.renewAt
             who = credentials.authenticationId
         case .cbs:
             let mechanism = mechanisms.contains("MSSBCBS") ? "MSSBCBS" : "ANONYMOUS"
             guard mechanisms.contains(mechanism) else {
-                throw HubAMQPError(.authenticationFailed, "the peer offers neither ANONYMOUS nor MSSBCBS for CBS (offers \(mechanisms))")
+                throw HubAMQPError(
+                    .authenticationFailed,
+                    "the peer offers neither ANONYMOUS nor MSSBCBS for CBS (offers \(mechanisms))"
+                )
             }
-            initial = SASLInit(mechanism: mechanism, initialResponse: mechanism == "ANONYMOUS" ? [] : nil, hostname: self.settings.hubHost)
+            initial = SASLInit(
+                mechanism: mechanism,
+                initialResponse: mechanism == "ANONYMOUS" ? [] : nil,
+                hostname: self.settings.hubHost
+            )
         case .x509:
             let mechanism = mechanisms.contains("EXTERNAL") ? "EXTERNAL" : "ANONYMOUS"
             guard mechanisms.contains(mechanism) else {
-                throw HubAMQPError(.authenticationFailed, "the peer offers neither EXTERNAL nor ANONYMOUS (offers \(mechanisms))")
+                throw HubAMQPError(
+                    .authenticationFailed,
+                    "the peer offers neither EXTERNAL nor ANONYMOUS (offers \(mechanisms))"
+                )
             }
             initial = SASLInit(mechanism: mechanism, initialResponse: [], hostname: self.settings.hubHost)
             who = "the client certificate"
         }
-        try await connection.write(AMQPFrame(type: .sasl, body: try AMQPPerformative.saslInit(initial).encoded()).encoded)
+        try await connection.write(
+            AMQPFrame(type: .sasl, body: try AMQPPerformative.saslInit(initial).encoded()).encoded
+        )
         guard case .saslOutcome(let outcome) = try await self.readPerformative(connection) else {
             throw HubAMQPError(.protocolViolation, "expected sasl-outcome")
         }
         guard outcome.code == .ok else {
-            throw HubAMQPError(.authenticationFailed, "SASL \(initial.mechanism) as \(who) was refused: \(outcome.code)")
+            throw HubAMQPError(
+                .authenticationFailed,
+                "SASL \(initial.mechanism) as \(who) was refused: \(outcome.code)"
+            )
         }
         try await connection.write(AMQPProtocolHeader.amqp.bytes)
         guard try await self.readProtocolHeader(connection) == .amqp else {
@@ -308,12 +394,17 @@ actor HubAMQPSession {
         let generation = self.generation
         let timer = Task {
             try await Task.sleep(for: timeout)
-            self.transportLost(HubAMQPError(.timedOut, "the peer did not open \(what) within \(timeout)"), generation: generation)
+            self.transportLost(
+                HubAMQPError(.timedOut, "the peer did not open \(what) within \(timeout)"),
+                generation: generation
+            )
         }
         defer { timer.cancel() }
         while true {
             if let failure = self.transportFailure { throw failure }
-            guard self.transport?.generation == generation else { throw HubAMQPError(.notConnected, "the connection was lost") }
+            guard self.transport?.generation == generation else {
+                throw HubAMQPError(.notConnected, "the connection was lost")
+            }
             if condition(self.protocolState) { return }
             try Task.checkCancellation()
             // A cancelled caller is woken like any other waiter; the loop then throws `CancellationError`.
@@ -336,27 +427,50 @@ actor HubAMQPSession {
 
     /// Attaches the `$cbs` links (first time on a connection) and puts a token for the identity in `slot`; throws
     /// ``HubAMQPError/Code/authenticationFailed`` when the hub refuses it.
-    private func putToken(_ source: any SASTokenSource, type: HubAMQPConfiguration.CBSTokenType, slot: Int) async throws {
+    private func putToken(_ source: any SASTokenSource, type: HubAMQPConfiguration.CBSTokenType, slot: Int) async throws
+    {
         guard let identity = self.identities[slot] else { return }
         if !(self.protocolState.isAttached(.cbsRequests) && self.protocolState.isAttached(.cbsResponses)) {
-            self.perform(self.protocolState.attach(.cbsRequests, name: "$cbs-sender-\(UUID().uuidString)", address: "$cbs", properties: nil))
-            self.perform(self.protocolState.attach(.cbsResponses, name: "$cbs-receiver-\(UUID().uuidString)", address: "$cbs", properties: nil))
+            self.perform(
+                self.protocolState.attach(
+                    .cbsRequests,
+                    name: "$cbs-sender-\(UUID().uuidString)",
+                    address: "$cbs",
+                    properties: nil
+                )
+            )
+            self.perform(
+                self.protocolState.attach(
+                    .cbsResponses,
+                    name: "$cbs-receiver-\(UUID().uuidString)",
+                    address: "$cbs",
+                    properties: nil
+                )
+            )
             try await self.waitUntil("the $cbs links") { $0.isAttached(.cbsRequests) && $0.isAttached(.cbsResponses) }
         }
         let resource = identity.sasResource(hubHost: self.settings.hubHost)
         let issued = try source.issueToken(for: resource)
         self.nextCBSRequest += 1
         let requestId = self.nextCBSRequest
-        let request = CBSPutToken.request(token: issued.token.secretValue, audience: resource.uri, type: type.rawValue, requestId: requestId)
+        let request = CBSPutToken.request(
+            token: issued.token.secretValue,
+            audience: resource.uri,
+            type: type.rawValue,
+            requestId: requestId
+        )
         let payload = try request.encoded()
         let timeout = self.settings.operationTimeout
         let timer = Task {
             try await Task.sleep(for: timeout)
-            self.cbsWaiters.removeValue(forKey: requestId)?.resume(throwing: HubAMQPError(.timedOut, "no CBS answer within \(timeout)"))
+            self.cbsWaiters.removeValue(forKey: requestId)?.resume(
+                throwing: HubAMQPError(.timedOut, "no CBS answer within \(timeout)")
+            )
         }
         defer { timer.cancel() }
         let response = try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<CBSPutToken.Response, any Error>) in
+            try await withCheckedThrowingContinuation {
+                (continuation: CheckedContinuation<CBSPutToken.Response, any Error>) in
                 if Task.isCancelled {
                     continuation.resume(throwing: CancellationError())
                     return
@@ -368,7 +482,10 @@ actor HubAMQPSession {
             Task { await self.cancelCBSWait(requestId) }
         }
         guard (200..<300).contains(response.status) else {
-            throw HubAMQPError(.authenticationFailed, "CBS put-token for '\(identity.deviceId)' was refused: \(response.status) \(response.statusDescription)")
+            throw HubAMQPError(
+                .authenticationFailed,
+                "CBS put-token for '\(identity.deviceId)' was refused: \(response.status) \(response.statusDescription)"
+            )
         }
         self.logger.debug("CBS token accepted", metadata: ["audience": "\(resource.uri)"])
         self.scheduleRenewal(slot: slot, at: issued.renewAt)
@@ -430,22 +547,36 @@ actor HubAMQPSession {
             do {
                 try await self.putToken(source, type: type, slot: slot)
             } catch {
-                self.transportLost(HubAMQPError(.authenticationFailed, "renewing the CBS token failed: \(error)"), generation: generation)
+                self.transportLost(
+                    HubAMQPError(.authenticationFailed, "renewing the CBS token failed: \(error)"),
+                    generation: generation
+                )
             }
         case .saslPlain:
             // A SASL identity cannot change in a connection: open a new one with a fresh token, whether or not
             // automatic reconnects are on. Messages in flight get their settlement first (bounded), and no new one
             // goes out meanwhile, so that the renewal sends nothing twice.
-            self.logger.info("renewing the SAS token: draining, then reconnecting", metadata: ["inflight": "\(self.protocolState.inFlightCount)"])
+            self.logger.info(
+                "renewing the SAS token: draining, then reconnecting",
+                metadata: ["inflight": "\(self.protocolState.inFlightCount)"]
+            )
             self.protocolState.startDraining()
             await self.waitForDrain(generation: generation, timeout: min(self.settings.operationTimeout, .seconds(10)))
-            guard self.generation == generation, self.lifecycle == .connected, let transport = self.transport else { return }
-            transport.writer.send(AMQPFrame(body: (try? AMQPPerformative.close(AMQPEndOrClose()).encoded()) ?? []).encoded)
+            guard self.generation == generation, self.lifecycle == .connected, let transport = self.transport else {
+                return
+            }
+            transport.writer.send(
+                AMQPFrame(body: (try? AMQPPerformative.close(AMQPEndOrClose()).encoded()) ?? []).encoded
+            )
             self.transport = nil
             await transport.writer.finish()
             guard self.generation == generation else { return }
             self.transport = transport
-            self.transportLost(HubAMQPError(.connectionClosed, "renewing the SAS token"), generation: generation, reconnect: true)
+            self.transportLost(
+                HubAMQPError(.connectionClosed, "renewing the SAS token"),
+                generation: generation,
+                reconnect: true
+            )
         case .x509:
             break
         }
@@ -465,7 +596,9 @@ actor HubAMQPSession {
 
     private func readPerformative(_ connection: TLSConnection) async throws -> AMQPPerformative {
         while true {
-            if let transport = self.transport, let (frame, size) = try transport.framer.nextFrame(in: transport.buffer[...]) {
+            if let transport = self.transport,
+                let (frame, size) = try transport.framer.nextFrame(in: transport.buffer[...])
+            {
                 self.transport?.buffer.removeFirst(size)
                 if frame.isHeartbeat { continue }
                 return try AMQPPerformative.decode(frame.body)
@@ -490,11 +623,16 @@ actor HubAMQPSession {
                 // Decode every complete frame, then drop them from the buffer in one move.
                 var consumed = 0
                 while let transport = self.transport, transport.generation == generation,
-                      let (frame, size) = try transport.framer.nextFrame(in: transport.buffer[consumed...]) {
+                    let (frame, size) = try transport.framer.nextFrame(in: transport.buffer[consumed...])
+                {
                     consumed += size
-                    if !frame.isHeartbeat { self.perform(try self.protocolState.receive(try AMQPPerformative.decode(frame.body))) }
+                    if !frame.isHeartbeat {
+                        self.perform(try self.protocolState.receive(try AMQPPerformative.decode(frame.body)))
+                    }
                 }
-                if consumed > 0, self.transport?.generation == generation { self.transport?.buffer.removeFirst(consumed) }
+                if consumed > 0, self.transport?.generation == generation {
+                    self.transport?.buffer.removeFirst(consumed)
+                }
                 let chunk: [UInt8]
                 do {
                     chunk = try await connection.read(timeout: silence)
@@ -508,7 +646,10 @@ actor HubAMQPSession {
         } catch let error as HubAMQPError {
             self.transportLost(error, generation: generation)
         } catch {
-            self.transportLost(HubAMQPError(.connectionClosed, "the connection failed: \(error)"), generation: generation)
+            self.transportLost(
+                HubAMQPError(.connectionClosed, "the connection failed: \(error)"),
+                generation: generation
+            )
         }
     }
 
@@ -532,12 +673,16 @@ actor HubAMQPSession {
                 if let error { waiter.resume(throwing: error) } else { waiter.resume() }
             case .received(let message, let deliveryId, let settled, let slot):
                 let generation = self.generation
-                self.identities[slot]?.cloudToDevice.yield(CloudToDeviceDelivery(message: message) { [weak self] state in
-                    guard let self, !settled else { return }
-                    try await self.settle(deliveryId, state: state, generation: generation)
-                })
+                self.identities[slot]?.cloudToDevice.yield(
+                    CloudToDeviceDelivery(message: message) { [weak self] state in
+                        guard let self, !settled else { return }
+                        try await self.settle(deliveryId, state: state, generation: generation)
+                    }
+                )
             case .cbsResponse(let message):
-                if let response = CBSPutToken.response(message) { self.cbsWaiters.removeValue(forKey: response.requestId)?.resume(returning: response) }
+                if let response = CBSPutToken.response(message) {
+                    self.cbsWaiters.removeValue(forKey: response.requestId)?.resume(returning: response)
+                }
             case .progress:
                 self.wakeHandshakeWaiters()
             }
@@ -546,7 +691,10 @@ actor HubAMQPSession {
 
     private func settle(_ deliveryId: UInt32, state: AMQPDeliveryState, generation: UInt64) throws {
         guard self.transport?.generation == generation else {
-            throw HubAMQPError(.notConnected, "the connection that delivered this message is gone; the hub delivers it again")
+            throw HubAMQPError(
+                .notConnected,
+                "the connection that delivered this message is gone; the hub delivers it again"
+            )
         }
         self.perform(self.protocolState.settle(deliveryId, state: state))
     }
@@ -615,7 +763,9 @@ actor HubAMQPSession {
             // A planned reconnect (token renewal) goes at once; a loss waits what the retry policy says, which keeps
             // growing while connections do not last (flapping).
             let uptime = self.connectedAt.map { ContinuousClock.now - $0 } ?? .zero
-            let delay: Duration? = reconnect == true ? nil : self.backoff.connectionLost(after: uptime, randomUnit: Double.random(in: 0..<1))
+            let delay: Duration? =
+                reconnect == true
+                ? nil : self.backoff.connectionLost(after: uptime, randomUnit: Double.random(in: 0..<1))
             self.reconnectTask = Task { await self.reconnectLoop(firstDelay: delay) }
         } else {
             self.finish(with: error)
@@ -655,15 +805,24 @@ actor HubAMQPSession {
                 self.logger.info("AMQP reconnect failed", metadata: ["error": "\(error)"])
                 guard self.settings.reconnects else {
                     // Only a token renewal reconnects when automatic reconnects are off; it gets one attempt.
-                    self.finish(with: error as? HubAMQPError ?? HubAMQPError(.connectionClosed, "reconnecting failed: \(error)"))
+                    self.finish(
+                        with: error as? HubAMQPError ?? HubAMQPError(.connectionClosed, "reconnecting failed: \(error)")
+                    )
                     return
                 }
-                switch self.backoff.attemptFailed(Self.classify(error), reason: "\(error)", randomUnit: Double.random(in: 0..<1)) {
+                switch self.backoff.attemptFailed(
+                    Self.classify(error),
+                    reason: "\(error)",
+                    randomUnit: Double.random(in: 0..<1)
+                )
+                {
                 case .retry(let after):
                     delay = after
                 case .giveUp(let reason):
                     self.logger.warning("AMQP gives up reconnecting", metadata: ["reason": "\(reason)"])
-                    self.finish(with: HubAMQPError(.retriesExhausted, "gave up reconnecting: \(reason)", underlying: error as? any Error & Sendable))
+                    self.finish(
+                        with: HubAMQPError(.retriesExhausted, "gave up reconnecting: \(reason)", underlying: error)
+                    )
                     return
                 }
             }
@@ -701,7 +860,9 @@ actor HubAMQPSession {
         guard self.lifecycle != .closed else { return }
         self.reconnectTask?.cancel()
         if self.lifecycle == .connected, let transport = self.transport {
-            transport.writer.send(AMQPFrame(body: (try? AMQPPerformative.close(AMQPEndOrClose()).encoded()) ?? []).encoded)
+            transport.writer.send(
+                AMQPFrame(body: (try? AMQPPerformative.close(AMQPEndOrClose()).encoded()) ?? []).encoded
+            )
             self.transport = nil
             await transport.writer.finish()
             self.transport = transport

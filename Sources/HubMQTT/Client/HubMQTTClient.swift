@@ -40,7 +40,8 @@ public final class HubMQTTClient: Service, Sendable {
 
     /// A client; nothing is sent until ``connect(timeout:)``. Throws ``HubMQTTError/Code/invalidArgument`` for a keep-alive
     /// above IoT Hub's 1177 s, a window below 1 or a buffer size below 1.
-    public init(configuration: HubMQTTConfiguration, logger: Logger = TLSConnection.disabledLogger) throws(HubMQTTError) {
+    public init(configuration: HubMQTTConfiguration, logger: Logger = TLSConnection.disabledLogger) throws(HubMQTTError)
+    {
         guard configuration.keepAlive > .zero, configuration.keepAlive <= .seconds(1177) else {
             throw HubMQTTError(.invalidArgument, "keep-alive must be between 1 and 1177 seconds for IoT Hub")
         }
@@ -61,15 +62,27 @@ public final class HubMQTTClient: Service, Sendable {
         self.methodRequests = HubStream(queue: methods)
         self.connectionEvents = HubStream(queue: events)
         let session = HubMQTTSession(
-            configuration: configuration, logger: logger, cloudToDevice: c2d, desired: desired, methods: methods, events: events
+            configuration: configuration,
+            logger: logger,
+            cloudToDevice: c2d,
+            desired: desired,
+            methods: methods,
+            events: events
         )
         self.session = session
         // Iterating a stream subscribes to its traffic; taking a C2D message acknowledges it.
-        c2d.setHandlers(onDemand: { [weak session] in Task { try? await session?.subscribe(to: [.cloudToDeviceMessages]) } },
-                        onTake: { [weak session] message in session?.cloudToDeviceTaken(message) })
-        desired.setHandlers(onDemand: { [weak session] in Task { try? await session?.subscribe(to: [.desiredPropertyPatches]) } },
-                            onTake: { [weak session] _ in Task { await session?.desiredTaken() } })
-        methods.setHandlers(onDemand: { [weak session] in Task { try? await session?.subscribe(to: [.methodRequests]) } }, onTake: nil)
+        c2d.setHandlers(
+            onDemand: { [weak session] in Task { try? await session?.subscribe(to: [.cloudToDeviceMessages]) } },
+            onTake: { [weak session] message in session?.cloudToDeviceTaken(message) }
+        )
+        desired.setHandlers(
+            onDemand: { [weak session] in Task { try? await session?.subscribe(to: [.desiredPropertyPatches]) } },
+            onTake: { [weak session] _ in Task { await session?.desiredTaken() } }
+        )
+        methods.setHandlers(
+            onDemand: { [weak session] in Task { try? await session?.subscribe(to: [.methodRequests]) } },
+            onTake: nil
+        )
     }
 
     /// Subscribes to the given kinds of pushed traffic now and waits for the hub's SUBACK (before ``connect(timeout:)``:

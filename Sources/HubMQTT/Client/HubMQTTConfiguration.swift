@@ -100,7 +100,11 @@ public struct HubMQTTConfiguration: Sendable {
             throw HubMQTTError(.invalidArgument, "x509=true needs the device's X.509 identity")
         }
         self.init(
-            identity: HubMQTTIdentity(hubHost: connectionString.hostName, deviceId: deviceId, moduleId: connectionString.moduleId),
+            identity: HubMQTTIdentity(
+                hubHost: connectionString.hostName,
+                deviceId: deviceId,
+                moduleId: connectionString.moduleId
+            ),
             authentication: authentication,
             gatewayHostName: connectionString.gatewayHostName,
             port: port,

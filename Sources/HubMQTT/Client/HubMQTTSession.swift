@@ -161,9 +161,14 @@ actor HubMQTTSession {
             return
         }
         if suback.returnCodes.contains(.failure) {
-            self.logger.warning("a subscription was refused", metadata: ["codes": "\(suback.returnCodes.map(\.rawValue))"])
+            self.logger.warning(
+                "a subscription was refused",
+                metadata: ["codes": "\(suback.returnCodes.map(\.rawValue))"]
+            )
         }
-        for (kind, code) in zip(kinds.sorted(), suback.returnCodes.dropFirst()) where code != .failure { self.subscribed.insert(kind) }
+        for (kind, code) in zip(kinds.sorted(), suback.returnCodes.dropFirst()) where code != .failure {
+            self.subscribed.insert(kind)
+        }
         self.perform(self.lifecycle.subscribed(generation: generation, now: .now))
     }
 
@@ -191,12 +196,19 @@ actor HubMQTTSession {
             do {
                 let suback = try await self.request(packet)
                 guard generation == self.lifecycle.liveGeneration else { continue }
-                for (kind, code) in zip(missing, suback.returnCodes) where code != .failure { self.subscribed.insert(kind) }
+                for (kind, code) in zip(missing, suback.returnCodes) where code != .failure {
+                    self.subscribed.insert(kind)
+                }
                 if suback.returnCodes.contains(.failure) {
-                    throw HubMQTTError(.subscriptionRefused, "the hub refused the subscription to \(missing.filter { !self.subscribed.contains($0) })")
+                    throw HubMQTTError(
+                        .subscriptionRefused,
+                        "the hub refused the subscription to \(missing.filter { !self.subscribed.contains($0) })"
+                    )
                 }
                 return
-            } catch let error as HubMQTTError where error.code == .notConnected && ContinuousClock.now < deadline && !self.ended {
+            } catch let error as HubMQTTError
+                where error.code == .notConnected && ContinuousClock.now < deadline && !self.ended
+            {
                 // The connection went while subscribing: the next one subscribes to everything wanted.
                 continue
             }
@@ -206,7 +218,9 @@ actor HubMQTTSession {
     /// The application took a cloud-to-device message: now it is acknowledged (on the connection it came on).
     nonisolated func cloudToDeviceTaken(_ message: CloudToDeviceMessage) {
         guard let delivery = message.delivery else { return }
-        try? self.pipeline.enqueue(.puback(packetId: delivery.packetId), generation: delivery.generation) { self.pipeline.handOff($0) }
+        try? self.pipeline.enqueue(.puback(packetId: delivery.packetId), generation: delivery.generation) {
+            self.pipeline.handOff($0)
+        }
     }
 
     /// The application took a desired patch: if patches were dropped on a full stream, the twin is read again once
@@ -219,9 +233,14 @@ actor HubMQTTSession {
 
     private func attemptFailed(_ error: any Error) {
         let failure = Self.wrap(error)
-        self.perform(self.lifecycle.attemptFailed(
-            failure, classification: Self.classify(failure), now: .now, randomUnit: Double.random(in: 0..<1)
-        ))
+        self.perform(
+            self.lifecycle.attemptFailed(
+                failure,
+                classification: Self.classify(failure),
+                now: .now,
+                randomUnit: Double.random(in: 0..<1)
+            )
+        )
     }
 
     /// Every failure as a ``HubMQTTError``: TLS and network failures become ``HubMQTTError/Code/connectionFailed``
@@ -230,8 +249,14 @@ actor HubMQTTSession {
         switch error {
         case let error as HubMQTTError: return error
         case let error as AzureIoTError: return HubMQTTError(.connectionFailed, "\(error)", underlying: error)
-        case let error as MQTTCodecError: return HubMQTTError(.protocolViolation, "the broker sent malformed MQTT: \(error.message)", underlying: error)
-        case is CancellationError: return HubMQTTError(.notConnected, "the attempt was cancelled", underlying: CancellationError())
+        case let error as MQTTCodecError:
+            return HubMQTTError(
+                .protocolViolation,
+                "the broker sent malformed MQTT: \(error.message)",
+                underlying: error
+            )
+        case is CancellationError:
+            return HubMQTTError(.notConnected, "the attempt was cancelled", underlying: CancellationError())
         default: return HubMQTTError(.connectionFailed, "\(error)")
         }
     }
@@ -245,7 +270,12 @@ actor HubMQTTSession {
             self.startAttempt()
         case .connected(let reconcileTwin):
             self.events.offer(ConnectionEvent(kind: .connected, reason: "CONNACK accepted"))
-            self.logger.debug("connected", metadata: ["host": "\(self.configuration.connectHost)", "clientId": "\(self.configuration.identity.clientId)"])
+            self.logger.debug(
+                "connected",
+                metadata: [
+                    "host": "\(self.configuration.connectHost)", "clientId": "\(self.configuration.identity.clientId)",
+                ]
+            )
             self.resumeConnectWaiters()
             if reconcileTwin { Task { await self.reconcileTwin() } }
         case .reconnect(let dropped, let delay, let reason):
@@ -255,7 +285,9 @@ actor HubMQTTSession {
                 self.events.offer(ConnectionEvent(kind: .disconnected, reason: reason))
             } else {
                 self.logger.debug("connect attempt failed", metadata: ["error": "\(reason)", "wait": "\(delay)"])
-                self.events.offer(ConnectionEvent(kind: .reconnectFailed, reason: "\(reason); next attempt in \(delay)"))
+                self.events.offer(
+                    ConnectionEvent(kind: .reconnectFailed, reason: "\(reason); next attempt in \(delay)")
+                )
             }
             self.retryTask = Task {
                 try? await Task.sleep(for: delay)
@@ -285,7 +317,10 @@ actor HubMQTTSession {
     /// A planned reconnect with a fresh token: DISCONNECT, close, connect again at once.
     private func renew(generation: Int) {
         guard generation == self.connectionGeneration, self.connection != nil else { return }
-        self.logger.info("renewing the SAS token by reconnecting", metadata: ["inflight": "\(self.pipeline.inflightCount)"])
+        self.logger.info(
+            "renewing the SAS token by reconnecting",
+            metadata: ["inflight": "\(self.pipeline.inflightCount)"]
+        )
         self.events.offer(ConnectionEvent(kind: .renewingToken, reason: "the SAS token reached its renewal time"))
         self.enqueue(.disconnect)
         self.dropConnection(generation: generation, reason: "renewing the SAS token")
@@ -317,7 +352,10 @@ actor HubMQTTSession {
             Task { [weak self] in
                 try? await Task.sleep(until: deadline)
                 guard !Task.isCancelled else { return }
-                await self?.expireConnectWaiter(id, HubMQTTError(.timedOut, "no connection within the operation's time-out"))
+                await self?.expireConnectWaiter(
+                    id,
+                    HubMQTTError(.timedOut, "no connection within the operation's time-out")
+                )
             }
         }
         defer { timer?.cancel() }
@@ -340,7 +378,10 @@ actor HubMQTTSession {
 
     /// Opens TLS, sends CONNECT and waits for CONNACK; returns the connection and what was read after CONNACK.
     private func openConnection() async throws -> (TLSConnection, [UInt8]) {
-        var tls = TLSConfiguration(trustRoots: self.configuration.trustRoots, connectTimeout: self.configuration.connectTimeout)
+        var tls = TLSConfiguration(
+            trustRoots: self.configuration.trustRoots,
+            connectTimeout: self.configuration.connectTimeout
+        )
         var password: [UInt8]?
         switch self.configuration.authentication {
         case .sas(let source):
@@ -351,7 +392,10 @@ actor HubMQTTSession {
             tls.clientIdentity = identity
         }
         let connection = try await TLSConnection.connect(
-            host: self.configuration.connectHost, port: self.configuration.port, configuration: tls, logger: self.logger
+            host: self.configuration.connectHost,
+            port: self.configuration.port,
+            configuration: tls,
+            logger: self.logger
         )
         let connect = ConnectPacket(
             clientId: self.configuration.identity.clientId,
@@ -362,11 +406,17 @@ actor HubMQTTSession {
         )
         var leftover: [UInt8] = []
         do {
-            try await connection.write(try MQTTPacket.connect(connect).encoded(), timeout: self.configuration.operationTimeout)
+            try await connection.write(
+                try MQTTPacket.connect(connect).encoded(),
+                timeout: self.configuration.operationTimeout
+            )
             let connack = try await self.readConnAck(connection, buffer: &leftover)
             guard connack.returnCode == .accepted else {
-                throw HubMQTTError(.connectionRefused, "the broker refused CONNECT: \(connack.returnCode) (\(connack.returnCode.rawValue))",
-                                   status: Int(connack.returnCode.rawValue))
+                throw HubMQTTError(
+                    .connectionRefused,
+                    "the broker refused CONNECT: \(connack.returnCode) (\(connack.returnCode.rawValue))",
+                    status: Int(connack.returnCode.rawValue)
+                )
             }
         } catch {
             connection.close()
@@ -401,13 +451,18 @@ actor HubMQTTSession {
         let deadline = ContinuousClock.now + self.configuration.operationTimeout
         while true {
             let chunk = try await connection.read(timeout: max(.milliseconds(1), deadline - .now))
-            guard !chunk.isEmpty else { throw HubMQTTError(.connectionRefused, "the broker closed the connection before CONNACK") }
+            guard !chunk.isEmpty else {
+                throw HubMQTTError(.connectionRefused, "the broker closed the connection before CONNACK")
+            }
             buffer += chunk
             if let frame = try self.framer.nextFrame(in: buffer[...]) {
                 let packet = try MQTTPacket.decode(firstByte: frame.firstByte, body: buffer[frame.body])
                 buffer.removeSubrange(0..<frame.end)
                 guard case .connack(let connack) = packet else {
-                    throw HubMQTTError(.protocolViolation, "the broker answered CONNECT with something other than CONNACK")
+                    throw HubMQTTError(
+                        .protocolViolation,
+                        "the broker answered CONNECT with something other than CONNACK"
+                    )
                 }
                 return connack
             }
@@ -417,8 +472,10 @@ actor HubMQTTSession {
     // MARK: - Shutting down
 
     func disconnect() async {
-        await self.shutDown(HubMQTTError(.shutDown, "the client was shut down"),
-                            event: ConnectionEvent(kind: .disconnected, reason: "shut down by the application"))
+        await self.shutDown(
+            HubMQTTError(.shutDown, "the client was shut down"),
+            event: ConnectionEvent(kind: .disconnected, reason: "shut down by the application")
+        )
     }
 
     /// Ends the session: pending work fails with `error`, `event` is the last connection event. Returns after
@@ -468,7 +525,12 @@ actor HubMQTTSession {
     // MARK: - Losing the connection
 
     private func connectionLost(generation: Int, reason: String) {
-        let action = self.lifecycle.connectionLost(generation: generation, reason: reason, now: .now, randomUnit: Double.random(in: 0..<1))
+        let action = self.lifecycle.connectionLost(
+            generation: generation,
+            reason: reason,
+            now: .now,
+            randomUnit: Double.random(in: 0..<1)
+        )
         if action == .none {
             // Lost while subscribing: the SUBACK wait fails and the attempt reports it.
             self.dropConnection(generation: generation, reason: reason)
@@ -576,7 +638,9 @@ actor HubMQTTSession {
         case .publish(let publish):
             // A C2D message is acknowledged when the application takes it; everything else on receipt.
             let acknowledgeNow = try self.route(publish, generation: generation)
-            if acknowledgeNow, let id = publish.packetId, publish.qos == .atLeastOnce { self.enqueue(.puback(packetId: id)) }
+            if acknowledgeNow, let id = publish.packetId, publish.qos == .atLeastOnce {
+                self.enqueue(.puback(packetId: id))
+            }
         case .pingresp, .unsuback:
             break
         default:
@@ -590,18 +654,27 @@ actor HubMQTTSession {
         case .cloudToDevice(let bag):
             let properties = try PropertyBag(parsing: bag)
             let delivery = publish.packetId.map { (packetId: $0, generation: generation) }
-            let message = CloudToDeviceMessage(body: publish.payload, properties: properties, delivery: publish.qos == .atLeastOnce ? delivery : nil)
+            let message = CloudToDeviceMessage(
+                body: publish.payload,
+                properties: properties,
+                delivery: publish.qos == .atLeastOnce ? delivery : nil
+            )
             if !self.cloudToDevice.offer(message) {
                 // Not acknowledged: the hub delivers it again after a reconnect.
-                self.logger.warning("the cloud-to-device stream is full; the message is left unacknowledged",
-                                    metadata: ["capacity": "\(self.cloudToDevice.capacity)"])
+                self.logger.warning(
+                    "the cloud-to-device stream is full; the message is left unacknowledged",
+                    metadata: ["capacity": "\(self.cloudToDevice.capacity)"]
+                )
             }
             return false
         case .twinResponse(let status, let query):
-            if let rid = query["$rid"] { self.twinWaiters.removeValue(forKey: rid)?.resume(returning: (status, query, publish.payload)) }
+            if let rid = query["$rid"] {
+                self.twinWaiters.removeValue(forKey: rid)?.resume(returning: (status, query, publish.payload))
+            }
         case .desiredPatch(let query):
             let version = query["$version"].flatMap { Int($0) }
-            if self.desired.offer(DesiredPropertyPatch(version: version, json: publish.payload, isFullDocument: false)) {
+            if self.desired.offer(DesiredPropertyPatch(version: version, json: publish.payload, isFullDocument: false))
+            {
                 if let version { self.lastDesiredVersion = version }
             } else {
                 self.desiredOverflowed = true
@@ -609,14 +682,21 @@ actor HubMQTTSession {
             }
         case .methodRequest(let name, let query):
             guard let rid = query["$rid"] else { throw HubMQTTError(.malformedTopic, "a method request has no $rid") }
-            let request = MethodRequest(name: name, requestId: rid, payload: publish.payload) { [weak self] status, payload in
+            let request = MethodRequest(name: name, requestId: rid, payload: publish.payload) {
+                [weak self] status, payload in
                 guard let self else { throw HubMQTTError(.shutDown, "the client is gone") }
                 try await self.respond(rid: rid, status: status, payload: payload)
             }
             if !self.methods.offer(request) {
                 // The caller learns at once that the device is busy instead of waiting for its time-out.
-                self.enqueue(.publish(PublishPacket(topic: HubTopics.methodResponse(status: 503, rid: rid),
-                                                    payload: Array(#"{"message":"the device has too many method calls waiting"}"#.utf8))))
+                self.enqueue(
+                    .publish(
+                        PublishPacket(
+                            topic: HubTopics.methodResponse(status: 503, rid: rid),
+                            payload: Array(#"{"message":"the device has too many method calls waiting"}"#.utf8)
+                        )
+                    )
+                )
             }
         case .other:
             self.logger.debug("message on an unexpected topic", metadata: ["topic": "\(publish.topic)"])
@@ -641,14 +721,16 @@ actor HubMQTTSession {
         while !Task.isCancelled {
             try? await Task.sleep(for: tick)
             guard !Task.isCancelled, generation == self.lifecycle.liveGeneration else { return }
-            self.perform(self.lifecycle.tick(
-                generation: generation,
-                now: .now,
-                lastOutbound: self.pipeline.lastOutbound,
-                inflight: self.pipeline.inflightCount,
-                tokenNeedsRenewal: self.issuedToken?.needsRenewal() ?? false,
-                randomUnit: Double.random(in: 0..<1)
-            ))
+            self.perform(
+                self.lifecycle.tick(
+                    generation: generation,
+                    now: .now,
+                    lastOutbound: self.pipeline.lastOutbound,
+                    inflight: self.pipeline.inflightCount,
+                    tokenNeedsRenewal: self.issuedToken?.needsRenewal() ?? false,
+                    randomUnit: Double.random(in: 0..<1)
+                )
+            )
         }
     }
 
@@ -687,10 +769,14 @@ actor HubMQTTSession {
             let timeoutDeadline = now + (timeout ?? self.operationTimeout)
             if let expiry = message.deadline, expiry < timeoutDeadline {
                 try await self.pipeline.publishAtLeastOnce(
-                    packet, deadline: expiry, deadlineError: HubMQTTError(.expired, "the message expired before IoT Hub acknowledged it")
+                    packet,
+                    deadline: expiry,
+                    deadlineError: HubMQTTError(.expired, "the message expired before IoT Hub acknowledged it")
                 ) { writer in self.pipeline.handOff(writer) }
             } else {
-                try await self.pipeline.publishAtLeastOnce(packet, deadline: timeoutDeadline) { writer in self.pipeline.handOff(writer) }
+                try await self.pipeline.publishAtLeastOnce(packet, deadline: timeoutDeadline) { writer in
+                    self.pipeline.handOff(writer)
+                }
             }
         }
     }
@@ -723,7 +809,11 @@ actor HubMQTTSession {
     // MARK: - Twin and methods
 
     func twin(timeout: Duration? = nil) async throws -> Twin {
-        let (status, _, body) = try await self.twinRequest(timeout: timeout) { HubTopics.twinGet(rid: $0) } payload: { [] }
+        let (status, _, body) = try await self.twinRequest(timeout: timeout) {
+            HubTopics.twinGet(rid: $0)
+        } payload: {
+            []
+        }
         guard status == 200 || status == 202 else {
             throw HubMQTTError(.twinRequestFailed, "the twin GET failed", status: status)
         }
@@ -735,7 +825,11 @@ actor HubMQTTSession {
     }
 
     func updateReportedProperties(_ json: [UInt8], timeout: Duration? = nil) async throws -> Int? {
-        let (status, query, _) = try await self.twinRequest(timeout: timeout) { HubTopics.twinPatchReported(rid: $0) } payload: { json }
+        let (status, query, _) = try await self.twinRequest(timeout: timeout) {
+            HubTopics.twinPatchReported(rid: $0)
+        } payload: {
+            json
+        }
         guard status == 204 || status == 200 else {
             throw HubMQTTError(.twinRequestFailed, "the reported-properties PATCH failed", status: status)
         }
@@ -753,7 +847,9 @@ actor HubMQTTSession {
             try await self.awaitConnection(until: deadline)
             do {
                 return try await self.sendTwinRequest(topic: topic, payload: payload, until: deadline)
-            } catch let error as HubMQTTError where error.code == .notConnected && ContinuousClock.now < deadline && !self.ended {
+            } catch let error as HubMQTTError
+                where error.code == .notConnected && ContinuousClock.now < deadline && !self.ended
+            {
                 // The connection went while the request was out; a twin GET or a merge patch of reported
                 // properties can be sent again once it is back.
                 continue
@@ -772,11 +868,14 @@ actor HubMQTTSession {
         self.enqueue(.publish(PublishPacket(topic: topic(rid), payload: payload())))
         let timer = Task {
             try await Task.sleep(until: deadline)
-            self.twinWaiters.removeValue(forKey: key)?.resume(throwing: HubMQTTError(.timedOut, "no twin response within the time-out"))
+            self.twinWaiters.removeValue(forKey: key)?.resume(
+                throwing: HubMQTTError(.timedOut, "no twin response within the time-out")
+            )
         }
         defer { timer.cancel() }
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Int, PropertyBag, [UInt8]), any Error>) in
+            try await withCheckedThrowingContinuation {
+                (continuation: CheckedContinuation<(Int, PropertyBag, [UInt8]), any Error>) in
                 self.twinWaiters[key] = continuation
                 if Task.isCancelled { self.twinWaiters.removeValue(forKey: key)?.resume(throwing: CancellationError()) }
             }
@@ -790,8 +889,12 @@ actor HubMQTTSession {
     }
 
     private func respond(rid: String, status: Int, payload: [UInt8]) throws {
-        guard self.lifecycle.isConnected else { throw HubMQTTError(.notConnected, "the method response could not be sent: not connected") }
-        self.enqueue(.publish(PublishPacket(topic: HubTopics.methodResponse(status: status, rid: rid), payload: payload)))
+        guard self.lifecycle.isConnected else {
+            throw HubMQTTError(.notConnected, "the method response could not be sent: not connected")
+        }
+        self.enqueue(
+            .publish(PublishPacket(topic: HubTopics.methodResponse(status: status, rid: rid), payload: payload))
+        )
     }
 
     // MARK: - Introspection for tests and tools

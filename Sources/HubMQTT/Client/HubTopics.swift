@@ -5,12 +5,14 @@ struct HubTopics: Sendable {
 
     /// `devices/{d}/messages/events/` or `devices/{d}/modules/{m}/messages/events/`.
     var telemetryPrefix: String {
-        self.moduleId.map { "devices/\(self.deviceId)/modules/\($0)/messages/events/" } ?? "devices/\(self.deviceId)/messages/events/"
+        self.moduleId.map { "devices/\(self.deviceId)/modules/\($0)/messages/events/" }
+            ?? "devices/\(self.deviceId)/messages/events/"
     }
 
     /// Where C2D messages (devices) or module inputs arrive.
     var cloudToDevicePrefix: String {
-        self.moduleId.map { "devices/\(self.deviceId)/modules/\($0)/" } ?? "devices/\(self.deviceId)/messages/devicebound/"
+        self.moduleId.map { "devices/\(self.deviceId)/modules/\($0)/" }
+            ?? "devices/\(self.deviceId)/messages/devicebound/"
     }
 
     static let twinResponsePrefix = "$iothub/twin/res/"

@@ -59,7 +59,8 @@ final class InboundQueue<Element: Sendable>: Sendable {
     /// Offers an element; `false` when the buffer is full (with ``Overflow/refuseNewest``) or finished.
     @discardableResult
     func offer(_ element: Element) -> Bool {
-        let (accepted, consumer, onTake) = self.state.withLock { state -> (Bool, CheckedContinuation<Element?, Never>?, (@Sendable (Element) -> Void)?) in
+        let (accepted, consumer, onTake) = self.state.withLock {
+            state -> (Bool, CheckedContinuation<Element?, Never>?, (@Sendable (Element) -> Void)?) in
             guard !state.finished else { return (false, nil, nil) }
             if let consumer = state.consumer {
                 state.consumer = nil

@@ -82,7 +82,8 @@ struct MQTTConnectionState: Sendable {
     /// The connection in use when packets flow on it (connected, draining, or subscribing).
     var liveGeneration: Int? {
         switch self.phase {
-        case .subscribing(let generation), .connected(let generation, _), .draining(let generation, _): return generation
+        case .subscribing(let generation), .connected(let generation, _), .draining(let generation, _):
+            return generation
         default: return nil
         }
     }
@@ -145,7 +146,12 @@ struct MQTTConnectionState: Sendable {
 
     /// An attempt failed before it was up (TLS, CONNECT, CONNACK refused, no SUBACK). `randomUnit` in `0..<1` places
     /// the wait within the policy's jitter.
-    mutating func attemptFailed(_ error: HubMQTTError, classification: RetryPolicy.Classification, now: Instant, randomUnit: Double) -> Action {
+    mutating func attemptFailed(
+        _ error: HubMQTTError,
+        classification: RetryPolicy.Classification,
+        now: Instant,
+        randomUnit: Double
+    ) -> Action {
         switch self.phase {
         case .connecting, .subscribing: break
         default: return .none
@@ -158,7 +164,12 @@ struct MQTTConnectionState: Sendable {
             self.phase = .waiting(until: now + delay)
             return .reconnect(dropGeneration: nil, after: delay, reason: error.message)
         case .giveUp(let reason):
-            let terminal = HubMQTTError(.retriesExhausted, "gave up connecting: \(reason)", status: error.status, underlying: error)
+            let terminal = HubMQTTError(
+                .retriesExhausted,
+                "gave up connecting: \(reason)",
+                status: error.status,
+                underlying: error
+            )
             if self.isFirstConnect { return self.endFirstConnect(terminal) }
             self.phase = .shutDown
             return .giveUp(terminal)
@@ -229,10 +240,22 @@ struct MQTTConnectionState: Sendable {
     /// A timer tick on connection `generation`: ping when nothing went out for a keep-alive period, drop the
     /// connection when a ping went unanswered that long, start draining when the token is due for renewal, and renew
     /// once the drain is done or out of time.
-    mutating func tick(generation: Int, now: Instant, lastOutbound: Instant, inflight: Int, tokenNeedsRenewal: Bool, randomUnit: Double) -> Action {
+    mutating func tick(
+        generation: Int,
+        now: Instant,
+        lastOutbound: Instant,
+        inflight: Int,
+        tokenNeedsRenewal: Bool,
+        randomUnit: Double
+    ) -> Action {
         guard generation == self.liveGeneration else { return .none }
         if let pingSentAt, now - pingSentAt > self.keepAlive {
-            return self.connectionLost(generation: generation, reason: "no answer to PINGREQ within the keep-alive", now: now, randomUnit: randomUnit)
+            return self.connectionLost(
+                generation: generation,
+                reason: "no answer to PINGREQ within the keep-alive",
+                now: now,
+                randomUnit: randomUnit
+            )
         }
         switch self.phase {
         case .connected where tokenNeedsRenewal:

@@ -11,7 +11,8 @@ public struct PropertyBag: Sendable, Equatable {
 
     /// Bags are equal when they hold the same pairs in the same order.
     public static func == (lhs: PropertyBag, rhs: PropertyBag) -> Bool {
-        lhs.pairs.count == rhs.pairs.count && zip(lhs.pairs, rhs.pairs).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+        lhs.pairs.count == rhs.pairs.count
+            && zip(lhs.pairs, rhs.pairs).allSatisfy { $0.key == $1.key && $0.value == $1.value }
     }
 
     /// The value of `key` (`nil` if absent or without `=`).
@@ -41,7 +42,12 @@ public struct PropertyBag: Sendable, Equatable {
         for field in text.split(separator: "&", omittingEmptySubsequences: true) {
             do {
                 if let equals = field.firstIndex(of: "=") {
-                    pairs.append((try PercentEncoding.decode(field[..<equals]), try PercentEncoding.decode(field[field.index(after: equals)...])))
+                    pairs.append(
+                        (
+                            try PercentEncoding.decode(field[..<equals]),
+                            try PercentEncoding.decode(field[field.index(after: equals)...])
+                        )
+                    )
                 } else {
                     pairs.append((try PercentEncoding.decode(field), nil))
                 }

@@ -163,7 +163,8 @@ final class PublishPipeline: Sendable {
     /// Refuses every later send with `error`, fails every waiting sender with it, and returns the queued bytes not
     /// yet written (the session sends them before DISCONNECT, so a QoS 0 message sent just before is not lost).
     func shutDown(_ error: HubMQTTError) -> [UInt8] {
-        let (waiters, unwritten, writerWaiter) = self.state.withLock { state -> ([Waiter], [UInt8], WriterContinuation?) in
+        let (waiters, unwritten, writerWaiter) = self.state.withLock {
+            state -> ([Waiter], [UInt8], WriterContinuation?) in
             state.failure = error
             state.connection = nil
             state.writing = false
@@ -197,7 +198,9 @@ final class PublishPipeline: Sendable {
     func publishAtMostOnce(_ packet: PublishPacket, startWriting: (Writer) -> Void) throws {
         let writer = try self.state.withLock { state throws -> Writer? in
             if let failure = state.failure { throw failure }
-            guard state.connection != nil else { throw HubMQTTError(.notConnected, "QoS 0 messages are not queued while disconnected") }
+            guard state.connection != nil else {
+                throw HubMQTTError(.notConnected, "QoS 0 messages are not queued while disconnected")
+            }
             guard state.outbound.count < self.maximumUnwrittenBytes else {
                 throw HubMQTTError(.queueFull, "\(state.outbound.count) bytes already wait for the socket")
             }
@@ -218,7 +221,8 @@ final class PublishPipeline: Sendable {
     ) async throws {
         let ticket = Ticket(deadlineError: deadlineError)
         try await withTaskCancellationHandler {
-            while try await self.waitForSlotOrAcknowledgement(packet, ticket, deadline, startWriting) != .acknowledged {}
+            while try await self.waitForSlotOrAcknowledgement(packet, ticket, deadline, startWriting) != .acknowledged {
+            }
         } onCancel: {
             self.cancel(ticket)
         }
@@ -248,7 +252,9 @@ final class PublishPipeline: Sendable {
             while !state.paused, state.inflight.count + woken.count < self.window, !state.slotWaiters.isEmpty {
                 woken.append(state.slotWaiters.removeFirst())
             }
-            let pending = state.acknowledgementWaiters.values.contains { $0.deadline != nil } || state.slotWaiters.contains { $0.deadline != nil }
+            let pending =
+                state.acknowledgementWaiters.values.contains { $0.deadline != nil }
+                || state.slotWaiters.contains { $0.deadline != nil }
                 || woken.contains { $0.deadline != nil }
             if !pending { state.sweeping = false }
             return (expired, woken, pending)
@@ -270,7 +276,10 @@ final class PublishPipeline: Sendable {
     /// its PUBACK. The waiter is registered in the same locked step that queues the packet, so the PUBACK cannot
     /// arrive unobserved.
     private func waitForSlotOrAcknowledgement(
-        _ packet: PublishPacket, _ ticket: Ticket, _ deadline: ContinuousClock.Instant?, _ startWriting: @Sendable (Writer) -> Void
+        _ packet: PublishPacket,
+        _ ticket: Ticket,
+        _ deadline: ContinuousClock.Instant?,
+        _ startWriting: @Sendable (Writer) -> Void
     ) async throws -> Wake {
         try await withFastThrowingContinuation { (continuation: SenderContinuation) in
             let waiter = Waiter(ticket: ticket, continuation: continuation, deadline: deadline)
@@ -285,7 +294,9 @@ final class PublishPipeline: Sendable {
                 guard !state.paused, state.inflight.count < self.window else {
                     if !ticket.admitted {
                         guard state.slotWaiters.count < self.maximumWaiting else {
-                            return .failure(HubMQTTError(.queueFull, "\(state.slotWaiters.count) messages already wait to be sent"))
+                            return .failure(
+                                HubMQTTError(.queueFull, "\(state.slotWaiters.count) messages already wait to be sent")
+                            )
                         }
                         ticket.admitted = true
                     }
@@ -307,7 +318,9 @@ final class PublishPipeline: Sendable {
                     state.inflight[id] = nil
                     state.inflightOrder.removeLast()
                     state.acknowledgementWaiters[id] = nil
-                    return .failure(HubMQTTError(.invalidArgument, "the message could not be encoded: \(error.message)"))
+                    return .failure(
+                        HubMQTTError(.invalidArgument, "the message could not be encoded: \(error.message)")
+                    )
                 }
             }
             if startSweep { Task { await self.sweep() } }
@@ -396,7 +409,9 @@ final class PublishPipeline: Sendable {
     nonisolated(nonsending) func nextWriter(generation: Int) async -> Writer? {
         await withFastContinuation { (continuation: WriterContinuation) in
             let immediate = self.state.withLock { state -> Writer?? in
-                guard state.generation == generation, state.connection != nil, state.failure == nil else { return .some(nil) }
+                guard state.generation == generation, state.connection != nil, state.failure == nil else {
+                    return .some(nil)
+                }
                 if let pending = state.pendingWriter, pending.generation == generation {
                     state.pendingWriter = nil
                     return .some(pending)
@@ -457,7 +472,12 @@ final class PublishPipeline: Sendable {
 
     /// Waits for the socket and offers the same bytes again (as OpenSSL requires after a partial write), then drains
     /// what was queued meanwhile.
-    private func finishWriting(_ pending: [UInt8], _ attempt: TLSConnection.Attempt<Int>, to connection: TLSConnection, generation: Int) async {
+    private func finishWriting(
+        _ pending: [UInt8],
+        _ attempt: TLSConnection.Attempt<Int>,
+        to connection: TLSConnection,
+        generation: Int
+    ) async {
         var bytes = pending
         var attempt = attempt
         do {

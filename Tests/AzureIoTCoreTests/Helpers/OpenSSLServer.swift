@@ -7,15 +7,18 @@ struct OpenSSLServer {
     let port: Int
 
     /// Starts `openssl s_server` with the given certificate and key names from the PKI, plus extra arguments.
-    static func start(pki: TestPKI, certificate: String = "server", extra: [String] = []) async throws -> OpenSSLServer {
+    static func start(pki: TestPKI, certificate: String = "server", extra: [String] = []) async throws -> OpenSSLServer
+    {
         var lastError: any Error = TestFailure("s_server did not start")
         for _ in 0..<3 {
             let port = try PeerProcess.freePort()
             do {
                 let peer = try await PeerProcess(
                     "/usr/bin/openssl",
-                    ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", pki.path("\(certificate).pem"),
-                     "-key", pki.path("\(certificate).key"), "-www"] + extra,
+                    [
+                        "s_server", "-accept", "127.0.0.1:\(port)", "-cert", pki.path("\(certificate).pem"),
+                        "-key", pki.path("\(certificate).key"), "-www",
+                    ] + extra,
                     readyMarker: "ACCEPT"
                 )
                 return OpenSSLServer(peer: peer, port: port)
