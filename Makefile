@@ -1,5 +1,5 @@
 # The two set-up commands of the README, plus benchmarks. Each installs what it needs when it is missing.
-.PHONY: demo test docs bench bench-sas bench-dps bench-mqtt bench-amqp build netfuzz
+.PHONY: demo test api-check docs bench bench-sas bench-dps bench-mqtt bench-amqp build netfuzz
 
 demo:
 	@scripts/ensure-deps.sh build
@@ -21,6 +21,11 @@ test:
 
 docs:
 	scripts/check-docs.sh
+
+# The public API of the library products against the commit in scripts/api-baseline (updated deliberately).
+api-check:
+	@scripts/ensure-deps.sh build
+	scripts/check-api.sh
 
 build:
 	@scripts/ensure-deps.sh build

@@ -6,6 +6,7 @@ import DPSClient
 import Foundation
 import HubAMQP
 import HubMQTT
+import Synchronization
 
 /// `azure-iot demo`: the README's main job. Starts the emulator in-process and does what a device does: derives a
 /// group key, provisions through DPS (symmetric key and X.509), talks MQTT (telemetry with `$.ct`/`$.ce`, C2D, a
@@ -366,13 +367,12 @@ final class DemoSteps: Sendable {
         return String(format: "%.1f ms", milliseconds)
     }
 
-    private final class Counter: @unchecked Sendable {
-        private let lock = NSLock()
-        private var value = 0
+    private final class Counter: Sendable {
+        private let value = Mutex(0)
         func next() -> Int {
-            self.lock.withLock {
-                self.value += 1
-                return self.value
+            self.value.withLock { value in
+                value += 1
+                return value
             }
         }
     }

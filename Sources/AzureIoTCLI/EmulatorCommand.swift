@@ -3,6 +3,7 @@ import AzureIoTCore
 import AzureIoTEmulator
 import Foundation
 import Logging
+import Synchronization
 
 /// `azure-iot emulator`: runs the DPS + IoT Hub emulator until interrupted and prints, once it listens, one JSON
 /// object with its endpoints, CA file, ID scope, enrollment keys and device connection strings.
@@ -79,9 +80,13 @@ struct EmulatorCommand: AsyncParsableCommand {
 /// SIGINT and SIGTERM, caught from the moment this is made (its Dispatch sources are created here, while
 /// descriptors are to be had) until ``wait()`` returns on the first of them.
 final class InterruptSignal: @unchecked Sendable {
-    private let lock = NSLock()
-    private var arrived = false
-    private var continuation: CheckedContinuation<Void, Never>?
+    private struct State {
+        var arrived = false
+        var continuation: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+    /// Set once in `init`, then only kept alive.
     private var sources: [any DispatchSourceSignal] = []
 
     init() {
@@ -96,10 +101,10 @@ final class InterruptSignal: @unchecked Sendable {
     }
 
     private func fire() {
-        let continuation = self.lock.withLock { () -> CheckedContinuation<Void, Never>? in
-            self.arrived = true
-            defer { self.continuation = nil }
-            return self.continuation
+        let continuation = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.arrived = true
+            defer { state.continuation = nil }
+            return state.continuation
         }
         continuation?.resume()
     }
@@ -107,9 +112,9 @@ final class InterruptSignal: @unchecked Sendable {
     /// Returns once SIGINT or SIGTERM has arrived (at once if one already has).
     func wait() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = self.lock.withLock { () -> Bool in
-                guard !self.arrived else { return true }
-                self.continuation = continuation
+            let now = self.state.withLock { state -> Bool in
+                guard !state.arrived else { return true }
+                state.continuation = continuation
                 return false
             }
             if now { continuation.resume() }
