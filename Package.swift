@@ -153,6 +153,7 @@ let package = Package(
         // MARK: - Tests
         .target(
             name: "AzureIoTTestSupport",
+            dependencies: ["AzureIoTCore"],
             path: "Tests/TestSupport",
             swiftSettings: swiftSettings
         ),

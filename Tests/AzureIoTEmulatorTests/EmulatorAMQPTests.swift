@@ -1,5 +1,6 @@
 import AzureIoTCore
 import AzureIoTEmulator
+import AzureIoTTestSupport
 import AzureIoTTesting
 import Foundation
 import HubAMQP
@@ -115,7 +116,8 @@ struct EmulatorAMQPTests {
         device: String = "dev1",
         idleTimeout: Duration = .seconds(240),
         operationTimeout: Duration = .seconds(10),
-        reconnects: Bool = true
+        reconnects: Bool = true,
+        clock: any IoTClock = SystemClock()
     ) -> HubAMQPClient {
         HubAMQPClient(
             configuration: HubAMQPConfiguration(
@@ -130,8 +132,57 @@ struct EmulatorAMQPTests {
                 reconnects: reconnects,
                 reconnectMinimumDelay: .milliseconds(50),
                 reconnectMaximumDelay: .milliseconds(200)
-            )
+            ),
+            clock: clock
         )
+    }
+
+    /// In virtual time: one-hour tokens are renewed at 80 % (2,880 s) exactly, CBS with a second put-token on the same
+    /// connection, PLAIN with a new connection, and nothing renews before then.
+    @Test("token renewal runs on the injected clock: due at 80 % of an hour, CBS in session, PLAIN by reconnecting")
+    func renewalInVirtualTime() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let clock = ManualClock()
+        let cbs = Self.client(
+            fixture,
+            .cbs(
+                SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey)),
+                tokenType: .azureDevices
+            ),
+            reconnects: false,
+            clock: clock
+        )
+        let plain = Self.client(
+            fixture,
+            .saslPlain(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.secondDeviceKey))),
+            device: "dev2",
+            reconnects: false,
+            clock: clock
+        )
+        try await cbs.connect()
+        try await plain.connect()
+        // Two renewal timers, each due 2,880 s from now (the default TTL of an hour, renewed at 80 %).
+        try await eventually("both renewal timers are armed") {
+            clock.pendingIntervals.filter { $0 == .seconds(2880) }.count == 2
+        }
+        clock.advance(by: .seconds(2879))
+        #expect(clock.pendingIntervals.filter { $0 == .seconds(1) }.count == 2, "nothing renews before 80 %")
+        #expect(await fixture.emulator.activity(deviceId: "dev1").tokenAuthentications == 1)
+        clock.advance(by: .seconds(1))
+        let cbsActivity = try await fixture.emulator.waitForActivity(deviceId: "dev1", timeout: .seconds(30)) {
+            $0.tokenAuthentications >= 2
+        }
+        #expect(cbsActivity.connections == 1, "CBS renews without reconnecting")
+        try await fixture.emulator.waitForActivity(deviceId: "dev2", timeout: .seconds(30)) {
+            $0.tokenAuthentications >= 2 && $0.connections >= 2
+        }
+        try await cbs.send(AMQPMessage(data: Array("cbs after renewal".utf8)))
+        try await plain.send(AMQPMessage(data: Array("plain after renewal".utf8)))
+        await cbs.close()
+        await plain.close()
+        #expect(await fixture.emulator.telemetry(deviceId: "dev1").map(\.bodyText) == ["cbs after renewal"])
+        #expect(await fixture.emulator.telemetry(deviceId: "dev2").map(\.bodyText) == ["plain after renewal"])
     }
 
     @Test(

@@ -16,10 +16,25 @@ public final class HubAMQPClient: Service, Sendable {
     public let cloudToDeviceMessages: AsyncStream<CloudToDeviceDelivery>
 
     /// A client; nothing is sent until ``connect()``.
-    public init(configuration: HubAMQPConfiguration, logger: Logger = TLSConnection.disabledLogger) {
+    public convenience init(configuration: HubAMQPConfiguration, logger: Logger = TLSConnection.disabledLogger) {
+        self.init(configuration: configuration, logger: logger, clock: SystemClock())
+    }
+
+    /// A client whose timers (heartbeats, token renewal, back-off, time-outs) and token times run on `clock`: tests
+    /// pass a virtual clock and advance it instead of sleeping.
+    package init(
+        configuration: HubAMQPConfiguration,
+        logger: Logger = TLSConnection.disabledLogger,
+        clock: any IoTClock
+    ) {
         let (stream, continuation) = AsyncStream.makeStream(of: CloudToDeviceDelivery.self, bufferingPolicy: .unbounded)
         self.cloudToDeviceMessages = stream
-        self.session = HubAMQPSession(configuration: configuration, logger: logger, cloudToDevice: continuation)
+        self.session = HubAMQPSession(
+            configuration: configuration,
+            logger: logger,
+            cloudToDevice: continuation,
+            clock: clock
+        )
     }
 
     /// TLS, SASL PLAIN, open, begin, and the two links, tried again under the retry policy within the operation

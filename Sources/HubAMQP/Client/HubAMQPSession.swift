@@ -35,6 +35,8 @@ actor HubAMQPSession {
         var maximumQueuedMessages: Int = 1000
         /// A name for the container id.
         var containerName: String
+        /// Timers and the wall clock for tokens: real time, or a virtual clock in tests.
+        var clock: any IoTClock = SystemClock()
     }
 
     /// A device or module identity on the connection.
@@ -93,7 +95,7 @@ actor HubAMQPSession {
     /// The retry state (see `RetryPolicy`) and when the current connection was made, to tell a flap from a
     /// stable connection.
     private var backoff: RetryPolicy.Backoff
-    private var connectedAt: ContinuousClock.Instant?
+    private var connectedAt: Duration?
     // The writer is not bounded here: credit and the in-flight window bound what a client queues, and a full queue
     // must slow senders down (issue #11), not close the connection as the emulator's bounded queues do.
     /// The shortest interval between keep-alive frames, whatever the peer asks for.
@@ -118,7 +120,8 @@ actor HubAMQPSession {
     init(
         configuration: HubAMQPConfiguration,
         logger: Logger,
-        cloudToDevice: AsyncStream<CloudToDeviceDelivery>.Continuation
+        cloudToDevice: AsyncStream<CloudToDeviceDelivery>.Continuation,
+        clock: any IoTClock = SystemClock()
     ) {
         let mode: Mode
         let source: (any SASTokenSource)?
@@ -147,7 +150,8 @@ actor HubAMQPSession {
             reconnects: configuration.reconnects,
             retryPolicy: configuration.retryPolicy,
             maximumQueuedMessages: configuration.maximumQueuedMessages,
-            containerName: configuration.deviceId
+            containerName: configuration.deviceId,
+            clock: clock
         )
         let identity = Identity(
             deviceId: configuration.deviceId,
@@ -168,13 +172,14 @@ actor HubAMQPSession {
         // The first connect follows the retry policy as a reconnect would (within the operation time-out), so that
         // a refused token counts the same whenever it happens; with automatic reconnects off it is one attempt.
         var backoff = RetryPolicy.Backoff(policy: self.settings.retryPolicy)
-        let deadline = ContinuousClock.now + self.settings.operationTimeout
+        let clock = self.settings.clock
+        let deadline = clock.now() + self.settings.operationTimeout
         while true {
             self.lifecycle = .connecting
             do {
                 try await self.establish()
                 self.lifecycle = .connected
-                self.connectedAt = .now
+                self.connectedAt = clock.now()
                 return
             } catch {
                 self.lifecycle = .idle
@@ -185,12 +190,12 @@ actor HubAMQPSession {
                     randomUnit: Double.random(in: 0..<1)
                 )
                 {
-                case .retry(let after) where ContinuousClock.now + after < deadline:
+                case .retry(let after) where clock.now() + after < deadline:
                     self.logger.debug(
                         "AMQP connect failed, trying again",
                         metadata: ["error": "\(error)", "wait": "\(after)"]
                     )
-                    try await Task.sleep(for: after)
+                    try await clock.sleep(for: after)
                 case .retry:
                     throw error
                 case .giveUp(let reason):
@@ -330,7 +335,10 @@ actor HubAMQPSession {
             guard let identity = self.identities[0], let source = identity.tokenSource else {
                 throw HubAMQPError(.authenticationFailed, "SASL PLAIN needs a device and a token source")
             }
-            let issued = try source.issueToken(for: identity.sasResource(hubHost: self.settings.hubHost))
+            let issued = try source.issueToken(
+                for: identity.sasResource(hubHost: self.settings.hubHost),
+                now: self.settings.clock.unixSeconds()
+            )
             let credentials = SASLPlainCredentials(
                 deviceId: identity.deviceId,
                 moduleId: identity.moduleId,
@@ -393,7 +401,7 @@ actor HubAMQPSession {
         let timeout = self.settings.operationTimeout
         let generation = self.generation
         let timer = Task {
-            try await Task.sleep(for: timeout)
+            try await self.settings.clock.sleep(for: timeout)
             self.transportLost(
                 HubAMQPError(.timedOut, "the peer did not open \(what) within \(timeout)"),
                 generation: generation
@@ -450,7 +458,7 @@ actor HubAMQPSession {
             try await self.waitUntil("the $cbs links") { $0.isAttached(.cbsRequests) && $0.isAttached(.cbsResponses) }
         }
         let resource = identity.sasResource(hubHost: self.settings.hubHost)
-        let issued = try source.issueToken(for: resource)
+        let issued = try source.issueToken(for: resource, now: self.settings.clock.unixSeconds())
         self.nextCBSRequest += 1
         let requestId = self.nextCBSRequest
         let request = CBSPutToken.request(
@@ -462,7 +470,7 @@ actor HubAMQPSession {
         let payload = try request.encoded()
         let timeout = self.settings.operationTimeout
         let timer = Task {
-            try await Task.sleep(for: timeout)
+            try await self.settings.clock.sleep(for: timeout)
             self.cbsWaiters.removeValue(forKey: requestId)?.resume(
                 throwing: HubAMQPError(.timedOut, "no CBS answer within \(timeout)")
             )
@@ -502,7 +510,7 @@ actor HubAMQPSession {
             self.renewalTasks[slot]?.cancel()
             return
         }
-        let now = UnixTime.now()
+        let now = self.settings.clock.unixSeconds()
         self.scheduleRenewal(slot: slot, after: .seconds(Int64(min(renewAt > now ? renewAt - now : 0, 30 * 86_400))))
     }
 
@@ -510,7 +518,7 @@ actor HubAMQPSession {
         self.renewalTasks[slot]?.cancel()
         let generation = self.generation
         self.renewalTasks[slot] = Task {
-            try? await Task.sleep(for: delay)
+            try? await self.settings.clock.sleep(for: delay)
             guard !Task.isCancelled else { return }
             await self.renew(slot: slot, generation: generation)
         }
@@ -521,7 +529,7 @@ actor HubAMQPSession {
     private func waitForDrain(generation: UInt64, timeout: Duration) async {
         guard self.generation == generation, self.protocolState.inFlightCount > 0 else { return }
         let timer = Task {
-            try? await Task.sleep(for: timeout)
+            try? await self.settings.clock.sleep(for: timeout)
             self.resumeDrainWaiter()
         }
         defer { timer.cancel() }
@@ -712,7 +720,7 @@ actor HubAMQPSession {
         let sequence = self.nextSequence
         let timeout = self.settings.operationTimeout
         let timer = Task {
-            try await Task.sleep(for: timeout)
+            try await self.settings.clock.sleep(for: timeout)
             self.giveUp(on: sequence, HubAMQPError(.timedOut, "not settled within \(timeout)"))
         }
         defer { timer.cancel() }
@@ -739,7 +747,7 @@ actor HubAMQPSession {
 
     private func heartbeats(every interval: Duration, generation: UInt64) async {
         while !Task.isCancelled {
-            try? await Task.sleep(for: interval)
+            try? await self.settings.clock.sleep(for: interval)
             guard let transport = self.transport, transport.generation == generation else { return }
             transport.writer.send(AMQPFrame(body: []).encoded)
         }
@@ -762,7 +770,7 @@ actor HubAMQPSession {
             self.lifecycle = .reconnecting
             // A planned reconnect (token renewal) goes at once; a loss waits what the retry policy says, which keeps
             // growing while connections do not last (flapping).
-            let uptime = self.connectedAt.map { ContinuousClock.now - $0 } ?? .zero
+            let uptime = self.connectedAt.map { self.settings.clock.now() - $0 } ?? .zero
             let delay: Duration? =
                 reconnect == true
                 ? nil : self.backoff.connectionLost(after: uptime, randomUnit: Double.random(in: 0..<1))
@@ -790,13 +798,13 @@ actor HubAMQPSession {
     private func reconnectLoop(firstDelay: Duration?) async {
         var delay = firstDelay
         while self.lifecycle == .reconnecting, !Task.isCancelled {
-            if let delay { try? await Task.sleep(for: delay) }
+            if let delay { try? await self.settings.clock.sleep(for: delay) }
             guard self.lifecycle == .reconnecting else { return }
             do {
                 self.lifecycle = .connecting
                 try await self.establish()
                 self.lifecycle = .connected
-                self.connectedAt = .now
+                self.connectedAt = self.settings.clock.now()
                 self.logger.info("AMQP reconnected", metadata: ["unsettled": "\(self.protocolState.unsettledCount)"])
                 return
             } catch {
