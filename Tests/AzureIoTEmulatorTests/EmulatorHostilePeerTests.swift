@@ -257,13 +257,13 @@ struct EmulatorHostilePeerTests {
         defer { Task { await fixture.emulator.shutdown() } }
         let port = fixture.endpoints.mqtt.port
         var held = try (0..<4).map { _ in try Self.idleSocket(port: port) }
-        for _ in 0..<500 where fixture.emulator.openConnections < 4 { try await Task.sleep(for: .milliseconds(20)) }
+        try await eventually("the emulator holds the four idle connections") { fixture.emulator.openConnections >= 4 }
         #expect(fixture.emulator.openConnections == 4)
         let extra = try Self.idleSocket(port: fixture.endpoints.dps.port)
         #expect(await Self.closedByServer(extra, within: .seconds(10)), "the fifth connection was not shed")
         close(extra)
         close(held.removeFirst())
-        for _ in 0..<500 where fixture.emulator.openConnections > 3 { try await Task.sleep(for: .milliseconds(20)) }
+        try await eventually("the emulator lets the closed connection go") { fixture.emulator.openConnections <= 3 }
         let mqtt = try fixture.mqtt()
         try await mqtt.connect()
         try await mqtt.send(TelemetryMessage(text: "after a place freed up"))
@@ -281,7 +281,7 @@ struct EmulatorHostilePeerTests {
         defer { Task { await fixture.emulator.shutdown() } }
         let held = try (0..<2).map { _ in try Self.idleSocket(port: fixture.endpoints.amqp.port) }
         defer { for fd in held { close(fd) } }
-        for _ in 0..<500 where fixture.emulator.openConnections < 2 { try await Task.sleep(for: .milliseconds(20)) }
+        try await eventually("the emulator holds the two idle connections") { fixture.emulator.openConnections >= 2 }
         let third = try Self.idleSocket(port: fixture.endpoints.mqtt.port)
         defer { close(third) }
         #expect(await Self.closedByServer(third, within: .seconds(10)))

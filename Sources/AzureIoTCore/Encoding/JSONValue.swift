@@ -1,7 +1,7 @@
 /// A JSON value with numbers kept exactly as written: twin documents, DPS payloads, method payloads, and anything
 /// else the SDK carries without a fixed schema.
 ///
-/// ``JSONValue/init(parsing:maximumDepth:)`` is a strict RFC 8259 parser over bytes (bounded nesting, UTF-8
+/// `init(parsing:maximumDepth:)` is a strict RFC 8259 parser over bytes (bounded nesting, UTF-8
 /// checked, no trailing garbage) and ``jsonBytes`` writes compact JSON with sorted keys. Neither goes through
 /// `Double`, so a twin `$version`, a 64-bit id or a 30-digit decimal round-trips unchanged.
 public enum JSONValue: Sendable, Equatable {
@@ -18,7 +18,7 @@ public enum JSONValue: Sendable, Equatable {
     /// An object. Keys are unique; a document that repeats a key keeps the last value, as most parsers do.
     case object([String: JSONValue])
 
-    /// The deepest nesting ``init(parsing:maximumDepth:)`` accepts by default. IoT Hub refuses twins deeper than 10
+    /// The deepest nesting `init(parsing:maximumDepth:)` accepts by default. IoT Hub refuses twins deeper than 10
     /// levels; 32 leaves room for DPS payloads while a document nested hundreds deep is refused unread.
     public static let defaultMaximumDepth = 32
 
@@ -33,7 +33,7 @@ public enum JSONValue: Sendable, Equatable {
         self = try parser.parseDocument()
     }
 
-    /// Parses JSON text; see ``init(parsing:maximumDepth:)``.
+    /// Parses JSON text; see `init(parsing:maximumDepth:)`.
     public init(parsing text: String, maximumDepth: Int = JSONValue.defaultMaximumDepth) throws(AzureIoTError) {
         try self.init(parsing: Array(text.utf8), maximumDepth: maximumDepth)
     }
@@ -234,7 +234,7 @@ extension JSONValue: CustomStringConvertible {
 
 extension JSONValue: Codable {
     /// Decodes any JSON value through a `Decoder`. Numbers go through the decoder's own types (integers that fit
-    /// 64 bits exactly, anything else as `Double`); ``init(parsing:maximumDepth:)`` keeps every number exactly.
+    /// 64 bits exactly, anything else as `Double`); `init(parsing:maximumDepth:)` keeps every number exactly.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         if container.decodeNil() {
