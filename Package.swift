@@ -27,6 +27,7 @@ let package = Package(
         // The wire codecs alone (no I/O, no client): for harnesses that want protocol edge cases.
         .library(name: "MQTTCodec", targets: ["MQTTCodec"]),
         .library(name: "AMQPCodec", targets: ["AMQPCodec"]),
+        .library(name: "WebSocketCodec", targets: ["WebSocketCodec"]),
         .library(name: "AzureIoTEmulator", targets: ["AzureIoTEmulator"]),
         // Test infrastructure: a certificate authority in memory and a TLS server socket. Devices never need it.
         .library(name: "AzureIoTTesting", targets: ["AzureIoTTesting"]),
@@ -80,6 +81,7 @@ let package = Package(
         // Pure codecs over bounds-checked byte cursors: no I/O, no dependency on the rest of the SDK.
         .target(name: "MQTTCodec", dependencies: ["CAzureIoTByteScan"], swiftSettings: swiftSettings),
         .target(name: "AMQPCodec", swiftSettings: swiftSettings),
+        .target(name: "WebSocketCodec", swiftSettings: swiftSettings),
         .target(
             name: "HubMQTT",
             dependencies: [
@@ -193,6 +195,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WebSocketCodecTests",
+            dependencies: ["WebSocketCodec", "AzureIoTTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

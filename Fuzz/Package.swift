@@ -16,5 +16,10 @@ let package = Package(
             dependencies: [.product(name: "AMQPCodec", package: "AzureIoT")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
+        .executableTarget(
+            name: "WebSocketFuzzer",
+            dependencies: [.product(name: "WebSocketCodec", package: "AzureIoT")],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
     ]
 )

@@ -20,7 +20,11 @@ swift build --package-path "$copy/Fuzz" -c debug -Xswiftc -sanitize=fuzzer,addre
 # A short run proves the binaries work: each fuzzer executes a few thousand inputs.
 "$copy/Fuzz/.build/debug/MQTTFuzzer" -runs=2000 -max_len=512 >"$work/run-mqtt.log" 2>&1 || { tail -20 "$work/run-mqtt.log"; exit 1; }
 "$copy/Fuzz/.build/debug/AMQPFuzzer" -runs=2000 -max_len=512 >"$work/run-amqp.log" 2>&1 || { tail -20 "$work/run-amqp.log"; exit 1; }
-echo "check-packages: Fuzz builds and runs (MQTTFuzzer, AMQPFuzzer: 2000 inputs each)"
+swift build --package-path "$copy/Fuzz" -c debug -Xswiftc -sanitize=fuzzer,address \
+  -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld --product WebSocketFuzzer >"$work/fuzz-ws.log" 2>&1 \
+  || { tail -20 "$work/fuzz-ws.log"; exit 1; }
+"$copy/Fuzz/.build/debug/WebSocketFuzzer" -runs=2000 -max_len=512 >"$work/run-ws.log" 2>&1 || { tail -20 "$work/run-ws.log"; exit 1; }
+echo "check-packages: Fuzz builds and runs (MQTTFuzzer, AMQPFuzzer, WebSocketFuzzer: 2000 inputs each)"
 swift package --package-path "$copy/Benchmarks" describe >/dev/null
 swift build --package-path "$copy/Benchmarks" --product SASBenchmark >"$work/bench.log" 2>&1 || { tail -20 "$work/bench.log"; exit 1; }
 "$copy/Benchmarks/.build/debug/SASBenchmark" 1000 | head -1

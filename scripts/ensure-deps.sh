@@ -37,10 +37,11 @@ if [ "$mode" = test ]; then
   # Third-party clients for the emulator's fidelity tests: Azure's Python device SDK (with paho-mqtt 1.6.1) and
   # uamqp, the library of the raw-AMQP write-up.
   clients="$(dirname "$0")/../.build-peers/clients"
-  if ! "$clients/bin/python" -c 'import azure.iot.device, uamqp, paho.mqtt.client' 2>/dev/null; then
+  # wsproto (sans-I/O RFC 6455) cross-checks the WebSocket codec in both directions.
+  if ! "$clients/bin/python" -c 'import azure.iot.device, uamqp, paho.mqtt.client, wsproto' 2>/dev/null; then
     echo "installing the Python client peers (once)"
     python3 -m venv "$clients"
-    "$clients/bin/pip" install -q 'azure-iot-device==2.14.0' 'uamqp==1.6.11'
+    "$clients/bin/pip" install -q 'azure-iot-device==2.14.0' 'uamqp==1.6.11' 'wsproto==1.2.0'
   fi
 fi
 command -v swift >/dev/null || { echo "swift is not on PATH: install a Swift 6.1+ toolchain (swift.org)" >&2; exit 1; }

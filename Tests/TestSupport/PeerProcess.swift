@@ -142,11 +142,13 @@ public final class PeerProcess: Sendable {
         }
     }
 
-    /// Like ``complete(_:_:environment:timeout:)`` but with stdout and stderr apart.
+    /// Like ``complete(_:_:environment:timeout:)`` but with stdout and stderr apart; `input` is written to the
+    /// process's standard input, which is then closed (no input: `/dev/null`).
     public static func capture(
         _ executable: String,
         _ arguments: [String],
         environment: [String: String]? = nil,
+        input: String? = nil,
         timeout: Duration = .seconds(120)
     ) async throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
@@ -157,13 +159,19 @@ public final class PeerProcess: Sendable {
         let err = Pipe()
         process.standardOutput = out
         process.standardError = err
-        process.standardInput = FileHandle.nullDevice
+        let stdin = input.map { _ in Pipe() }
+        process.standardInput = stdin ?? FileHandle.nullDevice
         let stdout = OutputBuffer()
         let stderr = OutputBuffer()
         for (pipe, buffer) in [(out, stdout), (err, stderr)] {
             Self.collect(pipe, into: buffer)
         }
         try process.run()
+        if let stdin, let input {
+            // Small inputs (a few hundred KB at most in the tests) fit the pipe while the child reads them.
+            try stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8))
+            try stdin.fileHandleForWriting.close()
+        }
         let end = ContinuousClock.now + timeout
         while process.isRunning {
             if ContinuousClock.now > end {

@@ -1,0 +1,123 @@
+/// One WebSocket frame (RFC 6455 §5.2): what it carries, not how it was masked on the wire.
+public struct WebSocketFrame: Sendable, Hashable {
+    /// The frame types RFC 6455 defines.
+    public struct Opcode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        /// The 4-bit opcode.
+        public let rawValue: UInt8
+        /// An opcode from its 4-bit value; `nil` for the values RFC 6455 reserves.
+        public init?(rawValue: UInt8) {
+            guard [0x0, 0x1, 0x2, 0x8, 0x9, 0xA].contains(rawValue) else { return nil }
+            self.rawValue = rawValue
+        }
+        private init(uncheckedRawValue: UInt8) { self.rawValue = uncheckedRawValue }
+
+        /// A further fragment of the message in progress.
+        public static let continuation = Opcode(uncheckedRawValue: 0x0)
+        /// The first frame of a text message.
+        public static let text = Opcode(uncheckedRawValue: 0x1)
+        /// The first frame of a binary message (what MQTT and AMQP ride in).
+        public static let binary = Opcode(uncheckedRawValue: 0x2)
+        /// Close (§5.5.1).
+        public static let close = Opcode(uncheckedRawValue: 0x8)
+        /// Ping (§5.5.2).
+        public static let ping = Opcode(uncheckedRawValue: 0x9)
+        /// Pong (§5.5.3).
+        public static let pong = Opcode(uncheckedRawValue: 0xA)
+
+        /// Close, ping and pong.
+        public var isControl: Bool { self.rawValue & 0x8 != 0 }
+
+        /// The opcode's name.
+        public var description: String {
+            switch self.rawValue {
+            case 0x0: return "continuation"
+            case 0x1: return "text"
+            case 0x2: return "binary"
+            case 0x8: return "close"
+            case 0x9: return "ping"
+            default: return "pong"
+            }
+        }
+    }
+
+    /// Whether this is the last frame of its message.
+    public var fin: Bool
+    /// The frame type.
+    public var opcode: Opcode
+    /// The application data, unmasked.
+    public var payload: [UInt8]
+
+    /// A frame.
+    public init(fin: Bool = true, opcode: Opcode, payload: [UInt8] = []) {
+        self.fin = fin
+        self.opcode = opcode
+        self.payload = payload
+    }
+
+    /// The longest payload a control frame may carry (§5.5).
+    public static let maximumControlPayload = 125
+
+    /// Appends the frame as it goes on the wire: masked with `maskingKey` when given (every client-to-server frame
+    /// must be, §5.3), with the shortest length encoding. Throws ``WebSocketCodecError/Code/invalidControlFrame`` for a
+    /// control frame over 125 bytes or not final.
+    public func encode(into buffer: inout [UInt8], maskingKey: (UInt8, UInt8, UInt8, UInt8)? = nil)
+        throws(WebSocketCodecError)
+    {
+        if self.opcode.isControl {
+            guard self.fin, self.payload.count <= Self.maximumControlPayload else {
+                throw WebSocketCodecError(
+                    .invalidControlFrame,
+                    "a \(self.opcode) frame must be final and carry at most 125 bytes (it has \(self.payload.count))"
+                )
+            }
+        }
+        buffer.append((self.fin ? 0x80 : 0) | self.opcode.rawValue)
+        let maskBit: UInt8 = maskingKey == nil ? 0 : 0x80
+        let count = self.payload.count
+        if count < 126 {
+            buffer.append(maskBit | UInt8(count))
+        } else if count <= 0xFFFF {
+            buffer.append(maskBit | 126)
+            buffer.append(UInt8(count >> 8))
+            buffer.append(UInt8(count & 0xFF))
+        } else {
+            buffer.append(maskBit | 127)
+            let length = UInt64(count)
+            for shift in stride(from: 56, through: 0, by: -8) {
+                buffer.append(UInt8(truncatingIfNeeded: length >> UInt64(shift)))
+            }
+        }
+        guard let key = maskingKey else {
+            buffer.append(contentsOf: self.payload)
+            return
+        }
+        let mask = [key.0, key.1, key.2, key.3]
+        buffer.append(contentsOf: mask)
+        let start = buffer.count
+        buffer.append(contentsOf: self.payload)
+        for index in 0..<count { buffer[start + index] ^= mask[index & 3] }
+    }
+
+    /// The frame as bytes; see ``encode(into:maskingKey:)``.
+    public func encoded(maskingKey: (UInt8, UInt8, UInt8, UInt8)? = nil) throws(WebSocketCodecError) -> [UInt8] {
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(self.payload.count + 14)
+        try self.encode(into: &buffer, maskingKey: maskingKey)
+        return buffer
+    }
+
+    /// A Close frame with `code` and a UTF-8 `reason` (cut to fit the 125-byte limit at a character boundary); no
+    /// body when `code` is `nil`.
+    public static func close(code: UInt16?, reason: String = "") -> WebSocketFrame {
+        guard let code else { return WebSocketFrame(opcode: .close) }
+        var payload = [UInt8(code >> 8), UInt8(code & 0xFF)]
+        var reasonBytes: [UInt8] = []
+        for character in reason {
+            let bytes = Array(String(character).utf8)
+            guard reasonBytes.count + bytes.count <= Self.maximumControlPayload - 2 else { break }
+            reasonBytes += bytes
+        }
+        payload += reasonBytes
+        return WebSocketFrame(opcode: .close, payload: payload)
+    }
+}
