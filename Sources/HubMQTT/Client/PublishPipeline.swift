@@ -22,15 +22,37 @@ final class PublishPipeline: Sendable {
     typealias WriterContinuation = FastContinuation<Writer?, Never>
 
     /// One sender's place in the pipeline, so that cancellation finds it (its fields are guarded by the lock).
-    private final class Ticket: @unchecked Sendable {
+    ///
+    /// Tickets are reused (``State/spareTickets``): a send at steady state allocates none. The cancellation handler
+    /// captures the ticket alone, which Swift passes as the closure's context without allocating one; a ticket goes
+    /// back to the spares only after `withTaskCancellationHandler` has returned, when its handler can no longer run.
+    fileprivate final class Ticket: @unchecked Sendable {
+        unowned let pipeline: PublishPipeline
         var packetId: UInt16?
         var cancelled = false
         /// Whether the sender already got a place among the waiting (the queue limit applies once).
         var admitted = false
         /// What the sender gets past its deadline: `timedOut`, or `expired` for a message's own expiry.
-        let deadlineError: HubMQTTError
-        init(deadlineError: HubMQTTError) { self.deadlineError = deadlineError }
+        var deadlineError: HubMQTTError
+
+        init(pipeline: PublishPipeline, deadlineError: HubMQTTError) {
+            self.pipeline = pipeline
+            self.deadlineError = deadlineError
+        }
+
+        /// Ready for another send (called under the lock).
+        func reset(deadlineError: HubMQTTError) {
+            self.packetId = nil
+            self.cancelled = false
+            self.admitted = false
+            self.deadlineError = deadlineError
+        }
+
+        func cancel() { self.pipeline.cancel(self) }
     }
+
+    /// Spare tickets kept for reuse; more concurrent senders than this allocate and free their own.
+    private static let maximumSpareTickets = 256
 
     private struct Waiter {
         let ticket: Ticket
@@ -57,6 +79,8 @@ final class PublishPipeline: Sendable {
         var acknowledgementWaiters: [UInt16: Waiter] = [:]
         var slotWaiters: [Waiter] = []
         var outbound: [UInt8] = []
+        /// Tickets of finished sends, for the next ones.
+        fileprivate var spareTickets: [Ticket] = []
         /// The buffer a writer hands back after writing, so that the queue and the bytes being written swap two
         /// buffers instead of allocating one per write.
         var spare: [UInt8] = []
@@ -219,12 +243,23 @@ final class PublishPipeline: Sendable {
         deadlineError: HubMQTTError = HubMQTTError(.timedOut, "no PUBACK before the send's deadline"),
         startWriting: @Sendable (Writer) -> Void
     ) async throws {
-        let ticket = Ticket(deadlineError: deadlineError)
+        let spare = self.state.withLock { state -> Ticket? in
+            guard let ticket = state.spareTickets.popLast() else { return nil }
+            ticket.reset(deadlineError: deadlineError)
+            return ticket
+        }
+        let ticket = spare ?? Ticket(pipeline: self, deadlineError: deadlineError)
+        defer {
+            // The handler below can no longer run: the ticket may serve another send.
+            self.state.withLock { state in
+                if state.spareTickets.count < Self.maximumSpareTickets { state.spareTickets.append(ticket) }
+            }
+        }
         try await withTaskCancellationHandler {
             while try await self.waitForSlotOrAcknowledgement(packet, ticket, deadline, startWriting) != .acknowledged {
             }
-        } onCancel: {
-            self.cancel(ticket)
+        } onCancel: { [ticket] in
+            ticket.cancel()
         }
     }
 
@@ -332,7 +367,7 @@ final class PublishPipeline: Sendable {
         }
     }
 
-    private func cancel(_ ticket: Ticket) {
+    fileprivate func cancel(_ ticket: Ticket) {
         let waiter = self.state.withLock { state -> Waiter? in
             ticket.cancelled = true
             if let id = ticket.packetId, state.acknowledgementWaiters[id]?.ticket === ticket {
