@@ -22,6 +22,8 @@ let package = Package(
     products: [
         .library(name: "AzureIoTCore", targets: ["AzureIoTCore"]),
         .library(name: "DPSClient", targets: ["DPSClient"]),
+        // HTTP and SOCKS proxies for the MQTT and AMQP clients, through libcurl (only this product links it).
+        .library(name: "AzureIoTProxy", targets: ["AzureIoTProxy"]),
         .library(name: "HubMQTT", targets: ["HubMQTT"]),
         .library(name: "HubAMQP", targets: ["HubAMQP"]),
         // The wire codecs alone (no I/O, no client): for harnesses that want protocol edge cases.
@@ -83,6 +85,11 @@ let package = Package(
         .target(name: "AMQPCodec", swiftSettings: swiftSettings),
         .target(name: "WebSocketCodec", swiftSettings: swiftSettings),
         .target(
+            name: "AzureIoTProxy",
+            dependencies: ["AzureIoTCore", "CAzureIoTCurl", "CAzureIoTCurlShims"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "HubMQTT",
             dependencies: [
                 "AzureIoTCore", "MQTTCodec", "CAzureIoTByteScan", .product(name: "Logging", package: "swift-log"),
@@ -125,6 +132,7 @@ let package = Package(
                 "HubAMQP",
                 "AzureIoTEmulator",
                 "AzureIoTTesting",
+                "AzureIoTProxy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -183,7 +191,7 @@ let package = Package(
         .testTarget(
             name: "AzureIoTEmulatorTests",
             dependencies: [
-                "AzureIoTEmulator", "AzureIoTTesting", "DPSClient", "HubMQTT", "HubAMQP", "AzureIoTTestSupport",
+                "AzureIoTEmulator", "AzureIoTTesting", "AzureIoTProxy", "DPSClient", "HubMQTT", "HubAMQP", "AzureIoTTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AzureIoTCore
+import AzureIoTProxy
 import HubAMQP
 import HubMQTT
 
@@ -26,6 +27,20 @@ struct HubConnectionOptions: ParsableArguments {
     @Option(help: "The protocol: mqtt or amqp.")
     var `protocol`: String = "mqtt"
 
+    @Option(
+        help: """
+            Tunnel through this proxy (http://user:pass@host:port, https://…, socks5://…, socks5h://…). Without it, \
+            https_proxy/HTTPS_PROXY, all_proxy/ALL_PROXY and no_proxy/NO_PROXY are followed as curl does.
+            """
+    )
+    var proxy: String?
+
+    /// The proxy opener: `--proxy`, else the environment when it names a proxy, else none (a direct connection).
+    func connectionOpener() throws -> (any ConnectionOpener)? {
+        if let proxy { return try ProxyConnectionOpener(url: proxy) }
+        return ProxyConnectionOpener.environmentNamesProxy ? ProxyConnectionOpener.environment : nil
+    }
+
     func validateProtocol() throws {
         guard self.protocol == "mqtt" || self.protocol == "amqp" else {
             throw ValidationError("--protocol takes mqtt or amqp")
@@ -37,12 +52,14 @@ struct HubConnectionOptions: ParsableArguments {
         var connection = try ConnectionString(parsing: self.connectionString)
         if let gatewayHost { connection.gatewayHostName = gatewayHost }
         let identity = try self.cert.map { try X509Identity(certificateFile: $0, privateKeyFile: self.certKey ?? $0) }
-        return try HubMQTTConfiguration(
+        var configuration = try HubMQTTConfiguration(
             connectionString: connection,
             x509Identity: identity,
             trustRoots: self.caFile.map { .pemFile($0) } ?? .system,
             port: self.port ?? 8883
         )
+        configuration.connectionOpener = try self.connectionOpener()
+        return configuration
     }
 
     /// The AMQP configuration: SASL PLAIN for `SharedAccessKey`/`SharedAccessSignature` connection strings, the
@@ -58,7 +75,7 @@ struct HubConnectionOptions: ParsableArguments {
         } else {
             throw ValidationError("AMQP needs SharedAccessKey, SharedAccessSignature, or x509=true with --cert")
         }
-        return HubAMQPConfiguration(
+        var configuration = HubAMQPConfiguration(
             hubHost: connection.hostName,
             deviceId: deviceId,
             moduleId: connection.moduleId,
@@ -67,5 +84,7 @@ struct HubConnectionOptions: ParsableArguments {
             port: self.port ?? 5671,
             trustRoots: self.caFile.map { .pemFile($0) } ?? .system
         )
+        configuration.connectionOpener = try self.connectionOpener()
+        return configuration
     }
 }

@@ -42,3 +42,12 @@ int azi_curl_getinfo_pointer(void *curl, int info, void **value) {
     *value = pointer;
     return result;
 }
+
+int azi_curl_getinfo_socket(void *curl, int info, int *value) {
+    curl_socket_t socket = CURL_SOCKET_BAD;
+    int result = (int)curl_easy_getinfo((CURL *)curl, (CURLINFO)info, &socket);
+    *value = socket == CURL_SOCKET_BAD ? -1 : (int)socket;
+    return result;
+}
+
+long azi_curl_auth_any(void) { return (long)CURLAUTH_ANY; }

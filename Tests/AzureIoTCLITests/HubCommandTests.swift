@@ -66,3 +66,65 @@ struct HubCommandTests {
         #expect(await hubSide.waitForLine { $0 == #"$iothub/methods/res/201/?$rid=7|{"done":true}"# } != nil)
     }
 }
+
+/// `send` through a proxy: `--proxy`, the environment as curl reads it, and `NO_PROXY`.
+@Suite("azure-iot send through a proxy")
+struct ProxyCommandTests {
+    @Test("--proxy and HTTPS_PROXY tunnel through tinyproxy; NO_PROXY goes direct; the password never shows")
+    func sendThroughProxy() async throws {
+        let pki = try await TestPKI.shared()
+        let broker = try await MosquittoBroker(pki: pki)
+        let subscriber = try await HubSideSubscriber(broker: broker, filters: ["devices/#"])
+        let proxy = try await ProxyPeer.tinyproxy(allowing: [broker.anyPasswordPort])
+        defer { proxy.process.stop() }
+        let url = "http://\(ProxyPeer.user):\(ProxyPeer.password)@127.0.0.1:\(proxy.port)"
+        let common = [
+            "send", "--connection-string", HubCommandTests.connectionString, "--gateway-host", "localhost",
+            "--ca-file", pki.path("ca.pem"), "--port", String(broker.anyPasswordPort),
+        ]
+        var environment = ProcessInfo.processInfo.environment
+        for name in ["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"] {
+            environment[name] = nil
+        }
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("azure-iot").path
+        // 1. --proxy.
+        let explicit = try await PeerProcess.capture(
+            binary,
+            common + ["--proxy", url, "via-option"],
+            environment: environment
+        )
+        #expect(explicit.status == 0, "\(explicit.stderr)")
+        // 2. HTTPS_PROXY, as curl reads it.
+        var viaEnvironment = environment
+        viaEnvironment["HTTPS_PROXY"] = url
+        let implicit = try await PeerProcess.capture(binary, common + ["via-environment"], environment: viaEnvironment)
+        #expect(implicit.status == 0, "\(implicit.stderr)")
+        // 3. NO_PROXY=localhost: direct, although HTTPS_PROXY names a proxy that is not there.
+        var bypass = environment
+        bypass["HTTPS_PROXY"] = "http://127.0.0.1:1"
+        bypass["NO_PROXY"] = "localhost"
+        let direct = try await PeerProcess.capture(binary, common + ["via-no-proxy"], environment: bypass)
+        #expect(direct.status == 0, "\(direct.stderr)")
+        for body in ["via-option", "via-environment", "via-no-proxy"] {
+            #expect(await subscriber.waitForLine { $0.hasSuffix("|\(body)") } != nil, "\(body)")
+        }
+        // One tunnel each for the option and the environment (curl asks once without credentials to learn the
+        // scheme, so each tunnel is two CONNECT requests), none for NO_PROXY.
+        let tunnels = proxy.log.components(separatedBy: "\n").filter {
+            $0.contains("Established connection to host \"localhost\"")
+        }
+        #expect(tunnels.count == 2, "\(proxy.log.suffix(2000))")
+        // 4. A wrong password: a clear error that names the proxy without its credentials.
+        let refused = try await PeerProcess.capture(
+            binary,
+            common + ["--proxy", "http://\(ProxyPeer.user):wrong@127.0.0.1:\(proxy.port)", "--timeout", "5", "never"],
+            environment: environment
+        )
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("proxyRefused") || refused.stderr.contains("credentials"), "\(refused.stderr)")
+        for output in [explicit.stderr, implicit.stderr, refused.stderr] {
+            #expect(!output.contains(ProxyPeer.password) && !output.contains("wrong@"), "\(output)")
+        }
+    }
+}

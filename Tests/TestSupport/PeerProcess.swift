@@ -14,11 +14,12 @@ public final class PeerProcess: Sendable {
     private let process: Process
     private let outputBuffer: OutputBuffer
 
-    /// Starts `executable` with `arguments` and waits until its combined output contains `readyMarker`.
+    /// Starts `executable` with `arguments` and waits until its combined output contains `readyMarker` (`nil`: a
+    /// peer that prints nothing when ready; the caller waits for it some other way, e.g. for its port).
     public init(
         _ executable: String,
         _ arguments: [String],
-        readyMarker: String,
+        readyMarker: String?,
         environment: [String: String]? = nil,
         timeout: Duration = .seconds(10)
     ) async throws {
@@ -28,7 +29,7 @@ public final class PeerProcess: Sendable {
         try process.run()
         let clock = ContinuousClock()
         let end = clock.now + timeout
-        while !buffer.text.withLock({ $0.contains(readyMarker) }) {
+        while let readyMarker, !buffer.text.withLock({ $0.contains(readyMarker) }) {
             guard process.isRunning else {
                 throw TestFailure("\(executable) exited early: \(buffer.text.withLock { $0 })")
             }

@@ -75,6 +75,9 @@ extension AzureIoTError {
         public static let nameResolutionFailed = Code("nameResolutionFailed")
         /// The TCP connection could not be established (refused, unreachable).
         public static let connectionFailed = Code("connectionFailed")
+        /// The proxy refused to open the tunnel (its HTTP status, e.g. 407 for missing or wrong credentials, or the
+        /// SOCKS reply, is in the message).
+        public static let proxyRefused = Code("proxyRefused")
         /// The server's certificate does not chain to a trusted root (wrong CA bundle, self-signed).
         public static let certificateUntrusted = Code("certificateUntrusted")
         /// The server's certificate is not valid for the host name connected to.

@@ -54,5 +54,18 @@ package enum TCPSocket {
         throw lastError
     }
 
+    /// Makes a socket that a ``ConnectionOpener`` handed over ready for the reactor: non-blocking, close-on-exec,
+    /// no Nagle delay. Closes it and throws when it is not a usable descriptor.
+    static func prepareOpened(_ fd: Int32) throws(AzureIoTError) {
+        let flags = fcntl(fd, F_GETFL)
+        guard fd >= 0, flags >= 0, fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0 else {
+            if fd >= 0 { Glibc.close(fd) }
+            throw AzureIoTError(.ioFailure, "the connection opener returned an unusable socket")
+        }
+        _ = fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC)
+        var one: Int32 = 1
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
+
     package static func errnoText() -> String { String(cString: strerror(errno)) }
 }

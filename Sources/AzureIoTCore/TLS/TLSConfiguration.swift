@@ -32,6 +32,8 @@ public struct TLSConfiguration: Sendable {
     public var verifiesHostname: Bool
     /// How long TCP connect plus handshake may take (default 30 s).
     public var connectTimeout: Duration
+    /// How the TCP connection is opened: `nil` (the default) connects directly; a proxy opener tunnels.
+    public var connectionOpener: (any ConnectionOpener)?
 
     /// A client configuration. The defaults are what IoT Hub expects: system roots, TLS 1.2+, host name checked.
     public init(
@@ -40,7 +42,8 @@ public struct TLSConfiguration: Sendable {
         minimumVersion: MinimumVersion = .tls12,
         serverName: String? = nil,
         verifiesHostname: Bool = true,
-        connectTimeout: Duration = .seconds(30)
+        connectTimeout: Duration = .seconds(30),
+        connectionOpener: (any ConnectionOpener)? = nil
     ) {
         self.trustRoots = trustRoots
         self.clientIdentity = clientIdentity
@@ -48,5 +51,6 @@ public struct TLSConfiguration: Sendable {
         self.serverName = serverName
         self.verifiesHostname = verifiesHostname
         self.connectTimeout = connectTimeout
+        self.connectionOpener = connectionOpener
     }
 }

@@ -90,7 +90,14 @@ public final class TLSConnection: Sendable {
     ) async throws -> TLSConnection {
         let deadline = MonotonicClock.deadline(after: configuration.connectTimeout)
         logger.debug("connecting", metadata: ["host": "\(host)", "port": "\(port)"])
-        let fd = try await TCPSocket.connect(host: host, port: port, deadline: deadline)
+        let fd: Int32
+        if let opener = configuration.connectionOpener {
+            logger.debug("opening the connection", metadata: ["through": "\(opener)"])
+            fd = try await opener.openSocket(host: host, port: port, timeout: configuration.connectTimeout)
+            try TCPSocket.prepareOpened(fd)
+        } else {
+            fd = try await TCPSocket.connect(host: host, port: port, deadline: deadline)
+        }
         let connection = try TLSConnection(fd: fd, context: context, role: .client, peerName: host, logger: logger)
         let name = configuration.serverName ?? host
         try connection.session.withLock { session throws(AzureIoTError) in

@@ -25,6 +25,10 @@ int azi_curl_multi_setopt_long(void *multi, int option, long value);
 int azi_curl_getinfo_long(void *curl, int info, long *value);
 /// `curl_easy_getinfo` for a pointer (`CURLINFO_PRIVATE`).
 int azi_curl_getinfo_pointer(void *curl, int info, void **value);
+/// `curl_easy_getinfo` for a socket (`CURLINFO_ACTIVESOCKET`); -1 when there is none.
+int azi_curl_getinfo_socket(void *curl, int info, int *value);
+/// `CURLAUTH_ANY` (a macro with `~`, which Swift does not import).
+long azi_curl_auth_any(void);
 /// `curl_easy_getinfo` for a `double`.
 int azi_curl_getinfo_double(void *curl, int info, double *value);
 

@@ -41,6 +41,9 @@ public struct HubAMQPConfiguration: Sendable {
     public var port: Int
     /// Whom to trust (an IoT Edge root CA, or the system store).
     public var trustRoots: TLSConfiguration.TrustRoots
+    /// How the TCP connection is opened: `nil` (the default) connects directly; `AzureIoTProxy`'s
+    /// `ProxyConnectionOpener` tunnels through an HTTP or SOCKS proxy.
+    public var connectionOpener: (any ConnectionOpener)?
     /// Our idle time-out, announced in `open`: a peer silent for 1.5 times as long is taken as dead.
     public var idleTimeout: Duration
     /// How long the handshake and each settlement may take.

@@ -18,6 +18,9 @@ public final class HubAMQPGateway: Sendable {
         public var port: Int
         /// Whom to trust.
         public var trustRoots: TLSConfiguration.TrustRoots
+        /// How the TCP connection is opened: `nil` (the default) connects directly; `AzureIoTProxy`'s
+        /// `ProxyConnectionOpener` tunnels through an HTTP or SOCKS proxy.
+        public var connectionOpener: (any ConnectionOpener)?
         /// The CBS token type.
         public var tokenType: HubAMQPConfiguration.CBSTokenType
         /// Our idle time-out, announced in `open`.
@@ -88,7 +91,8 @@ public final class HubAMQPGateway: Sendable {
                     initialDelay: configuration.reconnectMinimumDelay,
                     maximumDelay: configuration.reconnectMaximumDelay
                 ),
-                containerName: "gateway"
+                containerName: "gateway",
+                connectionOpener: configuration.connectionOpener
             ),
             identities: [],
             logger: logger

@@ -37,6 +37,8 @@ actor HubAMQPSession {
         var containerName: String
         /// Timers and the wall clock for tokens: real time, or a virtual clock in tests.
         var clock: any IoTClock = SystemClock()
+        /// How the TCP connection is opened (`nil`: directly).
+        var connectionOpener: (any ConnectionOpener)?
     }
 
     /// A device or module identity on the connection.
@@ -151,7 +153,8 @@ actor HubAMQPSession {
             retryPolicy: configuration.retryPolicy,
             maximumQueuedMessages: configuration.maximumQueuedMessages,
             containerName: configuration.deviceId,
-            clock: clock
+            clock: clock,
+            connectionOpener: configuration.connectionOpener
         )
         let identity = Identity(
             deviceId: configuration.deviceId,
@@ -210,7 +213,11 @@ actor HubAMQPSession {
     private func establish() async throws {
         self.generation += 1
         let generation = self.generation
-        var tls = TLSConfiguration(trustRoots: self.settings.trustRoots, connectTimeout: self.settings.operationTimeout)
+        var tls = TLSConfiguration(
+            trustRoots: self.settings.trustRoots,
+            connectTimeout: self.settings.operationTimeout,
+            connectionOpener: self.settings.connectionOpener
+        )
         if case .x509(let identity) = self.settings.mode { tls.clientIdentity = identity }
         let host = self.settings.gatewayHostName ?? self.settings.hubHost
         let connection = try await TLSConnection.connect(

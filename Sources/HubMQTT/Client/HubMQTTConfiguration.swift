@@ -20,6 +20,9 @@ public struct HubMQTTConfiguration: Sendable {
     public var port: Int
     /// Trust roots (an Edge root CA, a private CA), default the system store.
     public var trustRoots: TLSConfiguration.TrustRoots
+    /// How the TCP connection is opened: `nil` (the default) connects directly; `AzureIoTProxy`'s
+    /// `ProxyConnectionOpener` tunnels through an HTTP or SOCKS proxy.
+    public var connectionOpener: (any ConnectionOpener)?
     /// Keep-alive (default 240 s, at most 1177 s for IoT Hub).
     public var keepAlive: Duration
     /// QoS 1 PUBLISHes that may await PUBACK at once.

@@ -380,7 +380,8 @@ actor HubMQTTSession {
     private func openConnection() async throws -> (TLSConnection, [UInt8]) {
         var tls = TLSConfiguration(
             trustRoots: self.configuration.trustRoots,
-            connectTimeout: self.configuration.connectTimeout
+            connectTimeout: self.configuration.connectTimeout,
+            connectionOpener: self.configuration.connectionOpener
         )
         var password: [UInt8]?
         switch self.configuration.authentication {

@@ -1,0 +1,149 @@
+import AzureIoTCore
+import AzureIoTEmulator
+import AzureIoTProxy
+import AzureIoTTestSupport
+import Foundation
+import HubAMQP
+import HubMQTT
+import Testing
+
+/// The MQTT and AMQP clients through real proxies on loopback: tinyproxy (HTTP CONNECT with Basic credentials) and
+/// microsocks (SOCKS5 with a user name and password), the tunnel opened by libcurl, TLS ours.
+@Suite("Clients through HTTP and SOCKS proxies")
+struct ProxyTests {
+    static let user = ProxyPeer.user
+    static let password = ProxyPeer.password
+
+    static func mqttConfiguration(_ fixture: EmulatorFixture, through opener: any ConnectionOpener) throws
+        -> HubMQTTConfiguration
+    {
+        var configuration = HubMQTTConfiguration(
+            identity: HubMQTTIdentity(hubHost: fixture.hubHost, deviceId: "dev1"),
+            authentication: .sas(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey))),
+            gatewayHostName: "localhost",
+            port: fixture.endpoints.mqtt.port,
+            trustRoots: fixture.trust,
+            operationTimeout: .seconds(20)
+        )
+        configuration.connectionOpener = opener
+        return configuration
+    }
+
+    @Test("MQTT through tinyproxy with Basic credentials: the tunnel carries our TLS to the hub")
+    func mqttThroughHTTPProxy() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let proxy = try await ProxyPeer.tinyproxy(allowing: [fixture.endpoints.mqtt.port])
+        defer { proxy.process.stop() }
+        let opener = try ProxyConnectionOpener(url: "http://\(Self.user):\(Self.password)@127.0.0.1:\(proxy.port)")
+        #expect(!"\(opener)".contains(Self.password) && "\(opener)" == "proxy http://127.0.0.1:\(proxy.port)")
+        let client = try HubMQTTClient(configuration: try Self.mqttConfiguration(fixture, through: opener))
+        try await client.connect()
+        try await client.send(TelemetryMessage(body: Array("through the proxy".utf8)))
+        await client.disconnect()
+        #expect(await fixture.emulator.telemetry(deviceId: "dev1").map(\.bodyText) == ["through the proxy"])
+        let log = proxy.log
+        #expect(log.contains("CONNECT localhost:\(fixture.endpoints.mqtt.port)"), "\(log.suffix(2000))")
+    }
+
+    @Test("a proxy that refuses the credentials is a typed proxyRefused (HTTP 401/407) that never shows the password")
+    func wrongProxyCredentials() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let proxy = try await ProxyPeer.tinyproxy(allowing: [fixture.endpoints.mqtt.port])
+        defer { proxy.process.stop() }
+        let opener = try ProxyConnectionOpener(
+            url: "http://\(Self.user):wrong-\(Self.password)@127.0.0.1:\(proxy.port)"
+        )
+        let direct = TLSConfiguration(trustRoots: fixture.trust, connectTimeout: .seconds(20), connectionOpener: opener)
+        do {
+            _ = try await TLSConnection.connect(
+                host: "localhost",
+                port: fixture.endpoints.mqtt.port,
+                configuration: direct
+            )
+            Issue.record("connected with the wrong proxy password")
+        } catch let error as AzureIoTError {
+            #expect(error.code == .proxyRefused, "\(error)")
+            // tinyproxy answers 401 where RFC 9110 says 407.
+            #expect(error.message.contains("HTTP 401") || error.message.contains("HTTP 407"), "\(error)")
+            #expect(error.message.contains("credentials"), "\(error)")
+            #expect(!"\(error)".contains(Self.password), "\(error)")
+        }
+        // The MQTT client reports it as a connection failure with the proxy's refusal as the cause.
+        var configuration = try Self.mqttConfiguration(fixture, through: opener)
+        configuration.retryPolicy = RetryPolicy(
+            initialDelay: .milliseconds(10),
+            maximumDelay: .milliseconds(20),
+            maximumAttempts: 1
+        )
+        let client = try HubMQTTClient(configuration: configuration)
+        do {
+            try await client.connect()
+            Issue.record("the MQTT client connected with the wrong proxy password")
+        } catch {
+            #expect(!"\(error)".contains(Self.password), "\(error)")
+            #expect("\(error)".contains("proxyRefused"), "\(error)")
+        }
+        await client.disconnect()
+    }
+
+    @Test("AMQP through microsocks (SOCKS5 with user name and password)")
+    func amqpThroughSOCKS5() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let socks = try await ProxyPeer.microsocks()
+        defer { socks.process.stop() }
+        let port = socks.port
+        var configuration = HubAMQPConfiguration(
+            hubHost: fixture.hubHost,
+            deviceId: "dev1",
+            authentication: .saslPlain(
+                SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey))
+            ),
+            gatewayHostName: "localhost",
+            port: fixture.endpoints.amqp.port,
+            trustRoots: fixture.trust,
+            operationTimeout: .seconds(20),
+            reconnects: false
+        )
+        configuration.connectionOpener = try ProxyConnectionOpener(
+            url: "socks5h://\(Self.user):\(Self.password)@127.0.0.1:\(port)"
+        )
+        let client = HubAMQPClient(configuration: configuration)
+        try await client.connect()
+        try await client.send(AMQPMessage(data: Array("through socks".utf8)))
+        await client.close()
+        #expect(await fixture.emulator.telemetry(deviceId: "dev1").map(\.bodyText) == ["through socks"])
+        // Without credentials microsocks refuses the SOCKS5 handshake.
+        let anonymous = try ProxyConnectionOpener(url: "socks5h://127.0.0.1:\(port)")
+        await #expect(throws: AzureIoTError.self) {
+            _ = try await TLSConnection.connect(
+                host: "localhost",
+                port: fixture.endpoints.amqp.port,
+                configuration: TLSConfiguration(
+                    trustRoots: fixture.trust,
+                    connectTimeout: .seconds(20),
+                    connectionOpener: anonymous
+                )
+            )
+        }
+    }
+
+    @Test("proxy URLs are checked: unknown schemes and URLs without a host are refused without echoing secrets")
+    func proxyURLs() {
+        for url in ["ftp://user:pw-secret@proxy:21", "proxy:8080", "http://:pw-secret@/", ""] {
+            #expect(throws: AzureIoTError.self, "\(url)") { _ = try ProxyConnectionOpener(url: url) }
+            do {
+                _ = try ProxyConnectionOpener(url: url)
+            } catch {
+                #expect(!"\(error)".contains("pw-secret"), "\(error)")
+            }
+        }
+        for url in [
+            "http://p:8080", "https://p", "socks4://p:1080", "socks4a://p", "socks5://u:p@p:1080", "socks5h://p",
+        ] {
+            #expect((try? ProxyConnectionOpener(url: url)) != nil, "\(url)")
+        }
+    }
+}
