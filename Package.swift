@@ -191,7 +191,8 @@ let package = Package(
         .testTarget(
             name: "AzureIoTEmulatorTests",
             dependencies: [
-                "AzureIoTEmulator", "AzureIoTTesting", "AzureIoTProxy", "DPSClient", "HubMQTT", "HubAMQP", "AzureIoTTestSupport",
+                "AzureIoTEmulator", "AzureIoTTesting", "AzureIoTProxy", "DPSClient", "HubMQTT", "HubAMQP",
+                "AzureIoTTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
