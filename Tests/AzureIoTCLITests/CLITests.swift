@@ -203,7 +203,7 @@ struct CLITests {
         try process.run()
         defer {
             process.interrupt()
-            process.waitUntilExit()
+            PeerProcess.reap(process)
         }
         var text = ""
         while !text.contains("\n") {

@@ -1,4 +1,4 @@
-import Foundation
+package import Foundation
 import Synchronization
 
 #if canImport(Glibc)
@@ -65,8 +65,31 @@ public final class PeerProcess: Sendable {
     public func stop() {
         if self.process.isRunning {
             kill(self.process.processIdentifier, SIGKILL)
-            self.process.waitUntilExit()
+            Self.reap(self.process)
         }
+    }
+
+    /// Waits, at most `limit`, until a killed process is gone. Not `Process.waitUntilExit()`: on Linux that spins a
+    /// run loop at full CPU until Foundation notices the exit, and on a loaded machine it once never did (a CI run hung
+    /// in `stop()` for over ten minutes). The process counts as gone once Foundation says so or `waitpid` reaps it
+    /// (or finds it already reaped).
+    /// Returns the exit status when it is known (-1 for a process killed by a signal), `nil` past `limit`.
+    @discardableResult
+    package static func reap(_ process: Process, within limit: Duration = .seconds(10)) -> Int32? {
+        let pid = process.processIdentifier
+        let end = ContinuousClock.now + limit
+        while ContinuousClock.now < end {
+            if !process.isRunning { return process.terminationStatus }
+            var status: Int32 = 0
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid {
+                // WIFEXITED / WEXITSTATUS, which Swift does not import.
+                return status & 0x7F == 0 ? (status >> 8) & 0xFF : -1
+            }
+            if result == -1 && errno == ECHILD { return process.isRunning ? -1 : process.terminationStatus }
+            usleep(5_000)
+        }
+        return nil
     }
 
     deinit { self.stop() }
@@ -89,8 +112,8 @@ public final class PeerProcess: Sendable {
             try inputPipe.fileHandleForWriting.close()
         }
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let status = Self.reap(process, within: .seconds(60)) ?? -1
+        return (status, String(decoding: data, as: UTF8.self))
     }
 
     /// Runs a command to completion without blocking a thread (for clients of an in-process server), killing it
@@ -107,7 +130,7 @@ public final class PeerProcess: Sendable {
         while process.isRunning {
             if ContinuousClock.now > end {
                 kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
+                Self.reap(process)
                 return (-1, buffer.text.withLock { $0 } + "\n[killed after \(timeout)]")
             }
             try await Task.sleep(for: .milliseconds(20))
@@ -177,7 +200,7 @@ public final class PeerProcess: Sendable {
         while process.isRunning {
             if ContinuousClock.now > end {
                 kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
+                Self.reap(process)
                 break
             }
             try await Task.sleep(for: .milliseconds(10))
