@@ -1,5 +1,6 @@
 import ArgumentParser
 import AzureIoTCore
+import AzureIoTProxy
 import DPSClient
 import Foundation
 
@@ -39,6 +40,12 @@ struct ProvisionCommand: AsyncParsableCommand {
     @Option(help: "PEM file with the CA to trust instead of the system store.")
     var caFile: String?
 
+    @Option(
+        help:
+            "Send the DPS requests through this proxy (http://user:pass@host:port, socks5h://…); default: https_proxy/no_proxy as curl reads them."
+    )
+    var proxy: String?
+
     @Option(help: "The api-version to send.")
     var apiVersion: String = RegistrationRoute.defaultAPIVersion
 
@@ -74,16 +81,16 @@ struct ProvisionCommand: AsyncParsableCommand {
                 )
             )
         }
-        let client = try ProvisioningClient(
-            configuration: .init(
-                endpoint: self.endpoint,
-                idScope: self.scope,
-                registrationId: self.registrationId,
-                attestation: attestation,
-                apiVersion: self.apiVersion,
-                trustRoots: self.caFile.map { .pemFile($0) } ?? .system
-            )
+        var configuration = ProvisioningClient.Configuration(
+            endpoint: self.endpoint,
+            idScope: self.scope,
+            registrationId: self.registrationId,
+            attestation: attestation,
+            apiVersion: self.apiVersion,
+            trustRoots: self.caFile.map { .pemFile($0) } ?? .system
         )
+        if let proxy { configuration.proxy = try ProxyConnectionOpener(url: proxy).checkedURL }
+        let client = try ProvisioningClient(configuration: configuration)
         let clock = ContinuousClock()
         let start = clock.now
         let onStatus: @Sendable (RegistrationStatus) -> Void = { status in

@@ -41,6 +41,13 @@ public struct ProxyConnectionOpener: ConnectionOpener {
     /// `ALL_PROXY`), so that ``environment`` would tunnel at all.
     public static var environmentNamesProxy: Bool { Self.environmentProxy() != nil }
 
+    /// The proxy URL as given (credentials included: a secret), for handing to another libcurl user such as
+    /// `DPSClient`'s `ProvisioningClient.Configuration.proxy`; `nil` for ``Source/environment``.
+    public var checkedURL: String? {
+        if case .url(let url) = self.source { return url }
+        return nil
+    }
+
     /// An opener that follows the environment like curl.
     public static let environment = ProxyConnectionOpener(uncheckedSource: .environment)
 

@@ -75,7 +75,13 @@ final class CurlEngine: @unchecked Sendable {
     }
 
     /// Performs `request` with `tls`, failing with ``AzureIoTError/Code/timedOut`` after `timeout`.
-    func perform(_ request: HTTPRequest, tls: TLSConfiguration, timeout: Duration, userAgent: String) async throws
+    func perform(
+        _ request: HTTPRequest,
+        tls: TLSConfiguration,
+        timeout: Duration,
+        userAgent: String,
+        proxy: String? = nil
+    ) async throws
         -> HTTPResponse
     {
         guard self.globalInitResult == Int32(CURLE_OK.rawValue) else {
@@ -92,7 +98,7 @@ final class CurlEngine: @unchecked Sendable {
             return state.nextId
         }
         let transfer = Transfer(id: id, easy: easy, tls: tls)
-        try Self.configure(transfer, request: request, timeout: timeout, userAgent: userAgent)
+        try Self.configure(transfer, request: request, timeout: timeout, userAgent: userAgent, proxy: proxy)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 transfer.continuation = continuation
@@ -169,6 +175,12 @@ final class CurlEngine: @unchecked Sendable {
             return .success(HTTPResponse(status: status, headers: transfer.headers, body: transfer.body))
         }
         if let tlsError = transfer.tlsError { return .failure(tlsError) }
+        var connectCode = 0
+        _ = azi_curl_getinfo_long(transfer.easy, Int32(CURLINFO_HTTP_CONNECTCODE.rawValue), &connectCode)
+        if connectCode >= 300 {
+            // The proxy refused the tunnel: not worth retrying (401/407 are credentials).
+            return .failure(AzureIoTError(.proxyRefused, "the proxy answered CONNECT with HTTP \(connectCode)"))
+        }
         if transfer.responseTooLarge {
             return .failure(
                 ProvisioningError(
@@ -216,7 +228,13 @@ final class CurlEngine: @unchecked Sendable {
         var description: String { "libcurl refused \(self.option): \(self.reason) (CURLcode \(self.code))" }
     }
 
-    private static func configure(_ transfer: Transfer, request: HTTPRequest, timeout: Duration, userAgent: String)
+    private static func configure(
+        _ transfer: Transfer,
+        request: HTTPRequest,
+        timeout: Duration,
+        userAgent: String,
+        proxy: String?
+    )
         throws(ProvisioningError)
     {
         let easy = transfer.easy
@@ -305,6 +323,11 @@ final class CurlEngine: @unchecked Sendable {
         if !shareable {
             set("CURLOPT_FRESH_CONNECT", CURLOPT_FRESH_CONNECT, 1)
             set("CURLOPT_FORBID_REUSE", CURLOPT_FORBID_REUSE, 1)
+        }
+        if let proxy {
+            // An explicit proxy (credentials in its URL); without one libcurl follows https_proxy/no_proxy itself.
+            set("CURLOPT_PROXY", CURLOPT_PROXY, proxy)
+            set("CURLOPT_PROXYAUTH", CURLOPT_PROXYAUTH, azi_curl_auth_any())
         }
         set("CURLOPT_PRIVATE", CURLOPT_PRIVATE, pointer: UnsafeMutableRawPointer(bitPattern: UInt(transfer.id)))
         if let refused {

@@ -51,6 +51,9 @@ public struct ProvisioningClient: Sendable {
         }
         /// SAS token lifetime in seconds.
         public var tokenTimeToLive: UInt64
+        /// A proxy for the DPS requests (`http://user:pass@host:port`, `socks5h://…`); `nil` (the default) follows
+        /// `https_proxy`/`no_proxy` as libcurl does. The URL's credentials are a secret: never logged or shown.
+        public var proxy: String?
 
         /// A configuration for one device.
         public init(
@@ -427,7 +430,8 @@ public struct ProvisioningClient: Sendable {
             request,
             tls: tls,
             timeout: timeout,
-            userAgent: self.configuration.userAgent
+            userAgent: self.configuration.userAgent,
+            proxy: self.configuration.proxy
         )
     }
 
@@ -511,4 +515,28 @@ public struct ProvisioningResult: Sendable {
         guard let credential else { return nil }
         return ConnectionString(hostName: self.assignedHub, deviceId: self.deviceId, sharedAccessKey: credential.key)
     }
+}
+
+extension ProvisioningClient.Configuration: CustomStringConvertible, CustomDebugStringConvertible {
+    /// A readable summary that never contains secrets: no key, and the proxy without its credentials.
+    public var description: String {
+        let attestation: String
+        switch self.attestation {
+        case .symmetricKey: attestation = "symmetric key"
+        case .groupSymmetricKey: attestation = "group symmetric key"
+        case .x509(let identity): attestation = "X.509 \(identity.thumbprint)"
+        }
+        var proxy = ""
+        if let url = self.proxy {
+            let host = URLComponents(string: url).map {
+                "\($0.scheme ?? "?")://\($0.host ?? "?")" + ($0.port.map { ":\($0)" } ?? "")
+            }
+            proxy = ", proxy: \(host ?? "<unparsable>")"
+        }
+        return "ProvisioningClient.Configuration(\(self.endpoint), scope \(self.idScope), registration "
+            + "\(self.registrationId), \(attestation)\(proxy))"
+    }
+
+    /// The same as `description` (secrets redacted).
+    public var debugDescription: String { self.description }
 }

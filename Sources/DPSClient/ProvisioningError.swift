@@ -1,3 +1,5 @@
+import AzureIoTCore
+
 /// The error thrown by `DPSClient`: what the service said, how a registration ended, or why the request never got
 /// an answer. Compare on ``code``; no secret appears in ``message``.
 public struct ProvisioningError: Error, Hashable, Sendable {
@@ -37,7 +39,10 @@ public struct ProvisioningError: Error, Hashable, Sendable {
     /// registrations, certificate problems and invalid configurations are not transient.
     public var isTransient: Bool {
         switch self.code {
-        case .throttled, .timedOut, .transportFailure, .malformedResponse:
+        case .transportFailure:
+            // A proxy that refuses the tunnel (credentials, policy) answers the same way next time.
+            return (self.underlying as? AzureIoTError)?.code != .proxyRefused
+        case .throttled, .timedOut, .malformedResponse:
             return true
         case .serviceError:
             return self.httpStatus.map { $0 >= 500 || $0 == 429 } ?? true

@@ -446,6 +446,42 @@ struct ProvisioningErrorClassificationTests {
         }
     }
 
+    @Test("an explicit proxy: the registration goes through tinyproxy's tunnel; the credentials never show")
+    func throughProxy() async throws {
+        let pki = try await TestPKI.shared()
+        let server = try await DPSTestServer(pki: pki, individual: ["dev-proxy": ProvisioningClientTests.deviceKey])
+        defer { server.stop() }
+        let port = server.port
+        let proxy = try await ProxyPeer.tinyproxy(allowing: [port])
+        defer { proxy.process.stop() }
+        var configuration = ProvisioningClient.Configuration(
+            endpoint: server.endpoint,
+            idScope: DPSTestServer.idScope,
+            registrationId: "dev-proxy",
+            attestation: .symmetricKey(try SymmetricKey(base64: ProvisioningClientTests.deviceKey)),
+            trustRoots: .pemFile(pki.path("ca.pem"))
+        )
+        configuration.proxy = "http://\(ProxyPeer.user):\(ProxyPeer.password)@127.0.0.1:\(proxy.port)"
+        #expect(
+            !"\(configuration)".contains(ProxyPeer.password)
+                && "\(configuration)".contains("http://127.0.0.1:\(proxy.port)")
+        )
+        #expect(!String(reflecting: configuration).contains(ProxyPeer.password))
+        let result = try await ProvisioningClient(configuration: configuration).register()
+        #expect(result.deviceId == "dev-proxy")
+        #expect(proxy.log.contains("Established connection to host"), "\(proxy.log.suffix(1500))")
+        // The wrong password: the proxy's refusal, typed, without the secret.
+        configuration.proxy = "http://\(ProxyPeer.user):wrong-\(ProxyPeer.password)@127.0.0.1:\(proxy.port)"
+        do {
+            _ = try await ProvisioningClient(configuration: configuration).register(timeout: .seconds(10))
+            Issue.record("registered through a proxy that refused the credentials")
+        } catch let error as ProvisioningError {
+            #expect(!"\(error)".contains(ProxyPeer.password), "\(error)")
+            #expect((error.underlying as? AzureIoTError)?.code == .proxyRefused, "\(error)")
+            #expect(!error.isTransient)
+        }
+    }
+
     /// libcurl refuses a string option longer than 8,000,000 bytes. Before every `curl_easy_setopt` result was
     /// checked, curl quietly used its own User-Agent and sent the request; the same silence on a libcurl without the
     /// OpenSSL backend dropped `CURLOPT_SSL_CTX_FUNCTION`, and with it the trust roots and client certificate.
