@@ -200,7 +200,8 @@ let package = Package(
         .testTarget(
             name: "DocumentationExamplesTests",
             dependencies: [
-                "AzureIoTEmulator", "AzureIoTTesting", "DPSClient", "HubMQTT", "HubAMQP", "AzureIoTTestSupport",
+                "AzureIoTEmulator", "AzureIoTTesting", "AzureIoTProxy", "DPSClient", "HubMQTT", "HubAMQP",
+                "AzureIoTTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -94,7 +94,7 @@ public struct ProvisioningClient: Sendable {
     }
 
     /// The `User-Agent` this SDK sends.
-    public static let userAgent = "azure-iot-swift/0.1.0 (dps-rest; linux)"
+    public static let userAgent = "\(SDKVersion.clientName) (dps-rest; linux)"
 
     /// The configuration.
     public let configuration: Configuration

@@ -4,6 +4,7 @@ import AzureIoTTestSupport
 import AzureIoTTesting
 import DPSClient
 import Foundation
+import HubMQTT
 import Logging
 import Testing
 
@@ -63,6 +64,14 @@ struct ArticleExampleTests {
                 ]
             )
         )
+    }
+
+    @Test("AzureIoTProxy: the configuration carries the opener, whose description has no credentials")
+    func proxyArticle() throws {
+        let connection = try ConnectionString(parsing: "HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=MDEy")
+        let configuration = try ArticleExamples.configureProxy(connection: connection)
+        let opener = try #require(configuration.connectionOpener)
+        #expect("\(opener)" == "proxy http://proxy.corp:8080")
     }
 
     @Test("every ```swift block of every article appears line for line in ArticleExamples.swift")

@@ -2,6 +2,7 @@
 // The articles quote this file line for line (ArticleExampleTests), so it keeps their layout, not .swift-format's.
 import AzureIoTCore
 import AzureIoTEmulator
+import AzureIoTProxy
 import DPSClient
 import Foundation
 import HubAMQP
@@ -227,6 +228,13 @@ enum ArticleExamples {
 
         await client.disconnect()
         await emulator.shutdown()
+    }
+
+    // AzureIoTProxy.md
+    static func configureProxy(connection: ConnectionString) throws -> HubMQTTConfiguration {
+        var configuration = try HubMQTTConfiguration(connectionString: connection)
+        configuration.connectionOpener = try ProxyConnectionOpener(url: "http://user:pass@proxy.corp:8080")
+        return configuration
     }
 
 }

@@ -71,9 +71,8 @@ public final class PeerProcess: Sendable {
 
     /// Waits, at most `limit`, until a killed process is gone. Not `Process.waitUntilExit()`: on Linux that spins a
     /// run loop at full CPU until Foundation notices the exit, and on a loaded machine it once never did (a CI run hung
-    /// in `stop()` for over ten minutes). The process counts as gone once Foundation says so or `waitpid` reaps it
-    /// (or finds it already reaped).
-    /// Returns the exit status when it is known (-1 for a process killed by a signal), `nil` past `limit`.
+    /// in `stop()` for over ten minutes). The process counts as gone once Foundation says so or `waitpid` reaps it.
+    /// Returns the exit status (-1 for a process killed by a signal), or `nil` when `limit` passed first.
     @discardableResult
     package static func reap(_ process: Process, within limit: Duration = .seconds(10)) -> Int32? {
         let pid = process.processIdentifier
@@ -86,7 +85,7 @@ public final class PeerProcess: Sendable {
                 // WIFEXITED / WEXITSTATUS, which Swift does not import.
                 return status & 0x7F == 0 ? (status >> 8) & 0xFF : -1
             }
-            if result == -1 && errno == ECHILD { return process.isRunning ? -1 : process.terminationStatus }
+            // -1 with ECHILD: Foundation reaped it first and is about to say so; keep asking `isRunning`.
             usleep(5_000)
         }
         return nil

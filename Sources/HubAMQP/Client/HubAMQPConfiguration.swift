@@ -85,7 +85,7 @@ public struct HubAMQPConfiguration: Sendable {
         trustRoots: TLSConfiguration.TrustRoots = .system,
         idleTimeout: Duration = .seconds(240),
         operationTimeout: Duration = .seconds(30),
-        clientVersion: String = "azure-iot-swift/0.1.0",
+        clientVersion: String = SDKVersion.clientName,
         apiVersion: String = "2021-04-12",
         cloudToDeviceCredit: UInt32 = 100,
         reconnects: Bool = true,
@@ -119,7 +119,7 @@ public struct HubAMQPConfiguration: Sendable {
         trustRoots: TLSConfiguration.TrustRoots = .system,
         idleTimeout: Duration = .seconds(240),
         operationTimeout: Duration = .seconds(30),
-        clientVersion: String = "azure-iot-swift/0.1.0",
+        clientVersion: String = SDKVersion.clientName,
         apiVersion: String = "2021-04-12",
         cloudToDeviceCredit: UInt32 = 100
     ) {

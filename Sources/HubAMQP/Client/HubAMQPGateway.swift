@@ -49,7 +49,7 @@ public final class HubAMQPGateway: Sendable {
             tokenType: HubAMQPConfiguration.CBSTokenType = .azureDevices,
             idleTimeout: Duration = .seconds(240),
             operationTimeout: Duration = .seconds(30),
-            clientVersion: String = "azure-iot-swift/0.1.0",
+            clientVersion: String = SDKVersion.clientName,
             apiVersion: String = "2021-04-12",
             cloudToDeviceCredit: UInt32 = 100,
             reconnects: Bool = true,

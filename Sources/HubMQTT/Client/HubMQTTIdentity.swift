@@ -5,7 +5,7 @@ public struct HubMQTTIdentity: Hashable, Sendable {
     /// The IoT Hub API version sent by default.
     public static let defaultAPIVersion = "2021-04-12"
     /// The product string this SDK sends as `DeviceClientType`.
-    public static let defaultClientType = "azure-iot-swift/0.1.0"
+    public static let defaultClientType = SDKVersion.clientName
 
     /// The IoT Hub host name (`{hub}.azure-devices.net`), never the Edge gateway's.
     public var hubHost: String
