@@ -6,19 +6,21 @@ let package = Package(
     name: "AzureIoTFuzz",
     dependencies: [.package(name: "AzureIoT", path: "../")],
     targets: [
+        // libFuzzer's driver, shared by the fuzzers.
+        .target(name: "FuzzSupport"),
         .executableTarget(
             name: "MQTTFuzzer",
-            dependencies: [.product(name: "MQTTCodec", package: "AzureIoT")],
+            dependencies: ["FuzzSupport", .product(name: "MQTTCodec", package: "AzureIoT")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
         .executableTarget(
             name: "AMQPFuzzer",
-            dependencies: [.product(name: "AMQPCodec", package: "AzureIoT")],
+            dependencies: ["FuzzSupport", .product(name: "AMQPCodec", package: "AzureIoT")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
         .executableTarget(
             name: "WebSocketFuzzer",
-            dependencies: [.product(name: "WebSocketCodec", package: "AzureIoT")],
+            dependencies: ["FuzzSupport", .product(name: "WebSocketCodec", package: "AzureIoT")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
     ]

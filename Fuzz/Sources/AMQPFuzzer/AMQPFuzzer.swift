@@ -1,4 +1,5 @@
 import AMQPCodec
+import FuzzSupport
 
 /// Feeds arbitrary bytes to the AMQP 1.0 decoders: the protocol header, the framer, the performative decoder, the
 /// message-section decoder and the type decoder. Anything that decodes must re-encode to bytes that decode and
@@ -47,19 +48,8 @@ func checkMessage(_ message: AMQPMessage) {
     precondition((try? again.encoded()) == encoded, "re-encoding a message is not stable")
 }
 
-/// libFuzzer's driver, linked in by `-sanitize=fuzzer`.
-// swift-format-ignore: AlwaysUseLowerCamelCase
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<Int32>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-) -> Int32
-
 /// The executable's entry point (SwiftPM names it `{target}_main`): hands control to libFuzzer.
 @_cdecl("AMQPFuzzer_main")
 func fuzzerMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    var count = argc
-    var arguments = argv
-    return LLVMFuzzerRunDriver(&count, &arguments) { data, size in fuzzAMQP(data, size) }
+    runFuzzer(argc, argv) { data, size in fuzzAMQP(data, size) }
 }

@@ -1,3 +1,4 @@
+import FuzzSupport
 import MQTTCodec
 
 /// Frames and decodes arbitrary bytes as an MQTT stream. Every packet that decodes must encode again and decode to
@@ -16,19 +17,8 @@ func fuzzMQTT(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     return 0
 }
 
-/// libFuzzer's driver, linked in by `-sanitize=fuzzer`.
-// swift-format-ignore: AlwaysUseLowerCamelCase
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<Int32>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-) -> Int32
-
 /// The executable's entry point (SwiftPM names it `{target}_main`): hands control to libFuzzer.
 @_cdecl("MQTTFuzzer_main")
 func fuzzerMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    var count = argc
-    var arguments = argv
-    return LLVMFuzzerRunDriver(&count, &arguments) { data, size in fuzzMQTT(data, size) }
+    runFuzzer(argc, argv) { data, size in fuzzMQTT(data, size) }
 }

@@ -1,3 +1,4 @@
+import FuzzSupport
 import WebSocketCodec
 
 /// Feeds arbitrary bytes to the WebSocket frame decoder in both roles, to the receiver that checks frame order, and
@@ -32,19 +33,8 @@ func fuzzWebSocket(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     return 0
 }
 
-/// libFuzzer's driver, linked in by `-sanitize=fuzzer`.
-// swift-format-ignore: AlwaysUseLowerCamelCase
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<Int32>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-) -> Int32
-
 /// The executable's entry point (SwiftPM names it `{target}_main`): hands control to libFuzzer.
 @_cdecl("WebSocketFuzzer_main")
 func fuzzerMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    var count = argc
-    var arguments = argv
-    return LLVMFuzzerRunDriver(&count, &arguments) { data, size in fuzzWebSocket(data, size) }
+    runFuzzer(argc, argv) { data, size in fuzzWebSocket(data, size) }
 }
