@@ -140,9 +140,16 @@ private final class TunnelAttempt: Sendable {
 
     private var proxyName: String { self.proxy.map(ProxyConnectionOpener.redacted) ?? "no proxy" }
 
+    /// `curl_global_init`, once per process (Swift runs a static initializer exactly once, thread-safely).
+    private static let globalInitResult = azi_curl_global_init()
+
     /// Runs on the tunnel's own thread.
     func run() -> Result<Int32, any Error> {
-        _ = azi_curl_global_init()
+        guard Self.globalInitResult == Int32(CURLE_OK.rawValue) else {
+            return .failure(
+                AzureIoTError(.ioFailure, "libcurl could not initialise (curl_global_init: \(Self.globalInitResult))")
+            )
+        }
         guard let easy = curl_easy_init() else {
             return .failure(AzureIoTError(.ioFailure, "libcurl could not create a handle"))
         }
