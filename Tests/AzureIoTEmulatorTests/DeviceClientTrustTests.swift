@@ -193,7 +193,7 @@ struct DeviceClientTrustTests {
     }
 
     @Test(
-        "token renewal under load (32 senders, 6 s tokens renewed at half-life): planned renewals drain first, so nothing is lost or sent twice"
+        "token renewal under load (32 senders, 12 s tokens renewed every 3 s): planned renewals drain first, so nothing is lost or sent twice"
     )
     func renewalUnderLoad() async throws {
         let fixture = try await EmulatorFixture.start()
@@ -202,8 +202,8 @@ struct DeviceClientTrustTests {
             fixture,
             credential: SymmetricKeyCredential(
                 key: try SymmetricKey(base64: EmulatorFixture.deviceKey),
-                timeToLive: 6,
-                renewalFraction: 0.5
+                timeToLive: 12,
+                renewalFraction: 0.25
             )
         )
         let client = try HubMQTTClient(configuration: configuration)
@@ -211,7 +211,7 @@ struct DeviceClientTrustTests {
         let watcher = counter.watch(client)
         try await client.connect()
         // Senders keep going until two renewals happened (at 3 s and 6 s); the emulator closes a connection whose
-        // token expired, so 3 s are left for a drain even on a loaded machine.
+        // token expired, so each renewal has 9 s for its drain and reconnect even on a loaded machine.
         let renewals: @Sendable () -> Int = {
             counter.kinds.withLock { kinds in kinds.filter { $0 == .renewingToken }.count }
         }
@@ -471,8 +471,9 @@ struct DeviceClientTrustTests {
         defer { Task { await fixture.emulator.shutdown() } }
         let credential = SymmetricKeyCredential(
             key: try SymmetricKey(base64: EmulatorFixture.deviceKey),
-            timeToLive: 8,
-            renewalFraction: 0.25
+            // Renewed every 2 s, with 14 s left before the token expires: room for a loaded machine.
+            timeToLive: 16,
+            renewalFraction: 0.125
         )
         let client = HubAMQPClient(
             configuration: HubAMQPConfiguration(

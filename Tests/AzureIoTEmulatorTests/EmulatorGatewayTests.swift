@@ -1,5 +1,6 @@
 import AzureIoTCore
 import AzureIoTEmulator
+import AzureIoTTestSupport
 import Foundation
 import HubAMQP
 import Testing
@@ -7,7 +8,11 @@ import Testing
 /// Several identities on one AMQP connection through CBS, against the emulator.
 @Suite("Emulator: an AMQP gateway connection with several identities")
 struct EmulatorGatewayTests {
-    static func gateway(_ fixture: EmulatorFixture, reconnects: Bool = true) -> HubAMQPGateway {
+    static func gateway(
+        _ fixture: EmulatorFixture,
+        reconnects: Bool = true,
+        clock: any IoTClock = SystemClock()
+    ) -> HubAMQPGateway {
         HubAMQPGateway(
             configuration: .init(
                 hubHost: fixture.hubHost,
@@ -18,7 +23,8 @@ struct EmulatorGatewayTests {
                 reconnects: reconnects,
                 reconnectMinimumDelay: .milliseconds(50),
                 reconnectMaximumDelay: .milliseconds(200)
-            )
+            ),
+            clock: clock
         )
     }
 
@@ -68,11 +74,14 @@ struct EmulatorGatewayTests {
     func refusalAndRenewal() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        let gateway = Self.gateway(fixture, reconnects: false)
+        // Virtual time: the one-hour tokens fall due for renewal (at 25 %, 900 s) when the test says so, so a loaded
+        // machine cannot let a short real-time token expire before its renewal (it did, with 4 s tokens).
+        let clock = ManualClock()
+        let gateway = Self.gateway(fixture, reconnects: false, clock: clock)
         try await gateway.connect()
         let first = try await gateway.addDevice(
             deviceId: "dev1",
-            tokenSource: try Self.credential(EmulatorFixture.deviceKey, lifetime: 4)
+            tokenSource: try Self.credential(EmulatorFixture.deviceKey)
         )
         let error = await #expect(throws: HubAMQPError.self) {
             _ = try await gateway.addDevice(
@@ -83,9 +92,13 @@ struct EmulatorGatewayTests {
         #expect(error?.code == .authenticationFailed)
         let second = try await gateway.addDevice(
             deviceId: "dev2",
-            tokenSource: try Self.credential(EmulatorFixture.secondDeviceKey, lifetime: 4)
+            tokenSource: try Self.credential(EmulatorFixture.secondDeviceKey)
         )
-        // Both tokens live 4 s and are renewed after 1 s: wait for each identity's renewal on the one connection.
+        try await eventually("both identities' renewal timers are armed") {
+            clock.pendingIntervals.filter { $0 == .seconds(900) }.count == 2
+        }
+        clock.advance(by: .seconds(900))
+        // Each identity's renewal is a second put-token on the one connection.
         for device in ["dev1", "dev2"] {
             let activity = try await fixture.emulator.waitForActivity(deviceId: device, timeout: .seconds(30)) {
                 $0.tokenAuthentications >= 2

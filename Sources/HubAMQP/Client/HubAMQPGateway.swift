@@ -73,7 +73,13 @@ public final class HubAMQPGateway: Sendable {
     }
 
     /// A gateway; nothing is sent until ``connect()``.
-    public init(configuration: Configuration, logger: Logger = TLSConnection.disabledLogger) {
+    public convenience init(configuration: Configuration, logger: Logger = TLSConnection.disabledLogger) {
+        self.init(configuration: configuration, logger: logger, clock: SystemClock())
+    }
+
+    /// A gateway whose timers (heartbeats, token renewal, back-off, time-outs) and token times run on `clock`: tests
+    /// pass a virtual clock and advance it instead of sleeping.
+    package init(configuration: Configuration, logger: Logger = TLSConnection.disabledLogger, clock: any IoTClock) {
         self.session = HubAMQPSession(
             settings: .init(
                 hubHost: configuration.hubHost,
@@ -92,6 +98,7 @@ public final class HubAMQPGateway: Sendable {
                     maximumDelay: configuration.reconnectMaximumDelay
                 ),
                 containerName: "gateway",
+                clock: clock,
                 connectionOpener: configuration.connectionOpener
             ),
             identities: [],
