@@ -296,12 +296,12 @@ struct EmulatorAMQPTests {
         // a minute of slack before any token expires.
         let (cbs, plain) = try Self.shortLivedClients(fixture, lifetime: 60, renewalFraction: 1.0 / 60)
         // A fixed token cannot be renewed: the hub closes the connection when it expires. It connects first, right
-        // after its token is made (8 s: a loaded machine may take seconds to connect).
+        // after its token is made (15 s: a loaded machine may take seconds to connect).
         let fixed = FixedTokenCredential(
             token: SASToken.generate(
                 for: .module(hubHost: fixture.hubHost, deviceId: "dev1", moduleId: "mod1"),
                 key: try SymmetricKey(base64: EmulatorFixture.moduleKey),
-                expiry: UnixTime.now() + 8
+                expiry: UnixTime.now() + 15
             )
         )
         let doomed = HubAMQPClient(
