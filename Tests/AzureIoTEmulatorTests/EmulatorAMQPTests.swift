@@ -39,7 +39,9 @@ struct EmulatorAMQPTests {
     func refusals() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        let wrong = try fixture.amqp(key: EmulatorFixture.groupKey)
+        // The policy's attempt limit, not the connect's time budget, must end this: 60 s of budget leaves a loaded
+        // machine room for every attempt (at load average 5 on 2 cores, 10 s ran out first).
+        let wrong = try fixture.amqp(key: EmulatorFixture.groupKey, operationTimeout: .seconds(60))
         let error = await #expect(throws: HubAMQPError.self) { try await wrong.connect() }
         #expect(error?.code == .retriesExhausted)
         #expect((error?.underlying as? HubAMQPError)?.code == .authenticationFailed)

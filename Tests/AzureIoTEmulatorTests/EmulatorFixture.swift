@@ -118,7 +118,9 @@ struct EmulatorFixture {
         )
     }
 
-    func amqp(device: String = "dev1", key: String = deviceKey) throws -> HubAMQPClient {
+    func amqp(device: String = "dev1", key: String = deviceKey, operationTimeout: Duration = .seconds(10)) throws
+        -> HubAMQPClient
+    {
         HubAMQPClient(
             configuration: HubAMQPConfiguration(
                 hubHost: self.hubHost,
@@ -127,7 +129,7 @@ struct EmulatorFixture {
                 gatewayHostName: "localhost",
                 port: self.endpoints.amqp.port,
                 trustRoots: self.trust,
-                operationTimeout: .seconds(10)
+                operationTimeout: operationTimeout
             )
         )
     }
