@@ -139,6 +139,26 @@ struct EmulatorAMQPTests {
         )
     }
 
+    /// Waits for the renewals of the CBS client (dev1: a second put-token on the same connection) and the PLAIN
+    /// client (dev2: a second connection with a new token), then checks that both still send, and closes them.
+    static func expectRenewed(_ fixture: EmulatorFixture, cbs: HubAMQPClient, plain: HubAMQPClient) async throws {
+        // CBS: a second put-token on the same connection. PLAIN: a second connection with a new token.
+        let cbsActivity = try await fixture.emulator.waitForActivity(deviceId: "dev1", timeout: .seconds(30)) {
+            $0.tokenAuthentications >= 2
+        }
+        #expect(cbsActivity.connections == 1, "CBS renews without reconnecting")
+        // PLAIN: the new token comes with a new connection (SASL first, then the links).
+        try await fixture.emulator.waitForActivity(deviceId: "dev2", timeout: .seconds(30)) {
+            $0.tokenAuthentications >= 2 && $0.connections >= 2
+        }
+        try await cbs.send(AMQPMessage(data: Array("cbs after renewal".utf8)))
+        try await plain.send(AMQPMessage(data: Array("plain after renewal".utf8)))
+        await cbs.close()
+        await plain.close()
+        #expect(await fixture.emulator.telemetry(deviceId: "dev1").map(\.bodyText) == ["cbs after renewal"])
+        #expect(await fixture.emulator.telemetry(deviceId: "dev2").map(\.bodyText) == ["plain after renewal"])
+    }
+
     /// In virtual time: one-hour tokens are renewed at 80 % (2,880 s) exactly, CBS with a second put-token on the same
     /// connection, PLAIN with a new connection, and nothing renews before then.
     @Test("token renewal runs on the injected clock: due at 80 % of an hour, CBS in session, PLAIN by reconnecting")
@@ -172,19 +192,7 @@ struct EmulatorAMQPTests {
         #expect(clock.pendingIntervals.filter { $0 == .seconds(1) }.count == 2, "nothing renews before 80 %")
         #expect(await fixture.emulator.activity(deviceId: "dev1").tokenAuthentications == 1)
         clock.advance(by: .seconds(1))
-        let cbsActivity = try await fixture.emulator.waitForActivity(deviceId: "dev1", timeout: .seconds(30)) {
-            $0.tokenAuthentications >= 2
-        }
-        #expect(cbsActivity.connections == 1, "CBS renews without reconnecting")
-        try await fixture.emulator.waitForActivity(deviceId: "dev2", timeout: .seconds(30)) {
-            $0.tokenAuthentications >= 2 && $0.connections >= 2
-        }
-        try await cbs.send(AMQPMessage(data: Array("cbs after renewal".utf8)))
-        try await plain.send(AMQPMessage(data: Array("plain after renewal".utf8)))
-        await cbs.close()
-        await plain.close()
-        #expect(await fixture.emulator.telemetry(deviceId: "dev1").map(\.bodyText) == ["cbs after renewal"])
-        #expect(await fixture.emulator.telemetry(deviceId: "dev2").map(\.bodyText) == ["plain after renewal"])
+        try await Self.expectRenewed(fixture, cbs: cbs, plain: plain)
     }
 
     @Test(
@@ -322,21 +330,7 @@ struct EmulatorAMQPTests {
         try await doomed.connect()
         try await cbs.connect()
         try await plain.connect()
-        // CBS: a second put-token on the same connection. PLAIN: a second connection with a new token.
-        let cbsActivity = try await fixture.emulator.waitForActivity(deviceId: "dev1", timeout: .seconds(30)) {
-            $0.tokenAuthentications >= 2
-        }
-        #expect(cbsActivity.connections == 1, "CBS renews without reconnecting")
-        // PLAIN: the new token comes with a new connection (SASL first, then the links).
-        try await fixture.emulator.waitForActivity(deviceId: "dev2", timeout: .seconds(30)) {
-            $0.tokenAuthentications >= 2 && $0.connections >= 2
-        }
-        try await cbs.send(AMQPMessage(data: Array("cbs after renewal".utf8)))
-        try await plain.send(AMQPMessage(data: Array("plain after renewal".utf8)))
-        await cbs.close()
-        await plain.close()
-        #expect(await fixture.emulator.telemetry(deviceId: "dev1").map(\.bodyText) == ["cbs after renewal"])
-        #expect(await fixture.emulator.telemetry(deviceId: "dev2").map(\.bodyText) == ["plain after renewal"])
+        try await Self.expectRenewed(fixture, cbs: cbs, plain: plain)
         try await fixture.emulator.waitUntilDisconnected(deviceId: "dev1", moduleId: "mod1", timeout: .seconds(30))
         let error = await #expect(throws: HubAMQPError.self) { try await doomed.send(AMQPMessage(data: [1])) }
         #expect(error?.code == .connectionClosed)

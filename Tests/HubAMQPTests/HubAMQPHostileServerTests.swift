@@ -215,7 +215,13 @@ final class HostileAMQPServer: Sendable {
 
 @Suite("IoT Hub AMQP client against a hostile server")
 struct HubAMQPHostileServerTests {
-    static func client(_ server: HostileAMQPServer, clock: any IoTClock = SystemClock()) async throws -> HubAMQPClient {
+    /// A client of `server` with an hour-long fixed token over SASL PLAIN, or over CBS when `cbs`; no reconnects.
+    static func client(
+        _ server: HostileAMQPServer,
+        clock: any IoTClock = SystemClock(),
+        cbs: Bool = false,
+        operationTimeout: Duration = .seconds(10)
+    ) async throws -> HubAMQPClient {
         let token = SASToken.generate(
             for: .device(hubHost: "testhub.azure-devices.net", deviceId: "dev1"),
             key: try SymmetricKey(base64: HubAMQPClientTests.key),
@@ -228,8 +234,9 @@ struct HubAMQPHostileServerTests {
             gatewayHostName: "localhost",
             port: server.port,
             trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")),
-            operationTimeout: .seconds(10)
+            operationTimeout: operationTimeout
         )
+        if cbs { configuration.authentication = .cbs(FixedTokenCredential(token: token), tokenType: .serviceBus) }
         configuration.reconnects = false
         return HubAMQPClient(configuration: configuration, clock: clock)
     }
@@ -276,23 +283,7 @@ struct HubAMQPHostileServerTests {
     func cbsWaitHonoursCancellation() async throws {
         let server = try await HostileAMQPServer(idleTimeOut: nil, endlessDelivery: false, mechanisms: ["ANONYMOUS"])
         defer { server.stop() }
-        let token = SASToken.generate(
-            for: .device(hubHost: "testhub.azure-devices.net", deviceId: "dev1"),
-            key: try SymmetricKey(base64: HubAMQPClientTests.key),
-            expiry: UnixTime.now() + 3600
-        )
-        var configuration = HubAMQPConfiguration(
-            hubHost: "testhub.azure-devices.net",
-            deviceId: "dev1",
-            tokenSource: FixedTokenCredential(token: token),
-            gatewayHostName: "localhost",
-            port: server.port,
-            trustRoots: .pemFile(try await TestPKI.shared().path("ca.pem")),
-            operationTimeout: .seconds(300)
-        )
-        configuration.authentication = .cbs(FixedTokenCredential(token: token), tokenType: .serviceBus)
-        configuration.reconnects = false
-        let client = HubAMQPClient(configuration: configuration)
+        let client = try await Self.client(server, cbs: true, operationTimeout: .seconds(300))
         let connecting = Task { try await client.connect() }
         // The put-token request has reached the server: the client now waits for its answer.
         try await eventually("the CBS put-token reaches the server", within: .seconds(60)) {
