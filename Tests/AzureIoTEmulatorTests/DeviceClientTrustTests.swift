@@ -31,7 +31,7 @@ struct DeviceClientTrustTests {
     static func client(
         _ fixture: EmulatorFixture,
         policy: RetryPolicy = .default,
-        operationTimeout: Duration = .seconds(10)
+        operationTimeout: Duration = .seconds(30)
     ) throws -> HubMQTTClient {
         var configuration = try Self.configuration(fixture)
         configuration.operationTimeout = operationTimeout

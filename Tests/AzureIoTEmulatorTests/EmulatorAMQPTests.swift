@@ -117,7 +117,7 @@ struct EmulatorAMQPTests {
         _ authentication: HubAMQPConfiguration.Authentication,
         device: String = "dev1",
         idleTimeout: Duration = .seconds(240),
-        operationTimeout: Duration = .seconds(10),
+        operationTimeout: Duration = .seconds(30),
         reconnects: Bool = true,
         clock: any IoTClock = SystemClock()
     ) -> HubAMQPClient {

@@ -113,12 +113,12 @@ struct EmulatorFixture {
                 keepAlive: keepAlive,
                 reconnectMinimumDelay: .milliseconds(50),
                 reconnectMaximumDelay: .milliseconds(200),
-                operationTimeout: .seconds(10)
+                operationTimeout: .seconds(30)
             )
         )
     }
 
-    func amqp(device: String = "dev1", key: String = deviceKey, operationTimeout: Duration = .seconds(10)) throws
+    func amqp(device: String = "dev1", key: String = deviceKey, operationTimeout: Duration = .seconds(30)) throws
         -> HubAMQPClient
     {
         HubAMQPClient(

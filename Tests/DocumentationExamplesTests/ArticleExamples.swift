@@ -117,9 +117,9 @@ enum ArticleExamples {
         let running = Task { try await group.run() }
 
         var reading = TelemetryMessage(text: #"{"temperature":21.5}"#, contentType: "application/json")
-        reading.expire(after: .seconds(30))   // $.exp for IoT Hub, and a local deadline
+        reading.expire(after: .seconds(300))   // $.exp for IoT Hub, and a local deadline
         do {
-            try await device.send(reading, timeout: .seconds(10))
+            try await device.send(reading, timeout: .seconds(60))
         } catch let error as HubMQTTError where error.code == .expired || error.code == .queueFull {
             logger.warning("reading dropped: \(error.code)")   // a fresher one follows
         }

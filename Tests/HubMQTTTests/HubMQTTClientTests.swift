@@ -367,48 +367,72 @@ struct HubMQTTClientTests {
         #expect(missing.isEmpty, "not received: \(missing)")
     }
 
-    @Test("keep-alive: PINGREQ when idle, and a broker that stops answering is detected")
+    /// Connection events as they come, for tests that move a virtual clock on while they watch.
+    final class EventLog: Sendable {
+        let kinds = Mutex<[ConnectionEvent]>([])
+        func watch(_ client: HubMQTTClient) -> Task<Void, Never> {
+            Task { for await event in client.connectionEvents { self.kinds.withLock { $0.append(event) } } }
+        }
+        var events: [ConnectionEvent] { self.kinds.withLock { $0 } }
+        func count(_ kind: ConnectionEvent.Kind) -> Int { self.events.filter { $0.kind == kind }.count }
+    }
+
+    @Test(
+        "keep-alive on a virtual clock: PINGREQ after a keep-alive period of silence; an unanswered PINGREQ drops the connection, and the client reconnects"
+    )
     func keepAlive() async throws {
         let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
+        let clock = ManualClock()
+        // 60 s announced to mosquitto, which enforces it in real time: far more than the test takes.
         let client = try HubMQTTClient(
             configuration: try await Self.configuration(
                 broker,
                 port: broker.anyPasswordPort,
-                authentication: try Self.anyPassword(),
-                keepAlive: .seconds(1)
-            )
+                authentication: try Self.anyPassword()
+            ),
+            clock: clock
         )
-        var events = client.connectionEvents.makeAsyncIterator()
+        let log = EventLog()
+        let watcher = log.watch(client)
         try await client.connect()
-        #expect(await events.next()?.kind == .connected)
-        #expect(await broker.waitForLog(containing: "Received PINGREQ from dev1", timeout: .seconds(20)))
+        // The tick timer (1 s) is armed; 59 s of silence is not enough for a ping.
+        try await clock.waitForSleepers(1)
+        clock.advance(by: .seconds(59))
+        try await clock.waitForSleepers(1)
+        #expect(!broker.log.contains("Received PINGREQ from dev1"))
+        clock.advance(by: .seconds(1))
+        #expect(await broker.waitForLog(containing: "Sending PINGRESP to dev1", timeout: .seconds(20)))
+        // The broker stops answering: the next ping goes unanswered for longer than the keep-alive.
         broker.pause(true)
-        let clock = ContinuousClock()
-        let paused = clock.now
-        let event = await events.next()
-        #expect(event?.kind == .disconnected)
-        #expect(event?.reason.contains("PINGREQ") == true)
-        #expect(clock.now - paused < .seconds(5))
-        broker.pause(false)
-        var reconnected = false
-        while let next = await events.next() {
-            if next.kind == .connected {
-                reconnected = true
-                break
-            }
+        try await eventually("the connection is dropped for the unanswered PINGREQ") {
+            try await clock.waitForSleepers(1)
+            clock.advance(by: .seconds(31))
+            return log.count(.disconnected) >= 1
         }
-        #expect(reconnected)
+        let dropped = log.events.first { $0.kind == .disconnected }
+        #expect(dropped?.reason.contains("PINGREQ") == true, "\(String(describing: dropped))")
+        #expect(log.count(.connected) == 1)
+        broker.pause(false)
+        // The reconnect waits for its back-off on the same clock.
+        try await eventually("reconnected", within: .seconds(60)) {
+            clock.advance(by: .milliseconds(500))
+            return log.count(.connected) >= 2
+        }
         await client.disconnect()
+        await watcher.value
     }
 
-    @Test("the SAS token is renewed by reconnecting at 80 % of its lifetime")
+    @Test(
+        "token renewal on a virtual clock: no reconnect before 80 % of the lifetime; at 80 % DISCONNECT and a new CONNECT with a fresh token"
+    )
     func tokenRenewal() async throws {
         let pki = try await TestPKI.shared()
         let broker = try await MosquittoBroker(pki: pki)
+        let clock = ManualClock()
         let credential = SymmetricKeyCredential(
             key: try SymmetricKey(base64: Self.key),
-            timeToLive: 3,
+            timeToLive: 3600,
             renewalFraction: 0.8
         )
         let client = try HubMQTTClient(
@@ -416,16 +440,60 @@ struct HubMQTTClientTests {
                 broker,
                 port: broker.anyPasswordPort,
                 authentication: .sas(credential)
-            )
+            ),
+            clock: clock
         )
-        var events = client.connectionEvents.makeAsyncIterator()
+        let log = EventLog()
+        let watcher = log.watch(client)
         try await client.connect()
-        var kinds: [ConnectionEvent.Kind] = []
-        while kinds.filter({ $0 == .connected }).count < 2, let event = await events.next() { kinds.append(event.kind) }
-        #expect(kinds == [.connected, .renewingToken, .disconnected, .connected])
+        try await clock.waitForSleepers(1)
+        clock.advance(by: .seconds(2879))
+        try await clock.waitForSleepers(1)
+        #expect(log.events.map(\.kind) == [.connected], "nothing happens before the renewal time")
+        clock.advance(by: .seconds(1))
+        try await eventually("reconnected with a fresh token") { log.count(.connected) >= 2 }
+        #expect(log.events.map(\.kind) == [.connected, .renewingToken, .disconnected, .connected])
         try await client.send(TelemetryMessage(text: "after renewal"))
+        #expect(await broker.waitForLog(containing: "Received DISCONNECT from dev1"), "a planned renewal says goodbye")
         await client.disconnect()
+        await watcher.value
         #expect(broker.log.components(separatedBy: "New client connected").count - 1 >= 2)
+    }
+
+    @Test(
+        "telemetry expiry on a virtual clock: a message that cannot be delivered completes with expired at its deadline, not before"
+    )
+    func expiryOnVirtualClock() async throws {
+        let pki = try await TestPKI.shared()
+        let broker = try await MosquittoBroker(pki: pki)
+        let clock = ManualClock()
+        let client = try HubMQTTClient(
+            configuration: try await Self.configuration(
+                broker,
+                port: broker.anyPasswordPort,
+                authentication: try Self.anyPassword()
+            ),
+            clock: clock
+        )
+        try await client.connect()
+        broker.pause(true)
+        var message = TelemetryMessage(text: "short-lived")
+        message.expire(after: .seconds(30))
+        let pending = Task { try await client.send(message, timeout: .seconds(600)) }
+        try await eventually("the message in flight") { await client.pendingMessageCount == 1 }
+        // The deadline sweep waits on the clock; 29 s is not yet the deadline.
+        try await clock.waitForSleepers(2)
+        clock.advance(by: .seconds(29))
+        try await clock.waitForSleepers(2)
+        #expect(await client.pendingMessageCount == 1)
+        clock.advance(by: .seconds(1))
+        let outcome = await pending.result
+        #expect(throws: HubMQTTError.self) { try outcome.get() }
+        if case .failure(let error as HubMQTTError) = outcome { #expect(error.code == .expired) }
+        #expect(await client.pendingMessageCount == 0)
+        broker.pause(false)
+        try await client.send(TelemetryMessage(text: "after"))
+        await client.disconnect()
     }
 
     @Test("cancelling a send stops its wait without corrupting the session")

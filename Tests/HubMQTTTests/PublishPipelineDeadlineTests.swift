@@ -14,8 +14,9 @@ struct PublishPipelineDeadlineTests {
         "an expired send throws timedOut and leaves the window; its late PUBACK completes nothing; its id is held until then"
     )
     func expiry() async throws {
-        let pipeline = PublishPipeline(window: 2, writeTimeout: .seconds(1))
-        let start = ContinuousClock.now
+        let clock = ManualClock()
+        let pipeline = PublishPipeline(window: 2, writeTimeout: .seconds(1), clock: clock)
+        let start = clock.now()
         let packet = PublishPacket(topic: "devices/d/messages/events/", payload: [1])
         let first = Task { try await pipeline.publishAtLeastOnce(packet, deadline: start + .seconds(1)) { _ in } }
         await Self.waitUntil { pipeline.inflightCount == 1 }
@@ -38,8 +39,9 @@ struct PublishPipelineDeadlineTests {
 
     @Test("a sender waiting for room in a full window expires too, and frees nothing it did not hold")
     func expiryWhileWaitingForRoom() async throws {
-        let pipeline = PublishPipeline(window: 1, writeTimeout: .seconds(1))
-        let start = ContinuousClock.now
+        let clock = ManualClock()
+        let pipeline = PublishPipeline(window: 1, writeTimeout: .seconds(1), clock: clock)
+        let start = clock.now()
         let packet = PublishPacket(topic: "devices/d/messages/events/", payload: [1])
         let holder = Task { try await pipeline.publishAtLeastOnce(packet, deadline: nil) { _ in } }
         await Self.waitUntil { pipeline.inflightCount == 1 }
@@ -56,16 +58,21 @@ struct PublishPipelineDeadlineTests {
 
     @Test("the deadline sweep runs only while a sender with a deadline waits")
     func sweepStops() async throws {
-        let pipeline = PublishPipeline(window: 2, writeTimeout: .seconds(1))
+        let clock = ManualClock()
+        let pipeline = PublishPipeline(window: 2, writeTimeout: .seconds(1), clock: clock)
         #expect(!pipeline.isSweeping)
         let packet = PublishPacket(topic: "devices/d/messages/events/", payload: [1])
-        let send = Task { try await pipeline.publishAtLeastOnce(packet, deadline: .now + .seconds(60)) { _ in } }
+        let send = Task { try await pipeline.publishAtLeastOnce(packet, deadline: clock.now() + .seconds(60)) { _ in } }
         await Self.waitUntil { pipeline.inflightCount == 1 }
         #expect(pipeline.isSweeping)
         pipeline.acknowledge(1)
         try await send.value
-        // The sweep notices at its next turn (200 ms) that nothing with a deadline waits, and ends.
+        // The sweep notices at its next turn (200 ms of the clock) that nothing with a deadline waits, and ends.
+        try await clock.waitForSleepers(1)
+        #expect(pipeline.isSweeping, "not before its next turn")
+        clock.advance(by: .milliseconds(200))
         try await eventually("the sweep to stop") { !pipeline.isSweeping }
+        #expect(clock.sleeperCount == 0)
         #expect(!pipeline.isSweeping)
     }
 }

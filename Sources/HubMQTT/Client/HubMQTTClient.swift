@@ -40,8 +40,19 @@ public final class HubMQTTClient: Service, Sendable {
 
     /// A client; nothing is sent until ``connect(timeout:)``. Throws ``HubMQTTError/Code/invalidArgument`` for a keep-alive
     /// above IoT Hub's 1177 s, a window below 1 or a buffer size below 1.
-    public init(configuration: HubMQTTConfiguration, logger: Logger = TLSConnection.disabledLogger) throws(HubMQTTError)
+    public convenience init(configuration: HubMQTTConfiguration, logger: Logger = TLSConnection.disabledLogger)
+        throws(HubMQTTError)
     {
+        try self.init(configuration: configuration, logger: logger, clock: SystemClock())
+    }
+
+    /// A client whose timers (retry waits, keep-alive, token renewal, deadlines) run on `clock`: tests pass a virtual
+    /// clock and move it on instead of sleeping.
+    package init(
+        configuration: HubMQTTConfiguration,
+        logger: Logger = TLSConnection.disabledLogger,
+        clock: any IoTClock
+    ) throws(HubMQTTError) {
         guard configuration.keepAlive > .zero, configuration.keepAlive <= .seconds(1177) else {
             throw HubMQTTError(.invalidArgument, "keep-alive must be between 1 and 1177 seconds for IoT Hub")
         }
@@ -67,7 +78,8 @@ public final class HubMQTTClient: Service, Sendable {
             cloudToDevice: c2d,
             desired: desired,
             methods: methods,
-            events: events
+            events: events,
+            clock: clock
         )
         self.session = session
         // Iterating a stream subscribes to its traffic; taking a C2D message acknowledges it.

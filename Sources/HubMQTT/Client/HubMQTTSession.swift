@@ -15,6 +15,8 @@ actor HubMQTTSession {
     private let logger: Logger
     private let topics: HubTopics
     private let framer = MQTTFramer()
+    /// Timers (retry waits, keep-alive ticks, request deadlines) and the wall clock tokens are issued against.
+    private nonisolated let clock: any IoTClock
 
     /// The lifecycle: which phase, which connection, when to retry, ping and renew (no I/O, no clock of its own).
     private var lifecycle: MQTTConnectionState
@@ -63,9 +65,11 @@ actor HubMQTTSession {
         cloudToDevice: InboundQueue<CloudToDeviceMessage>,
         desired: InboundQueue<DesiredPropertyPatch>,
         methods: InboundQueue<MethodRequest>,
-        events: InboundQueue<ConnectionEvent>
+        events: InboundQueue<ConnectionEvent>,
+        clock: any IoTClock = SystemClock()
     ) {
         self.configuration = configuration
+        self.clock = clock
         self.operationTimeout = configuration.operationTimeout
         self.logger = logger
         self.topics = HubTopics(deviceId: configuration.identity.deviceId, moduleId: configuration.identity.moduleId)
@@ -75,7 +79,8 @@ actor HubMQTTSession {
             writeTimeout: configuration.operationTimeout,
             maximumWaiting: configuration.maximumQueuedMessages,
             // QoS 0 is refused past four full-size messages waiting for the socket.
-            maximumUnwrittenBytes: 4 * TelemetryMessage.maximumSize
+            maximumUnwrittenBytes: 4 * TelemetryMessage.maximumSize,
+            clock: clock
         )
         self.lifecycle = MQTTConnectionState(
             retryPolicy: configuration.retryPolicy,
@@ -95,7 +100,7 @@ actor HubMQTTSession {
     /// policy within the connect time-out, exactly as a reconnect would be; it throws the last failure, or
     /// ``HubMQTTError/Code/retriesExhausted`` once the policy gives up (refused credentials).
     func connect(timeout: Duration? = nil) async throws {
-        switch self.lifecycle.connectRequested(now: .now, timeout: timeout) {
+        switch self.lifecycle.connectRequested(now: self.clock.now(), timeout: timeout) {
         case .alreadyConnected: return
         case .fail(let error): throw self.terminalError ?? error
         case .wait: break
@@ -169,7 +174,7 @@ actor HubMQTTSession {
         for (kind, code) in zip(kinds.sorted(), suback.returnCodes.dropFirst()) where code != .failure {
             self.subscribed.insert(kind)
         }
-        self.perform(self.lifecycle.subscribed(generation: generation, now: .now))
+        self.perform(self.lifecycle.subscribed(generation: generation, now: self.clock.now()))
     }
 
     // MARK: - Subscribing on demand
@@ -179,7 +184,7 @@ actor HubMQTTSession {
     /// for the connection within the operation time-out.
     func subscribe(to kinds: Set<HubMQTTClient.Inbound>) async throws {
         self.wanted.formUnion(kinds)
-        let deadline = ContinuousClock.now + self.configuration.operationTimeout
+        let deadline = self.clock.now() + self.configuration.operationTimeout
         while true {
             switch self.lifecycle.phase {
             case .idle: return
@@ -207,7 +212,7 @@ actor HubMQTTSession {
                 }
                 return
             } catch let error as HubMQTTError
-                where error.code == .notConnected && ContinuousClock.now < deadline && !self.ended
+                where error.code == .notConnected && self.clock.now() < deadline && !self.ended
             {
                 // The connection went while subscribing: the next one subscribes to everything wanted.
                 continue
@@ -237,7 +242,7 @@ actor HubMQTTSession {
             self.lifecycle.attemptFailed(
                 failure,
                 classification: Self.classify(failure),
-                now: .now,
+                now: self.clock.now(),
                 randomUnit: Double.random(in: 0..<1)
             )
         )
@@ -290,7 +295,7 @@ actor HubMQTTSession {
                 )
             }
             self.retryTask = Task {
-                try? await Task.sleep(for: delay)
+                try? await self.clock.sleep(for: delay)
                 guard !Task.isCancelled else { return }
                 self.retryDue()
             }
@@ -311,21 +316,30 @@ actor HubMQTTSession {
     }
 
     private func retryDue() {
-        self.perform(self.lifecycle.retryDue(now: .now))
+        self.perform(self.lifecycle.retryDue(now: self.clock.now()))
     }
 
-    /// A planned reconnect with a fresh token: DISCONNECT, close, connect again at once.
+    /// A planned reconnect with a fresh token: DISCONNECT (after whatever was queued), close, connect again.
     private func renew(generation: Int) {
-        guard generation == self.connectionGeneration, self.connection != nil else { return }
+        guard generation == self.connectionGeneration, let connection = self.connection else { return }
         self.logger.info(
             "renewing the SAS token by reconnecting",
             metadata: ["inflight": "\(self.pipeline.inflightCount)"]
         )
         self.events.offer(ConnectionEvent(kind: .renewingToken, reason: "the SAS token reached its renewal time"))
-        self.enqueue(.disconnect)
-        self.dropConnection(generation: generation, reason: "renewing the SAS token")
+        let unwritten = self.pipeline.detach(generation: generation)
+        self.dropConnection(generation: generation, reason: "renewing the SAS token", close: false)
         self.events.offer(ConnectionEvent(kind: .disconnected, reason: "renewing the SAS token"))
-        self.startAttempt()
+        self.retryTask = nil
+        self.attemptTask = Task {
+            // The hub sees a clean goodbye before the same identity connects again.
+            if let unwritten, let disconnect = try? MQTTPacket.disconnect.encoded() {
+                try? await connection.write(unwritten + disconnect, timeout: .seconds(2))
+            }
+            connection.close()
+            guard !Task.isCancelled else { return }
+            await self.runAttempt()
+        }
     }
 
     private func resumeConnectWaiters(throwing error: (any Error)? = nil) {
@@ -339,7 +353,7 @@ actor HubMQTTSession {
     /// Returns once connected: at once when connected, after the connect or reconnect under way succeeds, and
     /// throws when it fails for good, when the client is idle or shut down, past `deadline`, or when the task is
     /// cancelled.
-    private func awaitConnection(until deadline: ContinuousClock.Instant?) async throws {
+    private func awaitConnection(until deadline: Duration?) async throws {
         switch self.lifecycle.phase {
         case .connected, .draining: return
         case .idle: throw HubMQTTError(.notConnected, "not connected: call connect() first")
@@ -348,9 +362,10 @@ actor HubMQTTSession {
         }
         let id = self.nextConnectWaiter
         self.nextConnectWaiter &+= 1
+        let clock = self.clock
         let timer = deadline.map { deadline in
             Task { [weak self] in
-                try? await Task.sleep(until: deadline)
+                try? await clock.sleep(for: deadline - clock.now())
                 guard !Task.isCancelled else { return }
                 await self?.expireConnectWaiter(
                     id,
@@ -386,7 +401,10 @@ actor HubMQTTSession {
         var password: [UInt8]?
         switch self.configuration.authentication {
         case .sas(let source):
-            let issued = try source.issueToken(for: self.configuration.identity.sasResource)
+            let issued = try source.issueToken(
+                for: self.configuration.identity.sasResource,
+                now: self.clock.unixSeconds()
+            )
             self.issuedToken = issued
             password = Array(issued.token.secretValue.utf8)
         case .x509(let identity):
@@ -437,11 +455,12 @@ actor HubMQTTSession {
         self.pipeline.attach(connection, generation: generation) { self.pipeline.handOff($0) }
     }
 
-    /// Closes connection `generation` and what runs for it; unacknowledged PUBLISHes stay for the next one.
-    private func dropConnection(generation: Int, reason: String) {
+    /// Closes connection `generation` (or leaves the closing to the caller, who says goodbye first) and stops what runs
+    /// for it; unacknowledged PUBLISHes stay for the next one.
+    private func dropConnection(generation: Int, reason: String, close: Bool = true) {
         guard generation == self.connectionGeneration, let connection = self.connection else { return }
         self.pipeline.detach(generation: generation)
-        connection.close()
+        if close { connection.close() }
         self.connection = nil
         self.tickTask?.cancel()
         self.readerTask?.cancel()
@@ -449,6 +468,7 @@ actor HubMQTTSession {
     }
 
     private func readConnAck(_ connection: TLSConnection, buffer: inout [UInt8]) async throws -> ConnAckPacket {
+        // A socket time-out: real time, whatever clock runs the session's timers.
         let deadline = ContinuousClock.now + self.configuration.operationTimeout
         while true {
             let chunk = try await connection.read(timeout: max(.milliseconds(1), deadline - .now))
@@ -529,7 +549,7 @@ actor HubMQTTSession {
         let action = self.lifecycle.connectionLost(
             generation: generation,
             reason: reason,
-            now: .now,
+            now: self.clock.now(),
             randomUnit: Double.random(in: 0..<1)
         )
         if action == .none {
@@ -720,15 +740,15 @@ actor HubMQTTSession {
     private func tickLoop(generation: Int) async {
         let tick = min(.seconds(1), self.configuration.keepAlive / 2)
         while !Task.isCancelled {
-            try? await Task.sleep(for: tick)
+            try? await self.clock.sleep(for: tick)
             guard !Task.isCancelled, generation == self.lifecycle.liveGeneration else { return }
             self.perform(
                 self.lifecycle.tick(
                     generation: generation,
-                    now: .now,
+                    now: self.clock.now(),
                     lastOutbound: self.pipeline.lastOutbound,
                     inflight: self.pipeline.inflightCount,
-                    tokenNeedsRenewal: self.issuedToken?.needsRenewal() ?? false,
+                    tokenNeedsRenewal: self.issuedToken?.needsRenewal(now: self.clock.unixSeconds()) ?? false,
                     randomUnit: Double.random(in: 0..<1)
                 )
             )
@@ -760,15 +780,17 @@ actor HubMQTTSession {
         do { try packet.validateTopic() } catch {
             throw HubMQTTError(.invalidArgument, "the telemetry topic is not a valid MQTT topic name: \(error.message)")
         }
-        let now = ContinuousClock.now
-        if let expiry = message.deadline, expiry <= now {
+        let now = self.clock.now()
+        // The message's deadline is on the continuous clock; the session's timers may run on another.
+        let expiry = message.deadline.map { now + ($0 - ContinuousClock.now) }
+        if let expiry, expiry <= now {
             throw HubMQTTError(.expired, "the message expired before it was sent")
         }
         if qos == .atMostOnce {
             try self.pipeline.publishAtMostOnce(packet) { writer in self.pipeline.handOff(writer) }
         } else {
             let timeoutDeadline = now + (timeout ?? self.operationTimeout)
-            if let expiry = message.deadline, expiry < timeoutDeadline {
+            if let expiry, expiry < timeoutDeadline {
                 try await self.pipeline.publishAtLeastOnce(
                     packet,
                     deadline: expiry,
@@ -793,7 +815,7 @@ actor HubMQTTSession {
         self.enqueue(.subscribe(subscribe))
         let timeout = self.configuration.operationTimeout
         let timer = Task {
-            try await Task.sleep(for: timeout)
+            try await self.clock.sleep(for: timeout)
             self.endSubackWait(id, HubMQTTError(.timedOut, "no SUBACK within \(timeout)"))
         }
         defer { timer.cancel() }
@@ -842,14 +864,14 @@ actor HubMQTTSession {
         topic: (UInt32) -> String,
         payload: () -> [UInt8]
     ) async throws -> (Int, PropertyBag, [UInt8]) {
-        let deadline = ContinuousClock.now + (timeout ?? self.configuration.operationTimeout)
+        let deadline = self.clock.now() + (timeout ?? self.configuration.operationTimeout)
         while true {
             // While the client reconnects, a twin request waits for the connection rather than failing at once.
             try await self.awaitConnection(until: deadline)
             do {
                 return try await self.sendTwinRequest(topic: topic, payload: payload, until: deadline)
             } catch let error as HubMQTTError
-                where error.code == .notConnected && ContinuousClock.now < deadline && !self.ended
+                where error.code == .notConnected && self.clock.now() < deadline && !self.ended
             {
                 // The connection went while the request was out; a twin GET or a merge patch of reported
                 // properties can be sent again once it is back.
@@ -861,14 +883,14 @@ actor HubMQTTSession {
     private func sendTwinRequest(
         topic: (UInt32) -> String,
         payload: () -> [UInt8],
-        until deadline: ContinuousClock.Instant
+        until deadline: Duration
     ) async throws -> (Int, PropertyBag, [UInt8]) {
         self.nextRequestId &+= 1
         let rid = self.nextRequestId
         let key = String(rid)
         self.enqueue(.publish(PublishPacket(topic: topic(rid), payload: payload())))
         let timer = Task {
-            try await Task.sleep(until: deadline)
+            try await self.clock.sleep(for: deadline - self.clock.now())
             self.twinWaiters.removeValue(forKey: key)?.resume(
                 throwing: HubMQTTError(.timedOut, "no twin response within the time-out")
             )

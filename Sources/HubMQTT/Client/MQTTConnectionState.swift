@@ -12,7 +12,8 @@ import AzureIoTCore
 ///      failed          └─ attempt failed ──────┘            (any phase) ── disconnect / gave up ──▶ shut down
 /// ```
 struct MQTTConnectionState: Sendable {
-    typealias Instant = ContinuousClock.Instant
+    /// A point in time as an `IoTClock` reads it (time since the clock's origin).
+    typealias Instant = Duration
 
     /// Where the client is.
     enum Phase: Sendable, Equatable {

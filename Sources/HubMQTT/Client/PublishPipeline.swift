@@ -58,7 +58,7 @@ final class PublishPipeline: Sendable {
         let ticket: Ticket
         let continuation: SenderContinuation
         /// When the sender gives up (see ``expireWaiters(now:)``).
-        let deadline: ContinuousClock.Instant?
+        let deadline: Duration?
     }
 
     private struct State {
@@ -85,12 +85,14 @@ final class PublishPipeline: Sendable {
         /// buffers instead of allocating one per write.
         var spare: [UInt8] = []
         var writing = false
+        /// Set while a task finishes a write the socket took only part of: the TLS stream is mid-record.
+        var partialWrite = false
         /// The connection's writer task, waiting for bytes to write; or the duty to write, waiting for that task.
         var writerWaiter: (generation: Int, continuation: WriterContinuation)?
         var pendingWriter: Writer?
         /// Set while a planned reconnect drains the window: new PUBLISHes wait for the next connection.
         var paused = false
-        var lastOutbound = ContinuousClock.now
+        var lastOutbound: Duration = .zero
 
         /// Takes the writer task's wait (to end it) and forgets a duty nobody picked up.
         mutating func takeWriterWaiter() -> WriterContinuation? {
@@ -123,11 +125,20 @@ final class PublishPipeline: Sendable {
     private let writeTimeout: Duration
     private let maximumWaiting: Int
     private let maximumUnwrittenBytes: Int
+    /// Deadlines, the deadline sweep and the keep-alive's idea of when bytes last went out.
+    let clock: any IoTClock
 
     /// A pipeline allowing `window` unacknowledged PUBLISHes; a full socket must take bytes within `writeTimeout`.
     /// At most `maximumWaiting` QoS 1 senders wait for room (offline, or with the window full), and a QoS 0 PUBLISH
     /// is refused while `maximumUnwrittenBytes` wait for the socket: both throw ``HubMQTTError/Code/queueFull``.
-    init(window: Int, writeTimeout: Duration, maximumWaiting: Int = .max, maximumUnwrittenBytes: Int = .max) {
+    init(
+        window: Int,
+        writeTimeout: Duration,
+        maximumWaiting: Int = .max,
+        maximumUnwrittenBytes: Int = .max,
+        clock: any IoTClock = SystemClock()
+    ) {
+        self.clock = clock
         self.window = max(1, window)
         self.writeTimeout = writeTimeout
         self.maximumWaiting = max(0, maximumWaiting)
@@ -144,7 +155,7 @@ final class PublishPipeline: Sendable {
             state.generation = generation
             state.outbound = []
             state.writing = false
-            state.lastOutbound = .now
+            state.lastOutbound = self.clock.now()
             // Given-up messages are not sent again, so no PUBACK for them can come on the new connection.
             state.abandonedIds.removeAll()
             for id in state.inflightOrder {
@@ -172,16 +183,21 @@ final class PublishPipeline: Sendable {
         self.state.withLock { $0.paused = true }
     }
 
-    /// Stops writing to the connection of `generation`; unacknowledged PUBLISHes stay for the next one.
-    func detach(generation: Int) {
-        let writerWaiter = self.state.withLock { state -> WriterContinuation? in
-            guard state.generation == generation else { return nil }
+    /// Stops writing to the connection of `generation`; unacknowledged PUBLISHes stay for the next one. Returns
+    /// the bytes queued and not yet written when no write is half done, so that the caller can still send them and a
+    /// DISCONNECT itself; `nil` when the connection is not in a state to take more.
+    @discardableResult
+    func detach(generation: Int) -> [UInt8]? {
+        let (writerWaiter, unwritten) = self.state.withLock { state -> (WriterContinuation?, [UInt8]?) in
+            guard state.generation == generation, state.connection != nil else { return (nil, nil) }
+            let unwritten = state.partialWrite ? nil : state.outbound
             state.connection = nil
             state.outbound = []
             state.writing = false
-            return state.takeWriterWaiter()
+            return (state.takeWriterWaiter(), unwritten)
         }
         writerWaiter?.resume(returning: nil)
+        return unwritten
     }
 
     /// Refuses every later send with `error`, fails every waiting sender with it, and returns the queued bytes not
@@ -239,7 +255,7 @@ final class PublishPipeline: Sendable {
     /// ``expireWaiters(now:)``) the wait ends with ``HubMQTTError/Code/timedOut`` and the message leaves the window.
     func publishAtLeastOnce(
         _ packet: PublishPacket,
-        deadline: ContinuousClock.Instant? = nil,
+        deadline: Duration? = nil,
         deadlineError: HubMQTTError = HubMQTTError(.timedOut, "no PUBACK before the send's deadline"),
         startWriting: @Sendable (Writer) -> Void
     ) async throws {
@@ -268,7 +284,7 @@ final class PublishPipeline: Sendable {
     /// connection, and it is not sent again), and a sender waiting for room takes its place.
     /// Returns whether senders with a deadline still wait (the sweep goes on while they do).
     @discardableResult
-    func expireWaiters(now: ContinuousClock.Instant) -> Bool {
+    func expireWaiters(now: Duration) -> Bool {
         let (expired, woken, pending) = self.state.withLock { state -> ([Waiter], [Waiter], Bool) in
             var expired: [Waiter] = []
             for (id, waiter) in state.acknowledgementWaiters where waiter.deadline.map({ $0 <= now }) ?? false {
@@ -302,8 +318,8 @@ final class PublishPipeline: Sendable {
     /// Expires deadlines every 200 ms until no sender with a deadline waits.
     private func sweep() async {
         while !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(200))
-            if !self.expireWaiters(now: .now) { return }
+            try? await self.clock.sleep(for: .milliseconds(200))
+            if !self.expireWaiters(now: self.clock.now()) { return }
         }
     }
 
@@ -313,7 +329,7 @@ final class PublishPipeline: Sendable {
     private func waitForSlotOrAcknowledgement(
         _ packet: PublishPacket,
         _ ticket: Ticket,
-        _ deadline: ContinuousClock.Instant?,
+        _ deadline: Duration?,
         _ startWriting: @Sendable (Writer) -> Void
     ) async throws -> Wake {
         try await withFastThrowingContinuation { (continuation: SenderContinuation) in
@@ -419,7 +435,7 @@ final class PublishPipeline: Sendable {
     var waitingCount: Int { self.state.withLock { $0.slotWaiters.count } }
 
     /// When bytes last went out (for keep-alive).
-    var lastOutbound: ContinuousClock.Instant { self.state.withLock { $0.lastOutbound } }
+    var lastOutbound: Duration { self.state.withLock { $0.lastOutbound } }
 
     // MARK: - Writing
 
@@ -484,6 +500,7 @@ final class PublishPipeline: Sendable {
                         // A copy for the task: capturing the variable itself would put it in a heap box on every
                         // drain, not only on this rare path.
                         let pending = bytes
+                        self.state.withLock { $0.partialWrite = true }
                         Task { await self.finishWriting(pending, attempt, to: connection, generation: generation) }
                         return
                     }
@@ -498,7 +515,7 @@ final class PublishPipeline: Sendable {
                 return
             }
             self.state.withLock { state in
-                state.lastOutbound = .now
+                state.lastOutbound = self.clock.now()
                 // Hands the written buffer back, so the next write reuses it.
                 if state.spare.capacity < bytes.capacity { swap(&state.spare, &bytes) }
             }
@@ -515,6 +532,7 @@ final class PublishPipeline: Sendable {
     ) async {
         var bytes = pending
         var attempt = attempt
+        defer { self.state.withLock { $0.partialWrite = false } }
         do {
             while !bytes.isEmpty {
                 switch attempt {
@@ -532,7 +550,7 @@ final class PublishPipeline: Sendable {
             connection.close()
             return
         }
-        self.state.withLock { $0.lastOutbound = .now }
+        self.state.withLock { $0.lastOutbound = self.clock.now() }
         self.drain(Writer(connection: connection, generation: generation))
     }
 }
