@@ -367,4 +367,131 @@ struct AMQPClientStateTests {
             ).map(\.0) == [2]
         )
     }
+
+    @Test(
+        "twin and method links: requests wait for credit and go pre-settled in order, at most 64 wait; answers arrive as messages of their link; an unsettled method call is accepted"
+    )
+    func requestLinks() throws {
+        var state = try Self.connected()
+        // Our handles 2-5; the peer's 9-12.
+        let links: [(AMQPClientLink, String, UInt32)] = [
+            (.twinRequests(0), "ts", 9), (.twinResponses(0), "tr", 10),
+            (.methodRequests(0), "mr", 11), (.methodResponses(0), "ms", 12),
+        ]
+        var attaches: [AMQPAttach] = []
+        for (link, name, _) in links {
+            attaches += Self.written(state.attach(link, name: name, address: "/devices/dev1/x", properties: nil))
+                .compactMap { if case .attach(let attach) = $0 { return attach } else { return nil } }
+        }
+        // The Azure SDKs' terminus names and settle modes.
+        #expect(
+            attaches.map { $0.isReceiver ? $0.target?.address : $0.source?.address } == [
+                "sender-source", "receiver-target", "requests", "responses",
+            ]
+        )
+        #expect(attaches.map(\.senderSettleMode) == [1, nil, nil, 1])
+        // A request before the link is attached waits.
+        #expect(state.sendRequest(Array("get-1".utf8), on: .twinRequests(0)) == [])
+        var credits: [AMQPFlow] = []
+        for (link, name, handle) in links {
+            let reply = AMQPPerformative.attach(
+                AMQPAttach(
+                    name: name,
+                    handle: handle,
+                    isReceiver: link.isSender,
+                    source: AMQPTerminus(address: "a"),
+                    target: AMQPTerminus(address: "b"),
+                    initialDeliveryCount: link.isSender ? nil : 0
+                )
+            )
+            credits += Self.written(try state.receive(reply)).compactMap {
+                if case .flow(let flow) = $0 { return flow } else { return nil }
+            }
+        }
+        #expect(state.hasLink(.twinRequests(0)) && state.isAttached(.methodResponses(0)))
+        #expect(credits.map(\.linkCredit) == [100, 100], "both receivers get 100")
+        #expect(state.sendRequest(Array("get-2".utf8), on: .twinRequests(0)) == [], "no credit yet")
+        // One credit: the oldest request goes, settled; the next waits for more.
+        let sent = Self.written(try state.receive(Self.credit(1, handle: 9)))
+        let payloads = sent.compactMap { frame -> String? in
+            if case .transfer(let transfer, let payload) = frame, transfer.settled == true {
+                return String(decoding: payload, as: UTF8.self)
+            }
+            return nil
+        }
+        #expect(payloads == ["get-1"])
+        #expect(Self.transfers(try state.receive(Self.credit(5, handle: 9, deliveryCount: 1))).count == 1)
+        // The waiting list is bounded.
+        for index in 0..<AMQPClientState.maximumPendingRequests {
+            _ = state.sendRequest(Array("r\(index)".utf8), on: .methodResponses(0))
+        }
+        #expect(state.sendRequest([1], on: .methodResponses(0)) == nil)
+        #expect(state.sendRequest([1], on: .cloudToDevice(0)) == nil, "not a sender")
+
+        var answer = AMQPMessage(data: Array("{}".utf8))
+        answer.correlationId = .string("get-1")
+        let received = try state.receive(
+            .transfer(
+                AMQPTransfer(handle: 10, deliveryId: 0, deliveryTag: [0], messageFormat: 0, settled: true),
+                payload: try answer.encoded()
+            )
+        )
+        #expect(received.contains(.message(answer, link: .twinResponses(0))))
+        var call = AMQPMessage(data: [])
+        call.correlationId = .uuid([UInt8](repeating: 7, count: 16))
+        call.applicationProperties = [("IoThub-methodname", .string("reboot"))]
+        let delivered = try state.receive(
+            .transfer(
+                AMQPTransfer(handle: 11, deliveryId: 1, deliveryTag: [1], messageFormat: 0, settled: false),
+                payload: try call.encoded()
+            )
+        )
+        #expect(delivered.contains(.message(call, link: .methodRequests(0))))
+        let dispositions = Self.written(delivered).compactMap { frame -> AMQPDisposition? in
+            if case .disposition(let disposition) = frame { return disposition } else { return nil }
+        }
+        #expect(dispositions.count == 1 && dispositions[0].first == 1 && dispositions[0].state == .accepted)
+    }
+
+    @Test("twin and method messages: requests as the Azure SDKs send them; answers, pushes and method calls read back")
+    func twinAndMethodMessages() throws {
+        let get = AMQPTwinMessage.request(.get, resource: nil, body: [], correlationId: "c-1")
+        #expect(get.data == [0x20] && get.correlationId == .string("c-1"))
+        #expect(get.messageAnnotations == [AMQPMapEntry(.symbol("operation"), .string("GET"))])
+        let patch = AMQPTwinMessage.request(
+            .patch,
+            resource: AMQPTwinMessage.reportedProperties,
+            body: Array("{}".utf8),
+            correlationId: "c-2"
+        )
+        #expect(
+            patch.messageAnnotations == [
+                AMQPMapEntry(.symbol("operation"), .string("PATCH")),
+                AMQPMapEntry(.symbol("resource"), .string("/properties/reported")),
+            ]
+        )
+        var answer = AMQPMessage(data: [0x20])
+        answer.correlationId = .string("c-2")
+        answer.messageAnnotations = [
+            AMQPMapEntry(.symbol("status"), .int(204)), AMQPMapEntry(.symbol("version"), .long(7)),
+        ]
+        let read = AMQPTwinMessage.incoming(try AMQPMessage(decoding: try answer.encoded()))
+        #expect(read.correlationId == "c-2" && read.status == 204 && read.version == 7 && read.body.isEmpty)
+        #expect(AMQPTwinMessage.incoming(AMQPMessage(data: Array("{}".utf8))).correlationId == nil, "a push")
+        #expect(
+            AMQPTwinMessage.text(.uuid([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 255]))
+                == "00010203-0405-0607-0809-0a0b0c0d0eff"
+        )
+        #expect(AMQPTwinMessage.text(.ulong(42)) == "42" && AMQPTwinMessage.text(.uuid([1])) == nil)
+
+        var call = AMQPMessage(data: Array(#"{"a":1}"#.utf8))
+        #expect(AMQPMethodMessage.request(call) == nil, "no name, no correlation id")
+        call.correlationId = .uuid([UInt8](repeating: 9, count: 16))
+        call.applicationProperties = [("IoThub-methodname", .string("reset"))]
+        let request = try #require(AMQPMethodMessage.request(call))
+        #expect(request.name == "reset" && request.payload == Array(#"{"a":1}"#.utf8))
+        let response = AMQPMethodMessage.response(status: 200, payload: [1], correlationId: request.correlationId)
+        #expect(response.correlationId == call.correlationId)
+        #expect(response.applicationProperties.map(\.0) == ["IoThub-status"])
+    }
 }

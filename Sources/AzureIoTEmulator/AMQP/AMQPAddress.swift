@@ -8,6 +8,10 @@ enum HubLinkAddress: Equatable {
     case deviceBound(IdentityName)
     /// `$cbs`: claims-based security.
     case cbs
+    /// `/devices/{d}[/modules/{m}]/twin`: twin requests in, answers and desired-property patches out.
+    case twin(IdentityName)
+    /// `/devices/{d}[/modules/{m}]/methods/devicebound`: direct-method calls out, answers in.
+    case methods(IdentityName)
 
     /// Parses an address with or without `amqps://host`.
     init?(_ address: String?) {
@@ -23,6 +27,15 @@ enum HubLinkAddress: Equatable {
         }
         let parts = path.split(separator: "/").map(String.init)
         switch parts.count {
+        case 3 where parts[0] == "devices" && parts[2] == "twin":
+            self = .twin(IdentityName(deviceId: parts[1]))
+        case 5 where parts[0] == "devices" && parts[2] == "modules" && parts[4] == "twin":
+            self = .twin(IdentityName(deviceId: parts[1], moduleId: parts[3]))
+        case 4 where parts[0] == "devices" && parts[2] == "methods" && parts[3] == "devicebound":
+            self = .methods(IdentityName(deviceId: parts[1]))
+        case 6
+        where parts[0] == "devices" && parts[2] == "modules" && parts[4] == "methods" && parts[5] == "devicebound":
+            self = .methods(IdentityName(deviceId: parts[1], moduleId: parts[3]))
         case 4 where parts[0] == "devices" && parts[2] == "messages" && parts[3] == "events":
             self = .events(IdentityName(deviceId: parts[1]))
         case 4 where parts[0] == "devices" && parts[2] == "messages" && parts[3] == "devicebound":

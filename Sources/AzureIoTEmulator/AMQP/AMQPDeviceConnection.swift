@@ -12,6 +12,23 @@ actor AMQPDeviceConnection: DeviceLink {
         case deviceBound(IdentityName)
         case cbsRequests
         case cbsResponses
+        /// The device sends twin requests; we answer (and push desired patches) on its `twinResponses` link.
+        case twinRequests(IdentityName)
+        case twinResponses(IdentityName)
+        /// We send method calls; the device answers on its `methodResponses` link.
+        case methodRequests(IdentityName)
+        case methodResponses(IdentityName)
+
+        /// The identity whose traffic the link carries (none for `$cbs`).
+        var identity: IdentityName? {
+            switch self {
+            case .events(let name), .deviceBound(let name), .twinRequests(let name), .twinResponses(let name),
+                .methodRequests(let name), .methodResponses(let name):
+                name
+            case .cbsRequests, .cbsResponses:
+                nil
+            }
+        }
     }
 
     private struct Link {
@@ -25,6 +42,8 @@ actor AMQPDeviceConnection: DeviceLink {
         var partial: [UInt8] = []
         var partialDeliveryId: UInt32?
         var partialSettled = false
+        /// Encoded messages waiting for the client's credit (twin answers, desired patches, method calls).
+        var queue: [[UInt8]] = []
     }
 
     nonisolated let linkId: UInt64
@@ -56,6 +75,10 @@ actor AMQPDeviceConnection: DeviceLink {
     private let limits: EmulatorLimits
     /// CBS answers waiting for the client's credit; a client that sends put-tokens and grants none is cut off here.
     static let maximumQueuedCBSResponses = 16
+    /// Twin answers, desired patches and method calls waiting for credit on one link, before the client is cut off.
+    static let maximumQueuedPerLink = 64
+    /// Identities subscribed to desired-property patches on this connection (PUT on the twin link).
+    private var desiredSubscribers: Set<IdentityName> = []
 
     init(
         connection: TLSConnection,
@@ -284,6 +307,7 @@ actor AMQPDeviceConnection: DeviceLink {
                 link.credit = (flow.deliveryCount ?? senderCount) &+ credit &- senderCount
                 self.links[handle] = link
                 self.pumpCBSResponses()
+                self.pumpQueue(handle)
                 if case .deviceBound(let name) = link.kind {
                     Task { await self.hub.pumpCloudToDevice(deviceId: name.deviceId) }
                 }
@@ -364,7 +388,11 @@ actor AMQPDeviceConnection: DeviceLink {
         case (.deviceBound(let name)?, false) where self.authorized.contains(name): kind = .deviceBound(name)
         case (.cbs?, true): kind = .cbsRequests
         case (.cbs?, false): kind = .cbsResponses
-        case (.events?, true), (.deviceBound?, false):
+        case (.twin(let name)?, true) where self.authorized.contains(name): kind = .twinRequests(name)
+        case (.twin(let name)?, false) where self.authorized.contains(name): kind = .twinResponses(name)
+        case (.methods(let name)?, false) where self.authorized.contains(name): kind = .methodRequests(name)
+        case (.methods(let name)?, true) where self.authorized.contains(name): kind = .methodResponses(name)
+        case (.events?, true), (.deviceBound?, false), (.twin?, _), (.methods?, _):
             self.refuseLink(
                 ourHandle,
                 channel,
@@ -386,14 +414,9 @@ actor AMQPDeviceConnection: DeviceLink {
             )
         }
         self.links[attach.handle] = link
-        switch kind {
-        case .events(let name), .deviceBound(let name):
-            if !self.attachedIdentities.contains(name) {
-                self.attachedIdentities.insert(name)
-                await self.hub.attach(self, as: name)
-            }
-        default:
-            break
+        if let name = kind.identity, !self.attachedIdentities.contains(name) {
+            self.attachedIdentities.insert(name)
+            await self.hub.attach(self, as: name)
         }
     }
 
@@ -507,6 +530,18 @@ actor AMQPDeviceConnection: DeviceLink {
             if let deliveryId, !settled { self.settle(deliveryId, .accepted, channel) }
             self.cbsResponses.append(response)
             self.pumpCBSResponses()
+        case .twinRequests(let name):
+            if let deliveryId, !settled { self.settle(deliveryId, .accepted, channel) }
+            let answer = await self.twinAnswer(to: message, for: name)
+            await self.queue(answer, on: .twinResponses(name))
+        case .methodResponses:
+            if let deliveryId, !settled { self.settle(deliveryId, .accepted, channel) }
+            guard let requestId = message.correlationId.flatMap(Self.render) else { return }
+            let status = message.applicationProperties.first { $0.0 == "IoThub-status" }.flatMap { Self.integer($0.1) }
+            await self.hub.completeMethod(
+                requestId: requestId,
+                response: MethodResponse(status: status ?? 500, payload: message.data ?? [])
+            )
         default:
             break
         }
@@ -690,9 +725,122 @@ actor AMQPDeviceConnection: DeviceLink {
         return true
     }
 
-    func pushDesired(_ patch: JSONValue, version: Int) async {}
+    func pushDesired(_ patch: JSONValue, version: Int, to identity: IdentityName) async {
+        guard self.desiredSubscribers.contains(identity) else { return }
+        var members = patch.objectValue
+        members["$version"] = .number(JSONNumber(version))
+        // A push has no correlation id: that is how the device tells it from an answer.
+        var message = AMQPMessage(data: JSONValue.object(members).jsonBytes)
+        message.messageAnnotations = [AMQPMapEntry(.symbol("version"), .long(Int64(version)))]
+        await self.queue(message, on: .twinResponses(identity))
+    }
 
-    func requestMethod(name: String, payload: [UInt8], requestId: String) async -> Bool { false }
+    func requestMethod(name: String, payload: [UInt8], requestId: String, to identity: IdentityName) async -> Bool {
+        guard !self.closed, self.linkHandle(.methodRequests(identity)) != nil else { return false }
+        var message = AMQPMessage(data: payload)
+        message.correlationId = .string(requestId)
+        message.applicationProperties = [("IoThub-methodname", .string(name))]
+        await self.queue(message, on: .methodRequests(identity))
+        return true
+    }
+
+    // MARK: - Twin
+
+    /// Answers a twin request: GET the twin, PATCH reported properties, PUT/DELETE the desired subscription.
+    private func twinAnswer(to request: AMQPMessage, for name: IdentityName) async -> AMQPMessage {
+        var operation: String?
+        var resource: String?
+        for entry in request.messageAnnotations {
+            switch entry.key.text {
+            case "operation"?: operation = entry.value.text
+            case "resource"?: resource = entry.value.text
+            default: break
+            }
+        }
+        var status = 400
+        var version: Int?
+        var body: [UInt8] = []
+        switch (operation, resource) {
+        case ("GET"?, _):
+            if let twin = await self.hub.twin(name) {
+                (status, body) = (200, twin.deviceDocument.jsonBytes)
+            } else {
+                status = 404
+            }
+        case ("PATCH"?, "/properties/reported"?):
+            if let patch = try? JSONValue(parsing: request.data ?? []), case .object = patch,
+                let reported = await self.hub.patchReported(name, patch)
+            {
+                (status, version) = (204, reported)
+            }
+        case ("PUT"?, "/notifications/twin/properties/desired"?):
+            self.desiredSubscribers.insert(name)
+            status = 200
+        case ("DELETE"?, "/notifications/twin/properties/desired"?):
+            self.desiredSubscribers.remove(name)
+            status = 200
+        default:
+            break
+        }
+        var answer = AMQPMessage(data: body.isEmpty ? [0x20] : body)
+        answer.correlationId = request.correlationId
+        answer.messageAnnotations = [AMQPMapEntry(.symbol("status"), .int(Int32(status)))]
+        if let version { answer.messageAnnotations.append(AMQPMapEntry(.symbol("version"), .long(Int64(version)))) }
+        return answer
+    }
+
+    static func integer(_ value: AMQPValue) -> Int? {
+        switch value {
+        case .byte(let n): return Int(n)
+        case .short(let n): return Int(n)
+        case .int(let n): return Int(n)
+        case .long(let n): return Int(n)
+        default: return value.unsignedInteger.flatMap { Int(exactly: $0) }
+        }
+    }
+
+    // MARK: - Queued sends
+
+    /// The remote handle of the attached link of `kind`.
+    private func linkHandle(_ kind: LinkKind) -> UInt32? {
+        self.links.first { Self.same($0.value.kind, kind) }?.key
+    }
+
+    private static func same(_ a: LinkKind, _ b: LinkKind) -> Bool {
+        switch (a, b) {
+        case (.twinResponses(let x), .twinResponses(let y)), (.methodRequests(let x), .methodRequests(let y)): x == y
+        default: false
+        }
+    }
+
+    /// Queues `message` for the link of `kind` and sends what its credit allows; a client that lets too much wait
+    /// is cut off. Nothing happens when the link is not attached.
+    private func queue(_ message: AMQPMessage, on kind: LinkKind) async {
+        guard let handle = self.linkHandle(kind), var link = self.links[handle], let bytes = try? message.encoded()
+        else { return }
+        guard link.queue.count < Self.maximumQueuedPerLink else {
+            return await self.fail(
+                "amqp:resource-limit-exceeded",
+                "more than \(Self.maximumQueuedPerLink) messages wait for credit on one link"
+            )
+        }
+        link.queue.append(bytes)
+        self.links[handle] = link
+        self.pumpQueue(handle)
+    }
+
+    /// Sends queued messages on link `handle` while it has credit (unsettled method calls; settled twin traffic).
+    private func pumpQueue(_ handle: UInt32) {
+        guard let channel = self.sessionChannel, var link = self.links[handle], !link.queue.isEmpty else { return }
+        let settled: Bool
+        if case .methodRequests = link.kind { settled = false } else { settled = true }
+        while link.credit > 0, !link.queue.isEmpty {
+            self.transfer(link.queue.removeFirst(), handle: link.ourHandle, settled: settled, channel: channel)
+            link.credit -= 1
+            link.deliveryCount &+= 1
+        }
+        self.links[handle] = link
+    }
 
     func terminate(reason: String) async {
         self.send(.close(AMQPEndOrClose(error: AMQPError(condition: "amqp:connection:forced", description: reason))))

@@ -7,10 +7,10 @@ protocol DeviceLink: AnyObject, Sendable {
     var linkId: UInt64 { get }
     /// Offers a queued cloud-to-device message; `false` if the link cannot take it now (no subscription or credit).
     func offer(_ message: CloudToDeviceRecord) async -> Bool
-    /// Pushes a desired-properties patch (with its version inside) if the device subscribed to them.
-    func pushDesired(_ patch: JSONValue, version: Int) async
-    /// Sends a method request; `false` if the device did not subscribe to methods.
-    func requestMethod(name: String, payload: [UInt8], requestId: String) async -> Bool
+    /// Pushes a desired-properties patch (with its version inside) to `identity` if it subscribed to them.
+    func pushDesired(_ patch: JSONValue, version: Int, to identity: IdentityName) async
+    /// Sends a method request to `identity`; `false` if it did not subscribe to methods.
+    func requestMethod(name: String, payload: [UInt8], requestId: String, to identity: IdentityName) async -> Bool
     /// Closes the connection.
     func terminate(reason: String) async
 }

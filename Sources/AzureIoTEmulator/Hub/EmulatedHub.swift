@@ -269,7 +269,9 @@ actor EmulatedHub {
         identity.twin.desired = identity.twin.desired.merging(patch)
         identity.twin.desiredVersion += 1
         self.identities[name] = identity
-        if let link = self.links[name] { await link.pushDesired(patch, version: identity.twin.desiredVersion) }
+        if let link = self.links[name] {
+            await link.pushDesired(patch, version: identity.twin.desiredVersion, to: name)
+        }
         return identity.twin.desiredVersion
     }
 
@@ -289,7 +291,7 @@ actor EmulatedHub {
         let response: MethodResponse? = await withCheckedContinuation { continuation in
             self.pendingMethods[requestId] = continuation
             self.methodTimers[requestId] = Task {
-                if await link.requestMethod(name: method, payload: payload, requestId: requestId) == false {
+                if await link.requestMethod(name: method, payload: payload, requestId: requestId, to: name) == false {
                     self.undeliveredMethods.insert(requestId)
                     self.completeMethod(requestId: requestId, response: nil)
                     return

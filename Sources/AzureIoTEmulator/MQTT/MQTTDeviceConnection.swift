@@ -336,7 +336,7 @@ actor MQTTDeviceConnection: DeviceLink {
         return true
     }
 
-    func pushDesired(_ patch: JSONValue, version: Int) async {
+    func pushDesired(_ patch: JSONValue, version: Int, to identity: IdentityName) async {
         guard self.subscriptions.contains(.desiredPatches) else { return }
         var members = patch.objectValue
         members["$version"] = .number(JSONNumber(version))
@@ -346,7 +346,7 @@ actor MQTTDeviceConnection: DeviceLink {
         )
     }
 
-    func requestMethod(name: String, payload: [UInt8], requestId: String) async -> Bool {
+    func requestMethod(name: String, payload: [UInt8], requestId: String, to identity: IdentityName) async -> Bool {
         guard self.subscriptions.contains(.methods) else { return false }
         self.publishToDevice("$iothub/methods/POST/\(name)/?$rid=\(requestId)", payload)
         return true

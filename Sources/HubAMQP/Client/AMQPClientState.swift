@@ -9,11 +9,19 @@ enum AMQPClientLink: Hashable, Sendable {
     case cbsRequests
     /// Receiver from `$cbs`.
     case cbsResponses
+    /// Sender of twin requests to `/devices/{id}/twin` for the identity in `slot`.
+    case twinRequests(Int)
+    /// Receiver of twin answers and desired-property patches from `/devices/{id}/twin`.
+    case twinResponses(Int)
+    /// Receiver of direct-method calls from `/devices/{id}/methods/devicebound`.
+    case methodRequests(Int)
+    /// Sender of direct-method answers to `/devices/{id}/methods/devicebound`.
+    case methodResponses(Int)
 
     var isSender: Bool {
         switch self {
-        case .telemetry, .cbsRequests: true
-        case .cloudToDevice, .cbsResponses: false
+        case .telemetry, .cbsRequests, .twinRequests, .methodResponses: true
+        case .cloudToDevice, .cbsResponses, .twinResponses, .methodRequests: false
         }
     }
 
@@ -22,6 +30,28 @@ enum AMQPClientLink: Hashable, Sendable {
         case .telemetry: "telemetry"
         case .cloudToDevice: "cloud-to-device"
         case .cbsRequests, .cbsResponses: "$cbs"
+        case .twinRequests, .twinResponses: "twin"
+        case .methodRequests, .methodResponses: "methods"
+        }
+    }
+
+    /// The local terminus address: what the Azure SDKs name their end of the link.
+    var localAddress: String {
+        switch self {
+        case .cbsRequests: "$cbs"
+        case .cbsResponses: "cbs"
+        case .methodRequests: "requests"
+        case .methodResponses: "responses"
+        case .telemetry, .twinRequests: "sender-source"
+        case .cloudToDevice, .twinResponses: "receiver-target"
+        }
+    }
+
+    /// Request/response links send pre-settled messages: the answer is the acknowledgement.
+    var sendsSettled: Bool {
+        switch self {
+        case .twinRequests, .methodResponses: true
+        default: false
         }
     }
 }
@@ -42,8 +72,8 @@ struct AMQPClientState: Sendable {
         /// A cloud-to-device message arrived for the identity in `slot` (settle it with ``settle(_:state:)`` unless
         /// `settled`).
         case received(AMQPMessage, deliveryId: UInt32, settled: Bool, slot: Int)
-        /// A message arrived on the `$cbs` receiver link.
-        case cbsResponse(AMQPMessage)
+        /// A message arrived on a receiver link other than cloud-to-device (`$cbs`, twin, methods); it was settled.
+        case message(AMQPMessage, link: AMQPClientLink)
         /// Open or attach progressed: re-check what you are waiting for.
         case progress
     }
@@ -99,6 +129,10 @@ struct AMQPClientState: Sendable {
     // Receiving.
     private var nextIncomingId: UInt32 = 0
     private var partial: (handle: UInt32, deliveryId: UInt32, settled: Bool, payload: [UInt8])?
+    /// Requests (`$cbs`, twin, method answers) waiting for their link's credit, oldest first.
+    private var pendingRequests: [AMQPClientLink: [[UInt8]]] = [:]
+    /// The most requests one link holds back while the peer grants no credit; more are refused.
+    static let maximumPendingRequests = 64
 
     /// The largest delivery the client reassembles: IoT Hub's 256 KB and room for the message's sections.
     static let maximumMessageBytes = 256 * 1024 + 16 * 1024
@@ -115,6 +149,9 @@ struct AMQPClientState: Sendable {
     func isAttached(_ link: AMQPClientLink) -> Bool {
         self.handles[link].flatMap { self.links[$0]?.phase } == .attached
     }
+
+    /// Whether `link` was attached, or its attach sent, on this connection.
+    func hasLink(_ link: AMQPClientLink) -> Bool { self.handles[link] != nil }
 
     /// Whether `link` was refused by the peer.
     func isRefused(_ link: AMQPClientLink) -> Bool { self.handles[link].flatMap { self.links[$0]?.phase } == .refused }
@@ -174,9 +211,9 @@ struct AMQPClientState: Sendable {
                 name: name,
                 handle: handle,
                 isReceiver: false,
-                senderSettleMode: 0,
+                senderSettleMode: link.sendsSettled ? 1 : 0,
                 receiverSettleMode: 0,
-                source: AMQPTerminus(address: link == .cbsRequests ? "$cbs" : "sender-source"),
+                source: AMQPTerminus(address: link.localAddress),
                 target: AMQPTerminus(address: address),
                 initialDeliveryCount: 0,
                 properties: properties
@@ -187,7 +224,7 @@ struct AMQPClientState: Sendable {
                 isReceiver: true,
                 receiverSettleMode: 0,
                 source: AMQPTerminus(address: address),
-                target: AMQPTerminus(address: link == .cbsResponses ? "cbs" : "receiver-target"),
+                target: AMQPTerminus(address: link.localAddress),
                 properties: properties
             )
         return [.write([.attach(attach)])]
@@ -213,13 +250,29 @@ struct AMQPClientState: Sendable {
         if let id = self.outgoing.removeValue(forKey: sequence)?.deliveryId { self.deliveries[id] = nil }
     }
 
-    /// Sends a pre-settled message on the `$cbs` request link (the answer arrives as ``Action/cbsResponse(_:)``).
-    mutating func sendRequest(_ payload: [UInt8]) -> [Action] {
-        guard let handle = self.handles[.cbsRequests], var link = self.links[handle], link.credit > 0 else { return [] }
-        link.credit -= 1
-        link.deliveryCount &+= 1
+    /// Sends a pre-settled message on a request link (`$cbs`, twin, method answers) as soon as it has credit; the
+    /// answer arrives as ``Action/message(_:link:)``. Returns `nil` when more than
+    /// ``maximumPendingRequests`` already wait for credit on that link.
+    mutating func sendRequest(_ payload: [UInt8], on kind: AMQPClientLink = .cbsRequests) -> [Action]? {
+        guard kind.isSender, (self.pendingRequests[kind]?.count ?? 0) < Self.maximumPendingRequests else { return nil }
+        self.pendingRequests[kind, default: []].append(payload)
+        return self.pumpRequests(kind)
+    }
+
+    /// Transmits the requests waiting on link `kind` while it has credit.
+    private mutating func pumpRequests(_ kind: AMQPClientLink) -> [Action] {
+        guard let handle = self.handles[kind], var link = self.links[handle], link.phase == .attached,
+            var queue = self.pendingRequests[kind], !queue.isEmpty
+        else { return [] }
+        var frames: [AMQPPerformative] = []
+        while link.credit > 0, !queue.isEmpty {
+            link.credit -= 1
+            link.deliveryCount &+= 1
+            frames += self.transfers(queue.removeFirst(), handle: handle, settled: true)
+        }
         self.links[handle] = link
-        return [.write(self.transfers(payload, handle: handle, settled: true))]
+        self.pendingRequests[kind] = queue.isEmpty ? nil : queue
+        return frames.isEmpty ? [] : [.write(frames)]
     }
 
     /// Settles a received cloud-to-device message; the link gets the credit back.
@@ -281,6 +334,7 @@ struct AMQPClientState: Sendable {
                 link.credit =
                     Int64(flow.deliveryCount ?? link.deliveryCount) + Int64(linkCredit) - Int64(link.deliveryCount)
                 self.links[handle] = link
+                return self.pumpRequests(link.kind) + self.pump()
             }
             return self.pump()
         case .disposition(let disposition):
@@ -338,7 +392,7 @@ struct AMQPClientState: Sendable {
         link.phase = .attached
         var actions: [Action] = [.progress]
         if !link.kind.isSender {
-            let credit = link.kind == .cbsResponses ? 100 : self.cloudToDeviceCredit
+            let credit = self.receiveWindow(link.kind)
             link.grantedCredit = credit
             actions.insert(.write([.flow(self.flow(handle, deliveryCount: 0, credit: credit))]), at: 0)
         }
@@ -380,7 +434,7 @@ struct AMQPClientState: Sendable {
             throw HubAMQPError(.protocolViolation, "a message that does not decode: \(error.message)")
         }
         guard case .cloudToDevice(let slot) = kind else {
-            var actions: [Action] = [.cbsResponse(message)]
+            var actions: [Action] = [.message(message, link: kind)]
             if !complete.settled {
                 actions.insert(contentsOf: self.settle(complete.deliveryId, state: .accepted), at: 0)
             }
@@ -395,6 +449,12 @@ struct AMQPClientState: Sendable {
             + self.replenish(handle)
     }
 
+    /// The credit a receiver link keeps open: the configured cloud-to-device window, 100 for the others.
+    private func receiveWindow(_ kind: AMQPClientLink) -> UInt32 {
+        if case .cloudToDevice = kind { return self.cloudToDeviceCredit }
+        return 100
+    }
+
     /// Counts a delivery on the receiver link `handle` and tops its credit up.
     private mutating func replenish(_ handle: UInt32) -> [Action] {
         guard var link = self.links[handle] else { return [] }
@@ -407,7 +467,7 @@ struct AMQPClientState: Sendable {
     /// less than half of that is left.
     private mutating func topUp(_ handle: UInt32) -> [Action] {
         guard var link = self.links[handle] else { return [] }
-        let window = link.kind == .cbsResponses ? 100 : self.cloudToDeviceCredit
+        let window = self.receiveWindow(link.kind)
         let allowed = window > link.unsettled ? window - link.unsettled : 0
         let left = Int64(link.grantedCredit) - Int64(link.deliveryCount)
         guard allowed > 0, left < Int64(allowed / 2) || (left <= 0 && allowed > 0) else { return [] }

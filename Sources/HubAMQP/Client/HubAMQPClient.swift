@@ -14,6 +14,20 @@ public final class HubAMQPClient: Service, Sendable {
     /// yet settled at once: the hub gets credit for more only as the application completes, rejects or abandons
     /// them, so a slow application holds a bounded number in memory.
     public let cloudToDeviceMessages: AsyncStream<CloudToDeviceDelivery>
+    /// Desired-property patches pushed by the hub, once ``subscribe(to:)`` asked for them (at most the configuration's
+    /// `inboundBufferSize` wait; more are dropped, and the twin tells the current state).
+    public let desiredPropertyPatches: AsyncStream<DesiredPropertyPatch>
+    /// Direct-method calls, once ``subscribe(to:)`` asked for them. Answer each with
+    /// ``MethodRequest/respond(status:payload:)``; a call that finds `inboundBufferSize` waiting is answered 503.
+    public let methodRequests: AsyncStream<MethodRequest>
+
+    /// Traffic the hub pushes only when the device asks for it.
+    public enum Inbound: Hashable, Sendable {
+        /// Desired-property patches (``desiredPropertyPatches``): the twin links, and a subscription on them.
+        case desiredPropertyPatches
+        /// Direct-method calls (``methodRequests``): the method links.
+        case methodRequests
+    }
 
     /// A client; nothing is sent until ``connect()``.
     public convenience init(configuration: HubAMQPConfiguration, logger: Logger = TLSConnection.disabledLogger) {
@@ -28,11 +42,24 @@ public final class HubAMQPClient: Service, Sendable {
         clock: any IoTClock
     ) {
         let (stream, continuation) = AsyncStream.makeStream(of: CloudToDeviceDelivery.self, bufferingPolicy: .unbounded)
+        let size = max(1, configuration.inboundBufferSize)
+        let (desired, desiredContinuation) = AsyncStream.makeStream(
+            of: DesiredPropertyPatch.self,
+            bufferingPolicy: .bufferingOldest(size)
+        )
+        let (methods, methodsContinuation) = AsyncStream.makeStream(
+            of: MethodRequest.self,
+            bufferingPolicy: .bufferingOldest(size)
+        )
         self.cloudToDeviceMessages = stream
+        self.desiredPropertyPatches = desired
+        self.methodRequests = methods
         self.session = HubAMQPSession(
             configuration: configuration,
             logger: logger,
             cloudToDevice: continuation,
+            desired: desiredContinuation,
+            methods: methodsContinuation,
             clock: clock
         )
     }
@@ -49,6 +76,30 @@ public final class HubAMQPClient: Service, Sendable {
     /// throw the matching ``HubAMQPError``.
     public func send(_ message: AMQPMessage) async throws {
         try await HubAMQPError.mapping { try await self.session.send(message) }
+    }
+
+    /// Reads the device twin (`GET` on the twin links, attached on first use). While the client reconnects it
+    /// waits for the connection; the request is sent again if the connection goes before the answer, all within
+    /// `timeout` (default: the operation time-out). Throws ``HubAMQPError/Code/twinRequestFailed`` with the hub's
+    /// status, ``HubAMQPError/Code/timedOut``, or ``HubAMQPError/Code/notConnected`` before ``connect()``.
+    public func twin(timeout: Duration? = nil) async throws -> Twin {
+        try await HubAMQPError.mapping { try await self.session.twin(timeout: timeout) }
+    }
+
+    /// Patches reported properties with a JSON object (`PATCH /properties/reported`); returns the new reported
+    /// version. Waits and retries as ``twin(timeout:)`` does.
+    @discardableResult
+    public func updateReportedProperties(_ json: [UInt8], timeout: Duration? = nil) async throws -> Int? {
+        try await HubAMQPError.mapping { try await self.session.updateReportedProperties(json, timeout: timeout) }
+    }
+
+    /// Asks the hub for `kinds` now (if connected) and on every reconnect: the links are attached and, for desired
+    /// properties, the subscription is made. Before ``connect()`` this only records the wish.
+    public func subscribe(to kinds: Set<Inbound>) async throws {
+        var features: Set<HubAMQPSession.Feature> = []
+        if kinds.contains(.desiredPropertyPatches) { features.insert(.desiredProperties) }
+        if kinds.contains(.methodRequests) { features.insert(.methods) }
+        try await HubAMQPError.mapping { try await self.session.enable(features) }
     }
 
     /// Sends `close` and shuts the connection.

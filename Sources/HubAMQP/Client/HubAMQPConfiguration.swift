@@ -57,6 +57,9 @@ public struct HubAMQPConfiguration: Sendable {
     /// How many messages may wait for settlement at once, queued while offline or in flight (default 1,000); one
     /// more makes ``HubAMQPClient/send(_:)`` throw ``HubAMQPError/Code/queueFull`` at once.
     public var maximumQueuedMessages: Int = 1000
+    /// Desired-property patches and direct-method calls that wait for the application, per stream. A method call
+    /// that finds its stream full is answered 503 at once; a desired patch is dropped (read the twin to catch up).
+    public var inboundBufferSize: Int = 64
     /// Whether a lost connection is re-established (with backoff), resending unsettled messages.
     public var reconnects: Bool
     /// When to reconnect and when to stop (`RetryPolicy`): a back-off that keeps growing while the connection

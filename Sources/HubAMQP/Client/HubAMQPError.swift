@@ -12,9 +12,18 @@ public struct HubAMQPError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The error that caused this one, as it was thrown: the `AzureIoTError` (with its OpenSSL details) behind
     /// ``Code/connectionFailed``, the last failure behind ``Code/retriesExhausted``.
     public var underlying: (any Error & Sendable)?
+    /// The hub's status for a failed twin request (e.g. 400, 404, 429).
+    public var status: Int?
 
     /// An error.
-    public init(_ code: Code, _ message: String, condition: String? = nil, underlying: (any Error & Sendable)? = nil) {
+    public init(
+        _ code: Code,
+        _ message: String,
+        condition: String? = nil,
+        underlying: (any Error & Sendable)? = nil,
+        status: Int? = nil
+    ) {
+        self.status = status
         self.code = code
         self.message = message
         self.condition = condition
@@ -30,6 +39,8 @@ public struct HubAMQPError: Error, Hashable, Sendable, CustomStringConvertible {
             return (self.underlying as? AzureIoTError).map { RetryPolicy.classify($0) == .transient } ?? true
         case .connectionClosed, .notConnected, .timedOut, .released, .modified, .protocolViolation, .queueFull:
             return true
+        case .twinRequestFailed:
+            return self.status.map { $0 == 429 || $0 >= 500 } ?? false
         default:
             return false
         }
@@ -92,5 +103,7 @@ public struct HubAMQPError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let invalidArgument = Code("invalidArgument")
         /// The client is not connected.
         public static let notConnected = Code("notConnected")
+        /// IoT Hub answered a twin request with a failure; ``HubAMQPError/status`` holds its status.
+        public static let twinRequestFailed = Code("twinRequestFailed")
     }
 }

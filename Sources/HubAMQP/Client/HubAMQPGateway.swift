@@ -115,15 +115,32 @@ public final class HubAMQPGateway: Sendable {
         -> Device
     {
         let (stream, continuation) = AsyncStream.makeStream(of: CloudToDeviceDelivery.self, bufferingPolicy: .unbounded)
+        let (desired, desiredContinuation) = AsyncStream.makeStream(
+            of: DesiredPropertyPatch.self,
+            bufferingPolicy: .bufferingOldest(Self.inboundBufferSize)
+        )
+        let (methods, methodsContinuation) = AsyncStream.makeStream(
+            of: MethodRequest.self,
+            bufferingPolicy: .bufferingOldest(Self.inboundBufferSize)
+        )
         let slot = try await HubAMQPError.mapping {
             try await self.session.addIdentity(
-                .init(deviceId: deviceId, moduleId: moduleId, tokenSource: tokenSource, cloudToDevice: continuation)
+                .init(
+                    deviceId: deviceId,
+                    moduleId: moduleId,
+                    tokenSource: tokenSource,
+                    cloudToDevice: continuation,
+                    desired: desiredContinuation,
+                    methods: methodsContinuation
+                )
             )
         }
         return Device(
             deviceId: deviceId,
             moduleId: moduleId,
             cloudToDeviceMessages: stream,
+            desiredPropertyPatches: desired,
+            methodRequests: methods,
             session: self.session,
             slot: slot
         )
@@ -131,6 +148,9 @@ public final class HubAMQPGateway: Sendable {
 
     /// Closes the connection for every identity.
     public func close() async { await self.session.close() }
+
+    /// Desired-property patches and method calls that wait for the application, per device and stream.
+    static let inboundBufferSize = 64
 
     /// One identity on the gateway's connection.
     public struct Device: Sendable {
@@ -140,12 +160,37 @@ public final class HubAMQPGateway: Sendable {
         public let moduleId: String?
         /// Cloud-to-device messages for this identity (unbounded: consume them).
         public let cloudToDeviceMessages: AsyncStream<CloudToDeviceDelivery>
+        /// This identity's desired-property patches, once ``subscribe(to:)`` asked for them.
+        public let desiredPropertyPatches: AsyncStream<DesiredPropertyPatch>
+        /// This identity's direct-method calls, once ``subscribe(to:)`` asked for them.
+        public let methodRequests: AsyncStream<MethodRequest>
         let session: HubAMQPSession
         let slot: Int
 
         /// Sends telemetry as this identity; returns when the hub settles it as `accepted`.
         public func send(_ message: AMQPMessage) async throws {
             try await HubAMQPError.mapping { try await self.session.send(message, slot: self.slot) }
+        }
+
+        /// This identity's twin, as ``HubAMQPClient/twin(timeout:)`` reads it.
+        public func twin(timeout: Duration? = nil) async throws -> Twin {
+            try await HubAMQPError.mapping { try await self.session.twin(slot: self.slot, timeout: timeout) }
+        }
+
+        /// Patches this identity's reported properties; returns the new reported version.
+        @discardableResult
+        public func updateReportedProperties(_ json: [UInt8], timeout: Duration? = nil) async throws -> Int? {
+            try await HubAMQPError.mapping {
+                try await self.session.updateReportedProperties(json, slot: self.slot, timeout: timeout)
+            }
+        }
+
+        /// Asks the hub for this identity's desired-property patches or method calls, now and on every reconnect.
+        public func subscribe(to kinds: Set<HubAMQPClient.Inbound>) async throws {
+            var features: Set<HubAMQPSession.Feature> = []
+            if kinds.contains(.desiredPropertyPatches) { features.insert(.desiredProperties) }
+            if kinds.contains(.methodRequests) { features.insert(.methods) }
+            try await HubAMQPError.mapping { try await self.session.enable(features, slot: self.slot) }
         }
     }
 }

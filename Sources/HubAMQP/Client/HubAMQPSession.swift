@@ -47,6 +47,9 @@ actor HubAMQPSession {
         let moduleId: String?
         let tokenSource: (any SASTokenSource)?
         let cloudToDevice: AsyncStream<CloudToDeviceDelivery>.Continuation
+        /// Where desired-property patches and direct-method calls go once the application asks for them.
+        var desired: AsyncStream<DesiredPropertyPatch>.Continuation? = nil
+        var methods: AsyncStream<MethodRequest>.Continuation? = nil
 
         var path: String {
             self.moduleId.map { "/devices/\(self.deviceId)/modules/\($0)" } ?? "/devices/\(self.deviceId)"
@@ -107,6 +110,20 @@ actor HubAMQPSession {
     private var drainWaiter: CheckedContinuation<Void, Never>?
     private var reconnectTask: Task<Void, Never>?
 
+    /// What an identity uses beyond telemetry and cloud-to-device messages: twin requests, desired-property
+    /// patches, direct methods. Their links are attached on first use and on every reconnect.
+    enum Feature: Hashable, Sendable {
+        case twin
+        case desiredProperties
+        case methods
+    }
+    private var features: [Int: Set<Feature>] = [:]
+    private var twinWaiters: [String: CheckedContinuation<AMQPTwinMessage.Incoming, any Error>] = [:]
+    private var nextTwinRequest: UInt64 = 0
+    /// Twin calls made while reconnecting, waiting for the connection.
+    private var connectionWaiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
+    private var nextConnectionWaiter: UInt64 = 0
+
     init(settings: Settings, identities: [Identity], logger: Logger) {
         self.settings = settings
         self.logger = logger
@@ -123,6 +140,8 @@ actor HubAMQPSession {
         configuration: HubAMQPConfiguration,
         logger: Logger,
         cloudToDevice: AsyncStream<CloudToDeviceDelivery>.Continuation,
+        desired: AsyncStream<DesiredPropertyPatch>.Continuation? = nil,
+        methods: AsyncStream<MethodRequest>.Continuation? = nil,
         clock: any IoTClock = SystemClock()
     ) {
         let mode: Mode
@@ -160,7 +179,9 @@ actor HubAMQPSession {
             deviceId: configuration.deviceId,
             moduleId: configuration.moduleId,
             tokenSource: source,
-            cloudToDevice: cloudToDevice
+            cloudToDevice: cloudToDevice,
+            desired: desired,
+            methods: methods
         )
         self.init(settings: settings, identities: [identity], logger: logger)
     }
@@ -183,6 +204,7 @@ actor HubAMQPSession {
                 try await self.establish()
                 self.lifecycle = .connected
                 self.connectedAt = clock.now()
+                self.resumeConnectionWaiters()
                 return
             } catch {
                 self.lifecycle = .idle
@@ -294,6 +316,7 @@ actor HubAMQPSession {
         try await self.waitUntil("the links of '\(identity.deviceId)'") {
             $0.isAttached(.telemetry(slot)) && $0.isAttached(.cloudToDevice(slot))
         }
+        try await self.attachFeatures(slot)
     }
 
     /// Adds a device identity to a CBS connection (a gateway): its token is put and its links attached now if
@@ -491,7 +514,7 @@ actor HubAMQPSession {
                     return
                 }
                 self.cbsWaiters[requestId] = continuation
-                self.perform(self.protocolState.sendRequest(payload))
+                self.perform(self.protocolState.sendRequest(payload) ?? [])
             }
         } onCancel: {
             Task { await self.cancelCBSWait(requestId) }
@@ -668,6 +691,325 @@ actor HubAMQPSession {
         }
     }
 
+    // MARK: - Twin and direct methods
+
+    /// Starts using `wanted` for the identity in `slot`: its links are attached now when connected (and the desired
+    /// subscription made), and again on every reconnect.
+    func enable(_ wanted: Set<Feature>, slot: Int = 0) async throws {
+        if let terminalError { throw terminalError }
+        guard self.identities[slot] != nil else { throw HubAMQPError(.invalidArgument, "no identity in slot \(slot)") }
+        let new = wanted.subtracting(self.features[slot] ?? [])
+        guard !new.isEmpty else { return }
+        self.features[slot, default: []].formUnion(new)
+        if self.lifecycle == .connected { try await self.attachFeatures(slot) }
+    }
+
+    /// Sets where desired-property patches and direct-method calls of the identity in `slot` go.
+    func setStreams(
+        slot: Int,
+        desired: AsyncStream<DesiredPropertyPatch>.Continuation?,
+        methods: AsyncStream<MethodRequest>.Continuation?
+    ) {
+        self.identities[slot]?.desired = desired
+        self.identities[slot]?.methods = methods
+    }
+
+    /// Attaches the twin and method links the identity's features need (those not attached on this connection), and
+    /// subscribes to desired-property patches.
+    private func attachFeatures(_ slot: Int) async throws {
+        guard let identity = self.identities[slot], let features = self.features[slot], !features.isEmpty else {
+            return
+        }
+        let channel = identity.moduleId.map { "\(identity.deviceId)/\($0)" } ?? identity.deviceId
+        let versioned =
+            self.clientProperties + [
+                AMQPMapEntry(.symbol("com.microsoft:api-version"), .string(self.settings.apiVersion))
+            ]
+        var links: [AMQPClientLink] = []
+        if !features.isDisjoint(with: [.twin, .desiredProperties]), !self.protocolState.hasLink(.twinRequests(slot)) {
+            let properties =
+                versioned + [
+                    AMQPMapEntry(.symbol("com.microsoft:channel-correlation-id"), .string("twin:\(UUID().uuidString)"))
+                ]
+            self.perform(
+                self.protocolState.attach(
+                    .twinRequests(slot),
+                    name: "twin-sender-\(slot)-\(UUID().uuidString)",
+                    address: identity.path + "/twin",
+                    properties: properties
+                )
+            )
+            self.perform(
+                self.protocolState.attach(
+                    .twinResponses(slot),
+                    name: "twin-receiver-\(slot)-\(UUID().uuidString)",
+                    address: identity.path + "/twin",
+                    properties: properties
+                )
+            )
+        }
+        if features.contains(.methods), !self.protocolState.hasLink(.methodRequests(slot)) {
+            let properties =
+                versioned + [AMQPMapEntry(.symbol("com.microsoft:channel-correlation-id"), .string(channel))]
+            self.perform(
+                self.protocolState.attach(
+                    .methodRequests(slot),
+                    name: "methods_requests_link-\(channel)-\(UUID().uuidString)",
+                    address: identity.path + "/methods/devicebound",
+                    properties: properties
+                )
+            )
+            self.perform(
+                self.protocolState.attach(
+                    .methodResponses(slot),
+                    name: "methods_responses_link-\(channel)-\(UUID().uuidString)",
+                    address: identity.path + "/methods/devicebound",
+                    properties: properties
+                )
+            )
+        }
+        if features.contains(.methods) { links += [.methodRequests(slot), .methodResponses(slot)] }
+        if !features.isDisjoint(with: [.twin, .desiredProperties]) {
+            links += [.twinRequests(slot), .twinResponses(slot)]
+        }
+        if !links.isEmpty {
+            try await self.waitUntil("the twin and method links of '\(identity.deviceId)'") { state in
+                links.allSatisfy { state.isAttached($0) }
+            }
+        }
+        if features.contains(.desiredProperties) {
+            let answer = try await self.exchange(
+                .put,
+                resource: AMQPTwinMessage.desiredNotifications,
+                body: [],
+                slot: slot,
+                until: self.settings.clock.now() + self.settings.operationTimeout
+            )
+            guard let status = answer.status, (200..<300).contains(status) else {
+                throw HubAMQPError(
+                    .twinRequestFailed,
+                    "the hub refused the desired-properties subscription",
+                    status: answer.status
+                )
+            }
+        }
+    }
+
+    /// The twin of the identity in `slot`.
+    func twin(slot: Int = 0, timeout: Duration?) async throws -> Twin {
+        let answer = try await self.twinRequest(.get, resource: nil, body: [], slot: slot, timeout: timeout)
+        guard answer.status.map({ (200..<300).contains($0) }) ?? true else {
+            throw HubAMQPError(.twinRequestFailed, "the twin GET failed", status: answer.status)
+        }
+        return Twin(document: answer.body)
+    }
+
+    /// Patches reported properties; returns the new reported version.
+    func updateReportedProperties(_ json: [UInt8], slot: Int = 0, timeout: Duration?) async throws -> Int? {
+        let answer = try await self.twinRequest(
+            .patch,
+            resource: AMQPTwinMessage.reportedProperties,
+            body: json,
+            slot: slot,
+            timeout: timeout
+        )
+        guard answer.status.map({ (200..<300).contains($0) }) ?? true else {
+            throw HubAMQPError(.twinRequestFailed, "the reported-properties PATCH failed", status: answer.status)
+        }
+        return answer.version
+    }
+
+    /// A twin request that waits for the connection while the client reconnects and is sent again if the
+    /// connection goes before the answer, all within `timeout` (default: the operation time-out).
+    private func twinRequest(
+        _ operation: AMQPTwinMessage.Operation,
+        resource: String?,
+        body: [UInt8],
+        slot: Int,
+        timeout: Duration?
+    ) async throws -> AMQPTwinMessage.Incoming {
+        let clock = self.settings.clock
+        let deadline = clock.now() + (timeout ?? self.settings.operationTimeout)
+        try await self.enable([.twin], slot: slot)
+        while true {
+            try await self.awaitConnected(until: deadline)
+            do {
+                return try await self.exchange(operation, resource: resource, body: body, slot: slot, until: deadline)
+            } catch let error as HubAMQPError where error.code == .notConnected && clock.now() < deadline {
+                // A GET, or a merge patch of reported properties, can be sent again on the next connection.
+                continue
+            }
+        }
+    }
+
+    /// Sends one twin request on this connection and waits for its answer until `deadline`.
+    private func exchange(
+        _ operation: AMQPTwinMessage.Operation,
+        resource: String?,
+        body: [UInt8],
+        slot: Int,
+        until deadline: Duration
+    ) async throws -> AMQPTwinMessage.Incoming {
+        self.nextTwinRequest &+= 1
+        let id = "\(self.containerRequestPrefix)-\(self.nextTwinRequest)"
+        let payload = try AMQPTwinMessage.request(operation, resource: resource, body: body, correlationId: id)
+            .encoded()
+        let clock = self.settings.clock
+        let timer = Task {
+            try await clock.sleep(for: deadline - clock.now())
+            self.endTwinWait(id, HubAMQPError(.timedOut, "no answer to the twin \(operation.rawValue) in time"))
+        }
+        defer { timer.cancel() }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation {
+                (continuation: CheckedContinuation<AMQPTwinMessage.Incoming, any Error>) in
+                if Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                    return
+                }
+                guard let actions = self.protocolState.sendRequest(payload, on: .twinRequests(slot)) else {
+                    continuation.resume(
+                        throwing: HubAMQPError(
+                            .queueFull,
+                            "\(AMQPClientState.maximumPendingRequests) twin requests already wait for credit"
+                        )
+                    )
+                    return
+                }
+                self.twinWaiters[id] = continuation
+                self.perform(actions)
+            }
+        } onCancel: {
+            Task { await self.endTwinWait(id, CancellationError()) }
+        }
+    }
+
+    /// Distinguishes this session's twin requests from another's in logs and captures.
+    private var containerRequestPrefix: String { "twin-\(self.settings.containerName)" }
+
+    private func endTwinWait(_ id: String, _ error: any Error) {
+        self.twinWaiters.removeValue(forKey: id)?.resume(throwing: error)
+    }
+
+    private func failTwinWaiters(_ error: HubAMQPError) {
+        let waiters = self.twinWaiters
+        self.twinWaiters = [:]
+        for waiter in waiters.values { waiter.resume(throwing: error) }
+    }
+
+    /// An answer to a twin request, or a desired-property patch pushed by the hub.
+    private func twinMessage(_ incoming: AMQPTwinMessage.Incoming, slot: Int) {
+        if let id = incoming.correlationId, let waiter = self.twinWaiters.removeValue(forKey: id) {
+            waiter.resume(returning: incoming)
+            return
+        }
+        guard incoming.correlationId == nil, let desired = self.identities[slot]?.desired else { return }
+        var version = incoming.version
+        if version == nil, let document = try? JSONValue(parsing: incoming.body) {
+            version = document["$version"]?.int64Value.flatMap { Int(exactly: $0) }
+        }
+        if case .dropped = desired.yield(
+            DesiredPropertyPatch(version: version, json: incoming.body, isFullDocument: false)
+        ) {
+            self.logger.warning(
+                "the desired-properties stream is full; a patch was dropped (read the twin to catch up)"
+            )
+        }
+    }
+
+    /// A direct-method call: handed to the application, or answered 503 at once when nobody takes calls or too many
+    /// wait.
+    private func methodRequest(_ message: AMQPMessage, slot: Int) {
+        guard let request = AMQPMethodMessage.request(message) else {
+            self.logger.warning("a method request without a name or correlation id was ignored")
+            return
+        }
+        let generation = self.generation
+        let call = MethodRequest(
+            name: request.name,
+            requestId: AMQPTwinMessage.text(request.correlationId) ?? "",
+            payload: request.payload
+        ) { [weak self] status, payload in
+            guard let self else { throw HubAMQPError(.notConnected, "the client is gone") }
+            try await self.respond(
+                to: request.correlationId,
+                status: status,
+                payload: payload,
+                slot: slot,
+                generation: generation
+            )
+        }
+        let delivered: Bool
+        if let methods = self.identities[slot]?.methods, case .enqueued = methods.yield(call) {
+            delivered = true
+        } else {
+            delivered = false
+        }
+        if !delivered {
+            try? self.respond(
+                to: request.correlationId,
+                status: 503,
+                payload: Array(#"{"message":"the device has too many method calls waiting"}"#.utf8),
+                slot: slot,
+                generation: generation
+            )
+        }
+    }
+
+    /// Sends a method's answer on the connection its request came on.
+    private func respond(to correlationId: AMQPValue, status: Int, payload: [UInt8], slot: Int, generation: UInt64)
+        throws
+    {
+        guard self.transport?.generation == generation, self.lifecycle == .connected else {
+            throw HubAMQPError(.notConnected, "the connection the method call came on is gone; the caller times out")
+        }
+        let payload = try AMQPMethodMessage.response(status: status, payload: payload, correlationId: correlationId)
+            .encoded()
+        guard let actions = self.protocolState.sendRequest(payload, on: .methodResponses(slot)) else {
+            throw HubAMQPError(.queueFull, "too many method answers wait for credit")
+        }
+        self.perform(actions)
+    }
+
+    /// Returns once connected; waits while connecting or reconnecting, until `deadline`.
+    private func awaitConnected(until deadline: Duration) async throws {
+        switch self.lifecycle {
+        case .connected: return
+        case .idle: throw HubAMQPError(.notConnected, "not connected: call connect() first")
+        case .closed: throw self.terminalError ?? HubAMQPError(.notConnected, "the client was closed")
+        case .connecting, .reconnecting: break
+        }
+        let id = self.nextConnectionWaiter
+        self.nextConnectionWaiter &+= 1
+        let clock = self.settings.clock
+        let timer = Task {
+            try await clock.sleep(for: deadline - clock.now())
+            self.endConnectionWait(id, HubAMQPError(.timedOut, "no connection within the time-out"))
+        }
+        defer { timer.cancel() }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                if Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                } else {
+                    self.connectionWaiters[id] = continuation
+                }
+            }
+        } onCancel: {
+            Task { await self.endConnectionWait(id, CancellationError()) }
+        }
+    }
+
+    private func endConnectionWait(_ id: UInt64, _ error: any Error) {
+        self.connectionWaiters.removeValue(forKey: id)?.resume(throwing: error)
+    }
+
+    private func resumeConnectionWaiters() {
+        let waiters = self.connectionWaiters
+        self.connectionWaiters = [:]
+        for waiter in waiters.values { waiter.resume() }
+    }
+
     // MARK: - Carrying out the state's actions
 
     private func perform(_ actions: [AMQPClientState.Action]) {
@@ -694,10 +1036,16 @@ actor HubAMQPSession {
                         try await self.settle(deliveryId, state: state, generation: generation)
                     }
                 )
-            case .cbsResponse(let message):
+            case .message(let message, .cbsResponses):
                 if let response = CBSPutToken.response(message) {
                     self.cbsWaiters.removeValue(forKey: response.requestId)?.resume(returning: response)
                 }
+            case .message(let message, .twinResponses(let slot)):
+                self.twinMessage(AMQPTwinMessage.incoming(message), slot: slot)
+            case .message(let message, .methodRequests(let slot)):
+                self.methodRequest(message, slot: slot)
+            case .message:
+                break
             case .progress:
                 self.wakeHandshakeWaiters()
             }
@@ -771,6 +1119,9 @@ actor HubAMQPSession {
         self.perform([.progress])
         for (_, waiter) in self.cbsWaiters { waiter.resume(throwing: error) }
         self.cbsWaiters = [:]
+        self.failTwinWaiters(
+            HubAMQPError(.notConnected, "the connection was lost: \(error.message)", underlying: error)
+        )
         guard self.lifecycle == .connected else { return }
         self.tearDown()
         if reconnect ?? self.settings.reconnects {
@@ -812,6 +1163,7 @@ actor HubAMQPSession {
                 try await self.establish()
                 self.lifecycle = .connected
                 self.connectedAt = self.settings.clock.now()
+                self.resumeConnectionWaiters()
                 self.logger.info("AMQP reconnected", metadata: ["unsettled": "\(self.protocolState.unsettledCount)"])
                 return
             } catch {
@@ -860,7 +1212,15 @@ actor HubAMQPSession {
             self.protocolState.abandon(sequence: sequence)
             waiter.resume(throwing: error)
         }
-        for identity in self.identities.values { identity.cloudToDevice.finish() }
+        for identity in self.identities.values {
+            identity.cloudToDevice.finish()
+            identity.desired?.finish()
+            identity.methods?.finish()
+        }
+        self.failTwinWaiters(error)
+        let connectionWaiters = self.connectionWaiters
+        self.connectionWaiters = [:]
+        for waiter in connectionWaiters.values { waiter.resume(throwing: error) }
         for waiter in self.finishWaiters { waiter.resume() }
         self.finishWaiters = []
     }

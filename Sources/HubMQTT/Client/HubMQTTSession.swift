@@ -840,11 +840,7 @@ actor HubMQTTSession {
         guard status == 200 || status == 202 else {
             throw HubMQTTError(.twinRequestFailed, "the twin GET failed", status: status)
         }
-        let document = try? JSONValue(parsing: body)
-        func version(_ section: String) -> Int? {
-            document?[section]?["$version"]?.int64Value.flatMap { Int(exactly: $0) }
-        }
-        return Twin(json: body, desiredVersion: version("desired"), reportedVersion: version("reported"))
+        return Twin(document: body)
     }
 
     func updateReportedProperties(_ json: [UInt8], timeout: Duration? = nil) async throws -> Int? {
