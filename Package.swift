@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "AzureIoTProxy", targets: ["AzureIoTProxy"]),
         .library(name: "HubMQTT", targets: ["HubMQTT"]),
         .library(name: "HubAMQP", targets: ["HubAMQP"]),
+        .library(name: "AzureIoTDevice", targets: ["AzureIoTDevice"]),
         // The wire codecs alone (no I/O, no client): for harnesses that want protocol edge cases.
         .library(name: "MQTTCodec", targets: ["MQTTCodec"]),
         .library(name: "AMQPCodec", targets: ["AMQPCodec"]),
@@ -101,6 +102,14 @@ let package = Package(
             name: "HubAMQP",
             dependencies: [
                 "AzureIoTCore", "AMQPCodec", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "AzureIoTDevice",
+            dependencies: [
+                "AzureIoTCore", "HubMQTT", "HubAMQP", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
@@ -192,6 +201,7 @@ let package = Package(
             name: "AzureIoTEmulatorTests",
             dependencies: [
                 "AzureIoTEmulator", "AzureIoTTesting", "AzureIoTProxy", "DPSClient", "HubMQTT", "HubAMQP",
+                "AzureIoTDevice",
                 "AzureIoTTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -201,6 +211,7 @@ let package = Package(
             name: "DocumentationExamplesTests",
             dependencies: [
                 "AzureIoTEmulator", "AzureIoTTesting", "AzureIoTProxy", "DPSClient", "HubMQTT", "HubAMQP",
+                "AzureIoTDevice",
                 "AzureIoTTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

@@ -146,7 +146,7 @@ struct DemoCommand: AsyncParsableCommand {
                 var iterator = client.cloudToDeviceMessages.makeAsyncIterator()
                 guard let message = await iterator.next() else { throw ValidationError("the C2D stream ended") }
                 emit(
-                    "   got '\(String(decoding: message.body, as: UTF8.self))' with priority=\(message.properties["priority"] ?? "?")"
+                    "   got '\(String(decoding: message.body, as: UTF8.self))' with priority=\(message.property("priority") ?? "?")"
                 )
                 _ = try await emulator.waitForCloudToDevice(messageId: id, state: .completed)
             }

@@ -47,9 +47,13 @@ struct ListenCommand: AsyncParsableCommand {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await message in client.cloudToDeviceMessages {
-                    let properties = message.properties.pairs.map { "\($0.key)=\($0.value ?? "")" }.joined(
-                        separator: " "
-                    )
+                    let system: [(key: String, value: String?)] = [
+                        ("$.mid", message.messageId), ("$.cid", message.correlationId), ("$.uid", message.userId),
+                        ("$.ct", message.contentType), ("$.ce", message.contentEncoding),
+                        ("$.exp", message.expiryTime), ("$.ctime", message.creationTime),
+                    ]
+                    let properties = (system.filter { $0.value != nil } + message.applicationProperties)
+                        .map { "\($0.key)=\($0.value ?? "")" }.joined(separator: " ")
                     emit("c2d: \(String(decoding: message.body, as: UTF8.self)) [\(properties)]")
                 }
             }

@@ -138,7 +138,7 @@ struct EmulatorMQTTTests {
         let first = try #require(await iterator.next())
         #expect(String(decoding: first.body, as: UTF8.self) == "while offline")
         #expect(first.messageId == queued && first.to == "/devices/dev1/messages/deviceBound")
-        #expect(first.properties["k"] == "v w")
+        #expect(first.property("k") == "v w")
         _ = try await fixture.emulator.waitForCloudToDevice(messageId: queued, state: .completed)
         let online = try await fixture.emulator.sendCloudToDevice(deviceId: "dev1", body: Array("online".utf8))
         #expect(await iterator.next().map { String(decoding: $0.body, as: UTF8.self) } == "online")

@@ -608,7 +608,17 @@ actor AMQPDeviceConnection: DeviceLink {
         if let expiry = message.absoluteExpiryTime { system["exp"] = render(.timestamp(expiry)) }
         if let to = message.to { system["to"] = to }
         var properties: [String: String] = [:]
-        for (key, value) in message.applicationProperties { properties[key] = render(value) ?? "" }
+        for (key, value) in message.applicationProperties {
+            // IoT Hub reads these application properties as system properties (the same keys as over MQTT).
+            switch key {
+            case "iothub-creation-time-utc": system["ctime"] = render(value) ?? ""
+            case "iothub-outputname": system["on"] = render(value) ?? ""
+            default: properties[key] = render(value) ?? ""
+            }
+        }
+        for entry in message.messageAnnotations where entry.key.text == "dt-subject" {
+            system["sub"] = render(entry.value) ?? ""
+        }
         return ReceivedTelemetry(
             deviceId: identity.deviceId,
             moduleId: identity.moduleId,

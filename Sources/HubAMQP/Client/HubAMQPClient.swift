@@ -20,6 +20,9 @@ public final class HubAMQPClient: Service, Sendable {
     /// Direct-method calls, once ``subscribe(to:)`` asked for them. Answer each with
     /// ``MethodRequest/respond(status:payload:)``; a call that finds `inboundBufferSize` waiting is answered 503.
     public let methodRequests: AsyncStream<MethodRequest>
+    /// What happens to the connection: connected, disconnected (with the reason), reconnect attempts that failed,
+    /// token renewals by reconnecting, and `gaveUp` when the retry policy ends the client. The newest 256 are kept.
+    public let connectionEvents: AsyncStream<ConnectionEvent>
 
     /// Traffic the hub pushes only when the device asks for it.
     public enum Inbound: Hashable, Sendable {
@@ -51,6 +54,11 @@ public final class HubAMQPClient: Service, Sendable {
             of: MethodRequest.self,
             bufferingPolicy: .bufferingOldest(size)
         )
+        let (events, eventsContinuation) = AsyncStream.makeStream(
+            of: ConnectionEvent.self,
+            bufferingPolicy: .bufferingNewest(256)
+        )
+        self.connectionEvents = events
         self.cloudToDeviceMessages = stream
         self.desiredPropertyPatches = desired
         self.methodRequests = methods
@@ -60,6 +68,7 @@ public final class HubAMQPClient: Service, Sendable {
             cloudToDevice: continuation,
             desired: desiredContinuation,
             methods: methodsContinuation,
+            events: eventsContinuation,
             clock: clock
         )
     }
@@ -76,6 +85,15 @@ public final class HubAMQPClient: Service, Sendable {
     /// throw the matching ``HubAMQPError``.
     public func send(_ message: AMQPMessage) async throws {
         try await HubAMQPError.mapping { try await self.session.send(message) }
+    }
+
+    /// Sends telemetry (mapped to AMQP as the Azure SDKs map it: ``TelemetryMessage/amqpMessage``) and returns when
+    /// the hub accepts it, within `timeout` (default: the operation time-out). A message with a
+    /// ``TelemetryMessage/deadline`` that passes first fails with ``HubAMQPError/Code/expired``.
+    public func send(_ message: TelemetryMessage, timeout: Duration? = nil) async throws {
+        try await HubAMQPError.mapping {
+            try await self.session.send(message.amqpMessage, timeout: timeout, deadline: message.deadline)
+        }
     }
 
     /// Reads the device twin (`GET` on the twin links, attached on first use). While the client reconnects it

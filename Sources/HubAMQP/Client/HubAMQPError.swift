@@ -103,6 +103,8 @@ public struct HubAMQPError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let invalidArgument = Code("invalidArgument")
         /// The client is not connected.
         public static let notConnected = Code("notConnected")
+        /// The message's deadline passed before the hub accepted it.
+        public static let expired = Code("expired")
         /// IoT Hub answered a twin request with a failure; ``HubAMQPError/status`` holds its status.
         public static let twinRequestFailed = Code("twinRequestFailed")
     }

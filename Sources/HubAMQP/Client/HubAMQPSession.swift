@@ -118,13 +118,25 @@ actor HubAMQPSession {
         case methods
     }
     private var features: [Int: Set<Feature>] = [:]
+    /// Where connection events go (the single-identity client's `connectionEvents`).
+    private var events: AsyncStream<ConnectionEvent>.Continuation?
+
+    private func emit(_ kind: ConnectionEvent.Kind, _ reason: String) {
+        self.events?.yield(ConnectionEvent(kind: kind, reason: reason))
+    }
     private var twinWaiters: [String: CheckedContinuation<AMQPTwinMessage.Incoming, any Error>] = [:]
     private var nextTwinRequest: UInt64 = 0
     /// Twin calls made while reconnecting, waiting for the connection.
     private var connectionWaiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
     private var nextConnectionWaiter: UInt64 = 0
 
-    init(settings: Settings, identities: [Identity], logger: Logger) {
+    init(
+        settings: Settings,
+        identities: [Identity],
+        logger: Logger,
+        events: AsyncStream<ConnectionEvent>.Continuation? = nil
+    ) {
+        self.events = events
         self.settings = settings
         self.logger = logger
         self.protocolState = AMQPClientState(cloudToDeviceCredit: settings.cloudToDeviceCredit)
@@ -142,6 +154,7 @@ actor HubAMQPSession {
         cloudToDevice: AsyncStream<CloudToDeviceDelivery>.Continuation,
         desired: AsyncStream<DesiredPropertyPatch>.Continuation? = nil,
         methods: AsyncStream<MethodRequest>.Continuation? = nil,
+        events: AsyncStream<ConnectionEvent>.Continuation? = nil,
         clock: any IoTClock = SystemClock()
     ) {
         let mode: Mode
@@ -183,7 +196,7 @@ actor HubAMQPSession {
             desired: desired,
             methods: methods
         )
-        self.init(settings: settings, identities: [identity], logger: logger)
+        self.init(settings: settings, identities: [identity], logger: logger, events: events)
     }
 
     // MARK: - Connecting
@@ -205,6 +218,7 @@ actor HubAMQPSession {
                 self.lifecycle = .connected
                 self.connectedAt = clock.now()
                 self.resumeConnectionWaiters()
+                self.emit(.connected, "the links are attached")
                 return
             } catch {
                 self.lifecycle = .idle
@@ -598,6 +612,7 @@ actor HubAMQPSession {
                 "renewing the SAS token: draining, then reconnecting",
                 metadata: ["inflight": "\(self.protocolState.inFlightCount)"]
             )
+            self.emit(.renewingToken, "the SAS token reached its renewal time")
             self.protocolState.startDraining()
             await self.waitForDrain(generation: generation, timeout: min(self.settings.operationTimeout, .seconds(10)))
             guard self.generation == generation, self.lifecycle == .connected, let transport = self.transport else {
@@ -1064,7 +1079,14 @@ actor HubAMQPSession {
 
     // MARK: - Sending
 
-    func send(_ message: AMQPMessage, slot: Int = 0) async throws {
+    /// Sends `message` and waits for its settlement, within `timeout` (default: the operation time-out) or until
+    /// `deadline` (a message's expiry on the continuous clock), whichever comes first.
+    func send(
+        _ message: AMQPMessage,
+        slot: Int = 0,
+        timeout: Duration? = nil,
+        deadline: ContinuousClock.Instant? = nil
+    ) async throws {
         if let terminalError { throw terminalError }
         guard self.lifecycle != .idle else { throw HubAMQPError(.notConnected, "the client is not connected") }
         guard self.protocolState.unsettledCount < self.settings.maximumQueuedMessages else {
@@ -1073,10 +1095,20 @@ actor HubAMQPSession {
         let payload = try message.encoded()
         self.nextSequence += 1
         let sequence = self.nextSequence
-        let timeout = self.settings.operationTimeout
+        let timeout = timeout ?? self.settings.operationTimeout
+        // The message's own expiry, measured on the session's clock.
+        let lifetime = deadline.map { $0 - ContinuousClock.now }
+        if let lifetime, lifetime <= .zero { throw HubAMQPError(.expired, "the message expired before it was sent") }
+        let expires = lifetime.map { $0 < timeout } ?? false
+        let wait = expires ? lifetime! : timeout
         let timer = Task {
-            try await self.settings.clock.sleep(for: timeout)
-            self.giveUp(on: sequence, HubAMQPError(.timedOut, "not settled within \(timeout)"))
+            try await self.settings.clock.sleep(for: wait)
+            self.giveUp(
+                on: sequence,
+                expires
+                    ? HubAMQPError(.expired, "the message expired before the hub accepted it")
+                    : HubAMQPError(.timedOut, "not settled within \(timeout)")
+            )
         }
         defer { timer.cancel() }
         try await withTaskCancellationHandler {
@@ -1124,6 +1156,7 @@ actor HubAMQPSession {
         )
         guard self.lifecycle == .connected else { return }
         self.tearDown()
+        self.emit(.disconnected, error.message)
         if reconnect ?? self.settings.reconnects {
             self.lifecycle = .reconnecting
             // A planned reconnect (token renewal) goes at once; a loss waits what the retry policy says, which keeps
@@ -1164,12 +1197,14 @@ actor HubAMQPSession {
                 self.lifecycle = .connected
                 self.connectedAt = self.settings.clock.now()
                 self.resumeConnectionWaiters()
+                self.emit(.connected, "reconnected; the links are attached")
                 self.logger.info("AMQP reconnected", metadata: ["unsettled": "\(self.protocolState.unsettledCount)"])
                 return
             } catch {
                 guard self.lifecycle == .connecting else { return }
                 self.lifecycle = .reconnecting
                 self.logger.info("AMQP reconnect failed", metadata: ["error": "\(error)"])
+                self.emit(.reconnectFailed, "\(error)")
                 guard self.settings.reconnects else {
                     // Only a token renewal reconnects when automatic reconnects are off; it gets one attempt.
                     self.finish(
@@ -1218,6 +1253,12 @@ actor HubAMQPSession {
             identity.methods?.finish()
         }
         self.failTwinWaiters(error)
+        if error.code == .retriesExhausted {
+            self.emit(.gaveUp, error.message)
+        } else {
+            self.emit(.disconnected, error.message)
+        }
+        self.events?.finish()
         let connectionWaiters = self.connectionWaiters
         self.connectionWaiters = [:]
         for waiter in connectionWaiters.values { waiter.resume(throwing: error) }

@@ -1,0 +1,184 @@
+import AzureIoTDevice
+import AzureIoTEmulator
+import AzureIoTTestSupport
+import Foundation
+import Synchronization
+import Testing
+
+/// One scenario suite through the transport-neutral `DeviceClient`, run over MQTT and over AMQP against the emulator:
+/// the same calls, the same messages, the same errors; only `configuration.transport` differs.
+@Suite("DeviceClient: the same scenarios over MQTT and AMQP")
+struct DeviceClientScenarioTests {
+    static func configuration(
+        _ fixture: EmulatorFixture,
+        _ transport: DeviceClientConfiguration.Transport,
+        key: String = EmulatorFixture.deviceKey
+    ) throws -> DeviceClientConfiguration {
+        let connectionString = try ConnectionString(
+            parsing: "HostName=\(fixture.hubHost);DeviceId=dev1;SharedAccessKey=\(key);GatewayHostName=localhost"
+        )
+        var configuration = try DeviceClientConfiguration(
+            connectionString: connectionString,
+            transport: transport,
+            trustRoots: fixture.trust,
+            port: transport == .mqtt ? fixture.endpoints.mqtt.port : fixture.endpoints.amqp.port
+        )
+        configuration.operationTimeout = .seconds(30)
+        configuration.retryPolicy = RetryPolicy(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(200))
+        return configuration
+    }
+
+    @Test("telemetry with every property arrives the same way", arguments: DeviceClientConfiguration.Transport.allCases)
+    func telemetry(_ transport: DeviceClientConfiguration.Transport) async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        try await DeviceClient.withConnection(configuration: try Self.configuration(fixture, transport)) { client in
+            var message = TelemetryMessage(text: #"{"t":21.5}"#, contentType: "application/json")
+            message.messageId = "m-1"
+            message.correlationId = "c-1"
+            message.userId = "dev1"
+            message.creationTime = "2026-12-01T10:00:00.000Z"
+            message.componentName = "thermostat1"
+            message.properties = [("alert", "true"), ("zone", "b c")]
+            message.expire(after: .seconds(300))
+            try await client.send(message)
+        }
+        let received = try #require(try await fixture.emulator.waitForTelemetry(deviceId: "dev1").first)
+        #expect(received.transport == (transport == .mqtt ? .mqtt : .amqp))
+        #expect(received.bodyText == #"{"t":21.5}"#)
+        #expect(received.contentType == "application/json" && received.contentEncoding == "utf-8")
+        #expect(received.messageId == "m-1" && received.correlationId == "c-1" && received.userId == "dev1")
+        #expect(received.properties == ["alert": "true", "zone": "b c"])
+        #expect(received.systemProperties["sub"] == "thermostat1")
+        #expect(received.systemProperties["ctime"]?.hasPrefix("2026-12-01T10:00:00") == true)
+        #expect(received.systemProperties["exp"] != nil)
+    }
+
+    @Test(
+        "cloud-to-device: the same message fields; complete everywhere, reject and abandon where AMQP has them",
+        arguments: DeviceClientConfiguration.Transport.allCases
+    )
+    func cloudToDevice(_ transport: DeviceClientConfiguration.Transport) async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let client = try DeviceClient(configuration: try Self.configuration(fixture, transport))
+        try await client.subscribe(to: [.cloudToDeviceMessages])
+        try await client.connect()
+        var messages = client.cloudToDeviceMessages.makeAsyncIterator()
+        let first = try await fixture.emulator.sendCloudToDevice(
+            deviceId: "dev1",
+            body: Array("switch on".utf8),
+            properties: ["zone": "b"]
+        )
+        let message = try #require(await messages.next())
+        #expect(String(decoding: message.body, as: UTF8.self) == "switch on")
+        #expect(message.messageId == first && message.property("zone") == "b")
+        #expect(message.to == "/devices/dev1/messages/deviceBound")
+        #expect(message.canRejectOrAbandon == (transport == .amqp))
+        try await message.complete()
+        _ = try await fixture.emulator.waitForCloudToDevice(messageId: first, state: .completed)
+        if transport == .amqp {
+            let second = try await fixture.emulator.sendCloudToDevice(deviceId: "dev1", body: Array("bad".utf8))
+            try await #require(await messages.next()).reject()
+            _ = try await fixture.emulator.waitForCloudToDevice(messageId: second, state: .rejected)
+        } else {
+            await #expect(throws: DeviceClientError.self) { try await message.reject() }
+        }
+        await client.disconnect()
+    }
+
+    @Test("twin and direct methods through the same calls", arguments: DeviceClientConfiguration.Transport.allCases)
+    func twinAndMethods(_ transport: DeviceClientConfiguration.Transport) async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let client = try DeviceClient(configuration: try Self.configuration(fixture, transport))
+        try await client.subscribe(to: [.desiredPropertyPatches, .methodRequests])
+        try await client.connect()
+        let twin = try await client.twin()
+        #expect(twin.desiredVersion == 1 && twin.reportedVersion == 1)
+        #expect(try await client.updateReportedProperties(Array(#"{"fw":"2.0"}"#.utf8)) == 2)
+        #expect(try await fixture.emulator.twin(deviceId: "dev1").reported == .object(["fw": .string("2.0")]))
+        var patches = client.desiredPropertyPatches.makeAsyncIterator()
+        try await fixture.emulator.updateDesiredProperties(deviceId: "dev1", patch: .object(["rate": .number(5)]))
+        let patch = try #require(await patches.next())
+        #expect(patch.version == 2)
+        #expect((try? JSONValue(parsing: patch.json))?["rate"] == .number(5))
+        let responder = Task {
+            for await request in client.methodRequests {
+                try await request.respond(status: 200, payload: request.payload)
+                return request.name
+            }
+            return ""
+        }
+        let response = try await fixture.emulator.invokeMethod(
+            deviceId: "dev1",
+            name: "reboot",
+            payload: .object(["in": .number(3)]),
+            timeout: .seconds(30)
+        )
+        #expect(response.status == 200)
+        #expect((try? JSONValue(parsing: response.payload)) == .object(["in": .number(3)]))
+        #expect(try await responder.value == "reboot")
+        await client.disconnect()
+    }
+
+    @Test(
+        "a dropped connection: events say so, the client reconnects, and telemetry sent meanwhile arrives",
+        arguments: DeviceClientConfiguration.Transport.allCases
+    )
+    func reconnect(_ transport: DeviceClientConfiguration.Transport) async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let client = try DeviceClient(configuration: try Self.configuration(fixture, transport))
+        let kinds = Mutex<[ConnectionEvent.Kind]>([])
+        let watcher = Task { for await event in client.connectionEvents { kinds.withLock { $0.append(event.kind) } } }
+        try await client.connect()
+        try await client.send(TelemetryMessage(text: "before"))
+        await fixture.emulator.dropConnection(deviceId: "dev1")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<20 {
+                group.addTask { try await client.send(TelemetryMessage(text: "after-\(index)")) }
+            }
+            try await group.waitForAll()
+        }
+        let received = try await fixture.emulator.waitForTelemetry(deviceId: "dev1", count: 21).map(\.bodyText)
+        #expect(Set(received).isSuperset(of: ["before"] + (0..<20).map { "after-\($0)" }))
+        try await eventually("connected again") {
+            kinds.withLock { $0.filter { $0 == .connected }.count } >= 2
+        }
+        await client.disconnect()
+        await watcher.value
+        let seen = kinds.withLock { $0 }
+        #expect(seen.first == .connected && seen.contains(.disconnected), "\(seen)")
+        await #expect(throws: DeviceClientError.self) { try await client.send(TelemetryMessage(text: "late")) }
+    }
+
+    @Test(
+        "errors you can switch on: a wrong key and a call after disconnect give the same codes on both transports",
+        arguments: DeviceClientConfiguration.Transport.allCases
+    )
+    func errors(_ transport: DeviceClientConfiguration.Transport) async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        var configuration = try Self.configuration(fixture, transport, key: EmulatorFixture.secondDeviceKey)
+        configuration.retryPolicy = RetryPolicy(
+            initialDelay: .milliseconds(20),
+            maximumDelay: .milliseconds(50),
+            maximumPermanentFailures: 2
+        )
+        let wrong = try DeviceClient(configuration: configuration)
+        let refused = await #expect(throws: DeviceClientError.self) { try await wrong.connect() }
+        #expect(refused?.code == .retriesExhausted, "\(String(describing: refused))")
+        #expect(refused?.isTransient == false)
+        let client = try DeviceClient(configuration: try Self.configuration(fixture, transport))
+        try await client.connect()
+        await client.disconnect()
+        let after = await #expect(throws: DeviceClientError.self) { try await client.twin() }
+        #expect(after?.code == .shutDown, "\(String(describing: after))")
+        let tooLarge = await #expect(throws: DeviceClientError.self) {
+            let fresh = try DeviceClient(configuration: try Self.configuration(fixture, transport))
+            try await fresh.send(TelemetryMessage(body: [UInt8](repeating: 1, count: 300 * 1024)))
+        }
+        #expect(tooLarge?.code == .messageTooLarge)
+    }
+}
