@@ -164,7 +164,7 @@ let package = Package(
         // Imports the device-side modules only; scripts/check-link.sh checks that it does not need libcurl.
         .executableTarget(
             name: "LinkCheck",
-            dependencies: ["AzureIoTCore", "HubMQTT", "HubAMQP"],
+            dependencies: ["AzureIoTCore", "HubMQTT", "HubAMQP", "AzureIoTDevice"],
             path: "Tools/LinkCheck",
             swiftSettings: swiftSettings
         ),

@@ -18,7 +18,7 @@ fi
 if needs "$dir/LinkCheck" | grep -q '^libcurl' || ldd "$dir/LinkCheck" | grep -q 'libcurl'; then
   echo "check-link: AzureIoTCore/HubMQTT/HubAMQP pull in libcurl:"; ldd "$dir/LinkCheck" | grep curl; status=1
 else
-  echo "check-link: AzureIoTCore, HubMQTT and HubAMQP link without libcurl ($(needs "$dir/LinkCheck" | grep -E '^lib(ssl|crypto)' | tr '\n' ' '))"
+  echo "check-link: AzureIoTCore, HubMQTT, HubAMQP and AzureIoTDevice link without libcurl ($(needs "$dir/LinkCheck" | grep -E '^lib(ssl|crypto)' | tr '\n' ' '))"
 fi
 needs "$dir/LinkCheck" | grep -q '^libssl' || { echo "check-link: LinkCheck does not need libssl: nothing was linked?"; status=1; }
 exit $status

@@ -24,8 +24,8 @@ public final class DeviceClient: Service, Sendable {
     private let transport: Transport
     private let shutDown = Mutex(false)
 
-    /// Cloud-to-device messages; settle each with ``CloudToDeviceMessage/complete()`` (over MQTT taking it completes
-    /// it), ``CloudToDeviceMessage/reject()`` or ``CloudToDeviceMessage/abandon()`` (AMQP).
+    /// Cloud-to-device messages; settle each with `CloudToDeviceMessage.complete()` (over MQTT taking it completes
+    /// it), `CloudToDeviceMessage.reject()` or `CloudToDeviceMessage.abandon()` (AMQP).
     public let cloudToDeviceMessages: DeviceStream<CloudToDeviceMessage>
     /// Desired-property patches, after ``subscribe(to:)`` (MQTT: or once iterated).
     public let desiredPropertyPatches: DeviceStream<DesiredPropertyPatch>
@@ -218,7 +218,7 @@ public final class DeviceClient: Service, Sendable {
     }
 
     /// Sends telemetry and returns when IoT Hub acknowledged it (MQTT PUBACK, AMQP accepted), within `timeout`
-    /// (default: the operation time-out) or the message's ``TelemetryMessage/deadline``
+    /// (default: the operation time-out) or the message's `TelemetryMessage.deadline`
     /// (``DeviceClientError/Code/expired``). While reconnecting the message waits (at most
     /// ``DeviceClientConfiguration/maximumQueuedMessages`` do; then ``DeviceClientError/Code/queueFull``).
     public func send(_ message: TelemetryMessage, timeout: Duration? = nil) async throws {

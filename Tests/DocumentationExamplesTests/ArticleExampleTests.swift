@@ -1,4 +1,5 @@
 import AzureIoTCore
+import AzureIoTDevice
 import AzureIoTEmulator
 import AzureIoTTestSupport
 import AzureIoTTesting
@@ -183,6 +184,46 @@ struct ArticleExampleTests {
         let reading = try #require(try await emulator.waitForTelemetry(deviceId: "dev1").first)
         #expect(reading.bodyText == #"{"temperature":21.5}"# && reading.systemProperties["exp"] != nil)
         #expect(await !emulator.isConnected(deviceId: "dev1"))
+    }
+
+    @Test(
+        "the one-client article runs over MQTT and over AMQP: telemetry, reported properties and a method call arrive the same way",
+        arguments: DeviceClientConfiguration.Transport.allCases
+    )
+    func oneClientTwoTransports(_ transport: DeviceClientConfiguration.Transport) async throws {
+        let emulator = try await IoTEmulator.start(
+            configuration: Self.emulatorConfiguration(deviceCA: try CertificateAuthority(commonName: "Unused"))
+        )
+        defer { Task { await emulator.shutdown() } }
+        let trust = TLSConfiguration.TrustRoots.pemFile(emulator.endpoints.caCertificatePath)
+        let connectionString = try #require(emulator.endpoints.devices.first?.connectionString)
+        let device = try #require(emulator.endpoints.devices.first)
+        let caller = Task {
+            try await emulator.waitUntilConnected(deviceId: device.deviceId, timeout: .seconds(60))
+            // The device subscribes before it connects; the call may still find it between the two.
+            var response: MethodResponse?
+            while response == nil {
+                response = try? await emulator.invokeMethod(
+                    deviceId: device.deviceId,
+                    name: "reboot",
+                    timeout: .seconds(30)
+                )
+                if response == nil { try await Task.sleep(for: .milliseconds(20)) }  // a poll, as `eventually` does
+            }
+            return response
+        }
+        let answered = try await ArticleExamples.runDevice(
+            connectionString: connectionString,
+            transport: transport,
+            trust: trust,
+            port: transport == .mqtt ? emulator.endpoints.mqtt.port : emulator.endpoints.amqp.port
+        )
+        #expect(answered == "reboot")
+        #expect(try await caller.value?.status == 200)
+        let reading = try #require(try await emulator.waitForTelemetry(deviceId: device.deviceId).first)
+        #expect(reading.bodyText == #"{"temperature":21.5}"# && reading.contentType == "application/json")
+        #expect(reading.transport == (transport == .mqtt ? .mqtt : .amqp))
+        #expect(try await emulator.twin(deviceId: device.deviceId).reported == .object(["firmware": .string("1.2")]))
     }
 
     @Test("routing, IoT Edge and AMQP articles (one device, and several through a CBS gateway)")

@@ -1,6 +1,7 @@
 // swift-format-ignore-file
 // The articles quote this file line for line (ArticleExampleTests), so it keeps their layout, not .swift-format's.
 import AzureIoTCore
+import AzureIoTDevice
 import AzureIoTEmulator
 import AzureIoTProxy
 import DPSClient
@@ -148,6 +149,28 @@ enum ArticleExamples {
         try await HubMQTTClient.withConnection(configuration: configuration) { client in
             try await client.send(TelemetryMessage(text: "via the gateway"))
         }
+    }
+
+    // MARK: - One client, two transports
+
+    static func runDevice(connectionString: String, transport: DeviceClientConfiguration.Transport, trust: TLSConfiguration.TrustRoots, port: Int?) async throws -> String {
+        var configuration = try DeviceClientConfiguration(connectionString: try ConnectionString(parsing: connectionString), trustRoots: trust, port: port)
+        configuration.transport = transport   // .mqtt or .amqp: nothing below changes
+        let client = try DeviceClient(configuration: configuration)
+        try await client.subscribe(to: [.methodRequests])
+        try await client.connect()
+
+        try await client.send(TelemetryMessage(text: #"{"temperature":21.5}"#, contentType: "application/json"))
+        try await client.updateReportedProperties(Array(#"{"firmware":"1.2"}"#.utf8))
+
+        var answered = ""
+        for await request in client.methodRequests {
+            try await request.respond(status: 200, payload: Array(#"{"rebooting":true}"#.utf8))
+            answered = request.name
+            break
+        }
+        await client.disconnect()
+        return answered
     }
 
     // MARK: - AMQP with SASL PLAIN

@@ -18,7 +18,7 @@ public final class HubAMQPClient: Service, Sendable {
     /// `inboundBufferSize` wait; more are dropped, and the twin tells the current state).
     public let desiredPropertyPatches: AsyncStream<DesiredPropertyPatch>
     /// Direct-method calls, once ``subscribe(to:)`` asked for them. Answer each with
-    /// ``MethodRequest/respond(status:payload:)``; a call that finds `inboundBufferSize` waiting is answered 503.
+    /// `MethodRequest.respond(status:payload:)`; a call that finds `inboundBufferSize` waiting is answered 503.
     public let methodRequests: AsyncStream<MethodRequest>
     /// What happens to the connection: connected, disconnected (with the reason), reconnect attempts that failed,
     /// token renewals by reconnecting, and `gaveUp` when the retry policy ends the client. The newest 256 are kept.
@@ -87,9 +87,9 @@ public final class HubAMQPClient: Service, Sendable {
         try await HubAMQPError.mapping { try await self.session.send(message) }
     }
 
-    /// Sends telemetry (mapped to AMQP as the Azure SDKs map it: ``TelemetryMessage/amqpMessage``) and returns when
+    /// Sends telemetry (mapped to AMQP as the Azure SDKs map it: `TelemetryMessage.amqpMessage`) and returns when
     /// the hub accepts it, within `timeout` (default: the operation time-out). A message with a
-    /// ``TelemetryMessage/deadline`` that passes first fails with ``HubAMQPError/Code/expired``.
+    /// `TelemetryMessage.deadline` that passes first fails with ``HubAMQPError/Code/expired``.
     public func send(_ message: TelemetryMessage, timeout: Duration? = nil) async throws {
         try await HubAMQPError.mapping {
             try await self.session.send(message.amqpMessage, timeout: timeout, deadline: message.deadline)

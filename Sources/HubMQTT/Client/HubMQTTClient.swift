@@ -17,9 +17,9 @@ public final class HubMQTTClient: Service, Sendable {
     /// unacknowledged (the hub redelivers them; IoT Hub holds at most 50 unacknowledged per device anyway).
     public let cloudToDeviceMessages: HubStream<CloudToDeviceMessage>
     /// Desired-property patches. Iterating subscribes to them; after a reconnect, and after patches were dropped on a
-    /// full buffer, the twin is read again and the whole desired section arrives (``DesiredPropertyPatch/isFullDocument``).
+    /// full buffer, the twin is read again and the whole desired section arrives (`DesiredPropertyPatch.isFullDocument`).
     public let desiredPropertyPatches: HubStream<DesiredPropertyPatch>
-    /// Direct-method calls; answer each with ``MethodRequest/respond(status:payload:)``. Iterating subscribes to
+    /// Direct-method calls; answer each with `MethodRequest.respond(status:payload:)`. Iterating subscribes to
     /// them; a call that finds the buffer full is answered 503 at once.
     public let methodRequests: HubStream<MethodRequest>
     /// Connection state changes with reasons (keeps the newest 256 if not consumed).

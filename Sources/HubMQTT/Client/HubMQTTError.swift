@@ -72,7 +72,7 @@ public struct HubMQTTError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let subscriptionRefused = Code("subscriptionRefused")
         /// IoT Hub answered a twin request with an error status.
         public static let twinRequestFailed = Code("twinRequestFailed")
-        /// A telemetry message reached its own expiry (``TelemetryMessage/deadline``) before IoT Hub acknowledged it;
+        /// A telemetry message reached its own expiry (`TelemetryMessage.deadline`) before IoT Hub acknowledged it;
         /// it is not sent (again).
         public static let expired = Code("expired")
         /// The offline queue or the write queue is full (``HubMQTTConfiguration/maximumQueuedMessages``); nothing was
