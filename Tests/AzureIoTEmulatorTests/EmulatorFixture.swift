@@ -25,7 +25,8 @@ struct EmulatorFixture {
         retryAfter: Int = 1,
         mqttPort: Int = 0,
         limits: EmulatorLimits = EmulatorLimits(),
-        desired: JSONValue = .object(["interval": .number(10)])
+        desired: JSONValue = .object(["interval": .number(10)]),
+        extraDevices: [(deviceId: String, key: String)] = []
     ) async throws -> EmulatorFixture {
         let root = try CertificateAuthority(commonName: "Test Device Root")
         let intermediate = try root.intermediate(commonName: "Test Device Intermediate")
@@ -46,7 +47,7 @@ struct EmulatorFixture {
                 .init(deviceId: "x509-device", x509Thumbprint: thumbprintDevice.identity.thumbprint),
                 .init(deviceId: "ca-device", x509CertificateAuthorityPEM: intermediate.certificatePEM),
                 .init(deviceId: "dev2", primaryKey: secondDeviceKey),
-            ],
+            ] + extraDevices.map { .init(deviceId: $0.deviceId, primaryKey: $0.key) },
             provisioning: .init(
                 idScope: "0ne00TEST1",
                 individualEnrollments: [

@@ -140,3 +140,75 @@ struct EmulatorGatewayTests {
         await gateway.close()
     }
 }
+
+/// Gateway fidelity: on a connection that carries many identities, a second connection for one of them takes over
+/// only that identity's links, as IoT Hub does.
+@Suite("Emulator: a takeover of one identity on a shared AMQP connection")
+struct EmulatorGatewayTakeoverTests {
+    @Test(
+        "200 identities on one CBS connection, one of them connected again elsewhere: only its links go (amqp:link:stolen), it hears so on its own events, the other 199 keep sending"
+    )
+    func oneIdentityTakenOver() async throws {
+        let count = 200
+        let keys = (0..<count).map { index in
+            Data((0..<32).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ index) }).base64EncodedString()
+        }
+        let fixture = try await EmulatorFixture.start(
+            limits: {
+                var limits = EmulatorLimits()
+                limits.maximumLinksPerConnection = 1024
+                return limits
+            }(),
+            extraDevices: (0..<count).map { ("gw-\($0)", keys[$0]) }
+        )
+        defer { Task { await fixture.emulator.shutdown() } }
+        let gateway = EmulatorGatewayTests.gateway(fixture)
+        try await gateway.connect()
+        var devices: [HubAMQPGateway.Device] = []
+        for index in 0..<count {
+            devices.append(
+                try await gateway.addDevice(
+                    deviceId: "gw-\(index)",
+                    tokenSource: try EmulatorGatewayTests.credential(keys[index])
+                )
+            )
+        }
+        let stolen = devices[7]
+        var stolenEvents = stolen.connectionEvents.makeAsyncIterator()
+        #expect(await stolenEvents.next()?.kind == .connected)
+        // The same identity connects on a connection of its own.
+        let duplicate = HubAMQPClient(
+            configuration: HubAMQPConfiguration(
+                hubHost: fixture.hubHost,
+                deviceId: "gw-7",
+                authentication: .cbs(try EmulatorGatewayTests.credential(keys[7]), tokenType: .azureDevices),
+                gatewayHostName: "localhost",
+                port: fixture.endpoints.amqp.port,
+                trustRoots: fixture.trust,
+                operationTimeout: .seconds(30)
+            )
+        )
+        try await duplicate.connect()
+        let event = try #require(await stolenEvents.next())
+        #expect(event.kind == .disconnected && event.reason.contains("amqp:link:stolen"), "\(event)")
+        let refused = await #expect(throws: HubAMQPError.self) {
+            try await stolen.send(AMQPMessage(data: Array("from the old connection".utf8)))
+        }
+        #expect(refused?.code == .linkDetached)
+        // Everyone else is still on the gateway's connection, and the duplicate has gw-7.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (index, device) in devices.enumerated() where index != 7 {
+                group.addTask { try await device.send(AMQPMessage(data: Array("still here \(index)".utf8))) }
+            }
+            try await group.waitForAll()
+        }
+        try await duplicate.send(AMQPMessage(data: Array("gw-7 on its own connection".utf8)))
+        let received = try await fixture.emulator.waitForTelemetry(count: count).map(\.bodyText)
+        #expect(Set(received).count == count)
+        #expect(received.contains("gw-7 on its own connection"))
+        let activity = await fixture.emulator.activity(deviceId: "gw-0")
+        #expect(activity.connections == 1, "the gateway did not reconnect: \(activity)")
+        await duplicate.close()
+        await gateway.close()
+    }
+}

@@ -494,4 +494,57 @@ struct AMQPClientStateTests {
         #expect(response.correlationId == call.correlationId)
         #expect(response.applicationProperties.map(\.0) == ["IoThub-status"])
     }
+
+    @Test(
+        "a gateway's identity detached by the peer (stolen): only its links and messages go, its late detaches are expected; without isolation the connection ends"
+    )
+    func identityDetached() throws {
+        for isolates in [true, false] {
+            var state = AMQPClientState(cloudToDeviceCredit: 10, isolatesIdentities: isolates)
+            _ = state.open(containerId: "c", hostname: "h", idleTimeout: 0, properties: [])
+            _ = try state.receive(.open(AMQPOpen(containerId: "peer", maxFrameSize: 65_536)))
+            _ = try state.receive(
+                .begin(AMQPBegin(remoteChannel: 0, nextOutgoingId: 1, incomingWindow: 5000, outgoingWindow: 5000))
+            )
+            // Slot 0: our handles 0 and 1, the peer's 10 and 11; slot 1: ours 2 and 3, the peer's 12 and 13.
+            for (slot, base) in [(0, UInt32(10)), (1, UInt32(12))] {
+                for (offset, link) in [AMQPClientLink.telemetry(slot), .cloudToDevice(slot)].enumerated() {
+                    let name = "\(link)"
+                    _ = state.attach(link, name: name, address: "/devices/d\(slot)/x", properties: nil)
+                    _ = try state.receive(
+                        .attach(
+                            AMQPAttach(
+                                name: name,
+                                handle: base + UInt32(offset),
+                                isReceiver: link.isSender,
+                                source: AMQPTerminus(address: "a"),
+                                target: AMQPTerminus(address: "b"),
+                                initialDeliveryCount: link.isSender ? nil : 0
+                            )
+                        )
+                    )
+                }
+            }
+            _ = state.enqueue(sequence: 1, payload: [1], slot: 0)
+            _ = state.enqueue(sequence: 2, payload: [2], slot: 1)
+            let stolen = AMQPPerformative.detach(
+                AMQPDetach(handle: 10, closed: true, error: AMQPError(condition: "amqp:link:stolen", description: "x"))
+            )
+            guard isolates else {
+                #expect(Self.failure(&state, stolen)?.code == .linkDetached)
+                continue
+            }
+            let actions = try state.receive(stolen)
+            let detached = Self.written(actions).compactMap { frame -> UInt32? in
+                if case .detach(let detach) = frame { return detach.handle } else { return nil }
+            }
+            #expect(detached == [0, 1], "both links of slot 0 are detached on our side")
+            #expect(Self.settled(actions).map(\.0) == [1] && Self.settled(actions)[0].1?.code == .linkDetached)
+            #expect(actions.contains { if case .identityDetached(0, _) = $0 { true } else { false } })
+            #expect(!state.hasLink(.telemetry(0)) && state.isAttached(.telemetry(1)))
+            // The peer's answer for the other link of slot 0 is expected, not a violation.
+            #expect(try state.receive(.detach(AMQPDetach(handle: 11, closed: true))) == [])
+            #expect(state.unsettledCount == 1, "slot 1's message stays")
+        }
+    }
 }

@@ -857,6 +857,26 @@ actor AMQPDeviceConnection: DeviceLink {
         await self.close(because: reason)
     }
 
+    func release(_ identity: IdentityName, reason: String) async {
+        guard !self.closed, let channel = self.sessionChannel else { return }
+        for (remote, link) in self.links.sorted(by: { $0.key < $1.key }) where link.kind.identity == identity {
+            self.links[remote] = nil
+            self.send(
+                .detach(
+                    AMQPDetach(
+                        handle: link.ourHandle,
+                        closed: true,
+                        error: AMQPError(condition: "amqp:link:stolen", description: reason)
+                    )
+                ),
+                channel: channel
+            )
+        }
+        self.attachedIdentities.remove(identity)
+        self.desiredSubscribers.remove(identity)
+        self.logger.info("an identity's links were taken over", metadata: ["identity": "\(identity)"])
+    }
+
     private func startHeartbeat(every interval: Duration) {
         let outbound = self.outbound
         self.heartbeat = Task {

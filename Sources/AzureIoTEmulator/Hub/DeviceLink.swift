@@ -13,6 +13,9 @@ protocol DeviceLink: AnyObject, Sendable {
     func requestMethod(name: String, payload: [UInt8], requestId: String, to identity: IdentityName) async -> Bool
     /// Closes the connection.
     func terminate(reason: String) async
+    /// Another connection took `identity` over: an MQTT connection closes; an AMQP connection detaches that
+    /// identity's links (`amqp:link:stolen`) and keeps the others it carries.
+    func release(_ identity: IdentityName, reason: String) async
 }
 
 /// `deviceId` or `deviceId/moduleId`.

@@ -158,7 +158,7 @@ actor EmulatedHub {
         self.activity[name, default: IdentityActivity()].connections += 1
         if let previous, previous.linkId != link.linkId {
             self.logger.info("a new connection replaces the old one", metadata: ["identity": "\(name)"])
-            await previous.terminate(reason: "a new connection for '\(name)' replaced this one")
+            await previous.release(name, reason: "a new connection for '\(name)' replaced this one")
         }
     }
 

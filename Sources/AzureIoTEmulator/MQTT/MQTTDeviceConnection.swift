@@ -354,6 +354,8 @@ actor MQTTDeviceConnection: DeviceLink {
 
     func terminate(reason: String) async { await self.close(because: reason) }
 
+    func release(_ identity: IdentityName, reason: String) async { await self.close(because: reason) }
+
     private func close(because reason: String) async {
         guard !self.closed else { return }
         self.closed = true

@@ -25,6 +25,17 @@ enum AMQPClientLink: Hashable, Sendable {
         }
     }
 
+    /// The identity slot whose traffic the link carries (`nil` for `$cbs`).
+    var slot: Int? {
+        switch self {
+        case .telemetry(let slot), .cloudToDevice(let slot), .twinRequests(let slot), .twinResponses(let slot),
+            .methodRequests(let slot), .methodResponses(let slot):
+            slot
+        case .cbsRequests, .cbsResponses:
+            nil
+        }
+    }
+
     var name: String {
         switch self {
         case .telemetry: "telemetry"
@@ -76,6 +87,10 @@ struct AMQPClientState: Sendable {
         case message(AMQPMessage, link: AMQPClientLink)
         /// Open or attach progressed: re-check what you are waiting for.
         case progress
+        /// The peer detached a link of the identity in `slot` (refused, or stolen by another connection for the same
+        /// identity): every link of that identity is gone, the rest of the connection stays (only when
+        /// ``isolatesIdentities`` is set; otherwise such a detach ends the connection).
+        case identityDetached(slot: Int, error: HubAMQPError)
     }
 
     private enum LinkPhase: Equatable {
@@ -105,6 +120,9 @@ struct AMQPClientState: Sendable {
     }
 
     let cloudToDeviceCredit: UInt32
+    /// Whether a detached identity link costs only that identity its links (a gateway with several identities), not
+    /// the connection.
+    let isolatesIdentities: Bool
     private(set) var remoteOpened = false
     private(set) var peerMaxFrameSize = 512
     private(set) var peerIdleTimeout: UInt32?
@@ -129,6 +147,8 @@ struct AMQPClientState: Sendable {
     // Receiving.
     private var nextIncomingId: UInt32 = 0
     private var partial: (handle: UInt32, deliveryId: UInt32, settled: Bool, payload: [UInt8])?
+    /// The peer's handles of links dropped with their identity, whose detach may still come.
+    private var droppedRemoteHandles: Set<UInt32> = []
     /// Requests (`$cbs`, twin, method answers) waiting for their link's credit, oldest first.
     private var pendingRequests: [AMQPClientLink: [[UInt8]]] = [:]
     /// The most requests one link holds back while the peer grants no credit; more are refused.
@@ -139,8 +159,9 @@ struct AMQPClientState: Sendable {
 
     static let window: UInt32 = 5000
 
-    init(cloudToDeviceCredit: UInt32) {
+    init(cloudToDeviceCredit: UInt32, isolatesIdentities: Bool = false) {
         self.cloudToDeviceCredit = cloudToDeviceCredit
+        self.isolatesIdentities = isolatesIdentities
     }
 
     // MARK: - What the driver asks
@@ -238,6 +259,33 @@ struct AMQPClientState: Sendable {
         return self.pump()
     }
 
+    /// Forgets every link of the identity in `slot` (detaching those the peer has not) and its queued messages,
+    /// whose sequences the driver fails.
+    private mutating func dropIdentity(_ slot: Int, error: HubAMQPError) -> [Action] {
+        var frames: [AMQPPerformative] = []
+        for (kind, handle) in self.handles.filter({ $0.key.slot == slot }).sorted(by: { $0.value < $1.value }) {
+            self.handles[kind] = nil
+            if let remote = self.remoteHandles.first(where: { $0.value == handle })?.key {
+                self.remoteHandles[remote] = nil
+                self.droppedRemoteHandles.insert(remote)
+            }
+            self.handlesByName = self.handlesByName.filter { $0.value != handle }
+            self.links[handle] = nil
+            frames.append(.detach(AMQPDetach(handle: handle, closed: true)))
+            self.pendingRequests[kind] = nil
+        }
+        self.receivedUnsettled = self.receivedUnsettled.filter { self.links[$0.value] != nil }
+        var actions: [Action] = frames.isEmpty ? [] : [.write(frames)]
+        for (sequence, entry) in self.outgoing where entry.slot == slot {
+            self.outgoing[sequence] = nil
+            if let id = entry.deliveryId { self.deliveries[id] = nil }
+            actions.append(.settled(sequence: sequence, error: error))
+        }
+        self.untransmitted[slot] = nil
+        actions.append(.identityDetached(slot: slot, error: error))
+        return actions + [.progress]
+    }
+
     /// Forgets a message that was never transmitted (`true`), e.g. when its sender was cancelled.
     mutating func withdraw(sequence: UInt64) -> Bool {
         guard let entry = self.outgoing[sequence], entry.deliveryId == nil else { return false }
@@ -293,7 +341,10 @@ struct AMQPClientState: Sendable {
     /// The connection is gone: everything but the queued messages is reset; transmitted messages become untransmitted.
     mutating func connectionLost() {
         let outgoing = self.outgoing
-        self = AMQPClientState(cloudToDeviceCredit: self.cloudToDeviceCredit)
+        self = AMQPClientState(
+            cloudToDeviceCredit: self.cloudToDeviceCredit,
+            isolatesIdentities: self.isolatesIdentities
+        )
         self.outgoing = outgoing.mapValues { Outgoing(slot: $0.slot, payload: $0.payload) }
         for sequence in outgoing.keys.sorted() {
             self.untransmitted[outgoing[sequence]!.slot, default: []].append(sequence)
@@ -354,12 +405,17 @@ struct AMQPClientState: Sendable {
         case .transfer(let transfer, let payload):
             return try self.received(transfer, payload: payload)
         case .detach(let detach):
+            // The peer's detach of another link of an identity already dropped: the answer to our detach, or the
+            // rest of its own.
+            if self.droppedRemoteHandles.remove(detach.handle) != nil { return [] }
             let link = self.remoteHandles[detach.handle].flatMap { self.links[$0]?.kind }
-            throw HubAMQPError(
+            let error = HubAMQPError(
                 .linkDetached,
                 "the peer detached the \(link?.name ?? "unknown") link: \(detach.error?.description ?? "no reason")",
                 condition: detach.error?.condition
             )
+            guard self.isolatesIdentities, let slot = link?.slot else { throw error }
+            return self.dropIdentity(slot, error: error)
         case .end(let end):
             throw HubAMQPError(
                 .connectionClosed,

@@ -99,7 +99,8 @@ public final class HubAMQPGateway: Sendable {
                 ),
                 containerName: "gateway",
                 clock: clock,
-                connectionOpener: configuration.connectionOpener
+                connectionOpener: configuration.connectionOpener,
+                isolatesIdentities: true
             ),
             identities: [],
             logger: logger
@@ -123,6 +124,10 @@ public final class HubAMQPGateway: Sendable {
             of: MethodRequest.self,
             bufferingPolicy: .bufferingOldest(Self.inboundBufferSize)
         )
+        let (events, eventsContinuation) = AsyncStream.makeStream(
+            of: ConnectionEvent.self,
+            bufferingPolicy: .bufferingNewest(Self.inboundBufferSize)
+        )
         let slot = try await HubAMQPError.mapping {
             try await self.session.addIdentity(
                 .init(
@@ -131,7 +136,8 @@ public final class HubAMQPGateway: Sendable {
                     tokenSource: tokenSource,
                     cloudToDevice: continuation,
                     desired: desiredContinuation,
-                    methods: methodsContinuation
+                    methods: methodsContinuation,
+                    events: eventsContinuation
                 )
             )
         }
@@ -141,6 +147,7 @@ public final class HubAMQPGateway: Sendable {
             cloudToDeviceMessages: stream,
             desiredPropertyPatches: desired,
             methodRequests: methods,
+            connectionEvents: events,
             session: self.session,
             slot: slot
         )
@@ -164,6 +171,10 @@ public final class HubAMQPGateway: Sendable {
         public let desiredPropertyPatches: AsyncStream<DesiredPropertyPatch>
         /// This identity's direct-method calls, once ``subscribe(to:)`` asked for them.
         public let methodRequests: AsyncStream<MethodRequest>
+        /// This identity's connection events: `connected` when its links are attached, `disconnected` when the
+        /// connection goes or the hub detaches this identity alone (another connection took it over, or its token was
+        /// refused); the gateway's other identities stay on the connection.
+        public let connectionEvents: AsyncStream<ConnectionEvent>
         let session: HubAMQPSession
         let slot: Int
 

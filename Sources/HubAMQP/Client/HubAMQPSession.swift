@@ -39,6 +39,9 @@ actor HubAMQPSession {
         var clock: any IoTClock = SystemClock()
         /// How the TCP connection is opened (`nil`: directly).
         var connectionOpener: (any ConnectionOpener)?
+        /// A gateway: an identity whose links the hub detaches (refused, or taken over by another connection) loses
+        /// only its own links; the connection and the other identities stay.
+        var isolatesIdentities = false
     }
 
     /// A device or module identity on the connection.
@@ -50,6 +53,8 @@ actor HubAMQPSession {
         /// Where desired-property patches and direct-method calls go once the application asks for them.
         var desired: AsyncStream<DesiredPropertyPatch>.Continuation? = nil
         var methods: AsyncStream<MethodRequest>.Continuation? = nil
+        /// This identity's own connection events (a gateway's identities).
+        var events: AsyncStream<ConnectionEvent>.Continuation? = nil
 
         var path: String {
             self.moduleId.map { "/devices/\(self.deviceId)/modules/\($0)" } ?? "/devices/\(self.deviceId)"
@@ -118,6 +123,9 @@ actor HubAMQPSession {
         case methods
     }
     private var features: [Int: Set<Feature>] = [:]
+    /// Identities whose links the hub detached on this connection (a gateway): their sends fail with this until the
+    /// next connection attaches them again.
+    private var slotFailures: [Int: HubAMQPError] = [:]
     /// Where connection events go (the single-identity client's `connectionEvents`).
     private var events: AsyncStream<ConnectionEvent>.Continuation?
 
@@ -139,7 +147,10 @@ actor HubAMQPSession {
         self.events = events
         self.settings = settings
         self.logger = logger
-        self.protocolState = AMQPClientState(cloudToDeviceCredit: settings.cloudToDeviceCredit)
+        self.protocolState = AMQPClientState(
+            cloudToDeviceCredit: settings.cloudToDeviceCredit,
+            isolatesIdentities: settings.isolatesIdentities
+        )
         self.backoff = RetryPolicy.Backoff(policy: settings.retryPolicy)
         for identity in identities {
             self.identities[self.nextSlot] = identity
@@ -288,8 +299,17 @@ actor HubAMQPSession {
                 let interval = max(Duration.milliseconds(Int64(idle / 2)), Self.minimumHeartbeatInterval)
                 self.heartbeatTask = Task { await self.heartbeats(every: interval, generation: generation) }
             }
+            self.slotFailures = [:]
             for slot in self.identities.keys.sorted() {
-                try await self.attachIdentity(slot)
+                do {
+                    try await self.attachIdentity(slot)
+                } catch let error as HubAMQPError
+                    where self.settings.isolatesIdentities && self.transportFailure == nil
+                    && (error.code == .linkDetached || error.code == .authenticationFailed)
+                {
+                    // One refused identity does not keep the gateway's others off the hub.
+                    self.identityFailed(slot, error)
+                }
             }
             if case .saslPlain = self.settings.mode { self.scheduleRenewal(slot: 0, at: renewAt) }
         } catch {
@@ -328,9 +348,11 @@ actor HubAMQPSession {
             )
         )
         try await self.waitUntil("the links of '\(identity.deviceId)'") {
-            $0.isAttached(.telemetry(slot)) && $0.isAttached(.cloudToDevice(slot))
+            ($0.isAttached(.telemetry(slot)) && $0.isAttached(.cloudToDevice(slot))) || !$0.hasLink(.telemetry(slot))
         }
+        if let failure = self.slotFailures[slot] { throw failure }
         try await self.attachFeatures(slot)
+        identity.events?.yield(ConnectionEvent(kind: .connected, reason: "the links are attached"))
     }
 
     /// Adds a device identity to a CBS connection (a gateway): its token is put and its links attached now if
@@ -706,6 +728,19 @@ actor HubAMQPSession {
         }
     }
 
+    /// The hub detached the links of the identity in `slot` (a gateway): it is off the hub until the next
+    /// connection; the identity hears why on its own events.
+    private func identityFailed(_ slot: Int, _ error: HubAMQPError) {
+        self.slotFailures[slot] = error
+        guard let identity = self.identities[slot] else { return }
+        self.logger.info(
+            "the hub detached an identity's links",
+            metadata: ["device": "\(identity.deviceId)", "reason": "\(error.message)"]
+        )
+        identity.events?.yield(ConnectionEvent(kind: .disconnected, reason: error.message))
+        self.wakeHandshakeWaiters()
+    }
+
     // MARK: - Twin and direct methods
 
     /// Starts using `wanted` for the identity in `slot`: its links are attached now when connected (and the desired
@@ -1063,6 +1098,8 @@ actor HubAMQPSession {
                 break
             case .progress:
                 self.wakeHandshakeWaiters()
+            case .identityDetached(let slot, let error):
+                self.identityFailed(slot, error)
             }
         }
     }
@@ -1089,6 +1126,7 @@ actor HubAMQPSession {
     ) async throws {
         if let terminalError { throw terminalError }
         guard self.lifecycle != .idle else { throw HubAMQPError(.notConnected, "the client is not connected") }
+        if let failure = self.slotFailures[slot] { throw failure }
         guard self.protocolState.unsettledCount < self.settings.maximumQueuedMessages else {
             throw HubAMQPError(.queueFull, "\(self.protocolState.unsettledCount) messages already wait for settlement")
         }
@@ -1157,6 +1195,9 @@ actor HubAMQPSession {
         guard self.lifecycle == .connected else { return }
         self.tearDown()
         self.emit(.disconnected, error.message)
+        for identity in self.identities.values {
+            identity.events?.yield(ConnectionEvent(kind: .disconnected, reason: error.message))
+        }
         if reconnect ?? self.settings.reconnects {
             self.lifecycle = .reconnecting
             // A planned reconnect (token renewal) goes at once; a loss waits what the retry policy says, which keeps
@@ -1251,6 +1292,8 @@ actor HubAMQPSession {
             identity.cloudToDevice.finish()
             identity.desired?.finish()
             identity.methods?.finish()
+            identity.events?.yield(ConnectionEvent(kind: .disconnected, reason: error.message))
+            identity.events?.finish()
         }
         self.failTwinWaiters(error)
         if error.code == .retriesExhausted {
