@@ -160,4 +160,78 @@ struct HubAMQPClientTests {
             #expect(error.condition == "amqp:unauthorized-access")
         }
     }
+
+    @Test(
+        "twin and methods against qpid-proton playing IoT Hub: link names, addresses, settle modes and properties; twin annotations, correlation ids and the method answer as the Azure SDKs send them"
+    )
+    func twinAndMethods() async throws {
+        let pki = try await TestPKI.shared()
+        let token = try Self.token()
+        let peer = try await AMQPTestPeer(pki: pki, users: ["dev1@sas.testhub": token.secretValue])
+        let client = HubAMQPClient(configuration: try await Self.configuration(peer, token: token))
+        try await client.connect()
+        let twin = try await client.twin()
+        #expect(twin.desiredVersion == 4 && twin.reportedVersion == 1)
+        #expect(try await client.updateReportedProperties(Array(#"{"fw":"1.0"}"#.utf8)) == 2)
+        try await client.subscribe(to: [.desiredPropertyPatches, .methodRequests])
+        var patches = client.desiredPropertyPatches.makeAsyncIterator()
+        let patch = try #require(await patches.next())
+        #expect(patch.version == 5 && String(decoding: patch.json, as: UTF8.self) == #"{"interval":30,"$version":5}"#)
+        var calls = client.methodRequests.makeAsyncIterator()
+        let call = try #require(await calls.next())
+        #expect(call.name == "reboot" && call.requestId == "12345678-1234-5678-1234-567812345678")
+        #expect(String(decoding: call.payload, as: UTF8.self) == #"{"delay":1}"#)
+        try await call.respond(status: 202, payload: Array(#"{"rebooting":true}"#.utf8))
+
+        // The answer as IoT Hub reads it: the same UUID correlation id, the status as an int application property.
+        let answer = try #require(
+            await peer.waitForEvent {
+                $0["ev"] as? String == "message"
+                    && ($0["address"] as? String)?.hasSuffix("/methods/devicebound") == true
+            }
+        )
+        #expect(answer["correlation_id"] as? String == "12345678-1234-5678-1234-567812345678")
+        #expect((answer["properties"] as? [String: Any])?["IoThub-status"] as? Int == 202)
+        #expect((answer["body"] as? [String: Any])?["binary"] as? String == #"{"rebooting":true}"#)
+        await client.close()
+
+        let events = try peer.events()
+        let twinRequests = events.filter {
+            $0["ev"] as? String == "message" && ($0["address"] as? String) == "/devices/dev1/twin"
+        }
+        let annotations = twinRequests.map { ($0["annotations"] as? [String: Any]) ?? [:] }
+        #expect(annotations.map { $0["operation"] as? String } == ["GET", "PATCH", "PUT"])
+        #expect(
+            annotations.map { $0["resource"] as? String } == [
+                nil, "/properties/reported", "/notifications/twin/properties/desired",
+            ]
+        )
+        #expect(
+            (twinRequests.first?["body"] as? [String: Any])?["binary"] as? String == " ",
+            "an empty body is one space"
+        )
+        let ids = twinRequests.compactMap { $0["correlation_id"] as? String }
+        #expect(ids.count == 3 && Set(ids).count == 3, "every request has its own correlation id: \(ids)")
+
+        let attaches = events.filter { $0["ev"] as? String == "link_attach" }
+        func attach(_ address: String, we: String) -> [String: Any]? {
+            attaches.first { $0["address"] as? String == address && $0["we"] as? String == we }
+        }
+        let twinSender = try #require(attach("/devices/dev1/twin", we: "receive"))
+        let twinReceiver = try #require(attach("/devices/dev1/twin", we: "send"))
+        let methodReceiver = try #require(attach("/devices/dev1/methods/devicebound", we: "send"))
+        let methodSender = try #require(attach("/devices/dev1/methods/devicebound", we: "receive"))
+        #expect(twinSender["snd_settle_mode"] as? Int == 1, "twin requests go settled")
+        #expect((methodReceiver["name"] as? String)?.hasPrefix("methods_requests_link-dev1") == true)
+        #expect((methodSender["name"] as? String)?.hasPrefix("methods_responses_link-dev1") == true)
+        for link in [twinSender, twinReceiver, methodReceiver, methodSender] {
+            let properties = (link["properties"] as? [String: Any]) ?? [:]
+            #expect(properties["com.microsoft:client-version"] as? String == SDKVersion.clientName)
+            #expect(properties["com.microsoft:api-version"] as? String == "2021-04-12")
+        }
+        let twinChannel = (twinSender["properties"] as? [String: Any])?["com.microsoft:channel-correlation-id"]
+        #expect((twinChannel as? String)?.hasPrefix("twin:") == true)
+        let methodChannel = (methodReceiver["properties"] as? [String: Any])?["com.microsoft:channel-correlation-id"]
+        #expect(methodChannel as? String == "dev1")
+    }
 }

@@ -7,6 +7,11 @@ by cyrus-sasl against a sasldb.
 - On links the client opens as a receiver, it sends the messages listed in C2D (a JSON file) and logs the client's
   disposition for each (accepted/rejected/released/modified).
 - A link attached to an address containing "/refuse-link" is detached with amqp:unauthorized-access.
+- It plays IoT Hub's twin and methods (../shared/reference/azure-iot-protocol.md 4.6-4.7): a request on ".../twin"
+  is answered on the twin link the client receives on, with the request's correlation id and `status`/`version`
+  annotations (GET: a twin document; PATCH /properties/reported: 204 and the next version; PUT on the desired
+  notifications: 200, then a desired patch without a correlation id); once the client receives on
+  ".../methods/devicebound", one call "reboot" goes out with a UUID correlation id, and the answer is logged.
 
 usage: amqp_server.py PORT CERT KEY SASL_CONFIG_DIR RECEIVED.jsonl C2D.json
 Prints "READY" once listening. PN_SASL_CONFIG_PATH must point at SASL_CONFIG_DIR before proton loads.
@@ -16,7 +21,9 @@ import json, os, sys
 port, cert, key, sasl_dir, received_path, c2d_path = sys.argv[1:7]
 os.environ["PN_SASL_CONFIG_PATH"] = sasl_dir
 
-from proton import Condition, Message, SSLDomain, Terminus
+import uuid
+
+from proton import Condition, Message, SSLDomain, Terminus, int32, symbol
 from proton.handlers import MessagingHandler
 from proton.reactor import Container
 
@@ -38,6 +45,19 @@ class Server(MessagingHandler):
     def __init__(self):
         super().__init__(prefetch=0, auto_accept=False, auto_settle=True)
         self.c2d = json.load(open(c2d_path)) if os.path.exists(c2d_path) else []
+        self.senders = {}  # address -> the link the peer sends on
+        self.pending = {}  # address -> messages waiting for credit
+        self.reported_version = 1
+
+    def queue(self, address, message):
+        self.pending.setdefault(address, []).append(message)
+        self.flush(address)
+
+    def flush(self, address):
+        sender = self.senders.get(address)
+        queue = self.pending.get(address, [])
+        while sender is not None and sender.credit > 0 and queue:
+            sender.send(queue.pop(0))
 
     def on_start(self, event):
         domain = SSLDomain(SSLDomain.MODE_SERVER)
@@ -71,6 +91,7 @@ class Server(MessagingHandler):
                 link.flow(1000)
         else:
             link.source.address = address
+            self.senders[address] = link
 
     def on_link_opened(self, event):
         if getattr(event.link, "refuse", False):
@@ -79,6 +100,18 @@ class Server(MessagingHandler):
 
     def on_sendable(self, event):
         sender = event.link
+        address = sender.remote_source.address or ""
+        if address.endswith("/twin"):
+            self.flush(address)
+            return
+        if address.endswith("/methods/devicebound"):
+            if not getattr(sender, "call_sent", False):
+                sender.call_sent = True
+                call = Message(body=b'{"delay":1}', correlation_id=uuid.UUID("12345678-1234-5678-1234-567812345678"),
+                               properties={"IoThub-methodname": "reboot"}, inferred=True)
+                sender.send(call)
+                log({"ev": "method_sent", "name": "reboot"})
+            return
         if getattr(sender, "c2d_sent", False):
             return
         sender.c2d_sent = True
@@ -110,6 +143,29 @@ class Server(MessagingHandler):
         self.accept(event.delivery)
         if event.link.credit < 500:
             event.link.flow(1000)
+        address = event.link.remote_target.address or ""
+        if address.endswith("/twin"):
+            self.answer_twin(address, message)
+
+    def answer_twin(self, address, request):
+        annotations = request.annotations or {}
+        operation, resource = annotations.get("operation"), annotations.get("resource")
+        answer = {symbol("status"): int32(400)}
+        body = b" "
+        if operation == "GET":
+            answer = {symbol("status"): int32(200)}
+            body = json.dumps({"desired": {"interval": 10, "$version": 4},
+                               "reported": {"$version": self.reported_version}}).encode()
+        elif operation == "PATCH" and resource == "/properties/reported":
+            self.reported_version += 1
+            answer = {symbol("status"): int32(204), symbol("version"): self.reported_version}
+        elif operation in ("PUT", "DELETE") and resource == "/notifications/twin/properties/desired":
+            answer = {symbol("status"): int32(200)}
+        self.queue(address, Message(body=body, correlation_id=request.correlation_id, annotations=answer,
+                                    inferred=True))
+        if operation == "PUT":
+            self.queue(address, Message(body=b'{"interval":30,"$version":5}', annotations={symbol("version"): 5},
+                                        inferred=True))
 
 
 Container(Server()).run()
