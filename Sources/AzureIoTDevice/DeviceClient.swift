@@ -1,9 +1,11 @@
 public import AzureIoTCore
+public import CoreMetrics
 import HubAMQP
 import HubMQTT
 public import Logging
 public import ServiceLifecycle
 import Synchronization
+public import Tracing
 
 /// An IoT Hub device (or module) client with one API over MQTT and AMQP: telemetry, cloud-to-device messages, the
 /// device twin, direct methods and connection events. The transport is one value of the configuration
@@ -23,6 +25,7 @@ public final class DeviceClient: Service, Sendable {
     public let configuration: DeviceClientConfiguration
     private let transport: Transport
     private let shutDown = Mutex(false)
+    private let telemetry: DeviceTelemetry
 
     /// Cloud-to-device messages; settle each with `CloudToDeviceMessage.complete()` (over MQTT taking it completes
     /// it), `CloudToDeviceMessage.reject()` or `CloudToDeviceMessage.abandon()` (AMQP).
@@ -46,10 +49,21 @@ public final class DeviceClient: Service, Sendable {
 
     /// A client; nothing is sent until ``connect(timeout:)`` or ``run()``. Throws
     /// ``DeviceClientError/Code/invalidArgument`` for a configuration the transport cannot use.
-    public init(configuration: DeviceClientConfiguration, logger: Logger = TLSConnection.disabledLogger)
-        throws(DeviceClientError)
-    {
+    ///
+    /// Metrics and spans go to `metrics` and `tracer`, by default the process's bootstrapped `MetricsSystem` and
+    /// `InstrumentationSystem` (no-ops until a backend is bootstrapped). Metrics: messages sent, acknowledged and
+    /// failed (by reason), send duration, sends in progress and connection events (by kind), each with the
+    /// dimension `transport`. Spans: `azure_iot.connect`, `azure_iot.send` (whose trace context goes into the
+    /// message's application properties, e.g. `traceparent` with a W3C propagator) and `azure_iot.method`.
+    public init(
+        configuration: DeviceClientConfiguration,
+        logger: Logger = TLSConnection.disabledLogger,
+        tracer: (any Tracer)? = nil,
+        metrics: (any MetricsFactory)? = nil
+    ) throws(DeviceClientError) {
         self.configuration = configuration
+        let telemetry = DeviceTelemetry(transport: configuration.transport, tracer: tracer, metrics: metrics)
+        self.telemetry = telemetry
         let port = configuration.port ?? configuration.transport.defaultPort
         switch configuration.transport {
         case .mqtt:
@@ -76,6 +90,7 @@ public final class DeviceClient: Service, Sendable {
             mqtt.connectionOpener = configuration.connectionOpener
             mqtt.inboundBufferSize = configuration.inboundBufferSize
             mqtt.maximumQueuedMessages = configuration.maximumQueuedMessages
+            mqtt.eventObserver = { telemetry.record($0) }
             let client: HubMQTTClient
             do {
                 client = try HubMQTTClient(configuration: mqtt, logger: logger)
@@ -87,7 +102,7 @@ public final class DeviceClient: Service, Sendable {
                 $0.mappingErrors(DeviceClientError.mapping)
             }
             self.desiredPropertyPatches = DeviceStream(client.desiredPropertyPatches)
-            self.methodRequests = DeviceStream(client.methodRequests)
+            self.methodRequests = DeviceStream(client.methodRequests) { telemetry.traced($0) }
             self.connectionEvents = DeviceStream(client.connectionEvents)
         case .amqp:
             guard configuration.keepAlive > .zero, configuration.inboundBufferSize >= 1,
@@ -118,13 +133,14 @@ public final class DeviceClient: Service, Sendable {
             amqp.connectionOpener = configuration.connectionOpener
             amqp.inboundBufferSize = configuration.inboundBufferSize
             amqp.maximumQueuedMessages = configuration.maximumQueuedMessages
+            amqp.eventObserver = { telemetry.record($0) }
             let client = HubAMQPClient(configuration: amqp, logger: logger)
             self.transport = .amqp(client)
             self.cloudToDeviceMessages = DeviceStream(client.cloudToDeviceMessages) {
                 $0.cloudToDeviceMessage.mappingErrors(DeviceClientError.mapping)
             }
             self.desiredPropertyPatches = DeviceStream(client.desiredPropertyPatches) { $0 }
-            self.methodRequests = DeviceStream(client.methodRequests) { $0 }
+            self.methodRequests = DeviceStream(client.methodRequests) { telemetry.traced($0) }
             self.connectionEvents = DeviceStream(client.connectionEvents) { $0 }
         }
     }
@@ -148,12 +164,14 @@ public final class DeviceClient: Service, Sendable {
     /// or ``DeviceClientError/Code/retriesExhausted`` with refused credentials as its cause.
     public func connect(timeout: Duration? = nil) async throws {
         let timeout = timeout ?? self.configuration.connectTimeout
-        try await self.mapped {
-            switch self.transport {
-            case .mqtt(let client):
-                try await client.connect(timeout: timeout)
-            case .amqp(let client):
-                try await Self.within(timeout, "no connection within \(timeout)") { try await client.connect() }
+        try await self.telemetry.span("azure_iot.connect", kind: .client) {
+            try await self.mapped {
+                switch self.transport {
+                case .mqtt(let client):
+                    try await client.connect(timeout: timeout)
+                case .amqp(let client):
+                    try await Self.within(timeout, "no connection within \(timeout)") { try await client.connect() }
+                }
             }
         }
     }
@@ -222,6 +240,14 @@ public final class DeviceClient: Service, Sendable {
     /// (``DeviceClientError/Code/expired``). While reconnecting the message waits (at most
     /// ``DeviceClientConfiguration/maximumQueuedMessages`` do; then ``DeviceClientError/Code/queueFull``).
     public func send(_ message: TelemetryMessage, timeout: Duration? = nil) async throws {
+        try await self.telemetry.send { span in
+            var message = message
+            self.telemetry.tracer.inject(span.context, into: &message.properties, using: TelemetryPropertiesInjector())
+            try await self.send(traced: message, timeout: timeout)
+        }
+    }
+
+    private func send(traced message: TelemetryMessage, timeout: Duration?) async throws {
         try await self.mapped {
             switch self.transport {
             case .mqtt(let client): try await client.send(message, timeout: timeout)

@@ -2,8 +2,11 @@ import AzureIoTDevice
 import AzureIoTEmulator
 import AzureIoTTestSupport
 import Foundation
+import InMemoryTracing
+import MetricsTestKit
 import Synchronization
 import Testing
+import Tracing
 
 /// One scenario suite through the transport-neutral `DeviceClient`, run over MQTT and over AMQP against the emulator:
 /// the same calls, the same messages, the same errors; only `configuration.transport` differs.
@@ -180,5 +183,71 @@ struct DeviceClientScenarioTests {
             try await fresh.send(TelemetryMessage(body: [UInt8](repeating: 1, count: 300 * 1024)))
         }
         #expect(tooLarge?.code == .messageTooLarge)
+    }
+}
+
+/// swift-metrics and swift-distributed-tracing through the device client, with an in-memory backend of each
+/// (passed to the client, so nothing is bootstrapped for the process).
+@Suite("DeviceClient: metrics and spans")
+struct DeviceClientObservabilityTests {
+    @Test(
+        "counters, the send timer and connection events per transport; connect, send and method spans; the send's trace context reaches the hub as application properties",
+        arguments: DeviceClientConfiguration.Transport.allCases
+    )
+    func observability(_ transport: DeviceClientConfiguration.Transport) async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let metrics = TestMetrics()
+        let tracer = InMemoryTracer()
+        let client = try DeviceClient(
+            configuration: try DeviceClientScenarioTests.configuration(fixture, transport),
+            tracer: tracer,
+            metrics: metrics
+        )
+        try await client.subscribe(to: [.methodRequests])
+        try await client.connect()
+        try await client.send(TelemetryMessage(text: "traced"))
+        let responder = Task {
+            for await request in client.methodRequests {
+                try await request.respond(status: 200)
+                return
+            }
+        }
+        _ = try await fixture.emulator.invokeMethod(deviceId: "dev1", name: "ping", timeout: .seconds(30))
+        try await responder.value
+        await client.disconnect()
+        await #expect(throws: DeviceClientError.self) { try await client.send(TelemetryMessage(text: "late")) }
+
+        let dimensions = [("transport", transport.rawValue)]
+        #expect(try metrics.expectCounter("azure_iot_device_messages_sent_total", dimensions).totalValue == 2)
+        #expect(try metrics.expectCounter("azure_iot_device_messages_acknowledged_total", dimensions).totalValue == 1)
+        #expect(
+            try metrics.expectCounter(
+                "azure_iot_device_messages_failed_total",
+                dimensions + [("reason", "shutDown")]
+            ).totalValue == 1
+        )
+        #expect(try metrics.expectTimer("azure_iot_device_send_duration", dimensions).values.count == 1)
+        #expect(try metrics.expectGauge("azure_iot_device_sends_in_progress", dimensions).lastValue == 0)
+        #expect(
+            try metrics.expectCounter(
+                "azure_iot_device_connection_events_total",
+                dimensions + [("kind", "connected")]
+            ).totalValue == 1
+        )
+
+        let spans = tracer.finishedSpans
+        let send = try #require(spans.first { $0.operationName == "azure_iot.send" })
+        #expect(send.kind == .producer && send.errors.isEmpty)
+        #expect(spans.contains { $0.operationName == "azure_iot.connect" && $0.kind == .client })
+        let method = try #require(spans.first { $0.operationName == "azure_iot.method" })
+        #expect(method.kind == .server)
+        #expect(spans.filter { $0.operationName == "azure_iot.send" }.count == 2)
+        #expect(spans.last { $0.operationName == "azure_iot.send" }?.errors.isEmpty == false, "the failed send")
+
+        // The context the tracer injected travelled as application properties to the hub.
+        let received = try #require(try await fixture.emulator.waitForTelemetry(deviceId: "dev1").first)
+        #expect(received.properties[InMemoryTracer.traceIDKey] == send.traceID)
+        #expect(received.properties[InMemoryTracer.spanIDKey] == send.spanID)
     }
 }

@@ -60,6 +60,9 @@ public struct HubAMQPConfiguration: Sendable {
     /// Desired-property patches and direct-method calls that wait for the application, per stream. A method call
     /// that finds its stream full is answered 503 at once; a desired patch is dropped (read the twin to catch up).
     public var inboundBufferSize: Int = 64
+    /// Sees every connection event as it happens, whether or not the application reads `connectionEvents` (the
+    /// device client's metrics).
+    package var eventObserver: (@Sendable (ConnectionEvent) -> Void)?
     /// Whether a lost connection is re-established (with backoff), resending unsettled messages.
     public var reconnects: Bool
     /// When to reconnect and when to stop (`RetryPolicy`): a back-off that keeps growing while the connection

@@ -39,6 +39,8 @@ actor HubAMQPSession {
         var clock: any IoTClock = SystemClock()
         /// How the TCP connection is opened (`nil`: directly).
         var connectionOpener: (any ConnectionOpener)?
+        /// Sees every connection event (the device client's metrics).
+        var eventObserver: (@Sendable (ConnectionEvent) -> Void)? = nil
         /// A gateway: an identity whose links the hub detaches (refused, or taken over by another connection) loses
         /// only its own links; the connection and the other identities stay.
         var isolatesIdentities = false
@@ -130,7 +132,9 @@ actor HubAMQPSession {
     private var events: AsyncStream<ConnectionEvent>.Continuation?
 
     private func emit(_ kind: ConnectionEvent.Kind, _ reason: String) {
-        self.events?.yield(ConnectionEvent(kind: kind, reason: reason))
+        let event = ConnectionEvent(kind: kind, reason: reason)
+        self.events?.yield(event)
+        self.settings.eventObserver?(event)
     }
     private var twinWaiters: [String: CheckedContinuation<AMQPTwinMessage.Incoming, any Error>] = [:]
     private var nextTwinRequest: UInt64 = 0
@@ -197,7 +201,8 @@ actor HubAMQPSession {
             maximumQueuedMessages: configuration.maximumQueuedMessages,
             containerName: configuration.deviceId,
             clock: clock,
-            connectionOpener: configuration.connectionOpener
+            connectionOpener: configuration.connectionOpener,
+            eventObserver: configuration.eventObserver
         )
         let identity = Identity(
             deviceId: configuration.deviceId,

@@ -34,6 +34,9 @@ public struct HubMQTTConfiguration: Sendable {
     /// window (default 1,000). One more makes ``HubMQTTClient/send(_:qos:timeout:)`` throw
     /// ``HubMQTTError/Code/queueFull`` at once, so a gateway that is offline for hours holds a known amount of memory.
     public var maximumQueuedMessages: Int = 1000
+    /// Sees every connection event as it happens, whether or not the application reads `connectionEvents` (the
+    /// device client's metrics).
+    package var eventObserver: (@Sendable (ConnectionEvent) -> Void)?
     /// MQTT clean session (IoT Hub SDKs keep sessions: false).
     public var cleanSession: Bool
     /// When to reconnect after the connection is lost, and when to stop (see `RetryPolicy`): by default 1 s doubling

@@ -94,6 +94,12 @@ actor HubMQTTSession {
         self.events = events
     }
 
+    /// Offers `event` to the application's stream and to the configuration's observer.
+    private func emit(_ event: ConnectionEvent) {
+        self.events.offer(event)
+        self.configuration.eventObserver?(event)
+    }
+
     // MARK: - Connecting
 
     /// Connects, or waits for the connect or reconnect under way. A first connect is tried again under the retry
@@ -274,7 +280,7 @@ actor HubMQTTSession {
         case .openConnection:
             self.startAttempt()
         case .connected(let reconcileTwin):
-            self.events.offer(ConnectionEvent(kind: .connected, reason: "CONNACK accepted"))
+            self.emit(ConnectionEvent(kind: .connected, reason: "CONNACK accepted"))
             self.logger.debug(
                 "connected",
                 metadata: [
@@ -287,10 +293,10 @@ actor HubMQTTSession {
             if let dropped {
                 self.logger.info("connection lost", metadata: ["reason": "\(reason)"])
                 self.dropConnection(generation: dropped, reason: reason)
-                self.events.offer(ConnectionEvent(kind: .disconnected, reason: reason))
+                self.emit(ConnectionEvent(kind: .disconnected, reason: reason))
             } else {
                 self.logger.debug("connect attempt failed", metadata: ["error": "\(reason)", "wait": "\(delay)"])
-                self.events.offer(
+                self.emit(
                     ConnectionEvent(kind: .reconnectFailed, reason: "\(reason); next attempt in \(delay)")
                 )
             }
@@ -326,10 +332,10 @@ actor HubMQTTSession {
             "renewing the SAS token by reconnecting",
             metadata: ["inflight": "\(self.pipeline.inflightCount)"]
         )
-        self.events.offer(ConnectionEvent(kind: .renewingToken, reason: "the SAS token reached its renewal time"))
+        self.emit(ConnectionEvent(kind: .renewingToken, reason: "the SAS token reached its renewal time"))
         let unwritten = self.pipeline.detach(generation: generation)
         self.dropConnection(generation: generation, reason: "renewing the SAS token", close: false)
-        self.events.offer(ConnectionEvent(kind: .disconnected, reason: "renewing the SAS token"))
+        self.emit(ConnectionEvent(kind: .disconnected, reason: "renewing the SAS token"))
         self.retryTask = nil
         self.attemptTask = Task {
             // The hub sees a clean goodbye before the same identity connects again.
@@ -518,7 +524,7 @@ actor HubMQTTSession {
             try? await connection.write(unwritten + MQTTPacket.disconnect.encoded(), timeout: .seconds(2))
             connection.close()
         }
-        self.events.offer(event)
+        self.emit(event)
         self.cloudToDevice.finish()
         self.desired.finish()
         self.methods.finish()
