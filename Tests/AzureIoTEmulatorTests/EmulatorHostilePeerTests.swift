@@ -100,7 +100,7 @@ struct EmulatorHostilePeerTests {
         let clock = ContinuousClock()
         let end = clock.now + .seconds(2)
         var heartbeats = 0
-        while clock.now < end, let frame = try await client.nextFrame(timeout: .seconds(3)) {
+        while clock.now < end, let frame = try await client.nextFrame(timeout: .seconds(30)) {
             if frame.isHeartbeat { heartbeats += 1 }
         }
         #expect(heartbeats <= 8, "\(heartbeats) keep-alive frames in 2 s")
@@ -121,10 +121,10 @@ struct EmulatorHostilePeerTests {
         try await client.openSession()
         for handle in 0..<8 as Range<UInt32> {
             try await Self.cbsAttach(&client, handle: handle)
-            guard case .attach? = try await client.next(timeout: .seconds(5)) else {
+            guard case .attach? = try await client.next(timeout: .seconds(30)) else {
                 throw TestError("link \(handle) refused")
             }
-            guard case .flow? = try await client.next(timeout: .seconds(5)) else {
+            guard case .flow? = try await client.next(timeout: .seconds(30)) else {
                 throw TestError("no credit for link \(handle)")
             }
         }
@@ -144,8 +144,8 @@ struct EmulatorHostilePeerTests {
         try await client.openSession()
         for handle in 0..<3 as Range<UInt32> {
             try await Self.cbsAttach(&client, handle: handle)
-            _ = try await client.next(timeout: .seconds(5))
-            _ = try await client.next(timeout: .seconds(5))
+            _ = try await client.next(timeout: .seconds(30))
+            _ = try await client.next(timeout: .seconds(30))
         }
         // 3 links × 6 KB, each transfer left open (`more`): 18 KB > 16 KB.
         for handle in 0..<3 as Range<UInt32> {
@@ -176,8 +176,8 @@ struct EmulatorHostilePeerTests {
         )
         try await client.openSession()
         try await Self.cbsAttach(&client, handle: 0)
-        _ = try await client.next(timeout: .seconds(5))
-        _ = try await client.next(timeout: .seconds(5))
+        _ = try await client.next(timeout: .seconds(30))
+        _ = try await client.next(timeout: .seconds(30))
         var request = AMQPMessage(value: .string("SharedAccessSignature sr=x&sig=y&se=1"))
         request.messageId = .string("put-token")
         request.applicationProperties = [

@@ -18,11 +18,11 @@ struct RawAMQPClient {
         var client = RawAMQPClient(connection: connection)
         try await connection.write(AMQPProtocolHeader.sasl.bytes)
         try await client.expectHeader()
-        guard case .saslMechanisms? = try await client.next(timeout: .seconds(5)) else {
+        guard case .saslMechanisms? = try await client.next(timeout: .seconds(30)) else {
             throw TestError("no sasl-mechanisms")
         }
         try await client.send(.saslInit(SASLInit(mechanism: "ANONYMOUS")), type: .sasl)
-        guard case .saslOutcome(let outcome)? = try await client.next(timeout: .seconds(5)), outcome.code == .ok else {
+        guard case .saslOutcome(let outcome)? = try await client.next(timeout: .seconds(30)), outcome.code == .ok else {
             throw TestError("SASL refused")
         }
         try await connection.write(AMQPProtocolHeader.amqp.bytes)
@@ -35,9 +35,9 @@ struct RawAMQPClient {
         try await self.send(
             .open(AMQPOpen(containerId: "raw", maxFrameSize: 1 << 20, channelMax: 0, idleTimeOut: idleTimeOut))
         )
-        guard case .open? = try await self.next(timeout: .seconds(5)) else { throw TestError("no open") }
+        guard case .open? = try await self.next(timeout: .seconds(30)) else { throw TestError("no open") }
         try await self.send(.begin(AMQPBegin(nextOutgoingId: 0, incomingWindow: 5000, outgoingWindow: 5000)))
-        guard case .begin? = try await self.next(timeout: .seconds(5)) else { throw TestError("no begin") }
+        guard case .begin? = try await self.next(timeout: .seconds(30)) else { throw TestError("no begin") }
     }
 
     func send(_ performative: AMQPPerformative, channel: UInt16 = 0, type: AMQPFrame.FrameType = .amqp) async throws {
@@ -53,7 +53,7 @@ struct RawAMQPClient {
                 self.buffer.removeFirst(8)
                 return
             }
-            let bytes = try await self.connection.read(timeout: .seconds(5))
+            let bytes = try await self.connection.read(timeout: .seconds(30))
             guard !bytes.isEmpty else { throw TestError("closed before the protocol header") }
             self.buffer += bytes
         }

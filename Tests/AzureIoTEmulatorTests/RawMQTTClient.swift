@@ -31,7 +31,7 @@ struct RawMQTTClient {
                 )
             )
         )
-        guard case .connack(let connack)? = try await client.next(timeout: .seconds(5)) else {
+        guard case .connack(let connack)? = try await client.next(timeout: .seconds(30)) else {
             throw TestError("no CONNACK")
         }
         return (client, connack)
