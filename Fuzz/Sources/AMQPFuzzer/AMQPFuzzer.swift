@@ -11,10 +11,27 @@ func fuzzAMQP(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
     _ = try? AMQPProtocolHeader.parse(bytes[...])
 
-    // A frame stream: every frame's body as a performative, transfer payloads as messages.
+    // A frame stream: every frame's body as a performative, transfer payloads as messages; the transfer hot path
+    // must read exactly what the general decoder reads, or leave the frame to it.
     var offset = 0
     let framer = AMQPFramer(maximumFrameSize: 1 << 20)
     while offset < bytes.count, let (frame, length) = try? framer.nextFrame(in: bytes[offset...]) {
+        if case .transfer(let header, let range, let size)? = try? AMQPTransferFrame.read(
+            bytes[offset...],
+            maximumFrameSize: 1 << 20
+        ) {
+            precondition(size == length, "the hot path and the framer disagree on a frame's size")
+            guard case .transfer(let transfer, let payload)? = try? AMQPPerformative.decode(frame.body) else {
+                preconditionFailure("the hot path read a transfer the general decoder does not")
+            }
+            precondition(
+                transfer.handle == header.handle && transfer.deliveryId == header.deliveryId
+                    && transfer.deliveryTag == header.deliveryTag.map(Array.init)
+                    && transfer.messageFormat == header.messageFormat && transfer.settled == header.settled
+                    && transfer.more == header.more && payload == Array(bytes[range]),
+                "the hot path and the general decoder read a transfer differently"
+            )
+        }
         offset += length
         guard !frame.isHeartbeat, let performative = try? AMQPPerformative.decode(frame.body) else { continue }
         if case .transfer(_, let payload) = performative, let message = try? AMQPMessage(decoding: payload) {

@@ -1,0 +1,338 @@
+/// The hot path for transfer frames, which carry nearly all traffic: ``append(_:payload:to:)`` writes a whole frame
+/// (header, transfer performative, payload) into the caller's buffer, and ``read(_:maximumFrameSize:)`` reads one
+/// in place, its delivery tag and payload as slices of the buffer, without building `AMQPValue`s. Both agree byte for
+/// byte with ``AMQPFrame`` and ``AMQPPerformative/transfer(_:payload:)``; a transfer with fields this path does not
+/// read (a delivery state, resume, aborted, batchable) is left to ``AMQPPerformative/decode(_:)``.
+public enum AMQPTransferFrame {
+    /// The transfer fields the hot path writes and reads.
+    public struct Header: Sendable, Equatable {
+        /// The channel of the session.
+        public var channel: UInt16
+        /// The link handle.
+        public var handle: UInt32
+        /// The delivery id (first frame of a delivery).
+        public var deliveryId: UInt32?
+        /// The delivery tag (first frame of a delivery); a slice of the buffer read.
+        public var deliveryTag: ArraySlice<UInt8>?
+        /// The message format.
+        public var messageFormat: UInt32?
+        /// Whether the delivery is settled.
+        public var settled: Bool?
+        /// Whether more frames of the delivery follow.
+        public var more: Bool?
+
+        /// A header.
+        public init(
+            channel: UInt16 = 0,
+            handle: UInt32,
+            deliveryId: UInt32? = nil,
+            deliveryTag: ArraySlice<UInt8>? = nil,
+            messageFormat: UInt32? = nil,
+            settled: Bool? = nil,
+            more: Bool? = nil
+        ) {
+            self.channel = channel
+            self.handle = handle
+            self.deliveryId = deliveryId
+            self.deliveryTag = deliveryTag
+            self.messageFormat = messageFormat
+            self.settled = settled
+            self.more = more
+        }
+    }
+
+    /// Appends one AMQP frame holding `header`'s transfer and `payload` to `buffer`; nothing else is allocated when
+    /// `buffer` has the room. Trailing absent fields are left out and every number takes its smallest encoding, as
+    /// `AMQPEncoder` writes them. Throws ``AMQPCodecError/Code/invalidSize`` above 4 GiB.
+    public static func append(
+        _ header: Header,
+        payload: UnsafeRawBufferPointer,
+        to buffer: inout [UInt8]
+    ) throws(AMQPCodecError) {
+        // The fields, trailing nils left out.
+        let count =
+            header.more != nil
+            ? 6
+            : header.settled != nil
+                ? 5 : header.messageFormat != nil ? 4 : header.deliveryTag != nil ? 3 : header.deliveryId != nil ? 2 : 1
+        var fieldBytes = Self.uintSize(header.handle)
+        if count >= 2 { fieldBytes += header.deliveryId.map(Self.uintSize) ?? 1 }
+        if count >= 3 { fieldBytes += header.deliveryTag.map { ($0.count <= 255 ? 2 : 5) + $0.count } ?? 1 }
+        if count >= 4 { fieldBytes += header.messageFormat.map(Self.uintSize) ?? 1 }
+        if count >= 5 { fieldBytes += 1 }
+        if count >= 6 { fieldBytes += 1 }
+        let small = fieldBytes + 1 <= 255
+        let performative = 3 + (small ? 3 : 9) + fieldBytes
+        let size = 8 + performative + payload.count
+        guard size <= Int(UInt32.max) else { throw AMQPCodecError(.invalidSize, "a transfer frame above 4 GiB") }
+        // The frame header and the performative are written into stack memory and appended in one go, then the
+        // payload: two copies into `buffer`, no per-byte capacity checks.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 8 + performative) { scratch in
+            var writer = Writer(base: scratch.baseAddress!)
+            writer.uint32(UInt32(size))
+            writer.byte(2)  // DOFF
+            writer.byte(0)  // AMQP frame
+            writer.byte(UInt8(header.channel >> 8))
+            writer.byte(UInt8(header.channel & 0xFF))
+            writer.byte(AMQPFormatCode.described)
+            writer.byte(AMQPFormatCode.smallULong)
+            writer.byte(0x14)
+            if small {
+                writer.byte(AMQPFormatCode.list8)
+                writer.byte(UInt8(fieldBytes + 1))
+                writer.byte(UInt8(count))
+            } else {
+                writer.byte(AMQPFormatCode.list32)
+                writer.uint32(UInt32(fieldBytes + 4))
+                writer.uint32(UInt32(count))
+            }
+            writer.uint(header.handle)
+            if count >= 2 { writer.optionalUInt(header.deliveryId) }
+            if count >= 3 {
+                if let tag = header.deliveryTag {
+                    if tag.count <= 255 {
+                        writer.byte(AMQPFormatCode.binary8)
+                        writer.byte(UInt8(tag.count))
+                    } else {
+                        writer.byte(AMQPFormatCode.binary32)
+                        writer.uint32(UInt32(tag.count))
+                    }
+                    writer.bytes(tag)
+                } else {
+                    writer.byte(AMQPFormatCode.null)
+                }
+            }
+            if count >= 4 { writer.optionalUInt(header.messageFormat) }
+            if count >= 5 { writer.optionalBool(header.settled) }
+            if count >= 6 { writer.optionalBool(header.more) }
+            buffer.append(contentsOf: UnsafeBufferPointer(start: scratch.baseAddress, count: writer.offset))
+        }
+        buffer.append(contentsOf: payload)
+    }
+
+    /// Writes into stack memory sized by ``append(_:payload:to:)`` beforehand.
+    private struct Writer {
+        let base: UnsafeMutablePointer<UInt8>
+        var offset = 0
+
+        mutating func byte(_ value: UInt8) {
+            self.base[self.offset] = value
+            self.offset += 1
+        }
+
+        mutating func uint32(_ value: UInt32) {
+            self.byte(UInt8(value >> 24))
+            self.byte(UInt8((value >> 16) & 0xFF))
+            self.byte(UInt8((value >> 8) & 0xFF))
+            self.byte(UInt8(value & 0xFF))
+        }
+
+        mutating func uint(_ value: UInt32) {
+            if value == 0 {
+                self.byte(AMQPFormatCode.uint0)
+            } else if value <= 0xFF {
+                self.byte(AMQPFormatCode.smallUInt)
+                self.byte(UInt8(value))
+            } else {
+                self.byte(AMQPFormatCode.uint)
+                self.uint32(value)
+            }
+        }
+
+        mutating func optionalUInt(_ value: UInt32?) {
+            if let value { self.uint(value) } else { self.byte(AMQPFormatCode.null) }
+        }
+
+        mutating func optionalBool(_ value: Bool?) {
+            switch value {
+            case true?: self.byte(AMQPFormatCode.booleanTrue)
+            case false?: self.byte(AMQPFormatCode.booleanFalse)
+            case nil: self.byte(AMQPFormatCode.null)
+            }
+        }
+
+        mutating func bytes(_ values: ArraySlice<UInt8>) {
+            for value in values { self.byte(value) }
+        }
+    }
+
+    /// What ``read(_:maximumFrameSize:)`` found at the start of a buffer.
+    public enum Read: Sendable, Equatable {
+        /// Not a whole frame yet.
+        case incomplete
+        /// A transfer this path reads: its fields and where its payload lies in the buffer, and the frame's size.
+        case transfer(Header, payload: Range<Int>, size: Int)
+        /// Another frame (or a transfer with fields this path does not read): decode it with ``AMQPFramer`` and
+        /// ``AMQPPerformative/decode(_:)``.
+        case other
+    }
+
+    /// Reads the frame at the start of `buffer` in place. Checks the frame header as ``AMQPFramer`` does and throws
+    /// ``AMQPCodecError`` where it would; every read is bounds-checked against the frame.
+    public static func read(_ buffer: ArraySlice<UInt8>, maximumFrameSize: Int) throws(AMQPCodecError) -> Read {
+        guard buffer.count >= 8 else { return .incomplete }
+        let start = buffer.startIndex
+        let size =
+            Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8
+            | Int(buffer[start + 3])
+        let dataOffset = Int(buffer[start + 4])
+        guard size >= 8 else { throw AMQPCodecError(.invalidFrameHeader, "SIZE \(size) is below 8") }
+        guard dataOffset >= 2, dataOffset * 4 <= size else {
+            throw AMQPCodecError(.invalidFrameHeader, "DOFF \(dataOffset) is below 2 or beyond the frame")
+        }
+        guard size <= maximumFrameSize else {
+            throw AMQPCodecError(
+                .invalidFrameHeader,
+                "a frame of \(size) bytes exceeds max-frame-size \(maximumFrameSize)"
+            )
+        }
+        guard buffer[start + 5] <= 1 else {
+            throw AMQPCodecError(.invalidFrameHeader, "frame type \(buffer[start + 5]) is not AMQP (0) or SASL (1)")
+        }
+        guard buffer.count >= size else { return .incomplete }
+        guard buffer[start + 5] == 0 else { return .other }
+        let channel = UInt16(buffer[start + 6]) << 8 | UInt16(buffer[start + 7])
+        // Read through a pointer (the cursor checks every read against the frame's end itself); positions are
+        // offsets into the slice, turned back into its indices at the end.
+        let parsed = buffer.withUnsafeBufferPointer { bytes -> (Header, tag: Range<Int>?, payloadStart: Int)? in
+            var cursor = Cursor(bytes: bytes, position: dataOffset * 4, end: size)
+            guard let (header, tag) = cursor.transfer(channel: channel) else { return nil }
+            return (header, tag, cursor.position)
+        }
+        guard let parsed else { return .other }
+        var header = parsed.0
+        if let tag = parsed.tag { header.deliveryTag = buffer[(start + tag.lowerBound)..<(start + tag.upperBound)] }
+        let payloadStart = parsed.payloadStart
+        return .transfer(header, payload: (start + payloadStart)..<(start + size), size: size)
+    }
+
+    // MARK: - Encoding helpers
+
+    private static func uintSize(_ value: UInt32) -> Int { value == 0 ? 1 : value <= 0xFF ? 2 : 5 }
+
+    // MARK: - Decoding
+
+    /// A bounds-checked reader over one frame's body: every read that would pass `end` fails (returns `nil`).
+    private struct Cursor {
+        let bytes: UnsafeBufferPointer<UInt8>
+        var position: Int
+        let end: Int
+
+        mutating func byte() -> UInt8? {
+            guard self.position < self.end else { return nil }
+            defer { self.position += 1 }
+            return self.bytes[self.position]
+        }
+
+        mutating func uint32() -> UInt32? {
+            guard self.end - self.position >= 4 else { return nil }
+            let p = self.position
+            self.position += 4
+            return UInt32(self.bytes[p]) << 24 | UInt32(self.bytes[p + 1]) << 16 | UInt32(self.bytes[p + 2]) << 8
+                | UInt32(self.bytes[p + 3])
+        }
+
+        /// A transfer's performative (its delivery tag as a range of the frame), or `nil` for anything this path
+        /// leaves to the general decoder.
+        mutating func transfer(channel: UInt16) -> (Header, tag: Range<Int>?)? {
+            guard self.byte() == AMQPFormatCode.described else { return nil }
+            switch self.byte() {
+            case AMQPFormatCode.smallULong?:
+                guard self.byte() == 0x14 else { return nil }
+            case AMQPFormatCode.ulong?:
+                guard self.uint32() == 0, self.uint32() == 0x14 else { return nil }
+            default:
+                return nil
+            }
+            let count: Int
+            let listEnd: Int
+            switch self.byte() {
+            case AMQPFormatCode.list8?:
+                guard let size = self.byte(), let items = self.byte(), size >= 1 else { return nil }
+                count = Int(items)
+                listEnd = self.position - 1 + Int(size)
+            case AMQPFormatCode.list32?:
+                guard let size = self.uint32(), let items = self.uint32(), size >= 4, items <= 11 else { return nil }
+                count = Int(items)
+                listEnd = self.position - 4 + Int(size)
+            default:
+                return nil
+            }
+            guard listEnd <= self.end, count >= 1, count <= 11 else { return nil }
+            var fields = Cursor(bytes: self.bytes, position: self.position, end: listEnd)
+            guard let handle = fields.uint() ?? nil else { return nil }
+            var header = Header(channel: channel, handle: handle)
+            var tag: Range<Int>?
+            if count > 1 {
+                guard let id = fields.uint() else { return nil }
+                header.deliveryId = id
+            }
+            if count > 2 {
+                guard let range = fields.binary() else { return nil }
+                tag = range
+            }
+            if count > 3 {
+                guard let format = fields.uint() else { return nil }
+                header.messageFormat = format
+            }
+            if count > 4 {
+                guard let settled = fields.boolean() else { return nil }
+                header.settled = settled
+            }
+            if count > 5 {
+                guard let more = fields.boolean() else { return nil }
+                header.more = more
+            }
+            // Fields 6 and on (rcv-settle-mode, state, resume, aborted, batchable) only as null.
+            for _ in 6..<max(6, count) { guard fields.byte() == AMQPFormatCode.null else { return nil } }
+            guard fields.position == listEnd else { return nil }
+            self.position = listEnd
+            return (header, tag)
+        }
+
+        /// A uint or null (`.some(nil)`); `nil` for anything else.
+        mutating func uint() -> UInt32?? {
+            switch self.byte() {
+            case AMQPFormatCode.null?: return .some(nil)
+            case AMQPFormatCode.uint0?: return .some(0)
+            case AMQPFormatCode.smallUInt?: return self.byte().map { .some(UInt32($0)) }
+            case AMQPFormatCode.uint?: return self.uint32().map { .some($0) }
+            default: return nil
+            }
+        }
+
+        /// A binary or null (`.some(nil)`), as a range of the frame.
+        mutating func binary() -> Range<Int>?? {
+            let length: Int
+            switch self.byte() {
+            case AMQPFormatCode.null?: return .some(nil)
+            case AMQPFormatCode.binary8?:
+                guard let small = self.byte() else { return nil }
+                length = Int(small)
+            case AMQPFormatCode.binary32?:
+                guard let large = self.uint32() else { return nil }
+                length = Int(large)
+            default: return nil
+            }
+            guard self.end - self.position >= length else { return nil }
+            defer { self.position += length }
+            return .some(self.position..<(self.position + length))
+        }
+
+        /// A boolean or null (`.some(nil)`).
+        mutating func boolean() -> Bool?? {
+            switch self.byte() {
+            case AMQPFormatCode.null?: return .some(nil)
+            case AMQPFormatCode.booleanTrue?: return .some(true)
+            case AMQPFormatCode.booleanFalse?: return .some(false)
+            case AMQPFormatCode.boolean?:
+                switch self.byte() {
+                case 0?: return .some(false)
+                case 1?: return .some(true)
+                default: return nil
+                }
+            default: return nil
+            }
+        }
+    }
+}

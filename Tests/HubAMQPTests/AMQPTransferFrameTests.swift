@@ -1,0 +1,117 @@
+import AzureIoTTestSupport
+import HubAMQP
+import Testing
+
+/// The transfer hot path against the general codec: the same bytes out, the same fields in, and anything it does not
+/// read left to the general decoder, never a trap.
+@Suite("AMQP transfer frames: the hot path agrees with the general codec")
+struct AMQPTransferFrameTests {
+    static func randomHeader(_ random: inout SeededRandom) -> AMQPTransferFrame.Header {
+        func maybe<T>(_ value: T) -> T? { Bool.random(using: &random) ? value : nil }
+        let numbers: [UInt32] = [0, 1, 255, 256, 65_535, .max]
+        return AMQPTransferFrame.Header(
+            channel: UInt16.random(in: 0...3, using: &random),
+            handle: numbers.randomElement(using: &random)!,
+            deliveryId: maybe(numbers.randomElement(using: &random)!),
+            deliveryTag: maybe(ArraySlice((0..<Int.random(in: 0...300, using: &random)).map { UInt8($0 & 0xFF) })),
+            messageFormat: maybe(numbers.randomElement(using: &random)!),
+            settled: maybe(Bool.random(using: &random)),
+            more: maybe(Bool.random(using: &random))
+        )
+    }
+
+    static func general(_ header: AMQPTransferFrame.Header, payload: [UInt8]) throws -> [UInt8] {
+        let transfer = AMQPTransfer(
+            handle: header.handle,
+            deliveryId: header.deliveryId,
+            deliveryTag: header.deliveryTag.map(Array.init),
+            messageFormat: header.messageFormat,
+            settled: header.settled,
+            more: header.more
+        )
+        return AMQPFrame(
+            channel: header.channel,
+            body: try AMQPPerformative.transfer(transfer, payload: payload).encoded()
+        )
+        .encoded
+    }
+
+    @Test("2,000 random transfers: the same bytes as the general encoder, read back to the same fields and payload")
+    func agreesWithGeneralCodec() throws {
+        var random = SeededRandom()
+        for _ in 0..<2000 {
+            let header = Self.randomHeader(&random)
+            let payload = (0..<Int.random(in: 0...600, using: &random)).map { _ in
+                UInt8.random(in: 0...255, using: &random)
+            }
+            var fast: [UInt8] = [9, 9]  // appended after what is there
+            try payload.withUnsafeBytes { try AMQPTransferFrame.append(header, payload: $0, to: &fast) }
+            let general = try Self.general(header, payload: payload)
+            #expect(Array(fast.dropFirst(2)) == general, "\(header)")
+            guard
+                case .transfer(let read, let range, let size) = try AMQPTransferFrame.read(
+                    general[...],
+                    maximumFrameSize: 1 << 20
+                )
+            else {
+                Issue.record("not read: \(header)")
+                continue
+            }
+            #expect(read == header && Array(general[range]) == payload && size == general.count)
+            #expect(
+                try AMQPTransferFrame.read(general[..<(general.count - 1)], maximumFrameSize: 1 << 20) == .incomplete
+            )
+        }
+    }
+
+    @Test("other frames, a transfer with a delivery state, a SASL frame and a frame over the limit")
+    func leavesTheRestToTheGeneralDecoder() throws {
+        let flow = AMQPFrame(
+            body: try AMQPPerformative.flow(
+                AMQPFlow(nextIncomingId: 0, incomingWindow: 1, nextOutgoingId: 0, outgoingWindow: 1)
+            )
+            .encoded()
+        ).encoded
+        #expect(try AMQPTransferFrame.read(flow[...], maximumFrameSize: 65_536) == .other)
+        let withState = AMQPFrame(
+            body: try AMQPPerformative.transfer(
+                AMQPTransfer(handle: 1, deliveryId: 2, deliveryTag: [1], settled: true, state: .accepted),
+                payload: [1, 2]
+            ).encoded()
+        ).encoded
+        #expect(try AMQPTransferFrame.read(withState[...], maximumFrameSize: 65_536) == .other)
+        let sasl = AMQPFrame(type: .sasl, body: [0x00, 0x53, 0x40, 0x45]).encoded
+        #expect(try AMQPTransferFrame.read(sasl[...], maximumFrameSize: 65_536) == .other)
+        #expect(throws: AMQPCodecError.self) { try AMQPTransferFrame.read(flow[...], maximumFrameSize: 8) }
+    }
+
+    @Test(
+        "20,000 mutated transfer frames: never a trap; whatever the hot path reads, the general decoder reads the same"
+    )
+    func mutatedFrames() throws {
+        var random = SeededRandom()
+        for _ in 0..<20_000 {
+            let header = Self.randomHeader(&random)
+            var bytes = try Self.general(header, payload: [1, 2, 3])
+            for _ in 0..<Int.random(in: 1...4, using: &random) {
+                let index = Int.random(in: 8..<bytes.count, using: &random)
+                bytes[index] = UInt8.random(in: 0...255, using: &random)
+            }
+            guard
+                case .transfer(let read, let range, _) = try AMQPTransferFrame.read(
+                    bytes[...],
+                    maximumFrameSize: 1 << 20
+                )
+            else { continue }
+            let body = Array(bytes[8...])
+            guard case .transfer(let transfer, let payload) = try AMQPPerformative.decode(body) else {
+                Issue.record("the hot path read a transfer the general decoder does not: \(bytes)")
+                continue
+            }
+            #expect(transfer.handle == read.handle && transfer.deliveryId == read.deliveryId)
+            #expect(transfer.deliveryTag == read.deliveryTag.map(Array.init))
+            #expect(transfer.messageFormat == read.messageFormat && transfer.settled == read.settled)
+            #expect(transfer.more == read.more && payload == Array(bytes[range]))
+        }
+    }
+}
