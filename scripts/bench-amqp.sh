@@ -34,7 +34,7 @@ echo "== settled sends, 256-byte messages, TLS + SASL PLAIN to qpid-proton 0.40 
 # Each client's own CPU time is printed after its line: the Python peer shares the 2 cores, so a client that needs
 # less CPU leaves the peer more, and the rates of the three clients sit within the peer's noise.
 cpu() { /usr/bin/time -f "  client CPU: %U s user + %S s system" "$@"; }
-cpu "$bin" client "$port" "$work/pki/ca.pem" "$count" 1 "$token"
+LD_PRELOAD="$work/malloc_counter.so" cpu "$bin" client "$port" "$work/pki/ca.pem" "$count" 1 "$token"
 rounds=${AMQP_BENCH_ROUNDS:-3}
 echo "$rounds rounds, the contenders interleaved in each round (the peers below send as fast as the peer's link"
 echo "credit, 1000, allows: the same in-flight limit as the last SDK line):"

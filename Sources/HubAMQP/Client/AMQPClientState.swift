@@ -78,6 +78,8 @@ struct AMQPClientState: Sendable {
     enum Action: Sendable, Equatable {
         /// Write these performatives, in order, on the session's channel (0).
         case write([AMQPPerformative])
+        /// Write these bytes: whole transfer frames, encoded on the hot path (`AMQPTransferFrame`).
+        case writeFrames([UInt8])
         /// The peer settled the message `sequence`: accepted (`nil`) or the error for its outcome.
         case settled(sequence: UInt64, error: HubAMQPError?)
         /// A cloud-to-device message arrived for the identity in `slot` (settle it with ``settle(_:state:)`` unless
@@ -312,15 +314,15 @@ struct AMQPClientState: Sendable {
         guard let handle = self.handles[kind], var link = self.links[handle], link.phase == .attached,
             var queue = self.pendingRequests[kind], !queue.isEmpty
         else { return [] }
-        var frames: [AMQPPerformative] = []
+        var frames: [UInt8] = []
         while link.credit > 0, !queue.isEmpty {
             link.credit -= 1
             link.deliveryCount &+= 1
-            frames += self.transfers(queue.removeFirst(), handle: handle, settled: true)
+            self.appendTransfers(queue.removeFirst(), handle: handle, settled: true, to: &frames)
         }
         self.links[handle] = link
         self.pendingRequests[kind] = queue.isEmpty ? nil : queue
-        return frames.isEmpty ? [] : [.write(frames)]
+        return frames.isEmpty ? [] : [.writeFrames(frames)]
     }
 
     /// Settles a received cloud-to-device message; the link gets the credit back.
@@ -538,7 +540,7 @@ struct AMQPClientState: Sendable {
     /// session window allow.
     private mutating func pump() -> [Action] {
         guard self.beginReceived, !self.isDraining else { return [] }
-        var frames: [AMQPPerformative] = []
+        var frames: [UInt8] = []
         let chunk = self.chunkSize
         slots: for slot in self.untransmitted.keys {
             guard let handle = self.handles[.telemetry(slot)], var link = self.links[handle], link.phase == .attached
@@ -562,42 +564,45 @@ struct AMQPClientState: Sendable {
                 self.remoteIncomingWindow -= frameCount
                 self.deliveries[self.nextDeliveryId] = sequence
                 self.outgoing[sequence]?.deliveryId = self.nextDeliveryId
-                frames += self.transfers(entry.payload, handle: handle, settled: false)
+                self.appendTransfers(entry.payload, handle: handle, settled: false, to: &frames)
             }
         }
-        return frames.isEmpty ? [] : [.write(frames)]
+        return frames.isEmpty ? [] : [.writeFrames(frames)]
     }
 
     /// The payload bytes per transfer frame: the peer's frame size less the frame header and a transfer performative.
     private var chunkSize: Int { max(64, self.peerMaxFrameSize - 8 - 64) }
 
-    /// One delivery as transfer frames; takes the next delivery id and transfer ids.
-    private mutating func transfers(_ payload: [UInt8], handle: UInt32, settled: Bool) -> [AMQPPerformative] {
+    /// One delivery as transfer frames appended to `frames` (the hot path: no performative values); takes the next
+    /// delivery id and transfer ids.
+    private mutating func appendTransfers(_ payload: [UInt8], handle: UInt32, settled: Bool, to frames: inout [UInt8]) {
         let id = self.nextDeliveryId
         self.nextDeliveryId &+= 1
         let chunk = self.chunkSize
-        var frames: [AMQPPerformative] = []
         var offset = 0
-        repeat {
-            let end = min(payload.count, offset + chunk)
-            let first = offset == 0
-            frames.append(
-                .transfer(
-                    AMQPTransfer(
-                        handle: handle,
-                        deliveryId: first ? id : nil,
-                        deliveryTag: first ? withUnsafeBytes(of: id.bigEndian, Array.init) : nil,
-                        messageFormat: first ? 0 : nil,
-                        settled: first ? settled : nil,
-                        more: end < payload.count ? true : nil
-                    ),
-                    payload: offset == 0 && end == payload.count ? payload : Array(payload[offset..<end])
+        payload.withUnsafeBytes { bytes in
+            repeat {
+                let end = min(payload.count, offset + chunk)
+                let first = offset == 0
+                let tag = withUnsafeBytes(of: id.bigEndian) { ArraySlice($0) }
+                let header = AMQPTransferFrame.Header(
+                    handle: handle,
+                    deliveryId: first ? id : nil,
+                    deliveryTag: first ? tag : nil,
+                    messageFormat: first ? 0 : nil,
+                    settled: first ? settled : nil,
+                    more: end < payload.count ? true : nil
                 )
-            )
-            self.nextOutgoingId &+= 1
-            offset = end
-        } while offset < payload.count
-        return frames
+                // A frame is at most the peer's frame size, far below the 4 GiB the encoder refuses.
+                try? AMQPTransferFrame.append(
+                    header,
+                    payload: UnsafeRawBufferPointer(rebasing: bytes[offset..<end]),
+                    to: &frames
+                )
+                self.nextOutgoingId &+= 1
+                offset = end
+            } while offset < payload.count
+        }
     }
 
     private func flow(_ handle: UInt32, deliveryCount: UInt32, credit: UInt32) -> AMQPFlow {

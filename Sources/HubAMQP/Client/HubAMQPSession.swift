@@ -1080,6 +1080,8 @@ actor HubAMQPSession {
                     if let body = try? performative.encoded() { bytes += AMQPFrame(body: body).encoded }
                 }
                 transport.writer.send(bytes)
+            case .writeFrames(let bytes):
+                self.transport?.writer.send(bytes)
             case .settled(let sequence, let error):
                 guard let waiter = self.sendWaiters.removeValue(forKey: sequence) else { continue }
                 if let error { waiter.resume(throwing: error) } else { waiter.resume() }
