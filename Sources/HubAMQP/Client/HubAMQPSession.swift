@@ -698,6 +698,9 @@ actor HubAMQPSession {
         // The peer heartbeats at half our idle time-out; allow 1.5 times it before calling the peer dead, so a late
         // heartbeat on a busy machine is not a disconnect.
         let silence = self.settings.idleTimeout > .zero ? self.settings.idleTimeout * 1.5 : nil
+        // One read buffer per connection: reading allocates nothing (a fresh 16 KB array per read did).
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.readChunk, alignment: 1)
+        defer { scratch.deallocate() }
         do {
             while self.transport?.generation == generation {
                 // Decode every complete frame, then drop them from the buffer in one move.
@@ -713,15 +716,25 @@ actor HubAMQPSession {
                 if consumed > 0, self.transport?.generation == generation {
                     self.transport?.buffer.removeFirst(consumed)
                 }
-                let chunk: [UInt8]
+                var count = 0
                 do {
-                    chunk = try await connection.read(timeout: silence)
+                    reading: while true {
+                        switch try connection.readNow(into: scratch) {
+                        case .done(let read):
+                            count = read
+                            break reading
+                        case .needsReadable:
+                            try await connection.waitUntilReady(readable: true, timeout: silence)
+                        case .needsWritable:
+                            try await connection.waitUntilReady(readable: false, timeout: silence)
+                        }
+                    }
                 } catch let error as AzureIoTError where error.code == .timedOut {
                     throw HubAMQPError(.connectionClosed, "the peer sent nothing for longer than the idle time-out")
                 }
-                guard !chunk.isEmpty else { throw HubAMQPError(.connectionClosed, "the peer closed the connection") }
+                guard count > 0 else { throw HubAMQPError(.connectionClosed, "the peer closed the connection") }
                 guard self.transport?.generation == generation else { return }
-                self.transport?.buffer += chunk
+                self.transport?.buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[..<count]))
             }
         } catch let error as HubAMQPError {
             self.transportLost(error, generation: generation)
@@ -732,6 +745,9 @@ actor HubAMQPSession {
             )
         }
     }
+
+    /// The most bytes one read takes off the TLS session (one TLS record).
+    private static let readChunk = 16 * 1024
 
     /// The hub detached the links of the identity in `slot` (a gateway): it is off the hub until the next
     /// connection; the identity hears why on its own events.
@@ -756,7 +772,7 @@ actor HubAMQPSession {
         let new = wanted.subtracting(self.features[slot] ?? [])
         guard !new.isEmpty else { return }
         self.features[slot, default: []].formUnion(new)
-        if self.lifecycle == .connected { try await self.attachFeatures(slot) }
+        if self.lifecycle == .connected { try await self.attachFeatures(slot, only: new) }
     }
 
     /// Sets where desired-property patches and direct-method calls of the identity in `slot` go.
@@ -771,10 +787,11 @@ actor HubAMQPSession {
 
     /// Attaches the twin and method links the identity's features need (those not attached on this connection), and
     /// subscribes to desired-property patches.
-    private func attachFeatures(_ slot: Int) async throws {
-        guard let identity = self.identities[slot], let features = self.features[slot], !features.isEmpty else {
+    private func attachFeatures(_ slot: Int, only subset: Set<Feature>? = nil) async throws {
+        guard let identity = self.identities[slot], var features = self.features[slot], !features.isEmpty else {
             return
         }
+        if let subset { features.formIntersection(subset) }
         let channel = identity.moduleId.map { "\(identity.deviceId)/\($0)" } ?? identity.deviceId
         let versioned =
             self.clientProperties + [
@@ -885,10 +902,10 @@ actor HubAMQPSession {
     ) async throws -> AMQPTwinMessage.Incoming {
         let clock = self.settings.clock
         let deadline = clock.now() + (timeout ?? self.settings.operationTimeout)
-        try await self.enable([.twin], slot: slot)
         while true {
             try await self.awaitConnected(until: deadline)
             do {
+                try await self.enable([.twin], slot: slot)
                 return try await self.exchange(operation, resource: resource, body: body, slot: slot, until: deadline)
             } catch let error as HubAMQPError where error.code == .notConnected && clock.now() < deadline {
                 // A GET, or a merge patch of reported properties, can be sent again on the next connection.
