@@ -115,3 +115,63 @@ struct AMQPTransferFrameTests {
         }
     }
 }
+
+/// The disposition hot path against the general codec.
+@Suite("AMQP disposition frames: the hot path agrees with the general codec")
+struct AMQPDispositionFrameTests {
+    static func randomDisposition(_ random: inout SeededRandom) -> AMQPDisposition {
+        func maybe<T>(_ value: T) -> T? { Bool.random(using: &random) ? value : nil }
+        let numbers: [UInt32] = [0, 1, 255, 256, .max]
+        let states: [AMQPDeliveryState?] = [
+            nil, .accepted, .released, .rejected(nil), .modified(deliveryFailed: true, undeliverableHere: nil),
+        ]
+        return AMQPDisposition(
+            isReceiver: Bool.random(using: &random),
+            first: numbers.randomElement(using: &random)!,
+            last: maybe(numbers.randomElement(using: &random)!),
+            settled: maybe(Bool.random(using: &random)),
+            state: states.randomElement(using: &random)!
+        )
+    }
+
+    @Test(
+        "2,000 random dispositions and 20,000 mutated ones: read in place exactly as the general decoder reads them, or left to it"
+    )
+    func agreesWithGeneralCodec() throws {
+        var random = SeededRandom()
+        var fastReads = 0
+        for round in 0..<22_000 {
+            let disposition = Self.randomDisposition(&random)
+            var bytes = AMQPFrame(channel: 3, body: try AMQPPerformative.disposition(disposition).encoded()).encoded
+            if round >= 2000 {
+                for _ in 0..<Int.random(in: 1...3, using: &random) {
+                    bytes[Int.random(in: 8..<bytes.count, using: &random)] = UInt8.random(in: 0...255, using: &random)
+                }
+            }
+            let read = try AMQPDispositionFrame.read(bytes[...], maximumFrameSize: 65_536)
+            if round < 2000 {
+                switch disposition.state {
+                case nil, .accepted?, .released?:
+                    #expect(read == .disposition(disposition, channel: 3, size: bytes.count), "\(disposition)")
+                default:
+                    #expect(read == .other)
+                }
+                #expect(
+                    try AMQPDispositionFrame.read(bytes[..<(bytes.count - 1)], maximumFrameSize: 65_536) == .incomplete
+                )
+            }
+            guard case .disposition(let fast, _, _) = read else { continue }
+            fastReads += 1
+            guard case .disposition(let general)? = try? AMQPPerformative.decode(Array(bytes[8...])) else {
+                Issue.record("the hot path read a disposition the general decoder does not: \(bytes)")
+                continue
+            }
+            #expect(fast == general, "\(bytes)")
+        }
+        #expect(fastReads > 1000)
+        let transfer = AMQPFrame(
+            body: try AMQPPerformative.transfer(AMQPTransfer(handle: 0, deliveryId: 0), payload: [1]).encoded()
+        ).encoded
+        #expect(try AMQPDispositionFrame.read(transfer[...], maximumFrameSize: 65_536) == .other)
+    }
+}

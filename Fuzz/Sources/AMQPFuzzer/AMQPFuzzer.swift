@@ -32,6 +32,14 @@ func fuzzAMQP(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
                 "the hot path and the general decoder read a transfer differently"
             )
         }
+        if case .disposition(let disposition, _, let size)? = try? AMQPDispositionFrame.read(
+            bytes[offset...],
+            maximumFrameSize: 1 << 20
+        ) {
+            precondition(size == length, "the disposition hot path and the framer disagree on a frame's size")
+            guard case .disposition(let general)? = try? AMQPPerformative.decode(frame.body), general == disposition
+            else { preconditionFailure("the hot path and the general decoder read a disposition differently") }
+        }
         offset += length
         guard !frame.isHeartbeat, let performative = try? AMQPPerformative.decode(frame.body) else { continue }
         if case .transfer(_, let payload) = performative, let message = try? AMQPMessage(decoding: payload) {

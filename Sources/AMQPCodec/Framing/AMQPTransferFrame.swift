@@ -213,7 +213,7 @@ public enum AMQPTransferFrame {
     // MARK: - Decoding
 
     /// A bounds-checked reader over one frame's body: every read that would pass `end` fails (returns `nil`).
-    private struct Cursor {
+    fileprivate struct Cursor {
         let bytes: UnsafeBufferPointer<UInt8>
         var position: Int
         let end: Int
@@ -290,6 +290,75 @@ public enum AMQPTransferFrame {
             return (header, tag)
         }
 
+        /// A described list's descriptor code (small or full ulong) and its item count and end; `nil` for anything
+        /// else.
+        mutating func describedList() -> (code: UInt8, count: Int, end: Int)? {
+            guard self.byte() == AMQPFormatCode.described else { return nil }
+            let code: UInt8
+            switch self.byte() {
+            case AMQPFormatCode.smallULong?:
+                guard let small = self.byte() else { return nil }
+                code = small
+            case AMQPFormatCode.ulong?:
+                guard self.uint32() == 0, let low = self.uint32(), low <= 0xFF else { return nil }
+                code = UInt8(low)
+            default:
+                return nil
+            }
+            switch self.byte() {
+            case AMQPFormatCode.list0?:
+                return (code, 0, self.position)
+            case AMQPFormatCode.list8?:
+                guard let size = self.byte(), let items = self.byte(), size >= 1 else { return nil }
+                let end = self.position - 1 + Int(size)
+                return end <= self.end ? (code, Int(items), end) : nil
+            case AMQPFormatCode.list32?:
+                guard let size = self.uint32(), let items = self.uint32(), size >= 4, items <= 64 else { return nil }
+                let end = self.position - 4 + Int(size)
+                return end <= self.end ? (code, Int(items), end) : nil
+            default:
+                return nil
+            }
+        }
+
+        /// A disposition's performative with no state, or `accepted` or `released` as its state; `nil` for anything
+        /// the general decoder must read.
+        mutating func disposition() -> AMQPDisposition? {
+            guard let (code, count, end) = self.describedList(), code == 0x15, count >= 2, count <= 6 else {
+                return nil
+            }
+            var fields = Cursor(bytes: self.bytes, position: self.position, end: end)
+            guard let role = fields.boolean() ?? nil, let first = fields.uint() ?? nil else { return nil }
+            var disposition = AMQPDisposition(isReceiver: role, first: first)
+            if count > 2 {
+                guard let last = fields.uint() else { return nil }
+                disposition.last = last
+            }
+            if count > 3 {
+                guard let settled = fields.boolean() else { return nil }
+                disposition.settled = settled
+            }
+            if count > 4 {
+                guard fields.position < fields.end else { return nil }
+                if fields.bytes[fields.position] == AMQPFormatCode.null {
+                    fields.position += 1
+                } else {
+                    guard let (state, items, stateEnd) = fields.describedList(),
+                        items == 0, stateEnd == fields.position
+                    else { return nil }
+                    switch state {
+                    case 0x24: disposition.state = .accepted
+                    case 0x26: disposition.state = .released
+                    default: return nil
+                    }
+                }
+            }
+            if count > 5 { guard fields.boolean() != nil else { return nil } }
+            guard fields.position == end else { return nil }
+            self.position = end
+            return disposition
+        }
+
         /// A uint or null (`.some(nil)`); `nil` for anything else.
         mutating func uint() -> UInt32?? {
             switch self.byte() {
@@ -334,5 +403,53 @@ public enum AMQPTransferFrame {
             default: return nil
             }
         }
+    }
+}
+
+/// The other hot-path frame for a sender: the `disposition` that settles its messages, read in place without building
+/// `AMQPValue`s when its state is absent, `accepted` or `released` (anything else is left to the general decoder).
+public enum AMQPDispositionFrame {
+    /// What ``read(_:maximumFrameSize:)`` found at the start of a buffer.
+    public enum Read: Sendable, Equatable {
+        /// Not a whole frame yet.
+        case incomplete
+        /// A disposition this path reads, its channel and the frame's size.
+        case disposition(AMQPDisposition, channel: UInt16, size: Int)
+        /// Another frame: decode it with ``AMQPFramer`` and ``AMQPPerformative/decode(_:)``.
+        case other
+    }
+
+    /// Reads the frame at the start of `buffer` in place. Checks the frame header as ``AMQPFramer`` does and throws
+    /// ``AMQPCodecError`` where it would; every read is bounds-checked against the frame.
+    public static func read(_ buffer: ArraySlice<UInt8>, maximumFrameSize: Int) throws(AMQPCodecError) -> Read {
+        guard buffer.count >= 8 else { return .incomplete }
+        let start = buffer.startIndex
+        let size =
+            Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8
+            | Int(buffer[start + 3])
+        let dataOffset = Int(buffer[start + 4])
+        guard size >= 8 else { throw AMQPCodecError(.invalidFrameHeader, "SIZE \(size) is below 8") }
+        guard dataOffset >= 2, dataOffset * 4 <= size else {
+            throw AMQPCodecError(.invalidFrameHeader, "DOFF \(dataOffset) is below 2 or beyond the frame")
+        }
+        guard size <= maximumFrameSize else {
+            throw AMQPCodecError(
+                .invalidFrameHeader,
+                "a frame of \(size) bytes exceeds max-frame-size \(maximumFrameSize)"
+            )
+        }
+        guard buffer[start + 5] <= 1 else {
+            throw AMQPCodecError(.invalidFrameHeader, "frame type \(buffer[start + 5]) is not AMQP (0) or SASL (1)")
+        }
+        guard buffer.count >= size else { return .incomplete }
+        guard buffer[start + 5] == 0, dataOffset * 4 < size else { return .other }
+        let channel = UInt16(buffer[start + 6]) << 8 | UInt16(buffer[start + 7])
+        let disposition = buffer.withUnsafeBufferPointer { bytes -> AMQPDisposition? in
+            var cursor = AMQPTransferFrame.Cursor(bytes: bytes, position: dataOffset * 4, end: size)
+            guard let disposition = cursor.disposition(), cursor.position == size else { return nil }
+            return disposition
+        }
+        guard let disposition else { return .other }
+        return .disposition(disposition, channel: channel, size: size)
     }
 }

@@ -705,9 +705,18 @@ actor HubAMQPSession {
             while self.transport?.generation == generation {
                 // Decode every complete frame, then drop them from the buffer in one move.
                 var consumed = 0
-                while let transport = self.transport, transport.generation == generation,
-                    let (frame, size) = try transport.framer.nextFrame(in: transport.buffer[consumed...])
-                {
+                while let transport = self.transport, transport.generation == generation {
+                    // The frames that settle sends are read in place; the rest through the general decoder.
+                    let rest = transport.buffer[consumed...]
+                    if case .disposition(let disposition, _, let size) = try AMQPDispositionFrame.read(
+                        rest,
+                        maximumFrameSize: transport.framer.maximumFrameSize
+                    ) {
+                        consumed += size
+                        self.perform(try self.protocolState.receive(.disposition(disposition)))
+                        continue
+                    }
+                    guard let (frame, size) = try transport.framer.nextFrame(in: rest) else { break }
                     consumed += size
                     if !frame.isHeartbeat {
                         self.perform(try self.protocolState.receive(try AMQPPerformative.decode(frame.body)))
