@@ -7,6 +7,7 @@ import DPSClient
 import Foundation
 import HubMQTT
 import Logging
+import Synchronization
 import Testing
 
 /// Runs every article's code (``ArticleExamples``) against the emulator and checks that the articles show exactly
@@ -200,17 +201,21 @@ struct ArticleExampleTests {
         let device = try #require(emulator.endpoints.devices.first)
         let caller = Task {
             try await emulator.waitUntilConnected(deviceId: device.deviceId, timeout: .seconds(60))
-            // The device subscribes before it connects; the call may still find it between the two.
-            var response: MethodResponse?
-            while response == nil {
-                response = try? await emulator.invokeMethod(
-                    deviceId: device.deviceId,
-                    name: "reboot",
-                    timeout: .seconds(30)
-                )
-                if response == nil { try await Task.sleep(for: .milliseconds(20)) }  // a poll, as `eventually` does
+            // The device subscribes before it connects; the call may still find it between the two, so it is tried
+            // until the device takes it.
+            let response = Mutex<MethodResponse?>(nil)
+            try await eventually("the method call answered", within: .seconds(60)) {
+                guard
+                    let answer = try? await emulator.invokeMethod(
+                        deviceId: device.deviceId,
+                        name: "reboot",
+                        timeout: .seconds(30)
+                    )
+                else { return false }
+                response.withLock { $0 = answer }
+                return true
             }
-            return response
+            return response.withLock { $0 }
         }
         let answered = try await ArticleExamples.runDevice(
             connectionString: connectionString,
