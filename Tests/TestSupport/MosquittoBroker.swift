@@ -18,17 +18,19 @@ public final class MosquittoBroker: Sendable {
     private final class PeerBox: @unchecked Sendable {
         private let lock = NSLock()
         private var current: PeerProcess?
-        private var logs: [String] = []
+        /// The brokers before a restart, kept whole: a killed broker's last log lines may still be in the pipe when
+        /// the next one starts (a loaded machine reads them late), and they count.
+        private var previous: [PeerProcess] = []
         func set(_ peer: PeerProcess?) {
             self.lock.lock()
-            if let old = self.current { self.logs.append(old.output) }
+            if let old = self.current { self.previous.append(old) }
             self.current = peer
             self.lock.unlock()
         }
         var output: String {
             self.lock.lock()
             defer { self.lock.unlock() }
-            return (self.logs + [self.current?.output ?? ""]).joined(separator: "\n")
+            return (self.previous + (self.current.map { [$0] } ?? [])).map(\.output).joined(separator: "\n")
         }
         func stop() {
             self.lock.lock()
