@@ -75,6 +75,18 @@ public struct AMQPFramer: Sendable {
 
     /// The frame at the start of `buffer` and its total size, or nil if incomplete.
     public func nextFrame(in buffer: ArraySlice<UInt8>) throws(AMQPCodecError) -> (frame: AMQPFrame, size: Int)? {
+        guard let header = try Self.header(in: buffer, maximumFrameSize: self.maximumFrameSize) else { return nil }
+        let start = buffer.startIndex
+        let body = Array(buffer[(start + header.bodyOffset)..<(start + header.size)])
+        return (AMQPFrame(type: header.type, channel: header.channel, body: body), header.size)
+    }
+
+    /// The checked header of the whole frame at the start of `buffer` (`nil` until all of it is there): SIZE ≥ 8,
+    /// DOFF ≥ 2, DOFF × 4 ≤ SIZE, SIZE ≤ `maximumFrameSize` and the frame type are checked from the first 8 bytes,
+    /// before any body is buffered. The frame readers of the hot paths share it.
+    static func header(in buffer: ArraySlice<UInt8>, maximumFrameSize: Int) throws(AMQPCodecError) -> (
+        size: Int, bodyOffset: Int, type: AMQPFrame.FrameType, channel: UInt16
+    )? {
         guard buffer.count >= 8 else { return nil }
         let start = buffer.startIndex
         let size =
@@ -85,18 +97,16 @@ public struct AMQPFramer: Sendable {
         guard dataOffset >= 2, dataOffset * 4 <= size else {
             throw AMQPCodecError(.invalidFrameHeader, "DOFF \(dataOffset) is below 2 or beyond the frame")
         }
-        guard size <= self.maximumFrameSize else {
+        guard size <= maximumFrameSize else {
             throw AMQPCodecError(
                 .invalidFrameHeader,
-                "a frame of \(size) bytes exceeds max-frame-size \(self.maximumFrameSize)"
+                "a frame of \(size) bytes exceeds max-frame-size \(maximumFrameSize)"
             )
         }
         guard let type = AMQPFrame.FrameType(rawValue: buffer[start + 5]) else {
             throw AMQPCodecError(.invalidFrameHeader, "frame type \(buffer[start + 5]) is not AMQP (0) or SASL (1)")
         }
         guard buffer.count >= size else { return nil }
-        let channel = UInt16(buffer[start + 6]) << 8 | UInt16(buffer[start + 7])
-        let body = Array(buffer[(start + dataOffset * 4)..<(start + size)])
-        return (AMQPFrame(type: type, channel: channel, body: body), size)
+        return (size, dataOffset * 4, type, UInt16(buffer[start + 6]) << 8 | UInt16(buffer[start + 7]))
     }
 }

@@ -170,28 +170,14 @@ public enum AMQPTransferFrame {
     /// Reads the frame at the start of `buffer` in place. Checks the frame header as ``AMQPFramer`` does and throws
     /// ``AMQPCodecError`` where it would; every read is bounds-checked against the frame.
     public static func read(_ buffer: ArraySlice<UInt8>, maximumFrameSize: Int) throws(AMQPCodecError) -> Read {
-        guard buffer.count >= 8 else { return .incomplete }
+        guard let frame = try AMQPFramer.header(in: buffer, maximumFrameSize: maximumFrameSize) else {
+            return .incomplete
+        }
         let start = buffer.startIndex
-        let size =
-            Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8
-            | Int(buffer[start + 3])
-        let dataOffset = Int(buffer[start + 4])
-        guard size >= 8 else { throw AMQPCodecError(.invalidFrameHeader, "SIZE \(size) is below 8") }
-        guard dataOffset >= 2, dataOffset * 4 <= size else {
-            throw AMQPCodecError(.invalidFrameHeader, "DOFF \(dataOffset) is below 2 or beyond the frame")
-        }
-        guard size <= maximumFrameSize else {
-            throw AMQPCodecError(
-                .invalidFrameHeader,
-                "a frame of \(size) bytes exceeds max-frame-size \(maximumFrameSize)"
-            )
-        }
-        guard buffer[start + 5] <= 1 else {
-            throw AMQPCodecError(.invalidFrameHeader, "frame type \(buffer[start + 5]) is not AMQP (0) or SASL (1)")
-        }
-        guard buffer.count >= size else { return .incomplete }
-        guard buffer[start + 5] == 0 else { return .other }
-        let channel = UInt16(buffer[start + 6]) << 8 | UInt16(buffer[start + 7])
+        let size = frame.size
+        let dataOffset = frame.bodyOffset / 4
+        guard frame.type == .amqp else { return .other }
+        let channel = frame.channel
         // Read through a pointer (the cursor checks every read against the frame's end itself); positions are
         // offsets into the slice, turned back into its indices at the end.
         let parsed = buffer.withUnsafeBufferPointer { bytes -> (Header, tag: Range<Int>?, payloadStart: Int)? in
@@ -422,28 +408,13 @@ public enum AMQPDispositionFrame {
     /// Reads the frame at the start of `buffer` in place. Checks the frame header as ``AMQPFramer`` does and throws
     /// ``AMQPCodecError`` where it would; every read is bounds-checked against the frame.
     public static func read(_ buffer: ArraySlice<UInt8>, maximumFrameSize: Int) throws(AMQPCodecError) -> Read {
-        guard buffer.count >= 8 else { return .incomplete }
-        let start = buffer.startIndex
-        let size =
-            Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8
-            | Int(buffer[start + 3])
-        let dataOffset = Int(buffer[start + 4])
-        guard size >= 8 else { throw AMQPCodecError(.invalidFrameHeader, "SIZE \(size) is below 8") }
-        guard dataOffset >= 2, dataOffset * 4 <= size else {
-            throw AMQPCodecError(.invalidFrameHeader, "DOFF \(dataOffset) is below 2 or beyond the frame")
+        guard let frame = try AMQPFramer.header(in: buffer, maximumFrameSize: maximumFrameSize) else {
+            return .incomplete
         }
-        guard size <= maximumFrameSize else {
-            throw AMQPCodecError(
-                .invalidFrameHeader,
-                "a frame of \(size) bytes exceeds max-frame-size \(maximumFrameSize)"
-            )
-        }
-        guard buffer[start + 5] <= 1 else {
-            throw AMQPCodecError(.invalidFrameHeader, "frame type \(buffer[start + 5]) is not AMQP (0) or SASL (1)")
-        }
-        guard buffer.count >= size else { return .incomplete }
-        guard buffer[start + 5] == 0, dataOffset * 4 < size else { return .other }
-        let channel = UInt16(buffer[start + 6]) << 8 | UInt16(buffer[start + 7])
+        let size = frame.size
+        let dataOffset = frame.bodyOffset / 4
+        guard frame.type == .amqp, dataOffset * 4 < size else { return .other }
+        let channel = frame.channel
         let disposition = buffer.withUnsafeBufferPointer { bytes -> AMQPDisposition? in
             var cursor = AMQPTransferFrame.Cursor(bytes: bytes, position: dataOffset * 4, end: size)
             guard let disposition = cursor.disposition(), cursor.position == size else { return nil }
