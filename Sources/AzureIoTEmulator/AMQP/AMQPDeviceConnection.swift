@@ -537,7 +537,9 @@ actor AMQPDeviceConnection: DeviceLink {
         case .methodResponses:
             if let deliveryId, !settled { self.settle(deliveryId, .accepted, channel) }
             guard let requestId = message.correlationId.flatMap(Self.render) else { return }
-            let status = message.applicationProperties.first { $0.0 == "IoThub-status" }.flatMap { Self.integer($0.1) }
+            let status = message.applicationProperties.first { $0.0 == "IoThub-status" }.flatMap {
+                AMQPTwinMessage.integer($0.1)
+            }
             await self.hub.completeMethod(
                 requestId: requestId,
                 response: MethodResponse(status: status ?? 500, payload: message.data ?? [])
@@ -797,16 +799,6 @@ actor AMQPDeviceConnection: DeviceLink {
         answer.messageAnnotations = [AMQPMapEntry(.symbol("status"), .int(Int32(status)))]
         if let version { answer.messageAnnotations.append(AMQPMapEntry(.symbol("version"), .long(Int64(version)))) }
         return answer
-    }
-
-    static func integer(_ value: AMQPValue) -> Int? {
-        switch value {
-        case .byte(let n): return Int(n)
-        case .short(let n): return Int(n)
-        case .int(let n): return Int(n)
-        case .long(let n): return Int(n)
-        default: return value.unsignedInteger.flatMap { Int(exactly: $0) }
-        }
     }
 
     // MARK: - Queued sends

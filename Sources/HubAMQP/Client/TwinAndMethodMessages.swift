@@ -3,7 +3,7 @@
 /// message annotations and its `correlation-id` in the properties; the answer echoes the correlation id and carries
 /// `status` and `version` annotations. A message on the receiver link without a correlation id is a desired-property
 /// patch the hub pushes.
-enum AMQPTwinMessage {
+package enum AMQPTwinMessage {
     enum Operation: String, Sendable {
         case get = "GET"
         case patch = "PATCH"
@@ -71,8 +71,8 @@ enum AMQPTwinMessage {
         }
     }
 
-    /// Any AMQP integer that fits an `Int`.
-    static func integer(_ value: AMQPValue) -> Int? {
+    /// Any AMQP integer that fits an `Int` (the emulator reads IoT Hub's numbers with it too).
+    package static func integer(_ value: AMQPValue) -> Int? {
         switch value {
         case .byte(let n): return Int(n)
         case .short(let n): return Int(n)
