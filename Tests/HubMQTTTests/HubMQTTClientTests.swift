@@ -367,6 +367,22 @@ struct HubMQTTClientTests {
         #expect(missing.isEmpty, "not received: \(missing)")
     }
 
+    /// A client of `broker`'s any-password listener whose timers run on `clock`.
+    static func client(
+        _ broker: MosquittoBroker,
+        authentication: HubMQTTConfiguration.Authentication,
+        clock: ManualClock
+    ) async throws -> HubMQTTClient {
+        try HubMQTTClient(
+            configuration: try await Self.configuration(
+                broker,
+                port: broker.anyPasswordPort,
+                authentication: authentication
+            ),
+            clock: clock
+        )
+    }
+
     /// Connection events as they come, for tests that move a virtual clock on while they watch.
     final class EventLog: Sendable {
         let kinds = Mutex<[ConnectionEvent]>([])
@@ -381,18 +397,9 @@ struct HubMQTTClientTests {
         "keep-alive on a virtual clock: PINGREQ after a keep-alive period of silence; an unanswered PINGREQ drops the connection, and the client reconnects"
     )
     func keepAlive() async throws {
-        let pki = try await TestPKI.shared()
-        let broker = try await MosquittoBroker(pki: pki)
-        let clock = ManualClock()
+        let (broker, clock) = (try await MosquittoBroker(pki: try await TestPKI.shared()), ManualClock())
         // 60 s announced to mosquitto, which enforces it in real time: far more than the test takes.
-        let client = try HubMQTTClient(
-            configuration: try await Self.configuration(
-                broker,
-                port: broker.anyPasswordPort,
-                authentication: try Self.anyPassword()
-            ),
-            clock: clock
-        )
+        let client = try await Self.client(broker, authentication: try Self.anyPassword(), clock: clock)
         let log = EventLog()
         let watcher = log.watch(client)
         try await client.connect()
@@ -427,22 +434,13 @@ struct HubMQTTClientTests {
         "token renewal on a virtual clock: no reconnect before 80 % of the lifetime; at 80 % DISCONNECT and a new CONNECT with a fresh token"
     )
     func tokenRenewal() async throws {
-        let pki = try await TestPKI.shared()
-        let broker = try await MosquittoBroker(pki: pki)
-        let clock = ManualClock()
+        let (broker, clock) = (try await MosquittoBroker(pki: try await TestPKI.shared()), ManualClock())
         let credential = SymmetricKeyCredential(
             key: try SymmetricKey(base64: Self.key),
             timeToLive: 3600,
             renewalFraction: 0.8
         )
-        let client = try HubMQTTClient(
-            configuration: try await Self.configuration(
-                broker,
-                port: broker.anyPasswordPort,
-                authentication: .sas(credential)
-            ),
-            clock: clock
-        )
+        let client = try await Self.client(broker, authentication: .sas(credential), clock: clock)
         let log = EventLog()
         let watcher = log.watch(client)
         try await client.connect()
@@ -464,17 +462,8 @@ struct HubMQTTClientTests {
         "telemetry expiry on a virtual clock: a message that cannot be delivered completes with expired at its deadline, not before"
     )
     func expiryOnVirtualClock() async throws {
-        let pki = try await TestPKI.shared()
-        let broker = try await MosquittoBroker(pki: pki)
-        let clock = ManualClock()
-        let client = try HubMQTTClient(
-            configuration: try await Self.configuration(
-                broker,
-                port: broker.anyPasswordPort,
-                authentication: try Self.anyPassword()
-            ),
-            clock: clock
-        )
+        let (broker, clock) = (try await MosquittoBroker(pki: try await TestPKI.shared()), ManualClock())
+        let client = try await Self.client(broker, authentication: try Self.anyPassword(), clock: clock)
         try await client.connect()
         broker.pause(true)
         var message = TelemetryMessage(text: "short-lived")

@@ -109,16 +109,7 @@ enum AMQPBenchmark {
             else { fatalError("round trip") }
             checksum &+= body.count
         }
-        for index in 0..<10_000 { try once(index) }
-        var sampleIndex = 0
-        let heap = try MallocCounter.perCall(10_000) {
-            try once(sampleIndex)
-            sampleIndex += 1
-        }
-        let clock = ContinuousClock()
-        let start = clock.now
-        for index in 0..<count { try once(index) }
-        let seconds = elapsedSeconds(clock.now - start)
+        let (seconds, heap) = try Self.timed(count, once)
         precondition(checksum > 0)
         var line = String(
             format:
@@ -162,16 +153,7 @@ enum AMQPBenchmark {
             else { fatalError("round trip") }
             checksum &+= range.count &+ Int(read.deliveryId ?? 0)
         }
-        for index in 0..<10_000 { try once(index) }
-        var sampleIndex = 0
-        let heap = try MallocCounter.perCall(10_000) {
-            try once(sampleIndex)
-            sampleIndex += 1
-        }
-        let clock = ContinuousClock()
-        let start = clock.now
-        for index in 0..<count { try once(index) }
-        let seconds = elapsedSeconds(clock.now - start)
+        let (seconds, heap) = try Self.timed(count, once)
         precondition(checksum > 0)
         var line = String(
             format:
@@ -184,5 +166,22 @@ enum AMQPBenchmark {
             line += String(format: "; heap per frame: %.1f allocations, %.0f bytes", heap.calls, heap.bytes)
         }
         print(line)
+    }
+
+    /// Runs `once` 10,000 times to warm up, 10,000 more under the malloc counter (`nil` heap without it), then
+    /// `count` times on the clock; returns the seconds of the timed part and the heap per call.
+    static func timed(_ count: Int, _ once: (Int) throws -> Void) throws -> (
+        seconds: Double, heap: (calls: Double, bytes: Double)?
+    ) {
+        for index in 0..<10_000 { try once(index) }
+        var sampleIndex = 0
+        let heap = try MallocCounter.perCall(10_000) {
+            try once(sampleIndex)
+            sampleIndex += 1
+        }
+        let clock = ContinuousClock()
+        let start = clock.now
+        for index in 0..<count { try once(index) }
+        return (elapsedSeconds(clock.now - start), heap)
     }
 }
