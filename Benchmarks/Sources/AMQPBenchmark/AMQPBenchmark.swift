@@ -61,9 +61,11 @@ enum AMQPBenchmark {
         // Most of the run, then a tenth under the malloc counter (the connection is warm by then).
         let measured = max(1, count / 10)
         try await sends(count - measured)
+        let systemBefore = MallocCounter.readSystem()
         let before = MallocCounter.read()
         try await sends(measured)
         let after = MallocCounter.read()
+        let systemAfter = MallocCounter.readSystem()
         await client.close()
         let seconds = elapsedSeconds(clock.now - start)
         var line = String(
@@ -75,11 +77,10 @@ enum AMQPBenchmark {
             window
         )
         if let b0 = before.bytes, let c0 = before.calls, let b1 = after.bytes, let c1 = after.calls {
-            line += String(
-                format: "; heap per send: %.1f allocations, %.0f bytes",
-                Double(c1 - c0) / Double(measured),
-                Double(b1 - b0) / Double(measured)
-            )
+            let calls = Double(c1 - c0) / Double(measured)
+            line += String(format: "; heap per settled send: %.1f allocations", calls)
+            line += MallocCounter.breakdown(systemBefore, systemAfter, total: calls, per: measured)
+            line += String(format: ", %.0f bytes", Double(b1 - b0) / Double(measured))
         }
         print(line)
     }

@@ -10,8 +10,40 @@ public enum MallocCounter {
         unsafeBitCast($0, to: Reader.self)
     }
 
+    static let openSSLCalls: Reader? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "azi_bench_malloc_calls_openssl")
+        .map { unsafeBitCast($0, to: Reader.self) }
+    static let dispatchCalls: Reader? = dlsym(
+        UnsafeMutableRawPointer(bitPattern: 0),
+        "azi_bench_malloc_calls_dispatch"
+    ).map { unsafeBitCast($0, to: Reader.self) }
+
     /// Bytes requested and allocation calls so far.
     public static func read() -> (bytes: UInt64?, calls: UInt64?) { (bytes?(), calls?()) }
+
+    /// Allocation calls so far made by OpenSSL and by libdispatch (the system libraries under the SDK).
+    public static func readSystem() -> (openSSL: UInt64, dispatch: UInt64)? {
+        guard let openSSLCalls, let dispatchCalls else { return nil }
+        return (openSSLCalls(), dispatchCalls())
+    }
+
+    /// "(OpenSSL a, libdispatch b, the rest c)" per operation between two ``readSystem()`` readings and the total
+    /// calls per operation, or "" without the interposer.
+    public static func breakdown(
+        _ before: (openSSL: UInt64, dispatch: UInt64)?,
+        _ after: (openSSL: UInt64, dispatch: UInt64)?,
+        total: Double,
+        per count: Int
+    ) -> String {
+        guard let before, let after else { return "" }
+        let openSSL = Double(after.openSSL - before.openSSL) / Double(count)
+        let dispatch = Double(after.dispatch - before.dispatch) / Double(count)
+        return String(
+            format: " (OpenSSL %.1f, libdispatch %.1f, this SDK and the Swift runtime %.1f)",
+            openSSL,
+            dispatch,
+            total - openSSL - dispatch
+        )
+    }
 
     /// Allocations and bytes per call of `body`, run `count` times, or nil without the interposer.
     public static func perCall(_ count: Int, _ body: () throws -> Void) rethrows -> (calls: Double, bytes: Double)? {

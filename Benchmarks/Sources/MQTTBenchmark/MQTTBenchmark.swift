@@ -95,9 +95,11 @@ enum MQTTBenchmark {
         )
         try await HubMQTTClient.withConnection(configuration: configuration) { client in
             try await Self.send(count, lanes: lanes, with: client)
+            let systemBefore = MallocCounter.readSystem()
             let before = MallocCounter.read()
             try await Self.send(count, lanes: lanes, with: client)
             let after = MallocCounter.read()
+            let systemAfter = MallocCounter.readSystem()
             guard let b0 = before.bytes, let c0 = before.calls, let b1 = after.bytes, let c1 = after.calls else {
                 print("swift HubMQTTClient heap: needs LD_PRELOAD=malloc_counter.so")
                 return
@@ -112,6 +114,12 @@ enum MQTTBenchmark {
                     Double(b1 - b0) / Double(count),
                     Double(c1 - c0) / Double(count)
                 )
+                    + MallocCounter.breakdown(
+                        systemBefore,
+                        systemAfter,
+                        total: Double(c1 - c0) / Double(count),
+                        per: count
+                    )
             )
         }
     }

@@ -69,36 +69,92 @@ public struct AMQPMessage: Sendable, Equatable {
     public func encoded() throws(AMQPCodecError) -> [UInt8] {
         if let original = self.original, original.message == self { return original.bytes }
         var encoder = AMQPEncoder()
+        encoder.reserveCapacity(self.estimatedSize)
+        try self.encode(into: &encoder)
+        return encoder.bytes
+    }
+
+    /// Writes the sections straight into `encoder`, field by field, without building ``AMQPValue``s for them: the
+    /// same bytes as encoding the sections as values, and one allocation (the output) for a whole message.
+    private func encode(into encoder: inout AMQPEncoder) throws(AMQPCodecError) {
         if !self.messageAnnotations.isEmpty {
-            try encoder.encode(
-                .described(descriptor: .ulong(Section.messageAnnotations), value: .map(self.messageAnnotations))
-            )
+            encoder.appendDescriptor(Section.messageAnnotations)
+            let start = encoder.beginMap()
+            for entry in self.messageAnnotations {
+                try encoder.encode(entry.key)
+                try encoder.encode(entry.value)
+            }
+            encoder.endMap(start, count: self.messageAnnotations.count * 2)
         }
-        let properties = AMQPFields.encode(
-            code: Section.properties,
-            [
-                self.messageId, self.userId.map { .binary($0) }, self.to.map { .string($0) },
-                self.subject.map { .string($0) },
-                self.replyTo.map { .string($0) }, self.correlationId, self.contentType.map { .symbol($0) },
-                self.contentEncoding.map { .symbol($0) }, self.absoluteExpiryTime.map { .timestamp($0) },
-                self.creationTime.map { .timestamp($0) },
-            ]
-        )
-        if case .described(_, .list(let fields)) = properties, !fields.isEmpty { try encoder.encode(properties) }
+        // The properties list ends at its last field present; absent fields before it are nulls.
+        let fields = self.propertyCount
+        if fields > 0 {
+            encoder.appendDescriptor(Section.properties)
+            let start = encoder.beginList()
+            for field in 0..<fields {
+                try self.encodeProperty(field, into: &encoder)
+            }
+            encoder.endList(start, count: fields)
+        }
         if !self.applicationProperties.isEmpty {
-            try encoder.encode(
-                .described(
-                    descriptor: .ulong(Section.applicationProperties),
-                    value: .map(self.applicationProperties.map { AMQPMapEntry(.string($0.0), $0.1) })
-                )
-            )
+            encoder.appendDescriptor(Section.applicationProperties)
+            let start = encoder.beginMap()
+            for (key, value) in self.applicationProperties {
+                encoder.appendString(key)
+                try encoder.encode(value)
+            }
+            encoder.endMap(start, count: self.applicationProperties.count * 2)
         }
         if let data = self.data {
-            try encoder.encode(.described(descriptor: .ulong(Section.data), value: .binary(data)))
+            encoder.appendDescriptor(Section.data)
+            encoder.appendBinary(data)
         } else {
-            try encoder.encode(.described(descriptor: .ulong(Section.value), value: self.value ?? .null))
+            encoder.appendDescriptor(Section.value)
+            try encoder.encode(self.value ?? .null)
         }
-        return encoder.bytes
+    }
+
+    /// How many fields of the properties list are written: up to the last one present (a null id is absent).
+    private var propertyCount: Int {
+        if self.creationTime != nil { return 10 }
+        if self.absoluteExpiryTime != nil { return 9 }
+        if self.contentEncoding != nil { return 8 }
+        if self.contentType != nil { return 7 }
+        if self.correlationId.map({ $0 != .null }) ?? false { return 6 }
+        if self.replyTo != nil { return 5 }
+        if self.subject != nil { return 4 }
+        if self.to != nil { return 3 }
+        if self.userId != nil { return 2 }
+        return self.messageId.map { $0 != .null } ?? false ? 1 : 0
+    }
+
+    /// Field `index` of the properties list, or a null when it is absent.
+    private func encodeProperty(_ index: Int, into encoder: inout AMQPEncoder) throws(AMQPCodecError) {
+        switch index {
+        case 0: if let value = self.messageId { try encoder.encode(value) } else { encoder.appendNull() }
+        case 1: if let value = self.userId { encoder.appendBinary(value) } else { encoder.appendNull() }
+        case 2: if let value = self.to { encoder.appendString(value) } else { encoder.appendNull() }
+        case 3: if let value = self.subject { encoder.appendString(value) } else { encoder.appendNull() }
+        case 4: if let value = self.replyTo { encoder.appendString(value) } else { encoder.appendNull() }
+        case 5: if let value = self.correlationId { try encoder.encode(value) } else { encoder.appendNull() }
+        case 6: if let value = self.contentType { try encoder.appendSymbol(value) } else { encoder.appendNull() }
+        case 7: if let value = self.contentEncoding { try encoder.appendSymbol(value) } else { encoder.appendNull() }
+        case 8: if let value = self.absoluteExpiryTime { encoder.appendTimestamp(value) } else { encoder.appendNull() }
+        default: if let value = self.creationTime { encoder.appendTimestamp(value) } else { encoder.appendNull() }
+        }
+    }
+
+    /// About the encoded size (exact for the body and strings, generous for the rest), so that encoding allocates
+    /// its output once.
+    private var estimatedSize: Int {
+        var size = 64 + (self.data?.count ?? 0) + (self.userId?.count ?? 0)
+        size += (self.to?.utf8.count ?? 0) + (self.subject?.utf8.count ?? 0) + (self.replyTo?.utf8.count ?? 0)
+        size += (self.contentType?.utf8.count ?? 0) + (self.contentEncoding?.utf8.count ?? 0)
+        for (key, value) in self.applicationProperties {
+            size += key.utf8.count + 5 + 9
+            if case .string(let text) = value { size += text.utf8.count }
+        }
+        return size + self.messageAnnotations.count * 32 + 32
     }
 
     /// Decodes a message's sections; unknown sections (header, delivery annotations, footer) are skipped; several

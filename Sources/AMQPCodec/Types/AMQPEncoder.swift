@@ -19,7 +19,9 @@ public struct AMQPEncoder: Sendable {
         switch value {
         case .null: self.bytes.append(F.null)
         case .boolean(let flag): self.bytes.append(flag ? F.booleanTrue : F.booleanFalse)
-        case .ubyte(let number): self.bytes += [F.ubyte, number]
+        case .ubyte(let number):
+            self.bytes.append(F.ubyte)
+            self.bytes.append(number)
         case .ushort(let number):
             self.bytes.append(F.ushort)
             self.append(number)
@@ -27,7 +29,8 @@ public struct AMQPEncoder: Sendable {
             if number == 0 {
                 self.bytes.append(F.uint0)
             } else if number <= 0xFF {
-                self.bytes += [F.smallUInt, UInt8(number)]
+                self.bytes.append(F.smallUInt)
+                self.bytes.append(UInt8(number))
             } else {
                 self.bytes.append(F.uint)
                 self.append(number)
@@ -36,25 +39,30 @@ public struct AMQPEncoder: Sendable {
             if number == 0 {
                 self.bytes.append(F.ulong0)
             } else if number <= 0xFF {
-                self.bytes += [F.smallULong, UInt8(number)]
+                self.bytes.append(F.smallULong)
+                self.bytes.append(UInt8(number))
             } else {
                 self.bytes.append(F.ulong)
                 self.append(number)
             }
-        case .byte(let number): self.bytes += [F.byte, UInt8(bitPattern: number)]
+        case .byte(let number):
+            self.bytes.append(F.byte)
+            self.bytes.append(UInt8(bitPattern: number))
         case .short(let number):
             self.bytes.append(F.short)
             self.append(UInt16(bitPattern: number))
         case .int(let number):
-            if Int8(exactly: number) != nil {
-                self.bytes += [F.smallInt, UInt8(bitPattern: Int8(number))]
+            if let small = Int8(exactly: number) {
+                self.bytes.append(F.smallInt)
+                self.bytes.append(UInt8(bitPattern: small))
             } else {
                 self.bytes.append(F.int)
                 self.append(UInt32(bitPattern: number))
             }
         case .long(let number):
-            if Int8(exactly: number) != nil {
-                self.bytes += [F.smallLong, UInt8(bitPattern: Int8(number))]
+            if let small = Int8(exactly: number) {
+                self.bytes.append(F.smallLong)
+                self.bytes.append(UInt8(bitPattern: small))
             } else {
                 self.bytes.append(F.long)
                 self.append(UInt64(bitPattern: number))
@@ -93,28 +101,24 @@ public struct AMQPEncoder: Sendable {
             guard raw.count == 16 else { throw AMQPCodecError(.invalidValue, "a uuid needs 16 bytes") }
             self.bytes.append(F.uuid)
             self.bytes += raw
-        case .binary(let raw): self.appendVariable(raw, small: F.binary8, large: F.binary32)
-        case .string(let text): self.appendVariable(Array(text.utf8), small: F.string8, large: F.string32)
-        case .symbol(let text):
-            guard text.utf8.allSatisfy({ $0 < 0x80 }) else {
-                throw AMQPCodecError(.invalidText, "a symbol must be ASCII")
-            }
-            self.appendVariable(Array(text.utf8), small: F.symbol8, large: F.symbol32)
+        case .binary(let raw): self.appendBinary(raw)
+        case .string(let text): self.appendString(text)
+        case .symbol(let text): try self.appendSymbol(text)
         case .list(let elements):
             if elements.isEmpty {
                 self.bytes.append(F.list0)
             } else {
-                var body = AMQPEncoder()
-                for element in elements { try body.encode(element) }
-                self.appendCompound(body.bytes, count: elements.count, small: F.list8, large: F.list32)
+                let start = self.beginCompound()
+                for element in elements { try self.encode(element) }
+                self.endCompound(start, count: elements.count, small: F.list8, large: F.list32)
             }
         case .map(let entries):
-            var body = AMQPEncoder()
+            let start = self.beginCompound()
             for entry in entries {
-                try body.encode(entry.key)
-                try body.encode(entry.value)
+                try self.encode(entry.key)
+                try self.encode(entry.value)
             }
-            self.appendCompound(body.bytes, count: entries.count * 2, small: F.map8, large: F.map32)
+            self.endCompound(start, count: entries.count * 2, small: F.map8, large: F.map32)
         case .array(let elements):
             try self.encodeArray(elements)
         case .described(let descriptor, let inner):
@@ -309,24 +313,123 @@ public struct AMQPEncoder: Sendable {
         self.bytes += raw
     }
 
-    private mutating func appendVariable(_ raw: [UInt8], small: UInt8, large: UInt8) {
-        if raw.count <= 0xFF {
-            self.bytes += [small, UInt8(raw.count)]
-        } else {
-            self.bytes.append(large)
-            self.append(UInt32(raw.count))
-        }
+    /// Room for `count` more bytes, so that encoding what is known to follow allocates once.
+    package mutating func reserveCapacity(_ count: Int) {
+        self.bytes.reserveCapacity(self.bytes.count + count)
+    }
+
+    /// A `binary` value, without copying `raw` anywhere but into the output.
+    package mutating func appendBinary(_ raw: [UInt8]) {
+        self.appendLength(raw.count, small: AMQPFormatCode.binary8, large: AMQPFormatCode.binary32)
         self.bytes += raw
     }
 
-    private mutating func appendCompound(_ body: [UInt8], count: Int, small: UInt8, large: UInt8) {
-        if body.count + 1 <= 0xFF && count <= 0xFF {
-            self.bytes += [small, UInt8(body.count + 1), UInt8(count)]
+    /// A `string` value, written straight from the string's UTF-8.
+    package mutating func appendString(_ text: String) {
+        self.appendLength(text.utf8.count, small: AMQPFormatCode.string8, large: AMQPFormatCode.string32)
+        self.bytes.append(contentsOf: text.utf8)
+    }
+
+    /// A `symbol` value (ASCII only).
+    package mutating func appendSymbol(_ text: String) throws(AMQPCodecError) {
+        guard text.utf8.allSatisfy({ $0 < 0x80 }) else {
+            throw AMQPCodecError(.invalidText, "a symbol must be ASCII")
+        }
+        self.appendLength(text.utf8.count, small: AMQPFormatCode.symbol8, large: AMQPFormatCode.symbol32)
+        self.bytes.append(contentsOf: text.utf8)
+    }
+
+    /// A `timestamp` value.
+    package mutating func appendTimestamp(_ milliseconds: Int64) {
+        self.bytes.append(AMQPFormatCode.timestamp)
+        self.append(UInt64(bitPattern: milliseconds))
+    }
+
+    /// A `null`.
+    package mutating func appendNull() { self.bytes.append(AMQPFormatCode.null) }
+
+    /// The constructor of a described value with a numeric descriptor; the value follows.
+    package mutating func appendDescriptor(_ code: UInt64) {
+        self.bytes.append(AMQPFormatCode.described)
+        self.encodeULong(code)
+    }
+
+    private mutating func encodeULong(_ number: UInt64) {
+        typealias F = AMQPFormatCode
+        if number == 0 {
+            self.bytes.append(F.ulong0)
+        } else if number <= 0xFF {
+            self.bytes.append(F.smallULong)
+            self.bytes.append(UInt8(number))
+        } else {
+            self.bytes.append(F.ulong)
+            self.append(number)
+        }
+    }
+
+    /// Starts a list (or map) written in place: its constructor and sizes are filled in by
+    /// ``endList(_:count:)`` (``endMap(_:count:)``) once the elements are written. Returns where it starts.
+    package mutating func beginList() -> Int { self.beginCompound() }
+
+    /// Ends a list begun at `start` holding `count` elements.
+    package mutating func endList(_ start: Int, count: Int) {
+        self.endCompound(start, count: count, small: AMQPFormatCode.list8, large: AMQPFormatCode.list32)
+    }
+
+    /// Starts a map written in place (see ``beginList()``).
+    package mutating func beginMap() -> Int { self.beginCompound() }
+
+    /// Ends a map begun at `start` holding `count` keys and values (twice the entries).
+    package mutating func endMap(_ start: Int, count: Int) {
+        self.endCompound(start, count: count, small: AMQPFormatCode.map8, large: AMQPFormatCode.map32)
+    }
+
+    private mutating func appendLength(_ count: Int, small: UInt8, large: UInt8) {
+        if count <= 0xFF {
+            self.bytes.append(small)
+            self.bytes.append(UInt8(count))
         } else {
             self.bytes.append(large)
-            self.append(UInt32(body.count + 4))
-            self.append(UInt32(count))
+            self.append(UInt32(truncatingIfNeeded: count))
         }
-        self.bytes += body
+    }
+
+    /// Room for a compound's constructor and its 32-bit size and count, written once the body is known.
+    private mutating func beginCompound() -> Int {
+        let start = self.bytes.count
+        for _ in 0..<9 { self.bytes.append(0) }
+        return start
+    }
+
+    /// Writes the constructor, size and count of the compound begun at `start`, in the small form when the body
+    /// fits (the body then moves 6 bytes down, in place): the bytes the encoding of a whole value would be.
+    private mutating func endCompound(_ start: Int, count: Int, small: UInt8, large: UInt8) {
+        let body = self.bytes.count - start - 9
+        if body + 1 <= 0xFF && count <= 0xFF {
+            self.bytes.withUnsafeMutableBufferPointer { buffer in
+                buffer[start] = small
+                buffer[start + 1] = UInt8(body + 1)
+                buffer[start + 2] = UInt8(count)
+                // Forward, byte by byte: the regions overlap and the body is at most 254 bytes.
+                var index = 0
+                while index < body {
+                    buffer[start + 3 + index] = buffer[start + 9 + index]
+                    index += 1
+                }
+            }
+            self.bytes.removeLast(6)
+        } else {
+            self.bytes.withUnsafeMutableBufferPointer { buffer in
+                buffer[start] = large
+                let size = UInt32(truncatingIfNeeded: body + 4).bigEndian
+                let elements = UInt32(truncatingIfNeeded: count).bigEndian
+                withUnsafeBytes(of: size) {
+                    for (offset, byte) in $0.enumerated() { buffer[start + 1 + offset] = byte }
+                }
+                withUnsafeBytes(of: elements) {
+                    for (offset, byte) in $0.enumerated() { buffer[start + 5 + offset] = byte }
+                }
+            }
+        }
     }
 }

@@ -1,11 +1,19 @@
-/// Serialises writes to one connection: any task may queue bytes, one writer task sends them in order, so frames from
-/// concurrent senders never interleave or overtake each other. Bytes queued while a write is in progress go out
-/// together in the next write (one TLS record and one system call for many small frames). A failed write closes the
-/// connection (the reader then sees it) and drops what is still queued. So does a peer that does not read: once more
-/// than `maximumPendingBytes` wait, the queue closes the connection rather than grow (``overflowed`` says so).
+/// Serialises writes to one connection: any task may queue bytes and they go out in order, so frames from concurrent
+/// senders never interleave or overtake each other.
+///
+/// Whoever queues bytes while nothing is being written writes them at once on its own thread, without waiting: the
+/// socket takes them, or a task is started that waits for it and writes the rest. Bytes queued meanwhile go out
+/// together in the next write (one TLS record and one system call for many small frames). The queue and the bytes
+/// being written swap two buffers, so a steady stream of writes allocates nothing.
+///
+/// A failed write closes the connection (the reader then sees it) and drops what is still queued. So does a peer
+/// that does not read: once more than `maximumPendingBytes` wait, the queue closes the connection rather than grow
+/// (``overflowed`` says so).
 package final class TLSWriteQueue: Sendable {
     private struct State {
         var pending: [UInt8] = []
+        /// The buffer the last write emptied, kept for the next swap.
+        var spare: [UInt8] = []
         var writing = false
         var finished = false
         var overflowed = false
@@ -35,6 +43,13 @@ package final class TLSWriteQueue: Sendable {
     /// connection).
     @discardableResult
     package func send(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { self.send($0) }
+    }
+
+    /// Queues a copy of `bytes`; `false` when the queue is finished or the bytes would pass the limit (which closes
+    /// the connection).
+    @discardableResult
+    package func send(_ bytes: UnsafeRawBufferPointer) -> Bool {
         let (accepted, start, overflow) = self.state.withLock { state -> (Bool, Bool, Bool) in
             guard !state.finished else { return (false, false, false) }
             guard state.pending.count + bytes.count <= self.maximumPendingBytes else {
@@ -43,40 +58,92 @@ package final class TLSWriteQueue: Sendable {
                 state.pending = []
                 return (false, false, true)
             }
-            state.pending += bytes
+            state.pending.append(contentsOf: bytes)
             guard !state.writing else { return (true, false, false) }
             state.writing = true
             return (true, true, false)
         }
         if overflow { self.connection.close() }
-        if start { Task { await self.drain() } }
+        if start { self.drain() }
         return accepted
     }
 
-    private func drain() async {
+    /// Writes the queue until it is empty without waiting; when the socket is full, a task waits for it and writes
+    /// the rest, and the caller returns.
+    private func drain() {
+        var bytes: [UInt8] = []
         while true {
-            let bytes = self.state.withLock { state -> [UInt8]? in
+            let more = self.state.withLock { state -> Bool in
                 guard !state.pending.isEmpty else {
                     state.writing = false
-                    return nil
+                    return false
                 }
-                defer { state.pending = [] }
-                return state.pending
+                // The queue becomes the spare buffer (empty, with its capacity); the queued bytes go out.
+                swap(&bytes, &state.pending)
+                swap(&state.pending, &state.spare)
+                return true
             }
-            guard let bytes else { break }
+            guard more else { break }
             do {
-                try await self.connection.write(bytes, timeout: self.timeout)
-            } catch {
-                self.connection.close()
-                self.state.withLock { state in
-                    state.pending = []
-                    state.writing = false
+                let attempt = try bytes.withUnsafeBytes { try self.connection.writeNow($0) }
+                guard case .done(let written) = attempt, written == bytes.count else {
+                    // A copy for the task: capturing the variable itself would put it in a heap box on every drain,
+                    // not only on this rare path.
+                    let rest = bytes
+                    Task { await self.finishWriting(rest, attempt) }
+                    return
                 }
-                break
+            } catch {
+                self.failed()
+                return
+            }
+            bytes.removeAll(keepingCapacity: true)
+            // Hands the written buffer back, so that the next write reuses it.
+            self.state.withLock { state in
+                if state.spare.capacity < bytes.capacity { swap(&state.spare, &bytes) }
             }
         }
+        self.resumeDrained()
+    }
+
+    /// Waits for the socket and offers the same bytes again (as OpenSSL requires after a partial write), then
+    /// writes what was queued meanwhile.
+    private func finishWriting(_ pending: [UInt8], _ attempt: TLSConnection.Attempt<Int>) async {
+        var bytes = pending
+        var attempt = attempt
+        do {
+            while !bytes.isEmpty {
+                switch attempt {
+                case .done(let written):
+                    bytes.removeFirst(written)
+                    if bytes.isEmpty { continue }
+                case .needsWritable:
+                    try await self.connection.waitUntilReady(readable: false, timeout: self.timeout)
+                case .needsReadable:
+                    try await self.connection.waitUntilReady(readable: true, timeout: self.timeout)
+                }
+                attempt = try bytes.withUnsafeBytes { try self.connection.writeNow($0) }
+            }
+        } catch {
+            self.failed()
+            return
+        }
+        self.drain()
+    }
+
+    /// A write failed: the connection closes and nothing more is written.
+    private func failed() {
+        self.connection.close()
+        self.state.withLock { state in
+            state.pending = []
+            state.writing = false
+        }
+        self.resumeDrained()
+    }
+
+    private func resumeDrained() {
         let waiters = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            guard !state.writing else { return [] }
+            guard !state.writing, !state.drained.isEmpty else { return [] }
             defer { state.drained = [] }
             return state.drained
         }

@@ -141,7 +141,9 @@ struct AMQPClientState: Sendable {
     private var remoteIncomingWindow: Int64 = 0
     private var outgoing: [UInt64: Outgoing] = [:]
     /// Per identity slot, the sequences not yet transmitted, oldest first (entries already withdrawn are skipped).
-    private var untransmitted: [Int: ArraySlice<UInt64>] = [:]
+    private var untransmitted: [Int: SequenceQueue] = [:]
+    /// The delivery tag being written (the delivery id, 4 bytes), reused so that a transfer allocates no tag.
+    private var tagBuffer: [UInt8] = [0, 0, 0, 0]
     private var deliveries: [UInt32: UInt64] = [:]
     /// Received cloud-to-device deliveries the application has not settled yet, with their link.
     private var receivedUnsettled: [UInt32: UInt32] = [:]
@@ -256,9 +258,17 @@ struct AMQPClientState: Sendable {
     /// Queues a message for the telemetry link of the identity in `slot`; it is transmitted as soon as that link's
     /// credit and the session window allow.
     mutating func enqueue(sequence: UInt64, payload: [UInt8], slot: Int = 0) -> [Action] {
+        var frames: [UInt8] = []
+        self.enqueue(sequence: sequence, payload: payload, slot: slot, into: &frames)
+        return frames.isEmpty ? [] : [.writeFrames(frames)]
+    }
+
+    /// ``enqueue(sequence:payload:slot:)`` for the hot path: the transfer frames to write are appended to `frames`
+    /// (a buffer the driver reuses) instead of coming back as an action, so a send allocates nothing here.
+    mutating func enqueue(sequence: UInt64, payload: [UInt8], slot: Int = 0, into frames: inout [UInt8]) {
         self.outgoing[sequence] = Outgoing(slot: slot, payload: payload)
-        self.untransmitted[slot, default: []].append(sequence)
-        return self.pump()
+        self.untransmitted[slot, default: SequenceQueue()].append(sequence)
+        self.pump(into: &frames)
     }
 
     /// Forgets every link of the identity in `slot` (detaching those the peer has not) and its queued messages,
@@ -349,7 +359,7 @@ struct AMQPClientState: Sendable {
         )
         self.outgoing = outgoing.mapValues { Outgoing(slot: $0.slot, payload: $0.payload) }
         for sequence in outgoing.keys.sorted() {
-            self.untransmitted[outgoing[sequence]!.slot, default: []].append(sequence)
+            self.untransmitted[outgoing[sequence]!.slot, default: SequenceQueue()].append(sequence)
         }
     }
 
@@ -391,19 +401,9 @@ struct AMQPClientState: Sendable {
             }
             return self.pump()
         case .disposition(let disposition):
-            guard disposition.isReceiver else { return [] }
-            var actions: [Action] = []
-            let last = max(disposition.first, disposition.last ?? disposition.first)
-            guard last &- disposition.first < 1_000_000 else {
-                throw HubAMQPError(.protocolViolation, "a disposition range is implausibly large")
-            }
-            for id in disposition.first...last {
-                guard let sequence = self.deliveries.removeValue(forKey: id),
-                    self.outgoing.removeValue(forKey: sequence) != nil
-                else { continue }
-                actions.append(.settled(sequence: sequence, error: Self.error(for: disposition.state)))
-            }
-            return actions
+            var settlements: [Settlement] = []
+            try self.receive(disposition, into: &settlements)
+            return settlements.map { .settled(sequence: $0.sequence, error: $0.error) }
         case .transfer(let transfer, let payload):
             return try self.received(transfer, payload: payload)
         case .detach(let detach):
@@ -534,24 +534,59 @@ struct AMQPClientState: Sendable {
         return [.write([.flow(self.flow(handle, deliveryCount: link.deliveryCount, credit: allowed))])]
     }
 
+    /// A message the peer settled: its sequence, and the error when the peer did not accept it.
+    struct Settlement: Equatable {
+        var sequence: UInt64
+        var error: HubAMQPError?
+    }
+
+    /// A disposition from the peer, for the hot path: the messages it settles are appended to `settlements` (a
+    /// buffer the driver reuses) instead of coming back as actions.
+    mutating func receive(_ disposition: AMQPDisposition, into settlements: inout [Settlement]) throws(HubAMQPError) {
+        guard disposition.isReceiver else { return }
+        let last = max(disposition.first, disposition.last ?? disposition.first)
+        guard last &- disposition.first < 1_000_000 else {
+            throw HubAMQPError(.protocolViolation, "a disposition range is implausibly large")
+        }
+        // Accepted (the usual answer) needs no error value.
+        let error = Self.error(for: disposition.state)
+        for id in disposition.first...last {
+            guard let sequence = self.deliveries.removeValue(forKey: id),
+                self.outgoing.removeValue(forKey: sequence) != nil
+            else { continue }
+            settlements.append(Settlement(sequence: sequence, error: error))
+        }
+    }
+
     // MARK: - Sending
 
     /// Transmits queued telemetry, oldest first per identity, while each identity's link credit and the peer's
     /// session window allow.
     private mutating func pump() -> [Action] {
-        guard self.beginReceived, !self.isDraining else { return [] }
         var frames: [UInt8] = []
+        self.pump(into: &frames)
+        return frames.isEmpty ? [] : [.writeFrames(frames)]
+    }
+
+    /// ``pump()`` appending to the driver's buffer. The queues are worked on in place (by dictionary index, and
+    /// moved out and back while in use), so that no copy of them or of the dictionary is made.
+    private mutating func pump(into frames: inout [UInt8]) {
+        guard self.beginReceived, !self.isDraining else { return }
         let chunk = self.chunkSize
-        slots: for slot in self.untransmitted.keys {
+        var index = self.untransmitted.startIndex
+        slots: while index != self.untransmitted.endIndex {
+            defer { self.untransmitted.formIndex(after: &index) }
+            let slot = self.untransmitted.keys[index]
             guard let handle = self.handles[.telemetry(slot)], var link = self.links[handle], link.phase == .attached
             else { continue }
-            var queue = self.untransmitted[slot] ?? []
+            var queue = SequenceQueue()
+            swap(&queue, &self.untransmitted.values[index])
             defer {
                 self.links[handle] = link
-                self.untransmitted[slot] = queue.isEmpty ? nil : queue
+                swap(&queue, &self.untransmitted.values[index])
             }
             while let sequence = queue.first {
-                guard let entry = self.outgoing[sequence], entry.deliveryId == nil else {
+                guard var entry = self.outgoing[sequence], entry.deliveryId == nil else {
                     queue.removeFirst()
                     continue
                 }
@@ -563,11 +598,11 @@ struct AMQPClientState: Sendable {
                 link.deliveryCount &+= 1
                 self.remoteIncomingWindow -= frameCount
                 self.deliveries[self.nextDeliveryId] = sequence
-                self.outgoing[sequence]?.deliveryId = self.nextDeliveryId
+                entry.deliveryId = self.nextDeliveryId
+                self.outgoing[sequence] = entry
                 self.appendTransfers(entry.payload, handle: handle, settled: false, to: &frames)
             }
         }
-        return frames.isEmpty ? [] : [.writeFrames(frames)]
     }
 
     /// The payload bytes per transfer frame: the peer's frame size less the frame header and a transfer performative.
@@ -584,11 +619,13 @@ struct AMQPClientState: Sendable {
             repeat {
                 let end = min(payload.count, offset + chunk)
                 let first = offset == 0
-                let tag = withUnsafeBytes(of: id.bigEndian) { ArraySlice($0) }
+                if first {
+                    self.tagBuffer.withUnsafeMutableBytes { $0.storeBytes(of: id.bigEndian, as: UInt32.self) }
+                }
                 let header = AMQPTransferFrame.Header(
                     handle: handle,
                     deliveryId: first ? id : nil,
-                    deliveryTag: first ? tag : nil,
+                    deliveryTag: first ? self.tagBuffer[0..<4] : nil,
                     messageFormat: first ? 0 : nil,
                     settled: first ? settled : nil,
                     more: end < payload.count ? true : nil
@@ -633,6 +670,31 @@ struct AMQPClientState: Sendable {
             return HubAMQPError(.modified, "the message was modified")
         case .received?:
             return HubAMQPError(.protocolViolation, "a terminal disposition with the non-terminal state 'received'")
+        }
+    }
+}
+
+/// A first-in, first-out queue of message sequences that keeps its storage: taking from the front moves an index,
+/// and the array is compacted only when more than half of it is taken, so a steady stream allocates nothing.
+private struct SequenceQueue {
+    private var items: [UInt64] = []
+    private var head = 0
+
+    var first: UInt64? { self.head < self.items.count ? self.items[self.head] : nil }
+
+    var isEmpty: Bool { self.head >= self.items.count }
+
+    mutating func append(_ sequence: UInt64) { self.items.append(sequence) }
+
+    mutating func removeFirst() {
+        guard self.head < self.items.count else { return }
+        self.head += 1
+        if self.head == self.items.count {
+            self.items.removeAll(keepingCapacity: true)
+            self.head = 0
+        } else if self.head >= 64, self.head * 2 >= self.items.count {
+            self.items.removeFirst(self.head)
+            self.head = 0
         }
     }
 }

@@ -94,7 +94,23 @@ actor HubAMQPSession {
     private var transport: Transport?
     private var generation: UInt64 = 0
     private var nextSequence: UInt64 = 0
-    private var sendWaiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
+    /// A sender waiting for its message's settlement.
+    private struct SendWaiter {
+        let continuation: FastContinuation<Void, any Error>
+        /// When the sender gives up, on the session's clock (see ``expireSendWaiters()``).
+        let deadline: Duration
+        /// Whether the deadline is the message's own expiry (`expired`) rather than the time-out (`timedOut`).
+        let expires: Bool
+        let timeout: Duration
+    }
+
+    private var sendWaiters: [UInt64: SendWaiter] = [:]
+    /// Whether a task expires send deadlines: one runs while any sender waits, none otherwise.
+    private var sweepingSendDeadlines = false
+    /// Transfer frames of the send being queued, and settlements of the disposition being read: buffers reused so
+    /// that a settled send allocates nothing for them.
+    private var outboundFrames: [UInt8] = []
+    private var settlements: [AMQPClientState.Settlement] = []
     private(set) var terminalError: HubAMQPError?
     /// `run()` calls waiting for the session to end.
     private var finishWaiters: [CheckedContinuation<Void, Never>] = []
@@ -713,7 +729,10 @@ actor HubAMQPSession {
                         maximumFrameSize: transport.framer.maximumFrameSize
                     ) {
                         consumed += size
-                        self.perform(try self.protocolState.receive(.disposition(disposition)))
+                        try self.protocolState.receive(disposition, into: &self.settlements)
+                        for settlement in self.settlements { self.resumeSender(settlement.sequence, settlement.error) }
+                        self.settlements.removeAll(keepingCapacity: true)
+                        if self.drainWaiter != nil && self.protocolState.inFlightCount == 0 { self.resumeDrainWaiter() }
                         continue
                     }
                     guard let (frame, size) = try transport.framer.nextFrame(in: rest) else { break }
@@ -1109,8 +1128,7 @@ actor HubAMQPSession {
             case .writeFrames(let bytes):
                 self.transport?.writer.send(bytes)
             case .settled(let sequence, let error):
-                guard let waiter = self.sendWaiters.removeValue(forKey: sequence) else { continue }
-                if let error { waiter.resume(throwing: error) } else { waiter.resume() }
+                self.resumeSender(sequence, error)
             case .received(let message, let deliveryId, let settled, let slot):
                 let generation = self.generation
                 self.identities[slot]?.cloudToDevice.yield(
@@ -1135,6 +1153,11 @@ actor HubAMQPSession {
                 self.identityFailed(slot, error)
             }
         }
+    }
+
+    private func resumeSender(_ sequence: UInt64, _ error: HubAMQPError?) {
+        guard let waiter = self.sendWaiters.removeValue(forKey: sequence) else { return }
+        if let error { waiter.continuation.resume(throwing: error) } else { waiter.continuation.resume() }
     }
 
     private func settle(_ deliveryId: UInt32, state: AMQPDeliveryState, generation: UInt64) throws {
@@ -1172,35 +1195,71 @@ actor HubAMQPSession {
         if let lifetime, lifetime <= .zero { throw HubAMQPError(.expired, "the message expired before it was sent") }
         let expires = lifetime.map { $0 < timeout } ?? false
         let wait = expires ? lifetime! : timeout
-        let timer = Task {
-            try await self.settings.clock.sleep(for: wait)
-            self.giveUp(
-                on: sequence,
-                expires
-                    ? HubAMQPError(.expired, "the message expired before the hub accepted it")
-                    : HubAMQPError(.timedOut, "not settled within \(timeout)")
-            )
-        }
-        defer { timer.cancel() }
+        let waitDeadline = self.settings.clock.now() + wait
         try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                self.sendWaiters[sequence] = continuation
-                let actions = self.protocolState.enqueue(sequence: sequence, payload: payload, slot: slot)
-                if self.lifecycle == .connected || self.lifecycle == .connecting { self.perform(actions) }
+            try await withFastThrowingContinuation { (continuation: FastContinuation<Void, any Error>) in
+                self.sendWaiters[sequence] = SendWaiter(
+                    continuation: continuation,
+                    deadline: waitDeadline,
+                    expires: expires,
+                    timeout: timeout
+                )
+                if !self.sweepingSendDeadlines {
+                    self.sweepingSendDeadlines = true
+                    Task { await self.sweepSendDeadlines() }
+                }
+                self.protocolState.enqueue(sequence: sequence, payload: payload, slot: slot, into: &self.outboundFrames)
+                if self.lifecycle == .connected || self.lifecycle == .connecting { self.flushOutboundFrames() }
+                self.outboundFrames.removeAll(keepingCapacity: true)
             }
         } onCancel: {
             Task { await self.cancelSend(sequence) }
         }
     }
 
+    /// Writes the transfer frames the hot path collected.
+    private func flushOutboundFrames() {
+        guard !self.outboundFrames.isEmpty, let transport = self.transport else { return }
+        self.outboundFrames.withUnsafeBytes { _ = transport.writer.send($0) }
+    }
+
+    /// Ends every send wait whose deadline has passed (`timedOut`, or `expired` for a message's own expiry); the
+    /// message is forgotten. Returns whether senders still wait.
+    private func expireSendWaiters() -> Bool {
+        let now = self.settings.clock.now()
+        var expired: [(UInt64, SendWaiter)] = []
+        for (sequence, waiter) in self.sendWaiters where waiter.deadline <= now { expired.append((sequence, waiter)) }
+        for (sequence, waiter) in expired.sorted(by: { $0.0 < $1.0 }) {
+            self.giveUp(
+                on: sequence,
+                waiter.expires
+                    ? HubAMQPError(.expired, "the message expired before the hub accepted it")
+                    : HubAMQPError(.timedOut, "not settled within \(waiter.timeout)")
+            )
+        }
+        return !self.sendWaiters.isEmpty
+    }
+
+    /// Expires send deadlines every 200 ms while senders wait: one timer for all sends instead of one per send.
+    private func sweepSendDeadlines() async {
+        defer { self.sweepingSendDeadlines = false }
+        while !Task.isCancelled, self.lifecycle != .closed {
+            try? await self.settings.clock.sleep(for: Self.sendDeadlineSweep)
+            if !self.expireSendWaiters() { return }
+        }
+    }
+
+    /// How often waiting sends are checked against their deadlines.
+    static let sendDeadlineSweep: Duration = .milliseconds(200)
+
     private func giveUp(on sequence: UInt64, _ error: HubAMQPError) {
         self.protocolState.abandon(sequence: sequence)
-        self.sendWaiters.removeValue(forKey: sequence)?.resume(throwing: error)
+        self.sendWaiters.removeValue(forKey: sequence)?.continuation.resume(throwing: error)
     }
 
     private func cancelSend(_ sequence: UInt64) {
         guard self.protocolState.withdraw(sequence: sequence) else { return }
-        self.sendWaiters.removeValue(forKey: sequence)?.resume(throwing: CancellationError())
+        self.sendWaiters.removeValue(forKey: sequence)?.continuation.resume(throwing: CancellationError())
     }
 
     private func heartbeats(every interval: Duration, generation: UInt64) async {
@@ -1319,7 +1378,7 @@ actor HubAMQPSession {
         self.sendWaiters = [:]
         for (sequence, waiter) in waiters {
             self.protocolState.abandon(sequence: sequence)
-            waiter.resume(throwing: error)
+            waiter.continuation.resume(throwing: error)
         }
         for identity in self.identities.values {
             identity.cloudToDevice.finish()
