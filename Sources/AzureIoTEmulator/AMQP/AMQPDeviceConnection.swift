@@ -19,6 +19,14 @@ actor AMQPDeviceConnection: DeviceLink {
         case methodRequests(IdentityName)
         case methodResponses(IdentityName)
 
+        /// Whether the device sends on the link and we receive (we grant its credit).
+        var weReceive: Bool {
+            switch self {
+            case .events, .cbsRequests, .twinRequests, .methodResponses: true
+            case .deviceBound, .cbsResponses, .twinResponses, .methodRequests: false
+            }
+        }
+
         /// The identity whose traffic the link carries (none for `$cbs`).
         var identity: IdentityName? {
             switch self {
@@ -302,7 +310,11 @@ actor AMQPDeviceConnection: DeviceLink {
         case .attach(let attach):
             await self.attach(attach, channel: channel)
         case .flow(let flow):
-            if let handle = flow.handle, var link = self.links[handle], let credit = flow.linkCredit {
+            // On a link where we receive, the credit is ours to grant: the sender's flow only repeats what it last
+            // heard (uamqp echoes its own view after every grant), so it changes nothing here [AMQP 2.6.7].
+            if let handle = flow.handle, var link = self.links[handle], !link.kind.weReceive,
+                let credit = flow.linkCredit
+            {
                 let senderCount = link.deliveryCount
                 link.credit = (flow.deliveryCount ?? senderCount) &+ credit &- senderCount
                 self.links[handle] = link

@@ -5,8 +5,10 @@
   cbs:   SASTokenAuth, which makes uamqp open SASL ANONYMOUS and put the token to `$cbs` (token type given).
   sasl:  SASL PLAIN through uamqp's SASLPlain object, for a peer on another port (the last argument).
 
-usage: uamqp_send.py plain|cbs HOST DEVICE_ID HUB_HOST SAS_TOKEN CA_FILE [TOKEN_TYPE]
+usage: uamqp_send.py plain HOST DEVICE_ID HUB_HOST SAS_TOKEN CA_FILE [COUNT]
+       uamqp_send.py cbs HOST DEVICE_ID HUB_HOST SAS_TOKEN CA_FILE [TOKEN_TYPE]
        uamqp_send.py sasl HOST DEVICE_ID HUB_HOST SAS_TOKEN CA_FILE PORT
+COUNT (default 1) queues the message that many times: uamqp then sends as fast as the hub's link credit allows.
 Prints the send result per message.
 """
 import sys
@@ -19,12 +21,15 @@ from uamqp import authentication
 mode, host, device_id, hub_host, token, ca_file = sys.argv[1:7]
 token_type = sys.argv[7] if len(sys.argv) > 7 and mode == "cbs" else "servicebus.windows.net:sastoken"
 hub_name = hub_host.split(".")[0]
+count = int(sys.argv[7]) if len(sys.argv) > 7 and mode == "plain" else 1
 
-message = uamqp.Message(
-    b'{"temperature": 21.5}',
-    properties=uamqp.message.MessageProperties(message_id="uamqp-1", content_type="application/json", content_encoding="utf-8"),
-    application_properties={"source": "uamqp", "level": 3},
-)
+def message():
+    # A new object per send: uamqp sends a message object once, however often it is queued.
+    return uamqp.Message(
+        b'{"temperature": 21.5}',
+        properties=uamqp.message.MessageProperties(message_id="uamqp-1", content_type="application/json", content_encoding="utf-8"),
+        application_properties={"source": "uamqp", "level": 3},
+    )
 
 if mode == "plain":
     username = urllib.parse.quote_plus("%s@sas.%s" % (device_id, hub_name))
@@ -44,7 +49,8 @@ else:
     )
     client = uamqp.SendClient(uri, auth=auth, debug=False)
 
-client.queue_message(message)
+for _ in range(count):
+    client.queue_message(message())
 results = client.send_all_messages(close_on_done=True)
-print("results:", [str(result) for result in results])
+print("results:", len(results), "sent,", sum(1 for result in results if result == uamqp.constants.MessageState.SendComplete), "complete")
 sys.exit(0 if all(result == uamqp.constants.MessageState.SendComplete for result in results) else 1)
