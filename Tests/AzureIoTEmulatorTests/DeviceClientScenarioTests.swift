@@ -250,4 +250,55 @@ struct DeviceClientObservabilityTests {
         #expect(received.properties[InMemoryTracer.traceIDKey] == send.traceID)
         #expect(received.properties[InMemoryTracer.spanIDKey] == send.spanID)
     }
+
+    @Test(
+        "provisioned through DPS in an azure_iot.provision span, then connected from the result; a wrong key is authenticationFailed",
+        arguments: DeviceClientConfiguration.Transport.allCases
+    )
+    func provisioned(_ transport: DeviceClientConfiguration.Transport) async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let tracer = InMemoryTracer()
+        var dps = ProvisioningClient.Configuration(
+            endpoint: "127.0.0.1:\(fixture.endpoints.dps.port)",
+            idScope: fixture.endpoints.idScope,
+            registrationId: "neutral-\(transport.rawValue)",
+            attestation: .groupSymmetricKey(try SymmetricKey(base64: EmulatorFixture.groupKey)),
+            trustRoots: fixture.trust,
+            defaultPollInterval: .milliseconds(200)
+        )
+        let result = try await DeviceClient.provision(dps, timeout: .seconds(60), tracer: tracer)
+        #expect(result.assignedHub == fixture.hubHost && result.deviceId == "neutral-\(transport.rawValue)")
+        var configuration = try DeviceClientConfiguration(
+            provisioned: result,
+            transport: transport,
+            trustRoots: fixture.trust,
+            port: transport == .mqtt ? fixture.endpoints.mqtt.port : fixture.endpoints.amqp.port
+        )
+        configuration.gatewayHostName = "localhost"
+        try await DeviceClient.withConnection(configuration: configuration) { client in
+            try await client.send(TelemetryMessage(text: "provisioned"))
+        }
+        let received = try #require(try await fixture.emulator.waitForTelemetry(deviceId: result.deviceId).first)
+        #expect(received.bodyText == "provisioned")
+        let span = try #require(tracer.finishedSpans.first { $0.operationName == "azure_iot.provision" })
+        #expect(span.kind == .client && span.errors.isEmpty)
+        #expect(
+            span.attributes["azure_iot.registration_id"]?.toSpanAttribute() == .string("neutral-\(transport.rawValue)")
+        )
+        #expect(span.attributes["azure_iot.assigned_hub"]?.toSpanAttribute() == .string(fixture.hubHost))
+
+        // A key DPS does not know: a typed error with DPS's answer kept, and the span records it.
+        dps.attestation = .groupSymmetricKey(try SymmetricKey(base64: EmulatorFixture.deviceKey))
+        do {
+            _ = try await DeviceClient.provision(dps, timeout: .seconds(60), tracer: tracer)
+            Issue.record("a wrong group key was accepted")
+        } catch let error as DeviceClientError {
+            #expect(error.code == .authenticationFailed, "\(error)")
+            #expect((error.underlying as? ProvisioningError)?.code == .unauthorized)
+            #expect(!error.description.contains(EmulatorFixture.deviceKey))
+        }
+        #expect(tracer.finishedSpans.filter { $0.operationName == "azure_iot.provision" }.last?.errors.count == 1)
+
+    }
 }
