@@ -196,7 +196,7 @@ struct DemoCommand: AsyncParsableCommand {
                 }
             }
             try await steps.run("send the same telemetry over AMQP (SASL PLAIN \(symmetric.deviceId)@sas.demo-hub)") {
-                let amqp = HubAMQPClient(
+                let amqp = try HubAMQPClient(
                     configuration: HubAMQPConfiguration(
                         hubHost: symmetric.assignedHub,
                         deviceId: symmetric.deviceId,
@@ -321,7 +321,7 @@ struct DemoCommand: AsyncParsableCommand {
         }
         if let deviceId = connection.deviceId, let source = connection.tokenSource() {
             try await steps.run("send telemetry over AMQP") {
-                let amqp = HubAMQPClient(
+                let amqp = try HubAMQPClient(
                     configuration: HubAMQPConfiguration(
                         hubHost: connection.hostName,
                         deviceId: deviceId,

@@ -81,7 +81,7 @@ struct ListenCommand: AsyncParsableCommand {
     /// AMQP carries C2D here (twin and methods over AMQP are not in this client yet): print and complete each.
     private func listenOverAMQP() async throws {
         let configuration = try self.connection.amqpConfiguration()
-        let client = HubAMQPClient(configuration: configuration)
+        let client = try HubAMQPClient(configuration: configuration)
         try await client.connect()
         emit("listening as \(configuration.deviceId) (amqp)")
         let reader = Task {

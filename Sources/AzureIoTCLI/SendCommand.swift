@@ -85,7 +85,7 @@ struct SendCommand: AsyncParsableCommand {
     private func sendOverAMQP(_ pairs: [(String, String)], clock: ContinuousClock, start: ContinuousClock.Instant)
         async throws
     {
-        let client = HubAMQPClient(configuration: try self.connection.amqpConfiguration())
+        let client = try HubAMQPClient(configuration: try self.connection.amqpConfiguration())
         try await client.connect()
         do {
             for index in 1...self.count {

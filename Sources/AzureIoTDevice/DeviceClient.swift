@@ -130,11 +130,17 @@ public final class DeviceClient: Service, Sendable {
                 operationTimeout: configuration.operationTimeout
             )
             amqp.retryPolicy = configuration.retryPolicy
+            amqp.connectTimeout = configuration.connectTimeout
             amqp.connectionOpener = configuration.connectionOpener
             amqp.inboundBufferSize = configuration.inboundBufferSize
             amqp.maximumQueuedMessages = configuration.maximumQueuedMessages
             amqp.eventObserver = { telemetry.record($0) }
-            let client = HubAMQPClient(configuration: amqp, logger: logger)
+            let client: HubAMQPClient
+            do {
+                client = try HubAMQPClient(configuration: amqp, logger: logger)
+            } catch {
+                throw DeviceClientError(.invalidArgument, error.message, underlying: error)
+            }
             self.transport = .amqp(client)
             self.cloudToDeviceMessages = DeviceStream(client.cloudToDeviceMessages) {
                 $0.cloudToDeviceMessage.mappingErrors(DeviceClientError.mapping)
@@ -170,29 +176,9 @@ public final class DeviceClient: Service, Sendable {
                 case .mqtt(let client):
                     try await client.connect(timeout: timeout)
                 case .amqp(let client):
-                    try await Self.within(timeout, "no connection within \(timeout)") { try await client.connect() }
+                    try await client.connect(timeout: timeout)
                 }
             }
-        }
-    }
-
-    /// Runs `body`, ending it with ``DeviceClientError/Code/timedOut`` after `timeout` (`body` is cancelled).
-    private static func within<Result: Sendable>(
-        _ timeout: Duration,
-        _ message: String,
-        _ body: @escaping @Sendable () async throws -> Result
-    ) async throws -> Result {
-        try await withThrowingTaskGroup(of: Result?.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let result = first else {
-                throw DeviceClientError(.timedOut, message)
-            }
-            return result
         }
     }
 

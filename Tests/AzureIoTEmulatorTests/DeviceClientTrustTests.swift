@@ -158,7 +158,7 @@ struct DeviceClientTrustTests {
             maximumDelay: .milliseconds(200),
             maximumPermanentFailures: 3
         )
-        let client = HubAMQPClient(configuration: configuration)
+        let client = try HubAMQPClient(configuration: configuration)
         try await client.connect()
         await fixture.emulator.injectFaults { $0.refuseConnections = 100 }
         await fixture.emulator.dropConnection(deviceId: "dev1")
@@ -476,7 +476,7 @@ struct DeviceClientTrustTests {
             timeToLive: 16,
             renewalFraction: 0.125
         )
-        let client = HubAMQPClient(
+        let client = try HubAMQPClient(
             configuration: HubAMQPConfiguration(
                 hubHost: fixture.hubHost,
                 deviceId: "dev1",

@@ -46,7 +46,7 @@ struct EmulatorAMQPTests {
         #expect(error?.code == .retriesExhausted)
         #expect((error?.underlying as? HubAMQPError)?.code == .authenticationFailed)
         // With automatic reconnects off the first connect is one attempt, and the refusal itself is thrown.
-        let once = Self.client(
+        let once = try Self.client(
             fixture,
             .saslPlain(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.groupKey))),
             reconnects: false
@@ -93,7 +93,7 @@ struct EmulatorAMQPTests {
     func withheldDisposition() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        let client = HubAMQPClient(
+        let client = try HubAMQPClient(
             configuration: HubAMQPConfiguration(
                 hubHost: fixture.hubHost,
                 deviceId: "dev1",
@@ -120,8 +120,8 @@ struct EmulatorAMQPTests {
         operationTimeout: Duration = .seconds(30),
         reconnects: Bool = true,
         clock: any IoTClock = SystemClock()
-    ) -> HubAMQPClient {
-        HubAMQPClient(
+    ) throws -> HubAMQPClient {
+        try HubAMQPClient(
             configuration: HubAMQPConfiguration(
                 hubHost: fixture.hubHost,
                 deviceId: device,
@@ -166,7 +166,7 @@ struct EmulatorAMQPTests {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
         let clock = ManualClock()
-        let cbs = Self.client(
+        let cbs = try Self.client(
             fixture,
             .cbs(
                 SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey)),
@@ -175,7 +175,7 @@ struct EmulatorAMQPTests {
             reconnects: false,
             clock: clock
         )
-        let plain = Self.client(
+        let plain = try Self.client(
             fixture,
             .saslPlain(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.secondDeviceKey))),
             device: "dev2",
@@ -205,13 +205,13 @@ struct EmulatorAMQPTests {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
         let key = SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey))
-        let client = Self.client(fixture, .cbs(key, tokenType: type))
+        let client = try Self.client(fixture, .cbs(key, tokenType: type))
         try await client.connect()
         try await client.send(AMQPMessage(data: Array("over cbs".utf8)))
         await client.close()
         #expect(try await fixture.emulator.waitForTelemetry(deviceId: "dev1").first?.bodyText == "over cbs")
 
-        let wrong = Self.client(
+        let wrong = try Self.client(
             fixture,
             .cbs(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.groupKey)), tokenType: type)
         )
@@ -225,13 +225,13 @@ struct EmulatorAMQPTests {
     func x509() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        let client = Self.client(fixture, .x509(fixture.thumbprintDevice.identity), device: "x509-device")
+        let client = try Self.client(fixture, .x509(fixture.thumbprintDevice.identity), device: "x509-device")
         try await client.connect()
         try await client.send(AMQPMessage(data: Array("certified".utf8)))
         await client.close()
         #expect(try await fixture.emulator.waitForTelemetry(deviceId: "x509-device").first?.bodyText == "certified")
         let stranger = try CertificateAuthority(commonName: "Stranger CA").issue(commonName: "x509-device")
-        let refused = Self.client(fixture, .x509(stranger.identity), device: "x509-device")
+        let refused = try Self.client(fixture, .x509(stranger.identity), device: "x509-device")
         let error = await #expect(throws: HubAMQPError.self) { try await refused.connect() }
         #expect(error?.code == .retriesExhausted && (error?.underlying as? HubAMQPError)?.code == .authenticationFailed)
     }
@@ -240,7 +240,7 @@ struct EmulatorAMQPTests {
     func reconnectResends() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
-        let client = Self.client(
+        let client = try Self.client(
             fixture,
             .saslPlain(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey)))
         )
@@ -282,12 +282,12 @@ struct EmulatorAMQPTests {
             )
         }
         return (
-            Self.client(
+            try Self.client(
                 fixture,
                 .cbs(try credential(EmulatorFixture.deviceKey), tokenType: .azureDevices),
                 reconnects: false
             ),
-            Self.client(
+            try Self.client(
                 fixture,
                 .saslPlain(try credential(EmulatorFixture.secondDeviceKey)),
                 device: "dev2",
@@ -314,7 +314,7 @@ struct EmulatorAMQPTests {
                 expiry: UnixTime.now() + 15
             )
         )
-        let doomed = HubAMQPClient(
+        let doomed = try HubAMQPClient(
             configuration: HubAMQPConfiguration(
                 hubHost: fixture.hubHost,
                 deviceId: "dev1",
@@ -371,7 +371,7 @@ struct EmulatorAMQPTests {
         defer { Task { await fixture.emulator.shutdown() } }
         // 4 s rather than 1 s: a peer silent for 1.5 idle time-outs (6 s here) counts as dead, and a loaded 2-core CI
         // machine (a build beside the tests) stalled a task for more than 3 s.
-        let client = Self.client(
+        let client = try Self.client(
             fixture,
             .saslPlain(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey))),
             idleTimeout: .seconds(4)

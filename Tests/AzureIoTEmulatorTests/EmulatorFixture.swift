@@ -122,7 +122,7 @@ struct EmulatorFixture {
     func amqp(device: String = "dev1", key: String = deviceKey, operationTimeout: Duration = .seconds(30)) throws
         -> HubAMQPClient
     {
-        HubAMQPClient(
+        try HubAMQPClient(
             configuration: HubAMQPConfiguration(
                 hubHost: self.hubHost,
                 deviceId: device,

@@ -177,7 +177,7 @@ struct EmulatorGatewayTakeoverTests {
         var stolenEvents = stolen.connectionEvents.makeAsyncIterator()
         #expect(await stolenEvents.next()?.kind == .connected)
         // The same identity connects on a connection of its own.
-        let duplicate = HubAMQPClient(
+        let duplicate = try HubAMQPClient(
             configuration: HubAMQPConfiguration(
                 hubHost: fixture.hubHost,
                 deviceId: "gw-7",

@@ -110,7 +110,7 @@ struct ProxyTests {
         configuration.connectionOpener = try ProxyConnectionOpener(
             url: "socks5h://\(Self.user):\(Self.password)@127.0.0.1:\(port)"
         )
-        let client = HubAMQPClient(configuration: configuration)
+        let client = try HubAMQPClient(configuration: configuration)
         try await client.connect()
         try await client.send(AMQPMessage(data: Array("through socks".utf8)))
         await client.close()

@@ -231,6 +231,25 @@ struct ArticleExampleTests {
         #expect(try await emulator.twin(deviceId: device.deviceId).reported == .object(["firmware": .string("1.2")]))
     }
 
+    @Test("the one-client article's provisioning step: DPS assigns the device, which then sends over AMQP")
+    func provisionThenSend() async throws {
+        let emulator = try await IoTEmulator.start(
+            configuration: Self.emulatorConfiguration(deviceCA: try CertificateAuthority(commonName: "Unused"))
+        )
+        defer { Task { await emulator.shutdown() } }
+        let deviceId = try await ArticleExamples.provisionThenSend(
+            dpsEndpoint: "127.0.0.1:\(emulator.endpoints.dps.port)",
+            scope: emulator.endpoints.idScope,
+            groupKey: Self.groupKey,
+            trust: .pemFile(emulator.endpoints.caCertificatePath),
+            gateway: "localhost",
+            port: emulator.endpoints.amqp.port
+        )
+        #expect(deviceId == "sensor-42")
+        let reading = try #require(try await emulator.waitForTelemetry(deviceId: deviceId).first)
+        #expect(reading.bodyText == #"{"provisioned":true}"# && reading.transport == .amqp)
+    }
+
     @Test("routing, IoT Edge and AMQP articles (one device, and several through a CBS gateway)")
     func hubArticles() async throws {
         let emulator = try await IoTEmulator.start(

@@ -151,6 +151,20 @@ enum ArticleExamples {
         }
     }
 
+    // MARK: - From the Device Provisioning Service
+
+    static func provisionThenSend(dpsEndpoint: String, scope: String, groupKey: String, trust: TLSConfiguration.TrustRoots, gateway: String, port: Int) async throws -> String {
+        let dps = ProvisioningClient.Configuration(endpoint: dpsEndpoint, idScope: scope, registrationId: "sensor-42",
+                                                   attestation: .groupSymmetricKey(try SymmetricKey(base64: groupKey)), trustRoots: trust)
+        let assignment = try await DeviceClient.provision(dps)
+        var configuration = try DeviceClientConfiguration(provisioned: assignment, transport: .amqp, trustRoots: trust, port: port)
+        configuration.gatewayHostName = gateway   // an IoT Edge gateway, or the local emulator
+        try await DeviceClient.withConnection(configuration: configuration) { client in
+            try await client.send(TelemetryMessage(text: #"{"provisioned":true}"#))
+        }
+        return assignment.deviceId
+    }
+
     // MARK: - One client, two transports
 
     static func runDevice(connectionString: String, transport: DeviceClientConfiguration.Transport, trust: TLSConfiguration.TrustRoots, port: Int?) async throws -> String {
@@ -176,7 +190,7 @@ enum ArticleExamples {
     // MARK: - AMQP with SASL PLAIN
 
     static func sendOverAMQP(hubHost: String, deviceId: String, deviceKey: String, gateway: String, port: Int, trust: TLSConfiguration.TrustRoots) async throws {
-        let client = HubAMQPClient(configuration: HubAMQPConfiguration(
+        let client = try HubAMQPClient(configuration: HubAMQPConfiguration(
             hubHost: hubHost,                         // SASL PLAIN user: {deviceId}@sas.{hub short name}
             deviceId: deviceId,
             tokenSource: SymmetricKeyCredential(key: try SymmetricKey(base64: deviceKey)),

@@ -39,7 +39,7 @@ struct HubAMQPClientTests {
         let pki = try await TestPKI.shared()
         let token = try Self.token()
         let peer = try await AMQPTestPeer(pki: pki, users: ["dev1@sas.testhub": token.secretValue])
-        let client = HubAMQPClient(configuration: try await Self.configuration(peer, token: token))
+        let client = try HubAMQPClient(configuration: try await Self.configuration(peer, token: token))
         try await client.connect()
         var message = AMQPMessage(data: Array(#"{"temp":21.5}"#.utf8))
         message.messageId = .string("msg-0001")
@@ -89,7 +89,7 @@ struct HubAMQPClientTests {
             key: try SymmetricKey(base64: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
             expiry: UnixTime.now() + 60
         )
-        let client = HubAMQPClient(configuration: try await Self.configuration(peer, token: wrong))
+        let client = try HubAMQPClient(configuration: try await Self.configuration(peer, token: wrong))
         do {
             try await client.connect()
             Issue.record("expected a SASL refusal")
@@ -117,7 +117,7 @@ struct HubAMQPClientTests {
                 ["id": "c2d-3", "body": "third"],
             ]
         )
-        let client = HubAMQPClient(configuration: try await Self.configuration(peer, token: token))
+        let client = try HubAMQPClient(configuration: try await Self.configuration(peer, token: token))
         try await client.connect()
         var iterator = client.cloudToDeviceMessages.makeAsyncIterator()
         let first = try #require(await iterator.next())
@@ -148,7 +148,7 @@ struct HubAMQPClientTests {
             expiry: UnixTime.now() + 3600
         )
         let peer = try await AMQPTestPeer(pki: pki, users: ["refuse-link@sas.testhub": token.secretValue])
-        let client = HubAMQPClient(
+        let client = try HubAMQPClient(
             configuration: try await Self.configuration(peer, token: token, device: "refuse-link")
         )
         do {
@@ -168,7 +168,7 @@ struct HubAMQPClientTests {
         let pki = try await TestPKI.shared()
         let token = try Self.token()
         let peer = try await AMQPTestPeer(pki: pki, users: ["dev1@sas.testhub": token.secretValue])
-        let client = HubAMQPClient(configuration: try await Self.configuration(peer, token: token))
+        let client = try HubAMQPClient(configuration: try await Self.configuration(peer, token: token))
         try await client.connect()
         let twin = try await client.twin()
         #expect(twin.desiredVersion == 4 && twin.reportedVersion == 1)

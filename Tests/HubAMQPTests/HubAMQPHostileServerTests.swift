@@ -238,7 +238,7 @@ struct HubAMQPHostileServerTests {
         )
         if cbs { configuration.authentication = .cbs(FixedTokenCredential(token: token), tokenType: .serviceBus) }
         configuration.reconnects = false
-        return HubAMQPClient(configuration: configuration, clock: clock)
+        return try HubAMQPClient(configuration: configuration, clock: clock)
     }
 
     /// In virtual time: the keep-alive timer is armed for the 500 ms floor (the server's 1 ms would have been 6.2 M
@@ -300,5 +300,73 @@ struct HubAMQPHostileServerTests {
         }
         await client.close()
         #expect(await server.finished(within: .seconds(60)))
+    }
+
+    /// In virtual time: a hub that takes the put-token and never answers keeps `connect(timeout:)` waiting exactly its
+    /// time-out, then the attempt is cancelled and the call throws `timedOut` (the operation time-out is 300 s).
+    @Test("connect(timeout:) gives up at its time-out when the hub never answers the CBS put-token")
+    func connectTimeout() async throws {
+        let server = try await HostileAMQPServer(idleTimeOut: nil, endlessDelivery: false, mechanisms: ["ANONYMOUS"])
+        defer { server.stop() }
+        let clock = ManualClock()
+        let client = try await Self.client(server, clock: clock, cbs: true, operationTimeout: .seconds(300))
+        let connecting = Task { try await client.connect(timeout: .seconds(20)) }
+        try await eventually("the CBS put-token reaches the server", within: .seconds(60)) {
+            server.snapshot.transfers >= 1
+        }
+        try await eventually("the connect timer is armed") { clock.pendingIntervals.contains(.seconds(20)) }
+        clock.advance(by: .seconds(19))
+        // One virtual second before its time-out the connect timer is still armed: nothing gave up yet.
+        #expect(clock.pendingIntervals.contains(.seconds(1)))
+        clock.advance(by: .seconds(1))
+        switch await connecting.result {
+        case .success: Issue.record("connect succeeded without a CBS answer")
+        case .failure(let error): #expect((error as? HubAMQPError)?.code == .timedOut, "\(error)")
+        }
+        await client.close()
+        #expect(await server.finished(within: .seconds(60)), "the cancelled attempt left its connection open")
+    }
+
+    @Test("a configuration that cannot work is refused when the client is made, naming the field")
+    func invalidConfigurations() throws {
+        let valid = HubAMQPConfiguration(
+            hubHost: "testhub.azure-devices.net",
+            deviceId: "dev1",
+            tokenSource: FixedTokenCredential(token: try SASToken(parsing: "SharedAccessSignature sr=a&sig=b&se=1"))
+        )
+        _ = try HubAMQPClient(configuration: valid)
+        var cases: [(String, HubAMQPConfiguration)] = []
+        var configuration = valid
+        configuration.deviceId = ""
+        cases.append(("device id", configuration))
+        configuration = valid
+        configuration.moduleId = ""
+        cases.append(("module id", configuration))
+        configuration = valid
+        configuration.port = 0
+        cases.append(("port", configuration))
+        configuration = valid
+        configuration.operationTimeout = .zero
+        cases.append(("operation time-out", configuration))
+        configuration = valid
+        configuration.connectTimeout = .zero
+        cases.append(("connect time-out", configuration))
+        configuration = valid
+        configuration.idleTimeout = .seconds(-1)
+        cases.append(("idle time-out", configuration))
+        configuration = valid
+        configuration.cloudToDeviceCredit = 0
+        cases.append(("credit", configuration))
+        configuration = valid
+        configuration.maximumQueuedMessages = 0
+        cases.append(("queue limit", configuration))
+        for (name, configuration) in cases {
+            #expect(throws: HubAMQPError.self, "\(name)") { try HubAMQPClient(configuration: configuration) }
+            do {
+                _ = try HubAMQPClient(configuration: configuration)
+            } catch {
+                #expect(error.code == .invalidArgument, "\(name): \(error)")
+            }
+        }
     }
 }

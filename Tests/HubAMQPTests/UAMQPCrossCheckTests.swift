@@ -29,7 +29,7 @@ struct UAMQPCrossCheckTests {
         )
         #expect(uamqp.status == 0, "\(uamqp.output)")
 
-        let client = HubAMQPClient(
+        let client = try HubAMQPClient(
             configuration: HubAMQPConfiguration(
                 hubHost: hub,
                 deviceId: "dev1",

@@ -39,7 +39,7 @@ enum AMQPBenchmark {
             trustRoots: .pemFile(caFile),
             operationTimeout: .seconds(120)
         )
-        let client = HubAMQPClient(configuration: configuration)
+        let client = try HubAMQPClient(configuration: configuration)
         let body = [UInt8](repeating: UInt8(ascii: "x"), count: 256)
         let clock = ContinuousClock()
         let start = clock.now

@@ -32,9 +32,12 @@ public final class HubAMQPClient: Service, Sendable {
         case methodRequests
     }
 
-    /// A client; nothing is sent until ``connect()``.
-    public convenience init(configuration: HubAMQPConfiguration, logger: Logger = TLSConnection.disabledLogger) {
-        self.init(configuration: configuration, logger: logger, clock: SystemClock())
+    /// A client; nothing is sent until ``connect(timeout:)``. Throws ``HubAMQPError/Code/invalidArgument`` for a
+    /// configuration that cannot work (see `HubAMQPConfiguration.validate()`).
+    public convenience init(configuration: HubAMQPConfiguration, logger: Logger = TLSConnection.disabledLogger)
+        throws(HubAMQPError)
+    {
+        try self.init(configuration: configuration, logger: logger, clock: SystemClock())
     }
 
     /// A client whose timers (heartbeats, token renewal, back-off, time-outs) and token times run on `clock`: tests
@@ -43,7 +46,8 @@ public final class HubAMQPClient: Service, Sendable {
         configuration: HubAMQPConfiguration,
         logger: Logger = TLSConnection.disabledLogger,
         clock: any IoTClock
-    ) {
+    ) throws(HubAMQPError) {
+        try configuration.validate()
         let (stream, continuation) = AsyncStream.makeStream(of: CloudToDeviceDelivery.self, bufferingPolicy: .unbounded)
         let size = max(1, configuration.inboundBufferSize)
         let (desired, desiredContinuation) = AsyncStream.makeStream(
@@ -73,13 +77,16 @@ public final class HubAMQPClient: Service, Sendable {
         )
     }
 
-    /// TLS, SASL PLAIN, open, begin, and the two links, tried again under the retry policy within the operation
-    /// time-out as a reconnect would be (one attempt with automatic reconnects off). Throws ``HubAMQPError``:
+    /// TLS, SASL PLAIN, open, begin, and the two links, tried again under the retry policy as a reconnect would be
+    /// (one attempt with automatic reconnects off), within `timeout` (default: the configuration's `connectTimeout`; past it the
+    /// attempt in progress is cancelled and ``HubAMQPError/Code/timedOut`` thrown). Throws ``HubAMQPError``:
     /// ``HubAMQPError/Code/retriesExhausted`` once the policy gives up (a refused token: the
     /// ``HubAMQPError/Code/authenticationFailed`` error is the ``HubAMQPError/underlying`` cause),
     /// ``HubAMQPError/Code/linkDetached`` for a refused link, ``HubAMQPError/Code/connectionFailed`` (the `AzureIoTError`
     /// as ``HubAMQPError/underlying``) for TLS and the network.
-    public func connect() async throws { try await HubAMQPError.mapping { try await self.session.connect() } }
+    public func connect(timeout: Duration? = nil) async throws {
+        try await HubAMQPError.mapping { try await self.session.connect(timeout: timeout) }
+    }
 
     /// Sends a message and returns when the peer settles it as `accepted`; `rejected`, `released` and `modified`
     /// throw the matching ``HubAMQPError``.

@@ -48,6 +48,8 @@ public struct HubAMQPConfiguration: Sendable {
     public var idleTimeout: Duration
     /// How long the handshake and each settlement may take.
     public var operationTimeout: Duration
+    /// How long ``HubAMQPClient/connect(timeout:)`` tries by default (attempts under the retry policy included).
+    public var connectTimeout: Duration = .seconds(30)
     /// `com.microsoft:client-version` on the links.
     public var clientVersion: String
     /// `com.microsoft:api-version` on the links.
@@ -143,6 +145,26 @@ public struct HubAMQPConfiguration: Sendable {
             apiVersion: apiVersion,
             cloudToDeviceCredit: cloudToDeviceCredit
         )
+    }
+
+    /// Checks what the types cannot: a hub host and device id (and module id, when given) that are not empty, a port
+    /// in 1...65535, positive operation and connect time-outs, credit, queue and buffer sizes, and an idle time-out that is not
+    /// negative (zero: none). Throws ``HubAMQPError/Code/invalidArgument`` naming the field.
+    public func validate() throws(HubAMQPError) {
+        func invalid(_ message: String) -> HubAMQPError { HubAMQPError(.invalidArgument, message) }
+        guard !self.hubHost.isEmpty, !self.deviceId.isEmpty, self.moduleId.map({ !$0.isEmpty }) ?? true else {
+            throw invalid("the hub host, the device id and a module id must not be empty")
+        }
+        guard (1...65535).contains(self.port) else {
+            throw invalid("the port is \(self.port); it must be in 1...65535")
+        }
+        guard self.operationTimeout > .zero, self.connectTimeout > .zero else {
+            throw invalid("the operation and connect time-outs must be positive")
+        }
+        guard self.idleTimeout >= .zero else { throw invalid("the idle time-out must not be negative") }
+        guard self.cloudToDeviceCredit >= 1, self.maximumQueuedMessages >= 1, self.inboundBufferSize >= 1 else {
+            throw invalid("the cloud-to-device credit, the queue limit and the inbound buffer size must be at least 1")
+        }
     }
 
     /// `/devices/{id}` or `/devices/{id}/modules/{m}`.

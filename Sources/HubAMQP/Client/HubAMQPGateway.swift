@@ -107,8 +107,11 @@ public final class HubAMQPGateway: Sendable {
         )
     }
 
-    /// TLS, SASL ANONYMOUS/MSSBCBS, open and begin, then the identities added so far.
-    public func connect() async throws { try await HubAMQPError.mapping { try await self.session.connect() } }
+    /// TLS, SASL ANONYMOUS/MSSBCBS, open and begin, then the identities added so far, within `timeout` (default: the
+    /// connect time-out, 30 s; then ``HubAMQPError/Code/timedOut``).
+    public func connect(timeout: Duration? = nil) async throws {
+        try await HubAMQPError.mapping { try await self.session.connect(timeout: timeout) }
+    }
 
     /// Adds a device or module: puts its token on `$cbs` and attaches its links (now if connected, else on
     /// ``connect()``). Throws ``HubAMQPError/Code/authenticationFailed`` when the hub refuses the token.

@@ -26,6 +26,8 @@ actor HubAMQPSession {
         var mode: Mode
         var idleTimeout: Duration
         var operationTimeout: Duration
+        /// How long `connect` tries by default.
+        var connectTimeout: Duration = .seconds(30)
         var clientVersion: String
         var apiVersion: String
         var cloudToDeviceCredit: UInt32
@@ -209,6 +211,7 @@ actor HubAMQPSession {
             mode: mode,
             idleTimeout: configuration.idleTimeout,
             operationTimeout: configuration.operationTimeout,
+            connectTimeout: configuration.connectTimeout,
             clientVersion: configuration.clientVersion,
             apiVersion: configuration.apiVersion,
             cloudToDeviceCredit: configuration.cloudToDeviceCredit,
@@ -233,16 +236,37 @@ actor HubAMQPSession {
 
     // MARK: - Connecting
 
-    func connect() async throws {
+    /// Connects within `timeout` (default: the connect time-out): attempts under the retry policy, the one in
+    /// progress cancelled when the time is up (``HubAMQPError/Code/timedOut``).
+    func connect(timeout: Duration? = nil) async throws {
         guard self.lifecycle == .idle else {
             if let terminalError { throw terminalError }
             return
         }
-        // The first connect follows the retry policy as a reconnect would (within the operation time-out), so that
+        let limit = timeout ?? self.settings.connectTimeout
+        let clock = self.settings.clock
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask { try await self.connectAttempts(until: clock.now() + limit) }
+            group.addTask {
+                try await clock.sleep(for: limit)
+                return false
+            }
+            defer { group.cancelAll() }
+            guard try await group.next() == true else {
+                throw HubAMQPError(.timedOut, "no connection within \(limit)")
+            }
+        }
+    }
+
+    private func connectAttempts(until deadline: Duration) async throws -> Bool {
+        guard self.lifecycle == .idle else {
+            if let terminalError { throw terminalError }
+            return true
+        }
+        // The first connect follows the retry policy as a reconnect would (within the connect time-out), so that
         // a refused token counts the same whenever it happens; with automatic reconnects off it is one attempt.
         var backoff = RetryPolicy.Backoff(policy: self.settings.retryPolicy)
         let clock = self.settings.clock
-        let deadline = clock.now() + self.settings.operationTimeout
         while true {
             self.lifecycle = .connecting
             do {
@@ -251,7 +275,7 @@ actor HubAMQPSession {
                 self.connectedAt = clock.now()
                 self.resumeConnectionWaiters()
                 self.emit(.connected, "the links are attached")
-                return
+                return true
             } catch {
                 self.lifecycle = .idle
                 guard self.settings.reconnects, !(error is CancellationError), !Task.isCancelled else { throw error }
