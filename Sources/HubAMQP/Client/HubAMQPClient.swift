@@ -106,7 +106,7 @@ public final class HubAMQPClient: Service, Sendable {
     /// Reads the device twin (`GET` on the twin links, attached on first use). While the client reconnects it
     /// waits for the connection; the request is sent again if the connection goes before the answer, all within
     /// `timeout` (default: the operation time-out). Throws ``HubAMQPError/Code/twinRequestFailed`` with the hub's
-    /// status, ``HubAMQPError/Code/timedOut``, or ``HubAMQPError/Code/notConnected`` before ``connect()``.
+    /// status, ``HubAMQPError/Code/timedOut``, or ``HubAMQPError/Code/notConnected`` before ``connect(timeout:)``.
     public func twin(timeout: Duration? = nil) async throws -> Twin {
         try await HubAMQPError.mapping { try await self.session.twin(timeout: timeout) }
     }
@@ -119,7 +119,7 @@ public final class HubAMQPClient: Service, Sendable {
     }
 
     /// Asks the hub for `kinds` now (if connected) and on every reconnect: the links are attached and, for desired
-    /// properties, the subscription is made. Before ``connect()`` this only records the wish.
+    /// properties, the subscription is made. Before ``connect(timeout:)`` this only records the wish.
     public func subscribe(to kinds: Set<Inbound>) async throws {
         var features: Set<HubAMQPSession.Feature> = []
         if kinds.contains(.desiredPropertyPatches) { features.insert(.desiredProperties) }

@@ -72,7 +72,7 @@ public final class HubAMQPGateway: Sendable {
         }
     }
 
-    /// A gateway; nothing is sent until ``connect()``.
+    /// A gateway; nothing is sent until ``connect(timeout:)``.
     public convenience init(configuration: Configuration, logger: Logger = TLSConnection.disabledLogger) {
         self.init(configuration: configuration, logger: logger, clock: SystemClock())
     }
@@ -114,7 +114,7 @@ public final class HubAMQPGateway: Sendable {
     }
 
     /// Adds a device or module: puts its token on `$cbs` and attaches its links (now if connected, else on
-    /// ``connect()``). Throws ``HubAMQPError/Code/authenticationFailed`` when the hub refuses the token.
+    /// ``connect(timeout:)``). Throws ``HubAMQPError/Code/authenticationFailed`` when the hub refuses the token.
     public func addDevice(deviceId: String, moduleId: String? = nil, tokenSource: any SASTokenSource) async throws
         -> Device
     {
