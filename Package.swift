@@ -80,6 +80,7 @@ let package = Package(
                 "CAzureIoTCurl",
                 "CAzureIoTCurlShims",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -111,7 +112,7 @@ let package = Package(
         .target(
             name: "AzureIoTDevice",
             dependencies: [
-                "AzureIoTCore", "HubMQTT", "HubAMQP", "DPSClient", .product(name: "Logging", package: "swift-log"),
+                "AzureIoTCore", "HubMQTT", "HubAMQP", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),

@@ -1,5 +1,4 @@
 import AzureIoTCore
-import DPSClient
 import HubAMQP
 import HubMQTT
 
@@ -29,7 +28,6 @@ public struct DeviceClientError: Error, Sendable, CustomStringConvertible {
         switch self.underlying {
         case let error as HubMQTTError: error.isTransient
         case let error as HubAMQPError: error.isTransient
-        case let error as ProvisioningError: error.isTransient
         default: [.notConnected, .timedOut, .connectionFailed, .queueFull].contains(self.code)
         }
     }
@@ -74,9 +72,6 @@ public struct DeviceClientError: Error, Sendable, CustomStringConvertible {
         public static let rejected = Code("rejected")
         /// The peer broke the protocol.
         public static let protocolViolation = Code("protocolViolation")
-        /// The Device Provisioning Service answered but did not assign the device (failed or disabled registration,
-        /// unknown enrollment, throttling, a service error); the `ProvisioningError` is ``DeviceClientError/underlying``.
-        public static let provisioningFailed = Code("provisioningFailed")
     }
 
     /// The neutral error for a transport's error; other errors (`CancellationError`) are returned as they are.

@@ -1,4 +1,3 @@
 /// The shared types (messages, twin, credentials, connection strings, trust roots, the retry policy) are part of this
-/// module's API, and so is DPSClient (provisioning): a device application imports AzureIoTDevice alone.
+/// module's API: a device application imports AzureIoTDevice alone (and DPSClient to provision, which links libcurl).
 @_exported public import AzureIoTCore
-@_exported public import DPSClient

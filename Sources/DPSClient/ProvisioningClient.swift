@@ -1,6 +1,7 @@
 public import AzureIoTCore
 public import Foundation
 public import Logging
+public import Tracing
 
 /// Registers a device with the Azure IoT Hub Device Provisioning Service over REST, the way the write-ups do it
 /// with curl, as one `try await`: `PUT …/register`, then `GET …/operations/{id}` while the status is `assigning`,
@@ -99,17 +100,27 @@ public struct ProvisioningClient: Sendable {
     /// The configuration.
     public let configuration: Configuration
     private let logger: Logger
+    private let tracer: (any Tracer)?
     private let route: RegistrationRoute
     private let credential: SymmetricKeyCredential?
 
     /// A client for one device. Throws ``ProvisioningError/Code/invalidConfiguration`` when the registration id is
     /// empty or, for X.509, differs from the leaf certificate's CN; nothing is sent in that case.
-    public init(configuration: Configuration, logger: Logger = TLSConnection.disabledLogger) throws(ProvisioningError) {
+    ///
+    /// Each registration is an `azure_iot.provision` client span on `tracer` (by default the process's bootstrapped
+    /// `InstrumentationSystem`, a no-op until a backend is bootstrapped), with the registration id and, once
+    /// assigned, the hub and device id as attributes; a failure is recorded on it.
+    public init(
+        configuration: Configuration,
+        logger: Logger = TLSConnection.disabledLogger,
+        tracer: (any Tracer)? = nil
+    ) throws(ProvisioningError) {
         guard !configuration.idScope.isEmpty, !configuration.registrationId.isEmpty else {
             throw ProvisioningError(.invalidConfiguration, "the ID scope and the registration id must not be empty")
         }
         self.configuration = configuration
         self.logger = logger
+        self.tracer = tracer
         self.route = RegistrationRoute(
             idScope: configuration.idScope,
             registrationId: configuration.registrationId,
@@ -185,6 +196,29 @@ public struct ProvisioningClient: Sendable {
     }
 
     private func register(
+        payloadValue: JSONValue?,
+        timeout: Duration,
+        onStatus: (@Sendable (RegistrationStatus) -> Void)?
+    ) async throws -> ProvisioningResult {
+        let span = (self.tracer ?? InstrumentationSystem.tracer).startSpan("azure_iot.provision", ofKind: .client)
+        span.attributes["azure_iot.registration_id"] = self.configuration.registrationId
+        defer { span.end() }
+        do {
+            let result = try await self.registerUntraced(
+                payloadValue: payloadValue,
+                timeout: timeout,
+                onStatus: onStatus
+            )
+            span.attributes["azure_iot.assigned_hub"] = result.assignedHub
+            span.attributes["azure_iot.device_id"] = result.deviceId
+            return result
+        } catch {
+            span.recordError(error)
+            throw error
+        }
+    }
+
+    private func registerUntraced(
         payloadValue: JSONValue?,
         timeout: Duration,
         onStatus: (@Sendable (RegistrationStatus) -> Void)?
@@ -496,8 +530,8 @@ public struct ProvisioningClient: Sendable {
     }
 }
 
-/// A successful registration: what DPS said, and what a hub client needs next.
-public struct ProvisioningResult: Sendable {
+/// A successful registration: what DPS said, and what a hub client needs next (a `DeviceAssignment`).
+public struct ProvisioningResult: DeviceAssignment {
     /// The registration state DPS returned.
     public let registration: DeviceRegistrationResult
     /// The hub credential for symmetric-key attestation (the same device key, no `skn`); `nil` for X.509.

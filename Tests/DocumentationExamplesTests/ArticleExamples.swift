@@ -156,7 +156,7 @@ enum ArticleExamples {
     static func provisionThenSend(dpsEndpoint: String, scope: String, groupKey: String, trust: TLSConfiguration.TrustRoots, gateway: String, port: Int) async throws -> String {
         let dps = ProvisioningClient.Configuration(endpoint: dpsEndpoint, idScope: scope, registrationId: "sensor-42",
                                                    attestation: .groupSymmetricKey(try SymmetricKey(base64: groupKey)), trustRoots: trust)
-        let assignment = try await DeviceClient.provision(dps)
+        let assignment = try await ProvisioningClient(configuration: dps).register()
         var configuration = try DeviceClientConfiguration(provisioned: assignment, transport: .amqp, trustRoots: trust, port: port)
         configuration.gatewayHostName = gateway   // an IoT Edge gateway, or the local emulator
         try await DeviceClient.withConnection(configuration: configuration) { client in
