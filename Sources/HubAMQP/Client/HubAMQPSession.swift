@@ -112,6 +112,9 @@ actor HubAMQPSession {
     /// Transfer frames of the send being queued, and settlements of the disposition being read: buffers reused so
     /// that a settled send allocates nothing for them.
     private var outboundFrames: [UInt8] = []
+    /// Whether a flush of ``outboundFrames`` is scheduled: with several sends in flight their transfers wait for it
+    /// and go out together (one TLS record, one system call); a lone send writes at once.
+    private var flushScheduled = false
     private var settlements: [AMQPClientState.Settlement] = []
     private(set) var terminalError: HubAMQPError?
     /// `run()` calls waiting for the session to end.
@@ -685,6 +688,7 @@ actor HubAMQPSession {
             guard self.generation == generation, self.lifecycle == .connected, let transport = self.transport else {
                 return
             }
+            self.flushOutboundFrames()
             transport.writer.send(
                 AMQPFrame(body: (try? AMQPPerformative.close(AMQPEndOrClose()).encoded()) ?? []).encoded
             )
@@ -1143,6 +1147,7 @@ actor HubAMQPSession {
         for action in actions {
             switch action {
             case .write(let performatives):
+                self.flushOutboundFrames()
                 guard let transport = self.transport else { continue }
                 var bytes: [UInt8] = []
                 for performative in performatives {
@@ -1150,6 +1155,7 @@ actor HubAMQPSession {
                 }
                 transport.writer.send(bytes)
             case .writeFrames(let bytes):
+                self.flushOutboundFrames()
                 self.transport?.writer.send(bytes)
             case .settled(let sequence, let error):
                 self.resumeSender(sequence, error)
@@ -1233,18 +1239,37 @@ actor HubAMQPSession {
                     Task { await self.sweepSendDeadlines() }
                 }
                 self.protocolState.enqueue(sequence: sequence, payload: payload, slot: slot, into: &self.outboundFrames)
-                if self.lifecycle == .connected || self.lifecycle == .connecting { self.flushOutboundFrames() }
-                self.outboundFrames.removeAll(keepingCapacity: true)
+                if self.lifecycle != .connected && self.lifecycle != .connecting {
+                    self.outboundFrames.removeAll(keepingCapacity: true)
+                } else if self.sendWaiters.count > 1 {
+                    self.scheduleFlush()
+                } else {
+                    self.flushOutboundFrames()
+                }
             }
         } onCancel: {
             Task { await self.cancelSend(sequence) }
         }
     }
 
-    /// Writes the transfer frames the hot path collected.
+    /// Writes the transfer frames the hot path collected. Every other write calls this first, so that nothing
+    /// overtakes a transfer (a flow after it counts it).
     private func flushOutboundFrames() {
+        defer { self.outboundFrames.removeAll(keepingCapacity: true) }
         guard !self.outboundFrames.isEmpty, let transport = self.transport else { return }
         self.outboundFrames.withUnsafeBytes { _ = transport.writer.send($0) }
+    }
+
+    /// Flushes once the sends already waiting for the actor have queued their transfers too.
+    private func scheduleFlush() {
+        guard !self.flushScheduled else { return }
+        self.flushScheduled = true
+        Task { self.runScheduledFlush() }
+    }
+
+    private func runScheduledFlush() {
+        self.flushScheduled = false
+        self.flushOutboundFrames()
     }
 
     /// Ends every send wait whose deadline has passed (`timedOut`, or `expired` for a message's own expiry); the
@@ -1330,6 +1355,8 @@ actor HubAMQPSession {
 
     /// Drops the current connection and what belongs to it; queued messages stay for the next connection.
     private func tearDown() {
+        // Transfers for this connection that a scheduled flush did not write: the messages go again on the next.
+        self.outboundFrames.removeAll(keepingCapacity: true)
         self.resumeDrainWaiter()
         self.readerTask?.cancel()
         self.heartbeatTask?.cancel()
@@ -1435,6 +1462,7 @@ actor HubAMQPSession {
         guard self.lifecycle != .closed else { return }
         self.reconnectTask?.cancel()
         if self.lifecycle == .connected, let transport = self.transport {
+            self.flushOutboundFrames()
             transport.writer.send(
                 AMQPFrame(body: (try? AMQPPerformative.close(AMQPEndOrClose()).encoded()) ?? []).encoded
             )
