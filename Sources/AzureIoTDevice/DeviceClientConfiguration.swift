@@ -107,14 +107,11 @@ public struct DeviceClientConfiguration: Sendable {
         guard let deviceId = connectionString.deviceId else {
             throw DeviceClientError(.invalidArgument, "the connection string has no DeviceId")
         }
-        let authentication: Authentication
-        if let source = connectionString.tokenSource() {
-            authentication = .sas(source)
-        } else if let x509Identity {
-            authentication = .x509(x509Identity)
-        } else {
-            throw DeviceClientError(.invalidArgument, "x509=true needs the device's X.509 identity")
-        }
+        let authentication = try Authentication(
+            tokenSource: connectionString.tokenSource(),
+            x509: x509Identity,
+            missing: "x509=true needs the device's X.509 identity"
+        )
         self.init(
             transport: transport,
             hubHost: connectionString.hostName,
@@ -125,5 +122,19 @@ public struct DeviceClientConfiguration: Sendable {
             port: port,
             trustRoots: trustRoots
         )
+    }
+}
+
+extension DeviceClientConfiguration.Authentication {
+    /// SAS from `tokenSource` when there is one, else the certificate; neither throws
+    /// ``DeviceClientError/Code/invalidArgument`` with `missing`.
+    init(tokenSource: (any SASTokenSource)?, x509: X509Identity?, missing: String) throws(DeviceClientError) {
+        if let tokenSource {
+            self = .sas(tokenSource)
+        } else if let x509 {
+            self = .x509(x509)
+        } else {
+            throw DeviceClientError(.invalidArgument, missing)
+        }
     }
 }

@@ -12,14 +12,11 @@ extension DeviceClientConfiguration {
         guard !assignment.assignedHub.isEmpty, !assignment.deviceId.isEmpty else {
             throw DeviceClientError(.invalidArgument, "the assignment names no hub or device id")
         }
-        let authentication: Authentication
-        if let credential = assignment.credential {
-            authentication = .sas(credential)
-        } else if let identity = assignment.identity {
-            authentication = .x509(identity)
-        } else {
-            throw DeviceClientError(.invalidArgument, "the assignment carries no credential")
-        }
+        let authentication = try Authentication(
+            tokenSource: assignment.credential,
+            x509: assignment.identity,
+            missing: "the assignment carries no credential"
+        )
         self.init(
             transport: transport,
             hubHost: assignment.assignedHub,

@@ -35,16 +35,7 @@ public struct AMQPEncoder: Sendable {
                 self.bytes.append(F.uint)
                 self.append(number)
             }
-        case .ulong(let number):
-            if number == 0 {
-                self.bytes.append(F.ulong0)
-            } else if number <= 0xFF {
-                self.bytes.append(F.smallULong)
-                self.bytes.append(UInt8(number))
-            } else {
-                self.bytes.append(F.ulong)
-                self.append(number)
-            }
+        case .ulong(let number): self.encodeULong(number)
         case .byte(let number):
             self.bytes.append(F.byte)
             self.bytes.append(UInt8(bitPattern: number))

@@ -218,6 +218,26 @@ public final class TLSConnection: Sendable {
         }
     }
 
+    /// Finishes a write that ``writeNow(_:)`` left incomplete (`attempt`): waits for what the socket needs and offers
+    /// the rest of the same bytes again, as OpenSSL requires after a partial write, until all of `bytes` is written.
+    /// Throws ``AzureIoTError/Code/timedOut`` when one wait passes `timeout`.
+    package func finishWrite(_ bytes: [UInt8], after attempt: Attempt<Int>, timeout: Duration?) async throws {
+        var bytes = bytes
+        var attempt = attempt
+        while !bytes.isEmpty {
+            switch attempt {
+            case .done(let written):
+                bytes.removeFirst(written)
+                if bytes.isEmpty { continue }
+            case .needsWritable:
+                try await self.waitUntilReady(readable: false, timeout: timeout)
+            case .needsReadable:
+                try await self.waitUntilReady(readable: true, timeout: timeout)
+            }
+            attempt = try bytes.withUnsafeBytes { try self.writeNow($0) }
+        }
+    }
+
     /// Suspends until the socket is readable (or writable), or throws ``AzureIoTError/Code/timedOut`` after
     /// `timeout` (none by default) or `CancellationError` when the task is cancelled.
     nonisolated(nonsending) package func waitUntilReady(readable: Bool, timeout: Duration? = nil) async throws {

@@ -109,21 +109,8 @@ package final class TLSWriteQueue: Sendable {
     /// Waits for the socket and offers the same bytes again (as OpenSSL requires after a partial write), then
     /// writes what was queued meanwhile.
     private func finishWriting(_ pending: [UInt8], _ attempt: TLSConnection.Attempt<Int>) async {
-        var bytes = pending
-        var attempt = attempt
         do {
-            while !bytes.isEmpty {
-                switch attempt {
-                case .done(let written):
-                    bytes.removeFirst(written)
-                    if bytes.isEmpty { continue }
-                case .needsWritable:
-                    try await self.connection.waitUntilReady(readable: false, timeout: self.timeout)
-                case .needsReadable:
-                    try await self.connection.waitUntilReady(readable: true, timeout: self.timeout)
-                }
-                attempt = try bytes.withUnsafeBytes { try self.connection.writeNow($0) }
-            }
+            try await self.connection.finishWrite(pending, after: attempt, timeout: self.timeout)
         } catch {
             self.failed()
             return

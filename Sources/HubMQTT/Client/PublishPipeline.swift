@@ -530,22 +530,9 @@ final class PublishPipeline: Sendable {
         to connection: TLSConnection,
         generation: Int
     ) async {
-        var bytes = pending
-        var attempt = attempt
         defer { self.state.withLock { $0.partialWrite = false } }
         do {
-            while !bytes.isEmpty {
-                switch attempt {
-                case .done(let written):
-                    bytes.removeFirst(written)
-                    if bytes.isEmpty { continue }
-                case .needsWritable:
-                    try await connection.waitUntilReady(readable: false, timeout: self.writeTimeout)
-                case .needsReadable:
-                    try await connection.waitUntilReady(readable: true, timeout: self.writeTimeout)
-                }
-                attempt = try bytes.withUnsafeBytes { try connection.writeNow($0) }
-            }
+            try await connection.finishWrite(pending, after: attempt, timeout: self.writeTimeout)
         } catch {
             connection.close()
             return
