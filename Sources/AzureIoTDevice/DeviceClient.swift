@@ -64,7 +64,6 @@ public final class DeviceClient: Service, Sendable {
         self.configuration = configuration
         let telemetry = DeviceTelemetry(transport: configuration.transport, tracer: tracer, metrics: metrics)
         self.telemetry = telemetry
-        let port = configuration.port ?? configuration.transport.defaultPort
         switch configuration.transport {
         case .mqtt:
             let authentication: HubMQTTConfiguration.Authentication =
@@ -78,16 +77,12 @@ public final class DeviceClient: Service, Sendable {
                     deviceId: configuration.deviceId,
                     moduleId: configuration.moduleId
                 ),
-                authentication: authentication,
-                gatewayHostName: configuration.gatewayHostName,
-                port: port,
-                trustRoots: configuration.trustRoots,
-                keepAlive: configuration.keepAlive,
-                operationTimeout: configuration.operationTimeout,
-                connectTimeout: configuration.connectTimeout
+                authentication: authentication
             )
+            // The shared building blocks carry over whole; a port left nil becomes MQTT's.
+            mqtt.endpoint = configuration.endpoint
+            mqtt.timeouts = configuration.timeouts
             mqtt.retryPolicy = configuration.retryPolicy
-            mqtt.connectionOpener = configuration.connectionOpener
             mqtt.inboundBufferSize = configuration.inboundBufferSize
             mqtt.maximumQueuedMessages = configuration.maximumQueuedMessages
             mqtt.eventObserver = { telemetry.record($0) }
@@ -105,13 +100,9 @@ public final class DeviceClient: Service, Sendable {
             self.methodRequests = DeviceStream(client.methodRequests) { telemetry.traced($0) }
             self.connectionEvents = DeviceStream(client.connectionEvents)
         case .amqp:
-            guard configuration.keepAlive > .zero, configuration.inboundBufferSize >= 1,
-                !configuration.deviceId.isEmpty
-            else {
-                throw DeviceClientError(
-                    .invalidArgument,
-                    "the keep-alive must be positive, the buffer size at least 1 and the device id non-empty"
-                )
+            // AMQP would take a zero idle time-out as none; over both transports the keep-alive must be positive.
+            guard configuration.keepAlive > .zero else {
+                throw DeviceClientError(.invalidArgument, "the keep-alive must be positive")
             }
             let authentication: HubAMQPConfiguration.Authentication =
                 switch configuration.authentication {
@@ -122,16 +113,11 @@ public final class DeviceClient: Service, Sendable {
                 hubHost: configuration.hubHost,
                 deviceId: configuration.deviceId,
                 moduleId: configuration.moduleId,
-                authentication: authentication,
-                gatewayHostName: configuration.gatewayHostName,
-                port: port,
-                trustRoots: configuration.trustRoots,
-                idleTimeout: configuration.keepAlive,
-                operationTimeout: configuration.operationTimeout
+                authentication: authentication
             )
+            amqp.endpoint = configuration.endpoint
+            amqp.timeouts = configuration.timeouts
             amqp.retryPolicy = configuration.retryPolicy
-            amqp.connectTimeout = configuration.connectTimeout
-            amqp.connectionOpener = configuration.connectionOpener
             amqp.inboundBufferSize = configuration.inboundBufferSize
             amqp.maximumQueuedMessages = configuration.maximumQueuedMessages
             amqp.eventObserver = { telemetry.record($0) }

@@ -61,6 +61,36 @@ public struct DeviceClientConfiguration: Sendable {
     /// Telemetry that may wait (offline, or unacknowledged) before `send` throws `queueFull`.
     public var maximumQueuedMessages: Int
 
+    /// The hub, gateway, port, trust roots and connection opener: the building block `HubMQTTConfiguration` and
+    /// `HubAMQPConfiguration` share with this configuration (as their `endpoint`).
+    public var endpoint: HubEndpoint {
+        get {
+            HubEndpoint(
+                hubHost: self.hubHost,
+                gatewayHostName: self.gatewayHostName,
+                port: self.port,
+                trustRoots: self.trustRoots,
+                connectionOpener: self.connectionOpener
+            )
+        }
+        set {
+            self.hubHost = newValue.hubHost
+            self.gatewayHostName = newValue.gatewayHostName
+            self.port = newValue.port
+            self.trustRoots = newValue.trustRoots
+            self.connectionOpener = newValue.connectionOpener
+        }
+    }
+    /// The operation and connect time-outs and the keep-alive: the other shared building block (`timeouts`).
+    public var timeouts: HubTimeouts {
+        get { HubTimeouts(operation: self.operationTimeout, connect: self.connectTimeout, keepAlive: self.keepAlive) }
+        set {
+            self.operationTimeout = newValue.operation
+            self.connectTimeout = newValue.connect
+            self.keepAlive = newValue.keepAlive
+        }
+    }
+
     /// A configuration for an identity and its credential.
     public init(
         transport: Transport = .mqtt,

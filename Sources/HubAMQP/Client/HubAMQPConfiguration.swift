@@ -82,6 +82,37 @@ public struct HubAMQPConfiguration: Sendable {
         set { self.retryPolicy.maximumDelay = newValue }
     }
 
+    /// The hub, gateway, port, trust roots and connection opener as the building block all client configurations
+    /// share (setting a `nil` port sets 5671).
+    public var endpoint: HubEndpoint {
+        get {
+            HubEndpoint(
+                hubHost: self.hubHost,
+                gatewayHostName: self.gatewayHostName,
+                port: self.port,
+                trustRoots: self.trustRoots,
+                connectionOpener: self.connectionOpener
+            )
+        }
+        set {
+            self.hubHost = newValue.hubHost
+            self.gatewayHostName = newValue.gatewayHostName
+            self.port = newValue.port ?? 5671
+            self.trustRoots = newValue.trustRoots
+            self.connectionOpener = newValue.connectionOpener
+        }
+    }
+    /// The operation and connect time-outs and the idle time-out (as `keepAlive`) as the building block all client
+    /// configurations share.
+    public var timeouts: HubTimeouts {
+        get { HubTimeouts(operation: self.operationTimeout, connect: self.connectTimeout, keepAlive: self.idleTimeout) }
+        set {
+            self.operationTimeout = newValue.operation
+            self.connectTimeout = newValue.connect
+            self.idleTimeout = newValue.keepAlive
+        }
+    }
+
     /// A configuration for a device or module identity; the defaults are IoT Hub's.
     public init(
         hubHost: String,

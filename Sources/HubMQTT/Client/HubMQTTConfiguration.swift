@@ -53,6 +53,35 @@ public struct HubMQTTConfiguration: Sendable {
         get { self.retryPolicy.maximumDelay }
         set { self.retryPolicy.maximumDelay = newValue }
     }
+    /// The hub, gateway, port, trust roots and connection opener as the building block all client configurations
+    /// share (setting a `nil` port sets 8883).
+    public var endpoint: HubEndpoint {
+        get {
+            HubEndpoint(
+                hubHost: self.identity.hubHost,
+                gatewayHostName: self.gatewayHostName,
+                port: self.port,
+                trustRoots: self.trustRoots,
+                connectionOpener: self.connectionOpener
+            )
+        }
+        set {
+            self.identity.hubHost = newValue.hubHost
+            self.gatewayHostName = newValue.gatewayHostName
+            self.port = newValue.port ?? 8883
+            self.trustRoots = newValue.trustRoots
+            self.connectionOpener = newValue.connectionOpener
+        }
+    }
+    /// The operation and connect time-outs and the keep-alive as the building block all client configurations share.
+    public var timeouts: HubTimeouts {
+        get { HubTimeouts(operation: self.operationTimeout, connect: self.connectTimeout, keepAlive: self.keepAlive) }
+        set {
+            self.operationTimeout = newValue.operation
+            self.connectTimeout = newValue.connect
+            self.keepAlive = newValue.keepAlive
+        }
+    }
     /// How long twin requests, SUBACK and CONNACK may take.
     public var operationTimeout: Duration
     /// How long TCP + TLS may take.
