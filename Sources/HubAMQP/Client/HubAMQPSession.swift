@@ -760,7 +760,7 @@ actor HubAMQPSession {
                         try self.protocolState.receive(disposition, into: &self.settlements)
                         for settlement in self.settlements { self.resumeSender(settlement.sequence, settlement.error) }
                         self.settlements.removeAll(keepingCapacity: true)
-                        if self.drainWaiter != nil && self.protocolState.inFlightCount == 0 { self.resumeDrainWaiter() }
+                        self.resumeDrainWaiterIfDrained()
                         continue
                     }
                     guard let (frame, size) = try transport.framer.nextFrame(in: rest) else { break }
@@ -1141,9 +1141,7 @@ actor HubAMQPSession {
     // MARK: - Carrying out the state's actions
 
     private func perform(_ actions: [AMQPClientState.Action]) {
-        defer {
-            if self.drainWaiter != nil && self.protocolState.inFlightCount == 0 { self.resumeDrainWaiter() }
-        }
+        defer { self.resumeDrainWaiterIfDrained() }
         for action in actions {
             switch action {
             case .write(let performatives):
@@ -1183,6 +1181,11 @@ actor HubAMQPSession {
                 self.identityFailed(slot, error)
             }
         }
+    }
+
+    /// A planned reconnect waits for the messages in flight: wakes it once none are left.
+    private func resumeDrainWaiterIfDrained() {
+        if self.drainWaiter != nil && self.protocolState.inFlightCount == 0 { self.resumeDrainWaiter() }
     }
 
     private func resumeSender(_ sequence: UInt64, _ error: HubAMQPError?) {
