@@ -69,6 +69,7 @@ let package = Package(
             dependencies: [
                 "CAzureIoTOpenSSL",
                 "CAzureIoTShims",
+                "WebSocketCodec",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

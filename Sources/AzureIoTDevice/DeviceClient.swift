@@ -65,7 +65,7 @@ public final class DeviceClient: Service, Sendable {
         let telemetry = DeviceTelemetry(transport: configuration.transport, tracer: tracer, metrics: metrics)
         self.telemetry = telemetry
         switch configuration.transport {
-        case .mqtt:
+        case .mqtt, .mqttWebSockets:
             let authentication: HubMQTTConfiguration.Authentication =
                 switch configuration.authentication {
                 case .sas(let source): .sas(source)
@@ -99,7 +99,7 @@ public final class DeviceClient: Service, Sendable {
             self.desiredPropertyPatches = DeviceStream(client.desiredPropertyPatches)
             self.methodRequests = DeviceStream(client.methodRequests) { telemetry.traced($0) }
             self.connectionEvents = DeviceStream(client.connectionEvents)
-        case .amqp:
+        case .amqp, .amqpWebSockets:
             // AMQP would take a zero idle time-out as none; over both transports the keep-alive must be positive.
             guard configuration.keepAlive > .zero else {
                 throw DeviceClientError(.invalidArgument, "the keep-alive must be positive")

@@ -1,8 +1,8 @@
 public import AzureIoTCore
 
 /// How a ``DeviceClient`` connects: the identity and its credential, the transport, where to connect and whom to
-/// trust, and the time-outs and retry policy. Switching ``transport`` between ``Transport/mqtt`` and
-/// ``Transport/amqp`` changes nothing else.
+/// trust, and the time-outs and retry policy. Switching ``transport`` between ``Transport/mqtt``,
+/// ``Transport/amqp`` and their WebSocket forms changes nothing else.
 public struct DeviceClientConfiguration: Sendable {
     /// The protocol to IoT Hub.
     public enum Transport: String, Sendable, Hashable, CaseIterable {
@@ -10,14 +10,25 @@ public struct DeviceClientConfiguration: Sendable {
         case mqtt
         /// AMQP 1.0 over TLS, port 5671 (SAS through CBS, so the token is renewed in the session).
         case amqp
+        /// MQTT 3.1.1 in a WebSocket over TLS, port 443 (`/$iothub/websocket`): for networks that let only HTTPS out.
+        case mqttWebSockets = "mqtt-ws"
+        /// AMQP 1.0 in a WebSocket over TLS, port 443 (`/$iothub/websocket`): for networks that let only HTTPS out.
+        case amqpWebSockets = "amqp-ws"
 
         /// IoT Hub's port for the transport.
         public var defaultPort: Int {
             switch self {
             case .mqtt: 8883
             case .amqp: 5671
+            case .mqttWebSockets, .amqpWebSockets: 443
             }
         }
+
+        /// Whether the protocol runs inside a WebSocket.
+        public var usesWebSockets: Bool { self == .mqttWebSockets || self == .amqpWebSockets }
+
+        /// Whether the protocol is MQTT (directly or in a WebSocket).
+        public var isMQTT: Bool { self == .mqtt || self == .mqttWebSockets }
     }
 
     /// How the device authenticates.
@@ -70,7 +81,8 @@ public struct DeviceClientConfiguration: Sendable {
                 gatewayHostName: self.gatewayHostName,
                 port: self.port,
                 trustRoots: self.trustRoots,
-                connectionOpener: self.connectionOpener
+                connectionOpener: self.connectionOpener,
+                webSockets: self.transport.usesWebSockets
             )
         }
         set {
@@ -79,6 +91,13 @@ public struct DeviceClientConfiguration: Sendable {
             self.port = newValue.port
             self.trustRoots = newValue.trustRoots
             self.connectionOpener = newValue.connectionOpener
+            // The protocol stays; the endpoint decides whether it runs in a WebSocket.
+            switch (self.transport.isMQTT, newValue.webSockets) {
+            case (true, false): self.transport = .mqtt
+            case (true, true): self.transport = .mqttWebSockets
+            case (false, false): self.transport = .amqp
+            case (false, true): self.transport = .amqpWebSockets
+            }
         }
     }
     /// The operation and connect time-outs and the keep-alive: the other shared building block (`timeouts`).

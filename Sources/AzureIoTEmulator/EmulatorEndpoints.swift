@@ -42,6 +42,9 @@ public struct EmulatorEndpoints: Sendable, Codable {
     public var mqtt: Endpoint
     /// IoT Hub over AMQP/TLS.
     public var amqp: Endpoint
+    /// IoT Hub over WebSockets/TLS (`wss://host:port/$iothub/websocket`): sub-protocol `mqtt` for MQTT, `AMQPWSB10`
+    /// for AMQP.
+    public var webSockets: Endpoint
     /// The PEM file of the CA that signed the emulator's server certificate: trust it as an Edge root CA.
     public var caCertificatePath: String
     /// The DPS ID scope.

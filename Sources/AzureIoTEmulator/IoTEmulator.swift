@@ -24,6 +24,7 @@ public final class IoTEmulator: Sendable {
     private let dps: EmulatorListener
     private let mqtt: EmulatorListener
     private let amqp: EmulatorListener
+    private let webSockets: EmulatorListener
     private let tasks: [Task<Void, Never>]
 
     private init(
@@ -34,7 +35,8 @@ public final class IoTEmulator: Sendable {
         limiter: ConnectionLimiter,
         dps: EmulatorListener,
         mqtt: EmulatorListener,
-        amqp: EmulatorListener
+        amqp: EmulatorListener,
+        webSockets: EmulatorListener
     ) {
         self.endpoints = endpoints
         self.configuration = configuration
@@ -44,7 +46,11 @@ public final class IoTEmulator: Sendable {
         self.dps = dps
         self.mqtt = mqtt
         self.amqp = amqp
-        self.tasks = [Task { await dps.run() }, Task { await mqtt.run() }, Task { await amqp.run() }]
+        self.webSockets = webSockets
+        self.tasks = [
+            Task { await dps.run() }, Task { await mqtt.run() }, Task { await amqp.run() },
+            Task { await webSockets.run() },
+        ]
     }
 
     /// Starts the emulator: fills in missing keys, makes its CA and server certificate, writes the CA PEM to the
@@ -136,25 +142,57 @@ public final class IoTEmulator: Sendable {
                     logger: logger
                 ).run()
             }
-            let amqp = try listener(configuration.amqpPort, "amqp") {
+            @Sendable func serveAMQP(_ connection: TLSConnection) async {
                 await AMQPDeviceConnection(
-                    connection: $0,
+                    connection: connection,
                     hub: hub,
                     linkId: await hub.makeId(),
                     limits: limits,
                     logger: logger
                 ).run()
             }
+            @Sendable func serveMQTT(_ connection: TLSConnection) async {
+                await MQTTDeviceConnection(
+                    connection: connection,
+                    hub: hub,
+                    linkId: await hub.makeId(),
+                    limits: limits,
+                    logger: logger
+                ).run()
+            }
+            let amqp = try listener(configuration.amqpPort, "amqp") { await serveAMQP($0) }
+            let webSockets = try listener(configuration.webSocketPort, "websockets") { connection in
+                // IoT Hub's WebSocket endpoint: the sub-protocol the client asks for picks MQTT or AMQP.
+                do {
+                    let chosen = try await connection.acceptWebSocket(
+                        path: WebSocketUpgrade.iotHubPath,
+                        protocols: ["mqtt", "AMQPWSB10"],
+                        maximumFrameSize: limits.maximumWebSocketFrameBytes,
+                        timeout: .seconds(limits.handshakeTimeoutSeconds)
+                    )
+                    if chosen.lowercased() == "mqtt" {
+                        await serveMQTT(connection)
+                    } else {
+                        await serveAMQP(connection)
+                    }
+                } catch {
+                    logger.debug("WebSocket upgrade refused", metadata: ["error": "\(error)"])
+                }
+            }
             let endpoints = Self.endpoints(
                 configuration,
                 caPath: caPath,
                 dps: dps.port,
                 mqtt: mqtt.port,
-                amqp: amqp.port
+                amqp: amqp.port,
+                webSockets: webSockets.port
             )
             logger.info(
                 "emulator listening",
-                metadata: ["dps": "\(dps.port)", "mqtt": "\(mqtt.port)", "amqp": "\(amqp.port)"]
+                metadata: [
+                    "dps": "\(dps.port)", "mqtt": "\(mqtt.port)", "amqp": "\(amqp.port)",
+                    "websockets": "\(webSockets.port)",
+                ]
             )
             return IoTEmulator(
                 endpoints: endpoints,
@@ -164,7 +202,8 @@ public final class IoTEmulator: Sendable {
                 limiter: limiter,
                 dps: dps,
                 mqtt: mqtt,
-                amqp: amqp
+                amqp: amqp,
+                webSockets: webSockets
             )
         } catch let error as EmulatorError {
             throw error
@@ -183,6 +222,7 @@ public final class IoTEmulator: Sendable {
         self.dps.close()
         self.mqtt.close()
         self.amqp.close()
+        self.webSockets.close()
         for task in self.tasks { task.cancel() }
         for task in self.tasks { await task.value }
     }
@@ -411,7 +451,8 @@ public final class IoTEmulator: Sendable {
         caPath: String,
         dps: Int,
         mqtt: Int,
-        amqp: Int
+        amqp: Int,
+        webSockets: Int
     ) -> EmulatorEndpoints {
         let host = configuration.listenAddress
         let gateway = host == "127.0.0.1" || host == "0.0.0.0" ? "localhost" : host
@@ -456,6 +497,7 @@ public final class IoTEmulator: Sendable {
             dps: .init(host: host, port: dps),
             mqtt: .init(host: host, port: mqtt),
             amqp: .init(host: host, port: amqp),
+            webSockets: .init(host: host, port: webSockets),
             caCertificatePath: caPath,
             idScope: configuration.provisioning.idScope,
             enrollments: enrollments,

@@ -71,9 +71,37 @@ public struct WebSocketFrame: Sendable, Hashable {
                 )
             }
         }
-        buffer.append((self.fin ? 0x80 : 0) | self.opcode.rawValue)
-        let maskBit: UInt8 = maskingKey == nil ? 0 : 0x80
+        Self.encodeHeader(
+            fin: self.fin,
+            opcode: self.opcode,
+            payloadLength: self.payload.count,
+            maskingKey: maskingKey,
+            into: &buffer
+        )
         let count = self.payload.count
+        guard let key = maskingKey else {
+            buffer.append(contentsOf: self.payload)
+            return
+        }
+        let mask = [key.0, key.1, key.2, key.3]
+        let start = buffer.count
+        buffer.append(contentsOf: self.payload)
+        for index in 0..<count { buffer[start + index] ^= mask[index & 3] }
+    }
+
+    /// Appends a frame header: FIN and opcode, the shortest length encoding of `payloadLength`, and the masking key
+    /// when given. The payload (masked with that key by whoever writes it) follows. For writers that frame bytes they
+    /// do not hold as an array; control-frame rules are the caller's (see ``encode(into:maskingKey:)``).
+    public static func encodeHeader(
+        fin: Bool,
+        opcode: Opcode,
+        payloadLength: Int,
+        maskingKey: (UInt8, UInt8, UInt8, UInt8)?,
+        into buffer: inout [UInt8]
+    ) {
+        buffer.append((fin ? 0x80 : 0) | opcode.rawValue)
+        let maskBit: UInt8 = maskingKey == nil ? 0 : 0x80
+        let count = max(0, payloadLength)
         if count < 126 {
             buffer.append(maskBit | UInt8(count))
         } else if count <= 0xFFFF {
@@ -87,15 +115,12 @@ public struct WebSocketFrame: Sendable, Hashable {
                 buffer.append(UInt8(truncatingIfNeeded: length >> UInt64(shift)))
             }
         }
-        guard let key = maskingKey else {
-            buffer.append(contentsOf: self.payload)
-            return
+        if let key = maskingKey {
+            buffer.append(key.0)
+            buffer.append(key.1)
+            buffer.append(key.2)
+            buffer.append(key.3)
         }
-        let mask = [key.0, key.1, key.2, key.3]
-        buffer.append(contentsOf: mask)
-        let start = buffer.count
-        buffer.append(contentsOf: self.payload)
-        for index in 0..<count { buffer[start + index] ^= mask[index & 3] }
     }
 
     /// The frame as bytes; see ``encode(into:maskingKey:)``.

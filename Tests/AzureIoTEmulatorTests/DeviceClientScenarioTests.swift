@@ -25,7 +25,7 @@ struct DeviceClientScenarioTests {
             connectionString: connectionString,
             transport: transport,
             trustRoots: fixture.trust,
-            port: transport == .mqtt ? fixture.endpoints.mqtt.port : fixture.endpoints.amqp.port
+            port: fixture.endpoints.port(for: transport)
         )
         configuration.operationTimeout = .seconds(30)
         configuration.retryPolicy = RetryPolicy(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(200))
@@ -48,7 +48,7 @@ struct DeviceClientScenarioTests {
             try await client.send(message)
         }
         let received = try #require(try await fixture.emulator.waitForTelemetry(deviceId: "dev1").first)
-        #expect(received.transport == (transport == .mqtt ? .mqtt : .amqp))
+        #expect(received.transport == (transport.isMQTT ? .mqtt : .amqp))
         #expect(received.bodyText == #"{"t":21.5}"#)
         #expect(received.contentType == "application/json" && received.contentEncoding == "utf-8")
         #expect(received.messageId == "m-1" && received.correlationId == "c-1" && received.userId == "dev1")
@@ -78,10 +78,10 @@ struct DeviceClientScenarioTests {
         #expect(String(decoding: message.body, as: UTF8.self) == "switch on")
         #expect(message.messageId == first && message.property("zone") == "b")
         #expect(message.to == "/devices/dev1/messages/deviceBound")
-        #expect(message.canRejectOrAbandon == (transport == .amqp))
+        #expect(message.canRejectOrAbandon == !transport.isMQTT)
         try await message.complete()
         _ = try await fixture.emulator.waitForCloudToDevice(messageId: first, state: .completed)
-        if transport == .amqp {
+        if !transport.isMQTT {
             let second = try await fixture.emulator.sendCloudToDevice(deviceId: "dev1", body: Array("bad".utf8))
             try await #require(await messages.next()).reject()
             _ = try await fixture.emulator.waitForCloudToDevice(messageId: second, state: .rejected)
@@ -274,7 +274,7 @@ struct DeviceClientObservabilityTests {
             provisioned: result,
             transport: transport,
             trustRoots: fixture.trust,
-            port: transport == .mqtt ? fixture.endpoints.mqtt.port : fixture.endpoints.amqp.port
+            port: fixture.endpoints.port(for: transport)
         )
         configuration.gatewayHostName = "localhost"
         try await DeviceClient.withConnection(configuration: configuration) { client in
@@ -299,5 +299,16 @@ struct DeviceClientObservabilityTests {
         }
         #expect(tracer.finishedSpans.filter { $0.operationName == "azure_iot.provision" }.last?.errors.count == 1)
 
+    }
+}
+
+extension EmulatorEndpoints {
+    /// The emulator's port for `transport`: MQTT, AMQP, or the WebSocket port that serves both.
+    func port(for transport: DeviceClientConfiguration.Transport) -> Int {
+        switch transport {
+        case .mqtt: self.mqtt.port
+        case .amqp: self.amqp.port
+        case .mqttWebSockets, .amqpWebSockets: self.webSockets.port
+        }
     }
 }

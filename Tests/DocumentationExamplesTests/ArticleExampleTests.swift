@@ -221,13 +221,13 @@ struct ArticleExampleTests {
             connectionString: connectionString,
             transport: transport,
             trust: trust,
-            port: transport == .mqtt ? emulator.endpoints.mqtt.port : emulator.endpoints.amqp.port
+            port: emulator.endpoints.port(for: transport)
         )
         #expect(answered == "reboot")
         #expect(try await caller.value?.status == 200)
         let reading = try #require(try await emulator.waitForTelemetry(deviceId: device.deviceId).first)
         #expect(reading.bodyText == #"{"temperature":21.5}"# && reading.contentType == "application/json")
-        #expect(reading.transport == (transport == .mqtt ? .mqtt : .amqp))
+        #expect(reading.transport == (transport.isMQTT ? .mqtt : .amqp))
         #expect(try await emulator.twin(deviceId: device.deviceId).reported == .object(["firmware": .string("1.2")]))
     }
 
@@ -337,5 +337,16 @@ struct ArticleExampleTests {
     @Test("emulator article: fault injection, methods and desired properties")
     func emulatorArticle() async throws {
         try await ArticleExamples.testWithEmulator()
+    }
+}
+
+extension EmulatorEndpoints {
+    /// The emulator's port for `transport`: MQTT, AMQP, or the WebSocket port that serves both.
+    func port(for transport: DeviceClientConfiguration.Transport) -> Int {
+        switch transport {
+        case .mqtt: self.mqtt.port
+        case .amqp: self.amqp.port
+        case .mqttWebSockets, .amqpWebSockets: self.webSockets.port
+        }
     }
 }

@@ -5,13 +5,16 @@ public struct HubEndpoint: Sendable {
     public var hubHost: String
     /// An IoT Edge gateway (or a local emulator) to connect to instead of the hub (`GatewayHostName`).
     public var gatewayHostName: String?
-    /// The TLS port; `nil` is the protocol's (8883 for MQTT, 5671 for AMQP).
+    /// The TLS port; `nil` is the protocol's (8883 for MQTT, 5671 for AMQP, 443 over WebSockets).
     public var port: Int?
     /// Whom to trust: the system store, or e.g. an IoT Edge root CA.
     public var trustRoots: TLSConfiguration.TrustRoots
     /// How the TCP connection is opened: `nil` connects directly; `AzureIoTProxy`'s `ProxyConnectionOpener` tunnels
     /// through an HTTP or SOCKS proxy.
     public var connectionOpener: (any ConnectionOpener)?
+    /// Whether MQTT or AMQP runs inside a WebSocket (`wss://host:443/$iothub/websocket`), for networks that let only
+    /// HTTPS out.
+    public var webSockets: Bool
 
     /// An endpoint.
     public init(
@@ -19,13 +22,15 @@ public struct HubEndpoint: Sendable {
         gatewayHostName: String? = nil,
         port: Int? = nil,
         trustRoots: TLSConfiguration.TrustRoots = .system,
-        connectionOpener: (any ConnectionOpener)? = nil
+        connectionOpener: (any ConnectionOpener)? = nil,
+        webSockets: Bool = false
     ) {
         self.hubHost = hubHost
         self.gatewayHostName = gatewayHostName
         self.port = port
         self.trustRoots = trustRoots
         self.connectionOpener = connectionOpener
+        self.webSockets = webSockets
     }
 }
 

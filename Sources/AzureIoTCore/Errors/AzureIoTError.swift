@@ -10,12 +10,16 @@ public struct AzureIoTError: Error, Hashable, Sendable {
     public var message: String
     /// The OpenSSL error queue at the time of the failure, drained into readable lines (never contains secrets).
     public var details: [String]
+    /// The error that caused this one, as it was thrown (e.g. the `WebSocketCodecError` behind
+    /// ``Code/webSocketProtocolViolation``), if any.
+    public var underlying: (any Error & Sendable)?
 
-    /// Creates an error with a code, a message and optional OpenSSL detail lines.
-    public init(_ code: Code, _ message: String, details: [String] = []) {
+    /// Creates an error with a code, a message, optional OpenSSL detail lines and the error behind it.
+    public init(_ code: Code, _ message: String, details: [String] = [], underlying: (any Error & Sendable)? = nil) {
         self.code = code
         self.message = message
         self.details = details
+        self.underlying = underlying
     }
 
     /// Errors are equal when their codes are.
@@ -98,6 +102,12 @@ extension AzureIoTError {
         public static let timedOut = Code("timedOut")
         /// A socket call failed.
         public static let ioFailure = Code("ioFailure")
+        /// The server refused the WebSocket upgrade (an HTTP status other than 101, a wrong accept key, no common
+        /// sub-protocol), or answered it in a way RFC 6455 does not allow.
+        public static let webSocketHandshakeFailed = Code("webSocketHandshakeFailed")
+        /// The WebSocket peer broke RFC 6455 (an unmasked client frame, a reserved opcode, an oversized frame, text on
+        /// a binary sub-protocol); the connection was closed with the matching status.
+        public static let webSocketProtocolViolation = Code("webSocketProtocolViolation")
     }
 }
 

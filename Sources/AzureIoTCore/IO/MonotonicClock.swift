@@ -20,4 +20,11 @@ enum MonotonicClock {
         let nanoseconds = max(0, seconds) * 1_000_000_000 + (seconds >= 0 ? attoseconds / 1_000_000_000 : 0)
         return now() &+ UInt64(nanoseconds)
     }
+
+    /// The time left until `deadline` (zero once it has passed), or `nil` for no deadline.
+    static func remaining(until deadline: UInt64?) -> Duration? {
+        guard let deadline else { return nil }
+        let now = Self.now()
+        return deadline > now ? .nanoseconds(Int64(clamping: deadline - now)) : .zero
+    }
 }

@@ -34,6 +34,9 @@ public struct TLSConfiguration: Sendable {
     public var connectTimeout: Duration
     /// How the TCP connection is opened: `nil` (the default) connects directly; a proxy opener tunnels.
     public var connectionOpener: (any ConnectionOpener)?
+    /// A WebSocket to open over TLS before the protocol starts (MQTT or AMQP over WebSockets, port 443); `nil` (the
+    /// default) speaks the protocol straight over TLS.
+    public var webSocket: WebSocketUpgrade?
 
     /// A client configuration. The defaults are what IoT Hub expects: system roots, TLS 1.2+, host name checked.
     public init(
@@ -43,7 +46,8 @@ public struct TLSConfiguration: Sendable {
         serverName: String? = nil,
         verifiesHostname: Bool = true,
         connectTimeout: Duration = .seconds(30),
-        connectionOpener: (any ConnectionOpener)? = nil
+        connectionOpener: (any ConnectionOpener)? = nil,
+        webSocket: WebSocketUpgrade? = nil
     ) {
         self.trustRoots = trustRoots
         self.clientIdentity = clientIdentity
@@ -52,5 +56,6 @@ public struct TLSConfiguration: Sendable {
         self.verifiesHostname = verifiesHostname
         self.connectTimeout = connectTimeout
         self.connectionOpener = connectionOpener
+        self.webSocket = webSocket
     }
 }

@@ -1,6 +1,7 @@
 private import CAzureIoTOpenSSL
 private import CAzureIoTShims
 public import Logging
+import WebSocketCodec
 
 #if canImport(Glibc)
     import Glibc
@@ -25,6 +26,8 @@ public final class TLSConnection: Sendable {
     private struct Session: @unchecked Sendable {
         let ssl: OpaquePointer
         var closed = false
+        /// The WebSocket layer, once the connection has been upgraded.
+        var webSocket: WebSocketFraming?
     }
 
     private let session: AdaptiveLock<Session>
@@ -105,6 +108,13 @@ public final class TLSConnection: Sendable {
         }
         try await connection.handshake(deadline: deadline)
         logger.debug("TLS established", metadata: ["host": "\(host)", "version": "\(connection.protocolVersion)"])
+        if let upgrade = configuration.webSocket {
+            try await connection.upgrade(to: upgrade, host: host, port: port, deadline: deadline)
+            logger.debug(
+                "WebSocket established",
+                metadata: ["path": "\(upgrade.path)", "protocol": "\(upgrade.subprotocol)"]
+            )
+        }
         return connection
     }
 
@@ -142,14 +152,148 @@ public final class TLSConnection: Sendable {
 
     private func handshake(deadline: UInt64?) async throws {
         do {
-            try await self.perform(deadline: deadline, during: .handshake) { ssl -> Step<Void> in
-                let result = SSL_do_handshake(ssl)
-                return result == 1 ? .done(()) : Self.step(ssl, result)
+            try await self.perform(deadline: deadline, during: .handshake) { session -> Step<Void> in
+                let result = SSL_do_handshake(session.ssl)
+                return result == 1 ? .done(()) : Self.step(session.ssl, result)
             }
         } catch {
             self.close()
             throw error
         }
+    }
+
+    // MARK: - WebSockets
+
+    /// Whether the connection carries a WebSocket (RFC 6455) over TLS.
+    public var isWebSocket: Bool { self.session.withLock { $0.webSocket != nil } }
+
+    /// The client's opening handshake: the upgrade request for `upgrade`, then the server's `101` answer checked.
+    private func upgrade(to upgrade: WebSocketUpgrade, host: String, port: Int, deadline: UInt64?) async throws {
+        do {
+            var nonce = [UInt8](repeating: 0, count: 16)
+            var generator = SystemRandomNumberGenerator()
+            for index in nonce.indices { nonce[index] = generator.next() }
+            let handshake = try WebSocketClientHandshake(
+                host: port == WebSocketUpgrade.defaultPort ? host : "\(host):\(port)",
+                path: upgrade.path,
+                protocols: [upgrade.subprotocol],
+                nonce: nonce
+            )
+            try await self.write(handshake.requestBytes, timeout: MonotonicClock.remaining(until: deadline))
+            var received: [UInt8] = []
+            while true {
+                if let (chosen, size) = try handshake.parseResponse(received[...]) {
+                    guard chosen != nil else {
+                        throw AzureIoTError(
+                            .webSocketHandshakeFailed,
+                            "\(self.peerName) accepted the WebSocket without the sub-protocol \(upgrade.subprotocol)"
+                        )
+                    }
+                    let framing = WebSocketFraming(
+                        role: .client,
+                        maximumFrameSize: upgrade.maximumFrameSize,
+                        leftover: Array(received[size...])
+                    )
+                    self.session.withLock { $0.webSocket = framing }
+                    return
+                }
+                let more = try await self.read(timeout: MonotonicClock.remaining(until: deadline))
+                guard !more.isEmpty else {
+                    throw AzureIoTError(
+                        .webSocketHandshakeFailed,
+                        "\(self.peerName) closed the connection during the WebSocket upgrade"
+                    )
+                }
+                received += more
+            }
+        } catch let error as WebSocketCodecError {
+            self.close()
+            throw AzureIoTError(
+                .webSocketHandshakeFailed,
+                "the WebSocket upgrade at \(self.peerName)\(upgrade.path) failed: \(error.message)",
+                underlying: error
+            )
+        } catch {
+            self.close()
+            throw error
+        }
+    }
+
+    /// The server's opening handshake: reads the client's upgrade request, answers `101` with the first offered
+    /// sub-protocol that `protocols` names (as the client spelled it), and returns it. A request for another `path`,
+    /// malformed or without a sub-protocol in common is answered with an HTTP error and throws
+    /// ``AzureIoTError/Code/webSocketHandshakeFailed``; nothing is read past `maximumRequestSize` or `timeout`.
+    package func acceptWebSocket(
+        path: String,
+        protocols: [String],
+        maximumFrameSize: Int = 1 << 20,
+        maximumRequestSize: Int = 16 * 1024,
+        timeout: Duration
+    ) async throws -> String {
+        let deadline = MonotonicClock.deadline(after: timeout)
+        var received: [UInt8] = []
+        do {
+            while true {
+                if let (request, size) = try WebSocketUpgradeRequest.parse(
+                    received[...],
+                    maximumSize: maximumRequestSize
+                ) {
+                    let target = request.path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.path
+                    guard target == path else {
+                        try await self.refuse(404, "no WebSocket endpoint at \(target)", deadline: deadline)
+                    }
+                    guard let chosen = request.selectProtocol(from: protocols) else {
+                        try await self.refuse(
+                            400,
+                            "none of the sub-protocols offered is served (\(protocols.joined(separator: ", ")))",
+                            deadline: deadline
+                        )
+                    }
+                    try await self.write(
+                        request.acceptance(selectedProtocol: chosen),
+                        timeout: MonotonicClock.remaining(until: deadline)
+                    )
+                    let framing = WebSocketFraming(
+                        role: .server,
+                        maximumFrameSize: maximumFrameSize,
+                        leftover: Array(received[size...])
+                    )
+                    self.session.withLock { $0.webSocket = framing }
+                    return chosen
+                }
+                let more = try await self.read(timeout: MonotonicClock.remaining(until: deadline))
+                guard !more.isEmpty else {
+                    throw AzureIoTError(
+                        .webSocketHandshakeFailed,
+                        "the client closed the connection before its upgrade request"
+                    )
+                }
+                received += more
+            }
+        } catch let error as WebSocketCodecError {
+            let status = error.message.contains("Sec-WebSocket-Version") ? 426 : 400
+            try? await self.write(
+                WebSocketUpgradeRequest.refusal(status: status, reason: error.message),
+                timeout: .seconds(1)
+            )
+            self.close()
+            throw AzureIoTError(
+                .webSocketHandshakeFailed,
+                "a bad WebSocket upgrade request: \(error.message)",
+                underlying: error
+            )
+        } catch {
+            self.close()
+            throw error
+        }
+    }
+
+    private func refuse(_ status: Int, _ reason: String, deadline: UInt64?) async throws -> Never {
+        try? await self.write(
+            WebSocketUpgradeRequest.refusal(status: status, reason: reason),
+            timeout: MonotonicClock.remaining(until: deadline)
+        )
+        throw AzureIoTError(.webSocketHandshakeFailed, "refused a WebSocket upgrade (\(status)): \(reason)")
     }
 
     // MARK: - Reading and writing
@@ -158,7 +302,7 @@ public final class TLSConnection: Sendable {
     /// Throws ``AzureIoTError/Code/timedOut`` if nothing arrives within `timeout` (no timeout by default).
     public func read(maxBytes: Int = 16 * 1024, timeout: Duration? = nil) async throws -> [UInt8] {
         let deadline = MonotonicClock.deadline(after: timeout)
-        return try await self.perform(deadline: deadline, during: .transfer) { Self.readStep($0, capacity: maxBytes) }
+        return try await self.perform(deadline: deadline, during: .transfer) { Self.readStep(&$0, capacity: maxBytes) }
     }
 
     /// Writes all of `bytes`. Throws ``AzureIoTError/Code/timedOut`` if they cannot all be handed to the kernel
@@ -168,12 +312,10 @@ public final class TLSConnection: Sendable {
         let deadline = MonotonicClock.deadline(after: timeout)
         var offset = 0
         while offset < bytes.count {
-            offset += try await self.perform(deadline: deadline, during: .transfer) { ssl -> Step<Int> in
-                var written = 0
-                let result = bytes.withUnsafeBytes { buffer in
-                    SSL_write_ex(ssl, buffer.baseAddress! + offset, buffer.count - offset, &written)
+            offset += try await self.perform(deadline: deadline, during: .transfer) { session -> Step<Int> in
+                bytes.withUnsafeBytes { buffer in
+                    Self.writeStep(&session, UnsafeRawBufferPointer(rebasing: buffer[offset...]))
                 }
-                return result == 1 ? .done(written) : Self.step(ssl, result)
             }
         }
     }
@@ -192,29 +334,23 @@ public final class TLSConnection: Sendable {
     /// owns both directions of the connection (an actor) reads and writes with these, without lock contention or a
     /// thread hop, and suspends only through ``waitUntilReady(readable:deadline:)``.
     package func readNow(maxBytes: Int = 16 * 1024) throws(AzureIoTError) -> Attempt<[UInt8]> {
-        try self.attempt(during: .transfer) { Self.readStep($0, capacity: maxBytes) }
+        try self.attempt(during: .transfer) { Self.readStep(&$0, capacity: maxBytes) }
     }
 
     /// Reads what is there now into `buffer` without waiting and without allocating; `.done(0)` is an orderly close.
     /// A reader that keeps one buffer per connection reads with no heap traffic.
     package func readNow(into buffer: UnsafeMutableRawBufferPointer) throws(AzureIoTError) -> Attempt<Int> {
         guard let base = buffer.baseAddress, !buffer.isEmpty else { return .done(0) }
-        return try self.attempt(during: .transfer) { ssl -> Step<Int> in
-            var read = 0
-            let result = SSL_read_ex(ssl, base, buffer.count, &read)
-            if result == 1 { return .done(read) }
-            if SSL_get_error(ssl, result) == SSL_ERROR_ZERO_RETURN { return .done(0) }
-            return Self.step(ssl, result)
+        return try self.attempt(during: .transfer) { session -> Step<Int> in
+            Self.readStep(&session, into: UnsafeMutableRawBufferPointer(start: base, count: buffer.count))
         }
     }
 
     /// Writes as much of `bytes` as the socket takes now without waiting; returns how many were written.
     package func writeNow(_ bytes: UnsafeRawBufferPointer) throws(AzureIoTError) -> Attempt<Int> {
         guard let base = bytes.baseAddress, !bytes.isEmpty else { return .done(0) }
-        return try self.attempt(during: .transfer) { ssl -> Step<Int> in
-            var written = 0
-            let result = SSL_write_ex(ssl, base, bytes.count, &written)
-            return result == 1 ? .done(written) : Self.step(ssl, result)
+        return try self.attempt(during: .transfer) { session -> Step<Int> in
+            Self.writeStep(&session, UnsafeRawBufferPointer(start: base, count: bytes.count))
         }
     }
 
@@ -254,6 +390,12 @@ public final class TLSConnection: Sendable {
             guard !session.closed else { return false }
             session.closed = true
             OpenSSLErrorQueue.clear()
+            if session.webSocket != nil {
+                // The WebSocket close handshake first (1000, normal closure), best effort.
+                session.webSocket?.queueClose(code: 1000, reason: "")
+                session.webSocket?.flushControl(session.ssl)
+                OpenSSLErrorQueue.clear()
+            }
             _ = SSL_shutdown(session.ssl)
             OpenSSLErrorQueue.clear()
             return true
@@ -308,7 +450,7 @@ public final class TLSConnection: Sendable {
     private func perform<Result>(
         deadline: UInt64?,
         during phase: Phase,
-        _ operation: (OpaquePointer) -> Step<Result>
+        _ operation: (inout Session) -> Step<Result>
     ) async throws -> Result {
         var yielded = false
         while true {
@@ -332,13 +474,13 @@ public final class TLSConnection: Sendable {
     }
 
     /// Runs `operation` once under the session lock, with failures classified.
-    private func step<Result>(during phase: Phase, _ operation: (OpaquePointer) -> Step<Result>) -> Step<Result> {
+    private func step<Result>(during phase: Phase, _ operation: (inout Session) -> Step<Result>) -> Step<Result> {
         self.session.withLock { session -> Step<Result> in
             guard !session.closed else {
                 return .failed(AzureIoTError(.connectionClosed, "the connection is closed"))
             }
             OpenSSLErrorQueue.clear()
-            let step = operation(session.ssl)
+            let step = operation(&session)
             if case .failed(let error) = step {
                 return .failed(self.classify(error, ssl: session.ssl, phase: phase))
             }
@@ -347,7 +489,7 @@ public final class TLSConnection: Sendable {
     }
 
     /// Runs `operation` once, without waiting.
-    private func attempt<Result>(during phase: Phase, _ operation: (OpaquePointer) -> Step<Result>)
+    private func attempt<Result>(during phase: Phase, _ operation: (inout Session) -> Step<Result>)
         throws(AzureIoTError) -> Attempt<Result>
     {
         switch self.step(during: phase, operation) {
@@ -368,17 +510,57 @@ public final class TLSConnection: Sendable {
         }
     }
 
-    /// One `SSL_read_ex` of up to `capacity` bytes; an orderly close reads as no bytes.
-    private static func readStep(_ ssl: OpaquePointer, capacity: Int) -> Step<[UInt8]> {
-        var result: Int32 = 0
+    /// One read of up to `capacity` bytes; an orderly close reads as no bytes.
+    private static func readStep(_ session: inout Session, capacity: Int) -> Step<[UInt8]> {
+        var step: Step<Int> = .done(0)
         let bytes = [UInt8](unsafeUninitializedCapacity: max(1, capacity)) { buffer, count in
-            var read = 0
-            result = SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &read)
-            count = result == 1 ? read : 0
+            step = Self.readStep(&session, into: UnsafeMutableRawBufferPointer(buffer))
+            if case .done(let read) = step { count = read } else { count = 0 }
         }
-        if result == 1 { return .done(bytes) }
-        if SSL_get_error(ssl, result) == SSL_ERROR_ZERO_RETURN { return .done([]) }
-        return Self.step(ssl, result)
+        switch step {
+        case .done: return .done(bytes)
+        case .wantRead: return .wantRead
+        case .wantWrite: return .wantWrite
+        case .failed(let error): return .failed(error)
+        }
+    }
+
+    /// One read into `buffer`, through the WebSocket layer when there is one; `.done(0)` is an orderly close.
+    private static func readStep(_ session: inout Session, into buffer: UnsafeMutableRawBufferPointer) -> Step<Int> {
+        if session.webSocket != nil {
+            return Self.step(session.webSocket!.read(session.ssl, into: buffer))
+        }
+        var read = 0
+        let result = SSL_read_ex(session.ssl, buffer.baseAddress, buffer.count, &read)
+        if result == 1 { return .done(read) }
+        if SSL_get_error(session.ssl, result) == SSL_ERROR_ZERO_RETURN { return .done(0) }
+        return Self.step(session.ssl, result)
+    }
+
+    /// One write of `bytes` (not empty), through the WebSocket layer when there is one.
+    private static func writeStep(_ session: inout Session, _ bytes: UnsafeRawBufferPointer) -> Step<Int> {
+        if session.webSocket != nil {
+            return Self.step(session.webSocket!.write(session.ssl, bytes))
+        }
+        var written = 0
+        let result = SSL_write_ex(session.ssl, bytes.baseAddress, bytes.count, &written)
+        return result == 1 ? .done(written) : Self.step(session.ssl, result)
+    }
+
+    private static func step<Result>(_ outcome: WebSocketFraming.Outcome<Result>) -> Step<Result> {
+        switch outcome {
+        case .done(let result): return .done(result)
+        case .wantRead: return .wantRead
+        case .wantWrite: return .wantWrite
+        case .failed(let error): return .failed(error)
+        }
+    }
+
+    /// The error behind an OpenSSL result that is neither success nor a want.
+    static func failure(_ ssl: OpaquePointer, _ result: Int32) -> AzureIoTError {
+        let step: Step<Void> = Self.step(ssl, result)
+        if case .failed(let error) = step { return error }
+        return AzureIoTError(.tlsFailure, "TLS failure")
     }
 
     /// Turns an OpenSSL return value into a step, draining the error queue into failures.

@@ -19,6 +19,9 @@ public struct EmulatorConfiguration: Sendable, Codable {
     public var mqttPort: Int
     /// The AMQP-over-TLS port (IoT Hub's is 5671); 0 picks a free one.
     public var amqpPort: Int
+    /// The port serving MQTT and AMQP over WebSockets at `/$iothub/websocket` (IoT Hub's is 443; sub-protocols `mqtt`
+    /// and `AMQPWSB10`); 0 picks a free one.
+    public var webSocketPort: Int = 0
     /// Where the emulator writes its CA certificate (`emulator-ca.pem`); default: a new temporary directory.
     public var stateDirectory: String?
     /// Seconds DPS asks clients to wait (`Retry-After`) while a registration is `assigning` (default 1).
@@ -185,6 +188,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
         dpsPort: Int = 0,
         mqttPort: Int = 0,
         amqpPort: Int = 0,
+        webSocketPort: Int = 0,
         stateDirectory: String? = nil,
         provisioningRetryAfterSeconds: Int = 1,
         devices: [Device] = [],
@@ -197,6 +201,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
         self.dpsPort = dpsPort
         self.mqttPort = mqttPort
         self.amqpPort = amqpPort
+        self.webSocketPort = webSocketPort
         self.stateDirectory = stateDirectory
         self.provisioningRetryAfterSeconds = provisioningRetryAfterSeconds
         self.devices = devices
@@ -204,7 +209,8 @@ public struct EmulatorConfiguration: Sendable, Codable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case hubName, listenAddress, dpsPort, mqttPort, amqpPort, stateDirectory, provisioningRetryAfterSeconds,
+        case hubName, listenAddress, dpsPort, mqttPort, amqpPort, webSocketPort, stateDirectory,
+            provisioningRetryAfterSeconds,
             devices, provisioning, limits
     }
 
@@ -216,6 +222,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
         self.dpsPort = try container.decodeIfPresent(Int.self, forKey: .dpsPort) ?? 0
         self.mqttPort = try container.decodeIfPresent(Int.self, forKey: .mqttPort) ?? 0
         self.amqpPort = try container.decodeIfPresent(Int.self, forKey: .amqpPort) ?? 0
+        self.webSocketPort = try container.decodeIfPresent(Int.self, forKey: .webSocketPort) ?? 0
         self.stateDirectory = try container.decodeIfPresent(String.self, forKey: .stateDirectory)
         self.provisioningRetryAfterSeconds =
             try container.decodeIfPresent(Int.self, forKey: .provisioningRetryAfterSeconds) ?? 1
@@ -227,8 +234,11 @@ public struct EmulatorConfiguration: Sendable, Codable {
     /// Checks what JSON cannot: ports in 0...65535 (0 picks one), a `Retry-After` in 0...3600 s, and the limits'
     /// ranges. Throws `AzureIoTError.invalidArgument` naming the field.
     public func validate() throws(AzureIoTError) {
-        for (name, port) in [("dpsPort", self.dpsPort), ("mqttPort", self.mqttPort), ("amqpPort", self.amqpPort)]
-        where !(0...65535).contains(port) {
+        let ports = [
+            ("dpsPort", self.dpsPort), ("mqttPort", self.mqttPort), ("amqpPort", self.amqpPort),
+            ("webSocketPort", self.webSocketPort),
+        ]
+        for (name, port) in ports where !(0...65535).contains(port) {
             throw AzureIoTError(.invalidArgument, "\(name) is \(port); it must be in 0...65535 (0 picks a free port)")
         }
         guard (0...3600).contains(self.provisioningRetryAfterSeconds) else {

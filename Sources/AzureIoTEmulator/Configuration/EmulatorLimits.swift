@@ -40,6 +40,9 @@ public struct EmulatorLimits: Sendable, Codable, Equatable {
     /// The longest MQTT topic name accepted; IoT Hub also counts the property bag into a message's 256 KB.
     /// Default 16 KiB.
     public var maximumTopicBytes: Int
+    /// The largest WebSocket frame a client may send on the WebSocket port; a larger one closes the connection with
+    /// status 1009. Default 1 MiB (an MQTT or AMQP message of IoT Hub's 256 KB fits whole).
+    public var maximumWebSocketFrameBytes: Int
 
     /// The defaults, sized from this process's open-file limit.
     public init() {
@@ -55,13 +58,14 @@ public struct EmulatorLimits: Sendable, Codable, Equatable {
         self.maximumPendingWriteBytes = 4 * 1024 * 1024
         self.minimumHeartbeatMilliseconds = 500
         self.maximumTopicBytes = 16 * 1024
+        self.maximumWebSocketFrameBytes = 1024 * 1024
     }
 
     private enum CodingKeys: String, CodingKey {
         case maximumConnections, maximumConnectionsPerPort, maximumConnectionsPerSource, handshakeTimeoutSeconds,
             maximumConcurrentHandshakes
         case maximumLinksPerConnection, maximumBufferedBytesBeforeAuthentication, maximumBufferedBytesPerConnection
-        case maximumPendingWriteBytes, minimumHeartbeatMilliseconds, maximumTopicBytes
+        case maximumPendingWriteBytes, minimumHeartbeatMilliseconds, maximumTopicBytes, maximumWebSocketFrameBytes
     }
 
     /// Decodes limits; each one left out keeps its default.
@@ -87,6 +91,7 @@ public struct EmulatorLimits: Sendable, Codable, Equatable {
         try read(.maximumPendingWriteBytes, &self.maximumPendingWriteBytes)
         try read(.minimumHeartbeatMilliseconds, &self.minimumHeartbeatMilliseconds)
         try read(.maximumTopicBytes, &self.maximumTopicBytes)
+        try read(.maximumWebSocketFrameBytes, &self.maximumWebSocketFrameBytes)
     }
 
     /// The most connections this process can hold while keeping descriptors in reserve for everything else:
@@ -125,6 +130,7 @@ public struct EmulatorLimits: Sendable, Codable, Equatable {
             ("maximumPendingWriteBytes", \.maximumPendingWriteBytes, 300 * 1024...(1 << 30)),
             ("minimumHeartbeatMilliseconds", \.minimumHeartbeatMilliseconds, 10...3_600_000),
             ("maximumTopicBytes", \.maximumTopicBytes, 256...65_535),
+            ("maximumWebSocketFrameBytes", \.maximumWebSocketFrameBytes, 1024...(1 << 30)),
         ]
     }
 

@@ -44,6 +44,10 @@ public struct HubAMQPConfiguration: Sendable {
     /// How the TCP connection is opened: `nil` (the default) connects directly; `AzureIoTProxy`'s
     /// `ProxyConnectionOpener` tunnels through an HTTP or SOCKS proxy.
     public var connectionOpener: (any ConnectionOpener)?
+    /// Whether AMQP runs inside a WebSocket (`wss://host:port/$iothub/websocket`, sub-protocol `AMQPWSB10`), for
+    /// networks that let only HTTPS out; IoT Hub serves it on port 443, so set ``port`` to that too (``endpoint``
+    /// does it for a `nil` port).
+    public var webSockets: Bool = false
     /// Our idle time-out, announced in `open`: a peer silent for 1.5 times as long is taken as dead.
     public var idleTimeout: Duration
     /// How long the handshake and each settlement may take.
@@ -83,7 +87,7 @@ public struct HubAMQPConfiguration: Sendable {
     }
 
     /// The hub, gateway, port, trust roots and connection opener as the building block all client configurations
-    /// share (setting a `nil` port sets 5671).
+    /// share (setting a `nil` port sets 5671, or 443 over WebSockets).
     public var endpoint: HubEndpoint {
         get {
             HubEndpoint(
@@ -91,15 +95,17 @@ public struct HubAMQPConfiguration: Sendable {
                 gatewayHostName: self.gatewayHostName,
                 port: self.port,
                 trustRoots: self.trustRoots,
-                connectionOpener: self.connectionOpener
+                connectionOpener: self.connectionOpener,
+                webSockets: self.webSockets
             )
         }
         set {
             self.hubHost = newValue.hubHost
             self.gatewayHostName = newValue.gatewayHostName
-            self.port = newValue.port ?? 5671
+            self.port = newValue.port ?? (newValue.webSockets ? WebSocketUpgrade.defaultPort : 5671)
             self.trustRoots = newValue.trustRoots
             self.connectionOpener = newValue.connectionOpener
+            self.webSockets = newValue.webSockets
         }
     }
     /// The operation and connect time-outs and the idle time-out (as `keepAlive`) as the building block all client

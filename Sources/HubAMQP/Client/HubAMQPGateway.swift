@@ -21,6 +21,8 @@ public final class HubAMQPGateway: Sendable {
         /// How the TCP connection is opened: `nil` (the default) connects directly; `AzureIoTProxy`'s
         /// `ProxyConnectionOpener` tunnels through an HTTP or SOCKS proxy.
         public var connectionOpener: (any ConnectionOpener)?
+        /// Whether AMQP runs inside a WebSocket (`/$iothub/websocket`, sub-protocol `AMQPWSB10`; IoT Hub: port 443).
+        public var webSockets: Bool = false
         /// The CBS token type.
         public var tokenType: HubAMQPConfiguration.CBSTokenType
         /// Our idle time-out, announced in `open`.
@@ -100,6 +102,7 @@ public final class HubAMQPGateway: Sendable {
                 containerName: "gateway",
                 clock: clock,
                 connectionOpener: configuration.connectionOpener,
+                webSockets: configuration.webSockets,
                 isolatesIdentities: true
             ),
             identities: [],

@@ -41,6 +41,8 @@ actor HubAMQPSession {
         var clock: any IoTClock = SystemClock()
         /// How the TCP connection is opened (`nil`: directly).
         var connectionOpener: (any ConnectionOpener)?
+        /// AMQP inside a WebSocket.
+        var webSockets = false
         /// Sees every connection event (the device client's metrics).
         var eventObserver: (@Sendable (ConnectionEvent) -> Void)? = nil
         /// A gateway: an identity whose links the hub detaches (refused, or taken over by another connection) loses
@@ -224,6 +226,7 @@ actor HubAMQPSession {
             containerName: configuration.deviceId,
             clock: clock,
             connectionOpener: configuration.connectionOpener,
+            webSockets: configuration.webSockets,
             eventObserver: configuration.eventObserver
         )
         let identity = Identity(
@@ -311,7 +314,8 @@ actor HubAMQPSession {
         var tls = TLSConfiguration(
             trustRoots: self.settings.trustRoots,
             connectTimeout: self.settings.operationTimeout,
-            connectionOpener: self.settings.connectionOpener
+            connectionOpener: self.settings.connectionOpener,
+            webSocket: self.settings.webSockets ? .amqp : nil
         )
         if case .x509(let identity) = self.settings.mode { tls.clientIdentity = identity }
         let host = self.settings.gatewayHostName ?? self.settings.hubHost

@@ -23,6 +23,10 @@ public struct HubMQTTConfiguration: Sendable {
     /// How the TCP connection is opened: `nil` (the default) connects directly; `AzureIoTProxy`'s
     /// `ProxyConnectionOpener` tunnels through an HTTP or SOCKS proxy.
     public var connectionOpener: (any ConnectionOpener)?
+    /// Whether MQTT runs inside a WebSocket (`wss://host:port/$iothub/websocket`, sub-protocol `mqtt`), for networks
+    /// that let only HTTPS out; IoT Hub serves it on port 443, so set ``port`` to that too (``endpoint`` does it for
+    /// a `nil` port).
+    public var webSockets: Bool = false
     /// Keep-alive (default 240 s, at most 1177 s for IoT Hub).
     public var keepAlive: Duration
     /// QoS 1 PUBLISHes that may await PUBACK at once.
@@ -54,7 +58,7 @@ public struct HubMQTTConfiguration: Sendable {
         set { self.retryPolicy.maximumDelay = newValue }
     }
     /// The hub, gateway, port, trust roots and connection opener as the building block all client configurations
-    /// share (setting a `nil` port sets 8883).
+    /// share (setting a `nil` port sets 8883, or 443 over WebSockets).
     public var endpoint: HubEndpoint {
         get {
             HubEndpoint(
@@ -62,15 +66,17 @@ public struct HubMQTTConfiguration: Sendable {
                 gatewayHostName: self.gatewayHostName,
                 port: self.port,
                 trustRoots: self.trustRoots,
-                connectionOpener: self.connectionOpener
+                connectionOpener: self.connectionOpener,
+                webSockets: self.webSockets
             )
         }
         set {
             self.identity.hubHost = newValue.hubHost
             self.gatewayHostName = newValue.gatewayHostName
-            self.port = newValue.port ?? 8883
+            self.port = newValue.port ?? (newValue.webSockets ? WebSocketUpgrade.defaultPort : 8883)
             self.trustRoots = newValue.trustRoots
             self.connectionOpener = newValue.connectionOpener
+            self.webSockets = newValue.webSockets
         }
     }
     /// The operation and connect time-outs and the keep-alive as the building block all client configurations share.

@@ -402,7 +402,8 @@ actor HubMQTTSession {
         var tls = TLSConfiguration(
             trustRoots: self.configuration.trustRoots,
             connectTimeout: self.configuration.connectTimeout,
-            connectionOpener: self.configuration.connectionOpener
+            connectionOpener: self.configuration.connectionOpener,
+            webSocket: self.configuration.webSockets ? .mqtt : nil
         )
         var password: [UInt8]?
         switch self.configuration.authentication {
