@@ -165,7 +165,8 @@ public final class IoTEmulator: Sendable {
                 // IoT Hub's WebSocket endpoint: the sub-protocol the client asks for picks MQTT or AMQP.
                 do {
                     let chosen = try await connection.acceptWebSocket(
-                        path: WebSocketUpgrade.iotHubPath,
+                        // Device SDKs use IoT Hub's path; uamqp (the Python service and Event Hubs SDKs) its own.
+                        paths: [WebSocketUpgrade.iotHubPath, "/$servicebus/websocket"],
                         protocols: ["mqtt", "AMQPWSB10"],
                         maximumFrameSize: limits.maximumWebSocketFrameBytes,
                         timeout: .seconds(limits.handshakeTimeoutSeconds)

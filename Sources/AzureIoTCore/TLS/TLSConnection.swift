@@ -220,11 +220,12 @@ public final class TLSConnection: Sendable {
     }
 
     /// The server's opening handshake: reads the client's upgrade request, answers `101` with the first offered
-    /// sub-protocol that `protocols` names (as the client spelled it), and returns it. A request for another `path`,
+    /// sub-protocol that `protocols` names (as the client spelled it), and returns it. A request for a path not in
+    /// `paths` (compared without a trailing slash or query),
     /// malformed or without a sub-protocol in common is answered with an HTTP error and throws
     /// ``AzureIoTError/Code/webSocketHandshakeFailed``; nothing is read past `maximumRequestSize` or `timeout`.
     package func acceptWebSocket(
-        path: String,
+        paths: [String],
         protocols: [String],
         maximumFrameSize: Int = 1 << 20,
         maximumRequestSize: Int = 16 * 1024,
@@ -234,12 +235,17 @@ public final class TLSConnection: Sendable {
         var received: [UInt8] = []
         do {
             while true {
+                // A client speaking MQTT or AMQP straight away is told at once rather than when its bytes run out.
+                let method = Array("GET /".utf8)
+                guard received.prefix(method.count).elementsEqual(method.prefix(received.count)) else {
+                    try await self.refuse(400, "not an HTTP GET upgrade request", deadline: deadline)
+                }
                 if let (request, size) = try WebSocketUpgradeRequest.parse(
                     received[...],
                     maximumSize: maximumRequestSize
                 ) {
-                    let target = request.path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.path
-                    guard target == path else {
+                    let target = Self.trimmedPath(request.path)
+                    guard paths.contains(where: { Self.trimmedPath($0) == target }) else {
                         try await self.refuse(404, "no WebSocket endpoint at \(target)", deadline: deadline)
                     }
                     guard let chosen = request.selectProtocol(from: protocols) else {
@@ -286,6 +292,12 @@ public final class TLSConnection: Sendable {
             self.close()
             throw error
         }
+    }
+
+    private static func trimmedPath(_ path: String) -> String {
+        var path = Substring(path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
+        while path.count > 1, path.hasSuffix("/") { path = path.dropLast() }
+        return String(path)
     }
 
     private func refuse(_ status: Int, _ reason: String, deadline: UInt64?) async throws -> Never {

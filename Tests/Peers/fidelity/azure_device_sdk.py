@@ -2,7 +2,10 @@
 (through GatewayHostName, trusting the emulator's CA as an IoT Edge root), send telemetry with content type, content
 encoding and custom properties, answer one direct method, patch reported properties, receive a C2D message.
 
-usage: azure_device_sdk.py CONNECTION_STRING CA_FILE
+usage: azure_device_sdk.py CONNECTION_STRING CA_FILE [WEBSOCKET_PORT]
+With WEBSOCKET_PORT the SDK speaks MQTT over WebSockets (`websockets=True`). It always dials port 443 then, which a
+test cannot listen on without privileges, so only the port number paho is handed is changed to WEBSOCKET_PORT; the
+path, sub-protocol and everything on the wire stay the SDK's.
 Prints one line per step; the emulator side of the test drives the method and C2D.
 """
 import json
@@ -11,10 +14,23 @@ import sys
 from azure.iot.device import IoTHubDeviceClient, Message, MethodResponse
 
 connection_string, ca_file = sys.argv[1:3]
+websocket_port = int(sys.argv[3]) if len(sys.argv) > 3 else None
 with open(ca_file) as handle:
     ca = handle.read()
 
-client = IoTHubDeviceClient.create_from_connection_string(connection_string, server_verification_cert=ca)
+if websocket_port is not None:
+    import paho.mqtt.client as paho
+
+    dial = paho.Client.connect
+
+    def connect_to_test_port(self, host, port=1883, *args, **kwargs):
+        return dial(self, host, websocket_port if port == 443 else port, *args, **kwargs)
+
+    paho.Client.connect = connect_to_test_port
+
+client = IoTHubDeviceClient.create_from_connection_string(
+    connection_string, server_verification_cert=ca, websockets=websocket_port is not None
+)
 client.connect()
 print("connected", flush=True)
 

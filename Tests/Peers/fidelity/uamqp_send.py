@@ -4,10 +4,13 @@
          which makes uamqp use SASL PLAIN; port 5671, CA from SSL_CERT_FILE like any OpenSSL client.
   cbs:   SASTokenAuth, which makes uamqp open SASL ANONYMOUS and put the token to `$cbs` (token type given).
   sasl:  SASL PLAIN through uamqp's SASLPlain object, for a peer on another port (the last argument).
+  ws:    the same over WebSockets (`TransportType.AmqpOverWebsocket`: uamqp's path `/$servicebus/websocket/`,
+         sub-protocol `AMQPWSB10`) on the given port.
 
 usage: uamqp_send.py plain HOST DEVICE_ID HUB_HOST SAS_TOKEN CA_FILE [COUNT]
        uamqp_send.py cbs HOST DEVICE_ID HUB_HOST SAS_TOKEN CA_FILE [TOKEN_TYPE]
        uamqp_send.py sasl HOST DEVICE_ID HUB_HOST SAS_TOKEN CA_FILE PORT
+       uamqp_send.py ws HOST DEVICE_ID HUB_HOST SAS_TOKEN CA_FILE PORT
 COUNT (default 1) queues the message that many times: uamqp then sends as fast as the hub's link credit allows.
 Prints the send result per message.
 """
@@ -36,10 +39,13 @@ if mode == "plain":
     password = urllib.parse.quote_plus(token)
     uri = "amqps://%s:%s@%s/devices/%s/messages/events" % (username, password, host, device_id)
     client = uamqp.SendClient(uri, debug=False)
-elif mode == "sasl":
+elif mode in ("sasl", "ws"):
     port = int(sys.argv[7])
     uri = "amqps://%s:%d/devices/%s/messages/events" % (host, port, device_id)
-    auth = authentication.SASLPlain(host, "%s@sas.%s" % (device_id, hub_name), token, port=port, verify=ca_file)
+    transport = uamqp.TransportType.AmqpOverWebsocket if mode == "ws" else uamqp.TransportType.Amqp
+    auth = authentication.SASLPlain(
+        host, "%s@sas.%s" % (device_id, hub_name), token, port=port, verify=ca_file, transport_type=transport
+    )
     client = uamqp.SendClient(uri, auth=auth, debug=False)
 else:
     uri = "amqps://%s/devices/%s/messages/events" % (host, device_id)
