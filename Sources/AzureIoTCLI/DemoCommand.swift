@@ -74,12 +74,14 @@ struct DemoCommand: AsyncParsableCommand {
             )
         )
         configuration.provisioningRetryAfterSeconds = 1
-        let emulator = try await steps.run("start the emulator (DPS, MQTT and AMQP on loopback, TLS from its own CA)") {
+        let emulator = try await steps.run(
+            "start the emulator (DPS, MQTT, AMQP and WebSockets on loopback, TLS from its own CA)"
+        ) {
             try await IoTEmulator.start(configuration: configuration)
         }
         let endpoints = emulator.endpoints
         emit(
-            "   DPS 127.0.0.1:\(endpoints.dps.port), MQTT :\(endpoints.mqtt.port), AMQP :\(endpoints.amqp.port), CA \(endpoints.caCertificatePath)"
+            "   DPS 127.0.0.1:\(endpoints.dps.port), MQTT :\(endpoints.mqtt.port), AMQP :\(endpoints.amqp.port), WebSockets :\(endpoints.webSockets.port), CA \(endpoints.caCertificatePath)"
         )
         let trust = TLSConfiguration.TrustRoots.pemFile(endpoints.caCertificatePath)
         do {
@@ -214,6 +216,23 @@ struct DemoCommand: AsyncParsableCommand {
                 try await amqp.send(message)
                 await amqp.close()
             }
+            try await steps.run(
+                "send telemetry over MQTT in a WebSocket (wss://localhost:\(endpoints.webSockets.port)/$iothub/websocket; IoT Hub's port is 443)"
+            ) {
+                var configuration = HubMQTTConfiguration(
+                    identity: HubMQTTIdentity(hubHost: symmetric.assignedHub, deviceId: symmetric.deviceId),
+                    authentication: .sas(SymmetricKeyCredential(key: deviceKey)),
+                    gatewayHostName: "localhost",
+                    port: endpoints.webSockets.port,
+                    trustRoots: trust
+                )
+                configuration.webSockets = true
+                try await HubMQTTClient.withConnection(configuration: configuration) { client in
+                    try await client.send(
+                        TelemetryMessage(text: #"{"temperature":21.8,"humidity":41}"#, contentType: "application/json")
+                    )
+                }
+            }
             await Self.summarize(emulator)
             let sheet = RecipeSheet(
                 deviceId: symmetric.deviceId,
@@ -269,7 +288,7 @@ struct DemoCommand: AsyncParsableCommand {
                 separator: ","
             )
             emit(
-                "  \(message.transport.rawValue.uppercased()) telemetry from \(message.deviceId): \(message.bodyText) ct=\(message.contentType ?? "-") ce=\(message.contentEncoding ?? "-") [\(properties)]"
+                "  \(message.transport.rawValue.uppercased())\(message.overWebSockets ? "-WS" : "") telemetry from \(message.deviceId): \(message.bodyText) ct=\(message.contentType ?? "-") ce=\(message.contentEncoding ?? "-") [\(properties)]"
             )
         }
         for message in await emulator.cloudToDeviceMessages() {

@@ -21,11 +21,28 @@ struct HubConnectionOptions: ParsableArguments {
     @Option(help: "PEM private key for --cert.")
     var certKey: String?
 
-    @Option(parsing: .unconditional, help: "The port, 1 to 65535 (default 8883 for MQTT, 5671 for AMQP).")
+    @Option(
+        parsing: .unconditional,
+        help: "The port, 1 to 65535 (default 8883 for MQTT, 5671 for AMQP, 443 over WebSockets)."
+    )
     var port: Int?
 
-    @Option(help: "The protocol: mqtt or amqp.")
-    var `protocol`: String = "mqtt"
+    @Option(
+        help: """
+            The transport: mqtt, amqp, or mqtt-ws/amqp-ws (the protocol in a WebSocket at /$iothub/websocket, port             443, for networks that let only HTTPS out).
+            """
+    )
+    var transport: String?
+
+    @Option(help: "The protocol, mqtt or amqp (the same as --transport without WebSockets).")
+    var `protocol`: String?
+
+    /// `--transport`, else `--protocol`, else MQTT.
+    var transportName: String { self.transport ?? self.protocol ?? "mqtt" }
+    /// Whether the transport is AMQP (directly or in a WebSocket).
+    var usesAMQP: Bool { self.transportName.hasPrefix("amqp") }
+    /// Whether the protocol runs in a WebSocket.
+    var usesWebSockets: Bool { self.transportName.hasSuffix("-ws") }
 
     @Option(
         help: """
@@ -42,8 +59,14 @@ struct HubConnectionOptions: ParsableArguments {
     }
 
     func validateProtocol() throws {
-        guard self.protocol == "mqtt" || self.protocol == "amqp" else {
+        if let name = self.protocol, name != "mqtt" && name != "amqp" {
             throw ValidationError("--protocol takes mqtt or amqp")
+        }
+        if let name = self.transport, !["mqtt", "mqtt-ws", "amqp", "amqp-ws"].contains(name) {
+            throw ValidationError("--transport takes mqtt, mqtt-ws, amqp or amqp-ws")
+        }
+        if self.transport != nil && self.protocol != nil {
+            throw ValidationError("give --transport or --protocol, not both")
         }
         if let port, !(1...65535).contains(port) { throw ValidationError("--port must be 1...65535, got \(port)") }
     }
@@ -56,8 +79,9 @@ struct HubConnectionOptions: ParsableArguments {
             connectionString: connection,
             x509Identity: identity,
             trustRoots: self.caFile.map { .pemFile($0) } ?? .system,
-            port: self.port ?? 8883
+            port: self.port ?? (self.usesWebSockets ? 443 : 8883)
         )
+        configuration.webSockets = self.usesWebSockets
         configuration.connectionOpener = try self.connectionOpener()
         return configuration
     }
@@ -81,9 +105,10 @@ struct HubConnectionOptions: ParsableArguments {
             moduleId: connection.moduleId,
             authentication: authentication,
             gatewayHostName: self.gatewayHost ?? connection.gatewayHostName,
-            port: self.port ?? 5671,
+            port: self.port ?? (self.usesWebSockets ? 443 : 5671),
             trustRoots: self.caFile.map { .pemFile($0) } ?? .system
         )
+        configuration.webSockets = self.usesWebSockets
         configuration.connectionOpener = try self.connectionOpener()
         return configuration
     }

@@ -33,7 +33,7 @@ struct ListenCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        if self.connection.protocol == "amqp" {
+        if self.connection.usesAMQP {
             try await self.listenOverAMQP()
             return
         }

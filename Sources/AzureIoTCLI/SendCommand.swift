@@ -60,7 +60,7 @@ struct SendCommand: AsyncParsableCommand {
         }
         let clock = ContinuousClock()
         let start = clock.now
-        if self.connection.protocol == "amqp" {
+        if self.connection.usesAMQP {
             try await self.sendOverAMQP(pairs, clock: clock, start: start)
             return
         }

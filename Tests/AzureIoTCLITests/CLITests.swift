@@ -183,6 +183,7 @@ struct CLITests {
             #"MQTT telemetry from demo-sym-device-01: {"temperature":21.5,"humidity":40} ct=application/json ce=utf-8 [alert=false]"#,
             #"MQTT telemetry from demo-x509-device: {"pressure":1013} ct=application/json"#,
             #"AMQP telemetry from demo-sym-device-01: {"temperature":21.7,"humidity":41} ct=application/json ce=utf-8 [alert=false]"#,
+            #"MQTT-WS telemetry from demo-sym-device-01: {"temperature":21.8,"humidity":41} ct=application/json"#,
             "to demo-sym-device-01: completed",
             #"the service got 200 {"status":"ok","method":"getStatus"}"#,
             #"reported v2 {"firmware":"1.0.0","telemetryInterval":5}"#,
@@ -231,5 +232,17 @@ struct CLITests {
         ])
         #expect(sent.status == 0, "\(sent.stderr)")
         #expect(sent.stderr.contains("sent 1/1"))
+        // The WebSocket port the JSON lists takes MQTT and AMQP in a WebSocket.
+        let webSockets = try #require(json["webSockets"] as? [String: Any])
+        for transport in ["mqtt-ws", "amqp-ws"] {
+            let result = try await Self.run([
+                "send", "--connection-string", connectionString, "--ca-file", ca, "--transport", transport, "--port",
+                String(webSockets["port"] as? Int ?? 0), #"{"over":"\#(transport)"}"#,
+            ])
+            #expect(result.status == 0, "\(transport): \(result.stderr)")
+            #expect(result.stderr.contains("sent 1/1"), "\(transport): \(result.stderr)")
+        }
+        let wrong = try await Self.run(["send", "--connection-string", connectionString, "--transport", "ws", "x"])
+        #expect(wrong.status != 0 && wrong.stderr.contains("--transport takes mqtt, mqtt-ws, amqp or amqp-ws"))
     }
 }

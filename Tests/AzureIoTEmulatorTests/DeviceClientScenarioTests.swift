@@ -49,6 +49,7 @@ struct DeviceClientScenarioTests {
         }
         let received = try #require(try await fixture.emulator.waitForTelemetry(deviceId: "dev1").first)
         #expect(received.transport == (transport.isMQTT ? .mqtt : .amqp))
+        #expect(received.overWebSockets == transport.usesWebSockets)
         #expect(received.bodyText == #"{"t":21.5}"#)
         #expect(received.contentType == "application/json" && received.contentEncoding == "utf-8")
         #expect(received.messageId == "m-1" && received.correlationId == "c-1" && received.userId == "dev1")

@@ -67,7 +67,7 @@ struct WebSocketTransportTests {
         await amqp.close()
         let received = try await fixture.emulator.waitForTelemetry(deviceId: "dev1", count: 2)
         #expect(received.map(\.body) == [body, body])
-        #expect(received.map(\.transport) == [.mqtt, .amqp])
+        #expect(received.map(\.transport) == [.mqtt, .amqp] && received.allSatisfy(\.overWebSockets))
     }
 
     @Test("MQTT and AMQP over WebSockets through tinyproxy with Basic credentials: the proxy log shows the CONNECTs")

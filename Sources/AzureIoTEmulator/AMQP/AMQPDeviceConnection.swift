@@ -529,7 +529,9 @@ actor AMQPDeviceConnection: DeviceLink {
                 }
                 return
             }
-            await self.hub.record(Self.telemetry(from: message, identity: name))
+            await self.hub.record(
+                Self.telemetry(from: message, identity: name, overWebSockets: self.connection.isWebSocket)
+            )
             if let deliveryId, !settled { await self.acknowledge(deliveryId, channel) }
         case .cbsRequests:
             guard self.cbsResponses.count < Self.maximumQueuedCBSResponses else {
@@ -608,7 +610,9 @@ actor AMQPDeviceConnection: DeviceLink {
         }
     }
 
-    static func telemetry(from message: AMQPMessage, identity: IdentityName) -> ReceivedTelemetry {
+    static func telemetry(from message: AMQPMessage, identity: IdentityName, overWebSockets: Bool = false)
+        -> ReceivedTelemetry
+    {
         var body = message.data ?? []
         if message.data == nil, let value = message.value {
             if case .binary(let bytes) = value {
@@ -637,6 +641,7 @@ actor AMQPDeviceConnection: DeviceLink {
             deviceId: identity.deviceId,
             moduleId: identity.moduleId,
             transport: .amqp,
+            overWebSockets: overWebSockets,
             body: body,
             contentType: message.contentType,
             contentEncoding: message.contentEncoding,

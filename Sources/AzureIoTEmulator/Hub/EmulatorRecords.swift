@@ -17,6 +17,8 @@ public struct ReceivedTelemetry: Sendable {
     public var moduleId: String?
     /// The protocol.
     public var transport: Transport
+    /// Whether the protocol ran in a WebSocket (the emulator's WebSocket port).
+    public var overWebSockets = false
     /// The body bytes.
     public var body: [UInt8]
     /// `$.ct` / AMQP `content-type`.

@@ -213,7 +213,14 @@ actor MQTTDeviceConnection: DeviceLink {
             guard let bag = try? PropertyBag(parsing: bagText) else {
                 return await self.close(because: "a malformed property bag")
             }
-            await self.hub.record(Self.telemetry(from: bag, body: publish.payload, identity: self.identity))
+            await self.hub.record(
+                Self.telemetry(
+                    from: bag,
+                    body: publish.payload,
+                    identity: self.identity,
+                    overWebSockets: self.connection.isWebSocket
+                )
+            )
             if let packetId = publish.packetId { await self.acknowledge(packetId) }
         case .twinGet(let rid):
             let twin = await self.hub.twin(self.identity)
@@ -262,7 +269,12 @@ actor MQTTDeviceConnection: DeviceLink {
     }
 
     /// Maps a property bag to a telemetry record: `$.`-keys to system properties, the rest custom.
-    static func telemetry(from bag: PropertyBag, body: [UInt8], identity: IdentityName) -> ReceivedTelemetry {
+    static func telemetry(
+        from bag: PropertyBag,
+        body: [UInt8],
+        identity: IdentityName,
+        overWebSockets: Bool = false
+    ) -> ReceivedTelemetry {
         var system: [String: String] = [:]
         var custom: [String: String] = [:]
         for pair in bag.pairs {
@@ -276,6 +288,7 @@ actor MQTTDeviceConnection: DeviceLink {
             deviceId: identity.deviceId,
             moduleId: identity.moduleId,
             transport: .mqtt,
+            overWebSockets: overWebSockets,
             body: body,
             contentType: system.removeValue(forKey: "ct"),
             contentEncoding: system.removeValue(forKey: "ce"),
