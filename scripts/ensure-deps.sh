@@ -43,5 +43,14 @@ if [ "$mode" = test ]; then
     python3 -m venv "$clients"
     "$clients/bin/pip" install -q 'azure-iot-device==2.14.0' 'uamqp==1.6.11' 'wsproto==1.2.0'
   fi
+  # A third-party WebSocket server in front of a real broker: Debian's mosquitto is built without WebSockets, and
+  # websockify refuses every sub-protocol but "binary"; amqtt serves MQTT over wss with sub-protocol "mqtt" (the
+  # websockets library). Its own venv: it pins websockets and typer.
+  amqtt="$(dirname "$0")/../.build-peers/amqtt"
+  if ! "$amqtt/bin/python" -c 'import amqtt.broker' 2>/dev/null; then
+    echo "installing the amqtt broker peer (once)"
+    python3 -m venv "$amqtt"
+    "$amqtt/bin/pip" install -q 'amqtt==0.12.1'
+  fi
 fi
 command -v swift >/dev/null || { echo "swift is not on PATH: install a Swift 6.1+ toolchain (swift.org)" >&2; exit 1; }

@@ -177,6 +177,80 @@ struct WebSocketTransportTests {
         #expect(try await emulator.twin(deviceId: "dev1").reported["sdk"] == .string("python"))
     }
 
+    @Test(
+        "this SDK over MQTT in a WebSocket to amqtt's wss listener (a WebSocket server and broker nobody here wrote): telemetry out, C2D in"
+    )
+    func amqttWebSocketBroker() async throws {
+        let pki = try await TestPKI.shared()
+        let tcpPort = try PeerProcess.freePort()
+        let webSocketPort = try PeerProcess.freePort()
+        let folder = NSTemporaryDirectory() + "amqtt-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let configuration = """
+            listeners:
+              default:
+                type: tcp
+                bind: 127.0.0.1:\(tcpPort)
+              secure-ws:
+                type: ws
+                bind: 127.0.0.1:\(webSocketPort)
+                ssl: true
+                certfile: \(pki.path("server.pem"))
+                keyfile: \(pki.path("server.key"))
+            plugins:
+              amqtt.plugins.authentication.AnonymousAuthPlugin:
+                allow_anonymous: true
+
+            """
+        try configuration.write(toFile: folder + "/broker.yaml", atomically: true, encoding: .utf8)
+        let broker = try await PeerProcess(PeerProcess.amqttBroker, ["-c", folder + "/broker.yaml"], readyMarker: nil)
+        defer { broker.stop() }
+        try await ProxyPeer.waitForListener(tcpPort)
+        try await ProxyPeer.waitForListener(webSocketPort)
+        // stdbuf: mosquitto_sub's stdout is block-buffered when it is a pipe.
+        let subscriber = try await PeerProcess(
+            "/usr/bin/stdbuf",
+            ["-oL", "/usr/bin/mosquitto_sub", "-h", "127.0.0.1", "-p", String(tcpPort), "-t", "devices/#", "-v", "-d"],
+            readyMarker: "received SUBACK",
+            timeout: .seconds(30)
+        )
+        defer { subscriber.stop() }
+
+        var settings = HubMQTTConfiguration(
+            identity: HubMQTTIdentity(hubHost: "hub.azure-devices.net", deviceId: "ws1"),
+            authentication: .sas(SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey))),
+            gatewayHostName: "localhost",
+            port: webSocketPort,
+            trustRoots: .pemFile(pki.path("ca.pem")),
+            operationTimeout: .seconds(20)
+        )
+        settings.webSockets = true
+        let client = try HubMQTTClient(configuration: settings)
+        try await client.subscribe(to: [.cloudToDeviceMessages])
+        try await client.connect()
+        try await client.send(TelemetryMessage(body: Array("hello amqtt".utf8)))
+        #expect(
+            await subscriber.waitForOutput(
+                containing: "devices/ws1/messages/events/ hello amqtt",
+                timeout: .seconds(20)
+            ),
+            "\(subscriber.output)"
+        )
+        let published = try await PeerProcess.complete(
+            "/usr/bin/mosquitto_pub",
+            [
+                "-h", "127.0.0.1", "-p", String(tcpPort), "-q", "1", "-t",
+                "devices/ws1/messages/devicebound/%24.mid=c2d-ws&zone=b", "-m", "switch on",
+            ]
+        )
+        #expect(published.status == 0, "\(published.output)")
+        var c2d = client.cloudToDeviceMessages.makeAsyncIterator()
+        let message = try #require(await c2d.next())
+        #expect(message.body == Array("switch on".utf8) && message.messageId == "c2d-ws")
+        #expect(message.property("zone") == "b")
+        await client.disconnect()
+    }
+
     // MARK: - The emulator against clients that break the rules
 
     /// A TLS connection to the WebSocket port that has not upgraded.

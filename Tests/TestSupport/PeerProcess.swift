@@ -222,6 +222,13 @@ public final class PeerProcess: Sendable {
         return root.appendingPathComponent(".build-peers/clients/bin/python").path
     }
 
+    /// amqtt's broker command in its own venv (`scripts/ensure-deps.sh test` installs it).
+    public static var amqttBroker: String {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        return root.appendingPathComponent(".build-peers/amqtt/bin/amqtt").path
+    }
+
     /// A script in `Tests/Peers`.
     public static func peerScript(_ name: String) -> String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(
