@@ -205,11 +205,20 @@ private final class TunnelAttempt: Sendable {
         if self.cancelled.load(ordering: .relaxed) { return .failure(CancellationError()) }
         var connectCode = 0
         _ = azi_curl_getinfo_long(easy, Int32(CURLINFO_HTTP_CONNECTCODE.rawValue), &connectCode)
-        if connectCode >= 300 {
-            let hint =
-                connectCode == 407 || connectCode == 401 ? ": it wants credentials, or refused the ones given" : ""
+        if connectCode == 407 || connectCode == 401 {
             return .failure(
-                AzureIoTError(.proxyRefused, "\(self.proxyName) answered CONNECT with HTTP \(connectCode)\(hint)")
+                AzureIoTError(
+                    .proxyAuthenticationRequired,
+                    "\(self.proxyName) answered CONNECT with HTTP \(connectCode): it wants credentials, or refused the ones given"
+                )
+            )
+        }
+        if connectCode >= 300 {
+            return .failure(
+                AzureIoTError(
+                    .proxyRefused,
+                    "\(self.proxyName) refused the tunnel to \(self.host):\(self.port) with HTTP \(connectCode)"
+                )
             )
         }
         guard code == CURLE_OK else {
@@ -222,13 +231,33 @@ private final class TunnelAttempt: Sendable {
                 return .failure(AzureIoTError(.nameResolutionFailed, "cannot resolve \(target): \(text)"))
             case CURLE_OPERATION_TIMEDOUT:
                 return .failure(AzureIoTError(.timedOut, "connecting to \(target) timed out"))
-            case CURLE_PROXY, CURLE_RECV_ERROR, CURLE_SEND_ERROR, CURLE_GOT_NOTHING:
+            case CURLE_PROXY:
+                var detail = 0
+                _ = azi_curl_getinfo_long(easy, Int32(CURLINFO_PROXY_ERROR.rawValue), &detail)
+                if detail == Int(CURLPX_USER_REJECTED.rawValue) || detail == Int(CURLPX_NO_AUTH.rawValue) {
+                    return .failure(
+                        AzureIoTError(
+                            .proxyAuthenticationRequired,
+                            "\(self.proxyName) wants credentials, or refused the ones given: \(text)"
+                        )
+                    )
+                }
                 return .failure(
                     AzureIoTError(
                         .proxyRefused,
                         "\(self.proxyName) did not open a tunnel to \(self.host):\(self.port): \(text)"
                     )
                 )
+            case CURLE_RECV_ERROR, CURLE_SEND_ERROR, CURLE_GOT_NOTHING:
+                return .failure(
+                    AzureIoTError(
+                        .proxyRefused,
+                        "\(self.proxyName) did not open a tunnel to \(self.host):\(self.port): \(text)"
+                    )
+                )
+            case CURLE_COULDNT_CONNECT where self.proxy != nil:
+                // libcurl connects to the proxy first: it is the proxy that cannot be reached.
+                return .failure(AzureIoTError(.connectionFailed, "cannot reach the proxy \(self.proxyName): \(text)"))
             default:
                 return .failure(AzureIoTError(.connectionFailed, "cannot connect to \(target): \(text)"))
             }

@@ -177,8 +177,16 @@ final class CurlEngine: @unchecked Sendable {
         if let tlsError = transfer.tlsError { return .failure(tlsError) }
         var connectCode = 0
         _ = azi_curl_getinfo_long(transfer.easy, Int32(CURLINFO_HTTP_CONNECTCODE.rawValue), &connectCode)
+        if connectCode == 401 || connectCode == 407 {
+            return .failure(
+                AzureIoTError(
+                    .proxyAuthenticationRequired,
+                    "the proxy answered CONNECT with HTTP \(connectCode): it wants credentials, or refused the ones given"
+                )
+            )
+        }
         if connectCode >= 300 {
-            // The proxy refused the tunnel: not worth retrying (401/407 are credentials).
+            // The proxy refused the tunnel: not worth retrying.
             return .failure(AzureIoTError(.proxyRefused, "the proxy answered CONNECT with HTTP \(connectCode)"))
         }
         if transfer.responseTooLarge {

@@ -41,7 +41,8 @@ public struct ProvisioningError: Error, Hashable, Sendable {
         switch self.code {
         case .transportFailure:
             // A proxy that refuses the tunnel (credentials, policy) answers the same way next time.
-            return (self.underlying as? AzureIoTError)?.code != .proxyRefused
+            let code = (self.underlying as? AzureIoTError)?.code
+            return code != .proxyRefused && code != .proxyAuthenticationRequired
         case .throttled, .timedOut, .malformedResponse:
             return true
         case .serviceError:

@@ -46,7 +46,9 @@ struct ProxyTests {
         #expect(log.contains("CONNECT localhost:\(fixture.endpoints.mqtt.port)"), "\(log.suffix(2000))")
     }
 
-    @Test("a proxy that refuses the credentials is a typed proxyRefused (HTTP 401/407) that never shows the password")
+    @Test(
+        "a proxy that refuses the credentials is a typed proxyAuthenticationRequired (HTTP 401/407) that never shows the password"
+    )
     func wrongProxyCredentials() async throws {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
@@ -64,7 +66,7 @@ struct ProxyTests {
             )
             Issue.record("connected with the wrong proxy password")
         } catch let error as AzureIoTError {
-            #expect(error.code == .proxyRefused, "\(error)")
+            #expect(error.code == .proxyAuthenticationRequired, "\(error)")
             // tinyproxy answers 401 where RFC 9110 says 407.
             #expect(error.message.contains("HTTP 401") || error.message.contains("HTTP 407"), "\(error)")
             #expect(error.message.contains("credentials"), "\(error)")
@@ -83,9 +85,44 @@ struct ProxyTests {
             Issue.record("the MQTT client connected with the wrong proxy password")
         } catch {
             #expect(!"\(error)".contains(Self.password), "\(error)")
-            #expect("\(error)".contains("proxyRefused"), "\(error)")
+            #expect("\(error)".contains("proxyAuthenticationRequired"), "\(error)")
         }
         await client.disconnect()
+    }
+
+    @Test(
+        "a tunnel the proxy refuses (403 for a port it does not allow) is proxyRefused, an unreachable proxy connectionFailed; both name the proxy without its password"
+    )
+    func refusedAndUnreachableProxies() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        // tinyproxy allows CONNECT only to the ports listed, and the AMQP port is not.
+        let proxy = try await ProxyPeer.tinyproxy(allowing: [fixture.endpoints.mqtt.port])
+        defer { proxy.process.stop() }
+        let refusing = try ProxyConnectionOpener(url: "http://\(Self.user):\(Self.password)@127.0.0.1:\(proxy.port)")
+        let unusedPort = try PeerProcess.freePort()
+        let unreachable = try ProxyConnectionOpener(url: "http://\(Self.user):\(Self.password)@127.0.0.1:\(unusedPort)")
+        for (opener, code, text) in [
+            (refusing, AzureIoTError.Code.proxyRefused, "HTTP 403"),
+            (unreachable, .connectionFailed, "cannot reach the proxy http://127.0.0.1:\(unusedPort)"),
+        ] {
+            do {
+                _ = try await TLSConnection.connect(
+                    host: "localhost",
+                    port: fixture.endpoints.amqp.port,
+                    configuration: TLSConfiguration(
+                        trustRoots: fixture.trust,
+                        connectTimeout: .seconds(20),
+                        connectionOpener: opener
+                    )
+                )
+                Issue.record("connected through \(opener)")
+            } catch let error as AzureIoTError {
+                #expect(error.code == code, "\(error)")
+                #expect(error.message.contains(text) && error.message.contains("127.0.0.1"), "\(error)")
+                #expect(!"\(error)".contains(Self.password), "\(error)")
+            }
+        }
     }
 
     @Test("AMQP through microsocks (SOCKS5 with user name and password)")

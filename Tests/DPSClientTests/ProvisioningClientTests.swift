@@ -477,7 +477,7 @@ struct ProvisioningErrorClassificationTests {
             Issue.record("registered through a proxy that refused the credentials")
         } catch let error as ProvisioningError {
             #expect(!"\(error)".contains(ProxyPeer.password), "\(error)")
-            #expect((error.underlying as? AzureIoTError)?.code == .proxyRefused, "\(error)")
+            #expect((error.underlying as? AzureIoTError)?.code == .proxyAuthenticationRequired, "\(error)")
             #expect(!error.isTransient)
         }
     }

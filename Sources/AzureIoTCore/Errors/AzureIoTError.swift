@@ -82,6 +82,9 @@ extension AzureIoTError {
         /// The proxy refused to open the tunnel (its HTTP status, e.g. 407 for missing or wrong credentials, or the
         /// SOCKS reply, is in the message).
         public static let proxyRefused = Code("proxyRefused")
+        /// The proxy wants credentials, or refused the ones given (HTTP 407, or 401 from proxies that send it, or a
+        /// SOCKS5 proxy rejecting the user name and password).
+        public static let proxyAuthenticationRequired = Code("proxyAuthenticationRequired")
         /// The server's certificate does not chain to a trusted root (wrong CA bundle, self-signed).
         public static let certificateUntrusted = Code("certificateUntrusted")
         /// The server's certificate is not valid for the host name connected to.

@@ -65,7 +65,7 @@ public struct RetryPolicy: Sendable, Equatable {
         case .certificateUntrusted, .hostnameMismatch, .certificateExpired, .clientCertificateRejected,
             .unsupportedTLSVersion,
             .invalidCertificate, .invalidPrivateKey, .privateKeyMismatch, .malformedSASToken, .invalidBase64,
-            .sasTokenExpired:
+            .sasTokenExpired, .proxyAuthenticationRequired:
             return .permanent
         default:
             return .transient
