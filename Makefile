@@ -1,5 +1,5 @@
 # The two set-up commands of the README, plus benchmarks. Each installs what it needs when it is missing.
-.PHONY: demo test api-check docs bench bench-sas bench-dps bench-mqtt bench-amqp build netfuzz
+.PHONY: demo test api-check docs bench bench-sas bench-dps bench-mqtt bench-mqtt-ws bench-amqp build netfuzz
 
 demo:
 	@scripts/ensure-deps.sh build
@@ -31,7 +31,7 @@ build:
 	@scripts/ensure-deps.sh build
 	swift build
 
-bench: bench-sas bench-dps bench-mqtt bench-amqp
+bench: bench-sas bench-dps bench-mqtt bench-mqtt-ws bench-amqp
 
 bench-sas:
 	scripts/bench-sas.sh
@@ -41,6 +41,9 @@ bench-dps:
 
 bench-mqtt:
 	scripts/bench-mqtt.sh
+
+bench-mqtt-ws:
+	scripts/bench-mqtt-ws.sh
 
 bench-amqp:
 	scripts/bench-amqp.sh

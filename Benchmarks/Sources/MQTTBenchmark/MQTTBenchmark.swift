@@ -4,7 +4,9 @@ import Foundation
 import HubMQTT
 
 /// usage:
-///   MQTTBenchmark client PORT CAFILE COUNT WINDOW   QoS 1 telemetry, 256-byte bodies, over TLS to a local broker
+///   MQTTBenchmark client PORT CAFILE COUNT WINDOW [ws]
+///                                                   QoS 1 telemetry, 256-byte bodies, over TLS to a local broker
+///                                                   (`ws`: in a WebSocket, `/$iothub/websocket`)
 ///   MQTTBenchmark heap PORT CAFILE COUNT LANES      heap per QoS 1 send at steady state (LD_PRELOAD=malloc_counter.so):
 ///                                                   COUNT sends after as many for warm-up, LANES senders at once
 ///   MQTTBenchmark codec COUNT                       PUBLISH encode + decode on one thread (5 passes of COUNT, median),
@@ -14,12 +16,13 @@ enum MQTTBenchmark {
     static func main() async throws {
         let arguments = CommandLine.arguments
         switch arguments.count > 1 ? arguments[1] : "" {
-        case "client" where arguments.count == 6:
+        case "client" where arguments.count == 6 || (arguments.count == 7 && arguments[6] == "ws"):
             try await client(
                 port: Int(arguments[2])!,
                 caFile: arguments[3],
                 count: Int(arguments[4])!,
-                window: Int(arguments[5])!
+                window: Int(arguments[5])!,
+                webSockets: arguments.count == 7
             )
         case "heap" where arguments.count == 6:
             try await heap(
@@ -32,7 +35,7 @@ enum MQTTBenchmark {
             try codec(count: Int(arguments[2])!)
         default:
             FileHandle.standardError.write(
-                Data("usage: MQTTBenchmark client PORT CAFILE COUNT WINDOW | codec COUNT\n".utf8)
+                Data("usage: MQTTBenchmark client PORT CAFILE COUNT WINDOW [ws] | codec COUNT\n".utf8)
             )
             exit(2)
         }
@@ -66,8 +69,9 @@ enum MQTTBenchmark {
         }
     }
 
-    static func client(port: Int, caFile: String, count: Int, window: Int) async throws {
-        let configuration = try Self.configuration(port: port, caFile: caFile, deviceId: "bench", window: window)
+    static func client(port: Int, caFile: String, count: Int, window: Int, webSockets: Bool = false) async throws {
+        var configuration = try Self.configuration(port: port, caFile: caFile, deviceId: "bench", window: window)
+        configuration.webSockets = webSockets
         let clock = ContinuousClock()
         let start = clock.now
         try await HubMQTTClient.withConnection(configuration: configuration) { client in
@@ -77,7 +81,8 @@ enum MQTTBenchmark {
         print(
             String(
                 format:
-                    "swift HubMQTTClient: %d QoS1 msgs x 256 B in %.3f s = %.0f msg/s (window %d, includes connect+TLS)",
+                    "swift HubMQTTClient%@: %d QoS1 msgs x 256 B in %.3f s = %.0f msg/s (window %d, includes connect+TLS)",
+                webSockets ? " over WebSockets" : "",
                 count,
                 seconds,
                 Double(count) / seconds,
