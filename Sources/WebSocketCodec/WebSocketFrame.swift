@@ -83,10 +83,33 @@ public struct WebSocketFrame: Sendable, Hashable {
             buffer.append(contentsOf: self.payload)
             return
         }
-        let mask = [key.0, key.1, key.2, key.3]
         let start = buffer.count
         buffer.append(contentsOf: self.payload)
-        for index in 0..<count { buffer[start + index] ^= mask[index & 3] }
+        buffer.withUnsafeMutableBytes { bytes in
+            Self.applyMask(key, to: UnsafeMutableRawBufferPointer(rebasing: bytes[start..<(start + count)]))
+        }
+    }
+
+    /// XORs `bytes` with the masking key, byte `i` with key byte `i % 4` (§5.3); masking and unmasking are the same.
+    /// Eight bytes at a time.
+    public static func applyMask(_ key: (UInt8, UInt8, UInt8, UInt8), to bytes: UnsafeMutableRawBufferPointer) {
+        var pattern = (key.0, key.1, key.2, key.3, key.0, key.1, key.2, key.3)
+        let wide = withUnsafeBytes(of: &pattern) { $0.loadUnaligned(as: UInt64.self) }
+        var index = 0
+        while index + 8 <= bytes.count {
+            let value = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            bytes.storeBytes(of: value ^ wide, toByteOffset: index, as: UInt64.self)
+            index += 8
+        }
+        while index < bytes.count {
+            switch index & 3 {
+            case 0: bytes[index] ^= key.0
+            case 1: bytes[index] ^= key.1
+            case 2: bytes[index] ^= key.2
+            default: bytes[index] ^= key.3
+            }
+            index += 1
+        }
     }
 
     /// Appends a frame header: FIN and opcode, the shortest length encoding of `payloadLength`, and the masking key

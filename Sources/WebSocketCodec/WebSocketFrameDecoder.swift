@@ -94,8 +94,7 @@ public struct WebSocketFrameDecoder: Sendable {
         guard bytes.endIndex - index >= count else { return nil }
         var payload = Array(bytes[index..<(index + count)])
         if let mask {
-            let key = [mask.0, mask.1, mask.2, mask.3]
-            for offset in 0..<count { payload[offset] ^= key[offset & 3] }
+            payload.withUnsafeMutableBytes { WebSocketFrame.applyMask(mask, to: $0) }
         }
         return (WebSocketFrame(fin: fin, opcode: opcode, payload: payload), index + count - start)
     }

@@ -223,8 +223,10 @@ struct WebSocketFraming {
             self.outbound.append(contentsOf: UnsafeRawBufferPointer(start: base, count: count))
             if let key {
                 self.outbound.withUnsafeMutableBytes { frame in
-                    let mask = [key.0, key.1, key.2, key.3]
-                    for index in 0..<count { frame[start + index] ^= mask[index & 3] }
+                    WebSocketFrame.applyMask(
+                        key,
+                        to: UnsafeMutableRawBufferPointer(rebasing: frame[start..<(start + count)])
+                    )
                 }
             }
             self.outboundCarries = count
