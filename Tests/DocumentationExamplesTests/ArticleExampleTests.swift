@@ -250,6 +250,35 @@ struct ArticleExampleTests {
         #expect(reading.bodyText == #"{"provisioned":true}"# && reading.transport == .amqp)
     }
 
+    @Test(
+        "the firewall article: DPS and MQTT in a WebSocket through tinyproxy with credentials, the proxy's log showing both tunnels"
+    )
+    func behindAFirewall() async throws {
+        let emulator = try await IoTEmulator.start(
+            configuration: Self.emulatorConfiguration(deviceCA: try CertificateAuthority(commonName: "Unused"))
+        )
+        defer { Task { await emulator.shutdown() } }
+        let proxy = try await ProxyPeer.tinyproxy(allowing: [
+            emulator.endpoints.dps.port, emulator.endpoints.webSockets.port,
+        ])
+        defer { proxy.process.stop() }
+        let deviceId = try await ArticleExamples.behindAFirewall(
+            proxy: "http://\(ProxyPeer.user):\(ProxyPeer.password)@127.0.0.1:\(proxy.port)",
+            dpsEndpoint: "localhost:\(emulator.endpoints.dps.port)",
+            scope: emulator.endpoints.idScope,
+            groupKey: Self.groupKey,
+            trust: .pemFile(emulator.endpoints.caCertificatePath),
+            gateway: "localhost",
+            port: emulator.endpoints.webSockets.port
+        )
+        #expect(deviceId == "sensor-443")
+        let reading = try #require(try await emulator.waitForTelemetry(deviceId: deviceId).first)
+        #expect(reading.bodyText == #"{"through":"port 443"}"# && reading.overWebSockets)
+        let log = proxy.log
+        #expect(log.contains("CONNECT localhost:\(emulator.endpoints.dps.port)"), "\(log.suffix(2000))")
+        #expect(log.contains("CONNECT localhost:\(emulator.endpoints.webSockets.port)"), "\(log.suffix(2000))")
+    }
+
     @Test("routing, IoT Edge and AMQP articles (one device, and several through a CBS gateway)")
     func hubArticles() async throws {
         let emulator = try await IoTEmulator.start(

@@ -274,4 +274,23 @@ enum ArticleExamples {
         return configuration
     }
 
+
+    // MARK: - Connecting from behind a firewall
+
+    static func behindAFirewall(proxy: String, dpsEndpoint: String, scope: String, groupKey: String, trust: TLSConfiguration.TrustRoots, gateway: String, port: Int?) async throws -> String {
+        // DPS is HTTPS already: it only needs the proxy.
+        var dps = ProvisioningClient.Configuration(endpoint: dpsEndpoint, idScope: scope, registrationId: "sensor-443",
+                                                   attestation: .groupSymmetricKey(try SymmetricKey(base64: groupKey)), trustRoots: trust)
+        dps.proxy = proxy                                   // http://user:pass@proxy:8888, socks5h://…
+        let assignment = try await ProvisioningClient(configuration: dps).register()
+
+        // The hub: MQTT in a WebSocket on port 443, through the same proxy.
+        var configuration = try DeviceClientConfiguration(provisioned: assignment, transport: .mqttWebSockets, trustRoots: trust, port: port)
+        configuration.gatewayHostName = gateway             // an IoT Edge gateway or the emulator; omit for IoT Hub
+        configuration.connectionOpener = try ProxyConnectionOpener(url: proxy)   // or ProxyConnectionOpener.environment
+        try await DeviceClient.withConnection(configuration: configuration) { client in
+            try await client.send(TelemetryMessage(text: #"{"through":"port 443"}"#))
+        }
+        return assignment.deviceId
+    }
 }
