@@ -7,7 +7,7 @@ mode=${1:-build}
 packages=(libssl-dev libcurl4-openssl-dev pkg-config openssl)
 if [ "$mode" = test ]; then
   packages+=(curl xxd python3 python3-venv python3-dev ca-certificates mosquitto mosquitto-clients coreutils
-             libsasl2-dev sasl2-bin libsasl2-modules gcc tinyproxy microsocks)
+             libsasl2-dev sasl2-bin libsasl2-modules gcc tinyproxy microsocks squid)
 fi
 missing=()
 for package in "${packages[@]}"; do

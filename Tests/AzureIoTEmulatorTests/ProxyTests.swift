@@ -125,6 +125,63 @@ struct ProxyTests {
         }
     }
 
+    @Test(
+        "squid with Digest: MQTT in a WebSocket and AMQP through it; a wrong Digest password is proxyAuthenticationRequired"
+    )
+    func digestProxy() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let squid = try await ProxyPeer.squid(.digest)
+        defer { squid.process.stop() }
+        let opener = try ProxyConnectionOpener(url: "http://\(Self.user):\(Self.password)@127.0.0.1:\(squid.port)")
+        let mqtt = try HubMQTTClient(configuration: try WebSocketTransportTests.mqtt(fixture, opener: opener))
+        try await mqtt.connect()
+        try await mqtt.send(TelemetryMessage(body: Array("digest".utf8)))
+        await mqtt.disconnect()
+        #expect(await fixture.emulator.telemetry(deviceId: "dev1").map(\.bodyText) == ["digest"])
+        // squid logs the authenticated user with each CONNECT.
+        #expect(
+            squid.log.contains("CONNECT localhost:\(fixture.endpoints.webSockets.port) \(Self.user)"),
+            "\(squid.log)"
+        )
+        let wrong = try ProxyConnectionOpener(url: "http://\(Self.user):wrong@127.0.0.1:\(squid.port)")
+        do {
+            _ = try await TLSConnection.connect(
+                host: "localhost",
+                port: fixture.endpoints.amqp.port,
+                configuration: TLSConfiguration(
+                    trustRoots: fixture.trust,
+                    connectTimeout: .seconds(20),
+                    connectionOpener: wrong
+                )
+            )
+            Issue.record("squid let a wrong Digest password through")
+        } catch let error as AzureIoTError {
+            #expect(error.code == .proxyAuthenticationRequired && error.message.contains("HTTP 407"), "\(error)")
+        }
+    }
+
+    @Test("squid with NTLM: AMQP in a WebSocket through the three-message NTLM handshake libcurl runs")
+    func ntlmProxy() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let squid = try await ProxyPeer.squid(.ntlm)
+        defer { squid.process.stop() }
+        let opener = try ProxyConnectionOpener(url: "http://\(Self.user):\(Self.password)@127.0.0.1:\(squid.port)")
+        let amqp = try HubAMQPClient(configuration: try WebSocketTransportTests.amqp(fixture, opener: opener))
+        try await amqp.connect()
+        try await amqp.send(AMQPMessage(data: Array("ntlm".utf8)))
+        await amqp.close()
+        #expect(await fixture.emulator.telemetry(deviceId: "dev1").map(\.bodyText) == ["ntlm"])
+        // Without NTLM the CONNECT is refused (407) and logged without a user; with it, under the NTLM user name.
+        let log = squid.log
+        #expect(log.contains("TCP_DENIED/407"), "\(log)")
+        #expect(
+            log.contains("CONNECT localhost:\(fixture.endpoints.webSockets.port) ") && log.contains(Self.user),
+            "\(log)"
+        )
+    }
+
     @Test("AMQP through microsocks (SOCKS5 with user name and password)")
     func amqpThroughSOCKS5() async throws {
         let fixture = try await EmulatorFixture.start()

@@ -1,7 +1,7 @@
 import Foundation
 
-/// Proxies on loopback for the proxy tests: tinyproxy (HTTP CONNECT with Basic credentials, logging each CONNECT)
-/// and microsocks (SOCKS5 with a user name and password).
+/// Proxies on loopback for the proxy tests: tinyproxy (HTTP CONNECT with Basic credentials, logging each CONNECT),
+/// squid (Digest, or NTLM) and microsocks (SOCKS5 with a user name and password).
 public struct ProxyPeer: Sendable {
     /// The user name both proxies require.
     public static let user = "gateway"
@@ -12,7 +12,7 @@ public struct ProxyPeer: Sendable {
     public let process: PeerProcess
     /// Its port on 127.0.0.1.
     public let port: Int
-    /// tinyproxy's log (each CONNECT is a line); empty for microsocks.
+    /// tinyproxy's or squid's log (each CONNECT is a line); empty for microsocks.
     public let logPath: String?
 
     /// tinyproxy requiring ``user``/``password`` and allowing CONNECT to `ports` only.
@@ -28,6 +28,56 @@ public struct ProxyPeer: Sendable {
         let process = try await PeerProcess(
             "/usr/bin/tinyproxy",
             ["-d", "-c", folder + "/tinyproxy.conf"],
+            readyMarker: nil
+        )
+        try await Self.waitForListener(port)
+        return ProxyPeer(process: process, port: port, logPath: log)
+    }
+
+    /// How squid authenticates proxy users.
+    public enum SquidAuthentication: Sendable {
+        /// HTTP Digest against ``user``/``password`` (a wrong password is refused).
+        case digest
+        /// NTLM through squid's `ntlm_fake_auth`, which runs the three-message handshake and accepts any user: it
+        /// shows that the client speaks NTLM, not that it proves a password.
+        case ntlm
+    }
+
+    /// squid (Debian's) requiring `authentication` for every request, `CONNECT` to any port, logging each request.
+    public static func squid(_ authentication: SquidAuthentication) async throws -> ProxyPeer {
+        let port = try PeerProcess.freePort()
+        let folder = NSTemporaryDirectory() + "squid-\(UUID().uuidString)"
+        // squid drops to its own user when started as root: it must be able to write its logs here.
+        try FileManager.default.createDirectory(
+            atPath: folder,
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o777]
+        )
+        let log = folder + "/access.log"
+        var configuration = "http_port 127.0.0.1:\(port)\npid_filename \(folder)/squid.pid\n"
+        configuration += "access_log stdio:\(log)\ncache_log \(folder)/cache.log\ncache_store_log none\n"
+        configuration += "coredump_dir \(folder)\ncache deny all\npinger_enable off\nshutdown_lifetime 0 seconds\n"
+        switch authentication {
+        case .digest:
+            try "\(Self.user):\(Self.password)\n".write(
+                toFile: folder + "/digest.passwd",
+                atomically: true,
+                encoding: .utf8
+            )
+            configuration += "auth_param digest program /usr/lib/squid/digest_file_auth \(folder)/digest.passwd\n"
+            configuration += "auth_param digest realm azure-iot-tests\nauth_param digest children 2\n"
+        case .ntlm:
+            configuration += "auth_param ntlm program /usr/lib/squid/ntlm_fake_auth\nauth_param ntlm children 2\n"
+        }
+        configuration +=
+            "acl authenticated proxy_auth REQUIRED\nhttp_access allow authenticated\nhttp_access deny all\n"
+        try configuration.write(toFile: folder + "/squid.conf", atomically: true, encoding: .utf8)
+        for file in ["squid.conf", "digest.passwd"] {
+            _ = try? FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: folder + "/" + file)
+        }
+        let process = try await PeerProcess(
+            "/usr/sbin/squid",
+            ["-N", "-f", folder + "/squid.conf"],
             readyMarker: nil
         )
         try await Self.waitForListener(port)
