@@ -359,7 +359,8 @@ struct WebSocketTransportTests {
         private let collected = Mutex<[UInt8]>([])
         private let task = Mutex<Task<Void, Never>?>(nil)
 
-        init(answer: @escaping @Sendable (String) -> [UInt8], frames: [UInt8] = []) throws {
+        /// `chunkSize`: the frames go out in TLS records of that many bytes (a drip-feed), after the answer.
+        init(answer: @escaping @Sendable (String) -> [UInt8], frames: [UInt8] = [], chunkSize: Int? = nil) throws {
             let authority = try CertificateAuthority(commonName: "WebSocket Test CA")
             let server = try authority.issue(commonName: "localhost", subjectAlternativeNames: ["localhost"])
             let listener = try TLSListener(configuration: TLSServerConfiguration(identity: server.identity))
@@ -379,7 +380,17 @@ struct WebSocketTransportTests {
                     .first { $0.lowercased().hasPrefix("sec-websocket-key:") }
                     .map { String($0.dropFirst("sec-websocket-key:".count)).trimmingCharacters(in: .whitespaces) }
                     ?? ""
-                try? await connection.write(answer(key) + frames)
+                if let chunkSize {
+                    try? await connection.write(answer(key))
+                    var offset = 0
+                    while offset < frames.count {
+                        let end = min(frames.count, offset + chunkSize)
+                        try? await connection.write(Array(frames[offset..<end]))
+                        offset = end
+                    }
+                } else {
+                    try? await connection.write(answer(key) + frames)
+                }
                 while let more = try? await connection.readUnlessClosed(timeout: .seconds(20)) {
                     self.collected.withLock { $0 += more }
                 }
@@ -468,6 +479,31 @@ struct WebSocketTransportTests {
         let close = try #require(try WebSocketFrameDecoder(role: .server).nextFrame(in: sent[...])?.frame)
         #expect(close.opcode == .close)
         #expect(close.payload.prefix(2).elementsEqual(kind == "masked" ? [0x03, 0xEA] : [0x03, 0xEB]))
+    }
+
+    @Test(
+        "frames dripped in TLS records of 1 and 997 bytes (headers split, a 70,000-byte frame, fragments, a ping between) read back whole",
+        arguments: [1, 997]
+    )
+    func dripFed(_ chunkSize: Int) async throws {
+        let large = (0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        var frames = try WebSocketFrame(opcode: .binary, payload: [1, 2, 3]).encoded()
+        frames += try WebSocketFrame(opcode: .binary, payload: large).encoded()
+        frames += try WebSocketFrame(fin: false, opcode: .binary, payload: Array(repeating: 9, count: 300)).encoded()
+        frames += try WebSocketFrame(opcode: .ping, payload: [7]).encoded()
+        frames += try WebSocketFrame(opcode: .continuation, payload: [4, 5]).encoded()
+        frames += try WebSocketFrame.close(code: 1000).encoded()
+        let server = try FakeServer(answer: FakeServer.accepting, frames: frames, chunkSize: chunkSize)
+        defer { server.stop() }
+        let connection = try await Self.connect(to: server)
+        var bytes: [UInt8] = []
+        while true {
+            let more = try await connection.read(timeout: .seconds(30))
+            if more.isEmpty { break }
+            bytes += more
+        }
+        #expect(bytes == [1, 2, 3] + large + Array(repeating: 9, count: 300) + [4, 5])
+        connection.close()
     }
 
     @Test("a ping is answered with a masked pong carrying its bytes; a server Close ends reads and is echoed")
