@@ -161,6 +161,7 @@ let package = Package(
                 "AzureIoTCore",
                 "HubMQTT",
                 "HubAMQP",
+                "WebSocketCodec",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/NetworkFuzzer",

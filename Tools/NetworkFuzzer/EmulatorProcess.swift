@@ -19,17 +19,19 @@ final class EmulatorProcess: @unchecked Sendable {
     let mqttPort: Int
     let amqpPort: Int
     let dpsPort: Int
+    let webSocketPort: Int
     let caPath: String
     var hubHost: String { "\(Self.hubName).azure-devices.net" }
     var pid: Int32 { self.process.processIdentifier }
     var isRunning: Bool { self.process.isRunning }
     var terminationStatus: Int32 { self.process.isRunning ? 0 : self.process.terminationStatus }
 
-    private init(process: Process, mqttPort: Int, amqpPort: Int, dpsPort: Int, caPath: String) {
+    private init(process: Process, mqttPort: Int, amqpPort: Int, dpsPort: Int, webSocketPort: Int, caPath: String) {
         self.process = process
         self.mqttPort = mqttPort
         self.amqpPort = amqpPort
         self.dpsPort = dpsPort
+        self.webSocketPort = webSocketPort
         self.caPath = caPath
     }
 
@@ -79,12 +81,20 @@ final class EmulatorProcess: @unchecked Sendable {
             let mqtt = (json["mqtt"] as? [String: Any])?["port"] as? Int,
             let amqp = (json["amqp"] as? [String: Any])?["port"] as? Int,
             let dps = (json["dps"] as? [String: Any])?["port"] as? Int,
+            let webSockets = (json["webSockets"] as? [String: Any])?["port"] as? Int,
             let ca = json["caCertificatePath"] as? String
         else {
             process.terminate()
             throw FuzzerError("the emulator did not print its endpoints: \(String(decoding: line, as: UTF8.self))")
         }
-        return EmulatorProcess(process: process, mqttPort: mqtt, amqpPort: amqp, dpsPort: dps, caPath: ca)
+        return EmulatorProcess(
+            process: process,
+            mqttPort: mqtt,
+            amqpPort: amqp,
+            dpsPort: dps,
+            webSocketPort: webSockets,
+            caPath: ca
+        )
     }
 
     /// Resident memory (VmRSS), in bytes.

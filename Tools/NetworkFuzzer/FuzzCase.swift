@@ -2,6 +2,7 @@ import AzureIoTCore
 import Foundation
 import HubAMQP
 import HubMQTT
+import WebSocketCodec
 
 /// One case: the byte chunks written, in order, to one TLS connection of one port.
 struct FuzzCase {
@@ -15,9 +16,17 @@ struct FuzzCase {
         case .mqtt: chunks = MQTTCases.sequence(&random, target)
         case .amqp: chunks = AMQPCases.sequence(&random, target)
         case .dps: chunks = DPSCases.sequence(&random, target)
+        case .mqttWebSocket: chunks = MQTTCases.sequence(&random, target)
+        case .amqpWebSocket: chunks = AMQPCases.sequence(&random, target)
         }
         // One case in eight goes out as built, to keep the valid paths exercised.
         if random.next() % 8 != 0 { Mutator.mutate(&chunks, &random) }
+        if proto == .mqttWebSocket || proto == .amqpWebSocket {
+            // The same protocol bytes inside a WebSocket; one case in four then has its upgrade request or frame
+            // headers mutated too.
+            chunks = WebSocketCases.wrap(chunks, subprotocol: proto == .mqttWebSocket ? "mqtt" : "AMQPWSB10", &random)
+            if random.next() % 4 == 0 { Mutator.mutate(&chunks, &random) }
+        }
         return FuzzCase(protocol: proto, chunks: chunks)
     }
 
@@ -29,6 +38,7 @@ struct FuzzCase {
             case .mqtt: target.mqttPort
             case .amqp: target.amqpPort
             case .dps: target.dpsPort
+            case .mqttWebSocket, .amqpWebSocket: target.webSocketPort
             }
         let chunks = self.chunks
         let trust = target.trust
@@ -43,6 +53,45 @@ struct FuzzCase {
                 if bytes.isEmpty { break }
             }
         }
+    }
+}
+
+/// MQTT or AMQP bytes as a WebSocket client sends them: the upgrade request, then each chunk as a masked binary
+/// frame (sometimes split into fragments, sometimes with a ping in between).
+enum WebSocketCases {
+    static func wrap(_ chunks: [[UInt8]], subprotocol: String, _ random: inout SplitMix64) -> [[UInt8]] {
+        let offered = random.next() % 8 == 0 ? "chat, \(subprotocol.uppercased())" : subprotocol
+        let request =
+            "GET /$iothub/websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            + "Sec-WebSocket-Protocol: \(offered)\r\n\r\n"
+        var wrapped = [Array(request.utf8)]
+        for chunk in chunks {
+            let key = (
+                UInt8(truncatingIfNeeded: random.next()), UInt8(truncatingIfNeeded: random.next()),
+                UInt8(truncatingIfNeeded: random.next()), UInt8(truncatingIfNeeded: random.next())
+            )
+            var frames: [UInt8] = []
+            if chunk.count > 1 && random.next() % 4 == 0 {
+                let split = 1 + Int(random.next() % UInt64(chunk.count - 1))
+                Self.append(WebSocketFrame(fin: false, opcode: .binary, payload: Array(chunk[..<split])), key, &frames)
+                if random.next() % 2 == 0 { Self.append(WebSocketFrame(opcode: .ping, payload: [1]), key, &frames) }
+                Self.append(WebSocketFrame(opcode: .continuation, payload: Array(chunk[split...])), key, &frames)
+            } else {
+                Self.append(WebSocketFrame(opcode: .binary, payload: chunk), key, &frames)
+            }
+            wrapped.append(frames)
+        }
+        return wrapped
+    }
+
+    private static func append(
+        _ frame: WebSocketFrame,
+        _ key: (UInt8, UInt8, UInt8, UInt8),
+        _ bytes: inout [UInt8]
+    ) {
+        // The frames built here are valid (control frames are short), so encoding does not fail.
+        try? frame.encode(into: &bytes, maskingKey: key)
     }
 }
 
