@@ -77,6 +77,8 @@ let package = Package(
         .target(
             name: "DPSClient",
             dependencies: [
+                "MQTTCodec",
+                "AzureIoTProxy",
                 "AzureIoTCore",
                 "CAzureIoTCurl",
                 "CAzureIoTCurlShims",

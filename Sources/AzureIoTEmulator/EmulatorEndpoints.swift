@@ -38,6 +38,10 @@ public struct EmulatorEndpoints: Sendable, Codable {
     public var hubHost: String
     /// DPS REST over HTTPS.
     public var dps: Endpoint
+    /// DPS over MQTT/TLS (`$dps/registrations/…` topics).
+    public var dpsMQTT: Endpoint
+    /// DPS over MQTT in a WebSocket (`/$iothub/websocket`, sub-protocol `mqtt`).
+    public var dpsWebSockets: Endpoint
     /// IoT Hub over MQTT/TLS.
     public var mqtt: Endpoint
     /// IoT Hub over AMQP/TLS.

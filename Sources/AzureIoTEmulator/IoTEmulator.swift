@@ -25,6 +25,8 @@ public final class IoTEmulator: Sendable {
     private let mqtt: EmulatorListener
     private let amqp: EmulatorListener
     private let webSockets: EmulatorListener
+    private let dpsMQTT: EmulatorListener
+    private let dpsWebSockets: EmulatorListener
     private let tasks: [Task<Void, Never>]
 
     private init(
@@ -36,7 +38,9 @@ public final class IoTEmulator: Sendable {
         dps: EmulatorListener,
         mqtt: EmulatorListener,
         amqp: EmulatorListener,
-        webSockets: EmulatorListener
+        webSockets: EmulatorListener,
+        dpsMQTT: EmulatorListener,
+        dpsWebSockets: EmulatorListener
     ) {
         self.endpoints = endpoints
         self.configuration = configuration
@@ -47,9 +51,11 @@ public final class IoTEmulator: Sendable {
         self.mqtt = mqtt
         self.amqp = amqp
         self.webSockets = webSockets
+        self.dpsMQTT = dpsMQTT
+        self.dpsWebSockets = dpsWebSockets
         self.tasks = [
             Task { await dps.run() }, Task { await mqtt.run() }, Task { await amqp.run() },
-            Task { await webSockets.run() },
+            Task { await webSockets.run() }, Task { await dpsMQTT.run() }, Task { await dpsWebSockets.run() },
         ]
     }
 
@@ -133,6 +139,21 @@ public final class IoTEmulator: Sendable {
                 )
             }
             let dps = try listener(configuration.dpsPort, "dps") { await handler.serve($0) }
+            let dpsMQTTHandler = DPSMQTTHandler(service: service, limits: limits, logger: logger)
+            let dpsMQTT = try listener(configuration.dpsMQTTPort, "dps-mqtt") { await dpsMQTTHandler.serve($0) }
+            let dpsWebSockets = try listener(configuration.dpsWebSocketPort, "dps-websockets") { connection in
+                do {
+                    _ = try await connection.acceptWebSocket(
+                        paths: [WebSocketUpgrade.iotHubPath],
+                        protocols: ["mqtt"],
+                        maximumFrameSize: limits.maximumWebSocketFrameBytes,
+                        timeout: .seconds(limits.handshakeTimeoutSeconds)
+                    )
+                    await dpsMQTTHandler.serve(connection)
+                } catch {
+                    logger.debug("WebSocket upgrade refused", metadata: ["error": "\(error)"])
+                }
+            }
             let mqtt = try listener(configuration.mqttPort, "mqtt") {
                 await MQTTDeviceConnection(
                     connection: $0,
@@ -186,13 +207,16 @@ public final class IoTEmulator: Sendable {
                 dps: dps.port,
                 mqtt: mqtt.port,
                 amqp: amqp.port,
-                webSockets: webSockets.port
+                webSockets: webSockets.port,
+                dpsMQTT: dpsMQTT.port,
+                dpsWebSockets: dpsWebSockets.port
             )
             logger.info(
                 "emulator listening",
                 metadata: [
                     "dps": "\(dps.port)", "mqtt": "\(mqtt.port)", "amqp": "\(amqp.port)",
-                    "websockets": "\(webSockets.port)",
+                    "websockets": "\(webSockets.port)", "dps-mqtt": "\(dpsMQTT.port)",
+                    "dps-websockets": "\(dpsWebSockets.port)",
                 ]
             )
             return IoTEmulator(
@@ -204,7 +228,9 @@ public final class IoTEmulator: Sendable {
                 dps: dps,
                 mqtt: mqtt,
                 amqp: amqp,
-                webSockets: webSockets
+                webSockets: webSockets,
+                dpsMQTT: dpsMQTT,
+                dpsWebSockets: dpsWebSockets
             )
         } catch let error as EmulatorError {
             throw error
@@ -224,6 +250,8 @@ public final class IoTEmulator: Sendable {
         self.mqtt.close()
         self.amqp.close()
         self.webSockets.close()
+        self.dpsMQTT.close()
+        self.dpsWebSockets.close()
         for task in self.tasks { task.cancel() }
         for task in self.tasks { await task.value }
     }
@@ -453,7 +481,9 @@ public final class IoTEmulator: Sendable {
         dps: Int,
         mqtt: Int,
         amqp: Int,
-        webSockets: Int
+        webSockets: Int,
+        dpsMQTT: Int,
+        dpsWebSockets: Int
     ) -> EmulatorEndpoints {
         let host = configuration.listenAddress
         let gateway = host == "127.0.0.1" || host == "0.0.0.0" ? "localhost" : host
@@ -496,6 +526,8 @@ public final class IoTEmulator: Sendable {
             hubName: configuration.hubName,
             hubHost: configuration.hubHost,
             dps: .init(host: host, port: dps),
+            dpsMQTT: .init(host: host, port: dpsMQTT),
+            dpsWebSockets: .init(host: host, port: dpsWebSockets),
             mqtt: .init(host: host, port: mqtt),
             amqp: .init(host: host, port: amqp),
             webSockets: .init(host: host, port: webSockets),

@@ -1,12 +1,27 @@
 public import AzureIoTCore
+import AzureIoTProxy
 public import Foundation
 public import Logging
 public import Tracing
 
-/// Registers a device with the Azure IoT Hub Device Provisioning Service over REST, the way the write-ups do it
-/// with curl, as one `try await`: `PUT …/register`, then `GET …/operations/{id}` while the status is `assigning`,
-/// waiting the `Retry-After` the service asks for.
+/// Registers a device with the Azure IoT Hub Device Provisioning Service, as one `try await`: over REST the way the
+/// write-ups do it with curl (`PUT …/register`, then `GET …/operations/{id}` while the status is `assigning`,
+/// waiting the `Retry-After` the service asks for), or the same exchange over MQTT (`$dps/registrations/…` topics),
+/// directly or in a WebSocket (``Configuration/transport``).
 public struct ProvisioningClient: Sendable {
+    /// How the registration travels to DPS.
+    public enum Transport: String, Sendable, Hashable, CaseIterable {
+        /// HTTPS REST on port 443 (the default), through libcurl.
+        case https
+        /// MQTT 3.1.1 over TLS, port 8883 (`$dps/registrations/…` topics), as the Python device SDK provisions.
+        case mqtt
+        /// MQTT in a WebSocket over TLS, port 443 (`/$iothub/websocket`).
+        case mqttWebSockets = "mqtt-ws"
+
+        /// DPS's port for the transport.
+        public var defaultPort: Int { self == .mqtt ? 8883 : 443 }
+    }
+
     /// How the device proves who it is.
     public enum Attestation: Sendable {
         /// Individual enrollment: the device's own key.
@@ -55,6 +70,10 @@ public struct ProvisioningClient: Sendable {
         /// A proxy for the DPS requests (`http://user:pass@host:port`, `socks5h://…`); `nil` (the default) follows
         /// `https_proxy`/`no_proxy` as libcurl does. The URL's credentials are a secret: never logged or shown.
         public var proxy: String?
+        /// How the registration travels: REST (the default), MQTT, or MQTT in a WebSocket. The ``endpoint``'s port,
+        /// when it names one, wins over the transport's. The status lookup (``registrationStatus(timeout:)``) is
+        /// REST only.
+        public var transport: Transport = .https
 
         /// A configuration for one device.
         public init(
@@ -239,12 +258,24 @@ public struct ProvisioningClient: Sendable {
             onStatus?(status)
         }
 
-        var (operation, retryAfter) = try await self.send(
-            "PUT",
-            path: self.route.registerPath,
-            body: bodyBytes,
-            deadline: deadline
-        )
+        let mqtt = try self.makeMQTTConnection()
+        do {
+            let result = try await self.registerLoop(bodyBytes, deadline: deadline, mqtt: mqtt, report: report)
+            await mqtt?.finish()
+            return result
+        } catch {
+            await mqtt?.finish()
+            throw error
+        }
+    }
+
+    private func registerLoop(
+        _ bodyBytes: [UInt8],
+        deadline: ContinuousClock.Instant,
+        mqtt: DPSMQTTConnection?,
+        report: (RegistrationStatus?) -> Void
+    ) async throws -> ProvisioningResult {
+        var (operation, retryAfter) = try await self.send(.register(body: bodyBytes), deadline: deadline, mqtt: mqtt)
         var pollDelay = self.configuration.defaultPollInterval
         while true {
             report(operation.status ?? operation.registrationState?.status)
@@ -285,10 +316,9 @@ public struct ProvisioningClient: Sendable {
                 if retryAfter == nil { pollDelay = min(pollDelay * 2, self.configuration.maximumPollInterval) }
                 try await Self.sleep(wait, until: deadline)
                 (operation, retryAfter) = try await self.send(
-                    "GET",
-                    path: self.route.operationPath(operationId: operationId),
-                    body: nil,
-                    deadline: deadline
+                    .poll(operationId: operationId),
+                    deadline: deadline,
+                    mqtt: mqtt
                 )
             }
         }
@@ -298,7 +328,7 @@ public struct ProvisioningClient: Sendable {
     public func registrationStatus(timeout: Duration = .seconds(30)) async throws -> DeviceRegistrationResult {
         let deadline = ContinuousClock.now + timeout
         let body = Array(try JSONEncoder().encode(["registrationId": self.configuration.registrationId]))
-        let response = try await self.exchange("POST", path: self.route.statusPath, body: body, deadline: deadline)
+        let response = try await self.exchange(.status(body: body), deadline: deadline, mqtt: nil)
         do {
             return try JSONDecoder().decode(DeviceRegistrationResult.self, from: Data(response.body))
         } catch {
@@ -312,10 +342,17 @@ public struct ProvisioningClient: Sendable {
 
     // MARK: - One request, with throttling and retries
 
-    private func send(_ method: String, path: String, body: [UInt8]?, deadline: ContinuousClock.Instant) async throws
-        -> (RegistrationOperationStatus, Duration?)
+    /// A request of the registration, whatever carries it.
+    private enum Operation {
+        case register(body: [UInt8])
+        case poll(operationId: String)
+        case status(body: [UInt8])
+    }
+
+    private func send(_ operation: Operation, deadline: ContinuousClock.Instant, mqtt: DPSMQTTConnection?)
+        async throws -> (RegistrationOperationStatus, Duration?)
     {
-        let response = try await self.exchange(method, path: path, body: body, deadline: deadline)
+        let response = try await self.exchange(operation, deadline: deadline, mqtt: mqtt)
         do {
             var operation = try JSONDecoder().decode(RegistrationOperationStatus.self, from: Data(response.body))
             // The payload is carried through as the exact JSON DPS sent (no Double round trip for its numbers).
@@ -335,7 +372,7 @@ public struct ProvisioningClient: Sendable {
     }
 
     /// Sends a request until it gets a non-throttled, non-5xx answer, and turns error statuses into errors.
-    private func exchange(_ method: String, path: String, body: [UInt8]?, deadline: ContinuousClock.Instant)
+    private func exchange(_ operation: Operation, deadline: ContinuousClock.Instant, mqtt: DPSMQTTConnection?)
         async throws -> HTTPResponse
     {
         var serverErrors = 0
@@ -348,7 +385,7 @@ public struct ProvisioningClient: Sendable {
             }
             let response: HTTPResponse
             do {
-                response = try await self.perform(method, path: path, body: body, timeout: remaining)
+                response = try await self.perform(operation, timeout: remaining, mqtt: mqtt)
             } catch let error as AzureIoTError where Self.transientCodes.contains(error.code) {
                 guard
                     case .retry(let wait) = transportBackoff.attemptFailed(
@@ -440,8 +477,22 @@ public struct ProvisioningClient: Sendable {
     ]
 
     /// Performs one request; transport failures come back as ``AzureIoTError`` for ``exchange`` to classify.
-    private func perform(_ method: String, path: String, body: [UInt8]?, timeout: Duration) async throws -> HTTPResponse
+    private func perform(_ operation: Operation, timeout: Duration, mqtt: DPSMQTTConnection?) async throws
+        -> HTTPResponse
     {
+        let method: String
+        let path: String
+        let body: [UInt8]?
+        switch operation {
+        case .register(let registration):
+            if let mqtt { return try await mqtt.exchange(.register(body: registration), deadline: .now + timeout) }
+            (method, path, body) = ("PUT", self.route.registerPath, registration)
+        case .poll(let operationId):
+            if let mqtt { return try await mqtt.exchange(.poll(operationId: operationId), deadline: .now + timeout) }
+            (method, path, body) = ("GET", self.route.operationPath(operationId: operationId), nil)
+        case .status(let lookup):
+            (method, path, body) = ("POST", self.route.statusPath, lookup)
+        }
         var headers: [(String, String)] = [
             ("Accept", "application/json"),
             ("Content-Type", "application/json"),
@@ -467,6 +518,62 @@ public struct ProvisioningClient: Sendable {
             userAgent: self.configuration.userAgent,
             proxy: self.configuration.proxy
         )
+    }
+
+    // MARK: - MQTT
+
+    /// The MQTT connection of one registration, or `nil` over REST.
+    private func makeMQTTConnection() throws -> DPSMQTTConnection? {
+        let transport = self.configuration.transport
+        guard transport != .https else { return nil }
+        let (host, port) = Self.hostAndPort(self.configuration.endpoint, defaultPort: transport.defaultPort)
+        var tls = TLSConfiguration(trustRoots: self.configuration.trustRoots)
+        if case .x509(let identity) = self.configuration.attestation { tls.clientIdentity = identity }
+        if transport == .mqttWebSockets { tls.webSocket = .mqtt }
+        // The same proxy as REST: the configured one, else the environment's as libcurl reads it.
+        do {
+            if let proxy = self.configuration.proxy {
+                tls.connectionOpener = try ProxyConnectionOpener(url: proxy)
+            } else if ProxyConnectionOpener.environmentNamesProxy {
+                tls.connectionOpener = ProxyConnectionOpener.environment
+            }
+        } catch {
+            throw ProvisioningError(
+                .invalidConfiguration,
+                "the proxy URL is not usable: \(error.message)",
+                underlying: error
+            )
+        }
+        let credential = self.credential
+        let resource = self.route.sasResource
+        return DPSMQTTConnection(
+            host: host,
+            port: port,
+            tls: tls,
+            protocol: DPSMQTTProtocol(
+                idScope: self.configuration.idScope,
+                registrationId: self.configuration.registrationId,
+                apiVersion: self.configuration.apiVersion,
+                userAgent: self.configuration.userAgent
+            ),
+            logger: self.logger,
+            password: { () throws -> [UInt8]? in
+                try credential.map { Array(try $0.issueToken(for: resource).token.secretValue.utf8) }
+            }
+        )
+    }
+
+    /// `host[:port]` (an IPv6 literal in brackets) split, with `defaultPort` when none is given.
+    static func hostAndPort(_ endpoint: String, defaultPort: Int) -> (String, Int) {
+        if endpoint.hasPrefix("["), let close = endpoint.firstIndex(of: "]") {
+            let host = String(endpoint[endpoint.index(after: endpoint.startIndex)..<close])
+            let rest = endpoint[endpoint.index(after: close)...]
+            if rest.hasPrefix(":"), let port = Int(rest.dropFirst()), (1...65535).contains(port) { return (host, port) }
+            return (host, defaultPort)
+        }
+        let parts = endpoint.split(separator: ":", omittingEmptySubsequences: false)
+        if parts.count == 2, let port = Int(parts[1]), (1...65535).contains(port) { return (String(parts[0]), port) }
+        return (endpoint, defaultPort)
     }
 
     // MARK: - Helpers

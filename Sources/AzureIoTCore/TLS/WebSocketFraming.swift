@@ -1,5 +1,5 @@
 private import CAzureIoTOpenSSL
-public import WebSocketCodec
+import WebSocketCodec
 
 /// How a client asks for a WebSocket over its TLS connection (RFC 6455): IoT Hub and DPS take MQTT and AMQP this way
 /// on port 443, at `/$iothub/websocket`, so that they pass firewalls that only let HTTPS out.

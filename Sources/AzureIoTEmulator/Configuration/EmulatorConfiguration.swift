@@ -22,6 +22,11 @@ public struct EmulatorConfiguration: Sendable, Codable {
     /// The port serving MQTT and AMQP over WebSockets at `/$iothub/websocket` (IoT Hub's is 443; sub-protocols `mqtt`
     /// and `AMQPWSB10`); 0 picks a free one.
     public var webSocketPort: Int = 0
+    /// The port of DPS over MQTT/TLS (`$dps/registrations/…`; DPS's is 8883); 0 picks a free one.
+    public var dpsMQTTPort: Int = 0
+    /// The port of DPS over MQTT in a WebSocket (`/$iothub/websocket`, sub-protocol `mqtt`; DPS's is 443); 0 picks
+    /// a free one.
+    public var dpsWebSocketPort: Int = 0
     /// Where the emulator writes its CA certificate (`emulator-ca.pem`); default: a new temporary directory.
     public var stateDirectory: String?
     /// Seconds DPS asks clients to wait (`Retry-After`) while a registration is `assigning` (default 1).
@@ -209,7 +214,8 @@ public struct EmulatorConfiguration: Sendable, Codable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case hubName, listenAddress, dpsPort, mqttPort, amqpPort, webSocketPort, stateDirectory,
+        case hubName, listenAddress, dpsPort, mqttPort, amqpPort, webSocketPort, dpsMQTTPort, dpsWebSocketPort,
+            stateDirectory,
             provisioningRetryAfterSeconds,
             devices, provisioning, limits
     }
@@ -223,6 +229,8 @@ public struct EmulatorConfiguration: Sendable, Codable {
         self.mqttPort = try container.decodeIfPresent(Int.self, forKey: .mqttPort) ?? 0
         self.amqpPort = try container.decodeIfPresent(Int.self, forKey: .amqpPort) ?? 0
         self.webSocketPort = try container.decodeIfPresent(Int.self, forKey: .webSocketPort) ?? 0
+        self.dpsMQTTPort = try container.decodeIfPresent(Int.self, forKey: .dpsMQTTPort) ?? 0
+        self.dpsWebSocketPort = try container.decodeIfPresent(Int.self, forKey: .dpsWebSocketPort) ?? 0
         self.stateDirectory = try container.decodeIfPresent(String.self, forKey: .stateDirectory)
         self.provisioningRetryAfterSeconds =
             try container.decodeIfPresent(Int.self, forKey: .provisioningRetryAfterSeconds) ?? 1
@@ -236,7 +244,8 @@ public struct EmulatorConfiguration: Sendable, Codable {
     public func validate() throws(AzureIoTError) {
         let ports = [
             ("dpsPort", self.dpsPort), ("mqttPort", self.mqttPort), ("amqpPort", self.amqpPort),
-            ("webSocketPort", self.webSocketPort),
+            ("webSocketPort", self.webSocketPort), ("dpsMQTTPort", self.dpsMQTTPort),
+            ("dpsWebSocketPort", self.dpsWebSocketPort),
         ]
         for (name, port) in ports where !(0...65535).contains(port) {
             throw AzureIoTError(.invalidArgument, "\(name) is \(port); it must be in 0...65535 (0 picks a free port)")

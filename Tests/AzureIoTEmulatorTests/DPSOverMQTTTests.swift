@@ -1,0 +1,163 @@
+import AzureIoTCore
+import AzureIoTEmulator
+import AzureIoTProxy
+import AzureIoTTestSupport
+import AzureIoTTesting
+import DPSClient
+import Foundation
+import HubMQTT
+import Testing
+
+/// DPS over MQTT (`$dps/registrations/…`), directly and in a WebSocket: this SDK's `ProvisioningClient` and Azure's
+/// Python `ProvisioningDeviceClient` against the emulator, which answers both through the same service as REST.
+@Suite("DPS over MQTT and WebSockets")
+struct DPSOverMQTTTests {
+    static func client(
+        _ fixture: EmulatorFixture,
+        _ registrationId: String,
+        _ attestation: ProvisioningClient.Attestation,
+        transport: ProvisioningClient.Transport
+    ) throws -> ProvisioningClient {
+        let port = transport == .mqtt ? fixture.endpoints.dpsMQTT.port : fixture.endpoints.dpsWebSockets.port
+        var configuration = ProvisioningClient.Configuration(
+            endpoint: "localhost:\(port)",
+            idScope: fixture.endpoints.idScope,
+            registrationId: registrationId,
+            attestation: attestation,
+            trustRoots: fixture.trust,
+            defaultPollInterval: .milliseconds(200)
+        )
+        configuration.transport = transport
+        return try ProvisioningClient(configuration: configuration)
+    }
+
+    @Test(
+        "symmetric key (individual and group) and X.509 register over MQTT and in a WebSocket; the assignment works on the hub",
+        arguments: [ProvisioningClient.Transport.mqtt, .mqttWebSockets]
+    )
+    func register(_ transport: ProvisioningClient.Transport) async throws {
+        let fixture = try await EmulatorFixture.start(retryAfter: 1)
+        defer { Task { await fixture.emulator.shutdown() } }
+        let statuses = StatusLog()
+        let individual = try await Self.client(
+            fixture,
+            "individual-1",
+            .symmetricKey(try SymmetricKey(base64: EmulatorFixture.individualKey)),
+            transport: transport
+        ).register(timeout: .seconds(20)) { statuses.append($0.rawValue) }
+        #expect(individual.deviceId == "provisioned-individual" && individual.assignedHub == fixture.hubHost)
+        // Retry-After 1 s came back on the answer topic, so there was one poll after "assigning".
+        #expect(statuses.values == ["assigning", "assigned"])
+        let member = try await Self.client(
+            fixture,
+            "mqtt-member-\(transport.rawValue)",
+            .groupSymmetricKey(try SymmetricKey(base64: EmulatorFixture.groupKey)),
+            transport: transport
+        ).register(timeout: .seconds(20))
+        #expect(member.deviceId == "mqtt-member-\(transport.rawValue)")
+        let certificate = try fixture.deviceIntermediate.issue(commonName: "x509-mqtt-\(transport.rawValue)")
+        let x509 = try await Self.client(
+            fixture,
+            "x509-mqtt-\(transport.rawValue)",
+            .x509(certificate.identity),
+            transport: transport
+        ).register(timeout: .seconds(20))
+        #expect(x509.deviceId == "x509-mqtt-\(transport.rawValue)")
+        let records = await fixture.emulator.registrations()
+        #expect(records.count == 3 && records.allSatisfy { $0.status == "assigned" })
+        // The group member's assignment connects to the hub.
+        let hub = try fixture.mqtt(
+            device: member.deviceId,
+            key: try DerivedKey.compute(
+                groupKey: EmulatorFixture.groupKey,
+                registrationId: member.deviceId
+            )
+        )
+        try await hub.connect()
+        await hub.disconnect()
+    }
+
+    @Test("a wrong key is refused at CONNECT (CONNACK 5) as unauthorized, not retried; nothing is registered")
+    func wrongKey() async throws {
+        let fixture = try await EmulatorFixture.start(retryAfter: 0)
+        defer { Task { await fixture.emulator.shutdown() } }
+        let error = await #expect(throws: ProvisioningError.self) {
+            _ = try await Self.client(
+                fixture,
+                "individual-1",
+                .symmetricKey(try SymmetricKey(base64: EmulatorFixture.groupKey)),
+                transport: .mqtt
+            ).register(timeout: .seconds(10))
+        }
+        #expect(error?.code == .unauthorized && error?.isTransient == false, "\(String(describing: error))")
+        #expect(await fixture.emulator.registrations().isEmpty)
+    }
+
+    @Test("DPS in a WebSocket through tinyproxy: the same proxy setting as REST carries the MQTT registration")
+    func throughProxy() async throws {
+        let fixture = try await EmulatorFixture.start(retryAfter: 0)
+        defer { Task { await fixture.emulator.shutdown() } }
+        let proxy = try await ProxyPeer.tinyproxy(allowing: [fixture.endpoints.dpsWebSockets.port])
+        defer { proxy.process.stop() }
+        var configuration = ProvisioningClient.Configuration(
+            endpoint: "localhost:\(fixture.endpoints.dpsWebSockets.port)",
+            idScope: fixture.endpoints.idScope,
+            registrationId: "individual-1",
+            attestation: .symmetricKey(try SymmetricKey(base64: EmulatorFixture.individualKey)),
+            trustRoots: fixture.trust,
+            defaultPollInterval: .milliseconds(200)
+        )
+        configuration.transport = .mqttWebSockets
+        configuration.proxy = "http://\(ProxyPeer.user):\(ProxyPeer.password)@127.0.0.1:\(proxy.port)"
+        let result = try await ProvisioningClient(configuration: configuration).register(timeout: .seconds(20))
+        #expect(result.deviceId == "provisioned-individual")
+        #expect(proxy.log.contains("CONNECT localhost:\(fixture.endpoints.dpsWebSockets.port)"), "\(proxy.log)")
+    }
+
+    @Test(
+        "Azure's Python ProvisioningDeviceClient registers over the emulator's DPS MQTT endpoint: symmetric key and X.509, directly and with websockets=True",
+        arguments: [false, true]
+    )
+    func azureProvisioningClient(_ websockets: Bool) async throws {
+        let fixture = try await EmulatorFixture.start(retryAfter: 1)
+        defer { Task { await fixture.emulator.shutdown() } }
+        let port = websockets ? fixture.endpoints.dpsWebSockets.port : fixture.endpoints.dpsMQTT.port
+        let script = PeerProcess.peerScript("fidelity/azure_provisioning.py")
+        let common = [
+            script, "localhost", String(port), fixture.endpoints.idScope,
+        ]
+        let symmetric = try await PeerProcess.complete(
+            PeerProcess.clientPython,
+            common + [
+                "individual-1", fixture.endpoints.caCertificatePath, "symmetric", EmulatorFixture.individualKey,
+            ] + (websockets ? ["websockets"] : []),
+            timeout: .seconds(60)
+        )
+        #expect(symmetric.status == 0, "\(symmetric.output)")
+        #expect(symmetric.output.contains("assigned \(fixture.hubHost) provisioned-individual"), "\(symmetric.output)")
+
+        let name = websockets ? "x509-python-ws" : "x509-python"
+        let certificate = try fixture.deviceIntermediate.issue(commonName: name)
+        let folder = NSTemporaryDirectory() + "dps-python-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        // The leaf first, then the intermediate DPS checks the group against.
+        try (certificate.certificatePEM + certificate.chainPEM).write(
+            toFile: folder + "/chain.pem",
+            atomically: true,
+            encoding: .utf8
+        )
+        try certificate.privateKeyPEM.write(toFile: folder + "/key.pem", atomically: true, encoding: .utf8)
+        _ = try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: folder + "/key.pem")
+        let x509 = try await PeerProcess.complete(
+            PeerProcess.clientPython,
+            common + [
+                name, fixture.endpoints.caCertificatePath, "x509", folder + "/chain.pem", folder + "/key.pem",
+            ] + (websockets ? ["websockets"] : []),
+            timeout: .seconds(60)
+        )
+        #expect(x509.status == 0, "\(x509.output)")
+        #expect(x509.output.contains("assigned \(fixture.hubHost) \(name)"), "\(x509.output)")
+        let records = await fixture.emulator.registrations()
+        #expect(records.map(\.registrationId).sorted() == ["individual-1", name].sorted())
+    }
+}
