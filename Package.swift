@@ -193,7 +193,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DPSClientTests",
-            dependencies: ["DPSClient", "AzureIoTTestSupport"],
+            dependencies: ["DPSClient", "MQTTCodec", "AzureIoTTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

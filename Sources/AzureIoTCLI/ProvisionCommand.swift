@@ -8,7 +8,7 @@ import Foundation
 struct ProvisionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "provision",
-        abstract: "Register a device with the Device Provisioning Service (REST) and print the assigned hub.",
+        abstract: "Register a device with the Device Provisioning Service and print the assigned hub.",
         discussion:
             "Attestation: --key (individual enrollment), --group-key (group; the device key is derived), or --cert with --cert-key (X.509; the registration id must be the certificate's CN)."
     )
@@ -46,6 +46,14 @@ struct ProvisionCommand: AsyncParsableCommand {
     )
     var proxy: String?
 
+    @Option(
+        help: """
+            How the registration travels: https (REST, the default), mqtt ($dps topics, port 8883) or mqtt-ws (MQTT in \
+            a WebSocket, port 443). A port in --endpoint wins.
+            """
+    )
+    var transport: String = "https"
+
     @Option(help: "The api-version to send.")
     var apiVersion: String = RegistrationRoute.defaultAPIVersion
 
@@ -60,6 +68,9 @@ struct ProvisionCommand: AsyncParsableCommand {
         guard chosen == 1 else { throw ValidationError("pass exactly one of --key, --group-key or --cert") }
         guard (self.cert == nil) == (self.certKey == nil) else {
             throw ValidationError("--cert and --cert-key go together")
+        }
+        guard ProvisioningClient.Transport(rawValue: self.transport) != nil else {
+            throw ValidationError("--transport takes https, mqtt or mqtt-ws")
         }
         guard (1...86_400).contains(self.timeout) else {
             throw ValidationError("--timeout must be 1...86400 seconds, got \(self.timeout)")
@@ -90,6 +101,7 @@ struct ProvisionCommand: AsyncParsableCommand {
             trustRoots: self.caFile.map { .pemFile($0) } ?? .system
         )
         if let proxy { configuration.proxy = try ProxyConnectionOpener(url: proxy).checkedURL }
+        configuration.transport = ProvisioningClient.Transport(rawValue: self.transport) ?? .https
         let client = try ProvisioningClient(configuration: configuration)
         let clock = ContinuousClock()
         let start = clock.now

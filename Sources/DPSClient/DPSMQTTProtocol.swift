@@ -1,6 +1,6 @@
 import AzureIoTCore
 import Foundation
-import MQTTCodec
+package import MQTTCodec
 
 /// DPS over MQTT as values (no I/O): the packets one registration sends and what the answers mean. The driver
 /// (``DPSMQTTConnection``) writes what this returns and feeds it what it reads.
@@ -11,9 +11,9 @@ import MQTTCodec
 /// PUBLISHes to `$dps/registrations/PUT/iotdps-register/?$rid={rid}` and
 /// `$dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operationId={id}`; each answer comes on
 /// `$dps/registrations/res/{status}/?$rid={rid}[&retry-after={seconds}]` with the body DPS sends over REST.
-struct DPSMQTTProtocol: Sendable {
+package struct DPSMQTTProtocol: Sendable {
     /// A request of the registration.
-    enum Request: Sendable, Equatable {
+    package enum Request: Sendable, Equatable {
         /// `iotdps-register` with the `DeviceRegistration` body.
         case register(body: [UInt8])
         /// `iotdps-get-operationstatus` for an operation.
@@ -21,23 +21,23 @@ struct DPSMQTTProtocol: Sendable {
     }
 
     /// What a packet from DPS asks of the driver.
-    enum Action: Sendable, Equatable {
+    package enum Action: Sendable, Equatable {
         /// Write this packet (a PUBACK for a QoS 1 answer).
         case send(MQTTPacket)
         /// The pending request's answer, as the REST client reads answers: status, `retry-after`, body.
         case answered(status: Int, retryAfter: String?, body: [UInt8])
     }
 
-    let idScope: String
-    let registrationId: String
-    let apiVersion: String
-    let userAgent: String
+    package let idScope: String
+    package let registrationId: String
+    package let apiVersion: String
+    package let userAgent: String
     private var nextRequestId = 1
     private var nextPacketId: UInt16 = 1
     /// The `$rid` of the request waiting for its answer.
-    private(set) var pendingRequestId: String?
+    package private(set) var pendingRequestId: String?
 
-    init(idScope: String, registrationId: String, apiVersion: String, userAgent: String) {
+    package init(idScope: String, registrationId: String, apiVersion: String, userAgent: String) {
         self.idScope = idScope
         self.registrationId = registrationId
         self.apiVersion = apiVersion
@@ -45,13 +45,13 @@ struct DPSMQTTProtocol: Sendable {
     }
 
     /// The MQTT user name (no `?` before `api-version`, as DPS requires).
-    var username: String {
+    package var username: String {
         "\(self.idScope)/registrations/\(self.registrationId)/api-version=\(PercentEncoding.encode(self.apiVersion))"
             + "&ClientVersion=\(PercentEncoding.encode(self.userAgent))"
     }
 
     /// CONNECT: a clean session (DPS keeps none), the SAS token as password or none for X.509.
-    func connect(password: [UInt8]?, keepAliveSeconds: UInt16) -> MQTTPacket {
+    package func connect(password: [UInt8]?, keepAliveSeconds: UInt16) -> MQTTPacket {
         .connect(
             ConnectPacket(
                 clientId: self.registrationId,
@@ -64,7 +64,7 @@ struct DPSMQTTProtocol: Sendable {
     }
 
     /// What a CONNACK means: `nil` when accepted, otherwise the error (refused credentials are not transient).
-    static func refusal(_ connack: ConnAckPacket) -> ProvisioningError? {
+    package static func refusal(_ connack: ConnAckPacket) -> ProvisioningError? {
         switch connack.returnCode {
         case .accepted:
             return nil
@@ -89,7 +89,7 @@ struct DPSMQTTProtocol: Sendable {
     }
 
     /// SUBSCRIBE to the answers.
-    mutating func subscribe() -> MQTTPacket {
+    package mutating func subscribe() -> MQTTPacket {
         .subscribe(
             SubscribePacket(
                 packetId: self.takePacketId(),
@@ -99,7 +99,7 @@ struct DPSMQTTProtocol: Sendable {
     }
 
     /// The PUBLISH carrying `request`; its answer is the next ``Action/answered(status:retryAfter:body:)``.
-    mutating func publish(_ request: Request) -> MQTTPacket {
+    package mutating func publish(_ request: Request) -> MQTTPacket {
         let requestId = String(self.nextRequestId)
         self.nextRequestId += 1
         self.pendingRequestId = requestId
@@ -120,7 +120,7 @@ struct DPSMQTTProtocol: Sendable {
 
     /// What `packet` from DPS means. Throws ``ProvisioningError/Code/malformedResponse`` for a packet a DPS server
     /// does not send (a refused subscription, a SUBSCRIBE, an answer topic without a status).
-    mutating func receive(_ packet: MQTTPacket) throws(ProvisioningError) -> [Action] {
+    package mutating func receive(_ packet: MQTTPacket) throws(ProvisioningError) -> [Action] {
         switch packet {
         case .publish(let publish):
             var actions: [Action] = []

@@ -242,6 +242,17 @@ struct CLITests {
             #expect(result.status == 0, "\(transport): \(result.stderr)")
             #expect(result.stderr.contains("sent 1/1"), "\(transport): \(result.stderr)")
         }
+        // DPS over MQTT and in a WebSocket, with the group key the JSON lists.
+        let groupKey = try #require(enrollments.first { $0["kind"] as? String == "group" }?["primaryKey"] as? String)
+        for (transport, key) in [("mqtt", "dpsMQTT"), ("mqtt-ws", "dpsWebSockets")] {
+            let port = try #require((json[key] as? [String: Any])?["port"] as? Int)
+            let provisioned = try await Self.run([
+                "provision", "--scope", "0ne00EMU01", "--registration-id", "cli-\(transport)", "--group-key", groupKey,
+                "--endpoint", "localhost:\(port)", "--ca-file", ca, "--transport", transport,
+            ])
+            #expect(provisioned.status == 0, "\(transport): \(provisioned.stdout)\(provisioned.stderr)")
+            #expect(provisioned.stdout.contains("deviceId: cli-\(transport)"), "\(transport): \(provisioned.stdout)")
+        }
         let wrong = try await Self.run(["send", "--connection-string", connectionString, "--transport", "ws", "x"])
         #expect(wrong.status != 0 && wrong.stderr.contains("--transport takes mqtt, mqtt-ws, amqp or amqp-ws"))
     }
