@@ -1,7 +1,9 @@
 import AzureIoTCore
+import AzureIoTDevice
 import AzureIoTEmulator
 import AzureIoTProxy
 import AzureIoTTestSupport
+import DPSClient
 import Foundation
 import HubAMQP
 import HubMQTT
@@ -180,6 +182,65 @@ struct ProxyTests {
             log.contains("CONNECT localhost:\(fixture.endpoints.webSockets.port) ") && log.contains(Self.user),
             "\(log)"
         )
+    }
+
+    @Test(
+        "one tinyproxy, with and without Basic credentials, carries DPS (REST, MQTT, MQTT-WS) and the device client over MQTT, MQTT-WS, AMQP and AMQP-WS; its log shows every CONNECT",
+        arguments: [true, false]
+    )
+    func everyTransportThroughTinyproxy(_ credentials: Bool) async throws {
+        let fixture = try await EmulatorFixture.start(retryAfter: 0)
+        defer { Task { await fixture.emulator.shutdown() } }
+        let endpoints = fixture.endpoints
+        let ports = [
+            endpoints.dps.port, endpoints.dpsMQTT.port, endpoints.dpsWebSockets.port, endpoints.mqtt.port,
+            endpoints.amqp.port, endpoints.webSockets.port,
+        ]
+        let proxy = try await ProxyPeer.tinyproxy(allowing: ports, credentials: credentials)
+        defer { proxy.process.stop() }
+        let url =
+            credentials
+            ? "http://\(Self.user):\(Self.password)@127.0.0.1:\(proxy.port)" : "http://127.0.0.1:\(proxy.port)"
+        for (transport, port) in [
+            (ProvisioningClient.Transport.https, endpoints.dps.port), (.mqtt, endpoints.dpsMQTT.port),
+            (.mqttWebSockets, endpoints.dpsWebSockets.port),
+        ] {
+            var dps = ProvisioningClient.Configuration(
+                endpoint: "localhost:\(port)",
+                idScope: endpoints.idScope,
+                registrationId: "proxied-\(transport.rawValue)",
+                attestation: .groupSymmetricKey(try SymmetricKey(base64: EmulatorFixture.groupKey)),
+                trustRoots: fixture.trust,
+                defaultPollInterval: .milliseconds(200)
+            )
+            dps.transport = transport
+            dps.proxy = url
+            let result = try await ProvisioningClient(configuration: dps).register(timeout: .seconds(20))
+            #expect(result.deviceId == "proxied-\(transport.rawValue)")
+        }
+        let connectionString = try #require(
+            endpoints.devices.first { $0.deviceId == "dev1" && $0.moduleId == nil }
+        ).connectionString
+        for transport in DeviceClientConfiguration.Transport.allCases {
+            var configuration = try DeviceClientConfiguration(
+                connectionString: try ConnectionString(parsing: connectionString),
+                transport: transport,
+                trustRoots: fixture.trust,
+                port: transport.usesWebSockets
+                    ? endpoints.webSockets.port : transport.isMQTT ? endpoints.mqtt.port : endpoints.amqp.port
+            )
+            configuration.connectionOpener = try ProxyConnectionOpener(url: url)
+            try await DeviceClient.withConnection(configuration: configuration) { client in
+                try await client.send(TelemetryMessage(text: transport.rawValue))
+            }
+        }
+        let received = try await fixture.emulator.waitForTelemetry(deviceId: "dev1", count: 4)
+        #expect(received.map(\.bodyText) == ["mqtt", "amqp", "mqtt-ws", "amqp-ws"])
+        #expect(received.map(\.overWebSockets) == [false, false, true, true])
+        let log = proxy.log
+        for port in ports {
+            #expect(log.contains("CONNECT localhost:\(port)"), "no CONNECT to \(port): \(log.suffix(3000))")
+        }
     }
 
     @Test("AMQP through microsocks (SOCKS5 with user name and password)")

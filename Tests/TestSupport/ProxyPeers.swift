@@ -15,14 +15,15 @@ public struct ProxyPeer: Sendable {
     /// tinyproxy's or squid's log (each CONNECT is a line); empty for microsocks.
     public let logPath: String?
 
-    /// tinyproxy requiring ``user``/``password`` and allowing CONNECT to `ports` only.
-    public static func tinyproxy(allowing ports: [Int]) async throws -> ProxyPeer {
+    /// tinyproxy requiring ``user``/``password`` (unless `credentials` is false) and allowing CONNECT to `ports` only.
+    public static func tinyproxy(allowing ports: [Int], credentials: Bool = true) async throws -> ProxyPeer {
         let port = try PeerProcess.freePort()
         let folder = NSTemporaryDirectory() + "tinyproxy-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let log = folder + "/tinyproxy.log"
         var configuration = "Port \(port)\nListen 127.0.0.1\nTimeout 60\nAllow 127.0.0.1\nMaxClients 50\n"
-        configuration += "BasicAuth \(Self.user) \(Self.password)\nLogLevel Connect\nLogFile \"\(log)\"\n"
+        if credentials { configuration += "BasicAuth \(Self.user) \(Self.password)\n" }
+        configuration += "LogLevel Connect\nLogFile \"\(log)\"\n"
         for allowed in ports { configuration += "ConnectPort \(allowed)\n" }
         try configuration.write(toFile: folder + "/tinyproxy.conf", atomically: true, encoding: .utf8)
         let process = try await PeerProcess(
