@@ -54,6 +54,15 @@ struct ProvisionCommand: AsyncParsableCommand {
     )
     var transport: String = "https"
 
+    @Option(
+        help: """
+            Have DPS issue the device a certificate: make a P-256 key pair and a certificate signing request (CN = the \
+            registration id), send it with the registration (api-version 2025-07-01-preview), and write the key to \
+            PREFIX.key.pem (mode 600) and the issued chain to PREFIX.pem.
+            """
+    )
+    var csr: String?
+
     @Option(help: "The api-version to send.")
     var apiVersion: String = RegistrationRoute.defaultAPIVersion
 
@@ -102,6 +111,9 @@ struct ProvisionCommand: AsyncParsableCommand {
         )
         if let proxy { configuration.proxy = try ProxyConnectionOpener(url: proxy).checkedURL }
         configuration.transport = ProvisioningClient.Transport(rawValue: self.transport) ?? .https
+        if self.csr != nil {
+            configuration.certificateSigningRequest = try CertificateSigningRequest(commonName: self.registrationId)
+        }
         let client = try ProvisioningClient(configuration: configuration)
         let clock = ContinuousClock()
         let start = clock.now
@@ -120,6 +132,26 @@ struct ProvisionCommand: AsyncParsableCommand {
         }
         print("assignedHub: \(result.assignedHub)")
         print("deviceId: \(result.deviceId)")
+        if let prefix = self.csr, let request = configuration.certificateSigningRequest, let issued = result.identity {
+            let keyPath = prefix + ".key.pem"
+            let chainPath = prefix + ".pem"
+            // The key is a secret: created with owner-only permissions before anything is written to it.
+            guard
+                FileManager.default.createFile(
+                    atPath: keyPath,
+                    contents: Data(request.exportPrivateKeyPEM().utf8),
+                    attributes: [.posixPermissions: 0o600]
+                ),
+                FileManager.default.createFile(
+                    atPath: chainPath,
+                    contents: Data(([issued.leaf] + issued.chain).map(\.pem).joined().utf8)
+                )
+            else {
+                throw ValidationError("cannot write \(keyPath) and \(chainPath)")
+            }
+            print("certificate: \(chainPath) (\(issued.leaf.subject), issued by \(issued.leaf.issuer))")
+            print("key: \(keyPath)")
+        }
         if let payload = result.registration.payloadJSON {
             print("payload: \(String(decoding: payload, as: UTF8.self))")
         }

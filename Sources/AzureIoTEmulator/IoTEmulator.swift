@@ -121,7 +121,12 @@ public final class IoTEmulator: Sendable {
                     )
                 }
             }
-            let service = try ProvisioningService(configuration: configuration, hub: hub, logger: logger)
+            let service = try ProvisioningService(
+                configuration: configuration,
+                hub: hub,
+                certificateAuthority: authority,
+                logger: logger
+            )
             let host = configuration.listenAddress
             let handler = DPSConnectionHandler(service: service, limits: limits, logger: logger)
             let handshakes = HandshakeGate(limit: limits.maximumConcurrentHandshakes)

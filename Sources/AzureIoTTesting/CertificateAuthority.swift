@@ -55,6 +55,45 @@ public struct CertificateAuthority: Sendable {
         )
     }
 
+    /// Issues a client certificate for a PKCS #10 request in DER (as DPS does for a registration's `csr`): checks the
+    /// request's signature (proof of possession of its key), keeps its subject and key, and signs for
+    /// `validityDays`. Returns the request's common name with the certificate. Throws
+    /// ``AzureIoTError/Code/invalidCertificate`` for bytes that are not a correctly signed request with a CN.
+    public func issue(signingRequest der: [UInt8], validityDays: Int = 30) throws(AzureIoTError) -> (
+        commonName: String, certificate: X509Certificate
+    ) {
+        guard validityDays > 0, validityDays <= 36_500 else {
+            throw AzureIoTError(.invalidArgument, "a certificate's validity must be 1 to 36500 days")
+        }
+        OpenSSLErrorQueue.clear()
+        var nameText: UnsafeMutablePointer<CChar>?
+        var certificateText: UnsafeMutablePointer<CChar>?
+        let ok = der.withUnsafeBufferPointer { bytes in
+            azi_sign_csr(
+                bytes.baseAddress,
+                bytes.count,
+                UnsafeMutableRawPointer(self.identity.leaf.pointer),
+                UnsafeMutableRawPointer(self.identity.privateKey.pointer),
+                Int32(validityDays),
+                &nameText,
+                &certificateText
+            )
+        }
+        defer {
+            azi_free(nameText)
+            azi_free(certificateText)
+        }
+        guard ok == 1, let nameText, let certificateText else {
+            throw AzureIoTError(
+                .invalidCertificate,
+                "the certificate signing request is not a correctly signed PKCS #10 request with a CN",
+                details: OpenSSLErrorQueue.drainText()
+            )
+        }
+        let certificate = try X509Certificate.certificates(fromPEM: String(cString: certificateText))[0]
+        return (String(cString: nameText), certificate)
+    }
+
     private static func issue(
         commonName: String,
         isCA: Bool,

@@ -146,3 +146,103 @@ void azi_ssl_ctx_request_any_client_certificate(void *ctx) {
 }
 
 const char *azi_verify_error_text(int code) { return X509_verify_cert_error_string(code); }
+
+int azi_make_csr(const char *common_name, char **csr_pem, char **key_pem) {
+    *csr_pem = NULL;
+    *key_pem = NULL;
+    int ok = 0;
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509_REQ *request = X509_REQ_new();
+    BIO *request_bio = BIO_new(BIO_s_mem());
+    BIO *key_bio = BIO_new(BIO_s_mem());
+    if (key == NULL || request == NULL || request_bio == NULL || key_bio == NULL) goto done;
+    if (X509_REQ_set_version(request, 0) != 1) goto done;
+    X509_NAME *name = X509_REQ_get_subject_name(request);
+    if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)common_name, -1, -1, 0)) goto done;
+    if (X509_REQ_set_pubkey(request, key) != 1) goto done;
+    if (X509_REQ_sign(request, key, EVP_sha256()) <= 0) goto done;
+    if (PEM_write_bio_X509_REQ(request_bio, request) != 1) goto done;
+    if (PEM_write_bio_PrivateKey(key_bio, key, NULL, NULL, 0, NULL, NULL) != 1) goto done;
+    *csr_pem = bio_to_string(request_bio);
+    *key_pem = bio_to_string(key_bio);
+    ok = *csr_pem != NULL && *key_pem != NULL;
+done:
+    if (!ok) {
+        azi_free(*csr_pem);
+        azi_free(*key_pem);
+        *csr_pem = NULL;
+        *key_pem = NULL;
+    }
+    BIO_free(request_bio);
+    BIO_free(key_bio);
+    X509_REQ_free(request);
+    EVP_PKEY_free(key);
+    return ok;
+}
+
+int azi_sign_csr(const unsigned char *der, long length, void *issuer_certificate, void *issuer_key, int days,
+                 char **common_name, char **certificate_pem) {
+    *common_name = NULL;
+    *certificate_pem = NULL;
+    int ok = 0;
+    const unsigned char *cursor = der;
+    X509_REQ *request = length > 0 ? d2i_X509_REQ(NULL, &cursor, length) : NULL;
+    X509 *certificate = X509_new();
+    BIO *certificate_bio = BIO_new(BIO_s_mem());
+    EVP_PKEY *public_key = NULL;
+    if (request == NULL || cursor != der + length || certificate == NULL || certificate_bio == NULL) goto done;
+    public_key = X509_REQ_get_pubkey(request);
+    // Proof of possession: the request is signed by the key it carries.
+    if (public_key == NULL || X509_REQ_verify(request, public_key) != 1) goto done;
+    X509_NAME *subject = X509_REQ_get_subject_name(request);
+    int index = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+    if (index < 0) goto done;
+    ASN1_STRING *value = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, index));
+    unsigned char *utf8 = NULL;
+    int utf8_length = ASN1_STRING_to_UTF8(&utf8, value);
+    if (utf8_length <= 0) goto done;
+    *common_name = OPENSSL_malloc((size_t)utf8_length + 1);
+    if (*common_name == NULL) {
+        OPENSSL_free(utf8);
+        goto done;
+    }
+    memcpy(*common_name, utf8, (size_t)utf8_length);
+    (*common_name)[utf8_length] = 0;
+    OPENSSL_free(utf8);
+
+    unsigned char serial_bytes[16];
+    if (RAND_bytes(serial_bytes, sizeof serial_bytes) != 1) goto done;
+    serial_bytes[0] &= 0x7F;
+    BIGNUM *serial = BN_bin2bn(serial_bytes, sizeof serial_bytes, NULL);
+    if (serial == NULL) goto done;
+    BN_to_ASN1_INTEGER(serial, X509_get_serialNumber(certificate));
+    BN_free(serial);
+    X509_set_version(certificate, 2);
+    X509_gmtime_adj(X509_getm_notBefore(certificate), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(certificate), (long)days * 24 * 3600);
+    if (X509_set_pubkey(certificate, public_key) != 1) goto done;
+    if (X509_set_subject_name(certificate, subject) != 1) goto done;
+    X509 *issuer = (X509 *)issuer_certificate;
+    X509_set_issuer_name(certificate, X509_get_subject_name(issuer));
+    if (!add_extension(certificate, issuer, NID_basic_constraints, "critical,CA:FALSE")) goto done;
+    if (!add_extension(certificate, issuer, NID_key_usage, "critical,digitalSignature,keyEncipherment")) goto done;
+    if (!add_extension(certificate, issuer, NID_ext_key_usage, "clientAuth")) goto done;
+    if (!add_extension(certificate, issuer, NID_subject_key_identifier, "hash")) goto done;
+    if (!add_extension(certificate, issuer, NID_authority_key_identifier, "keyid:always")) goto done;
+    if (X509_sign(certificate, (EVP_PKEY *)issuer_key, EVP_sha256()) <= 0) goto done;
+    if (PEM_write_bio_X509(certificate_bio, certificate) != 1) goto done;
+    *certificate_pem = bio_to_string(certificate_bio);
+    ok = *certificate_pem != NULL;
+done:
+    if (!ok) {
+        azi_free(*common_name);
+        azi_free(*certificate_pem);
+        *common_name = NULL;
+        *certificate_pem = NULL;
+    }
+    EVP_PKEY_free(public_key);
+    BIO_free(certificate_bio);
+    X509_free(certificate);
+    X509_REQ_free(request);
+    return ok;
+}

@@ -74,6 +74,11 @@ public struct ProvisioningClient: Sendable {
         /// when it names one, wins over the transport's. The status lookup (``registrationStatus(timeout:)``) is
         /// REST only.
         public var transport: Transport = .https
+        /// A certificate signing request to send with the registration (its CN must be the registration id): DPS
+        /// issues a certificate for it (api-version `2025-07-01-preview`, used when ``apiVersion`` is left at its
+        /// default), and the result's ``ProvisioningResult/identity`` is the new key with the issued chain, ready to
+        /// connect with.
+        public var certificateSigningRequest: CertificateSigningRequest?
 
         /// A configuration for one device.
         public init(
@@ -113,6 +118,9 @@ public struct ProvisioningClient: Sendable {
         }
     }
 
+    /// The DPS api-version that issues certificates for signing requests.
+    public static let certificateIssuanceAPIVersion = "2025-07-01-preview"
+
     /// The `User-Agent` this SDK sends.
     public static let userAgent = "\(SDKVersion.clientName) (dps-rest; linux)"
 
@@ -136,6 +144,18 @@ public struct ProvisioningClient: Sendable {
     ) throws(ProvisioningError) {
         guard !configuration.idScope.isEmpty, !configuration.registrationId.isEmpty else {
             throw ProvisioningError(.invalidConfiguration, "the ID scope and the registration id must not be empty")
+        }
+        var configuration = configuration
+        if let request = configuration.certificateSigningRequest {
+            guard request.commonName == configuration.registrationId else {
+                throw ProvisioningError(
+                    .invalidConfiguration,
+                    "the certificate request's CN '\(request.commonName)' must be the registration id '\(configuration.registrationId)'"
+                )
+            }
+            if configuration.apiVersion == RegistrationRoute.defaultAPIVersion {
+                configuration.apiVersion = Self.certificateIssuanceAPIVersion
+            }
         }
         self.configuration = configuration
         self.logger = logger
@@ -245,6 +265,7 @@ public struct ProvisioningClient: Sendable {
         let deadline = ContinuousClock.now + timeout
         var body: [String: JSONValue] = ["registrationId": .string(self.configuration.registrationId)]
         if let payloadValue { body["payload"] = payloadValue }
+        if let request = self.configuration.certificateSigningRequest { body["csr"] = .string(request.base64) }
         let bodyBytes = JSONValue.object(body).jsonBytes
 
         var lastStatus: RegistrationStatus?
@@ -287,6 +308,26 @@ public struct ProvisioningClient: Sendable {
                         .malformedResponse,
                         "the service said 'assigned' without a hub and device id"
                     )
+                }
+                if let request = self.configuration.certificateSigningRequest {
+                    guard let chain = state.issuedCertificateChain, !chain.isEmpty else {
+                        throw ProvisioningError(
+                            .malformedResponse,
+                            "the service assigned the device without the certificate the request asked for"
+                        )
+                    }
+                    let issued: X509Identity
+                    do {
+                        issued = try request.identity(issuedChain: chain)
+                    } catch {
+                        throw ProvisioningError(
+                            .malformedResponse,
+                            "the issued certificate chain is not usable: \(error.message)",
+                            underlying: error
+                        )
+                    }
+                    // The device connects with its new certificate.
+                    return ProvisioningResult(registration: state, credential: nil, identity: issued)
                 }
                 return ProvisioningResult(
                     registration: state,
@@ -641,9 +682,11 @@ public struct ProvisioningClient: Sendable {
 public struct ProvisioningResult: DeviceAssignment {
     /// The registration state DPS returned.
     public let registration: DeviceRegistrationResult
-    /// The hub credential for symmetric-key attestation (the same device key, no `skn`); `nil` for X.509.
+    /// The hub credential for symmetric-key attestation (the same device key, no `skn`); `nil` for X.509 and for
+    /// an issued certificate.
     public let credential: SymmetricKeyCredential?
-    /// The X.509 identity for certificate attestation.
+    /// The X.509 identity: the attesting certificate, or the certificate DPS issued for the configuration's
+    /// certificate signing request (with the request's key).
     public let identity: X509Identity?
 
     /// The assigned IoT Hub host.

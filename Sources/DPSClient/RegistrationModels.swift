@@ -82,13 +82,16 @@ public struct DeviceRegistrationResult: Sendable, Decodable {
     public let x509: X509Details?
     /// Symmetric-key enrollment details.
     public let symmetricKey: SymmetricKeyDetails?
+    /// The certificate DPS issued for the registration's certificate signing request (api-version
+    /// `2025-07-01-preview`): base64 DER, leaf first, root last.
+    public let issuedCertificateChain: [String]?
     /// The custom payload the allocation policy returned, as raw JSON (numbers exactly as DPS sent them); decode it
     /// with ``decodePayload(as:)``.
     public internal(set) var payloadJSON: Data?
 
     enum CodingKeys: String, CodingKey {
         case registrationId, createdDateTimeUtc, assignedHub, deviceId, status, substatus, errorCode, errorMessage
-        case lastUpdatedDateTimeUtc, etag, x509, symmetricKey, payload
+        case lastUpdatedDateTimeUtc, etag, x509, symmetricKey, payload, issuedCertificateChain
     }
 
     /// Decodes the service's JSON, tolerating absent fields.
@@ -106,6 +109,7 @@ public struct DeviceRegistrationResult: Sendable, Decodable {
         self.etag = try container.decodeIfPresent(String.self, forKey: .etag)
         self.x509 = try container.decodeIfPresent(X509Details.self, forKey: .x509)
         self.symmetricKey = try container.decodeIfPresent(SymmetricKeyDetails.self, forKey: .symmetricKey)
+        self.issuedCertificateChain = try container.decodeIfPresent([String].self, forKey: .issuedCertificateChain)
         if let payload = try container.decodeIfPresent(JSONValue.self, forKey: .payload), payload != .null {
             self.payloadJSON = try JSONEncoder().encode(payload)
         } else {

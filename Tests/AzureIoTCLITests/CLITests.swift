@@ -253,6 +253,19 @@ struct CLITests {
             #expect(provisioned.status == 0, "\(transport): \(provisioned.stdout)\(provisioned.stderr)")
             #expect(provisioned.stdout.contains("deviceId: cli-\(transport)"), "\(transport): \(provisioned.stdout)")
         }
+        // A certificate issued by DPS for a request made on the spot: the key and the chain land in files.
+        let dpsPort = try #require((json["dps"] as? [String: Any])?["port"] as? Int)
+        let prefix = NSTemporaryDirectory() + "cli-csr-\(UUID().uuidString)"
+        let issued = try await Self.run([
+            "provision", "--scope", "0ne00EMU01", "--registration-id", "cli-csr", "--group-key", groupKey,
+            "--endpoint", "localhost:\(dpsPort)", "--ca-file", ca, "--csr", prefix,
+        ])
+        #expect(issued.status == 0, "\(issued.stdout)\(issued.stderr)")
+        #expect(issued.stdout.contains("certificate: \(prefix).pem"), "\(issued.stdout)")
+        let keyAttributes = try FileManager.default.attributesOfItem(atPath: prefix + ".key.pem")
+        #expect((keyAttributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        let verified = try await PeerProcess.complete("/usr/bin/openssl", ["verify", "-CAfile", ca, prefix + ".pem"])
+        #expect(verified.status == 0, "\(verified.output)")
         let wrong = try await Self.run(["send", "--connection-string", connectionString, "--transport", "ws", "x"])
         #expect(wrong.status != 0 && wrong.stderr.contains("--transport takes mqtt, mqtt-ws, amqp or amqp-ws"))
     }

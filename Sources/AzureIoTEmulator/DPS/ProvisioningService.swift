@@ -1,4 +1,5 @@
 import AzureIoTCore
+import AzureIoTTesting
 import Foundation
 import Logging
 
@@ -21,6 +22,8 @@ actor ProvisioningService {
         var attested: Attested
         var payload: JSONValue?
         var created: Date
+        /// The certificate issued for the registration's `csr`, base64 DER, leaf first.
+        var issuedChain: [String]?
         /// Started by the first status lookup; later (or concurrent) lookups of the same operation answer its
         /// registration state again, as DPS does for a client that polls in a loop.
         var completion: Task<JSONValue, Never>?
@@ -32,6 +35,8 @@ actor ProvisioningService {
     private let configuration: EmulatorConfiguration
     private let hub: EmulatedHub
     private let logger: Logger
+    /// Issues certificates for registrations that send a `csr`.
+    private let certificateAuthority: CertificateAuthority?
     private let individualKeys: [String: SymmetricKey]
     private let groupKeys: [(name: String, key: SymmetricKey)]
     private let groupCAs: [(name: String, certificates: [X509Certificate])]
@@ -39,9 +44,15 @@ actor ProvisioningService {
     private var operationOrder: [String] = []
     private var results: [String: JSONValue] = [:]
 
-    init(configuration: EmulatorConfiguration, hub: EmulatedHub, logger: Logger) throws(AzureIoTError) {
+    init(
+        configuration: EmulatorConfiguration,
+        hub: EmulatedHub,
+        certificateAuthority: CertificateAuthority? = nil,
+        logger: Logger
+    ) throws(AzureIoTError) {
         self.configuration = configuration
         self.hub = hub
+        self.certificateAuthority = certificateAuthority
         self.logger = logger
         var individualKeys: [String: SymmetricKey] = [:]
         for enrollment in configuration.provisioning.individualEnrollments {
@@ -128,6 +139,7 @@ actor ProvisioningService {
         case .failure(let response): return response
         }
         var payload: JSONValue?
+        var issuedChain: [String]?
         if !request.body.isEmpty {
             guard let body = (try? JSONValue(parsing: request.body)), case .object(let members) = body else {
                 return Self.error(400, 400_002, "the request body is not a JSON object")
@@ -137,9 +149,20 @@ actor ProvisioningService {
                 return Self.error(400, 400_002, "the body's registrationId does not match the path")
             }
             if let value = members["payload"], value != .null { payload = value }
+            if let csr = members["csr"], csr != .null {
+                switch self.issue(csr, for: registrationId, apiVersion: request.query["api-version"] ?? "") {
+                case .success(let chain): issuedChain = chain
+                case .failure(let error): return error.response
+                }
+            }
         }
         let operationId = "4.\(String(UInt64.random(in: 0...UInt64.max), radix: 16)).\(UUID().uuidString.lowercased())"
-        self.operations[operationId] = Operation(attested: attested, payload: payload, created: Date())
+        self.operations[operationId] = Operation(
+            attested: attested,
+            payload: payload,
+            created: Date(),
+            issuedChain: issuedChain
+        )
         self.operationOrder.append(operationId)
         if self.operationOrder.count > Self.maximumOperations {
             self.operations[self.operationOrder.removeFirst()] = nil
@@ -235,11 +258,17 @@ actor ProvisioningService {
             state["deviceId"] = .string(attested.deviceId)
             state["substatus"] = .string("initialAssignment")
             if let payload = operation.payload { state["payload"] = payload }
+            var thumbprint = attested.groupName == nil ? attested.certificate?.sha256Thumbprint : nil
+            if let chain = operation.issuedChain {
+                state["issuedCertificateChain"] = .array(chain.map { .string($0) })
+                // The hub knows the device by its new certificate from now on.
+                thumbprint = (try? Base64.decode(chain[0])).map { Self.sha256Hex($0) }
+            }
             let name = IdentityName(deviceId: attested.deviceId)
             await self.hub.addIdentity(
                 name,
                 key: attested.deviceKey,
-                thumbprint: attested.groupName == nil ? attested.certificate?.sha256Thumbprint : nil,
+                thumbprint: thumbprint,
                 certificateAuthorities: attested.groupCAs,
                 desired: attested.desired
             )
@@ -262,6 +291,46 @@ actor ProvisioningService {
             metadata: ["registrationId": "\(attested.registrationId)", "status": "\(status)"]
         )
         return document
+    }
+
+    // MARK: - Certificate issuance
+
+    /// The chain issued for a registration's `csr` (base64 DER of a PKCS #10 request whose CN is the registration
+    /// id), or the 400 DPS answers.
+    private func issue(_ csr: JSONValue, for registrationId: String, apiVersion: String) -> Result<
+        [String], HTTPError
+    > {
+        guard apiVersion == "2025-07-01-preview" else {
+            return .failure(HTTPError(Self.error(400, 400_004, "a csr needs api-version 2025-07-01-preview")))
+        }
+        guard case .string(let text) = csr, let der = try? Base64.decode(text),
+            let authority = self.certificateAuthority
+        else {
+            return .failure(HTTPError(Self.error(400, 400_002, "csr is not base64 DER of a PKCS #10 request")))
+        }
+        do {
+            let (commonName, certificate) = try authority.issue(signingRequest: der)
+            guard commonName.lowercased() == registrationId.lowercased() else {
+                return .failure(
+                    HTTPError(Self.error(400, 400_002, "the csr's CN '\(commonName)' is not the registration id"))
+                )
+            }
+            return .success([Base64.encode(certificate.derBytes), Base64.encode(authority.identity.leaf.derBytes)])
+        } catch {
+            return .failure(HTTPError(Self.error(400, 400_002, "csr is not usable: \(error.message)")))
+        }
+    }
+
+    /// An error answer carried as a `Result` failure.
+    struct HTTPError: Error {
+        let response: HTTPResponse
+        init(_ response: HTTPResponse) { self.response = response }
+    }
+
+    private static func sha256Hex(_ der: [UInt8]) -> String {
+        (try? X509Certificate.certificates(
+            fromPEM: "-----BEGIN CERTIFICATE-----\n\(Base64.encode(der))\n-----END CERTIFICATE-----\n"
+        ).first?.sha256Thumbprint) ?? ""
     }
 
     // MARK: - Attestation

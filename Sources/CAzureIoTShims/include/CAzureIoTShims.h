@@ -89,6 +89,16 @@ int azi_issue_certificate(const char *common_name, int is_ca, const char *subjec
                           void *issuer_certificate, void *issuer_key, char **certificate_pem, char **key_pem);
 /// Wipes and frees a string returned by this shim.
 void azi_free(char *pointer);
+
+/// A P-256 key pair and a PKCS #10 request for `common_name` signed with it (SHA-256). On success returns 1 and two
+/// PEM strings (the request, the PKCS #8 key) to release with `azi_free`.
+int azi_make_csr(const char *common_name, char **csr_pem, char **key_pem);
+
+/// Checks a DER PKCS #10 request (its signature by the key it carries) and issues a client certificate for its
+/// subject and key, signed by the issuer. On success returns 1, the request's CN and the certificate's PEM (release
+/// both with `azi_free`).
+int azi_sign_csr(const unsigned char *der, long length, void *issuer_certificate, void *issuer_key, int days,
+                 char **common_name, char **certificate_pem);
 /// Verifies `leaf` with the `untrusted` intermediates against `anchors` (an anchor may be an intermediate CA).
 /// Returns 0 (X509_V_OK) or an X509_V_ERR_* code.
 int azi_verify_chain(void *leaf, void *const *untrusted, int untrusted_count, void *const *anchors, int anchor_count);
