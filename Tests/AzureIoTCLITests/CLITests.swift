@@ -194,24 +194,15 @@ struct CLITests {
 
     @Test("emulator: prints one JSON object with endpoints and credentials; `send` works with what it printed")
     func emulator() async throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
             .appendingPathComponent("azure-iot")
-        process.arguments = ["emulator"]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try await PeerProcess(binary.path, ["emulator"], readyMarker: "}\n", timeout: .seconds(60))
         defer {
             process.interrupt()
-            PeerProcess.reap(process)
+            if process.waitForExit() == nil { process.stop() }
         }
-        var text = ""
-        while !text.contains("\n") {
-            let data = out.fileHandleForReading.availableData
-            guard !data.isEmpty else { break }
-            text += String(decoding: data, as: UTF8.self)
-        }
+        // The JSON object is one line of stdout (stderr, joined to it, carries only warnings).
+        let text = try #require(process.output.split(separator: "\n").first { $0.hasPrefix("{") }).description
         let json = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
         #expect(json["hubHost"] as? String == "emulator-hub.azure-devices.net")
         #expect(json["idScope"] as? String == "0ne00EMU01")

@@ -141,11 +141,9 @@ struct ProxyTests {
         try await mqtt.send(TelemetryMessage(body: Array("digest".utf8)))
         await mqtt.disconnect()
         #expect(await fixture.emulator.telemetry(deviceId: "dev1").map(\.bodyText) == ["digest"])
-        // squid logs the authenticated user with each CONNECT.
-        #expect(
-            squid.log.contains("CONNECT localhost:\(fixture.endpoints.webSockets.port) \(Self.user)"),
-            "\(squid.log)"
-        )
+        // squid logs the authenticated user with each CONNECT, once the tunnel has closed.
+        let logged = "CONNECT localhost:\(fixture.endpoints.webSockets.port) \(Self.user)"
+        try await eventually("squid logged '\(logged)'", within: .seconds(20)) { squid.log.contains(logged) }
         let wrong = try ProxyConnectionOpener(url: "http://\(Self.user):wrong@127.0.0.1:\(squid.port)")
         do {
             _ = try await TLSConnection.connect(
@@ -176,12 +174,12 @@ struct ProxyTests {
         await amqp.close()
         #expect(await fixture.emulator.telemetry(deviceId: "dev1").map(\.bodyText) == ["ntlm"])
         // Without NTLM the CONNECT is refused (407) and logged without a user; with it, under the NTLM user name.
-        let log = squid.log
-        #expect(log.contains("TCP_DENIED/407"), "\(log)")
-        #expect(
-            log.contains("CONNECT localhost:\(fixture.endpoints.webSockets.port) ") && log.contains(Self.user),
-            "\(log)"
-        )
+        // squid writes a tunnel's line once it has closed.
+        let tunnel = "CONNECT localhost:\(fixture.endpoints.webSockets.port) "
+        try await eventually("squid logged the tunnel with its NTLM user", within: .seconds(20)) {
+            squid.log.contains(tunnel) && squid.log.contains(Self.user)
+        }
+        #expect(squid.log.contains("TCP_DENIED/407"), "\(squid.log)")
     }
 
     @Test(

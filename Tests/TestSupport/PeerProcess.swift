@@ -1,4 +1,4 @@
-package import Foundation
+import Foundation
 import Synchronization
 
 #if canImport(Glibc)
@@ -11,8 +11,10 @@ public final class PeerProcess: Sendable {
         let text = Mutex("")
     }
 
-    private let process: Process
+    private let process: ChildProcess
     private let outputBuffer: OutputBuffer
+    /// Kept for the life of the peer: once its read end closes, the peer's next write fails.
+    private let outputPipe: Pipe
 
     /// Starts `executable` with `arguments` and waits until its combined output contains `readyMarker` (`nil`: a
     /// peer that prints nothing when ready; the caller waits for it some other way, e.g. for its port).
@@ -23,15 +25,17 @@ public final class PeerProcess: Sendable {
         environment: [String: String]? = nil,
         timeout: Duration = .seconds(10)
     ) async throws {
-        let (process, _, buffer) = Self.prepare(executable, arguments, environment: environment)
+        let (process, pipe, buffer) = try Self.start(executable, arguments, environment: environment)
         self.process = process
         self.outputBuffer = buffer
-        try process.run()
+        self.outputPipe = pipe
         let clock = ContinuousClock()
         let end = clock.now + timeout
         while let readyMarker, !buffer.text.withLock({ $0.contains(readyMarker) }) {
             guard process.isRunning else {
-                throw TestFailure("\(executable) exited early: \(buffer.text.withLock { $0 })")
+                throw TestFailure(
+                    "\(executable) exited early (status \(process.terminationStatus)): \(buffer.text.withLock { $0 })"
+                )
             }
             guard clock.now < end else {
                 self.stop()
@@ -42,7 +46,7 @@ public final class PeerProcess: Sendable {
     }
 
     /// The process id.
-    public var processIdentifier: Int32 { self.process.processIdentifier }
+    public var processIdentifier: Int32 { self.process.pid }
 
     /// Everything the peer printed so far.
     public var output: String { self.outputBuffer.text.withLock { $0 } }
@@ -60,35 +64,17 @@ public final class PeerProcess: Sendable {
         return self.output.contains(text)
     }
 
-    /// Kills the peer and waits for it. SIGKILL, because children spawned from Dispatch threads inherit a signal
-    /// mask in which SIGTERM is blocked.
-    public func stop() {
-        if self.process.isRunning {
-            kill(self.process.processIdentifier, SIGKILL)
-            Self.reap(self.process)
-        }
-    }
+    /// Sends SIGINT (the peer's orderly shutdown, like Ctrl-C).
+    public func interrupt() { self.process.signal(SIGINT) }
 
-    /// Waits, at most `limit`, until a killed process is gone. Not `Process.waitUntilExit()`: on Linux that spins a
-    /// run loop at full CPU until Foundation notices the exit, and on a loaded machine it once never did (a CI run hung
-    /// in `stop()` for over ten minutes). The process counts as gone once Foundation says so or `waitpid` reaps it.
-    /// Returns the exit status (-1 for a process killed by a signal), or `nil` when `limit` passed first.
+    /// Waits, at most `limit`, for the peer to exit by itself; returns its status, or `nil` when `limit` passed.
     @discardableResult
-    package static func reap(_ process: Process, within limit: Duration = .seconds(10)) -> Int32? {
-        let pid = process.processIdentifier
-        let end = ContinuousClock.now + limit
-        while ContinuousClock.now < end {
-            if !process.isRunning { return process.terminationStatus }
-            var status: Int32 = 0
-            let result = waitpid(pid, &status, WNOHANG)
-            if result == pid {
-                // WIFEXITED / WEXITSTATUS, which Swift does not import.
-                return status & 0x7F == 0 ? (status >> 8) & 0xFF : -1
-            }
-            // -1 with ECHILD: Foundation reaped it first and is about to say so; keep asking `isRunning`.
-            usleep(5_000)
-        }
-        return nil
+    public func waitForExit(within limit: Duration = .seconds(10)) -> Int32? { self.process.wait(within: limit) }
+
+    /// Kills the peer (SIGKILL: children spawned from Dispatch threads may have SIGTERM blocked) and waits for it.
+    public func stop() {
+        self.process.stop()
+        self.outputPipe.fileHandleForReading.readabilityHandler = nil
     }
 
     deinit { self.stop() }
@@ -97,21 +83,25 @@ public final class PeerProcess: Sendable {
     public static func run(_ executable: String, _ arguments: [String], input: String? = nil) throws -> (
         status: Int32, output: String
     ) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
         let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        let inputPipe = Pipe()
-        process.standardInput = input == nil ? FileHandle.nullDevice : inputPipe
-        try process.run()
-        if let input {
+        let inputPipe = input.map { _ in Pipe() }
+        let null = open("/dev/null", O_RDWR)
+        defer { close(null) }
+        let process = try ChildProcess(
+            executable,
+            arguments,
+            stdin: inputPipe?.fileHandleForReading.fileDescriptor ?? null,
+            stdout: pipe.fileHandleForWriting.fileDescriptor,
+            stderr: pipe.fileHandleForWriting.fileDescriptor
+        )
+        try pipe.fileHandleForWriting.close()
+        if let inputPipe, let input {
+            try inputPipe.fileHandleForReading.close()
             inputPipe.fileHandleForWriting.write(Data(input.utf8))
             try inputPipe.fileHandleForWriting.close()
         }
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        let status = Self.reap(process, within: .seconds(60)) ?? -1
+        let status = process.wait(within: .seconds(60)) ?? -1
         return (status, String(decoding: data, as: UTF8.self))
     }
 
@@ -123,13 +113,11 @@ public final class PeerProcess: Sendable {
         environment: [String: String]? = nil,
         timeout: Duration = .seconds(60)
     ) async throws -> (status: Int32, output: String) {
-        let (process, pipe, buffer) = Self.prepare(executable, arguments, environment: environment)
-        try process.run()
+        let (process, pipe, buffer) = try Self.start(executable, arguments, environment: environment)
         let end = ContinuousClock.now + timeout
         while process.isRunning {
             if ContinuousClock.now > end {
-                kill(process.processIdentifier, SIGKILL)
-                Self.reap(process)
+                process.stop()
                 return (-1, buffer.text.withLock { $0 } + "\n[killed after \(timeout)]")
             }
             try await Task.sleep(for: .milliseconds(20))
@@ -140,20 +128,25 @@ public final class PeerProcess: Sendable {
         return (process.terminationStatus, buffer.text.withLock { $0 } + String(decoding: rest, as: UTF8.self))
     }
 
-    /// A process with stdout and stderr joined into one pipe collected into a buffer, and no stdin; not started.
-    private static func prepare(_ executable: String, _ arguments: [String], environment: [String: String]?) -> (
-        Process, Pipe, OutputBuffer
-    ) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
+    /// Starts a process with stdout and stderr joined into one pipe collected into a buffer, and no stdin.
+    private static func start(_ executable: String, _ arguments: [String], environment: [String: String]?) throws
+        -> (ChildProcess, Pipe, OutputBuffer)
+    {
         let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
         let buffer = OutputBuffer()
         Self.collect(pipe, into: buffer)
+        let null = open("/dev/null", O_RDWR)
+        defer { close(null) }
+        let process = try ChildProcess(
+            executable,
+            arguments,
+            environment: environment,
+            stdin: null,
+            stdout: pipe.fileHandleForWriting.fileDescriptor,
+            stderr: pipe.fileHandleForWriting.fileDescriptor
+        )
+        // The child has its copy; without closing ours the reader never sees the end.
+        try pipe.fileHandleForWriting.close()
         return (process, pipe, buffer)
     }
 
@@ -174,23 +167,28 @@ public final class PeerProcess: Sendable {
         input: String? = nil,
         timeout: Duration = .seconds(120)
     ) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
         let out = Pipe()
         let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
         let stdin = input.map { _ in Pipe() }
-        process.standardInput = stdin ?? FileHandle.nullDevice
         let stdout = OutputBuffer()
         let stderr = OutputBuffer()
         for (pipe, buffer) in [(out, stdout), (err, stderr)] {
             Self.collect(pipe, into: buffer)
         }
-        try process.run()
+        let null = open("/dev/null", O_RDWR)
+        defer { close(null) }
+        let process = try ChildProcess(
+            executable,
+            arguments,
+            environment: environment,
+            stdin: stdin?.fileHandleForReading.fileDescriptor ?? null,
+            stdout: out.fileHandleForWriting.fileDescriptor,
+            stderr: err.fileHandleForWriting.fileDescriptor
+        )
+        try out.fileHandleForWriting.close()
+        try err.fileHandleForWriting.close()
         if let stdin, let input {
+            try stdin.fileHandleForReading.close()
             // Small inputs (a few hundred KB at most in the tests) fit the pipe while the child reads them.
             try stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8))
             try stdin.fileHandleForWriting.close()
@@ -198,8 +196,7 @@ public final class PeerProcess: Sendable {
         let end = ContinuousClock.now + timeout
         while process.isRunning {
             if ContinuousClock.now > end {
-                kill(process.processIdentifier, SIGKILL)
-                Self.reap(process)
+                process.stop()
                 break
             }
             try await Task.sleep(for: .milliseconds(10))

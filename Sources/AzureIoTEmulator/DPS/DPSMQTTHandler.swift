@@ -173,7 +173,8 @@ struct DPSMQTTHandler: Sendable {
                 path: base + "/register",
                 query: query,
                 headers: headers,
-                body: publish.payload
+                body: publish.payload,
+                allowsUnnamedSASKey: true
             )
             return (request, requestId)
         case "$dps/registrations/GET/iotdps-get-operationstatus/":
@@ -185,7 +186,8 @@ struct DPSMQTTHandler: Sendable {
                 path: base + "/operations/\(operationId)",
                 query: query,
                 headers: headers,
-                body: []
+                body: [],
+                allowsUnnamedSASKey: true
             )
             return (request, requestId)
         default:

@@ -13,6 +13,9 @@ struct HTTPRequest: Equatable {
     /// DPS write-up's two spaces reads `utf-8`, RFC 9110 §5.5).
     var headers: [String: String]
     var body: [UInt8]
+    /// Whether a SAS token without `skn` attests (DPS over MQTT: Azure's Python provisioning client sends none; the
+    /// REST samples always name `skn=registration`, and REST requires it here).
+    var allowsUnnamedSASKey = false
 
     /// Whether the client wants the connection kept open (HTTP/1.1's default).
     var keepAlive: Bool { self.headers["connection"]?.lowercased() != "close" }

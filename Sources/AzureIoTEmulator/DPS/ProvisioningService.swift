@@ -119,7 +119,14 @@ actor ProvisioningService {
         }
         var headers: [String: String] = [:]
         headers["authorization"] = authorization
-        let request = HTTPRequest(method: "CONNECT", path: "", query: [:], headers: headers, body: [])
+        let request = HTTPRequest(
+            method: "CONNECT",
+            path: "",
+            query: [:],
+            headers: headers,
+            body: [],
+            allowsUnnamedSASKey: true
+        )
         switch self.attest(registrationId, request, certificates) {
         case .success: return nil
         case .failure(let response):
@@ -355,9 +362,9 @@ actor ProvisioningService {
                 return .failure(Self.error(401, 401_002, "the Authorization header is not a SAS token"))
             }
             // The REST samples sign with skn=registration; Azure's Python provisioning client (over MQTT) sends no
-            // skn at all, and DPS takes both. Any other key name is a hub policy's, not an enrollment's.
-            guard token.keyName == nil || token.keyName == "registration" else {
-                return .failure(Self.error(401, 401_002, "a DPS SAS token carries skn=registration or no skn"))
+            // skn at all and is served by DPS. Any other key name is a hub policy's, not an enrollment's.
+            guard token.keyName == "registration" || (token.keyName == nil && request.allowsUnnamedSASKey) else {
+                return .failure(Self.error(401, 401_002, "a DPS SAS token must carry skn=registration"))
             }
             let resource = SASResource.registration(idScope: enrollments.idScope, registrationId: registrationId)
             if let individual, let key = self.individualKeys[registrationId.lowercased()] {
