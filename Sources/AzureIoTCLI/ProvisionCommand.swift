@@ -4,6 +4,10 @@ import AzureIoTProxy
 import DPSClient
 import Foundation
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// `azure-iot provision`: registers a device with DPS over REST.
 struct ProvisionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -135,13 +139,16 @@ struct ProvisionCommand: AsyncParsableCommand {
         if let prefix = self.csr, let request = configuration.certificateSigningRequest, let issued = result.identity {
             let keyPath = prefix + ".key.pem"
             let chainPath = prefix + ".pem"
-            // The key is a secret: created with owner-only permissions before anything is written to it.
-            guard
-                FileManager.default.createFile(
-                    atPath: keyPath,
-                    contents: Data(request.exportPrivateKeyPEM().utf8),
-                    attributes: [.posixPermissions: 0o600]
-                ),
+            // The key is a secret: the file is created owner-only before anything is written to it, and an existing
+            // file is not overwritten.
+            let descriptor = open(keyPath, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+            guard descriptor >= 0 else {
+                throw ValidationError("cannot create \(keyPath): \(String(cString: strerror(errno)))")
+            }
+            let key = Array(request.exportPrivateKeyPEM().utf8)
+            let written = key.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+            close(descriptor)
+            guard written == key.count,
                 FileManager.default.createFile(
                     atPath: chainPath,
                     contents: Data(([issued.leaf] + issued.chain).map(\.pem).joined().utf8)
