@@ -58,7 +58,7 @@ public struct CertificateAuthority: Sendable {
     /// Issues a client certificate for a PKCS #10 request in DER (as DPS does for a registration's `csr`): checks the
     /// request's signature (proof of possession of its key), keeps its subject and key, and signs for
     /// `validityDays`. Returns the request's common name with the certificate. Throws
-    /// ``AzureIoTError/Code/invalidCertificate`` for bytes that are not a correctly signed request with a CN.
+    /// `AzureIoTError.Code.invalidCertificate` for bytes that are not a correctly signed request with a CN.
     public func issue(signingRequest der: [UInt8], validityDays: Int = 30) throws(AzureIoTError) -> (
         commonName: String, certificate: X509Certificate
     ) {
