@@ -146,37 +146,6 @@ public final class IoTEmulator: Sendable {
             let dps = try listener(configuration.dpsPort, "dps") { await handler.serve($0) }
             let dpsMQTTHandler = DPSMQTTHandler(service: service, limits: limits, logger: logger)
             let dpsMQTT = try listener(configuration.dpsMQTTPort, "dps-mqtt") { await dpsMQTTHandler.serve($0) }
-            let dpsWebSockets = try listener(configuration.dpsWebSocketPort, "dps-websockets") { connection in
-                do {
-                    _ = try await connection.acceptWebSocket(
-                        paths: [WebSocketUpgrade.iotHubPath],
-                        protocols: ["mqtt"],
-                        maximumFrameSize: limits.maximumWebSocketFrameBytes,
-                        timeout: .seconds(limits.handshakeTimeoutSeconds)
-                    )
-                    await dpsMQTTHandler.serve(connection)
-                } catch {
-                    logger.debug("WebSocket upgrade refused", metadata: ["error": "\(error)"])
-                }
-            }
-            let mqtt = try listener(configuration.mqttPort, "mqtt") {
-                await MQTTDeviceConnection(
-                    connection: $0,
-                    hub: hub,
-                    linkId: await hub.makeId(),
-                    limits: limits,
-                    logger: logger
-                ).run()
-            }
-            @Sendable func serveAMQP(_ connection: TLSConnection) async {
-                await AMQPDeviceConnection(
-                    connection: connection,
-                    hub: hub,
-                    linkId: await hub.makeId(),
-                    limits: limits,
-                    logger: logger
-                ).run()
-            }
             @Sendable func serveMQTT(_ connection: TLSConnection) async {
                 await MQTTDeviceConnection(
                     connection: connection,
@@ -186,25 +155,55 @@ public final class IoTEmulator: Sendable {
                     logger: logger
                 ).run()
             }
-            let amqp = try listener(configuration.amqpPort, "amqp") { await serveAMQP($0) }
-            let webSockets = try listener(configuration.webSocketPort, "websockets") { connection in
-                // IoT Hub's WebSocket endpoint: the sub-protocol the client asks for picks MQTT or AMQP.
-                do {
-                    let chosen = try await connection.acceptWebSocket(
-                        // Device SDKs use IoT Hub's path; uamqp (the Python service and Event Hubs SDKs) its own.
-                        paths: [WebSocketUpgrade.iotHubPath, "/$servicebus/websocket"],
-                        protocols: ["mqtt", "AMQPWSB10"],
-                        maximumFrameSize: limits.maximumWebSocketFrameBytes,
-                        timeout: .seconds(limits.handshakeTimeoutSeconds)
-                    )
-                    if chosen.lowercased() == "mqtt" {
-                        await serveMQTT(connection)
-                    } else {
-                        await serveAMQP(connection)
+            /// A listener whose connections first upgrade to a WebSocket at `paths` offering one of `protocols`; `serve`
+            /// gets the connection and the sub-protocol chosen.
+            func webSocketListener(
+                _ port: Int,
+                _ name: String,
+                paths: [String],
+                protocols: [String],
+                _ serve: @escaping @Sendable (TLSConnection, String) async -> Void
+            ) throws(AzureIoTError) -> EmulatorListener {
+                try listener(port, name) { connection in
+                    do {
+                        let chosen = try await connection.acceptWebSocket(
+                            paths: paths,
+                            protocols: protocols,
+                            maximumFrameSize: limits.maximumWebSocketFrameBytes,
+                            timeout: .seconds(limits.handshakeTimeoutSeconds)
+                        )
+                        await serve(connection, chosen)
+                    } catch {
+                        logger.debug("WebSocket upgrade refused", metadata: ["error": "\(error)"])
                     }
-                } catch {
-                    logger.debug("WebSocket upgrade refused", metadata: ["error": "\(error)"])
                 }
+            }
+            let dpsWebSockets = try webSocketListener(
+                configuration.dpsWebSocketPort,
+                "dps-websockets",
+                paths: [WebSocketUpgrade.iotHubPath],
+                protocols: ["mqtt"]
+            ) { connection, _ in await dpsMQTTHandler.serve(connection) }
+            let mqtt = try listener(configuration.mqttPort, "mqtt") { await serveMQTT($0) }
+            @Sendable func serveAMQP(_ connection: TLSConnection) async {
+                await AMQPDeviceConnection(
+                    connection: connection,
+                    hub: hub,
+                    linkId: await hub.makeId(),
+                    limits: limits,
+                    logger: logger
+                ).run()
+            }
+            let amqp = try listener(configuration.amqpPort, "amqp") { await serveAMQP($0) }
+            let webSockets = try webSocketListener(
+                configuration.webSocketPort,
+                "websockets",
+                // Device SDKs use IoT Hub's path; uamqp (the Python service and Event Hubs SDKs) its own.
+                paths: [WebSocketUpgrade.iotHubPath, "/$servicebus/websocket"],
+                protocols: ["mqtt", "AMQPWSB10"]
+            ) { connection, chosen in
+                // IoT Hub's WebSocket endpoint: the sub-protocol the client asks for picks MQTT or AMQP.
+                if chosen.lowercased() == "mqtt" { await serveMQTT(connection) } else { await serveAMQP(connection) }
             }
             let endpoints = Self.endpoints(
                 configuration,

@@ -33,6 +33,22 @@ static int add_extension(X509 *certificate, X509 *issuer, int nid, const char *v
     return ok;
 }
 
+/// A random positive 127-bit serial, version 3, and validity from an hour ago for `days` days.
+static int set_serial_and_validity(X509 *certificate, int days) {
+    unsigned char serial_bytes[16];
+    if (RAND_bytes(serial_bytes, sizeof serial_bytes) != 1) return 0;
+    serial_bytes[0] &= 0x7F;
+    BIGNUM *serial = BN_bin2bn(serial_bytes, sizeof serial_bytes, NULL);
+    if (serial == NULL) return 0;
+    ASN1_INTEGER *converted = BN_to_ASN1_INTEGER(serial, X509_get_serialNumber(certificate));
+    BN_free(serial);
+    if (converted == NULL) return 0;
+    X509_set_version(certificate, 2);
+    X509_gmtime_adj(X509_getm_notBefore(certificate), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(certificate), (long)days * 24 * 3600);
+    return 1;
+}
+
 int azi_issue_certificate(const char *common_name, int is_ca, const char *subject_alt_names, int days,
                           void *issuer_certificate, void *issuer_key, char **certificate_pem, char **key_pem) {
     *certificate_pem = NULL;
@@ -44,17 +60,7 @@ int azi_issue_certificate(const char *common_name, int is_ca, const char *subjec
     BIO *key_bio = BIO_new(BIO_s_mem());
     if (key == NULL || certificate == NULL || certificate_bio == NULL || key_bio == NULL) goto done;
 
-    unsigned char serial_bytes[16];
-    if (RAND_bytes(serial_bytes, sizeof serial_bytes) != 1) goto done;
-    serial_bytes[0] &= 0x7F;
-    BIGNUM *serial = BN_bin2bn(serial_bytes, sizeof serial_bytes, NULL);
-    if (serial == NULL) goto done;
-    BN_to_ASN1_INTEGER(serial, X509_get_serialNumber(certificate));
-    BN_free(serial);
-
-    X509_set_version(certificate, 2);
-    X509_gmtime_adj(X509_getm_notBefore(certificate), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(certificate), (long)days * 24 * 3600);
+    if (!set_serial_and_validity(certificate, days)) goto done;
     X509_set_pubkey(certificate, key);
     X509_NAME *name = X509_get_subject_name(certificate);
     if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)common_name, -1, -1, 0)) goto done;
@@ -210,16 +216,7 @@ int azi_sign_csr(const unsigned char *der, long length, void *issuer_certificate
     (*common_name)[utf8_length] = 0;
     OPENSSL_free(utf8);
 
-    unsigned char serial_bytes[16];
-    if (RAND_bytes(serial_bytes, sizeof serial_bytes) != 1) goto done;
-    serial_bytes[0] &= 0x7F;
-    BIGNUM *serial = BN_bin2bn(serial_bytes, sizeof serial_bytes, NULL);
-    if (serial == NULL) goto done;
-    BN_to_ASN1_INTEGER(serial, X509_get_serialNumber(certificate));
-    BN_free(serial);
-    X509_set_version(certificate, 2);
-    X509_gmtime_adj(X509_getm_notBefore(certificate), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(certificate), (long)days * 24 * 3600);
+    if (!set_serial_and_validity(certificate, days)) goto done;
     if (X509_set_pubkey(certificate, public_key) != 1) goto done;
     if (X509_set_subject_name(certificate, subject) != 1) goto done;
     X509 *issuer = (X509 *)issuer_certificate;
