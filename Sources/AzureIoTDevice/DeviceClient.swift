@@ -75,7 +75,8 @@ public final class DeviceClient: Service, Sendable {
                 identity: HubMQTTIdentity(
                     hubHost: configuration.hubHost,
                     deviceId: configuration.deviceId,
-                    moduleId: configuration.moduleId
+                    moduleId: configuration.moduleId,
+                    modelId: configuration.modelId
                 ),
                 authentication: authentication
             )

@@ -69,6 +69,9 @@ public struct DeviceClientConfiguration: Sendable {
     /// Desired-property patches, method calls and (MQTT) cloud-to-device messages that wait for the application,
     /// per stream.
     public var inboundBufferSize: Int
+    /// The IoT Plug and Play model id (`dtmi:com:example:Thermostat;1`) the device implements, announced when it
+    /// connects over MQTT (the user name's `model-id`, as Azure's SDKs send it). Over AMQP it is not announced yet.
+    public var modelId: String?
     /// Telemetry that may wait (offline, or unacknowledged) before `send` throws `queueFull`.
     public var maximumQueuedMessages: Int
 

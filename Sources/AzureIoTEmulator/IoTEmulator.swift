@@ -281,6 +281,12 @@ public final class IoTEmulator: Sendable {
     /// DPS registrations handled.
     public func registrations() async -> [ProvisioningRecord] { await self.hub.registrations }
 
+    /// The IoT Plug and Play model id (`dtmi:…`) a device (or module) announced when it last connected over MQTT
+    /// (the user name's `model-id`), or `nil`.
+    public func modelId(deviceId: String, moduleId: String? = nil) async -> String? {
+        await self.hub.modelIds[IdentityName(deviceId: deviceId, moduleId: moduleId)]
+    }
+
     /// A device's (or module's) twin.
     public func twin(deviceId: String, moduleId: String? = nil) async throws(EmulatorError) -> TwinRecord {
         guard let twin = await self.hub.twin(IdentityName(deviceId: deviceId, moduleId: moduleId)) else {

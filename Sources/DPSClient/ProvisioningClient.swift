@@ -79,6 +79,9 @@ public struct ProvisioningClient: Sendable {
         /// default), and the result's ``ProvisioningResult/identity`` is the new key with the issued chain, ready to
         /// connect with.
         public var certificateSigningRequest: CertificateSigningRequest?
+        /// The IoT Plug and Play model id the device implements, sent in the registration payload as `modelId` (as
+        /// Azure's SDKs do), beside the fields of a custom payload object.
+        public var modelId: String?
 
         /// A configuration for one device.
         public init(
@@ -265,6 +268,20 @@ public struct ProvisioningClient: Sendable {
         let deadline = ContinuousClock.now + timeout
         var body: [String: JSONValue] = ["registrationId": .string(self.configuration.registrationId)]
         if let payloadValue { body["payload"] = payloadValue }
+        if let modelId = self.configuration.modelId {
+            var payload: [String: JSONValue] = [:]
+            switch payloadValue {
+            case .object(let members)?: payload = members
+            case nil, .null?: break
+            default:
+                throw ProvisioningError(
+                    .invalidConfiguration,
+                    "the model id goes into the payload object, and the payload given is not a JSON object"
+                )
+            }
+            payload["modelId"] = .string(modelId)
+            body["payload"] = .object(payload)
+        }
         if let request = self.configuration.certificateSigningRequest { body["csr"] = .string(request.base64) }
         let bodyBytes = JSONValue.object(body).jsonBytes
 

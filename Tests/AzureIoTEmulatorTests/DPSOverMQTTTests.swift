@@ -1,4 +1,5 @@
 import AzureIoTCore
+import AzureIoTDevice
 import AzureIoTEmulator
 import AzureIoTProxy
 import AzureIoTTestSupport
@@ -159,5 +160,81 @@ struct DPSOverMQTTTests {
         #expect(x509.output.contains("assigned \(fixture.hubHost) \(name)"), "\(x509.output)")
         let records = await fixture.emulator.registrations()
         #expect(records.map(\.registrationId).sorted() == ["individual-1", name].sorted())
+    }
+}
+
+/// The Plug and Play model id on the wire: in the MQTT user name (this SDK and Azure's Python SDK) and in the DPS
+/// registration payload.
+@Suite("Plug and Play model id")
+struct ModelIdTests {
+    static let model = "dtmi:com:example:Thermostat;1"
+
+    @Test("the device client announces the model id over MQTT and in a WebSocket; DPS gets it in the payload")
+    func announced() async throws {
+        let fixture = try await EmulatorFixture.start(retryAfter: 0)
+        defer { Task { await fixture.emulator.shutdown() } }
+        var dps = ProvisioningClient.Configuration(
+            endpoint: "localhost:\(fixture.endpoints.dps.port)",
+            idScope: fixture.endpoints.idScope,
+            registrationId: "pnp-thermostat",
+            attestation: .groupSymmetricKey(try SymmetricKey(base64: EmulatorFixture.groupKey)),
+            trustRoots: fixture.trust
+        )
+        dps.modelId = Self.model
+        let result = try await ProvisioningClient(configuration: dps).register(
+            payload: JSONValue.object(["site": "lab"]),
+            timeout: .seconds(20)
+        )
+        let record = try #require(await fixture.emulator.registrations().first)
+        #expect(record.payload == .object(["site": "lab", "modelId": .string(Self.model)]))
+        for transport in [DeviceClientConfiguration.Transport.mqtt, .mqttWebSockets] {
+            var configuration = try DeviceClientConfiguration(
+                provisioned: result,
+                transport: transport,
+                trustRoots: fixture.trust,
+                port: transport == .mqtt ? fixture.endpoints.mqtt.port : fixture.endpoints.webSockets.port
+            )
+            configuration.gatewayHostName = "localhost"
+            configuration.modelId = Self.model
+            try await DeviceClient.withConnection(configuration: configuration) { client in
+                var reading = TelemetryMessage(text: "21.5")
+                reading.componentName = "thermostat1"
+                try await client.send(reading)
+            }
+            #expect(await fixture.emulator.modelId(deviceId: "pnp-thermostat") == Self.model)
+        }
+        let telemetry = await fixture.emulator.telemetry(deviceId: "pnp-thermostat")
+        #expect(telemetry.map { $0.systemProperties["sub"] } == ["thermostat1", "thermostat1"])
+    }
+
+    @Test("Azure's Python device client with product_info set to a DTMI: the emulator reads its model-id")
+    func pythonModelId() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let connectionString = try #require(
+            fixture.endpoints.devices.first { $0.deviceId == "dev2" && $0.moduleId == nil }
+        ).connectionString
+        let script = """
+            import sys
+            import paho.mqtt.client as paho
+            from azure.iot.device import IoTHubDeviceClient
+            dial = paho.Client.connect
+            def connect(self, host, port=1883, *args, **kwargs):
+                return dial(self, host, int(sys.argv[3]) if port == 8883 else port, *args, **kwargs)
+            paho.Client.connect = connect
+            ca = open(sys.argv[2]).read()
+            client = IoTHubDeviceClient.create_from_connection_string(
+                sys.argv[1], server_verification_cert=ca, product_info="\(Self.model)")
+            client.connect()
+            client.shutdown()
+            print("connected with a model id")
+            """
+        let result = try await PeerProcess.complete(
+            PeerProcess.clientPython,
+            ["-c", script, connectionString, fixture.endpoints.caCertificatePath, String(fixture.endpoints.mqtt.port)],
+            timeout: .seconds(60)
+        )
+        #expect(result.status == 0, "\(result.output)")
+        #expect(await fixture.emulator.modelId(deviceId: "dev2") == Self.model)
     }
 }

@@ -31,6 +31,8 @@ actor EmulatedHub {
     private var undeliveredMethods: Set<String> = []
     private var methodTimers: [String: Task<Void, Never>] = [:]
     private(set) var registrations: [ProvisioningRecord] = []
+    /// The IoT Plug and Play model id each identity announced when it last connected.
+    private(set) var modelIds: [IdentityName: String] = [:]
     var faults = FaultPlan()
     /// A random key for token fingerprints, so that no token is kept.
     private let fingerprintKey: SymmetricKey
@@ -40,6 +42,11 @@ actor EmulatedHub {
         self.hubHost = hubHost
         self.logger = logger
         self.fingerprintKey = try SymmetricKey(bytes: (0..<32).map { _ in UInt8.random(in: 0...255) })
+    }
+
+    /// Records the model id an identity announced (or that it announced none).
+    func recordModelId(_ modelId: String?, for name: IdentityName) {
+        self.modelIds[name] = modelId
     }
 
     func makeId() -> UInt64 {

@@ -127,6 +127,7 @@ actor MQTTDeviceConnection: DeviceLink {
             return await self.refuse(.notAuthorized, error.description)
         }
         self.identity = name
+        await self.hub.recordModelId(username.properties["model-id"], for: name)
         self.outbound.send(try MQTTPacket.connack(ConnAckPacket(returnCode: .accepted)).encoded())
         await self.hub.attach(self, as: name)
         self.logger.info("device connected over MQTT", metadata: ["identity": "\(name)"])
