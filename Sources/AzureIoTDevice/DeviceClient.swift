@@ -117,6 +117,7 @@ public final class DeviceClient: Service, Sendable {
                 authentication: authentication
             )
             amqp.endpoint = configuration.endpoint
+            amqp.modelId = configuration.modelId
             amqp.timeouts = configuration.timeouts
             amqp.retryPolicy = configuration.retryPolicy
             amqp.inboundBufferSize = configuration.inboundBufferSize

@@ -70,7 +70,8 @@ public struct DeviceClientConfiguration: Sendable {
     /// per stream.
     public var inboundBufferSize: Int
     /// The IoT Plug and Play model id (`dtmi:com:example:Thermostat;1`) the device implements, announced when it
-    /// connects over MQTT (the user name's `model-id`, as Azure's SDKs send it). Over AMQP it is not announced yet.
+    /// connects, as Azure's SDKs do: the MQTT user name's `model-id`, or `com.microsoft:model-id` on the AMQP
+    /// telemetry link.
     public var modelId: String?
     /// Telemetry that may wait (offline, or unacknowledged) before `send` throws `queueFull`.
     public var maximumQueuedMessages: Int

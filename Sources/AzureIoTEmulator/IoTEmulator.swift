@@ -281,8 +281,8 @@ public final class IoTEmulator: Sendable {
     /// DPS registrations handled.
     public func registrations() async -> [ProvisioningRecord] { await self.hub.registrations }
 
-    /// The IoT Plug and Play model id (`dtmi:…`) a device (or module) announced when it last connected over MQTT
-    /// (the user name's `model-id`), or `nil`.
+    /// The IoT Plug and Play model id (`dtmi:…`) a device (or module) announced when it last connected (the MQTT user
+    /// name's `model-id`, or `com.microsoft:model-id` on its AMQP telemetry link), or `nil`.
     public func modelId(deviceId: String, moduleId: String? = nil) async -> String? {
         await self.hub.modelIds[IdentityName(deviceId: deviceId, moduleId: moduleId)]
     }

@@ -376,6 +376,10 @@ actor AMQPDeviceConnection: DeviceLink {
         }
         let clientSends = !attach.isReceiver
         let address = clientSends ? attach.target?.address : attach.source?.address
+        if case .events(let name)? = HubLinkAddress(address), clientSends, self.authorized.contains(name) {
+            let modelId = attach.properties?.first { $0.key.text == "com.microsoft:model-id" }?.value.text
+            await self.hub.recordModelId(modelId, for: name)
+        }
         if case .events? = HubLinkAddress(address) {
             let delay = await self.hub.faults.attachDelay
             if delay > .zero { try? await Task.sleep(for: delay) }

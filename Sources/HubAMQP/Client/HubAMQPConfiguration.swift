@@ -54,6 +54,9 @@ public struct HubAMQPConfiguration: Sendable {
     public var operationTimeout: Duration
     /// How long ``HubAMQPClient/connect(timeout:)`` tries by default (attempts under the retry policy included).
     public var connectTimeout: Duration = .seconds(30)
+    /// The IoT Plug and Play model id (`dtmi:…`), announced as `com.microsoft:model-id` on the telemetry link, as
+    /// Azure's SDKs do.
+    public var modelId: String?
     /// `com.microsoft:client-version` on the links.
     public var clientVersion: String
     /// `com.microsoft:api-version` on the links.

@@ -55,6 +55,8 @@ actor HubAMQPSession {
         let deviceId: String
         let moduleId: String?
         let tokenSource: (any SASTokenSource)?
+        /// The IoT Plug and Play model id, announced on the telemetry link (`com.microsoft:model-id`).
+        var modelId: String? = nil
         let cloudToDevice: AsyncStream<CloudToDeviceDelivery>.Continuation
         /// Where desired-property patches and direct-method calls go once the application asks for them.
         var desired: AsyncStream<DesiredPropertyPatch>.Continuation? = nil
@@ -233,6 +235,7 @@ actor HubAMQPSession {
             deviceId: configuration.deviceId,
             moduleId: configuration.moduleId,
             tokenSource: source,
+            modelId: configuration.modelId,
             cloudToDevice: cloudToDevice,
             desired: desired,
             methods: methods
@@ -383,12 +386,15 @@ actor HubAMQPSession {
             self.clientProperties + [
                 AMQPMapEntry(.symbol("com.microsoft:api-version"), .string(self.settings.apiVersion))
             ]
+        // Azure's SDKs announce the Plug and Play model on their sender links.
+        let telemetryProperties =
+            properties + (identity.modelId.map { [AMQPMapEntry(.symbol("com.microsoft:model-id"), .string($0))] } ?? [])
         self.perform(
             self.protocolState.attach(
                 .telemetry(slot),
                 name: "sender-\(slot)-\(UUID().uuidString)",
                 address: identity.path + "/messages/events",
-                properties: properties
+                properties: telemetryProperties
             )
         )
         self.perform(
