@@ -269,7 +269,7 @@ public final class IoTEmulator: Sendable {
 
     /// Waits until at least `count` messages from `deviceId` (or any device) arrived; throws
     /// ``EmulatorError/Code/timedOut``.
-    public func waitForTelemetry(deviceId: String? = nil, count: Int = 1, timeout: Duration = .seconds(10)) async throws
+    public func waitForTelemetry(deviceId: String? = nil, count: Int = 1, timeout: Duration = .seconds(30)) async throws
         -> [ReceivedTelemetry]
     {
         try await self.poll(timeout: timeout, what: "\(count) telemetry messages") {
@@ -298,7 +298,7 @@ public final class IoTEmulator: Sendable {
     /// Waits until the reported properties satisfy `condition`.
     public func waitForReportedProperties(
         deviceId: String,
-        timeout: Duration = .seconds(10),
+        timeout: Duration = .seconds(30),
         where condition: @escaping @Sendable (JSONValue) -> Bool
     ) async throws -> JSONValue {
         try await self.poll(timeout: timeout, what: "reported properties of '\(deviceId)'") {
@@ -324,7 +324,7 @@ public final class IoTEmulator: Sendable {
     public func waitForActivity(
         deviceId: String,
         moduleId: String? = nil,
-        timeout: Duration = .seconds(10),
+        timeout: Duration = .seconds(30),
         _ condition: @Sendable @escaping (IdentityActivity) -> Bool
     ) async throws -> IdentityActivity {
         try await self.poll(timeout: timeout, what: "the expected activity of '\(deviceId)'") {
@@ -334,7 +334,7 @@ public final class IoTEmulator: Sendable {
     }
 
     /// Waits until the identity is disconnected.
-    public func waitUntilDisconnected(deviceId: String, moduleId: String? = nil, timeout: Duration = .seconds(10))
+    public func waitUntilDisconnected(deviceId: String, moduleId: String? = nil, timeout: Duration = .seconds(30))
         async throws
     {
         _ = try await self.poll(timeout: timeout, what: "'\(deviceId)' to disconnect") {
@@ -343,7 +343,7 @@ public final class IoTEmulator: Sendable {
     }
 
     /// Waits until the identity is connected.
-    public func waitUntilConnected(deviceId: String, moduleId: String? = nil, timeout: Duration = .seconds(10))
+    public func waitUntilConnected(deviceId: String, moduleId: String? = nil, timeout: Duration = .seconds(30))
         async throws
     {
         _ = try await self.poll(timeout: timeout, what: "a connection from '\(deviceId)'") {
@@ -367,7 +367,7 @@ public final class IoTEmulator: Sendable {
     public func cloudToDeviceMessages() async -> [CloudToDeviceRecord] { await self.hub.cloudToDeviceRecords() }
 
     /// Waits until a cloud-to-device message reaches `state`.
-    public func waitForCloudToDevice(messageId: String, state: CloudToDeviceState, timeout: Duration = .seconds(10))
+    public func waitForCloudToDevice(messageId: String, state: CloudToDeviceState, timeout: Duration = .seconds(30))
         async throws -> CloudToDeviceRecord
     {
         try await self.poll(timeout: timeout, what: "message '\(messageId)' to be \(state)") {

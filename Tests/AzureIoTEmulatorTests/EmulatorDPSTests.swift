@@ -19,7 +19,7 @@ struct EmulatorDPSTests {
             "individual-1",
             .symmetricKey(try SymmetricKey(base64: EmulatorFixture.individualKey))
         )
-        .register(payloadJSON: Data(#"{"model":"thermostat"}"#.utf8), timeout: .seconds(10)) {
+        .register(payloadJSON: Data(#"{"model":"thermostat"}"#.utf8), timeout: .seconds(60)) {
             statuses.append("\($0)")
         }
         #expect(result.assignedHub == "test-hub.azure-devices.net")
@@ -44,7 +44,7 @@ struct EmulatorDPSTests {
             "group-member-7",
             .groupSymmetricKey(try SymmetricKey(base64: EmulatorFixture.groupKey))
         )
-        .register(timeout: .seconds(10))
+        .register(timeout: .seconds(60))
         #expect(result.deviceId == "group-member-7")
         #expect(await fixture.emulator.registrations().first?.enrollmentGroup == "sym-group")
         let derived = try DerivedKey.compute(groupKey: EmulatorFixture.groupKey, registrationId: "group-member-7")
@@ -59,7 +59,7 @@ struct EmulatorDPSTests {
         defer { Task { await fixture.emulator.shutdown() } }
         let device = try fixture.deviceIntermediate.issue(commonName: "x509-member-1")
         let result = try await fixture.provisioning("x509-member-1", .x509(device.identity)).register(
-            timeout: .seconds(10)
+            timeout: .seconds(60)
         )
         #expect(result.deviceId == "x509-member-1")
         let record = try #require(await fixture.emulator.registrations().first)
@@ -70,7 +70,7 @@ struct EmulatorDPSTests {
         // A certificate from an unknown CA is refused.
         let rogue = try CertificateAuthority(commonName: "Rogue CA").issue(commonName: "x509-member-2")
         let rogueError = await #expect(throws: ProvisioningError.self) {
-            _ = try await fixture.provisioning("x509-member-2", .x509(rogue.identity)).register(timeout: .seconds(10))
+            _ = try await fixture.provisioning("x509-member-2", .x509(rogue.identity)).register(timeout: .seconds(60))
         }
         #expect(rogueError?.httpStatus == 401)
     }
@@ -82,12 +82,12 @@ struct EmulatorDPSTests {
         let fixture = try await EmulatorFixture.start(retryAfter: 0)
         defer { Task { await fixture.emulator.shutdown() } }
         let result = try await fixture.provisioning("x509-individual", .x509(fixture.individualCertificate.identity))
-            .register(timeout: .seconds(10))
+            .register(timeout: .seconds(60))
         #expect(result.deviceId == "x509-individual")
         let impostor = try CertificateAuthority(commonName: "Other Issuer").issue(commonName: "x509-individual")
         let error = await #expect(throws: ProvisioningError.self) {
             _ = try await fixture.provisioning("x509-individual", .x509(impostor.identity)).register(
-                timeout: .seconds(10)
+                timeout: .seconds(60)
             )
         }
         #expect(error?.errorCode == 401_002)
@@ -114,7 +114,7 @@ struct EmulatorDPSTests {
             _ = try await fixture.provisioning(
                 "individual-1",
                 .symmetricKey(try SymmetricKey(base64: EmulatorFixture.groupKey))
-            ).register(timeout: .seconds(10))
+            ).register(timeout: .seconds(60))
         }
         #expect(error?.code == .unauthorized)
         #expect(error?.errorCode == 401_002)
@@ -139,11 +139,11 @@ struct EmulatorDPSTests {
         #expect(await fixture.emulator.faults().provisioningThrottles == 0)
 
         let failed = await #expect(throws: ProvisioningError.self) {
-            _ = try await fixture.provisioning("failing-1", .groupSymmetricKey(key)).register(timeout: .seconds(10))
+            _ = try await fixture.provisioning("failing-1", .groupSymmetricKey(key)).register(timeout: .seconds(60))
         }
         #expect(failed?.code == .registrationFailed && failed?.errorCode == 400_209)
         let disabled = await #expect(throws: ProvisioningError.self) {
-            _ = try await fixture.provisioning("disabled-1", .groupSymmetricKey(key)).register(timeout: .seconds(10))
+            _ = try await fixture.provisioning("disabled-1", .groupSymmetricKey(key)).register(timeout: .seconds(60))
         }
         #expect(disabled?.code == .registrationDisabled)
         #expect(await fixture.emulator.registrations().map(\.status).sorted() == ["assigned", "disabled", "failed"])
