@@ -28,6 +28,10 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "WebSocketMaskCheck",
+            dependencies: [.product(name: "WebSocketCodec", package: "AzureIoT")]
+        ),
+        .executableTarget(
             name: "SASBenchmark",
             dependencies: [.product(name: "AzureIoTCore", package: "AzureIoT")],
             swiftSettings: [.unsafeFlags(["-Ounchecked"])]

@@ -28,4 +28,8 @@ echo "check-packages: Fuzz builds and runs (MQTTFuzzer, AMQPFuzzer, WebSocketFuz
 swift package --package-path "$copy/Benchmarks" describe >/dev/null
 swift build --package-path "$copy/Benchmarks" --product SASBenchmark >"$work/bench.log" 2>&1 || { tail -20 "$work/bench.log"; exit 1; }
 "$copy/Benchmarks/.build/debug/SASBenchmark" 1000 | head -1
+# The codec's masking in an optimised build (a release-only fault once passed every debug test).
+swift build -c release --package-path "$copy/Benchmarks" --product WebSocketMaskCheck >"$work/mask.log" 2>&1 \
+  || { tail -20 "$work/mask.log"; exit 1; }
+"$copy/Benchmarks/.build/release/WebSocketMaskCheck"
 echo "check-packages: Benchmarks resolve and build"

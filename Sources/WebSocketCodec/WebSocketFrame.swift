@@ -93,8 +93,9 @@ public struct WebSocketFrame: Sendable, Hashable {
     /// XORs `bytes` with the masking key, byte `i` with key byte `i % 4` (§5.3); masking and unmasking are the same.
     /// Eight bytes at a time.
     public static func applyMask(_ key: (UInt8, UInt8, UInt8, UInt8), to bytes: UnsafeMutableRawBufferPointer) {
-        var pattern = (key.0, key.1, key.2, key.3, key.0, key.1, key.2, key.3)
-        let wide = withUnsafeBytes(of: &pattern) { $0.loadUnaligned(as: UInt64.self) }
+        // The key repeated twice, as a word whose bytes in memory are key.0 … key.3, key.0 … key.3.
+        let quad = UInt64(key.0) | UInt64(key.1) << 8 | UInt64(key.2) << 16 | UInt64(key.3) << 24
+        let wide = UInt64(littleEndian: quad | quad << 32)
         var index = 0
         while index + 8 <= bytes.count {
             let value = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)
