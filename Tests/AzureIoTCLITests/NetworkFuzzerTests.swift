@@ -4,6 +4,7 @@ import Testing
 
 /// The network fuzzer (`azure-iot-netfuzz`, `make netfuzz`) against a fresh `azure-iot emulator`: a fixed seed and a
 /// fixed number of cases, so the run is the same on every machine however fast; then the pre-authentication flood.
+/// Its two processes load both cores, so `make test` runs this suite alone, after the others.
 @Suite("network fuzzer")
 struct NetworkFuzzerTests {
     @Test(
