@@ -70,6 +70,37 @@ struct WebSocketTransportTests {
         #expect(received.map(\.transport) == [.mqtt, .amqp] && received.allSatisfy(\.overWebSockets))
     }
 
+    @Test("an AMQP gateway in a WebSocket: two devices share the connection and their telemetry is attributed")
+    func gatewayOverWebSockets() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        var configuration = HubAMQPGateway.Configuration(
+            hubHost: fixture.hubHost,
+            gatewayHostName: "localhost",
+            port: fixture.endpoints.webSockets.port,
+            trustRoots: fixture.trust,
+            operationTimeout: .seconds(20),
+            reconnects: false
+        )
+        configuration.webSockets = true
+        let gateway = HubAMQPGateway(configuration: configuration)
+        let first = try await gateway.addDevice(
+            deviceId: "dev1",
+            tokenSource: SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.deviceKey))
+        )
+        try await gateway.connect()
+        let second = try await gateway.addDevice(
+            deviceId: "dev2",
+            tokenSource: SymmetricKeyCredential(key: try SymmetricKey(base64: EmulatorFixture.secondDeviceKey))
+        )
+        try await first.send(AMQPMessage(data: Array("gateway dev1".utf8)))
+        try await second.send(AMQPMessage(data: Array("gateway dev2".utf8)))
+        let received = try await fixture.emulator.waitForTelemetry(count: 2)
+        #expect(Set(received.map { "\($0.deviceId):\($0.bodyText)" }) == ["dev1:gateway dev1", "dev2:gateway dev2"])
+        #expect(received.allSatisfy { $0.overWebSockets && $0.transport == .amqp })
+        await gateway.close()
+    }
+
     @Test("MQTT and AMQP over WebSockets through tinyproxy with Basic credentials: the proxy log shows the CONNECTs")
     func throughProxy() async throws {
         let fixture = try await EmulatorFixture.start()
