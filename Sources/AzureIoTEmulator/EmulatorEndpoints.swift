@@ -32,6 +32,20 @@ public struct EmulatorEndpoints: Sendable, Codable {
         public var primaryKey: String?
     }
 
+    /// A shared access policy's credentials, for backends.
+    public struct PolicyCredentials: Sendable, Codable {
+        /// The policy's name (`SharedAccessKeyName`, `skn`).
+        public var keyName: String
+        /// Its rights, e.g. `RegistryRead, RegistryWrite, ServiceConnect, DeviceConnect`.
+        public var rights: String
+        /// Its primary key (base64).
+        public var primaryKey: String
+        /// Its secondary key (base64).
+        public var secondaryKey: String
+        /// `HostName={host}:{service port};SharedAccessKeyName=…;SharedAccessKey=…`, as Azure's service SDKs take it.
+        public var connectionString: String
+    }
+
     /// The hub's short name.
     public var hubName: String
     /// `{hubName}.azure-devices.net`, the name in SAS `sr`, MQTT usernames and `assignedHub`.
@@ -49,6 +63,13 @@ public struct EmulatorEndpoints: Sendable, Codable {
     /// IoT Hub over WebSockets/TLS (`wss://host:port/$iothub/websocket`): sub-protocol `mqtt` for MQTT, `AMQPWSB10`
     /// for AMQP.
     public var webSockets: Endpoint
+    /// The service REST API over HTTPS (registry, twins, direct methods, query, statistics).
+    public var service: Endpoint
+    /// The `iothubowner` policy's connection string (or the first policy's), `nil` when the hub has no policy:
+    /// what `IoTHubRegistryManager.from_connection_string` and the `azure-iot service` commands take.
+    public var serviceConnectionString: String?
+    /// Every shared access policy with its keys and connection string.
+    public var sharedAccessPolicies: [PolicyCredentials]
     /// The PEM file of the CA that signed the emulator's server certificate: trust it as an Edge root CA.
     public var caCertificatePath: String
     /// The DPS ID scope.

@@ -27,6 +27,7 @@ public final class IoTEmulator: Sendable {
     private let webSockets: EmulatorListener
     private let dpsMQTT: EmulatorListener
     private let dpsWebSockets: EmulatorListener
+    private let service: EmulatorListener
     private let tasks: [Task<Void, Never>]
 
     private init(
@@ -40,7 +41,8 @@ public final class IoTEmulator: Sendable {
         amqp: EmulatorListener,
         webSockets: EmulatorListener,
         dpsMQTT: EmulatorListener,
-        dpsWebSockets: EmulatorListener
+        dpsWebSockets: EmulatorListener,
+        service: EmulatorListener
     ) {
         self.endpoints = endpoints
         self.configuration = configuration
@@ -53,9 +55,11 @@ public final class IoTEmulator: Sendable {
         self.webSockets = webSockets
         self.dpsMQTT = dpsMQTT
         self.dpsWebSockets = dpsWebSockets
+        self.service = service
         self.tasks = [
             Task { await dps.run() }, Task { await mqtt.run() }, Task { await amqp.run() },
             Task { await webSockets.run() }, Task { await dpsMQTT.run() }, Task { await dpsWebSockets.run() },
+            Task { await service.run() },
         ]
     }
 
@@ -121,14 +125,22 @@ public final class IoTEmulator: Sendable {
                     )
                 }
             }
-            let service = try ProvisioningService(
+            let provisioning = try ProvisioningService(
                 configuration: configuration,
                 hub: hub,
                 certificateAuthority: authority,
                 logger: logger
             )
             let host = configuration.listenAddress
-            let handler = DPSConnectionHandler(service: service, limits: limits, logger: logger)
+            let handler = HTTPConnectionHandler(
+                name: "DPS",
+                logger: logger,
+                handle: { request, certificates in
+                    await provisioning.handle(request, peerCertificates: certificates)
+                },
+                refusal: { error in ProvisioningService.error(error.status, error.status * 1000 + 1, error.description)
+                }
+            )
             let handshakes = HandshakeGate(limit: limits.maximumConcurrentHandshakes)
             func listener(_ port: Int, _ name: String, _ serve: @escaping @Sendable (TLSConnection) async -> Void)
                 throws(AzureIoTError) -> EmulatorListener
@@ -144,7 +156,7 @@ public final class IoTEmulator: Sendable {
                 )
             }
             let dps = try listener(configuration.dpsPort, "dps") { await handler.serve($0) }
-            let dpsMQTTHandler = DPSMQTTHandler(service: service, limits: limits, logger: logger)
+            let dpsMQTTHandler = DPSMQTTHandler(service: provisioning, limits: limits, logger: logger)
             let dpsMQTT = try listener(configuration.dpsMQTTPort, "dps-mqtt") { await dpsMQTTHandler.serve($0) }
             @Sendable func serveMQTT(_ connection: TLSConnection) async {
                 await MQTTDeviceConnection(
@@ -205,6 +217,19 @@ public final class IoTEmulator: Sendable {
                 // IoT Hub's WebSocket endpoint: the sub-protocol the client asks for picks MQTT or AMQP.
                 if chosen.lowercased() == "mqtt" { await serveMQTT(connection) } else { await serveAMQP(connection) }
             }
+            let serviceAPI = try ServiceAPI(
+                hub: hub,
+                hubHost: configuration.hubHost,
+                policies: configuration.sharedAccessPolicies,
+                logger: logger
+            )
+            let serviceHandler = HTTPConnectionHandler(
+                name: "service",
+                logger: logger,
+                handle: { request, _ in await serviceAPI.handle(request) },
+                refusal: ServiceAPI.refusal
+            )
+            let service = try listener(configuration.servicePort, "service") { await serviceHandler.serve($0) }
             let endpoints = Self.endpoints(
                 configuration,
                 caPath: caPath,
@@ -213,14 +238,15 @@ public final class IoTEmulator: Sendable {
                 amqp: amqp.port,
                 webSockets: webSockets.port,
                 dpsMQTT: dpsMQTT.port,
-                dpsWebSockets: dpsWebSockets.port
+                dpsWebSockets: dpsWebSockets.port,
+                service: service.port
             )
             logger.info(
                 "emulator listening",
                 metadata: [
                     "dps": "\(dps.port)", "mqtt": "\(mqtt.port)", "amqp": "\(amqp.port)",
                     "websockets": "\(webSockets.port)", "dps-mqtt": "\(dpsMQTT.port)",
-                    "dps-websockets": "\(dpsWebSockets.port)",
+                    "dps-websockets": "\(dpsWebSockets.port)", "service": "\(service.port)",
                 ]
             )
             return IoTEmulator(
@@ -234,7 +260,8 @@ public final class IoTEmulator: Sendable {
                 amqp: amqp,
                 webSockets: webSockets,
                 dpsMQTT: dpsMQTT,
-                dpsWebSockets: dpsWebSockets
+                dpsWebSockets: dpsWebSockets,
+                service: service
             )
         } catch let error as EmulatorError {
             throw error
@@ -256,6 +283,7 @@ public final class IoTEmulator: Sendable {
         self.webSockets.close()
         self.dpsMQTT.close()
         self.dpsWebSockets.close()
+        self.service.close()
         for task in self.tasks { task.cancel() }
         for task in self.tasks { await task.value }
     }
@@ -457,6 +485,14 @@ public final class IoTEmulator: Sendable {
                 configuration.devices[index].modules?[module].primaryKey = randomKey()
             }
         }
+        for index in configuration.sharedAccessPolicies.indices {
+            if configuration.sharedAccessPolicies[index].primaryKey == nil {
+                configuration.sharedAccessPolicies[index].primaryKey = randomKey()
+            }
+            if configuration.sharedAccessPolicies[index].secondaryKey == nil {
+                configuration.sharedAccessPolicies[index].secondaryKey = randomKey()
+            }
+        }
         for index in configuration.provisioning.individualEnrollments.indices {
             let enrollment = configuration.provisioning.individualEnrollments[index]
             if enrollment.primaryKey == nil && enrollment.certificateThumbprint == nil {
@@ -493,7 +529,8 @@ public final class IoTEmulator: Sendable {
         amqp: Int,
         webSockets: Int,
         dpsMQTT: Int,
-        dpsWebSockets: Int
+        dpsWebSockets: Int,
+        service: Int
     ) -> EmulatorEndpoints {
         let host = configuration.listenAddress
         let gateway = host == "127.0.0.1" || host == "0.0.0.0" ? "localhost" : host
@@ -532,6 +569,16 @@ public final class IoTEmulator: Sendable {
             + configuration.provisioning.enrollmentGroups.map {
                 EmulatorEndpoints.EnrollmentCredentials(name: $0.name, kind: "group", primaryKey: $0.primaryKey)
             }
+        let policies = configuration.sharedAccessPolicies.map {
+            EmulatorEndpoints.PolicyCredentials(
+                keyName: $0.keyName,
+                rights: $0.rights.description,
+                primaryKey: $0.primaryKey ?? "",
+                secondaryKey: $0.secondaryKey ?? "",
+                connectionString:
+                    "HostName=\(gateway):\(service);SharedAccessKeyName=\($0.keyName);SharedAccessKey=\($0.primaryKey ?? "")"
+            )
+        }
         return EmulatorEndpoints(
             hubName: configuration.hubName,
             hubHost: configuration.hubHost,
@@ -541,6 +588,10 @@ public final class IoTEmulator: Sendable {
             mqtt: .init(host: host, port: mqtt),
             amqp: .init(host: host, port: amqp),
             webSockets: .init(host: host, port: webSockets),
+            service: .init(host: host, port: service),
+            serviceConnectionString: (policies.first { $0.keyName == "iothubowner" } ?? policies.first)?
+                .connectionString,
+            sharedAccessPolicies: policies,
             caCertificatePath: caPath,
             idScope: configuration.provisioning.idScope,
             enrollments: enrollments,

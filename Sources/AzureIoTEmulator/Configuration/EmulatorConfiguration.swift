@@ -27,6 +27,11 @@ public struct EmulatorConfiguration: Sendable, Codable {
     /// The port of DPS over MQTT in a WebSocket (`/$iothub/websocket`, sub-protocol `mqtt`; DPS's is 443); 0 picks
     /// a free one.
     public var dpsWebSocketPort: Int = 0
+    /// The port of the service REST API over HTTPS (registry, twins, direct methods, statistics; IoT Hub's is 443);
+    /// 0 picks a free one.
+    public var servicePort: Int = 0
+    /// The hub's shared access policies for backends; keys left out are generated at start.
+    public var sharedAccessPolicies: [SharedAccessPolicy] = SharedAccessPolicy.defaults
     /// Where the emulator writes its CA certificate (`emulator-ca.pem`); default: a new temporary directory.
     public var stateDirectory: String?
     /// Seconds DPS asks clients to wait (`Retry-After`) while a registration is `assigning` (default 1).
@@ -215,7 +220,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case hubName, listenAddress, dpsPort, mqttPort, amqpPort, webSocketPort, dpsMQTTPort, dpsWebSocketPort,
-            stateDirectory,
+            servicePort, sharedAccessPolicies, stateDirectory,
             provisioningRetryAfterSeconds,
             devices, provisioning, limits
     }
@@ -231,6 +236,10 @@ public struct EmulatorConfiguration: Sendable, Codable {
         self.webSocketPort = try container.decodeIfPresent(Int.self, forKey: .webSocketPort) ?? 0
         self.dpsMQTTPort = try container.decodeIfPresent(Int.self, forKey: .dpsMQTTPort) ?? 0
         self.dpsWebSocketPort = try container.decodeIfPresent(Int.self, forKey: .dpsWebSocketPort) ?? 0
+        self.servicePort = try container.decodeIfPresent(Int.self, forKey: .servicePort) ?? 0
+        self.sharedAccessPolicies =
+            try container.decodeIfPresent([SharedAccessPolicy].self, forKey: .sharedAccessPolicies)
+            ?? SharedAccessPolicy.defaults
         self.stateDirectory = try container.decodeIfPresent(String.self, forKey: .stateDirectory)
         self.provisioningRetryAfterSeconds =
             try container.decodeIfPresent(Int.self, forKey: .provisioningRetryAfterSeconds) ?? 1
@@ -245,7 +254,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
         let ports = [
             ("dpsPort", self.dpsPort), ("mqttPort", self.mqttPort), ("amqpPort", self.amqpPort),
             ("webSocketPort", self.webSocketPort), ("dpsMQTTPort", self.dpsMQTTPort),
-            ("dpsWebSocketPort", self.dpsWebSocketPort),
+            ("dpsWebSocketPort", self.dpsWebSocketPort), ("servicePort", self.servicePort),
         ]
         for (name, port) in ports where !(0...65535).contains(port) {
             throw AzureIoTError(.invalidArgument, "\(name) is \(port); it must be in 0...65535 (0 picks a free port)")
@@ -255,6 +264,30 @@ public struct EmulatorConfiguration: Sendable, Codable {
                 .invalidArgument,
                 "provisioningRetryAfterSeconds is \(self.provisioningRetryAfterSeconds); it must be in 0...3600"
             )
+        }
+        var policyNames: Set<String> = []
+        for policy in self.sharedAccessPolicies {
+            guard !policy.keyName.isEmpty, policy.keyName.utf8.count <= 64,
+                policy.keyName.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) })
+            else {
+                throw AzureIoTError(
+                    .invalidArgument,
+                    "a shared access policy name must be 1 to 64 letters, digits, '-', '_' or '.'"
+                )
+            }
+            guard policyNames.insert(policy.keyName.lowercased()).inserted else {
+                throw AzureIoTError(.invalidArgument, "the shared access policy '\(policy.keyName)' is listed twice")
+            }
+            for key in [policy.primaryKey, policy.secondaryKey].compactMap({ $0 }) {
+                do throws(AzureIoTError) {
+                    _ = try SymmetricKey(base64: key)
+                } catch {
+                    throw AzureIoTError(
+                        .invalidArgument,
+                        "a key of the shared access policy '\(policy.keyName)' is not base64"
+                    )
+                }
+            }
         }
         try self.limits.validate()
     }

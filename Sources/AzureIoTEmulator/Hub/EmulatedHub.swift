@@ -7,25 +7,57 @@ import Logging
 actor EmulatedHub {
     struct Identity {
         var key: SymmetricKey?
+        /// The second key a device may authenticate with (set through the service API; key rotation).
+        var secondaryKey: SymmetricKey?
         var thumbprint: String?
+        var secondaryThumbprint: String?
         /// CAs that may sign this device's certificate (devices created through an X.509 enrollment group).
         var certificateAuthorities: [X509Certificate]
+        var authentication: AuthenticationKind
         var twin: TwinRecord
         /// Fingerprints (keyed MACs, never the tokens) of the tokens this identity presented, and of those expired early
         /// by ``IoTEmulator/expireTokens(deviceId:moduleId:)``.
         var presentedTokens: Set<String> = []
         var revokedTokens: Set<String> = []
+        /// Registry fields the service API shows and changes.
+        var registry: RegistryFields
+    }
+
+    /// How an identity authenticates, with the registry's names (`authentication.type`).
+    enum AuthenticationKind: String {
+        case sas
+        case selfSigned
+        case certificateAuthority
+        case none
+    }
+
+    /// What the identity registry keeps beside credentials and the twin.
+    struct RegistryFields {
+        var enabled = true
+        var statusReason: String?
+        /// Unique per creation: a device deleted and created again gets a new one.
+        var generationId: String
+        /// Bumped on every registry update; the device's ETag is derived from it.
+        var revision = 1
+        var iotEdge = false
+        var managedBy: String?
+        var tags: JSONValue = .object([:])
+        /// The twin's overall version: bumped by every tag, desired or reported change.
+        var twinVersion = 1
+        var statusUpdatedTime = Date()
+        var connectionStateUpdatedTime: Date?
+        var lastActivityTime: Date?
     }
 
     let hubHost: String
     private let logger: Logger
-    private(set) var identities: [IdentityName: Identity] = [:]
+    var identities: [IdentityName: Identity] = [:]
     /// What tests wait for instead of sleeping: accepted SAS tokens (CONNECT, SASL PLAIN, CBS put-token), connections
     /// made, and AMQP heartbeats received, per identity.
     private(set) var activity: [IdentityName: IdentityActivity] = [:]
-    private var links: [IdentityName: any DeviceLink] = [:]
+    var links: [IdentityName: any DeviceLink] = [:]
     private(set) var telemetry: [ReceivedTelemetry] = []
-    private var cloudToDevice: [CloudToDeviceRecord] = []
+    var cloudToDevice: [CloudToDeviceRecord] = []
     private var pendingMethods: [String: CheckedContinuation<MethodResponse?, Never>] = [:]
     /// Method requests the device's link refused (not subscribed), so their callers learn it was not a time-out.
     private var undeliveredMethods: Set<String> = []
@@ -37,6 +69,8 @@ actor EmulatedHub {
     /// A random key for token fingerprints, so that no token is kept.
     private let fingerprintKey: SymmetricKey
     private var nextId: UInt64 = 0
+    /// Prefix of generation ids, random per start.
+    let generationPrefix = String(UInt64.random(in: 0...UInt64.max), radix: 10)
 
     init(hubHost: String, logger: Logger) throws(AzureIoTError) {
         self.hubHost = hubHost
@@ -64,19 +98,26 @@ actor EmulatedHub {
         desired: JSONValue?
     ) {
         let existing = self.identities[name]
+        let kind: AuthenticationKind =
+            key != nil
+            ? .sas : thumbprint != nil ? .selfSigned : certificateAuthorities.isEmpty ? .none : .certificateAuthority
         self.identities[name] = Identity(
             key: key,
             thumbprint: thumbprint?.uppercased(),
             certificateAuthorities: certificateAuthorities,
+            authentication: kind,
             twin: existing?.twin
                 ?? TwinRecord(
                     desired: desired ?? .object([:]),
                     desiredVersion: 1,
                     reported: .object([:]),
                     reportedVersion: 1
-                )
+                ),
+            registry: existing?.registry ?? RegistryFields(generationId: self.makeGenerationId())
         )
     }
+
+    func makeGenerationId() -> String { "\(self.generationPrefix)\(self.makeId())" }
 
     func hasIdentity(_ name: IdentityName) -> Bool { self.identities[name] != nil }
 
@@ -99,18 +140,26 @@ actor EmulatedHub {
     func authenticate(_ name: IdentityName, token: String) throws(AuthenticationFailure) -> UInt64 {
         try self.consumeRefusal()
         guard var identity = self.identities[name] else { throw .unknownIdentity(name.description) }
+        try self.checkEnabled(name)
         guard let key = identity.key else { throw .badToken("'\(name)' authenticates with X.509, not SAS") }
         let resource =
             name.moduleId.map { SASResource.module(hubHost: self.hubHost, deviceId: name.deviceId, moduleId: $0) }
             ?? SASResource.device(hubHost: self.hubHost, deviceId: name.deviceId)
         do throws(AzureIoTError) {
             let parsed = try SASToken(parsing: token)
-            try parsed.validate(with: key, now: UnixTime.now(), expectedResource: resource)
+            do throws(AzureIoTError) {
+                try parsed.validate(with: key, now: UnixTime.now(), expectedResource: resource)
+            } catch {
+                // Key rotation: a token signed with the secondary key is as good.
+                guard error.code == .sasSignatureMismatch, let secondary = identity.secondaryKey else { throw error }
+                try parsed.validate(with: secondary, now: UnixTime.now(), expectedResource: resource)
+            }
             let fingerprint = self.fingerprintKey.signature(of: token)
             guard !identity.revokedTokens.contains(fingerprint) else {
                 throw AzureIoTError(.sasTokenExpired, "the SAS token was expired by the emulator")
             }
             identity.presentedTokens.insert(fingerprint)
+            identity.registry.lastActivityTime = Date()
             self.identities[name] = identity
             self.activity[name, default: IdentityActivity()].tokenAuthentications += 1
             return parsed.expiry
@@ -123,10 +172,10 @@ actor EmulatedHub {
     func authenticate(_ name: IdentityName, certificates: [X509Certificate]) throws(AuthenticationFailure) {
         try self.consumeRefusal()
         guard let identity = self.identities[name] else { throw .unknownIdentity(name.description) }
+        try self.checkEnabled(name)
         guard let leaf = certificates.first else { throw .badToken("no client certificate was presented") }
-        if let thumbprint = identity.thumbprint,
-            thumbprint == leaf.sha1Thumbprint || thumbprint == leaf.sha256Thumbprint
-        {
+        for thumbprint in [identity.thumbprint, identity.secondaryThumbprint].compactMap({ $0 })
+        where thumbprint == leaf.sha1Thumbprint || thumbprint == leaf.sha256Thumbprint {
             return
         }
         if !identity.certificateAuthorities.isEmpty, leaf.commonName == name.deviceId {
@@ -141,6 +190,15 @@ actor EmulatedHub {
             }
         }
         throw .badToken("the client certificate does not match '\(name)'")
+    }
+
+    /// A disabled device (or a module of one) may not connect.
+    private func checkEnabled(_ name: IdentityName) throws(AuthenticationFailure) {
+        let device = IdentityName(deviceId: name.deviceId)
+        guard self.identities[device]?.registry.enabled != false, self.identities[name]?.registry.enabled != false
+        else {
+            throw .badToken("'\(name)' is disabled in the registry")
+        }
     }
 
     private func consumeRefusal() throws(AuthenticationFailure) {
@@ -163,6 +221,7 @@ actor EmulatedHub {
         let previous = self.links[name]
         self.links[name] = link
         self.activity[name, default: IdentityActivity()].connections += 1
+        self.identities[name]?.registry.connectionStateUpdatedTime = Date()
         if let previous, previous.linkId != link.linkId {
             self.logger.info("a new connection replaces the old one", metadata: ["identity": "\(name)"])
             await previous.release(name, reason: "a new connection for '\(name)' replaced this one")
@@ -170,7 +229,10 @@ actor EmulatedHub {
     }
 
     func detach(_ link: any DeviceLink, as name: IdentityName) {
-        if self.links[name]?.linkId == link.linkId { self.links[name] = nil }
+        if self.links[name]?.linkId == link.linkId {
+            self.links[name] = nil
+            self.identities[name]?.registry.connectionStateUpdatedTime = Date()
+        }
         for index in self.cloudToDevice.indices
         where self.cloudToDevice[index].deviceId == name.deviceId && self.cloudToDevice[index].state == .delivered {
             self.cloudToDevice[index].state = .queued
@@ -206,6 +268,8 @@ actor EmulatedHub {
 
     func record(_ message: ReceivedTelemetry) {
         self.telemetry.append(message)
+        self.identities[IdentityName(deviceId: message.deviceId, moduleId: message.moduleId)]?.registry
+            .lastActivityTime = Date()
         self.logger.debug(
             "telemetry",
             metadata: [
@@ -266,18 +330,21 @@ actor EmulatedHub {
         guard var identity = self.identities[name] else { return nil }
         identity.twin.reported = identity.twin.reported.merging(patch)
         identity.twin.reportedVersion += 1
+        identity.registry.twinVersion += 1
         self.identities[name] = identity
         return identity.twin.reportedVersion
     }
 
-    /// Applies a desired patch and pushes it to the connected device; returns the new desired version.
-    func patchDesired(_ name: IdentityName, _ patch: JSONValue) async -> Int? {
+    /// Applies a desired patch and pushes it (or `announce`, when the device should see another patch than the one
+    /// applied) to the connected device; returns the new desired version.
+    func patchDesired(_ name: IdentityName, _ patch: JSONValue, announce: JSONValue? = nil) async -> Int? {
         guard var identity = self.identities[name] else { return nil }
         identity.twin.desired = identity.twin.desired.merging(patch)
         identity.twin.desiredVersion += 1
+        identity.registry.twinVersion += 1
         self.identities[name] = identity
         if let link = self.links[name] {
-            await link.pushDesired(patch, version: identity.twin.desiredVersion, to: name)
+            await link.pushDesired(announce ?? patch, version: identity.twin.desiredVersion, to: name)
         }
         return identity.twin.desiredVersion
     }

@@ -253,10 +253,10 @@ struct HTTPResponse {
     var body: [UInt8] = []
 
     static let reasons: [Int: String] = [
-        200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-        405: "Method Not Allowed",
-        413: "Content Too Large", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
-        500: "Internal Server Error",
+        200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
+        403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 412: "Precondition Failed",
+        413: "Content Too Large", 415: "Unsupported Media Type", 429: "Too Many Requests",
+        431: "Request Header Fields Too Large", 500: "Internal Server Error", 504: "Gateway Timeout",
     ]
 
     func serialized(keepAlive: Bool) -> [UInt8] {

@@ -1,11 +1,15 @@
 import AzureIoTCore
 import Logging
 
-/// Serves one HTTPS/1.1 connection (with keep-alive) of the emulated DPS REST API.
-struct DPSConnectionHandler: Sendable {
-    let service: ProvisioningService
-    let limits: EmulatorLimits
+/// Serves one HTTPS/1.1 connection (with keep-alive) of one of the emulator's REST APIs (DPS, the service API):
+/// reads requests with the bounded ``HTTPRequestParser``, answers each with `handle`, and answers a request it
+/// cannot parse with `refusal` before closing.
+struct HTTPConnectionHandler: Sendable {
+    /// The API's name in log lines (`DPS`, `service`).
+    let name: String
     let logger: Logger
+    let handle: @Sendable (HTTPRequest, [X509Certificate]) async -> HTTPResponse
+    let refusal: @Sendable (HTTPRequest.ParseError) -> HTTPResponse
 
     func serve(_ connection: TLSConnection) async {
         defer { connection.close() }
@@ -18,12 +22,11 @@ struct DPSConnectionHandler: Sendable {
                 do throws(HTTPRequest.ParseError) {
                     step = try parser.next(from: &buffer)
                 } catch {
-                    let response = ProvisioningService.error(error.status, error.status * 1000 + 1, error.description)
                     self.logger.info(
-                        "a DPS request was refused",
+                        "a \(self.name) request was refused",
                         metadata: ["status": "\(error.status)", "reason": "\(error.description)"]
                     )
-                    try await connection.write(response.serialized(keepAlive: false), timeout: .seconds(10))
+                    try await connection.write(self.refusal(error).serialized(keepAlive: false), timeout: .seconds(10))
                     await Self.linger(connection)
                     return
                 }
@@ -36,9 +39,9 @@ struct DPSConnectionHandler: Sendable {
                     buffer += bytes
                     continue
                 }
-                let response = await self.service.handle(request, peerCertificates: certificates)
+                let response = await self.handle(request, certificates)
                 self.logger.debug(
-                    "DPS request",
+                    "\(self.name) request",
                     metadata: [
                         "method": "\(request.method)", "path": "\(request.path)", "status": "\(response.status)",
                     ]
@@ -47,7 +50,7 @@ struct DPSConnectionHandler: Sendable {
                 if !request.keepAlive { return }
             }
         } catch {
-            self.logger.debug("a DPS connection ended", metadata: ["error": "\(error)"])
+            self.logger.debug("a \(self.name) connection ended", metadata: ["error": "\(error)"])
         }
     }
 
@@ -64,5 +67,4 @@ struct DPSConnectionHandler: Sendable {
             drained += bytes.count
         }
     }
-
 }
