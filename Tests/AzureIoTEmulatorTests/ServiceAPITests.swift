@@ -128,4 +128,273 @@ struct ServiceAPITests {
         await #expect(throws: (any Error).self) { try await gone.connect(timeout: .seconds(10)) }
         await gone.disconnect()
     }
+
+    static func elements(_ value: JSONValue?) -> [JSONValue] {
+        if case .array(let elements)? = value { return elements }
+        return []
+    }
+
+    struct Answer {
+        var status: Int
+        var headers: String
+        var body: JSONValue?
+
+        /// IoT Hub's numeric error code, from the JSON inside the body's `Message`.
+        var errorCode: Int64? {
+            guard case .string(let inner)? = self.body?["Message"] else { return nil }
+            return (try? JSONValue(parsing: inner))?["errorCode"]?.int64Value
+        }
+    }
+
+    /// curl against the service port with a token of `policy` (or none), a method, a path and a body.
+    static func curl(
+        _ fixture: EmulatorFixture,
+        _ method: String,
+        _ path: String,
+        body: String? = nil,
+        headers: [String] = [],
+        policy: String? = "iothubowner"
+    ) async throws -> Answer {
+        var arguments = [
+            "-sS", "-i", "-X", method, "--cacert", fixture.endpoints.caCertificatePath,
+            "https://localhost:\(fixture.endpoints.service.port)\(path)",
+        ]
+        if let policy {
+            let credentials = try Self.policy(fixture, policy)
+            let token = SASToken.generate(
+                for: SASResource(uri: fixture.hubHost),
+                key: try SymmetricKey(base64: credentials.primaryKey),
+                expiry: UnixTime.now() + 600,
+                keyName: policy
+            )
+            arguments += ["-H", "Authorization: \(token.secretValue)"]
+        }
+        for header in headers { arguments += ["-H", header] }
+        if let body {
+            let file = NSTemporaryDirectory() + "service-body-\(UUID().uuidString)"
+            try body.write(toFile: file, atomically: true, encoding: .utf8)
+            arguments += ["-H", "Content-Type: application/json", "--data-binary", "@\(file)"]
+        }
+        let result = try await PeerProcess.complete("/usr/bin/curl", arguments, timeout: .seconds(60))
+        guard result.status == 0 else { throw TestFailure("curl failed: \(result.output)") }
+        var sections = result.output.components(separatedBy: "\r\n\r\n")
+        // A 100 Continue comes before the real head.
+        while sections.first?.hasPrefix("HTTP/1.1 100") == true { sections.removeFirst() }
+        let head = sections.first ?? ""
+        let status = Int(head.split(separator: " ").dropFirst().first ?? "") ?? 0
+        let text = sections.dropFirst().joined(separator: "\r\n\r\n")
+        return Answer(status: status, headers: head.lowercased(), body: try? JSONValue(parsing: Array(text.utf8)))
+    }
+
+    @Test("bad input on every route gets IoT Hub's status and error code, and the emulator keeps serving")
+    func hostileInput() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let version = "?api-version=2021-04-12"
+        let unsigned = try await Self.curl(fixture, "GET", "/devices/dev1\(version)", policy: nil)
+        #expect(unsigned.status == 401 && unsigned.errorCode == 401_002)
+        #expect(unsigned.headers.contains("iothub-errorcode: iothubunauthorizedaccess"))
+        let forged = try await Self.curl(
+            fixture,
+            "GET",
+            "/devices/dev1\(version)",
+            headers: ["Authorization: SharedAccessSignature sr=x&sig=AAAA&se=1&skn=iothubowner"],
+            policy: nil
+        )
+        #expect(forged.status == 401)
+        let noVersion = try await Self.curl(fixture, "GET", "/devices/dev1")
+        #expect(noVersion.status == 400 && noVersion.errorCode == 400_001)
+        let futureVersion = try await Self.curl(fixture, "GET", "/devices/dev1?api-version=2099-01-01")
+        #expect(futureVersion.status == 400 && futureVersion.errorCode == 400_001)
+        let unknownRoute = try await Self.curl(fixture, "GET", "/jobs/v2\(version)")
+        #expect(unknownRoute.status == 404)
+        let wrongMethod = try await Self.curl(fixture, "POST", "/devices/dev1\(version)", body: "{}")
+        #expect(wrongMethod.status == 405)
+        let missing = try await Self.curl(fixture, "GET", "/devices/nobody\(version)")
+        #expect(missing.status == 404 && missing.errorCode == 404_001)
+        #expect(missing.headers.contains("iothub-errorcode: devicenotfound"))
+        let missingModule = try await Self.curl(fixture, "GET", "/devices/dev1/modules/nobody\(version)")
+        #expect(missingModule.status == 404 && missingModule.errorCode == 404_010)
+
+        let malformed = try await Self.curl(fixture, "PUT", "/devices/bad-json\(version)", body: #"{"deviceId": "#)
+        #expect(malformed.status == 400 && malformed.errorCode == 400_004)
+        let notObject = try await Self.curl(fixture, "PUT", "/devices/bad-json\(version)", body: "[1,2]")
+        #expect(notObject.status == 400)
+        let otherId = try await Self.curl(fixture, "PUT", "/devices/a\(version)", body: #"{"deviceId":"b"}"#)
+        #expect(otherId.status == 400)
+        let badId = try await Self.curl(fixture, "PUT", "/devices/has%20space\(version)", body: "{}")
+        #expect(badId.status == 400)
+        let longId = try await Self.curl(
+            fixture,
+            "PUT",
+            "/devices/\(String(repeating: "x", count: 129))\(version)",
+            body: "{}"
+        )
+        #expect(longId.status == 400)
+        let badKey = try await Self.curl(
+            fixture,
+            "PUT",
+            "/devices/bad-key\(version)",
+            body: #"{"authentication":{"type":"sas","symmetricKey":{"primaryKey":"not base64!"}}}"#
+        )
+        #expect(badKey.status == 400)
+        let badStatus = try await Self.curl(
+            fixture,
+            "PUT",
+            "/devices/bad-status\(version)",
+            body: #"{"status":"maybe"}"#
+        )
+        #expect(badStatus.status == 400)
+        let badThumbprint = try await Self.curl(
+            fixture,
+            "PUT",
+            "/devices/bad-print\(version)",
+            body: #"{"authentication":{"type":"selfSigned","x509Thumbprint":{"primaryThumbprint":"xyz"}}}"#
+        )
+        #expect(badThumbprint.status == 400)
+        let huge = try await Self.curl(
+            fixture,
+            "PUT",
+            "/devices/huge\(version)",
+            body: #"{"tags":""# + String(repeating: "a", count: 200_000) + #""}"#
+        )
+        #expect(huge.status == 413)
+        let existing = try await Self.curl(fixture, "PUT", "/devices/dev1\(version)", body: "{}")
+        #expect(existing.status == 409 && existing.errorCode == 409_001)
+        let staleDelete = try await Self.curl(
+            fixture,
+            "DELETE",
+            "/devices/dev2\(version)",
+            headers: [#"If-Match: "not-the-etag""#]
+        )
+        #expect(staleDelete.status == 412 && staleDelete.errorCode == 412_002)
+        let updateMissing = try await Self.curl(
+            fixture,
+            "PUT",
+            "/devices/nobody\(version)",
+            body: "{}",
+            headers: [#"If-Match: "*""#]
+        )
+        #expect(updateMissing.status == 404)
+
+        let reported = try await Self.curl(
+            fixture,
+            "PATCH",
+            "/twins/dev1\(version)",
+            body: #"{"properties":{"reported":{"fw":"1"}}}"#
+        )
+        #expect(reported.status == 400)
+        let deep = String(repeating: #"{"a":"#, count: 12) + "1" + String(repeating: "}", count: 12)
+        let tooDeep = try await Self.curl(fixture, "PATCH", "/twins/dev1\(version)", body: #"{"tags":"# + deep + "}")
+        #expect(tooDeep.status == 400)
+        let badTimeout = try await Self.curl(
+            fixture,
+            "POST",
+            "/twins/dev1/methods\(version)",
+            body: #"{"methodName":"reboot","responseTimeoutInSeconds":100000}"#
+        )
+        #expect(badTimeout.status == 400)
+        let noName = try await Self.curl(fixture, "POST", "/twins/dev1/methods\(version)", body: #"{"payload":1}"#)
+        #expect(noName.status == 400)
+        let offline = try await Self.curl(
+            fixture,
+            "POST",
+            "/twins/dev1/methods\(version)",
+            body: #"{"methodName":"reboot","responseTimeoutInSeconds":5}"#
+        )
+        #expect(offline.status == 404 && offline.errorCode == 404_103)
+        #expect(offline.headers.contains("iothub-errorcode: devicenotonline"))
+        for query in [
+            "DELETE FROM devices", "SELECT * FROM jobs", "SELECT * FROM devices WHERE (",
+            "SELECT * FROM devices WHERE a =",
+        ] {
+            let refused = try await Self.curl(
+                fixture,
+                "POST",
+                "/devices/query\(version)",
+                body: JSONValue.object(["query": .string(query)]).jsonText
+            )
+            #expect(refused.status == 400, "\(query)")
+        }
+        let nested =
+            "SELECT * FROM devices WHERE " + String(repeating: "(", count: 40) + "a = 1"
+            + String(repeating: ")", count: 40)
+        let tooNested = try await Self.curl(
+            fixture,
+            "POST",
+            "/devices/query\(version)",
+            body: JSONValue.object(["query": .string(nested)]).jsonText
+        )
+        #expect(tooNested.status == 400)
+        let badPage = try await Self.curl(
+            fixture,
+            "POST",
+            "/devices/query\(version)",
+            body: #"{"query":"SELECT * FROM devices"}"#,
+            headers: ["x-ms-max-item-count: -3"]
+        )
+        #expect(badPage.status == 400)
+
+        // Still serving, and nothing above changed the registry.
+        let devices = try await Self.curl(fixture, "GET", "/devices\(version)")
+        #expect(devices.status == 200)
+        guard case .array(let list)? = devices.body else {
+            Issue.record("GET /devices did not answer an array")
+            return
+        }
+        #expect(list.compactMap { $0["deviceId"]?.stringValue } == ["ca-device", "dev1", "dev2", "x509-device"])
+    }
+
+    @Test("query pages follow x-ms-continuation, and WHERE reads tags, status and reported properties")
+    func queryPaging() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let version = "?api-version=2021-04-12"
+        for index in 0..<5 {
+            let created = try await Self.curl(fixture, "PUT", "/devices/paged-\(index)\(version)", body: "{}")
+            #expect(created.status == 200)
+            let tagged = try await Self.curl(
+                fixture,
+                "PATCH",
+                "/twins/paged-\(index)\(version)",
+                body: #"{"tags":{"floor":\#(index)}}"#,
+                headers: [#"If-Match: "*""#]
+            )
+            #expect(tagged.status == 200)
+        }
+        var seen: [String] = []
+        var continuation: String?
+        var pages = 0
+        repeat {
+            let page = try await Self.curl(
+                fixture,
+                "POST",
+                "/devices/query\(version)",
+                body:
+                    #"{"query":"SELECT * FROM devices WHERE tags.floor >= 1 AND NOT (tags.floor = 3) AND status = 'enabled'"}"#,
+                headers: ["x-ms-max-item-count: 2"] + (continuation.map { ["x-ms-continuation: \($0)"] } ?? []),
+                policy: "service"
+            )
+            #expect(page.status == 200 && page.headers.contains("x-ms-item-type: twin"))
+            seen += Self.elements(page.body).compactMap { $0["deviceId"]?.stringValue }
+            continuation = page.headers.split(separator: "\r\n").first { $0.hasPrefix("x-ms-continuation: ") }
+                .map { String($0.dropFirst("x-ms-continuation: ".count)) }
+            pages += 1
+        } while continuation != nil && pages < 10
+        #expect(seen == ["paged-1", "paged-2", "paged-4"])
+        #expect(pages == 2)
+
+        // Reported properties come from the device.
+        let device = try Self.deviceClient(fixture, "dev1", key: EmulatorFixture.deviceKey)
+        try await device.connect()
+        _ = try await device.updateReportedProperties(Array(#"{"firmware":"2.1.0"}"#.utf8))
+        await device.disconnect()
+        let reported = try await Self.curl(
+            fixture,
+            "POST",
+            "/devices/query\(version)",
+            body: #"{"query":"select * from devices where properties.reported.firmware = '2.1.0'"}"#
+        )
+        #expect(Self.elements(reported.body).compactMap { $0["deviceId"]?.stringValue } == ["dev1"])
+    }
 }
