@@ -13,6 +13,8 @@ public struct EmulatorError: Error, Sendable, Hashable, CustomStringConvertible 
         public static let deviceNotConnected = Code("deviceNotConnected")
         /// The device did not answer in time (IoT Hub's 504 for methods).
         public static let timedOut = Code("timedOut")
+        /// The device's cloud-to-device queue is full (IoT Hub's 50 messages, DeviceMaximumQueueDepthExceeded).
+        public static let queueFull = Code("queueFull")
         /// The emulator could not start (ports, certificates, configuration).
         public static let startFailed = Code("startFailed")
     }

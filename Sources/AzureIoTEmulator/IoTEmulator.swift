@@ -60,6 +60,13 @@ public final class IoTEmulator: Sendable {
             Task { await dps.run() }, Task { await mqtt.run() }, Task { await amqp.run() },
             Task { await webSockets.run() }, Task { await dpsMQTT.run() }, Task { await dpsWebSockets.run() },
             Task { await service.run() },
+            // Cloud-to-device messages expire (with feedback) even while their device stays away.
+            Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    await hub.expireCloudToDevice()
+                }
+            },
         ]
     }
 
@@ -105,7 +112,11 @@ public final class IoTEmulator: Sendable {
                 handshakeTimeout: .seconds(limits.handshakeTimeoutSeconds)
             )
             let limiter = ConnectionLimiter(limits: limits)
-            let hub = try EmulatedHub(hubHost: configuration.hubHost, logger: logger)
+            let policies = try ServicePolicies(
+                hubHost: configuration.hubHost,
+                policies: configuration.sharedAccessPolicies
+            )
+            let hub = try EmulatedHub(hubHost: configuration.hubHost, policies: policies, logger: logger)
             for device in configuration.devices {
                 await hub.addIdentity(
                     IdentityName(deviceId: device.deviceId),
@@ -217,12 +228,7 @@ public final class IoTEmulator: Sendable {
                 // IoT Hub's WebSocket endpoint: the sub-protocol the client asks for picks MQTT or AMQP.
                 if chosen.lowercased() == "mqtt" { await serveMQTT(connection) } else { await serveAMQP(connection) }
             }
-            let serviceAPI = try ServiceAPI(
-                hub: hub,
-                hubHost: configuration.hubHost,
-                policies: configuration.sharedAccessPolicies,
-                logger: logger
-            )
+            let serviceAPI = ServiceAPI(hub: hub, policies: policies, logger: logger)
             let serviceHandler = HTTPConnectionHandler(
                 name: "service",
                 logger: logger,
@@ -388,7 +394,24 @@ public final class IoTEmulator: Sendable {
         guard await self.hub.hasIdentity(IdentityName(deviceId: deviceId)) else {
             throw EmulatorError(.unknownIdentity, "no device '\(deviceId)'")
         }
-        return await self.hub.enqueueCloudToDevice(deviceId: deviceId, body: body, properties: properties)
+        do throws(EmulatedHub.CloudToDeviceRefusal) {
+            return try await self.hub.enqueueCloudToDevice(
+                CloudToDeviceRecord(
+                    messageId: "",
+                    deviceId: deviceId,
+                    body: body,
+                    properties: properties,
+                    state: .queued,
+                    deliveryCount: 0
+                )
+            )
+        } catch {
+            switch error {
+            case .unknownDevice: throw EmulatorError(.unknownIdentity, "no device '\(deviceId)'")
+            case .queueFull:
+                throw EmulatorError(.queueFull, "'\(deviceId)' already has 50 cloud-to-device messages queued")
+            }
+        }
     }
 
     /// Every cloud-to-device message and its state.

@@ -36,10 +36,15 @@ struct ServiceAPITests {
         return try DeviceClient(configuration: configuration)
     }
 
-    static func python(_ arguments: [String]) async throws -> String {
+    static func python(
+        _ arguments: [String],
+        script: String = "fidelity/azure_service_sdk.py",
+        environment: [String: String]? = nil
+    ) async throws -> String {
         let result = try await PeerProcess.complete(
             PeerProcess.clientPython,
-            [PeerProcess.peerScript("fidelity/azure_service_sdk.py")] + arguments,
+            [PeerProcess.peerScript(script)] + arguments,
+            environment: environment,
             timeout: .seconds(120)
         )
         #expect(result.status == 0, "\(result.output)")
@@ -132,6 +137,68 @@ struct ServiceAPITests {
     static func elements(_ value: JSONValue?) -> [JSONValue] {
         if case .array(let elements)? = value { return elements }
         return []
+    }
+
+    @Test(
+        "azure-iot-hub sends cloud-to-device messages over AMQP that a device of this SDK receives with their properties; feedback (completed, expired) reaches a uamqp feedback receiver"
+    )
+    func cloudToDeviceFromTheService() async throws {
+        try await FixedPortLock.withLock { try await Self.cloudToDeviceOnPort5671() }
+    }
+
+    static func cloudToDeviceOnPort5671() async throws {
+        var configuration = try await EmulatorFixture.start().emulator.configuration
+        configuration.amqpPort = 5671
+        configuration.mqttPort = 0
+        configuration.dpsPort = 0
+        configuration.servicePort = 0
+        configuration.stateDirectory = nil
+        let emulator = try await IoTEmulator.start(configuration: configuration)
+        defer { Task { await emulator.shutdown() } }
+        let endpoints = emulator.endpoints
+        let owner = try #require(endpoints.serviceConnectionString)
+        let connectionString = try ConnectionString(
+            parsing:
+                "HostName=\(endpoints.hubHost);DeviceId=dev1;SharedAccessKey=\(EmulatorFixture.deviceKey);GatewayHostName=localhost"
+        )
+        var deviceConfiguration = try DeviceClientConfiguration(
+            connectionString: connectionString,
+            transport: .mqtt,
+            trustRoots: .pemFile(endpoints.caCertificatePath),
+            port: endpoints.mqtt.port
+        )
+        deviceConfiguration.operationTimeout = .seconds(30)
+        let device = try DeviceClient(configuration: deviceConfiguration)
+        try await device.subscribe(to: [.cloudToDeviceMessages])
+        try await device.connect()
+        var messages = device.cloudToDeviceMessages.makeAsyncIterator()
+
+        var environment = ProcessInfo.processInfo.environment
+        environment["SSL_CERT_FILE"] = endpoints.caCertificatePath
+        let sent = try await Self.python(
+            [owner, endpoints.caCertificatePath, "c2d", "dev1", "dev2"],
+            environment: environment
+        )
+        #expect(sent.contains("sent: svc-c2d-1") && sent.contains("sent: svc-c2d-2"), "\(sent)")
+        #expect(Self.line(sent, "unknown") == "refused", "\(sent)")
+
+        let message = try #require(await messages.next())
+        #expect(String(decoding: message.body, as: UTF8.self) == "switch on")
+        #expect(message.messageId == "svc-c2d-1" && message.correlationId == "corr-7")
+        #expect(message.contentType == "text/plain" && message.property("zone") == "b")
+        _ = try await emulator.waitForCloudToDevice(messageId: "svc-c2d-1", state: .completed)
+        _ = try await emulator.waitForCloudToDevice(messageId: "svc-c2d-2", state: .expired)
+        await device.disconnect()
+
+        let owners = try #require(endpoints.sharedAccessPolicies.first { $0.keyName == "service" })
+        let feedback = try await Self.python(
+            ["localhost:\(endpoints.service.port)", owners.keyName, owners.primaryKey, "2"],
+            script: "fidelity/uamqp_feedback.py",
+            environment: environment
+        )
+        #expect(feedback.contains("content-type application/vnd.microsoft.iothub.feedback.json"), "\(feedback)")
+        #expect(feedback.contains("record Success svc-c2d-1 dev1"), "\(feedback)")
+        #expect(feedback.contains("record Expired svc-c2d-2 dev2"), "\(feedback)")
     }
 
     struct Answer {

@@ -12,6 +12,10 @@ enum HubLinkAddress: Equatable {
     case twin(IdentityName)
     /// `/devices/{d}[/modules/{m}]/methods/devicebound`: direct-method calls out, answers in.
     case methods(IdentityName)
+    /// `/messages/devicebound` (any case): the service's cloud-to-device sender.
+    case serviceDeviceBound
+    /// `/messages/serviceBound/feedback` (any case): the service's feedback receiver.
+    case feedback
 
     /// Parses an address with or without `amqps://host`.
     init?(_ address: String?) {
@@ -26,6 +30,15 @@ enum HubLinkAddress: Equatable {
             return
         }
         let parts = path.split(separator: "/").map(String.init)
+        let lowered = parts.map { $0.lowercased() }
+        if lowered == ["messages", "devicebound"] {
+            self = .serviceDeviceBound
+            return
+        }
+        if lowered == ["messages", "servicebound", "feedback"] {
+            self = .feedback
+            return
+        }
         switch parts.count {
         case 3 where parts[0] == "devices" && parts[2] == "twin":
             self = .twin(IdentityName(deviceId: parts[1]))
@@ -50,6 +63,16 @@ enum HubLinkAddress: Equatable {
             return nil
         }
     }
+}
+
+/// A CBS audience naming a whole hub (`https://{host}`, `{host}`, `sb://{host}/`): the host, or `nil` when the
+/// audience has a path.
+func hubAudienceHost(_ audience: String) -> String? {
+    var text = audience
+    if let scheme = text.range(of: "://") { text = String(text[scheme.upperBound...]) }
+    let parts = text.split(separator: "/", omittingEmptySubsequences: true)
+    guard parts.count == 1 else { return nil }
+    return String(parts[0])
 }
 
 /// A CBS audience: `{hubHost}/devices/{d}[/modules/{m}]`, with or without a scheme.

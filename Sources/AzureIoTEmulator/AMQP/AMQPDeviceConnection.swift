@@ -18,12 +18,16 @@ actor AMQPDeviceConnection: DeviceLink {
         /// We send method calls; the device answers on its `methodResponses` link.
         case methodRequests(IdentityName)
         case methodResponses(IdentityName)
+        /// The service sends cloud-to-device messages (`to` names the device).
+        case serviceCloudToDevice
+        /// We send feedback records to the service.
+        case feedback
 
         /// Whether the device sends on the link and we receive (we grant its credit).
         var weReceive: Bool {
             switch self {
-            case .events, .cbsRequests, .twinRequests, .methodResponses: true
-            case .deviceBound, .cbsResponses, .twinResponses, .methodRequests: false
+            case .events, .cbsRequests, .twinRequests, .methodResponses, .serviceCloudToDevice: true
+            case .deviceBound, .cbsResponses, .twinResponses, .methodRequests, .feedback: false
             }
         }
 
@@ -33,7 +37,7 @@ actor AMQPDeviceConnection: DeviceLink {
             case .events(let name), .deviceBound(let name), .twinRequests(let name), .twinResponses(let name),
                 .methodRequests(let name), .methodResponses(let name):
                 name
-            case .cbsRequests, .cbsResponses:
+            case .cbsRequests, .cbsResponses, .serviceCloudToDevice, .feedback:
                 nil
             }
         }
@@ -71,6 +75,12 @@ actor AMQPDeviceConnection: DeviceLink {
     private var nextOutgoingId: UInt32 = 1
     private var nextDeliveryId: UInt32 = 0
     private var cloudToDeviceUnsettled: [UInt32: String] = [:]
+    /// Rights a backend proved on this connection (CBS put-token with a hub audience, or SASL PLAIN
+    /// `{policy}@sas.root.{hub}`).
+    private var serviceRights: SharedAccessPolicy.Rights = []
+    /// Feedback messages sent and not yet settled by the service, by delivery id.
+    private var feedbackUnsettled: [UInt32: [CloudToDeviceFeedback]] = [:]
+    private var feedbackPump: Task<Void, Never>?
     private var cbsResponses: [AMQPMessage] = []
     private var peerMaxFrameSize = 512
     private var heartbeat: Task<Void, Never>?
@@ -187,6 +197,20 @@ actor AMQPDeviceConnection: DeviceLink {
                     throw EmulatedHub.AuthenticationFailure.badToken("a malformed PLAIN response")
                 }
                 let user = String(decoding: fields[1], as: UTF8.self)
+                if let root = user.range(of: "@sas.root.") {
+                    // A backend: `{policy}@sas.root.{hub}` with a service token (Azure's C service client).
+                    let token = String(decoding: fields[2], as: UTF8.self)
+                    let sr = (try? SASToken(parsing: token))?.resource.uri ?? ""
+                    switch self.hub.policies.authorize(
+                        token: token,
+                        hosts: [sr],
+                        keyName: String(user[..<root.lowerBound])
+                    ) {
+                    case .success(let rights): self.serviceRights.formUnion(rights)
+                    case .failure(let refusal): throw EmulatedHub.AuthenticationFailure.badToken(refusal.reason)
+                    }
+                    break
+                }
                 guard let name = await self.identity(fromPlainUser: user) else {
                     throw EmulatedHub.AuthenticationFailure.badToken("'\(user)' is not {device}@sas.{hub}")
                 }
@@ -323,6 +347,7 @@ actor AMQPDeviceConnection: DeviceLink {
                 if case .deviceBound(let name) = link.kind {
                     Task { await self.hub.pumpCloudToDevice(deviceId: name.deviceId) }
                 }
+                if case .feedback = link.kind { self.startFeedbackPump() }
             }
         case .transfer(let transfer, let payload):
             self.nextIncomingId &+= 1
@@ -347,6 +372,11 @@ actor AMQPDeviceConnection: DeviceLink {
                 default: state = .abandoned
                 }
                 await self.hub.settleCloudToDevice(messageId: messageId, as: state)
+            }
+            for id in self.feedbackUnsettled.keys.sorted() where id >= first && id <= last {
+                guard let records = self.feedbackUnsettled.removeValue(forKey: id) else { continue }
+                if case .accepted? = disposition.state { continue }
+                await self.hub.returnFeedback(records)
             }
         case .detach(let detach):
             if let link = self.links.removeValue(forKey: detach.handle) {
@@ -408,7 +438,11 @@ actor AMQPDeviceConnection: DeviceLink {
         case (.twin(let name)?, false) where self.authorized.contains(name): kind = .twinResponses(name)
         case (.methods(let name)?, false) where self.authorized.contains(name): kind = .methodRequests(name)
         case (.methods(let name)?, true) where self.authorized.contains(name): kind = .methodResponses(name)
-        case (.events?, true), (.deviceBound?, false), (.twin?, _), (.methods?, _):
+        case (.serviceDeviceBound?, true) where self.serviceRights.contains(.serviceConnect):
+            kind = .serviceCloudToDevice
+        case (.feedback?, false) where self.serviceRights.contains(.serviceConnect): kind = .feedback
+        case (.events?, true), (.deviceBound?, false), (.twin?, _), (.methods?, _), (.serviceDeviceBound?, true),
+            (.feedback?, false):
             self.refuseLink(
                 ourHandle,
                 channel,
@@ -552,6 +586,9 @@ actor AMQPDeviceConnection: DeviceLink {
             if let deliveryId, !settled { self.settle(deliveryId, .accepted, channel) }
             let answer = await self.twinAnswer(to: message, for: name)
             await self.queue(answer, on: .twinResponses(name))
+        case .serviceCloudToDevice:
+            let outcome = await self.enqueueFromService(message, size: bytes.count)
+            if let deliveryId, !settled { self.settle(deliveryId, outcome, channel) }
         case .methodResponses:
             if let deliveryId, !settled { self.settle(deliveryId, .accepted, channel) }
             guard let requestId = message.correlationId.flatMap(Self.render) else { return }
@@ -684,6 +721,12 @@ actor AMQPDeviceConnection: DeviceLink {
             } catch {
                 (status, description) = (401, "\(error)")
             }
+        } else if let audience = properties["name"]?.text, let host = hubAudienceHost(audience) {
+            let token = request.value?.text ?? request.data.map { String(decoding: $0, as: UTF8.self) } ?? ""
+            switch self.hub.policies.authorize(token: token, hosts: [host]) {
+            case .success(let rights): self.serviceRights.formUnion(rights)
+            case .failure(let refusal): (status, description) = (401, refusal.reason)
+            }
         } else {
             (status, description) = (404, "the audience is not a device or module of \(hubHost)")
         }
@@ -732,6 +775,123 @@ actor AMQPDeviceConnection: DeviceLink {
         )
     }
 
+    // MARK: - Service side
+
+    /// Queues a message the service sent on `/messages/devicebound` for the device its `to` names; the outcome
+    /// the service gets back.
+    private func enqueueFromService(_ message: AMQPMessage, size: Int) async -> AMQPDeliveryState {
+        func refuse(_ condition: String, _ description: String) -> AMQPDeliveryState {
+            .rejected(AMQPError(condition: condition, description: description))
+        }
+        guard size <= 64 * 1024 else {
+            return refuse("amqp:link:message-size-exceeded", "a cloud-to-device message is at most 64 KB")
+        }
+        let parts = (message.to ?? "").split(separator: "/").map(String.init)
+        guard parts.count == 4, parts[0] == "devices", parts[2] == "messages", parts[3].lowercased() == "devicebound",
+            let deviceId = try? PercentEncoding.decode(parts[1])
+        else {
+            return refuse("amqp:invalid-field", "'to' must be /devices/{id}/messages/devicebound")
+        }
+        var body = message.data ?? []
+        if message.data == nil, let value = message.value {
+            if case .binary(let bytes) = value {
+                body = bytes
+            } else if let text = value.text {
+                body = Array(text.utf8)
+            }
+        }
+        var properties: [String: String] = [:]
+        var acknowledgement: String?
+        for (key, value) in message.applicationProperties {
+            if key == "iothub-ack" {
+                acknowledgement = Self.render(value)
+            } else {
+                properties[key] = Self.render(value) ?? ""
+            }
+        }
+        let record = CloudToDeviceRecord(
+            messageId: Self.render(message.messageId) ?? "",
+            deviceId: deviceId,
+            body: body,
+            properties: properties,
+            state: .queued,
+            deliveryCount: 0,
+            correlationId: Self.render(message.correlationId),
+            contentType: message.contentType,
+            contentEncoding: message.contentEncoding,
+            expiresAt: message.absoluteExpiryTime.map { Date(timeIntervalSince1970: Double($0) / 1000) },
+            acknowledgement: acknowledgement
+        )
+        do throws(EmulatedHub.CloudToDeviceRefusal) {
+            _ = try await self.hub.enqueueCloudToDevice(record)
+            return .accepted
+        } catch {
+            switch error {
+            case .unknownDevice: return refuse("amqp:not-found", "the device '\(deviceId)' is not registered")
+            case .queueFull:
+                return refuse(
+                    "amqp:resource-limit-exceeded",
+                    "the device '\(deviceId)' has \(EmulatedHub.maximumCloudToDeviceQueueDepth) messages queued"
+                )
+            }
+        }
+    }
+
+    /// Sends feedback batches on the feedback link while it has credit, waiting for new records in between.
+    private func startFeedbackPump() {
+        guard self.feedbackPump == nil else { return }
+        self.feedbackPump = Task {
+            while !Task.isCancelled, await self.pumpFeedback() {
+                await self.hub.waitForFeedback(timeout: .seconds(1))
+            }
+        }
+    }
+
+    /// One round of feedback; `false` once the link is gone.
+    private func pumpFeedback() async -> Bool {
+        guard !self.closed, let channel = self.sessionChannel,
+            let (remote, link) = self.links.first(where: {
+                if case .feedback = $0.value.kind { return true } else { return false }
+            })
+        else {
+            self.feedbackPump = nil
+            return false
+        }
+        guard link.credit > 0 else { return true }
+        let records = await self.hub.takeFeedback(limit: 100)
+        guard !records.isEmpty else { return true }
+        guard var current = self.links[remote] else {
+            await self.hub.returnFeedback(records)
+            return false
+        }
+        let body = JSONValue.array(
+            records.map { record in
+                [
+                    "originalMessageId": .string(record.originalMessageId),
+                    "deviceGenerationId": .string(record.deviceGenerationId),
+                    "deviceId": .string(record.deviceId),
+                    "enqueuedTimeUtc": .string(ProvisioningService.timestamp(record.enqueuedTime)),
+                    "statusCode": .string(
+                        String(describing: record.status).prefix(1).uppercased()
+                            + String(describing: record.status).dropFirst()
+                    ),
+                    "description": .string(record.status.description),
+                ]
+            }
+        )
+        var message = AMQPMessage(data: body.jsonBytes)
+        message.messageId = .string(UUID().uuidString.lowercased())
+        message.contentType = "application/vnd.microsoft.iothub.feedback.json"
+        message.userId = Array(self.hub.hubHost.split(separator: ".").first.map(String.init).map { $0.utf8 } ?? "".utf8)
+        guard let bytes = try? message.encoded() else { return true }
+        self.feedbackUnsettled[self.nextDeliveryId] = records
+        self.transfer(bytes, handle: current.ourHandle, settled: false, channel: channel)
+        current.credit -= 1
+        current.deliveryCount &+= 1
+        self.links[remote] = current
+        return true
+    }
+
     // MARK: - DeviceLink
 
     func offer(_ message: CloudToDeviceRecord) async -> Bool {
@@ -747,7 +907,12 @@ actor AMQPDeviceConnection: DeviceLink {
         var amqp = AMQPMessage(data: message.body)
         amqp.messageId = .string(message.messageId)
         amqp.to = "/devices/\(message.deviceId)/messages/deviceBound"
+        amqp.correlationId = message.correlationId.map(AMQPValue.string)
+        amqp.contentType = message.contentType
+        amqp.contentEncoding = message.contentEncoding
+        amqp.absoluteExpiryTime = message.expiresAt.map { Int64($0.timeIntervalSince1970 * 1000) }
         amqp.applicationProperties = message.properties.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }
+        if let ack = message.acknowledgement { amqp.applicationProperties.append(("iothub-ack", .string(ack))) }
         guard let bytes = try? amqp.encoded(), bytes.count + 64 <= self.peerMaxFrameSize else { return false }
         self.cloudToDeviceUnsettled[self.nextDeliveryId] = message.messageId
         self.transfer(bytes, handle: link.ourHandle, settled: false, channel: channel)
@@ -915,6 +1080,9 @@ actor AMQPDeviceConnection: DeviceLink {
         guard !self.closed else { return }
         self.closed = true
         self.heartbeat?.cancel()
+        self.feedbackPump?.cancel()
+        for records in self.feedbackUnsettled.values { await self.hub.returnFeedback(records) }
+        self.feedbackUnsettled.removeAll()
         let reason =
             self.outbound.overflowed
             ? "the client did not read: over \(self.limits.maximumPendingWriteBytes) bytes were waiting" : reason

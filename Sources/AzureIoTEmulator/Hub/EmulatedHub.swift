@@ -50,6 +50,8 @@ actor EmulatedHub {
     }
 
     let hubHost: String
+    /// The shared access policies backends authenticate with.
+    nonisolated let policies: ServicePolicies
     private let logger: Logger
     var identities: [IdentityName: Identity] = [:]
     /// What tests wait for instead of sleeping: accepted SAS tokens (CONNECT, SASL PLAIN, CBS put-token), connections
@@ -58,6 +60,9 @@ actor EmulatedHub {
     var links: [IdentityName: any DeviceLink] = [:]
     private(set) var telemetry: [ReceivedTelemetry] = []
     var cloudToDevice: [CloudToDeviceRecord] = []
+    /// Feedback waiting for the service's feedback receiver.
+    private(set) var feedback: [CloudToDeviceFeedback] = []
+    private var feedbackWaiters: [CheckedContinuation<Void, Never>] = []
     private var pendingMethods: [String: CheckedContinuation<MethodResponse?, Never>] = [:]
     /// Method requests the device's link refused (not subscribed), so their callers learn it was not a time-out.
     private var undeliveredMethods: Set<String> = []
@@ -72,8 +77,9 @@ actor EmulatedHub {
     /// Prefix of generation ids, random per start.
     let generationPrefix = String(UInt64.random(in: 0...UInt64.max), radix: 10)
 
-    init(hubHost: String, logger: Logger) throws(AzureIoTError) {
+    init(hubHost: String, policies: ServicePolicies, logger: Logger) throws(AzureIoTError) {
         self.hubHost = hubHost
+        self.policies = policies
         self.logger = logger
         self.fingerprintKey = try SymmetricKey(bytes: (0..<32).map { _ in UInt8.random(in: 0...255) })
     }
@@ -280,24 +286,41 @@ actor EmulatedHub {
 
     // MARK: - Cloud to device
 
-    func enqueueCloudToDevice(deviceId: String, body: [UInt8], properties: [String: String]) async -> String {
-        let messageId = "c2d-\(self.makeId())"
-        self.cloudToDevice.append(
-            CloudToDeviceRecord(
-                messageId: messageId,
-                deviceId: deviceId,
-                body: body,
-                properties: properties,
-                state: .queued,
-                deliveryCount: 0
-            )
-        )
-        await self.pumpCloudToDevice(deviceId: deviceId)
-        return messageId
+    /// Queues a message for `deviceId` (filling in its id and enqueue time) and offers it; returns its id. Throws
+    /// when the device is unknown or its queue is full.
+    func enqueueCloudToDevice(_ message: CloudToDeviceRecord) async throws(CloudToDeviceRefusal) -> String {
+        guard self.identities[IdentityName(deviceId: message.deviceId)] != nil else { throw .unknownDevice }
+        let pending = self.cloudToDevice.count {
+            $0.deviceId == message.deviceId && ($0.state == .queued || $0.state == .delivered)
+        }
+        guard pending < Self.maximumCloudToDeviceQueueDepth else { throw .queueFull }
+        var record = message
+        if record.messageId.isEmpty { record.messageId = "c2d-\(self.makeId())" }
+        record.state = .queued
+        record.deliveryCount = 0
+        record.enqueuedAt = Date()
+        if record.expiresAt == nil { record.expiresAt = record.enqueuedAt + Self.cloudToDeviceTimeToLive }
+        self.cloudToDevice.append(record)
+        await self.pumpCloudToDevice(deviceId: record.deviceId)
+        return record.messageId
     }
 
-    /// Offers queued messages for `deviceId` to its link, in order, until the link cannot take more.
+    /// Why the hub refused to queue a cloud-to-device message.
+    enum CloudToDeviceRefusal: Error {
+        case unknownDevice
+        /// IoT Hub's 50 messages per device (DeviceMaximumQueueDepthExceeded).
+        case queueFull
+    }
+
+    /// IoT Hub's limits: 50 messages queued per device, 10 deliveries, and a default time to live of one hour.
+    static let maximumCloudToDeviceQueueDepth = 50
+    static let maximumCloudToDeviceDeliveries = 10
+    static let cloudToDeviceTimeToLive: TimeInterval = 3_600
+
+    /// Offers queued messages for `deviceId` to its link, in order, until the link cannot take more. Expired ones are
+    /// retired first.
     func pumpCloudToDevice(deviceId: String) async {
+        self.expireCloudToDevice()
         guard let link = self.links[IdentityName(deviceId: deviceId)] else { return }
         for index in self.cloudToDevice.indices
         where self.cloudToDevice[index].deviceId == deviceId && self.cloudToDevice[index].state == .queued {
@@ -314,9 +337,88 @@ actor EmulatedHub {
     }
 
     func settleCloudToDevice(messageId: String, as state: CloudToDeviceState) async {
-        guard let index = self.cloudToDevice.firstIndex(where: { $0.messageId == messageId }) else { return }
-        self.cloudToDevice[index].state = state == .abandoned ? .queued : state
-        if state == .abandoned { await self.pumpCloudToDevice(deviceId: self.cloudToDevice[index].deviceId) }
+        guard let index = self.cloudToDevice.firstIndex(where: { $0.messageId == messageId }),
+            self.cloudToDevice[index].state == .delivered || self.cloudToDevice[index].state == .queued
+        else { return }
+        let record = self.cloudToDevice[index]
+        switch state {
+        case .abandoned where record.deliveryCount >= Self.maximumCloudToDeviceDeliveries:
+            self.retire(index, as: .deadLettered, feedback: .deliveryCountExceeded)
+        case .abandoned:
+            self.cloudToDevice[index].state = .queued
+            await self.pumpCloudToDevice(deviceId: record.deviceId)
+        case .completed: self.retire(index, as: .completed, feedback: .success)
+        case .rejected: self.retire(index, as: .rejected, feedback: .rejected)
+        default: self.cloudToDevice[index].state = state
+        }
+    }
+
+    /// Retires queued and unsettled messages past their expiry (with feedback where asked for).
+    func expireCloudToDevice(now: Date = Date()) {
+        for index in self.cloudToDevice.indices
+        where (self.cloudToDevice[index].state == .queued || self.cloudToDevice[index].state == .delivered)
+            && (self.cloudToDevice[index].expiresAt.map { $0 <= now } ?? false)
+        {
+            self.retire(index, as: .expired, feedback: .expired)
+        }
+    }
+
+    private func retire(_ index: Int, as state: CloudToDeviceState, feedback status: CloudToDeviceFeedback.Status) {
+        self.cloudToDevice[index].state = state
+        let record = self.cloudToDevice[index]
+        let wanted: Bool
+        switch record.acknowledgement?.lowercased() {
+        case "full": wanted = true
+        case "positive": wanted = status == .success
+        case "negative": wanted = status != .success
+        default: wanted = false
+        }
+        guard wanted else { return }
+        self.feedback.append(
+            CloudToDeviceFeedback(
+                originalMessageId: record.messageId,
+                deviceId: record.deviceId,
+                deviceGenerationId: self.identities[IdentityName(deviceId: record.deviceId)]?.registry.generationId
+                    ?? "",
+                status: status,
+                enqueuedTime: Date()
+            )
+        )
+        if self.feedback.count > Self.maximumPendingFeedback { self.feedback.removeFirst() }
+        self.feedbackWaiters.forEach { $0.resume() }
+        self.feedbackWaiters.removeAll()
+    }
+
+    /// Feedback records kept for the service; the oldest go first past this.
+    static let maximumPendingFeedback = 10_000
+
+    /// Takes up to `limit` feedback records, oldest first.
+    func takeFeedback(limit: Int) -> [CloudToDeviceFeedback] {
+        let batch = Array(self.feedback.prefix(limit))
+        self.feedback.removeFirst(batch.count)
+        return batch
+    }
+
+    /// Puts records back at the front (a feedback message the service released or did not settle).
+    func returnFeedback(_ records: [CloudToDeviceFeedback]) {
+        self.feedback.insert(contentsOf: records, at: 0)
+    }
+
+    /// Waits until there is feedback (or `timeout` passes).
+    func waitForFeedback(timeout: Duration) async {
+        guard self.feedback.isEmpty else { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            self.feedbackWaiters.append(continuation)
+            Task {
+                try? await Task.sleep(for: timeout)
+                self.wakeFeedbackWaiters()
+            }
+        }
+    }
+
+    private func wakeFeedbackWaiters() {
+        self.feedbackWaiters.forEach { $0.resume() }
+        self.feedbackWaiters.removeAll()
     }
 
     func cloudToDeviceRecords() -> [CloudToDeviceRecord] { self.cloudToDevice }

@@ -54,6 +54,11 @@ public enum CloudToDeviceState: String, Sendable, Codable {
     case rejected
     /// The device abandoned it (AMQP released); it goes back to the queue.
     case abandoned
+    /// It outlived its expiry (`absolute-expiry-time`, or the hub's default time to live) before the device
+    /// completed it.
+    case expired
+    /// It was delivered as many times as the hub allows (10) without being completed.
+    case deadLettered
 }
 
 /// A cloud-to-device message the test sent, with where it stands.
@@ -70,6 +75,58 @@ public struct CloudToDeviceRecord: Sendable {
     public var state: CloudToDeviceState
     /// How many times it was delivered.
     public var deliveryCount: Int
+    /// `correlation-id` / `$.cid`, when the sender set one.
+    public var correlationId: String?
+    /// `content-type` / `$.ct`.
+    public var contentType: String?
+    /// `content-encoding` / `$.ce`.
+    public var contentEncoding: String?
+    /// When it expires (`absolute-expiry-time` / `$.exp`).
+    public var expiresAt: Date?
+    /// The feedback the sender asked for (`iothub-ack`: `none`, `positive`, `negative` or `full`).
+    public var acknowledgement: String?
+    /// When the hub queued it.
+    public var enqueuedAt = Date()
+}
+
+/// IoT Hub's feedback on a cloud-to-device message that asked for it (`iothub-ack`), as the service reads it from
+/// `/messages/serviceBound/feedback`.
+public struct CloudToDeviceFeedback: Sendable, Equatable {
+    /// IoT Hub's status codes.
+    public enum Status: Int, Sendable {
+        /// The device completed the message.
+        case success = 0
+        /// The message expired first.
+        case expired = 1
+        /// It was delivered too many times.
+        case deliveryCountExceeded = 2
+        /// The device rejected it.
+        case rejected = 3
+        /// The service purged the queue.
+        case purged = 4
+
+        /// The description IoT Hub writes beside the code.
+        public var description: String {
+            switch self {
+            case .success: "Success"
+            case .expired: "Message expired"
+            case .deliveryCountExceeded: "Message delivery count exceeded"
+            case .rejected: "Message rejected"
+            case .purged: "Message purged"
+            }
+        }
+    }
+
+    /// The message's id.
+    public var originalMessageId: String
+    /// The device.
+    public var deviceId: String
+    /// The device's generation id.
+    public var deviceGenerationId: String
+    /// What happened.
+    public var status: Status
+    /// When it happened.
+    public var enqueuedTime: Date
 }
 
 /// A device's answer to a direct method.

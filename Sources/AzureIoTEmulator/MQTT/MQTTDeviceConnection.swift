@@ -331,6 +331,11 @@ actor MQTTDeviceConnection: DeviceLink {
             ("$.mid", message.messageId),
             ("$.to", "/devices/\(message.deviceId)/messages/deviceBound"),
         ]
+        if let correlationId = message.correlationId { pairs.append(("$.cid", correlationId)) }
+        if let contentType = message.contentType { pairs.append(("$.ct", contentType)) }
+        if let contentEncoding = message.contentEncoding { pairs.append(("$.ce", contentEncoding)) }
+        if let expiry = message.expiresAt { pairs.append(("$.exp", ProvisioningService.timestamp(expiry))) }
+        if let ack = message.acknowledgement { pairs.append(("iothub-ack", ack)) }
         pairs += message.properties.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         let packetId = self.allocatePacketId()
         let topic = "devices/\(message.deviceId)/messages/devicebound/\(PropertyBag(pairs).encoded)"

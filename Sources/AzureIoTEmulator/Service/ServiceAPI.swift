@@ -7,14 +7,8 @@ import Logging
 /// statistics, authorized by service SAS tokens signed with a shared access policy (`sr` = the hub host, or the
 /// host and port the client connected to; `skn` = the policy). Shapes follow Azure's `azure-iot-hub` SDK.
 struct ServiceAPI: Sendable {
-    struct Policy: Sendable {
-        var rights: SharedAccessPolicy.Rights
-        var keys: [SymmetricKey]
-    }
-
     let hub: EmulatedHub
-    let hubHost: String
-    let policies: [String: Policy]
+    let policies: ServicePolicies
     let logger: Logger
 
     /// The api-versions IoT Hub's service REST API has had; anything else is refused with 400001.
@@ -27,22 +21,6 @@ struct ServiceAPI: Sendable {
     /// A method's response time-out range, in seconds (IoT Hub's).
     static let responseTimeoutRange = 5...300
     static let connectTimeoutRange = 0...300
-
-    init(hub: EmulatedHub, hubHost: String, policies: [SharedAccessPolicy], logger: Logger) throws(AzureIoTError) {
-        self.hub = hub
-        self.hubHost = hubHost
-        var table: [String: Policy] = [:]
-        for policy in policies {
-            table[policy.keyName] = Policy(
-                rights: policy.rights,
-                keys: try [policy.primaryKey, policy.secondaryKey].compactMap { $0 }.map {
-                    key throws(AzureIoTError) in try SymmetricKey(base64: key)
-                }
-            )
-        }
-        self.policies = table
-        self.logger = logger
-    }
 
     /// An error as IoT Hub writes it: the `iothub-errorcode` header, and a body whose `Message` holds the JSON of
     /// `errorCode`, `trackingId`, `message` and `timestampUtc`.
@@ -222,39 +200,19 @@ struct ServiceAPI: Sendable {
         case failure(HTTPResponse)
     }
 
-    /// Checks the `Authorization` header: a service SAS token for this hub, signed with a policy's key, not
-    /// expired. Never echoes the token.
+    /// Checks the `Authorization` header: a service SAS token for this hub (or the host the client connected to),
+    /// signed with a policy's key, not expired. Never echoes the token.
     private func authorize(_ request: HTTPRequest) -> Authorization {
-        func refuse(_ reason: String) -> Authorization {
-            .failure(Self.error(401, 401_002, "IotHubUnauthorizedAccess", reason))
-        }
         guard let header = request.headers["authorization"] else {
-            return refuse("the Authorization header is missing")
+            return .failure(
+                Self.error(401, 401_002, "IotHubUnauthorizedAccess", "the Authorization header is missing")
+            )
         }
-        let token: SASToken
-        do throws(AzureIoTError) {
-            token = try SASToken(parsing: header)
-        } catch {
-            return refuse("the Authorization header is not a SAS token: \(error.message)")
+        switch self.policies.authorize(token: header, hosts: [request.headers["host"]].compactMap { $0 }) {
+        case .success(let rights): return .success(rights)
+        case .failure(let refusal):
+            return .failure(Self.error(401, 401_002, "IotHubUnauthorizedAccess", refusal.reason))
         }
-        let audience = token.resource.uri.lowercased()
-        let hosts = [self.hubHost.lowercased(), request.headers["host"]?.lowercased()].compactMap { $0 }
-        guard hosts.contains(audience) else {
-            return refuse("the SAS token's resource is not this hub")
-        }
-        guard let keyName = token.keyName, let policy = self.policies[keyName] else {
-            return refuse("the SAS token names no shared access policy of this hub")
-        }
-        var failure = "the SAS token's signature does not match the policy's keys"
-        for key in policy.keys {
-            do throws(AzureIoTError) {
-                try token.validate(with: key, now: UnixTime.now())
-                return .success(policy.rights)
-            } catch {
-                if error.code == .sasTokenExpired { failure = "the SAS token has expired" }
-            }
-        }
-        return refuse(failure)
     }
 
     // MARK: - Registry

@@ -3,6 +3,8 @@ with the connection string the emulator prints. The emulator's CA is trusted thr
 
 usage: azure_service_sdk.py CONNECTION_STRING CA_FILE create DEVICE_ID PRIMARY_KEY
        azure_service_sdk.py CONNECTION_STRING CA_FILE scenario CONNECTED_DEVICE_ID CREATED_DEVICE_ID READ_ONLY_CONNECTION_STRING
+       azure_service_sdk.py CONNECTION_STRING CA_FILE c2d DEVICE_ID OFFLINE_DEVICE_ID
+The c2d phase goes over AMQP (uamqp, port 5671 of the connection string's host, CA from SSL_CERT_FILE).
 Prints one line per step ("step: result") and exits 0 when every step ran.
 """
 import os
@@ -33,6 +35,26 @@ if phase == "create":
     module = manager.create_module_with_sas(device_id, "m1", None, None, None)
     print("module:", module.module_id, bool(module.authentication.symmetric_key.primary_key), flush=True)
     print("duplicate:", status_of(lambda: manager.create_device_with_sas(device_id, None, None, "enabled")), flush=True)
+    sys.exit(0)
+
+if phase == "c2d":
+    import time
+
+    device_id, offline_id = sys.argv[4:6]
+    manager.send_c2d_message(device_id, "switch on", properties={
+        "messageId": "svc-c2d-1", "correlationId": "corr-7", "contentType": "text/plain", "zone": "b", "iothub-ack": "full",
+    })
+    print("sent:", "svc-c2d-1", flush=True)
+    # Expires a second from now while its device is away: negative feedback.
+    manager.send_c2d_message(offline_id, "too late", properties={
+        "messageId": "svc-c2d-2", "expiryTimeUtc": int(time.time() * 1000) + 1000, "iothub-ack": "negative",
+    })
+    print("sent:", "svc-c2d-2", flush=True)
+    try:
+        manager.send_c2d_message("no-such-device", "lost", properties={})
+        print("unknown: sent", flush=True)
+    except Exception as error:
+        print("unknown: refused", flush=True)
     sys.exit(0)
 
 connected, created, read_only = sys.argv[4:7]
