@@ -385,7 +385,7 @@ actor EmulatedHub {
             )
         )
         if self.feedback.count > Self.maximumPendingFeedback { self.feedback.removeFirst() }
-        self.feedbackWaiters.forEach { $0.resume() }
+        for waiter in self.feedbackWaiters { waiter.resume() }
         self.feedbackWaiters.removeAll()
     }
 
@@ -417,7 +417,7 @@ actor EmulatedHub {
     }
 
     private func wakeFeedbackWaiters() {
-        self.feedbackWaiters.forEach { $0.resume() }
+        for waiter in self.feedbackWaiters { waiter.resume() }
         self.feedbackWaiters.removeAll()
     }
 
