@@ -46,6 +46,19 @@ public struct EmulatorEndpoints: Sendable, Codable {
         public var connectionString: String
     }
 
+    /// The Event Hub-compatible endpoint (IoT Hub's built-in `messages/events`), on the AMQP port.
+    public struct EventHubEndpoint: Sendable, Codable {
+        /// The event hub's name (`EntityPath`): the hub's short name.
+        public var name: String
+        /// Partition ids `0…partitionCount-1`.
+        public var partitionCount: Int
+        /// Consumer groups, `$Default` first.
+        public var consumerGroups: [String]
+        /// `Endpoint=sb://{host}:{amqp port}/;SharedAccessKeyName=iothubowner;SharedAccessKey=…;EntityPath={name}`, as
+        /// Azure's Event Hubs SDKs take it (trust the emulator's CA, e.g. `connection_verify` in Python).
+        public var connectionString: String?
+    }
+
     /// The hub's short name.
     public var hubName: String
     /// `{hubName}.azure-devices.net`, the name in SAS `sr`, MQTT usernames and `assignedHub`.
@@ -70,6 +83,8 @@ public struct EmulatorEndpoints: Sendable, Codable {
     public var serviceConnectionString: String?
     /// Every shared access policy with its keys and connection string.
     public var sharedAccessPolicies: [PolicyCredentials]
+    /// The Event Hub-compatible endpoint.
+    public var eventHub: EventHubEndpoint
     /// The PEM file of the CA that signed the emulator's server certificate: trust it as an Edge root CA.
     public var caCertificatePath: String
     /// The DPS ID scope.

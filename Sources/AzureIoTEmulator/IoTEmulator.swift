@@ -116,7 +116,12 @@ public final class IoTEmulator: Sendable {
                 hubHost: configuration.hubHost,
                 policies: configuration.sharedAccessPolicies
             )
-            let hub = try EmulatedHub(hubHost: configuration.hubHost, policies: policies, logger: logger)
+            let hub = try EmulatedHub(
+                hubHost: configuration.hubHost,
+                policies: policies,
+                eventHub: configuration.eventHub,
+                logger: logger
+            )
             for device in configuration.devices {
                 await hub.addIdentity(
                     IdentityName(deviceId: device.deviceId),
@@ -602,6 +607,7 @@ public final class IoTEmulator: Sendable {
                     "HostName=\(gateway):\(service);SharedAccessKeyName=\($0.keyName);SharedAccessKey=\($0.primaryKey ?? "")"
             )
         }
+        let owner = policies.first { $0.keyName == "iothubowner" } ?? policies.first
         return EmulatorEndpoints(
             hubName: configuration.hubName,
             hubHost: configuration.hubHost,
@@ -615,6 +621,14 @@ public final class IoTEmulator: Sendable {
             serviceConnectionString: (policies.first { $0.keyName == "iothubowner" } ?? policies.first)?
                 .connectionString,
             sharedAccessPolicies: policies,
+            eventHub: EmulatorEndpoints.EventHubEndpoint(
+                name: configuration.hubName,
+                partitionCount: configuration.eventHub.partitionCount,
+                consumerGroups: ["$Default"] + configuration.eventHub.consumerGroups,
+                connectionString: owner.map {
+                    "Endpoint=sb://\(gateway):\(amqp)/;SharedAccessKeyName=\($0.keyName);SharedAccessKey=\($0.primaryKey);EntityPath=\(configuration.hubName)"
+                }
+            ),
             caCertificatePath: caPath,
             idScope: configuration.provisioning.idScope,
             enrollments: enrollments,

@@ -85,6 +85,38 @@ public enum AMQPPerformative: Sendable, Equatable {
         "amqp:sasl-challenge:list": 0x42, "amqp:sasl-response:list": 0x43, "amqp:sasl-outcome:list": 0x44,
     ]
 
+    /// How many fields each connection-level performative has (part 2 §2.7).
+    static let fieldCounts: [UInt64: Int] = [
+        0x10: 10, 0x11: 8, 0x12: 14, 0x13: 11, 0x14: 11, 0x15: 6, 0x16: 3, 0x17: 1, 0x18: 1,
+    ]
+
+    /// The frame body with every field of the performative written, absent ones as `null`, where ``encoded()``
+    /// leaves trailing absent fields out (both are valid AMQP). For peers that index a performative's fields without
+    /// checking how many arrived: Azure's Python Event Hubs client (pyamqp) is one.
+    public func encodedWithAllFields() throws(AMQPCodecError) -> [UInt8] {
+        let value: AMQPValue
+        var payload: [UInt8] = []
+        switch self {
+        case .open(let p): value = p.value
+        case .begin(let p): value = p.value
+        case .attach(let p): value = p.value
+        case .flow(let p): value = p.value
+        case .transfer(let p, let bytes):
+            value = p.value
+            payload = bytes
+        case .disposition(let p): value = p.value
+        case .detach(let p): value = p.value
+        case .end(let p): value = p.value(close: false)
+        case .close(let p): value = p.value(close: true)
+        default: return try self.encoded()
+        }
+        guard case .described(.ulong(let code), .list(var fields)) = value, let count = Self.fieldCounts[code] else {
+            return try self.encoded()
+        }
+        while fields.count < count { fields.append(.null) }
+        return try AMQPEncoder.encode(.described(descriptor: .ulong(code), value: .list(fields))) + payload
+    }
+
     /// The frame body: the performative, then (for a transfer) the payload.
     public func encoded() throws(AMQPCodecError) -> [UInt8] {
         switch self {

@@ -16,6 +16,11 @@ enum HubLinkAddress: Equatable {
     case serviceDeviceBound
     /// `/messages/serviceBound/feedback` (any case): the service's feedback receiver.
     case feedback
+    /// `$management`: Event Hubs' management requests (READ of the event hub and its partitions).
+    case management
+    /// `{eventHub}/ConsumerGroups/{group}/Partitions/{p}`, or IoT Hub's `messages/events/ConsumerGroups/…`: a
+    /// partition reader of the Event Hub-compatible endpoint.
+    case partition(entity: String, consumerGroup: String, partition: String)
 
     /// Parses an address with or without `amqps://host`.
     init?(_ address: String?) {
@@ -29,6 +34,10 @@ enum HubLinkAddress: Equatable {
             self = .cbs
             return
         }
+        if path == "$management" || path == "/$management" {
+            self = .management
+            return
+        }
         let parts = path.split(separator: "/").map(String.init)
         let lowered = parts.map { $0.lowercased() }
         if lowered == ["messages", "devicebound"] {
@@ -37,6 +46,14 @@ enum HubLinkAddress: Equatable {
         }
         if lowered == ["messages", "servicebound", "feedback"] {
             self = .feedback
+            return
+        }
+        if parts.count >= 5, lowered[parts.count - 4] == "consumergroups", lowered[parts.count - 2] == "partitions" {
+            self = .partition(
+                entity: parts[..<(parts.count - 4)].joined(separator: "/"),
+                consumerGroup: parts[parts.count - 3],
+                partition: parts[parts.count - 1]
+            )
             return
         }
         switch parts.count {
@@ -63,6 +80,15 @@ enum HubLinkAddress: Equatable {
             return nil
         }
     }
+}
+
+/// A CBS audience naming the Event Hub-compatible endpoint: `sb://{host}/{eventHub}`, or a consumer group of it
+/// (`sb://{host}/{eventHub}/consumergroups/{group}`, what Azure's Python consumer signs for); the event hub's name.
+func eventHubAudienceEntity(_ audience: String) -> String? {
+    guard let scheme = audience.range(of: "://") else { return nil }
+    let parts = audience[scheme.upperBound...].split(separator: "/", omittingEmptySubsequences: true)
+    guard parts.count == 2 || (parts.count == 4 && parts[2].lowercased() == "consumergroups") else { return nil }
+    return String(parts[1])
 }
 
 /// A CBS audience naming a whole hub (`https://{host}`, `{host}`, `sb://{host}/`): the host, or `nil` when the

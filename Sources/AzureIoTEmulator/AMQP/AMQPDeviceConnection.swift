@@ -22,12 +22,20 @@ actor AMQPDeviceConnection: DeviceLink {
         case serviceCloudToDevice
         /// We send feedback records to the service.
         case feedback
+        /// Event Hubs `$management`: requests in, answers out.
+        case managementRequests
+        case managementResponses
+        /// We send a partition's events to a backend.
+        case partition(Int)
 
         /// Whether the device sends on the link and we receive (we grant its credit).
         var weReceive: Bool {
             switch self {
-            case .events, .cbsRequests, .twinRequests, .methodResponses, .serviceCloudToDevice: true
-            case .deviceBound, .cbsResponses, .twinResponses, .methodRequests, .feedback: false
+            case .events, .cbsRequests, .twinRequests, .methodResponses, .serviceCloudToDevice, .managementRequests:
+                true
+            case .deviceBound, .cbsResponses, .twinResponses, .methodRequests, .feedback, .managementResponses,
+                .partition:
+                false
             }
         }
 
@@ -37,7 +45,8 @@ actor AMQPDeviceConnection: DeviceLink {
             case .events(let name), .deviceBound(let name), .twinRequests(let name), .twinResponses(let name),
                 .methodRequests(let name), .methodResponses(let name):
                 name
-            case .cbsRequests, .cbsResponses, .serviceCloudToDevice, .feedback:
+            case .cbsRequests, .cbsResponses, .serviceCloudToDevice, .feedback, .managementRequests,
+                .managementResponses, .partition:
                 nil
             }
         }
@@ -56,6 +65,8 @@ actor AMQPDeviceConnection: DeviceLink {
         var partialSettled = false
         /// Encoded messages waiting for the client's credit (twin answers, desired patches, method calls).
         var queue: [[UInt8]] = []
+        /// A partition reader's next sequence number.
+        var nextSequenceNumber: Int64 = 0
     }
 
     nonisolated let linkId: UInt64
@@ -81,6 +92,7 @@ actor AMQPDeviceConnection: DeviceLink {
     /// Feedback messages sent and not yet settled by the service, by delivery id.
     private var feedbackUnsettled: [UInt32: [CloudToDeviceFeedback]] = [:]
     private var feedbackPump: Task<Void, Never>?
+    private var partitionPump: Task<Void, Never>?
     private var cbsResponses: [AMQPMessage] = []
     private var peerMaxFrameSize = 512
     private var heartbeat: Task<Void, Never>?
@@ -170,7 +182,8 @@ actor AMQPDeviceConnection: DeviceLink {
     }
 
     private func send(_ performative: AMQPPerformative, channel: UInt16 = 0, type: AMQPFrame.FrameType = .amqp) {
-        guard let body = try? performative.encoded() else { return }
+        // Every field written: Azure's Python Event Hubs client reads fields without checking the list's length.
+        guard let body = try? performative.encodedWithAllFields() else { return }
         self.outbound.send(AMQPFrame(type: type, channel: channel, body: body).encoded)
     }
 
@@ -294,7 +307,12 @@ actor AMQPDeviceConnection: DeviceLink {
                         containerId: "azure-iot-emulator",
                         hostname: nil,
                         maxFrameSize: Self.maximumFrameSize,
-                        channelMax: 0
+                        channelMax: 0,
+                        // The read time-out below, announced. Azure's Python Event Hubs client (pyamqp) reads every
+                        // field of open up to properties without checking that the list is that long, so the last
+                        // one is always sent.
+                        idleTimeOut: 240_000,
+                        properties: [AMQPMapEntry(.symbol("product"), .string("azure-iot-emulator"))]
                     )
                 )
             )
@@ -326,7 +344,9 @@ actor AMQPDeviceConnection: DeviceLink {
                         remoteChannel: channel,
                         nextOutgoingId: self.nextOutgoingId,
                         incomingWindow: Self.window,
-                        outgoingWindow: Self.window
+                        outgoingWindow: Self.window,
+                        // The link limit, announced (pyamqp compares against it without a default).
+                        handleMax: UInt32(clamping: max(0, self.limits.maximumLinksPerConnection - 1))
                     )
                 ),
                 channel: channel
@@ -348,6 +368,7 @@ actor AMQPDeviceConnection: DeviceLink {
                     Task { await self.hub.pumpCloudToDevice(deviceId: name.deviceId) }
                 }
                 if case .feedback = link.kind { self.startFeedbackPump() }
+                if case .partition = link.kind { self.startPartitionPump() }
             }
         case .transfer(let transfer, let payload):
             self.nextIncomingId &+= 1
@@ -441,8 +462,22 @@ actor AMQPDeviceConnection: DeviceLink {
         case (.serviceDeviceBound?, true) where self.serviceRights.contains(.serviceConnect):
             kind = .serviceCloudToDevice
         case (.feedback?, false) where self.serviceRights.contains(.serviceConnect): kind = .feedback
+        case (.management?, true) where self.serviceRights.contains(.serviceConnect): kind = .managementRequests
+        case (.management?, false) where self.serviceRights.contains(.serviceConnect): kind = .managementResponses
+        case (.partition(let entity, let group, let partition)?, false)
+        where self.serviceRights.contains(.serviceConnect):
+            guard let number = self.partitionNumber(entity: entity, consumerGroup: group, partition: partition) else {
+                self.refuseLink(
+                    ourHandle,
+                    channel,
+                    "amqp:not-found",
+                    "no partition '\(partition)' of consumer group '\(group)' in '\(entity)'"
+                )
+                return
+            }
+            kind = .partition(number)
         case (.events?, true), (.deviceBound?, false), (.twin?, _), (.methods?, _), (.serviceDeviceBound?, true),
-            (.feedback?, false):
+            (.feedback?, false), (.management?, _), (.partition?, false):
             self.refuseLink(
                 ourHandle,
                 channel,
@@ -455,6 +490,11 @@ actor AMQPDeviceConnection: DeviceLink {
             return
         }
         var link = Link(kind: kind, ourHandle: ourHandle, remoteHandle: attach.handle)
+        if case .partition(let number) = kind {
+            let position =
+                Self.selector(of: attach.source).flatMap(EventPosition.init(selector:)) ?? .offset(-1, inclusive: false)
+            link.nextSequenceNumber = await self.hub.events.firstSequenceNumber(in: number, from: position)
+        }
         if clientSends {
             link.deliveryCount = attach.initialDeliveryCount ?? 0
             link.credit = Self.telemetryCredit
@@ -586,6 +626,9 @@ actor AMQPDeviceConnection: DeviceLink {
             if let deliveryId, !settled { self.settle(deliveryId, .accepted, channel) }
             let answer = await self.twinAnswer(to: message, for: name)
             await self.queue(answer, on: .twinResponses(name))
+        case .managementRequests:
+            if let deliveryId, !settled { self.settle(deliveryId, .accepted, channel) }
+            await self.queue(await self.managementAnswer(to: message), on: .managementResponses)
         case .serviceCloudToDevice:
             let outcome = await self.enqueueFromService(message, size: bytes.count)
             if let deliveryId, !settled { self.settle(deliveryId, outcome, channel) }
@@ -697,7 +740,8 @@ actor AMQPDeviceConnection: DeviceLink {
 
     // MARK: - CBS
 
-    static let tokenTypes: Set<String> = ["azure-devices.net:sastoken", "servicebus.windows.net:sastoken"]
+    /// `jwt` is what Azure's Python Event Hubs client (pyamqp) puts on SAS tokens too.
+    static let tokenTypes: Set<String> = ["azure-devices.net:sastoken", "servicebus.windows.net:sastoken", "jwt"]
 
     private func putToken(_ request: AMQPMessage) async -> AMQPMessage {
         let properties = Dictionary(
@@ -720,6 +764,18 @@ actor AMQPDeviceConnection: DeviceLink {
                 self.authorize(name, until: expiry)
             } catch {
                 (status, description) = (401, "\(error)")
+            }
+        } else if let audience = properties["name"]?.text, let entity = eventHubAudienceEntity(audience) {
+            // The Event Hub-compatible endpoint: `sb://{host}/{eventHub}`, signed for exactly that.
+            let token = request.value?.text ?? request.data.map { String(decoding: $0, as: UTF8.self) } ?? ""
+            if entity.lowercased() != self.eventHubName.lowercased() {
+                (status, description) = (404, "the event hub '\(entity)' does not exist")
+            } else {
+                let trimmed = audience.hasSuffix("/") ? String(audience.dropLast()) : audience
+                switch self.hub.policies.authorize(token: token, hosts: [trimmed, trimmed + "/"], serviceBus: true) {
+                case .success(let rights): self.serviceRights.formUnion(rights)
+                case .failure(let refusal): (status, description) = (401, refusal.reason)
+                }
             }
         } else if let audience = properties["name"]?.text, let host = hubAudienceHost(audience) {
             let token = request.value?.text ?? request.data.map { String(decoding: $0, as: UTF8.self) } ?? ""
@@ -892,6 +948,172 @@ actor AMQPDeviceConnection: DeviceLink {
         return true
     }
 
+    // MARK: - Event Hub-compatible endpoint
+
+    /// The event hub's name: the hub's short name, as in IoT Hub's built-in endpoint.
+    private var eventHubName: String { self.hub.hubHost.split(separator: ".").first.map(String.init) ?? "" }
+
+    /// The partition a reader's address names, if the entity, consumer group and partition exist.
+    private func partitionNumber(entity: String, consumerGroup: String, partition: String) -> Int? {
+        let entity = entity.lowercased()
+        guard entity == self.eventHubName.lowercased() || entity == "messages/events" else { return nil }
+        let groups = ["$default"] + self.hub.eventHubSettings.consumerGroups.map { $0.lowercased() }
+        guard groups.contains(consumerGroup.lowercased()), partition.utf8.count <= 4, let number = Int(partition),
+            (0..<self.hub.eventHubSettings.partitionCount).contains(number)
+        else { return nil }
+        return number
+    }
+
+    /// The selector filter of a source terminus (its `filter` field, any key), as text.
+    private static func selector(of source: AMQPTerminus?) -> String? {
+        // filter is the source's 8th field; otherFields start at the 2nd.
+        guard let source, source.otherFields.count > 6, case .map(let entries) = source.otherFields[6] else {
+            return nil
+        }
+        for entry in entries {
+            switch entry.value {
+            case .described(_, let value): if let text = value.text { return text }
+            default: if let text = entry.value.text { return text }
+            }
+        }
+        return nil
+    }
+
+    /// Answers `$management` READ of the event hub or one partition, as Event Hubs does.
+    private func managementAnswer(to request: AMQPMessage) async -> AMQPMessage {
+        let properties = Dictionary(
+            request.applicationProperties.map { ($0.0, $0.1) },
+            uniquingKeysWith: { first, _ in first }
+        )
+        var response = AMQPMessage()
+        response.correlationId = request.messageId
+        func status(_ code: Int32, _ description: String) {
+            response.applicationProperties = [
+                ("status-code", .int(code)), ("status-description", .string(description)),
+            ]
+        }
+        let settings = self.hub.eventHubSettings
+        guard properties["operation"]?.text == "READ" else {
+            status(400, "only READ is supported")
+            return response
+        }
+        guard let name = properties["name"]?.text, name.lowercased() == self.eventHubName.lowercased() else {
+            status(404, "no such event hub")
+            return response
+        }
+        switch properties["type"]?.text {
+        case "com.microsoft:eventhub":
+            response.value = .map([
+                AMQPMapEntry(.string("name"), .string(self.eventHubName)),
+                AMQPMapEntry(.string("created_at"), .timestamp(self.createdAt)),
+                AMQPMapEntry(
+                    .string("partition_ids"),
+                    .array((0..<settings.partitionCount).map { .string(String($0)) })
+                ),
+            ])
+            status(200, "OK")
+        case "com.microsoft:partition":
+            guard let text = properties["partition"]?.text, text.utf8.count <= 4, let partition = Int(text),
+                (0..<settings.partitionCount).contains(partition)
+            else {
+                status(404, "no such partition")
+                return response
+            }
+            let facts = await self.hub.events.properties(of: partition)
+            response.value = .map([
+                AMQPMapEntry(.string("name"), .string(self.eventHubName)),
+                AMQPMapEntry(.string("partition"), .string(text)),
+                AMQPMapEntry(.string("begin_sequence_number"), .long(facts.beginSequenceNumber)),
+                AMQPMapEntry(.string("last_enqueued_sequence_number"), .long(facts.lastSequenceNumber)),
+                AMQPMapEntry(.string("last_enqueued_offset"), .string(String(facts.lastOffset))),
+                AMQPMapEntry(
+                    .string("last_enqueued_time_utc"),
+                    .timestamp(Int64((facts.lastEnqueuedTime?.timeIntervalSince1970 ?? 0) * 1000))
+                ),
+                AMQPMapEntry(.string("is_partition_empty"), .boolean(facts.isEmpty)),
+            ])
+            status(200, "OK")
+        default:
+            status(400, "unknown type")
+        }
+        return response
+    }
+
+    private var createdAt: Int64 { 1_700_000_000_000 }
+
+    /// Sends partition events on reader links while they have credit, waiting for new events in between.
+    private func startPartitionPump() {
+        guard self.partitionPump == nil else { return }
+        self.partitionPump = Task {
+            while !Task.isCancelled, await self.pumpPartitions() {
+                await self.hub.waitForEvents(timeout: .seconds(1))
+            }
+        }
+    }
+
+    /// One round over the reader links; `false` once none is left.
+    private func pumpPartitions() async -> Bool {
+        guard !self.closed, let channel = self.sessionChannel else {
+            self.partitionPump = nil
+            return false
+        }
+        let readers = self.links.filter { if case .partition = $0.value.kind { true } else { false } }
+        guard !readers.isEmpty else {
+            self.partitionPump = nil
+            return false
+        }
+        for (remote, reader) in readers where reader.credit > 0 {
+            guard case .partition(let partition) = reader.kind else { continue }
+            let events = await self.hub.partitionEvents(
+                partition,
+                from: reader.nextSequenceNumber,
+                limit: Int(min(reader.credit, 100))
+            )
+            // The link may have gone while the hub answered.
+            guard var link = self.links[remote], !events.isEmpty else { continue }
+            for event in events {
+                guard let bytes = try? Self.eventMessage(event).encoded() else { continue }
+                self.transfer(bytes, handle: link.ourHandle, settled: true, channel: channel)
+                link.credit -= 1
+                link.deliveryCount &+= 1
+                link.nextSequenceNumber = event.sequenceNumber + 1
+            }
+            self.links[remote] = link
+        }
+        return true
+    }
+
+    /// An event as Event Hubs delivers it, with IoT Hub's system properties in the message annotations.
+    static func eventMessage(_ event: PartitionEvent) -> AMQPMessage {
+        let telemetry = event.telemetry
+        var message = AMQPMessage(data: telemetry.body)
+        message.messageId = telemetry.messageId.map(AMQPValue.string)
+        message.correlationId = telemetry.correlationId.map(AMQPValue.string)
+        message.userId = telemetry.userId.map { Array($0.utf8) }
+        message.contentType = telemetry.contentType
+        message.contentEncoding = telemetry.contentEncoding
+        message.applicationProperties = telemetry.properties.sorted { $0.key < $1.key }.map {
+            ($0.key, .string($0.value))
+        }
+        let enqueued = Int64(event.enqueuedTime.timeIntervalSince1970 * 1000)
+        var annotations: [AMQPMapEntry] = [
+            AMQPMapEntry(.symbol("x-opt-sequence-number"), .long(event.sequenceNumber)),
+            AMQPMapEntry(.symbol("x-opt-offset"), .string(String(event.offset))),
+            AMQPMapEntry(.symbol("x-opt-enqueued-time"), .timestamp(enqueued)),
+            AMQPMapEntry(.symbol("iothub-connection-device-id"), .string(telemetry.deviceId)),
+            AMQPMapEntry(.symbol("iothub-enqueuedtime"), .timestamp(enqueued)),
+            AMQPMapEntry(.symbol("iothub-message-source"), .string("Telemetry")),
+        ]
+        if let moduleId = telemetry.moduleId {
+            annotations.append(AMQPMapEntry(.symbol("iothub-connection-module-id"), .string(moduleId)))
+        }
+        if let subject = telemetry.systemProperties["sub"] {
+            annotations.append(AMQPMapEntry(.symbol("dt-subject"), .string(subject)))
+        }
+        message.messageAnnotations = annotations
+        return message
+    }
+
     // MARK: - DeviceLink
 
     func offer(_ message: CloudToDeviceRecord) async -> Bool {
@@ -997,6 +1219,7 @@ actor AMQPDeviceConnection: DeviceLink {
     private static func same(_ a: LinkKind, _ b: LinkKind) -> Bool {
         switch (a, b) {
         case (.twinResponses(let x), .twinResponses(let y)), (.methodRequests(let x), .methodRequests(let y)): x == y
+        case (.managementResponses, .managementResponses): true
         default: false
         }
     }
@@ -1081,6 +1304,7 @@ actor AMQPDeviceConnection: DeviceLink {
         self.closed = true
         self.heartbeat?.cancel()
         self.feedbackPump?.cancel()
+        self.partitionPump?.cancel()
         for records in self.feedbackUnsettled.values { await self.hub.returnFeedback(records) }
         self.feedbackUnsettled.removeAll()
         let reason =

@@ -32,6 +32,8 @@ public struct EmulatorConfiguration: Sendable, Codable {
     public var servicePort: Int = 0
     /// The hub's shared access policies for backends; keys left out are generated at start.
     public var sharedAccessPolicies: [SharedAccessPolicy] = SharedAccessPolicy.defaults
+    /// The Event Hub-compatible endpoint's partitions, consumer groups and retention.
+    public var eventHub = EventHubSettings()
     /// Where the emulator writes its CA certificate (`emulator-ca.pem`); default: a new temporary directory.
     public var stateDirectory: String?
     /// Seconds DPS asks clients to wait (`Retry-After`) while a registration is `assigning` (default 1).
@@ -42,6 +44,56 @@ public struct EmulatorConfiguration: Sendable, Codable {
     public var provisioning: Provisioning
     /// What one peer may make the emulator hold (connections, links, buffered bytes, timers).
     public var limits: EmulatorLimits
+
+    /// The Event Hub-compatible endpoint (IoT Hub's built-in `messages/events`), served on the AMQP port.
+    public struct EventHubSettings: Sendable, Codable, Equatable {
+        /// Partitions (IoT Hub: 2 to 128; 4 by default here); a device's messages always go to the same one.
+        public var partitionCount = 4
+        /// Consumer groups besides `$Default`.
+        public var consumerGroups: [String] = []
+        /// Events kept per partition; the oldest go first past this.
+        public var retainedEventsPerPartition = 10_000
+        /// How long events are kept, in seconds (IoT Hub's default: one day).
+        public var retentionSeconds = 86_400
+
+        /// The defaults.
+        public init() {}
+
+        private enum CodingKeys: String, CodingKey {
+            case partitionCount, consumerGroups, retainedEventsPerPartition, retentionSeconds
+        }
+
+        /// Decodes the settings; every field has a default.
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            self.partitionCount = try container.decodeIfPresent(Int.self, forKey: .partitionCount) ?? 4
+            self.consumerGroups = try container.decodeIfPresent([String].self, forKey: .consumerGroups) ?? []
+            self.retainedEventsPerPartition =
+                try container.decodeIfPresent(Int.self, forKey: .retainedEventsPerPartition) ?? 10_000
+            self.retentionSeconds = try container.decodeIfPresent(Int.self, forKey: .retentionSeconds) ?? 86_400
+        }
+
+        func validate() throws(AzureIoTError) {
+            guard (1...128).contains(self.partitionCount) else {
+                throw AzureIoTError(.invalidArgument, "eventHub.partitionCount must be in 1...128")
+            }
+            guard (1...1_000_000).contains(self.retainedEventsPerPartition) else {
+                throw AzureIoTError(.invalidArgument, "eventHub.retainedEventsPerPartition must be in 1...1000000")
+            }
+            guard (1...604_800).contains(self.retentionSeconds) else {
+                throw AzureIoTError(.invalidArgument, "eventHub.retentionSeconds must be in 1...604800 (7 days)")
+            }
+            for group in self.consumerGroups
+            where group.isEmpty || group.utf8.count > 50
+                || !group.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.$".contains($0)) })
+            {
+                throw AzureIoTError(
+                    .invalidArgument,
+                    "a consumer group name must be 1 to 50 letters, digits, '-', '_', '.' or '$'"
+                )
+            }
+        }
+    }
 
     /// A device identity in the hub.
     public struct Device: Sendable, Codable {
@@ -220,7 +272,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case hubName, listenAddress, dpsPort, mqttPort, amqpPort, webSocketPort, dpsMQTTPort, dpsWebSocketPort,
-            servicePort, sharedAccessPolicies, stateDirectory,
+            servicePort, sharedAccessPolicies, eventHub, stateDirectory,
             provisioningRetryAfterSeconds,
             devices, provisioning, limits
     }
@@ -237,6 +289,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
         self.dpsMQTTPort = try container.decodeIfPresent(Int.self, forKey: .dpsMQTTPort) ?? 0
         self.dpsWebSocketPort = try container.decodeIfPresent(Int.self, forKey: .dpsWebSocketPort) ?? 0
         self.servicePort = try container.decodeIfPresent(Int.self, forKey: .servicePort) ?? 0
+        self.eventHub = try container.decodeIfPresent(EventHubSettings.self, forKey: .eventHub) ?? EventHubSettings()
         self.sharedAccessPolicies =
             try container.decodeIfPresent([SharedAccessPolicy].self, forKey: .sharedAccessPolicies)
             ?? SharedAccessPolicy.defaults
@@ -289,6 +342,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
                 }
             }
         }
+        try self.eventHub.validate()
         try self.limits.validate()
     }
 

@@ -60,6 +60,10 @@ actor EmulatedHub {
     var links: [IdentityName: any DeviceLink] = [:]
     private(set) var telemetry: [ReceivedTelemetry] = []
     var cloudToDevice: [CloudToDeviceRecord] = []
+    /// Telemetry by partition, for the Event Hub-compatible endpoint.
+    private(set) var events: EventLog
+    nonisolated let eventHubSettings: EmulatorConfiguration.EventHubSettings
+    private var eventWaiters: [CheckedContinuation<Void, Never>] = []
     /// Feedback waiting for the service's feedback receiver.
     private(set) var feedback: [CloudToDeviceFeedback] = []
     private var feedbackWaiters: [CheckedContinuation<Void, Never>] = []
@@ -77,9 +81,20 @@ actor EmulatedHub {
     /// Prefix of generation ids, random per start.
     let generationPrefix = String(UInt64.random(in: 0...UInt64.max), radix: 10)
 
-    init(hubHost: String, policies: ServicePolicies, logger: Logger) throws(AzureIoTError) {
+    init(
+        hubHost: String,
+        policies: ServicePolicies,
+        eventHub: EmulatorConfiguration.EventHubSettings = .init(),
+        logger: Logger
+    ) throws(AzureIoTError) {
         self.hubHost = hubHost
         self.policies = policies
+        self.eventHubSettings = eventHub
+        self.events = EventLog(
+            partitionCount: eventHub.partitionCount,
+            retainedEventsPerPartition: eventHub.retainedEventsPerPartition,
+            retention: TimeInterval(eventHub.retentionSeconds)
+        )
         self.logger = logger
         self.fingerprintKey = try SymmetricKey(bytes: (0..<32).map { _ in UInt8.random(in: 0...255) })
     }
@@ -274,6 +289,9 @@ actor EmulatedHub {
 
     func record(_ message: ReceivedTelemetry) {
         self.telemetry.append(message)
+        self.events.append(message)
+        for waiter in self.eventWaiters { waiter.resume() }
+        self.eventWaiters.removeAll()
         self.identities[IdentityName(deviceId: message.deviceId, moduleId: message.moduleId)]?.registry
             .lastActivityTime = Date()
         self.logger.debug(
@@ -387,6 +405,28 @@ actor EmulatedHub {
         if self.feedback.count > Self.maximumPendingFeedback { self.feedback.removeFirst() }
         for waiter in self.feedbackWaiters { waiter.resume() }
         self.feedbackWaiters.removeAll()
+    }
+
+    /// Events of `partition` from sequence number `first` on, at most `limit`.
+    func partitionEvents(_ partition: Int, from first: Int64, limit: Int) -> [PartitionEvent] {
+        guard (0..<self.events.partitionCount).contains(partition) else { return [] }
+        return self.events.events(in: partition, from: first, limit: limit)
+    }
+
+    /// Waits until a new event is recorded (or `timeout` passes).
+    func waitForEvents(timeout: Duration) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            self.eventWaiters.append(continuation)
+            Task {
+                try? await Task.sleep(for: timeout)
+                self.wakeEventWaiters()
+            }
+        }
+    }
+
+    private func wakeEventWaiters() {
+        for waiter in self.eventWaiters { waiter.resume() }
+        self.eventWaiters.removeAll()
     }
 
     /// Feedback records kept for the service; the oldest go first past this.

@@ -6,6 +6,8 @@ struct ServicePolicies: Sendable {
     struct Policy: Sendable {
         var rights: SharedAccessPolicy.Rights
         var keys: [SymmetricKey]
+        /// The same keys as Service Bus and Event Hubs use them: the base64 text's bytes, not the bytes it encodes.
+        var serviceBusKeys: [SymmetricKey]
     }
 
     let hubHost: String
@@ -15,11 +17,11 @@ struct ServicePolicies: Sendable {
         self.hubHost = hubHost
         var table: [String: Policy] = [:]
         for policy in policies {
+            let texts = [policy.primaryKey, policy.secondaryKey].compactMap { $0 }
             table[policy.keyName] = Policy(
                 rights: policy.rights,
-                keys: try [policy.primaryKey, policy.secondaryKey].compactMap { $0 }.map {
-                    key throws(AzureIoTError) in try SymmetricKey(base64: key)
-                }
+                keys: try texts.map { key throws(AzureIoTError) in try SymmetricKey(base64: key) },
+                serviceBusKeys: try texts.map { key throws(AzureIoTError) in try SymmetricKey(bytes: Array(key.utf8)) }
             )
         }
         self.table = table
@@ -28,10 +30,14 @@ struct ServicePolicies: Sendable {
     /// The rights `token` grants, or why it grants none (never containing the token). `hosts` are the other names
     /// the client reached the hub by (the HTTP `Host`, the CBS audience's host): clients of the emulator sign for
     /// `localhost:port` as readily as for the hub's name. `keyName` overrides the token's `skn` (SASL PLAIN names
-    /// the policy in its user name).
-    func authorize(token text: String, hosts: [String], keyName: String? = nil) -> Result<
-        SharedAccessPolicy.Rights, Refusal
-    > {
+    /// the policy in its user name). `serviceBus`: the token is signed as Service Bus and Event Hubs sign (with the
+    /// key's text), as for the Event Hub-compatible endpoint.
+    func authorize(
+        token text: String,
+        hosts: [String],
+        keyName: String? = nil,
+        serviceBus: Bool = false
+    ) -> Result<SharedAccessPolicy.Rights, Refusal> {
         let token: SASToken
         do throws(AzureIoTError) {
             token = try SASToken(parsing: text)
@@ -47,7 +53,7 @@ struct ServicePolicies: Sendable {
             return .failure(Refusal(reason: "the SAS token names no shared access policy of this hub"))
         }
         var reason = "the SAS token's signature does not match the policy's keys"
-        for key in policy.keys {
+        for key in serviceBus ? policy.serviceBusKeys : policy.keys {
             do throws(AzureIoTError) {
                 try token.validate(with: key, now: UnixTime.now())
                 return .success(policy.rights)
