@@ -172,6 +172,7 @@ struct ServiceAPITests {
         try await device.subscribe(to: [.cloudToDeviceMessages])
         try await device.connect()
         var messages = device.cloudToDeviceMessages.makeAsyncIterator()
+        try await device.send(TelemetryMessage(text: "read as printed"))
 
         var environment = ProcessInfo.processInfo.environment
         environment["SSL_CERT_FILE"] = endpoints.caCertificatePath
@@ -199,6 +200,18 @@ struct ServiceAPITests {
         #expect(feedback.contains("content-type application/vnd.microsoft.iothub.feedback.json"), "\(feedback)")
         #expect(feedback.contains("record Success svc-c2d-1 dev1"), "\(feedback)")
         #expect(feedback.contains("record Expired svc-c2d-2 dev2"), "\(feedback)")
+
+        // The Event Hub-compatible connection string as printed: with TLS, azure-eventhub dials port 5671.
+        let eventHub = try #require(endpoints.eventHub.connectionString)
+        let consumer = try await PeerProcess.complete(
+            PeerProcess.clientPython,
+            [
+                PeerProcess.peerScript("fidelity/azure_eventhub_consumer.py"), eventHub, endpoints.caCertificatePath,
+                "-", "-1", "1",
+            ],
+            timeout: .seconds(90)
+        )
+        #expect(consumer.status == 0 && consumer.output.contains(" dev1 - read as printed {}"), "\(consumer.output)")
     }
 
     struct Answer {
