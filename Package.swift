@@ -57,6 +57,12 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"]), .brew(["curl"])]
         ),
+        // The emulator's durable state (`--data-dir`); no SDK module links it.
+        .systemLibrary(
+            name: "CAzureIoTSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]
+        ),
         // OpenSSL, epoll, HMAC and certificate helpers: everything Core needs, and nothing of libcurl.
         .target(name: "CAzureIoTShims", dependencies: ["CAzureIoTOpenSSL"], cSettings: cSettings),
         // libcurl's variadic calls, for the modules that speak HTTP (DPSClient); MQTT and AMQP never link libcurl.
@@ -133,7 +139,7 @@ let package = Package(
         .target(
             name: "AzureIoTEmulator",
             dependencies: [
-                "AzureIoTCore", "AzureIoTTesting", "HubMQTT", "HubAMQP",
+                "AzureIoTCore", "AzureIoTTesting", "HubMQTT", "HubAMQP", "CAzureIoTSQLite",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the SDK needs on Debian/Ubuntu when it is missing; does nothing when all is there.
-#   ensure-deps.sh build   compilers' system libraries (OpenSSL, libcurl, pkg-config)
+#   ensure-deps.sh build   compilers' system libraries (OpenSSL, libcurl, SQLite, pkg-config)
 #   ensure-deps.sh test    the above plus the test peers and tools (openssl CLI, curl, python3)
 set -euo pipefail
 mode=${1:-build}
-packages=(libssl-dev libcurl4-openssl-dev pkg-config openssl)
+packages=(libssl-dev libcurl4-openssl-dev libsqlite3-dev pkg-config openssl)
 if [ "$mode" = test ]; then
   packages+=(curl xxd python3 python3-venv python3-dev ca-certificates mosquitto mosquitto-clients coreutils
              libsasl2-dev sasl2-bin libsasl2-modules gcc tinyproxy microsocks squid)

@@ -16,6 +16,26 @@ struct EmulatorCommand: AsyncParsableCommand {
     @Option(help: "A JSON configuration file (default: the documented default configuration).")
     var config: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Keep the registry, twins, DPS registrations, pending cloud-to-device messages, retained telemetry, generated keys and the CA in this directory (SQLite), across restarts.",
+            valueName: "dir"
+        )
+    )
+    var dataDir: String?
+
+    @Option(
+        help:
+            "The AMQP port (0: any free one). 5671 lets Azure's Python service and Event Hubs SDKs use the printed connection strings as they are."
+    )
+    var amqpPort: Int?
+
+    @Option(help: "The MQTT port (0: any free one).")
+    var mqttPort: Int?
+
+    @Option(help: "The service REST API's HTTPS port (0: any free one).")
+    var servicePort: Int?
+
     @Flag(help: "Log connections and requests on stderr.")
     var verbose = false
 
@@ -32,7 +52,11 @@ struct EmulatorCommand: AsyncParsableCommand {
             files.rlim_cur = files.rlim_max
             _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &files)
         }
-        let configuration = try self.config.map { try EmulatorConfiguration.load(fromFile: $0) } ?? .default
+        var configuration = try self.config.map { try EmulatorConfiguration.load(fromFile: $0) } ?? .default
+        if let dataDir = self.dataDir { configuration.dataDirectory = dataDir }
+        if let port = self.amqpPort { configuration.amqpPort = port }
+        if let port = self.mqttPort { configuration.mqttPort = port }
+        if let port = self.servicePort { configuration.servicePort = port }
         var logger = Logger(label: "azure-iot.emulator") { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = .info

@@ -77,15 +77,23 @@ public final class IoTEmulator: Sendable {
         logger: Logger = Logger(label: "azure-iot.emulator", factory: { _ in SwiftLogNoOpLogHandler() })
     ) async throws(EmulatorError) -> IoTEmulator {
         var configuration = configuration
-        Self.fillKeys(&configuration)
         do {
             try configuration.validate()
+            let store = try configuration.dataDirectory.map { path throws(EmulatorError) in
+                try EmulatorStore(directory: path)
+            }
+            if let store, let text = try? await store.meta("keys"), let keys = try? JSONValue(parsing: text) {
+                // Keys generated at an earlier start stay the same, so printed connection strings keep working.
+                Self.reuseKeys(keys, in: &configuration)
+            }
+            Self.fillKeys(&configuration)
+            if let store { try? await store.setMeta("keys", Self.keys(of: configuration).jsonText) }
             // libdispatch creates the descriptors behind its timers on first use, and traps (SIGILL) when it cannot:
             // sleep once on each clock now, so that a timer due while every descriptor is taken needs none.
             try? await Task.sleep(for: .milliseconds(1))
             try? await Task.sleep(until: .now + .milliseconds(1), clock: SuspendingClock())
             try? await Task.sleep(nanoseconds: 1_000_000)
-            let authority = try CertificateAuthority(commonName: "Azure IoT Emulator Root CA")
+            let authority = try Self.certificateAuthority(in: store?.directory)
             let serverNames = Array(
                 Set(["localhost", "127.0.0.1", "::1", configuration.listenAddress, configuration.hubHost])
             )
@@ -122,7 +130,24 @@ public final class IoTEmulator: Sendable {
                 eventHub: configuration.eventHub,
                 logger: logger
             )
-            for device in configuration.devices {
+            var restored = false
+            if let store { restored = (try? await store.meta("initialized")) != nil }
+            if let store, restored {
+                do throws(SQLiteError) {
+                    let (snapshot, skipped) = try await store.load()
+                    await hub.restore(from: store, snapshot)
+                    logger.info(
+                        "emulator state restored",
+                        metadata: [
+                            "identities": "\(snapshot.identities.count)", "events": "\(snapshot.events.count)",
+                            "cloudToDevice": "\(snapshot.cloudToDevice.count)", "skipped": "\(skipped)",
+                        ]
+                    )
+                } catch {
+                    throw EmulatorError(.startFailed, "cannot read the emulator database: \(error)")
+                }
+            }
+            for device in configuration.devices where !restored {
                 await hub.addIdentity(
                     IdentityName(deviceId: device.deviceId),
                     key: try device.primaryKey.map { key throws(AzureIoTError) in try SymmetricKey(base64: key) },
@@ -140,6 +165,10 @@ public final class IoTEmulator: Sendable {
                         desired: nil
                     )
                 }
+            }
+            if let store, !restored {
+                await hub.useStore(store)
+                try? await store.setMeta("initialized", ProvisioningService.timestamp(Date()))
             }
             let provisioning = try ProvisioningService(
                 configuration: configuration,
@@ -498,6 +527,118 @@ public final class IoTEmulator: Sendable {
                 throw EmulatorError(.timedOut, "timed out waiting for \(what)")
             }
             try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// The CA: kept in the data directory (made there at the first start), or new for each start without one.
+    private static func certificateAuthority(in directory: String?) throws(EmulatorError) -> CertificateAuthority {
+        let commonName = "Azure IoT Emulator Root CA"
+        guard let directory else {
+            do throws(AzureIoTError) {
+                return try CertificateAuthority(commonName: commonName, validityDays: 3_650)
+            } catch {
+                throw EmulatorError(.startFailed, "cannot make the CA: \(error.message)")
+            }
+        }
+        let certificatePath = (directory as NSString).appendingPathComponent("ca-certificate.pem")
+        let keyPath = (directory as NSString).appendingPathComponent("ca-key.pem")
+        if let certificate = FileManager.default.contents(atPath: certificatePath),
+            let key = FileManager.default.contents(atPath: keyPath)
+        {
+            do throws(AzureIoTError) {
+                return try CertificateAuthority(
+                    certificatePEM: String(decoding: certificate, as: UTF8.self),
+                    privateKeyPEM: String(decoding: key, as: UTF8.self)
+                )
+            } catch {
+                throw EmulatorError(.startFailed, "cannot read the CA in '\(directory)': \(error.message)")
+            }
+        }
+        let authority: CertificateAuthority
+        do throws(AzureIoTError) {
+            authority = try CertificateAuthority(commonName: commonName, validityDays: 3_650)
+        } catch {
+            throw EmulatorError(.startFailed, "cannot make the CA: \(error.message)")
+        }
+        guard
+            FileManager.default.createFile(
+                atPath: keyPath,
+                contents: Data(authority.privateKeyPEM.utf8),
+                attributes: [.posixPermissions: 0o600]
+            ),
+            FileManager.default.createFile(atPath: certificatePath, contents: Data(authority.certificatePEM.utf8))
+        else {
+            throw EmulatorError(.startFailed, "cannot write the CA to '\(directory)'")
+        }
+        return authority
+    }
+
+    /// The keys of a filled configuration, as the data directory keeps them.
+    private static func keys(of configuration: EmulatorConfiguration) -> JSONValue {
+        var devices: [String: JSONValue] = [:]
+        var modules: [String: JSONValue] = [:]
+        for device in configuration.devices {
+            if let key = device.primaryKey { devices[device.deviceId] = .string(key) }
+            for module in device.modules ?? [] {
+                if let key = module.primaryKey { modules["\(device.deviceId)/\(module.moduleId)"] = .string(key) }
+            }
+        }
+        var individual: [String: JSONValue] = [:]
+        for enrollment in configuration.provisioning.individualEnrollments {
+            if let key = enrollment.primaryKey { individual[enrollment.registrationId] = .string(key) }
+        }
+        var groups: [String: JSONValue] = [:]
+        for group in configuration.provisioning.enrollmentGroups {
+            if let key = group.primaryKey { groups[group.name] = .string(key) }
+        }
+        var policies: [String: JSONValue] = [:]
+        for policy in configuration.sharedAccessPolicies {
+            policies[policy.keyName] = .array(
+                [policy.primaryKey, policy.secondaryKey].map { $0.map(JSONValue.string) ?? .null }
+            )
+        }
+        return [
+            "devices": .object(devices), "modules": .object(modules), "individualEnrollments": .object(individual),
+            "enrollmentGroups": .object(groups), "policies": .object(policies),
+        ]
+    }
+
+    /// Fills keys the configuration leaves out with those an earlier start generated.
+    private static func reuseKeys(_ keys: JSONValue, in configuration: inout EmulatorConfiguration) {
+        for index in configuration.devices.indices {
+            let device = configuration.devices[index]
+            if device.primaryKey == nil && device.x509Thumbprint == nil && device.x509CertificateAuthorityPEM == nil {
+                configuration.devices[index].primaryKey = keys["devices"]?[device.deviceId]?.stringValue
+            }
+            for module in (device.modules ?? []).indices where device.modules?[module].primaryKey == nil {
+                let name = "\(device.deviceId)/\(device.modules?[module].moduleId ?? "")"
+                configuration.devices[index].modules?[module].primaryKey = keys["modules"]?[name]?.stringValue
+            }
+        }
+        for index in configuration.provisioning.individualEnrollments.indices {
+            let enrollment = configuration.provisioning.individualEnrollments[index]
+            if enrollment.primaryKey == nil && enrollment.certificateThumbprint == nil {
+                configuration.provisioning.individualEnrollments[index].primaryKey =
+                    keys["individualEnrollments"]?[enrollment.registrationId]?.stringValue
+            }
+        }
+        for index in configuration.provisioning.enrollmentGroups.indices {
+            let group = configuration.provisioning.enrollmentGroups[index]
+            if group.primaryKey == nil && group.caCertificatePEM == nil && group.caCertificateFile == nil {
+                configuration.provisioning.enrollmentGroups[index].primaryKey =
+                    keys["enrollmentGroups"]?[group.name]?.stringValue
+            }
+        }
+        for index in configuration.sharedAccessPolicies.indices {
+            guard case .array(let stored)? = keys["policies"]?[configuration.sharedAccessPolicies[index].keyName],
+                stored.count == 2
+            else { continue }
+            if configuration.sharedAccessPolicies[index].primaryKey == nil {
+                configuration.sharedAccessPolicies[index].primaryKey = stored[0].stringValue
+            }
+            if configuration.sharedAccessPolicies[index].secondaryKey == nil {
+                configuration.sharedAccessPolicies[index].secondaryKey = stored[1].stringValue
+            }
         }
     }
 

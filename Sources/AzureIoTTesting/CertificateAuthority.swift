@@ -10,10 +10,22 @@ public struct CertificateAuthority: Sendable {
     public let identity: X509Identity
     /// The CA certificate in PEM, what clients trust (like an IoT Edge root CA).
     public let certificatePEM: String
+    /// The CA's private key in PEM (PKCS #8), for the emulator to keep its CA across restarts (`--data-dir`).
+    package let privateKeyPEM: String
 
-    private init(identity: X509Identity, certificatePEM: String) {
+    private init(identity: X509Identity, certificatePEM: String, privateKeyPEM: String) {
         self.identity = identity
         self.certificatePEM = certificatePEM
+        self.privateKeyPEM = privateKeyPEM
+    }
+
+    /// A CA from its certificate and key in PEM, as ``privateKeyPEM`` and ``certificatePEM`` wrote them.
+    package init(certificatePEM: String, privateKeyPEM: String) throws(AzureIoTError) {
+        self.init(
+            identity: try X509Identity(certificatePEM: certificatePEM, privateKeyPEM: privateKeyPEM),
+            certificatePEM: certificatePEM,
+            privateKeyPEM: privateKeyPEM
+        )
     }
 
     /// Makes a self-signed root CA named `commonName`, valid for `validityDays`.
@@ -25,7 +37,11 @@ public struct CertificateAuthority: Sendable {
             validityDays: validityDays,
             issuer: nil
         )
-        self.init(identity: issued.identity, certificatePEM: issued.certificatePEM)
+        self.init(
+            identity: issued.identity,
+            certificatePEM: issued.certificatePEM,
+            privateKeyPEM: issued.privateKeyPEM
+        )
     }
 
     /// Issues a subordinate CA (for "verified intermediate" enrollment groups).
@@ -38,7 +54,11 @@ public struct CertificateAuthority: Sendable {
             validityDays: validityDays,
             issuer: self
         )
-        return CertificateAuthority(identity: issued.identity, certificatePEM: issued.certificatePEM)
+        return CertificateAuthority(
+            identity: issued.identity,
+            certificatePEM: issued.certificatePEM,
+            privateKeyPEM: issued.privateKeyPEM
+        )
     }
 
     /// Issues an end-entity certificate usable for TLS servers and clients. `subjectAlternativeNames` are DNS names

@@ -235,14 +235,25 @@ struct ServiceAPITests {
         headers: [String] = [],
         policy: String? = "iothubowner"
     ) async throws -> Answer {
+        try await Self.curl(fixture.endpoints, method, path, body: body, headers: headers, policy: policy)
+    }
+
+    static func curl(
+        _ endpoints: EmulatorEndpoints,
+        _ method: String,
+        _ path: String,
+        body: String? = nil,
+        headers: [String] = [],
+        policy: String? = "iothubowner"
+    ) async throws -> Answer {
         var arguments = [
-            "-sS", "-i", "-X", method, "--cacert", fixture.endpoints.caCertificatePath,
-            "https://localhost:\(fixture.endpoints.service.port)\(path)",
+            "-sS", "-i", "-X", method, "--cacert", endpoints.caCertificatePath,
+            "https://localhost:\(endpoints.service.port)\(path)",
         ]
         if let policy {
-            let credentials = try Self.policy(fixture, policy)
+            let credentials = try #require(endpoints.sharedAccessPolicies.first { $0.keyName == policy })
             let token = SASToken.generate(
-                for: SASResource(uri: fixture.hubHost),
+                for: SASResource(uri: endpoints.hubHost),
                 key: try SymmetricKey(base64: credentials.primaryKey),
                 expiry: UnixTime.now() + 600,
                 keyName: policy

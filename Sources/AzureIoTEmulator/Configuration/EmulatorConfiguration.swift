@@ -34,6 +34,10 @@ public struct EmulatorConfiguration: Sendable, Codable {
     public var sharedAccessPolicies: [SharedAccessPolicy] = SharedAccessPolicy.defaults
     /// The Event Hub-compatible endpoint's partitions, consumer groups and retention.
     public var eventHub = EventHubSettings()
+    /// Where the emulator keeps its state across restarts (`--data-dir`): the registry, twins, DPS registrations,
+    /// pending cloud-to-device messages, retained telemetry, generated keys and its CA, in SQLite. `nil` (the
+    /// default): everything stays in memory and is lost when the emulator stops.
+    public var dataDirectory: String?
     /// Where the emulator writes its CA certificate (`emulator-ca.pem`); default: a new temporary directory.
     public var stateDirectory: String?
     /// Seconds DPS asks clients to wait (`Retry-After`) while a registration is `assigning` (default 1).
@@ -272,7 +276,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case hubName, listenAddress, dpsPort, mqttPort, amqpPort, webSocketPort, dpsMQTTPort, dpsWebSocketPort,
-            servicePort, sharedAccessPolicies, eventHub, stateDirectory,
+            servicePort, sharedAccessPolicies, eventHub, dataDirectory, stateDirectory,
             provisioningRetryAfterSeconds,
             devices, provisioning, limits
     }
@@ -294,6 +298,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
             try container.decodeIfPresent([SharedAccessPolicy].self, forKey: .sharedAccessPolicies)
             ?? SharedAccessPolicy.defaults
         self.stateDirectory = try container.decodeIfPresent(String.self, forKey: .stateDirectory)
+        self.dataDirectory = try container.decodeIfPresent(String.self, forKey: .dataDirectory)
         self.provisioningRetryAfterSeconds =
             try container.decodeIfPresent(Int.self, forKey: .provisioningRetryAfterSeconds) ?? 1
         self.devices = try container.decodeIfPresent([Device].self, forKey: .devices) ?? []

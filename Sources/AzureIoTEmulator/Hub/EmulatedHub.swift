@@ -58,8 +58,12 @@ actor EmulatedHub {
     /// made, and AMQP heartbeats received, per identity.
     private(set) var activity: [IdentityName: IdentityActivity] = [:]
     var links: [IdentityName: any DeviceLink] = [:]
-    private(set) var telemetry: [ReceivedTelemetry] = []
+    var telemetry: [ReceivedTelemetry] = []
     var cloudToDevice: [CloudToDeviceRecord] = []
+    /// Durable state, when the emulator runs with a data directory.
+    private(set) var store: EmulatorStore?
+    /// Orders stored cloud-to-device messages.
+    private var cloudToDevicePosition: Int64 = 0
     /// Telemetry by partition, for the Event Hub-compatible endpoint.
     private(set) var events: EventLog
     nonisolated let eventHubSettings: EmulatorConfiguration.EventHubSettings
@@ -71,7 +75,7 @@ actor EmulatedHub {
     /// Method requests the device's link refused (not subscribed), so their callers learn it was not a time-out.
     private var undeliveredMethods: Set<String> = []
     private var methodTimers: [String: Task<Void, Never>] = [:]
-    private(set) var registrations: [ProvisioningRecord] = []
+    var registrations: [ProvisioningRecord] = []
     /// The IoT Plug and Play model id each identity announced when it last connected.
     private(set) var modelIds: [IdentityName: String] = [:]
     var faults = FaultPlan()
@@ -117,7 +121,7 @@ actor EmulatedHub {
         thumbprint: String?,
         certificateAuthorities: [X509Certificate] = [],
         desired: JSONValue?
-    ) {
+    ) async {
         let existing = self.identities[name]
         let kind: AuthenticationKind =
             key != nil
@@ -136,6 +140,69 @@ actor EmulatedHub {
                 ),
             registry: existing?.registry ?? RegistryFields(generationId: self.makeGenerationId())
         )
+        await self.persist(name)
+    }
+
+    // MARK: - Durable state
+
+    /// Writes the identity's current record (or its absence) to the store, if there is one.
+    func persist(_ name: IdentityName) async {
+        guard let store = self.store else { return }
+        do throws(SQLiteError) {
+            if let identity = self.identities[name] {
+                try await store.saveIdentity(name, StoredRecords.identity(identity))
+            } else {
+                try await store.deleteIdentity(name)
+            }
+        } catch {
+            self.logger.error("the emulator could not store an identity", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func persistCloudToDevice(_ record: CloudToDeviceRecord) async {
+        guard let store = self.store else { return }
+        self.cloudToDevicePosition += 1
+        do throws(SQLiteError) {
+            try await store.saveCloudToDevice(record, position: self.cloudToDevicePosition)
+        } catch {
+            self.logger.error("the emulator could not store a cloud-to-device message", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func forgetCloudToDevice(_ messageIds: [String]) async {
+        guard let store = self.store, !messageIds.isEmpty else { return }
+        do throws(SQLiteError) {
+            try await store.deleteCloudToDevice(messageIds)
+        } catch {
+            self.logger.error(
+                "the emulator could not update its cloud-to-device store",
+                metadata: ["error": "\(error)"]
+            )
+        }
+    }
+
+    /// Takes the state a store holds and writes every later change to it.
+    func restore(from store: EmulatorStore, _ snapshot: EmulatorStore.Snapshot) {
+        self.store = store
+        for (name, record) in snapshot.identities {
+            if let identity = StoredRecords.identity(record) { self.identities[name] = identity }
+        }
+        for var record in snapshot.cloudToDevice {
+            if record.state == .delivered { record.state = .queued }
+            self.cloudToDevice.append(record)
+        }
+        self.cloudToDevicePosition = Int64(snapshot.cloudToDevice.count)
+        for (partition, event) in snapshot.events {
+            self.events.restore(event, partition: partition)
+        }
+        self.telemetry = snapshot.events.map(\.event).sorted { $0.enqueuedTime < $1.enqueuedTime }.map(\.telemetry)
+        self.registrations = snapshot.registrations
+    }
+
+    /// Starts writing to `store` (a new data directory: nothing to restore).
+    func useStore(_ store: EmulatorStore) async {
+        self.store = store
+        for name in self.identities.keys { await self.persist(name) }
     }
 
     func makeGenerationId() -> String { "\(self.generationPrefix)\(self.makeId())" }
@@ -287,9 +354,21 @@ actor EmulatedHub {
 
     // MARK: - Telemetry
 
-    func record(_ message: ReceivedTelemetry) {
+    func record(_ message: ReceivedTelemetry) async {
         self.telemetry.append(message)
-        self.events.append(message)
+        let partition = self.events.append(message)
+        if let store = self.store, let event = self.events.partitions[partition].last {
+            // Committed before the device's message is acknowledged.
+            do throws(SQLiteError) {
+                try await store.appendEvent(
+                    event,
+                    partition: partition,
+                    retainedFrom: self.events.partitions[partition].first?.sequenceNumber ?? event.sequenceNumber
+                )
+            } catch {
+                self.logger.error("the emulator could not store telemetry", metadata: ["error": "\(error)"])
+            }
+        }
         for waiter in self.eventWaiters { waiter.resume() }
         self.eventWaiters.removeAll()
         self.identities[IdentityName(deviceId: message.deviceId, moduleId: message.moduleId)]?.registry
@@ -319,6 +398,7 @@ actor EmulatedHub {
         record.enqueuedAt = Date()
         if record.expiresAt == nil { record.expiresAt = record.enqueuedAt + Self.cloudToDeviceTimeToLive }
         self.cloudToDevice.append(record)
+        await self.persistCloudToDevice(record)
         await self.pumpCloudToDevice(deviceId: record.deviceId)
         return record.messageId
     }
@@ -338,7 +418,7 @@ actor EmulatedHub {
     /// Offers queued messages for `deviceId` to its link, in order, until the link cannot take more. Expired ones are
     /// retired first.
     func pumpCloudToDevice(deviceId: String) async {
-        self.expireCloudToDevice()
+        await self.expireCloudToDevice()
         guard let link = self.links[IdentityName(deviceId: deviceId)] else { return }
         for index in self.cloudToDevice.indices
         where self.cloudToDevice[index].deviceId == deviceId && self.cloudToDevice[index].state == .queued {
@@ -365,20 +445,27 @@ actor EmulatedHub {
         case .abandoned:
             self.cloudToDevice[index].state = .queued
             await self.pumpCloudToDevice(deviceId: record.deviceId)
+            return
         case .completed: self.retire(index, as: .completed, feedback: .success)
         case .rejected: self.retire(index, as: .rejected, feedback: .rejected)
-        default: self.cloudToDevice[index].state = state
+        default:
+            self.cloudToDevice[index].state = state
+            return
         }
+        await self.forgetCloudToDevice([messageId])
     }
 
     /// Retires queued and unsettled messages past their expiry (with feedback where asked for).
-    func expireCloudToDevice(now: Date = Date()) {
+    func expireCloudToDevice(now: Date = Date()) async {
+        var expired: [String] = []
         for index in self.cloudToDevice.indices
         where (self.cloudToDevice[index].state == .queued || self.cloudToDevice[index].state == .delivered)
             && (self.cloudToDevice[index].expiresAt.map { $0 <= now } ?? false)
         {
             self.retire(index, as: .expired, feedback: .expired)
+            expired.append(self.cloudToDevice[index].messageId)
         }
+        await self.forgetCloudToDevice(expired)
     }
 
     private func retire(_ index: Int, as state: CloudToDeviceState, feedback status: CloudToDeviceFeedback.Status) {
@@ -468,12 +555,13 @@ actor EmulatedHub {
     func twin(_ name: IdentityName) -> TwinRecord? { self.identities[name]?.twin }
 
     /// Applies a reported patch; returns the new reported version.
-    func patchReported(_ name: IdentityName, _ patch: JSONValue) -> Int? {
+    func patchReported(_ name: IdentityName, _ patch: JSONValue) async -> Int? {
         guard var identity = self.identities[name] else { return nil }
         identity.twin.reported = identity.twin.reported.merging(patch)
         identity.twin.reportedVersion += 1
         identity.registry.twinVersion += 1
         self.identities[name] = identity
+        await self.persist(name)
         return identity.twin.reportedVersion
     }
 
@@ -485,6 +573,7 @@ actor EmulatedHub {
         identity.twin.desiredVersion += 1
         identity.registry.twinVersion += 1
         self.identities[name] = identity
+        await self.persist(name)
         if let link = self.links[name] {
             await link.pushDesired(announce ?? patch, version: identity.twin.desiredVersion, to: name)
         }
@@ -531,9 +620,16 @@ actor EmulatedHub {
 
     // MARK: - Provisioning
 
-    func recordRegistration(_ record: ProvisioningRecord) {
+    func recordRegistration(_ record: ProvisioningRecord) async {
         self.registrations.removeAll { $0.registrationId == record.registrationId }
         self.registrations.append(record)
+        if let store = self.store {
+            do throws(SQLiteError) {
+                try await store.saveRegistration(record)
+            } catch {
+                self.logger.error("the emulator could not store a registration", metadata: ["error": "\(error)"])
+            }
+        }
     }
 }
 

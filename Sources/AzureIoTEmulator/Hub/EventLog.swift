@@ -93,6 +93,17 @@ struct EventLog {
         return partition
     }
 
+    /// Puts back a stored event (in sequence order per partition), continuing the numbering after it.
+    mutating func restore(_ event: PartitionEvent, partition: Int) {
+        guard (0..<self.partitionCount).contains(partition) else { return }
+        self.partitions[partition].append(event)
+        self.nextSequenceNumber[partition] = max(self.nextSequenceNumber[partition], event.sequenceNumber + 1)
+        self.nextOffset[partition] = max(
+            self.nextOffset[partition],
+            event.offset + Int64(max(1, event.telemetry.body.count + 64))
+        )
+    }
+
     /// Drops events past the retention count or age.
     mutating func trim(_ partition: Int, now: Date = Date()) {
         let cutoff = now - self.retention

@@ -167,6 +167,7 @@ extension EmulatedHub {
         identity.registry.managedBy = specification.managedBy
         if existing != nil { identity.registry.revision += 1 }
         self.identities[name] = identity
+        await self.persist(name)
         guard let result = self.snapshot(name) else { throw .deviceNotFound(name.deviceId) }
         if !specification.enabled {
             let affected = self.links.keys.filter {
@@ -191,11 +192,14 @@ extension EmulatedHub {
         let removed = self.identities.keys.filter {
             $0 == name || (name.moduleId == nil && $0.deviceId == name.deviceId)
         }
-        for identity in removed {
-            self.identities[identity] = nil
-            await self.drop(identity, reason: "'\(identity)' was deleted from the registry")
+        for identity in removed { self.identities[identity] = nil }
+        await self.persist(name)
+        if name.moduleId == nil {
+            let gone = self.cloudToDevice.filter { $0.deviceId == name.deviceId }.map(\.messageId)
+            self.cloudToDevice.removeAll { $0.deviceId == name.deviceId }
+            if let store = self.store { try? await store.deleteCloudToDevice(gone) }
         }
-        if name.moduleId == nil { self.cloudToDevice.removeAll { $0.deviceId == name.deviceId } }
+        for identity in removed { await self.drop(identity, reason: "'\(identity)' was deleted from the registry") }
     }
 
     /// Changes a twin's tags and desired properties: merged as JSON merge patches, or replaced (`replace`).
@@ -219,6 +223,7 @@ extension EmulatedHub {
             if updated != current.identity.registry.tags {
                 self.identities[name]?.registry.tags = updated
                 self.identities[name]?.registry.twinVersion += 1
+                await self.persist(name)
             }
         }
         if let desired {
@@ -244,11 +249,12 @@ extension EmulatedHub {
     }
 
     /// Removes the device's queued and unsettled cloud-to-device messages; returns how many.
-    func purgeCloudToDevice(deviceId: String) -> Int {
-        let before = self.cloudToDevice.count
-        self.cloudToDevice.removeAll {
+    func purgeCloudToDevice(deviceId: String) async -> Int {
+        let purged = self.cloudToDevice.filter {
             $0.deviceId == deviceId && ($0.state == .queued || $0.state == .delivered)
-        }
-        return before - self.cloudToDevice.count
+        }.map(\.messageId)
+        self.cloudToDevice.removeAll { purged.contains($0.messageId) }
+        if let store = self.store { try? await store.deleteCloudToDevice(purged) }
+        return purged.count
     }
 }
