@@ -13,7 +13,7 @@ struct AzureIoTCommand: AsyncParsableCommand {
         abstract: "Azure IoT Hub and Device Provisioning Service tools built on AzureIoT for Swift.",
         subcommands: [
             SASCommand.self, DeriveKeyCommand.self, ProvisionCommand.self, SendCommand.self, ListenCommand.self,
-            EmulatorCommand.self, DemoCommand.self,
+            ServiceCommand.self, EmulatorCommand.self, DemoCommand.self,
         ]
     )
 }
@@ -39,6 +39,8 @@ enum Main {
             fail("\(error)", code: 4)
         } catch let error as EmulatorError {
             fail(error.message, code: 5)
+        } catch let error as ServiceRefusal {
+            fail(error.description, code: 6)
         } catch {
             let exitCode = AzureIoTCommand.exitCode(for: error)
             if exitCode == .success {
