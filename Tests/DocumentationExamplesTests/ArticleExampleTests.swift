@@ -363,6 +363,16 @@ struct ArticleExampleTests {
         #expect(received.bodyText == "hot" && received.properties == ["alert": "true"], "\(bridge.output)")
     }
 
+    @Test("backends article: the printed connection strings, and the same keys after a restart with the data directory")
+    func backendsArticle() async throws {
+        let directory = NSTemporaryDirectory() + "article-hub-\(UUID().uuidString.prefix(8))"
+        let first = try await ArticleExamples.localHubForBackends(dataDirectory: directory)
+        let second = try await ArticleExamples.localHubForBackends(dataDirectory: directory)
+        #expect(first.service.contains("SharedAccessKeyName=iothubowner;SharedAccessKey="))
+        #expect(first.events.hasPrefix("Endpoint=sb://") && first.events.hasSuffix(";EntityPath=emulator-hub"))
+        #expect(first.service.split(separator: ";").last == second.service.split(separator: ";").last)
+    }
+
     @Test("emulator article: fault injection, methods and desired properties")
     func emulatorArticle() async throws {
         try await ArticleExamples.testWithEmulator()

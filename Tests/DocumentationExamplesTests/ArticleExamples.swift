@@ -267,6 +267,18 @@ enum ArticleExamples {
         await emulator.shutdown()
     }
 
+    // MARK: - A local hub for backends
+
+    static func localHubForBackends(dataDirectory: String) async throws -> (service: String, events: String) {
+        var configuration = EmulatorConfiguration.default
+        configuration.dataDirectory = dataDirectory                    // state survives restarts
+        let hub = try await IoTEmulator.start(configuration: configuration)
+        let service = hub.endpoints.serviceConnectionString ?? ""      // iothubowner, for azure-iot-hub
+        let events = hub.endpoints.eventHub.connectionString ?? ""     // for azure-eventhub
+        await hub.shutdown()
+        return (service, events)
+    }
+
     // AzureIoTProxy.md
     static func configureProxy(connection: ConnectionString) throws -> HubMQTTConfiguration {
         var configuration = try HubMQTTConfiguration(connectionString: connection)

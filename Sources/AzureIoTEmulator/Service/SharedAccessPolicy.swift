@@ -5,6 +5,7 @@ import Foundation
 public struct SharedAccessPolicy: Sendable, Codable, Equatable {
     /// What a policy allows (IoT Hub's permission names).
     public struct Rights: OptionSet, Sendable, Hashable, Codable, CustomStringConvertible {
+        /// The bits of the set.
         public let rawValue: Int
 
         /// A set from its raw bits.
