@@ -20,13 +20,23 @@ final class EmulatorProcess: @unchecked Sendable {
     let amqpPort: Int
     let dpsPort: Int
     let webSocketPort: Int
+    let servicePort: Int
     let caPath: String
     var hubHost: String { "\(Self.hubName).azure-devices.net" }
     var pid: Int32 { self.process.processIdentifier }
     var isRunning: Bool { self.process.isRunning }
     var terminationStatus: Int32 { self.process.isRunning ? 0 : self.process.terminationStatus }
 
-    private init(process: Process, mqttPort: Int, amqpPort: Int, dpsPort: Int, webSocketPort: Int, caPath: String) {
+    private init(
+        process: Process,
+        mqttPort: Int,
+        amqpPort: Int,
+        dpsPort: Int,
+        webSocketPort: Int,
+        servicePort: Int,
+        caPath: String
+    ) {
+        self.servicePort = servicePort
         self.process = process
         self.mqttPort = mqttPort
         self.amqpPort = amqpPort
@@ -41,6 +51,15 @@ final class EmulatorProcess: @unchecked Sendable {
         let configuration: [String: Any] = [
             "hubName": Self.hubName,
             "stateDirectory": directory,
+            // Durable state on: every accepted write also goes through SQLite.
+            "dataDirectory": directory + "/data",
+            "sharedAccessPolicies": [
+                [
+                    "keyName": "iothubowner", "primaryKey": Self.deviceKey,
+                    "rights": "RegistryRead, RegistryWrite, ServiceConnect, DeviceConnect",
+                ],
+                ["keyName": "registryRead", "primaryKey": Self.groupKey, "rights": "RegistryRead"],
+            ],
             "devices": [
                 [
                     "deviceId": Self.deviceId, "primaryKey": Self.deviceKey,
@@ -82,6 +101,7 @@ final class EmulatorProcess: @unchecked Sendable {
             let amqp = (json["amqp"] as? [String: Any])?["port"] as? Int,
             let dps = (json["dps"] as? [String: Any])?["port"] as? Int,
             let webSockets = (json["webSockets"] as? [String: Any])?["port"] as? Int,
+            let service = (json["service"] as? [String: Any])?["port"] as? Int,
             let ca = json["caCertificatePath"] as? String
         else {
             process.terminate()
@@ -93,6 +113,7 @@ final class EmulatorProcess: @unchecked Sendable {
             amqpPort: amqp,
             dpsPort: dps,
             webSocketPort: webSockets,
+            servicePort: service,
             caPath: ca
         )
     }
@@ -122,6 +143,17 @@ final class EmulatorProcess: @unchecked Sendable {
             for: .device(hubHost: self.hubHost, deviceId: Self.deviceId),
             key: key,
             expiry: UnixTime.now() + 3600
+        ).secretValue
+    }
+
+    /// A service token of `iothubowner` for the hub (REST, CBS with a hub audience, SASL PLAIN `…@sas.root.…`).
+    func serviceToken() -> String {
+        let key = try! SymmetricKey(base64: Self.deviceKey)
+        return SASToken.generate(
+            for: SASResource(uri: self.hubHost),
+            key: key,
+            expiry: UnixTime.now() + 3600,
+            keyName: "iothubowner"
         ).secretValue
     }
 

@@ -16,6 +16,7 @@ struct FuzzCase {
         case .mqtt: chunks = MQTTCases.sequence(&random, target)
         case .amqp: chunks = AMQPCases.sequence(&random, target)
         case .dps: chunks = DPSCases.sequence(&random, target)
+        case .service: chunks = ServiceCases.sequence(&random, target)
         case .mqttWebSocket: chunks = MQTTCases.sequence(&random, target)
         case .amqpWebSocket: chunks = AMQPCases.sequence(&random, target)
         }
@@ -38,6 +39,7 @@ struct FuzzCase {
             case .mqtt: target.mqttPort
             case .amqp: target.amqpPort
             case .dps: target.dpsPort
+            case .service: target.servicePort
             case .mqttWebSocket, .amqpWebSocket: target.webSocketPort
             }
         let chunks = self.chunks
@@ -214,8 +216,10 @@ enum AMQPCases {
         let device = EmulatorProcess.deviceId
         var chunks: [[UInt8]] = [AMQPProtocolHeader.sasl.bytes]
         let plain = Array("\0\(device)@sas.\(EmulatorProcess.hubName)\0\(target.deviceToken())".utf8)
+        let servicePlain = Array("\0iothubowner@sas.root.\(EmulatorProcess.hubName)\0\(target.serviceToken())".utf8)
         let mechanisms: [SASLInit] = [
             SASLInit(mechanism: "PLAIN", initialResponse: plain), SASLInit(mechanism: "ANONYMOUS"),
+            SASLInit(mechanism: "PLAIN", initialResponse: servicePlain),
             SASLInit(mechanism: "MSSBCBS"),
             SASLInit(mechanism: "PLAIN", initialResponse: Array("\0x@sas.y\0z".utf8)), SASLInit(mechanism: "EXTERNAL"),
             SASLInit(mechanism: "X"),
@@ -251,7 +255,16 @@ enum AMQPCases {
         let addresses = [
             "/devices/\(device)/messages/events", "amqps://\(target.hubHost)/devices/\(device)/messages/events",
             "/devices/\(device)/messages/devicebound", "$cbs", "/devices/\(device)/modules/m/messages/events",
-            "/devices/other/messages/events", "",
+            "/devices/other/messages/events", "", "/messages/devicebound", "/messages/serviceBound/feedback",
+            "$management", "\(EmulatorProcess.hubName)/ConsumerGroups/$Default/Partitions/0",
+            "amqps://h/messages/events/ConsumerGroups/$default/Partitions/\(random.next() % 6)",
+            "\(EmulatorProcess.hubName)/ConsumerGroups/none/Partitions/99999",
+        ]
+        let selectors = [
+            "amqp.annotation.x-opt-offset > '-1'",
+            "amqp.annotation.x-opt-sequence-number >= '\(Int64(bitPattern: random.next()))'",
+            "amqp.annotation.x-opt-enqueued-time > '\(random.next())'", "amqp.annotation.x-opt-offset > '@latest'",
+            "x > 'y", String(repeating: "'", count: 300),
         ]
         for _ in 0..<Int(random.next() % 10) {
             let handle = random.next() % 2 == 0 ? UInt32(random.next() % 4) : Edge.uint32(&random)
@@ -266,7 +279,21 @@ enum AMQPCases {
                                 name: "l\(handle)",
                                 handle: handle,
                                 isReceiver: receiver,
-                                source: AMQPTerminus(address: receiver ? address : "fuzz"),
+                                source: AMQPTerminus(
+                                    address: receiver ? address : "fuzz",
+                                    otherFields: random.next() % 3 == 0
+                                        ? Array(repeating: .null, count: 6) + [
+                                            .map([
+                                                AMQPMapEntry(
+                                                    .symbol("apache.org:selector-filter:string"),
+                                                    .described(
+                                                        descriptor: .symbol("apache.org:selector-filter:string"),
+                                                        value: .string(selectors.randomElement(using: &random)!)
+                                                    )
+                                                )
+                                            ])
+                                        ] : []
+                                ),
                                 target: AMQPTerminus(address: receiver ? "fuzz" : address),
                                 initialDeliveryCount: receiver ? nil : Edge.uint32(&random)
                             )
@@ -291,13 +318,44 @@ enum AMQPCases {
                 )
             case 3, 4:
                 var message = AMQPMessage(data: Edge.bytes(Edge.size(&random) % 70_000, &random))
-                if random.next() % 2 == 0 {
+                switch random.next() % 6 {
+                case 0, 1:
                     message = AMQPMessage(value: .string(target.deviceToken()))
                     message.messageId = .string("m")
                     message.applicationProperties = [
                         ("operation", .string("put-token")), ("type", .string("azure-devices.net:sastoken")),
                         ("name", .string("\(target.hubHost)/devices/\(device)")),
                     ]
+                case 2:
+                    message = AMQPMessage(value: .string(target.serviceToken()))
+                    message.messageId = .ulong(random.next())
+                    message.applicationProperties = [
+                        ("operation", .string("put-token")), ("type", .string("servicebus.windows.net:sastoken")),
+                        (
+                            "name",
+                            .string(
+                                ["https://\(target.hubHost)", "sb://h/\(EmulatorProcess.hubName)", "x://"]
+                                    .randomElement(using: &random)!
+                            )
+                        ),
+                    ]
+                case 3:
+                    // A cloud-to-device message from the service, or a $management request.
+                    message.to = ["/devices/\(device)/messages/devicebound", "/devices/%zz/messages/devicebound", "/x"]
+                        .randomElement(using: &random)!
+                    message.applicationProperties = [
+                        ("iothub-ack", .string("full")), ("operation", .string("READ")),
+                        (
+                            "type",
+                            .string(
+                                ["com.microsoft:eventhub", "com.microsoft:partition"].randomElement(using: &random)!
+                            )
+                        ),
+                        ("name", .string(EmulatorProcess.hubName)), ("partition", .string(String(random.next() % 8))),
+                    ]
+                    message.absoluteExpiryTime = Int64(bitPattern: random.next())
+                default:
+                    break
                 }
                 let payload = (try? message.encoded()) ?? []
                 chunks.append(
@@ -383,6 +441,58 @@ enum DPSCases {
                 head += "Content-Length: \(body.count)\r\n"
             }
             requests.append(Array((head + "\r\n").utf8) + payload)
+        }
+        return requests
+    }
+}
+
+/// IoT Hub's service REST API: registry, twins, methods, query and statistics, with and without a token, with bodies
+/// valid, broken, deep, huge or random.
+enum ServiceCases {
+    static func sequence(_ random: inout SplitMix64, _ target: EmulatorProcess) -> [[UInt8]] {
+        let device = ["fuzz-dev", "fuzz-new-\(random.next() % 4)", "%zz", String(repeating: "d", count: 200), "a/b"]
+            .randomElement(using: &random)!
+        let version = ["?api-version=2021-04-12", "", "?api-version=1999-01-01", "?api-version=2021-04-12&top=-1"]
+            .randomElement(using: &random)!
+        var requests: [[UInt8]] = []
+        for _ in 0..<(1 + Int(random.next() % 3)) {
+            let method = ["GET", "PUT", "PATCH", "POST", "DELETE", "OPTIONS"].randomElement(using: &random)!
+            let path =
+                [
+                    "/devices/\(device)", "/devices/\(device)/modules/m", "/devices/\(device)/modules", "/devices",
+                    "/devices/query", "/twins/\(device)", "/twins/\(device)/methods",
+                    "/twins/\(device)/modules/m/methods",
+                    "/statistics/service", "/statistics/devices", "/devices/\(device)/commands", "/", "//devices",
+                ].randomElement(using: &random)! + version
+            let bodies: [[UInt8]] = [
+                Array(#"{"deviceId":"\#(device)","status":"enabled","authentication":{"type":"sas"}}"#.utf8),
+                Array(#"{"authentication":{"type":"selfSigned","x509Thumbprint":{"primaryThumbprint":"00"}}}"#.utf8),
+                Array(#"{"tags":{"a":{"b":1}},"properties":{"desired":{"x":null,"y":[1,2]}}}"#.utf8),
+                Array(
+                    #"{"methodName":"m","payload":{"a":1},"responseTimeoutInSeconds":5,"connectTimeoutInSeconds":0}"#
+                        .utf8
+                ),
+                Array(
+                    #"{"query":"SELECT * FROM devices WHERE (tags.a.b = 1 OR NOT status = 'x') AND deviceId > ''"}"#
+                        .utf8
+                ),
+                Array((String(repeating: "[", count: 500) + String(repeating: "]", count: 500)).utf8),
+                Array(#"{"query":"SELECT * FROM devices WHERE "#.utf8) + Edge.bytes(Int(random.next() % 200), &random),
+                Edge.bytes(Edge.size(&random) % 100_000, &random),
+                [],
+            ]
+            let body = bodies.randomElement(using: &random)!
+            var head = "\(method) \(path) HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            if random.next() % 5 != 0 { head += "Authorization: \(target.serviceToken())\r\n" }
+            if random.next() % 3 == 0 {
+                head += "If-Match: \(["\"*\"", "*", "\"x\"", "W/\"y\"", ""].randomElement(using: &random)!)\r\n"
+            }
+            if random.next() % 4 == 0 {
+                head += "x-ms-max-item-count: \(Int64(bitPattern: random.next()) % 3000)\r\n"
+                head += "x-ms-continuation: \(Int64(bitPattern: random.next()))\r\n"
+            }
+            head += "Content-Length: \(body.count)\r\n"
+            requests.append(Array((head + "\r\n").utf8) + body)
         }
         return requests
     }
