@@ -30,6 +30,12 @@ struct EmulatorCommand: AsyncParsableCommand {
     )
     var amqpPort: Int?
 
+    @Option(
+        help:
+            "Also serve AMQP without TLS on this port (0: any free one), for Event Hubs clients with UseDevelopmentEmulator=true (loopback only)."
+    )
+    var amqpPlainPort: Int?
+
     @Option(help: "The MQTT port (0: any free one).")
     var mqttPort: Int?
 
@@ -56,6 +62,7 @@ struct EmulatorCommand: AsyncParsableCommand {
         if let dataDir = self.dataDir { configuration.dataDirectory = dataDir }
         if let port = self.amqpPort { configuration.amqpPort = port }
         if let port = self.mqttPort { configuration.mqttPort = port }
+        if let port = self.amqpPlainPort { configuration.amqpPlainPort = port }
         if let port = self.servicePort { configuration.servicePort = port }
         var logger = Logger(label: "azure-iot.emulator") { label in
             var handler = StreamLogHandler.standardError(label: label)

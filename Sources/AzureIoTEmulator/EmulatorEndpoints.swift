@@ -57,6 +57,8 @@ public struct EmulatorEndpoints: Sendable, Codable {
         /// `Endpoint=sb://{host}:{amqp port}/;SharedAccessKeyName=iothubowner;SharedAccessKey=…;EntityPath={name}`, as
         /// Azure's Event Hubs SDKs take it (trust the emulator's CA, e.g. `connection_verify` in Python).
         public var connectionString: String?
+        /// The same with `UseDevelopmentEmulator=true`, on the plain AMQP port (no TLS), when it is on.
+        public var developmentConnectionString: String?
     }
 
     /// The hub's short name.
@@ -73,6 +75,8 @@ public struct EmulatorEndpoints: Sendable, Codable {
     public var mqtt: Endpoint
     /// IoT Hub over AMQP/TLS.
     public var amqp: Endpoint
+    /// AMQP without TLS (Event Hubs clients' development mode), when ``EmulatorConfiguration/amqpPlainPort`` is set.
+    public var amqpPlain: Endpoint?
     /// IoT Hub over WebSockets/TLS (`wss://host:port/$iothub/websocket`): sub-protocol `mqtt` for MQTT, `AMQPWSB10`
     /// for AMQP.
     public var webSockets: Endpoint

@@ -28,6 +28,7 @@ public final class IoTEmulator: Sendable {
     private let dpsMQTT: EmulatorListener
     private let dpsWebSockets: EmulatorListener
     private let service: EmulatorListener
+    private let amqpPlain: EmulatorListener?
     private let tasks: [Task<Void, Never>]
 
     private init(
@@ -42,8 +43,10 @@ public final class IoTEmulator: Sendable {
         webSockets: EmulatorListener,
         dpsMQTT: EmulatorListener,
         dpsWebSockets: EmulatorListener,
-        service: EmulatorListener
+        service: EmulatorListener,
+        amqpPlain: EmulatorListener?
     ) {
+        self.amqpPlain = amqpPlain
         self.endpoints = endpoints
         self.configuration = configuration
         self.certificateAuthority = certificateAuthority
@@ -60,6 +63,7 @@ public final class IoTEmulator: Sendable {
             Task { await dps.run() }, Task { await mqtt.run() }, Task { await amqp.run() },
             Task { await webSockets.run() }, Task { await dpsMQTT.run() }, Task { await dpsWebSockets.run() },
             Task { await service.run() },
+            Task { await amqpPlain?.run() },
             // Cloud-to-device messages expire (with feedback) even while their device stays away.
             Task {
                 while !Task.isCancelled {
@@ -187,11 +191,20 @@ public final class IoTEmulator: Sendable {
                 }
             )
             let handshakes = HandshakeGate(limit: limits.maximumConcurrentHandshakes)
-            func listener(_ port: Int, _ name: String, _ serve: @escaping @Sendable (TLSConnection) async -> Void)
-                throws(AzureIoTError) -> EmulatorListener
-            {
+            func listener(
+                _ port: Int,
+                _ name: String,
+                plaintext: Bool = false,
+                _ serve: @escaping @Sendable (TLSConnection) async -> Void
+            ) throws(AzureIoTError) -> EmulatorListener {
                 EmulatorListener(
-                    listener: try TLSListener(host: host, port: port, configuration: tls, logger: logger),
+                    listener: try TLSListener(
+                        host: host,
+                        port: port,
+                        configuration: tls,
+                        plaintext: plaintext,
+                        logger: logger
+                    ),
                     name: name,
                     limiter: limiter,
                     handshakes: handshakes,
@@ -252,6 +265,9 @@ public final class IoTEmulator: Sendable {
                 ).run()
             }
             let amqp = try listener(configuration.amqpPort, "amqp") { await serveAMQP($0) }
+            let amqpPlain = try configuration.amqpPlainPort.map { port throws(AzureIoTError) in
+                try listener(port, "amqp-plain", plaintext: true) { await serveAMQP($0) }
+            }
             let webSockets = try webSocketListener(
                 configuration.webSocketPort,
                 "websockets",
@@ -279,7 +295,8 @@ public final class IoTEmulator: Sendable {
                 webSockets: webSockets.port,
                 dpsMQTT: dpsMQTT.port,
                 dpsWebSockets: dpsWebSockets.port,
-                service: service.port
+                service: service.port,
+                amqpPlain: amqpPlain?.port
             )
             logger.info(
                 "emulator listening",
@@ -301,7 +318,8 @@ public final class IoTEmulator: Sendable {
                 webSockets: webSockets,
                 dpsMQTT: dpsMQTT,
                 dpsWebSockets: dpsWebSockets,
-                service: service
+                service: service,
+                amqpPlain: amqpPlain
             )
         } catch let error as EmulatorError {
             throw error
@@ -324,6 +342,7 @@ public final class IoTEmulator: Sendable {
         self.dpsMQTT.close()
         self.dpsWebSockets.close()
         self.service.close()
+        self.amqpPlain?.close()
         for task in self.tasks { task.cancel() }
         for task in self.tasks { await task.value }
     }
@@ -699,7 +718,8 @@ public final class IoTEmulator: Sendable {
         webSockets: Int,
         dpsMQTT: Int,
         dpsWebSockets: Int,
-        service: Int
+        service: Int,
+        amqpPlain: Int?
     ) -> EmulatorEndpoints {
         let host = configuration.listenAddress
         let gateway = host == "127.0.0.1" || host == "0.0.0.0" ? "localhost" : host
@@ -757,6 +777,7 @@ public final class IoTEmulator: Sendable {
             dpsWebSockets: .init(host: host, port: dpsWebSockets),
             mqtt: .init(host: host, port: mqtt),
             amqp: .init(host: host, port: amqp),
+            amqpPlain: amqpPlain.map { .init(host: host, port: $0) },
             webSockets: .init(host: host, port: webSockets),
             service: .init(host: host, port: service),
             serviceConnectionString: (policies.first { $0.keyName == "iothubowner" } ?? policies.first)?
@@ -768,6 +789,11 @@ public final class IoTEmulator: Sendable {
                 consumerGroups: ["$Default"] + configuration.eventHub.consumerGroups,
                 connectionString: owner.map {
                     "Endpoint=sb://\(gateway):\(amqp)/;SharedAccessKeyName=\($0.keyName);SharedAccessKey=\($0.primaryKey);EntityPath=\(configuration.hubName)"
+                },
+                developmentConnectionString: amqpPlain.flatMap { port in
+                    owner.map {
+                        "Endpoint=sb://\(gateway):\(port);SharedAccessKeyName=\($0.keyName);SharedAccessKey=\($0.primaryKey);EntityPath=\(configuration.hubName);UseDevelopmentEmulator=true"
+                    }
                 }
             ),
             caCertificatePath: caPath,

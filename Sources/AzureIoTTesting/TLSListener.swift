@@ -21,14 +21,29 @@ public final class TLSListener: Sendable {
     public let port: Int
     /// The address bound.
     public let host: String
+    /// Connections are accepted without TLS (``PendingTLSConnection/handshake()`` hands the socket over as it is).
+    package let plaintext: Bool
 
     /// Binds and listens on `host:port` (IPv4 or IPv6 literal; port 0 picks a free port).
-    public init(
+    public convenience init(
         host: String = "127.0.0.1",
         port: Int = 0,
         configuration: TLSServerConfiguration,
         logger: Logger = TLSConnection.disabledLogger
     ) throws(AzureIoTError) {
+        try self.init(host: host, port: port, configuration: configuration, plaintext: false, logger: logger)
+    }
+
+    /// Binds and listens on `host:port`; with `plaintext`, accepted connections skip TLS (the emulator's plain AMQP
+    /// port for Event Hubs clients' development mode).
+    package init(
+        host: String = "127.0.0.1",
+        port: Int = 0,
+        configuration: TLSServerConfiguration,
+        plaintext: Bool,
+        logger: Logger = TLSConnection.disabledLogger
+    ) throws(AzureIoTError) {
+        self.plaintext = plaintext
         guard (0...65535).contains(port) else {
             throw AzureIoTError(.invalidArgument, "port \(port) is not in 0...65535 (0 picks a free port)")
         }
@@ -178,7 +193,15 @@ public final class TLSListener: Sendable {
     }
 
     fileprivate func handshake(fd: Int32) async throws -> TLSConnection {
-        try await TLSConnection.accept(
+        if self.plaintext {
+            return try TLSConnection.acceptPlaintext(
+                fd: fd,
+                peerName: "client of \(self.host):\(self.port)",
+                context: self.context,
+                logger: self.logger
+            )
+        }
+        return try await TLSConnection.accept(
             fd: fd,
             peerName: "client of \(self.host):\(self.port)",
             context: self.context,

@@ -146,4 +146,49 @@ struct EventHubEndpointTests {
         let (late, lateOutput) = try await Self.consume(fixture, start: "time:\(cut)", count: 1)
         #expect(late.map(\.body) == [#"{"n":5}"#], "\(lateOutput)")
     }
+
+    @Test(
+        "the development mode (UseDevelopmentEmulator=true): azure-eventhub reads over plain AMQP with the printed string"
+    )
+    func developmentMode() async throws {
+        let template = try await EmulatorFixture.start()
+        var configuration = template.emulator.configuration
+        await template.emulator.shutdown()
+        configuration.amqpPlainPort = 0
+        configuration.stateDirectory = nil
+        let emulator = try await IoTEmulator.start(configuration: configuration)
+        defer { Task { await emulator.shutdown() } }
+        let endpoints = emulator.endpoints
+        let plain = try #require(endpoints.amqpPlain)
+        let development = try #require(endpoints.eventHub.developmentConnectionString)
+        #expect(
+            development.hasPrefix("Endpoint=sb://localhost:\(plain.port);")
+                && development.hasSuffix("UseDevelopmentEmulator=true")
+        )
+        let connectionString = try ConnectionString(
+            parsing:
+                "HostName=\(endpoints.hubHost);DeviceId=dev1;SharedAccessKey=\(EmulatorFixture.deviceKey);GatewayHostName=localhost"
+        )
+        var device = try DeviceClientConfiguration(
+            connectionString: connectionString,
+            transport: .amqp,
+            trustRoots: .pemFile(endpoints.caCertificatePath),
+            port: endpoints.amqp.port
+        )
+        device.operationTimeout = .seconds(30)
+        try await DeviceClient.withConnection(configuration: device) { client in
+            try await client.send(TelemetryMessage(text: "in the clear"))
+        }
+        let result = try await PeerProcess.complete(
+            PeerProcess.clientPython,
+            [
+                PeerProcess.peerScript("fidelity/azure_eventhub_consumer.py"), development,
+                endpoints.caCertificatePath, "-", "-1", "1",
+            ],
+            timeout: .seconds(90)
+        )
+        #expect(result.status == 0 && result.output.contains(" dev1 - in the clear {}"), "\(result.output)")
+        // Without the option there is no plain port.
+        #expect(template.endpoints.amqpPlain == nil && template.endpoints.eventHub.developmentConnectionString == nil)
+    }
 }

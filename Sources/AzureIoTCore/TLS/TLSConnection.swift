@@ -25,6 +25,11 @@ public final class TLSConnection: Sendable {
 
     private struct Session: @unchecked Sendable {
         let ssl: OpaquePointer
+        /// The socket, read and written directly when the connection is ``TLSConnection/isPlaintext``.
+        let fd: Int32
+        /// No TLS: bytes go to and from the socket as they are (the emulator's plain AMQP port for Event Hubs
+        /// clients' development mode). The `SSL` object is never used then.
+        var plaintext = false
         var closed = false
         /// The WebSocket layer, once the connection has been upgraded.
         var webSocket: WebSocketFraming?
@@ -52,7 +57,7 @@ public final class TLSConnection: Sendable {
         SSL_set_fd(ssl, fd)
         azi_ssl_ignore_unexpected_eof(UnsafeMutableRawPointer(ssl))
         if role == .client { SSL_set_connect_state(ssl) } else { SSL_set_accept_state(ssl) }
-        self.session = AdaptiveLock(Session(ssl: ssl))
+        self.session = AdaptiveLock(Session(ssl: ssl, fd: fd))
         self.fd = fd
         self.context = context
         self.role = role
@@ -126,6 +131,19 @@ public final class TLSConnection: Sendable {
         try await connection.handshake(deadline: MonotonicClock.deadline(after: timeout))
         return connection
     }
+
+    /// Wraps an accepted socket without TLS: reads and writes go to the socket as they are. Only for servers that
+    /// must speak a protocol in the clear (the emulator's plain AMQP port); no WebSocket upgrade is possible on it.
+    package static func acceptPlaintext(fd: Int32, peerName: String, context: TLSContext, logger: Logger) throws
+        -> TLSConnection
+    {
+        let connection = try TLSConnection(fd: fd, context: context, role: .server, peerName: peerName, logger: logger)
+        connection.session.withLock { $0.plaintext = true }
+        return connection
+    }
+
+    /// Whether the connection runs without TLS (see `acceptPlaintext`).
+    public var isPlaintext: Bool { self.session.withLock { $0.plaintext } }
 
     private static func configurePeerName(_ ssl: OpaquePointer, name: String, verify: Bool) throws(AzureIoTError) {
         let isIPAddress = name.withCString { text -> Bool in
@@ -231,6 +249,9 @@ public final class TLSConnection: Sendable {
         maximumRequestSize: Int = 16 * 1024,
         timeout: Duration
     ) async throws -> String {
+        guard !self.isPlaintext else {
+            throw AzureIoTError(.invalidArgument, "a connection without TLS takes no WebSocket upgrade")
+        }
         let deadline = MonotonicClock.deadline(after: timeout)
         var received: [UInt8] = []
         do {
@@ -401,6 +422,7 @@ public final class TLSConnection: Sendable {
         let first = self.session.withLock { session -> Bool in
             guard !session.closed else { return false }
             session.closed = true
+            if session.plaintext { return true }
             OpenSSLErrorQueue.clear()
             if session.webSocket != nil {
                 // The WebSocket close handshake first (1000, normal closure), best effort.
@@ -424,7 +446,7 @@ public final class TLSConnection: Sendable {
 
     /// The negotiated protocol, e.g. `"TLSv1.3"`.
     public var protocolVersion: String {
-        self.session.withLock { String(cString: SSL_get_version($0.ssl)) }
+        self.session.withLock { $0.plaintext ? "none" : String(cString: SSL_get_version($0.ssl)) }
     }
 
     /// The certificate the peer presented, if any (the server's, or a client's on accepted connections).
@@ -539,6 +561,11 @@ public final class TLSConnection: Sendable {
 
     /// One read into `buffer`, through the WebSocket layer when there is one; `.done(0)` is an orderly close.
     private static func readStep(_ session: inout Session, into buffer: UnsafeMutableRawBufferPointer) -> Step<Int> {
+        if session.plaintext {
+            let result = recv(session.fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+            if result >= 0 { return .done(result) }
+            return Self.socketStep(errno, want: .wantRead)
+        }
         if session.webSocket != nil {
             return Self.step(session.webSocket!.read(session.ssl, into: buffer))
         }
@@ -551,12 +578,26 @@ public final class TLSConnection: Sendable {
 
     /// One write of `bytes` (not empty), through the WebSocket layer when there is one.
     private static func writeStep(_ session: inout Session, _ bytes: UnsafeRawBufferPointer) -> Step<Int> {
+        if session.plaintext {
+            let result = send(session.fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+            if result >= 0 { return .done(result) }
+            return Self.socketStep(errno, want: .wantWrite)
+        }
         if session.webSocket != nil {
             return Self.step(session.webSocket!.write(session.ssl, bytes))
         }
         var written = 0
         let result = SSL_write_ex(session.ssl, bytes.baseAddress, bytes.count, &written)
         return result == 1 ? .done(written) : Self.step(session.ssl, result)
+    }
+
+    /// A failed `recv`/`send` on a plaintext connection: a want when the socket would block, else the failure.
+    private static func socketStep<Result>(_ code: Int32, want: Step<Result>) -> Step<Result> {
+        switch code {
+        case EAGAIN, EWOULDBLOCK, EINTR: return want
+        case ECONNRESET, EPIPE: return .failed(AzureIoTError(.connectionClosed, "the peer closed the connection"))
+        default: return .failed(AzureIoTError(.ioFailure, "socket error: \(String(cString: strerror(code)))"))
+        }
     }
 
     private static func step<Result>(_ outcome: WebSocketFraming.Outcome<Result>) -> Step<Result> {

@@ -32,6 +32,10 @@ public struct EmulatorConfiguration: Sendable, Codable {
     public var servicePort: Int = 0
     /// The hub's shared access policies for backends; keys left out are generated at start.
     public var sharedAccessPolicies: [SharedAccessPolicy] = SharedAccessPolicy.defaults
+    /// A port for AMQP without TLS, off (`nil`) by default: what Azure's Event Hubs clients dial in their development
+    /// mode (`UseDevelopmentEmulator=true` in the connection string; 5672 unless the endpoint names a port). It
+    /// serves the same as the AMQP port (0 picks a free one). Loopback only: credentials cross it in the clear.
+    public var amqpPlainPort: Int?
     /// The Event Hub-compatible endpoint's partitions, consumer groups and retention.
     public var eventHub = EventHubSettings()
     /// Where the emulator keeps its state across restarts (`--data-dir`): the registry, twins, DPS registrations,
@@ -276,7 +280,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case hubName, listenAddress, dpsPort, mqttPort, amqpPort, webSocketPort, dpsMQTTPort, dpsWebSocketPort,
-            servicePort, sharedAccessPolicies, eventHub, dataDirectory, stateDirectory,
+            servicePort, amqpPlainPort, sharedAccessPolicies, eventHub, dataDirectory, stateDirectory,
             provisioningRetryAfterSeconds,
             devices, provisioning, limits
     }
@@ -293,6 +297,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
         self.dpsMQTTPort = try container.decodeIfPresent(Int.self, forKey: .dpsMQTTPort) ?? 0
         self.dpsWebSocketPort = try container.decodeIfPresent(Int.self, forKey: .dpsWebSocketPort) ?? 0
         self.servicePort = try container.decodeIfPresent(Int.self, forKey: .servicePort) ?? 0
+        self.amqpPlainPort = try container.decodeIfPresent(Int.self, forKey: .amqpPlainPort)
         self.eventHub = try container.decodeIfPresent(EventHubSettings.self, forKey: .eventHub) ?? EventHubSettings()
         self.sharedAccessPolicies =
             try container.decodeIfPresent([SharedAccessPolicy].self, forKey: .sharedAccessPolicies)
@@ -313,6 +318,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
             ("dpsPort", self.dpsPort), ("mqttPort", self.mqttPort), ("amqpPort", self.amqpPort),
             ("webSocketPort", self.webSocketPort), ("dpsMQTTPort", self.dpsMQTTPort),
             ("dpsWebSocketPort", self.dpsWebSocketPort), ("servicePort", self.servicePort),
+            ("amqpPlainPort", self.amqpPlainPort ?? 0),
         ]
         for (name, port) in ports where !(0...65535).contains(port) {
             throw AzureIoTError(.invalidArgument, "\(name) is \(port); it must be in 0...65535 (0 picks a free port)")
