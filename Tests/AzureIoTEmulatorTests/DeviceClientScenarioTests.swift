@@ -18,18 +18,7 @@ struct DeviceClientScenarioTests {
         _ transport: DeviceClientConfiguration.Transport,
         key: String = EmulatorFixture.deviceKey
     ) throws -> DeviceClientConfiguration {
-        let connectionString = try ConnectionString(
-            parsing: "HostName=\(fixture.hubHost);DeviceId=dev1;SharedAccessKey=\(key);GatewayHostName=localhost"
-        )
-        var configuration = try DeviceClientConfiguration(
-            connectionString: connectionString,
-            transport: transport,
-            trustRoots: fixture.trust,
-            port: fixture.endpoints.port(for: transport)
-        )
-        configuration.operationTimeout = .seconds(30)
-        configuration.retryPolicy = RetryPolicy(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(200))
-        return configuration
+        try fixture.endpoints.deviceConfiguration("dev1", key: key, transport: transport)
     }
 
     @Test("telemetry with every property arrives the same way", arguments: DeviceClientConfiguration.Transport.allCases)
@@ -311,5 +300,26 @@ extension EmulatorEndpoints {
         case .amqp: self.amqp.port
         case .mqttWebSockets, .amqpWebSockets: self.webSockets.port
         }
+    }
+
+    /// A device client configuration for `deviceId` with `key` over `transport`, through `GatewayHostName=localhost`
+    /// and the emulator's CA, with the suite's 30 s operation time-out and a fast retry policy.
+    func deviceConfiguration(
+        _ deviceId: String,
+        key: String,
+        transport: DeviceClientConfiguration.Transport = .mqtt
+    ) throws -> DeviceClientConfiguration {
+        let connectionString = try ConnectionString(
+            parsing: "HostName=\(self.hubHost);DeviceId=\(deviceId);SharedAccessKey=\(key);GatewayHostName=localhost"
+        )
+        var configuration = try DeviceClientConfiguration(
+            connectionString: connectionString,
+            transport: transport,
+            trustRoots: .pemFile(self.caCertificatePath),
+            port: self.port(for: transport)
+        )
+        configuration.operationTimeout = .seconds(30)
+        configuration.retryPolicy = RetryPolicy(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(200))
+        return configuration
     }
 }

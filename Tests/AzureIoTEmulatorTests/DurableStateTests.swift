@@ -17,36 +17,16 @@ struct DurableStateTests {
         return path
     }
 
-    static func device(
-        _ endpoints: EmulatorEndpoints,
-        _ deviceId: String,
-        key: String,
-        transport: DeviceClientConfiguration.Transport = .mqtt
-    ) throws -> DeviceClient {
-        let connectionString = try ConnectionString(
-            parsing:
-                "HostName=\(endpoints.hubHost);DeviceId=\(deviceId);SharedAccessKey=\(key);GatewayHostName=localhost"
-        )
-        var configuration = try DeviceClientConfiguration(
-            connectionString: connectionString,
-            transport: transport,
-            trustRoots: .pemFile(endpoints.caCertificatePath),
-            port: endpoints.port(for: transport)
-        )
-        configuration.operationTimeout = .seconds(30)
-        configuration.retryPolicy = RetryPolicy(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(200))
-        return try DeviceClient(configuration: configuration)
+    static func device(_ endpoints: EmulatorEndpoints, _ deviceId: String, key: String) throws -> DeviceClient {
+        try DeviceClient(configuration: try endpoints.deviceConfiguration(deviceId, key: key))
     }
 
     @Test(
         "a restart with the same data directory keeps identities made through the service API, twins, telemetry, registrations, queued cloud-to-device messages, generated keys and the CA"
     )
     func restart() async throws {
-        let template = try await EmulatorFixture.start()
-        var configuration = template.emulator.configuration
-        await template.emulator.shutdown()
+        var configuration = try await EmulatorFixture.configuration()
         configuration.dataDirectory = try Self.temporaryDirectory()
-        configuration.stateDirectory = nil
         for index in configuration.sharedAccessPolicies.indices {
             // Left to the emulator, so that the second start must reuse what the first one generated.
             configuration.sharedAccessPolicies[index].primaryKey = nil

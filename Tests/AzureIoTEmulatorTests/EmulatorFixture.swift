@@ -79,6 +79,18 @@ struct EmulatorFixture {
         )
     }
 
+    /// The fixture's configuration with its keys filled in, for a test that starts an emulator of its own (a template
+    /// emulator is started for it and shut down; ports and the state directory are left to the new one).
+    static func configuration() async throws -> EmulatorConfiguration {
+        let template = try await Self.start()
+        await template.emulator.shutdown()
+        var configuration = template.emulator.configuration
+        configuration.stateDirectory = nil
+        (configuration.mqttPort, configuration.amqpPort, configuration.dpsPort) = (0, 0, 0)
+        (configuration.webSocketPort, configuration.servicePort) = (0, 0)
+        return configuration
+    }
+
     var endpoints: EmulatorEndpoints { self.emulator.endpoints }
     var trust: TLSConfiguration.TrustRoots { .pemFile(self.endpoints.caCertificatePath) }
     var hubHost: String { self.endpoints.hubHost }

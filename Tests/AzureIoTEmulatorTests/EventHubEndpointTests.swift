@@ -20,6 +20,20 @@ struct EventHubEndpointTests {
         var properties: String
     }
 
+    /// azure_eventhub_consumer.py with `connectionString` dialled as printed (no custom endpoint address).
+    static func consumeAsPrinted(_ connectionString: String, ca: String, count: Int) async throws -> (
+        status: Int32, output: String
+    ) {
+        try await PeerProcess.complete(
+            PeerProcess.clientPython,
+            [
+                PeerProcess.peerScript("fidelity/azure_eventhub_consumer.py"), connectionString, ca, "-", "-1",
+                String(count),
+            ],
+            timeout: .seconds(90)
+        )
+    }
+
     static func consume(
         _ fixture: EmulatorFixture,
         start: String,
@@ -61,16 +75,7 @@ struct EventHubEndpointTests {
         transport: DeviceClientConfiguration.Transport,
         _ texts: [String]
     ) async throws {
-        let connectionString = try ConnectionString(
-            parsing: "HostName=\(fixture.hubHost);DeviceId=\(deviceId);SharedAccessKey=\(key);GatewayHostName=localhost"
-        )
-        var configuration = try DeviceClientConfiguration(
-            connectionString: connectionString,
-            transport: transport,
-            trustRoots: fixture.trust,
-            port: fixture.endpoints.port(for: transport)
-        )
-        configuration.operationTimeout = .seconds(30)
+        let configuration = try fixture.endpoints.deviceConfiguration(deviceId, key: key, transport: transport)
         try await DeviceClient.withConnection(configuration: configuration) { client in
             for text in texts {
                 var message = TelemetryMessage(text: text, contentType: "application/json")
@@ -151,11 +156,10 @@ struct EventHubEndpointTests {
         "the development mode (UseDevelopmentEmulator=true): azure-eventhub reads over plain AMQP with the printed string"
     )
     func developmentMode() async throws {
-        let template = try await EmulatorFixture.start()
-        var configuration = template.emulator.configuration
-        await template.emulator.shutdown()
+        var configuration = try await EmulatorFixture.configuration()
+        let without = try await IoTEmulator.start(configuration: configuration)
+        await without.shutdown()
         configuration.amqpPlainPort = 0
-        configuration.stateDirectory = nil
         let emulator = try await IoTEmulator.start(configuration: configuration)
         defer { Task { await emulator.shutdown() } }
         let endpoints = emulator.endpoints
@@ -165,30 +169,13 @@ struct EventHubEndpointTests {
             development.hasPrefix("Endpoint=sb://localhost:\(plain.port);")
                 && development.hasSuffix("UseDevelopmentEmulator=true")
         )
-        let connectionString = try ConnectionString(
-            parsing:
-                "HostName=\(endpoints.hubHost);DeviceId=dev1;SharedAccessKey=\(EmulatorFixture.deviceKey);GatewayHostName=localhost"
-        )
-        var device = try DeviceClientConfiguration(
-            connectionString: connectionString,
-            transport: .amqp,
-            trustRoots: .pemFile(endpoints.caCertificatePath),
-            port: endpoints.amqp.port
-        )
-        device.operationTimeout = .seconds(30)
+        let device = try endpoints.deviceConfiguration("dev1", key: EmulatorFixture.deviceKey, transport: .amqp)
         try await DeviceClient.withConnection(configuration: device) { client in
             try await client.send(TelemetryMessage(text: "in the clear"))
         }
-        let result = try await PeerProcess.complete(
-            PeerProcess.clientPython,
-            [
-                PeerProcess.peerScript("fidelity/azure_eventhub_consumer.py"), development,
-                endpoints.caCertificatePath, "-", "-1", "1",
-            ],
-            timeout: .seconds(90)
-        )
+        let result = try await Self.consumeAsPrinted(development, ca: endpoints.caCertificatePath, count: 1)
         #expect(result.status == 0 && result.output.contains(" dev1 - in the clear {}"), "\(result.output)")
         // Without the option there is no plain port.
-        #expect(template.endpoints.amqpPlain == nil && template.endpoints.eventHub.developmentConnectionString == nil)
+        #expect(without.endpoints.amqpPlain == nil && without.endpoints.eventHub.developmentConnectionString == nil)
     }
 }

@@ -22,18 +22,7 @@ struct ServiceAPITests {
     }
 
     static func deviceClient(_ fixture: EmulatorFixture, _ deviceId: String, key: String) throws -> DeviceClient {
-        let connectionString = try ConnectionString(
-            parsing: "HostName=\(fixture.hubHost);DeviceId=\(deviceId);SharedAccessKey=\(key);GatewayHostName=localhost"
-        )
-        var configuration = try DeviceClientConfiguration(
-            connectionString: connectionString,
-            transport: .mqtt,
-            trustRoots: fixture.trust,
-            port: fixture.endpoints.mqtt.port
-        )
-        configuration.operationTimeout = .seconds(30)
-        configuration.retryPolicy = RetryPolicy(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(200))
-        return try DeviceClient(configuration: configuration)
+        try DeviceClient(configuration: try fixture.endpoints.deviceConfiguration(deviceId, key: key))
     }
 
     static func python(
@@ -147,27 +136,13 @@ struct ServiceAPITests {
     }
 
     static func cloudToDeviceOnPort5671() async throws {
-        var configuration = try await EmulatorFixture.start().emulator.configuration
+        var configuration = try await EmulatorFixture.configuration()
         configuration.amqpPort = 5671
-        configuration.mqttPort = 0
-        configuration.dpsPort = 0
-        configuration.servicePort = 0
-        configuration.stateDirectory = nil
         let emulator = try await IoTEmulator.start(configuration: configuration)
         defer { Task { await emulator.shutdown() } }
         let endpoints = emulator.endpoints
         let owner = try #require(endpoints.serviceConnectionString)
-        let connectionString = try ConnectionString(
-            parsing:
-                "HostName=\(endpoints.hubHost);DeviceId=dev1;SharedAccessKey=\(EmulatorFixture.deviceKey);GatewayHostName=localhost"
-        )
-        var deviceConfiguration = try DeviceClientConfiguration(
-            connectionString: connectionString,
-            transport: .mqtt,
-            trustRoots: .pemFile(endpoints.caCertificatePath),
-            port: endpoints.mqtt.port
-        )
-        deviceConfiguration.operationTimeout = .seconds(30)
+        let deviceConfiguration = try endpoints.deviceConfiguration("dev1", key: EmulatorFixture.deviceKey)
         let device = try DeviceClient(configuration: deviceConfiguration)
         try await device.subscribe(to: [.cloudToDeviceMessages])
         try await device.connect()
@@ -203,13 +178,10 @@ struct ServiceAPITests {
 
         // The Event Hub-compatible connection string as printed: with TLS, azure-eventhub dials port 5671.
         let eventHub = try #require(endpoints.eventHub.connectionString)
-        let consumer = try await PeerProcess.complete(
-            PeerProcess.clientPython,
-            [
-                PeerProcess.peerScript("fidelity/azure_eventhub_consumer.py"), eventHub, endpoints.caCertificatePath,
-                "-", "-1", "1",
-            ],
-            timeout: .seconds(90)
+        let consumer = try await EventHubEndpointTests.consumeAsPrinted(
+            eventHub,
+            ca: endpoints.caCertificatePath,
+            count: 1
         )
         #expect(consumer.status == 0 && consumer.output.contains(" dev1 - read as printed {}"), "\(consumer.output)")
     }
@@ -227,17 +199,6 @@ struct ServiceAPITests {
     }
 
     /// curl against the service port with a token of `policy` (or none), a method, a path and a body.
-    static func curl(
-        _ fixture: EmulatorFixture,
-        _ method: String,
-        _ path: String,
-        body: String? = nil,
-        headers: [String] = [],
-        policy: String? = "iothubowner"
-    ) async throws -> Answer {
-        try await Self.curl(fixture.endpoints, method, path, body: body, headers: headers, policy: policy)
-    }
-
     static func curl(
         _ endpoints: EmulatorEndpoints,
         _ method: String,
@@ -282,85 +243,90 @@ struct ServiceAPITests {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
         let version = "?api-version=2021-04-12"
-        let unsigned = try await Self.curl(fixture, "GET", "/devices/dev1\(version)", policy: nil)
+        let unsigned = try await Self.curl(fixture.endpoints, "GET", "/devices/dev1\(version)", policy: nil)
         #expect(unsigned.status == 401 && unsigned.errorCode == 401_002)
         #expect(unsigned.headers.contains("iothub-errorcode: iothubunauthorizedaccess"))
         let forged = try await Self.curl(
-            fixture,
+            fixture.endpoints,
             "GET",
             "/devices/dev1\(version)",
             headers: ["Authorization: SharedAccessSignature sr=x&sig=AAAA&se=1&skn=iothubowner"],
             policy: nil
         )
         #expect(forged.status == 401)
-        let noVersion = try await Self.curl(fixture, "GET", "/devices/dev1")
+        let noVersion = try await Self.curl(fixture.endpoints, "GET", "/devices/dev1")
         #expect(noVersion.status == 400 && noVersion.errorCode == 400_001)
-        let futureVersion = try await Self.curl(fixture, "GET", "/devices/dev1?api-version=2099-01-01")
+        let futureVersion = try await Self.curl(fixture.endpoints, "GET", "/devices/dev1?api-version=2099-01-01")
         #expect(futureVersion.status == 400 && futureVersion.errorCode == 400_001)
-        let unknownRoute = try await Self.curl(fixture, "GET", "/jobs/v2\(version)")
+        let unknownRoute = try await Self.curl(fixture.endpoints, "GET", "/jobs/v2\(version)")
         #expect(unknownRoute.status == 404)
-        let wrongMethod = try await Self.curl(fixture, "POST", "/devices/dev1\(version)", body: "{}")
+        let wrongMethod = try await Self.curl(fixture.endpoints, "POST", "/devices/dev1\(version)", body: "{}")
         #expect(wrongMethod.status == 405)
-        let missing = try await Self.curl(fixture, "GET", "/devices/nobody\(version)")
+        let missing = try await Self.curl(fixture.endpoints, "GET", "/devices/nobody\(version)")
         #expect(missing.status == 404 && missing.errorCode == 404_001)
         #expect(missing.headers.contains("iothub-errorcode: devicenotfound"))
-        let missingModule = try await Self.curl(fixture, "GET", "/devices/dev1/modules/nobody\(version)")
+        let missingModule = try await Self.curl(fixture.endpoints, "GET", "/devices/dev1/modules/nobody\(version)")
         #expect(missingModule.status == 404 && missingModule.errorCode == 404_010)
 
-        let malformed = try await Self.curl(fixture, "PUT", "/devices/bad-json\(version)", body: #"{"deviceId": "#)
+        let malformed = try await Self.curl(
+            fixture.endpoints,
+            "PUT",
+            "/devices/bad-json\(version)",
+            body: #"{"deviceId": "#
+        )
         #expect(malformed.status == 400 && malformed.errorCode == 400_004)
-        let notObject = try await Self.curl(fixture, "PUT", "/devices/bad-json\(version)", body: "[1,2]")
+        let notObject = try await Self.curl(fixture.endpoints, "PUT", "/devices/bad-json\(version)", body: "[1,2]")
         #expect(notObject.status == 400)
-        let otherId = try await Self.curl(fixture, "PUT", "/devices/a\(version)", body: #"{"deviceId":"b"}"#)
+        let otherId = try await Self.curl(fixture.endpoints, "PUT", "/devices/a\(version)", body: #"{"deviceId":"b"}"#)
         #expect(otherId.status == 400)
-        let badId = try await Self.curl(fixture, "PUT", "/devices/has%20space\(version)", body: "{}")
+        let badId = try await Self.curl(fixture.endpoints, "PUT", "/devices/has%20space\(version)", body: "{}")
         #expect(badId.status == 400)
         let longId = try await Self.curl(
-            fixture,
+            fixture.endpoints,
             "PUT",
             "/devices/\(String(repeating: "x", count: 129))\(version)",
             body: "{}"
         )
         #expect(longId.status == 400)
         let badKey = try await Self.curl(
-            fixture,
+            fixture.endpoints,
             "PUT",
             "/devices/bad-key\(version)",
             body: #"{"authentication":{"type":"sas","symmetricKey":{"primaryKey":"not base64!"}}}"#
         )
         #expect(badKey.status == 400)
         let badStatus = try await Self.curl(
-            fixture,
+            fixture.endpoints,
             "PUT",
             "/devices/bad-status\(version)",
             body: #"{"status":"maybe"}"#
         )
         #expect(badStatus.status == 400)
         let badThumbprint = try await Self.curl(
-            fixture,
+            fixture.endpoints,
             "PUT",
             "/devices/bad-print\(version)",
             body: #"{"authentication":{"type":"selfSigned","x509Thumbprint":{"primaryThumbprint":"xyz"}}}"#
         )
         #expect(badThumbprint.status == 400)
         let huge = try await Self.curl(
-            fixture,
+            fixture.endpoints,
             "PUT",
             "/devices/huge\(version)",
             body: #"{"tags":""# + String(repeating: "a", count: 200_000) + #""}"#
         )
         #expect(huge.status == 413)
-        let existing = try await Self.curl(fixture, "PUT", "/devices/dev1\(version)", body: "{}")
+        let existing = try await Self.curl(fixture.endpoints, "PUT", "/devices/dev1\(version)", body: "{}")
         #expect(existing.status == 409 && existing.errorCode == 409_001)
         let staleDelete = try await Self.curl(
-            fixture,
+            fixture.endpoints,
             "DELETE",
             "/devices/dev2\(version)",
             headers: [#"If-Match: "not-the-etag""#]
         )
         #expect(staleDelete.status == 412 && staleDelete.errorCode == 412_002)
         let updateMissing = try await Self.curl(
-            fixture,
+            fixture.endpoints,
             "PUT",
             "/devices/nobody\(version)",
             body: "{}",
@@ -369,26 +335,36 @@ struct ServiceAPITests {
         #expect(updateMissing.status == 404)
 
         let reported = try await Self.curl(
-            fixture,
+            fixture.endpoints,
             "PATCH",
             "/twins/dev1\(version)",
             body: #"{"properties":{"reported":{"fw":"1"}}}"#
         )
         #expect(reported.status == 400)
         let deep = String(repeating: #"{"a":"#, count: 12) + "1" + String(repeating: "}", count: 12)
-        let tooDeep = try await Self.curl(fixture, "PATCH", "/twins/dev1\(version)", body: #"{"tags":"# + deep + "}")
+        let tooDeep = try await Self.curl(
+            fixture.endpoints,
+            "PATCH",
+            "/twins/dev1\(version)",
+            body: #"{"tags":"# + deep + "}"
+        )
         #expect(tooDeep.status == 400)
         let badTimeout = try await Self.curl(
-            fixture,
+            fixture.endpoints,
             "POST",
             "/twins/dev1/methods\(version)",
             body: #"{"methodName":"reboot","responseTimeoutInSeconds":100000}"#
         )
         #expect(badTimeout.status == 400)
-        let noName = try await Self.curl(fixture, "POST", "/twins/dev1/methods\(version)", body: #"{"payload":1}"#)
+        let noName = try await Self.curl(
+            fixture.endpoints,
+            "POST",
+            "/twins/dev1/methods\(version)",
+            body: #"{"payload":1}"#
+        )
         #expect(noName.status == 400)
         let offline = try await Self.curl(
-            fixture,
+            fixture.endpoints,
             "POST",
             "/twins/dev1/methods\(version)",
             body: #"{"methodName":"reboot","responseTimeoutInSeconds":5}"#
@@ -400,7 +376,7 @@ struct ServiceAPITests {
             "SELECT * FROM devices WHERE a =",
         ] {
             let refused = try await Self.curl(
-                fixture,
+                fixture.endpoints,
                 "POST",
                 "/devices/query\(version)",
                 body: JSONValue.object(["query": .string(query)]).jsonText
@@ -411,14 +387,14 @@ struct ServiceAPITests {
             "SELECT * FROM devices WHERE " + String(repeating: "(", count: 40) + "a = 1"
             + String(repeating: ")", count: 40)
         let tooNested = try await Self.curl(
-            fixture,
+            fixture.endpoints,
             "POST",
             "/devices/query\(version)",
             body: JSONValue.object(["query": .string(nested)]).jsonText
         )
         #expect(tooNested.status == 400)
         let badPage = try await Self.curl(
-            fixture,
+            fixture.endpoints,
             "POST",
             "/devices/query\(version)",
             body: #"{"query":"SELECT * FROM devices"}"#,
@@ -427,7 +403,7 @@ struct ServiceAPITests {
         #expect(badPage.status == 400)
 
         // Still serving, and nothing above changed the registry.
-        let devices = try await Self.curl(fixture, "GET", "/devices\(version)")
+        let devices = try await Self.curl(fixture.endpoints, "GET", "/devices\(version)")
         #expect(devices.status == 200)
         guard case .array(let list)? = devices.body else {
             Issue.record("GET /devices did not answer an array")
@@ -442,10 +418,10 @@ struct ServiceAPITests {
         defer { Task { await fixture.emulator.shutdown() } }
         let version = "?api-version=2021-04-12"
         for index in 0..<5 {
-            let created = try await Self.curl(fixture, "PUT", "/devices/paged-\(index)\(version)", body: "{}")
+            let created = try await Self.curl(fixture.endpoints, "PUT", "/devices/paged-\(index)\(version)", body: "{}")
             #expect(created.status == 200)
             let tagged = try await Self.curl(
-                fixture,
+                fixture.endpoints,
                 "PATCH",
                 "/twins/paged-\(index)\(version)",
                 body: #"{"tags":{"floor":\#(index)}}"#,
@@ -458,7 +434,7 @@ struct ServiceAPITests {
         var pages = 0
         repeat {
             let page = try await Self.curl(
-                fixture,
+                fixture.endpoints,
                 "POST",
                 "/devices/query\(version)",
                 body:
@@ -481,7 +457,7 @@ struct ServiceAPITests {
         _ = try await device.updateReportedProperties(Array(#"{"firmware":"2.1.0"}"#.utf8))
         await device.disconnect()
         let reported = try await Self.curl(
-            fixture,
+            fixture.endpoints,
             "POST",
             "/devices/query\(version)",
             body: #"{"query":"select * from devices where properties.reported.firmware = '2.1.0'"}"#

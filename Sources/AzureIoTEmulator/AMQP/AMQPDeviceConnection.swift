@@ -694,17 +694,20 @@ actor AMQPDeviceConnection: DeviceLink {
         }
     }
 
+    /// A message's body as bytes: its data section, or a binary or string value.
+    static func body(of message: AMQPMessage) -> [UInt8] {
+        if let data = message.data { return data }
+        switch message.value {
+        case .binary(let bytes)?: return bytes
+        case let value?: return value.text.map { Array($0.utf8) } ?? []
+        case nil: return []
+        }
+    }
+
     static func telemetry(from message: AMQPMessage, identity: IdentityName, overWebSockets: Bool = false)
         -> ReceivedTelemetry
     {
-        var body = message.data ?? []
-        if message.data == nil, let value = message.value {
-            if case .binary(let bytes) = value {
-                body = bytes
-            } else if let text = value.text {
-                body = Array(text.utf8)
-            }
-        }
+        let body = Self.body(of: message)
         var system: [String: String] = [:]
         if let time = message.creationTime { system["ctime"] = render(.timestamp(time)) }
         if let expiry = message.absoluteExpiryTime { system["exp"] = render(.timestamp(expiry)) }
@@ -848,14 +851,7 @@ actor AMQPDeviceConnection: DeviceLink {
         else {
             return refuse("amqp:invalid-field", "'to' must be /devices/{id}/messages/devicebound")
         }
-        var body = message.data ?? []
-        if message.data == nil, let value = message.value {
-            if case .binary(let bytes) = value {
-                body = bytes
-            } else if let text = value.text {
-                body = Array(text.utf8)
-            }
-        }
+        let body = Self.body(of: message)
         var properties: [String: String] = [:]
         var acknowledgement: String?
         for (key, value) in message.applicationProperties {
@@ -896,9 +892,17 @@ actor AMQPDeviceConnection: DeviceLink {
     /// Sends feedback batches on the feedback link while it has credit, waiting for new records in between.
     private func startFeedbackPump() {
         guard self.feedbackPump == nil else { return }
-        self.feedbackPump = Task {
-            while !Task.isCancelled, await self.pumpFeedback() {
-                await self.hub.waitForFeedback(timeout: .seconds(1))
+        self.feedbackPump = self.pump(.feedback) { await $0.pumpFeedback() }
+    }
+
+    /// Runs `round` until it returns `false`, waiting for the hub's `signal` (or a second) in between.
+    private func pump(
+        _ signal: EmulatedHub.Signal,
+        _ round: @escaping @Sendable (isolated AMQPDeviceConnection) async -> Bool
+    ) -> Task<Void, Never> {
+        Task {
+            while !Task.isCancelled, await round(self) {
+                await self.hub.wait(for: signal, timeout: .seconds(1))
             }
         }
     }
@@ -1044,11 +1048,7 @@ actor AMQPDeviceConnection: DeviceLink {
     /// Sends partition events on reader links while they have credit, waiting for new events in between.
     private func startPartitionPump() {
         guard self.partitionPump == nil else { return }
-        self.partitionPump = Task {
-            while !Task.isCancelled, await self.pumpPartitions() {
-                await self.hub.waitForEvents(timeout: .seconds(1))
-            }
-        }
+        self.partitionPump = self.pump(.events) { await $0.pumpPartitions() }
     }
 
     /// One round over the reader links; `false` once none is left.

@@ -67,10 +67,10 @@ actor EmulatedHub {
     /// Telemetry by partition, for the Event Hub-compatible endpoint.
     private(set) var events: EventLog
     nonisolated let eventHubSettings: EmulatorConfiguration.EventHubSettings
-    private var eventWaiters: [CheckedContinuation<Void, Never>] = []
     /// Feedback waiting for the service's feedback receiver.
     private(set) var feedback: [CloudToDeviceFeedback] = []
-    private var feedbackWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Pumps waiting for news (new events, new feedback), woken when it comes or after their time-out.
+    private var waiters: [Signal: [CheckedContinuation<Void, Never>]] = [:]
     private var pendingMethods: [String: CheckedContinuation<MethodResponse?, Never>] = [:]
     /// Method requests the device's link refused (not subscribed), so their callers learn it was not a time-out.
     private var undeliveredMethods: Set<String> = []
@@ -369,8 +369,7 @@ actor EmulatedHub {
                 self.logger.error("the emulator could not store telemetry", metadata: ["error": "\(error)"])
             }
         }
-        for waiter in self.eventWaiters { waiter.resume() }
-        self.eventWaiters.removeAll()
+        self.wake(.events)
         self.identities[IdentityName(deviceId: message.deviceId, moduleId: message.moduleId)]?.registry
             .lastActivityTime = Date()
         self.logger.debug(
@@ -490,30 +489,13 @@ actor EmulatedHub {
             )
         )
         if self.feedback.count > Self.maximumPendingFeedback { self.feedback.removeFirst() }
-        for waiter in self.feedbackWaiters { waiter.resume() }
-        self.feedbackWaiters.removeAll()
+        self.wake(.feedback)
     }
 
     /// Events of `partition` from sequence number `first` on, at most `limit`.
     func partitionEvents(_ partition: Int, from first: Int64, limit: Int) -> [PartitionEvent] {
         guard (0..<self.events.partitionCount).contains(partition) else { return [] }
         return self.events.events(in: partition, from: first, limit: limit)
-    }
-
-    /// Waits until a new event is recorded (or `timeout` passes).
-    func waitForEvents(timeout: Duration) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            self.eventWaiters.append(continuation)
-            Task {
-                try? await Task.sleep(for: timeout)
-                self.wakeEventWaiters()
-            }
-        }
-    }
-
-    private func wakeEventWaiters() {
-        for waiter in self.eventWaiters { waiter.resume() }
-        self.eventWaiters.removeAll()
     }
 
     /// Feedback records kept for the service; the oldest go first past this.
@@ -531,21 +513,28 @@ actor EmulatedHub {
         self.feedback.insert(contentsOf: records, at: 0)
     }
 
-    /// Waits until there is feedback (or `timeout` passes).
-    func waitForFeedback(timeout: Duration) async {
-        guard self.feedback.isEmpty else { return }
+    /// What a pump can wait for.
+    enum Signal: Hashable {
+        /// A new event in some partition.
+        case events
+        /// New cloud-to-device feedback.
+        case feedback
+    }
+
+    /// Waits until `signal` is raised (or `timeout` passes); feedback already waiting returns at once.
+    func wait(for signal: Signal, timeout: Duration) async {
+        if signal == .feedback, !self.feedback.isEmpty { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            self.feedbackWaiters.append(continuation)
+            self.waiters[signal, default: []].append(continuation)
             Task {
                 try? await Task.sleep(for: timeout)
-                self.wakeFeedbackWaiters()
+                self.wake(signal)
             }
         }
     }
 
-    private func wakeFeedbackWaiters() {
-        for waiter in self.feedbackWaiters { waiter.resume() }
-        self.feedbackWaiters.removeAll()
+    private func wake(_ signal: Signal) {
+        for waiter in self.waiters.removeValue(forKey: signal) ?? [] { waiter.resume() }
     }
 
     func cloudToDeviceRecords() -> [CloudToDeviceRecord] { self.cloudToDevice }
