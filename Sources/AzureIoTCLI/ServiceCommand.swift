@@ -2,6 +2,7 @@ import ArgumentParser
 import AzureIoTCore
 import DPSClient
 import Foundation
+import HubAMQP
 
 /// `azure-iot service`: a backend's view of a hub, real or emulated, through IoT Hub's service REST API (api-version
 /// 2021-04-12) with a service connection string (`HostName=…;SharedAccessKeyName=…;SharedAccessKey=…`).
@@ -11,7 +12,7 @@ struct ServiceCommand: AsyncParsableCommand {
         abstract: "Manage devices, twins and direct methods of a hub with a service connection string.",
         subcommands: [
             CreateDevice.self, GetDevice.self, DeleteDevice.self, ListDevices.self, ShowTwin.self,
-            UpdateDesired.self, Invoke.self, Query.self,
+            UpdateDesired.self, Invoke.self, Query.self, SendCloudToDevice.self, ReadTelemetry.self,
         ]
     )
 
@@ -196,6 +197,154 @@ struct ServiceCommand: AsyncParsableCommand {
                 for twin in list { emit(twin.jsonText) }
             }
         }
+    }
+}
+
+extension ServiceCommand {
+    struct SendCloudToDevice: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "send-c2d",
+            abstract: "Send a cloud-to-device message over AMQP (SASL PLAIN as {policy}@sas.root.{hub})."
+        )
+        @OptionGroup var options: ServiceCommand.Options
+        @Option(help: "The hub's AMQP port (IoT Hub: 5671).") var amqpPort = 5671
+        @Argument(help: "The device id.") var deviceId: String
+        @Argument(help: "The message body (text).") var body: String
+        @Option(help: "An application property, name=value (repeatable).") var property: [String] = []
+        @Option(help: "The feedback to ask for: none, positive, negative or full.") var ack: String?
+        @Option(help: "The message id (default: a new UUID).") var messageId: String?
+
+        func run() async throws {
+            var message = AMQPMessage(data: Array(self.body.utf8))
+            message.messageId = .string(self.messageId ?? UUID().uuidString.lowercased())
+            message.to = "/devices/\(try ServiceRESTClient.segment(self.deviceId))/messages/devicebound"
+            for pair in self.property {
+                guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
+                    throw ValidationError("--property takes name=value")
+                }
+                message.applicationProperties.append(
+                    (String(pair[..<equals]), .string(String(pair[pair.index(after: equals)...])))
+                )
+            }
+            if let ack = self.ack {
+                guard ["none", "positive", "negative", "full"].contains(ack) else {
+                    throw ValidationError("--ack is none, positive, negative or full")
+                }
+                message.applicationProperties.append(("iothub-ack", .string(ack)))
+            }
+            let connection = try ServiceAMQP.connection(self.options, port: self.amqpPort)
+            try await connection.open()
+            do {
+                try await connection.sendCloudToDevice(message)
+            } catch {
+                await connection.close()
+                throw error
+            }
+            await connection.close()
+            emit("sent \(message.messageId.flatMap(\.text) ?? "") to \(self.deviceId)")
+        }
+    }
+
+    struct ReadTelemetry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "read-telemetry",
+            abstract:
+                "Read device telemetry from the hub's built-in endpoint (messages/events) over AMQP, one JSON line per message."
+        )
+        @OptionGroup var options: ServiceCommand.Options
+        @Option(help: "The hub's AMQP port (IoT Hub: 5671).") var amqpPort = 5671
+        @Option(help: "How many partitions to read (0 to n-1; the emulator prints eventHub.partitionCount).")
+        var partitions = 4
+        @Option(help: "The consumer group.") var consumerGroup = "$Default"
+        @Flag(help: "Only messages that arrive from now on (default: from the start of what the hub keeps).")
+        var fromNow = false
+        @Option(help: "Stop after this many messages.") var count = 1
+
+        func run() async throws {
+            guard (1...128).contains(self.partitions) else { throw ValidationError("--partitions must be 1 to 128") }
+            guard self.count >= 1 else { throw ValidationError("--count must be at least 1") }
+            let group = self.consumerGroup
+            guard !group.isEmpty, group.utf8.count <= 50,
+                group.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.$".contains($0)) })
+            else {
+                throw ValidationError("--consumer-group is 1 to 50 letters, digits, '-', '_', '.' or '$'")
+            }
+            let addresses = (0..<self.partitions).map { "/messages/events/ConsumerGroups/\(group)/Partitions/\($0)" }
+            let connection = try ServiceAMQP.connection(self.options, port: self.amqpPort)
+            try await connection.open()
+            var seen = 0
+            let wanted = self.count
+            do {
+                try await connection.receive(
+                    from: addresses,
+                    filter: self.fromNow
+                        ? "amqp.annotation.x-opt-offset > '@latest'" : "amqp.annotation.x-opt-offset > '-1'"
+                ) { partition, message in
+                    emit(ServiceAMQP.describe(message, partition: partition).jsonText)
+                    seen += 1
+                    return seen < wanted
+                }
+            } catch {
+                await connection.close()
+                throw error
+            }
+            await connection.close()
+        }
+    }
+}
+
+/// The AMQP side of `azure-iot service`.
+enum ServiceAMQP {
+    static func connection(_ options: ServiceCommand.Options, port: Int) throws -> HubServiceConnection {
+        guard (1...65535).contains(port) else { throw ValidationError("--amqp-port must be 1 to 65535") }
+        let connectionString = try ConnectionString(parsing: options.connectionString)
+        guard let keyName = connectionString.sharedAccessKeyName, let key = connectionString.sharedAccessKey,
+            connectionString.deviceId == nil
+        else {
+            throw ValidationError(
+                "a service connection string has HostName, SharedAccessKeyName and SharedAccessKey (and no DeviceId)"
+            )
+        }
+        // HostName may carry the REST port (the emulator's); AMQP has its own.
+        let host = connectionString.hostName.split(separator: ":").first.map(String.init) ?? connectionString.hostName
+        return HubServiceConnection(
+            settings: .init(
+                host: host,
+                port: port,
+                tokenResource: connectionString.hostName,
+                hubName: host.split(separator: ".").first.map(String.init) ?? host,
+                keyName: keyName,
+                key: key,
+                trustRoots: options.caFile.map { .pemFile($0) } ?? .system,
+                operationTimeout: .seconds(options.timeout)
+            )
+        )
+    }
+
+    /// A telemetry message as one JSON object: the device and module, partition, sequence number, enqueued time,
+    /// body (text) and application properties.
+    static func describe(_ message: AMQPMessage, partition: Int) -> JSONValue {
+        var annotations: [String: AMQPValue] = [:]
+        for entry in message.messageAnnotations { if let key = entry.key.text { annotations[key] = entry.value } }
+        var properties: [String: JSONValue] = [:]
+        for (key, value) in message.applicationProperties { properties[key] = .string(value.text ?? "\(value)") }
+        let body = message.data ?? (message.value?.text.map { Array($0.utf8) } ?? [])
+        var object: [String: JSONValue] = [
+            "deviceId": annotations["iothub-connection-device-id"]?.text.map(JSONValue.string) ?? .null,
+            "partition": .number(JSONNumber(partition)),
+            "body": .string(String(decoding: body, as: UTF8.self)),
+            "properties": .object(properties),
+        ]
+        if let module = annotations["iothub-connection-module-id"]?.text { object["moduleId"] = .string(module) }
+        if case .long(let sequence)? = annotations["x-opt-sequence-number"] {
+            object["sequenceNumber"] = .number(JSONNumber(sequence))
+        }
+        if case .timestamp(let milliseconds)? = annotations["x-opt-enqueued-time"] {
+            object["enqueuedTime"] = .number(JSONNumber(milliseconds))
+        }
+        if let contentType = message.contentType { object["contentType"] = .string(contentType) }
+        if let messageId = message.messageId?.text { object["messageId"] = .string(messageId) }
+        return .object(object)
     }
 }
 

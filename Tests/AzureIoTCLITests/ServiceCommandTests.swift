@@ -7,7 +7,7 @@ import Testing
 @Suite("azure-iot service")
 struct ServiceCommandTests {
     @Test(
-        "create, list, patch desired, show, query, invoke (offline: exit 6), delete; the created device sends with its key; wrong keys and device strings are refused"
+        "create, list, patch desired, show, query, send-c2d, invoke (offline: exit 6, then answered), read-telemetry, delete; the created device works with its key; wrong keys and device strings are refused"
     )
     func lifecycle() async throws {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
@@ -23,6 +23,7 @@ struct ServiceCommandTests {
         let ca = try #require(json["caCertificatePath"] as? String)
         let hubHost = try #require(json["hubHost"] as? String)
         let mqtt = try #require((json["mqtt"] as? [String: Any])?["port"] as? Int)
+        let amqp = try #require((json["amqp"] as? [String: Any])?["port"] as? Int)
         let common = ["--connection-string", owner, "--ca-file", ca]
         func service(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
             try await CLITests.run(["service", arguments[0]] + common + arguments.dropFirst())
@@ -47,13 +48,47 @@ struct ServiceCommandTests {
         let offline = try await service(["invoke", "cli-device", "reboot", "--payload", #"{"delay":1}"#])
         #expect(offline.status == 6 && offline.stderr.contains("404 (DeviceNotOnline)"), "\(offline.stderr)")
 
-        // The device the service made connects with its key.
+        // A cloud-to-device message queued for it over AMQP; a device that does not exist is refused.
+        let queued = try await service([
+            "send-c2d", "cli-device", "hello device", "--amqp-port", String(amqp), "--property", "zone=b", "--ack",
+            "full", "--message-id", "cli-c2d-1",
+        ])
+        #expect(queued.status == 0 && queued.stdout == "sent cli-c2d-1 to cli-device\n", "\(queued.stderr)")
+        let nobody = try await service(["send-c2d", "nobody", "lost", "--amqp-port", String(amqp)])
+        #expect(nobody.status != 0 && nobody.stderr.contains("not registered"), "\(nobody.stderr)")
+
+        // The device the service made connects with its key, gets the message, answers a method and sends.
+        let deviceString = "HostName=\(hubHost);DeviceId=cli-device;SharedAccessKey=\(key);GatewayHostName=localhost"
+        let listener = try await PeerProcess(
+            binary.path,
+            [
+                "listen", "--connection-string", deviceString, "--ca-file", ca, "--port", String(mqtt), "--duration",
+                "60",
+            ],
+            readyMarker: "listening as cli-device",
+            timeout: .seconds(60)
+        )
+        defer { listener.stop() }
+        #expect(
+            await listener.waitForOutput(containing: "c2d: hello device", timeout: .seconds(30)),
+            "\(listener.output)"
+        )
+        #expect(listener.output.contains("zone=b"))
+        let answered = try await service(["invoke", "cli-device", "reboot", "--payload", #"{"delay":1}"#])
+        #expect(answered.status == 0 && answered.stdout.contains(#""status":200"#), "\(answered.stderr)")
+        listener.stop()
         let sent = try await CLITests.run([
-            "send", "--connection-string",
-            "HostName=\(hubHost);DeviceId=cli-device;SharedAccessKey=\(key);GatewayHostName=localhost", "--ca-file",
-            ca, "--port", String(mqtt), "made by the service command",
+            "send", "--connection-string", deviceString, "--ca-file", ca, "--port", String(mqtt), "--property",
+            "source=cli", "made by the service command",
         ])
         #expect(sent.status == 0, "\(sent.stderr)")
+        let telemetry = try await service(["read-telemetry", "--amqp-port", String(amqp), "--count", "1"])
+        #expect(telemetry.status == 0, "\(telemetry.stderr)")
+        #expect(
+            telemetry.stdout.contains(#""body":"made by the service command","deviceId":"cli-device""#)
+                && telemetry.stdout.contains(#""properties":{"source":"cli"}"#),
+            "\(telemetry.stdout)"
+        )
 
         let deleted = try await service(["delete-device", "cli-device"])
         #expect(deleted.status == 0 && deleted.stdout == "deleted cli-device\n")
@@ -71,12 +106,12 @@ struct ServiceCommandTests {
         ])
         #expect(unauthorized.status == 6 && unauthorized.stderr.contains("401"), "\(unauthorized.stderr)")
         #expect(!unauthorized.stderr.contains("SharedAccessSignature"))
-        let deviceString = try await CLITests.run([
+        let wrongKind = try await CLITests.run([
             "service", "list-devices", "--connection-string",
             "HostName=\(hubHost);DeviceId=cli-device;SharedAccessKey=\(key)", "--ca-file", ca,
         ])
-        #expect(deviceString.status != 0 && deviceString.stderr.contains("service connection string"))
-        #expect(!deviceString.stderr.contains(key))
+        #expect(wrongKind.status != 0 && wrongKind.stderr.contains("service connection string"))
+        #expect(!wrongKind.stderr.contains(key))
         let badPatch = try await service(["update-desired", "x", "[1]"])
         #expect(badPatch.status != 0 && badPatch.stderr.contains("JSON object"))
         let badTimeout = try await service(["invoke", "x", "m", "--response-timeout", "1"])

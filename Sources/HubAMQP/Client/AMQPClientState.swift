@@ -222,9 +222,15 @@ struct AMQPClientState: Sendable {
     }
 
     /// Attaches `link` to `address`; receivers get their credit once the peer attaches.
-    /// `name` must be unique on the connection: the peer's attach is matched to ours by it.
-    mutating func attach(_ link: AMQPClientLink, name: String, address: String, properties: [AMQPMapEntry]?) -> [Action]
-    {
+    /// `name` must be unique on the connection: the peer's attach is matched to ours by it. A receiver's `filter` goes
+    /// into its source terminus (Event Hubs' selector filter).
+    mutating func attach(
+        _ link: AMQPClientLink,
+        name: String,
+        address: String,
+        properties: [AMQPMapEntry]?,
+        filter: [AMQPMapEntry]? = nil
+    ) -> [Action] {
         let handle = self.nextHandle
         self.nextHandle += 1
         self.links[handle] = Link(kind: link, phase: .attachSent)
@@ -248,7 +254,11 @@ struct AMQPClientState: Sendable {
                 handle: handle,
                 isReceiver: true,
                 receiverSettleMode: 0,
-                source: AMQPTerminus(address: address),
+                // filter is the source's eighth field: six absent ones between it and the address.
+                source: AMQPTerminus(
+                    address: address,
+                    otherFields: filter.map { Array(repeating: .null, count: 6) + [.map($0)] } ?? []
+                ),
                 target: AMQPTerminus(address: link.localAddress),
                 properties: properties
             )
