@@ -21,15 +21,21 @@ struct EventHubEndpointTests {
     }
 
     /// azure_eventhub_consumer.py with `connectionString` dialled as printed (no custom endpoint address).
-    static func consumeAsPrinted(_ connectionString: String, ca: String, count: Int) async throws -> (
-        status: Int32, output: String
-    ) {
-        try await PeerProcess.complete(
+    static func consumeAsPrinted(
+        _ connectionString: String,
+        ca: String,
+        count: Int,
+        consumerGroup: String? = nil
+    ) async throws -> (status: Int32, output: String) {
+        var environment = ProcessInfo.processInfo.environment
+        environment["CONSUMER_GROUP"] = consumerGroup
+        return try await PeerProcess.complete(
             PeerProcess.clientPython,
             [
                 PeerProcess.peerScript("fidelity/azure_eventhub_consumer.py"), connectionString, ca, "-", "-1",
                 String(count),
             ],
+            environment: environment,
             timeout: .seconds(90)
         )
     }
@@ -136,6 +142,14 @@ struct EventHubEndpointTests {
             partition: first.partition
         )
         #expect(afterOffset.map(\.body) == [#"{"n":2}"#], "\(offsetOutput)")
+        // $management READ of that partition: what it holds.
+        let inPartition = all.filter { $0.partition == first.partition }.map(\.sequenceNumber)
+        #expect(
+            offsetOutput.contains(
+                "partition-properties \(first.partition) 0 \(inPartition.max() ?? -1) False"
+            ),
+            "\(offsetOutput)"
+        )
         let (afterSequence, _) = try await Self.consume(
             fixture,
             start: "sequence:\(first.sequenceNumber)",
@@ -153,13 +167,14 @@ struct EventHubEndpointTests {
     }
 
     @Test(
-        "the development mode (UseDevelopmentEmulator=true): azure-eventhub reads over plain AMQP with the printed string"
+        "the development mode (UseDevelopmentEmulator=true): azure-eventhub reads over plain AMQP with the printed string, in a consumer group of the configuration"
     )
     func developmentMode() async throws {
         var configuration = try await EmulatorFixture.configuration()
         let without = try await IoTEmulator.start(configuration: configuration)
         await without.shutdown()
         configuration.amqpPlainPort = 0
+        configuration.eventHub.consumerGroups = ["analytics"]
         let emulator = try await IoTEmulator.start(configuration: configuration)
         defer { Task { await emulator.shutdown() } }
         let endpoints = emulator.endpoints
@@ -173,7 +188,12 @@ struct EventHubEndpointTests {
         try await DeviceClient.withConnection(configuration: device) { client in
             try await client.send(TelemetryMessage(text: "in the clear"))
         }
-        let result = try await Self.consumeAsPrinted(development, ca: endpoints.caCertificatePath, count: 1)
+        let result = try await Self.consumeAsPrinted(
+            development,
+            ca: endpoints.caCertificatePath,
+            count: 1,
+            consumerGroup: "analytics"
+        )
         #expect(result.status == 0 && result.output.contains(" dev1 - in the clear {}"), "\(result.output)")
         // Without the option there is no plain port.
         #expect(without.endpoints.amqpPlain == nil && without.endpoints.eventHub.developmentConnectionString == nil)

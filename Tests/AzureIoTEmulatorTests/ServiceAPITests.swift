@@ -46,7 +46,7 @@ struct ServiceAPITests {
     }
 
     @Test(
-        "azure-iot-hub creates a device and a module, patches a twin a connected device sees, calls its method, queries, disables and deletes; a read-only policy and a wrong key get 401"
+        "azure-iot-hub creates a device and a module, patches a twin a connected device sees, calls a device and a module method, queries, disables and deletes; a read-only policy and a wrong key get 401"
     )
     func pythonServiceSDK() async throws {
         let fixture = try await EmulatorFixture.start()
@@ -70,6 +70,19 @@ struct ServiceAPITests {
             return ""
         }
         var patches = device.desiredPropertyPatches.makeAsyncIterator()
+        // Its module mod1 answers "calibrate" with status 201 and the payload it got.
+        var moduleConfiguration = try fixture.endpoints.deviceConfiguration("dev1", key: EmulatorFixture.moduleKey)
+        moduleConfiguration.moduleId = "mod1"
+        let module = try DeviceClient(configuration: moduleConfiguration)
+        try await module.subscribe(to: [.methodRequests])
+        try await module.connect()
+        let moduleResponder = Task {
+            for await request in module.methodRequests {
+                try await request.respond(status: 201, payload: request.payload)
+                return request.name
+            }
+            return ""
+        }
 
         let created = try await Self.python([
             owner, fixture.endpoints.caCertificatePath, "create", "svc-new", Self.createdKey,
@@ -98,6 +111,8 @@ struct ServiceAPITests {
         #expect(Self.line(output, "twin-updated") == "2 25 43", "\(output)")
         #expect(Self.line(output, "stale-etag") == "412", "\(output)")
         #expect(Self.line(output, "method") == "200 {'delay': 3, 'done': True}", "\(output)")
+        #expect(Self.line(output, "module-method") == "201 [1, 2]", "\(output)")
+        #expect(Self.line(output, "module-twin") == "dev1 mod1", "\(output)")
         #expect(Self.line(output, "offline") == "404", "\(output)")
         #expect(Self.line(output, "query") == "twin dev1", "\(output)")
         #expect(Self.line(output, "statistics") == "1 5", "\(output)")
@@ -116,6 +131,8 @@ struct ServiceAPITests {
         #expect(twin.desired["targetTemperature"] == .number(25))
         await device.disconnect()
         #expect(try await responder.value == "reboot")
+        await module.disconnect()
+        #expect(try await moduleResponder.value == "calibrate")
 
         // The deleted device (and its module) can no longer connect.
         let gone = try Self.deviceClient(fixture, "svc-new", key: Self.createdKey)
@@ -463,5 +480,55 @@ struct ServiceAPITests {
             body: #"{"query":"select * from devices where properties.reported.firmware = '2.1.0'"}"#
         )
         #expect(Self.elements(reported.body).compactMap { $0["deviceId"]?.stringValue } == ["dev1"])
+    }
+}
+
+/// Cloud-to-device limits as IoT Hub states them: 50 queued per device, 10 deliveries, feedback for rejections.
+@Suite("Emulator: cloud-to-device limits")
+struct CloudToDeviceLimitTests {
+    @Test("the 51st queued message for a device is refused with queueFull; an unknown device with unknownIdentity")
+    func queueDepth() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        for index in 0..<50 {
+            _ = try await fixture.emulator.sendCloudToDevice(deviceId: "dev2", body: Array("m\(index)".utf8))
+        }
+        await #expect(throws: EmulatorError(.queueFull, "")) {
+            _ = try await fixture.emulator.sendCloudToDevice(deviceId: "dev2", body: [1])
+        }
+        await #expect(throws: EmulatorError(.unknownIdentity, "")) {
+            _ = try await fixture.emulator.sendCloudToDevice(deviceId: "nobody", body: [1])
+        }
+    }
+
+    @Test("a message abandoned ten times is dead-lettered; a rejected one is rejected; both leave the queue")
+    func deliveryCount() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let client = try DeviceClient(
+            configuration: try fixture.endpoints.deviceConfiguration(
+                "dev1",
+                key: EmulatorFixture.deviceKey,
+                transport: .amqp
+            )
+        )
+        try await client.subscribe(to: [.cloudToDeviceMessages])
+        try await client.connect()
+        var messages = client.cloudToDeviceMessages.makeAsyncIterator()
+        let bounced = try await fixture.emulator.sendCloudToDevice(deviceId: "dev1", body: Array("bounce".utf8))
+        for _ in 0..<10 {
+            let message = try #require(await messages.next())
+            #expect(message.messageId == bounced)
+            try await message.abandon()
+        }
+        _ = try await fixture.emulator.waitForCloudToDevice(messageId: bounced, state: .deadLettered)
+        let refused = try await fixture.emulator.sendCloudToDevice(deviceId: "dev1", body: Array("no".utf8))
+        let message = try #require(await messages.next())
+        #expect(message.messageId == refused)
+        try await message.reject()
+        _ = try await fixture.emulator.waitForCloudToDevice(messageId: refused, state: .rejected)
+        await client.disconnect()
+        let states = await fixture.emulator.cloudToDeviceMessages().map(\.state)
+        #expect(states == [.deadLettered, .rejected])
     }
 }

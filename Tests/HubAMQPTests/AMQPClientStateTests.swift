@@ -562,4 +562,30 @@ struct AMQPClientStateTests {
             #expect(state.unsettledCount == 1, "slot 1's message stays")
         }
     }
+
+    @Test("a receiver's filter goes into its source as the eighth field (Event Hubs' selector); no filter, no fields")
+    func receiverFilter() throws {
+        var state = AMQPClientState(cloudToDeviceCredit: 10)
+        let selector = AMQPMapEntry(
+            .symbol("apache.org:selector-filter:string"),
+            .described(
+                descriptor: .symbol("apache.org:selector-filter:string"),
+                value: .string("amqp.annotation.x-opt-offset > '-1'")
+            )
+        )
+        let filtered = Self.written(
+            state.attach(.cloudToDevice(0), name: "r0", address: "p/0", properties: nil, filter: [selector])
+        )
+        guard case .attach(let attach)? = filtered.first else {
+            Issue.record("no attach written")
+            return
+        }
+        #expect(attach.isReceiver && attach.source?.address == "p/0")
+        #expect(attach.source?.otherFields.count == 7 && attach.source?.otherFields.last == .map([selector]))
+        // It encodes and decodes back with the filter in place.
+        let decoded = try AMQPPerformative.decode(try AMQPPerformative.attach(attach).encoded())
+        #expect(decoded == .attach(attach))
+        let plain = Self.written(state.attach(.cloudToDevice(1), name: "r1", address: "p/1", properties: nil))
+        if case .attach(let bare)? = plain.first { #expect(bare.source?.otherFields.isEmpty == true) }
+    }
 }

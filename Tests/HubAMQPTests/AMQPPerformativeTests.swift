@@ -197,4 +197,35 @@ struct AMQPPerformativeTests {
             + AMQPEncoder.encode(.described(descriptor: .ulong(0x75), value: .binary([3])))
         #expect(try AMQPMessage(decoding: split).data == [1, 2, 3])
     }
+
+    @Test("encodedWithAllFields writes every field of each performative and decodes to the same value")
+    func allFields() throws {
+        let performatives: [(AMQPPerformative, Int)] = [
+            (.open(AMQPOpen(containerId: "c")), 10),
+            (.begin(AMQPBegin(nextOutgoingId: 1, incomingWindow: 2, outgoingWindow: 3)), 8),
+            (.attach(AMQPAttach(name: "l", handle: 0, isReceiver: true, source: AMQPTerminus(address: "a"))), 14),
+            (.flow(AMQPFlow(nextIncomingId: 0, incomingWindow: 1, nextOutgoingId: 0, outgoingWindow: 1)), 11),
+            (
+                .transfer(AMQPTransfer(handle: 0, deliveryId: 1, deliveryTag: [1], messageFormat: 0), payload: [9, 9]),
+                11
+            ),
+            (.disposition(AMQPDisposition(isReceiver: true, first: 0, settled: true, state: .accepted)), 6),
+            (.detach(AMQPDetach(handle: 0, closed: true)), 3),
+            (.end(AMQPEndOrClose()), 1),
+            (.close(AMQPEndOrClose()), 1),
+        ]
+        for (performative, count) in performatives {
+            let bytes = try performative.encodedWithAllFields()
+            #expect(try AMQPPerformative.decode(bytes) == performative)
+            var decoder = AMQPDecoder(bytes[...])
+            guard case .described(_, .list(let fields)) = try decoder.decodeValue() else {
+                Issue.record("not a described list")
+                continue
+            }
+            #expect(fields.count == count, "\(performative)")
+        }
+        // SASL frames are written as encoded() writes them.
+        let mechanisms = AMQPPerformative.saslMechanisms(SASLMechanisms(mechanisms: ["PLAIN"]))
+        #expect(try mechanisms.encodedWithAllFields() == mechanisms.encoded())
+    }
 }

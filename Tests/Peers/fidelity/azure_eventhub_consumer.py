@@ -5,11 +5,14 @@ usage: azure_eventhub_consumer.py CONNECTION_STRING CA_FILE ENDPOINT START COUNT
 ENDPOINT: "-" to dial as printed (TLS always goes to port 5671), or sb://host:port for custom_endpoint_address.
 START: "-1" (the beginning), "offset:N" (after offset N), "sequence:N" (after sequence number N) or "time:MS"
 (enqueued after MS milliseconds since 1970).
-Prints "partitions P,P,…" and one "event PARTITION SEQUENCE OFFSET DEVICE MODULE BODY PROPERTIES" line per event,
-stops after COUNT events (or 30 s) and exits 0 when COUNT arrived.
+The consumer group is $Default, or CONSUMER_GROUP from the environment.
+Prints "partitions P,P,…", "partition-properties P BEGIN LAST EMPTY" for PARTITION (or 0), and one
+"event PARTITION SEQUENCE OFFSET DEVICE MODULE BODY PROPERTIES" line per event; stops after COUNT events (or 30 s)
+and exits 0 when COUNT arrived.
 """
 import datetime
 import json
+import os
 import sys
 import threading
 
@@ -21,8 +24,12 @@ count = int(count)
 options = {"connection_verify": ca_file}
 if endpoint != "-":
     options["custom_endpoint_address"] = endpoint
-client = EventHubConsumerClient.from_connection_string(connection_string, consumer_group="$Default", **options)
+group = os.environ.get("CONSUMER_GROUP", "$Default")
+client = EventHubConsumerClient.from_connection_string(connection_string, consumer_group=group, **options)
 print("partitions", ",".join(client.get_partition_ids()), flush=True)
+facts = client.get_partition_properties(partition or "0")
+print("partition-properties", facts["id"], facts["beginning_sequence_number"], facts["last_enqueued_sequence_number"],
+      facts["is_empty"], flush=True)
 if start.startswith("offset:"):
     position, inclusive = start[len("offset:"):], False
 elif start.startswith("sequence:"):

@@ -72,6 +72,11 @@ print("stale-etag:", status_of(lambda: manager.update_twin(connected, patch, twi
 method = CloudToDeviceMethod(method_name="reboot", payload={"delay": 3}, response_timeout_in_seconds=30)
 result = manager.invoke_device_method(connected, method)
 print("method:", result.status, result.payload, flush=True)
+module_result = manager.invoke_device_module_method(connected, "mod1", CloudToDeviceMethod(
+    method_name="calibrate", payload=[1, 2], response_timeout_in_seconds=30))
+print("module-method:", module_result.status, module_result.payload, flush=True)
+module_twin = manager.get_module_twin(connected, "mod1")
+print("module-twin:", module_twin.device_id, module_twin.module_id, flush=True)
 offline = CloudToDeviceMethod(method_name="reboot", payload=None, response_timeout_in_seconds=5)
 print("offline:", status_of(lambda: manager.invoke_device_method(created, offline)), flush=True)
 

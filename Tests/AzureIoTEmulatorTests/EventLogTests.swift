@@ -1,0 +1,91 @@
+import AzureIoTCore
+import Foundation
+import Testing
+
+@testable import AzureIoTEmulator
+
+/// The Event Hub-compatible endpoint's log, without sockets: partitioning, numbering, retention by count and age,
+/// starting positions and the selector filters Azure's SDKs write.
+@Suite("Event log")
+struct EventLogTests {
+    static func telemetry(_ deviceId: String, _ text: String) -> ReceivedTelemetry {
+        ReceivedTelemetry(
+            deviceId: deviceId,
+            transport: .mqtt,
+            body: Array(text.utf8),
+            systemProperties: [:],
+            properties: [:],
+            receivedAt: Date()
+        )
+    }
+
+    @Test("a device stays in one partition; sequence numbers and offsets grow per partition")
+    func numbering() {
+        var log = EventLog(partitionCount: 4, retainedEventsPerPartition: 100, retention: 3_600)
+        let partition = log.append(Self.telemetry("dev-a", "1"))
+        #expect(log.append(Self.telemetry("dev-a", "22")) == partition)
+        let events = log.events(in: partition, from: 0, limit: 10)
+        #expect(events.map(\.sequenceNumber) == [0, 1])
+        #expect(events[1].offset > events[0].offset)
+        // Another device may land elsewhere; spread over many devices, every partition is used.
+        let used = Set((0..<64).map { log.partition(forDevice: "device-\($0)") })
+        #expect(used == [0, 1, 2, 3])
+    }
+
+    @Test("retention drops the oldest past the count and past the age; numbering goes on")
+    func retention() {
+        var log = EventLog(partitionCount: 1, retainedEventsPerPartition: 3, retention: 60)
+        let start = Date(timeIntervalSince1970: 1_000_000)
+        for index in 0..<5 { log.append(Self.telemetry("d", "\(index)"), now: start + Double(index)) }
+        #expect(log.partitions[0].map(\.sequenceNumber) == [2, 3, 4])
+        let properties = log.properties(of: 0)
+        #expect(properties.beginSequenceNumber == 2 && properties.lastSequenceNumber == 4 && !properties.isEmpty)
+        // Two minutes later everything is past its age but the one appended then.
+        log.append(Self.telemetry("d", "late"), now: start + 120)
+        #expect(log.partitions[0].map(\.sequenceNumber) == [5])
+    }
+
+    @Test("starting positions: offset, sequence number, enqueued time (inclusive or not), and @latest")
+    func positions() {
+        var log = EventLog(partitionCount: 1, retainedEventsPerPartition: 100, retention: 3_600)
+        let start = Date(timeIntervalSince1970: 2_000_000)
+        for index in 0..<4 { log.append(Self.telemetry("d", "\(index)"), now: start + Double(index)) }
+        let offsets = log.partitions[0].map(\.offset)
+        #expect(log.firstSequenceNumber(in: 0, from: .offset(-1, inclusive: false)) == 0)
+        #expect(log.firstSequenceNumber(in: 0, from: .offset(offsets[1], inclusive: false)) == 2)
+        #expect(log.firstSequenceNumber(in: 0, from: .offset(offsets[1], inclusive: true)) == 1)
+        #expect(log.firstSequenceNumber(in: 0, from: .sequenceNumber(2, inclusive: false)) == 3)
+        let milliseconds = Int64((start + 1).timeIntervalSince1970 * 1000)
+        #expect(log.firstSequenceNumber(in: 0, from: .enqueuedTime(milliseconds: milliseconds, inclusive: false)) == 2)
+        #expect(log.firstSequenceNumber(in: 0, from: .enqueuedTime(milliseconds: milliseconds, inclusive: true)) == 1)
+        #expect(log.firstSequenceNumber(in: 0, from: .latest) == 4)
+    }
+
+    @Test(
+        "selector filters as Azure's Event Hubs SDKs write them; anything else is not a position",
+        arguments: [
+            ("amqp.annotation.x-opt-offset > '-1'", EventPosition.offset(-1, inclusive: false)),
+            ("amqp.annotation.x-opt-offset >= '42'", .offset(42, inclusive: true)),
+            ("amqp.annotation.x-opt-offset > '@latest'", .latest),
+            ("amqp.annotation.x-opt-sequence-number > '7'", .sequenceNumber(7, inclusive: false)),
+            (
+                "amqp.annotation.x-opt-enqueued-time >= '1700000000000'",
+                .enqueuedTime(milliseconds: 1_700_000_000_000, inclusive: true)
+            ),
+        ]
+    )
+    func selectors(_ text: String, _ expected: EventPosition) {
+        #expect(EventPosition(selector: text) == expected)
+    }
+
+    @Test(
+        "malformed selectors",
+        arguments: [
+            "", "x > '1'", "amqp.annotation.x-opt-offset < '1'", "amqp.annotation.x-opt-offset > 1",
+            "amqp.annotation.x-opt-offset > 'abc'", "amqp.annotation.x-opt-sequence-number > '99999999999999999999'",
+        ]
+    )
+    func malformed(_ text: String) {
+        #expect(EventPosition(selector: text) == nil)
+    }
+}
