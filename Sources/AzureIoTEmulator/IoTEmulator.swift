@@ -134,6 +134,9 @@ public final class IoTEmulator: Sendable {
                 eventHub: configuration.eventHub,
                 logger: logger
             )
+            await hub.setVerifiedCertificateAuthorities(
+                try Self.verifiedCertificateAuthorities(configuration) + [authority.identity.leaf]
+            )
             var restored = false
             if let store { restored = (try? await store.meta("initialized")) != nil }
             if let store, restored {
@@ -590,6 +593,26 @@ public final class IoTEmulator: Sendable {
             throw EmulatorError(.startFailed, "cannot write the CA to '\(directory)'")
         }
         return authority
+    }
+
+    /// The CAs of the configuration's X.509 enrollment groups and CA-signed devices.
+    private static func verifiedCertificateAuthorities(_ configuration: EmulatorConfiguration) throws(AzureIoTError)
+        -> [X509Certificate]
+    {
+        var authorities: [X509Certificate] = []
+        for group in configuration.provisioning.enrollmentGroups {
+            if let pem = group.caCertificatePEM {
+                authorities += try X509Certificate.certificates(fromPEM: pem)
+            } else if let file = group.caCertificateFile {
+                authorities += try X509Certificate.certificates(fromPEMFile: file)
+            }
+        }
+        for device in configuration.devices {
+            if let pem = device.x509CertificateAuthorityPEM {
+                authorities += try X509Certificate.certificates(fromPEM: pem)
+            }
+        }
+        return authorities
     }
 
     /// The keys of a filled configuration, as the data directory keeps them.

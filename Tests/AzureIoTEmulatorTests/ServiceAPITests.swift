@@ -2,7 +2,9 @@ import AzureIoTCore
 import AzureIoTDevice
 import AzureIoTEmulator
 import AzureIoTTestSupport
+import AzureIoTTesting
 import Foundation
+import HubMQTT
 import Synchronization
 import Testing
 
@@ -427,6 +429,57 @@ struct ServiceAPITests {
             return
         }
         #expect(list.compactMap { $0["deviceId"]?.stringValue } == ["ca-device", "dev1", "dev2", "x509-device"])
+    }
+
+    @Test(
+        "X.509 devices created through the API connect: by thumbprint, and chained to a CA the hub knows (CN = device id); a wrong certificate is refused"
+    )
+    func x509FromTheAPI() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let version = "?api-version=2021-04-12"
+        let issuer = try CertificateAuthority(commonName: "API Device Issuer")
+        let selfSigned = try issuer.issue(commonName: "api-thumbprint")
+        let printed = try await Self.curl(
+            fixture.endpoints,
+            "PUT",
+            "/devices/api-thumbprint\(version)",
+            body:
+                #"{"authentication":{"type":"selfSigned","x509Thumbprint":{"primaryThumbprint":"\#(selfSigned.identity.leaf.sha1Thumbprint)"}}}"#
+        )
+        #expect(printed.status == 200 && printed.body?["authentication"]?["type"] == .string("selfSigned"))
+        let chained = try await Self.curl(
+            fixture.endpoints,
+            "PUT",
+            "/devices/api-ca\(version)",
+            body: #"{"authentication":{"type":"certificateAuthority"}}"#
+        )
+        #expect(chained.status == 200)
+        func configuration(_ device: String, _ identity: X509Identity) -> HubMQTTConfiguration {
+            var configuration = HubMQTTConfiguration(
+                identity: HubMQTTIdentity(hubHost: fixture.hubHost, deviceId: device),
+                authentication: .x509(identity),
+                gatewayHostName: "localhost",
+                port: fixture.endpoints.mqtt.port,
+                trustRoots: fixture.trust
+            )
+            configuration.retryPolicy = RetryPolicy(initialDelay: .milliseconds(20), maximumAttempts: 1)
+            return configuration
+        }
+        try await HubMQTTClient.withConnection(configuration: configuration("api-thumbprint", selfSigned.identity)) {
+            client in try await client.send(TelemetryMessage(text: "by thumbprint"))
+        }
+        // The fixture's X.509 group CA is one the hub knows.
+        let signed = try fixture.deviceIntermediate.issue(commonName: "api-ca")
+        try await HubMQTTClient.withConnection(configuration: configuration("api-ca", signed.identity)) { client in
+            try await client.send(TelemetryMessage(text: "chained to a verified CA"))
+        }
+        let received = await fixture.emulator.telemetry().map(\.bodyText)
+        #expect(received.contains("by thumbprint") && received.contains("chained to a verified CA"))
+        let stranger = try issuer.issue(commonName: "api-ca")
+        await #expect(throws: (any Error).self) {
+            try await HubMQTTClient.withConnection(configuration: configuration("api-ca", stranger.identity)) { _ in }
+        }
     }
 
     @Test("query pages follow x-ms-continuation, and WHERE reads tags, status and reported properties")

@@ -60,6 +60,10 @@ actor EmulatedHub {
     var links: [IdentityName: any DeviceLink] = [:]
     var telemetry: [ReceivedTelemetry] = []
     var cloudToDevice: [CloudToDeviceRecord] = []
+    /// The CAs a device created with `certificateAuthority` authentication through the service API may chain to: those
+    /// of the configuration's X.509 enrollment groups and devices, and the emulator's own (which issues DPS
+    /// certificates), as a hub's verified CA certificates.
+    var verifiedCertificateAuthorities: [X509Certificate] = []
     /// Durable state, when the emulator runs with a data directory.
     private(set) var store: EmulatorStore?
     /// Orders stored cloud-to-device messages.
@@ -203,6 +207,10 @@ actor EmulatedHub {
     func useStore(_ store: EmulatorStore) async {
         self.store = store
         for name in self.identities.keys { await self.persist(name) }
+    }
+
+    func setVerifiedCertificateAuthorities(_ authorities: [X509Certificate]) {
+        self.verifiedCertificateAuthorities = authorities
     }
 
     func makeGenerationId() -> String { "\(self.generationPrefix)\(self.makeId())" }

@@ -154,11 +154,18 @@ extension EmulatedHub {
             identity.secondaryKey = nil
             identity.thumbprint = primary
             identity.secondaryThumbprint = specification.secondaryThumbprint
-        case .certificateAuthority, .none:
+        case .certificateAuthority:
             identity.key = nil
             identity.secondaryKey = nil
             identity.thumbprint = nil
             identity.secondaryThumbprint = nil
+            identity.certificateAuthorities = self.verifiedCertificateAuthorities
+        case .none:
+            identity.key = nil
+            identity.secondaryKey = nil
+            identity.thumbprint = nil
+            identity.secondaryThumbprint = nil
+            identity.certificateAuthorities = []
         }
         if identity.registry.enabled != specification.enabled { identity.registry.statusUpdatedTime = Date() }
         identity.registry.enabled = specification.enabled
