@@ -39,13 +39,15 @@ if [ "$mode" = test ]; then
   clients="$(dirname "$0")/../.build-peers/clients"
   # wsproto (sans-I/O RFC 6455) cross-checks the WebSocket codec in both directions.
   # azure-iot-hub (the service SDK) needs six beside it; it shares uamqp 1.6.11 with the device side.
-  # azure-eventhub reads telemetry from the Event Hub-compatible endpoint (its own pyamqp, no uamqp).
+  # azure-eventhub reads telemetry from the Event Hub-compatible endpoint (its own pyamqp, no uamqp);
+  # azure-storage-blob uploads files to the emulator's blob endpoint.
   if ! "$clients/bin/python" -c \
-    'import azure.iot.device, azure.iot.hub, azure.eventhub, six, uamqp, paho.mqtt.client, wsproto' 2>/dev/null; then
+    'import azure.iot.device, azure.iot.hub, azure.eventhub, azure.storage.blob, six, uamqp, paho.mqtt.client, wsproto' \
+    2>/dev/null; then
     echo "installing the Python client peers (once)"
     python3 -m venv "$clients"
     "$clients/bin/pip" install -q 'azure-iot-device==2.14.0' 'azure-iot-hub==2.7.0' 'azure-eventhub==5.15.0' \
-      'six==1.17.0' 'uamqp==1.6.11' 'wsproto==1.2.0'
+      'azure-storage-blob==12.26.0' 'six==1.17.0' 'uamqp==1.6.11' 'wsproto==1.2.0'
   fi
   # A third-party WebSocket server in front of a real broker: Debian's mosquitto is built without WebSockets, and
   # websockify refuses every sub-protocol but "binary"; amqtt serves MQTT over wss with sub-protocol "mqtt" (the

@@ -82,6 +82,8 @@ public struct EmulatorEndpoints: Sendable, Codable {
     public var webSockets: Endpoint
     /// The service REST API over HTTPS (registry, twins, direct methods, query, statistics).
     public var service: Endpoint
+    /// The minimal Azure Blob Storage endpoint (HTTPS) where device file uploads go.
+    public var blob: Endpoint
     /// The `iothubowner` policy's connection string (or the first policy's), `nil` when the hub has no policy:
     /// what `IoTHubRegistryManager.from_connection_string` and the `azure-iot service` commands take.
     public var serviceConnectionString: String?

@@ -29,6 +29,8 @@ public final class IoTEmulator: Sendable {
     private let dpsWebSockets: EmulatorListener
     private let service: EmulatorListener
     private let amqpPlain: EmulatorListener?
+    private let blob: EmulatorListener
+    private let blobs: BlobStore
     private let tasks: [Task<Void, Never>]
 
     private init(
@@ -44,9 +46,13 @@ public final class IoTEmulator: Sendable {
         dpsMQTT: EmulatorListener,
         dpsWebSockets: EmulatorListener,
         service: EmulatorListener,
-        amqpPlain: EmulatorListener?
+        amqpPlain: EmulatorListener?,
+        blob: EmulatorListener,
+        blobs: BlobStore
     ) {
         self.amqpPlain = amqpPlain
+        self.blob = blob
+        self.blobs = blobs
         self.endpoints = endpoints
         self.configuration = configuration
         self.certificateAuthority = certificateAuthority
@@ -64,6 +70,7 @@ public final class IoTEmulator: Sendable {
             Task { await webSockets.run() }, Task { await dpsMQTT.run() }, Task { await dpsWebSockets.run() },
             Task { await service.run() },
             Task { await amqpPlain?.run() },
+            Task { await blob.run() },
             // Cloud-to-device messages expire (with feedback) even while their device stays away.
             Task {
                 while !Task.isCancelled {
@@ -281,11 +288,42 @@ public final class IoTEmulator: Sendable {
                 // IoT Hub's WebSocket endpoint: the sub-protocol the client asks for picks MQTT or AMQP.
                 if chosen.lowercased() == "mqtt" { await serveMQTT(connection) } else { await serveAMQP(connection) }
             }
-            let serviceAPI = ServiceAPI(hub: hub, policies: policies, logger: logger)
+            // Blob port first: the grants the service port hands out name it.
+            let blobListener = try TLSListener(
+                host: host,
+                port: configuration.blobPort,
+                configuration: tls,
+                logger: logger
+            )
+            let blobs = BlobStore(
+                directory: configuration.dataDirectory ?? directory,
+                host: "\(host == "127.0.0.1" || host == "0.0.0.0" ? "localhost" : host):\(blobListener.port)",
+                logger: logger
+            )
+            let blobHandler = HTTPConnectionHandler(
+                name: "blob",
+                logger: logger,
+                handle: { request, _ in await blobs.handle(request) },
+                refusal: { error in BlobStore.error(error.status, "InvalidInput", error.description) },
+                maximumBodyBytes: 16 << 20
+            )
+            let blob = EmulatorListener(
+                listener: blobListener,
+                name: "blob",
+                limiter: limiter,
+                handshakes: handshakes,
+                handshakeTimeout: .seconds(limits.handshakeTimeoutSeconds),
+                logger: logger,
+                serve: { await blobHandler.serve($0) }
+            )
+            var serviceAPI = ServiceAPI(hub: hub, policies: policies, logger: logger)
+            serviceAPI.blobs = blobs
             let serviceHandler = HTTPConnectionHandler(
                 name: "service",
                 logger: logger,
-                handle: { request, _ in await serviceAPI.handle(request) },
+                handle: { [serviceAPI] request, certificates in
+                    await serviceAPI.handle(request, peerCertificates: certificates)
+                },
                 refusal: ServiceAPI.refusal
             )
             let service = try listener(configuration.servicePort, "service") { await serviceHandler.serve($0) }
@@ -299,7 +337,8 @@ public final class IoTEmulator: Sendable {
                 dpsMQTT: dpsMQTT.port,
                 dpsWebSockets: dpsWebSockets.port,
                 service: service.port,
-                amqpPlain: amqpPlain?.port
+                amqpPlain: amqpPlain?.port,
+                blob: blob.port
             )
             logger.info(
                 "emulator listening",
@@ -322,7 +361,9 @@ public final class IoTEmulator: Sendable {
                 dpsMQTT: dpsMQTT,
                 dpsWebSockets: dpsWebSockets,
                 service: service,
-                amqpPlain: amqpPlain
+                amqpPlain: amqpPlain,
+                blob: blob,
+                blobs: blobs
             )
         } catch let error as EmulatorError {
             throw error
@@ -346,6 +387,7 @@ public final class IoTEmulator: Sendable {
         self.dpsWebSockets.close()
         self.service.close()
         self.amqpPlain?.close()
+        self.blob.close()
         for task in self.tasks { task.cancel() }
         for task in self.tasks { await task.value }
     }
@@ -516,6 +558,12 @@ public final class IoTEmulator: Sendable {
         }
         return version
     }
+
+    /// Device file uploads: the grants the hub gave, what was written and what devices notified.
+    public func fileUploads() async -> [FileUploadRecord] { await self.blobs.records }
+
+    /// Makes the blob endpoint fail the next `count` Put Block requests with 500, as a storage hiccup would.
+    public func failNextBlobBlocks(_ count: Int) async { await self.blobs.injectBlockFailures(count) }
 
     // MARK: - Faults
 
@@ -742,7 +790,8 @@ public final class IoTEmulator: Sendable {
         dpsMQTT: Int,
         dpsWebSockets: Int,
         service: Int,
-        amqpPlain: Int?
+        amqpPlain: Int?,
+        blob: Int
     ) -> EmulatorEndpoints {
         let host = configuration.listenAddress
         let gateway = host == "127.0.0.1" || host == "0.0.0.0" ? "localhost" : host
@@ -803,6 +852,7 @@ public final class IoTEmulator: Sendable {
             amqpPlain: amqpPlain.map { .init(host: host, port: $0) },
             webSockets: .init(host: host, port: webSockets),
             service: .init(host: host, port: service),
+            blob: .init(host: host, port: blob),
             serviceConnectionString: (policies.first { $0.keyName == "iothubowner" } ?? policies.first)?
                 .connectionString,
             sharedAccessPolicies: policies,

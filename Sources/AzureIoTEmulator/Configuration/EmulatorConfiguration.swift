@@ -32,6 +32,9 @@ public struct EmulatorConfiguration: Sendable, Codable {
     public var servicePort: Int = 0
     /// The hub's shared access policies for backends; keys left out are generated at start.
     public var sharedAccessPolicies: [SharedAccessPolicy] = SharedAccessPolicy.defaults
+    /// The port of the minimal Azure Blob Storage endpoint that device file uploads go to (HTTPS); 0 picks a free
+    /// one.
+    public var blobPort: Int = 0
     /// A port for AMQP without TLS, off (`nil`) by default: what Azure's Event Hubs clients dial in their development
     /// mode (`UseDevelopmentEmulator=true` in the connection string; 5672 unless the endpoint names a port). It
     /// serves the same as the AMQP port (0 picks a free one). Loopback only: credentials cross it in the clear.
@@ -280,7 +283,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case hubName, listenAddress, dpsPort, mqttPort, amqpPort, webSocketPort, dpsMQTTPort, dpsWebSocketPort,
-            servicePort, amqpPlainPort, sharedAccessPolicies, eventHub, dataDirectory, stateDirectory,
+            servicePort, blobPort, amqpPlainPort, sharedAccessPolicies, eventHub, dataDirectory, stateDirectory,
             provisioningRetryAfterSeconds,
             devices, provisioning, limits
     }
@@ -298,6 +301,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
         self.dpsWebSocketPort = try container.decodeIfPresent(Int.self, forKey: .dpsWebSocketPort) ?? 0
         self.servicePort = try container.decodeIfPresent(Int.self, forKey: .servicePort) ?? 0
         self.amqpPlainPort = try container.decodeIfPresent(Int.self, forKey: .amqpPlainPort)
+        self.blobPort = try container.decodeIfPresent(Int.self, forKey: .blobPort) ?? 0
         self.eventHub = try container.decodeIfPresent(EventHubSettings.self, forKey: .eventHub) ?? EventHubSettings()
         self.sharedAccessPolicies =
             try container.decodeIfPresent([SharedAccessPolicy].self, forKey: .sharedAccessPolicies)
@@ -318,7 +322,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
             ("dpsPort", self.dpsPort), ("mqttPort", self.mqttPort), ("amqpPort", self.amqpPort),
             ("webSocketPort", self.webSocketPort), ("dpsMQTTPort", self.dpsMQTTPort),
             ("dpsWebSocketPort", self.dpsWebSocketPort), ("servicePort", self.servicePort),
-            ("amqpPlainPort", self.amqpPlainPort ?? 0),
+            ("amqpPlainPort", self.amqpPlainPort ?? 0), ("blobPort", self.blobPort),
         ]
         for (name, port) in ports where !(0...65535).contains(port) {
             throw AzureIoTError(.invalidArgument, "\(name) is \(port); it must be in 0...65535 (0 picks a free port)")

@@ -10,12 +10,14 @@ struct HTTPConnectionHandler: Sendable {
     let logger: Logger
     let handle: @Sendable (HTTPRequest, [X509Certificate]) async -> HTTPResponse
     let refusal: @Sendable (HTTPRequest.ParseError) -> HTTPResponse
+    /// The largest request body taken.
+    var maximumBodyBytes = HTTPRequestParser.maximumBodyBytes
 
     func serve(_ connection: TLSConnection) async {
         defer { connection.close() }
         let certificates = connection.peerCertificateChain
         var buffer: [UInt8] = []
-        var parser = HTTPRequestParser()
+        var parser = HTTPRequestParser(maximumBodyBytes: self.maximumBodyBytes)
         do {
             while true {
                 let step: HTTPRequestParser.Step
@@ -34,7 +36,7 @@ struct HTTPConnectionHandler: Sendable {
                     if case .needMore(sendContinue: true) = step {
                         try await connection.write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8), timeout: .seconds(10))
                     }
-                    let bytes = try await connection.read(maxBytes: 16 * 1024, timeout: .seconds(60))
+                    let bytes = try await connection.read(maxBytes: 64 * 1024, timeout: .seconds(60))
                     guard !bytes.isEmpty else { return }
                     buffer += bytes
                     continue

@@ -55,8 +55,15 @@ struct HTTPRequestParser {
     /// One request or header line.
     static let maximumLineBytes = 8 * 1024
     static let maximumHeaderCount = 100
-    /// A request body (DPS's bodies are a registration id and an optional payload).
+    /// A request body by default (DPS's bodies are a registration id and an optional payload).
     static let maximumBodyBytes = 64 * 1024
+
+    /// The body limit of this parser (a blob endpoint takes blocks of megabytes).
+    let maximumBodyBytes: Int
+
+    init(maximumBodyBytes: Int = HTTPRequestParser.maximumBodyBytes) {
+        self.maximumBodyBytes = maximumBodyBytes
+    }
 
     enum Step: Equatable {
         case request(HTTPRequest)
@@ -87,7 +94,11 @@ struct HTTPRequestParser {
             while blank + 1 < buffer.count, buffer[blank] == 13, buffer[blank + 1] == 10 { blank += 2 }
             if blank > 0 { buffer.removeSubrange(0..<blank) }
             guard let headerEnd = try Self.headerEnd(in: buffer) else { return .needMore(sendContinue: false) }
-            self.head = try Self.parseHead(buffer[..<headerEnd], bodyStart: headerEnd + 4)
+            self.head = try Self.parseHead(
+                buffer[..<headerEnd],
+                bodyStart: headerEnd + 4,
+                maximumBodyBytes: self.maximumBodyBytes
+            )
             self.continueAnswered = false
         }
         guard var head = self.head else { return .needMore(sendContinue: false) }
@@ -101,7 +112,10 @@ struct HTTPRequestParser {
                 return .request(head.request)
             }
         case .chunked:
-            if let (body, consumed) = try Self.decodeChunked(buffer[head.bodyStart...]) {
+            if let (body, consumed) = try Self.decodeChunked(
+                buffer[head.bodyStart...],
+                maximumBodyBytes: self.maximumBodyBytes
+            ) {
                 head.request.body = body
                 buffer.removeSubrange(0..<(head.bodyStart + consumed))
                 self.head = nil
@@ -137,7 +151,9 @@ struct HTTPRequestParser {
         return nil
     }
 
-    private static func parseHead(_ bytes: ArraySlice<UInt8>, bodyStart: Int) throws(HTTPRequest.ParseError) -> Head {
+    private static func parseHead(_ bytes: ArraySlice<UInt8>, bodyStart: Int, maximumBodyBytes: Int)
+        throws(HTTPRequest.ParseError) -> Head
+    {
         let text = String(decoding: bytes, as: UTF8.self)
         var lines = text.split(separator: "\r\n", omittingEmptySubsequences: false)
         guard !lines.isEmpty else { throw .malformed("an empty request") }
@@ -175,7 +191,7 @@ struct HTTPRequestParser {
             else {
                 throw .malformed("an invalid Content-Length")
             }
-            guard length <= Self.maximumBodyBytes else { throw .bodyTooLarge }
+            guard length <= maximumBodyBytes else { throw .bodyTooLarge }
             framing = .length(length)
         } else {
             framing = .length(0)
@@ -202,7 +218,9 @@ struct HTTPRequestParser {
 
     /// A complete chunked body and the bytes it took, `nil` while more are needed (RFC 9112 §7.1). Extensions after
     /// `;` and trailer fields are read past, not kept.
-    private static func decodeChunked(_ bytes: ArraySlice<UInt8>) throws(HTTPRequest.ParseError) -> ([UInt8], Int)? {
+    private static func decodeChunked(_ bytes: ArraySlice<UInt8>, maximumBodyBytes: Int)
+        throws(HTTPRequest.ParseError) -> ([UInt8], Int)?
+    {
         var body: [UInt8] = []
         var index = bytes.startIndex
         func line() throws(HTTPRequest.ParseError) -> ArraySlice<UInt8>? {
@@ -229,7 +247,7 @@ struct HTTPRequestParser {
                 guard let value = PercentEncoding.hexValue(digit) else { throw .malformed("an invalid chunk size") }
                 size = size << 4 | Int(value)
             }
-            guard body.count + size <= Self.maximumBodyBytes else { throw .bodyTooLarge }
+            guard body.count + size <= maximumBodyBytes else { throw .bodyTooLarge }
             if size == 0 {
                 while true {
                     guard let trailer = try line() else { return nil }
@@ -262,7 +280,9 @@ struct HTTPResponse {
     func serialized(keepAlive: Bool) -> [UInt8] {
         var text = "HTTP/1.1 \(self.status) \(Self.reasons[self.status] ?? "Status")\r\n"
         for (name, value) in self.headers { text += "\(name): \(value)\r\n" }
-        if !self.body.isEmpty { text += "Content-Type: application/json; charset=utf-8\r\n" }
+        if !self.body.isEmpty, !self.headers.contains(where: { $0.0.lowercased() == "content-type" }) {
+            text += "Content-Type: application/json; charset=utf-8\r\n"
+        }
         text += "Content-Length: \(self.body.count)\r\n"
         text += keepAlive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n"
         return Array(text.utf8) + self.body

@@ -9,6 +9,8 @@ import Logging
 struct ServiceAPI: Sendable {
     let hub: EmulatedHub
     let policies: ServicePolicies
+    /// Device file uploads (`/devices/{id}/files`), when the emulator serves a blob endpoint.
+    var blobs: BlobStore?
     let logger: Logger
 
     /// The api-versions IoT Hub's service REST API has had; anything else is refused with 400001.
@@ -91,7 +93,10 @@ struct ServiceAPI: Sendable {
         }
     }
 
-    func handle(_ request: HTTPRequest) async -> HTTPResponse {
+    func handle(_ request: HTTPRequest, peerCertificates: [X509Certificate] = []) async -> HTTPResponse {
+        if let blobs = self.blobs, let upload = FileUploadRoute(request.path) {
+            return await self.fileUpload(upload, request, certificates: peerCertificates, blobs: blobs)
+        }
         guard let route = Self.route(request.path) else {
             return Self.error(404, 404_001, "NotFound", "no such resource: \(Self.printable(request.path))")
         }
@@ -190,6 +195,93 @@ struct ServiceAPI: Sendable {
             }
         } catch {
             return error.response
+        }
+    }
+
+    // MARK: - File upload (the device side)
+
+    /// `/devices/{id}/files` and `/devices/{id}/files/notifications` (a trailing `/`, as the C SDK writes, too).
+    struct FileUploadRoute {
+        var deviceId: String
+        var notification: Bool
+
+        init?(_ path: String) {
+            let parts = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+            guard parts.count == 3 || parts.count == 4, parts[0] == "devices", parts[2] == "files" else { return nil }
+            guard parts.count == 3 || parts[3] == "notifications" else { return nil }
+            self.deviceId = parts[1]
+            self.notification = parts.count == 4
+        }
+    }
+
+    private func fileUpload(
+        _ route: FileUploadRoute,
+        _ request: HTTPRequest,
+        certificates: [X509Certificate],
+        blobs: BlobStore
+    ) async -> HTTPResponse {
+        let name = IdentityName(deviceId: route.deviceId)
+        do throws(EmulatedHub.AuthenticationFailure) {
+            if let token = request.headers["authorization"] {
+                _ = try await self.hub.authenticate(name, token: token)
+            } else {
+                try await self.hub.authenticate(name, certificates: certificates)
+            }
+        } catch {
+            return Self.error(
+                401,
+                401_002,
+                "IotHubUnauthorizedAccess",
+                "the device could not be authenticated: \(error)"
+            )
+        }
+        guard request.method == "POST" else {
+            return Self.error(405, 405_001, "MethodNotAllowed", "file upload takes POST")
+        }
+        guard let version = request.query["api-version"], Self.apiVersions.contains(version) else {
+            return Self.error(400, 400_001, "InvalidProtocolVersion", "a supported api-version is required")
+        }
+        let body: JSONValue
+        do throws(ServiceFailure) {
+            body = try Self.jsonBody(request)
+        } catch {
+            return error.response
+        }
+        if route.notification {
+            guard case .string(let correlationId) = body["correlationId"] ?? .null,
+                case .bool(let success) = body["isSuccess"] ?? .null
+            else {
+                return Self.error(400, 400_004, "ArgumentInvalid", "a notification needs correlationId and isSuccess")
+            }
+            let known = await blobs.notify(
+                deviceId: route.deviceId,
+                correlationId: correlationId,
+                isSuccess: success,
+                statusCode: body["statusCode"]?.int64Value.flatMap { Int(exactly: $0) },
+                description: body["statusDescription"]?.stringValue.map { String($0.prefix(1024)) }
+            )
+            guard known else {
+                return Self.error(400, 400_004, "ArgumentInvalid", "no upload of this device has that correlationId")
+            }
+            return HTTPResponse(status: 204)
+        }
+        guard case .string(let blobName) = body["blobName"] ?? .null, Self.isSafeBlobName(blobName) else {
+            return Self.error(
+                400,
+                400_004,
+                "ArgumentInvalid",
+                "blobName must be 1 to 1024 characters without '..' segments, a leading '/', '\\' or control characters"
+            )
+        }
+        return Self.ok(await blobs.grant(deviceId: route.deviceId, name: blobName))
+    }
+
+    /// A blob name that stays inside the device's folder when it becomes a path.
+    static func isSafeBlobName(_ name: String) -> Bool {
+        guard !name.isEmpty, name.utf8.count <= 1024, !name.hasPrefix("/"), !name.contains("\\") else { return false }
+        guard !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else { return false }
+        return !name.split(separator: "/", omittingEmptySubsequences: false).contains {
+            $0 == ".." || $0 == "." || $0.isEmpty
         }
     }
 
