@@ -27,6 +27,8 @@ let package = Package(
         .library(name: "HubMQTT", targets: ["HubMQTT"]),
         .library(name: "HubAMQP", targets: ["HubAMQP"]),
         .library(name: "AzureIoTDevice", targets: ["AzureIoTDevice"]),
+        // Device file upload (blob SAS from the hub, blocks to storage, notification), through libcurl.
+        .library(name: "HubFileUpload", targets: ["HubFileUpload"]),
         // The wire codecs alone (no I/O, no client): for harnesses that want protocol edge cases.
         .library(name: "MQTTCodec", targets: ["MQTTCodec"]),
         .library(name: "AMQPCodec", targets: ["AMQPCodec"]),
@@ -91,6 +93,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "HubFileUpload",
+            dependencies: ["AzureIoTCore", "DPSClient"],
             swiftSettings: swiftSettings
         ),
         // Pure codecs over bounds-checked byte cursors: no I/O, no dependency on the rest of the SDK.
@@ -219,7 +226,7 @@ let package = Package(
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 "AzureIoTEmulator", "AzureIoTTesting", "AzureIoTProxy", "DPSClient", "HubMQTT", "HubAMQP",
-                "WebSocketCodec",
+                "WebSocketCodec", "HubFileUpload",
                 "AzureIoTDevice",
                 "AzureIoTTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -230,7 +237,7 @@ let package = Package(
             name: "DocumentationExamplesTests",
             dependencies: [
                 "AzureIoTEmulator", "AzureIoTTesting", "AzureIoTProxy", "DPSClient", "HubMQTT", "HubAMQP",
-                "AzureIoTDevice",
+                "AzureIoTDevice", "HubFileUpload",
                 "AzureIoTTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

@@ -5,6 +5,7 @@ import AzureIoTTestSupport
 import AzureIoTTesting
 import DPSClient
 import Foundation
+import HubFileUpload
 import HubMQTT
 import Logging
 import Synchronization
@@ -361,6 +362,28 @@ struct ArticleExampleTests {
         #expect(publish.status == 0)
         let received = try #require(try await emulator.waitForTelemetry(deviceId: "dev1").first)
         #expect(received.bodyText == "hot" && received.properties == ["alert": "true"], "\(bridge.output)")
+    }
+
+    @Test("file upload: the module's example uploads a file to the emulator, which holds the same bytes")
+    func fileUploadExample() async throws {
+        let emulator = try await IoTEmulator.start()
+        defer { Task { await emulator.shutdown() } }
+        let device = try #require(emulator.endpoints.devices.first { $0.moduleId == nil })
+        let path = NSTemporaryDirectory() + "article-upload-\(UUID().uuidString.prefix(8)).bin"
+        let data = Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        try data.write(to: URL(fileURLWithPath: path))
+        let result = try await ArticleExamples.uploadFile(
+            connection: try ConnectionString(parsing: device.connectionString),
+            trust: .pemFile(emulator.endpoints.caCertificatePath),
+            port: emulator.endpoints.service.port,
+            path: path
+        )
+        #expect(
+            result.byteCount == 300_000 && result.blockCount == 1 && result.blobName == "thermostat-1/logs/today.bin"
+        )
+        let record = try #require(await emulator.fileUploads().first)
+        #expect(record.notified && record.isSuccess == true)
+        #expect(FileManager.default.contents(atPath: try #require(record.path)) == data)
     }
 
     @Test("backends article: the printed connection strings, and the same keys after a restart with the data directory")

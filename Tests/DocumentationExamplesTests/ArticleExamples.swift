@@ -7,6 +7,7 @@ import AzureIoTProxy
 import DPSClient
 import Foundation
 import HubAMQP
+import HubFileUpload
 import HubMQTT
 import Logging
 import ServiceLifecycle
@@ -265,6 +266,15 @@ enum ArticleExamples {
 
         await client.disconnect()
         await emulator.shutdown()
+    }
+
+    // MARK: - File upload
+
+    static func uploadFile(connection: ConnectionString, trust: TLSConfiguration.TrustRoots, port: Int, path: String) async throws -> FileUploadResult {
+        let uploader = try FileUploadClient(configuration: .init(connectionString: connection, trustRoots: trust, port: port))
+        let result = try await uploader.upload(contentsOfFile: path, as: "logs/today.bin")
+        print("uploaded \(result.byteCount) bytes in \(result.blockCount) blocks as \(result.blobName)")
+        return result
     }
 
     // MARK: - A local hub for backends
