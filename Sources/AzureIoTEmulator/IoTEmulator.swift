@@ -141,6 +141,7 @@ public final class IoTEmulator: Sendable {
                 eventHub: configuration.eventHub,
                 logger: logger
             )
+            await hub.setMaximumRetainedTelemetry(limits.maximumRetainedTelemetry)
             await hub.setVerifiedCertificateAuthorities(
                 try Self.verifiedCertificateAuthorities(configuration) + [authority.identity.leaf]
             )

@@ -1,4 +1,5 @@
 import AzureIoTCore
+import AzureIoTDevice
 import Foundation
 import Testing
 
@@ -87,5 +88,25 @@ struct EventLogTests {
     )
     func malformed(_ text: String) {
         #expect(EventPosition(selector: text) == nil)
+    }
+}
+
+/// The Swift API's telemetry list is bounded too, so an emulator left running does not grow without end.
+@Suite("Emulator: retained telemetry")
+struct RetainedTelemetryTests {
+    @Test("past maximumRetainedTelemetry the oldest messages go; the newest stay; 0 is refused")
+    func bounded() async throws {
+        var configuration = try await EmulatorFixture.configuration()
+        configuration.limits.maximumRetainedTelemetry = 10
+        let emulator = try await IoTEmulator.start(configuration: configuration)
+        defer { Task { await emulator.shutdown() } }
+        let device = try emulator.endpoints.deviceConfiguration("dev1", key: EmulatorFixture.deviceKey)
+        try await DeviceClient.withConnection(configuration: device) { client in
+            for index in 0..<25 { try await client.send(TelemetryMessage(text: "m\(index)")) }
+        }
+        let kept = await emulator.telemetry().map(\.bodyText)
+        #expect(kept.count <= 10 && kept.last == "m24" && !kept.contains("m0"), "\(kept)")
+        configuration.limits.maximumRetainedTelemetry = 0
+        await #expect(throws: EmulatorError.self) { _ = try await IoTEmulator.start(configuration: configuration) }
     }
 }

@@ -43,6 +43,10 @@ public struct EmulatorLimits: Sendable, Codable, Equatable {
     /// The largest WebSocket frame a client may send on the WebSocket port; a larger one closes the connection with
     /// status 1009. Default 1 MiB (an MQTT or AMQP message of IoT Hub's 256 KB fits whole).
     public var maximumWebSocketFrameBytes: Int
+    /// Device-to-cloud messages the Swift API keeps for ``IoTEmulator/telemetry(deviceId:)``; the oldest go first past
+    /// this, so an emulator left running does not grow without end. Default 100,000. (The Event Hub-compatible
+    /// endpoint keeps its own, per ``EmulatorConfiguration/EventHubSettings``.)
+    public var maximumRetainedTelemetry: Int
 
     /// The defaults, sized from this process's open-file limit.
     public init() {
@@ -59,6 +63,7 @@ public struct EmulatorLimits: Sendable, Codable, Equatable {
         self.minimumHeartbeatMilliseconds = 500
         self.maximumTopicBytes = 16 * 1024
         self.maximumWebSocketFrameBytes = 1024 * 1024
+        self.maximumRetainedTelemetry = 100_000
     }
 
     private enum CodingKeys: String, CodingKey {
@@ -66,6 +71,7 @@ public struct EmulatorLimits: Sendable, Codable, Equatable {
             maximumConcurrentHandshakes
         case maximumLinksPerConnection, maximumBufferedBytesBeforeAuthentication, maximumBufferedBytesPerConnection
         case maximumPendingWriteBytes, minimumHeartbeatMilliseconds, maximumTopicBytes, maximumWebSocketFrameBytes
+        case maximumRetainedTelemetry
     }
 
     /// Decodes limits; each one left out keeps its default.
@@ -92,6 +98,7 @@ public struct EmulatorLimits: Sendable, Codable, Equatable {
         try read(.minimumHeartbeatMilliseconds, &self.minimumHeartbeatMilliseconds)
         try read(.maximumTopicBytes, &self.maximumTopicBytes)
         try read(.maximumWebSocketFrameBytes, &self.maximumWebSocketFrameBytes)
+        try read(.maximumRetainedTelemetry, &self.maximumRetainedTelemetry)
     }
 
     /// The most connections this process can hold while keeping descriptors in reserve for everything else:
@@ -131,6 +138,7 @@ public struct EmulatorLimits: Sendable, Codable, Equatable {
             ("minimumHeartbeatMilliseconds", \.minimumHeartbeatMilliseconds, 10...3_600_000),
             ("maximumTopicBytes", \.maximumTopicBytes, 256...65_535),
             ("maximumWebSocketFrameBytes", \.maximumWebSocketFrameBytes, 1024...(1 << 30)),
+            ("maximumRetainedTelemetry", \.maximumRetainedTelemetry, 1...100_000_000),
         ]
     }
 

@@ -68,6 +68,8 @@ actor EmulatedHub {
     private(set) var store: EmulatorStore?
     /// Orders stored cloud-to-device messages.
     private var cloudToDevicePosition: Int64 = 0
+    /// The most messages ``telemetry`` keeps (``EmulatorLimits/maximumRetainedTelemetry``).
+    var maximumRetainedTelemetry = 100_000
     /// Telemetry by partition, for the Event Hub-compatible endpoint.
     private(set) var events: EventLog
     nonisolated let eventHubSettings: EmulatorConfiguration.EventHubSettings
@@ -199,7 +201,10 @@ actor EmulatedHub {
         for (partition, event) in snapshot.events {
             self.events.restore(event, partition: partition)
         }
-        self.telemetry = snapshot.events.map(\.event).sorted { $0.enqueuedTime < $1.enqueuedTime }.map(\.telemetry)
+        self.telemetry = Array(
+            snapshot.events.map(\.event).sorted { $0.enqueuedTime < $1.enqueuedTime }.map(\.telemetry)
+                .suffix(self.maximumRetainedTelemetry)
+        )
         self.registrations = snapshot.registrations
     }
 
@@ -208,6 +213,8 @@ actor EmulatedHub {
         self.store = store
         for name in self.identities.keys { await self.persist(name) }
     }
+
+    func setMaximumRetainedTelemetry(_ count: Int) { self.maximumRetainedTelemetry = max(1, count) }
 
     func setVerifiedCertificateAuthorities(_ authorities: [X509Certificate]) {
         self.verifiedCertificateAuthorities = authorities
@@ -364,6 +371,10 @@ actor EmulatedHub {
 
     func record(_ message: ReceivedTelemetry) async {
         self.telemetry.append(message)
+        if self.telemetry.count > self.maximumRetainedTelemetry {
+            // Drop a tenth at once, so that trimming stays rare.
+            self.telemetry.removeFirst(max(1, self.maximumRetainedTelemetry / 10))
+        }
         let partition = self.events.append(message)
         if let store = self.store, let event = self.events.partitions[partition].last {
             // Committed before the device's message is acknowledged.
