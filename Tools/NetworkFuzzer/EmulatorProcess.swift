@@ -21,6 +21,7 @@ final class EmulatorProcess: @unchecked Sendable {
     let dpsPort: Int
     let webSocketPort: Int
     let servicePort: Int
+    let blobPort: Int
     let caPath: String
     var hubHost: String { "\(Self.hubName).azure-devices.net" }
     var pid: Int32 { self.process.processIdentifier }
@@ -34,9 +35,11 @@ final class EmulatorProcess: @unchecked Sendable {
         dpsPort: Int,
         webSocketPort: Int,
         servicePort: Int,
+        blobPort: Int,
         caPath: String
     ) {
         self.servicePort = servicePort
+        self.blobPort = blobPort
         self.process = process
         self.mqttPort = mqttPort
         self.amqpPort = amqpPort
@@ -102,6 +105,7 @@ final class EmulatorProcess: @unchecked Sendable {
             let dps = (json["dps"] as? [String: Any])?["port"] as? Int,
             let webSockets = (json["webSockets"] as? [String: Any])?["port"] as? Int,
             let service = (json["service"] as? [String: Any])?["port"] as? Int,
+            let blob = (json["blob"] as? [String: Any])?["port"] as? Int,
             let ca = json["caCertificatePath"] as? String
         else {
             process.terminate()
@@ -114,6 +118,7 @@ final class EmulatorProcess: @unchecked Sendable {
             dpsPort: dps,
             webSocketPort: webSockets,
             servicePort: service,
+            blobPort: blob,
             caPath: ca
         )
     }

@@ -17,6 +17,7 @@ struct FuzzCase {
         case .amqp: chunks = AMQPCases.sequence(&random, target)
         case .dps: chunks = DPSCases.sequence(&random, target)
         case .service: chunks = ServiceCases.sequence(&random, target)
+        case .blob: chunks = BlobCases.sequence(&random, target)
         case .mqttWebSocket: chunks = MQTTCases.sequence(&random, target)
         case .amqpWebSocket: chunks = AMQPCases.sequence(&random, target)
         }
@@ -40,6 +41,7 @@ struct FuzzCase {
             case .amqp: target.amqpPort
             case .dps: target.dpsPort
             case .service: target.servicePort
+            case .blob: target.blobPort
             case .mqttWebSocket, .amqpWebSocket: target.webSocketPort
             }
         let chunks = self.chunks
@@ -492,6 +494,38 @@ enum ServiceCases {
                 head += "x-ms-continuation: \(Int64(bitPattern: random.next()))\r\n"
             }
             head += "Content-Length: \(body.count)\r\n"
+            requests.append(Array((head + "\r\n").utf8) + body)
+        }
+        return requests
+    }
+}
+
+/// The blob endpoint that device file uploads go to: Put Blob, Put Block, Put Block List and Get with forged,
+/// missing or random SAS values, block ids and bodies, and file-upload grants on the service port.
+enum BlobCases {
+    static func sequence(_ random: inout SplitMix64, _ target: EmulatorProcess) -> [[UInt8]] {
+        let blob = [
+            "/uploads/\(EmulatorProcess.deviceId)/a.bin", "/uploads/../../etc/passwd", "/uploads/x/%2e%2e/y", "/",
+            "/uploads/" + String(repeating: "b/", count: 500),
+        ].randomElement(using: &random)!
+        let query = [
+            "?sv=2018-03-28&sr=b&sig=forged&se=2099-01-01T00%3A00%3A00Z&sp=rw",
+            "?sig=\(Edge.bytes(8, &random).map { String($0, radix: 16) }.joined())&comp=block&blockid=\(random.next())",
+            "?comp=blocklist", "?comp=block", "", "?sig=&comp=x&blockid=" + String(repeating: "A", count: 400),
+        ].randomElement(using: &random)!
+        var requests: [[UInt8]] = []
+        for _ in 0..<(1 + Int(random.next() % 3)) {
+            let method = ["PUT", "GET", "DELETE", "HEAD", "POST"].randomElement(using: &random)!
+            let body: [UInt8] =
+                random.next() % 3 == 0
+                ? Array("<?xml version=\"1.0\"?><BlockList><Latest>\(random.next())</Latest><Committed>".utf8)
+                : Edge.bytes(Edge.size(&random) % 200_000, &random)
+            var head = "\(method) \(blob)\(query) HTTP/1.1\r\nHost: localhost\r\nx-ms-blob-type: BlockBlob\r\n"
+            if random.next() % 5 == 0 {
+                head += "Content-Length: \(Edge.uint32(&random))\r\n"
+            } else {
+                head += "Content-Length: \(body.count)\r\n"
+            }
             requests.append(Array((head + "\r\n").utf8) + body)
         }
         return requests

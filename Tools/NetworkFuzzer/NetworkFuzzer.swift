@@ -66,10 +66,10 @@ struct NetworkFuzzer: AsyncParsableCommand {
         let target = try await EmulatorProcess.start(binary: binary)
         defer { target.stop() }
         say(
-            "network fuzzer: seed \(seed), emulator pid \(target.pid), MQTT :\(target.mqttPort) AMQP :\(target.amqpPort) DPS :\(target.dpsPort) service :\(target.servicePort) WebSockets :\(target.webSocketPort)"
+            "network fuzzer: seed \(seed), emulator pid \(target.pid), MQTT :\(target.mqttPort) AMQP :\(target.amqpPort) DPS :\(target.dpsPort) service :\(target.servicePort) blob :\(target.blobPort) WebSockets :\(target.webSocketPort)"
         )
         var random = SplitMix64(seed: seed)
-        var counts = [Protocol.mqtt: 0, .amqp: 0, .dps: 0, .service: 0, .mqttWebSocket: 0, .amqpWebSocket: 0]
+        var counts = [Protocol.mqtt: 0, .amqp: 0, .dps: 0, .service: 0, .blob: 0, .mqttWebSocket: 0, .amqpWebSocket: 0]
         var peak = target.residentBytes()
         let clock = ContinuousClock()
         let start = clock.now
@@ -169,7 +169,7 @@ struct NetworkFuzzer: AsyncParsableCommand {
 }
 
 enum Protocol: String, CaseIterable, CustomStringConvertible {
-    case mqtt, amqp, dps, service
+    case mqtt, amqp, dps, service, blob
     case mqttWebSocket = "mqtt-ws"
     case amqpWebSocket = "amqp-ws"
     var description: String { self.rawValue }
