@@ -1,6 +1,7 @@
 import AzureIoTCore
 import AzureIoTDevice
 import Foundation
+import HubAMQP
 import Testing
 
 @testable import AzureIoTEmulator
@@ -108,5 +109,74 @@ struct RetainedTelemetryTests {
         #expect(kept.count <= 10 && kept.last == "m24" && !kept.contains("m0"), "\(kept)")
         configuration.limits.maximumRetainedTelemetry = 0
         await #expect(throws: EmulatorError.self) { _ = try await IoTEmulator.start(configuration: configuration) }
+    }
+}
+
+/// Peer-supplied AMQP timestamps (an `absolute-expiry-time` can be any 64-bit value) never trap on their way
+/// through `Date` and back.
+@Suite("AMQP timestamps")
+struct TimestampTests {
+    @Test("extremes clamp; ordinary values round-trip", arguments: [Int64.max, Int64.min, 0, -1, 1_796_000_000_123])
+    func roundTrip(_ milliseconds: Int64) {
+        let date = Date(unixMilliseconds: milliseconds)
+        let back = date.unixMilliseconds
+        #expect(back >= 0 && back <= 253_402_300_799_000)
+        if (0...253_402_300_799_000).contains(milliseconds) { #expect(back == milliseconds) }
+        #expect(!ProvisioningService.timestamp(date).isEmpty)
+    }
+
+    @Test("dates beyond Int64 milliseconds, and not-a-number, do not trap")
+    func beyond() {
+        #expect(Date(timeIntervalSince1970: 1e300).unixMilliseconds == 9_200_000_000_000_000_000)
+        #expect(Date(timeIntervalSince1970: -1e300).unixMilliseconds == -9_200_000_000_000_000_000)
+        #expect(Date(timeIntervalSince1970: .nan).unixMilliseconds == 0)
+    }
+}
+
+/// The service side with extreme expiries, end to end: nothing traps, a far expiry is delivered over MQTT and AMQP,
+/// a past one expires.
+@Suite("Emulator: extreme cloud-to-device expiries")
+struct ExtremeExpiryTests {
+    @Test("absolute-expiry-time Int64.max reaches the device over MQTT and AMQP; Int64.min expires at once")
+    func extremes() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let endpoints = fixture.endpoints
+        let service = HubServiceConnection(
+            settings: .init(
+                host: "localhost",
+                port: endpoints.amqp.port,
+                tokenResource: endpoints.hubHost,
+                hubName: endpoints.hubName,
+                keyName: "service",
+                key: try SymmetricKey(
+                    base64: try #require(endpoints.sharedAccessPolicies.first { $0.keyName == "service" }).primaryKey
+                ),
+                trustRoots: fixture.trust,
+                operationTimeout: .seconds(30)
+            )
+        )
+        try await service.open()
+        for (device, transport) in [("dev1", DeviceClientConfiguration.Transport.mqtt), ("dev2", .amqp)] {
+            let key = device == "dev1" ? EmulatorFixture.deviceKey : EmulatorFixture.secondDeviceKey
+            let client = try DeviceClient(
+                configuration: try endpoints.deviceConfiguration(device, key: key, transport: transport)
+            )
+            try await client.subscribe(to: [.cloudToDeviceMessages])
+            try await client.connect()
+            var messages = client.cloudToDeviceMessages.makeAsyncIterator()
+            for (id, expiry) in [("past-\(device)", Int64.min), ("far-\(device)", Int64.max)] {
+                var message = AMQPMessage(data: Array(id.utf8))
+                message.messageId = .string(id)
+                message.to = "/devices/\(device)/messages/devicebound"
+                message.absoluteExpiryTime = expiry
+                try await service.sendCloudToDevice(message)
+            }
+            let received = try #require(await messages.next())
+            #expect(received.messageId == "far-\(device)", "\(transport)")
+            await client.disconnect()
+            _ = try await fixture.emulator.waitForCloudToDevice(messageId: "past-\(device)", state: .expired)
+        }
+        await service.close()
     }
 }

@@ -679,7 +679,7 @@ actor AMQPDeviceConnection: DeviceLink {
             ).uuidString.lowercased()
         case .boolean(let flag): return String(flag)
         case .timestamp(let milliseconds):
-            return ProvisioningService.timestamp(Date(timeIntervalSince1970: Double(milliseconds) / 1000))
+            return ProvisioningService.timestamp(Date(unixMilliseconds: milliseconds))
         default:
             if let number = value.unsignedInteger { return String(number) }
             switch value {
@@ -871,7 +871,7 @@ actor AMQPDeviceConnection: DeviceLink {
             correlationId: Self.render(message.correlationId),
             contentType: message.contentType,
             contentEncoding: message.contentEncoding,
-            expiresAt: message.absoluteExpiryTime.map { Date(timeIntervalSince1970: Double($0) / 1000) },
+            expiresAt: message.absoluteExpiryTime.map { Date(unixMilliseconds: $0) },
             acknowledgement: acknowledgement
         )
         do throws(EmulatedHub.CloudToDeviceRefusal) {
@@ -1032,7 +1032,7 @@ actor AMQPDeviceConnection: DeviceLink {
                 AMQPMapEntry(.string("last_enqueued_offset"), .string(String(facts.lastOffset))),
                 AMQPMapEntry(
                     .string("last_enqueued_time_utc"),
-                    .timestamp(Int64((facts.lastEnqueuedTime?.timeIntervalSince1970 ?? 0) * 1000))
+                    .timestamp(facts.lastEnqueuedTime?.unixMilliseconds ?? 0)
                 ),
                 AMQPMapEntry(.string("is_partition_empty"), .boolean(facts.isEmpty)),
             ])
@@ -1095,7 +1095,7 @@ actor AMQPDeviceConnection: DeviceLink {
         message.applicationProperties = telemetry.properties.sorted { $0.key < $1.key }.map {
             ($0.key, .string($0.value))
         }
-        let enqueued = Int64(event.enqueuedTime.timeIntervalSince1970 * 1000)
+        let enqueued = event.enqueuedTime.unixMilliseconds
         var annotations: [AMQPMapEntry] = [
             AMQPMapEntry(.symbol("x-opt-sequence-number"), .long(event.sequenceNumber)),
             AMQPMapEntry(.symbol("x-opt-offset"), .string(String(event.offset))),
@@ -1132,7 +1132,7 @@ actor AMQPDeviceConnection: DeviceLink {
         amqp.correlationId = message.correlationId.map(AMQPValue.string)
         amqp.contentType = message.contentType
         amqp.contentEncoding = message.contentEncoding
-        amqp.absoluteExpiryTime = message.expiresAt.map { Int64($0.timeIntervalSince1970 * 1000) }
+        amqp.absoluteExpiryTime = message.expiresAt?.unixMilliseconds
         amqp.applicationProperties = message.properties.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }
         if let ack = message.acknowledgement { amqp.applicationProperties.append(("iothub-ack", .string(ack))) }
         guard let bytes = try? amqp.encoded(), bytes.count + 64 <= self.peerMaxFrameSize else { return false }

@@ -199,3 +199,21 @@ public struct IdentityActivity: Sendable, Equatable {
     /// No activity.
     public init() {}
 }
+
+extension Date {
+    /// Milliseconds since 1970 as AMQP timestamps carry them, clamped to what `Int64` holds (a peer's
+    /// `absolute-expiry-time` can be any 64-bit value, and its round trip through `Double` may not fit back).
+    var unixMilliseconds: Int64 {
+        let value = (self.timeIntervalSince1970 * 1000).rounded()
+        guard value.isFinite else { return 0 }
+        if value >= 9.2e18 { return 9_200_000_000_000_000_000 }
+        if value <= -9.2e18 { return -9_200_000_000_000_000_000 }
+        return Int64(value)
+    }
+
+    /// The date of AMQP milliseconds, limited to years 1970…9999 so that it can be formatted and stored.
+    init(unixMilliseconds: Int64) {
+        let seconds = Double(unixMilliseconds) / 1000
+        self.init(timeIntervalSince1970: min(max(seconds, 0), 253_402_300_799))
+    }
+}

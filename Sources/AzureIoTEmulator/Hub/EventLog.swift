@@ -126,7 +126,7 @@ struct EventLog {
         case .offset(let offset, let inclusive):
             return events.first { inclusive ? $0.offset >= offset : $0.offset > offset }?.sequenceNumber ?? end
         case .enqueuedTime(let milliseconds, let inclusive):
-            let time = Date(timeIntervalSince1970: Double(milliseconds) / 1000)
+            let time = Date(unixMilliseconds: milliseconds)
             return events.first { inclusive ? $0.enqueuedTime >= time : $0.enqueuedTime > time }?.sequenceNumber ?? end
         }
     }

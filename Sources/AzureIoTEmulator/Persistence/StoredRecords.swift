@@ -7,11 +7,9 @@ import Foundation
 enum StoredRecords {
     private static func string(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
     private static func number(_ value: Int64) -> JSONValue { .number(JSONNumber(value)) }
-    private static func milliseconds(_ date: Date) -> JSONValue {
-        .number(JSONNumber(Int64(date.timeIntervalSince1970 * 1000)))
-    }
+    private static func milliseconds(_ date: Date) -> JSONValue { .number(JSONNumber(date.unixMilliseconds)) }
     private static func date(_ value: JSONValue?) -> Date? {
-        value?.int64Value.map { Date(timeIntervalSince1970: Double($0) / 1000) }
+        value?.int64Value.map { Date(unixMilliseconds: $0) }
     }
     private static func int(_ value: JSONValue?) -> Int? { value?.int64Value.flatMap { Int(exactly: $0) } }
     private static func strings(_ value: JSONValue?) -> [String: String] {
