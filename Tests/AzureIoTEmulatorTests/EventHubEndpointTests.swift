@@ -159,8 +159,10 @@ struct EventHubEndpointTests {
         #expect(afterSequence.map(\.body) == [#"{"n":2}"#])
 
         // After an enqueued time: only what came later.
-        let cut = Int64(Date().timeIntervalSince1970 * 1000)
-        try await Task.sleep(for: .milliseconds(5))
+        // The cut is two whole milliseconds ahead (Python's float conversion may take one off): every earlier event
+        // is before it. Once the clock has passed it, the next event is after it.
+        let cut = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) + 2
+        while Date().timeIntervalSince1970 * 1000 <= Double(cut) { await Task.yield() }
         try await Self.send(fixture, "dev1", key: EmulatorFixture.deviceKey, transport: .mqtt, [#"{"n":5}"#])
         let (late, lateOutput) = try await Self.consume(fixture, start: "time:\(cut)", count: 1)
         #expect(late.map(\.body) == [#"{"n":5}"#], "\(lateOutput)")
