@@ -31,6 +31,20 @@ struct ServiceCommand: AsyncParsableCommand {
 
         @Option(help: "Seconds to wait for the service (1 to 600).")
         var timeout: Int = 60
+
+        /// The parsed connection string with its policy name and key; refuses a device string and a bad timeout.
+        func serviceCredentials() throws -> (ConnectionString, keyName: String, key: SymmetricKey) {
+            let connectionString = try ConnectionString(parsing: self.connectionString)
+            guard let keyName = connectionString.sharedAccessKeyName, let key = connectionString.sharedAccessKey,
+                connectionString.deviceId == nil
+            else {
+                throw ValidationError(
+                    "a service connection string has HostName, SharedAccessKeyName and SharedAccessKey (and no DeviceId)"
+                )
+            }
+            guard (1...600).contains(self.timeout) else { throw ValidationError("--timeout must be 1 to 600 seconds") }
+            return (connectionString, keyName, key)
+        }
     }
 
     struct CreateDevice: AsyncParsableCommand {
@@ -297,14 +311,7 @@ extension ServiceCommand {
 enum ServiceAMQP {
     static func connection(_ options: ServiceCommand.Options, port: Int) throws -> HubServiceConnection {
         guard (1...65535).contains(port) else { throw ValidationError("--amqp-port must be 1 to 65535") }
-        let connectionString = try ConnectionString(parsing: options.connectionString)
-        guard let keyName = connectionString.sharedAccessKeyName, let key = connectionString.sharedAccessKey,
-            connectionString.deviceId == nil
-        else {
-            throw ValidationError(
-                "a service connection string has HostName, SharedAccessKeyName and SharedAccessKey (and no DeviceId)"
-            )
-        }
+        let (connectionString, keyName, key) = try options.serviceCredentials()
         // HostName may carry the REST port (the emulator's); AMQP has its own.
         let host = connectionString.hostName.split(separator: ":").first.map(String.init) ?? connectionString.hostName
         return HubServiceConnection(
@@ -370,15 +377,7 @@ struct ServiceRESTClient {
     let timeout: Duration
 
     init(_ options: ServiceCommand.Options) throws {
-        let connectionString = try ConnectionString(parsing: options.connectionString)
-        guard let keyName = connectionString.sharedAccessKeyName, let key = connectionString.sharedAccessKey,
-            connectionString.deviceId == nil
-        else {
-            throw ValidationError(
-                "a service connection string has HostName, SharedAccessKeyName and SharedAccessKey (and no DeviceId)"
-            )
-        }
-        guard (1...600).contains(options.timeout) else { throw ValidationError("--timeout must be 1 to 600 seconds") }
+        let (connectionString, keyName, key) = try options.serviceCredentials()
         self.hostName = connectionString.hostName
         self.keyName = keyName
         self.key = key

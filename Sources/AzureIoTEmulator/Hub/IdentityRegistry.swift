@@ -140,32 +140,24 @@ extension EmulatedHub {
                 registry: RegistryFields(generationId: self.makeGenerationId())
             )
         identity.authentication = specification.authentication
+        // Credentials of the other kinds go; only this kind's are set.
+        (identity.key, identity.secondaryKey) = (nil, nil)
+        (identity.thumbprint, identity.secondaryThumbprint) = (nil, nil)
+        identity.certificateAuthorities = []
         switch specification.authentication {
         case .sas:
             identity.key = try key(specification.primaryKey)
             identity.secondaryKey = try key(specification.secondaryKey)
-            identity.thumbprint = nil
-            identity.secondaryThumbprint = nil
         case .selfSigned:
             guard let primary = specification.primaryThumbprint else {
                 throw .invalid("a selfSigned identity needs authentication.x509Thumbprint.primaryThumbprint")
             }
-            identity.key = nil
-            identity.secondaryKey = nil
             identity.thumbprint = primary
             identity.secondaryThumbprint = specification.secondaryThumbprint
         case .certificateAuthority:
-            identity.key = nil
-            identity.secondaryKey = nil
-            identity.thumbprint = nil
-            identity.secondaryThumbprint = nil
             identity.certificateAuthorities = self.verifiedCertificateAuthorities
         case .none:
-            identity.key = nil
-            identity.secondaryKey = nil
-            identity.thumbprint = nil
-            identity.secondaryThumbprint = nil
-            identity.certificateAuthorities = []
+            break
         }
         if identity.registry.enabled != specification.enabled { identity.registry.statusUpdatedTime = Date() }
         identity.registry.enabled = specification.enabled
