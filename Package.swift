@@ -160,6 +160,7 @@ let package = Package(
                 "DPSClient",
                 "HubMQTT",
                 "HubAMQP",
+                "HubFileUpload",
                 "AzureIoTEmulator",
                 "AzureIoTTesting",
                 "AzureIoTProxy",

@@ -4,6 +4,7 @@ import AzureIoTEmulator
 import DPSClient
 import Foundation
 import HubAMQP
+import HubFileUpload
 import HubMQTT
 
 /// `azure-iot`: the SDK's command-line tool.
@@ -13,7 +14,7 @@ struct AzureIoTCommand: AsyncParsableCommand {
         abstract: "Azure IoT Hub and Device Provisioning Service tools built on AzureIoT for Swift.",
         subcommands: [
             SASCommand.self, DeriveKeyCommand.self, ProvisionCommand.self, SendCommand.self, ListenCommand.self,
-            ServiceCommand.self, EmulatorCommand.self, DemoCommand.self,
+            UploadCommand.self, ServiceCommand.self, EmulatorCommand.self, DemoCommand.self,
         ]
     )
 }
@@ -41,6 +42,8 @@ enum Main {
             fail(error.message, code: 5)
         } catch let error as ServiceRefusal {
             fail(error.description, code: 6)
+        } catch let error as FileUploadError {
+            fail(error.description, code: 7)
         } catch {
             let exitCode = AzureIoTCommand.exitCode(for: error)
             if exitCode == .success {

@@ -299,6 +299,7 @@ public final class IoTEmulator: Sendable {
             let blobs = BlobStore(
                 directory: configuration.dataDirectory ?? directory,
                 host: "\(host == "127.0.0.1" || host == "0.0.0.0" ? "localhost" : host):\(blobListener.port)",
+                hub: hub,
                 logger: logger
             )
             let blobHandler = HTTPConnectionHandler(

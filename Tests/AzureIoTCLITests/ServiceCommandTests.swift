@@ -7,7 +7,7 @@ import Testing
 @Suite("azure-iot service")
 struct ServiceCommandTests {
     @Test(
-        "create, list, patch desired, show, query, send-c2d, invoke (offline: exit 6, then answered), read-telemetry, delete; the created device works with its key; wrong keys and device strings are refused"
+        "create, list, patch desired, show, query, send-c2d, invoke (offline: exit 6, then answered), read-telemetry, upload, delete; the created device works with its key; wrong keys and device strings are refused"
     )
     func lifecycle() async throws {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
@@ -24,6 +24,7 @@ struct ServiceCommandTests {
         let hubHost = try #require(json["hubHost"] as? String)
         let mqtt = try #require((json["mqtt"] as? [String: Any])?["port"] as? Int)
         let amqp = try #require((json["amqp"] as? [String: Any])?["port"] as? Int)
+        let servicePort = try #require((json["service"] as? [String: Any])?["port"] as? Int)
         let common = ["--connection-string", owner, "--ca-file", ca]
         func service(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
             try await CLITests.run(["service", arguments[0]] + common + arguments.dropFirst())
@@ -89,6 +90,26 @@ struct ServiceCommandTests {
                 && telemetry.stdout.contains(#""properties":{"source":"cli"}"#),
             "\(telemetry.stdout)"
         )
+
+        // A file upload as the device.
+        let file = NSTemporaryDirectory() + "cli-upload-\(UUID().uuidString.prefix(8)).bin"
+        let content = Data((0..<150_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        try content.write(to: URL(fileURLWithPath: file))
+        let uploaded = try await CLITests.run([
+            "upload", "--connection-string", deviceString, "--ca-file", ca, "--port", String(servicePort),
+            "--blob-name", "logs/one.bin", "--block-size", "64", file,
+        ])
+        #expect(
+            uploaded.status == 0 && uploaded.stdout == "uploaded 150000 bytes in 3 blocks as cli-device/logs/one.bin\n",
+            "\(uploaded.stderr)"
+        )
+        let stored = (ca as NSString).deletingLastPathComponent + "/uploads/cli-device/logs/one.bin"
+        #expect(FileManager.default.contents(atPath: stored) == content)
+        let missing = try await CLITests.run([
+            "upload", "--connection-string", deviceString, "--ca-file", ca, "--port", String(servicePort),
+            "/nonexistent",
+        ])
+        #expect(missing.status == 7 && missing.stderr.contains("fileNotReadable"), "\(missing.stderr)")
 
         let deleted = try await service(["delete-device", "cli-device"])
         #expect(deleted.status == 0 && deleted.stdout == "deleted cli-device\n")

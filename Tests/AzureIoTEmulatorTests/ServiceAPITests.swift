@@ -4,6 +4,7 @@ import AzureIoTEmulator
 import AzureIoTTestSupport
 import AzureIoTTesting
 import Foundation
+import HubFileUpload
 import HubMQTT
 import Synchronization
 import Testing
@@ -148,7 +149,7 @@ struct ServiceAPITests {
     }
 
     @Test(
-        "azure-iot-hub sends cloud-to-device messages over AMQP that a device of this SDK receives with their properties; feedback (completed, expired) reaches a uamqp feedback receiver"
+        "azure-iot-hub sends cloud-to-device messages over AMQP that a device of this SDK receives with their properties; feedback (completed, expired) and a file upload notification reach uamqp receivers"
     )
     func cloudToDeviceFromTheService() async throws {
         try await FixedPortLock.withLock { try await Self.cloudToDeviceOnPort5671() }
@@ -194,6 +195,31 @@ struct ServiceAPITests {
         #expect(feedback.contains("content-type application/vnd.microsoft.iothub.feedback.json"), "\(feedback)")
         #expect(feedback.contains("record Success svc-c2d-1 dev1"), "\(feedback)")
         #expect(feedback.contains("record Expired svc-c2d-2 dev2"), "\(feedback)")
+
+        // A device's file upload: the backend hears of it on /messages/serviceBound/filenotifications.
+        let uploader = try FileUploadClient(
+            configuration: .init(
+                connectionString: try ConnectionString(
+                    parsing:
+                        "HostName=\(endpoints.hubHost);DeviceId=dev1;SharedAccessKey=\(EmulatorFixture.deviceKey);GatewayHostName=localhost"
+                ),
+                trustRoots: .pemFile(endpoints.caCertificatePath),
+                port: endpoints.service.port
+            )
+        )
+        let uploaded = try await uploader.upload(Array(repeating: 42, count: 70_000), as: "reports/noon.bin")
+        let files = try await Self.python(
+            ["localhost:\(endpoints.service.port)", owners.keyName, owners.primaryKey, "1", "filenotifications"],
+            script: "fidelity/uamqp_feedback.py",
+            environment: environment
+        )
+        #expect(files.contains("content-type application/vnd.microsoft.iothub.filenotification.json"), "\(files)")
+        #expect(
+            files.contains(
+                "file dev1 \(uploaded.blobName) 70000 https://localhost:\(endpoints.blob.port)/uploads/dev1/reports/noon.bin"
+            ),
+            "\(files)"
+        )
 
         // The Event Hub-compatible connection string as printed: with TLS, azure-eventhub dials port 5671.
         let eventHub = try #require(endpoints.eventHub.connectionString)

@@ -14,8 +14,9 @@ enum HubLinkAddress: Equatable {
     case methods(IdentityName)
     /// `/messages/devicebound` (any case): the service's cloud-to-device sender.
     case serviceDeviceBound
-    /// `/messages/serviceBound/feedback` (any case): the service's feedback receiver.
-    case feedback
+    /// `/messages/serviceBound/feedback` or `…/filenotifications` (any case): the service's receivers of feedback
+    /// and of file upload notifications.
+    case serviceQueue(EmulatedHub.ServiceQueue)
     /// `$management`: Event Hubs' management requests (READ of the event hub and its partitions).
     case management
     /// `{eventHub}/ConsumerGroups/{group}/Partitions/{p}`, or IoT Hub's `messages/events/ConsumerGroups/…`: a
@@ -45,7 +46,11 @@ enum HubLinkAddress: Equatable {
             return
         }
         if lowered == ["messages", "servicebound", "feedback"] {
-            self = .feedback
+            self = .serviceQueue(.feedback)
+            return
+        }
+        if lowered == ["messages", "servicebound", "filenotifications"] {
+            self = .serviceQueue(.fileNotifications)
             return
         }
         if parts.count >= 5, lowered[parts.count - 4] == "consumergroups", lowered[parts.count - 2] == "partitions" {

@@ -20,8 +20,8 @@ actor AMQPDeviceConnection: DeviceLink {
         case methodResponses(IdentityName)
         /// The service sends cloud-to-device messages (`to` names the device).
         case serviceCloudToDevice
-        /// We send feedback records to the service.
-        case feedback
+        /// We send a service queue's records (feedback, file notifications) to the service.
+        case serviceQueue(EmulatedHub.ServiceQueue)
         /// Event Hubs `$management`: requests in, answers out.
         case managementRequests
         case managementResponses
@@ -33,7 +33,7 @@ actor AMQPDeviceConnection: DeviceLink {
             switch self {
             case .events, .cbsRequests, .twinRequests, .methodResponses, .serviceCloudToDevice, .managementRequests:
                 true
-            case .deviceBound, .cbsResponses, .twinResponses, .methodRequests, .feedback, .managementResponses,
+            case .deviceBound, .cbsResponses, .twinResponses, .methodRequests, .serviceQueue, .managementResponses,
                 .partition:
                 false
             }
@@ -45,7 +45,7 @@ actor AMQPDeviceConnection: DeviceLink {
             case .events(let name), .deviceBound(let name), .twinRequests(let name), .twinResponses(let name),
                 .methodRequests(let name), .methodResponses(let name):
                 name
-            case .cbsRequests, .cbsResponses, .serviceCloudToDevice, .feedback, .managementRequests,
+            case .cbsRequests, .cbsResponses, .serviceCloudToDevice, .serviceQueue, .managementRequests,
                 .managementResponses, .partition:
                 nil
             }
@@ -89,9 +89,9 @@ actor AMQPDeviceConnection: DeviceLink {
     /// Rights a backend proved on this connection (CBS put-token with a hub audience, or SASL PLAIN
     /// `{policy}@sas.root.{hub}`).
     private var serviceRights: SharedAccessPolicy.Rights = []
-    /// Feedback messages sent and not yet settled by the service, by delivery id.
-    private var feedbackUnsettled: [UInt32: [CloudToDeviceFeedback]] = [:]
-    private var feedbackPump: Task<Void, Never>?
+    /// Service queue messages sent and not yet settled by the service, by delivery id.
+    private var queueUnsettled: [UInt32: (queue: EmulatedHub.ServiceQueue, records: [JSONValue])] = [:]
+    private var queuePumps: [EmulatedHub.ServiceQueue: Task<Void, Never>] = [:]
     private var partitionPump: Task<Void, Never>?
     private var cbsResponses: [AMQPMessage] = []
     private var peerMaxFrameSize = 512
@@ -367,7 +367,7 @@ actor AMQPDeviceConnection: DeviceLink {
                 if case .deviceBound(let name) = link.kind {
                     Task { await self.hub.pumpCloudToDevice(deviceId: name.deviceId) }
                 }
-                if case .feedback = link.kind { self.startFeedbackPump() }
+                if case .serviceQueue(let queue) = link.kind { self.startQueuePump(queue) }
                 if case .partition = link.kind { self.startPartitionPump() }
             }
         case .transfer(let transfer, let payload):
@@ -394,10 +394,10 @@ actor AMQPDeviceConnection: DeviceLink {
                 }
                 await self.hub.settleCloudToDevice(messageId: messageId, as: state)
             }
-            for id in self.feedbackUnsettled.keys.sorted() where id >= first && id <= last {
-                guard let records = self.feedbackUnsettled.removeValue(forKey: id) else { continue }
+            for id in self.queueUnsettled.keys.sorted() where id >= first && id <= last {
+                guard let sent = self.queueUnsettled.removeValue(forKey: id) else { continue }
                 if case .accepted? = disposition.state { continue }
-                await self.hub.returnFeedback(records)
+                await self.hub.giveBack(sent.records, to: sent.queue)
             }
         case .detach(let detach):
             if let link = self.links.removeValue(forKey: detach.handle) {
@@ -461,7 +461,8 @@ actor AMQPDeviceConnection: DeviceLink {
         case (.methods(let name)?, true) where self.authorized.contains(name): kind = .methodResponses(name)
         case (.serviceDeviceBound?, true) where self.serviceRights.contains(.serviceConnect):
             kind = .serviceCloudToDevice
-        case (.feedback?, false) where self.serviceRights.contains(.serviceConnect): kind = .feedback
+        case (.serviceQueue(let queue)?, false) where self.serviceRights.contains(.serviceConnect):
+            kind = .serviceQueue(queue)
         case (.management?, true) where self.serviceRights.contains(.serviceConnect): kind = .managementRequests
         case (.management?, false) where self.serviceRights.contains(.serviceConnect): kind = .managementResponses
         case (.partition(let entity, let group, let partition)?, false)
@@ -477,7 +478,7 @@ actor AMQPDeviceConnection: DeviceLink {
             }
             kind = .partition(number)
         case (.events?, true), (.deviceBound?, false), (.twin?, _), (.methods?, _), (.serviceDeviceBound?, true),
-            (.feedback?, false), (.management?, _), (.partition?, false):
+            (.serviceQueue?, false), (.management?, _), (.partition?, false):
             self.refuseLink(
                 ourHandle,
                 channel,
@@ -889,10 +890,10 @@ actor AMQPDeviceConnection: DeviceLink {
         }
     }
 
-    /// Sends feedback batches on the feedback link while it has credit, waiting for new records in between.
-    private func startFeedbackPump() {
-        guard self.feedbackPump == nil else { return }
-        self.feedbackPump = self.pump(.feedback) { await $0.pumpFeedback() }
+    /// Sends a service queue's records on its link while it has credit, waiting for new records in between.
+    private func startQueuePump(_ queue: EmulatedHub.ServiceQueue) {
+        guard self.queuePumps[queue] == nil else { return }
+        self.queuePumps[queue] = self.pump(.queue(queue)) { await $0.pumpQueue(queue) }
     }
 
     /// Runs `round` until it returns `false`, waiting for the hub's `signal` (or a second) in between.
@@ -907,44 +908,31 @@ actor AMQPDeviceConnection: DeviceLink {
         }
     }
 
-    /// One round of feedback; `false` once the link is gone.
-    private func pumpFeedback() async -> Bool {
+    /// One round of a service queue; `false` once its link is gone.
+    private func pumpQueue(_ queue: EmulatedHub.ServiceQueue) async -> Bool {
         guard !self.closed, let channel = self.sessionChannel,
             let (remote, link) = self.links.first(where: {
-                if case .feedback = $0.value.kind { return true } else { return false }
+                if case .serviceQueue(queue) = $0.value.kind { return true } else { return false }
             })
         else {
-            self.feedbackPump = nil
+            self.queuePumps[queue] = nil
             return false
         }
         guard link.credit > 0 else { return true }
-        let records = await self.hub.takeFeedback(limit: 100)
+        let records = await self.hub.take(from: queue, limit: queue.recordsPerMessage)
         guard !records.isEmpty else { return true }
         guard var current = self.links[remote] else {
-            await self.hub.returnFeedback(records)
+            await self.hub.giveBack(records, to: queue)
             return false
         }
-        let body = JSONValue.array(
-            records.map { record in
-                [
-                    "originalMessageId": .string(record.originalMessageId),
-                    "deviceGenerationId": .string(record.deviceGenerationId),
-                    "deviceId": .string(record.deviceId),
-                    "enqueuedTimeUtc": .string(ProvisioningService.timestamp(record.enqueuedTime)),
-                    "statusCode": .string(
-                        String(describing: record.status).prefix(1).uppercased()
-                            + String(describing: record.status).dropFirst()
-                    ),
-                    "description": .string(record.status.description),
-                ]
-            }
-        )
+        // Feedback comes as an array of records, a file notification as one object.
+        let body = queue == .feedback ? JSONValue.array(records) : records[0]
         var message = AMQPMessage(data: body.jsonBytes)
         message.messageId = .string(UUID().uuidString.lowercased())
-        message.contentType = "application/vnd.microsoft.iothub.feedback.json"
+        message.contentType = queue.contentType
         message.userId = Array(self.hub.hubHost.split(separator: ".").first.map(String.init).map { $0.utf8 } ?? "".utf8)
         guard let bytes = try? message.encoded() else { return true }
-        self.feedbackUnsettled[self.nextDeliveryId] = records
+        self.queueUnsettled[self.nextDeliveryId] = (queue, records)
         self.transfer(bytes, handle: current.ourHandle, settled: false, channel: channel)
         current.credit -= 1
         current.deliveryCount &+= 1
@@ -1303,10 +1291,10 @@ actor AMQPDeviceConnection: DeviceLink {
         guard !self.closed else { return }
         self.closed = true
         self.heartbeat?.cancel()
-        self.feedbackPump?.cancel()
+        for pump in self.queuePumps.values { pump.cancel() }
         self.partitionPump?.cancel()
-        for records in self.feedbackUnsettled.values { await self.hub.returnFeedback(records) }
-        self.feedbackUnsettled.removeAll()
+        for sent in self.queueUnsettled.values { await self.hub.giveBack(sent.records, to: sent.queue) }
+        self.queueUnsettled.removeAll()
         let reason =
             self.outbound.overflowed
             ? "the client did not read: over \(self.limits.maximumPendingWriteBytes) bytes were waiting" : reason

@@ -74,7 +74,7 @@ actor EmulatedHub {
     private(set) var events: EventLog
     nonisolated let eventHubSettings: EmulatorConfiguration.EventHubSettings
     /// Feedback waiting for the service's feedback receiver.
-    private(set) var feedback: [CloudToDeviceFeedback] = []
+    private var serviceQueues: [ServiceQueue: [JSONValue]] = [:]
     /// Pumps waiting for news (new events, new feedback), woken when it comes or after their time-out.
     private var waiters: [Signal: [CheckedContinuation<Void, Never>]] = [:]
     private var pendingMethods: [String: CheckedContinuation<MethodResponse?, Never>] = [:]
@@ -497,18 +497,14 @@ actor EmulatedHub {
         default: wanted = false
         }
         guard wanted else { return }
-        self.feedback.append(
-            CloudToDeviceFeedback(
-                originalMessageId: record.messageId,
-                deviceId: record.deviceId,
-                deviceGenerationId: self.identities[IdentityName(deviceId: record.deviceId)]?.registry.generationId
-                    ?? "",
-                status: status,
-                enqueuedTime: Date()
-            )
+        let feedback = CloudToDeviceFeedback(
+            originalMessageId: record.messageId,
+            deviceId: record.deviceId,
+            deviceGenerationId: self.identities[IdentityName(deviceId: record.deviceId)]?.registry.generationId ?? "",
+            status: status,
+            enqueuedTime: Date()
         )
-        if self.feedback.count > Self.maximumPendingFeedback { self.feedback.removeFirst() }
-        self.wake(.feedback)
+        self.enqueue(feedback.json, on: .feedback)
     }
 
     /// Events of `partition` from sequence number `first` on, at most `limit`.
@@ -517,32 +513,58 @@ actor EmulatedHub {
         return self.events.events(in: partition, from: first, limit: limit)
     }
 
-    /// Feedback records kept for the service; the oldest go first past this.
-    static let maximumPendingFeedback = 10_000
+    /// What the service reads from the hub without asking: feedback on cloud-to-device messages, and file upload
+    /// notifications.
+    enum ServiceQueue: Hashable, Sendable {
+        case feedback
+        case fileNotifications
 
-    /// Takes up to `limit` feedback records, oldest first.
-    func takeFeedback(limit: Int) -> [CloudToDeviceFeedback] {
-        let batch = Array(self.feedback.prefix(limit))
-        self.feedback.removeFirst(batch.count)
+        /// The content type of its messages.
+        var contentType: String {
+            switch self {
+            case .feedback: "application/vnd.microsoft.iothub.feedback.json"
+            case .fileNotifications: "application/vnd.microsoft.iothub.filenotification.json"
+            }
+        }
+
+        /// Records per message: feedback comes as a JSON array of up to 100; a file notification alone.
+        var recordsPerMessage: Int { self == .feedback ? 100 : 1 }
+    }
+
+    /// Records kept per service queue; the oldest go first past this.
+    static let maximumQueuedServiceRecords = 10_000
+
+    func enqueue(_ record: JSONValue, on queue: ServiceQueue) {
+        self.serviceQueues[queue, default: []].append(record)
+        if self.serviceQueues[queue, default: []].count > Self.maximumQueuedServiceRecords {
+            self.serviceQueues[queue]?.removeFirst()
+        }
+        self.wake(.queue(queue))
+    }
+
+    /// Takes up to `limit` records of `queue`, oldest first.
+    func take(from queue: ServiceQueue, limit: Int) -> [JSONValue] {
+        let batch = Array(self.serviceQueues[queue, default: []].prefix(limit))
+        self.serviceQueues[queue]?.removeFirst(batch.count)
         return batch
     }
 
-    /// Puts records back at the front (a feedback message the service released or did not settle).
-    func returnFeedback(_ records: [CloudToDeviceFeedback]) {
-        self.feedback.insert(contentsOf: records, at: 0)
+    /// Puts records back at the front (a message the service released or did not settle).
+    func giveBack(_ records: [JSONValue], to queue: ServiceQueue) {
+        self.serviceQueues[queue, default: []].insert(contentsOf: records, at: 0)
     }
 
     /// What a pump can wait for.
     enum Signal: Hashable {
         /// A new event in some partition.
         case events
-        /// New cloud-to-device feedback.
-        case feedback
+        /// New records in a service queue.
+        case queue(ServiceQueue)
     }
 
-    /// Waits until `signal` is raised (or `timeout` passes); feedback already waiting returns at once.
+    /// Waits until `signal` is raised (or `timeout` passes); records already waiting return at once.
     func wait(for signal: Signal, timeout: Duration) async {
-        if signal == .feedback, !self.feedback.isEmpty { return }
+        if case .queue(let queue) = signal, !(self.serviceQueues[queue]?.isEmpty ?? true) { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             self.waiters[signal, default: []].append(continuation)
             Task {

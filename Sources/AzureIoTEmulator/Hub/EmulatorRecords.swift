@@ -127,6 +127,19 @@ public struct CloudToDeviceFeedback: Sendable, Equatable {
     public var status: Status
     /// When it happened.
     public var enqueuedTime: Date
+
+    /// The record as IoT Hub writes it in a feedback message.
+    var json: JSONValue {
+        let name = String(describing: self.status)
+        return [
+            "originalMessageId": .string(self.originalMessageId),
+            "deviceGenerationId": .string(self.deviceGenerationId),
+            "deviceId": .string(self.deviceId),
+            "enqueuedTimeUtc": .string(ProvisioningService.timestamp(self.enqueuedTime)),
+            "statusCode": .string(name.prefix(1).uppercased() + name.dropFirst()),
+            "description": .string(self.status.description),
+        ]
+    }
 }
 
 /// A device's answer to a direct method.

@@ -57,9 +57,13 @@ actor BlobStore {
     private let logger: Logger
 
     /// `host`: the blob endpoint as devices reach it (`localhost:{port}`).
-    init(directory: String, host: String, logger: Logger) {
+    /// The hub that tells the service of finished uploads (`/messages/serviceBound/filenotifications`).
+    private let hub: EmulatedHub
+
+    init(directory: String, host: String, hub: EmulatedHub, logger: Logger) {
         self.directory = directory
         self.host = host
+        self.hub = hub
         self.logger = logger
     }
 
@@ -91,7 +95,7 @@ actor BlobStore {
 
     /// Records the device's notification; `false` when the correlation id is not one of its uploads.
     func notify(deviceId: String, correlationId: String, isSuccess: Bool, statusCode: Int?, description: String?)
-        -> Bool
+        async -> Bool
     {
         guard
             let index = self.records.firstIndex(where: { $0.correlationId == correlationId && $0.deviceId == deviceId })
@@ -100,6 +104,18 @@ actor BlobStore {
         self.records[index].isSuccess = isSuccess
         self.records[index].statusCode = statusCode
         self.records[index].statusDescription = description
+        let record = self.records[index]
+        // IoT Hub tells the service of a successful upload of a blob that was written.
+        if isSuccess, let size = record.size {
+            let now = ProvisioningService.timestamp(Date())
+            let notification: JSONValue = [
+                "deviceId": .string(deviceId),
+                "blobUri": .string("https://\(self.host)/\(Self.containerName)/\(record.blobName)"),
+                "blobName": .string(record.blobName), "lastUpdatedTime": .string(now),
+                "blobSizeInBytes": .number(JSONNumber(size)), "enqueuedTimeUtc": .string(now),
+            ]
+            await self.hub.enqueue(notification, on: .fileNotifications)
+        }
         return true
     }
 

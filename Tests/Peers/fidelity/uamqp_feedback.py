@@ -1,10 +1,11 @@
-"""A backend's feedback receiver written with uamqp (azure-iot-hub 2.7.0 has none): CBS put-token with a service
-SAS token as Azure's service SDKs sign it, then a receiver on /messages/serviceBound/feedback that completes each
-message and prints its records.
+"""A backend's receiver of feedback or file upload notifications written with uamqp (azure-iot-hub 2.7.0 has
+neither): CBS put-token with a service SAS token as Azure's service SDKs sign it, then a receiver on
+/messages/serviceBound/feedback (or /filenotifications) that completes each message and prints its records.
 
-usage: uamqp_feedback.py HOST SHARED_ACCESS_KEY_NAME SHARED_ACCESS_KEY RECORDS
+usage: uamqp_feedback.py HOST SHARED_ACCESS_KEY_NAME SHARED_ACCESS_KEY RECORDS [filenotifications]
 HOST is the connection string's HostName (port 5671 is dialled; the CA comes from SSL_CERT_FILE).
-Prints "record STATUS_CODE ORIGINAL_MESSAGE_ID DEVICE_ID" per record and exits 0 once RECORDS arrived.
+Prints "record STATUS_CODE ORIGINAL_MESSAGE_ID DEVICE_ID" per feedback record, or
+"file DEVICE_ID BLOB_NAME SIZE BLOB_URI" per file notification, and exits 0 once RECORDS arrived.
 """
 import base64
 import hashlib
@@ -18,6 +19,7 @@ import uamqp
 from azure.core.credentials import AccessToken
 
 hostname, key_name, key, wanted = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+node = sys.argv[5] if len(sys.argv) > 5 else "feedback"
 
 
 def get_token():
@@ -33,7 +35,7 @@ auth = uamqp.authentication.JWTTokenAuth(
 )
 auth.update_token()
 receiver = uamqp.ReceiveClient(
-    "amqps://" + hostname + "/messages/serviceBound/feedback", auth=auth, timeout=30000, prefetch=10,
+    "amqps://" + hostname + "/messages/serviceBound/" + node, auth=auth, timeout=30000, prefetch=10,
 )
 seen = 0
 deadline = time.time() + 60
@@ -44,8 +46,13 @@ try:
             if isinstance(content_type, bytes):
                 content_type = content_type.decode()
             print("content-type", content_type, flush=True)
-            for record in json.loads(b"".join(message.get_data())):
-                print("record", record["statusCode"], record["originalMessageId"], record["deviceId"], flush=True)
+            body = json.loads(b"".join(message.get_data()))
+            for record in body if isinstance(body, list) else [body]:
+                if node == "feedback":
+                    print("record", record["statusCode"], record["originalMessageId"], record["deviceId"], flush=True)
+                else:
+                    print("file", record["deviceId"], record["blobName"], record["blobSizeInBytes"], record["blobUri"],
+                          flush=True)
                 seen += 1
             message.accept()
 finally:
