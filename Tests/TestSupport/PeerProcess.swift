@@ -74,7 +74,19 @@ public final class PeerProcess: Sendable {
     /// Kills the peer (SIGKILL: children spawned from Dispatch threads may have SIGTERM blocked) and waits for it.
     public func stop() {
         self.process.stop()
-        self.outputPipe.fileHandleForReading.readabilityHandler = nil
+        let handle = self.outputPipe.fileHandleForReading
+        handle.readabilityHandler = nil
+        // What the peer wrote last may still be in the pipe (a loaded machine reads it late): keep it. The peer is
+        // gone, so the pipe holds all there will be; read it without waiting.
+        let fd = handle.fileDescriptor
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = read(fd, &chunk, chunk.count)
+            guard count > 0 else { break }
+            let text = String(decoding: chunk[..<count], as: UTF8.self)
+            self.outputBuffer.text.withLock { $0 += text }
+        }
     }
 
     deinit { self.stop() }
