@@ -92,6 +92,20 @@ struct EmulatorFixture {
     }
 
     var endpoints: EmulatorEndpoints { self.emulator.endpoints }
+
+    /// An MQTT configuration for `device` authenticating with `identity` through `GatewayHostName=localhost`, with a
+    /// fast first retry.
+    func x509Configuration(_ device: String, _ identity: X509Identity) -> HubMQTTConfiguration {
+        var configuration = HubMQTTConfiguration(
+            identity: HubMQTTIdentity(hubHost: self.hubHost, deviceId: device),
+            authentication: .x509(identity),
+            gatewayHostName: "localhost",
+            port: self.endpoints.mqtt.port,
+            trustRoots: self.trust
+        )
+        configuration.retryPolicy.initialDelay = .milliseconds(20)
+        return configuration
+    }
     var trust: TLSConfiguration.TrustRoots { .pemFile(self.endpoints.caCertificatePath) }
     var hubHost: String { self.endpoints.hubHost }
 

@@ -281,15 +281,7 @@ struct EmulatorMQTTTests {
         let fixture = try await EmulatorFixture.start()
         defer { Task { await fixture.emulator.shutdown() } }
         func configuration(_ device: String, _ identity: X509Identity) -> HubMQTTConfiguration {
-            var configuration = HubMQTTConfiguration(
-                identity: HubMQTTIdentity(hubHost: fixture.hubHost, deviceId: device),
-                authentication: .x509(identity),
-                gatewayHostName: "localhost",
-                port: fixture.endpoints.mqtt.port,
-                trustRoots: fixture.trust
-            )
-            configuration.retryPolicy.initialDelay = .milliseconds(20)
-            return configuration
+            fixture.x509Configuration(device, identity)
         }
         try await HubMQTTClient.withConnection(
             configuration: configuration("x509-device", fixture.thumbprintDevice.identity)

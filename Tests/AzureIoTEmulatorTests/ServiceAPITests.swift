@@ -482,13 +482,7 @@ struct ServiceAPITests {
         )
         #expect(chained.status == 200)
         func configuration(_ device: String, _ identity: X509Identity) -> HubMQTTConfiguration {
-            var configuration = HubMQTTConfiguration(
-                identity: HubMQTTIdentity(hubHost: fixture.hubHost, deviceId: device),
-                authentication: .x509(identity),
-                gatewayHostName: "localhost",
-                port: fixture.endpoints.mqtt.port,
-                trustRoots: fixture.trust
-            )
+            var configuration = fixture.x509Configuration(device, identity)
             configuration.retryPolicy = RetryPolicy(initialDelay: .milliseconds(20), maximumAttempts: 1)
             return configuration
         }

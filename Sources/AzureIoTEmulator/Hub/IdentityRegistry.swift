@@ -58,6 +58,8 @@ struct IdentitySnapshot {
     var connected: Bool
     /// Cloud-to-device messages waiting for the device or not yet settled.
     var cloudToDeviceMessageCount: Int
+    /// The Plug and Play model id the identity announced when it last connected.
+    var modelId: String?
 
     /// The device's or module's ETag: unique per generation and registry revision.
     var etag: String {
@@ -81,7 +83,8 @@ extension EmulatedHub {
             name: name,
             identity: identity,
             connected: self.links[name] != nil,
-            cloudToDeviceMessageCount: pending
+            cloudToDeviceMessageCount: pending,
+            modelId: self.modelIds[name]
         )
     }
 

@@ -172,7 +172,7 @@ struct ServiceAPI: Sendable {
                     "totalMessagesPurged": .number(JSONNumber(purged)), "deviceId": .string(id), "moduleId": .null,
                 ])
             case (.twin(let name), "GET"):
-                return Self.ok(await self.twinJSON(try await self.snapshot(name)))
+                return Self.ok(Self.twinJSON(try await self.snapshot(name)))
             case (.twin(let name), _):
                 return try await self.updateTwin(name, request, replace: request.method == "PUT")
             case (.methods(let name), _):
@@ -479,7 +479,7 @@ struct ServiceAPI: Sendable {
                 replace: replace,
                 condition: EntityTagCondition(header: request.headers["if-match"])
             )
-            return Self.ok(await self.twinJSON(snapshot))
+            return Self.ok(Self.twinJSON(snapshot))
         } catch {
             throw ServiceFailure(error)
         }
@@ -579,7 +579,7 @@ struct ServiceAPI: Sendable {
             query.source == .devices ? await self.hub.deviceSnapshots() : await self.hub.moduleSnapshots(of: nil)
         var twins: [JSONValue] = []
         for identity in identities {
-            let twin = await self.twinJSON(identity)
+            let twin = Self.twinJSON(identity)
             if query.matches(twin) { twins.append(twin) }
         }
         let page = Array(twins.dropFirst(start).prefix(pageSize))
@@ -653,7 +653,7 @@ struct ServiceAPI: Sendable {
     }
 
     /// A twin as `GET /twins/{id}` returns it.
-    func twinJSON(_ snapshot: IdentitySnapshot) async -> JSONValue {
+    static func twinJSON(_ snapshot: IdentitySnapshot) -> JSONValue {
         let registry = snapshot.identity.registry
         let twin = snapshot.identity.twin
         let updated = ProvisioningService.timestamp(Date())
@@ -677,7 +677,7 @@ struct ServiceAPI: Sendable {
                 "primaryThumbprint": snapshot.identity.thumbprint.map(JSONValue.string) ?? .null,
                 "secondaryThumbprint": snapshot.identity.secondaryThumbprint.map(JSONValue.string) ?? .null,
             ],
-            "modelId": .string(await self.hub.modelIds[snapshot.name] ?? ""),
+            "modelId": .string(snapshot.modelId ?? ""),
             "version": .number(JSONNumber(registry.twinVersion)),
             "tags": registry.tags,
             "properties": [
