@@ -29,6 +29,8 @@ let package = Package(
         .library(name: "AzureIoTDevice", targets: ["AzureIoTDevice"]),
         // Device file upload (blob SAS from the hub, blocks to storage, notification), through libcurl.
         .library(name: "HubFileUpload", targets: ["HubFileUpload"]),
+        // IoT Edge modules: the environment, the workload API (over its unix socket, through libcurl) and tokens it signs.
+        .library(name: "AzureIoTEdge", targets: ["AzureIoTEdge"]),
         // The wire codecs alone (no I/O, no client): for harnesses that want protocol edge cases.
         .library(name: "MQTTCodec", targets: ["MQTTCodec"]),
         .library(name: "AMQPCodec", targets: ["AMQPCodec"]),
@@ -98,6 +100,11 @@ let package = Package(
         .target(
             name: "HubFileUpload",
             dependencies: ["AzureIoTCore", "DPSClient"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "AzureIoTEdge",
+            dependencies: ["AzureIoTCore", "AzureIoTDevice", "DPSClient"],
             swiftSettings: swiftSettings
         ),
         // Pure codecs over bounds-checked byte cursors: no I/O, no dependency on the rest of the SDK.
@@ -228,7 +235,7 @@ let package = Package(
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 "AzureIoTEmulator", "AzureIoTTesting", "AzureIoTProxy", "DPSClient", "HubMQTT", "HubAMQP",
                 "WebSocketCodec", "HubFileUpload",
-                "AzureIoTDevice",
+                "AzureIoTDevice", "AzureIoTEdge",
                 "AzureIoTTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -238,7 +245,7 @@ let package = Package(
             name: "DocumentationExamplesTests",
             dependencies: [
                 "AzureIoTEmulator", "AzureIoTTesting", "AzureIoTProxy", "DPSClient", "HubMQTT", "HubAMQP",
-                "AzureIoTDevice", "HubFileUpload",
+                "AzureIoTDevice", "HubFileUpload", "AzureIoTEdge",
                 "AzureIoTTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

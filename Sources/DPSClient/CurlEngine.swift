@@ -332,7 +332,13 @@ final class CurlEngine: @unchecked Sendable {
             set("CURLOPT_FRESH_CONNECT", CURLOPT_FRESH_CONNECT, 1)
             set("CURLOPT_FORBID_REUSE", CURLOPT_FORBID_REUSE, 1)
         }
-        if let proxy {
+        if let socket = request.unixSocketPath {
+            set("CURLOPT_UNIX_SOCKET_PATH", CURLOPT_UNIX_SOCKET_PATH, socket)
+        }
+        if request.direct {
+            // A local service: never through a proxy, whatever the environment says.
+            set("CURLOPT_NOPROXY", CURLOPT_NOPROXY, "*")
+        } else if let proxy {
             // An explicit proxy (credentials in its URL); without one libcurl follows https_proxy/no_proxy itself.
             set("CURLOPT_PROXY", CURLOPT_PROXY, proxy)
             set("CURLOPT_PROXYAUTH", CURLOPT_PROXYAUTH, azi_curl_auth_any())

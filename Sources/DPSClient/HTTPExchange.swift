@@ -6,6 +6,11 @@ struct HTTPRequest: Sendable {
     var url: String
     var headers: [(String, String)]
     var body: [UInt8]?
+    /// A unix socket to send the request over instead of TCP (the IoT Edge workload API); the URL's host is then
+    /// only the `Host` header, and no proxy applies.
+    var unixSocketPath: String? = nil
+    /// Never through a proxy, whatever the environment says (local services).
+    var direct = false
 }
 
 /// A response: status, headers (names lower-cased) and body.

@@ -32,4 +32,27 @@ package enum ServiceHTTP {
         )
         return Response(status: response.status, headers: response.headers, body: response.body)
     }
+
+    /// Performs a plain HTTP request, over the unix socket at `socketPath` when there is one (the IoT Edge workload
+    /// API), never through a proxy; transport failures throw `AzureIoTError`.
+    package static func perform(
+        method: String,
+        url: String,
+        unixSocketPath socketPath: String?,
+        headers: [(String, String)],
+        body: [UInt8]?,
+        timeout: Duration,
+        userAgent: String
+    ) async throws -> Response {
+        var request = HTTPRequest(method: method, url: url, headers: headers, body: body)
+        request.unixSocketPath = socketPath
+        request.direct = true
+        let response = try await CurlEngine.shared.perform(
+            request,
+            tls: TLSConfiguration(),
+            timeout: timeout,
+            userAgent: userAgent
+        )
+        return Response(status: response.status, headers: response.headers, body: response.body)
+    }
 }

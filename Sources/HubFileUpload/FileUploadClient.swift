@@ -252,8 +252,9 @@ public struct FileUploadClient: Sendable {
         switch self.configuration.authentication {
         case .sas(let source):
             do throws(AzureIoTError) {
-                let issued = try source.issueToken(
-                    for: .device(hubHost: self.configuration.hubHost, deviceId: self.configuration.deviceId)
+                let issued = try await source.token(
+                    for: .device(hubHost: self.configuration.hubHost, deviceId: self.configuration.deviceId),
+                    now: UnixTime.now()
                 )
                 headers.append(("Authorization", issued.token.secretValue))
             } catch {

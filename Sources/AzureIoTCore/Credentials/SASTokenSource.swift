@@ -2,9 +2,19 @@
 public protocol SASTokenSource: Sendable, CustomStringConvertible {
     /// A token for `resource` valid at `now` (seconds since 1970), with the time the caller should renew it.
     func issueToken(for resource: SASResource, now: UInt64) throws(AzureIoTError) -> IssuedSASToken
+
+    /// A token for `resource` valid at `now`, from a source that may have to ask something else to sign it (the
+    /// IoT Edge workload API, a hardware module). The hub clients call this one; by default it is
+    /// ``issueToken(for:now:)``.
+    func token(for resource: SASResource, now: UInt64) async throws(AzureIoTError) -> IssuedSASToken
 }
 
 extension SASTokenSource {
+    /// Issues the token in place: a key or a fixed token needs nobody else.
+    public func token(for resource: SASResource, now: UInt64) async throws(AzureIoTError) -> IssuedSASToken {
+        try self.issueToken(for: resource, now: now)
+    }
+
     /// A token for `resource`, valid now.
     public func issueToken(for resource: SASResource) throws(AzureIoTError) -> IssuedSASToken {
         try self.issueToken(for: resource, now: UnixTime.now())

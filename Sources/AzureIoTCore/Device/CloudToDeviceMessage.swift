@@ -35,6 +35,9 @@ public struct CloudToDeviceMessage: Sendable {
     public var creationTime: String?
     /// The application properties in the order they came; MQTT may carry a key without a value (`nil`).
     public var applicationProperties: [(key: String, value: String?)]
+    /// For an IoT Edge module: the input the message arrived on (edgeHub's routes send a module's outputs to other
+    /// modules' inputs); `nil` for a device's cloud-to-device message.
+    public var inputName: String?
 
     /// Settles the message on the connection that delivered it (`nil`: nothing to settle).
     private let settle: (@Sendable (Outcome) async throws -> Void)?
@@ -55,6 +58,7 @@ public struct CloudToDeviceMessage: Sendable {
         expiryTime: String? = nil,
         creationTime: String? = nil,
         applicationProperties: [(key: String, value: String?)] = [],
+        inputName: String? = nil,
         canRejectOrAbandon: Bool = false,
         deliveryTag: UInt64? = nil,
         settle: (@Sendable (Outcome) async throws -> Void)? = nil
@@ -69,6 +73,7 @@ public struct CloudToDeviceMessage: Sendable {
         self.expiryTime = expiryTime
         self.creationTime = creationTime
         self.applicationProperties = applicationProperties
+        self.inputName = inputName
         self.canRejectOrAbandon = canRejectOrAbandon
         self.deliveryTag = deliveryTag
         self.settle = settle
@@ -97,6 +102,7 @@ public struct CloudToDeviceMessage: Sendable {
             expiryTime: self.expiryTime,
             creationTime: self.creationTime,
             applicationProperties: self.applicationProperties,
+            inputName: self.inputName,
             canRejectOrAbandon: self.canRejectOrAbandon,
             deliveryTag: self.deliveryTag,
             settle: wrapped

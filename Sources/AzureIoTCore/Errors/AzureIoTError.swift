@@ -105,6 +105,9 @@ extension AzureIoTError {
         public static let timedOut = Code("timedOut")
         /// A socket call failed.
         public static let ioFailure = Code("ioFailure")
+        /// A token source that asks something else to sign (the IoT Edge workload API, a hardware module) got no
+        /// signature; ``AzureIoTError/underlying`` holds that signer's own error.
+        public static let signingFailed = Code("signingFailed")
         /// The server refused the WebSocket upgrade (an HTTP status other than 101, a wrong accept key, no common
         /// sub-protocol), or answered it in a way RFC 6455 does not allow.
         public static let webSocketHandshakeFailed = Code("webSocketHandshakeFailed")

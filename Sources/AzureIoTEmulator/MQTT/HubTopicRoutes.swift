@@ -74,7 +74,10 @@ enum DeviceSubscription: Hashable {
         case "$iothub/twin/PATCH/properties/desired/#": self = .desiredPatches
         case "$iothub/methods/POST/#": self = .methods
         default:
-            if let module = identity.moduleId, filter == "devices/\(identity.deviceId)/modules/\(module)/#" {
+            if let module = identity.moduleId,
+                filter == "devices/\(identity.deviceId)/modules/\(module)/#"
+                    || filter == "devices/\(identity.deviceId)/modules/\(module)/inputs/#"
+            {
                 self = .moduleInputs
             } else if identity.moduleId == nil, filter == "devices/\(identity.deviceId)/messages/devicebound/#" {
                 self = .cloudToDevice

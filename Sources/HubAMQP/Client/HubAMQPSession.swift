@@ -459,7 +459,7 @@ actor HubAMQPSession {
             guard let identity = self.identities[0], let source = identity.tokenSource else {
                 throw HubAMQPError(.authenticationFailed, "SASL PLAIN needs a device and a token source")
             }
-            let issued = try source.issueToken(
+            let issued = try await source.token(
                 for: identity.sasResource(hubHost: self.settings.hubHost),
                 now: self.settings.clock.unixSeconds()
             )
@@ -582,7 +582,7 @@ actor HubAMQPSession {
             try await self.waitUntil("the $cbs links") { $0.isAttached(.cbsRequests) && $0.isAttached(.cbsResponses) }
         }
         let resource = identity.sasResource(hubHost: self.settings.hubHost)
-        let issued = try source.issueToken(for: resource, now: self.settings.clock.unixSeconds())
+        let issued = try await source.token(for: resource, now: self.settings.clock.unixSeconds())
         self.nextCBSRequest += 1
         let requestId = self.nextCBSRequest
         let request = CBSPutToken.request(

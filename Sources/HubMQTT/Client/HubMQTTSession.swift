@@ -408,7 +408,7 @@ actor HubMQTTSession {
         var password: [UInt8]?
         switch self.configuration.authentication {
         case .sas(let source):
-            let issued = try source.issueToken(
+            let issued = try await source.token(
                 for: self.configuration.identity.sasResource,
                 now: self.clock.unixSeconds()
             )
@@ -679,12 +679,13 @@ actor HubMQTTSession {
     /// Hands an incoming PUBLISH to its stream; returns whether to PUBACK it now.
     private func route(_ publish: PublishPacket, generation: Int) throws -> Bool {
         switch try self.topics.classify(publish.topic) {
-        case .cloudToDevice(let bag):
+        case .cloudToDevice(let bag, let inputName):
             let properties = try PropertyBag(parsing: bag)
             let delivery = publish.packetId.map { (packetId: $0, generation: generation) }
             let message = CloudToDeviceMessage(
                 body: publish.payload,
                 properties: properties,
+                inputName: inputName.map { (try? PercentEncoding.decode($0)) ?? String($0) },
                 delivery: publish.qos == .atLeastOnce ? delivery : nil
             )
             if !self.cloudToDevice.offer(message) {

@@ -9,9 +9,9 @@ struct HubTopics: Sendable {
             ?? "devices/\(self.deviceId)/messages/events/"
     }
 
-    /// Where C2D messages (devices) or module inputs arrive.
+    /// Where C2D messages (devices) or module inputs (`…/inputs/{input}/{bag}`) arrive.
     var cloudToDevicePrefix: String {
-        self.moduleId.map { "devices/\(self.deviceId)/modules/\($0)/" }
+        self.moduleId.map { "devices/\(self.deviceId)/modules/\($0)/inputs/" }
             ?? "devices/\(self.deviceId)/messages/devicebound/"
     }
 
@@ -37,7 +37,8 @@ struct HubTopics: Sendable {
 
     /// What an incoming topic is.
     enum Incoming: Equatable {
-        case cloudToDevice(bag: Substring)
+        /// A device's C2D message, or a module's input message (with the input's name).
+        case cloudToDevice(bag: Substring, inputName: Substring?)
         case twinResponse(status: Int, query: PropertyBag)
         case desiredPatch(query: PropertyBag)
         case methodRequest(name: String, query: PropertyBag)
@@ -46,7 +47,15 @@ struct HubTopics: Sendable {
 
     func classify(_ topic: String) throws(HubMQTTError) -> Incoming {
         if topic.hasPrefix(self.cloudToDevicePrefix) {
-            return .cloudToDevice(bag: topic.dropFirst(self.cloudToDevicePrefix.count))
+            let rest = topic.dropFirst(self.cloudToDevicePrefix.count)
+            guard self.moduleId != nil else { return .cloudToDevice(bag: rest, inputName: nil) }
+            // `{input}/{bag}`: edgeHub names the input in the segment before the property bag.
+            let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+            guard slash > rest.startIndex else {
+                throw HubMQTTError(.malformedTopic, "a module input topic has no input name")
+            }
+            let bag = slash == rest.endIndex ? rest[slash...] : rest[rest.index(after: slash)...]
+            return .cloudToDevice(bag: bag, inputName: rest[..<slash])
         }
         if topic.hasPrefix(Self.twinResponsePrefix) {
             let rest = topic.dropFirst(Self.twinResponsePrefix.count)

@@ -3,7 +3,12 @@ import AzureIoTCore
 extension CloudToDeviceMessage {
     /// A message from the property bag of a C2D topic; `delivery` is the PUBLISH's packet id and connection, for the
     /// PUBACK sent when the application takes it.
-    init(body: [UInt8], properties: PropertyBag, delivery: (packetId: UInt16, generation: Int)? = nil) {
+    init(
+        body: [UInt8],
+        properties: PropertyBag,
+        inputName: String? = nil,
+        delivery: (packetId: UInt16, generation: Int)? = nil
+    ) {
         self.init(
             body: body,
             messageId: properties["$.mid"],
@@ -15,6 +20,7 @@ extension CloudToDeviceMessage {
             expiryTime: properties["$.exp"],
             creationTime: properties["$.ctime"],
             applicationProperties: properties.pairs.filter { !$0.key.hasPrefix("$.") && !$0.key.hasPrefix("iothub-") },
+            inputName: inputName,
             canRejectOrAbandon: false,
             deliveryTag: delivery.map { UInt64(truncatingIfNeeded: $0.generation) << 16 | UInt64($0.packetId) },
             settle: { outcome in
