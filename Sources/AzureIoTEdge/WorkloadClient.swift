@@ -125,7 +125,10 @@ public struct WorkloadClient: Sendable {
             )
         }
         guard response.body.count <= Self.maximumTrustBundleBytes else {
-            throw EdgeError(.malformedResponse, "the workload API's \(what) answer is over \(Self.maximumTrustBundleBytes) bytes")
+            throw EdgeError(
+                .malformedResponse,
+                "the workload API's \(what) answer is over \(Self.maximumTrustBundleBytes) bytes"
+            )
         }
         do {
             return try JSONValue(parsing: response.body)

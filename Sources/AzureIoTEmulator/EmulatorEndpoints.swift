@@ -61,6 +61,16 @@ public struct EmulatorEndpoints: Sendable, Codable {
         public var developmentConnectionString: String?
     }
 
+    /// The IoT Edge device the emulator serves as edgeHub, and the environment each of its modules is started with.
+    public struct EdgeEndpoint: Sendable, Codable {
+        /// The Edge device's id.
+        public var deviceId: String
+        /// `unix:///…/workload.sock`: the workload API.
+        public var workloadURI: String
+        /// Per module id, its `IOTEDGE_*` variables, as edgeAgent would set them.
+        public var modules: [String: [String: String]]
+    }
+
     /// The hub's short name.
     public var hubName: String
     /// `{hubName}.azure-devices.net`, the name in SAS `sr`, MQTT usernames and `assignedHub`.
@@ -99,4 +109,6 @@ public struct EmulatorEndpoints: Sendable, Codable {
     public var enrollments: [EnrollmentCredentials]
     /// The hub's devices and modules with connection strings.
     public var devices: [DeviceCredentials]
+    /// The IoT Edge device and its modules' environment, when ``EmulatorConfiguration/edge`` is set.
+    public var edge: EdgeEndpoint?
 }

@@ -31,6 +31,7 @@ public final class IoTEmulator: Sendable {
     private let amqpPlain: EmulatorListener?
     private let blob: EmulatorListener
     private let blobs: BlobStore
+    private let workload: EmulatorListener?
     private let tasks: [Task<Void, Never>]
 
     private init(
@@ -48,8 +49,10 @@ public final class IoTEmulator: Sendable {
         service: EmulatorListener,
         amqpPlain: EmulatorListener?,
         blob: EmulatorListener,
-        blobs: BlobStore
+        blobs: BlobStore,
+        workload: EmulatorListener?
     ) {
+        self.workload = workload
         self.amqpPlain = amqpPlain
         self.blob = blob
         self.blobs = blobs
@@ -71,6 +74,7 @@ public final class IoTEmulator: Sendable {
             Task { await service.run() },
             Task { await amqpPlain?.run() },
             Task { await blob.run() },
+            Task { await workload?.run() },
             // Cloud-to-device messages expire (with feedback) even while their device stays away.
             Task {
                 while !Task.isCancelled {
@@ -329,7 +333,48 @@ public final class IoTEmulator: Sendable {
                 refusal: ServiceAPI.refusal
             )
             let service = try listener(configuration.servicePort, "service") { await serviceHandler.serve($0) }
-            let endpoints = Self.endpoints(
+            var (workload, edgeEndpoint): (EmulatorListener?, EmulatorEndpoints.EdgeEndpoint?) = (nil, nil)
+            if let edge = configuration.edge {
+                await hub.configureEdge(deviceId: edge.deviceId, routes: try edge.parsedRoutes())
+                let path = edge.workloadSocketPath ?? (directory as NSString).appendingPathComponent("workload.sock")
+                let api = WorkloadAPI(
+                    hub: hub,
+                    edgeDeviceId: edge.deviceId,
+                    trustBundlePEM: authority.certificatePEM
+                )
+                let workloadHandler = HTTPConnectionHandler(
+                    name: "workload",
+                    logger: logger,
+                    handle: { request, _ in await api.handle(request) },
+                    refusal: { error in WorkloadAPI.error(error.status, error.description) }
+                )
+                workload = EmulatorListener(
+                    listener: try TLSListener(unixSocketPath: path, configuration: tls, logger: logger),
+                    name: "workload",
+                    limiter: limiter,
+                    handshakes: handshakes,
+                    handshakeTimeout: .seconds(limits.handshakeTimeoutSeconds),
+                    logger: logger,
+                    serve: { await workloadHandler.serve($0) }
+                )
+                var modules: [String: [String: String]] = [:]
+                let device = configuration.devices.first { $0.deviceId == edge.deviceId }
+                for module in device?.modules ?? [] {
+                    let name = IdentityName(deviceId: edge.deviceId, moduleId: module.moduleId)
+                    modules[module.moduleId] = [
+                        "IOTEDGE_IOTHUBHOSTNAME": configuration.hubHost,
+                        "IOTEDGE_GATEWAYHOSTNAME": host == "127.0.0.1" || host == "0.0.0.0" ? "localhost" : host,
+                        "IOTEDGE_DEVICEID": edge.deviceId,
+                        "IOTEDGE_MODULEID": module.moduleId,
+                        "IOTEDGE_MODULEGENERATIONID": await hub.generationId(name) ?? "",
+                        "IOTEDGE_WORKLOADURI": "unix://\(path)",
+                        "IOTEDGE_APIVERSION": "2019-01-30",
+                        "IOTEDGE_AUTHSCHEME": "sasToken",
+                    ]
+                }
+                edgeEndpoint = .init(deviceId: edge.deviceId, workloadURI: "unix://\(path)", modules: modules)
+            }
+            var endpoints = Self.endpoints(
                 configuration,
                 caPath: caPath,
                 dps: dps.port,
@@ -342,6 +387,7 @@ public final class IoTEmulator: Sendable {
                 amqpPlain: amqpPlain?.port,
                 blob: blob.port
             )
+            endpoints.edge = edgeEndpoint
             logger.info(
                 "emulator listening",
                 metadata: [
@@ -365,7 +411,8 @@ public final class IoTEmulator: Sendable {
                 service: service,
                 amqpPlain: amqpPlain,
                 blob: blob,
-                blobs: blobs
+                blobs: blobs,
+                workload: workload
             )
         } catch let error as EmulatorError {
             throw error
@@ -390,6 +437,7 @@ public final class IoTEmulator: Sendable {
         self.service.close()
         self.amqpPlain?.close()
         self.blob.close()
+        self.workload?.close()
         for task in self.tasks { task.cancel() }
         for task in self.tasks { await task.value }
     }
@@ -410,6 +458,19 @@ public final class IoTEmulator: Sendable {
             let messages = await self.telemetry(deviceId: deviceId)
             return messages.count >= count ? messages : nil
         }
+    }
+
+    /// The `IOTEDGE_*` environment of a module of the Edge device (``EmulatorConfiguration/edge``), as edgeAgent
+    /// would start it; `nil` for an unknown module or without an Edge device.
+    public func edgeEnvironment(moduleId: String) -> [String: String]? {
+        self.endpoints.edge?.modules[moduleId]
+    }
+
+    /// Messages routed to an Edge module's input that it has not acknowledged yet, and those dropped because its
+    /// queue was full.
+    public func moduleInputBacklog(moduleId: String) async -> (waiting: Int, dropped: Int) {
+        guard let edge = self.configuration.edge else { return (0, 0) }
+        return await self.hub.moduleInputBacklog(IdentityName(deviceId: edge.deviceId, moduleId: moduleId))
     }
 
     /// DPS registrations handled.

@@ -23,6 +23,8 @@ public final class TLSListener: Sendable {
     public let host: String
     /// Connections are accepted without TLS (``PendingTLSConnection/handshake()`` hands the socket over as it is).
     package let plaintext: Bool
+    /// The unix socket's path, for a listener on one (removed when the listener goes).
+    package let unixSocketPath: String?
 
     /// Binds and listens on `host:port` (IPv4 or IPv6 literal; port 0 picks a free port).
     public convenience init(
@@ -44,6 +46,7 @@ public final class TLSListener: Sendable {
         logger: Logger = TLSConnection.disabledLogger
     ) throws(AzureIoTError) {
         self.plaintext = plaintext
+        self.unixSocketPath = nil
         guard (0...65535).contains(port) else {
             throw AzureIoTError(.invalidArgument, "port \(port) is not in 0...65535 (0 picks a free port)")
         }
@@ -104,7 +107,53 @@ public final class TLSListener: Sendable {
         self.reserve.withLock { $0 = open("/dev/null", O_RDONLY | O_CLOEXEC) }
     }
 
+    /// Listens on a unix socket at `path` (replacing a stale socket file there), without TLS: local APIs such as the
+    /// IoT Edge workload API. The socket file is made accessible to the user only.
+    package init(
+        unixSocketPath path: String,
+        configuration: TLSServerConfiguration,
+        logger: Logger = TLSConnection.disabledLogger
+    ) throws(AzureIoTError) {
+        var address = sockaddr_un()
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        let bytes = Array(path.utf8)
+        guard !bytes.isEmpty, bytes.count < capacity, !bytes.contains(0) else {
+            throw AzureIoTError(.invalidArgument, "a unix socket path must be 1 to \(capacity - 1) bytes")
+        }
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in bytes.enumerated() { raw[index] = byte }
+        }
+        self.context = try configuration.makeContext()
+        self.configuration = configuration
+        self.logger = logger
+        self.plaintext = true
+        self.unixSocketPath = path
+        self.host = "unix:\(path)"
+        self.port = 0
+        let fd = socket(
+            AF_UNIX,
+            Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue),
+            0
+        )
+        guard fd >= 0 else { throw AzureIoTError(.ioFailure, "socket() failed: \(TCPSocket.errnoText())") }
+        var status = stat()
+        if lstat(path, &status) == 0, (status.st_mode & S_IFMT) == S_IFSOCK { unlink(path) }
+        let length = socklen_t(MemoryLayout<sockaddr_un>.size)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        guard bound == 0, chmod(path, 0o600) == 0, listen(fd, 128) == 0 else {
+            let reason = TCPSocket.errnoText()
+            Glibc.close(fd)
+            throw AzureIoTError(.ioFailure, "cannot listen on the unix socket '\(path)': \(reason)")
+        }
+        self.fd = fd
+        self.reserve.withLock { $0 = open("/dev/null", O_RDONLY | O_CLOEXEC) }
+    }
+
     deinit {
+        if let path = self.unixSocketPath { unlink(path) }
         Glibc.close(self.fd)
         self.reserve.withLock { if $0 >= 0 { Glibc.close($0) } }
     }
@@ -146,8 +195,11 @@ public final class TLSListener: Sendable {
                 _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
                 _ = fcntl(client, F_SETFD, FD_CLOEXEC)
                 var one: Int32 = 1
-                _ = setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-                return PendingTLSConnection(fd: client, peerAddress: Self.address(of: storage), listener: self)
+                if self.unixSocketPath == nil {
+                    _ = setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                }
+                let peer = self.unixSocketPath == nil ? Self.address(of: storage) : "unix"
+                return PendingTLSConnection(fd: client, peerAddress: peer, listener: self)
             }
             switch errno {
             case EAGAIN, EWOULDBLOCK:

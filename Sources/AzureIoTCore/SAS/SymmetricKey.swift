@@ -36,6 +36,12 @@ public struct SymmetricKey: Sendable {
         Base64.encode(self.hmac.authenticate(Array(message.utf8)))
     }
 
+    /// `HMAC-SHA256(key, message)`, raw: what a signer such as the IoT Edge workload API returns for arbitrary
+    /// bytes.
+    public func authenticationCode(of message: [UInt8]) -> [UInt8] {
+        self.hmac.authenticate(message)
+    }
+
     /// The device key of `registrationId` in a group enrollment whose group key is `self`:
     /// `base64(HMAC-SHA256(base64decode(groupKey), utf8(registrationId)))`.
     public func derivedKey(forRegistrationId registrationId: String) throws(AzureIoTError) -> SymmetricKey {

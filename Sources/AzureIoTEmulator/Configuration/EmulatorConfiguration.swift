@@ -55,6 +55,42 @@ public struct EmulatorConfiguration: Sendable, Codable {
     public var provisioning: Provisioning
     /// What one peer may make the emulator hold (connections, links, buffered bytes, timers).
     public var limits: EmulatorLimits
+    /// An IoT Edge device the emulator plays edgeHub and the workload API for, or `nil`.
+    public var edge: Edge?
+
+    /// An IoT Edge device: one of ``devices``, whose modules run as Edge modules. The emulator serves the workload API
+    /// for them on a unix socket, routes their outputs to each other's inputs or upstream, and
+    /// ``IoTEmulator/edgeEnvironment(moduleId:)`` gives the environment each needs.
+    public struct Edge: Sendable, Codable {
+        /// The Edge device's id (a device in ``EmulatorConfiguration/devices``, with the modules).
+        public var deviceId: String
+        /// Where the workload API listens; `nil` puts `workload.sock` in the state directory.
+        public var workloadSocketPath: String?
+        /// edgeHub's routes by name, e.g. `"toB": "FROM /messages/modules/a/outputs/x INTO
+        /// BrokeredEndpoint(\"/modules/b/inputs/y\")"`; empty means edgeHub's default, `FROM /* INTO $upstream`.
+        public var routes: [String: String]
+
+        /// An Edge device.
+        public init(deviceId: String, workloadSocketPath: String? = nil, routes: [String: String] = [:]) {
+            self.deviceId = deviceId
+            self.workloadSocketPath = workloadSocketPath
+            self.routes = routes
+        }
+
+        /// The routes parsed, in name order; throws naming the first that cannot be used.
+        func parsedRoutes() throws(AzureIoTError) -> [EdgeRoute] {
+            guard !self.routes.isEmpty else { return EdgeRoute.defaultRoutes }
+            var parsed: [EdgeRoute] = []
+            for (name, text) in self.routes.sorted(by: { $0.key < $1.key }) {
+                do throws(EdgeRoute.ParseError) {
+                    parsed.append(try EdgeRoute(parsing: text))
+                } catch {
+                    throw AzureIoTError(.invalidArgument, "the Edge route '\(name.prefix(64))': \(error)")
+                }
+            }
+            return parsed
+        }
+    }
 
     /// The Event Hub-compatible endpoint (IoT Hub's built-in `messages/events`), served on the AMQP port.
     public struct EventHubSettings: Sendable, Codable, Equatable {
@@ -285,7 +321,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
         case hubName, listenAddress, dpsPort, mqttPort, amqpPort, webSocketPort, dpsMQTTPort, dpsWebSocketPort,
             servicePort, blobPort, amqpPlainPort, sharedAccessPolicies, eventHub, dataDirectory, stateDirectory,
             provisioningRetryAfterSeconds,
-            devices, provisioning, limits
+            devices, provisioning, limits, edge
     }
 
     /// Decodes a configuration; every field but `hubName` and `provisioning.idScope` has a default.
@@ -313,6 +349,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
         self.devices = try container.decodeIfPresent([Device].self, forKey: .devices) ?? []
         self.provisioning = try container.decode(Provisioning.self, forKey: .provisioning)
         self.limits = try container.decodeIfPresent(EmulatorLimits.self, forKey: .limits) ?? EmulatorLimits()
+        self.edge = try container.decodeIfPresent(Edge.self, forKey: .edge)
     }
 
     /// Checks what JSON cannot: ports in 0...65535 (0 picks one), a `Retry-After` in 0...3600 s, and the limits'
@@ -359,6 +396,15 @@ public struct EmulatorConfiguration: Sendable, Codable {
         }
         try self.eventHub.validate()
         try self.limits.validate()
+        if let edge = self.edge {
+            guard self.devices.contains(where: { $0.deviceId == edge.deviceId }) else {
+                throw AzureIoTError(.invalidArgument, "the Edge device '\(edge.deviceId)' is not among the devices")
+            }
+            if let path = edge.workloadSocketPath, !path.hasPrefix("/") || path.utf8.count >= 108 {
+                throw AzureIoTError(.invalidArgument, "workloadSocketPath must be absolute and under 108 bytes")
+            }
+            _ = try edge.parsedRoutes()
+        }
     }
 
     /// The documented default: hub `emulator-hub`, device `thermostat-1` (symmetric key) with module `sensor`,

@@ -16,6 +16,14 @@ protocol DeviceLink: AnyObject, Sendable {
     /// Another connection took `identity` over: an MQTT connection closes; an AMQP connection detaches that
     /// identity's links (`amqp:link:stolen`) and keeps the others it carries.
     func release(_ identity: IdentityName, reason: String) async
+    /// Offers a message routed to an Edge module's input; `false` if the link cannot take it now (no subscription,
+    /// too many unacknowledged). The link reports the acknowledgement with `EmulatedHub.completeModuleInput`.
+    func offerInput(_ message: ModuleInputRecord) async -> Bool
+}
+
+extension DeviceLink {
+    /// Module inputs are delivered over MQTT; other links take none.
+    func offerInput(_ message: ModuleInputRecord) async -> Bool { false }
 }
 
 /// `deviceId` or `deviceId/moduleId`.

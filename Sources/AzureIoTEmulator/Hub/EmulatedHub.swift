@@ -85,6 +85,10 @@ actor EmulatedHub {
     /// The IoT Plug and Play model id each identity announced when it last connected.
     private(set) var modelIds: [IdentityName: String] = [:]
     var faults = FaultPlan()
+    /// The Edge device the emulator plays edgeHub for, with its routes and module input queues.
+    var edge: EdgeHubState?
+    /// For the Edge routing extension, which cannot see `logger`.
+    var edgeLogger: Logger { self.logger }
     /// A random key for token fingerprints, so that no token is kept.
     private let fingerprintKey: SymmetricKey
     private var nextId: UInt64 = 0
@@ -340,6 +344,7 @@ actor EmulatedHub {
         where self.cloudToDevice[index].deviceId == name.deviceId && self.cloudToDevice[index].state == .delivered {
             self.cloudToDevice[index].state = .queued
         }
+        if self.links[name] == nil { self.requeueModuleInputs(name) }
     }
 
     func isConnected(_ name: IdentityName) -> Bool { self.links[name] != nil }
@@ -370,6 +375,15 @@ actor EmulatedHub {
     // MARK: - Telemetry
 
     func record(_ message: ReceivedTelemetry) async {
+        if let edge = self.edge, message.deviceId == edge.deviceId {
+            await self.routeEdgeMessage(message, edge: edge)
+        } else {
+            await self.recordUpstream(message)
+        }
+    }
+
+    /// Telemetry that reached IoT Hub: kept for the emulator's API and the Event Hub-compatible endpoint.
+    func recordUpstream(_ message: ReceivedTelemetry) async {
         self.telemetry.append(message)
         if self.telemetry.count > self.maximumRetainedTelemetry {
             // Drop a tenth at once, so that trimming stays rare.

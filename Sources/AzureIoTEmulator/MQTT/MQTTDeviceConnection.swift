@@ -17,6 +17,8 @@ actor MQTTDeviceConnection: DeviceLink {
     private var subscriptions: Set<DeviceSubscription> = []
     private var nextPacketId: UInt16 = 0
     private var cloudToDeviceInFlight: [UInt16: String] = [:]
+    /// Module input messages published and not yet acknowledged, by packet id.
+    private var inputsInFlight: [UInt16: UInt64] = [:]
     private var closed = false
     private var expiryTask: Task<Void, Never>?
 
@@ -160,6 +162,8 @@ actor MQTTDeviceConnection: DeviceLink {
         case .puback(let packetId):
             if let messageId = self.cloudToDeviceInFlight.removeValue(forKey: packetId) {
                 await self.hub.settleCloudToDevice(messageId: messageId, as: .completed)
+            } else if let inputId = self.inputsInFlight.removeValue(forKey: packetId) {
+                await self.hub.completeModuleInput(self.identity, id: inputId)
             }
         case .subscribe(let subscribe):
             var codes: [SubAckPacket.ReturnCode] = []
@@ -176,6 +180,10 @@ actor MQTTDeviceConnection: DeviceLink {
             )
             if self.subscriptions.contains(.cloudToDevice) {
                 Task { await self.hub.pumpCloudToDevice(deviceId: self.identity.deviceId) }
+            }
+            if self.subscriptions.contains(.moduleInputs) {
+                let identity = self.identity
+                Task { await self.hub.pumpModuleInputs(identity) }
             }
         case .unsubscribe(let unsubscribe):
             for filter in unsubscribe.topicFilters {
@@ -317,7 +325,7 @@ actor MQTTDeviceConnection: DeviceLink {
     private func allocatePacketId() -> UInt16 {
         repeat {
             self.nextPacketId = self.nextPacketId == .max ? 1 : self.nextPacketId + 1
-        } while self.cloudToDeviceInFlight[self.nextPacketId] != nil
+        } while self.cloudToDeviceInFlight[self.nextPacketId] != nil || self.inputsInFlight[self.nextPacketId] != nil
         return self.nextPacketId
     }
 
@@ -351,6 +359,28 @@ actor MQTTDeviceConnection: DeviceLink {
             ).encoded()
         else { return false }
         self.cloudToDeviceInFlight[packetId] = message.messageId
+        self.outbound.send(bytes)
+        return true
+    }
+
+    func offerInput(_ message: ModuleInputRecord) async -> Bool {
+        guard !self.closed, message.target == self.identity, self.subscriptions.contains(.moduleInputs),
+            self.inputsInFlight.count < 50, let module = self.identity.moduleId
+        else { return false }
+        // edgeHub's topic: the input's name, then the property bag with system properties first.
+        var pairs: [(key: String, value: String?)] = message.systemProperties.sorted { $0.key < $1.key }.map {
+            ("$.\($0.key)", $0.value)
+        }
+        pairs += message.properties.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        let input = PercentEncoding.encode(message.inputName)
+        let topic = "devices/\(self.identity.deviceId)/modules/\(module)/inputs/\(input)/\(PropertyBag(pairs).encoded)"
+        let packetId = self.allocatePacketId()
+        guard
+            let bytes = try? MQTTPacket.publish(
+                PublishPacket(topic: topic, payload: message.body, qos: .atLeastOnce, packetId: packetId)
+            ).encoded()
+        else { return false }
+        self.inputsInFlight[packetId] = message.id
         self.outbound.send(bytes)
         return true
     }

@@ -1,0 +1,36 @@
+"""Azure's own Python module client (azure-iot-device 2.14.0) as an IoT Edge module against the emulator:
+`IoTHubModuleClient.create_from_edge_environment()` reads the IOTEDGE_* variables the emulator printed, fetches the
+trust bundle and signs its SAS token through the emulator's workload socket, and connects to the gateway on port
+8883. It sends one message to its output `toSwift`, then waits for one on its input `fromSwift`.
+
+usage: azure_module_client.py        (with the module's IOTEDGE_* variables in the environment)
+Prints one line per step.
+"""
+import json
+import sys
+
+from azure.iot.device import IoTHubModuleClient, Message
+
+client = IoTHubModuleClient.create_from_edge_environment()
+client.connect()
+print("connected", flush=True)
+
+message = Message('{"reading": 7}', message_id="py-module-1", content_encoding="utf-8", content_type="application/json")
+message.custom_properties["origin"] = "python module"
+client.send_message_to_output(message, "toSwift")
+print("sent to output toSwift", flush=True)
+
+received = client.receive_message_on_input("fromSwift", timeout=60)
+if received is None:
+    print("nothing on input fromSwift")
+    sys.exit(1)
+print(
+    "input:",
+    received.input_name,
+    received.data.decode(),
+    json.dumps(received.custom_properties, sort_keys=True),
+    received.message_id,
+    flush=True,
+)
+client.shutdown()
+print("done", flush=True)
