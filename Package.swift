@@ -168,6 +168,7 @@ let package = Package(
                 "HubMQTT",
                 "HubAMQP",
                 "HubFileUpload",
+                "AzureIoTEdge",
                 "AzureIoTEmulator",
                 "AzureIoTTesting",
                 "AzureIoTProxy",

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AzureIoTCore
+import AzureIoTEdge
 import AzureIoTEmulator
 import DPSClient
 import Foundation
@@ -44,6 +45,8 @@ enum Main {
             fail(error.description, code: 6)
         } catch let error as FileUploadError {
             fail(error.description, code: 7)
+        } catch let error as EdgeError {
+            fail(error.description, code: 8)
         } catch {
             let exitCode = AzureIoTCommand.exitCode(for: error)
             if exitCode == .success {

@@ -42,6 +42,36 @@ struct EmulatorCommand: AsyncParsableCommand {
     @Option(help: "The service REST API's HTTPS port (0: any free one).")
     var servicePort: Int?
 
+    @Option(
+        help: ArgumentHelp(
+            "Play edgeHub and the workload API for this IoT Edge device (added when the configuration lacks it); the JSON's \"edge\" lists each module's IOTEDGE_* environment.",
+            valueName: "device-id"
+        )
+    )
+    var edgeDevice: String?
+
+    @Option(help: ArgumentHelp("A module of the --edge-device (repeat for more).", valueName: "module-id"))
+    var edgeModule: [String] = []
+
+    @Option(
+        help: ArgumentHelp(
+            #"An edgeHub route, e.g. 'FROM /messages/modules/a/outputs/x INTO BrokeredEndpoint("/modules/b/inputs/y")' or 'FROM /* INTO $upstream' (repeat for more; none: everything upstream)."#,
+            valueName: "route"
+        )
+    )
+    var edgeRoute: [String] = []
+
+    @Option(
+        help: ArgumentHelp(
+            "The workload API's unix socket (default: workload.sock in the state directory).",
+            valueName: "path"
+        )
+    )
+    var workloadSocket: String?
+
+    @Flag(help: "After the JSON, print `export IOTEDGE_…=…` lines for each Edge module (for a shell that starts one).")
+    var edgeExports = false
+
     @Flag(help: "Log connections and requests on stderr.")
     var verbose = false
 
@@ -64,6 +94,7 @@ struct EmulatorCommand: AsyncParsableCommand {
         if let port = self.mqttPort { configuration.mqttPort = port }
         if let port = self.amqpPlainPort { configuration.amqpPlainPort = port }
         if let port = self.servicePort { configuration.servicePort = port }
+        try self.applyEdgeOptions(to: &configuration)
         var logger = Logger(label: "azure-iot.emulator") { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = .info
@@ -80,8 +111,55 @@ struct EmulatorCommand: AsyncParsableCommand {
         if self.recipes {
             for line in try Self.recipeSheet(emulator.endpoints) { emit(line) }
         }
+        if self.edgeExports {
+            for line in Self.edgeExports(emulator.endpoints) { emit(line) }
+        }
         await interrupt.wait()
         await emulator.shutdown()
+    }
+
+    /// `--edge-device`, `--edge-module`, `--edge-route` and `--workload-socket` applied to the configuration.
+    func applyEdgeOptions(to configuration: inout EmulatorConfiguration) throws {
+        guard let deviceId = self.edgeDevice else {
+            if !self.edgeModule.isEmpty || !self.edgeRoute.isEmpty || self.workloadSocket != nil || self.edgeExports {
+                throw ValidationError(
+                    "--edge-module, --edge-route, --workload-socket and --edge-exports need --edge-device"
+                )
+            }
+            return
+        }
+        guard !deviceId.isEmpty, deviceId.utf8.count <= 128 else {
+            throw ValidationError("--edge-device takes a device id of 1 to 128 bytes")
+        }
+        if !configuration.devices.contains(where: { $0.deviceId == deviceId }) {
+            configuration.devices.append(.init(deviceId: deviceId))
+        }
+        let index = configuration.devices.firstIndex { $0.deviceId == deviceId } ?? 0
+        for module in self.edgeModule
+        where !(configuration.devices[index].modules ?? []).contains(where: { $0.moduleId == module }) {
+            guard !module.isEmpty, module.utf8.count <= 128, !module.contains("/") else {
+                throw ValidationError("--edge-module takes a module id of 1 to 128 bytes without '/'")
+            }
+            configuration.devices[index].modules =
+                (configuration.devices[index].modules ?? []) + [.init(moduleId: module)]
+        }
+        var edge = configuration.edge ?? EmulatorConfiguration.Edge(deviceId: deviceId)
+        edge.deviceId = deviceId
+        for (number, route) in self.edgeRoute.enumerated() { edge.routes["route\(number + 1)"] = route }
+        if let socket = self.workloadSocket { edge.workloadSocketPath = socket }
+        configuration.edge = edge
+    }
+
+    /// `# module m` and `export IOTEDGE_…='…'` lines for each Edge module, sorted.
+    static func edgeExports(_ endpoints: EmulatorEndpoints) -> [String] {
+        var lines: [String] = []
+        for (module, variables) in (endpoints.edge?.modules ?? [:]).sorted(by: { $0.key < $1.key }) {
+            lines.append("# module \(module)")
+            for (name, value) in variables.sorted(by: { $0.key < $1.key }) {
+                lines.append("export \(name)='\(value.replacingOccurrences(of: "'", with: "'\\''"))'")
+            }
+        }
+        return lines
     }
 
     /// The recipe sheet for the first device and the first enrollment group that have keys.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AzureIoTCore
+import AzureIoTEdge
 import AzureIoTProxy
 import HubAMQP
 import HubMQTT
@@ -7,7 +8,15 @@ import HubMQTT
 /// Options shared by `send` and `listen`.
 struct HubConnectionOptions: ParsableArguments {
     @Option(help: "The device (or module) connection string.")
-    var connectionString: String
+    var connectionString: String?
+
+    @Flag(
+        help: """
+            Run as the IoT Edge module the IOTEDGE_* environment describes (instead of --connection-string): tokens \
+            signed and the trust bundle read through the workload API, the connection to IOTEDGE_GATEWAYHOSTNAME (MQTT).
+            """
+    )
+    var edge = false
 
     @Option(help: "Connect TLS to this IoT Edge gateway (overrides GatewayHostName).")
     var gatewayHost: String?
@@ -59,6 +68,14 @@ struct HubConnectionOptions: ParsableArguments {
     }
 
     func validateProtocol() throws {
+        switch (self.connectionString, self.edge) {
+        case (nil, false): throw ValidationError("give --connection-string, or --edge inside an IoT Edge module")
+        case (.some, true): throw ValidationError("give --connection-string or --edge, not both")
+        default: break
+        }
+        if self.edge, self.transportName != "mqtt" {
+            throw ValidationError("--edge connects over MQTT (--transport mqtt)")
+        }
         if let name = self.protocol, name != "mqtt" && name != "amqp" {
             throw ValidationError("--protocol takes mqtt or amqp")
         }
@@ -71,8 +88,16 @@ struct HubConnectionOptions: ParsableArguments {
         if let port, !(1...65535).contains(port) { throw ValidationError("--port must be 1...65535, got \(port)") }
     }
 
-    func configuration() throws -> HubMQTTConfiguration {
-        var connection = try ConnectionString(parsing: self.connectionString)
+    /// The connection string, parsed (`validateProtocol` made sure there is one unless `--edge`).
+    func parsedConnectionString() throws -> ConnectionString {
+        guard let text = self.connectionString else { throw ValidationError("--connection-string is required") }
+        return try ConnectionString(parsing: text)
+    }
+
+    /// The MQTT configuration: from the connection string, or from the IoT Edge environment with `--edge`.
+    func configuration() async throws -> HubMQTTConfiguration {
+        if self.edge { return try await self.edgeConfiguration() }
+        var connection = try self.parsedConnectionString()
         if let gatewayHost { connection.gatewayHostName = gatewayHost }
         let identity = try self.cert.map { try X509Identity(certificateFile: $0, privateKeyFile: self.certKey ?? $0) }
         var configuration = try HubMQTTConfiguration(
@@ -86,10 +111,29 @@ struct HubConnectionOptions: ParsableArguments {
         return configuration
     }
 
+    /// An IoT Edge module's MQTT configuration from its `IOTEDGE_*` environment.
+    private func edgeConfiguration() async throws -> HubMQTTConfiguration {
+        let environment = try EdgeEnvironment()
+        let bundle = try await WorkloadClient(environment: environment).trustBundle()
+        var configuration = HubMQTTConfiguration(
+            identity: HubMQTTIdentity(
+                hubHost: environment.hubHostName,
+                deviceId: environment.deviceId,
+                moduleId: environment.moduleId
+            ),
+            authentication: .sas(WorkloadTokenSource(environment: environment)),
+            gatewayHostName: self.gatewayHost ?? environment.gatewayHostName,
+            port: self.port ?? 8883,
+            trustRoots: self.caFile.map { .pemFile($0) } ?? .pem(bundle)
+        )
+        configuration.connectionOpener = try self.connectionOpener()
+        return configuration
+    }
+
     /// The AMQP configuration: SASL PLAIN for `SharedAccessKey`/`SharedAccessSignature` connection strings, the
     /// client certificate with SASL EXTERNAL for `x509=true` (with `--cert`/`--cert-key`).
     func amqpConfiguration() throws -> HubAMQPConfiguration {
-        let connection = try ConnectionString(parsing: self.connectionString)
+        let connection = try self.parsedConnectionString()
         guard let deviceId = connection.deviceId else { throw ValidationError("the connection string has no DeviceId") }
         let authentication: HubAMQPConfiguration.Authentication
         if let source = connection.tokenSource() {

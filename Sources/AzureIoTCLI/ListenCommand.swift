@@ -37,7 +37,7 @@ struct ListenCommand: AsyncParsableCommand {
             try await self.listenOverAMQP()
             return
         }
-        let client = try HubMQTTClient(configuration: try self.connection.configuration())
+        let client = try HubMQTTClient(configuration: try await self.connection.configuration())
         // Everything below is read, so the first connection subscribes to all of it.
         try await client.subscribe(to: Set(HubMQTTClient.Inbound.allCases))
         try await client.connect()
@@ -54,7 +54,8 @@ struct ListenCommand: AsyncParsableCommand {
                     ]
                     let properties = (system.filter { $0.value != nil } + message.applicationProperties)
                         .map { "\($0.key)=\($0.value ?? "")" }.joined(separator: " ")
-                    emit("c2d: \(String(decoding: message.body, as: UTF8.self)) [\(properties)]")
+                    let kind = message.inputName.map { "input \($0)" } ?? "c2d"
+                    emit("\(kind): \(String(decoding: message.body, as: UTF8.self)) [\(properties)]")
                 }
             }
             group.addTask {

@@ -19,6 +19,9 @@ struct SendCommand: AsyncParsableCommand {
     @Option(help: "$.ce, e.g. utf-8.")
     var contentEncoding: String?
 
+    @Option(help: "Send to this output of an IoT Edge module ($.on); edgeHub's routes take it from there.")
+    var output: String?
+
     @Option(name: .customLong("property"), help: "An application property k=v (repeatable).")
     var properties: [String] = []
 
@@ -64,13 +67,14 @@ struct SendCommand: AsyncParsableCommand {
             try await self.sendOverAMQP(pairs, clock: clock, start: start)
             return
         }
-        let configuration = try self.connection.configuration()
+        let configuration = try await self.connection.configuration()
         try await HubMQTTClient.withConnection(configuration: configuration) { client in
             for index in 1...self.count {
                 var message = TelemetryMessage(
                     body: Array(self.message.utf8),
                     contentType: self.contentType,
-                    contentEncoding: self.contentEncoding
+                    contentEncoding: self.contentEncoding,
+                    outputName: self.output
                 )
                 message.properties = pairs
                 try await client.send(message, timeout: .seconds(self.timeout))
@@ -93,6 +97,9 @@ struct SendCommand: AsyncParsableCommand {
                 message.contentType = self.contentType
                 message.contentEncoding = self.contentEncoding
                 message.applicationProperties = pairs.map { ($0.0, .string($0.1)) }
+                if let output = self.output {
+                    message.applicationProperties.append(("iothub-outputname", .string(output)))
+                }
                 try await client.send(message)
                 FileHandle.standardError.write(Data("sent \(index)/\(self.count) (+\(clock.now - start))\n".utf8))
                 if self.interval > 0 && index < self.count {
