@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 modules=("$@")
-[ ${#modules[@]} -gt 0 ] || modules=(AzureIoTCore MQTTCodec AMQPCodec WebSocketCodec AzureIoTProxy DPSClient HubMQTT HubAMQP AzureIoTDevice HubFileUpload AzureIoTTesting AzureIoTEmulator)
+[ ${#modules[@]} -gt 0 ] || modules=(AzureIoTCore MQTTCodec AMQPCodec WebSocketCodec AzureIoTProxy DPSClient HubMQTT HubAMQP AzureIoTDevice HubFileUpload AzureIoTEdge AzureIoTTesting AzureIoTEmulator)
 status=0
 scripts/check-doc-comments.py | tail -20 || status=1
 for module in "${modules[@]}"; do

@@ -7,7 +7,7 @@ extension DeviceClientConfiguration {
     /// through the workload API. Reads the trust bundle once, now; throws its ``EdgeError``.
     ///
     /// Send to an output with `TelemetryMessage(outputName:)`; messages routed to the module's inputs arrive on
-    /// ``DeviceClient/cloudToDeviceMessages`` with `inputName` set.
+    /// `DeviceClient.cloudToDeviceMessages` with `inputName` set.
     public static func edgeModule(
         environment: EdgeEnvironment,
         transport: Transport = .mqtt,

@@ -1,5 +1,6 @@
 import AzureIoTCore
 import AzureIoTDevice
+import AzureIoTEdge
 import AzureIoTEmulator
 import AzureIoTTestSupport
 import AzureIoTTesting
@@ -13,7 +14,7 @@ import Testing
 
 /// Runs every article's code (``ArticleExamples``) against the emulator and checks that the articles show exactly
 /// that code.
-@Suite("DocC articles: code compiled and run")
+@Suite("DocC articles: code compiled and run", .timeLimit(.minutes(5)))
 struct ArticleExampleTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
@@ -384,6 +385,35 @@ struct ArticleExampleTests {
         let record = try #require(await emulator.fileUploads().first)
         #expect(record.notified && record.isSuccess == true)
         #expect(FileManager.default.contents(atPath: try #require(record.path)) == data)
+    }
+
+    @Test("AzureIoTEdge: a module from its Edge environment sends to an output a route brings back to its input")
+    func edgeModuleArticle() async throws {
+        var configuration = EmulatorConfiguration(
+            hubName: "docs-hub",
+            devices: [.init(deviceId: "edge-box", modules: [.init(moduleId: "thermostat")])],
+            provisioning: .init(idScope: "0ne00DOCS1")
+        )
+        configuration.edge = .init(
+            deviceId: "edge-box",
+            routes: [
+                "loop":
+                    #"FROM /messages/modules/thermostat/outputs/temperature INTO BrokeredEndpoint("/modules/thermostat/inputs/commands")"#
+            ]
+        )
+        let emulator = try await IoTEmulator.start(configuration: configuration)
+        defer { Task { await emulator.shutdown() } }
+        try await ArticleExamples.edgeModule(
+            variables: try #require(emulator.edgeEnvironment(moduleId: "thermostat")),
+            port: emulator.endpoints.mqtt.port
+        )
+        // The loop ended on the routed message, which the module took (acknowledged): nothing waits for it once the
+        // emulator has read the acknowledgement.
+        try await eventually("the module's acknowledgement") {
+            await emulator.moduleInputBacklog(moduleId: "thermostat").waiting == 0
+        }
+        #expect(await emulator.moduleInputBacklog(moduleId: "thermostat").dropped == 0)
+        #expect(await emulator.activity(deviceId: "edge-box", moduleId: "thermostat").connections == 1)
     }
 
     @Test("backends article: the printed connection strings, and the same keys after a restart with the data directory")

@@ -2,6 +2,7 @@
 // The articles quote this file line for line (ArticleExampleTests), so it keeps their layout, not .swift-format's.
 import AzureIoTCore
 import AzureIoTDevice
+import AzureIoTEdge
 import AzureIoTEmulator
 import AzureIoTProxy
 import DPSClient
@@ -275,6 +276,23 @@ enum ArticleExamples {
         let result = try await uploader.upload(contentsOfFile: path, as: "logs/today.bin")
         print("uploaded \(result.byteCount) bytes in \(result.blockCount) blocks as \(result.blobName)")
         return result
+    }
+
+    // MARK: - IoT Edge modules
+
+    static func edgeModule(variables: [String: String], port: Int) async throws {
+        let environment = try EdgeEnvironment(variables: variables)        // EdgeEnvironment() inside a module
+        var configuration = try await DeviceClientConfiguration.edgeModule(environment: environment)
+        configuration.port = port                                          // omit on an Edge device
+        let module = try DeviceClient(configuration: configuration)
+        try await module.connect()
+        try await module.subscribe(to: [.cloudToDeviceMessages])
+        try await module.send(TelemetryMessage(body: Array("21.5".utf8), outputName: "temperature"))
+        for await message in module.cloudToDeviceMessages where message.inputName == "commands" {
+            print("on input commands:", String(decoding: message.body, as: UTF8.self))
+            break
+        }
+        await module.disconnect()
     }
 
     // MARK: - A local hub for backends
