@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 baseline=$(tr -d '[:space:]' < scripts/api-baseline)
 git cat-file -e "$baseline^{commit}" 2>/dev/null || { echo "check-api: baseline $baseline is not in this clone (a shallow clone?)"; exit 1; }
 swift package diagnose-api-breaking-changes "$baseline" \
-  --products AzureIoTCore MQTTCodec AMQPCodec WebSocketCodec AzureIoTProxy DPSClient HubMQTT HubAMQP HubFileUpload AzureIoTTesting AzureIoTEmulator \
+  --products AzureIoTCore MQTTCodec AMQPCodec WebSocketCodec AzureIoTProxy DPSClient HubMQTT HubAMQP HubFileUpload AzureIoTEdge AzureIoTTesting AzureIoTEmulator \
   --breakage-allowlist-path scripts/api-breakage-allowlist.txt
