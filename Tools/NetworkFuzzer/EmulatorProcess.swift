@@ -22,6 +22,10 @@ final class EmulatorProcess: @unchecked Sendable {
     let webSocketPort: Int
     let servicePort: Int
     let blobPort: Int
+    /// The workload API's unix socket (the device is an IoT Edge device, its module `m` an Edge module).
+    let workloadSocket: String
+    /// Module `m`'s generation id, which the workload API checks when it signs.
+    let generationId: String
     let caPath: String
     var hubHost: String { "\(Self.hubName).azure-devices.net" }
     var pid: Int32 { self.process.processIdentifier }
@@ -36,8 +40,12 @@ final class EmulatorProcess: @unchecked Sendable {
         webSocketPort: Int,
         servicePort: Int,
         blobPort: Int,
+        workloadSocket: String,
+        generationId: String,
         caPath: String
     ) {
+        self.workloadSocket = workloadSocket
+        self.generationId = generationId
         self.servicePort = servicePort
         self.blobPort = blobPort
         self.process = process
@@ -68,6 +76,14 @@ final class EmulatorProcess: @unchecked Sendable {
                     "deviceId": Self.deviceId, "primaryKey": Self.deviceKey,
                     "modules": [["moduleId": "m", "primaryKey": Self.deviceKey]],
                 ]
+            ],
+            // An IoT Edge device: its own messages go upstream; module m's outputs come back on its input.
+            "edge": [
+                "deviceId": Self.deviceId,
+                "routes": [
+                    "loop": #"FROM /messages/modules/m/outputs/* INTO BrokeredEndpoint("/modules/m/inputs/in")"#,
+                    "up": "FROM /* INTO $upstream",
+                ],
             ],
             "provisioning": [
                 "idScope": Self.idScope,
@@ -106,6 +122,10 @@ final class EmulatorProcess: @unchecked Sendable {
             let webSockets = (json["webSockets"] as? [String: Any])?["port"] as? Int,
             let service = (json["service"] as? [String: Any])?["port"] as? Int,
             let blob = (json["blob"] as? [String: Any])?["port"] as? Int,
+            let edge = json["edge"] as? [String: Any],
+            let workload = (edge["workloadURI"] as? String).map({ String($0.dropFirst("unix://".count)) }),
+            let module = (edge["modules"] as? [String: [String: String]])?["m"],
+            let generation = module["IOTEDGE_MODULEGENERATIONID"],
             let ca = json["caCertificatePath"] as? String
         else {
             process.terminate()
@@ -119,6 +139,8 @@ final class EmulatorProcess: @unchecked Sendable {
             webSocketPort: webSockets,
             servicePort: service,
             blobPort: blob,
+            workloadSocket: workload,
+            generationId: generation,
             caPath: ca
         )
     }

@@ -18,6 +18,7 @@ struct FuzzCase {
         case .dps: chunks = DPSCases.sequence(&random, target)
         case .service: chunks = ServiceCases.sequence(&random, target)
         case .blob: chunks = BlobCases.sequence(&random, target)
+        case .workload: chunks = WorkloadCases.sequence(&random, target)
         case .mqttWebSocket: chunks = MQTTCases.sequence(&random, target)
         case .amqpWebSocket: chunks = AMQPCases.sequence(&random, target)
         }
@@ -35,6 +36,11 @@ struct FuzzCase {
     /// Connects, writes every chunk, reads what comes back for a moment, and closes. Nothing here fails the run:
     /// only the emulator's health does.
     func play(_ target: EmulatorProcess) async {
+        if self.protocol == .workload {
+            // Plain HTTP over the unix socket, bounded by socket time-outs (this tool's own thread may block).
+            _ = UnixSocketClient.exchange(path: target.workloadSocket, self.chunks, readTimeoutMilliseconds: 100)
+            return
+        }
         let port =
             switch self.protocol {
             case .mqtt: target.mqttPort
@@ -42,6 +48,7 @@ struct FuzzCase {
             case .dps: target.dpsPort
             case .service: target.servicePort
             case .blob: target.blobPort
+            case .workload: 0
             case .mqttWebSocket, .amqpWebSocket: target.webSocketPort
             }
         let chunks = self.chunks
@@ -529,6 +536,78 @@ enum BlobCases {
             requests.append(Array((head + "\r\n").utf8) + body)
         }
         return requests
+    }
+}
+
+/// Requests to the IoT Edge workload API: signatures for module `m` (right and wrong generation ids, bad keys,
+/// algorithms and bodies), the trust bundle, and paths that are neither.
+enum WorkloadCases {
+    static func sequence(_ random: inout SplitMix64, _ target: EmulatorProcess) -> [[UInt8]] {
+        let generation = random.next() % 3 == 0 ? String(random.next()) : target.generationId
+        let path = [
+            "/modules/m/genid/\(generation)/sign", "/modules/%6D/genid/\(generation)/sign", "/trust-bundle",
+            "/modules/nobody/genid/1/sign", "/modules//genid//sign", "/modules/m/genid/\(generation)/sign/extra",
+            "/modules/" + String(repeating: "%", count: 300) + "/genid/1/sign", "/",
+        ].randomElement(using: &random)!
+        let query = ["?api-version=2019-01-30", "", "?api-version=", "?api-version=x&api-version=y"].randomElement(
+            using: &random
+        )!
+        var requests: [[UInt8]] = []
+        for _ in 0..<(1 + Int(random.next() % 3)) {
+            let method = ["POST", "GET", "PUT", "DELETE"].randomElement(using: &random)!
+            let data = Base64.encode(Edge.bytes(Edge.size(&random) % 6000, &random))
+            let body = [
+                #"{"keyId":"primary","algo":"HMACSHA256","data":"\#(data)"}"#,
+                #"{"keyId":"secondary","algo":"HMACSHA256","data":"\#(data)"}"#,
+                #"{"keyId":"primary","algo":"HMACSHA512","data":"AA=="}"#,
+                #"{"keyId":"primary","algo":"HMACSHA256","data":"not base64!"}"#,
+                #"{"keyId":[],"algo":{},"data":1e999}"#, String(repeating: "[", count: 2000), "",
+            ].randomElement(using: &random)!
+            var head = "\(method) \(path)\(query) HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            head +=
+                random.next() % 5 == 0
+                ? "Content-Length: \(Edge.uint32(&random))\r\n" : "Content-Length: \(body.utf8.count)\r\n"
+            requests.append(Array((head + "\r\n" + body).utf8))
+        }
+        return requests
+    }
+}
+
+/// A plain stream client for a unix socket: writes the chunks and reads for a moment, within socket time-outs.
+enum UnixSocketClient {
+    static func exchange(path: String, _ chunks: [[UInt8]], readTimeoutMilliseconds: Int) -> [UInt8] {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return [] }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in bytes.enumerated() { raw[index] = byte }
+        }
+        var write = timeval(tv_sec: 1, tv_usec: 0)
+        var read = timeval(tv_sec: readTimeoutMilliseconds / 1000, tv_usec: (readTimeoutMilliseconds % 1000) * 1000)
+        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &write, socklen_t(MemoryLayout<timeval>.size))
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &read, socklen_t(MemoryLayout<timeval>.size))
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard connected == 0 else { return [] }
+        for chunk in chunks where !chunk.isEmpty {
+            let sent = chunk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard sent == chunk.count else { break }
+        }
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        for _ in 0..<3 {
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard count > 0 else { break }
+            received += buffer[0..<count]
+        }
+        return received
     }
 }
 

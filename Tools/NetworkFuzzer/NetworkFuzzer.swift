@@ -69,7 +69,10 @@ struct NetworkFuzzer: AsyncParsableCommand {
             "network fuzzer: seed \(seed), emulator pid \(target.pid), MQTT :\(target.mqttPort) AMQP :\(target.amqpPort) DPS :\(target.dpsPort) service :\(target.servicePort) blob :\(target.blobPort) WebSockets :\(target.webSocketPort)"
         )
         var random = SplitMix64(seed: seed)
-        var counts = [Protocol.mqtt: 0, .amqp: 0, .dps: 0, .service: 0, .blob: 0, .mqttWebSocket: 0, .amqpWebSocket: 0]
+        var counts = [
+            Protocol.mqtt: 0, .amqp: 0, .dps: 0, .service: 0, .blob: 0, .workload: 0, .mqttWebSocket: 0,
+            .amqpWebSocket: 0,
+        ]
         var peak = target.residentBytes()
         let clock = ContinuousClock()
         let start = clock.now
@@ -118,6 +121,20 @@ struct NetworkFuzzer: AsyncParsableCommand {
             try? await Task.sleep(for: .milliseconds(500))
             guard target.isRunning else { return "the emulator died (status \(target.terminationStatus))" }
             return "a normal device could not send: \(error); \(Self.diagnose(port: target.mqttPort))"
+        }
+        // The workload API still answers a well-formed request.
+        let answer = UnixSocketClient.exchange(
+            path: target.workloadSocket,
+            [
+                Array(
+                    "GET /trust-bundle?api-version=2019-01-30 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                        .utf8
+                )
+            ],
+            readTimeoutMilliseconds: 5000
+        )
+        guard String(decoding: answer.prefix(12), as: UTF8.self) == "HTTP/1.1 200" else {
+            return "the workload API did not answer a trust-bundle request (\(answer.count) bytes back)"
         }
         return nil
     }
@@ -169,7 +186,7 @@ struct NetworkFuzzer: AsyncParsableCommand {
 }
 
 enum Protocol: String, CaseIterable, CustomStringConvertible {
-    case mqtt, amqp, dps, service, blob
+    case mqtt, amqp, dps, service, blob, workload
     case mqttWebSocket = "mqtt-ws"
     case amqpWebSocket = "amqp-ws"
     var description: String { self.rawValue }
