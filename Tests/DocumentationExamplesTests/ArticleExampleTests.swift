@@ -186,7 +186,8 @@ struct ArticleExampleTests {
         _ = try await emulator.waitForCloudToDevice(messageId: id, state: .completed)
         let reading = try #require(try await emulator.waitForTelemetry(deviceId: "dev1").first)
         #expect(reading.bodyText == #"{"temperature":21.5}"# && reading.systemProperties["exp"] != nil)
-        #expect(await !emulator.isConnected(deviceId: "dev1"))
+        // The client sent DISCONNECT before returning; the emulator reads it when it gets to it.
+        try await emulator.waitUntilDisconnected(deviceId: "dev1")
     }
 
     @Test(
@@ -385,6 +386,57 @@ struct ArticleExampleTests {
         let record = try #require(await emulator.fileUploads().first)
         #expect(record.notified && record.isSuccess == true)
         #expect(FileManager.default.contents(atPath: try #require(record.path)) == data)
+    }
+
+    @Test("Plug and Play article: model id, component telemetry and properties, a writable property, a typed command")
+    func plugAndPlayArticle() async throws {
+        let emulator = try await IoTEmulator.start(
+            configuration: Self.emulatorConfiguration(deviceCA: try CertificateAuthority(commonName: "unused"))
+        )
+        defer { Task { await emulator.shutdown() } }
+        let device = try #require(emulator.endpoints.devices.first { $0.deviceId == "dev1" })
+        let run = Task {
+            try await ArticleExamples.plugAndPlay(
+                connection: try ConnectionString(parsing: device.connectionString),
+                trust: .pemFile(emulator.endpoints.caCertificatePath),
+                port: emulator.endpoints.mqtt.port
+            )
+        }
+        let telemetry = try await emulator.waitForTelemetry(deviceId: "dev1", count: 1)
+        #expect(telemetry.first?.systemProperties["sub"] == "thermostat1")
+        #expect(await emulator.modelId(deviceId: "dev1") == "dtmi:com:example:TemperatureController;2")
+        _ = try await emulator.waitForReportedProperties(deviceId: "dev1") {
+            $0["thermostat1"]?["maxTempSinceLastReboot"] != nil
+        }
+        let version = try await emulator.updateDesiredProperties(
+            deviceId: "dev1",
+            patch: .object(["thermostat1": .object(["__t": .string("c"), "targetTemperature": .number(22)])])
+        )
+        let reported = try await emulator.waitForReportedProperties(deviceId: "dev1") {
+            $0["thermostat1"]?["targetTemperature"] != nil
+        }
+        #expect(
+            reported["thermostat1"]?["targetTemperature"]
+                == .object([
+                    "value": .number(22), "ac": .number(200), "av": .number(JSONNumber(version)),
+                    "ad": .string("applied"),
+                ])
+        )
+        #expect(reported["thermostat1"]?["__t"] == .string("c"))
+        // The device subscribed to methods before connecting: the command is answered by its typed handler.
+        let answer = try await emulator.invokeMethod(
+            deviceId: "dev1",
+            name: "thermostat1*getMaxMinReport",
+            payload: .string("2026-12-01T00:00:00Z")
+        )
+        #expect(answer.status == 200)
+        #expect(
+            try JSONValue(parsing: answer.payload)
+                == .object([
+                    "maxTemp": .number(38.7), "minTemp": .number(18.2), "startTime": .string("2026-12-01T00:00:00Z"),
+                ])
+        )
+        try await run.value
     }
 
     @Test("AzureIoTEdge: a module from its Edge environment sends to an output a route brings back to its input")

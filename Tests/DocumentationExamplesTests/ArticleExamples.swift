@@ -278,6 +278,47 @@ enum ArticleExamples {
         return result
     }
 
+    // MARK: - IoT Plug and Play
+
+    struct MaxMinReport: Codable, Sendable {
+        var maxTemp: Double
+        var minTemp: Double
+        var startTime: String
+    }
+
+    static func plugAndPlay(connection: ConnectionString, trust: TLSConfiguration.TrustRoots, port: Int) async throws {
+        var configuration = try DeviceClientConfiguration(connectionString: connection, trustRoots: trust, port: port)
+        configuration.modelId = "dtmi:com:example:TemperatureController;2"
+        let device = try DeviceClient(configuration: configuration)
+        try await device.subscribe(to: [.methodRequests, .desiredPropertyPatches])
+        try await device.connect()
+
+        var reading = TelemetryMessage(text: #"{"temperature":21.5}"#, contentType: "application/json")
+        reading.componentName = "thermostat1"
+        try await device.send(reading)
+        let maximum = PlugAndPlay.reportedProperties(["maxTempSinceLastReboot": 38.7], component: "thermostat1")
+        _ = try await device.updateReportedProperties(maximum.jsonBytes)
+
+        var commands = PlugAndPlayCommands()
+        commands.register("getMaxMinReport", component: "thermostat1") { (since: String) in
+            MaxMinReport(maxTemp: 38.7, minTemp: 18.2, startTime: since)
+        }
+        for await patch in device.desiredPropertyPatches {
+            guard let version = patch.version,
+                let target = PlugAndPlay.properties(of: try JSONValue(parsing: patch.json), component: "thermostat1")?["targetTemperature"]
+            else { continue }
+            let acknowledgement = PlugAndPlay.writablePropertyAcknowledgement(
+                name: "targetTemperature", value: target, status: 200, version: version, description: "applied", component: "thermostat1")
+            _ = try await device.updateReportedProperties(acknowledgement.jsonBytes)
+            break
+        }
+        for await request in device.methodRequests {
+            try await commands.respond(to: request)
+            break
+        }
+        await device.disconnect()
+    }
+
     // MARK: - IoT Edge modules
 
     static func edgeModule(variables: [String: String], port: Int) async throws {
