@@ -388,6 +388,25 @@ struct ArticleExampleTests {
         #expect(FileManager.default.contents(atPath: try #require(record.path)) == data)
     }
 
+    @Test("DPSClient page: DPS over MQTT with a certificate DPS issues, then the hub with that certificate")
+    func provisionOverMQTTArticle() async throws {
+        let emulator = try await IoTEmulator.start(
+            configuration: Self.emulatorConfiguration(deviceCA: try CertificateAuthority(commonName: "unused"))
+        )
+        defer { Task { await emulator.shutdown() } }
+        let trust = TLSConfiguration.TrustRoots.pemFile(emulator.endpoints.caCertificatePath)
+        let result = try await ArticleExamples.provisionOverMQTTWithIssuedCertificate(
+            endpoint: "localhost:\(emulator.endpoints.dpsMQTT.port)",
+            trust: trust,
+            gateway: "localhost",
+            port: emulator.endpoints.mqtt.port,
+            idScope: "0ne00DOCS1",
+            groupKey: Self.groupKey
+        )
+        #expect(result.credential == nil && result.identity?.leaf.commonName == "sensor-0043")
+        #expect(try await emulator.waitForTelemetry(deviceId: "sensor-0043").first?.bodyText == #"{"issued":true}"#)
+    }
+
     @Test("Plug and Play article: model id, component telemetry and properties, a writable property, a typed command")
     func plugAndPlayArticle() async throws {
         let emulator = try await IoTEmulator.start(

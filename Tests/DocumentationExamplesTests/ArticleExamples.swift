@@ -61,6 +61,29 @@ enum ArticleExamples {
         return result
     }
 
+    // MARK: - DPS over MQTT with certificate issuance
+
+    static func provisionOverMQTTWithIssuedCertificate(endpoint: String, trust: TLSConfiguration.TrustRoots, gateway: String?, port: Int, idScope: String, groupKey: String) async throws -> ProvisioningResult {
+        var configuration = ProvisioningClient.Configuration(
+            endpoint: endpoint,                                   // DPS over MQTT: host:8883
+            idScope: idScope,
+            registrationId: "sensor-0043",
+            attestation: .groupSymmetricKey(try SymmetricKey(base64: groupKey)),
+            trustRoots: trust
+        )
+        configuration.transport = .mqtt
+        configuration.certificateSigningRequest = try CertificateSigningRequest(commonName: "sensor-0043")
+        let result = try await ProvisioningClient(configuration: configuration).register(timeout: .seconds(60))
+        // No key to keep: the device connects with the key it made and the certificate DPS issued.
+        var hub = try DeviceClientConfiguration(provisioned: result, trustRoots: trust, port: port)
+        hub.gatewayHostName = gateway                             // an Edge gateway or emulator; nil for the hub
+        let device = try DeviceClient(configuration: hub)
+        try await device.connect()
+        try await device.send(TelemetryMessage(text: #"{"issued":true}"#))
+        await device.disconnect()
+        return result
+    }
+
     // MARK: - DPS with X.509
 
     static func provisionWithCertificate(endpoint: String, trust: TLSConfiguration.TrustRoots, gateway: String?, port: Int, idScope: String, certificateFile: String, keyFile: String) async throws -> ProvisioningResult {
