@@ -323,7 +323,8 @@ struct EmulatorAMQPTests {
                 gatewayHostName: "localhost",
                 port: fixture.endpoints.amqp.port,
                 trustRoots: fixture.trust,
-                operationTimeout: .seconds(5),
+                // As long as the token lives: a machine loaded by a parallel build took over 5 s to connect.
+                operationTimeout: .seconds(15),
                 reconnects: false
             )
         )

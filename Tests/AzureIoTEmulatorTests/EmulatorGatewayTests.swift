@@ -19,7 +19,9 @@ struct EmulatorGatewayTests {
                 gatewayHostName: "localhost",
                 port: fixture.endpoints.amqp.port,
                 trustRoots: fixture.trust,
-                operationTimeout: .seconds(10),
+                // Generous: each wait ends on its event, and a clean-clone run beside a release build once needed
+                // more than 10 s for one identity's links among 200.
+                operationTimeout: .seconds(30),
                 reconnects: reconnects,
                 reconnectMinimumDelay: .milliseconds(50),
                 reconnectMaximumDelay: .milliseconds(200)
