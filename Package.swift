@@ -88,6 +88,8 @@ let package = Package(
             name: "DPSClient",
             dependencies: [
                 "MQTTCodec",
+                "AMQPCodec",
+                "HubAMQP",
                 "AzureIoTProxy",
                 "AzureIoTCore",
                 "CAzureIoTCurl",

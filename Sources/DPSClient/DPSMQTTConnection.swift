@@ -1,11 +1,64 @@
+import AMQPCodec
 import AzureIoTCore
+import HubAMQP
 import Logging
 import MQTTCodec
 
 /// The I/O of DPS over MQTT for one registration: TLS (in a WebSocket when asked), CONNECT and SUBSCRIBE once, then
 /// one request at a time, each answered as the REST client reads answers. ``DPSMQTTProtocol`` decides what is sent
 /// and what the answers mean. A failed exchange closes the connection; the next one opens a new one.
-actor DPSMQTTConnection {
+/// One registration's message connection (MQTT or AMQP): a request, then its answer as the REST client reads
+/// answers.
+protocol DPSMessageConnection: Actor {
+    /// Sends `request` and waits for its answer until `deadline`.
+    func exchange(_ request: DPSMQTTProtocol.Request, deadline: ContinuousClock.Instant) async throws -> HTTPResponse
+    /// Closes the connection (best effort).
+    func finish() async
+}
+
+/// DPS over AMQP behind the same exchange as MQTT: ``DPSAMQPConnection`` (in HubAMQP) does the protocol.
+actor DPSAMQPExchange: DPSMessageConnection {
+    private let connection: DPSAMQPConnection
+
+    init(connection: DPSAMQPConnection) { self.connection = connection }
+
+    func exchange(_ request: DPSMQTTProtocol.Request, deadline: ContinuousClock.Instant) async throws -> HTTPResponse {
+        let answer: DPSAMQPConnection.Answer
+        do {
+            switch request {
+            case .register(let body):
+                answer = try await self.connection.exchange(
+                    operationType: "iotdps-register",
+                    operationId: nil,
+                    body: body,
+                    deadline: deadline
+                )
+            case .poll(let operationId):
+                answer = try await self.connection.exchange(
+                    operationType: "iotdps-get-operationstatus",
+                    operationId: operationId,
+                    body: [],
+                    deadline: deadline
+                )
+            }
+        } catch let error as HubAMQPError where error.code == .authenticationFailed {
+            throw ProvisioningError(.unauthorized, "DPS refused the credentials over AMQP: \(error.message)", httpStatus: 401)
+        } catch let error as HubAMQPError {
+            throw ProvisioningError(.malformedResponse, "DPS over AMQP failed: \(error.message)")
+        } catch let error as AMQPCodecError {
+            throw ProvisioningError(.malformedResponse, "DPS sent a malformed AMQP frame: \(error)")
+        }
+        return HTTPResponse(
+            status: answer.status,
+            headers: answer.retryAfter.map { ["retry-after": $0] } ?? [:],
+            body: answer.body
+        )
+    }
+
+    func finish() async { await self.connection.finish() }
+}
+
+actor DPSMQTTConnection: DPSMessageConnection {
     private let host: String
     private let port: Int
     private let tls: TLSConfiguration

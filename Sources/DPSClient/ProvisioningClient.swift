@@ -1,5 +1,6 @@
 public import AzureIoTCore
 import AzureIoTProxy
+import HubAMQP
 public import Foundation
 public import Logging
 public import Tracing
@@ -17,9 +18,20 @@ public struct ProvisioningClient: Sendable {
         case mqtt
         /// MQTT in a WebSocket over TLS, port 443 (`/$iothub/websocket`).
         case mqttWebSockets = "mqtt-ws"
+        /// AMQP 1.0 over TLS, port 5671 (`{idScope}/registrations/{registrationId}` links), as Azure's C and Node
+        /// provisioning clients speak it.
+        case amqp
+        /// AMQP in a WebSocket over TLS, port 443 (`/$iothub/websocket`, sub-protocol `AMQPWSB10`).
+        case amqpWebSockets = "amqp-ws"
 
         /// DPS's port for the transport.
-        public var defaultPort: Int { self == .mqtt ? 8883 : 443 }
+        public var defaultPort: Int {
+            switch self {
+            case .mqtt: 8883
+            case .amqp: 5671
+            case .https, .mqttWebSockets, .amqpWebSockets: 443
+            }
+        }
     }
 
     /// How the device proves who it is.
@@ -310,7 +322,7 @@ public struct ProvisioningClient: Sendable {
     private func registerLoop(
         _ bodyBytes: [UInt8],
         deadline: ContinuousClock.Instant,
-        mqtt: DPSMQTTConnection?,
+        mqtt: (any DPSMessageConnection)?,
         report: (RegistrationStatus?) -> Void
     ) async throws -> ProvisioningResult {
         var (operation, retryAfter) = try await self.send(.register(body: bodyBytes), deadline: deadline, mqtt: mqtt)
@@ -407,7 +419,7 @@ public struct ProvisioningClient: Sendable {
         case status(body: [UInt8])
     }
 
-    private func send(_ operation: Operation, deadline: ContinuousClock.Instant, mqtt: DPSMQTTConnection?)
+    private func send(_ operation: Operation, deadline: ContinuousClock.Instant, mqtt: (any DPSMessageConnection)?)
         async throws -> (RegistrationOperationStatus, Duration?)
     {
         let response = try await self.exchange(operation, deadline: deadline, mqtt: mqtt)
@@ -430,7 +442,7 @@ public struct ProvisioningClient: Sendable {
     }
 
     /// Sends a request until it gets a non-throttled, non-5xx answer, and turns error statuses into errors.
-    private func exchange(_ operation: Operation, deadline: ContinuousClock.Instant, mqtt: DPSMQTTConnection?)
+    private func exchange(_ operation: Operation, deadline: ContinuousClock.Instant, mqtt: (any DPSMessageConnection)?)
         async throws -> HTTPResponse
     {
         var serverErrors = 0
@@ -535,7 +547,7 @@ public struct ProvisioningClient: Sendable {
     ]
 
     /// Performs one request; transport failures come back as ``AzureIoTError`` for ``exchange`` to classify.
-    private func perform(_ operation: Operation, timeout: Duration, mqtt: DPSMQTTConnection?) async throws
+    private func perform(_ operation: Operation, timeout: Duration, mqtt: (any DPSMessageConnection)?) async throws
         -> HTTPResponse
     {
         let method: String
@@ -581,13 +593,14 @@ public struct ProvisioningClient: Sendable {
     // MARK: - MQTT
 
     /// The MQTT connection of one registration, or `nil` over REST.
-    private func makeMQTTConnection() throws -> DPSMQTTConnection? {
+    private func makeMQTTConnection() throws -> (any DPSMessageConnection)? {
         let transport = self.configuration.transport
         guard transport != .https else { return nil }
         let (host, port) = Self.hostAndPort(self.configuration.endpoint, defaultPort: transport.defaultPort)
         var tls = TLSConfiguration(trustRoots: self.configuration.trustRoots)
         if case .x509(let identity) = self.configuration.attestation { tls.clientIdentity = identity }
         if transport == .mqttWebSockets { tls.webSocket = .mqtt }
+        if transport == .amqpWebSockets { tls.webSocket = .amqp }
         // The same proxy as REST: the configured one, else the environment's as libcurl reads it.
         do {
             if let proxy = self.configuration.proxy {
@@ -604,6 +617,28 @@ public struct ProvisioningClient: Sendable {
         }
         let credential = self.credential
         let resource = self.route.sasResource
+        if transport == .amqp || transport == .amqpWebSockets {
+            var token: (@Sendable () async throws -> String)?
+            if let credential {
+                token = { @Sendable () async throws -> String in
+                    try await credential.token(for: resource, now: UnixTime.now()).token.secretValue
+                }
+            }
+            return DPSAMQPExchange(
+                connection: DPSAMQPConnection(
+                    settings: .init(
+                        host: host,
+                        port: port,
+                        tls: tls,
+                        idScope: self.configuration.idScope,
+                        registrationId: self.configuration.registrationId,
+                        apiVersion: self.configuration.apiVersion,
+                        userAgent: self.configuration.userAgent,
+                        token: token
+                    )
+                )
+            )
+        }
         return DPSMQTTConnection(
             host: host,
             port: port,
