@@ -52,8 +52,8 @@ struct ProvisionCommand: AsyncParsableCommand {
 
     @Option(
         help: """
-            How the registration travels: https (REST, the default), mqtt ($dps topics, port 8883) or mqtt-ws (MQTT in \
-            a WebSocket, port 443). A port in --endpoint wins.
+            How the registration travels: https (REST, the default), mqtt ($dps topics, port 8883), amqp (port 5671), \
+            or mqtt-ws / amqp-ws (the protocol in a WebSocket, port 443). A port in --endpoint wins.
             """
     )
     var transport: String = "https"
@@ -83,7 +83,7 @@ struct ProvisionCommand: AsyncParsableCommand {
             throw ValidationError("--cert and --cert-key go together")
         }
         guard ProvisioningClient.Transport(rawValue: self.transport) != nil else {
-            throw ValidationError("--transport takes https, mqtt or mqtt-ws")
+            throw ValidationError("--transport takes https, mqtt, mqtt-ws, amqp or amqp-ws")
         }
         guard (1...86_400).contains(self.timeout) else {
             throw ValidationError("--timeout must be 1...86400 seconds, got \(self.timeout)")

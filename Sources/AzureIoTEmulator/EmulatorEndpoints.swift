@@ -79,8 +79,10 @@ public struct EmulatorEndpoints: Sendable, Codable {
     public var dps: Endpoint
     /// DPS over MQTT/TLS (`$dps/registrations/…` topics).
     public var dpsMQTT: Endpoint
-    /// DPS over MQTT in a WebSocket (`/$iothub/websocket`, sub-protocol `mqtt`).
+    /// DPS over MQTT or AMQP in a WebSocket (`/$iothub/websocket`, sub-protocol `mqtt` or `AMQPWSB10`).
     public var dpsWebSockets: Endpoint
+    /// DPS over AMQP/TLS (`{idScope}/registrations/{registrationId}` links).
+    public var dpsAMQP: Endpoint?
     /// IoT Hub over MQTT/TLS.
     public var mqtt: Endpoint
     /// IoT Hub over AMQP/TLS.

@@ -32,6 +32,7 @@ public final class IoTEmulator: Sendable {
     private let blob: EmulatorListener
     private let blobs: BlobStore
     private let workload: EmulatorListener?
+    private let dpsAMQP: EmulatorListener
     private let tasks: [Task<Void, Never>]
 
     private init(
@@ -50,9 +51,11 @@ public final class IoTEmulator: Sendable {
         amqpPlain: EmulatorListener?,
         blob: EmulatorListener,
         blobs: BlobStore,
-        workload: EmulatorListener?
+        workload: EmulatorListener?,
+        dpsAMQP: EmulatorListener
     ) {
         self.workload = workload
+        self.dpsAMQP = dpsAMQP
         self.amqpPlain = amqpPlain
         self.blob = blob
         self.blobs = blobs
@@ -75,6 +78,7 @@ public final class IoTEmulator: Sendable {
             Task { await amqpPlain?.run() },
             Task { await blob.run() },
             Task { await workload?.run() },
+            Task { await dpsAMQP.run() },
             // Cloud-to-device messages expire (with feedback) even while their device stays away.
             Task {
                 while !Task.isCancelled {
@@ -263,12 +267,21 @@ public final class IoTEmulator: Sendable {
                     }
                 }
             }
+            let dpsAMQPHandler = DPSAMQPHandler(service: provisioning, limits: limits, logger: logger)
+            let dpsAMQP = try listener(configuration.dpsAMQPPort, "dps-amqp") { await dpsAMQPHandler.serve($0) }
             let dpsWebSockets = try webSocketListener(
                 configuration.dpsWebSocketPort,
                 "dps-websockets",
                 paths: [WebSocketUpgrade.iotHubPath],
-                protocols: ["mqtt"]
-            ) { connection, _ in await dpsMQTTHandler.serve(connection) }
+                protocols: ["mqtt", "AMQPWSB10"]
+            ) { connection, chosen in
+                // DPS's WebSocket endpoint: the sub-protocol picks MQTT or AMQP, as on the hub's.
+                if chosen.lowercased() == "mqtt" {
+                    await dpsMQTTHandler.serve(connection)
+                } else {
+                    await dpsAMQPHandler.serve(connection)
+                }
+            }
             let mqtt = try listener(configuration.mqttPort, "mqtt") { await serveMQTT($0) }
             @Sendable func serveAMQP(_ connection: TLSConnection) async {
                 await AMQPDeviceConnection(
@@ -388,6 +401,7 @@ public final class IoTEmulator: Sendable {
                 blob: blob.port
             )
             endpoints.edge = edgeEndpoint
+            endpoints.dpsAMQP = .init(host: host, port: dpsAMQP.port)
             logger.info(
                 "emulator listening",
                 metadata: [
@@ -412,7 +426,8 @@ public final class IoTEmulator: Sendable {
                 amqpPlain: amqpPlain,
                 blob: blob,
                 blobs: blobs,
-                workload: workload
+                workload: workload,
+                dpsAMQP: dpsAMQP
             )
         } catch let error as EmulatorError {
             throw error
@@ -438,6 +453,7 @@ public final class IoTEmulator: Sendable {
         self.amqpPlain?.close()
         self.blob.close()
         self.workload?.close()
+        self.dpsAMQP.close()
         for task in self.tasks { task.cancel() }
         for task in self.tasks { await task.value }
     }

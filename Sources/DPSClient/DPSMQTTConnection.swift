@@ -42,7 +42,11 @@ actor DPSAMQPExchange: DPSMessageConnection {
                 )
             }
         } catch let error as HubAMQPError where error.code == .authenticationFailed {
-            throw ProvisioningError(.unauthorized, "DPS refused the credentials over AMQP: \(error.message)", httpStatus: 401)
+            throw ProvisioningError(
+                .unauthorized,
+                "DPS refused the credentials over AMQP: \(error.message)",
+                httpStatus: 401
+            )
         } catch let error as HubAMQPError {
             throw ProvisioningError(.malformedResponse, "DPS over AMQP failed: \(error.message)")
         } catch let error as AMQPCodecError {

@@ -1,7 +1,7 @@
 public import AzureIoTCore
 import AzureIoTProxy
-import HubAMQP
 public import Foundation
+import HubAMQP
 public import Logging
 public import Tracing
 

@@ -233,9 +233,11 @@ struct CLITests {
             #expect(result.status == 0, "\(transport): \(result.stderr)")
             #expect(result.stderr.contains("sent 1/1"), "\(transport): \(result.stderr)")
         }
-        // DPS over MQTT and in a WebSocket, with the group key the JSON lists.
+        // DPS over MQTT and AMQP, each also in a WebSocket, with the group key the JSON lists.
         let groupKey = try #require(enrollments.first { $0["kind"] as? String == "group" }?["primaryKey"] as? String)
-        for (transport, key) in [("mqtt", "dpsMQTT"), ("mqtt-ws", "dpsWebSockets")] {
+        for (transport, key) in [
+            ("mqtt", "dpsMQTT"), ("mqtt-ws", "dpsWebSockets"), ("amqp", "dpsAMQP"), ("amqp-ws", "dpsWebSockets"),
+        ] {
             let port = try #require((json[key] as? [String: Any])?["port"] as? Int)
             let provisioned = try await Self.run([
                 "provision", "--scope", "0ne00EMU01", "--registration-id", "cli-\(transport)", "--group-key", groupKey,

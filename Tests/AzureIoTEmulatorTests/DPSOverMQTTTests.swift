@@ -9,9 +9,10 @@ import Foundation
 import HubMQTT
 import Testing
 
-/// DPS over MQTT (`$dps/registrations/…`), directly and in a WebSocket: this SDK's `ProvisioningClient` and Azure's
-/// Python `ProvisioningDeviceClient` against the emulator, which answers both through the same service as REST.
-@Suite("DPS over MQTT and WebSockets")
+/// DPS over MQTT (`$dps/registrations/…`) and AMQP, directly and in a WebSocket: this SDK's `ProvisioningClient`,
+/// Azure's Python `ProvisioningDeviceClient` (MQTT) and a qpid-proton client (AMQP) against the emulator, which
+/// answers all of them through the same service as REST.
+@Suite("DPS over MQTT, AMQP and WebSockets")
 struct DPSOverMQTTTests {
     static func client(
         _ fixture: EmulatorFixture,
@@ -19,7 +20,12 @@ struct DPSOverMQTTTests {
         _ attestation: ProvisioningClient.Attestation,
         transport: ProvisioningClient.Transport
     ) throws -> ProvisioningClient {
-        let port = transport == .mqtt ? fixture.endpoints.dpsMQTT.port : fixture.endpoints.dpsWebSockets.port
+        let port =
+            switch transport {
+            case .mqtt: fixture.endpoints.dpsMQTT.port
+            case .amqp: fixture.endpoints.dpsAMQP?.port ?? 0
+            default: fixture.endpoints.dpsWebSockets.port
+            }
         var configuration = ProvisioningClient.Configuration(
             endpoint: "localhost:\(port)",
             idScope: fixture.endpoints.idScope,
@@ -33,8 +39,8 @@ struct DPSOverMQTTTests {
     }
 
     @Test(
-        "symmetric key (individual and group) and X.509 register over MQTT and in a WebSocket; the assignment works on the hub",
-        arguments: [ProvisioningClient.Transport.mqtt, .mqttWebSockets]
+        "symmetric key (individual and group) and X.509 register over MQTT, AMQP and each in a WebSocket; the assignment works on the hub",
+        arguments: [ProvisioningClient.Transport.mqtt, .mqttWebSockets, .amqp, .amqpWebSockets]
     )
     func register(_ transport: ProvisioningClient.Transport) async throws {
         let fixture = try await EmulatorFixture.start(retryAfter: 1)
@@ -78,8 +84,38 @@ struct DPSOverMQTTTests {
         await hub.disconnect()
     }
 
-    @Test("a wrong key is refused at CONNECT (CONNACK 5) as unauthorized, not retried; nothing is registered")
-    func wrongKey() async throws {
+    @Test("qpid-proton provisions over the emulator's DPS AMQP endpoint as Azure's C and Node clients do")
+    func protonProvisioning() async throws {
+        let fixture = try await EmulatorFixture.start(retryAfter: 1)
+        defer { Task { await fixture.emulator.shutdown() } }
+        let token = SASToken.generate(
+            for: .registration(idScope: fixture.endpoints.idScope, registrationId: "individual-1"),
+            key: try SymmetricKey(base64: EmulatorFixture.individualKey),
+            expiry: UnixTime.now() + 3600,
+            keyName: "registration"
+        )
+        let (status, output) = try await PeerProcess.complete(
+            AMQPTestPeer.python,
+            [
+                PeerProcess.peerScript("fidelity/proton_dps.py"), "localhost",
+                String(try #require(fixture.endpoints.dpsAMQP?.port)), fixture.endpoints.idScope, "individual-1",
+                token.secretValue, fixture.endpoints.caCertificatePath,
+            ],
+            timeout: .seconds(60)
+        )
+        #expect(status == 0, "\(output)")
+        // DPS's Retry-After of 1 s came back as an application property, and the poll found the assignment.
+        #expect(output.contains("register: assigning retry-after: 1"), "\(output)")
+        #expect(output.contains("poll: assigned"), "\(output)")
+        #expect(output.contains("assigned: \(fixture.hubHost) provisioned-individual"), "\(output)")
+        #expect(await fixture.emulator.registrations().first?.status == "assigned")
+    }
+
+    @Test(
+        "a wrong key is refused (CONNACK 5, or the SASL outcome auth) as unauthorized, not retried; nothing is registered",
+        arguments: [ProvisioningClient.Transport.mqtt, .amqp]
+    )
+    func wrongKey(_ transport: ProvisioningClient.Transport) async throws {
         let fixture = try await EmulatorFixture.start(retryAfter: 0)
         defer { Task { await fixture.emulator.shutdown() } }
         let error = await #expect(throws: ProvisioningError.self) {
@@ -87,15 +123,18 @@ struct DPSOverMQTTTests {
                 fixture,
                 "individual-1",
                 .symmetricKey(try SymmetricKey(base64: EmulatorFixture.groupKey)),
-                transport: .mqtt
+                transport: transport
             ).register(timeout: .seconds(10))
         }
         #expect(error?.code == .unauthorized && error?.isTransient == false, "\(String(describing: error))")
         #expect(await fixture.emulator.registrations().isEmpty)
     }
 
-    @Test("DPS in a WebSocket through tinyproxy: the same proxy setting as REST carries the MQTT registration")
-    func throughProxy() async throws {
+    @Test(
+        "DPS in a WebSocket through tinyproxy: the same proxy setting as REST carries the MQTT and the AMQP registration",
+        arguments: [ProvisioningClient.Transport.mqttWebSockets, .amqpWebSockets]
+    )
+    func throughProxy(_ transport: ProvisioningClient.Transport) async throws {
         let fixture = try await EmulatorFixture.start(retryAfter: 0)
         defer { Task { await fixture.emulator.shutdown() } }
         let proxy = try await ProxyPeer.tinyproxy(allowing: [fixture.endpoints.dpsWebSockets.port])
@@ -108,7 +147,7 @@ struct DPSOverMQTTTests {
             trustRoots: fixture.trust,
             defaultPollInterval: .milliseconds(200)
         )
-        configuration.transport = .mqttWebSockets
+        configuration.transport = transport
         configuration.proxy = "http://\(ProxyPeer.user):\(ProxyPeer.password)@127.0.0.1:\(proxy.port)"
         let result = try await ProvisioningClient(configuration: configuration).register(timeout: .seconds(20))
         #expect(result.deviceId == "provisioned-individual")

@@ -22,6 +22,8 @@ final class EmulatorProcess: @unchecked Sendable {
     let webSocketPort: Int
     let servicePort: Int
     let blobPort: Int
+    /// DPS over AMQP.
+    let dpsAMQPPort: Int
     /// The workload API's unix socket (the device is an IoT Edge device, its module `m` an Edge module).
     let workloadSocket: String
     /// Module `m`'s generation id, which the workload API checks when it signs.
@@ -42,8 +44,10 @@ final class EmulatorProcess: @unchecked Sendable {
         blobPort: Int,
         workloadSocket: String,
         generationId: String,
+        dpsAMQPPort: Int,
         caPath: String
     ) {
+        self.dpsAMQPPort = dpsAMQPPort
         self.workloadSocket = workloadSocket
         self.generationId = generationId
         self.servicePort = servicePort
@@ -126,6 +130,7 @@ final class EmulatorProcess: @unchecked Sendable {
             let workload = (edge["workloadURI"] as? String).map({ String($0.dropFirst("unix://".count)) }),
             let module = (edge["modules"] as? [String: [String: String]])?["m"],
             let generation = module["IOTEDGE_MODULEGENERATIONID"],
+            let dpsAMQP = (json["dpsAMQP"] as? [String: Any])?["port"] as? Int,
             let ca = json["caCertificatePath"] as? String
         else {
             process.terminate()
@@ -141,6 +146,7 @@ final class EmulatorProcess: @unchecked Sendable {
             blobPort: blob,
             workloadSocket: workload,
             generationId: generation,
+            dpsAMQPPort: dpsAMQP,
             caPath: ca
         )
     }

@@ -14,7 +14,7 @@ struct FuzzCase {
         var chunks: [[UInt8]]
         switch proto {
         case .mqtt: chunks = MQTTCases.sequence(&random, target)
-        case .amqp: chunks = AMQPCases.sequence(&random, target)
+        case .amqp, .dpsAMQP: chunks = AMQPCases.sequence(&random, target)
         case .dps: chunks = DPSCases.sequence(&random, target)
         case .service: chunks = ServiceCases.sequence(&random, target)
         case .blob: chunks = BlobCases.sequence(&random, target)
@@ -45,6 +45,7 @@ struct FuzzCase {
             switch self.protocol {
             case .mqtt: target.mqttPort
             case .amqp: target.amqpPort
+            case .dpsAMQP: target.dpsAMQPPort
             case .dps: target.dpsPort
             case .service: target.servicePort
             case .blob: target.blobPort
@@ -232,6 +233,13 @@ enum AMQPCases {
             SASLInit(mechanism: "MSSBCBS"),
             SASLInit(mechanism: "PLAIN", initialResponse: Array("\0x@sas.y\0z".utf8)), SASLInit(mechanism: "EXTERNAL"),
             SASLInit(mechanism: "X"),
+            SASLInit(
+                mechanism: "PLAIN",
+                initialResponse: Array(
+                    "\0\(EmulatorProcess.idScope)/registrations/\(EmulatorProcess.registrationId)\0\(target.registrationToken())"
+                        .utf8
+                )
+            ),
         ]
         chunks.append(frame(.saslInit(mechanisms.randomElement(using: &random)!), type: .sasl))
         chunks.append(AMQPProtocolHeader.amqp.bytes)
@@ -268,6 +276,9 @@ enum AMQPCases {
             "$management", "\(EmulatorProcess.hubName)/ConsumerGroups/$Default/Partitions/0",
             "amqps://h/messages/events/ConsumerGroups/$default/Partitions/\(random.next() % 6)",
             "\(EmulatorProcess.hubName)/ConsumerGroups/none/Partitions/99999",
+            // DPS over AMQP.
+            "amqps://h/\(EmulatorProcess.idScope)/registrations/\(EmulatorProcess.registrationId)",
+            "\(EmulatorProcess.idScope)/registrations/\(EmulatorProcess.registrationId)", "x/registrations/",
         ]
         let selectors = [
             "amqp.annotation.x-opt-offset > '-1'",
@@ -363,6 +374,22 @@ enum AMQPCases {
                         ("name", .string(EmulatorProcess.hubName)), ("partition", .string(String(random.next() % 8))),
                     ]
                     message.absoluteExpiryTime = Int64(bitPattern: random.next())
+                case 4:
+                    // A DPS request.
+                    message.correlationId =
+                        random.next() % 2 == 0 ? .string("c\(random.next())") : .ulong(random.next())
+                    message.applicationProperties = [
+                        (
+                            "iotdps-operation-type",
+                            .string(
+                                ["iotdps-register", "iotdps-get-operationstatus", "x"].randomElement(using: &random)!
+                            )
+                        ),
+                        ("iotdps-operation-id", .string(["4.abc", "", "../x", "op"].randomElement(using: &random)!)),
+                    ]
+                    if random.next() % 2 == 0 {
+                        message.data = Array(#"{"registrationId":"\#(EmulatorProcess.registrationId)"}"#.utf8)
+                    }
                 default:
                     break
                 }

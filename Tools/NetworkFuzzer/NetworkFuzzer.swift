@@ -70,7 +70,7 @@ struct NetworkFuzzer: AsyncParsableCommand {
         )
         var random = SplitMix64(seed: seed)
         var counts = [
-            Protocol.mqtt: 0, .amqp: 0, .dps: 0, .service: 0, .blob: 0, .workload: 0, .mqttWebSocket: 0,
+            Protocol.mqtt: 0, .amqp: 0, .dps: 0, .dpsAMQP: 0, .service: 0, .blob: 0, .workload: 0, .mqttWebSocket: 0,
             .amqpWebSocket: 0,
         ]
         var peak = target.residentBytes()
@@ -187,6 +187,7 @@ struct NetworkFuzzer: AsyncParsableCommand {
 
 enum Protocol: String, CaseIterable, CustomStringConvertible {
     case mqtt, amqp, dps, service, blob, workload
+    case dpsAMQP = "dps-amqp"
     case mqttWebSocket = "mqtt-ws"
     case amqpWebSocket = "amqp-ws"
     var description: String { self.rawValue }

@@ -27,6 +27,8 @@ public struct EmulatorConfiguration: Sendable, Codable {
     /// The port of DPS over MQTT in a WebSocket (`/$iothub/websocket`, sub-protocol `mqtt`; DPS's is 443); 0 picks
     /// a free one.
     public var dpsWebSocketPort: Int = 0
+    /// DPS over AMQP/TLS (0: any free port; Azure's SDKs use 5671).
+    public var dpsAMQPPort: Int = 0
     /// The port of the service REST API over HTTPS (registry, twins, direct methods, statistics; IoT Hub's is 443);
     /// 0 picks a free one.
     public var servicePort: Int = 0
@@ -319,6 +321,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case hubName, listenAddress, dpsPort, mqttPort, amqpPort, webSocketPort, dpsMQTTPort, dpsWebSocketPort,
+            dpsAMQPPort,
             servicePort, blobPort, amqpPlainPort, sharedAccessPolicies, eventHub, dataDirectory, stateDirectory,
             provisioningRetryAfterSeconds,
             devices, provisioning, limits, edge
@@ -335,6 +338,7 @@ public struct EmulatorConfiguration: Sendable, Codable {
         self.webSocketPort = try container.decodeIfPresent(Int.self, forKey: .webSocketPort) ?? 0
         self.dpsMQTTPort = try container.decodeIfPresent(Int.self, forKey: .dpsMQTTPort) ?? 0
         self.dpsWebSocketPort = try container.decodeIfPresent(Int.self, forKey: .dpsWebSocketPort) ?? 0
+        self.dpsAMQPPort = try container.decodeIfPresent(Int.self, forKey: .dpsAMQPPort) ?? 0
         self.servicePort = try container.decodeIfPresent(Int.self, forKey: .servicePort) ?? 0
         self.amqpPlainPort = try container.decodeIfPresent(Int.self, forKey: .amqpPlainPort)
         self.blobPort = try container.decodeIfPresent(Int.self, forKey: .blobPort) ?? 0
@@ -358,7 +362,8 @@ public struct EmulatorConfiguration: Sendable, Codable {
         let ports = [
             ("dpsPort", self.dpsPort), ("mqttPort", self.mqttPort), ("amqpPort", self.amqpPort),
             ("webSocketPort", self.webSocketPort), ("dpsMQTTPort", self.dpsMQTTPort),
-            ("dpsWebSocketPort", self.dpsWebSocketPort), ("servicePort", self.servicePort),
+            ("dpsWebSocketPort", self.dpsWebSocketPort), ("dpsAMQPPort", self.dpsAMQPPort),
+            ("servicePort", self.servicePort),
             ("amqpPlainPort", self.amqpPlainPort ?? 0), ("blobPort", self.blobPort),
         ]
         for (name, port) in ports where !(0...65535).contains(port) {

@@ -139,11 +139,12 @@ package actor DPSAMQPConnection {
 
     /// The status an answer's body stands for: DPS's `errorCode` (e.g. 401002 is 401), `assigning` 202, else 200.
     static func answer(_ message: AMQPMessage) -> Answer {
-        let body = message.data ?? message.value.flatMap { value -> [UInt8]? in
-            if case .string(let text) = value { return Array(text.utf8) }
-            if case .binary(let bytes) = value { return bytes }
-            return nil
-        } ?? []
+        let body =
+            message.data ?? message.value.flatMap { value -> [UInt8]? in
+                if case .string(let text) = value { return Array(text.utf8) }
+                if case .binary(let bytes) = value { return bytes }
+                return nil
+            } ?? []
         var retryAfter: String?
         for (key, value) in message.applicationProperties where key.lowercased() == "retry-after" {
             switch value {
