@@ -52,11 +52,7 @@ package actor DPSAMQPConnection {
     }
 
     private let settings: Settings
-    private var state = AMQPClientState(cloudToDeviceCredit: 16)
-    private var connection: TLSConnection?
-    private var buffer: [UInt8] = []
-    private var framer = AMQPFramer(maximumFrameSize: 65_536)
-    private var pending: [AMQPClientState.Action] = []
+    private var io = DPSAMQPConnection.makeIO()
     private var nextSequence: UInt64 = 0
     private var deadline = ContinuousClock.now
 
@@ -77,7 +73,7 @@ package actor DPSAMQPConnection {
     {
         self.deadline = deadline
         do {
-            if self.connection == nil { try await self.open() }
+            if self.io.connection == nil { try await self.open() }
             let correlationId = UUID().uuidString.lowercased()
             var message = AMQPMessage(data: body)
             message.correlationId = .string(correlationId)
@@ -91,28 +87,36 @@ package actor DPSAMQPConnection {
             }
             let sequence = self.nextSequence
             self.nextSequence += 1
-            try await self.perform(self.state.enqueue(sequence: sequence, payload: try message.encoded()))
+            try await self.io.perform(
+                self.io.state.enqueue(sequence: sequence, payload: try message.encoded()),
+                timeout: self.remaining()
+            )
             while true {
-                while let index = self.pending.firstIndex(where: { action in
+                while let index = self.io.pending.firstIndex(where: { action in
                     switch action {
                     case .settled(sequence, _): return true
                     case .received: return true
                     default: return false
                     }
                 }) {
-                    switch self.pending.remove(at: index) {
+                    switch self.io.pending.remove(at: index) {
                     case .settled(_, let error):
                         // DPS accepts the request before it answers; a rejection is the exchange failing.
                         if let error { throw error }
                     case .received(let answer, let deliveryId, let presettled, _):
-                        if !presettled { try await self.perform(self.state.settle(deliveryId, state: .accepted)) }
+                        if !presettled {
+                            try await self.io.perform(
+                                self.io.state.settle(deliveryId, state: .accepted),
+                                timeout: self.remaining()
+                            )
+                        }
                         guard answer.correlationId == .string(correlationId) else { continue }
                         return Self.answer(answer)
                     default:
                         continue
                     }
                 }
-                try await self.step()
+                try await self.io.step(timeout: self.remaining())
             }
         } catch {
             self.close()
@@ -122,7 +126,7 @@ package actor DPSAMQPConnection {
 
     /// Closes the connection (best effort).
     package func finish() async {
-        if let connection = self.connection {
+        if let connection = self.io.connection {
             let close = AMQPFrame(type: .amqp, body: (try? AMQPPerformative.close(AMQPEndOrClose()).encoded()) ?? [])
             try? await connection.write(close.encoded, timeout: .seconds(1))
         }
@@ -130,11 +134,12 @@ package actor DPSAMQPConnection {
     }
 
     private func close() {
-        self.connection?.close()
-        self.connection = nil
-        self.state = AMQPClientState(cloudToDeviceCredit: 16)
-        self.buffer = []
-        self.pending = []
+        self.io.connection?.close()
+        self.io = Self.makeIO()
+    }
+
+    private static func makeIO() -> AMQPClientIO {
+        AMQPClientIO(state: AMQPClientState(cloudToDeviceCredit: 16)) { AzureIoTError(.connectionClosed, $0) }
     }
 
     /// The status an answer's body stands for: DPS's `errorCode` (e.g. 401002 is 401), `assigning` 202, else 200.
@@ -174,13 +179,13 @@ package actor DPSAMQPConnection {
             port: self.settings.port,
             configuration: self.settings.tls
         )
-        self.connection = connection
+        self.io.connection = connection
         if let token = self.settings.token {
             try await connection.write(AMQPProtocolHeader.sasl.bytes, timeout: self.remaining())
-            guard try await self.header() == .sasl else {
+            guard try await self.io.header(timeout: self.remaining()) == .sasl else {
                 throw HubAMQPError(.protocolViolation, "DPS did not answer with the SASL protocol header")
             }
-            guard case .saslMechanisms(let offered) = try await self.performative(),
+            guard case .saslMechanisms(let offered) = try await self.io.performative(timeout: self.remaining()),
                 offered.mechanisms.contains("PLAIN")
             else {
                 throw HubAMQPError(.authenticationFailed, "DPS does not offer SASL PLAIN")
@@ -196,103 +201,40 @@ package actor DPSAMQPConnection {
                 AMQPFrame(type: .sasl, body: try AMQPPerformative.saslInit(initial).encoded()).encoded,
                 timeout: self.remaining()
             )
-            guard case .saslOutcome(let outcome) = try await self.performative(), outcome.code == .ok else {
+            guard case .saslOutcome(let outcome) = try await self.io.performative(timeout: self.remaining()),
+                outcome.code == .ok
+            else {
                 throw HubAMQPError(.authenticationFailed, "DPS refused SASL PLAIN as \(user)")
             }
         }
         try await connection.write(AMQPProtocolHeader.amqp.bytes, timeout: self.remaining())
-        guard try await self.header() == .amqp else {
+        guard try await self.io.header(timeout: self.remaining()) == .amqp else {
             throw HubAMQPError(.protocolViolation, "DPS did not answer with the AMQP protocol header")
         }
-        try await self.perform(
-            self.state.open(
+        try await self.io.perform(
+            self.io.state.open(
                 containerId: self.settings.registrationId,
                 hostname: self.settings.host,
                 idleTimeout: 0,
                 properties: [AMQPMapEntry(.symbol("com.microsoft:client-version"), .string(self.settings.userAgent))]
-            )
+            ),
+            timeout: self.remaining()
         )
-        try await self.step { $0.remoteOpened }
+        try await self.io.step(timeout: self.remaining()) { $0.remoteOpened }
         let properties = [AMQPMapEntry(.symbol("com.microsoft:api-version"), .string(self.settings.apiVersion))]
-        try await self.perform(
-            self.state.attach(.cloudToDevice(0), name: "dps-receiver", address: self.address, properties: properties)
+        try await self.io.perform(
+            self.io.state.attach(.cloudToDevice(0), name: "dps-receiver", address: self.address, properties: properties)
+                + self.io.state.attach(.telemetry(0), name: "dps-sender", address: self.address, properties: properties),
+            timeout: self.remaining()
         )
-        try await self.perform(
-            self.state.attach(.telemetry(0), name: "dps-sender", address: self.address, properties: properties)
-        )
-        try await self.step { $0.isAttached(.cloudToDevice(0)) && $0.isAttached(.telemetry(0)) }
+        try await self.io.step(timeout: self.remaining()) {
+            $0.isAttached(.cloudToDevice(0)) && $0.isAttached(.telemetry(0))
+        }
     }
 
-    // MARK: - Moving bytes
+    // MARK: - Time
 
     private func remaining() -> Duration {
         max(.milliseconds(1), self.deadline - ContinuousClock.now)
-    }
-
-    private func perform(_ actions: [AMQPClientState.Action]) async throws {
-        guard let connection = self.connection else {
-            throw AzureIoTError(.connectionClosed, "the DPS connection is not open")
-        }
-        for action in actions {
-            switch action {
-            case .write(let performatives):
-                var bytes: [UInt8] = []
-                for performative in performatives {
-                    bytes += AMQPFrame(type: .amqp, body: try performative.encoded()).encoded
-                }
-                try await connection.write(bytes, timeout: self.remaining())
-            case .writeFrames(let frames):
-                try await connection.write(frames, timeout: self.remaining())
-            case .progress:
-                break
-            case .settled, .received, .message, .identityDetached:
-                self.pending.append(action)
-            }
-        }
-    }
-
-    private func step(until condition: (AMQPClientState) -> Bool) async throws {
-        while !condition(self.state) { try await self.step() }
-    }
-
-    private func step() async throws {
-        try await self.fill()
-        var consumed = 0
-        while let (frame, size) = try self.framer.nextFrame(in: self.buffer[consumed...]) {
-            consumed += size
-            if frame.isHeartbeat { continue }
-            try await self.perform(try self.state.receive(try AMQPPerformative.decode(frame.body)))
-        }
-        self.buffer.removeFirst(consumed)
-    }
-
-    private func header() async throws -> AMQPProtocolHeader {
-        while true {
-            if let header = try AMQPProtocolHeader.parse(self.buffer[...]) {
-                self.buffer.removeFirst(8)
-                return header
-            }
-            try await self.fill()
-        }
-    }
-
-    private func performative() async throws -> AMQPPerformative {
-        while true {
-            if let (frame, size) = try self.framer.nextFrame(in: self.buffer[...]) {
-                self.buffer.removeFirst(size)
-                if frame.isHeartbeat { continue }
-                return try AMQPPerformative.decode(frame.body)
-            }
-            try await self.fill()
-        }
-    }
-
-    private func fill() async throws {
-        guard let connection = self.connection else {
-            throw AzureIoTError(.connectionClosed, "the DPS connection is not open")
-        }
-        let chunk = try await connection.read(timeout: self.remaining())
-        guard !chunk.isEmpty else { throw AzureIoTError(.connectionClosed, "DPS closed the connection") }
-        self.buffer += chunk
     }
 }

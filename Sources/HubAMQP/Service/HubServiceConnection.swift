@@ -43,12 +43,9 @@ package actor HubServiceConnection {
     }
 
     private let settings: Settings
-    private var state = AMQPClientState(cloudToDeviceCredit: 100)
-    private var connection: TLSConnection?
-    private var buffer: [UInt8] = []
-    private var framer = AMQPFramer(maximumFrameSize: 65_536)
-    /// Actions the state returned that a wait has not taken yet (settlements, received messages).
-    private var pending: [AMQPClientState.Action] = []
+    private let io = AMQPClientIO(state: AMQPClientState(cloudToDeviceCredit: 100)) {
+        HubAMQPError(.connectionClosed, $0)
+    }
     private var nextLink = 0
 
     package init(settings: Settings) {
@@ -65,12 +62,13 @@ package actor HubServiceConnection {
                 connectTimeout: self.settings.operationTimeout
             )
         )
-        self.connection = connection
-        try await connection.write(AMQPProtocolHeader.sasl.bytes, timeout: self.settings.operationTimeout)
-        guard try await self.header() == .sasl else {
+        self.io.connection = connection
+        let timeout = self.settings.operationTimeout
+        try await connection.write(AMQPProtocolHeader.sasl.bytes, timeout: timeout)
+        guard try await self.io.header(timeout: timeout) == .sasl else {
             throw HubAMQPError(.protocolViolation, "the peer did not answer with the SASL protocol header")
         }
-        guard case .saslMechanisms(let offered) = try await self.performative(),
+        guard case .saslMechanisms(let offered) = try await self.io.performative(timeout: timeout),
             offered.mechanisms.contains("PLAIN")
         else {
             throw HubAMQPError(.authenticationFailed, "the peer does not offer SASL PLAIN")
@@ -91,44 +89,51 @@ package actor HubServiceConnection {
             AMQPFrame(type: .sasl, body: try AMQPPerformative.saslInit(initial).encoded()).encoded,
             timeout: self.settings.operationTimeout
         )
-        guard case .saslOutcome(let outcome) = try await self.performative(), outcome.code == .ok else {
+        guard case .saslOutcome(let outcome) = try await self.io.performative(timeout: timeout), outcome.code == .ok
+        else {
             throw HubAMQPError(.authenticationFailed, "SASL PLAIN as \(user) was refused")
         }
         try await connection.write(AMQPProtocolHeader.amqp.bytes, timeout: self.settings.operationTimeout)
-        guard try await self.header() == .amqp else {
+        guard try await self.io.header(timeout: timeout) == .amqp else {
             throw HubAMQPError(.protocolViolation, "the peer did not answer with the AMQP protocol header")
         }
-        try await self.perform(
-            self.state.open(
+        try await self.io.perform(
+            self.io.state.open(
                 containerId: "azure-iot-service-\(UUID().uuidString.prefix(8))",
                 hostname: self.settings.host,
                 idleTimeout: 0,
                 properties: [AMQPMapEntry(.symbol("com.microsoft:client-version"), .string(SDKVersion.clientName))]
-            )
+            ),
+            timeout: timeout
         )
-        try await self.step(until: "the session") { $0.remoteOpened }
+        try await self.io.step(timeout: timeout) { $0.remoteOpened }
     }
 
     /// Sends one cloud-to-device message (its `to` names the device) and waits for the hub's outcome.
     package func sendCloudToDevice(_ message: AMQPMessage) async throws {
         let link = AMQPClientLink.telemetry(0)
-        if !self.state.hasLink(link) {
-            try await self.perform(
-                self.state.attach(link, name: "service-c2d", address: "/messages/devicebound", properties: nil)
+        let timeout = self.settings.operationTimeout
+        if !self.io.state.hasLink(link) {
+            try await self.io.perform(
+                self.io.state.attach(link, name: "service-c2d", address: "/messages/devicebound", properties: nil),
+                timeout: timeout
             )
-            try await self.step(until: "the cloud-to-device link") { $0.isAttached(link) }
+            try await self.io.step(timeout: timeout) { $0.isAttached(link) }
         }
         let sequence = UInt64(self.nextLink)
         self.nextLink += 1
-        try await self.perform(self.state.enqueue(sequence: sequence, payload: try message.encoded()))
+        try await self.io.perform(
+            self.io.state.enqueue(sequence: sequence, payload: try message.encoded()),
+            timeout: timeout
+        )
         while true {
-            if let index = self.pending.firstIndex(where: {
+            if let index = self.io.pending.firstIndex(where: {
                 if case .settled(sequence, _) = $0 { true } else { false }
-            }), case .settled(_, let error) = self.pending.remove(at: index) {
+            }), case .settled(_, let error) = self.io.pending.remove(at: index) {
                 if let error { throw error }
                 return
             }
-            try await self.step()
+            try await self.io.step(timeout: timeout)
         }
     }
 
@@ -147,113 +152,43 @@ package actor HubServiceConnection {
                 )
             ]
         }
+        let timeout = self.settings.operationTimeout
         for (index, address) in addresses.enumerated() {
-            try await self.perform(
-                self.state.attach(
+            try await self.io.perform(
+                self.io.state.attach(
                     .cloudToDevice(index),
                     name: "service-reader-\(index)",
                     address: address,
                     properties: nil,
                     filter: filterEntries
-                )
+                ),
+                timeout: timeout
             )
         }
         while true {
-            while let index = self.pending.firstIndex(where: {
+            while let index = self.io.pending.firstIndex(where: {
                 if case .received = $0 { true } else { false }
             }) {
                 guard
-                    case .received(let message, let deliveryId, let settled, let slot) = self.pending.remove(at: index)
+                    case .received(let message, let deliveryId, let settled, let slot) = self.io.pending.remove(
+                        at: index
+                    )
                 else { continue }
-                if !settled { try await self.perform(self.state.settle(deliveryId, state: .accepted)) }
+                if !settled {
+                    try await self.io.perform(self.io.state.settle(deliveryId, state: .accepted), timeout: timeout)
+                }
                 if !handle(slot, message) { return }
             }
-            try await self.step()
+            try await self.io.step(timeout: timeout)
         }
     }
 
     /// Closes the connection (best effort).
     package func close() async {
-        guard let connection = self.connection else { return }
-        self.connection = nil
+        guard let connection = self.io.connection else { return }
+        self.io.connection = nil
         let close = AMQPFrame(type: .amqp, body: (try? AMQPPerformative.close(AMQPEndOrClose()).encoded()) ?? [])
         try? await connection.write(close.encoded, timeout: .seconds(2))
         connection.close()
-    }
-
-    // MARK: - Moving bytes
-
-    private func perform(_ actions: [AMQPClientState.Action]) async throws {
-        guard let connection = self.connection else {
-            throw HubAMQPError(.connectionClosed, "the connection is not open")
-        }
-        for action in actions {
-            switch action {
-            case .write(let performatives):
-                var bytes: [UInt8] = []
-                for performative in performatives {
-                    bytes += AMQPFrame(type: .amqp, body: try performative.encoded()).encoded
-                }
-                try await connection.write(bytes, timeout: self.settings.operationTimeout)
-            case .writeFrames(let frames):
-                try await connection.write(frames, timeout: self.settings.operationTimeout)
-            case .progress:
-                break
-            case .settled, .received, .message, .identityDetached:
-                self.pending.append(action)
-            }
-        }
-    }
-
-    /// Reads and applies frames until `condition` holds.
-    private func step(until what: String, _ condition: (AMQPClientState) -> Bool) async throws {
-        while !condition(self.state) { try await self.step() }
-    }
-
-    /// Reads once and applies every complete frame.
-    private func step() async throws {
-        guard let connection = self.connection else {
-            throw HubAMQPError(.connectionClosed, "the connection is not open")
-        }
-        let chunk = try await connection.read(timeout: self.settings.operationTimeout)
-        guard !chunk.isEmpty else { throw HubAMQPError(.connectionClosed, "the peer closed the connection") }
-        self.buffer += chunk
-        var consumed = 0
-        while let (frame, size) = try self.framer.nextFrame(in: self.buffer[consumed...]) {
-            consumed += size
-            if frame.isHeartbeat { continue }
-            try await self.perform(try self.state.receive(try AMQPPerformative.decode(frame.body)))
-        }
-        self.buffer.removeFirst(consumed)
-    }
-
-    private func header() async throws -> AMQPProtocolHeader {
-        while true {
-            if let header = try AMQPProtocolHeader.parse(self.buffer[...]) {
-                self.buffer.removeFirst(8)
-                return header
-            }
-            try await self.fill()
-        }
-    }
-
-    private func performative() async throws -> AMQPPerformative {
-        while true {
-            if let (frame, size) = try self.framer.nextFrame(in: self.buffer[...]) {
-                self.buffer.removeFirst(size)
-                if frame.isHeartbeat { continue }
-                return try AMQPPerformative.decode(frame.body)
-            }
-            try await self.fill()
-        }
-    }
-
-    private func fill() async throws {
-        guard let connection = self.connection else {
-            throw HubAMQPError(.connectionClosed, "the connection is not open")
-        }
-        let chunk = try await connection.read(timeout: self.settings.operationTimeout)
-        guard !chunk.isEmpty else { throw HubAMQPError(.connectionClosed, "the peer closed the connection") }
-        self.buffer += chunk
     }
 }
