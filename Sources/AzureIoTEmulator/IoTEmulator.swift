@@ -210,26 +210,32 @@ public final class IoTEmulator: Sendable {
                 }
             )
             let handshakes = HandshakeGate(limit: limits.maximumConcurrentHandshakes)
-            func listener(
-                _ port: Int,
+            /// Serves the connections `socket` accepts with `serve`, under the shared limits.
+            func serving(
+                _ socket: TLSListener,
                 _ name: String,
-                plaintext: Bool = false,
                 _ serve: @escaping @Sendable (TLSConnection) async -> Void
-            ) throws(AzureIoTError) -> EmulatorListener {
+            ) -> EmulatorListener {
                 EmulatorListener(
-                    listener: try TLSListener(
-                        host: host,
-                        port: port,
-                        configuration: tls,
-                        plaintext: plaintext,
-                        logger: logger
-                    ),
+                    listener: socket,
                     name: name,
                     limiter: limiter,
                     handshakes: handshakes,
                     handshakeTimeout: .seconds(limits.handshakeTimeoutSeconds),
                     logger: logger,
                     serve: serve
+                )
+            }
+            func listener(
+                _ port: Int,
+                _ name: String,
+                plaintext: Bool = false,
+                _ serve: @escaping @Sendable (TLSConnection) async -> Void
+            ) throws(AzureIoTError) -> EmulatorListener {
+                serving(
+                    try TLSListener(host: host, port: port, configuration: tls, plaintext: plaintext, logger: logger),
+                    name,
+                    serve
                 )
             }
             let dps = try listener(configuration.dpsPort, "dps") { await handler.serve($0) }
@@ -326,15 +332,7 @@ public final class IoTEmulator: Sendable {
                 refusal: { error in BlobStore.error(error.status, "InvalidInput", error.description) },
                 maximumBodyBytes: 16 << 20
             )
-            let blob = EmulatorListener(
-                listener: blobListener,
-                name: "blob",
-                limiter: limiter,
-                handshakes: handshakes,
-                handshakeTimeout: .seconds(limits.handshakeTimeoutSeconds),
-                logger: logger,
-                serve: { await blobHandler.serve($0) }
-            )
+            let blob = serving(blobListener, "blob") { await blobHandler.serve($0) }
             var serviceAPI = ServiceAPI(hub: hub, policies: policies, logger: logger)
             serviceAPI.blobs = blobs
             let serviceHandler = HTTPConnectionHandler(
@@ -361,15 +359,10 @@ public final class IoTEmulator: Sendable {
                     handle: { request, _ in await api.handle(request) },
                     refusal: { error in WorkloadAPI.error(error.status, error.description) }
                 )
-                workload = EmulatorListener(
-                    listener: try TLSListener(unixSocketPath: path, configuration: tls, logger: logger),
-                    name: "workload",
-                    limiter: limiter,
-                    handshakes: handshakes,
-                    handshakeTimeout: .seconds(limits.handshakeTimeoutSeconds),
-                    logger: logger,
-                    serve: { await workloadHandler.serve($0) }
-                )
+                workload = serving(
+                    try TLSListener(unixSocketPath: path, configuration: tls, logger: logger),
+                    "workload"
+                ) { await workloadHandler.serve($0) }
                 var modules: [String: [String: String]] = [:]
                 let device = configuration.devices.first { $0.deviceId == edge.deviceId }
                 for module in device?.modules ?? [] {

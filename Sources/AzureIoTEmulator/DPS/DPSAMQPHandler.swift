@@ -340,20 +340,14 @@ struct DPSAMQPHandler: Sendable {
     }
 
     private func attest(_ session: inout Session, certificates: [X509Certificate]) async -> Bool {
-        if let failure = await self.service.attestationFailure(
+        session.attested = await self.service.attests(
             idScope: session.idScope,
             registrationId: session.registrationId,
             authorization: session.authorization,
-            certificates: certificates
-        ) {
-            self.logger.info(
-                "DPS over AMQP: credentials refused",
-                metadata: ["registrationId": "\(session.registrationId)", "reason": "\(failure)"]
-            )
-            return false
-        }
-        session.attested = true
-        return true
+            certificates: certificates,
+            transport: "AMQP"
+        )
+        return session.attested
     }
 
     /// `[amqps://{host}]/{idScope}/registrations/{registrationId}`, or the SASL user `{idScope}/registrations/{id}`.

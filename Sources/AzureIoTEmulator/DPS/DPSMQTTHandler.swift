@@ -113,19 +113,14 @@ struct DPSMQTTHandler: Sendable {
         if let password = connect.password, !password.isEmpty {
             withPassword.authorization = String(decoding: password, as: UTF8.self)
         }
-        if let failure = await self.service.attestationFailure(
+        let attested = await self.service.attests(
             idScope: withPassword.idScope,
             registrationId: withPassword.registrationId,
             authorization: withPassword.authorization,
-            certificates: certificates
-        ) {
-            self.logger.info(
-                "DPS over MQTT: credentials refused",
-                metadata: ["registrationId": "\(withPassword.registrationId)", "reason": "\(failure)"]
-            )
-            return nil
-        }
-        return withPassword
+            certificates: certificates,
+            transport: "MQTT"
+        )
+        return attested ? withPassword : nil
     }
 
     /// `{idScope}/registrations/{registrationId}/api-version={v}[&ClientVersion=…]`, with or without `?`.

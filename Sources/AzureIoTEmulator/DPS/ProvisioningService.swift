@@ -108,6 +108,30 @@ actor ProvisioningService {
 
     /// Why `authorization` (a SAS token) or the client's `certificates` do not attest `registrationId` in
     /// `idScope`, or `nil` when they do: DPS over MQTT checks the credentials of its CONNECT with this.
+    /// Whether the credentials attest the registration, for the message transports (MQTT, AMQP); a refusal is
+    /// logged with its reason, naming the transport.
+    func attests(
+        idScope: String,
+        registrationId: String,
+        authorization: String?,
+        certificates: [X509Certificate],
+        transport: String
+    ) -> Bool {
+        guard
+            let failure = self.attestationFailure(
+                idScope: idScope,
+                registrationId: registrationId,
+                authorization: authorization,
+                certificates: certificates
+            )
+        else { return true }
+        self.logger.info(
+            "DPS over \(transport): credentials refused",
+            metadata: ["registrationId": "\(registrationId)", "reason": "\(failure)"]
+        )
+        return false
+    }
+
     func attestationFailure(
         idScope: String,
         registrationId: String,
