@@ -7,7 +7,7 @@ mode=${1:-build}
 packages=(libssl-dev libcurl4-openssl-dev libsqlite3-dev pkg-config openssl)
 if [ "$mode" = test ]; then
   packages+=(curl xxd python3 python3-venv python3-dev ca-certificates mosquitto mosquitto-clients coreutils
-             libsasl2-dev sasl2-bin libsasl2-modules gcc tinyproxy microsocks squid)
+             libsasl2-dev sasl2-bin libsasl2-modules gcc tinyproxy microsocks squid krb5-kdc krb5-admin-server krb5-user)
 fi
 missing=()
 for package in "${packages[@]}"; do

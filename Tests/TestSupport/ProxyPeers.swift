@@ -42,6 +42,9 @@ public struct ProxyPeer: Sendable {
         /// NTLM through squid's `ntlm_fake_auth`, which runs the three-message handshake and accepts any user: it
         /// shows that the client speaks NTLM, not that it proves a password.
         case ntlm
+        /// Negotiate (Kerberos) through squid's `negotiate_kerberos_auth`, which verifies the client's ticket for
+        /// `HTTP/localhost` with the realm's keytab.
+        case negotiate(KerberosRealm)
     }
 
     /// squid (Debian's) requiring `authentication` for every request, `CONNECT` to any port, logging each request.
@@ -69,6 +72,10 @@ public struct ProxyPeer: Sendable {
             configuration += "auth_param digest realm azure-iot-tests\nauth_param digest children 2\n"
         case .ntlm:
             configuration += "auth_param ntlm program /usr/lib/squid/ntlm_fake_auth\nauth_param ntlm children 2\n"
+        case .negotiate(let realm):
+            configuration += "auth_param negotiate program /usr/bin/env KRB5_CONFIG=\(realm.configurationPath) "
+            configuration += "KRB5_KTNAME=\(realm.keytabPath) /usr/lib/squid/negotiate_kerberos_auth "
+            configuration += "-s \(KerberosRealm.service)\nauth_param negotiate children 2\n"
         }
         configuration +=
             "acl authenticated proxy_auth REQUIRED\nhttp_access allow authenticated\nhttp_access deny all\n"
