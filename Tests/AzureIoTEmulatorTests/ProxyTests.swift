@@ -183,7 +183,7 @@ struct ProxyTests {
     }
 
     @Test(
-        "one tinyproxy, with and without Basic credentials, carries DPS (REST, MQTT, MQTT-WS) and the device client over MQTT, MQTT-WS, AMQP and AMQP-WS; its log shows every CONNECT",
+        "one tinyproxy, with and without Basic credentials, carries DPS (REST, MQTT, MQTT-WS, AMQP, AMQP-WS) and the device client over MQTT, MQTT-WS, AMQP and AMQP-WS; its log shows every CONNECT",
         arguments: [true, false]
     )
     func everyTransportThroughTinyproxy(_ credentials: Bool) async throws {
@@ -191,7 +191,8 @@ struct ProxyTests {
         defer { Task { await fixture.emulator.shutdown() } }
         let endpoints = fixture.endpoints
         let ports = [
-            endpoints.dps.port, endpoints.dpsMQTT.port, endpoints.dpsWebSockets.port, endpoints.mqtt.port,
+            endpoints.dps.port, endpoints.dpsMQTT.port, endpoints.dpsWebSockets.port, endpoints.dpsAMQP?.port ?? 0,
+            endpoints.mqtt.port,
             endpoints.amqp.port, endpoints.webSockets.port,
         ]
         let proxy = try await ProxyPeer.tinyproxy(allowing: ports, credentials: credentials)
@@ -201,7 +202,8 @@ struct ProxyTests {
             ? "http://\(Self.user):\(Self.password)@127.0.0.1:\(proxy.port)" : "http://127.0.0.1:\(proxy.port)"
         for (transport, port) in [
             (ProvisioningClient.Transport.https, endpoints.dps.port), (.mqtt, endpoints.dpsMQTT.port),
-            (.mqttWebSockets, endpoints.dpsWebSockets.port),
+            (.mqttWebSockets, endpoints.dpsWebSockets.port), (.amqp, endpoints.dpsAMQP?.port ?? 0),
+            (.amqpWebSockets, endpoints.dpsWebSockets.port),
         ] {
             var dps = ProvisioningClient.Configuration(
                 endpoint: "localhost:\(port)",
