@@ -79,7 +79,9 @@ final class EmulatorProcess: @unchecked Sendable {
                 [
                     "deviceId": Self.deviceId, "primaryKey": Self.deviceKey,
                     "modules": [["moduleId": "m", "primaryKey": Self.deviceKey]],
-                ]
+                ],
+                // The service API cases' device (they may re-key, disable or delete it).
+                ["deviceId": "fuzz-svc", "primaryKey": Self.deviceKey, "modules": [["moduleId": "m"]]],
             ],
             // An IoT Edge device: its own messages go upstream; module m's outputs come back on its input.
             "edge": [

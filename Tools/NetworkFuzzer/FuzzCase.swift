@@ -486,7 +486,9 @@ enum DPSCases {
 /// valid, broken, deep, huge or random.
 enum ServiceCases {
     static func sequence(_ random: inout SplitMix64, _ target: EmulatorProcess) -> [[UInt8]] {
-        let device = ["fuzz-dev", "fuzz-new-\(random.next() % 4)", "%zz", String(repeating: "d", count: 200), "a/b"]
+        // An existing device of its own: the service API may legitimately re-key, disable or delete it, which would
+        // lock out the normal device the health check sends as.
+        let device = ["fuzz-svc", "fuzz-new-\(random.next() % 4)", "%zz", String(repeating: "d", count: 200), "a/b"]
             .randomElement(using: &random)!
         let version = ["?api-version=2021-04-12", "", "?api-version=1999-01-01", "?api-version=2021-04-12&top=-1"]
             .randomElement(using: &random)!
