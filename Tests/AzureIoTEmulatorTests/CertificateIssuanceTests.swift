@@ -10,9 +10,17 @@ import Testing
 /// OpenSSL, the emulator issues from its CA, and the device connects with the issued certificate.
 @Suite("DPS certificate issuance")
 struct CertificateIssuanceTests {
+    static func port(_ fixture: EmulatorFixture, _ transport: ProvisioningClient.Transport) -> Int {
+        switch transport {
+        case .mqtt: fixture.endpoints.dpsMQTT.port
+        case .amqp: fixture.endpoints.dpsAMQP?.port ?? 0
+        default: fixture.endpoints.dps.port
+        }
+    }
+
     @Test(
-        "a symmetric-key device gets a certificate for its request (REST and MQTT): openssl verify accepts the chain and the hub takes it",
-        arguments: [ProvisioningClient.Transport.https, .mqtt]
+        "a symmetric-key device gets a certificate for its request (REST, MQTT, AMQP): openssl verify accepts the chain and the hub takes it",
+        arguments: [ProvisioningClient.Transport.https, .mqtt, .amqp]
     )
     func issued(_ transport: ProvisioningClient.Transport) async throws {
         let fixture = try await EmulatorFixture.start(retryAfter: 0)
@@ -21,7 +29,7 @@ struct CertificateIssuanceTests {
         let request = try CertificateSigningRequest(commonName: registrationId)
         #expect(!"\(request)".contains("PRIVATE KEY"))
         var configuration = ProvisioningClient.Configuration(
-            endpoint: "localhost:\(transport == .mqtt ? fixture.endpoints.dpsMQTT.port : fixture.endpoints.dps.port)",
+            endpoint: "localhost:\(Self.port(fixture, transport))",
             idScope: fixture.endpoints.idScope,
             registrationId: registrationId,
             attestation: .groupSymmetricKey(try SymmetricKey(base64: EmulatorFixture.groupKey)),

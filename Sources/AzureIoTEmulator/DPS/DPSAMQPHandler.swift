@@ -27,6 +27,8 @@ struct DPSAMQPHandler: Sendable {
         var registrationId: String
         var authorization: String?
         var attested = false
+        /// The `com.microsoft:api-version` the client's links name (certificate issuance needs the preview one).
+        var apiVersion = "2021-06-01"
     }
 
     /// What one connection holds while it is served.
@@ -185,6 +187,13 @@ struct DPSAMQPHandler: Sendable {
                 }
                 session = named
             }
+            for entry in attach.properties ?? [] {
+                if case .symbol("com.microsoft:api-version") = entry.key, case .string(let version) = entry.value,
+                    !version.isEmpty, version.utf8.count <= 64
+                {
+                    session?.apiVersion = version
+                }
+            }
             guard connection.nextHandle < 2 else {
                 return try await self.refuse(&connection, attach, "amqp:resource-limit-exceeded", "two links at most")
             }
@@ -307,7 +316,7 @@ struct DPSAMQPHandler: Sendable {
                 HTTPRequest(
                     method: "PUT",
                     path: base + "/register",
-                    query: ["api-version": "2021-06-01"],
+                    query: ["api-version": session.apiVersion],
                     headers: headers,
                     body: message.data ?? [],
                     allowsUnnamedSASKey: true
@@ -319,7 +328,7 @@ struct DPSAMQPHandler: Sendable {
                 HTTPRequest(
                     method: "GET",
                     path: base + "/operations/\(operationId ?? "")",
-                    query: ["api-version": "2021-06-01"],
+                    query: ["api-version": session.apiVersion],
                     headers: headers,
                     body: [],
                     allowsUnnamedSASKey: true
