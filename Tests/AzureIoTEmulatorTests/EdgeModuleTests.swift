@@ -301,6 +301,31 @@ struct EdgeModuleTests {
         await again.disconnect()
     }
 
+    @Test("a burst of 120 routed messages, over the 50 a module may have unacknowledged: every one arrives, in order")
+    func burstBeyondInFlightLimit() async throws {
+        let (emulator, _) = try await Self.start()
+        defer { Task { await emulator.shutdown() } }
+        let sensor = try await Self.module(emulator, "sensor")
+        let filter = try await Self.module(emulator, "filter")
+        try await sensor.connect()
+        try await filter.connect()
+        try await filter.subscribe(to: [.cloudToDeviceMessages])
+        for index in 0..<120 {
+            try await sensor.send(TelemetryMessage(body: Array("\(index)".utf8), outputName: "temperature"))
+        }
+        var inputs = filter.cloudToDeviceMessages.makeAsyncIterator()
+        var received: [String] = []
+        while received.count < 120, let message = await inputs.next() {
+            received.append(String(decoding: message.body, as: UTF8.self))
+        }
+        #expect(received == (0..<120).map(String.init))
+        try await eventually("every message acknowledged") {
+            await emulator.moduleInputBacklog(moduleId: "filter").waiting == 0
+        }
+        await sensor.disconnect()
+        await filter.disconnect()
+    }
+
     @Test("Azure's Python module client from the printed Edge environment and this SDK's module, routed both ways")
     func pythonModuleClient() async throws {
         try await FixedPortLock.withLock { try await Self.pythonModuleOnPort8883() }

@@ -135,9 +135,12 @@ extension EmulatedHub {
         }
     }
 
-    /// The module acknowledged the message.
-    func completeModuleInput(_ target: IdentityName, id: UInt64) {
+    /// The module acknowledged the message: what waited behind the in-flight limit goes out now.
+    func completeModuleInput(_ target: IdentityName, id: UInt64) async {
         self.edge?.inputs[target]?.removeAll { $0.id == id }
+        if self.edge?.inputs[target]?.contains(where: { !$0.delivered }) == true {
+            await self.pumpModuleInputs(target)
+        }
     }
 
     /// The module's connection went: what it had not acknowledged is offered again on its next one.
