@@ -260,6 +260,9 @@ struct HubMQTTClientTests {
             authentication: try Self.anyPassword()
         )
         configuration.inflightWindow = 8
+        // A send waits through each restart and the reconnect after it: a clean-clone run beside other builds took
+        // over the default 10 s once. The test is about loss and duplicates, not that deadline.
+        configuration.operationTimeout = .seconds(60)
         let client = try HubMQTTClient(configuration: configuration)
         try await client.connect()
         let count = 10_000
