@@ -10,14 +10,6 @@ import Testing
 /// OpenSSL, the emulator issues from its CA, and the device connects with the issued certificate.
 @Suite("DPS certificate issuance")
 struct CertificateIssuanceTests {
-    static func port(_ fixture: EmulatorFixture, _ transport: ProvisioningClient.Transport) -> Int {
-        switch transport {
-        case .mqtt: fixture.endpoints.dpsMQTT.port
-        case .amqp: fixture.endpoints.dpsAMQP?.port ?? 0
-        default: fixture.endpoints.dps.port
-        }
-    }
-
     @Test(
         "a symmetric-key device gets a certificate for its request (REST, MQTT, AMQP): openssl verify accepts the chain and the hub takes it",
         arguments: [ProvisioningClient.Transport.https, .mqtt, .amqp]
@@ -29,7 +21,7 @@ struct CertificateIssuanceTests {
         let request = try CertificateSigningRequest(commonName: registrationId)
         #expect(!"\(request)".contains("PRIVATE KEY"))
         var configuration = ProvisioningClient.Configuration(
-            endpoint: "localhost:\(Self.port(fixture, transport))",
+            endpoint: fixture.dpsEndpoint(transport),
             idScope: fixture.endpoints.idScope,
             registrationId: registrationId,
             attestation: .groupSymmetricKey(try SymmetricKey(base64: EmulatorFixture.groupKey)),

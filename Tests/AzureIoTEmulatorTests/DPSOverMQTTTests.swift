@@ -20,22 +20,7 @@ struct DPSOverMQTTTests {
         _ attestation: ProvisioningClient.Attestation,
         transport: ProvisioningClient.Transport
     ) throws -> ProvisioningClient {
-        let port =
-            switch transport {
-            case .mqtt: fixture.endpoints.dpsMQTT.port
-            case .amqp: fixture.endpoints.dpsAMQP?.port ?? 0
-            default: fixture.endpoints.dpsWebSockets.port
-            }
-        var configuration = ProvisioningClient.Configuration(
-            endpoint: "localhost:\(port)",
-            idScope: fixture.endpoints.idScope,
-            registrationId: registrationId,
-            attestation: attestation,
-            trustRoots: fixture.trust,
-            defaultPollInterval: .milliseconds(200)
-        )
-        configuration.transport = transport
-        return try ProvisioningClient(configuration: configuration)
+        try fixture.provisioning(registrationId, attestation, transport: transport)
     }
 
     @Test(
@@ -82,37 +67,6 @@ struct DPSOverMQTTTests {
         )
         try await hub.connect()
         await hub.disconnect()
-    }
-
-    @Test(
-        "over MQTT and AMQP as over REST: 429 with Retry-After is honoured, failed and disabled outcomes are typed errors",
-        arguments: [ProvisioningClient.Transport.mqtt, .amqp]
-    )
-    func faults(_ transport: ProvisioningClient.Transport) async throws {
-        let fixture = try await EmulatorFixture.start(retryAfter: 0)
-        defer { Task { await fixture.emulator.shutdown() } }
-        await fixture.emulator.injectFaults {
-            $0.provisioningThrottles = 2
-            $0.provisioningThrottleRetryAfterSeconds = 1
-            $0.provisioningOutcomes = ["failing-1": .failed, "disabled-1": .disabled]
-        }
-        let key = try SymmetricKey(base64: EmulatorFixture.groupKey)
-        let clock = ContinuousClock()
-        let start = clock.now
-        _ = try await Self.client(fixture, "throttled-1", .groupSymmetricKey(key), transport: transport)
-            .register(timeout: .seconds(60))
-        #expect(clock.now - start >= .seconds(2), "two 429s with Retry-After: 1 must cost two seconds")
-        #expect(await fixture.emulator.faults().provisioningThrottles == 0)
-        let failed = await #expect(throws: ProvisioningError.self) {
-            _ = try await Self.client(fixture, "failing-1", .groupSymmetricKey(key), transport: transport)
-                .register(timeout: .seconds(60))
-        }
-        #expect(failed?.code == .registrationFailed && failed?.errorCode == 400_209, "\(String(describing: failed))")
-        let disabled = await #expect(throws: ProvisioningError.self) {
-            _ = try await Self.client(fixture, "disabled-1", .groupSymmetricKey(key), transport: transport)
-                .register(timeout: .seconds(60))
-        }
-        #expect(disabled?.code == .registrationDisabled, "\(String(describing: disabled))")
     }
 
     @Test("qpid-proton provisions over the emulator's DPS AMQP endpoint as Azure's C and Node clients do")

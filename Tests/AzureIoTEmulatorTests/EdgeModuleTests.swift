@@ -245,17 +245,23 @@ struct EdgeModuleTests {
         return try DeviceClient(configuration: configuration)
     }
 
+    /// The sensor and the filter module, connected, the filter listening on its inputs.
+    static func sensorAndFilter(_ emulator: IoTEmulator) async throws -> (DeviceClient, DeviceClient) {
+        let sensor = try await Self.module(emulator, "sensor")
+        let filter = try await Self.module(emulator, "filter")
+        try await sensor.connect()
+        try await filter.connect()
+        try await filter.subscribe(to: [.cloudToDeviceMessages])
+        return (sensor, filter)
+    }
+
     @Test(
         "two modules of this SDK from their Edge environment: outputs routed to inputs, alerts upstream, the rest dropped"
     )
     func swiftModulesRouted() async throws {
         let (emulator, _) = try await Self.start()
         defer { Task { await emulator.shutdown() } }
-        let sensor = try await Self.module(emulator, "sensor")
-        let filter = try await Self.module(emulator, "filter")
-        try await sensor.connect()
-        try await filter.connect()
-        try await filter.subscribe(to: [.cloudToDeviceMessages])
+        let (sensor, filter) = try await Self.sensorAndFilter(emulator)
 
         // Routed to the filter's input1 while it listens; an unrouted output goes nowhere.
         try await sensor.send(TelemetryMessage(body: Array("unrouted".utf8), outputName: "debug"))
@@ -305,11 +311,7 @@ struct EdgeModuleTests {
     func burstBeyondInFlightLimit() async throws {
         let (emulator, _) = try await Self.start()
         defer { Task { await emulator.shutdown() } }
-        let sensor = try await Self.module(emulator, "sensor")
-        let filter = try await Self.module(emulator, "filter")
-        try await sensor.connect()
-        try await filter.connect()
-        try await filter.subscribe(to: [.cloudToDeviceMessages])
+        let (sensor, filter) = try await Self.sensorAndFilter(emulator)
         for index in 0..<120 {
             try await sensor.send(TelemetryMessage(body: Array("\(index)".utf8), outputName: "temperature"))
         }

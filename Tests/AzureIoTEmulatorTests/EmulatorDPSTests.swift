@@ -122,8 +122,11 @@ struct EmulatorDPSTests {
         #expect(await fixture.emulator.registrations().isEmpty)
     }
 
-    @Test("fault injection: 429 with Retry-After is honoured; forced failed and disabled outcomes")
-    func faults() async throws {
+    @Test(
+        "fault injection over REST, MQTT and AMQP: 429 with Retry-After is honoured; forced failed and disabled outcomes",
+        arguments: [ProvisioningClient.Transport.https, .mqtt, .amqp]
+    )
+    func faults(_ transport: ProvisioningClient.Transport) async throws {
         let fixture = try await EmulatorFixture.start(retryAfter: 0)
         defer { Task { await fixture.emulator.shutdown() } }
         await fixture.emulator.injectFaults {
@@ -134,16 +137,22 @@ struct EmulatorDPSTests {
         let clock = ContinuousClock()
         let start = clock.now
         let key = try SymmetricKey(base64: EmulatorFixture.groupKey)
-        _ = try await fixture.provisioning("throttled-1", .groupSymmetricKey(key)).register(timeout: .seconds(20))
+        _ = try await fixture.provisioning("throttled-1", .groupSymmetricKey(key), transport: transport).register(
+            timeout: .seconds(20)
+        )
         #expect(clock.now - start >= .seconds(2), "two 429s with Retry-After: 1 must cost two seconds")
         #expect(await fixture.emulator.faults().provisioningThrottles == 0)
 
         let failed = await #expect(throws: ProvisioningError.self) {
-            _ = try await fixture.provisioning("failing-1", .groupSymmetricKey(key)).register(timeout: .seconds(60))
+            _ = try await fixture.provisioning("failing-1", .groupSymmetricKey(key), transport: transport).register(
+                timeout: .seconds(60)
+            )
         }
         #expect(failed?.code == .registrationFailed && failed?.errorCode == 400_209)
         let disabled = await #expect(throws: ProvisioningError.self) {
-            _ = try await fixture.provisioning("disabled-1", .groupSymmetricKey(key)).register(timeout: .seconds(60))
+            _ = try await fixture.provisioning("disabled-1", .groupSymmetricKey(key), transport: transport).register(
+                timeout: .seconds(60)
+            )
         }
         #expect(disabled?.code == .registrationDisabled)
         #expect(await fixture.emulator.registrations().map(\.status).sorted() == ["assigned", "disabled", "failed"])

@@ -109,19 +109,33 @@ struct EmulatorFixture {
     var trust: TLSConfiguration.TrustRoots { .pemFile(self.endpoints.caCertificatePath) }
     var hubHost: String { self.endpoints.hubHost }
 
-    func provisioning(_ registrationId: String, _ attestation: ProvisioningClient.Attestation) throws
-        -> ProvisioningClient
-    {
-        try ProvisioningClient(
-            configuration: .init(
-                endpoint: "127.0.0.1:\(self.endpoints.dps.port)",
-                idScope: self.endpoints.idScope,
-                registrationId: registrationId,
-                attestation: attestation,
-                trustRoots: self.trust,
-                defaultPollInterval: .milliseconds(200)
-            )
+    /// `localhost:{port}` of the emulator's DPS endpoint for `transport`.
+    func dpsEndpoint(_ transport: ProvisioningClient.Transport) -> String {
+        let port =
+            switch transport {
+            case .https: self.endpoints.dps.port
+            case .mqtt: self.endpoints.dpsMQTT.port
+            case .amqp: self.endpoints.dpsAMQP?.port ?? 0
+            case .mqttWebSockets, .amqpWebSockets: self.endpoints.dpsWebSockets.port
+            }
+        return "localhost:\(port)"
+    }
+
+    func provisioning(
+        _ registrationId: String,
+        _ attestation: ProvisioningClient.Attestation,
+        transport: ProvisioningClient.Transport = .https
+    ) throws -> ProvisioningClient {
+        var configuration = ProvisioningClient.Configuration(
+            endpoint: self.dpsEndpoint(transport),
+            idScope: self.endpoints.idScope,
+            registrationId: registrationId,
+            attestation: attestation,
+            trustRoots: self.trust,
+            defaultPollInterval: .milliseconds(200)
         )
+        configuration.transport = transport
+        return try ProvisioningClient(configuration: configuration)
     }
 
     func mqtt(
