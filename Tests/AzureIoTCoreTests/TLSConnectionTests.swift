@@ -222,4 +222,36 @@ struct TLSConnectionTests {
         await #expect(throws: AzureIoTError(.connectionClosed, "")) { _ = try await blocked.value }
         #expect(try await server.read(timeout: .seconds(5)).isEmpty)
     }
+
+    @Test("a held write queue keeps what is queued until the hold ends; finishing it writes what a hold kept back")
+    func heldWriteQueue() async throws {
+        let pki = try await TestPKI.shared()
+        let server = try await OpenSSLServer.start(pki: pki)
+        defer { server.stop() }
+        let configuration = TLSConfiguration(trustRoots: .pemFile(pki.path("ca.pem")))
+        for finishing in [false, true] {
+            let connection = try await TLSConnection.connect(
+                host: "localhost",
+                port: server.port,
+                configuration: configuration
+            )
+            defer { connection.close() }
+            let queue = TLSWriteQueue(connection: connection)
+            queue.hold(true)
+            #expect(queue.send(Array("GET / HTTP/1.0\r\n".utf8)))
+            #expect(queue.send(Array("\r\n".utf8)))
+            // Nothing reached the server, so it has nothing to answer.
+            await #expect(throws: AzureIoTError(.timedOut, "")) {
+                _ = try await connection.read(timeout: .milliseconds(300))
+            }
+            if finishing { await queue.finish() } else { queue.hold(false) }
+            var response: [UInt8] = []
+            while true {
+                let chunk = try await connection.read(timeout: .seconds(10))
+                if chunk.isEmpty { break }
+                response += chunk
+            }
+            #expect(String(decoding: response, as: UTF8.self).hasPrefix("HTTP/1.0 200 ok"))
+        }
+    }
 }

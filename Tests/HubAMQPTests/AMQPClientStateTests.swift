@@ -215,6 +215,56 @@ struct AMQPClientStateTests {
     }
 
     @Test(
+        "a message queued as a message goes out as the same transfers as its bytes: in place when it fits a frame, split when not, again after a reconnect; one that cannot be encoded is refused and nothing is queued"
+    )
+    func messagesEncodedInPlace() throws {
+        var small = AMQPMessage(data: [UInt8](repeating: 1, count: 100))
+        small.messageId = .string("small")
+        small.applicationProperties = [("k", .string("v"))]
+        let big = AMQPMessage(data: [UInt8](repeating: 2, count: 1000))
+        func run(_ enqueue: (inout AMQPClientState, UInt64, AMQPMessage, inout [UInt8]) throws -> Void) throws -> (
+            first: [UInt8], resent: [UInt8]
+        ) {
+            var state = try Self.connected(maxFrameSize: 512)
+            _ = try state.receive(Self.credit(10))
+            var frames: [UInt8] = []
+            try enqueue(&state, 1, small, &frames)
+            try enqueue(&state, 2, big, &frames)
+            state.connectionLost()
+            _ = state.open(containerId: "c", hostname: "h", idleTimeout: 0, properties: [])
+            _ = state.attach(.telemetry(0), name: "s", address: Self.events, properties: nil)
+            _ = try state.receive(.open(AMQPOpen(containerId: "peer", maxFrameSize: 512)))
+            _ = try state.receive(
+                .begin(AMQPBegin(remoteChannel: 0, nextOutgoingId: 0, incomingWindow: 5000, outgoingWindow: 10))
+            )
+            _ = try state.receive(Self.peerAttach(.telemetry(0), handle: 0))
+            let resent = try state.receive(Self.credit(10, handle: 0)).flatMap { action -> [UInt8] in
+                if case .writeFrames(let bytes) = action { return bytes }
+                return []
+            }
+            return (frames, resent)
+        }
+        let asBytes = try run { state, sequence, message, frames in
+            state.enqueue(sequence: sequence, payload: try message.encoded(), into: &frames)
+        }
+        let asMessages = try run { state, sequence, message, frames in
+            try state.enqueue(sequence: sequence, message: message, into: &frames)
+        }
+        #expect(asMessages.first == asBytes.first && asMessages.resent == asBytes.resent)
+        let transfers = Self.transfers([.writeFrames(asMessages.first)])
+        #expect(transfers.map(\.deliveryId) == [0, 1, nil, nil] && transfers.map(\.more) == [nil, true, true, nil])
+        #expect(Self.transfers([.writeFrames(asMessages.resent)]).count == 4, "both sent again after the reconnect")
+
+        var state = try Self.connected()
+        _ = try state.receive(Self.credit(10))
+        var refused = AMQPMessage(data: [1])
+        refused.contentEncoding = "\u{E9}"
+        var frames: [UInt8] = [7]
+        #expect(throws: AMQPCodecError.self) { try state.enqueue(sequence: 1, message: refused, into: &frames) }
+        #expect(frames == [7] && state.unsettledCount == 0)
+    }
+
+    @Test(
         "a refused link (null terminus, then detach with an error) and remote end/close surface condition and description"
     )
     func remoteErrors() throws {

@@ -48,6 +48,12 @@ struct AMQPTransferFrameTests {
             try payload.withUnsafeBytes { try AMQPTransferFrame.append(header, payload: $0, to: &fast) }
             let general = try Self.general(header, payload: payload)
             #expect(Array(fast.dropFirst(2)) == general, "\(header)")
+            // The payload written in place by a closure, the frame's size filled in afterwards: the same bytes.
+            var inPlace: [UInt8] = [9, 9]
+            try AMQPTransferFrame.append(header, to: &inPlace) { (buffer: inout [UInt8]) throws(AMQPCodecError) in
+                buffer += payload
+            }
+            #expect(inPlace == fast, "\(header)")
             guard
                 case .transfer(let read, let range, let size) = try AMQPTransferFrame.read(
                     general[...],
@@ -62,6 +68,34 @@ struct AMQPTransferFrameTests {
                 try AMQPTransferFrame.read(general[..<(general.count - 1)], maximumFrameSize: 1 << 20) == .incomplete
             )
         }
+    }
+
+    @Test("a payload writer that throws leaves the buffer as it was; a message is encoded in place as encoded() gives it")
+    func payloadWrittenInPlace() throws {
+        var buffer: [UInt8] = [1, 2, 3]
+        #expect(throws: AMQPCodecError.self) {
+            try AMQPTransferFrame.append(AMQPTransferFrame.Header(handle: 1), to: &buffer) {
+                (out: inout [UInt8]) throws(AMQPCodecError) in
+                out += [4, 5, 6]
+                throw AMQPCodecError(.invalidText, "refused")
+            }
+        }
+        #expect(buffer == [1, 2, 3])
+        var message = AMQPMessage(data: [UInt8](repeating: 0x61, count: 300))
+        message.messageId = .string("m-1")
+        message.contentType = "application/json"
+        message.applicationProperties = [("k", .string("v")), ("n", .long(7))]
+        var framed: [UInt8] = [1, 2, 3]
+        let header = AMQPTransferFrame.Header(handle: 2, deliveryId: 9, deliveryTag: [0, 0, 0, 9], messageFormat: 0)
+        try AMQPTransferFrame.append(header, to: &framed) { (out: inout [UInt8]) throws(AMQPCodecError) in
+            try message.encode(appendingTo: &out)
+        }
+        let expected = try Self.general(header, payload: try message.encoded())
+        #expect(Array(framed.dropFirst(3)) == expected)
+        // A symbol that is not ASCII cannot be encoded: the buffer is left as it was.
+        message.contentType = "appl\u{E9}"
+        #expect(throws: AMQPCodecError.self) { try message.encode(appendingTo: &framed) }
+        #expect(Array(framed.dropFirst(3)) == expected)
     }
 
     @Test("other frames, a transfer with a delivery state, a SASL frame and a frame over the limit")

@@ -49,6 +49,44 @@ public enum AMQPTransferFrame {
         payload: UnsafeRawBufferPointer,
         to buffer: inout [UInt8]
     ) throws(AMQPCodecError) {
+        let headerSize = Self.headerSize(header)
+        guard headerSize + payload.count <= Int(UInt32.max) else {
+            throw AMQPCodecError(.invalidSize, "a transfer frame above 4 GiB")
+        }
+        Self.appendHeader(header, frameSize: headerSize + payload.count, to: &buffer)
+        buffer.append(contentsOf: payload)
+    }
+
+    /// Appends one AMQP frame holding `header`'s transfer, whose payload `payload` writes straight into `buffer` (a
+    /// message encoded in place with ``AMQPMessage/encode(appendingTo:)``: no copy of it is made); the frame's size
+    /// is filled in afterwards. On a throw, `buffer` is left as it was. Throws ``AMQPCodecError/Code/invalidSize``
+    /// above 4 GiB.
+    public static func append(
+        _ header: Header,
+        to buffer: inout [UInt8],
+        payload: (inout [UInt8]) throws(AMQPCodecError) -> Void
+    ) throws(AMQPCodecError) {
+        let start = buffer.count
+        Self.appendHeader(header, frameSize: Self.headerSize(header), to: &buffer)
+        do {
+            try payload(&buffer)
+        } catch {
+            buffer.removeSubrange(start...)
+            throw error
+        }
+        let size = buffer.count - start
+        guard size <= Int(UInt32.max) else {
+            buffer.removeSubrange(start...)
+            throw AMQPCodecError(.invalidSize, "a transfer frame above 4 GiB")
+        }
+        buffer.withUnsafeMutableBufferPointer { bytes in
+            var writer = Writer(base: bytes.baseAddress! + start)
+            writer.uint32(UInt32(size))
+        }
+    }
+
+    /// The frame header and transfer performative of `header`: how many fields, their bytes, and the whole size.
+    private static func layout(_ header: Header) -> (count: Int, fieldBytes: Int, small: Bool, size: Int) {
         // The fields, trailing nils left out.
         let count =
             header.more != nil
@@ -63,11 +101,18 @@ public enum AMQPTransferFrame {
         if count >= 6 { fieldBytes += 1 }
         let small = fieldBytes + 1 <= 255
         let performative = 3 + (small ? 3 : 9) + fieldBytes
-        let size = 8 + performative + payload.count
-        guard size <= Int(UInt32.max) else { throw AMQPCodecError(.invalidSize, "a transfer frame above 4 GiB") }
-        // The frame header and the performative are written into stack memory and appended in one go, then the
-        // payload: two copies into `buffer`, no per-byte capacity checks.
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 8 + performative) { scratch in
+        return (count, fieldBytes, small, 8 + performative)
+    }
+
+    /// The bytes of the frame header and transfer performative of `header`.
+    private static func headerSize(_ header: Header) -> Int { Self.layout(header).size }
+
+    /// Writes the frame header (`frameSize` in it) and the transfer performative of `header`.
+    private static func appendHeader(_ header: Header, frameSize size: Int, to buffer: inout [UInt8]) {
+        let (count, fieldBytes, small, headerSize) = Self.layout(header)
+        // The frame header and the performative are written into stack memory and appended in one go: no per-byte
+        // capacity checks.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: headerSize) { scratch in
             var writer = Writer(base: scratch.baseAddress!)
             writer.uint32(UInt32(size))
             writer.byte(2)  // DOFF
@@ -107,7 +152,6 @@ public enum AMQPTransferFrame {
             if count >= 6 { writer.optionalBool(header.more) }
             buffer.append(contentsOf: UnsafeBufferPointer(start: scratch.baseAddress, count: writer.offset))
         }
-        buffer.append(contentsOf: payload)
     }
 
     /// Writes into stack memory sized by ``append(_:payload:to:)`` beforehand.

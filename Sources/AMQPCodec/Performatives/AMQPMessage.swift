@@ -74,6 +74,26 @@ public struct AMQPMessage: Sendable, Equatable {
         return encoder.bytes
     }
 
+    /// Appends the bytes ``encoded()`` returns to `buffer`, encoding straight into it: nothing is allocated when
+    /// `buffer` has the room. On a throw, `buffer` is left as it was.
+    public func encode(appendingTo buffer: inout [UInt8]) throws(AMQPCodecError) {
+        if let original = self.original, original.message == self {
+            buffer.append(contentsOf: original.bytes)
+            return
+        }
+        let start = buffer.count
+        var encoder = AMQPEncoder()
+        encoder.exchangeBytes(with: &buffer)
+        defer { encoder.exchangeBytes(with: &buffer) }
+        encoder.reserveCapacity(self.estimatedSize)
+        do {
+            try self.encode(into: &encoder)
+        } catch {
+            encoder.truncate(to: start)
+            throw error
+        }
+    }
+
     /// Writes the sections straight into `encoder`, field by field, without building ``AMQPValue``s for them: the
     /// same bytes as encoding the sections as values, and one allocation (the output) for a whole message.
     private func encode(into encoder: inout AMQPEncoder) throws(AMQPCodecError) {

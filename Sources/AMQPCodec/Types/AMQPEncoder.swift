@@ -304,6 +304,16 @@ public struct AMQPEncoder: Sendable {
         self.bytes += raw
     }
 
+    /// Swaps the encoder's bytes with `buffer` (no copy): an encoder can append to a caller's buffer.
+    mutating func exchangeBytes(with buffer: inout [UInt8]) {
+        swap(&self.bytes, &buffer)
+    }
+
+    /// Drops what was written after the first `count` bytes (keeping the storage).
+    mutating func truncate(to count: Int) {
+        self.bytes.removeSubrange(count...)
+    }
+
     /// Room for `count` more bytes, so that encoding what is known to follow allocates once.
     package mutating func reserveCapacity(_ count: Int) {
         self.bytes.reserveCapacity(self.bytes.count + count)

@@ -15,6 +15,8 @@ package final class TLSWriteQueue: Sendable {
         /// The buffer the last write emptied, kept for the next swap.
         var spare: [UInt8] = []
         var writing = false
+        /// Set by ``hold(_:)``: queued bytes wait for it to be cleared.
+        var held = false
         var finished = false
         var overflowed = false
         var drained: [CheckedContinuation<Void, Never>] = []
@@ -59,13 +61,27 @@ package final class TLSWriteQueue: Sendable {
                 return (false, false, true)
             }
             state.pending.append(contentsOf: bytes)
-            guard !state.writing else { return (true, false, false) }
+            guard !state.writing, !state.held else { return (true, false, false) }
             state.writing = true
             return (true, true, false)
         }
         if overflow { self.connection.close() }
         if start { self.drain() }
         return accepted
+    }
+
+    /// While held, queued bytes wait instead of going out: a reader that already has more requests buffered holds
+    /// the queue while it answers them, so that the answers leave in one write (one TLS record) rather than one
+    /// each. `false` writes what waited; hold only while there is buffered input to work on, never across a wait for
+    /// the peer.
+    package func hold(_ holding: Bool) {
+        let start = self.state.withLock { state -> Bool in
+            state.held = holding
+            guard !holding, !state.writing, !state.pending.isEmpty, !state.finished else { return false }
+            state.writing = true
+            return true
+        }
+        if start { self.drain() }
     }
 
     /// Writes the queue until it is empty without waiting; when the socket is full, a task waits for it and writes
@@ -139,6 +155,8 @@ package final class TLSWriteQueue: Sendable {
 
     /// Sends what is queued, then refuses more.
     package func finish() async {
+        // What a hold kept back goes out first.
+        self.hold(false)
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let idle = self.state.withLock { state -> Bool in
                 state.finished = true

@@ -146,7 +146,13 @@ actor AMQPDeviceConnection: DeviceLink {
                     if !self.authorized.isEmpty { await self.hub.recordHeartbeat(self.authorized, sent: false) }
                     continue
                 }
-                try await self.handle(try AMQPPerformative.decode(frame.body), channel: frame.channel)
+                let performative = try AMQPPerformative.decode(frame.body)
+                // A transfer with more frames already read (a client's batch of telemetry): the dispositions go out
+                // together, once the last one buffered is handled.
+                var batched = false
+                if case .transfer = performative { batched = self.anotherFrameBuffered }
+                self.outbound.hold(batched)
+                try await self.handle(performative, channel: frame.channel)
             }
         } catch {
             await self.close(because: "\(error)")
@@ -169,6 +175,13 @@ actor AMQPDeviceConnection: DeviceLink {
             }
             try await self.fill(timeout: .seconds(30))
         }
+    }
+
+    /// Whether another whole frame is already buffered (the size in its header fits what was read).
+    private var anotherFrameBuffered: Bool {
+        guard self.buffer.count >= 8 else { return false }
+        let size = self.buffer.prefix(4).reduce(0) { $0 << 8 | Int($1) }
+        return size >= 8 && size <= self.buffer.count
     }
 
     private func readFrame(timeout: Duration) async throws -> AMQPFrame {

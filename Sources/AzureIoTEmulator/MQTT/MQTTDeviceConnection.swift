@@ -61,6 +61,11 @@ actor MQTTDeviceConnection: DeviceLink {
             let timeout: Duration? = keepAlive == 0 ? nil : .milliseconds(Int(keepAlive) * 1500)
             while !self.closed {
                 let packet = try await self.readPacket(&buffer, framer: framer, timeout: timeout)
+                // A PUBLISH with more packets already read (a client's batch of telemetry): the PUBACKs go out
+                // together, once the last one buffered is handled.
+                var batched = false
+                if case .publish = packet { batched = (try? framer.nextFrame(in: buffer[...])) != nil }
+                self.outbound.hold(batched)
                 try await self.handle(packet)
             }
         } catch let error as AzureIoTError where error.code == .timedOut {

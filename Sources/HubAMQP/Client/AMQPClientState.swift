@@ -103,8 +103,24 @@ struct AMQPClientState: Sendable {
 
     private struct Outgoing {
         var slot: Int
-        var payload: [UInt8]
+        var payload: OutgoingPayload
         var deliveryId: UInt32?
+    }
+
+    /// What a queued message goes out as.
+    private enum OutgoingPayload {
+        /// Bytes, split into transfer frames of the peer's size.
+        case bytes([UInt8])
+        /// A message, encoded straight into its transfer frame each time it is transmitted (`size`: its bytes), so
+        /// that no copy of its bytes is kept while it waits for settlement.
+        case message(AMQPMessage, size: Int)
+
+        var count: Int {
+            switch self {
+            case .bytes(let bytes): bytes.count
+            case .message(_, let size): size
+            }
+        }
     }
 
     /// One attached (or attaching) link, by our handle.
@@ -276,7 +292,26 @@ struct AMQPClientState: Sendable {
     /// ``enqueue(sequence:payload:slot:)`` for the hot path: the transfer frames to write are appended to `frames`
     /// (a buffer the driver reuses) instead of coming back as an action, so a send allocates nothing here.
     mutating func enqueue(sequence: UInt64, payload: [UInt8], slot: Int = 0, into frames: inout [UInt8]) {
-        self.outgoing[sequence] = Outgoing(slot: slot, payload: payload)
+        self.outgoing[sequence] = Outgoing(slot: slot, payload: .bytes(payload))
+        self.untransmitted[slot, default: SequenceQueue()].append(sequence)
+        self.pump(into: &frames)
+    }
+
+    /// ``enqueue(sequence:payload:slot:into:)`` for a message that is kept as it is and encoded straight into its
+    /// transfer frame whenever it is transmitted: a send allocates nothing here (a message larger than a frame is
+    /// encoded once more, into bytes, to be split). Throws, queueing nothing, when `message` cannot be encoded.
+    mutating func enqueue(
+        sequence: UInt64,
+        message: AMQPMessage,
+        slot: Int = 0,
+        into frames: inout [UInt8]
+    ) throws(AMQPCodecError) {
+        // Encoded once here to check it and learn its size, then dropped again (the buffer keeps its storage).
+        let start = frames.count
+        try message.encode(appendingTo: &frames)
+        let size = frames.count - start
+        frames.removeSubrange(start...)
+        self.outgoing[sequence] = Outgoing(slot: slot, payload: .message(message, size: size))
         self.untransmitted[slot, default: SequenceQueue()].append(sequence)
         self.pump(into: &frames)
     }
@@ -338,7 +373,7 @@ struct AMQPClientState: Sendable {
         while link.credit > 0, !queue.isEmpty {
             link.credit -= 1
             link.deliveryCount &+= 1
-            self.appendTransfers(queue.removeFirst(), handle: handle, settled: true, to: &frames)
+            self.appendTransfers(.bytes(queue.removeFirst()), handle: handle, settled: true, to: &frames)
         }
         self.links[handle] = link
         self.pendingRequests[kind] = queue.isEmpty ? nil : queue
@@ -619,15 +654,46 @@ struct AMQPClientState: Sendable {
     private var chunkSize: Int { max(64, self.peerMaxFrameSize - 8 - 64) }
 
     /// One delivery as transfer frames appended to `frames` (the hot path: no performative values); takes the next
-    /// delivery id and transfer ids.
-    private mutating func appendTransfers(_ payload: [UInt8], handle: UInt32, settled: Bool, to frames: inout [UInt8]) {
+    /// delivery id and transfer ids. A message that fits one frame is encoded straight into it.
+    private mutating func appendTransfers(
+        _ payload: OutgoingPayload,
+        handle: UInt32,
+        settled: Bool,
+        to frames: inout [UInt8]
+    ) {
+        let bytes: [UInt8]
+        switch payload {
+        case .bytes(let raw):
+            bytes = raw
+        case .message(let message, let size) where size <= self.chunkSize:
+            let id = self.nextDeliveryId
+            self.nextDeliveryId &+= 1
+            self.tagBuffer.withUnsafeMutableBytes { $0.storeBytes(of: id.bigEndian, as: UInt32.self) }
+            let header = AMQPTransferFrame.Header(
+                handle: handle,
+                deliveryId: id,
+                deliveryTag: self.tagBuffer[0..<4],
+                messageFormat: 0,
+                settled: settled
+            )
+            // The message was encoded when it was queued, so this cannot throw; if it did, nothing is written and
+            // the delivery is never settled, so its send times out.
+            try? AMQPTransferFrame.append(header, to: &frames) { (buffer: inout [UInt8]) throws(AMQPCodecError) in
+                try message.encode(appendingTo: &buffer)
+            }
+            self.nextOutgoingId &+= 1
+            return
+        case .message(let message, _):
+            // Larger than the peer's frames (or than a later connection's): its bytes, split below.
+            bytes = (try? message.encoded()) ?? []
+        }
         let id = self.nextDeliveryId
         self.nextDeliveryId &+= 1
         let chunk = self.chunkSize
         var offset = 0
-        payload.withUnsafeBytes { bytes in
+        bytes.withUnsafeBytes { raw in
             repeat {
-                let end = min(payload.count, offset + chunk)
+                let end = min(bytes.count, offset + chunk)
                 let first = offset == 0
                 if first {
                     self.tagBuffer.withUnsafeMutableBytes { $0.storeBytes(of: id.bigEndian, as: UInt32.self) }
@@ -638,17 +704,17 @@ struct AMQPClientState: Sendable {
                     deliveryTag: first ? self.tagBuffer[0..<4] : nil,
                     messageFormat: first ? 0 : nil,
                     settled: first ? settled : nil,
-                    more: end < payload.count ? true : nil
+                    more: end < bytes.count ? true : nil
                 )
                 // A frame is at most the peer's frame size, far below the 4 GiB the encoder refuses.
                 try? AMQPTransferFrame.append(
                     header,
-                    payload: UnsafeRawBufferPointer(rebasing: bytes[offset..<end]),
+                    payload: UnsafeRawBufferPointer(rebasing: raw[offset..<end]),
                     to: &frames
                 )
                 self.nextOutgoingId &+= 1
                 offset = end
-            } while offset < payload.count
+            } while offset < bytes.count
         }
     }
 

@@ -119,6 +119,9 @@ actor HubAMQPSession {
     /// Whether a flush of ``outboundFrames`` is scheduled: with several sends in flight their transfers wait for it
     /// and go out together (one TLS record, one system call); a lone send writes at once.
     private var flushScheduled = false
+    /// The task that runs scheduled flushes, parked between them (`true`: flush, `false`: end). Waking it from the
+    /// actor queues it behind the sends already waiting, as a new task would, without allocating one per flush.
+    private var flusher: FastContinuation<Bool, Never>?
     private var settlements: [AMQPClientState.Settlement] = []
     private(set) var terminalError: HubAMQPError?
     /// `run()` calls waiting for the session to end.
@@ -1229,7 +1232,6 @@ actor HubAMQPSession {
         guard self.protocolState.unsettledCount < self.settings.maximumQueuedMessages else {
             throw HubAMQPError(.queueFull, "\(self.protocolState.unsettledCount) messages already wait for settlement")
         }
-        let payload = try message.encoded()
         self.nextSequence += 1
         let sequence = self.nextSequence
         let timeout = timeout ?? self.settings.operationTimeout
@@ -1239,6 +1241,10 @@ actor HubAMQPSession {
         let expires = lifetime.map { $0 < timeout } ?? false
         let wait = expires ? lifetime! : timeout
         let waitDeadline = self.settings.clock.now() + wait
+        // Queued (and transmitted when it can be: its transfer lands in the outbound buffer, written below) before
+        // the wait, so that a message that cannot be encoded throws here; kept as a message, not as a copy of its
+        // bytes, until it is settled.
+        try self.protocolState.enqueue(sequence: sequence, message: message, slot: slot, into: &self.outboundFrames)
         try await withTaskCancellationHandler {
             try await withFastThrowingContinuation { (continuation: FastContinuation<Void, any Error>) in
                 self.sendWaiters[sequence] = SendWaiter(
@@ -1251,7 +1257,6 @@ actor HubAMQPSession {
                     self.sweepingSendDeadlines = true
                     Task { await self.sweepSendDeadlines() }
                 }
-                self.protocolState.enqueue(sequence: sequence, payload: payload, slot: slot, into: &self.outboundFrames)
                 if self.lifecycle != .connected && self.lifecycle != .connecting {
                     self.outboundFrames.removeAll(keepingCapacity: true)
                 } else if self.sendWaiters.count > 1 {
@@ -1277,12 +1282,31 @@ actor HubAMQPSession {
     private func scheduleFlush() {
         guard !self.flushScheduled else { return }
         self.flushScheduled = true
-        Task { self.runScheduledFlush() }
+        if let flusher = self.flusher {
+            self.flusher = nil
+            flusher.resume(returning: true)
+        } else {
+            Task { await self.runFlushes() }
+        }
     }
 
-    private func runScheduledFlush() {
-        self.flushScheduled = false
-        self.flushOutboundFrames()
+    /// Flushes, then waits for the next ``scheduleFlush()``, until the session is closed.
+    private func runFlushes() async {
+        repeat {
+            self.flushScheduled = false
+            self.flushOutboundFrames()
+        } while await self.nextFlush()
+    }
+
+    /// Parks the flushing task until the next flush (`true`) or the end of the session (`false`).
+    private func nextFlush() async -> Bool {
+        await withFastContinuation { (continuation: FastContinuation<Bool, Never>) in
+            if self.lifecycle == .closed {
+                continuation.resume(returning: false)
+            } else {
+                self.flusher = continuation
+            }
+        }
     }
 
     /// Ends every send wait whose deadline has passed (`timedOut`, or `expired` for a message's own expiry); the
@@ -1437,6 +1461,8 @@ actor HubAMQPSession {
 
     private func finish(with error: HubAMQPError) {
         self.lifecycle = .closed
+        self.flusher?.resume(returning: false)
+        self.flusher = nil
         self.terminalError = error
         let waiters = self.sendWaiters
         self.sendWaiters = [:]
