@@ -44,28 +44,27 @@ enum AMQPBenchmark {
         let clock = ContinuousClock()
         let start = clock.now
         try await client.connect()
-        @Sendable func sends(_ total: Int) async throws {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for lane in 0..<window {
-                    group.addTask {
-                        var index = lane
-                        while index < total {
-                            try await client.send(AMQPMessage(data: body))
-                            index += window
-                        }
+        // The lanes run for the whole count (no new tasks during the measurement); the malloc counter is read
+        // when `count - measured` sends have been settled and again at the end, so the figure is per settled send
+        // at steady state, whatever the number in flight.
+        let measured = max(1, count / 10)
+        let progress = BenchmarkProgress(readAt: count - measured)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in 0..<window {
+                group.addTask {
+                    var index = lane
+                    while index < count {
+                        try await client.send(AMQPMessage(data: body))
+                        progress.settled()
+                        index += window
                     }
                 }
-                try await group.waitForAll()
             }
+            try await group.waitForAll()
         }
-        // Most of the run, then a tenth under the malloc counter (the connection is warm by then).
-        let measured = max(1, count / 10)
-        try await sends(count - measured)
-        let systemBefore = MallocCounter.readSystem()
-        let before = MallocCounter.read()
-        try await sends(measured)
         let after = MallocCounter.read()
         let systemAfter = MallocCounter.readSystem()
+        let (before, systemBefore) = progress.reading
         await client.close()
         let seconds = elapsedSeconds(clock.now - start)
         var line = String(

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Reads the counters of `Benchmarks/peers/malloc_counter.c` when it is preloaded (nil otherwise).
 public enum MallocCounter {
@@ -60,4 +61,36 @@ public enum MallocCounter {
 /// A duration in seconds.
 public func elapsedSeconds(_ duration: Duration) -> Double {
     Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+}
+
+/// Counts settled operations across tasks and reads the malloc counter once `readAt` have settled, so that a
+/// benchmark whose tasks run for the whole count measures its steady state without starting tasks in between.
+public final class BenchmarkProgress: Sendable {
+    public typealias Reading = (
+        counter: (bytes: UInt64?, calls: UInt64?), system: (openSSL: UInt64, dispatch: UInt64)?
+    )
+
+    private let settledCount = Atomic<Int>(0)
+    private let readAt: Int
+    private let stored = Mutex<Reading?>(nil)
+
+    public init(readAt: Int) {
+        self.readAt = readAt
+        if readAt <= 0 { self.record() }
+    }
+
+    /// One more operation settled.
+    public func settled() {
+        if self.settledCount.wrappingAdd(1, ordering: .relaxed).newValue == self.readAt { self.record() }
+    }
+
+    /// The counter as read when `readAt` operations had settled.
+    public var reading: Reading {
+        self.stored.withLock { $0 } ?? (MallocCounter.read(), MallocCounter.readSystem())
+    }
+
+    private func record() {
+        let reading = (MallocCounter.readSystem(), MallocCounter.read())
+        self.stored.withLock { $0 = (reading.1, reading.0) }
+    }
 }

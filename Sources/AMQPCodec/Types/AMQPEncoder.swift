@@ -314,9 +314,13 @@ public struct AMQPEncoder: Sendable {
         self.bytes.removeSubrange(count...)
     }
 
-    /// Room for `count` more bytes, so that encoding what is known to follow allocates once.
+    /// Room for `count` more bytes, so that encoding what is known to follow allocates once. Growing a buffer that
+    /// already holds other frames at least doubles it, as appending would (an exact reservation per message would
+    /// reallocate and copy the whole buffer for every message added to it).
     package mutating func reserveCapacity(_ count: Int) {
-        self.bytes.reserveCapacity(self.bytes.count + count)
+        let needed = self.bytes.count + count
+        guard self.bytes.capacity < needed else { return }
+        self.bytes.reserveCapacity(Swift.max(needed, self.bytes.capacity * 2))
     }
 
     /// A `binary` value, without copying `raw` anywhere but into the output.
