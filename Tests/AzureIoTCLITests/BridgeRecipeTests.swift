@@ -59,7 +59,7 @@ struct BridgeRecipeTests {
                 || local.output.contains("Received CONNACK on connection azureiot-bridge")
         )
 
-        let publish = try PeerProcess.run(
+        let publish = try await PeerProcess.complete(
             "/usr/bin/mosquitto_pub",
             [
                 "-h", "127.0.0.1", "-p", String(localPort), "-t", "devices/bridged1/messages/events/", "-m",

@@ -27,10 +27,8 @@ struct EdgeCommandTests {
             readyMarker: "# module sensor",
             timeout: .seconds(60)
         )
-        defer {
-            emulator.interrupt()
-            if emulator.waitForExit() == nil { emulator.stop() }
-        }
+        // Killed if the test ends early; an orderly shutdown (awaited, not blocking a thread) otherwise.
+        defer { emulator.stop() }
         try await eventually("the export lines") {
             emulator.output.contains("export IOTEDGE_WORKLOADURI='unix://\(socket)'")
         }
@@ -94,5 +92,6 @@ struct EdgeCommandTests {
         #expect(both.status != 0 && both.stderr.contains("not both"), "\(both.stderr)")
         let edgeOnly = try await PeerProcess.capture(Self.binary, ["emulator", "--edge-module", "m"])
         #expect(edgeOnly.status != 0 && edgeOnly.stderr.contains("need --edge-device"), "\(edgeOnly.stderr)")
+        await emulator.shutDown()
     }
 }

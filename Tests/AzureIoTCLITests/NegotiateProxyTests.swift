@@ -20,10 +20,8 @@ struct NegotiateProxyTests {
         let squid = try await ProxyPeer.squid(.negotiate(realm))
         defer { squid.process.stop() }
         let emulator = try await PeerProcess(Self.binary, ["emulator"], readyMarker: "}\n", timeout: .seconds(60))
-        defer {
-            emulator.interrupt()
-            if emulator.waitForExit() == nil { emulator.stop() }
-        }
+        // Killed if the test ends early; an orderly shutdown (awaited, not blocking a thread) otherwise.
+        defer { emulator.stop() }
         let text = try #require(emulator.output.split(separator: "\n").first { $0.hasPrefix("{") }).description
         let json = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
         let ca = try #require(json["caCertificatePath"] as? String)
@@ -79,5 +77,6 @@ struct NegotiateProxyTests {
         #expect(refused.status == 3, "\(refused.stderr)")
         #expect(refused.stderr.contains("proxyAuthenticationRequired"), "\(refused.stderr)")
         #expect(refused.stderr.contains("localhost:\(squid.port)") && !refused.stderr.contains("SharedAccess"))
+        await emulator.shutDown()
     }
 }

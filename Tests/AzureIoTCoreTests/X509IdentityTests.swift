@@ -12,7 +12,7 @@ struct X509IdentityTests {
         #expect(dev1.commonName == "dev1")
         #expect(dev1.chain.isEmpty)
         #expect(dev1.privateKey.algorithm == "RSA")
-        let fingerprint = try PeerProcess.run(
+        let fingerprint = try await PeerProcess.complete(
             "/usr/bin/openssl",
             ["x509", "-in", pki.path("dev1.pem"), "-noout", "-fingerprint", "-sha1"]
         )

@@ -301,8 +301,11 @@ struct ProvisioningClientTests {
         )
         defer { server.stop() }
         let base = "https://localhost:\(server.port)/\(DPSTestServer.idScope)/registrations"
-        func curl(_ arguments: [String]) throws -> String {
-            let result = try PeerProcess.run("/usr/bin/curl", ["-sS", "--cacert", pki.path("ca.pem")] + arguments)
+        func curl(_ arguments: [String]) async throws -> String {
+            let result = try await PeerProcess.complete(
+                "/usr/bin/curl",
+                ["-sS", "--cacert", pki.path("ca.pem")] + arguments
+            )
             #expect(result.status == 0, "\(result.output)")
             return result.output
         }
@@ -312,14 +315,14 @@ struct ProvisioningClientTests {
             return try #require(object["operationId"] as? String)
         }
         // Certificate form, as in the X.509 write-up.
-        let put = try curl([
+        let put = try await curl([
             "-L", "-i", "-X", "PUT", "--cert", pki.path("dev1.pem"), "--key", pki.path("dev1.key"),
             "-H", "Content-Type: application/json", "-H", "Content-Encoding:  utf-8",
             "-d", #"{"registrationId": "dev1"}"#, "\(base)/dev1/register?api-version=2019-03-31",
         ])
         #expect(put.contains("\"status\": \"assigning\""))
         let id = try operationId(put)
-        let get = try curl([
+        let get = try await curl([
             "-L", "-i", "-X", "GET", "--cert", pki.path("dev1.pem"), "--key", pki.path("dev1.key"),
             "-H", "Content-Type: application/json", "-H", "Content-Encoding:  utf-8",
             "\(base)/dev1/operations/\(id)?api-version=2019-03-31",
@@ -333,13 +336,13 @@ struct ProvisioningClientTests {
             expiry: UnixTime.now() + 3600,
             keyName: "registration"
         )
-        let sasPut = try curl([
+        let sasPut = try await curl([
             "-L", "-i", "-X", "PUT", "-H", "Content-Type: application/json", "-H", "Content-Encoding:  utf-8",
             "-H", "Authorization: \(sas)", "-d", #"{"registrationId": "dps-sym"}"#,
             "\(base)/dps-sym/register?api-version=2019-03-31",
         ])
         #expect(sasPut.contains("\"status\": \"assigning\""))
-        let sasGet = try curl([
+        let sasGet = try await curl([
             "-L", "-i", "-X", "GET", "-H", "Content-Type: application/json", "-H", "Content-Encoding:  utf-8",
             "-H", "Authorization: \(sas)",
             "\(base)/dps-sym/operations/\(try operationId(sasPut))?api-version=2019-03-31",

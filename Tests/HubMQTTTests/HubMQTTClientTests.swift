@@ -147,7 +147,7 @@ struct HubMQTTClientTests {
         try await client.subscribe(to: Set(HubMQTTClient.Inbound.allCases))
         try await client.connect()
 
-        try broker.hubPublish(
+        try await broker.hubPublish(
             topic:
                 "devices/dev1/messages/devicebound/%24.to=%2Fdevices%2Fdev1%2Fmessages%2FdeviceBound&%24.mid=c2d-1&%24.ct=application%2Fjson&k1=v%201&flag&empty=",
             payload: "hello"
@@ -164,14 +164,14 @@ struct HubMQTTClientTests {
         #expect(message.applicationProperties.map(\.key) == ["k1", "flag", "empty"])
 
         // The write-up's literal '$.' form is accepted too.
-        try broker.hubPublish(
+        try await broker.hubPublish(
             topic: "devices/dev1/messages/devicebound/$.ct=application%2Fjson&$.ce=utf-8",
             payload: "literal"
         )
         let literal = try #require(await c2d.next())
         #expect(literal.contentType == "application/json" && literal.contentEncoding == "utf-8")
 
-        try broker.hubPublish(
+        try await broker.hubPublish(
             topic: "$iothub/twin/PATCH/properties/desired/?$version=5",
             payload: #"{"fan":true,"$version":5}"#
         )
@@ -180,7 +180,7 @@ struct HubMQTTClientTests {
         #expect(patch.version == 5)
         #expect(String(decoding: patch.json, as: UTF8.self) == #"{"fan":true,"$version":5}"#)
 
-        try broker.hubPublish(topic: "$iothub/methods/POST/reboot/?$rid=abc", payload: #"{"delay":1}"#)
+        try await broker.hubPublish(topic: "$iothub/methods/POST/reboot/?$rid=abc", payload: #"{"delay":1}"#)
         var methods = client.methodRequests.makeAsyncIterator()
         let call = try #require(await methods.next())
         #expect(call.name == "reboot" && call.requestId == "abc")
@@ -192,7 +192,7 @@ struct HubMQTTClientTests {
         let twinTask = Task { try await client.twin() }
         let get = try #require(await hubSide.waitForLine { $0.hasPrefix("$iothub/twin/GET/?$rid=") })
         let rid = get.dropFirst("$iothub/twin/GET/?$rid=".count).prefix { $0 != "|" }
-        try broker.hubPublish(
+        try await broker.hubPublish(
             topic: "$iothub/twin/res/200/?$rid=\(rid)",
             payload: #"{"desired":{"fan":true,"$version":5},"reported":{"$version":2}}"#
         )
@@ -205,7 +205,7 @@ struct HubMQTTClientTests {
         )
         #expect(reported.hasSuffix(#"|{"fw":"1.0"}"#))
         let patchRid = reported.dropFirst("$iothub/twin/PATCH/properties/reported/?$rid=".count).prefix { $0 != "|" }
-        try broker.hubPublish(topic: "$iothub/twin/res/204/?$rid=\(patchRid)&$version=3", payload: "")
+        try await broker.hubPublish(topic: "$iothub/twin/res/204/?$rid=\(patchRid)&$version=3", payload: "")
         #expect(try await patchTask.value == 3)
 
         // An error status is a typed error.
@@ -216,7 +216,7 @@ struct HubMQTTClientTests {
             }
         )
         let secondRid = second.dropFirst("$iothub/twin/PATCH/properties/reported/?$rid=".count).prefix { $0 != "|" }
-        try broker.hubPublish(topic: "$iothub/twin/res/400/?$rid=\(secondRid)", payload: #"{"message":"bad"}"#)
+        try await broker.hubPublish(topic: "$iothub/twin/res/400/?$rid=\(secondRid)", payload: #"{"message":"bad"}"#)
         do {
             _ = try await failing.value
             Issue.record("expected a twin error")

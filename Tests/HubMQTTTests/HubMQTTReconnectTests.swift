@@ -27,7 +27,7 @@ struct HubMQTTReconnectTests {
             await hubSide.waitForLine(timeout: .seconds(15)) { $0.hasPrefix("$iothub/twin/GET/?$rid=") }
         )
         let rid = get.dropFirst("$iothub/twin/GET/?$rid=".count).prefix { $0 != "|" }
-        try broker.hubPublish(
+        try await broker.hubPublish(
             topic: "$iothub/twin/res/200/?$rid=\(rid)",
             payload: #"{"desired":{"interval":30,"$version":9},"reported":{"$version":4}}"#
         )

@@ -24,7 +24,7 @@ public final class AMQPTestPeer: Sendable {
         for (user, password) in users {
             // cyrus splits the PLAIN identity at '@': user "dev1" in realm "sas.hub".
             let parts = user.split(separator: "@", maxSplits: 1).map(String.init)
-            let result = try PeerProcess.run(
+            let result = try await PeerProcess.complete(
                 "/usr/sbin/saslpasswd2",
                 ["-c", "-p", "-f", database, "-u", parts[1], parts[0]],
                 input: password

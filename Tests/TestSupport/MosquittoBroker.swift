@@ -57,7 +57,7 @@ public final class MosquittoBroker: Sendable {
         let passwordFile = directory + "/passwd"
         _ = FileManager.default.createFile(atPath: passwordFile, contents: nil)
         for (user, password) in users {
-            let result = try PeerProcess.run("/usr/bin/mosquitto_passwd", ["-b", passwordFile, user, password])
+            let result = try await PeerProcess.complete("/usr/bin/mosquitto_passwd", ["-b", passwordFile, user, password])
             guard result.status == 0 else { throw TestFailure("mosquitto_passwd failed: \(result.output)") }
         }
         let tls =
@@ -187,8 +187,8 @@ extension MosquittoBroker {
     }
 
     /// Publishes as the hub would (QoS 1, on the plain port).
-    public func hubPublish(topic: String, payload: String) throws {
-        let result = try PeerProcess.run(
+    public func hubPublish(topic: String, payload: String) async throws {
+        let result = try await PeerProcess.complete(
             "/usr/bin/mosquitto_pub",
             ["-h", "127.0.0.1", "-p", String(self.plainPort), "-q", "1", "-t", topic, "-m", payload]
         )

@@ -67,55 +67,47 @@ public final class PeerProcess: Sendable {
     /// Sends SIGINT (the peer's orderly shutdown, like Ctrl-C).
     public func interrupt() { self.process.signal(SIGINT) }
 
-    /// Waits, at most `limit`, for the peer to exit by itself; returns its status, or `nil` when `limit` passed.
+    /// Interrupts the peer (SIGINT, its orderly shutdown) and waits, at most `limit`, for it to exit, polling without
+    /// blocking a thread of the cooperative pool (the in-process servers of the other tests need them); kills it when
+    /// it does not. Returns its status (`nil`: it had to be killed).
     @discardableResult
-    public func waitForExit(within limit: Duration = .seconds(10)) -> Int32? { self.process.wait(within: limit) }
+    public func shutDown(within limit: Duration = .seconds(10)) async -> Int32? {
+        self.interrupt()
+        let end = ContinuousClock.now + limit
+        while self.process.isRunning, ContinuousClock.now < end {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        guard self.process.isRunning else { return self.process.terminationStatus }
+        self.stop()
+        return nil
+    }
 
     /// Kills the peer (SIGKILL: children spawned from Dispatch threads may have SIGTERM blocked) and waits for it.
     public func stop() {
         self.process.stop()
         let handle = self.outputPipe.fileHandleForReading
         handle.readabilityHandler = nil
-        // What the peer wrote last may still be in the pipe (a loaded machine reads it late): keep it. The peer is
-        // gone, so the pipe holds all there will be; read it without waiting.
+        // What the peer wrote last may still be in the pipe (a loaded machine reads it late): keep it.
+        let rest = Self.readWithoutWaiting(handle)
+        self.outputBuffer.text.withLock { $0 += rest }
+    }
+
+    /// What a pipe holds now, read without waiting: the process that wrote it is gone, but a child it started may
+    /// still hold the pipe open, and a read until its end would then block a thread for as long as that child lives.
+    static func readWithoutWaiting(_ handle: FileHandle) -> String {
         let fd = handle.fileDescriptor
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        var bytes: [UInt8] = []
         while true {
             let count = read(fd, &chunk, chunk.count)
             guard count > 0 else { break }
-            let text = String(decoding: chunk[..<count], as: UTF8.self)
-            self.outputBuffer.text.withLock { $0 += text }
+            bytes += chunk[..<count]
         }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     deinit { self.stop() }
-
-    /// Runs a command to completion and returns its exit status and combined output.
-    public static func run(_ executable: String, _ arguments: [String], input: String? = nil) throws -> (
-        status: Int32, output: String
-    ) {
-        let pipe = Pipe()
-        let inputPipe = input.map { _ in Pipe() }
-        let null = open("/dev/null", O_RDWR)
-        defer { close(null) }
-        let process = try ChildProcess(
-            executable,
-            arguments,
-            stdin: inputPipe?.fileHandleForReading.fileDescriptor ?? null,
-            stdout: pipe.fileHandleForWriting.fileDescriptor,
-            stderr: pipe.fileHandleForWriting.fileDescriptor
-        )
-        try pipe.fileHandleForWriting.close()
-        if let inputPipe, let input {
-            try inputPipe.fileHandleForReading.close()
-            inputPipe.fileHandleForWriting.write(Data(input.utf8))
-            try inputPipe.fileHandleForWriting.close()
-        }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        let status = process.wait(within: .seconds(60)) ?? -1
-        return (status, String(decoding: data, as: UTF8.self))
-    }
 
     /// Runs a command to completion without blocking a thread (for clients of an in-process server), killing it
     /// after `timeout`; returns its exit status (-1 when killed) and combined output.
@@ -123,9 +115,10 @@ public final class PeerProcess: Sendable {
         _ executable: String,
         _ arguments: [String],
         environment: [String: String]? = nil,
+        input: String? = nil,
         timeout: Duration = .seconds(60)
     ) async throws -> (status: Int32, output: String) {
-        let (process, pipe, buffer) = try Self.start(executable, arguments, environment: environment)
+        let (process, pipe, buffer) = try Self.start(executable, arguments, environment: environment, input: input)
         let end = ContinuousClock.now + timeout
         while process.isRunning {
             if ContinuousClock.now > end {
@@ -136,24 +129,34 @@ public final class PeerProcess: Sendable {
         }
         try await Task.sleep(for: .milliseconds(50))
         pipe.fileHandleForReading.readabilityHandler = nil
-        let rest = pipe.fileHandleForReading.readDataToEndOfFile()
-        return (process.terminationStatus, buffer.text.withLock { $0 } + String(decoding: rest, as: UTF8.self))
+        let rest = Self.readWithoutWaiting(pipe.fileHandleForReading)
+        return (process.terminationStatus, buffer.text.withLock { $0 } + rest)
     }
 
-    /// Starts a process with stdout and stderr joined into one pipe collected into a buffer, and no stdin.
-    private static func start(_ executable: String, _ arguments: [String], environment: [String: String]?) throws
-        -> (ChildProcess, Pipe, OutputBuffer)
-    {
+    /// Starts a process with stdout and stderr joined into one pipe collected into a buffer, and `input` (a few
+    /// bytes: it is written before the process starts reading) or nothing on stdin.
+    private static func start(
+        _ executable: String,
+        _ arguments: [String],
+        environment: [String: String]?,
+        input: String? = nil
+    ) throws -> (ChildProcess, Pipe, OutputBuffer) {
         let pipe = Pipe()
         let buffer = OutputBuffer()
         Self.collect(pipe, into: buffer)
         let null = open("/dev/null", O_RDWR)
         defer { close(null) }
+        let inputPipe = input.map { _ in Pipe() }
+        if let inputPipe, let input {
+            inputPipe.fileHandleForWriting.write(Data(input.utf8))
+            try inputPipe.fileHandleForWriting.close()
+        }
+        defer { try? inputPipe?.fileHandleForReading.close() }
         let process = try ChildProcess(
             executable,
             arguments,
             environment: environment,
-            stdin: null,
+            stdin: inputPipe?.fileHandleForReading.fileDescriptor ?? null,
             stdout: pipe.fileHandleForWriting.fileDescriptor,
             stderr: pipe.fileHandleForWriting.fileDescriptor
         )
@@ -217,8 +220,7 @@ public final class PeerProcess: Sendable {
         var results: [String] = []
         for (pipe, buffer) in [(out, stdout), (err, stderr)] {
             pipe.fileHandleForReading.readabilityHandler = nil
-            let rest = pipe.fileHandleForReading.readDataToEndOfFile()
-            results.append(buffer.text.withLock { $0 } + String(decoding: rest, as: UTF8.self))
+            results.append(buffer.text.withLock { $0 } + Self.readWithoutWaiting(pipe.fileHandleForReading))
         }
         return (process.terminationStatus, results[0], results[1])
     }
