@@ -54,7 +54,10 @@ struct HubCommandTests {
         )
         defer { listener.stop() }
         #expect(await broker.waitForSubscription(of: "cli1"))
-        try await broker.hubPublish(topic: "devices/cli1/messages/devicebound/%24.mid=m1&color=blue", payload: "turn on")
+        try await broker.hubPublish(
+            topic: "devices/cli1/messages/devicebound/%24.mid=m1&color=blue",
+            payload: "turn on"
+        )
         try await broker.hubPublish(topic: "$iothub/methods/POST/blink/?$rid=7", payload: #"{"times":3}"#)
         try await broker.hubPublish(
             topic: "$iothub/twin/PATCH/properties/desired/?$version=2",

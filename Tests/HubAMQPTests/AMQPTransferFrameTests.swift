@@ -37,9 +37,10 @@ struct AMQPTransferFrameTests {
     }
 
     @Test("2,000 random transfers: the same bytes as the general encoder, read back to the same fields and payload")
-    func agreesWithGeneralCodec() throws {
+    func agreesWithGeneralCodec() async throws {
         var random = SeededRandom()
-        for _ in 0..<2000 {
+        for iteration in 0..<2000 {
+            await yieldToOtherTests(at: iteration)
             let header = Self.randomHeader(&random)
             let payload = (0..<Int.random(in: 0...600, using: &random)).map { _ in
                 UInt8.random(in: 0...255, using: &random)
@@ -70,7 +71,9 @@ struct AMQPTransferFrameTests {
         }
     }
 
-    @Test("a payload writer that throws leaves the buffer as it was; a message is encoded in place as encoded() gives it")
+    @Test(
+        "a payload writer that throws leaves the buffer as it was; a message is encoded in place as encoded() gives it"
+    )
     func payloadWrittenInPlace() throws {
         var buffer: [UInt8] = [1, 2, 3]
         #expect(throws: AMQPCodecError.self) {
@@ -122,9 +125,10 @@ struct AMQPTransferFrameTests {
     @Test(
         "20,000 mutated transfer frames: never a trap; whatever the hot path reads, the general decoder reads the same"
     )
-    func mutatedFrames() throws {
+    func mutatedFrames() async throws {
         var random = SeededRandom()
-        for _ in 0..<20_000 {
+        for iteration in 0..<20_000 {
+            await yieldToOtherTests(at: iteration)
             let header = Self.randomHeader(&random)
             var bytes = try Self.general(header, payload: [1, 2, 3])
             for _ in 0..<Int.random(in: 1...4, using: &random) {
@@ -171,10 +175,11 @@ struct AMQPDispositionFrameTests {
     @Test(
         "2,000 random dispositions and 20,000 mutated ones: read in place exactly as the general decoder reads them, or left to it"
     )
-    func agreesWithGeneralCodec() throws {
+    func agreesWithGeneralCodec() async throws {
         var random = SeededRandom()
         var fastReads = 0
         for round in 0..<22_000 {
+            await yieldToOtherTests(at: round)
             let disposition = Self.randomDisposition(&random)
             var bytes = AMQPFrame(channel: 3, body: try AMQPPerformative.disposition(disposition).encoded()).encoded
             if round >= 2000 {

@@ -62,12 +62,13 @@ struct MQTTFramingTests {
     }
 
     @Test("random bytes never trap: each prefix either decodes, asks for more, or throws a typed error")
-    func randomBytes() {
+    func randomBytes() async {
         // A trap ends the process before any expectation could report: the seed is printed up front.
         var generator = SeededRandom()
         print("random bytes: \(generator.replay)")
         let framer = MQTTFramer(maximumPacketSize: 4096)
-        for _ in 0..<20_000 {
+        for iteration in 0..<20_000 {
+            await yieldToOtherTests(at: iteration)
             let count = Int.random(in: 0..<40, using: &generator)
             var buffer = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
             do { _ = try framer.decodePackets(from: &buffer) } catch {}

@@ -57,7 +57,10 @@ public final class MosquittoBroker: Sendable {
         let passwordFile = directory + "/passwd"
         _ = FileManager.default.createFile(atPath: passwordFile, contents: nil)
         for (user, password) in users {
-            let result = try await PeerProcess.complete("/usr/bin/mosquitto_passwd", ["-b", passwordFile, user, password])
+            let result = try await PeerProcess.complete(
+                "/usr/bin/mosquitto_passwd",
+                ["-b", passwordFile, user, password]
+            )
             guard result.status == 0 else { throw TestFailure("mosquitto_passwd failed: \(result.output)") }
         }
         let tls =

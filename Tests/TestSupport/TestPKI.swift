@@ -11,7 +11,10 @@ public struct TestPKI: Sendable {
     public func text(_ name: String) throws -> String { try String(contentsOfFile: self.path(name), encoding: .utf8) }
 
     /// The shared instance; generation runs once, on first use, without blocking a thread (tests share two cores).
-    public static func shared() async throws -> TestPKI { try await generator.get() }
+    public static func shared() async throws -> TestPKI {
+        _ = StallWatchdog.started
+        return try await generator.get()
+    }
 
     private static let generator = Generator()
 
