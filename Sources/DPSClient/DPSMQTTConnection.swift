@@ -41,14 +41,8 @@ actor DPSAMQPExchange: DPSMessageConnection {
                     deadline: deadline
                 )
             }
-        } catch let error as HubAMQPError where error.code == .authenticationFailed {
-            throw ProvisioningError(
-                .unauthorized,
-                "DPS refused the credentials over AMQP: \(error.message)",
-                httpStatus: 401
-            )
         } catch let error as HubAMQPError {
-            throw ProvisioningError(.malformedResponse, "DPS over AMQP failed: \(error.message)")
+            throw Self.provisioningError(error)
         } catch let error as AMQPCodecError {
             throw ProvisioningError(.malformedResponse, "DPS sent a malformed AMQP frame: \(error)")
         }
@@ -57,6 +51,35 @@ actor DPSAMQPExchange: DPSMessageConnection {
             headers: answer.retryAfter.map { ["retry-after": $0] } ?? [:],
             body: answer.body
         )
+    }
+
+    /// What an AMQP failure of an exchange is to the provisioning client. A transport failure (the `AzureIoTError`
+    /// under it, a lost connection, a time-out) is thrown as the `AzureIoTError` it is, as DPS over MQTT and REST
+    /// throw theirs: the client retries it when it is transient and keeps the certificate codes. The rest is a
+    /// ``ProvisioningError`` with the AMQP error as its cause.
+    static func provisioningError(_ error: HubAMQPError) -> any Error {
+        if let transport = error.underlying as? AzureIoTError { return transport }
+        switch error.code {
+        case .authenticationFailed:
+            return ProvisioningError(
+                .unauthorized,
+                "DPS refused the credentials over AMQP: \(error.message)",
+                httpStatus: 401,
+                underlying: error
+            )
+        case .timedOut:
+            return AzureIoTError(.timedOut, "DPS did not answer over AMQP in time", underlying: error)
+        case .connectionClosed, .connectionFailed:
+            return AzureIoTError(.connectionClosed, "DPS over AMQP: \(error.message)", underlying: error)
+        case .rejected, .released, .modified, .linkDetached:
+            return ProvisioningError(
+                .serviceError,
+                "DPS refused the request over AMQP: \(error.message)",
+                underlying: error
+            )
+        default:
+            return ProvisioningError(.malformedResponse, "DPS over AMQP failed: \(error.message)", underlying: error)
+        }
     }
 
     func finish() async { await self.connection.finish() }

@@ -520,7 +520,6 @@ public struct ProvisioningClient: Sendable {
         }
     }
 
-    /// Transport failures worth another try: the server may be restarting or overloaded.
     /// A TLS or network failure as a ``ProvisioningError``: certificate problems get their own codes, the rest is
     /// ``ProvisioningError/Code/transportFailure``; the `AzureIoTError` stays as the underlying cause.
     static func transportError(_ error: AzureIoTError, endpoint: String) -> ProvisioningError {
@@ -542,6 +541,7 @@ public struct ProvisioningClient: Sendable {
         }
     }
 
+    /// Transport failures worth another try: the server may be restarting or overloaded.
     private static let transientCodes: Set<AzureIoTError.Code> = [
         .connectionFailed, .connectionClosed, .tlsHandshakeFailed, .ioFailure,
     ]
