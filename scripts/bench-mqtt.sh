@@ -74,8 +74,9 @@ echo "== codec"
 LD_PRELOAD="$work/malloc_counter.so" "$bin" codec 1000000
 echo "== heap per QoS 1 send at steady state (the same malloc counter, LD_PRELOAD, counts every thread)"
 heap_count=${MQTT_HEAP_COUNT:-20000}
-LD_PRELOAD="$work/malloc_counter.so" "$bin" heap "$port" "$work/pki/ca.pem" "$heap_count" 1
-LD_PRELOAD="$work/malloc_counter.so" "$bin" heap "$port" "$work/pki/ca.pem" "$heap_count" 16
+for senders in 1 4 16; do
+    LD_PRELOAD="$work/malloc_counter.so" "$bin" heap "$port" "$work/pki/ca.pem" "$heap_count" "$senders"
+done
 # mosquitto_pub cannot read the counter itself: two runs (N and 2N messages) print their totals at exit, and the
 # difference over N is its steady-state cost per message (connect, TLS set-up and start-up cancel out).
 head -n "$heap_count" "$work/lines" > "$work/heap-n" 2>/dev/null || python3 -c "import sys; sys.stdout.write(('x'*256+'\n')*$heap_count)" > "$work/heap-n"
