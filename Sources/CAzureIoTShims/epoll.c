@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 
 int azi_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 
@@ -34,5 +33,3 @@ int azi_epoll_wait(int epfd, int *fds, int *readiness, int capacity, int timeout
     }
     return count;
 }
-
-int azi_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }

@@ -5,11 +5,14 @@ import Foundation
     import Glibc
 #endif
 
-/// One dedicated thread that waits with `epoll(7)` for sockets to become readable or writable and resumes the
-/// suspended tasks that asked, so no socket wait ever blocks Swift's cooperative thread pool.
+/// Waits with `epoll(7)` for sockets to become readable or writable and resumes the suspended tasks that asked, so
+/// no socket wait ever blocks Swift's cooperative thread pool.
 ///
-/// Waiters arm their descriptor themselves (`EPOLLONESHOT`, from any thread), so a wait costs one `epoll_ctl` and
-/// the reactor thread is only woken (through an eventfd) when a new deadline is earlier than the one it sleeps on.
+/// Waiters arm their descriptor themselves (`EPOLLONESHOT`, from any thread), so a wait costs one `epoll_ctl`. The
+/// epoll descriptor itself is watched by a dispatch read source on the global queue, and deadlines by one dispatch
+/// timer, re-armed only when a new deadline is earlier than the one it is set for. Readiness is therefore collected
+/// (with a `epoll_wait` that never blocks) on a thread of the pool that runs the resumed tasks: a resumption does not
+/// cross from a thread outside the pool, which would cost libdispatch two allocations per wake-up.
 /// Every wait has an optional deadline (resumed with ``AzureIoTError/Code/timedOut``) and honours task
 /// cancellation (resumed with `CancellationError`).
 package final class IOReactor: Sendable {
@@ -45,13 +48,25 @@ package final class IOReactor: Sendable {
         var deadlines: [UInt64: UInt64] = [:]
         var cancelledBeforeRegistration: Set<UInt64> = []
         var nextId: UInt64 = 1
-        /// The deadline the reactor thread sleeps until (nil: no timeout).
-        var sleepingUntil: UInt64?
+        /// The deadline the timer is set for (nil: not set, or already fired).
+        var timerDeadline: UInt64?
+    }
+
+    /// What one handler keeps from call to call, so that a steady stream of readiness allocates nothing. Each
+    /// dispatch source runs its handler serially, so one of these per source is never shared.
+    private final class Scratch: @unchecked Sendable {
+        var fds = [Int32](repeating: 0, count: 64)
+        var readiness = [Int32](repeating: 0, count: 64)
+        var woken: [Waiter] = []
     }
 
     private let state = AdaptiveLock(State())
     private let epollFD: Int32
-    private let wakeFD: Int32
+    /// Watches the epoll descriptor, which is readable while any armed socket is ready. Kept for the life of the
+    /// process (the reactor is never released).
+    nonisolated(unsafe) private let readinessSource: any DispatchSourceRead
+    /// Fires at the earliest deadline.
+    nonisolated(unsafe) private let deadlineTimer: any DispatchSourceTimer
 
     private init() {
         // A write to a socket the peer closed must fail with EPIPE, not kill the process: OpenSSL writes with
@@ -61,15 +76,21 @@ package final class IOReactor: Sendable {
             signal(SIGPIPE, SIG_IGN)
         }
         self.epollFD = azi_epoll_create()
-        self.wakeFD = azi_eventfd()
-        guard self.epollFD >= 0, self.wakeFD >= 0 else {
-            fatalError("IOReactor: epoll/eventfd failed with errno \(errno)")
+        guard self.epollFD >= 0 else {
+            fatalError("IOReactor: epoll_create1 failed with errno \(errno)")
         }
-        // The wake descriptor stays armed: it is re-armed after every wake-up in `run`.
-        _ = azi_epoll_arm(self.epollFD, self.wakeFD, Int32(AZI_READABLE), 0)
-        let thread = Thread { [self] in self.run() }
-        thread.name = "AzureIoT.IOReactor"
-        thread.start()
+        // The global queue's threads are the ones Swift's global executor runs tasks on: a waiter resumed from
+        // there is enqueued with the thread's cached continuations, where a thread of our own would allocate two
+        // per wake-up. The handlers never block (`epoll_wait` with no timeout).
+        let queue = DispatchQueue.global()
+        self.readinessSource = DispatchSource.makeReadSource(fileDescriptor: self.epollFD, queue: queue)
+        self.deadlineTimer = DispatchSource.makeTimerSource(queue: queue)
+        let readinessScratch = Scratch()
+        let timerScratch = Scratch()
+        self.readinessSource.setEventHandler { [self] in self.collectReadiness(readinessScratch) }
+        self.deadlineTimer.setEventHandler { [self] in self.expireDeadlines(timerScratch) }
+        self.readinessSource.activate()
+        self.deadlineTimer.activate()
     }
 
     /// Suspends until `fd` is ready for `interest`, the deadline (monotonic nanoseconds) passes, or the task is
@@ -81,8 +102,8 @@ package final class IOReactor: Sendable {
         }
         try await withTaskCancellationHandler {
             try await withFastThrowingContinuation { (continuation: ReactorContinuation) in
-                let (cancelled, wake) = self.state.withLock { state -> (Bool, Bool) in
-                    if state.cancelledBeforeRegistration.remove(id) != nil { return (true, false) }
+                let cancelled = self.state.withLock { state -> Bool in
+                    if state.cancelledBeforeRegistration.remove(id) != nil { return true }
                     // Taken out and put back (not copied), so that the waiter array keeps its storage from wait to
                     // wait and is never copied on write.
                     var descriptor = state.descriptors.removeValue(forKey: fd) ?? Descriptor()
@@ -92,14 +113,15 @@ package final class IOReactor: Sendable {
                     self.arm(fd, &descriptor)
                     state.descriptors[fd] = descriptor
                     state.waiterDescriptor[id] = fd
-                    guard let deadline else { return (false, false) }
+                    guard let deadline else { return false }
                     state.deadlines[id] = deadline
-                    return (false, state.sleepingUntil.map { deadline < $0 } ?? true)
+                    if state.timerDeadline.map({ deadline < $0 }) ?? true {
+                        self.setTimer(for: deadline, in: &state)
+                    }
+                    return false
                 }
                 if cancelled {
                     continuation.resume(throwing: CancellationError())
-                } else if wake {
-                    self.wake()
                 }
             }
         } onCancel: {
@@ -128,6 +150,11 @@ package final class IOReactor: Sendable {
         for waiter in failed { waiter.continuation.resume(throwing: error) }
     }
 
+    /// How many waits on `fd` are registered (for tests: a wait has reached the reactor).
+    package func waiterCount(fd: Int32) -> Int {
+        self.state.withLock { $0.descriptors[fd]?.waiters.count ?? 0 }
+    }
+
     /// (Re-)arms `fd` for the union of its waiters' interests, one shot.
     private func arm(_ fd: Int32, _ descriptor: inout Descriptor) {
         let mask = descriptor.mask
@@ -149,45 +176,37 @@ package final class IOReactor: Sendable {
         return descriptor.waiters.remove(at: index)
     }
 
-    private func wake() {
-        var one: UInt64 = 1
-        _ = Glibc.write(self.wakeFD, &one, 8)
+    /// Sets the timer to fire at `deadline` (monotonic nanoseconds). Called with the lock held, so that the timer's
+    /// setting and `timerDeadline` always agree.
+    private func setTimer(for deadline: UInt64, in state: inout State) {
+        state.timerDeadline = deadline
+        let now = MonotonicClock.now()
+        // At most a day ahead: a later deadline is set again when the timer fires.
+        let delay = deadline > now ? min(deadline - now, 86_400_000_000_000) : 0
+        self.deadlineTimer.schedule(
+            deadline: .now() + .nanoseconds(Int(delay)),
+            leeway: .milliseconds(1)
+        )
     }
 
-    private func run() {
-        var fds = [Int32](repeating: 0, count: 64)
-        var readiness = [Int32](repeating: 0, count: 64)
-        // Reused from turn to turn: a steady stream of readiness allocates nothing here.
-        var ready: [Waiter] = []
-        var expired: [Waiter] = []
-        while true {
-            let timeout = self.state.withLock { state -> Int32 in
-                let nearest = state.deadlines.values.min()
-                state.sleepingUntil = nearest
-                guard let nearest else { return -1 }
-                let now = MonotonicClock.now()
-                return nearest <= now ? 0 : Int32(clamping: (nearest - now + 999_999) / 1_000_000)
-            }
-            let count = azi_epoll_wait(self.epollFD, &fds, &readiness, 64, timeout)
-            ready.removeAll(keepingCapacity: true)
-            expired.removeAll(keepingCapacity: true)
-            self.state.withLock { state in
-                state.sleepingUntil = 0
+    /// The read source's handler: takes every readiness epoll has now and resumes the waiters it satisfies.
+    private func collectReadiness(_ scratch: Scratch) {
+        scratch.woken.removeAll(keepingCapacity: true)
+        self.state.withLock { state in
+            // Until epoll has fewer events than fit: whether dispatch watches the descriptor edge- or
+            // level-triggered, nothing ready is left behind.
+            var count = Int32(scratch.fds.count)
+            while count == Int32(scratch.fds.count) {
+                count = azi_epoll_wait(self.epollFD, &scratch.fds, &scratch.readiness, Int32(scratch.fds.count), 0)
                 for index in 0..<max(0, Int(count)) {
-                    let fd = fds[index]
-                    if fd == self.wakeFD {
-                        var value: UInt64 = 0
-                        _ = Glibc.read(self.wakeFD, &value, 8)
-                        _ = azi_epoll_arm(self.epollFD, self.wakeFD, Int32(AZI_READABLE), 1)
-                        continue
-                    }
+                    let fd = scratch.fds[index]
                     // Taken out and put back, so the waiter array is changed in place and keeps its storage.
                     guard var descriptor = state.descriptors.removeValue(forKey: fd) else { continue }
-                    let fired = UInt32(readiness[index])
+                    let fired = UInt32(scratch.readiness[index])
                     let failing = fired & UInt32(AZI_FAILED) != 0
                     descriptor.waiters.removeAll { waiter in
                         guard failing || waiter.interest.rawValue & fired != 0 else { return false }
-                        ready.append(waiter)
+                        scratch.woken.append(waiter)
                         state.waiterDescriptor.removeValue(forKey: waiter.id)
                         state.deadlines.removeValue(forKey: waiter.id)
                         return true
@@ -195,15 +214,34 @@ package final class IOReactor: Sendable {
                     self.arm(fd, &descriptor)
                     state.descriptors[fd] = descriptor
                 }
-                let now = MonotonicClock.now()
-                for (id, deadline) in state.deadlines where deadline <= now {
-                    if let waiter = Self.removeWaiter(id, from: &state) { expired.append(waiter) }
-                }
-            }
-            for waiter in ready { waiter.continuation.resume() }
-            for waiter in expired {
-                waiter.continuation.resume(throwing: AzureIoTError(.timedOut, "the operation timed out"))
             }
         }
+        for waiter in scratch.woken { waiter.continuation.resume() }
+        scratch.woken.removeAll(keepingCapacity: true)
+    }
+
+    /// The timer's handler: resumes every waiter whose deadline has passed and sets the timer for the next one.
+    private func expireDeadlines(_ scratch: Scratch) {
+        scratch.woken.removeAll(keepingCapacity: true)
+        self.state.withLock { state in
+            let now = MonotonicClock.now()
+            var next: UInt64?
+            for (id, deadline) in state.deadlines {
+                if deadline <= now {
+                    if let waiter = Self.removeWaiter(id, from: &state) { scratch.woken.append(waiter) }
+                } else if next.map({ deadline < $0 }) ?? true {
+                    next = deadline
+                }
+            }
+            if let next {
+                self.setTimer(for: next, in: &state)
+            } else {
+                state.timerDeadline = nil
+            }
+        }
+        for waiter in scratch.woken {
+            waiter.continuation.resume(throwing: AzureIoTError(.timedOut, "the operation timed out"))
+        }
+        scratch.woken.removeAll(keepingCapacity: true)
     }
 }

@@ -77,8 +77,6 @@ int azi_epoll_arm(int epfd, int fd, int interest, int in_set);
 int azi_epoll_remove(int epfd, int fd);
 /// Waits; fills `fds` and `readiness` (AZI_* bits) for up to `capacity` events; returns the count or -1.
 int azi_epoll_wait(int epfd, int *fds, int *readiness, int capacity, int timeout_ms);
-/// `eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)`.
-int azi_eventfd(void);
 
 // MARK: - Certificates (certificates.c)
 
