@@ -299,4 +299,23 @@ struct EmulatorFidelityTests {
         #expect(twin.reported == .object(["firmware": .string("2.14.0"), "sdk": .string("python")]))
         await emulator.shutdown()
     }
+
+    @Test("a burst of PUBLISHes, one TLS record each, sent together: the 20 PUBACKs come back in one record")
+    func pubacksForABurstShareARecord() async throws {
+        let fixture = try await EmulatorFixture.start()
+        defer { Task { await fixture.emulator.shutdown() } }
+        let result = try await PeerProcess.complete(
+            "/usr/bin/python3",
+            [
+                PeerProcess.peerScript("fidelity/mqtt_record_batch.py"), "localhost",
+                String(fixture.endpoints.mqtt.port), fixture.endpoints.caCertificatePath, "dev1",
+                "\(fixture.hubHost)/dev1/?api-version=2021-04-12", try fixture.token(), "20",
+            ]
+        )
+        #expect(result.status == 0, "\(result.output)")
+        // The emulator reads the records one at a time; before it answers one it takes what else has arrived, and
+        // holds the PUBACKs until the last of them is handled (a PUBACK per record would be 20 records).
+        #expect(result.output.contains("pubacks 20 in 1 records"), "\(result.output)")
+        #expect(await fixture.emulator.telemetry(deviceId: "dev1").count == 20)
+    }
 }

@@ -147,12 +147,17 @@ actor AMQPDeviceConnection: DeviceLink {
                     continue
                 }
                 let performative = try AMQPPerformative.decode(frame.body)
-                // A transfer with more frames already read (a client's batch of telemetry): the dispositions go out
-                // together, once the last one buffered is handled.
+                // A transfer with more frames already sent (a client's batch of telemetry): the dispositions go out
+                // together, the last one's included, once the last one that has arrived is handled.
                 var batched = false
-                if case .transfer = performative { batched = self.anotherFrameBuffered }
-                self.outbound.hold(batched)
+                if case .transfer = performative {
+                    batched = self.anotherFrameArrived()
+                    self.outbound.hold(true)
+                } else {
+                    self.outbound.hold(false)
+                }
                 try await self.handle(performative, channel: frame.channel)
+                if !batched { self.outbound.hold(false) }
             }
         } catch {
             await self.close(because: "\(error)")
@@ -178,6 +183,18 @@ actor AMQPDeviceConnection: DeviceLink {
     }
 
     /// Whether another whole frame is already buffered (the size in its header fits what was read).
+    /// Whether a whole frame follows, in the buffer or already arrived on the socket (taken without waiting): a
+    /// client's transfers written one record at a time still get their dispositions in one record.
+    private func anotherFrameArrived() -> Bool {
+        if self.anotherFrameBuffered { return true }
+        // A failure or a close is left for the next read to report.
+        guard case .done(let bytes) = try? self.connection.readNow(maxBytes: 64 * 1024), !bytes.isEmpty else {
+            return false
+        }
+        self.buffer += bytes
+        return self.anotherFrameBuffered
+    }
+
     private var anotherFrameBuffered: Bool {
         guard self.buffer.count >= 8 else { return false }
         let size = self.buffer.prefix(4).reduce(0) { $0 << 8 | Int($1) }

@@ -61,18 +61,35 @@ actor MQTTDeviceConnection: DeviceLink {
             let timeout: Duration? = keepAlive == 0 ? nil : .milliseconds(Int(keepAlive) * 1500)
             while !self.closed {
                 let packet = try await self.readPacket(&buffer, framer: framer, timeout: timeout)
-                // A PUBLISH with more packets already read (a client's batch of telemetry): the PUBACKs go out
-                // together, once the last one buffered is handled.
+                // A PUBLISH with more packets already sent (a client's batch of telemetry): the PUBACKs go out
+                // together, the last one's included, once the last one that has arrived is handled.
                 var batched = false
-                if case .publish = packet { batched = (try? framer.nextFrame(in: buffer[...])) != nil }
-                self.outbound.hold(batched)
+                if case .publish = packet {
+                    batched = self.anotherPacketArrived(&buffer, framer: framer)
+                    self.outbound.hold(true)
+                } else {
+                    self.outbound.hold(false)
+                }
                 try await self.handle(packet)
+                if !batched { self.outbound.hold(false) }
             }
         } catch let error as AzureIoTError where error.code == .timedOut {
             await self.close(because: "no packet within 1.5 × keep-alive")
         } catch {
             await self.close(because: "\(error)")
         }
+    }
+
+    /// Whether a whole packet follows, in `buffer` or already arrived on the socket (taken without waiting): a
+    /// client's PUBLISHes written one record at a time still get their PUBACKs in one record.
+    private func anotherPacketArrived(_ buffer: inout [UInt8], framer: MQTTFramer) -> Bool {
+        if (try? framer.nextFrame(in: buffer[...])) != nil { return true }
+        // A failure or a close is left for the next read to report.
+        guard case .done(let bytes) = try? self.connection.readNow(maxBytes: 64 * 1024), !bytes.isEmpty else {
+            return false
+        }
+        buffer += bytes
+        return (try? framer.nextFrame(in: buffer[...])) != nil
     }
 
     private func readPacket(_ buffer: inout [UInt8], framer: MQTTFramer, timeout: Duration?) async throws -> MQTTPacket
