@@ -496,7 +496,7 @@ public final class TLSConnection: Sendable {
                 throw error
             case .wantRead where !yielded && phase == .transfer:
                 // On a busy connection the next bytes are often already on their way: give other tasks one turn and
-                // try again before paying for a reactor round trip (an epoll re-arm and two thread wake-ups).
+                // try again before paying for a reactor round trip (an epoll re-arm and a wake-up).
                 yielded = true
                 await Task.yield()
             case .wantRead:
