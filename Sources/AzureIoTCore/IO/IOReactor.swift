@@ -62,11 +62,13 @@ package final class IOReactor: Sendable {
 
     private let state = AdaptiveLock(State())
     private let epollFD: Int32
+    /// Why the epoll descriptor could not be made (every wait then fails with it), or nil.
+    private let unavailable: AzureIoTError?
     /// Watches the epoll descriptor, which is readable while any armed socket is ready. Kept for the life of the
     /// process (the reactor is never released).
-    nonisolated(unsafe) private let readinessSource: any DispatchSourceRead
+    nonisolated(unsafe) private let readinessSource: (any DispatchSourceRead)?
     /// Fires at the earliest deadline.
-    nonisolated(unsafe) private let deadlineTimer: any DispatchSourceTimer
+    nonisolated(unsafe) private let deadlineTimer: (any DispatchSourceTimer)?
 
     private init() {
         // A write to a socket the peer closed must fail with EPIPE, not kill the process: OpenSSL writes with
@@ -77,25 +79,33 @@ package final class IOReactor: Sendable {
         }
         self.epollFD = azi_epoll_create()
         guard self.epollFD >= 0 else {
-            fatalError("IOReactor: epoll_create1 failed with errno \(errno)")
+            // Out of descriptors or kernel memory: sockets cannot be waited on, so every wait says so.
+            self.unavailable = AzureIoTError(.ioFailure, "epoll_create1 failed: \(TCPSocket.errnoText())")
+            self.readinessSource = nil
+            self.deadlineTimer = nil
+            return
         }
+        self.unavailable = nil
         // The global queue's threads are the ones Swift's global executor runs tasks on: a waiter resumed from
         // there is enqueued with the thread's cached continuations, where a thread of our own would allocate two
         // per wake-up. The handlers never block (`epoll_wait` with no timeout).
         let queue = DispatchQueue.global()
-        self.readinessSource = DispatchSource.makeReadSource(fileDescriptor: self.epollFD, queue: queue)
-        self.deadlineTimer = DispatchSource.makeTimerSource(queue: queue)
+        let readinessSource = DispatchSource.makeReadSource(fileDescriptor: self.epollFD, queue: queue)
+        let deadlineTimer = DispatchSource.makeTimerSource(queue: queue)
+        self.readinessSource = readinessSource
+        self.deadlineTimer = deadlineTimer
         let readinessScratch = Scratch()
         let timerScratch = Scratch()
-        self.readinessSource.setEventHandler { [self] in self.collectReadiness(readinessScratch) }
-        self.deadlineTimer.setEventHandler { [self] in self.expireDeadlines(timerScratch) }
-        self.readinessSource.activate()
-        self.deadlineTimer.activate()
+        readinessSource.setEventHandler { [self] in self.collectReadiness(readinessScratch) }
+        deadlineTimer.setEventHandler { [self] in self.expireDeadlines(timerScratch) }
+        readinessSource.activate()
+        deadlineTimer.activate()
     }
 
     /// Suspends until `fd` is ready for `interest`, the deadline (monotonic nanoseconds) passes, or the task is
     /// cancelled. Error and hang-up conditions count as ready: the next socket call reports them.
     nonisolated(nonsending) package func wait(fd: Int32, for interest: Interest, deadline: UInt64?) async throws {
+        if let unavailable { throw unavailable }
         let id = self.state.withLock { state -> UInt64 in
             defer { state.nextId += 1 }
             return state.nextId
@@ -183,7 +193,7 @@ package final class IOReactor: Sendable {
         let now = MonotonicClock.now()
         // At most a day ahead: a later deadline is set again when the timer fires.
         let delay = deadline > now ? min(deadline - now, 86_400_000_000_000) : 0
-        self.deadlineTimer.schedule(
+        self.deadlineTimer?.schedule(
             deadline: .now() + .nanoseconds(Int(delay)),
             leeway: .milliseconds(1)
         )
