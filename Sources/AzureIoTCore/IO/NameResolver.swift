@@ -7,8 +7,9 @@ import Synchronization
     import Darwin
 #endif
 
-/// Resolves host names with `getaddrinfo` on a Dispatch queue (never on the cooperative pool), with a deadline and
-/// cancellation: a resolution that outlives its caller finishes in the background and is discarded.
+/// Resolves host names with `getaddrinfo` on ``BlockingCallThreads`` (never on the cooperative pool, which on Linux
+/// `DispatchQueue.global()` is), with a deadline and cancellation: a resolution that outlives its caller finishes in
+/// the background and is discarded, and one whose caller gave up before it started is not made.
 enum NameResolver {
     /// One resolved socket address.
     struct Address: Sendable {
@@ -23,6 +24,8 @@ enum NameResolver {
         func resume(_ result: Result<[Address], any Error>) {
             self.continuation.withLock { $0.take() }?.resume(with: result)
         }
+        /// Whether the caller has its answer already (a time-out or a cancellation).
+        var answered: Bool { self.continuation.withLock { $0 == nil } }
     }
 
     /// The addresses of `host` for TCP on `port`, IPv4 and IPv6, in the order the system prefers.
@@ -33,7 +36,10 @@ enum NameResolver {
                 let once = Once(continuation)
                 box.withLock { $0 = once }
                 if Task.isCancelled { once.resume(.failure(CancellationError())) }
-                DispatchQueue.global().async { once.resume(Result { try lookup(host: host, port: port) }) }
+                BlockingCallThreads.shared.run {
+                    guard !once.answered else { return }
+                    once.resume(Result { try lookup(host: host, port: port) })
+                }
                 if let deadline {
                     let now = MonotonicClock.now()
                     let delay = deadline > now ? deadline - now : 0
