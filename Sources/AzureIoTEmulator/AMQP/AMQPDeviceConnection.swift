@@ -140,6 +140,7 @@ actor AMQPDeviceConnection: DeviceLink {
                 }
             }
             self.outbound.send(AMQPProtocolHeader.amqp.bytes)
+            var answers = AnswerBatch()
             while !self.closed {
                 let frame = try await self.readFrame(timeout: .seconds(240))
                 guard !frame.isHeartbeat else {
@@ -148,12 +149,13 @@ actor AMQPDeviceConnection: DeviceLink {
                 }
                 let performative = try AMQPPerformative.decode(frame.body)
                 // A transfer with more frames already sent (a client's batch of telemetry): the dispositions go out
-                // together, the last one's included, once the last one that has arrived is handled.
+                // together, the last one's included, once the last one that has arrived is handled (8 at most).
                 var batched = false
                 if case .transfer = performative {
-                    batched = self.anotherFrameArrived()
+                    batched = answers.holdAnswer(moreArrived: self.anotherFrameArrived())
                     self.outbound.hold(true)
                 } else {
+                    answers.released()
                     self.outbound.hold(false)
                 }
                 try await self.handle(performative, channel: frame.channel)

@@ -59,15 +59,17 @@ actor MQTTDeviceConnection: DeviceLink {
             let keepAlive = connect.keepAliveSeconds
             guard try await self.accept(connect) else { return }
             let timeout: Duration? = keepAlive == 0 ? nil : .milliseconds(Int(keepAlive) * 1500)
+            var answers = AnswerBatch()
             while !self.closed {
                 let packet = try await self.readPacket(&buffer, framer: framer, timeout: timeout)
                 // A PUBLISH with more packets already sent (a client's batch of telemetry): the PUBACKs go out
-                // together, the last one's included, once the last one that has arrived is handled.
+                // together, the last one's included, once the last one that has arrived is handled (8 at most).
                 var batched = false
                 if case .publish = packet {
-                    batched = self.anotherPacketArrived(&buffer, framer: framer)
+                    batched = answers.holdAnswer(moreArrived: self.anotherPacketArrived(&buffer, framer: framer))
                     self.outbound.hold(true)
                 } else {
+                    answers.released()
                     self.outbound.hold(false)
                 }
                 try await self.handle(packet)

@@ -32,6 +32,7 @@ def packet(first, body):
     return bytes([first]) + remaining_length(len(body)) + body
 
 
+records, pubacks, sizes = 0, 0, []
 context = ssl.create_default_context(cafile=ca_file)
 incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
 tls = context.wrap_bio(incoming, outgoing, server_hostname=host)
@@ -46,7 +47,10 @@ def flush():
 
 
 def pump():
-    data = sock.recv(65536)
+    try:
+        data = sock.recv(65536)
+    except TimeoutError:
+        sys.exit(f"no answer within 30 s; so far {pubacks} PUBACKs in {records} records {sizes}")
     if not data:
         sys.exit("the server closed the connection")
     incoming.write(data)
@@ -66,12 +70,21 @@ connect = utf8("MQTT") + bytes([4, 0xC2]) + struct.pack(">H", 60) + utf8(client_
 tls.write(packet(0x10, connect))
 flush()
 plain = bytearray()
+
+
+def decrypt():
+    """Everything the records received so far hold: one read takes one record's plaintext."""
+    global plain
+    while True:
+        try:
+            plain += tls.read(65536)
+        except ssl.SSLWantReadError:
+            return
+
+
 while len(plain) < 4:
     pump()
-    try:
-        plain += tls.read(65536)
-    except ssl.SSLWantReadError:
-        pass
+    decrypt()
 if plain[0] != 0x20 or plain[3] != 0:
     sys.exit(f"CONNACK refused: {bytes(plain[:4]).hex()}")
 del plain[:4]
@@ -92,10 +105,7 @@ while pubacks < count:
             records += 1
             sizes.append(size)
         del wire[:size]
-    try:
-        plain += tls.read(65536)
-    except ssl.SSLWantReadError:
-        pass
+    decrypt()
     while len(plain) >= 4 and plain[0] == 0x40:
         pubacks += 1
         del plain[:4]
