@@ -1,3 +1,4 @@
+import AzureIoTCore
 import Foundation
 import Synchronization
 
@@ -90,6 +91,46 @@ package final class ChildProcess: Sendable {
         }
         return self.poll()
     }
+
+    /// Waits, at most `limit`, for the child to exit, without holding a thread: its pidfd becomes readable when it
+    /// exits, and that wait goes through the SDK's reactor. Returns its status, or `nil` when `limit` passed first.
+    package func exited(within limit: Duration) async throws -> Int32? {
+        if let status = self.poll() { return status }
+        guard let open = Self.pidfdOpen else {
+            throw TestFailure("this glibc has no pidfd_open (2.36 or later needed)")
+        }
+        let descriptor = open(self.pid, 0)
+        // The child is gone already (and reaped by someone): what poll() says is all there is.
+        guard descriptor >= 0 else { return self.poll() }
+        defer {
+            IOReactor.shared.failWaiters(fd: descriptor, with: AzureIoTError(.connectionClosed, "pidfd closed"))
+            close(descriptor)
+        }
+        do {
+            let (seconds, attoseconds) = limit.components
+            let nanoseconds = UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
+            try await IOReactor.shared.wait(
+                fd: descriptor,
+                for: .readable,
+                deadline: Self.monotonicNow() + nanoseconds
+            )
+        } catch let error as AzureIoTError where error.code == .timedOut {
+            return self.poll()
+        }
+        return self.poll()
+    }
+
+    private static func monotonicNow() -> UInt64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
+    }
+
+    private typealias PidfdOpen = @convention(c) (pid_t, UInt32) -> Int32
+    private static let pidfdOpen: PidfdOpen? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "pidfd_open") else { return nil }
+        return unsafeBitCast(symbol, to: PidfdOpen.self)
+    }()
 
     /// Kills the child (SIGKILL) and waits for it.
     package func stop() {

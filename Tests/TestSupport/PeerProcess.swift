@@ -67,17 +67,13 @@ public final class PeerProcess: Sendable {
     /// Sends SIGINT (the peer's orderly shutdown, like Ctrl-C).
     public func interrupt() { self.process.signal(SIGINT) }
 
-    /// Interrupts the peer (SIGINT, its orderly shutdown) and waits, at most `limit`, for it to exit, polling without
-    /// blocking a thread of the cooperative pool (the in-process servers of the other tests need them); kills it when
-    /// it does not. Returns its status (`nil`: it had to be killed).
+    /// Interrupts the peer (SIGINT, its orderly shutdown) and waits, at most `limit`, for it to exit, without blocking
+    /// a thread of the cooperative pool (the in-process servers of the other tests need them); kills it when it does
+    /// not. Returns its status (`nil`: it had to be killed).
     @discardableResult
     public func shutDown(within limit: Duration = .seconds(10)) async -> Int32? {
         self.interrupt()
-        let end = ContinuousClock.now + limit
-        while self.process.isRunning, ContinuousClock.now < end {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        guard self.process.isRunning else { return self.process.terminationStatus }
+        if let status = try? await self.process.exited(within: limit) { return status }
         self.stop()
         return nil
     }
@@ -119,13 +115,9 @@ public final class PeerProcess: Sendable {
         timeout: Duration = .seconds(60)
     ) async throws -> (status: Int32, output: String) {
         let (process, pipe, buffer) = try Self.start(executable, arguments, environment: environment, input: input)
-        let end = ContinuousClock.now + timeout
-        while process.isRunning {
-            if ContinuousClock.now > end {
-                process.stop()
-                return (-1, buffer.text.withLock { $0 } + "\n[killed after \(timeout)]")
-            }
-            try await Task.sleep(for: .milliseconds(20))
+        guard try await process.exited(within: timeout) != nil else {
+            process.stop()
+            return (-1, buffer.text.withLock { $0 } + "\n[killed after \(timeout)]")
         }
         try await Task.sleep(for: .milliseconds(50))
         pipe.fileHandleForReading.readabilityHandler = nil
@@ -208,14 +200,7 @@ public final class PeerProcess: Sendable {
             try stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8))
             try stdin.fileHandleForWriting.close()
         }
-        let end = ContinuousClock.now + timeout
-        while process.isRunning {
-            if ContinuousClock.now > end {
-                process.stop()
-                break
-            }
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        if try await process.exited(within: timeout) == nil { process.stop() }
         try await Task.sleep(for: .milliseconds(30))
         var results: [String] = []
         for (pipe, buffer) in [(out, stdout), (err, stderr)] {
