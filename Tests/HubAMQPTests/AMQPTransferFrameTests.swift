@@ -214,3 +214,90 @@ struct AMQPDispositionFrameTests {
         #expect(try AMQPDispositionFrame.read(transfer[...], maximumFrameSize: 65_536) == .other)
     }
 }
+
+/// The flow hot path against the general codec.
+@Suite("AMQP flow frames: the hot path agrees with the general codec")
+struct AMQPFlowFrameTests {
+    /// A flow's described list with every field the spec has, some of them absent (null) and the trailing ones left
+    /// out; `available`, `echo` and `properties` are fields `AMQPFlow` does not keep.
+    static func randomFlowBody(_ random: inout SeededRandom) throws -> (AMQPFlow, expectFast: Bool, body: [UInt8]) {
+        func maybe<T>(_ value: T) -> T? { Bool.random(using: &random) ? value : nil }
+        let numbers: [UInt32] = [0, 1, 255, 256, 65_535, .max]
+        func number() -> UInt32 { numbers.randomElement(using: &random)! }
+        let flow = AMQPFlow(
+            nextIncomingId: maybe(number()),
+            incomingWindow: number(),
+            nextOutgoingId: number(),
+            outgoingWindow: number(),
+            handle: maybe(number()),
+            deliveryCount: maybe(number()),
+            linkCredit: maybe(number()),
+            drain: maybe(Bool.random(using: &random))
+        )
+        let available: AMQPValue = Bool.random(using: &random) ? .uint(number()) : .null
+        let echo: AMQPValue = maybe(Bool.random(using: &random)).map { .boolean($0) } ?? .null
+        let withProperties = Int.random(in: 0..<4, using: &random) == 0
+        let properties: AMQPValue =
+            withProperties ? .map([AMQPMapEntry(.symbol("x"), .uint(1))]) : .null
+        var fields: [AMQPValue] = [
+            flow.nextIncomingId.map { .uint($0) } ?? .null, .uint(flow.incomingWindow), .uint(flow.nextOutgoingId),
+            .uint(flow.outgoingWindow), flow.handle.map { .uint($0) } ?? .null,
+            flow.deliveryCount.map { .uint($0) } ?? .null, flow.linkCredit.map { .uint($0) } ?? .null, available,
+            flow.drain.map { .boolean($0) } ?? .null, echo, properties,
+        ]
+        // Leave out trailing fields at random, as a peer may (never the four mandatory ones).
+        fields.removeLast(Int.random(in: 0...7, using: &random))
+        let kept = fields.count
+        let encoded = try AMQPEncoder.encode(.described(descriptor: .ulong(0x13), value: .list(fields)))
+        var expected = flow
+        if kept <= 4 { expected.handle = nil }
+        if kept <= 5 { expected.deliveryCount = nil }
+        if kept <= 6 { expected.linkCredit = nil }
+        if kept <= 8 { expected.drain = nil }
+        return (expected, !(withProperties && kept == 11), encoded)
+    }
+
+    @Test(
+        "2,000 random flows and 20,000 mutated ones: read in place exactly as the general decoder reads them, or left to it"
+    )
+    func agreesWithGeneralCodec() async throws {
+        var random = SeededRandom()
+        var fastReads = 0
+        for round in 0..<22_000 {
+            await yieldToOtherTests(at: round)
+            let (flow, expectFast, body) = try Self.randomFlowBody(&random)
+            var bytes = AMQPFrame(channel: 2, body: body).encoded
+            if round >= 2000 {
+                for _ in 0..<Int.random(in: 1...3, using: &random) {
+                    bytes[Int.random(in: 8..<bytes.count, using: &random)] = UInt8.random(in: 0...255, using: &random)
+                }
+            }
+            let read = try AMQPFlowFrame.read(bytes[...], maximumFrameSize: 65_536)
+            if round < 2000 {
+                #expect(read == (expectFast ? .flow(flow, channel: 2, size: bytes.count) : .other), "\(flow)")
+                #expect(try AMQPFlowFrame.read(bytes[..<(bytes.count - 1)], maximumFrameSize: 65_536) == .incomplete)
+                #expect(try AMQPPerformative.decode(Array(bytes[8...])) == .flow(flow))
+            }
+            guard case .flow(let fast, _, _) = read else { continue }
+            fastReads += 1
+            guard case .flow(let general)? = try? AMQPPerformative.decode(Array(bytes[8...])) else {
+                Issue.record("the hot path read a flow the general decoder does not: \(bytes)")
+                continue
+            }
+            #expect(fast == general, "\(bytes)")
+        }
+        #expect(fastReads > 1500)
+        let disposition = AMQPFrame(
+            body: try AMQPPerformative.disposition(AMQPDisposition(isReceiver: true, first: 1)).encoded()
+        ).encoded
+        #expect(try AMQPFlowFrame.read(disposition[...], maximumFrameSize: 65_536) == .other)
+        // A flow with a missing mandatory field is left to the general decoder, which rejects it.
+        let broken = AMQPFrame(
+            body: try AMQPEncoder.encode(
+                .described(descriptor: .ulong(0x13), value: .list([.null, .null, .uint(0), .uint(0)]))
+            )
+        ).encoded
+        #expect(try AMQPFlowFrame.read(broken[...], maximumFrameSize: 65_536) == .other)
+        #expect(throws: AMQPCodecError.self) { try AMQPPerformative.decode(Array(broken[8...])) }
+    }
+}

@@ -40,6 +40,11 @@ func fuzzAMQP(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             guard case .disposition(let general)? = try? AMQPPerformative.decode(frame.body), general == disposition
             else { preconditionFailure("the hot path and the general decoder read a disposition differently") }
         }
+        if case .flow(let flow, _, let size)? = try? AMQPFlowFrame.read(bytes[offset...], maximumFrameSize: 1 << 20) {
+            precondition(size == length, "the flow hot path and the framer disagree on a frame's size")
+            guard case .flow(let general)? = try? AMQPPerformative.decode(frame.body), general == flow
+            else { preconditionFailure("the hot path and the general decoder read a flow differently") }
+        }
         offset += length
         guard !frame.isHeartbeat, let performative = try? AMQPPerformative.decode(frame.body) else { continue }
         if case .transfer(_, let payload) = performative, let message = try? AMQPMessage(decoding: payload) {

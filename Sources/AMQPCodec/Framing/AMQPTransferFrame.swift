@@ -389,6 +389,47 @@ public enum AMQPTransferFrame {
             return disposition
         }
 
+        /// A flow's performative with no `properties` (null or left out); `nil` for anything the general decoder
+        /// must read (or reject).
+        mutating func flow() -> AMQPFlow? {
+            guard let (code, count, end) = self.describedList(), code == 0x13, count >= 4, count <= 11 else {
+                return nil
+            }
+            var fields = Cursor(bytes: self.bytes, position: self.position, end: end)
+            guard let nextIncomingId = fields.uint(), let incoming = fields.uint() ?? nil,
+                let nextOutgoing = fields.uint() ?? nil, let outgoing = fields.uint() ?? nil
+            else { return nil }
+            var flow = AMQPFlow(
+                nextIncomingId: nextIncomingId,
+                incomingWindow: incoming,
+                nextOutgoingId: nextOutgoing,
+                outgoingWindow: outgoing
+            )
+            if count > 4 {
+                guard let handle = fields.uint() else { return nil }
+                flow.handle = handle
+            }
+            if count > 5 {
+                guard let deliveryCount = fields.uint() else { return nil }
+                flow.deliveryCount = deliveryCount
+            }
+            if count > 6 {
+                guard let linkCredit = fields.uint() else { return nil }
+                flow.linkCredit = linkCredit
+            }
+            // `available` (7) and `echo` (9) are not kept; read only as the types the spec gives them.
+            if count > 7 { guard fields.uint() != nil else { return nil } }
+            if count > 8 {
+                guard let drain = fields.boolean() else { return nil }
+                flow.drain = drain
+            }
+            if count > 9 { guard fields.boolean() != nil else { return nil } }
+            if count > 10 { guard fields.byte() == AMQPFormatCode.null else { return nil } }
+            guard fields.position == end else { return nil }
+            self.position = end
+            return flow
+        }
+
         /// A uint or null (`.some(nil)`); `nil` for anything else.
         mutating func uint() -> UInt32?? {
             switch self.byte() {
@@ -466,5 +507,38 @@ public enum AMQPDispositionFrame {
         }
         guard let disposition else { return .other }
         return .disposition(disposition, channel: channel, size: size)
+    }
+}
+
+/// The frame a sender reads besides dispositions: the `flow` that grants it credit and window, read in place without
+/// building `AMQPValue`s when it carries no `properties` (anything else is left to the general decoder).
+public enum AMQPFlowFrame {
+    /// What ``read(_:maximumFrameSize:)`` found at the start of a buffer.
+    public enum Read: Sendable, Equatable {
+        /// Not a whole frame yet.
+        case incomplete
+        /// A flow this path reads, its channel and the frame's size.
+        case flow(AMQPFlow, channel: UInt16, size: Int)
+        /// Another frame: decode it with ``AMQPFramer`` and ``AMQPPerformative/decode(_:)``.
+        case other
+    }
+
+    /// Reads the frame at the start of `buffer` in place. Checks the frame header as ``AMQPFramer`` does and throws
+    /// ``AMQPCodecError`` where it would; every read is bounds-checked against the frame.
+    public static func read(_ buffer: ArraySlice<UInt8>, maximumFrameSize: Int) throws(AMQPCodecError) -> Read {
+        guard let frame = try AMQPFramer.header(in: buffer, maximumFrameSize: maximumFrameSize) else {
+            return .incomplete
+        }
+        let size = frame.size
+        let dataOffset = frame.bodyOffset / 4
+        guard frame.type == .amqp, dataOffset * 4 < size else { return .other }
+        let channel = frame.channel
+        let flow = buffer.withUnsafeBufferPointer { bytes -> AMQPFlow? in
+            var cursor = AMQPTransferFrame.Cursor(bytes: bytes, position: dataOffset * 4, end: size)
+            guard let flow = cursor.flow(), cursor.position == size else { return nil }
+            return flow
+        }
+        guard let flow else { return .other }
+        return .flow(flow, channel: channel, size: size)
     }
 }

@@ -763,7 +763,8 @@ actor HubAMQPSession {
                 // Decode every complete frame, then drop them from the buffer in one move.
                 var consumed = 0
                 while let transport = self.transport, transport.generation == generation {
-                    // The frames that settle sends are read in place; the rest through the general decoder.
+                    // The frames a sender lives on (dispositions that settle its sends, flows that grant it credit)
+                    // are read in place; the rest through the general decoder.
                     let rest = transport.buffer[consumed...]
                     if case .disposition(let disposition, _, let size) = try AMQPDispositionFrame.read(
                         rest,
@@ -774,6 +775,14 @@ actor HubAMQPSession {
                         for settlement in self.settlements { self.resumeSender(settlement.sequence, settlement.error) }
                         self.settlements.removeAll(keepingCapacity: true)
                         self.resumeDrainWaiterIfDrained()
+                        continue
+                    }
+                    if case .flow(let flow, _, let size) = try AMQPFlowFrame.read(
+                        rest,
+                        maximumFrameSize: transport.framer.maximumFrameSize
+                    ) {
+                        consumed += size
+                        self.perform(try self.protocolState.receive(.flow(flow)))
                         continue
                     }
                     guard let (frame, size) = try transport.framer.nextFrame(in: rest) else { break }
