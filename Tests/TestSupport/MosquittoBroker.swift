@@ -38,6 +38,11 @@ public final class MosquittoBroker: Sendable {
             self.lock.unlock()
             peer?.stop()
         }
+        var currentPeer: PeerProcess? {
+            self.lock.lock()
+            defer { self.lock.unlock() }
+            return self.current
+        }
         var pid: Int32? {
             self.lock.lock()
             defer { self.lock.unlock() }
@@ -145,20 +150,20 @@ public final class HubSideSubscriber: Sendable {
     }
 
     /// The `topic|payload` lines received so far (debug lines from `-d` are left out).
-    public var lines: [String] {
-        self.peer.output.split(separator: "\n").map(String.init).filter {
+    public var lines: [String] { Self.lines(in: self.peer.output) }
+
+    private static func lines(in output: String) -> [String] {
+        output.split(separator: "\n").map(String.init).filter {
             !$0.hasPrefix("Client ") && !$0.hasPrefix("Subscribed")
         }
     }
 
-    /// Waits until a line satisfies `predicate`; returns it, or nil after the timeout.
-    public func waitForLine(timeout: Duration = .seconds(10), where predicate: (String) -> Bool) async -> String? {
-        let clock = ContinuousClock()
-        let end = clock.now + timeout
-        while clock.now < end {
-            if let line = self.lines.first(where: predicate) { return line }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
+    /// Waits until a line satisfies `predicate` (checked as lines arrive); returns it, or nil after the timeout.
+    public func waitForLine(
+        timeout: Duration = .seconds(10),
+        where predicate: @escaping @Sendable (String) -> Bool
+    ) async -> String? {
+        _ = await self.peer.waitForOutput(timeout: timeout) { Self.lines(in: $0).contains(where: predicate) }
         return self.lines.first(where: predicate)
     }
 
@@ -167,26 +172,23 @@ public final class HubSideSubscriber: Sendable {
 }
 
 extension MosquittoBroker {
-    /// Waits until the broker's log (which reaches us asynchronously) contains `text`.
+    /// Waits until the broker's log (which reaches us asynchronously) contains `text`: the running broker's output
+    /// is watched as it arrives (a broker started again meanwhile is watched in turn).
     public func waitForLog(containing text: String, timeout: Duration = .seconds(5)) async -> Bool {
-        let clock = ContinuousClock()
-        let end = clock.now + timeout
-        while clock.now < end {
+        let end = ContinuousClock.now + timeout
+        while true {
             if self.log.contains(text) { return true }
-            try? await Task.sleep(for: .milliseconds(20))
+            let left = end - ContinuousClock.now
+            guard left > .zero, let peer = self.peers.currentPeer else { return false }
+            if await peer.waitForOutput(containing: text, timeout: left) { return true }
+            // The broker was started again while we waited: watch the new one for the rest of the time.
+            guard self.peers.currentPeer !== peer else { return self.log.contains(text) }
         }
-        return self.log.contains(text)
     }
 
     /// Waits until the broker logged a SUBSCRIBE from `clientId`.
     public func waitForSubscription(of clientId: String, timeout: Duration = .seconds(10)) async -> Bool {
-        let clock = ContinuousClock()
-        let end = clock.now + timeout
-        while clock.now < end {
-            if self.log.contains("Received SUBSCRIBE from \(clientId)") { return true }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return false
+        await self.waitForLog(containing: "Received SUBSCRIBE from \(clientId)", timeout: timeout)
     }
 
     /// Publishes as the hub would (QoS 1, on the plain port).

@@ -7,12 +7,8 @@ import Synchronization
 
 /// A real peer (openssl s_server, mosquitto, …) run as a child process for the length of a test.
 public final class PeerProcess: Sendable {
-    private final class OutputBuffer: Sendable {
-        let text = Mutex("")
-    }
-
     private let process: ChildProcess
-    private let outputBuffer: OutputBuffer
+    private let collected: PeerOutput
     /// Kept for the life of the peer: once its read end closes, the peer's next write fails.
     private let outputPipe: Pipe
 
@@ -25,43 +21,43 @@ public final class PeerProcess: Sendable {
         environment: [String: String]? = nil,
         timeout: Duration = .seconds(10)
     ) async throws {
-        let (process, pipe, buffer) = try Self.start(executable, arguments, environment: environment)
+        let (process, pipe, output) = try Self.start(executable, arguments, environment: environment)
         self.process = process
-        self.outputBuffer = buffer
+        self.collected = output
         self.outputPipe = pipe
-        let clock = ContinuousClock()
-        let end = clock.now + timeout
-        while let readyMarker, !buffer.text.withLock({ $0.contains(readyMarker) }) {
-            guard process.isRunning else {
-                throw TestFailure(
-                    "\(executable) exited early (status \(process.terminationStatus)): \(buffer.text.withLock { $0 })"
-                )
-            }
-            guard clock.now < end else {
-                self.stop()
-                throw TestFailure("\(executable) not ready after \(timeout): \(buffer.text.withLock { $0 })")
-            }
-            try await Task.sleep(for: .milliseconds(20))
+        guard let readyMarker else { return }
+        // The wait ends when the marker arrives, or when the output ends (the peer exited), or at the time-out.
+        if await output.wait(timeout: timeout, forText: readyMarker) { return }
+        // The output ended: the peer exits (its status may take a moment to be there).
+        let exited = (try? await process.exited(within: .milliseconds(output.hasEnded ? 2000 : 0))) ?? nil
+        if exited != nil {
+            output.readNow()
+            throw TestFailure("\(executable) exited early (status \(process.terminationStatus)): \(output.text)")
         }
+        self.stop()
+        throw TestFailure("\(executable) not ready after \(timeout): \(output.text)")
     }
 
     /// The process id.
     public var processIdentifier: Int32 { self.process.pid }
 
     /// Everything the peer printed so far.
-    public var output: String { self.outputBuffer.text.withLock { $0 } }
+    public var output: String { self.collected.text }
     /// Whether the peer is still running.
     public var isRunning: Bool { self.process.isRunning }
 
     /// Waits until the output contains `text` or the timeout passes; returns whether it appeared.
     public func waitForOutput(containing text: String, timeout: Duration = .seconds(5)) async -> Bool {
-        let clock = ContinuousClock()
-        let end = clock.now + timeout
-        while clock.now < end {
-            if self.output.contains(text) { return true }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return self.output.contains(text)
+        await self.collected.wait(timeout: timeout, forText: text)
+    }
+
+    /// Waits until the output satisfies `predicate` (checked whenever more arrives) or the timeout passes; returns
+    /// whether it does.
+    public func waitForOutput(
+        timeout: Duration = .seconds(5),
+        where predicate: @escaping @Sendable (String) -> Bool
+    ) async -> Bool {
+        await self.collected.wait(timeout: timeout, until: predicate)
     }
 
     /// Sends SIGINT (the peer's orderly shutdown, like Ctrl-C).
@@ -73,7 +69,10 @@ public final class PeerProcess: Sendable {
     @discardableResult
     public func shutDown(within limit: Duration = .seconds(10)) async -> Int32? {
         self.interrupt()
-        if let status = try? await self.process.exited(within: limit) { return status }
+        if let status = try? await self.process.exited(within: limit) {
+            self.collected.readNow()
+            return status
+        }
         self.stop()
         return nil
     }
@@ -81,26 +80,9 @@ public final class PeerProcess: Sendable {
     /// Kills the peer (SIGKILL: children spawned from Dispatch threads may have SIGTERM blocked) and waits for it.
     public func stop() {
         self.process.stop()
-        let handle = self.outputPipe.fileHandleForReading
-        handle.readabilityHandler = nil
-        // What the peer wrote last may still be in the pipe (a loaded machine reads it late): keep it.
-        let rest = Self.readWithoutWaiting(handle)
-        self.outputBuffer.text.withLock { $0 += rest }
-    }
-
-    /// What a pipe holds now, read without waiting: the process that wrote it is gone, but a child it started may
-    /// still hold the pipe open, and a read until its end would then block a thread for as long as that child lives.
-    static func readWithoutWaiting(_ handle: FileHandle) -> String {
-        let fd = handle.fileDescriptor
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        var bytes: [UInt8] = []
-        while true {
-            let count = read(fd, &chunk, chunk.count)
-            guard count > 0 else { break }
-            bytes += chunk[..<count]
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        // What the peer wrote last is in the pipe now that it is reaped (a loaded machine may not have read it yet):
+        // keep it.
+        self.collected.readNow()
     }
 
     deinit { self.stop() }
@@ -114,28 +96,32 @@ public final class PeerProcess: Sendable {
         input: String? = nil,
         timeout: Duration = .seconds(60)
     ) async throws -> (status: Int32, output: String) {
-        let (process, pipe, buffer) = try Self.start(executable, arguments, environment: environment, input: input)
+        let (process, _, output) = try Self.start(executable, arguments, environment: environment, input: input)
         guard try await process.exited(within: timeout) != nil else {
             process.stop()
-            return (-1, buffer.text.withLock { $0 } + "\n[killed after \(timeout)]")
+            output.readNow()
+            return (-1, output.text + "\n[killed after \(timeout)]")
         }
-        try await Task.sleep(for: .milliseconds(50))
-        pipe.fileHandleForReading.readabilityHandler = nil
-        let rest = Self.readWithoutWaiting(pipe.fileHandleForReading)
-        return (process.terminationStatus, buffer.text.withLock { $0 } + rest)
+        return (process.terminationStatus, await Self.rest(of: output))
     }
 
-    /// Starts a process with stdout and stderr joined into one pipe collected into a buffer, and `input` (a few
+    /// All a finished process printed: up to the pipe's end, or, when a child it started still holds the pipe open,
+    /// what the pipe holds after a short wait for that end.
+    private static func rest(of output: PeerOutput) async -> String {
+        if !(await output.waitForEnd(timeout: .seconds(2))) { output.readNow() }
+        return output.text
+    }
+
+    /// Starts a process with stdout and stderr joined into one pipe collected as it arrives, and `input` (a few
     /// bytes: it is written before the process starts reading) or nothing on stdin.
     private static func start(
         _ executable: String,
         _ arguments: [String],
         environment: [String: String]?,
         input: String? = nil
-    ) throws -> (ChildProcess, Pipe, OutputBuffer) {
+    ) throws -> (ChildProcess, Pipe, PeerOutput) {
         let pipe = Pipe()
-        let buffer = OutputBuffer()
-        Self.collect(pipe, into: buffer)
+        let output = try PeerOutput(reading: pipe.fileHandleForReading.fileDescriptor)
         let null = open("/dev/null", O_RDWR)
         defer { close(null) }
         let inputPipe = input.map { _ in Pipe() }
@@ -154,15 +140,7 @@ public final class PeerProcess: Sendable {
         )
         // The child has its copy; without closing ours the reader never sees the end.
         try pipe.fileHandleForWriting.close()
-        return (process, pipe, buffer)
-    }
-
-    /// Appends whatever `pipe` delivers to `buffer`, as it arrives.
-    private static func collect(_ pipe: Pipe, into buffer: OutputBuffer) {
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if !data.isEmpty { buffer.text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
-        }
+        return (process, pipe, output)
     }
 
     /// Like ``complete(_:_:environment:timeout:)`` but with stdout and stderr apart; `input` is written to the
@@ -177,11 +155,8 @@ public final class PeerProcess: Sendable {
         let out = Pipe()
         let err = Pipe()
         let stdin = input.map { _ in Pipe() }
-        let stdout = OutputBuffer()
-        let stderr = OutputBuffer()
-        for (pipe, buffer) in [(out, stdout), (err, stderr)] {
-            Self.collect(pipe, into: buffer)
-        }
+        let stdout = try PeerOutput(reading: out.fileHandleForReading.fileDescriptor)
+        let stderr = try PeerOutput(reading: err.fileHandleForReading.fileDescriptor)
         let null = open("/dev/null", O_RDWR)
         defer { close(null) }
         let process = try ChildProcess(
@@ -201,13 +176,9 @@ public final class PeerProcess: Sendable {
             try stdin.fileHandleForWriting.close()
         }
         if try await process.exited(within: timeout) == nil { process.stop() }
-        try await Task.sleep(for: .milliseconds(30))
-        var results: [String] = []
-        for (pipe, buffer) in [(out, stdout), (err, stderr)] {
-            pipe.fileHandleForReading.readabilityHandler = nil
-            results.append(buffer.text.withLock { $0 } + Self.readWithoutWaiting(pipe.fileHandleForReading))
-        }
-        return (process.terminationStatus, results[0], results[1])
+        let standardOutput = await Self.rest(of: stdout)
+        let standardError = await Self.rest(of: stderr)
+        return (process.terminationStatus, standardOutput, standardError)
     }
 
     /// The Python of the client-peer venv (azure-iot-device, paho-mqtt, uamqp) that `scripts/ensure-deps.sh test`
