@@ -75,13 +75,18 @@ public final class AMQPTestPeer: Sendable {
     public func waitForEvent(timeout: Duration = .seconds(10), where predicate: ([String: Any]) -> Bool) async
         -> [String: Any]?
     {
-        let clock = ContinuousClock()
-        let end = clock.now + timeout
-        while clock.now < end {
-            if let event = (try? self.events())?.first(where: predicate) { return event }
-            try? await Task.sleep(for: .milliseconds(20))
+        let end = ContinuousClock.now + timeout
+        while true {
+            // The peer prints "EVENT n" after it wrote its n-th event: wait for the next one, not on a poll.
+            let events = (try? self.events()) ?? []
+            if let event = events.first(where: predicate) { return event }
+            let left = end - ContinuousClock.now
+            guard left > .zero else { return nil }
+            guard await self.peer.waitForOutput(containing: "EVENT \(events.count + 1)\n", timeout: left) else {
+                // The time is up, or the peer's output ended (it exited): what the file holds is all there is.
+                return (try? self.events())?.first(where: predicate)
+            }
         }
-        return nil
     }
 
     public var output: String { self.peer.output }

@@ -152,3 +152,14 @@ package final class ChildProcess: Sendable {
         }
     }
 }
+
+/// Waits, at most `limit`, until `fd` is readable (data, its end, or an error to read), through the SDK's reactor
+/// rather than on a poll; returns whether it became readable.
+package func waitUntilReadable(_ fd: Int32, within limit: Duration) async -> Bool {
+    do {
+        try await IOReactor.shared.wait(fd: fd, for: .readable, deadline: MonotonicClock.deadline(after: limit))
+        return true
+    } catch {
+        return false
+    }
+}

@@ -177,6 +177,12 @@ final class PeerOutput: Sendable {
             if case .ended = outcome {
                 state.ended = true
                 if closing {
+                    // Out of the reactor's set first: the pipe's other descriptor keeps the file open, and epoll
+                    // drops a registration only when the file closes.
+                    IOReactor.shared.failWaiters(
+                        fd: state.descriptor,
+                        with: AzureIoTError(.connectionClosed, "the pipe ended")
+                    )
                     close(state.descriptor)
                     state.descriptor = -1
                 }

@@ -5,16 +5,16 @@
 #endif
 
 /// Monotonic nanoseconds for deadlines (never jumps with the wall clock).
-enum MonotonicClock {
+package enum MonotonicClock {
     /// Nanoseconds since an arbitrary fixed point.
-    static func now() -> UInt64 {
+    package static func now() -> UInt64 {
         var spec = timespec()
         clock_gettime(CLOCK_MONOTONIC, &spec)
         return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
     }
 
     /// The deadline `duration` from now, or `nil` for no deadline.
-    static func deadline(after duration: Duration?) -> UInt64? {
+    package static func deadline(after duration: Duration?) -> UInt64? {
         guard let duration else { return nil }
         let (seconds, attoseconds) = duration.components
         let nanoseconds = max(0, seconds) * 1_000_000_000 + (seconds >= 0 ? attoseconds / 1_000_000_000 : 0)
