@@ -306,35 +306,55 @@ struct EmulatorAMQPTests {
         // a minute of slack before any token expires.
         let (cbs, plain) = try Self.shortLivedClients(fixture, lifetime: 60, renewalFraction: 1.0 / 60)
         // A fixed token cannot be renewed: the hub closes the connection when it expires. It connects first, right
-        // after its token is made (15 s: a loaded machine may take seconds to connect).
-        let fixed = FixedTokenCredential(
-            token: SASToken.generate(
-                for: .module(hubHost: fixture.hubHost, deviceId: "dev1", moduleId: "mod1"),
-                key: try SymmetricKey(base64: EmulatorFixture.moduleKey),
-                expiry: UnixTime.now() + 15
+        // after its token is made. 15 s is enough to connect on most machines; one so loaded that the token expires
+        // before the connection is up gets a new token that lives longer (the test is about what happens after).
+        var doomed: HubAMQPClient?
+        var lifetime: UInt64 = 15
+        while doomed == nil {
+            let fixed = FixedTokenCredential(
+                token: SASToken.generate(
+                    for: .module(hubHost: fixture.hubHost, deviceId: "dev1", moduleId: "mod1"),
+                    key: try SymmetricKey(base64: EmulatorFixture.moduleKey),
+                    expiry: UnixTime.now() + lifetime
+                )
             )
-        )
-        let doomed = try HubAMQPClient(
-            configuration: HubAMQPConfiguration(
-                hubHost: fixture.hubHost,
-                deviceId: "dev1",
-                moduleId: "mod1",
-                authentication: .saslPlain(fixed),
-                gatewayHostName: "localhost",
-                port: fixture.endpoints.amqp.port,
-                trustRoots: fixture.trust,
-                // As long as the token lives: a machine loaded by a parallel build took over 5 s to connect.
-                operationTimeout: .seconds(15),
-                reconnects: false
+            let client = try HubAMQPClient(
+                configuration: HubAMQPConfiguration(
+                    hubHost: fixture.hubHost,
+                    deviceId: "dev1",
+                    moduleId: "mod1",
+                    authentication: .saslPlain(fixed),
+                    gatewayHostName: "localhost",
+                    port: fixture.endpoints.amqp.port,
+                    trustRoots: fixture.trust,
+                    operationTimeout: .seconds(Int64(lifetime)),
+                    reconnects: false
+                )
             )
-        )
-        try await doomed.connect()
+            do {
+                try await client.connect()
+                doomed = client
+            } catch let error as HubAMQPError where Self.tokenExpired(error) && lifetime < 120 {
+                await client.close()
+                lifetime *= 3
+            }
+        }
+        guard let doomed else { return }
         try await cbs.connect()
         try await plain.connect()
         try await Self.expectRenewed(fixture, cbs: cbs, plain: plain)
-        try await fixture.emulator.waitUntilDisconnected(deviceId: "dev1", moduleId: "mod1", timeout: .seconds(30))
+        try await fixture.emulator.waitUntilDisconnected(
+            deviceId: "dev1",
+            moduleId: "mod1",
+            timeout: .seconds(Int64(lifetime) + 30)
+        )
         let error = await #expect(throws: HubAMQPError.self) { try await doomed.send(AMQPMessage(data: [1])) }
         #expect(error?.code == .connectionClosed)
+    }
+
+    /// Whether the token expired before the connection was up: refused by the hub, or by the client before sending.
+    static func tokenExpired(_ error: HubAMQPError) -> Bool {
+        error.condition == "amqp:unauthorized-access" || (error.underlying as? AzureIoTError)?.code == .sasTokenExpired
     }
 
     @Test(

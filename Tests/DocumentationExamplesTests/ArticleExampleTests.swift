@@ -78,7 +78,7 @@ struct ArticleExampleTests {
         #expect("\(opener)" == "proxy http://proxy.corp:8080")
     }
 
-    @Test("every ```swift block of every article appears line for line in ArticleExamples.swift")
+    @Test("every ```swift block of every article and of the README appears line for line in ArticleExamples.swift")
     func articlesShowCompiledCode() throws {
         let examples = try String(
             contentsOf: Self.repository.appendingPathComponent(
@@ -92,8 +92,15 @@ struct ArticleExampleTests {
         let articles = try Self.articles()
         #expect(articles.count >= 13, "catalog pages and articles: \(articles.map(\.lastPathComponent))")
         var checked = 0
-        for article in articles {
+        var readmeChecked = 0
+        // The README's Swift example too (its `import` lines aside: the file has its own).
+        let readme = Self.repository.appendingPathComponent("README.md")
+        for article in articles + [readme] {
             for block in try Self.blocks("swift", in: article) {
+                let block = block.split(separator: "\n", omittingEmptySubsequences: false).filter {
+                    !$0.hasPrefix("import ")
+                }.joined(separator: "\n")
+                if article == readme { readmeChecked += 1 }
                 let lines = block.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
                     !$0.isEmpty
                 }
@@ -110,7 +117,8 @@ struct ArticleExampleTests {
                 checked += 1
             }
         }
-        #expect(checked >= 8)
+        #expect(checked >= 9)
+        #expect(readmeChecked >= 1, "the README's Swift example was not found")
     }
 
     @Test("DPS articles: individual and group symmetric keys, X.509 through an intermediate CA")

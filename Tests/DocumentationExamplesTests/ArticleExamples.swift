@@ -397,4 +397,59 @@ enum ArticleExamples {
         }
         return assignment.deviceId
     }
+
+
+    // MARK: - README.md, "Using the library" (compiled, not run: it talks to Azure)
+
+    static func readme(groupKey: String, header: String, expected: SASResource) async throws {
+        // A device connection string; GatewayHostName moves only the TLS endpoint, never the token's resource.
+        let connection = try ConnectionString(parsing: "HostName=hub.azure-devices.net;DeviceId=dev1;SharedAccessKey=…")
+        let credential = connection.tokenSource()!                    // mints 1-hour tokens, renew at 80 %
+        let issued = try credential.issueToken(for: connection.sasResource!)
+        print(issued.token)                                            // sig=<redacted>; use issued.token.secretValue on the wire
+
+        // DPS group enrollment: the derived device key and its registration token.
+        let deviceKey = try SymmetricKey(base64: groupKey).derivedKey(forRegistrationId: "dev-001")
+        let dps = SymmetricKeyCredential(key: deviceKey, keyName: "registration")
+        let token = try dps.issueToken(for: .registration(idScope: "0ne00057505", registrationId: "dev-001"))
+
+        // Servers and test harnesses: check a token (constant-time signature, expiry, resource).
+        try SASToken(parsing: header).validate(with: deviceKey, now: UnixTime.now(), expectedResource: expected)
+
+        // DPS: one call registers and waits for the assignment, honouring Retry-After.
+        let client = try ProvisioningClient(configuration: .init(
+            idScope: "0ne00057505", registrationId: "dev-001", attestation: .groupSymmetricKey(try SymmetricKey(base64: groupKey))))
+        let result = try await client.register(payloadJSON: Data(#"{"model":"thermo"}"#.utf8))
+        print(result.assignedHub, result.deviceId)
+
+        // IoT Hub over MQTT, scoped: telemetry routed on its body, then method calls.
+        try await HubMQTTClient.withConnection(configuration: try HubMQTTConfiguration(connectionString: result.connectionString!)) { hub in
+            try await hub.send(TelemetryMessage(text: #"{"temp":21.5}"#, contentType: "application/json"))
+            for await call in hub.methodRequests { try await call.respond(status: 200) }
+        }
+
+        // One device client over MQTT or AMQP: the transport is one value; every other line is the same for both.
+        // (From DPS instead: DeviceClientConfiguration(provisioned: try await ProvisioningClient(configuration: dps).register(), transport: .amqp).)
+        let settings = try DeviceClientConfiguration(connectionString: connection, transport: .amqp)
+        let gateway = try DeviceClient(configuration: settings)
+        try await gateway.subscribe(to: [.methodRequests, .desiredPropertyPatches])
+        try await gateway.connect()
+        try await gateway.send(TelemetryMessage(text: #"{"temp":21.5}"#, contentType: "application/json"))
+        try await gateway.updateReportedProperties(Array(#"{"fw":"1.2"}"#.utf8))
+
+        // A gateway that runs unattended: how it reconnects and when it stops, a deadline per send, and the events.
+        var configuration = try HubMQTTConfiguration(connectionString: connection)
+        configuration.retryPolicy = RetryPolicy(initialDelay: .seconds(2), maximumDelay: .seconds(120), maximumPermanentFailures: 5)
+        let device = try HubMQTTClient(configuration: configuration)
+        Task { for await event in device.connectionEvents where event.kind == .gaveUp { print("stopped: \(event.reason)") } }
+        try await device.connect()
+        try await device.send(TelemetryMessage(text: "{}"), timeout: .seconds(10))   // throws .timedOut without a PUBACK in time
+
+        // TLS to an IoT Edge gateway with its root CA and an X.509 device identity.
+        let identity = try X509Identity(certificateFile: "dev-chain.pem", privateKeyFile: "dev.key")
+        let tls = try await TLSConnection.connect(
+            host: connection.connectHost, port: 8883,
+            configuration: TLSConfiguration(trustRoots: .pemFile("edge-root-ca.pem"), clientIdentity: identity))
+        _ = (token, tls)
+    }
 }
