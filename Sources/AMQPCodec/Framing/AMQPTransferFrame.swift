@@ -236,6 +236,25 @@ public enum AMQPTransferFrame {
         return .transfer(header, payload: (start + payloadStart)..<(start + size), size: size)
     }
 
+    /// The frame at the start of `buffer` (`nil`: not whole yet), and the performative `parse` reads from its body
+    /// in place when it is an AMQP frame that holds exactly that performative (`value` is `nil` otherwise: the general
+    /// decoder's case). Checks the frame header as ``AMQPFramer`` does and throws ``AMQPCodecError`` where it would.
+    fileprivate static func performative<Value>(
+        in buffer: ArraySlice<UInt8>,
+        _ maximumFrameSize: Int,
+        _ parse: (inout Cursor) -> Value?
+    ) throws(AMQPCodecError) -> (value: Value?, channel: UInt16, size: Int)? {
+        guard let frame = try AMQPFramer.header(in: buffer, maximumFrameSize: maximumFrameSize) else { return nil }
+        let size = frame.size
+        guard frame.type == .amqp, frame.bodyOffset < size else { return (nil, frame.channel, size) }
+        let value = buffer.withUnsafeBufferPointer { bytes -> Value? in
+            var cursor = Cursor(bytes: bytes, position: frame.bodyOffset, end: size)
+            guard let value = parse(&cursor), cursor.position == size else { return nil }
+            return value
+        }
+        return (value, frame.channel, size)
+    }
+
     // MARK: - Encoding helpers
 
     private static func uintSize(_ value: UInt32) -> Int { value == 0 ? 1 : value <= 0xFF ? 2 : 5 }
@@ -493,20 +512,10 @@ public enum AMQPDispositionFrame {
     /// Reads the frame at the start of `buffer` in place. Checks the frame header as ``AMQPFramer`` does and throws
     /// ``AMQPCodecError`` where it would; every read is bounds-checked against the frame.
     public static func read(_ buffer: ArraySlice<UInt8>, maximumFrameSize: Int) throws(AMQPCodecError) -> Read {
-        guard let frame = try AMQPFramer.header(in: buffer, maximumFrameSize: maximumFrameSize) else {
+        guard let frame = try AMQPTransferFrame.performative(in: buffer, maximumFrameSize, { $0.disposition() }) else {
             return .incomplete
         }
-        let size = frame.size
-        let dataOffset = frame.bodyOffset / 4
-        guard frame.type == .amqp, dataOffset * 4 < size else { return .other }
-        let channel = frame.channel
-        let disposition = buffer.withUnsafeBufferPointer { bytes -> AMQPDisposition? in
-            var cursor = AMQPTransferFrame.Cursor(bytes: bytes, position: dataOffset * 4, end: size)
-            guard let disposition = cursor.disposition(), cursor.position == size else { return nil }
-            return disposition
-        }
-        guard let disposition else { return .other }
-        return .disposition(disposition, channel: channel, size: size)
+        return frame.value.map { .disposition($0, channel: frame.channel, size: frame.size) } ?? .other
     }
 }
 
@@ -526,19 +535,9 @@ public enum AMQPFlowFrame {
     /// Reads the frame at the start of `buffer` in place. Checks the frame header as ``AMQPFramer`` does and throws
     /// ``AMQPCodecError`` where it would; every read is bounds-checked against the frame.
     public static func read(_ buffer: ArraySlice<UInt8>, maximumFrameSize: Int) throws(AMQPCodecError) -> Read {
-        guard let frame = try AMQPFramer.header(in: buffer, maximumFrameSize: maximumFrameSize) else {
+        guard let frame = try AMQPTransferFrame.performative(in: buffer, maximumFrameSize, { $0.flow() }) else {
             return .incomplete
         }
-        let size = frame.size
-        let dataOffset = frame.bodyOffset / 4
-        guard frame.type == .amqp, dataOffset * 4 < size else { return .other }
-        let channel = frame.channel
-        let flow = buffer.withUnsafeBufferPointer { bytes -> AMQPFlow? in
-            var cursor = AMQPTransferFrame.Cursor(bytes: bytes, position: dataOffset * 4, end: size)
-            guard let flow = cursor.flow(), cursor.position == size else { return nil }
-            return flow
-        }
-        guard let flow else { return .other }
-        return .flow(flow, channel: channel, size: size)
+        return frame.value.map { .flow($0, channel: frame.channel, size: frame.size) } ?? .other
     }
 }
