@@ -108,8 +108,8 @@ final class PeerOutput: Sendable {
 
     /// Waits, at most `timeout`, until the output contains `text`; returns whether it does.
     func wait(timeout: Duration, forText text: String) async -> Bool {
-        await self.wait(for: .contains(Array(text.utf8)), timeout: timeout)
         let needle = Array(text.utf8)
+        await self.wait(for: .contains(needle), timeout: timeout)
         return self.state.withLock { State.find(needle, in: $0.bytes[...]) }
     }
 
