@@ -567,7 +567,9 @@ struct DeviceClientTrustTests {
         let result = try await Self.cli([
             "send", "--connection-string", connectionString, "--gateway-host", "localhost", "--port",
             String(endpoints.mqtt.port),
-            "--ca-file", endpoints.caCertificatePath, "--count", "1000", "--interval", "0.1", "--timeout", "3", "tick",
+            // 10 s per send: with 3 s, a CI machine loaded with a build beside the suite once took longer than that
+            // for the first PUBACK, and the CLI gave up before the hub went away.
+            "--ca-file", endpoints.caCertificatePath, "--count", "1000", "--interval", "0.1", "--timeout", "10", "tick",
         ])
         let took = clock.now - start
         if case .failure(let error) = await stopper.result {
@@ -575,7 +577,7 @@ struct DeviceClientTrustTests {
         }
         #expect(result.status == 3, "\(result.stderr.suffix(500))")
         #expect(result.stderr.contains("timedOut"))
-        #expect(took < .seconds(45), "took \(took)")
+        #expect(took < .seconds(60), "took \(took)")
     }
 
     @Test("a broker gone for good: send ends with timedOut at its deadline instead of waiting forever")
