@@ -107,23 +107,15 @@ package final class ChildProcess: Sendable {
             close(descriptor)
         }
         do {
-            let (seconds, attoseconds) = limit.components
-            let nanoseconds = UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
             try await IOReactor.shared.wait(
                 fd: descriptor,
                 for: .readable,
-                deadline: Self.monotonicNow() + nanoseconds
+                deadline: MonotonicClock.deadline(after: limit)
             )
         } catch let error as AzureIoTError where error.code == .timedOut {
             return self.poll()
         }
         return self.poll()
-    }
-
-    private static func monotonicNow() -> UInt64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
     }
 
     private typealias PidfdOpen = @convention(c) (pid_t, UInt32) -> Int32
